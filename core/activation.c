@@ -1,0 +1,30 @@
+/* Element-wise activations. */
+#include "activation.h"
+
+#include <math.h>
+
+void relu_forward(float *out, const float *in, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+
+void relu_backward(float *din, const float *dout, const float *out, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (out[i] > 0.0f) din[i] += dout[i];
+}
+
+void sigmoid_forward(float *out, const float *in, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float x = in[i];
+        /* Never exponentiate a large positive number. */
+        if (x >= 0.0f) {
+            out[i] = 1.0f / (1.0f + expf(-x));
+        } else {
+            float e = expf(x);
+            out[i] = e / (1.0f + e);
+        }
+    }
+}
+
+void sigmoid_backward(float *din, const float *dout, const float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) din[i] += dout[i] * out[i] * (1.0f - out[i]);
+}

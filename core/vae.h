@@ -1,0 +1,78 @@
+/* vae.h — the beta-VAE: encoder net, Gaussian latent, decoder net, and its loss.
+ *
+ * Objective (Burgess et al., the paper's eq. 1), minimised:
+ *     loss = recon(x, x') + beta * |KL(q(z|x) || N(0, I)) - C|
+ * with recon either Bernoulli (binary cross-entropy on the decoder's logits, for data in
+ * [0, 1]) or Gaussian (squared error), both summed over a sample's values and averaged
+ * over the batch, and KL averaged over the batch too, so recon and KL are reported on
+ * the same per-sample scale. The encoder's spec ends in features; vae_create appends the
+ * head linear(2 * latent) whose outputs are (mu, logvar). The decoder outputs logits for
+ * BCE (x' = sigmoid) or values for MSE.
+ *
+ * All parameters (encoder then decoder) sit in one block, and so do their gradients:
+ * Adam updates the whole model in one loop and a model file is one array. */
+#ifndef ANODM_VAE_H
+#define ANODM_VAE_H
+
+#include <stdint.h>
+
+#include "net.h"
+#include "rng.h"
+
+typedef enum { RECON_BCE = 0, RECON_MSE = 1 } recon_kind;
+
+typedef struct {
+    char name[32];              /* preset name, or "custom" */
+    shape3 in;                  /* one sample */
+    int latent;                 /* size of z */
+    recon_kind recon;
+    char enc_spec[NET_SPEC_MAX];
+    char dec_spec[NET_SPEC_MAX];
+} vae_arch;
+
+typedef struct {
+    vae_arch arch;
+    net_def enc, dec;           /* enc includes the (mu, logvar) head */
+    size_t n_params;            /* enc.n_params + dec.n_params */
+    float *params, *grads;      /* owned; decoder's start at enc.n_params */
+} vae_model;
+
+typedef struct {
+    int max_batch;
+    float *enc_acts, *dec_acts; /* layer outputs */
+    float *z, *eps;             /* B * latent */
+    float *d_enc_out, *d_z, *d_dec_out;
+    float *dbuf, *work;         /* backward ping-pong and conv scratch */
+} vae_workspace;
+
+typedef struct { double loss, recon, kl; } vae_loss;
+
+/* Named architectures (paper Table 3): "fashion" / "mnist" (1x28x28). Sets latent. */
+int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t errlen);
+/* Names of the presets, NULL-terminated. */
+const char *const *vae_arch_preset_names(void);
+
+/* Build the nets and allocate parameters; seed > 0 draws PyTorch-style initial weights. */
+int vae_create(vae_model *m, const vae_arch *a, uint64_t seed, char *err, size_t errlen);
+void vae_free(vae_model *m);
+
+/* Buffers for batches up to max_batch; 0 or -1 when out of memory. */
+int vae_workspace_init(vae_workspace *w, const vae_model *m, int max_batch);
+void vae_workspace_free(vae_workspace *w);
+
+/* Forward with the given noise eps (B * latent; NULL = z is mu), loss, and backward:
+ * m->grads is zeroed then filled. Returns the loss terms. */
+vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, const float *eps,
+                              int B, float beta, float capacity);
+/* Forward and loss only (no gradients), for validation. */
+vae_loss vae_evaluate(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
+                      int B, float beta, float capacity);
+/* Encoder means and log-variances (each B * latent; logvar may be NULL). */
+void vae_encode(const vae_model *m, vae_workspace *w, const float *x, int B, float *mu,
+                float *logvar);
+/* Reconstruction x' (B * input size) from z = mu + sigma * eps (eps NULL: z = mu); mu
+ * (B * latent) may be NULL. For BCE models x' is the sigmoid of the logits. */
+void vae_reconstruct(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
+                     int B, float *x_rec, float *mu);
+
+#endif

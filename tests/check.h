@@ -1,0 +1,52 @@
+/* check.h — the test harness every test file uses.
+ *
+ * A test is `TEST(name) { ... }`; it registers itself before main() runs, so a new test
+ * file needs no list to edit. CHECK* macros record a failure with file:line and let the
+ * test go on, so one run shows every broken assertion. The runner (tests/main.c) ends
+ * with the line `N passed, N failed`. */
+#ifndef ANODM_CHECK_H
+#define ANODM_CHECK_H
+
+#include <math.h>
+#include <stddef.h>
+
+typedef void (*test_fn)(void);
+
+void test_register(const char *name, test_fn fn);    /* called by TEST(), not by hand */
+void check_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));           /* record one failed assertion */
+const char *test_tmpdir(void);                       /* a private scratch directory */
+
+#define TEST(name)                                                             \
+    static void name(void);                                                    \
+    __attribute__((constructor)) static void name##_register(void) {           \
+        test_register(#name, name);                                            \
+    }                                                                          \
+    static void name(void)
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond)) check_fail(__FILE__, __LINE__, "CHECK(%s)", #cond);        \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                   \
+    do {                                                                       \
+        if (!(cond)) check_fail(__FILE__, __LINE__, __VA_ARGS__);              \
+    } while (0)
+
+/* |a - b| <= tol, and both finite. */
+#define CHECK_NEAR(a, b, tol)                                                  \
+    do {                                                                       \
+        double a_ = (a), b_ = (b), t_ = (tol);                                 \
+        if (!(isfinite(a_) && isfinite(b_) && fabs(a_ - b_) <= t_))            \
+            check_fail(__FILE__, __LINE__, "%s = %.9g, %s = %.9g, tol %.3g",    \
+                       #a, a_, #b, b_, t_);                                    \
+    } while (0)
+
+/* Element-wise |a - b| <= atol + rtol * |b| over n floats; reports the worst element. */
+int check_close_(const char *file, int line, const char *what, const float *a,
+                 const float *b, size_t n, double atol, double rtol);
+#define CHECK_CLOSE(what, a, b, n, atol, rtol)                                 \
+    check_close_(__FILE__, __LINE__, (what), (a), (b), (n), (atol), (rtol))
+
+#endif

@@ -1,0 +1,33 @@
+/* Finite-difference gradient checking. */
+#include "gradcheck.h"
+#include "check.h"
+
+#include <math.h>
+
+double dot_loss(const float *out, const float *r, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)out[i] * r[i];
+    return s;
+}
+
+double gradcheck(const char *what, float *x, const float *analytic, size_t n, loss_fn loss,
+                 void *ctx, float eps, double atol, double rtol, size_t max_checks) {
+    size_t step = n > max_checks ? n / max_checks : 1;
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i += step) {
+        float saved = x[i];
+        x[i] = saved + eps;
+        double up = loss(ctx);
+        x[i] = saved - eps;
+        double down = loss(ctx);
+        x[i] = saved;
+        double numeric = (up - down) / (2.0 * (double)eps);
+        double err = fabs(numeric - analytic[i]);
+        double excess = err - (atol + rtol * fabs(numeric));
+        if (excess > 0)
+            check_fail(__FILE__, __LINE__, "%s[%zu]: analytic %.7g numeric %.7g", what, i,
+                       analytic[i], numeric);
+        if (err > worst) worst = err;
+    }
+    return worst;
+}

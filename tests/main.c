@@ -1,0 +1,97 @@
+/* The one test runner: runs every registered TEST (or those whose name contains one of
+ * the command-line words) and ends with `N passed, N failed`. */
+#include "check.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_TESTS 2048
+
+static struct { const char *name; test_fn fn; } tests[MAX_TESTS];
+static int n_tests;
+static int current_failures;
+static char tmpdir[256];
+
+void test_register(const char *name, test_fn fn) {
+    if (n_tests == MAX_TESTS) {
+        fprintf(stderr, "too many tests; raise MAX_TESTS\n");
+        exit(2);
+    }
+    tests[n_tests].name = name;
+    tests[n_tests].fn = fn;
+    n_tests++;
+}
+
+void check_fail(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    if (current_failures++ < 10) {
+        fprintf(stderr, "    %s:%d: ", file, line);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+    }
+}
+
+int check_close_(const char *file, int line, const char *what, const float *a,
+                 const float *b, size_t n, double atol, double rtol) {
+    size_t worst = 0, bad = 0;
+    double worst_excess = -1.0;
+    for (size_t i = 0; i < n; i++) {
+        double diff = fabs((double)a[i] - (double)b[i]);
+        double allowed = atol + rtol * fabs((double)b[i]);
+        double excess = isfinite(diff) ? diff - allowed : INFINITY;
+        if (excess > 0) bad++;
+        if (excess > worst_excess) { worst_excess = excess; worst = i; }
+    }
+    if (bad) {
+        check_fail(file, line, "%s: %zu of %zu elements differ; worst [%zu] %.9g vs %.9g "
+                   "(atol %.2g rtol %.2g)", what, bad, n, worst, a[worst], b[worst], atol, rtol);
+        return 0;
+    }
+    return 1;
+}
+
+const char *test_tmpdir(void) { return tmpdir; }
+
+static int selected(const char *name, int argc, char **argv) {
+    if (argc < 2) return 1;
+    for (int i = 1; i < argc; i++)
+        if (strstr(name, argv[i])) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int passed = 0, failed = 0;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/anodm-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    for (int i = 0; i < n_tests; i++) {
+        if (!selected(tests[i].name, argc, argv)) continue;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        current_failures = 0;
+        tests[i].fn();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (current_failures) {
+            failed++;
+            printf("FAIL %s (%d failed checks, %.0f ms)\n", tests[i].name, current_failures, ms);
+        } else {
+            passed++;
+            printf("ok   %s (%.0f ms)\n", tests[i].name, ms);
+        }
+        fflush(stdout);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,190 @@
+/* The network assembler and the beta-VAE: spec parsing and its errors, a whole-loss
+ * finite-difference check, and parity of the Fashion-MNIST model with PyTorch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adam.h"
+#include "check.h"
+#include "fixture.h"
+#include "gradcheck.h"
+#include "vae.h"
+
+TEST(net_parse_shapes) {
+    net_def n;
+    char err[256];
+    CHECK(net_parse(&n, "conv2d(32,3,2,1) relu conv2d(32,3,2,1) relu linear(128)",
+                    (shape3){1, 28, 28}, err, sizeof err) == 0);
+    CHECK(n.n_layers == 5);
+    CHECK(n.layers[0].out.c == 32 && n.layers[0].out.h == 14 && n.layers[0].out.w == 14);
+    CHECK(n.layers[2].out.h == 7 && n.layers[2].out.w == 7);
+    CHECK(n.out.c == 128 && n.out.h == 1);
+    CHECK(n.n_params == (32 * 9 + 32) + (32 * 32 * 9 + 32) + (128 * 1568 + 128));
+    CHECK(net_parse(&n, "conv1d(8,4,1,2,causal) relu convtranspose1d(1,3,2,1,1)",
+                    (shape3){1, 1, 20}, err, sizeof err) == 0);
+    CHECK(n.layers[0].out.w == 20);
+    CHECK(n.out.c == 1 && n.out.w == 40);
+}
+
+TEST(net_parse_errors) {
+    static const struct { const char *spec; const char *message_part; } cases[] = {
+        {"", "empty"},
+        {"linear", "arguments"},
+        {"linear(0)", "at least 1"},
+        {"linear(4", "expected"},
+        {"warp(3)", "unknown layer"},
+        {"conv2d(8,30,1,0)", "does not fit"},
+        {"reshape(3,3,3)", "does not hold"},
+        {"linear(-2)", "bad argument"},
+        {"relu(1)", "arguments"},
+        {"conv1d(4,3,1,1,0)", "(C,1,W)"},
+        {"linear(1,2,3,4,5,6,7)", "too many"},
+        {"linear(4) $", "unexpected character"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        net_def n;
+        char err[256] = "";
+        int rc = net_parse(&n, cases[i].spec, (shape3){1, 8, 8}, err, sizeof err);
+        CHECK_MSG(rc == -1, "'%s' should not parse", cases[i].spec);
+        CHECK_MSG(strstr(err, cases[i].message_part) != NULL, "'%s': message \"%s\" lacks \"%s\"",
+                  cases[i].spec, err, cases[i].message_part);
+    }
+}
+
+TEST(vae_preset_errors) {
+    vae_arch a;
+    char err[256];
+    CHECK(vae_arch_preset(&a, "nonesuch", 16, err, sizeof err) == -1);
+    CHECK(strstr(err, "unknown architecture") != NULL);
+    CHECK(vae_arch_preset(&a, "fashion", 0, err, sizeof err) == -1);
+    vae_model m;
+    CHECK(vae_arch_preset(&a, "fashion", 8, err, sizeof err) == 0);
+    snprintf(a.dec_spec, sizeof a.dec_spec, "linear(100)");
+    CHECK(vae_create(&m, &a, 1, err, sizeof err) == -1);
+    CHECK(strstr(err, "does not match") != NULL);
+}
+
+/* A tiny VAE (6x6 images) so that finite differences over the whole loss are cheap. */
+typedef struct {
+    vae_model m;
+    vae_workspace w;
+    float x[3 * 36], eps[3 * 4];
+    float beta, capacity;
+} tiny_vae;
+
+static void tiny_init(tiny_vae *t, recon_kind recon, float capacity) {
+    vae_arch a = {.name = "tiny", .in = {1, 6, 6}, .latent = 4, .recon = recon};
+    char err[256];
+    snprintf(a.enc_spec, sizeof a.enc_spec, "conv2d(3,3,2,1) relu linear(7) relu");
+    snprintf(a.dec_spec, sizeof a.dec_spec,
+             "linear(8) relu linear(27) reshape(3,3,3) convtranspose2d(1,3,2,1,1)");
+    CHECK(vae_create(&t->m, &a, 7, err, sizeof err) == 0);
+    CHECK(vae_workspace_init(&t->w, &t->m, 3) == 0);
+    det_fill(t->x, 3 * 36, 11, 0, 1);
+    det_fill(t->eps, 3 * 4, 12, -1.5f, 1.5f);
+    t->beta = 0.7f;
+    t->capacity = capacity;
+}
+
+static double tiny_loss(void *ctx) {
+    tiny_vae *t = ctx;
+    return vae_evaluate(&t->m, &t->w, t->x, t->eps, 3, t->beta, t->capacity).loss;
+}
+
+/* Whole-model check through ReLU kinks: eps 1e-3 rarely straddles a kink, and the
+ * rtol 2e-2 / atol 2e-3 bound still catches any missing or mis-scaled term. */
+static void tiny_gradcheck(recon_kind recon, float capacity) {
+    tiny_vae t;
+    tiny_init(&t, recon, capacity);
+    vae_loss l = vae_forward_backward(&t.m, &t.w, t.x, t.eps, 3, t.beta, t.capacity);
+    CHECK(isfinite(l.loss) && l.recon > 0 && l.kl > 0);
+    CHECK_NEAR(l.loss, l.recon + t.beta * fabs(l.kl - capacity), 1e-6 * l.loss);
+    float *g = malloc(t.m.n_params * sizeof(float));
+    memcpy(g, t.m.grads, t.m.n_params * sizeof(float));
+    gradcheck(recon == RECON_BCE ? "vae bce" : "vae mse", t.m.params, g, t.m.n_params,
+              tiny_loss, &t, 1e-3f, 2e-3, 2e-2, 400);
+    free(g);
+    vae_workspace_free(&t.w);
+    vae_free(&t.m);
+}
+
+TEST(vae_loss_gradcheck_bce) { tiny_gradcheck(RECON_BCE, 0.0f); }
+TEST(vae_loss_gradcheck_mse_capacity_above_kl) { tiny_gradcheck(RECON_MSE, 50.0f); }
+
+/* The whole Fashion-MNIST beta-VAE against PyTorch (tests/gen_fixtures.py vae_fixture):
+ * forward values, loss terms, every parameter gradient and one Adam step. Gradients are
+ * sums over the batch and pixels of products through 9 layers; float32 accumulation
+ * there gives ~1e-5 relative error on large entries, so each tensor is compared with
+ * atol = 1e-4 * (largest |reference gradient|) and rtol 1e-3. */
+TEST(parity_vae_fashion) {
+    fixture *fx = fixture_load("vae_fashion");
+    if (!fx) return;
+    vae_arch a;
+    vae_model m;
+    vae_workspace w;
+    char err[256];
+    const int B = 4, L = 16;
+    CHECK(vae_arch_preset(&a, "fashion", L, err, sizeof err) == 0);
+    CHECK(vae_create(&m, &a, 0, err, sizeof err) == 0);
+    CHECK(vae_workspace_init(&w, &m, B) == 0);
+    /* Same weights as the script: tensor t (weight, bias alternating) from seed 100 + t. */
+    int t = 0;
+    const net_def *nets[2] = {&m.enc, &m.dec};
+    float *base[2] = {m.params, m.params + m.enc.n_params};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < nets[k]->n_layers; i++) {
+            const layer *ly = &nets[k]->layers[i];
+            if (!ly->n_weight) continue;
+            float bound = 1.0f / sqrtf((float)ly->fan_in);
+            det_fill(base[k] + ly->param_off, ly->n_weight, 100 + t++, -bound, bound);
+            det_fill(base[k] + ly->param_off + ly->n_weight, ly->n_bias, 100 + t++, -bound, bound);
+        }
+    float *x = malloc(B * 784 * sizeof(float)), eps[4 * 16], mu[4 * 16], lv[4 * 16];
+    det_fill(x, B * 784, 1, 0, 1);
+    det_fill(eps, B * L, 2, -1.7f, 1.7f);
+
+    vae_loss l = vae_forward_backward(&m, &w, x, eps, B, 0.5f, 2.0f);
+    CHECK_NEAR(l.recon, fixture_scalar(fx, "recon"), 1e-5 * fabs(l.recon));
+    CHECK_NEAR(l.kl, fixture_scalar(fx, "kl"), 1e-4 * fabs(l.kl) + 1e-6);
+    CHECK_NEAR(l.loss, fixture_scalar(fx, "loss"), 1e-5 * fabs(l.loss));
+    vae_encode(&m, &w, x, B, mu, lv);
+    const float *ref = fixture_get(fx, "mu", NULL);
+    if (ref) CHECK_CLOSE("mu", mu, ref, B * L, 1e-5, 1e-4);
+    if ((ref = fixture_get(fx, "logvar", NULL))) CHECK_CLOSE("logvar", lv, ref, B * L, 1e-5, 1e-4);
+
+    size_t n = 0;
+    const float *gref = fixture_get(fx, "grads", &n);
+    CHECK(n == m.n_params);
+    for (int k = 0; gref && n == m.n_params && k < 2; k++)
+        for (int i = 0; i < nets[k]->n_layers; i++) {
+            const layer *ly = &nets[k]->layers[i];
+            size_t off = (k ? m.enc.n_params : 0) + ly->param_off;
+            size_t parts[2] = {ly->n_weight, ly->n_bias};
+            for (int p = 0; p < 2; p++) {
+                if (!parts[p]) continue;
+                float big = 0.0f;
+                for (size_t j = 0; j < parts[p]; j++) big = fmaxf(big, fabsf(gref[off + j]));
+                char what[64];
+                snprintf(what, sizeof what, "%s layer %d %s grad", k ? "dec" : "enc", i,
+                         p ? "bias" : "weight");
+                CHECK_CLOSE(what, m.grads + off, gref + off, parts[p], 1e-4 * big + 1e-9, 1e-3);
+                off += parts[p];
+            }
+        }
+
+    /* One Adam step from the reference gradients, so that this checks the optimiser and
+     * not again the gradients: a gradient of ~1e-8 (where float32 cancellation leaves
+     * few correct digits) would otherwise move its parameter's step by ~lr * 1%. */
+    adam_state opt;
+    CHECK(adam_init(&opt, m.n_params, 1e-3f) == 0);
+    if (gref && n == m.n_params) {
+        adam_step(&opt, m.params, gref);
+        if ((ref = fixture_get(fx, "params_after_adam", &n)) && n == m.n_params)
+            CHECK_CLOSE("params after Adam", m.params, ref, n, 1e-7, 1e-6);
+    }
+    adam_free(&opt);
+    free(x);
+    vae_workspace_free(&w);
+    vae_free(&m);
+    fixture_free(fx);
+}
