@@ -7,8 +7,8 @@ CC       ?= cc
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 BUILD    ?= build
-# The daemon and trainer are built for the machine they run on; override for packages.
-ARCHFLAGS ?= -march=native
+# Portable x86-64 code by default (valgrind reads it too); e.g. ARCHFLAGS=-march=native.
+ARCHFLAGS ?=
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g $(ARCHFLAGS)
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
@@ -22,7 +22,7 @@ DEB_PKGS       = build-essential pkg-config libopenblas-dev libopenblas0-pthread
 DEB_BENCH_PKGS = python3-torch python3-sklearn python3-numpy
 FMNIST         = /usr/share/datasets/fashion-mnist
 
-CORE_SRC  = $(wildcard core/*.c)
+CORE_SRC  = $(wildcard core/*.c) $(wildcard proto/*.c)
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC   = $(wildcard cli/*.c)
 CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)

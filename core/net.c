@@ -216,6 +216,19 @@ size_t net_work_floats(const net_def *n, int B) {
     return w;
 }
 
+double net_macs_per_sample(const net_def *n) {
+    double macs = 0.0;
+    for (int i = 0; i < n->n_layers; i++) {
+        const layer *L = &n->layers[i];
+        const conv_geom *g = &L->geom;
+        if (L->kind == LAYER_LINEAR)
+            macs += (double)L->n_weight;
+        else if (L->kind >= LAYER_CONV2D && L->kind <= LAYER_CONVT1D)
+            macs += (double)g->out_c * g->out_h * g->out_w * g->in_c * g->k_h * g->k_w;
+    }
+    return macs;
+}
+
 void net_init_params(const net_def *n, float *params, rng_t *rng) {
     for (int i = 0; i < n->n_layers; i++) {
         const layer *L = &n->layers[i];

@@ -59,6 +59,9 @@ size_t net_work_floats(const net_def *n, int B);
 /* PyTorch's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases. */
 void net_init_params(const net_def *n, float *params, rng_t *rng);
 
+/* Multiply-accumulates of one sample's forward pass (for GFLOP/s figures). */
+double net_macs_per_sample(const net_def *n);
+
 /* Run all layers. acts: B * act_per_sample floats; returns the output inside acts. */
 const float *net_forward(const net_def *n, const float *params, const float *in, float *acts,
                          int B, float *work);

@@ -1,0 +1,31 @@
+/* cli.h — the anodm command line: one function per subcommand, and the helpers they
+ * share (loading a data set from the forms a user passes). */
+#ifndef ANODM_CLI_H
+#define ANODM_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataset.h"
+
+int cmd_train(int argc, char **argv);       /* anodm train: fit a beta-VAE */
+int cmd_bench_vae(int argc, char **argv);   /* anodm bench-vae: one timed training epoch */
+
+/* Where samples come from: a Fashion-MNIST/MNIST-style IDX directory (split chooses
+ * train or t10k), or a .npy/.csv/IDX file with an optional labels file. */
+typedef struct {
+    const char *path;
+    const char *labels;       /* NULL: labels in the file itself (CSV) or none */
+    int label_col;            /* CSV: DATASET_CSV_LAST_COL by default */
+} data_source;
+
+/* Load src (train = 1: the training split of a directory). 0, or -1 with a message. */
+int cli_load_data(dataset *d, const data_source *src, int train, char *err, size_t errlen);
+/* Nonzero if path is a directory. */
+int cli_is_dir(const char *path);
+/* Parse "1,3,5" into classes (at most max); returns the count, or -1 if malformed. */
+int cli_parse_classes(const char *s, int32_t *classes, int max);
+/* Seconds since an arbitrary start, for timing. */
+double cli_now(void);
+
+#endif

@@ -1,0 +1,53 @@
+/* Loading data sets from what a user names on the command line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli.h"
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+int cli_load_data(dataset *d, const data_source *src, int train, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(src->path, &st) != 0) {
+        snprintf(err, errlen, "%s: no such file or directory", src->path);
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) return dataset_load_fashion_mnist(d, src->path, train, err, errlen);
+    if (ends_with(src->path, ".npy") || ends_with(src->path, ".npy.gz"))
+        return dataset_load_npy(d, src->path, src->labels, err, errlen);
+    if (ends_with(src->path, ".csv") || ends_with(src->path, ".csv.gz"))
+        return dataset_load_csv(d, src->path, src->labels ? DATASET_CSV_NO_LABEL : src->label_col,
+                                err, errlen);
+    return dataset_load_idx(d, src->path, src->labels, err, errlen);
+}
+
+int cli_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int cli_parse_classes(const char *s, int32_t *classes, int max) {
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || v > 1000000 || n == max) return -1;
+        classes[n++] = (int32_t)v;
+        s = end;
+        if (*s == ',') s++;
+        else if (*s) return -1;
+    }
+    return n ? n : -1;
+}
+
+double cli_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}

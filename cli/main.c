@@ -1,0 +1,33 @@
+/* anodm — train, evaluate and inspect AnoDM models from the command line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} COMMANDS[] = {
+    {"train", cmd_train, "train a beta-VAE on normal samples"},
+    {"bench-vae", cmd_bench_vae, "time one training epoch (C side of `make bench`)"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: anodm COMMAND [options]   (anodm COMMAND --help for its options)\n\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "anodm: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

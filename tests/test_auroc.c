@@ -1,0 +1,52 @@
+/* auROC and the ROC curve against cases computed by hand. */
+#include "auroc.h"
+#include "check.h"
+
+TEST(auroc_hand_cases) {
+    /* Perfect, inverted, and a mix: positives {0.9, 0.4}, negatives {0.8, 0.3, 0.1}:
+     * 0.9 beats 3 negatives, 0.4 beats 2 -> 5 of 6 pairs. */
+    double s1[] = {0.9, 0.8, 0.4, 0.3, 0.1};
+    int p1[] = {1, 0, 1, 0, 0};
+    CHECK_NEAR(auroc(s1, p1, 5), 5.0 / 6.0, 1e-12);
+    int p2[] = {1, 1, 0, 0, 0};
+    CHECK_NEAR(auroc(s1, p2, 5), 1.0, 1e-12);
+    int p3[] = {0, 0, 0, 1, 1};
+    CHECK_NEAR(auroc(s1, p3, 5), 0.0, 1e-12);
+}
+
+TEST(auroc_ties_count_half) {
+    /* All scores equal: every pair is a tie -> 0.5, in any order. */
+    double s[] = {1, 1, 1, 1};
+    int p[] = {1, 0, 0, 1};
+    CHECK_NEAR(auroc(s, p, 4), 0.5, 1e-12);
+    /* Positive 0.5 ties one negative 0.5 and beats negative 0.2: (1 + 0.5) / 2 pairs. */
+    double s2[] = {0.5, 0.5, 0.2};
+    int p2[] = {0, 1, 0};
+    CHECK_NEAR(auroc(s2, p2, 3), 0.75, 1e-12);
+}
+
+TEST(auroc_degenerate_is_nan) {
+    double s[] = {0.1, 0.2};
+    int all_neg[] = {0, 0};
+    CHECK(isnan(auroc(s, all_neg, 2)));
+    double with_nan[] = {0.1, NAN};
+    int p[] = {0, 1};
+    CHECK(isnan(auroc(with_nan, p, 2)));
+}
+
+TEST(auroc_roc_curve_points) {
+    double s[] = {0.9, 0.8, 0.4, 0.3, 0.1};
+    int p[] = {1, 0, 1, 0, 0};
+    double fpr[6], tpr[6];
+    CHECK(roc_curve(s, p, 5, fpr, tpr) == 6);
+    double want_fpr[] = {0, 0, 1.0 / 3, 1.0 / 3, 2.0 / 3, 1};
+    double want_tpr[] = {0, 0.5, 0.5, 1, 1, 1};
+    for (int i = 0; i < 6; i++) {
+        CHECK_NEAR(fpr[i], want_fpr[i], 1e-12);
+        CHECK_NEAR(tpr[i], want_tpr[i], 1e-12);
+    }
+    /* The trapezoid area under the curve equals auroc(). */
+    double area = 0;
+    for (int i = 1; i < 6; i++) area += (fpr[i] - fpr[i - 1]) * (tpr[i] + tpr[i - 1]) / 2;
+    CHECK_NEAR(area, auroc(s, p, 5), 1e-12);
+}
