@@ -25,6 +25,11 @@ int cli_load_data(dataset *d, const data_source *src, int train, char *err, size
 int cli_is_dir(const char *path);
 /* Parse "1,3,5" into classes (at most max); returns the count, or -1 if malformed. */
 int cli_parse_classes(const char *s, int32_t *classes, int max);
+/* Parse option opt's value s as an integer in [lo, hi] into *out; on garbage or out of
+ * range, print why and return -1 (the caller exits 2). */
+int cli_int(const char *opt, const char *s, long long lo, long long hi, long long *out);
+/* The same for a finite real number in [lo, hi]. */
+int cli_real(const char *opt, const char *s, double lo, double hi, double *out);
 /* Seconds since an arbitrary start, for timing. */
 double cli_now(void);
 

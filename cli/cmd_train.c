@@ -3,6 +3,7 @@
  * the reconstruction error alone, the paper's beta-VAE-only figure. */
 #include <cblas.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,7 +94,8 @@ int cmd_train(int argc, char **argv) {
     data_source src = {.label_col = DATASET_CSV_LAST_COL}, test_src = {.label_col = DATASET_CSV_LAST_COL};
     const char *arch_name = "fashion", *out = NULL;
     int latent = 16, threads = 0, n_classes = 0;
-    long limit = 0;
+    long long limit = 0, v;
+    double r;
     int32_t classes[MAX_CLASSES];
     train_opts o = train_defaults();
     char err[512];
@@ -103,7 +105,10 @@ int cmd_train(int argc, char **argv) {
         switch (ch) {
         case 'd': src.path = optarg; break;
         case 'L': src.labels = optarg; break;
-        case 'c': src.label_col = test_src.label_col = atoi(optarg); break;
+        case 'c':
+            if (cli_int("--label-col", optarg, 0, 100000, &v)) return 2;
+            src.label_col = test_src.label_col = (int)v;
+            break;
         case 't': test_src.path = optarg; break;
         case 'T': test_src.labels = optarg; break;
         case 'x':
@@ -113,16 +118,19 @@ int cmd_train(int argc, char **argv) {
             }
             break;
         case 'a': arch_name = optarg; break;
-        case 'z': latent = atoi(optarg); break;
-        case 'b': o.beta = strtof(optarg, NULL); break;
-        case 'C': o.capacity = strtof(optarg, NULL); break;
-        case 'R': o.capacity_ramp_epochs = strtof(optarg, NULL); break;
-        case 'e': o.epochs = atoi(optarg); break;
-        case 'B': o.batch = atoi(optarg); break;
-        case 'l': o.lr = strtof(optarg, NULL); break;
-        case 's': o.seed = strtoull(optarg, NULL, 10); break;
-        case 'j': threads = atoi(optarg); break;
-        case 'n': limit = atol(optarg); break;
+        case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) return 2; latent = (int)v; break;
+        case 'b': if (cli_real("--beta", optarg, 0, 1e6, &r)) return 2; o.beta = (float)r; break;
+        case 'C': if (cli_real("--capacity", optarg, 0, 1e6, &r)) return 2; o.capacity = (float)r; break;
+        case 'R':
+            if (cli_real("--capacity-ramp", optarg, 0, 1e6, &r)) return 2;
+            o.capacity_ramp_epochs = (float)r;
+            break;
+        case 'e': if (cli_int("--epochs", optarg, 1, 100000, &v)) return 2; o.epochs = (int)v; break;
+        case 'B': if (cli_int("--batch", optarg, 1, 100000, &v)) return 2; o.batch = (int)v; break;
+        case 'l': if (cli_real("--lr", optarg, 1e-12, 10, &r)) return 2; o.lr = (float)r; break;
+        case 's': if (cli_int("--seed", optarg, 1, LLONG_MAX, &v)) return 2; o.seed = (uint64_t)v; break;
+        case 'j': if (cli_int("--threads", optarg, 1, 256, &v)) return 2; threads = (int)v; break;
+        case 'n': if (cli_int("--limit", optarg, 1, LLONG_MAX, &v)) return 2; limit = v; break;
         case 'o': out = optarg; break;
         case 'h': train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;

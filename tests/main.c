@@ -1,5 +1,6 @@
 /* The one test runner: runs every registered TEST (or those whose name contains one of
  * the command-line words) and ends with `N passed, N failed`. */
+#include "blas.h"
 #include "check.h"
 
 #include <stdarg.h>
@@ -67,6 +68,7 @@ static int selected(const char *name, int argc, char **argv) {
 
 int main(int argc, char **argv) {
     int passed = 0, failed = 0;
+    blas_select_kernels(argv); /* test the kernels that anodm itself will run */
     snprintf(tmpdir, sizeof tmpdir, "/tmp/anodm-test-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");

@@ -240,7 +240,7 @@ TEST(parity_adam_three_steps) {
     det_fill(p, 11, 1, -1, 1);
     CHECK(adam_init(&s, 11, 1e-2f) == 0);
     for (int step = 0; step < 3; step++) {
-        char name[8];
+        char name[16];
         det_fill(g, 11, 10 + step, -2, 2);
         adam_step(&s, p, g);
         snprintf(name, sizeof name, "p%d", step + 1);
