@@ -45,6 +45,9 @@ int vae_train(vae_model *m, const float *x, size_t n, const train_opts *o,
     }
     rng_t rng;
     rng_seed(&rng, o->seed);
+    /* Dropout masks get their own stream from the same seed, so that a net without dropout
+     * sees the same shuffles and noise whatever the net draws. */
+    rng_seed(&w.rng, ~o->seed);
     for (size_t i = 0; i < n; i++) order[i] = i;
     const size_t steps_per_epoch = (n + B_max - 1) / B_max;
     const double ramp_steps = o->capacity_ramp_epochs * (double)steps_per_epoch;

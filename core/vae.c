@@ -18,9 +18,81 @@ static const char FASHION_DEC[] =
     "linear(128) relu linear(1568) relu reshape(32,7,7) convtranspose2d(32,3,2,1,1) relu "
     "convtranspose2d(1,3,2,1,1)";
 
-static const char *const PRESETS[] = {"fashion", "mnist", NULL};
+/* Paper Table 3, CIFAR-10, 3x32x32. Read as a Keras model ("ReLU activation" on every
+ * layer, each BN after the activation it follows). Repairs of the garbled row:
+ * - the second conv reads "filters 1": a truncated 128 (the third conv and the decoder's
+ *   first deconv have 128); 1 filter would throw the image away;
+ * - "Dropout (0.9)" and the truncated second "Dropout (0": a 0.9 DROP rate would leave a
+ *   tenth of a 256-unit layer, so 0.9 is TensorFlow's keep_prob; we drop 0.1 in both;
+ * - padding is not given: "same" (k3 p1, k5 p2; output padding 1 on the deconvs) is the
+ *   only choice that halves 32 -> 16 -> 8 -> 4 and doubles back, and FC 2048 = 128x4x4
+ *   confirms it.
+ * The decoder's last deconv emits BCE logits, so it has no ReLU. */
+static const char CIFAR10_ENC[] =
+    "conv2d(64,3,2,1) relu bn conv2d(128,5,2,2) relu bn conv2d(128,5,2,2) relu bn "
+    "linear(256) relu dropout(0.1) bn linear(256) relu dropout(0.1) bn";
+static const char CIFAR10_DEC[] =
+    "linear(256) relu bn linear(256) relu bn linear(2048) relu bn reshape(128,4,4) "
+    "convtranspose2d(128,5,2,2,1) relu bn convtranspose2d(64,5,2,2,1) relu bn "
+    "convtranspose2d(3,3,2,1,1)";
 
-const char *const *vae_arch_preset_names(void) { return PRESETS; }
+/* Paper Table 3, Small-NORB, 1x32x32 (the paper's 32x32 crops of 48x48 images). As
+ * CIFAR-10, with the table's k3 convs (32 -> 16 -> 8 -> 4, 128x4x4 = 2048) and keep
+ * probability 0.7, i.e. drop rate 0.3. The decoder row is a copy of CIFAR-10's with the
+ * BNs between deconvs gone, which we follow, and "filters 3" on the last deconv, which we
+ * do not: the images have one channel. */
+static const char SMALLNORB_ENC[] =
+    "conv2d(32,3,2,1) relu bn conv2d(64,3,2,1) relu bn conv2d(128,3,2,1) relu bn "
+    "linear(256) relu dropout(0.3) bn linear(256) relu dropout(0.3) bn";
+static const char SMALLNORB_DEC[] =
+    "linear(256) relu bn linear(256) relu bn linear(2048) relu bn reshape(128,4,4) "
+    "convtranspose2d(128,5,2,2,1) relu convtranspose2d(64,5,2,2,1) relu "
+    "convtranspose2d(1,3,2,1,1)";
+
+/* Paper Table 3, Arrhythmia: one heartbeat of 187 samples, as (1,1,187). The decoder
+ * (shared by the three ECG encoders) is FC 256, FC 384, FC 2048, BN, then six k3 s2
+ * deconvolutions (the table calls five of them Deconv2d; on a 1-D beat they can only be
+ * 1-D). Six stride-2 layers multiply the length by about 64, so 2048 values must start
+ * near 187 / 64 = 2.9 steps: 2 steps of 1024 channels, as 3 does not divide 2048. With
+ * k3 s2, padding 0 gives 2L + 1 and padding 1 with output padding 1 gives 2L, so
+ * 2 -> 5 -> 11 -> 23 -> 46 -> 93 -> 187 lands exactly on the beat with no crop. Filters
+ * 64, 64, 64, 32, 32, 1 as in the table; ReLU between, logits out.
+ * Reconstruction is BCE on the beats scaled to [0, 1], as for the images: the paper
+ * uses one loss form for all datasets (its beta grid in Table 2 is the same range
+ * everywhere), and BCE keeps x' in [0, 1] like the data. */
+static const char ECG_DEC[] =
+    "linear(256) relu linear(384) relu linear(2048) relu bn reshape(1024,1,2) "
+    "convtranspose1d(64,3,2,0,0) relu convtranspose1d(64,3,2,0,0) relu "
+    "convtranspose1d(64,3,2,0,0) relu convtranspose1d(32,3,2,1,1) relu "
+    "convtranspose1d(32,3,2,0,0) relu convtranspose1d(1,3,2,0,0)";
+/* The paper's ECG encoder: keras-tcn TCN(nb_filters 64, kernel_size 4, one stack,
+ * dilations 1..32, causal, skip connections, dropout_rate 0.05), last time step; the
+ * (mu, logvar) head reads its 64 features directly, as a Dense after a Keras TCN does. */
+static const char ECG_TCN_ENC[] = "tcn(64,4,0.05,1,2,4,8,16,32)";
+/* The CNN encoder the paper compares with (Figure 15) is not specified: three stride-2
+ * convs with the TCN's 64 filters and kernel 4 (187 -> 93 -> 46 -> 23), then FC 256 like
+ * the image encoders. */
+static const char ECG_CNN_ENC[] =
+    "conv1d(64,4,2,1,1) relu conv1d(64,4,2,1,1) relu conv1d(64,4,2,1,1) relu "
+    "linear(256) relu";
+/* The LSTM encoder (Figure 16) is not specified either: one layer of 64 units, the TCN's
+ * width, over the 187 steps; its last hidden state feeds the head. */
+static const char ECG_LSTM_ENC[] = "lstm(64)";
+
+typedef struct { shape3 in; const char *enc, *dec; } preset;
+
+static const char *const PRESET_NAMES[] = {"fashion",  "mnist",   "cifar10", "smallnorb",
+                                           "ecg-tcn",  "ecg-cnn", "ecg-lstm", NULL};
+static const preset PRESETS[] = {
+    {{1, 28, 28}, FASHION_ENC, FASHION_DEC},     {{1, 28, 28}, FASHION_ENC, FASHION_DEC},
+    {{3, 32, 32}, CIFAR10_ENC, CIFAR10_DEC},     {{1, 32, 32}, SMALLNORB_ENC, SMALLNORB_DEC},
+    {{1, 1, 187}, ECG_TCN_ENC, ECG_DEC},         {{1, 1, 187}, ECG_CNN_ENC, ECG_DEC},
+    {{1, 1, 187}, ECG_LSTM_ENC, ECG_DEC},
+};
+_Static_assert(sizeof PRESETS / sizeof PRESETS[0] + 1 ==
+               sizeof PRESET_NAMES / sizeof PRESET_NAMES[0], "one preset per name");
+
+const char *const *vae_arch_preset_names(void) { return PRESET_NAMES; }
 
 int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
@@ -28,15 +100,19 @@ int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t
         snprintf(err, errlen, "latent size %d out of range 1..4096", latent);
         return -1;
     }
-    if (!strcmp(name, "fashion") || !strcmp(name, "mnist")) {
-        a->in = (shape3){1, 28, 28};
-        a->recon = RECON_BCE;
-        snprintf(a->enc_spec, sizeof a->enc_spec, "%s", FASHION_ENC);
-        snprintf(a->dec_spec, sizeof a->dec_spec, "%s", FASHION_DEC);
-    } else {
-        snprintf(err, errlen, "unknown architecture '%s' (known: fashion, mnist)", name);
+    int k = 0;
+    while (PRESET_NAMES[k] && strcmp(PRESET_NAMES[k], name) != 0) k++;
+    if (!PRESET_NAMES[k]) {
+        int used = snprintf(err, errlen, "unknown architecture '%s' (known:", name);
+        for (int j = 0; PRESET_NAMES[j] && used >= 0 && (size_t)used < errlen; j++)
+            used += snprintf(err + used, errlen - used, " %s", PRESET_NAMES[j]);
+        if (used >= 0 && (size_t)used < errlen) snprintf(err + used, errlen - used, ")");
         return -1;
     }
+    a->in = PRESETS[k].in;
+    a->recon = RECON_BCE;
+    snprintf(a->enc_spec, sizeof a->enc_spec, "%s", PRESETS[k].enc);
+    snprintf(a->dec_spec, sizeof a->dec_spec, "%s", PRESETS[k].dec);
     snprintf(a->name, sizeof a->name, "%s", name);
     a->latent = latent;
     return 0;
@@ -97,6 +173,8 @@ int vae_workspace_init(vae_workspace *w, const vae_model *m, int max_batch) {
     w->max_batch = max_batch;
     w->enc_acts = malloc(B * m->enc.act_per_sample * sizeof(float));
     w->dec_acts = malloc(B * m->dec.act_per_sample * sizeof(float));
+    w->enc_aux = malloc(net_aux_floats(&m->enc, max_batch) * sizeof(float));
+    w->dec_aux = malloc(net_aux_floats(&m->dec, max_batch) * sizeof(float));
     w->z = malloc(B * L * sizeof(float));
     w->eps = malloc(B * L * sizeof(float));
     w->d_enc_out = malloc(B * 2 * L * sizeof(float));
@@ -104,17 +182,20 @@ int vae_workspace_init(vae_workspace *w, const vae_model *m, int max_batch) {
     w->d_dec_out = malloc(B * shape_size(m->dec.out) * sizeof(float));
     w->dbuf = malloc(2 * B * dmax * sizeof(float));
     w->work = malloc((work > dwork ? work : dwork) * sizeof(float));
-    if (max_batch < 1 || !w->enc_acts || !w->dec_acts || !w->z || !w->eps || !w->d_enc_out ||
-        !w->d_z || !w->d_dec_out || !w->dbuf || !w->work) {
+    if (max_batch < 1 || !w->enc_acts || !w->dec_acts || !w->enc_aux || !w->dec_aux || !w->z ||
+        !w->eps || !w->d_enc_out || !w->d_z || !w->d_dec_out || !w->dbuf || !w->work) {
         vae_workspace_free(w);
         return -1;
     }
+    rng_seed(&w->rng, 1);
     return 0;
 }
 
 void vae_workspace_free(vae_workspace *w) {
     free(w->enc_acts);
     free(w->dec_acts);
+    free(w->enc_aux);
+    free(w->dec_aux);
     free(w->z);
     free(w->eps);
     free(w->d_enc_out);
@@ -125,11 +206,21 @@ void vae_workspace_free(vae_workspace *w) {
     memset(w, 0, sizeof *w);
 }
 
-/* Encoder, reparameterisation, decoder; the loss terms; returns the decoder output. */
+/* The encoder's (dec = 0) or decoder's (dec = 1) buffers in w, in train or eval mode. */
+static net_run run_of(vae_workspace *w, int dec, int train) {
+    return (net_run){.train = train, .rng = &w->rng, .acts = dec ? w->dec_acts : w->enc_acts,
+                     .aux = dec ? w->dec_aux : w->enc_aux, .work = w->work, .dbuf = w->dbuf};
+}
+
+/* Encoder, reparameterisation, decoder; the loss terms; returns the decoder output. Only
+ * train mode writes to m->params (bn running statistics), so eval callers pass a const
+ * model, whose params pointer is still a float *. */
 static const float *forward(const vae_model *m, vae_workspace *w, const float *x,
-                            const float *eps, int B, float beta, float capacity, vae_loss *loss) {
+                            const float *eps, int B, int train, float beta, float capacity,
+                            vae_loss *loss) {
     const int L = m->arch.latent;
-    const float *h = net_forward(&m->enc, m->params, x, w->enc_acts, B, w->work);
+    net_run er = run_of(w, 0, train), dr = run_of(w, 1, train);
+    const float *h = net_forward(&m->enc, m->params, x, B, &er);
     double kl = 0.0;
     for (int b = 0; b < B; b++) {
         const float *mu = h + (size_t)b * 2 * L, *lv = mu + L;
@@ -139,8 +230,7 @@ static const float *forward(const vae_model *m, vae_workspace *w, const float *x
             kl += -0.5 * (1.0 + lv[j] - (double)mu[j] * mu[j] - exp(lv[j]));
         }
     }
-    const float *out = net_forward(&m->dec, m->params + m->enc.n_params, w->z, w->dec_acts, B,
-                                   w->work);
+    const float *out = net_forward(&m->dec, m->params + m->enc.n_params, w->z, B, &dr);
     const size_t n = (size_t)B * shape_size(m->dec.out);
     double recon = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -159,7 +249,7 @@ static const float *forward(const vae_model *m, vae_workspace *w, const float *x
 vae_loss vae_evaluate(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
                       int B, float beta, float capacity) {
     vae_loss loss;
-    forward(m, w, x, eps, B, beta, capacity, &loss);
+    forward(m, w, x, eps, B, 0, beta, capacity, &loss);
     return loss;
 }
 
@@ -167,7 +257,8 @@ vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, co
                               int B, float beta, float capacity) {
     const int L = m->arch.latent;
     vae_loss loss;
-    const float *out = forward(m, w, x, eps, B, beta, capacity, &loss);
+    const float *out = forward(m, w, x, eps, B, 1, beta, capacity, &loss);
+    net_run er = run_of(w, 0, 1), dr = run_of(w, 1, 1);
     const float *h = w->enc_acts + (size_t)B * (m->enc.act_per_sample - 2 * L);
     const size_t n = (size_t)B * shape_size(m->dec.out);
     const float inv_b = 1.0f / (float)B;
@@ -184,7 +275,7 @@ vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, co
     memset(m->grads, 0, m->n_params * sizeof(float));
     memset(w->d_z, 0, (size_t)B * L * sizeof(float));
     net_backward(&m->dec, m->params + m->enc.n_params, m->grads + m->enc.n_params, w->z,
-                 w->dec_acts, w->d_dec_out, w->d_z, B, w->dbuf, w->work);
+                 w->d_dec_out, w->d_z, B, &dr);
 
     /* d|KL - C| / dKL is the sign of KL - C (0 exactly at C, as torch.abs). */
     float dkl = loss.kl > capacity ? beta : (loss.kl < capacity ? -beta : 0.0f);
@@ -199,15 +290,15 @@ vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, co
             dlv[j] = dz * e * 0.5f * sigma + dkl * 0.5f * (sigma * sigma - 1.0f) * inv_b;
         }
     }
-    net_backward(&m->enc, m->params, m->grads, x, w->enc_acts, w->d_enc_out, NULL, B, w->dbuf,
-                 w->work);
+    net_backward(&m->enc, m->params, m->grads, x, w->d_enc_out, NULL, B, &er);
     return loss;
 }
 
 void vae_encode(const vae_model *m, vae_workspace *w, const float *x, int B, float *mu,
                 float *logvar) {
     const int L = m->arch.latent;
-    const float *h = net_forward(&m->enc, m->params, x, w->enc_acts, B, w->work);
+    net_run er = run_of(w, 0, 0);
+    const float *h = net_forward(&m->enc, m->params, x, B, &er);
     for (int b = 0; b < B; b++) {
         memcpy(mu + (size_t)b * L, h + (size_t)b * 2 * L, L * sizeof(float));
         if (logvar) memcpy(logvar + (size_t)b * L, h + (size_t)b * 2 * L + L, L * sizeof(float));
@@ -218,7 +309,7 @@ void vae_reconstruct(const vae_model *m, vae_workspace *w, const float *x, const
                      int B, float *x_rec, float *mu) {
     const int L = m->arch.latent;
     vae_loss unused;
-    const float *out = forward(m, w, x, eps, B, 0.0f, 0.0f, &unused);
+    const float *out = forward(m, w, x, eps, B, 0, 0.0f, 0.0f, &unused);
     const size_t n = (size_t)B * shape_size(m->dec.out);
     if (m->arch.recon == RECON_BCE)
         sigmoid_forward(x_rec, out, n);

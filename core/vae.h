@@ -37,17 +37,24 @@ typedef struct {
     float *params, *grads;      /* owned; decoder's start at enc.n_params */
 } vae_model;
 
+/* Training's dropout masks come from rng: vae_workspace_init seeds it with 1, a caller
+ * that wants another stream reseeds it (core/train.c derives it from the run's seed), and
+ * a test that needs the same masks twice reseeds it before each call. */
 typedef struct {
     int max_batch;
     float *enc_acts, *dec_acts; /* layer outputs */
+    float *enc_aux, *dec_aux;   /* what layers keep for backward (net_aux_floats) */
     float *z, *eps;             /* B * latent */
     float *d_enc_out, *d_z, *d_dec_out;
-    float *dbuf, *work;         /* backward ping-pong and conv scratch */
+    float *dbuf, *work;         /* backward ping-pong and layer scratch */
+    rng_t rng;                  /* dropout masks, training only */
 } vae_workspace;
 
 typedef struct { double loss, recon, kl; } vae_loss;
 
-/* Named architectures (paper Table 3): "fashion" / "mnist" (1x28x28). Sets latent. */
+/* Named architectures (paper Table 3): "fashion" / "mnist" (1x28x28), "cifar10"
+ * (3x32x32), "smallnorb" (1x32x32), "ecg-tcn", "ecg-cnn", "ecg-lstm" (1x1x187, one
+ * heartbeat). Sets latent. The choices behind each are documented in vae.c. */
 int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t errlen);
 /* Names of the presets, NULL-terminated. */
 const char *const *vae_arch_preset_names(void);
@@ -60,10 +67,13 @@ void vae_free(vae_model *m);
 int vae_workspace_init(vae_workspace *w, const vae_model *m, int max_batch);
 void vae_workspace_free(vae_workspace *w);
 
-/* Forward with the given noise eps (B * latent; NULL = z is mu), loss, and backward:
- * m->grads is zeroed then filled. Returns the loss terms. */
+/* A training step's forward (bn on batch statistics, updating the running ones in
+ * m->params; dropout masks from w->rng) with the given noise eps (B * latent; NULL = z
+ * is mu), loss, and backward: m->grads is zeroed then filled. Returns the loss terms. */
 vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, const float *eps,
                               int B, float beta, float capacity);
+/* The functions below run in eval mode (bn on running statistics, no dropout): they are
+ * deterministic and leave m unchanged. */
 /* Forward and loss only (no gradients), for validation. */
 vae_loss vae_evaluate(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
                       int B, float beta, float capacity);

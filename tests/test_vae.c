@@ -38,7 +38,7 @@ TEST(net_parse_errors) {
         {"linear(-2)", "bad argument"},
         {"relu(1)", "arguments"},
         {"conv1d(4,3,1,1,0)", "(C,1,W)"},
-        {"linear(1,2,3,4,5,6,7)", "too many"},
+        {"linear(1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20)", "too many"},
         {"linear(4) $", "unexpected character"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
