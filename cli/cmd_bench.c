@@ -14,12 +14,19 @@ int cmd_bench_vae(int argc, char **argv) {
         {"epochs", required_argument, 0, 'e'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     data_source src = {.path = "/usr/share/datasets/fashion-mnist"};
     int threads = 2, epochs = 1, ch;
+    long long v;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': src.path = optarg; break;
-        case 'j': threads = atoi(optarg); break;
-        case 'e': epochs = atoi(optarg); break;
+        case 'j':
+            if (cli_int("--threads", optarg, 1, 64, &v)) return 2;
+            threads = (int)v;
+            break;
+        case 'e':
+            if (cli_int("--epochs", optarg, 1, 1000, &v)) return 2;
+            epochs = (int)v;
+            break;
         case 'h':
             printf("usage: anodm bench-vae [--data DIR] [--threads N] [--epochs N]\n");
             return 0;
@@ -35,7 +42,6 @@ int cmd_bench_vae(int argc, char **argv) {
         dataset_free(&d);
         return 1;
     }
-    openblas_set_num_threads(threads);
     vae_arch arch;
     vae_model m;
     if (vae_arch_preset(&arch, "fashion", 16, err, sizeof err) != 0 ||
@@ -47,6 +53,7 @@ int cmd_bench_vae(int argc, char **argv) {
     train_opts o = train_defaults();
     o.epochs = epochs;
     o.beta = 0.01f;
+    o.threads = threads;
     double t0 = cli_now();
     int rc = vae_train(&m, d.x, d.n, &o, NULL, NULL, err, sizeof err);
     double dt = (cli_now() - t0) / epochs;
@@ -57,7 +64,7 @@ int cmd_bench_vae(int argc, char **argv) {
         double macs = net_macs_per_sample(&m.enc) + net_macs_per_sample(&m.dec);
         double gflops = 3.0 * 2.0 * macs * d.n / dt / 1e9;
         printf("c: blas=\"%s\" threads=%d images=%zu epoch_s=%.3f images_per_s=%.0f "
-               "gflops=%.1f\n", openblas_get_config(), openblas_get_num_threads(), d.n, dt,
+               "gflops=%.1f\n", openblas_get_config(), threads, d.n, dt,
                d.n / dt, gflops);
     }
     vae_free(&m);

@@ -1,7 +1,6 @@
 /* anodm train: fit the beta-VAE on normal samples, print progress per epoch, save the
  * weights, and (when the data has a test split and an anomaly class) report the auROC of
  * the reconstruction error alone, the paper's beta-VAE-only figure. */
-#include <cblas.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -32,7 +31,7 @@ static void train_usage(FILE *f) {
         "  --capacity C         target KL in |KL - C| (default 0)\n"
         "  --capacity-ramp E    epochs over which C ramps up from 0 (default 0)\n"
         "  --epochs N           (default 20)   --batch N (default 100)   --lr X (default 1e-3)\n"
-        "  --seed N             (default 1)    --threads N (BLAS threads, default: all)\n"
+        "  --seed N             (default 1)    --threads N (training threads, default: all cores)\n"
         "  --limit N            use only the first N training samples (quick runs)\n"
         "  --out FILE           where to write the weights\n");
 }
@@ -93,7 +92,7 @@ int cmd_train(int argc, char **argv) {
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     data_source src = {.label_col = DATASET_CSV_LAST_COL}, test_src = {.label_col = DATASET_CSV_LAST_COL};
     const char *arch_name = "fashion", *out = NULL;
-    int latent = 16, threads = 0, n_classes = 0;
+    int latent = 16, n_classes = 0;
     long long limit = 0, v;
     double r;
     int32_t classes[MAX_CLASSES];
@@ -129,7 +128,7 @@ int cmd_train(int argc, char **argv) {
         case 'B': if (cli_int("--batch", optarg, 1, 100000, &v)) return 2; o.batch = (int)v; break;
         case 'l': if (cli_real("--lr", optarg, 1e-12, 10, &r)) return 2; o.lr = (float)r; break;
         case 's': if (cli_int("--seed", optarg, 1, LLONG_MAX, &v)) return 2; o.seed = (uint64_t)v; break;
-        case 'j': if (cli_int("--threads", optarg, 1, 256, &v)) return 2; threads = (int)v; break;
+        case 'j': if (cli_int("--threads", optarg, 1, 64, &v)) return 2; o.threads = (int)v; break;
         case 'n': if (cli_int("--limit", optarg, 1, LLONG_MAX, &v)) return 2; limit = v; break;
         case 'o': out = optarg; break;
         case 'h': train_usage(stdout); return 0;
@@ -142,7 +141,6 @@ int cmd_train(int argc, char **argv) {
         train_usage(stderr);
         return 2;
     }
-    if (threads > 0) openblas_set_num_threads(threads);
 
     vae_arch arch;
     vae_model m;

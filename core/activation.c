@@ -1,18 +1,19 @@
 /* Element-wise activations. */
 #include "activation.h"
+#include "simd.h"
 
 #include <math.h>
 
-void relu_forward(float *out, const float *in, size_t n) {
+HOT_LOOP void relu_forward(float *out, const float *in, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
 
-void relu_backward(float *din, const float *dout, const float *out, size_t n) {
+HOT_LOOP void relu_backward(float *din, const float *dout, const float *out, size_t n) {
     /* Branch-free: the sign pattern of activations is random, a branch mispredicts. */
     for (size_t i = 0; i < n; i++) din[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
-void sigmoid_forward(float *out, const float *in, size_t n) {
+HOT_LOOP void sigmoid_forward(float *out, const float *in, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float x = in[i];
         /* Never exponentiate a large positive number. */
@@ -25,6 +26,6 @@ void sigmoid_forward(float *out, const float *in, size_t n) {
     }
 }
 
-void sigmoid_backward(float *din, const float *dout, const float *out, size_t n) {
+HOT_LOOP void sigmoid_backward(float *din, const float *dout, const float *out, size_t n) {
     for (size_t i = 0; i < n; i++) din[i] += dout[i] * out[i] * (1.0f - out[i]);
 }

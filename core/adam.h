@@ -19,6 +19,10 @@ typedef struct {
 int adam_init(adam_state *s, size_t n, float lr);
 /* One step: params -= lr * m_hat / (sqrt(v_hat) + eps). */
 void adam_step(adam_state *s, float *params, const float *grads);
+/* The same step split across threads: adam_begin_step once, then adam_update over
+ * disjoint ranges [lo, hi) that together cover all parameters. */
+void adam_begin_step(adam_state *s);
+void adam_update(const adam_state *s, float *params, const float *grads, size_t lo, size_t hi);
 void adam_free(adam_state *s);
 
 #endif

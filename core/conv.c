@@ -1,5 +1,6 @@
 /* Convolutions on one batched im2col + sgemm engine (see conv.h for the geometry). */
 #include "conv.h"
+#include "simd.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -63,7 +64,7 @@ size_t conv_work_floats(const conv_geom *g, int B) {
 
 /* Unroll x into col [C*KH*KW, B*OH*OW]: row (c, ki, kj), column (b, oy, ox). With
  * accumulate set, runs the adjoint instead: col is added back into x (col2im). */
-static void unroll(float *col, float *x, const conv_geom *g, int B, int accumulate) {
+HOT_LOOP static void unroll(float *col, float *x, const conv_geom *g, int B, int accumulate) {
     const int OW = g->out_w, OHW = g->out_h * g->out_w;
     const size_t N = col_cols(g, B), plane = (size_t)g->in_h * g->in_w;
     for (int c = 0; c < g->in_c; c++)
@@ -116,7 +117,7 @@ static void batch_to_channel_major(float *dst, const float *src, int B, int C, s
             memcpy(dst + ((size_t)c * B + b) * P, src + ((size_t)b * C + c) * P, sizeof(float) * P);
 }
 
-static void channel_major_add_to_batch(float *dst, const float *src, int B, int C, size_t P) {
+HOT_LOOP static void channel_major_add_to_batch(float *dst, const float *src, int B, int C, size_t P) {
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) {
             float *d = dst + ((size_t)b * C + c) * P;
@@ -125,7 +126,7 @@ static void channel_major_add_to_batch(float *dst, const float *src, int B, int 
         }
 }
 
-static void fill_bias(float *out, const float *bias, int B, int C, size_t P) {
+HOT_LOOP static void fill_bias(float *out, const float *bias, int B, int C, size_t P) {
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) {
             float *o = out + ((size_t)b * C + c) * P;
@@ -134,7 +135,7 @@ static void fill_bias(float *out, const float *bias, int B, int C, size_t P) {
         }
 }
 
-static void add_bias_grad(float *dbias, const float *d, int B, int C, size_t P) {
+HOT_LOOP static void add_bias_grad(float *dbias, const float *d, int B, int C, size_t P) {
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) {
             const float *s = d + ((size_t)b * C + c) * P;

@@ -473,7 +473,8 @@ const float *net_forward(const net_def *n, float *params, const float *in, int B
         case LAYER_BATCHNORM: {
             const int C = L->in.c;
             float *run = b + C;   /* running mean, then running variance */
-            batchnorm_forward(y, aux, aux + C, run, run + C, x, w, b, B, C,
+            if (r->train && r->keep_bn_stats) run = NULL; /* batch statistics, no update */
+            batchnorm_forward(y, aux, aux + C, run, run ? run + C : NULL, x, w, b, B, C,
                               L->in.h * L->in.w, r->train, BN_MOMENTUM, BN_EPS);
             break;
         }

@@ -80,6 +80,9 @@ typedef struct {
  * acts, aux) of the forward pass it differentiates. */
 typedef struct {
     int train;               /* 1: bn batch statistics and running updates, dropout */
+    int keep_bn_stats;       /* train mode without running-statistic updates: every
+                                data-parallel shard but the first, so no two threads
+                                write the same parameters */
     rng_t *rng;              /* dropout masks; read only in train mode */
     float *acts;             /* B * act_per_sample floats: every layer's output */
     float *aux;              /* net_aux_floats(B) floats: kept for backward */

@@ -1,12 +1,29 @@
-/* The training loop. */
+/* The training loop, data-parallel over the cores.
+ *
+ * Each batch is split into one shard per thread. A thread runs its shard's forward pass
+ * and, once the whole batch's KL is known (|KL - C| needs its sign), the backward pass
+ * into its own gradient buffer; then every thread sums one slice of the gradients over
+ * the shards and applies Adam to that slice. BLAS runs single-threaded inside each
+ * shard: one big sgemm per layer per thread keeps both cores busy, where a threaded BLAS
+ * under a serial network leaves them waiting on im2col and activations in between.
+ *
+ * As in PyTorch's DistributedDataParallel without SyncBatchNorm, bn layers normalise each
+ * shard with its own statistics and the first shard updates the running statistics; a
+ * run is reproducible for the same seed and the same number of threads. */
 #include "train.h"
 
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "adam.h"
+
+#define MAX_THREADS 64
 
 train_opts train_defaults(void) {
     return (train_opts){.epochs = 20, .batch = 100, .lr = 1e-3f, .beta = 1.0f, .seed = 1};
@@ -18,6 +35,123 @@ static double now_seconds(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+typedef struct trainer trainer;
+
+/* One thread's share of a step. */
+typedef struct {
+    trainer *t;
+    int index;
+    vae_workspace w;
+    float *grads;            /* shard 0 uses the model's own buffer */
+    int lo, B;               /* its samples within the batch */
+    vae_loss sums;
+} shard;
+
+struct trainer {
+    vae_model *m;
+    adam_state opt;
+    int n_shards;            /* shards of this batch (a small last batch uses fewer) */
+    int n_threads;
+    const float *xb, *eps;   /* the batch and its noise */
+    size_t dim;
+    float scale, dkl;        /* backward's factors, from the whole batch */
+    shard shards[MAX_THREADS];
+};
+
+static void *shard_forward(void *arg) {
+    shard *s = arg;
+    const trainer *t = s->t;
+    s->sums = vae_forward_train(t->m, &s->w, t->xb + (size_t)s->lo * t->dim,
+                                t->eps + (size_t)s->lo * t->m->arch.latent, s->B, s->index == 0);
+    return NULL;
+}
+
+static void *shard_backward(void *arg) {
+    shard *s = arg;
+    const trainer *t = s->t;
+    vae_backward(t->m, &s->w, s->grads, t->xb + (size_t)s->lo * t->dim,
+                 t->eps + (size_t)s->lo * t->m->arch.latent, s->B, t->scale, t->dkl);
+    return NULL;
+}
+
+/* Sum this thread's slice of the gradients over the shards, then Adam on the slice. */
+static void *shard_update(void *arg) {
+    shard *s = arg;
+    trainer *t = s->t;
+    size_t n = t->m->n_params;
+    size_t lo = n * s->index / t->n_shards, hi = n * (s->index + 1) / t->n_shards;
+    float *g = t->shards[0].grads;
+    for (int k = 1; k < t->n_shards; k++)
+        for (size_t i = lo; i < hi; i++) g[i] += t->shards[k].grads[i];
+    adam_update(&t->opt, t->m->params, g, lo, hi);
+    return NULL;
+}
+
+/* Run fn on every shard, the first on this thread; 0, or -1 if a thread failed to start. */
+static int run_shards(trainer *t, void *(*fn)(void *)) {
+    pthread_t tid[MAX_THREADS];
+    int started = 1;
+    for (; started < t->n_shards; started++)
+        if (pthread_create(&tid[started], NULL, fn, &t->shards[started]) != 0) break;
+    /* Shards whose thread did not start run here, so the step is complete either way. */
+    for (int k = started; k < t->n_shards; k++) fn(&t->shards[k]);
+    fn(&t->shards[0]);
+    for (int k = 1; k < started; k++) pthread_join(tid[k], NULL);
+    return 0;
+}
+
+static void trainer_free(trainer *t) {
+    for (int k = 0; k < t->n_threads; k++) {
+        vae_workspace_free(&t->shards[k].w);
+        if (k) free(t->shards[k].grads);
+    }
+    adam_free(&t->opt);
+}
+
+static int trainer_init(trainer *t, vae_model *m, const train_opts *o, int B_max, int threads) {
+    memset(t, 0, sizeof *t);
+    t->m = m;
+    t->dim = shape_size(m->arch.in);
+    t->n_threads = threads;
+    int ok = adam_init(&t->opt, m->n_params, o->lr) == 0;
+    const int per_shard = (B_max + threads - 1) / threads;
+    for (int k = 0; k < threads; k++) {
+        shard *s = &t->shards[k];
+        s->t = t;
+        s->index = k;
+        s->grads = k ? malloc(m->n_params * sizeof(float)) : m->grads;
+        if (vae_workspace_init(&s->w, m, per_shard) != 0 || !s->grads) ok = 0;
+        else rng_seed(&s->w.rng, ~o->seed + (uint64_t)k); /* dropout: its own stream */
+    }
+    if (!ok) trainer_free(t);
+    return ok ? 0 : -1;
+}
+
+/* One optimisation step on the B samples in t->xb; returns the batch's mean losses. */
+static vae_loss train_step(trainer *t, int B, float beta, float capacity) {
+    /* Every shard gets at least two samples: batch statistics of one sample are void. */
+    int shards = B / 2 < t->n_threads ? (B / 2 > 0 ? B / 2 : 1) : t->n_threads;
+    t->n_shards = shards;
+    for (int k = 0; k < shards; k++) {
+        t->shards[k].lo = B * k / shards;
+        t->shards[k].B = B * (k + 1) / shards - t->shards[k].lo;
+    }
+    run_shards(t, shard_forward);
+    vae_loss sum = {0};
+    for (int k = 0; k < shards; k++) {
+        sum.recon += t->shards[k].sums.recon;
+        sum.kl += t->shards[k].sums.kl;
+    }
+    vae_loss mean = {.recon = sum.recon / B, .kl = sum.kl / B};
+    mean.loss = mean.recon + beta * fabs(mean.kl - capacity);
+    t->scale = 1.0f / (float)B;
+    t->dkl = mean.kl > capacity ? beta : (mean.kl < capacity ? -beta : 0.0f);
+    run_shards(t, shard_backward);
+    adam_begin_step(&t->opt);
+    run_shards(t, shard_update);
+    return mean;
+}
+
 int vae_train(vae_model *m, const float *x, size_t n, const train_opts *o,
               train_progress_fn progress, void *ctx, char *err, size_t errlen) {
     const size_t dim = shape_size(m->arch.in), L = (size_t)m->arch.latent;
@@ -26,68 +160,73 @@ int vae_train(vae_model *m, const float *x, size_t n, const train_opts *o,
                  o->epochs, o->batch, o->lr, o->beta, o->capacity);
         return -1;
     }
-    if (n < 1) {
-        snprintf(err, errlen, "no training samples");
+    if (n < 2) {
+        snprintf(err, errlen, "training needs at least 2 samples, got %zu", n);
         return -1;
     }
+    int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
     const int B_max = (size_t)o->batch < n ? o->batch : (int)n;
-    vae_workspace w;
-    adam_state opt;
+    trainer *t = malloc(sizeof *t);
     size_t *order = malloc(n * sizeof *order);
     float *xb = malloc((size_t)B_max * dim * sizeof(float));
     float *eps = malloc((size_t)B_max * L * sizeof(float));
-    int ws_ok = vae_workspace_init(&w, m, B_max) == 0;
-    int opt_ok = adam_init(&opt, m->n_params, o->lr) == 0;
-    int rc = -1;
-    if (!order || !xb || !eps || !ws_ok || !opt_ok) {
+    int rc = -1, blas_threads = openblas_get_num_threads();
+    if (!t || !order || !xb || !eps || trainer_init(t, m, o, B_max, threads) != 0) {
         snprintf(err, errlen, "out of memory for training buffers");
+        free(t);
+        t = NULL;
         goto done;
     }
+    t->xb = xb;
+    t->eps = eps;
+    openblas_set_num_threads(1);
     rng_t rng;
     rng_seed(&rng, o->seed);
-    /* Dropout masks get their own stream from the same seed, so that a net without dropout
-     * sees the same shuffles and noise whatever the net draws. */
-    rng_seed(&w.rng, ~o->seed);
     for (size_t i = 0; i < n; i++) order[i] = i;
     const size_t steps_per_epoch = (n + B_max - 1) / B_max;
     const double ramp_steps = o->capacity_ramp_epochs * (double)steps_per_epoch;
     long step = 0;
     for (int e = 1; e <= o->epochs; e++) {
         double t0 = now_seconds(), sum_loss = 0, sum_recon = 0, sum_kl = 0;
+        size_t seen = 0;
         rng_shuffle(&rng, order, n);
         for (size_t start = 0; start < n; start += B_max) {
             int B = (int)(n - start < (size_t)B_max ? n - start : (size_t)B_max);
+            if (B < 2) break; /* a last batch of one sample: no batch statistics */
             for (int b = 0; b < B; b++)
                 memcpy(xb + (size_t)b * dim, x + order[start + b] * dim, dim * sizeof(float));
             rng_fill_normal(&rng, eps, (size_t)B * L);
             float c = o->capacity;
             if (ramp_steps > 0 && step < ramp_steps) c = (float)(o->capacity * step / ramp_steps);
-            vae_loss l = vae_forward_backward(m, &w, xb, eps, B, o->beta, c);
-            adam_step(&opt, m->params, m->grads);
+            vae_loss l = train_step(t, B, o->beta, c);
             sum_loss += l.loss * B;
             sum_recon += l.recon * B;
             sum_kl += l.kl * B;
+            seen += (size_t)B;
             step++;
         }
-        if (!(sum_loss == sum_loss) || sum_loss > 1e30) {
+        if (!(sum_loss == sum_loss) || sum_loss / seen > 1e30) {
             snprintf(err, errlen, "training diverged in epoch %d (loss %g); lower the "
-                     "learning rate", e, sum_loss / n);
+                     "learning rate", e, sum_loss / seen);
             goto done;
         }
         if (progress) {
             double dt = now_seconds() - t0;
-            train_progress p = {.epoch = e, .epochs = o->epochs, .loss = sum_loss / n,
-                                .recon = sum_recon / n, .kl = sum_kl / n, .seconds = dt,
-                                .samples_per_s = n / dt, .eta_seconds = dt * (o->epochs - e)};
+            train_progress p = {.epoch = e, .epochs = o->epochs, .loss = sum_loss / seen,
+                                .recon = sum_recon / seen, .kl = sum_kl / seen, .seconds = dt,
+                                .samples_per_s = seen / dt, .eta_seconds = dt * (o->epochs - e)};
             progress(&p, ctx);
         }
     }
     rc = 0;
 done:
+    openblas_set_num_threads(blas_threads);
+    if (t) trainer_free(t);
+    free(t);
     free(order);
     free(xb);
     free(eps);
-    vae_workspace_free(&w);
-    adam_free(&opt);
     return rc;
 }

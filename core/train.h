@@ -19,6 +19,7 @@ typedef struct {
     float capacity;             /* C in |KL - C|, reached after capacity_ramp_epochs */
     float capacity_ramp_epochs; /* 0: C from the start */
     uint64_t seed;
+    int threads;                /* data-parallel threads; 0: one per online core */
 } train_opts;
 
 typedef struct {
@@ -31,7 +32,7 @@ typedef struct {
 
 typedef void (*train_progress_fn)(const train_progress *p, void *ctx);
 
-/* Defaults: 20 epochs, batch 100, lr 1e-3, beta 1, C 0, seed 1. */
+/* Defaults: 20 epochs, batch 100, lr 1e-3, beta 1, C 0, seed 1, all cores. */
 train_opts train_defaults(void);
 /* Train m on n samples x (n * input size); 0, or -1 with a message. */
 int vae_train(vae_model *m, const float *x, size_t n, const train_opts *o,

@@ -206,20 +206,21 @@ void vae_workspace_free(vae_workspace *w) {
     memset(w, 0, sizeof *w);
 }
 
-/* The encoder's (dec = 0) or decoder's (dec = 1) buffers in w, in train or eval mode. */
-static net_run run_of(vae_workspace *w, int dec, int train) {
-    return (net_run){.train = train, .rng = &w->rng, .acts = dec ? w->dec_acts : w->enc_acts,
-                     .aux = dec ? w->dec_aux : w->enc_aux, .work = w->work, .dbuf = w->dbuf};
+/* The encoder's (dec = 0) or decoder's (dec = 1) buffers in w. Train mode updates bn
+ * running statistics only for the first shard of a data-parallel batch. */
+static net_run run_of(vae_workspace *w, int dec, int train, int first_shard) {
+    return (net_run){.train = train, .keep_bn_stats = !first_shard, .rng = &w->rng,
+                     .acts = dec ? w->dec_acts : w->enc_acts, .aux = dec ? w->dec_aux : w->enc_aux,
+                     .work = w->work, .dbuf = w->dbuf};
 }
 
-/* Encoder, reparameterisation, decoder; the loss terms; returns the decoder output. Only
- * train mode writes to m->params (bn running statistics), so eval callers pass a const
- * model, whose params pointer is still a float *. */
+/* Encoder, reparameterisation, decoder; the loss terms as SUMS over the B samples;
+ * returns the decoder output. Only train mode writes to m->params (bn running
+ * statistics), so eval callers may pass a const model. */
 static const float *forward(const vae_model *m, vae_workspace *w, const float *x,
-                            const float *eps, int B, int train, float beta, float capacity,
-                            vae_loss *loss) {
+                            const float *eps, int B, int train, int first_shard, vae_loss *sums) {
     const int L = m->arch.latent;
-    net_run er = run_of(w, 0, train), dr = run_of(w, 1, train);
+    net_run er = run_of(w, 0, train, first_shard), dr = run_of(w, 1, train, first_shard);
     const float *h = net_forward(&m->enc, m->params, x, B, &er);
     double kl = 0.0;
     for (int b = 0; b < B; b++) {
@@ -240,45 +241,57 @@ static const float *forward(const vae_model *m, vae_workspace *w, const float *x
         else
             recon += (l - t) * (l - t);
     }
-    loss->recon = recon / B;
-    loss->kl = kl / B;
-    loss->loss = loss->recon + beta * fabs(loss->kl - capacity);
+    *sums = (vae_loss){.recon = recon, .kl = kl};
     return out;
+}
+
+/* Per-sample means and the objective from sums over B samples. */
+static vae_loss mean_loss(vae_loss sums, int B, float beta, float capacity) {
+    vae_loss l = {.recon = sums.recon / B, .kl = sums.kl / B};
+    l.loss = l.recon + beta * fabs(l.kl - capacity);
+    return l;
+}
+
+/* d|KL - C| / dKL is the sign of KL - C (0 exactly at C, as torch.abs). */
+static float kl_slope(double kl, float beta, float capacity) {
+    return kl > capacity ? beta : (kl < capacity ? -beta : 0.0f);
 }
 
 vae_loss vae_evaluate(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
                       int B, float beta, float capacity) {
-    vae_loss loss;
-    forward(m, w, x, eps, B, 0, beta, capacity, &loss);
-    return loss;
+    vae_loss sums;
+    forward(m, w, x, eps, B, 0, 1, &sums);
+    return mean_loss(sums, B, beta, capacity);
 }
 
-vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, const float *eps,
-                              int B, float beta, float capacity) {
+vae_loss vae_forward_train(vae_model *m, vae_workspace *w, const float *x, const float *eps,
+                           int B, int first_shard) {
+    vae_loss sums;
+    forward(m, w, x, eps, B, 1, first_shard, &sums);
+    return sums;
+}
+
+void vae_backward(const vae_model *m, vae_workspace *w, float *grads, const float *x,
+                  const float *eps, int B, float scale, float dkl) {
     const int L = m->arch.latent;
-    vae_loss loss;
-    const float *out = forward(m, w, x, eps, B, 1, beta, capacity, &loss);
-    net_run er = run_of(w, 0, 1), dr = run_of(w, 1, 1);
+    net_run er = run_of(w, 0, 1, 0), dr = run_of(w, 1, 1, 0);
     const float *h = w->enc_acts + (size_t)B * (m->enc.act_per_sample - 2 * L);
+    const float *out = w->dec_acts + (size_t)B * (m->dec.act_per_sample - shape_size(m->dec.out));
     const size_t n = (size_t)B * shape_size(m->dec.out);
-    const float inv_b = 1.0f / (float)B;
 
     for (size_t i = 0; i < n; i++) {
         float l = out[i];
         if (m->arch.recon == RECON_BCE) {
             float s = l >= 0 ? 1.0f / (1.0f + expf(-l)) : expf(l) / (1.0f + expf(l));
-            w->d_dec_out[i] = (s - x[i]) * inv_b;
+            w->d_dec_out[i] = (s - x[i]) * scale;
         } else {
-            w->d_dec_out[i] = 2.0f * (l - x[i]) * inv_b;
+            w->d_dec_out[i] = 2.0f * (l - x[i]) * scale;
         }
     }
-    memset(m->grads, 0, m->n_params * sizeof(float));
+    memset(grads, 0, m->n_params * sizeof(float));
     memset(w->d_z, 0, (size_t)B * L * sizeof(float));
-    net_backward(&m->dec, m->params + m->enc.n_params, m->grads + m->enc.n_params, w->z,
+    net_backward(&m->dec, m->params + m->enc.n_params, grads + m->enc.n_params, w->z,
                  w->d_dec_out, w->d_z, B, &dr);
-
-    /* d|KL - C| / dKL is the sign of KL - C (0 exactly at C, as torch.abs). */
-    float dkl = loss.kl > capacity ? beta : (loss.kl < capacity ? -beta : 0.0f);
     for (int b = 0; b < B; b++) {
         const float *mu = h + (size_t)b * 2 * L, *lv = mu + L;
         float *dmu = w->d_enc_out + (size_t)b * 2 * L, *dlv = dmu + L;
@@ -286,18 +299,24 @@ vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, co
             float dz = w->d_z[(size_t)b * L + j];
             float e = eps ? eps[(size_t)b * L + j] : 0.0f;
             float sigma = expf(0.5f * lv[j]);
-            dmu[j] = dz + dkl * mu[j] * inv_b;
-            dlv[j] = dz * e * 0.5f * sigma + dkl * 0.5f * (sigma * sigma - 1.0f) * inv_b;
+            dmu[j] = dz + dkl * mu[j] * scale;
+            dlv[j] = dz * e * 0.5f * sigma + dkl * 0.5f * (sigma * sigma - 1.0f) * scale;
         }
     }
-    net_backward(&m->enc, m->params, m->grads, x, w->d_enc_out, NULL, B, &er);
-    return loss;
+    net_backward(&m->enc, m->params, grads, x, w->d_enc_out, NULL, B, &er);
+}
+
+vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, const float *eps,
+                              int B, float beta, float capacity) {
+    vae_loss l = mean_loss(vae_forward_train(m, w, x, eps, B, 1), B, beta, capacity);
+    vae_backward(m, w, m->grads, x, eps, B, 1.0f / (float)B, kl_slope(l.kl, beta, capacity));
+    return l;
 }
 
 void vae_encode(const vae_model *m, vae_workspace *w, const float *x, int B, float *mu,
                 float *logvar) {
     const int L = m->arch.latent;
-    net_run er = run_of(w, 0, 0);
+    net_run er = run_of(w, 0, 0, 1);
     const float *h = net_forward(&m->enc, m->params, x, B, &er);
     for (int b = 0; b < B; b++) {
         memcpy(mu + (size_t)b * L, h + (size_t)b * 2 * L, L * sizeof(float));
@@ -309,7 +328,7 @@ void vae_reconstruct(const vae_model *m, vae_workspace *w, const float *x, const
                      int B, float *x_rec, float *mu) {
     const int L = m->arch.latent;
     vae_loss unused;
-    const float *out = forward(m, w, x, eps, B, 0, 0.0f, 0.0f, &unused);
+    const float *out = forward(m, w, x, eps, B, 0, 1, &unused);
     const size_t n = (size_t)B * shape_size(m->dec.out);
     if (m->arch.recon == RECON_BCE)
         sigmoid_forward(x_rec, out, n);

@@ -74,6 +74,18 @@ vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, co
                               int B, float beta, float capacity);
 /* The functions below run in eval mode (bn on running statistics, no dropout): they are
  * deterministic and leave m unchanged. */
+/* Data-parallel training splits a batch into shards, one per thread, each with its own
+ * workspace and gradient buffer:
+ * train-mode forward of one shard (eps: B * latent noise), keeping in w what vae_backward
+ * needs; returns the shard's recon and KL as SUMS over its samples (loss unset). Only the
+ * first shard updates bn running statistics. */
+vae_loss vae_forward_train(vae_model *m, vae_workspace *w, const float *x, const float *eps,
+                           int B, int first_shard);
+/* Gradients of the shard last run forward in w, written (not added) to grads (n_params
+ * floats): per-sample terms scaled by scale (1 / the whole batch's size) and the KL term
+ * by dkl = beta * sign(KL - C), KL being the whole batch's mean. */
+void vae_backward(const vae_model *m, vae_workspace *w, float *grads, const float *x,
+                  const float *eps, int B, float scale, float dkl);
 /* Forward and loss only (no gradients), for validation. */
 vae_loss vae_evaluate(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
                       int B, float beta, float capacity);
