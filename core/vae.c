@@ -118,7 +118,7 @@ int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t
     return 0;
 }
 
-int vae_create(vae_model *m, const vae_arch *a, uint64_t seed, char *err, size_t errlen) {
+int vae_layout(vae_model *m, const vae_arch *a, char *err, size_t errlen) {
     char enc_full[NET_SPEC_MAX + 32];
     memset(m, 0, sizeof *m);
     m->arch = *a;
@@ -142,6 +142,16 @@ int vae_create(vae_model *m, const vae_arch *a, uint64_t seed, char *err, size_t
         return -1;
     }
     m->n_params = m->enc.n_params + m->dec.n_params;
+    if (m->n_params > VAE_MAX_PARAMS) {
+        snprintf(err, errlen, "architecture needs %zu parameters, more than the %zu allowed",
+                 m->n_params, (size_t)VAE_MAX_PARAMS);
+        return -1;
+    }
+    return 0;
+}
+
+int vae_create(vae_model *m, const vae_arch *a, uint64_t seed, char *err, size_t errlen) {
+    if (vae_layout(m, a, err, errlen) != 0) return -1;
     m->params = calloc(m->n_params, sizeof(float));
     m->grads = calloc(m->n_params, sizeof(float));
     if (!m->params || !m->grads) {

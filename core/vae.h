@@ -59,6 +59,12 @@ int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t
 /* Names of the presets, NULL-terminated. */
 const char *const *vae_arch_preset_names(void);
 
+/* Largest model anodm builds or loads: 2^28 floats (1 GiB). */
+#define VAE_MAX_PARAMS ((size_t)1 << 28)
+
+/* Parse the nets and count the parameters, allocating nothing (params stay NULL): what a
+ * loader checks a file against before it trusts the file's sizes. */
+int vae_layout(vae_model *m, const vae_arch *a, char *err, size_t errlen);
 /* Build the nets and allocate parameters; seed > 0 draws PyTorch-style initial weights. */
 int vae_create(vae_model *m, const vae_arch *a, uint64_t seed, char *err, size_t errlen);
 void vae_free(vae_model *m);

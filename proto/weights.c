@@ -129,14 +129,18 @@ int weights_parse(const uint8_t *buf, size_t len, vae_model *m, char *err, size_
     }
     a.recon = recon[0] == 'm' ? RECON_MSE : RECON_BCE;
     char sub[256];
-    if (vae_create(m, &a, 0, sub, sizeof sub) != 0) {
+    /* Count before allocating: the header alone must not make us reserve memory. */
+    if (vae_layout(m, &a, sub, sizeof sub) != 0) {
         snprintf(err, errlen, "bad architecture: %s", sub);
         return -1;
     }
     if (m->n_params != n) {
         snprintf(err, errlen, "architecture needs %zu parameters, file has %llu", m->n_params,
                  (unsigned long long)n);
-        vae_free(m);
+        return -1;
+    }
+    if (vae_create(m, &a, 0, sub, sizeof sub) != 0) {
+        snprintf(err, errlen, "%s", sub);
         return -1;
     }
     p += 8;
