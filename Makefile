@@ -30,7 +30,7 @@ TEST_SRC  = $(wildcard tests/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 
-.PHONY: all deps bench-deps test asan-test bench experiment run install clean fixtures
+.PHONY: all deps bench-deps test asan-test bench run install clean fixtures
 
 all: $(BUILD)/anodm
 
@@ -83,6 +83,25 @@ fixtures: bench-deps
 
 bench: bench-deps all
 	ANODM_BIN=$(BUILD)/anodm PYTHON=$(PYTHON) sh tests/bench.sh
+
+# The default model: Fashion-MNIST with trouser (class 1) held out as the anomaly,
+# trained on first use (about 4 minutes on 2 cores) and cached under models/.
+DEFAULT_MODEL = models/fashion-trouser.w
+
+$(DEFAULT_MODEL):
+	@mkdir -p models
+	$(BUILD)/anodm train --data $(FMNIST) --exclude-class 1 --beta 0.01 --epochs 20 --out $@
+
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/anodm
+	@$(MAKE) --no-print-directory $(DEFAULT_MODEL)
+	@echo "run: model ready at $(DEFAULT_MODEL); the daemon anodmd does not exist yet, so" \
+	      "there is nothing to start (see README, Status)." >&2
+	@exit 1
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/anodm $(DESTDIR)$(PREFIX)/bin/anodm
 
 clean:
 	rm -rf build build-asan

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "blas.h"
 #include "cli.h"
 #include "train.h"
 
@@ -63,8 +64,8 @@ int cmd_bench_vae(int argc, char **argv) {
         /* Training is forward + backward (input and weight gradients): ~3x forward MACs. */
         double macs = net_macs_per_sample(&m.enc) + net_macs_per_sample(&m.dec);
         double gflops = 3.0 * 2.0 * macs * d.n / dt / 1e9;
-        printf("c: blas=\"%s\" threads=%d images=%zu epoch_s=%.3f images_per_s=%.0f "
-               "gflops=%.1f\n", openblas_get_config(), threads, d.n, dt,
+        printf("c: blas=\"%s\" kernel=%s threads=%d images=%zu epoch_s=%.3f images_per_s=%.0f "
+               "gflops=%.1f\n", openblas_get_config(), blas_kernel_name(), threads, d.n, dt,
                d.n / dt, gflops);
     }
     vae_free(&m);
