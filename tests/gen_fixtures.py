@@ -89,6 +89,20 @@ def layer_fixtures(outdir):
                   lambda x, w, b: F.conv_transpose1d(x, w, b, stride=2, padding=1, output_padding=1))
 
 
+def activation_fixture(outdir):
+    """ReLU and sigmoid on 64 values in [-4, 4), with upstream gradient r."""
+    x = det((64,), 8, -4, 4).requires_grad_(True)
+    r = det((64,), 9, -1, 1)
+    out = {}
+    for name, fn in (("relu", torch.relu), ("sigmoid", torch.sigmoid)):
+        x.grad = None
+        y = fn(x)
+        y.backward(r)
+        out[name + "_y"] = y.detach().clone()
+        out[name + "_dx"] = x.grad.clone()
+    write(os.path.join(outdir, "activations.bin.gz"), out)
+
+
 def adam_fixture(outdir):
     """Three torch.optim.Adam steps (lr 1e-2) on 11 parameters with given gradients."""
     p = det((11,), 1, -1, 1).clone().requires_grad_(True)
@@ -170,6 +184,7 @@ def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
     os.makedirs(outdir, exist_ok=True)
     layer_fixtures(outdir)
+    activation_fixture(outdir)
     adam_fixture(outdir)
     vae_fixture(outdir)
 

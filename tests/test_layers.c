@@ -224,6 +224,32 @@ TEST(layer_activation_gradcheck) {
     }
 }
 
+TEST(parity_activations) {
+    fixture *fx = fixture_load("activations");
+    if (!fx) return;
+    float x[64], r[64], y[64], dx[64];
+    det_fill(x, 64, 8, -4, 4);
+    det_fill(r, 64, 9, -1, 1);
+    for (int s = 0; s < 2; s++) {
+        const char *name = s ? "sigmoid" : "relu";
+        char key[32];
+        memset(dx, 0, sizeof dx);
+        if (s) {
+            sigmoid_forward(y, x, 64);
+            sigmoid_backward(dx, r, y, 64);
+        } else {
+            relu_forward(y, x, 64);
+            relu_backward(dx, r, y, 64);
+        }
+        snprintf(key, sizeof key, "%s_y", name);
+        const float *ref = fixture_get(fx, key, NULL);
+        if (ref) CHECK_CLOSE(key, y, ref, 64, 1e-6, 1e-5);
+        snprintf(key, sizeof key, "%s_dx", name);
+        if ((ref = fixture_get(fx, key, NULL))) CHECK_CLOSE(key, dx, ref, 64, 1e-6, 1e-5);
+    }
+    fixture_free(fx);
+}
+
 TEST(layer_sigmoid_extremes_finite) {
     float x[4] = {-1000.0f, -88.0f, 88.0f, 1000.0f}, y[4];
     sigmoid_forward(y, x, 4);
