@@ -2,11 +2,11 @@
  * scikit-learn on the same data in the same run and calls these subcommands).
  *
  *   bench-tsne fit   --n N [--data DIR] [--pca 50] [--threads 2] [--iters 1000]
- *                    [--perplexity 30] [--save-x FILE] [--save-y FILE]
+ *                    [--perplexity 30] [--theta 0.5] [--save-x FILE] [--save-y FILE]
  *       PCA-50 of the first N Fashion-MNIST training images, fit, print time and KL.
  *   bench-tsne kl    --x FILE --y FILE --d D [--perplexity 30] [--threads 2]
  *       exact KL of a given 2-D embedding (raw float32 files) under our P.
- *   bench-tsne place --n N [--queries Q] [--data DIR] [--pca 50]
+ *   bench-tsne place --n N [--queries Q] [--data DIR] [--pca 50] [--y MAPFILE] [--co-only 1]
  *       fit a reference map on N training images, place Q test images: throughput on
  *       one core and error against exact placement, per setting; co-placement and
  *       sliding-window timings.
@@ -34,12 +34,13 @@ static double now_s(void) {
 typedef struct {
     const char *data_dir, *save_x, *save_y, *x_path, *y_path;
     int n, queries, pca, threads, iters, d;
-    double perplexity;
+    double perplexity, theta;
+    int co_only;
 } bench_args;
 
 static int parse_args(int argc, char **argv, bench_args *a) {
     *a = (bench_args){ "/usr/share/datasets/fashion-mnist", NULL, NULL, NULL, NULL,
-                       5000, 2000, 50, 2, 1000, 0, 30.0 };
+                       5000, 2000, 50, 2, 1000, 0, 30.0, 0.0, 0 };
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -59,6 +60,8 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         else if (!strcmp(k, "--x")) a->x_path = v;
         else if (!strcmp(k, "--y")) a->y_path = v;
         else if (!strcmp(k, "--d")) a->d = atoi(v);
+        else if (!strcmp(k, "--theta")) a->theta = atof(v);
+        else if (!strcmp(k, "--co-only")) a->co_only = atoi(v);
         else {
             fprintf(stderr, "bench-tsne: unknown option %s\n", k);
             return -1;
@@ -67,18 +70,20 @@ static int parse_args(int argc, char **argv, bench_args *a) {
     return 0;
 }
 
-/* PCA to k dimensions of X (n x d): covariance by SSYRK, top-k subspace by 50 rounds of
- * subspace iteration with Gram-Schmidt, projection by SGEMM. Returns n x k or NULL. */
-static float *pca(const float *X, int n, int d, int k) {
+/* PCA to k dimensions of X (n x d), fitted on the first n_fit rows: covariance by
+ * SSYRK, top-k subspace by 50 rounds of subspace iteration with Gram-Schmidt, projection
+ * by SGEMM. Returns n x k or NULL. */
+static float *pca(const float *X, int n, int n_fit, int d, int k) {
     float *mean = calloc((size_t)d, sizeof *mean), *C = calloc((size_t)d * d, sizeof *C);
     float *Xc = malloc((size_t)n * d * sizeof *Xc), *Q = malloc((size_t)d * k * sizeof *Q);
     float *W = malloc((size_t)d * k * sizeof *W), *out = malloc((size_t)n * k * sizeof *out);
     if (!mean || !C || !Xc || !Q || !W || !out) goto fail;
-    for (int i = 0; i < n; i++)
-        for (int c = 0; c < d; c++) mean[c] += X[(size_t)i * d + c] / n;
+    for (int i = 0; i < n_fit; i++)
+        for (int c = 0; c < d; c++) mean[c] += X[(size_t)i * d + c] / n_fit;
     for (int i = 0; i < n; i++)
         for (int c = 0; c < d; c++) Xc[(size_t)i * d + c] = X[(size_t)i * d + c] - mean[c];
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, n, 1.0f / n, Xc, d, 0.0f, C, d);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, n_fit, 1.0f / n_fit, Xc, d, 0.0f, C,
+                d);
     for (int a = 0; a < d; a++)
         for (int b = 0; b < a; b++) C[(size_t)a * d + b] = C[(size_t)b * d + a];
     for (int e = 0; e < d * k; e++) Q[e] = (float)((e * 7919 % 1000) - 500) / 500.0f;
@@ -136,10 +141,7 @@ static int load_pca(const bench_args *a, int n_train, int n_test, float **train_
         memcpy(all + (size_t)n_train * d, te.x, (size_t)n_test * d * sizeof *all);
         dataset_free(&te);
     }
-    /* PCA directions from the training part only */
-    float *p = pca(all, n_train, d, a->pca);
-    free(p);
-    float *proj = pca(all, total, d, a->pca);
+    float *proj = pca(all, total, n_train, d, a->pca);
     free(all);
     if (!proj) return -1;
     *train_out = proj;
@@ -189,6 +191,7 @@ static int bench_fit(const bench_args *a) {
     o.n_threads = a->threads;
     o.n_iter = a->iters;
     o.perplexity = a->perplexity;
+    if (a->theta > 0) o.theta = a->theta;
     double t0 = now_s();
     o.progress = progress;
     o.progress_ctx = &t0;
@@ -247,6 +250,167 @@ static int bench_kl(const bench_args *a) {
     return 0;
 }
 
+/* Fit (or load from --y, writing it there after a fit) the reference map of X. */
+static float *reference_map(const bench_args *a, const float *X, int n, int d) {
+    size_t count = 0;
+    float *Y = a->y_path ? load_f32(a->y_path, &count) : NULL;
+    if (Y && count == (size_t)n * 2) return Y;
+    free(Y);
+    Y = malloc((size_t)n * 2 * sizeof *Y);
+    tsne_options o;
+    tsne_options_default(&o);
+    o.n_threads = a->threads;
+    char err[256];
+    double t0 = now_s(), kl;
+    if (!Y || tsne_fit(X, n, d, &o, Y, &kl, err, sizeof err)) {
+        fprintf(stderr, "bench-tsne: %s\n", Y ? err : "out of memory");
+        free(Y);
+        return NULL;
+    }
+    printf("reference map: n=%d fitted in %.1f s, KL %.4f\n", n, now_s() - t0, kl);
+    if (a->y_path && save_f32(a->y_path, Y, (size_t)n * 2))
+        fprintf(stderr, "bench-tsne: cannot write %s\n", a->y_path);
+    return Y;
+}
+
+/* Mean and max distance between two sets of positions, in % of the map extent. */
+static void position_error(const float *A, const float *B, int q, double extent, double *mean,
+                           double *max) {
+    *mean = 0;
+    *max = 0;
+    for (int i = 0; i < q; i++) {
+        double e = hypot(A[2 * i] - B[2 * i], A[2 * i + 1] - B[2 * i + 1]);
+        *mean += e / q;
+        *max = fmax(*max, e);
+    }
+    *mean *= 100.0 / extent;
+    *max *= 100.0 / extent;
+}
+
+static int bench_place(const bench_args *a) {
+    float *X, *Q;
+    int n = a->n, q = a->queries, d = a->pca;
+    if (load_pca(a, n, q, &X, &Q)) return 1;
+    float *Y = reference_map(a, X, n, d);
+    char err[256];
+    if (!Y) {
+        free(X);
+        return 1;
+    }
+    double lo[2] = { Y[0], Y[1] }, hi[2] = { Y[0], Y[1] };
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < 2; c++) {
+            lo[c] = fmin(lo[c], Y[2 * i + c]);
+            hi[c] = fmax(hi[c], Y[2 * i + c]);
+        }
+    double extent = fmax(hi[0] - lo[0], hi[1] - lo[1]);
+    double t0 = now_s();
+    tsne_map *m = tsne_map_create(X, Y, n, d, 0, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "bench-tsne: %s\n", err);
+        free(X); free(Y);
+        return 1;
+    }
+    printf("map: n=%d d=%d extent %.1f, built in %.3f s, %.1f MB\n", n, d, extent,
+           now_s() - t0, tsne_map_bytes(m) / 1e6);
+
+    float *pos = malloc((size_t)q * 2 * sizeof *pos), *ref = malloc((size_t)q * 2 * sizeof *ref);
+    float *conv = malloc((size_t)q * 2 * sizeof *conv);
+    tsne_place_options o;
+    if (a->co_only) goto co;
+    /* The field shortcut against the exact sum, at the test points' neighbourhoods. */
+    tsne_place_options_default(&o);
+    o.n_iter = 0;
+    tsne_place_batch(m, &o, Q, q, 1, pos, err, sizeof err);
+    double worst = 0, num = 0, den = 0;
+    for (int i = 0; i < q; i++) {
+        double y[2] = { pos[2 * i] + 0.37, pos[2 * i + 1] - 0.21 }, rg[2], re[2], zg, ze;
+        tsne_map_field(m, y, 0, rg, &zg);
+        tsne_map_field(m, y, 1, re, &ze);
+        double e = hypot(rg[0] / zg - re[0] / ze, rg[1] / zg - re[1] / ze);
+        num += e * e;
+        den += (re[0] * re[0] + re[1] * re[1]) / (ze * ze);
+        worst = fmax(worst, fabs(zg - ze) / ze);
+    }
+    printf("field grid vs exact sum: relative error of rep/z %.2e (rms), z max %.2e\n",
+           sqrt(num / den), worst);
+
+    /* A converged exact placement as the yardstick for every setting. */
+    tsne_place_options exact;
+    tsne_place_options_default(&exact);
+    exact.exact = 1;
+    exact.n_iter = 1000;
+    exact.learning_rate = 0.5;
+    tsne_place_batch(m, &exact, Q, q, a->threads, conv, err, sizeof err);
+
+    struct { const char *name; double perp; int iters; double lr, exag, mom, clip; } set[] = {
+        { "default (perp 30, 100 it, lr 1)", 30, 100, 1.0, 1.0, 0.8, 1.0 },
+        { "perp 30, 100 it, lr 0.3", 30, 100, 0.3, 1.0, 0.8, 1.0 },
+        { "perp 30, 50 it, lr 1", 30, 50, 1.0, 1.0, 0.8, 1.0 },
+        { "perp 30, 250 it, lr 1", 30, 250, 1.0, 1.0, 0.8, 1.0 },
+        { "perp 30, 250 it, lr 3", 30, 250, 3.0, 1.0, 0.8, 1.0 },
+        { "openTSNE-like (perp 5, 250 it, lr 0.1, exag 1.5)", 5, 250, 0.1, 1.5, 0.8, 0.25 },
+        { "zero-iteration, perp 30", 30, 0, 1.0, 1.0, 0.8, 1.0 },
+        { "zero-iteration, perp 5", 5, 0, 1.0, 1.0, 0.8, 1.0 },
+    };
+    printf("single placement of %d test points, one core (error in %% of map extent):\n", q);
+    for (size_t s = 0; s < sizeof set / sizeof set[0]; s++) {
+        tsne_place_options po;
+        tsne_place_options_default(&po);
+        po.perplexity = set[s].perp;
+        po.n_iter = set[s].iters;
+        po.learning_rate = set[s].lr;
+        po.exaggeration = set[s].exag;
+        po.momentum = set[s].mom;
+        po.max_grad = set[s].clip;
+        t0 = now_s();
+        tsne_place_batch(m, &po, Q, q, 1, pos, err, sizeof err);
+        double rate = q / (now_s() - t0);
+        po.exact = 1;
+        tsne_place_batch(m, &po, Q, q, a->threads, ref, err, sizeof err);
+        double gm, gx, cm, cx;
+        position_error(pos, ref, q, extent, &gm, &gx);
+        position_error(pos, conv, q, extent, &cm, &cx);
+        printf("  %-50s %8.0f points/s; vs same setting exact: mean %.3f%% max %.3f%%; "
+               "vs converged perp-30 exact: mean %.2f%% max %.2f%%\n", set[s].name, rate, gm,
+               gx, cm, cx);
+    }
+    t0 = now_s();
+    double sum = 0;
+    for (int i = 0; i < q; i++) sum += tsne_map_dmap(m, pos + 2 * i, 1, NULL, NULL);
+    printf("D_MAP (k=1): %.2f us per query (mean %.3f)\n", (now_s() - t0) / q * 1e6, sum / q);
+co:
+    tsne_place_options_default(&o);
+    t0 = now_s();
+    int rc = tsne_coplace(m, &o, Q, q, pos, err, sizeof err);
+    printf("co-placement of %d points (default settings, 1 thread): %.3f s%s\n", q,
+           now_s() - t0, rc ? " FAILED" : "");
+    tsne_window *w = tsne_window_create(m, 2000, err, sizeof err);
+    int batches = 0;
+    double tw = 0;
+    o.n_iter = 30;
+    /* Fill the window, then time 100 batches of 32 (cycling through the test points). */
+    for (int b = 0; w && b < 2000 / 32 + 100; b++) {
+        int b0 = (b * 32) % (q - 32);
+        t0 = now_s();
+        if (tsne_window_add(w, &o, Q + (size_t)b0 * d, 32, pos, err, sizeof err)) {
+            fprintf(stderr, "bench-tsne: %s\n", err);
+            break;
+        }
+        if (b >= 2000 / 32) {
+            tw += now_s() - t0;
+            batches++;
+        }
+    }
+    if (batches)
+        printf("sliding window W=2000, batch 32, 30 iterations: %.2f ms per batch (%d batches)\n",
+               tw / batches * 1e3, batches);
+    tsne_window_free(w);
+    tsne_map_free(m);
+    free(X); free(Y); free(pos); free(ref); free(conv);
+    return 0;
+}
+
 int bench_tsne_main(int argc, char **argv) {
     bench_args a;
     if (argc < 2 || parse_args(argc, argv, &a)) {
@@ -255,6 +419,7 @@ int bench_tsne_main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "fit")) return bench_fit(&a);
     if (!strcmp(argv[1], "kl")) return bench_kl(&a);
+    if (!strcmp(argv[1], "place")) return bench_place(&a);
     fprintf(stderr, "bench-tsne: unknown subcommand %s\n", argv[1]);
     return 2;
 }

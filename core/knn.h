@@ -1,0 +1,55 @@
+/* knn.h — exact k-nearest neighbours in latent space (squared Euclidean distance).
+ *
+ * t-SNE needs, for every point, its 3*perplexity nearest neighbours. At the sizes anodm
+ * uses (N <= ~100k points of 16..784 dimensions) an exact search is affordable and
+ * avoids a second source of approximation: distances come from BLAS blocks
+ * (|a|^2 + |b|^2 - 2 a.b, one SGEMM per block of queries), a bounded max-heap keeps the
+ * k best per row, and the k winners' distances are then recomputed directly in double so
+ * that cancellation in the BLAS form never reaches the caller. Ties are broken by the
+ * lower index, so results are deterministic.
+ *
+ * knn_query() is the single-query path used at scoring time: a plain loop over the
+ * reference, identical for a query whatever batch it came in (batch invariance). */
+#ifndef ANODM_KNN_H
+#define ANODM_KNN_H
+
+#include <stddef.h>
+
+/* Largest k any function here accepts (the candidate buffer lives on the stack). */
+#define KNN_MAX_K 300
+
+/* For each of the n rows of X (n x d, row-major), its k nearest OTHER rows, nearest
+ * first: idx[i*k + r], squared distances dist2[i*k + r]. Needs 1 <= k <= n - 1.
+ * n_threads <= 0 means 2. Returns 0, or -1 with a message in err. */
+int knn_all(const float *X, int n, int d, int k, int n_threads, int *idx, float *dist2,
+            char *err, size_t errlen);
+
+/* The reference packed for knn_query_packed: blocks of KNN_PACK rows, each block
+ * dimension-major (the KNN_PACK values of dimension c together), so that one query's
+ * distances to a block take one vector operation per dimension. Returns a malloc'ed
+ * array of knn_packed_floats(n, d) floats, or NULL. */
+#define KNN_PACK 16
+float *knn_pack(const float *X, int n, int d);
+size_t knn_packed_floats(int n, int d);
+/* knn_query on a packed reference (ref is the same rows, row-major, for the exact
+ * re-measurement); same results contract, deterministic, batch-invariant. */
+void knn_query_packed(const float *packed, const float *ref, int n, int d, const float *q,
+                      int k, int skip, int *idx, float *dist2);
+
+/* For each of the m rows of Q (m x d), its k nearest rows of ref (n x d), nearest
+ * first, by SGEMM blocks; ref_norms: the n squared row norms. Needs 1 <= k <= n.
+ * Results can differ from knn_query's in near-ties (rounding), so scoring paths that
+ * must be batch-invariant use knn_query. */
+void knn_batch(const float *ref, const float *ref_norms, int n, int d, const float *Q, int m,
+               int k, float *scratch, int *idx, float *dist2);
+/* Scratch floats knn_batch needs for m queries against n reference rows. */
+size_t knn_batch_scratch(int n, int m);
+/* Squared norms of the n rows of X into norms. */
+void knn_norms(const float *X, int n, int d, float *norms);
+
+/* The k nearest rows of ref (n x d) to q (d floats), nearest first; skip < 0, or the
+ * index of a row to leave out. Needs 1 <= k <= n (- 1 if skip >= 0). Deterministic. */
+void knn_query(const float *ref, int n, int d, const float *q, int k, int skip, int *idx,
+               float *dist2);
+
+#endif

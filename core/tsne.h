@@ -1,0 +1,174 @@
+/* tsne.h — t-SNE: fit the 2-D reference map, then place new points into it.
+ *
+ * AnoDM scores a sample partly by where its latent mean lands on a 2-D t-SNE map of the
+ * normal training latents (SPEC.md section 1). Two jobs live here:
+ *
+ * Fit (offline): input affinities P from a Gaussian per point whose bandwidth is found
+ * by binary search to the target perplexity over its 3*perplexity exact nearest
+ * neighbours, symmetrised and normalised (sparse); Student-t output affinities; the
+ * optimiser of van der Maaten's implementations (early exaggeration 12 for 250
+ * iterations, momentum 0.5 then 0.8, per-coordinate gains, learning rate
+ * max(200, N/12), 1000 iterations). The repulsive half of the gradient is exact
+ * (O(N^2), the test oracle), Barnes-Hut (O(N log N), the default) or FFT-accelerated
+ * grid interpolation (FIt-SNE's idea, O(N + grid log grid)); on our FFT the grid's cost
+ * grows with the map's area and Barnes-Hut measured faster at every N (docs/TSNE.md).
+ * Gradients follow the bhtsne/openTSNE convention: dKL/dy_i = 4 * grad_i, which is why
+ * the learning rate is N/12 here and N/48 in scikit-learn.
+ *
+ * Placement (online): the reference map (latents + 2-D positions) never moves. A new
+ * latent gets P over its nearest reference latents (same perplexity rule) and only its
+ * own 2-D position is optimised, starting from the P-weighted mean of its neighbours'
+ * positions. Its output affinities are normalised per point (q_j = w_j / sum_k w_k over
+ * the reference), as in openTSNE's transform; the gradient is
+ *     exaggeration * sum_j p_j w_j (y - y_j)  -  sum_k w_k^2 (y - y_k) / sum_k w_k.
+ * The reference sums are precomputed once on an interpolation grid (tsne_map_create),
+ * so a placement costs a kNN scan plus O(iterations * k). Co-placement optimises a set
+ * of new points together (their affinities span reference + new points, new points
+ * repel each other), and tsne_window keeps the last W placed points as extra fixed
+ * points for the daemon's context mode (SPEC.md: "recurring anomaly types form
+ * islands"). Scores from the window depend on recent traffic.
+ *
+ * Errors: functions return 0 (or a pointer) on success and -1 (or NULL) on bad input or
+ * out of memory, with a message in err. Non-finite input, perplexity outside [1, 100],
+ * fewer than 3*perplexity + 1 points, and (fit only) all points identical are errors. Duplicate
+ * points are fine: their affinities tie. */
+#ifndef ANODM_TSNE_H
+#define ANODM_TSNE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- affinities ---------------------------------------------------------------- */
+
+/* Symmetric sparse P in CSR form: row i holds cols[row_ptr[i] .. row_ptr[i+1]). */
+typedef struct {
+    int n;
+    int64_t *row_ptr;   /* n + 1 */
+    int *cols;
+    double *vals;       /* sums to 1 over all entries */
+} tsne_sparse;
+
+/* P for the n rows of X (n x d): perplexity-calibrated, symmetrised, normalised. */
+int tsne_affinities(const float *X, int n, int d, double perplexity, int n_threads,
+                    tsne_sparse *P, char *err, size_t errlen);
+void tsne_sparse_free(tsne_sparse *P);
+
+/* Conditional p_{j|i} over k neighbour squared distances d2 (any order) with the
+ * given perplexity; writes p (sums to 1) and returns the perplexity reached. */
+double tsne_row_affinities(const float *d2, int k, double perplexity, double *p);
+
+/* ---- gradient and objective ---------------------------------------------------- */
+
+/* grad (n x 2) = exaggeration * attraction - repulsion / Z, exact O(N^2); returns KL. */
+double tsne_gradient_exact(const tsne_sparse *P, const double *Y, double exaggeration,
+                           double *grad);
+/* KL(P || Q) of the embedding Y (n x 2), exact O(N^2), multi-threaded. */
+double tsne_kl_exact(const tsne_sparse *P, const double *Y, int n_threads);
+
+/* The fast gradients, for tests and benches: same contract as the exact one (returns
+ * KL, with Z approximated too), NAN when out of memory. Barnes-Hut with accuracy theta;
+ * FFT grid interpolation (FIt-SNE's scheme, p = 3 nodes per unit box). */
+double tsne_gradient_bh(const tsne_sparse *P, const double *Y, double exaggeration,
+                        double theta, int n_threads, double *grad);
+double tsne_gradient_fft(const tsne_sparse *P, const double *Y, double exaggeration,
+                         int n_threads, double *grad);
+
+/* ---- fit ----------------------------------------------------------------------- */
+
+typedef enum { TSNE_INIT_PCA = 0, TSNE_INIT_RANDOM = 1 } tsne_init;
+typedef enum {
+    TSNE_GRAD_AUTO = 0, TSNE_GRAD_EXACT = 1, TSNE_GRAD_BH = 2, TSNE_GRAD_FFT = 3
+} tsne_grad;
+
+/* Called every progress_every iterations and at the end; kl of the current map. */
+typedef void (*tsne_progress_fn)(void *ctx, int iter, int n_iter, double kl);
+
+typedef struct {
+    double perplexity;      /* 30 */
+    int n_iter;             /* 1000 */
+    int exag_iter;          /* 250: early exaggeration and low momentum this long */
+    double exaggeration;    /* 12 */
+    double momentum_early;  /* 0.5 */
+    double momentum_late;   /* 0.8 */
+    double learning_rate;   /* 0 = max(200, N / 12) */
+    tsne_init init;         /* PCA (scaled to std 1e-4) or seeded N(0, 1e-4^2) */
+    uint64_t seed;          /* 1; random init only */
+    tsne_grad gradient;     /* AUTO: exact for N <= 500, else Barnes-Hut */
+    double theta;           /* 0.5: Barnes-Hut accuracy (cell side / distance) */
+    int n_threads;          /* 0 = 2 */
+    tsne_progress_fn progress;
+    void *progress_ctx;
+    int progress_every;     /* 50 */
+} tsne_options;
+
+void tsne_options_default(tsne_options *o);
+
+/* Fit the map of X (n x d) into Y (n x 2, floats); final KL in *kl (may be NULL). */
+int tsne_fit(const float *X, int n, int d, const tsne_options *opt, float *Y, double *kl,
+             char *err, size_t errlen);
+
+/* ---- placement into a fixed map ------------------------------------------------ */
+
+typedef struct {
+    double perplexity;      /* 30 (1..100): neighbours = 3 * perplexity latents */
+    int n_iter;             /* 100; 0 = the P-weighted mean of the neighbours' positions */
+    double learning_rate;   /* 1.0 */
+    double exaggeration;    /* 1.0 (openTSNE's transform uses 1.5) */
+    double momentum;        /* 0.8 */
+    double max_grad;        /* 1.0: a point's gradient norm is clipped to this */
+    int exact;              /* 0: grid field; 1: exact sums over the reference (oracle) */
+    int n_threads;          /* 1: threads for co-placement and the window */
+} tsne_place_options;
+
+void tsne_place_options_default(tsne_place_options *o);
+
+/* The fixed reference: latents, positions, repulsion field grid and a 2-D index. */
+typedef struct tsne_map tsne_map;
+
+/* Copies X (n x d) and Y (n x 2). box_width: the field grid's box size in map units
+ * (0 = 0.5); smaller is more accurate and uses more memory. */
+tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double box_width,
+                          char *err, size_t errlen);
+void tsne_map_free(tsne_map *m);
+int tsne_map_size(const tsne_map *m);
+int tsne_map_dim(const tsne_map *m);
+/* Memory held by the map, bytes. */
+size_t tsne_map_bytes(const tsne_map *m);
+
+/* The repulsion sums of the reference at q: rep = sum K2(q - y_k)(q - y_k) and
+ * z = sum K1(q - y_k), from the grid (exact = 0) or by direct summation (exact = 1). */
+void tsne_map_field(const tsne_map *m, const double q[2], int exact, double rep[2],
+                    double *z);
+
+/* Place one latent x (d floats) alone; position in y[2]. */
+int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x, float y[2],
+               char *err, size_t errlen);
+/* Place count latents independently (each result equals tsne_place of that row). */
+int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const float *X,
+                     int count, int n_threads, float *Y, char *err, size_t errlen);
+/* Place count latents together: affinities over reference + the set, attraction and
+ * repulsion among the set; the reference stays fixed. */
+int tsne_coplace(const tsne_map *m, const tsne_place_options *opt, const float *X,
+                 int count, float *Y, char *err, size_t errlen);
+
+/* D_MAP: mean Euclidean distance from y to its k nearest reference positions; their
+ * indices and distances, nearest first (ties by lower index), go to idx / dist when not
+ * NULL. Returns -1 if k is not in [1, n]. */
+double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float *dist);
+
+/* ---- sliding window (daemon context mode) -------------------------------------- */
+
+/* The last `capacity` placed points (latents and positions) act as extra fixed points
+ * for the next batch, which is co-placed against reference + window, then appended
+ * (the oldest leave). Memory: capacity * (d + 2) floats; time per batch bounded by
+ * (capacity + n_ref) * batch * d for the neighbour scan plus the iterations. */
+typedef struct tsne_window tsne_window;
+
+tsne_window *tsne_window_create(const tsne_map *m, int capacity, char *err, size_t errlen);
+void tsne_window_free(tsne_window *w);
+int tsne_window_count(const tsne_window *w);
+/* Co-place the batch X (count x d) against reference + window; positions in Y. */
+int tsne_window_add(tsne_window *w, const tsne_place_options *opt, const float *X,
+                    int count, float *Y, char *err, size_t errlen);
+
+#endif

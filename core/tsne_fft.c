@@ -1,0 +1,398 @@
+/* FFT-accelerated grid interpolation of the t-SNE repulsion (see tsne_internal.h).
+ *
+ * Four charges (1, y_x, y_y, |y|^2) convolved with the one kernel K2 = 1/(1+r^2)^2
+ * give everything: the repulsion q*phi_1 - phi_y and, because K1 = (1 + r^2) K2,
+ * sum_j K1(q - y_j) = (1+|q|^2) phi_1 - 2 q.phi_y + phi_|y|^2. The interpolation error
+ * of that combination is the kernel's own error times (1 + r^2), so no cancellation is
+ * amplified by the map's extent.
+ *
+ * Grid: n_boxes boxes per dimension, p Lagrange nodes per box at (t + 0.5) h, h the node
+ * spacing; the FFT size L is the power of two >= 2m (m = p * n_boxes nodes), and the
+ * box count is then raised to fill L, which buys accuracy for free. Two real charges
+ * share one complex FFT (the kernel's spectrum is real because the embedded kernel is
+ * even). The 2-D FFT transforms columns in cache-sized blocks with the butterflies
+ * running along rows (contiguous, vectorised), transposes, and repeats; the spectrum
+ * stays transposed, which the symmetric kernel does not mind. Zero quadrants of the
+ * padded input and unused quadrants of the output are skipped. */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsne_internal.h"
+
+#define COL_BLOCK 32
+#define ROW_PAD 8      /* row stride L + ROW_PAD: a power-of-two stride thrashes the cache */
+#define MAX_P 8
+
+void fftrep_init(fftrep *w, int n_threads) {
+    memset(w, 0, sizeof *w);
+    w->p = 3;
+    w->box_width = 1.0;
+    w->min_boxes = 50;
+    w->n_threads = n_threads > 0 ? n_threads : 2;
+}
+
+void fftrep_free(fftrep *w) {
+    free(w->are); free(w->aim); free(w->kre);
+    free(w->twr); free(w->twi); free(w->pot); free(w->zbuf);
+    memset(w, 0, sizeof *w);
+}
+
+void fftrep_trim(fftrep *w) {
+    free(w->are); free(w->aim); free(w->kre);
+    free(w->twr); free(w->twi); free(w->zbuf);
+    w->are = w->aim = w->kre = w->twr = w->twi = w->zbuf = NULL;
+    w->cap_L = w->tw_L = w->k_L = w->cap_n = 0;
+}
+
+static int ensure_buffers(fftrep *w, int L, int m) {
+    if (L > w->cap_L) {
+        size_t nn = (size_t)L * (L + ROW_PAD);
+        double **bufs[3] = { &w->are, &w->aim, &w->kre };
+        for (int b = 0; b < 3; b++) {
+            free(*bufs[b]);
+            *bufs[b] = malloc(nn * sizeof(double));
+        }
+        free(w->twr); free(w->twi);
+        w->twr = malloc((size_t)L / 2 * sizeof(double));
+        w->twi = malloc((size_t)L / 2 * sizeof(double));
+        w->tw_L = 0;
+        int ok = w->twr && w->twi;
+        for (int b = 0; b < 3; b++) ok = ok && *bufs[b];
+        w->k_L = 0;
+        if (!ok) {
+            w->cap_L = 0;
+            return -1;
+        }
+        w->cap_L = L;
+    }
+    if (w->tw_L != L) {
+        for (int j = 0; j < L / 2; j++) {
+            w->twr[j] = cos(2.0 * M_PI * j / L);
+            w->twi[j] = -sin(2.0 * M_PI * j / L);
+        }
+        w->tw_L = L;
+    }
+    if (m > w->cap_m) {
+        free(w->pot);
+        w->pot = malloc((size_t)m * m * 4 * sizeof(double));
+        if (!w->pot) {
+            w->cap_m = 0;
+            return -1;
+        }
+        w->cap_m = m;
+    }
+    return 0;
+}
+
+/* ---- 2-D FFT ------------------------------------------------------------------- */
+
+typedef struct {
+    double *re, *im;
+    const double *twr, *twi;
+    int L, inverse;
+} fft_ctx;
+
+/* One radix-2 butterfly across COL_BLOCK columns; restrict and the fixed width let the
+ * compiler vectorise it at -O2. */
+TSNE_INLINE void butterfly2(double *restrict ar, double *restrict ai, double *restrict br,
+                            double *restrict bi, double wr, double wi) {
+    for (int c = 0; c < COL_BLOCK; c++) {
+        double tr = wr * br[c] - wi * bi[c];
+        double ti = wr * bi[c] + wi * br[c];
+        br[c] = ar[c] - tr; bi[c] = ai[c] - ti;
+        ar[c] += tr; ai[c] += ti;
+    }
+}
+
+/* Two radix-2 stages fused (half h then 2h) on rows a, a+h, a+2h, a+3h: w1 is the first
+ * stage's twiddle, w2 and w3 the second stage's for the pairs (a, a+2h), (a+h, a+3h).
+ * Half the memory sweeps of two separate stages. */
+TSNE_INLINE void butterfly4(double *restrict r0, double *restrict i0, double *restrict r1,
+                            double *restrict i1, double *restrict r2, double *restrict i2,
+                            double *restrict r3, double *restrict i3, const double w[6]) {
+    for (int c = 0; c < COL_BLOCK; c++) {
+        double tr = w[0] * r1[c] - w[1] * i1[c], ti = w[0] * i1[c] + w[1] * r1[c];
+        double a0r = r0[c] + tr, a0i = i0[c] + ti, a1r = r0[c] - tr, a1i = i0[c] - ti;
+        tr = w[0] * r3[c] - w[1] * i3[c]; ti = w[0] * i3[c] + w[1] * r3[c];
+        double a2r = r2[c] + tr, a2i = i2[c] + ti, a3r = r2[c] - tr, a3i = i2[c] - ti;
+        tr = w[2] * a2r - w[3] * a2i; ti = w[2] * a2i + w[3] * a2r;
+        r0[c] = a0r + tr; i0[c] = a0i + ti; r2[c] = a0r - tr; i2[c] = a0i - ti;
+        tr = w[4] * a3r - w[5] * a3i; ti = w[4] * a3i + w[5] * a3r;
+        r1[c] = a1r + tr; i1[c] = a1i + ti; r3[c] = a1r - tr; i3[c] = a1i - ti;
+    }
+}
+
+TSNE_INLINE void swap_rows(double *restrict a, double *restrict b) {
+    for (int c = 0; c < COL_BLOCK; c++) {
+        double t = a[c]; a[c] = b[c]; b[c] = t;
+    }
+}
+
+/* Length-L transforms down the columns of blocks [b0, b1) (COL_BLOCK columns each):
+ * bit reversal, the stages up to TILE rows inside L1-sized tiles, then the remaining
+ * stages in fused pairs. */
+TSNE_HOT static void fft_col_blocks(void *vctx, int b0, int b1) {
+    enum { TILE = 64 };
+    fft_ctx *f = vctx;
+    int L = f->L;
+    size_t S = (size_t)L + ROW_PAD;
+    double sign = f->inverse ? -1.0 : 1.0;
+    const double *twr = f->twr, *twi = f->twi;
+    int tile = L < TILE ? L : TILE;
+    for (int b = b0; b < b1; b++) {
+        double *re = f->re + (size_t)b * COL_BLOCK, *im = f->im + (size_t)b * COL_BLOCK;
+        for (int i = 0, j = 0; i < L; i++) {
+            if (i < j) {
+                swap_rows(re + i * S, re + j * S);
+                swap_rows(im + i * S, im + j * S);
+            }
+            int bit = L >> 1;
+            for (; j & bit; bit >>= 1) j ^= bit;
+            j |= bit;
+        }
+        for (int t0 = 0; t0 < L; t0 += tile) {
+            for (int len = 2; len <= tile; len <<= 1) {
+                int half = len >> 1, step = L / len;
+                for (int s = t0; s < t0 + tile; s += len) {
+                    for (int k = 0; k < half; k++) {
+                        size_t a = (s + k) * S, bb = a + half * S;
+                        butterfly2(re + a, im + a, re + bb, im + bb, twr[k * step],
+                                   sign * twi[k * step]);
+                    }
+                }
+            }
+        }
+        int len = tile * 2;
+        if (len <= L && ((L / tile) & 0x55555555) == 0) {   /* odd count left: one radix-2 */
+            int half = len >> 1, step = L / len;
+            for (int s = 0; s < L; s += len) {
+                for (int k = 0; k < half; k++) {
+                    size_t a = (s + k) * S, bb = a + half * S;
+                    butterfly2(re + a, im + a, re + bb, im + bb, twr[k * step],
+                               sign * twi[k * step]);
+                }
+            }
+            len <<= 1;
+        }
+        for (; len * 2 <= L; len <<= 2) {        /* stages len and 2*len, fused */
+            int h = len >> 1, step1 = L / len, step2 = L / (2 * len);
+            for (int s = 0; s < L; s += 2 * len) {
+                for (int k = 0; k < h; k++) {
+                    double w[6] = { twr[k * step1], sign * twi[k * step1],
+                                    twr[k * step2], sign * twi[k * step2],
+                                    twr[(k + h) * step2], sign * twi[(k + h) * step2] };
+                    size_t a = (s + k) * S, hs = h * S;
+                    butterfly4(re + a, im + a, re + a + hs, im + a + hs, re + a + 2 * hs,
+                               im + a + 2 * hs, re + a + 3 * hs, im + a + 3 * hs, w);
+                }
+            }
+        }
+    }
+}
+
+static void fft_cols(const fftrep *w, double *re, double *im, int ncols, int inverse) {
+    fft_ctx f = { re, im, w->twr, w->twi, w->L, inverse };
+    int blocks = (ncols + COL_BLOCK - 1) / COL_BLOCK;   /* L is a multiple of COL_BLOCK */
+    tsne_par_for(w->n_threads, blocks, fft_col_blocks, &f);
+}
+
+static void transpose(double *a, int L) {
+    enum { T = 32 };
+    size_t S = (size_t)L + ROW_PAD;
+    for (int bi = 0; bi < L; bi += T) {
+        for (int bj = bi; bj < L; bj += T) {
+            for (int i = bi; i < bi + T && i < L; i++) {
+                for (int j = (bj == bi ? i + 1 : bj); j < bj + T && j < L; j++) {
+                    double t = a[i * S + j];
+                    a[i * S + j] = a[j * S + i];
+                    a[j * S + i] = t;
+                }
+            }
+        }
+    }
+}
+
+/* Forward 2-D FFT; nonzero input only in columns [0, ncols). Output transposed. */
+static void fft2_forward(const fftrep *w, double *re, double *im, int ncols) {
+    fft_cols(w, re, im, ncols, 0);
+    transpose(re, w->L);
+    transpose(im, w->L);
+    fft_cols(w, re, im, w->L, 0);
+}
+
+/* Inverse of fft2_forward (unscaled); only output columns [0, ncols) are computed. */
+static void fft2_inverse(const fftrep *w, double *re, double *im, int ncols) {
+    fft_cols(w, re, im, w->L, 1);
+    transpose(re, w->L);
+    transpose(im, w->L);
+    fft_cols(w, re, im, ncols, 1);
+}
+
+/* ---- interpolation ------------------------------------------------------------- */
+
+/* Box index along one axis and the p Lagrange weights of coordinate v. */
+static int box_weights(const fftrep *w, double v, double lo, double *wt) {
+    int p = w->p;
+    double t = (v - lo) / w->h;            /* in node spacings from lo */
+    int b = (int)floor(t / p);
+    if (b < 0) b = 0;
+    if (b > w->n_boxes - 1) b = w->n_boxes - 1;
+    double u = t - (double)b * p;
+    for (int a = 0; a < p; a++) {
+        double num = 1.0, den = 1.0;
+        for (int c = 0; c < p; c++) {
+            if (c == a) continue;
+            num *= u - (c + 0.5);
+            den *= (double)(a - c);
+        }
+        wt[a] = num / den;
+    }
+    return b * p;
+}
+
+int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_y,
+                      double side) {
+    if (side < 1e-6) side = 1e-6;
+    int p = w->p;
+    int nb = (int)ceil(side / w->box_width);
+    if (nb < w->min_boxes) nb = w->min_boxes;
+    int L = COL_BLOCK;
+    while (L < 2 * p * nb) L <<= 1;
+    nb = L / (2 * p);
+    int m = p * nb;
+    if (ensure_buffers(w, L, m)) return -1;
+    w->n_boxes = nb; w->m = m; w->L = L;
+    w->lo_x = lo_x; w->lo_y = lo_y;
+    w->h = side / nb / p;
+
+    size_t S = (size_t)L + ROW_PAD, nn = (size_t)L * S;
+    if (w->k_L != L || w->k_m != m || w->k_h != w->h) {
+        /* The kernel at every node offset (dx, dy) in (-m, m), wrapped modulo L; aim is
+         * the imaginary scratch of its transform. */
+        for (int r = 0; r < L; r++) {
+            int dy = r < m ? r : (r > L - m ? r - L : INT_MAX);
+            for (int c = 0; c < L; c++) {
+                int dx = c < m ? c : (c > L - m ? c - L : INT_MAX);
+                double val = 0.0;
+                if (dx != INT_MAX && dy != INT_MAX) {
+                    double r2 = w->h * w->h * ((double)dx * dx + (double)dy * dy);
+                    val = 1.0 / ((1.0 + r2) * (1.0 + r2));
+                }
+                w->kre[r * S + c] = val;
+            }
+        }
+        memset(w->aim, 0, nn * sizeof(double));
+        fft2_forward(w, w->kre, w->aim, L);
+        w->k_L = L; w->k_m = m; w->k_h = w->h;
+    }
+    /* Two passes with one complex buffer: charges (1, y_x), then (y_y, |y|^2). */
+    double scale = 1.0 / ((double)L * L);
+    for (int pass = 0; pass < 2; pass++) {
+        memset(w->are, 0, nn * sizeof(double));
+        memset(w->aim, 0, nn * sizeof(double));
+        for (int i = 0; i < n; i++) {
+            double x = y[2 * i], v = y[2 * i + 1], wx[MAX_P], wy[MAX_P];
+            int tx = box_weights(w, x, lo_x, wx), ty = box_weights(w, v, lo_y, wy);
+            double c_re = pass ? v : 1.0, c_im = pass ? x * x + v * v : x;
+            for (int b = 0; b < p; b++) {
+                size_t row = (ty + b) * S + tx;
+                for (int a = 0; a < p; a++) {
+                    double c = wy[b] * wx[a];
+                    w->are[row + a] += c * c_re;
+                    w->aim[row + a] += c * c_im;
+                }
+            }
+        }
+        fft2_forward(w, w->are, w->aim, m);
+        for (int r = 0; r < L; r++) {
+            for (size_t e = r * S; e < r * S + L; e++) {
+                double k = w->kre[e] * scale;
+                w->are[e] *= k;
+                w->aim[e] *= k;
+            }
+        }
+        fft2_inverse(w, w->are, w->aim, m);
+        for (int r = 0; r < m; r++) {
+            for (int c = 0; c < m; c++) {
+                size_t e = r * S + c;
+                double *pt = w->pot + ((size_t)r * m + c) * 4 + 2 * pass;
+                pt[0] = w->are[e];
+                pt[1] = w->aim[e];
+            }
+        }
+    }
+    return 0;
+}
+
+void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
+    int p = w->p, m = w->m;
+    double wx[MAX_P], wy[MAX_P], phi[4] = { 0, 0, 0, 0 };
+    int tx = box_weights(w, q[0], w->lo_x, wx), ty = box_weights(w, q[1], w->lo_y, wy);
+    for (int b = 0; b < p; b++) {
+        const double *row = w->pot + ((size_t)(ty + b) * m + tx) * 4;
+        for (int a = 0; a < p; a++) {
+            double c = wy[b] * wx[a];
+            phi[0] += c * row[4 * a];
+            phi[1] += c * row[4 * a + 1];
+            phi[2] += c * row[4 * a + 2];
+            phi[3] += c * row[4 * a + 3];
+        }
+    }
+    double x = q[0], v = q[1];
+    rep[0] = x * phi[0] - phi[1];
+    rep[1] = v * phi[0] - phi[2];
+    *z = (1.0 + x * x + v * v) * phi[0] - 2.0 * (x * phi[1] + v * phi[2]) + phi[3];
+}
+
+typedef struct {
+    const fftrep *w;
+    const double *y;
+    double *rep, *z;
+} eval_ctx;
+
+static void eval_range(void *vctx, int begin, int end) {
+    eval_ctx *c = vctx;
+    for (int i = begin; i < end; i++) fftrep_eval(c->w, c->y + 2 * i, c->rep + 2 * i, c->z + i);
+}
+
+double fftrep_all(fftrep *w, const double *y, int n, double *rep) {
+    double min_x = y[0], max_x = y[0], min_y = y[1], max_y = y[1];
+    for (int i = 1; i < n; i++) {
+        double a = y[2 * i], b = y[2 * i + 1];
+        if (a < min_x) min_x = a;
+        if (a > max_x) max_x = a;
+        if (b < min_y) min_y = b;
+        if (b > max_y) max_y = b;
+    }
+    /* Keep the previous box (and so the kernel's spectrum) while the points stay
+     * inside it and it is at most 20% too large; otherwise take a new box with a 5%
+     * margin. During the late iterations the map barely grows, so the kernel FFT is
+     * mostly skipped. */
+    double need = fmax(max_x - min_x, max_y - min_y);
+    need += 1e-9 * need + 1e-12;
+    int fits = w->box_side > 0 && min_x >= w->box_x && min_y >= w->box_y &&
+               max_x <= w->box_x + w->box_side && max_y <= w->box_y + w->box_side &&
+               w->box_side <= 1.2 * need;
+    if (!fits) {
+        w->box_side = 1.05 * need;
+        w->box_x = 0.5 * (min_x + max_x) - 0.5 * w->box_side;
+        w->box_y = 0.5 * (min_y + max_y) - 0.5 * w->box_side;
+    }
+    if (fftrep_potentials(w, y, n, w->box_x, w->box_y, w->box_side)) return -1.0;
+    if (n > w->cap_n) {
+        free(w->zbuf);
+        w->zbuf = malloc((size_t)n * sizeof(double));
+        if (!w->zbuf) {
+            w->cap_n = 0;
+            return -1.0;
+        }
+        w->cap_n = n;
+    }
+    eval_ctx c = { w, y, rep, w->zbuf };
+    tsne_par_for(w->n_threads, n, eval_range, &c);
+    double Z = 0.0;
+    for (int i = 0; i < n; i++) Z += w->zbuf[i];
+    return Z - n;
+}

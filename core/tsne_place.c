@@ -1,0 +1,738 @@
+/* Placement of new points into a fixed t-SNE map (see tsne.h for the objective).
+ *
+ * The map precomputes, once, everything that does not depend on the new point:
+ *  - the reference's repulsion field on a grid (the same FFT interpolation as the fit's
+ *    grid gradient: four potentials per node, Lagrange-interpolated at the query), so a
+ *    gradient step costs O(k + p^2) instead of O(N). Queries outside the grid's box
+ *    (margin around the map) fall back to the exact sum;
+ *  - squared norms of the reference latents for SGEMM neighbour search in batches;
+ *  - a uniform cell grid over the map positions for D_MAP (k nearest map points).
+ *
+ * Single placement is a pure function of (map, options, x): the neighbour scan is the
+ * plain loop of knn_query, and nothing is shared between points of a batch, so results
+ * are bit-identical whatever the batch. Co-placement (and the window, which is
+ * co-placement against extra fixed points) updates all new points synchronously:
+ * gradients for all, then steps for all. */
+#include "tsne.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "knn.h"
+#include "tsne_internal.h"
+
+#define FIELD_MAX_L 2048     /* the field's FFT size cap: bounds memory and build time */
+#define EXACT_NEW_MAX 1024   /* co-placement: new-new repulsion exact up to this many */
+
+struct tsne_map {
+    int n, d;
+    float *X;                /* n x d latents */
+    float *packed;           /* the same, packed for knn_query_packed */
+    float *norms;            /* n squared latent norms */
+    double *Y;               /* n x 2 positions */
+    fftrep field;            /* reference potentials on the grid */
+    double box_x0, box_y0, box_x1, box_y1;   /* where the grid is valid */
+    /* D_MAP cell index */
+    int cells;               /* per side */
+    double cell_x0, cell_y0, cell_size;
+    int *cell_start;         /* cells^2 + 1 */
+    int *cell_pts;           /* n point indices grouped by cell */
+};
+
+void tsne_place_options_default(tsne_place_options *o) {
+    o->perplexity = 30.0;
+    o->n_iter = 100;
+    o->learning_rate = 1.0;
+    o->exaggeration = 1.0;
+    o->momentum = 0.8;
+    o->max_grad = 1.0;
+    o->exact = 0;
+    o->n_threads = 1;
+}
+
+static int check_place_options(const tsne_place_options *o, int n_ref, char *err,
+                               size_t errlen) {
+    if (!(o->perplexity >= 1.0) || (int)(3.0 * o->perplexity) > n_ref) {
+        snprintf(err, errlen, "tsne place: perplexity %g needs 1 <= perplexity and "
+                 "3*perplexity <= %d reference points", o->perplexity, n_ref);
+        return -1;
+    }
+    if (o->perplexity > 100.0) {
+        snprintf(err, errlen, "tsne place: perplexity %g above the supported 100", o->perplexity);
+        return -1;
+    }
+    if (o->n_iter < 0 || !(o->learning_rate > 0) || !(o->exaggeration > 0) ||
+        !(o->momentum >= 0 && o->momentum < 1) || !(o->max_grad > 0)) {
+        snprintf(err, errlen, "tsne place: bad options (n_iter >= 0, learning_rate > 0, "
+                 "exaggeration > 0, 0 <= momentum < 1, max_grad > 0)");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_finite_rows(const float *X, size_t count, const char *what, char *err,
+                             size_t errlen) {
+    for (size_t e = 0; e < count; e++) {
+        if (!isfinite(X[e])) {
+            snprintf(err, errlen, "%s: element %zu is not finite", what, e);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- the map ------------------------------------------------------------------- */
+
+static int build_cells(tsne_map *m) {
+    double x0 = m->Y[0], x1 = x0, y0 = m->Y[1], y1 = y0;
+    for (int i = 0; i < m->n; i++) {
+        x0 = fmin(x0, m->Y[2 * i]); x1 = fmax(x1, m->Y[2 * i]);
+        y0 = fmin(y0, m->Y[2 * i + 1]); y1 = fmax(y1, m->Y[2 * i + 1]);
+    }
+    int cells = (int)ceil(sqrt(m->n / 2.0));
+    if (cells < 1) cells = 1;
+    double side = fmax(x1 - x0, y1 - y0);
+    m->cells = cells;
+    m->cell_x0 = x0;
+    m->cell_y0 = y0;
+    m->cell_size = side > 0 ? side * (1 + 1e-9) / cells : 1.0;
+    m->cell_start = calloc((size_t)cells * cells + 1, sizeof *m->cell_start);
+    m->cell_pts = malloc((size_t)m->n * sizeof *m->cell_pts);
+    int *fill = malloc((size_t)cells * cells * sizeof *fill);
+    if (!m->cell_start || !m->cell_pts || !fill) {
+        free(fill);
+        return -1;
+    }
+    for (int i = 0; i < m->n; i++) {
+        int cx = (int)((m->Y[2 * i] - x0) / m->cell_size);
+        int cy = (int)((m->Y[2 * i + 1] - y0) / m->cell_size);
+        cx = cx < cells ? cx : cells - 1;
+        cy = cy < cells ? cy : cells - 1;
+        m->cell_start[cy * cells + cx + 1]++;
+    }
+    for (int c = 0; c < cells * cells; c++) m->cell_start[c + 1] += m->cell_start[c];
+    memcpy(fill, m->cell_start, (size_t)cells * cells * sizeof *fill);
+    for (int i = 0; i < m->n; i++) {
+        int cx = (int)((m->Y[2 * i] - x0) / m->cell_size);
+        int cy = (int)((m->Y[2 * i + 1] - y0) / m->cell_size);
+        cx = cx < cells ? cx : cells - 1;
+        cy = cy < cells ? cy : cells - 1;
+        m->cell_pts[fill[cy * cells + cx]++] = i;
+    }
+    free(fill);
+    return 0;
+}
+
+tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double box_width,
+                          char *err, size_t errlen) {
+    if (n < 1 || d < 1) {
+        snprintf(err, errlen, "tsne map: need at least one point (n=%d, d=%d)", n, d);
+        return NULL;
+    }
+    if (check_finite_rows(X, (size_t)n * d, "tsne map latents", err, errlen) ||
+        check_finite_rows(Y, (size_t)n * 2, "tsne map positions", err, errlen))
+        return NULL;
+    tsne_map *m = calloc(1, sizeof *m);
+    if (!m) goto oom;
+    m->n = n;
+    m->d = d;
+    m->X = malloc((size_t)n * d * sizeof *m->X);
+    m->norms = malloc((size_t)n * sizeof *m->norms);
+    m->Y = malloc((size_t)n * 2 * sizeof *m->Y);
+    if (!m->X || !m->norms || !m->Y) goto oom;
+    memcpy(m->X, X, (size_t)n * d * sizeof *m->X);
+    if (!(m->packed = knn_pack(X, n, d))) goto oom;
+    knn_norms(X, n, d, m->norms);
+    for (int e = 0; e < 2 * n; e++) m->Y[e] = Y[e];
+    if (build_cells(m)) goto oom;
+
+    /* The field's box: the map plus a margin where islands of new points may form. */
+    double x0 = m->Y[0], x1 = x0, y0 = m->Y[1], y1 = y0;
+    for (int i = 0; i < n; i++) {
+        x0 = fmin(x0, m->Y[2 * i]); x1 = fmax(x1, m->Y[2 * i]);
+        y0 = fmin(y0, m->Y[2 * i + 1]); y1 = fmax(y1, m->Y[2 * i + 1]);
+    }
+    double side = fmax(x1 - x0, y1 - y0), margin = 0.15 * side + 3.0;
+    side += 2 * margin;
+    fftrep_init(&m->field, 1);
+    m->field.min_boxes = 1;
+    m->field.box_width = box_width > 0 ? box_width : 0.5;
+    /* Cap the grid: 2 * p * boxes <= FIELD_MAX_L. */
+    double min_width = side / (FIELD_MAX_L / (2 * m->field.p));
+    if (m->field.box_width < min_width) m->field.box_width = min_width * (1 + 1e-9);
+    m->box_x0 = 0.5 * (x0 + x1) - 0.5 * side;
+    m->box_y0 = 0.5 * (y0 + y1) - 0.5 * side;
+    m->box_x1 = m->box_x0 + side;
+    m->box_y1 = m->box_y0 + side;
+    if (fftrep_potentials(&m->field, m->Y, n, m->box_x0, m->box_y0, side)) goto oom;
+    fftrep_trim(&m->field);
+    return m;
+oom:
+    snprintf(err, errlen, "tsne map: out of memory (n=%d, d=%d)", n, d);
+    tsne_map_free(m);
+    return NULL;
+}
+
+void tsne_map_free(tsne_map *m) {
+    if (!m) return;
+    free(m->X); free(m->packed); free(m->norms); free(m->Y);
+    free(m->cell_start); free(m->cell_pts);
+    fftrep_free(&m->field);
+    free(m);
+}
+
+int tsne_map_size(const tsne_map *m) { return m->n; }
+int tsne_map_dim(const tsne_map *m) { return m->d; }
+
+size_t tsne_map_bytes(const tsne_map *m) {
+    size_t cells = (size_t)m->cells * m->cells + 1;
+    return sizeof *m + (size_t)m->n * ((size_t)m->d * 4 + 4 + 16 + 4) + cells * 4 +
+           knn_packed_floats(m->n, m->d) * sizeof(float) +
+           (size_t)m->field.m * m->field.m * 4 * sizeof(double);
+}
+
+void tsne_map_field(const tsne_map *m, const double q[2], int exact, double rep[2], double *z) {
+    if (!exact && q[0] >= m->box_x0 && q[0] <= m->box_x1 && q[1] >= m->box_y0 &&
+        q[1] <= m->box_y1) {
+        fftrep_eval(&m->field, q, rep, z);
+        return;
+    }
+    double rx = 0, ry = 0, s = 0;
+    for (int j = 0; j < m->n; j++) {
+        double dx = q[0] - m->Y[2 * j], dy = q[1] - m->Y[2 * j + 1];
+        double w = 1.0 / (1.0 + dx * dx + dy * dy);
+        s += w;
+        rx += w * w * dx;
+        ry += w * w * dy;
+    }
+    rep[0] = rx;
+    rep[1] = ry;
+    *z = s;
+}
+
+/* ---- D_MAP --------------------------------------------------------------------- */
+
+/* Keep the k best (d2, idx) in ascending order (insertion; k is small). */
+static void keep_best(double *bd, int *bi, int k, int *count, double d2, int i) {
+    if (*count == k && (d2 > bd[k - 1] || (d2 == bd[k - 1] && i > bi[k - 1]))) return;
+    int at = *count < k ? (*count)++ : k - 1;
+    while (at > 0 && (bd[at - 1] > d2 || (bd[at - 1] == d2 && bi[at - 1] > i))) {
+        bd[at] = bd[at - 1];
+        bi[at] = bi[at - 1];
+        at--;
+    }
+    bd[at] = d2;
+    bi[at] = i;
+}
+
+double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float *dist) {
+    if (k < 1 || k > m->n) return -1.0;
+    double *bd = malloc((size_t)k * sizeof *bd);
+    int *bi = malloc((size_t)k * sizeof *bi);
+    if (!bd || !bi) {
+        free(bd); free(bi);
+        return -1.0;
+    }
+    double qx = y[0], qy = y[1], cs = m->cell_size;
+    int C = m->cells, count = 0;
+    int cx = (int)floor((qx - m->cell_x0) / cs), cy = (int)floor((qy - m->cell_y0) / cs);
+    cx = cx < 0 ? 0 : cx >= C ? C - 1 : cx;
+    cy = cy < 0 ? 0 : cy >= C ? C - 1 : cy;
+    for (int r = 0;; r++) {
+        int lo_x = cx - r, hi_x = cx + r, lo_y = cy - r, hi_y = cy + r;
+        for (int gy = lo_y; gy <= hi_y; gy++) {
+            if (gy < 0 || gy >= C) continue;
+            for (int gx = lo_x; gx <= hi_x; gx++) {
+                if (gx < 0 || gx >= C) continue;
+                if (gy != lo_y && gy != hi_y && gx != lo_x && gx != hi_x) continue;
+                int c = gy * C + gx;
+                for (int e = m->cell_start[c]; e < m->cell_start[c + 1]; e++) {
+                    int j = m->cell_pts[e];
+                    double dx = qx - m->Y[2 * j], dy = qy - m->Y[2 * j + 1];
+                    keep_best(bd, bi, k, &count, dx * dx + dy * dy, j);
+                }
+            }
+        }
+        if (lo_x <= 0 && lo_y <= 0 && hi_x >= C - 1 && hi_y >= C - 1) break;  /* all seen */
+        if (count == k) {
+            /* Unvisited points lie outside the block of rings 0..r: no closer than the
+             * nearest block side that has cells beyond it. */
+            double gap = INFINITY;
+            if (lo_x > 0) gap = fmin(gap, qx - (m->cell_x0 + lo_x * cs));
+            if (hi_x < C - 1) gap = fmin(gap, m->cell_x0 + (hi_x + 1) * cs - qx);
+            if (lo_y > 0) gap = fmin(gap, qy - (m->cell_y0 + lo_y * cs));
+            if (hi_y < C - 1) gap = fmin(gap, m->cell_y0 + (hi_y + 1) * cs - qy);
+            if (gap > 0 && gap * gap > bd[k - 1]) break;
+        }
+    }
+    double sum = 0;
+    for (int r = 0; r < k; r++) {
+        double dd = sqrt(bd[r]);
+        sum += dd;
+        if (idx) idx[r] = bi[r];
+        if (dist) dist[r] = (float)dd;
+    }
+    free(bd); free(bi);
+    return sum / k;
+}
+
+/* ---- single placement ---------------------------------------------------------- */
+
+typedef struct {
+    int *idx;
+    float *d2;
+    double *p;
+} place_buf;
+
+static int place_buf_init(place_buf *b, int k) {
+    b->idx = malloc((size_t)k * sizeof *b->idx);
+    b->d2 = malloc((size_t)k * sizeof *b->d2);
+    b->p = malloc((size_t)k * sizeof *b->p);
+    return b->idx && b->d2 && b->p ? 0 : -1;
+}
+
+static void place_buf_free(place_buf *b) {
+    free(b->idx); free(b->d2); free(b->p);
+}
+
+/* Clip g to norm max_grad, then one momentum step of position y. No per-coordinate
+ * gains: for a single 2-D point they grow while the direction holds and fling points
+ * far past their minimum (measured; docs/TSNE.md). */
+static void step(double *y, double *upd, double g[2], const tsne_place_options *o) {
+    double norm = sqrt(g[0] * g[0] + g[1] * g[1]);
+    if (norm > o->max_grad) {
+        g[0] *= o->max_grad / norm;
+        g[1] *= o->max_grad / norm;
+    }
+    for (int c = 0; c < 2; c++) {
+        upd[c] = o->momentum * upd[c] - o->learning_rate * g[c];
+        y[c] += upd[c];
+    }
+}
+
+static void place_one(const tsne_map *m, const tsne_place_options *o, const float *x,
+                      place_buf *b, float out[2]) {
+    int k = (int)(3.0 * o->perplexity);
+    knn_query_packed(m->packed, m->X, m->n, m->d, x, k, -1, b->idx, b->d2);
+    tsne_calibrate(b->d2, k, o->perplexity, b->p, NULL);
+    double y[2] = { 0, 0 }, upd[2] = { 0, 0 };
+    for (int r = 0; r < k; r++) {
+        y[0] += b->p[r] * m->Y[2 * b->idx[r]];
+        y[1] += b->p[r] * m->Y[2 * b->idx[r] + 1];
+    }
+    for (int it = 0; it < o->n_iter; it++) {
+        double g[2] = { 0, 0 }, rep[2], z;
+        for (int r = 0; r < k; r++) {
+            double dx = y[0] - m->Y[2 * b->idx[r]], dy = y[1] - m->Y[2 * b->idx[r] + 1];
+            double v = b->p[r] / (1.0 + dx * dx + dy * dy);
+            g[0] += v * dx;
+            g[1] += v * dy;
+        }
+        tsne_map_field(m, y, o->exact, rep, &z);
+        g[0] = o->exaggeration * g[0] - rep[0] / z;
+        g[1] = o->exaggeration * g[1] - rep[1] / z;
+        step(y, upd, g, o);
+    }
+    out[0] = (float)y[0];
+    out[1] = (float)y[1];
+}
+
+int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x, float y[2],
+               char *err, size_t errlen) {
+    tsne_place_options def;
+    if (!opt) {
+        tsne_place_options_default(&def);
+        opt = &def;
+    }
+    if (check_place_options(opt, m->n, err, errlen) ||
+        check_finite_rows(x, (size_t)m->d, "tsne place input", err, errlen))
+        return -1;
+    place_buf b;
+    if (place_buf_init(&b, (int)(3.0 * opt->perplexity))) {
+        place_buf_free(&b);
+        snprintf(err, errlen, "tsne place: out of memory");
+        return -1;
+    }
+    place_one(m, opt, x, &b, y);
+    place_buf_free(&b);
+    return 0;
+}
+
+typedef struct {
+    const tsne_map *m;
+    const tsne_place_options *o;
+    const float *X;
+    float *Y;
+    int failed;
+} batch_ctx;
+
+static void place_range(void *vctx, int begin, int end) {
+    batch_ctx *c = vctx;
+    place_buf b;
+    if (place_buf_init(&b, (int)(3.0 * c->o->perplexity))) {
+        c->failed = 1;          /* a benign race: every writer stores 1 */
+    } else {
+        for (int i = begin; i < end; i++)
+            place_one(c->m, c->o, c->X + (size_t)i * c->m->d, &b, c->Y + 2 * i);
+    }
+    place_buf_free(&b);
+}
+
+int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const float *X,
+                     int count, int n_threads, float *Y, char *err, size_t errlen) {
+    tsne_place_options def;
+    if (!opt) {
+        tsne_place_options_default(&def);
+        opt = &def;
+    }
+    if (count < 0 || check_place_options(opt, m->n, err, errlen) ||
+        check_finite_rows(X, (size_t)count * m->d, "tsne place input", err, errlen)) {
+        if (count < 0) snprintf(err, errlen, "tsne place: negative count");
+        return -1;
+    }
+    batch_ctx c = { m, opt, X, Y, 0 };
+    tsne_par_for(n_threads > 0 ? n_threads : 1, count, place_range, &c);
+    if (c.failed) {
+        snprintf(err, errlen, "tsne place: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- co-placement -------------------------------------------------------------- */
+
+/* Neighbour entry of a new point: target in the joint index space (reference
+ * [0, n), fixed extra points [n, n + f), new points [n + f, n + f + count)). */
+typedef struct {
+    int target;
+    double p;
+} edge;
+
+static int edge_cmp(const void *a, const void *b) {
+    int x = ((const edge *)a)->target, y = ((const edge *)b)->target;
+    return (x > y) - (x < y);
+}
+
+typedef struct {
+    const tsne_map *m;
+    const tsne_place_options *o;
+    const float *Xf;             /* f fixed extra latents (the window), may be NULL */
+    const float *Yf;             /* their positions */
+    int f;
+    const float *Xn;             /* count new latents */
+    int count;
+} coplace_in;
+
+/* Merge two candidate lists (each sorted by distance) into the k nearest. */
+static int merge2(const float *da, const int *ia, int na, int offa, const float *db,
+                  const int *ib, int nb, int offb, int k, float *d2, int *idx) {
+    int a = 0, b = 0, out = 0;
+    while (out < k && (a < na || b < nb)) {
+        if (b >= nb || (a < na && da[a] <= db[b])) {
+            d2[out] = da[a];
+            idx[out++] = ia[a++] + offa;
+        } else {
+            d2[out] = db[b];
+            idx[out++] = ib[b++] + offb;
+        }
+    }
+    return out;
+}
+
+typedef struct {
+    const coplace_in *in;
+    const int64_t *row;
+    const edge *edges;
+    const double *pos;           /* joint positions: reference, fixed, new */
+    const bhtree *fixed_tree;    /* over the fixed extra points, or NULL */
+    const double *rep_new;       /* Barnes-Hut new-new sums (large sets), or NULL */
+    const double *z_new;
+    double *G;
+} grad_ctx;
+
+static void coplace_grad(void *vctx, int begin, int end) {
+    grad_ctx *c = vctx;
+    const coplace_in *in = c->in;
+    const tsne_place_options *o = in->o;
+    int n = in->m->n, f = in->f, cnt = in->count;
+    const double *pos = c->pos, *Yn = pos + 2 * ((size_t)n + f);
+    for (int i = begin; i < end; i++) {
+        double q[2] = { Yn[2 * i], Yn[2 * i + 1] }, a[2] = { 0, 0 }, r[2], z;
+        for (int64_t e = c->row[i]; e < c->row[i + 1]; e++) {
+            int t = c->edges[e].target;
+            double dx = q[0] - pos[2 * t], dy = q[1] - pos[2 * t + 1];
+            double v = c->edges[e].p / (1.0 + dx * dx + dy * dy);
+            a[0] += v * dx;
+            a[1] += v * dy;
+        }
+        tsne_map_field(in->m, q, o->exact, r, &z);
+        if (c->fixed_tree) {
+            double rf[2], zf;
+            bh_query(c->fixed_tree, q, 0.5, rf, &zf);
+            r[0] += rf[0]; r[1] += rf[1]; z += zf;
+        }
+        if (c->rep_new) {
+            r[0] += c->rep_new[2 * i];
+            r[1] += c->rep_new[2 * i + 1];
+            z += c->z_new[i];
+        } else {
+            for (int j = 0; j < cnt; j++) {
+                if (j == i) continue;
+                double dx = q[0] - Yn[2 * j], dy = q[1] - Yn[2 * j + 1];
+                double w = 1.0 / (1.0 + dx * dx + dy * dy);
+                z += w;
+                r[0] += w * w * dx;
+                r[1] += w * w * dy;
+            }
+        }
+        c->G[2 * i] = o->exaggeration * a[0] - r[0] / z;
+        c->G[2 * i + 1] = o->exaggeration * a[1] - r[1] / z;
+    }
+}
+
+typedef struct {
+    const coplace_in *in;
+    int k, kf, kn;
+    const int *ir, *ifx, *inw;
+    const float *dr, *dfx, *dnw;
+    int *jidx, *jk;
+    float *jd2;
+    double *pj;
+} merge_ctx;
+
+static void merge_calibrate(void *vctx, int begin, int end) {
+    merge_ctx *c = vctx;
+    int k = c->k, n = c->in->m->n, f = c->in->f;
+    float tmpd[2 * 3 * 100 + 1];
+    int tmpi[2 * 3 * 100 + 1];
+    for (int i = begin; i < end; i++) {
+        size_t at = (size_t)i * k;
+        /* reference + fixed first, then + new */
+        int m1 = merge2(c->dr + at, c->ir + at, k, 0, c->dfx + (size_t)i * c->kf,
+                        c->ifx + (size_t)i * c->kf, c->kf, n, k, tmpd, tmpi);
+        c->jk[i] = merge2(tmpd, tmpi, m1, 0, c->dnw + (size_t)i * c->kn,
+                          c->inw + (size_t)i * c->kn, c->kn, n + f, k, c->jd2 + at,
+                          c->jidx + at);
+        tsne_calibrate(c->jd2 + at, c->jk[i], c->in->o->perplexity, c->pj + at, NULL);
+    }
+}
+
+/* The k nearest rows of ref (n x d) for each of the m rows of Q, by SGEMM blocks;
+ * ref_norms may be NULL (then computed here). */
+static int knn_against(const float *ref, const float *ref_norms, int n, int d, const float *Q,
+                       int m, int k, int *idx, float *dist2) {
+    float *norms = ref_norms ? NULL : malloc((size_t)n * sizeof *norms);
+    int block = m < 256 ? m : 256;
+    float *scratch = malloc(knn_batch_scratch(n, block) * sizeof *scratch);
+    if ((!ref_norms && !norms) || !scratch) {
+        free(norms); free(scratch);
+        return -1;
+    }
+    if (norms) knn_norms(ref, n, d, norms);
+    else norms = (float *)ref_norms;
+    for (int q0 = 0; q0 < m; q0 += block) {
+        int qn = m - q0 < block ? m - q0 : block;
+        knn_batch(ref, norms, n, d, Q + (size_t)q0 * d, qn, k, scratch, idx + (size_t)q0 * k,
+                  dist2 + (size_t)q0 * k);
+    }
+    if (!ref_norms) free(norms);
+    free(scratch);
+    return 0;
+}
+
+static int coplace(const coplace_in *in, float *Yout, char *err, size_t errlen) {
+    const tsne_map *m = in->m;
+    const tsne_place_options *o = in->o;
+    int n = m->n, f = in->f, cnt = in->count, d = m->d;
+    int threads = o->n_threads > 0 ? o->n_threads : 1;
+    int k = (int)(3.0 * o->perplexity);
+    int kf = f < k ? f : k, kn = cnt - 1 < k ? cnt - 1 : k;
+    size_t nk = (size_t)cnt * k;
+    int rc = -1;
+    int *ir = malloc(nk * sizeof *ir), *ifx = malloc(((size_t)cnt * kf + 1) * sizeof *ifx);
+    int *inw = malloc(((size_t)cnt * kn + 1) * sizeof *inw), *jidx = malloc(nk * sizeof *jidx);
+    float *dr = malloc(nk * sizeof *dr), *dfx = malloc(((size_t)cnt * kf + 1) * sizeof *dfx);
+    float *dnw = malloc(((size_t)cnt * kn + 1) * sizeof *dnw), *jd2 = malloc(nk * sizeof *jd2);
+    int *jk = malloc((size_t)cnt * sizeof *jk);
+    double *pj = malloc(nk * sizeof *pj);
+    int64_t *row = calloc((size_t)cnt + 1, sizeof *row), *fill = malloc((size_t)cnt * sizeof *fill);
+    edge *edges = malloc((2 * nk + 1) * sizeof *edges);
+    size_t n_joint = (size_t)n + f + cnt;
+    double *pos = malloc(n_joint * 2 * sizeof *pos), *G = malloc((size_t)cnt * 2 * sizeof *G);
+    double *upd = calloc((size_t)cnt * 2, sizeof *upd);
+    double *rep = malloc((size_t)cnt * 2 * sizeof *rep), *znew = malloc((size_t)cnt * sizeof *znew);
+    double *yfix = malloc(((size_t)f * 2 + 1) * sizeof *yfix);
+    bhtree bh = { 0 }, fixed_tree = { 0 };
+    if (!ir || !ifx || !inw || !jidx || !dr || !dfx || !dnw || !jd2 || !jk || !pj || !row ||
+        !fill || !edges || !pos || !G || !upd || !rep || !znew || !yfix) goto oom;
+    /* 1. neighbours among reference, fixed extra and new points; calibration */
+    if (knn_against(m->X, m->norms, n, d, in->Xn, cnt, k, ir, dr)) goto oom;
+    if (kf > 0 && knn_against(in->Xf, NULL, f, d, in->Xn, cnt, kf, ifx, dfx)) goto oom;
+    if (kn > 0 && knn_all(in->Xn, cnt, d, kn, threads, inw, dnw, err, errlen)) goto done;
+    merge_ctx mc = { in, k, kf, kn, ir, ifx, inw, dr, dfx, dnw, jidx, jk, jd2, pj };
+    tsne_par_for(threads, cnt, merge_calibrate, &mc);
+    /* 2. edges: reference and fixed neighbours as they are; new-new pairs symmetrised
+     * (p_ij + p_ji) / 2, so that co-occurring points pull each other mutually. */
+    for (int i = 0; i < cnt; i++) {
+        for (int r = 0; r < jk[i]; r++) {
+            int t = jidx[(size_t)i * k + r];
+            row[i + 1]++;
+            if (t >= n + f) row[t - n - f + 1]++;
+        }
+    }
+    for (int i = 0; i < cnt; i++) row[i + 1] += row[i];
+    memcpy(fill, row, (size_t)cnt * sizeof *fill);
+    for (int i = 0; i < cnt; i++) {
+        for (int r = 0; r < jk[i]; r++) {
+            int t = jidx[(size_t)i * k + r];
+            double p = pj[(size_t)i * k + r];
+            if (t < n + f) {
+                edges[fill[i]++] = (edge){ t, p };
+            } else {
+                edges[fill[i]++] = (edge){ t, 0.5 * p };
+                edges[fill[t - n - f]++] = (edge){ n + f + i, 0.5 * p };
+            }
+        }
+    }
+    for (int i = 0; i < cnt; i++) {       /* duplicates merge; the emptied slot keeps p = 0 */
+        edge *e = edges + row[i];
+        int len = (int)(row[i + 1] - row[i]);
+        qsort(e, (size_t)len, sizeof *e, edge_cmp);
+        for (int a = 1; a < len; a++) {
+            if (e[a].target == e[a - 1].target) {
+                e[a].p += e[a - 1].p;
+                e[a - 1].p = 0;
+            }
+        }
+    }
+    /* 3. joint positions; new points start at the P-weighted mean of their neighbours
+     * with known positions (or at their nearest reference point if they have none) */
+    memcpy(pos, m->Y, (size_t)n * 2 * sizeof *pos);
+    for (int e = 0; e < 2 * f; e++) pos[2 * (size_t)n + e] = yfix[e] = in->Yf[e];
+    double *Yn = pos + 2 * ((size_t)n + f);
+    for (int i = 0; i < cnt; i++) {
+        double sx = 0, sy = 0, sw = 0;
+        for (int64_t e = row[i]; e < row[i + 1]; e++) {
+            int t = edges[e].target;
+            if (t >= n + f) continue;
+            sx += edges[e].p * pos[2 * t];
+            sy += edges[e].p * pos[2 * t + 1];
+            sw += edges[e].p;
+        }
+        int near = ir[(size_t)i * k];
+        Yn[2 * i] = sw > 0 ? sx / sw : m->Y[2 * near];
+        Yn[2 * i + 1] = sw > 0 ? sy / sw : m->Y[2 * near + 1];
+    }
+    if (f > 0 && bh_build(&fixed_tree, yfix, f)) goto oom;
+    /* 4. synchronous iterations */
+    int big = cnt > EXACT_NEW_MAX;
+    grad_ctx gc = { in, row, edges, pos, f > 0 ? &fixed_tree : NULL, big ? rep : NULL,
+                    big ? znew : NULL, G };
+    for (int it = 0; it < o->n_iter; it++) {
+        if (big && bh_repulsion(&bh, Yn, cnt, 0.5, threads, rep, znew) < 0) goto oom;
+        tsne_par_for(threads, cnt, coplace_grad, &gc);
+        for (int i = 0; i < cnt; i++) step(Yn + 2 * i, upd + 2 * i, G + 2 * i, o);
+    }
+    for (int e = 0; e < 2 * cnt; e++) Yout[e] = (float)Yn[e];
+    rc = 0;
+    goto done;
+oom:
+    snprintf(err, errlen, "tsne coplace: out of memory (%d points)", cnt);
+done:
+    free(ir); free(ifx); free(inw); free(jidx); free(dr); free(dfx); free(dnw); free(jd2);
+    free(jk); free(pj); free(row); free(fill); free(edges); free(pos); free(G); free(upd);
+    free(rep); free(znew); free(yfix);
+    bh_free(&bh);
+    bh_free(&fixed_tree);
+    return rc;
+}
+
+int tsne_coplace(const tsne_map *m, const tsne_place_options *opt, const float *X,
+                 int count, float *Y, char *err, size_t errlen) {
+    tsne_place_options def;
+    if (!opt) {
+        tsne_place_options_default(&def);
+        opt = &def;
+    }
+    if (count < 1) {
+        snprintf(err, errlen, "tsne coplace: need at least one point");
+        return -1;
+    }
+    if (check_place_options(opt, m->n, err, errlen) ||
+        check_finite_rows(X, (size_t)count * m->d, "tsne coplace input", err, errlen))
+        return -1;
+    coplace_in in = { m, opt, NULL, NULL, 0, X, count };
+    return coplace(&in, Y, err, errlen);
+}
+
+/* ---- sliding window ------------------------------------------------------------ */
+
+struct tsne_window {
+    const tsne_map *m;
+    int capacity, count;
+    float *X;     /* count x d, oldest first */
+    float *Y;     /* count x 2 */
+};
+
+tsne_window *tsne_window_create(const tsne_map *m, int capacity, char *err, size_t errlen) {
+    if (capacity < 0) {
+        snprintf(err, errlen, "tsne window: negative capacity");
+        return NULL;
+    }
+    tsne_window *w = calloc(1, sizeof *w);
+    if (w) {
+        w->m = m;
+        w->capacity = capacity;
+        w->X = malloc(((size_t)capacity * m->d + 1) * sizeof *w->X);
+        w->Y = malloc(((size_t)capacity * 2 + 1) * sizeof *w->Y);
+    }
+    if (!w || !w->X || !w->Y) {
+        tsne_window_free(w);
+        snprintf(err, errlen, "tsne window: out of memory (capacity %d)", capacity);
+        return NULL;
+    }
+    return w;
+}
+
+void tsne_window_free(tsne_window *w) {
+    if (!w) return;
+    free(w->X);
+    free(w->Y);
+    free(w);
+}
+
+int tsne_window_count(const tsne_window *w) { return w->count; }
+
+int tsne_window_add(tsne_window *w, const tsne_place_options *opt, const float *X, int count,
+                    float *Y, char *err, size_t errlen) {
+    tsne_place_options def;
+    const tsne_map *m = w->m;
+    int d = m->d;
+    if (!opt) {
+        tsne_place_options_default(&def);
+        opt = &def;
+    }
+    if (count < 1) {
+        snprintf(err, errlen, "tsne window: need at least one point");
+        return -1;
+    }
+    if (check_place_options(opt, m->n, err, errlen) ||
+        check_finite_rows(X, (size_t)count * d, "tsne window input", err, errlen))
+        return -1;
+    coplace_in in = { m, opt, w->X, w->Y, w->count, X, count };
+    if (coplace(&in, Y, err, errlen)) return -1;
+    /* Append; the oldest leave. A batch larger than the window keeps its newest rows. */
+    int keep_new = count < w->capacity ? count : w->capacity;
+    int keep_old = w->count + keep_new > w->capacity ? w->capacity - keep_new : w->count;
+    int drop = w->count - keep_old;
+    memmove(w->X, w->X + (size_t)drop * d, (size_t)keep_old * d * sizeof *w->X);
+    memmove(w->Y, w->Y + (size_t)drop * 2, (size_t)keep_old * 2 * sizeof *w->Y);
+    memcpy(w->X + (size_t)keep_old * d, X + (size_t)(count - keep_new) * d,
+           (size_t)keep_new * d * sizeof *w->X);
+    memcpy(w->Y + (size_t)keep_old * 2, Y + (size_t)(count - keep_new) * 2,
+           (size_t)keep_new * 2 * sizeof *w->Y);
+    w->count = keep_old + keep_new;
+    return 0;
+}
