@@ -13,7 +13,7 @@ OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g $(ARCHFLAGS)
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
             -Icore -Iproto -MMD -MP
-LDLIBS   += -lopenblas -lz -lm -lpthread
+LDLIBS   += -lopenblas -ljansson -lz -lm -lpthread
 SAN      ?=
 PYTHON   ?= /usr/bin/python3
 

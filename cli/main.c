@@ -12,6 +12,7 @@ static const struct {
 } COMMANDS[] = {
     {"train", cmd_train, "train a beta-VAE on normal samples"},
     {"bench-vae", cmd_bench_vae, "time one training epoch (C side of `make bench`)"},
+    {"inspect", cmd_inspect, "print what a model bundle holds (--json for scripts)"},
 };
 
 static void usage(FILE *f) {

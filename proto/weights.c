@@ -1,22 +1,15 @@
 /* Reading and writing the weights file (see weights.h for the layout). */
 #include "weights.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 
+#include "bundle.h"
+#include "le.h"
+
 #define MAX_FILE_BYTES ((size_t)1 << 31)
-
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static const char *recon_name(recon_kind r) { return r == RECON_MSE ? "mse" : "bce"; }
 
@@ -37,32 +30,17 @@ int weights_save(const char *path, const vae_model *m, char *err, size_t errlen)
         return -1;
     }
     memcpy(buf, "ANOW", 4);
-    put_u32(buf + 4, WEIGHTS_VERSION);
-    put_u32(buf + 8, (uint32_t)hl);
+    le_put32(buf + 4, WEIGHTS_VERSION);
+    le_put32(buf + 8, (uint32_t)hl);
     memcpy(buf + 12, header, (size_t)hl);
     uint8_t *p = buf + 12 + hl;
-    put_u32(p, (uint32_t)(m->n_params & 0xffffffffu));
-    put_u32(p + 4, (uint32_t)((uint64_t)m->n_params >> 32));
+    le_put64(p, m->n_params);
     p += 8;
-    for (size_t i = 0; i < m->n_params; i++, p += 4) {
-        uint32_t u;
-        memcpy(&u, &m->params[i], 4);
-        put_u32(p, u);
-    }
-    put_u32(p, (uint32_t)crc32(0L, buf, (uInt)(total - 4)));
-
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    int ok = f && fwrite(buf, 1, total, f) == total;
-    if (f && fclose(f) != 0) ok = 0;
+    for (size_t i = 0; i < m->n_params; i++, p += 4) le_put_f32(p, m->params[i]);
+    le_put32(p, (uint32_t)crc32(0L, buf, (uInt)(total - 4)));
+    int rc = bundle_write_file(path, buf, total, err, errlen);
     free(buf);
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* The value of "key=" in the header, copied into out; 0 if absent or too long. */
@@ -90,7 +68,7 @@ int weights_parse(const uint8_t *buf, size_t len, vae_model *m, char *err, size_
                                        : "not an anodm weights file (bad magic)");
         return -1;
     }
-    uint32_t version = get_u32(buf + 4), hl = get_u32(buf + 8);
+    uint32_t version = le_get32(buf + 4), hl = le_get32(buf + 8);
     if (version != WEIGHTS_VERSION) {
         snprintf(err, errlen, "weights format version %u, this build reads version %d",
                  version, WEIGHTS_VERSION);
@@ -101,13 +79,13 @@ int weights_parse(const uint8_t *buf, size_t len, vae_model *m, char *err, size_
         return -1;
     }
     const uint8_t *p = buf + 12 + hl;
-    uint64_t n = get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+    uint64_t n = le_get64(p);
     if (n > WEIGHTS_MAX_PARAMS || 12 + (size_t)hl + 8 + n * 4 + 4 != len) {
         snprintf(err, errlen, "truncated or oversized: %llu parameters do not match the "
                  "file size %zu", (unsigned long long)n, len);
         return -1;
     }
-    if ((uint32_t)crc32(0L, buf, (uInt)(len - 4)) != get_u32(buf + len - 4)) {
+    if ((uint32_t)crc32(0L, buf, (uInt)(len - 4)) != le_get32(buf + len - 4)) {
         snprintf(err, errlen, "checksum mismatch: the file is corrupted");
         return -1;
     }
@@ -144,36 +122,18 @@ int weights_parse(const uint8_t *buf, size_t len, vae_model *m, char *err, size_
         return -1;
     }
     p += 8;
-    for (size_t i = 0; i < n; i++, p += 4) {
-        uint32_t u = get_u32(p);
-        memcpy(&m->params[i], &u, 4);
-    }
+    for (size_t i = 0; i < n; i++, p += 4) m->params[i] = le_get_f32(p);
     return 0;
 }
 
 int weights_load(const char *path, vae_model *m, char *err, size_t errlen) {
+    uint8_t *buf;
+    size_t len;
     char sub[256];
     memset(m, 0, sizeof *m);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || (size_t)size > MAX_FILE_BYTES || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        snprintf(err, errlen, "%s: unreadable or larger than 2 GiB", path);
-        return -1;
-    }
-    uint8_t *buf = malloc(size ? (size_t)size : 1);
-    int ok = buf && fread(buf, 1, (size_t)size, f) == (size_t)size;
-    fclose(f);
-    int rc = -1;
-    if (!ok)
-        snprintf(err, errlen, "%s: read failed", path);
-    else if ((rc = weights_parse(buf, (size_t)size, m, sub, sizeof sub)) != 0)
-        snprintf(err, errlen, "%s: %s", path, sub);
+    if (bundle_read_file(path, MAX_FILE_BYTES, &buf, &len, err, errlen) != 0) return -1;
+    int rc = weights_parse(buf, len, m, sub, sizeof sub);
+    if (rc != 0) snprintf(err, errlen, "%s: %s", path, sub);
     free(buf);
     return rc;
 }

@@ -1,0 +1,60 @@
+/* detector.h — AnoDM as a product: a trained beta-VAE, the reference map of normal
+ * latents, and the calibration that turns two distances into one score with a
+ * threshold, all in one object that a model bundle stores and the daemon loads.
+ *
+ * Scoring one sample x (SPEC.md section 1):
+ *     D_RE  = ||x - x'||^2 / ||x||_2            x' decoded from mu (deterministic)
+ *     D_MAP = mean 2-D distance from the placed mu(x) to its k nearest reference points
+ *     raw   = alpha * D_RE + (1 - alpha) * D_MAP                 the paper's eq. 2
+ *     S     = alpha * (D_RE - m_re) / s_re + (1 - alpha) * (D_MAP - m_map) / s_map
+ * where m and s are each term's median and robust spread on held-out NORMAL calibration
+ * samples, so neither term dominates by its units and no test label is needed. The
+ * threshold is a quantile of S on those normals (0.99: ~1% false alarms) and a score's
+ * p-value is (1 + #calibration S >= s) / (n_cal + 1).
+ *
+ * The detector owns its arrays; detector_free releases them. */
+#ifndef ANODM_DETECTOR_H
+#define ANODM_DETECTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "score.h"
+#include "tsne.h"
+#include "vae.h"
+
+typedef enum { PLACE_SINGLE = 0, PLACE_CONTEXT = 1 } place_mode;
+
+typedef struct {
+    vae_model vae;
+    int n_ref;                   /* reference points */
+    float *ref_latent;           /* n_ref x latent: encoder means of training samples */
+    float *ref_map;              /* n_ref x 2: their t-SNE positions */
+    int32_t *ref_id;             /* n_ref: each point's index in the training set */
+    /* scoring settings */
+    place_mode mode;
+    tsne_place_options place;
+    int window;                  /* context mode: recent points kept */
+    int k;                       /* neighbours for D_MAP */
+    double alpha;                /* weight of the reconstruction term */
+    /* calibration on held-out normals */
+    term_stats re, map;
+    double quantile, threshold;
+    int n_cal;
+    float *cal_scores;           /* n_cal fused scores, ascending: p-values */
+    char *provenance;            /* JSON text from training (data, settings, metrics) */
+} detector;
+
+/* One sample's result. */
+typedef struct {
+    double score, raw_score;     /* fused S and the paper's raw score */
+    double d_re, d_map;          /* raw terms */
+    double z_re, z_map;          /* standardised terms */
+    double p_value;
+    int is_anomaly;
+    float pos[2];                /* map position */
+} detector_result;
+
+void detector_free(detector *d);
+
+#endif

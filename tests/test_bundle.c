@@ -1,0 +1,847 @@
+/* The model bundle (proto/bundle.c) and SHA-256 (proto/sha256.c).
+ *
+ * A synthetic detector (a 136-parameter VAE, 10 reference points, 8 calibration scores:
+ * a file of about 1.7 kB) goes through save and load bit for bit; then every way a file
+ * can be bad must give -1, a message naming the problem, and a zeroed detector: every
+ * prefix, every flipped bit, wrong magic, other versions, a section table that lies,
+ * counts that do not match, sections that contradict each other, values out of range,
+ * invalid JSON. Most of those checks sit behind the CRCs and the file hash, so the bad
+ * files are rebuilt with correct checksums (reseal, replace_section): otherwise the
+ * tests would only ever exercise the checksums. Damaged bytes are parsed from heap
+ * blocks of exactly their length, so that `make asan-test` sees any read past the end.
+ * Last, `anodm inspect` as a user runs it. */
+#include "bundle.h"
+#include "check.h"
+#include "rng.h"
+#include "sha256.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* ------------------------------------------------------------------ helpers */
+
+enum { N_REF = 10, N_CAL = 8, LATENT = 2 };
+
+/* A small but complete detector with values a lossy writer would mangle. 0 or -1. */
+static int make_detector(detector *d) {
+    vae_arch a = {.name = "custom", .in = {1, 4, 4}, .latent = LATENT, .recon = RECON_MSE};
+    char err[256];
+    rng_t rng;
+    memset(d, 0, sizeof *d);
+    snprintf(a.enc_spec, sizeof a.enc_spec, "linear(4) relu");
+    snprintf(a.dec_spec, sizeof a.dec_spec, "linear(16)");
+    if (vae_create(&d->vae, &a, 3, err, sizeof err) != 0) {
+        check_fail(__FILE__, __LINE__, "vae_create: %s", err);
+        return -1;
+    }
+    d->vae.params[0] = -0.0f;
+    d->vae.params[1] = 1e-40f;                       /* subnormal */
+    d->vae.params[2] = 3.4028235e38f;
+    d->n_ref = N_REF;
+    d->n_cal = N_CAL;
+    d->ref_latent = malloc(N_REF * LATENT * sizeof(float));
+    d->ref_map = malloc(N_REF * 2 * sizeof(float));
+    d->ref_id = malloc(N_REF * sizeof(int32_t));
+    d->cal_scores = malloc(N_CAL * sizeof(float));
+    d->provenance = strdup("{\"data\": \"synthetic\", \"seed\": 7, \"metrics\": {\"auroc\": 0.9}}");
+    if (!d->ref_latent || !d->ref_map || !d->ref_id || !d->cal_scores || !d->provenance) {
+        check_fail(__FILE__, __LINE__, "out of memory");
+        detector_free(d);
+        return -1;
+    }
+    rng_seed(&rng, 11);
+    rng_fill_normal(&rng, d->ref_latent, N_REF * LATENT);
+    rng_fill_normal(&rng, d->ref_map, N_REF * 2);
+    for (int i = 0; i < N_REF; i++) d->ref_id[i] = 3 * i + 1;
+    d->ref_id[N_REF - 1] = INT32_MAX;
+    float s = -1.0f;
+    for (int i = 0; i < N_CAL; i++) d->cal_scores[i] = s += rng_uniform(&rng);
+    d->cal_scores[1] = d->cal_scores[0];             /* ties are ascending too */
+    d->mode = PLACE_CONTEXT;
+    tsne_place_options_default(&d->place);
+    d->place.perplexity = 2.0;
+    d->place.learning_rate = 0.1;                    /* not a binary fraction */
+    d->place.exact = 1;
+    d->window = 16;
+    d->k = 2;
+    d->alpha = 1.0 / 3.0;
+    d->re = (term_stats){0.12345678901234567, 0.0321};
+    d->map = (term_stats){-1.5e-7, 7.5e3};
+    d->quantile = 0.99;
+    d->threshold = 2.345678901234567;
+    return 0;
+}
+
+/* The encoded bytes of make_detector() (free them), or NULL. */
+static uint8_t *good_file(size_t *len) {
+    detector d;
+    uint8_t *buf = NULL;
+    char err[512];
+    if (make_detector(&d) != 0) return NULL;
+    CHECK_MSG(bundle_encode(&d, &buf, len, err, sizeof err) == 0, "bundle_encode: %s", err);
+    detector_free(&d);
+    return buf;
+}
+
+static void tmp_path(char *out, size_t outlen, const char *name) {
+    snprintf(out, outlen, "%s/%s", test_tmpdir(), name);
+}
+
+static void write_all(const char *path, const void *buf, size_t len) {
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    CHECK(len == 0 || fwrite(buf, 1, len, f) == len);
+    CHECK(fclose(f) == 0);
+}
+
+static int is_zero(const detector *d) {
+    static const detector zero;
+    return memcmp(d, &zero, sizeof *d) == 0;
+}
+
+/* bundle_parse on a private heap copy of exactly len bytes; its rc, the message in err.
+ * A failed parse must leave the detector zeroed; a successful one is freed. */
+static int parse_copy(const uint8_t *buf, size_t len, char *err, size_t errlen) {
+    uint8_t *copy = malloc(len ? len : 1);
+    detector d;
+    if (!copy) return 0;
+    if (len) memcpy(copy, buf, len);
+    err[0] = 0;
+    int rc = bundle_parse(copy, len, &d, err, errlen);
+    if (rc != 0 && !is_zero(&d)) check_fail(__FILE__, __LINE__, "failed parse left data");
+    detector_free(&d);
+    free(copy);
+    return rc;
+}
+
+static void expect_fail_(const char *file, int line, const uint8_t *buf, size_t len,
+                         const char *want, const char *what) {
+    char err[512];
+    int rc = buf ? parse_copy(buf, len, err, sizeof err) : 0;
+    if (rc != -1 || !strstr(err, want))
+        check_fail(file, line, "%s: expected failure with '%s', got rc %d, err '%s'", what,
+                   want, rc, rc ? err : "");
+}
+#define EXPECT_FAIL(buf, len, want, what) expect_fail_(__FILE__, __LINE__, buf, len, want, what)
+
+static uint64_t get64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v) {
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Recompute the header CRC and the trailing hash after patching a header or table, so
+ * that the loader's checks behind them are reached (written from BUNDLE.md, not from
+ * the writer's code). */
+static void reseal(uint8_t *buf, size_t len) {
+    uint32_t n = (uint32_t)get64(buf + 12);
+    uLong c = crc32(0L, buf, 28);
+    if (n <= BUNDLE_MAX_SECTIONS && 32 + 40 * (size_t)n <= len)
+        c = crc32(c, buf + 32, 40 * n);
+    for (int i = 0; i < 4; i++) buf[28 + i] = (uint8_t)(c >> (8 * i));
+    sha256(buf, len - 32, buf + len - 32);
+}
+
+/* The table entry of section i. */
+static uint8_t *entry(uint8_t *buf, int i) { return buf + 32 + 40 * (size_t)i; }
+
+/* buf's sections with section tag replaced by dlen bytes of data (data NULL: removed;
+ * tag absent: appended), reassembled with correct checksums. Free the result. */
+static uint8_t *replace_section(const uint8_t *buf, size_t len, const char *tag,
+                                const void *data, size_t dlen, size_t *outlen) {
+    bundle_section s[BUNDLE_MAX_SECTIONS + 1];
+    int n, found = 0, m = 0;
+    char err[512];
+    uint8_t *out = NULL;
+    if (bundle_sections(buf, len, s, &n, err, sizeof err) != 0) {
+        check_fail(__FILE__, __LINE__, "bundle_sections: %s", err);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (strcmp(s[i].tag, tag)) {
+            s[m++] = s[i];
+            continue;
+        }
+        found = 1;
+        if (data) {
+            bundle_section r = {.data = data, .len = dlen};
+            memcpy(r.tag, s[i].tag, sizeof r.tag);
+            s[m++] = r;
+        }
+    }
+    if (!found && data) {
+        s[m] = (bundle_section){.data = data, .len = dlen};
+        snprintf(s[m].tag, sizeof s[m].tag, "%s", tag);
+        m++;
+    }
+    CHECK_MSG(bundle_assemble(s, m, &out, outlen, err, sizeof err) == 0, "assemble: %s", err);
+    return out;
+}
+
+/* A copy of section tag's bytes, NUL-terminated (free it). */
+static char *section_text(const uint8_t *buf, size_t len, const char *tag) {
+    bundle_section s[BUNDLE_MAX_SECTIONS];
+    int n;
+    char err[512];
+    if (bundle_sections(buf, len, s, &n, err, sizeof err) != 0) return NULL;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s[i].tag, tag)) return strndup((const char *)s[i].data, s[i].len);
+    return NULL;
+}
+
+/* JSON text with the value (a scalar or a flat array) of the first "key": replaced by
+ * value (free it). */
+static char *with_field(const char *text, const char *key, const char *value) {
+    char pat[64], *out;
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *at = strstr(text, pat);
+    if (!at) {
+        check_fail(__FILE__, __LINE__, "no %s in %s", pat, text);
+        return NULL;
+    }
+    at += strlen(pat);
+    size_t end = *at == '[' ? strcspn(at, "]") + 1 : strcspn(at, ",}");
+    size_t n = strlen(text) + strlen(value) + 1;
+    if ((out = malloc(n)))
+        snprintf(out, n, "%.*s%s%s", (int)(at - text), text, value, at + end);
+    return out;
+}
+
+/* An array section: u32 rows, u32 cols, then rows * cols given floats (NULL: zeros). */
+static uint8_t *array_bytes(uint32_t rows, uint32_t cols, const float *v, size_t *len) {
+    *len = 8 + 4 * (size_t)rows * cols;
+    uint8_t *b = calloc(*len, 1);
+    if (!b) return NULL;
+    put32(b, rows);
+    put32(b + 4, cols);
+    if (v) memcpy(b + 8, v, 4 * (size_t)rows * cols);   /* little-endian hosts only */
+    return b;
+}
+
+/* ------------------------------------------------------------------ SHA-256 */
+
+static void expect_sha_(const char *file, int line, const void *msg, size_t len,
+                        const char *want) {
+    uint8_t d[SHA256_DIGEST];
+    char hex[65];
+    sha256(msg, len, d);
+    sha256_hex(d, hex);
+    if (strcmp(hex, want)) check_fail(file, line, "sha256 %s, want %s", hex, want);
+}
+#define EXPECT_SHA(msg, len, want) expect_sha_(__FILE__, __LINE__, msg, len, want)
+
+/* The FIPS 180-4 examples (NIST CSRC "SHA256.pdf", "SHA2_Additional.pdf"). */
+TEST(bundle_sha256_vectors) {
+    EXPECT_SHA("abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    EXPECT_SHA("", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    EXPECT_SHA(NULL, 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    EXPECT_SHA(m448, strlen(m448),
+               "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmno"
+                       "ijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+    EXPECT_SHA(m896, strlen(m896),
+               "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+    /* One million 'a', fed in uneven pieces: block boundaries fall inside updates. */
+    char chunk[997];
+    memset(chunk, 'a', sizeof chunk);
+    sha256_ctx c;
+    sha256_init(&c);
+    size_t left = 1000000;
+    for (size_t k = 1; left; k = k % 997 + 1) {
+        size_t take = k < left ? k : left;
+        sha256_update(&c, chunk, take);
+        left -= take;
+    }
+    uint8_t d[SHA256_DIGEST];
+    char hex[65];
+    sha256_final(&c, d);
+    sha256_hex(d, hex);
+    CHECK_MSG(!strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
+              "million a: %s", hex);
+    /* 55, 56 and 64 bytes: the padding's edge cases, against one-shot hashing of the
+     * same bytes split in two. */
+    const size_t lens[] = {55, 56, 63, 64, 65, 119, 120};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        uint8_t one[SHA256_DIGEST], two[SHA256_DIGEST];
+        sha256(chunk, lens[i], one);
+        sha256_init(&c);
+        sha256_update(&c, chunk, lens[i] / 3);
+        sha256_update(&c, chunk, lens[i] - lens[i] / 3);
+        sha256_final(&c, two);
+        CHECK_MSG(!memcmp(one, two, SHA256_DIGEST), "split at %zu of %zu", lens[i] / 3, lens[i]);
+    }
+    EXPECT_SHA(chunk, 55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+    EXPECT_SHA(chunk, 56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a");
+    EXPECT_SHA(chunk, 64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
+}
+
+/* ------------------------------------------------------------------ round trip */
+
+static int same_bits(double a, double b) { return !memcmp(&a, &b, sizeof a); }
+
+TEST(bundle_round_trip) {
+    detector d, back;
+    char err[512], path[512], tmp[600], hex[65];
+    if (make_detector(&d) != 0) return;
+    tmp_path(path, sizeof path, "bundle_round_trip.anodm");
+    CHECK_MSG(bundle_save(path, &d, err, sizeof err) == 0, "bundle_save: %s", err);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    CHECK(access(tmp, F_OK) != 0);                 /* the temporary was renamed */
+    int rc = bundle_load(path, &back, err, sizeof err);
+    CHECK_MSG(rc == 0, "bundle_load: %s", err);
+    if (rc == 0) {
+        const vae_arch *a = &d.vae.arch, *b = &back.vae.arch;
+        CHECK(!strcmp(a->name, b->name) && !strcmp(a->enc_spec, b->enc_spec) &&
+              !strcmp(a->dec_spec, b->dec_spec));
+        CHECK(a->in.c == b->in.c && a->in.h == b->in.h && a->in.w == b->in.w);
+        CHECK(a->latent == b->latent && a->recon == b->recon);
+        CHECK(back.vae.n_params == d.vae.n_params && back.vae.n_params == 136);
+        CHECK(back.vae.grads != NULL);
+        CHECK(!memcmp(back.vae.params, d.vae.params, d.vae.n_params * sizeof(float)));
+        CHECK(back.n_ref == N_REF && back.n_cal == N_CAL);
+        CHECK(!memcmp(back.ref_latent, d.ref_latent, N_REF * LATENT * sizeof(float)));
+        CHECK(!memcmp(back.ref_map, d.ref_map, N_REF * 2 * sizeof(float)));
+        CHECK(!memcmp(back.ref_id, d.ref_id, N_REF * sizeof(int32_t)));
+        CHECK(!memcmp(back.cal_scores, d.cal_scores, N_CAL * sizeof(float)));
+        /* Every setting, bit for bit: the doubles went through JSON text. */
+        CHECK(back.mode == d.mode && back.window == d.window && back.k == d.k);
+        CHECK(same_bits(back.alpha, d.alpha));
+        const tsne_place_options *p = &back.place, *q = &d.place;   /* padding differs */
+        CHECK(same_bits(p->perplexity, q->perplexity) && p->n_iter == q->n_iter &&
+              same_bits(p->learning_rate, q->learning_rate) &&
+              same_bits(p->exaggeration, q->exaggeration) &&
+              same_bits(p->momentum, q->momentum) && same_bits(p->max_grad, q->max_grad) &&
+              p->exact == q->exact);
+        CHECK(same_bits(back.re.center, d.re.center) && same_bits(back.re.scale, d.re.scale));
+        CHECK(same_bits(back.map.center, d.map.center) && same_bits(back.map.scale, d.map.scale));
+        CHECK(same_bits(back.quantile, d.quantile) && same_bits(back.threshold, d.threshold));
+        CHECK(!strcmp(back.provenance, d.provenance));   /* stored verbatim */
+        /* Encoding is deterministic: the loaded detector writes the same bytes, hence
+         * the same version. */
+        uint8_t *b1, *b2;
+        size_t l1, l2;
+        CHECK(bundle_encode(&d, &b1, &l1, err, sizeof err) == 0);
+        CHECK(bundle_encode(&back, &b2, &l2, err, sizeof err) == 0);
+        CHECK(b1 && b2 && l1 == l2 && !memcmp(b1, b2, l1));
+        /* The version is the SHA-256 of the whole file, as sha256sum prints it. */
+        uint8_t dg[SHA256_DIGEST];
+        char want[65];
+        bundle_hash(b1, l1, hex);
+        sha256(b1, l1, dg);
+        sha256_hex(dg, want);
+        CHECK(!strcmp(hex, want));
+        free(b1);
+        free(b2);
+    }
+    detector_free(&back);
+    detector_free(&back);                          /* idempotent */
+    /* No provenance is written as an empty object. */
+    free(d.provenance);
+    d.provenance = NULL;
+    CHECK_MSG(bundle_save(path, &d, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(bundle_load(path, &back, err, sizeof err) == 0, "%s", err);
+    CHECK(back.provenance && !strcmp(back.provenance, "{}"));
+    detector_free(&back);
+    detector_free(&d);
+}
+
+TEST(bundle_detector_free_idempotent) {
+    detector d;
+    memset(&d, 0, sizeof d);
+    detector_free(&d);                             /* a zeroed detector */
+    if (make_detector(&d) != 0) return;
+    detector_free(&d);
+    CHECK(is_zero(&d));
+    detector_free(&d);
+}
+
+/* The writer refuses what the loader would refuse, and leaves no file behind. */
+TEST(bundle_save_refuses_invalid) {
+    detector d;
+    char err[512], path[512];
+    tmp_path(path, sizeof path, "bundle_invalid.anodm");
+    if (make_detector(&d) != 0) return;
+    d.k = N_REF + 1;
+    CHECK(bundle_save(path, &d, err, sizeof err) == -1 && strstr(err, "k = 11"));
+    CHECK(access(path, F_OK) != 0);
+    d.k = 1;
+    d.n_ref = BUNDLE_MAX_REF + 1;                  /* caught before the arrays are read */
+    CHECK(bundle_save(path, &d, err, sizeof err) == -1 && strstr(err, "reference points"));
+    d.n_ref = N_REF;
+    d.cal_scores[3] = d.cal_scores[2] - 1.0f;
+    CHECK(bundle_save(path, &d, err, sizeof err) == -1 && strstr(err, "not ascending at 3"));
+    d.cal_scores[3] = d.cal_scores[2];
+    char *p = d.provenance;
+    d.provenance = "{\"open\": ";
+    CHECK(bundle_save(path, &d, err, sizeof err) == -1 && strstr(err, "provenance: invalid JSON"));
+    d.provenance = p;
+    d.vae.n_params--;
+    CHECK(bundle_save(path, &d, err, sizeof err) == -1 && strstr(err, "needs 136"));
+    d.vae.n_params++;
+    CHECK(access(path, F_OK) != 0);
+    tmp_path(path, sizeof path, "no/such/dir/model.anodm");
+    CHECK(bundle_save(path, &d, err, sizeof err) == -1 && strstr(err, "cannot write") &&
+          strstr(err, path));
+    detector_free(&d);
+}
+
+/* ------------------------------------------------------------------ bad files */
+
+TEST(bundle_missing_and_unreadable) {
+    char err[512], path[512];
+    detector d;
+    tmp_path(path, sizeof path, "bundle_does_not_exist.anodm");
+    CHECK(bundle_load(path, &d, err, sizeof err) == -1 && strstr(err, "No such file") &&
+          strstr(err, path) && is_zero(&d));
+    CHECK(bundle_load(test_tmpdir(), &d, err, sizeof err) == -1 &&
+          strstr(err, "not a regular file") && is_zero(&d));
+    tmp_path(path, sizeof path, "bundle_empty.anodm");
+    write_all(path, "", 0);
+    CHECK(bundle_load(path, &d, err, sizeof err) == -1 && strstr(err, "truncated") &&
+          strstr(err, path));
+    CHECK(bundle_parse(NULL, 0, &d, err, sizeof err) == -1 && is_zero(&d));
+}
+
+TEST(bundle_bad_magic_and_version) {
+    size_t len;
+    uint8_t *buf = good_file(&len);
+    if (!buf) return;
+    buf[5] = 'X';
+    EXPECT_FAIL(buf, len, "bad magic", "magic");
+    buf[5] = 'B';
+    buf[6] = '\n';                                 /* a CRLF -> LF translation */
+    EXPECT_FAIL(buf, len, "bad magic", "CRLF");
+    buf[6] = '\r';
+    EXPECT_FAIL((const uint8_t *)"ANODMW", 6, "bad magic", "short, wrong");
+    EXPECT_FAIL((const uint8_t *)"\x1f\x8b\x08", 3, "bad magic", "gzip");
+    /* A newer file: named as such both with its CRCs stale and resealed (the version
+     * check precedes the checksums, whose layout a newer version may change). */
+    put32(buf + 8, BUNDLE_VERSION + 1);
+    EXPECT_FAIL(buf, len, "version 2 is newer", "future, stale CRC");
+    reseal(buf, len);
+    EXPECT_FAIL(buf, len, "upgrade anodm", "future, resealed");
+    put32(buf + 8, 0xffffffffu);
+    EXPECT_FAIL(buf, len, "newer", "version 2^32-1");
+    put32(buf + 8, 0);
+    reseal(buf, len);
+    EXPECT_FAIL(buf, len, "version 0 is not a valid version", "version 0");
+    free(buf);
+}
+
+/* Every prefix of a valid file is an error saying "truncated", never a crash. */
+TEST(bundle_truncated_everywhere) {
+    size_t len;
+    char err[512], path[512];
+    uint8_t *buf = good_file(&len);
+    if (!buf) return;
+    CHECK(parse_copy(buf, len, err, sizeof err) == 0);
+    for (size_t cut = 0; cut < len; cut++) {
+        int rc = parse_copy(buf, cut, err, sizeof err);
+        CHECK_MSG(rc == -1 && strstr(err, "truncated"), "prefix %zu of %zu: rc %d, err '%s'",
+                  cut, len, rc, err);
+    }
+    tmp_path(path, sizeof path, "bundle_truncated.anodm");
+    write_all(path, buf, len / 2);
+    detector d;
+    CHECK(bundle_load(path, &d, err, sizeof err) == -1 && strstr(err, "truncated") &&
+          strstr(err, path));
+    /* Bytes after the end are as wrong as bytes missing. */
+    uint8_t *longer = calloc(len + 8, 1);
+    if (longer) {
+        memcpy(longer, buf, len);
+        EXPECT_FAIL(longer, len + 8, "8 unexpected bytes", "appended");
+        free(longer);
+    }
+    free(buf);
+}
+
+/* Any one flipped bit is caught: by magic, version, length or table checks, a section
+ * CRC, the header CRC, or the file hash (padding and the hash itself). */
+TEST(bundle_bit_flip_everywhere) {
+    size_t len, by_section = 0, by_hash = 0;
+    char err[512];
+    uint8_t *buf = good_file(&len);
+    if (!buf) return;
+    for (size_t i = 0; i < len; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            buf[i] ^= (uint8_t)(1u << bit);
+            int rc = parse_copy(buf, len, err, sizeof err);
+            buf[i] ^= (uint8_t)(1u << bit);
+            CHECK_MSG(rc == -1, "bit %d of byte %zu: rc %d", bit, i, rc);
+            by_section += strstr(err, "section '") && strstr(err, "checksum mismatch");
+            by_hash += strstr(err, "file hash mismatch") != NULL;
+        }
+    /* Section bytes are the section CRCs' job; the hash covers the 32 hash bytes and
+     * whatever padding aligns the sections. */
+    bundle_section s[BUNDLE_MAX_SECTIONS];
+    int n;
+    size_t in_sections = 0;
+    CHECK(bundle_sections(buf, len, s, &n, err, sizeof err) == 0);
+    for (int i = 0; i < n; i++) in_sections += s[i].len;
+    size_t table_end = 32 + 40 * (size_t)n;
+    CHECK_MSG(by_section == 8 * in_sections, "%zu of %zu section bits", by_section,
+              8 * in_sections);
+    CHECK_MSG(by_hash == 8 * (len - table_end - in_sections), "%zu hash bits, %zu padding "
+              "and hash bytes", by_hash, len - table_end - in_sections);
+    CHECK(parse_copy(buf, len, err, sizeof err) == 0);
+    free(buf);
+}
+
+/* A section table that lies, behind a valid header CRC and file hash. */
+TEST(bundle_table_lies) {
+    size_t len;
+    uint8_t *buf = good_file(&len), *bad;
+    if (!buf || !(bad = malloc(len))) {
+        free(buf);
+        return;
+    }
+    const uint64_t off0 = 32 + 40 * 9;               /* the first section starts there */
+#define PATCHED(stmt, want, what)                 \
+    do {                                          \
+        memcpy(bad, buf, len);                    \
+        stmt;                                     \
+        reseal(bad, len);                         \
+        EXPECT_FAIL(bad, len, want, what);        \
+    } while (0)
+    PATCHED(put32(bad + 12, 0), "section count 0", "no sections");
+    PATCHED(put32(bad + 12, BUNDLE_MAX_SECTIONS + 1), "section count 33", "33 sections");
+    PATCHED(put32(bad + 12, 0xffffffffu), "outside 1..32", "2^32-1 sections");
+    PATCHED(put32(bad + 24, 1), "header flags 0x1", "flags");
+    PATCHED(put64(bad + 16, (uint64_t)1 << 62), "truncated", "declared length");
+    PATCHED(entry(bad, 0)[0] = 'A', "section 0: malformed tag", "upper case tag");
+    PATCHED(memset(entry(bad, 1), 0, 16), "section 1: malformed tag", "empty tag");
+    PATCHED(memset(entry(bad, 1), 'a', 16), "section 1: malformed tag", "unterminated tag");
+    PATCHED(memcpy(entry(bad, 1), "a\0b", 3), "section 1: malformed tag", "bytes after NUL");
+    PATCHED(memcpy(entry(bad, 1), entry(bad, 0), 16), "duplicate section 'arch'", "duplicate");
+    PATCHED(put32(entry(bad, 2) + 36, 5), "reserved field", "entry reserved");
+    PATCHED(put64(entry(bad, 0) + 16, off0 + 4), "not 8-byte aligned", "misaligned");
+    PATCHED(put64(entry(bad, 0) + 16, 0), "outside the data area", "offset in the header");
+    PATCHED(put64(entry(bad, 0) + 16, len), "outside the data area", "offset at the end");
+    PATCHED(put64(entry(bad, 0) + 16, UINT64_MAX - 7), "outside", "offset 2^64-8");
+    PATCHED(put64(entry(bad, 8) + 24, 1000000), "outside the data area", "long last section");
+    PATCHED(put64(entry(bad, 0) + 24, UINT64_MAX), "outside the data area", "length 2^64-1");
+    PATCHED(put64(entry(bad, 3) + 16, off0), "sections 'arch' and 'provenance' overlap",
+            "overlap");
+    PATCHED(put64(entry(bad, 0) + 24, get64(entry(bad, 1) + 16) - off0 + 1),
+            "overlap", "arch runs into scoring");
+#undef PATCHED
+    free(bad);
+    free(buf);
+}
+
+TEST(bundle_sections_missing_or_unknown) {
+    static const char *const tags[] = {"arch", "scoring", "calibration", "provenance",
+                                       "weights", "ref_latent", "ref_map", "ref_id",
+                                       "cal_scores"};
+    size_t len, blen;
+    char want[64];
+    uint8_t *buf = good_file(&len), *b;
+    if (!buf) return;
+    for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
+        snprintf(want, sizeof want, "missing section '%s'", tags[i]);
+        b = replace_section(buf, len, tags[i], NULL, 0, &blen);
+        EXPECT_FAIL(b, blen, want, tags[i]);
+        free(b);
+    }
+    /* A section this version does not know is skipped (CRC-checked all the same). */
+    b = replace_section(buf, len, "future_thing", "\x01\x02\x03", 3, &blen);
+    char err[512];
+    CHECK_MSG(b && parse_copy(b, blen, err, sizeof err) == 0, "unknown section: %s", err);
+    free(b);
+    b = replace_section(buf, len, "empty", "", 0, &blen);
+    CHECK_MSG(b && parse_copy(b, blen, err, sizeof err) == 0, "empty section: %s", err);
+    free(b);
+    free(buf);
+}
+
+/* Array sections whose counts lie or exceed the limits, with correct checksums:
+ * refused from their headers, before any allocation. */
+TEST(bundle_oversized_counts) {
+    size_t len, alen, blen;
+    uint8_t *buf = good_file(&len);
+    if (!buf) return;
+    static const struct { const char *tag; uint32_t rows, cols; size_t have; const char *want; }
+    cases[] = {
+        {"weights", 1u << 30, 1, 136, "more than the 268435456 allowed"},
+        {"weights", 0xffffffffu, 0xffffffffu, 136, "more than the"},
+        {"weights", 137, 1, 136, "do not fit its 552 bytes"},
+        {"weights", 135, 1, 136, "do not fit"},
+        {"weights", 135, 1, 135, "needs 136 parameters, section 'weights' holds 135"},
+        {"weights", 68, 2, 136, "2 columns, expected 1"},
+        {"ref_latent", 1u << 20, 2, 20, "do not fit"},
+        {"ref_latent", 5, 4, 20, "4 columns, expected 2 (the latent size)"},
+        {"ref_latent", 9, 2, 18, "reference sections disagree"},
+        {"ref_map", 11, 2, 22, "reference sections disagree: ref_latent has 10 points, "
+                               "ref_map 11"},
+        {"ref_map", 10, 3, 30, "3 columns, expected 2"},
+        {"ref_id", 0, 1, 0, "disagree"},
+        {"cal_scores", 1u << 28, 1, 8, "do not fit"},
+        {"cal_scores", 9, 1, 9, "says n_cal = 8, section 'cal_scores' holds 9"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        float *v = calloc(cases[i].have ? cases[i].have : 1, sizeof(float));
+        uint8_t *arr = array_bytes((uint32_t)cases[i].have, 1, v, &alen);
+        if (arr) {
+            put32(arr, cases[i].rows);
+            put32(arr + 4, cases[i].cols);
+        }
+        uint8_t *b = arr ? replace_section(buf, len, cases[i].tag, arr, alen, &blen) : NULL;
+        EXPECT_FAIL(b, blen, cases[i].want, cases[i].tag);
+        free(b);
+        free(arr);
+        free(v);
+    }
+    /* Shorter than an array header. */
+    uint8_t *b = replace_section(buf, len, "ref_id", "\x0a\0\0", 3, &blen);
+    EXPECT_FAIL(b, blen, "too short for an array header", "3-byte array");
+    free(b);
+    /* Zero points everywhere and a calibration saying zero: consistent, but empty. */
+    char *cal = section_text(buf, len, "calibration"), *cal0 = cal ? with_field(cal, "n_cal", "0") : NULL;
+    uint8_t *e = array_bytes(0, 1, NULL, &alen), *b1 = NULL, *b2 = NULL;
+    if (e && cal0 && (b1 = replace_section(buf, len, "cal_scores", e, alen, &blen)) &&
+        (b2 = replace_section(b1, blen, "calibration", cal0, strlen(cal0), &blen)))
+        EXPECT_FAIL(b2, blen, "0 calibration scores, outside 1..16777216", "n_cal 0");
+    free(b1);
+    free(b2);
+    free(e);
+    free(cal);
+    free(cal0);
+    free(buf);
+}
+
+/* The JSON sections: not JSON, not an object, wrong types, unknown and missing keys. */
+TEST(bundle_invalid_json) {
+    size_t len, blen;
+    uint8_t *buf = good_file(&len);
+    if (!buf) return;
+    static const struct { const char *tag, *text, *want; } cases[] = {
+        {"arch", "{", "section 'arch': invalid JSON at line 1"},
+        {"arch", "", "section 'arch': invalid JSON"},
+        {"arch", "[1, 2]", "section 'arch' is not a JSON object"},
+        {"arch", "{} {}", "invalid JSON"},
+        {"arch", "{\"name\": \"a\", \"name\": \"b\"}", "duplicate"},
+        {"arch", "{\"name\": \"a\\u0000b\"}", "invalid JSON"},
+        {"scoring", "{\"mode\": \"single\"}", "missing 'window'"},
+        {"scoring", "\"single\"", "not a JSON object"},
+        {"calibration", "{\"bogus\": 1}", "unknown key 'bogus'"},
+        {"calibration", "{\"re\": 1}", "'re' must be an object"},
+        {"provenance", "{\"open\": ", "provenance: invalid JSON"},
+        {"provenance", "{\"a\":1}\0", "NUL byte"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t tl = strlen(cases[i].text) + (strstr(cases[i].want, "NUL") != NULL);
+        uint8_t *b = replace_section(buf, len, cases[i].tag, cases[i].text, tl, &blen);
+        EXPECT_FAIL(b, blen, cases[i].want, cases[i].text);
+        free(b);
+    }
+    /* Provenance is opaque: any JSON value loads. */
+    char err[512];
+    uint8_t *b = replace_section(buf, len, "provenance", "[1, \"two\", null]", 16, &blen);
+    CHECK_MSG(b && parse_copy(b, blen, err, sizeof err) == 0, "array provenance: %s", err);
+    free(b);
+    free(buf);
+}
+
+/* Well-formed sections whose values are wrong or contradict each other; each case
+ * changes one field of the good file's JSON. */
+TEST(bundle_inconsistent_values) {
+    size_t len, blen;
+    uint8_t *buf = good_file(&len);
+    if (!buf) return;
+    static const struct { const char *tag, *key, *value, *want; } cases[] = {
+        {"arch", "name", "\"a-name-far-too-long-for-the-32-byte-field\"", "at most 31 bytes"},
+        {"arch", "name", "7", "'name' must be a string"},
+        {"arch", "input", "[1, 4]", "'input' must be [channels, height, width]"},
+        {"arch", "input", "[1, 4, 4.0]", "'input' must be"},
+        {"arch", "input", "[0, 4, 4]", "section 'arch': "},
+        {"arch", "input", "[1, 5, 5]", "decoder output"},
+        {"arch", "latent", "3", "needs 162 parameters"},  /* head and decoder grow */
+        {"arch", "latent", "0", "latent size 0"},
+        {"arch", "latent", "99999999999", "'latent' must be an integer"},
+        {"arch", "recon", "\"l1\"", "'recon' must be"},
+        {"arch", "encoder", "\"warp(3)\"", "encoder"},
+        {"arch", "encoder", "\"linear(400000) linear(1000)\"", "more than the"},
+        {"arch", "decoder", "\"linear(15)\"", "decoder"},
+        {"scoring", "mode", "\"joint\"", "'mode' must be \"single\" or \"context\""},
+        {"scoring", "window", "0", "context mode in 1..65536"},
+        {"scoring", "window", "65537", "window 65537"},
+        {"scoring", "k", "0", "k = 0 is not in [1, n_ref = 10]"},
+        {"scoring", "k", "11", "k = 11"},
+        {"scoring", "k", "2.5", "'k' must be an integer"},
+        {"scoring", "alpha", "1.5", "alpha = 1.5 is not in [0, 1]"},
+        {"scoring", "alpha", "-0.1", "alpha = -0.1"},
+        {"scoring", "alpha", "\"half\"", "'alpha' must be a number"},
+        {"scoring", "perplexity", "3.5", "perplexity 3.5 needs"},
+        {"scoring", "perplexity", "0.5", "perplexity 0.5"},
+        {"scoring", "n_iter", "-1", "placement settings"},
+        {"scoring", "n_iter", "100001", "placement settings"},
+        {"scoring", "learning_rate", "0", "placement settings"},
+        {"scoring", "momentum", "1", "placement settings"},
+        {"scoring", "max_grad", "-1", "placement settings"},
+        {"scoring", "exact", "1", "'exact' must be true or false"},
+        {"scoring", "exact", "1e400", "invalid JSON"},
+        {"calibration", "quantile", "0", "quantile 0 must be in (0, 1]"},
+        {"calibration", "quantile", "1.01", "quantile 1.01"},
+        {"calibration", "scale", "0", "scales finite and > 0"},
+        {"calibration", "center", "null", "'center' must be a number"},
+        {"calibration", "n_cal", "9", "says n_cal = 9"},
+        {"calibration", "n_cal", "-1", "says n_cal = -1"},
+        {"calibration", "threshold", "-1e308", NULL},     /* finite: loads */
+    };
+    char err[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = section_text(buf, len, cases[i].tag);
+        char *t = text ? with_field(text, cases[i].key, cases[i].value) : NULL;
+        uint8_t *b = t ? replace_section(buf, len, cases[i].tag, t, strlen(t), &blen) : NULL;
+        if (cases[i].want)
+            EXPECT_FAIL(b, blen, cases[i].want, t ? t : cases[i].key);
+        else
+            CHECK_MSG(b && parse_copy(b, blen, err, sizeof err) == 0, "%s: %s", t, err);
+        free(b);
+        free(t);
+        free(text);
+    }
+    /* Unknown and missing keys in the nested placement object. */
+    char *text = section_text(buf, len, "scoring");
+    char *t = text ? with_field(text, "exact", "true,\"turbo\":true") : NULL;
+    uint8_t *b = t ? replace_section(buf, len, "scoring", t, strlen(t), &blen) : NULL;
+    EXPECT_FAIL(b, blen, "section 'scoring', 'place': unknown key 'turbo'", "turbo");
+    free(b);
+    free(t);
+    free(text);
+
+    /* Array contents: non-finite values, unsorted calibration, negative ids. */
+    static const struct { const char *tag; uint32_t rows, cols; int at; float value; const char *want; }
+    arrays[] = {
+        {"weights", 136, 1, 7, NAN, "weights: parameter 7 is not finite"},
+        {"ref_latent", N_REF, LATENT, 3, INFINITY, "ref_latent: value 3 is not finite"},
+        {"ref_map", N_REF, 2, 19, -INFINITY, "ref_map: value 19 is not finite"},
+        {"cal_scores", N_CAL, 1, 7, NAN, "cal_scores: score 7 is not finite"},
+        {"cal_scores", N_CAL, 1, 4, -100.0f, "cal_scores: not ascending at 4"},
+    };
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
+        size_t alen;
+        float *v = calloc((size_t)arrays[i].rows * arrays[i].cols, sizeof(float));
+        if (!v) continue;
+        v[arrays[i].at] = arrays[i].value;
+        uint8_t *arr = array_bytes(arrays[i].rows, arrays[i].cols, v, &alen);
+        uint8_t *bb = arr ? replace_section(buf, len, arrays[i].tag, arr, alen, &blen) : NULL;
+        EXPECT_FAIL(bb, blen, arrays[i].want, arrays[i].tag);
+        free(bb);
+        free(arr);
+        free(v);
+    }
+    size_t alen;
+    int32_t ids[N_REF] = {0, 1, 2, -4, 4, 5, 6, 7, 8, 9};
+    uint8_t *arr = array_bytes(N_REF, 1, (const float *)(const void *)ids, &alen);
+    b = arr ? replace_section(buf, len, "ref_id", arr, alen, &blen) : NULL;
+    EXPECT_FAIL(b, blen, "ref_id: point 3 has negative id -4", "negative id");
+    free(b);
+    free(arr);
+    free(buf);
+}
+
+/* ------------------------------------------------------------------ anodm inspect */
+
+static const char *anodm_bin(void) {
+    const char *b = getenv("ANODM_BIN");
+    return b && *b ? b : "build/anodm";
+}
+
+/* Runs `anodm inspect ARGS` with stdout and stderr captured; returns the exit status
+ * (128 + signal if killed) and the output in *out (free it). */
+static int run_inspect(const char *args, char **out) {
+    char cmd[2048], out_path[512];
+    tmp_path(out_path, sizeof out_path, "inspect_output.txt");
+    snprintf(cmd, sizeof cmd, "%s inspect %s >%s 2>&1", anodm_bin(), args, out_path);
+    int status = system(cmd), code = -1;
+    if (status != -1)
+        code = WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                   : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    size_t len = 0;
+    *out = NULL;
+    FILE *f = fopen(out_path, "rb");
+    if (f) {
+        char *s = malloc(1 << 16);
+        if (s) {
+            len = fread(s, 1, (1 << 16) - 1, f);
+            s[len] = 0;
+        }
+        *out = s;
+        fclose(f);
+    }
+    if (*out && (strstr(*out, "Sanitizer") || strstr(*out, "runtime error"))) code = 200;
+    return code;
+}
+
+TEST(bundle_inspect_cli) {
+    detector d;
+    char err[512], path[512], args[1100], hex[65], *out;
+    size_t len;
+    if (make_detector(&d) != 0) return;
+    tmp_path(path, sizeof path, "bundle_inspect.anodm");
+    CHECK_MSG(bundle_save(path, &d, err, sizeof err) == 0, "%s", err);
+    detector_free(&d);
+    uint8_t *buf = NULL;
+    CHECK(bundle_read_file(path, BUNDLE_MAX_FILE_BYTES, &buf, &len, err, sizeof err) == 0);
+    if (!buf) return;
+    bundle_hash(buf, len, hex);
+
+    int code = run_inspect(path, &out);
+    CHECK_MSG(code == 0 && out && strstr(out, hex) && strstr(out, "parameters    136") &&
+              strstr(out, "mode context, window 16, k 2") && strstr(out, "\"synthetic\"") &&
+              strstr(out, "10 points"),
+              "exit %d, output:\n%s", code, out ? out : "");
+    free(out);
+
+    snprintf(args, sizeof args, "--json %s", path);
+    code = run_inspect(args, &out);
+    json_t *j = out ? json_loads(out, 0, NULL) : NULL;
+    CHECK_MSG(code == 0 && j, "exit %d, output:\n%s", code, out ? out : "");
+    if (j) {
+        CHECK(!strcmp(json_string_value(json_object_get(j, "version")), hex));
+        CHECK(json_integer_value(json_object_get(j, "n_ref")) == N_REF);
+        CHECK(json_integer_value(json_object_get(j, "n_params")) == 136);
+        CHECK(json_array_size(json_object_get(j, "sections")) == 9);
+        CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "scoring"), "mode")),
+                      "context"));
+        CHECK(json_integer_value(json_object_get(json_object_get(j, "provenance"), "seed")) == 7);
+        json_decref(j);
+    }
+    free(out);
+
+    /* A damaged file: exit 1 and the reason. */
+    buf[len / 2] ^= 0x10;
+    tmp_path(path, sizeof path, "bundle_inspect_bad.anodm");
+    write_all(path, buf, len);
+    code = run_inspect(path, &out);
+    CHECK_MSG(code == 1 && out && strstr(out, "checksum mismatch") && strstr(out, path),
+              "exit %d, output:\n%s", code, out ? out : "");
+    free(out);
+    code = run_inspect("/nonexistent/model.anodm", &out);
+    CHECK_MSG(code == 1 && out && strstr(out, "No such file"), "exit %d: %s", code, out);
+    free(out);
+    code = run_inspect("", &out);
+    CHECK_MSG(code == 2 && out && strstr(out, "usage"), "exit %d: %s", code, out);
+    free(out);
+    code = run_inspect("--frobnicate x", &out);
+    CHECK_MSG(code == 2, "exit %d: %s", code, out);
+    free(out);
+    free(buf);
+}
