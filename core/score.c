@@ -1,7 +1,9 @@
-/* Anomaly score terms. */
+/* Anomaly score terms and calibration statistics. */
 #include "score.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 double score_recon_error(const float *x, const float *x_rec, size_t dim) {
     double err = 0.0, norm = 0.0;
@@ -12,4 +14,62 @@ double score_recon_error(const float *x, const float *x_rec, size_t dim) {
     }
     norm = sqrt(norm);
     return err / (norm > 1e-12 ? norm : 1e-12);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Quantile of an ascending array. */
+static double sorted_quantile(const double *s, size_t n, double q) {
+    double pos = q * (double)(n - 1);
+    size_t lo = (size_t)pos;
+    if (lo + 1 >= n) return s[n - 1];
+    return s[lo] + (pos - (double)lo) * (s[lo + 1] - s[lo]);
+}
+
+double score_quantile(const double *v, size_t n, double q) {
+    double *s = malloc(n * sizeof *s);
+    if (!s) return NAN;
+    memcpy(s, v, n * sizeof *s);
+    qsort(s, n, sizeof *s, cmp_double);
+    double r = sorted_quantile(s, n, q);
+    free(s);
+    return r;
+}
+
+term_stats score_term_stats(const double *v, size_t n) {
+    term_stats t = {NAN, NAN};
+    double *s = malloc(n * sizeof *s);
+    if (!s) return t;
+    memcpy(s, v, n * sizeof *s);
+    qsort(s, n, sizeof *s, cmp_double);
+    t.center = sorted_quantile(s, n, 0.5);
+    double mean = 0.0, var = 0.0;
+    for (size_t i = 0; i < n; i++) mean += v[i];
+    mean /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        var += (v[i] - mean) * (v[i] - mean);
+        s[i] = fabs(v[i] - t.center);
+    }
+    qsort(s, n, sizeof *s, cmp_double);
+    t.scale = 1.4826 * sorted_quantile(s, n, 0.5);
+    if (!(t.scale > 0)) t.scale = n > 1 ? sqrt(var / (double)(n - 1)) : 0.0;
+    if (!(t.scale > 0)) t.scale = 1.0;
+    free(s);
+    return t;
+}
+
+double score_standardise(double v, term_stats s) { return (v - s.center) / s.scale; }
+
+double score_p_value(const float *cal_ascending, size_t n, double s) {
+    /* First index whose score is >= s; everything from there on counts. */
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((double)cal_ascending[mid] < s) lo = mid + 1;
+        else hi = mid;
+    }
+    return (double)(1 + n - lo) / (double)(n + 1);
 }

@@ -1,12 +1,30 @@
-/* score.h — the anomaly score's terms. For now the reconstruction term of the paper
- * (eq. 3); the map term and the fused score join it with the t-SNE engine. */
+/* score.h — the anomaly score's terms and their calibration, as plain numbers.
+ *
+ * The two AnoDM terms live on unrelated scales (a normalised squared error, a distance
+ * on a t-SNE map), so the paper mixes them with an alpha it picks using test labels.
+ * A product has no labels: each term is standardised by its median and robust spread
+ * on held-out NORMAL samples, and the mix of standardised terms is thresholded at a
+ * quantile of the same normals. Medians rather than means: both terms are heavily
+ * right-skewed, and a few odd calibration samples must not move the scale. */
 #ifndef ANODM_SCORE_H
 #define ANODM_SCORE_H
 
 #include <stddef.h>
 
+typedef struct { double center, scale; } term_stats;   /* standardisation of one term */
+
 /* D_RE = ||x - x'||^2 / ||x||_2 over dim values. An all-zero x divides by 1e-12 instead:
  * any reconstruction error of an empty sample is then enormous, as it should be. */
 double score_recon_error(const float *x, const float *x_rec, size_t dim);
+
+/* Median and 1.4826 * median absolute deviation of v (n > 0); the scale falls back to
+ * the standard deviation, then to 1, when it is 0. v is not modified. */
+term_stats score_term_stats(const double *v, size_t n);
+/* (v - center) / scale. */
+double score_standardise(double v, term_stats s);
+/* The q-quantile of v (n > 0, q in [0, 1]), linear between order statistics. */
+double score_quantile(const double *v, size_t n, double q);
+/* p-value of s against n ascending calibration scores: (1 + #{cal >= s}) / (n + 1). */
+double score_p_value(const float *cal_ascending, size_t n, double s);
 
 #endif

@@ -50,3 +50,44 @@ TEST(auroc_roc_curve_points) {
     for (int i = 1; i < 6; i++) area += (fpr[i] - fpr[i - 1]) * (tpr[i] + tpr[i - 1]) / 2;
     CHECK_NEAR(area, auroc(s, p, 5), 1e-12);
 }
+
+/* The calibration statistics behind the fused score. */
+#include "score.h"
+
+TEST(score_quantile_and_p_value) {
+    double v[] = {5, 1, 4, 2, 3};
+    CHECK_NEAR(score_quantile(v, 5, 0.0), 1.0, 1e-12);
+    CHECK_NEAR(score_quantile(v, 5, 0.5), 3.0, 1e-12);
+    CHECK_NEAR(score_quantile(v, 5, 0.9), 4.6, 1e-12);   /* 4 + 0.6 * (5 - 4) */
+    CHECK_NEAR(score_quantile(v, 5, 1.0), 5.0, 1e-12);
+    float cal[] = {1, 2, 2, 3, 4};                       /* ascending */
+    CHECK_NEAR(score_p_value(cal, 5, 0.5), 6.0 / 6.0, 1e-12);
+    CHECK_NEAR(score_p_value(cal, 5, 2.0), 5.0 / 6.0, 1e-12); /* 2, 2, 3, 4 are >= 2 */
+    CHECK_NEAR(score_p_value(cal, 5, 3.5), 2.0 / 6.0, 1e-12);
+    CHECK_NEAR(score_p_value(cal, 5, 9.0), 1.0 / 6.0, 1e-12);
+}
+
+TEST(score_term_stats_robust) {
+    /* Median 3, absolute deviations {2,1,0,1,97} -> MAD 1 -> scale 1.4826; the outlier
+     * 100 moves neither. */
+    double v[] = {1, 2, 3, 4, 100};
+    term_stats t = score_term_stats(v, 5);
+    CHECK_NEAR(t.center, 3.0, 1e-12);
+    CHECK_NEAR(t.scale, 1.4826, 1e-12);
+    CHECK_NEAR(score_standardise(4.4826, t), 1.0, 1e-12);
+    /* MAD 0 falls back to the standard deviation, and a constant to 1. */
+    double w[] = {2, 2, 2, 2, 6};
+    t = score_term_stats(w, 5);
+    CHECK_NEAR(t.center, 2.0, 1e-12);
+    CHECK_NEAR(t.scale, sqrt(3.2), 1e-12);               /* sample std: 12.8 / 4 */
+    double c[] = {7, 7, 7};
+    t = score_term_stats(c, 3);
+    CHECK_NEAR(t.scale, 1.0, 1e-12);
+}
+
+TEST(score_recon_error_paper_eq3) {
+    float x[] = {3, 4}, xr[] = {3, 2};                  /* ||x - x'||^2 = 4, ||x|| = 5 */
+    CHECK_NEAR(score_recon_error(x, xr, 2), 0.8, 1e-12);
+    float z[] = {0, 0}, zr[] = {0, 0.001f};
+    CHECK(score_recon_error(z, zr, 2) > 1e5);            /* empty sample: huge, finite */
+}

@@ -1,0 +1,171 @@
+/* Building and calibrating a detector. */
+#include "pipeline.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scorer.h"
+
+#define ENCODE_BATCH 256
+
+void build_opts_default(build_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->train = train_defaults();
+    o->n_ref = 10000;
+    o->cal_frac = 0.1;
+    o->quantile = 0.99;
+    tsne_options_default(&o->tsne);
+    o->mode = PLACE_SINGLE;
+    tsne_place_options_default(&o->place);
+    o->window = 2000;
+    o->k = 1;
+    o->alpha = 0.5;
+    o->cal_batch = 32;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+int detector_calibrate(detector *d, const float *x, size_t n, int batch, double quantile,
+                       char *err, size_t errlen) {
+    const size_t dim = shape_size(d->vae.arch.in);
+    if (n < 2 || batch < 1 || !(quantile > 0 && quantile < 1)) {
+        snprintf(err, errlen, "calibration needs at least 2 samples, a batch size and a "
+                 "quantile in (0, 1)");
+        return -1;
+    }
+    detector_result *res = malloc(n * sizeof *res);
+    double *re = malloc(n * sizeof *re), *map = malloc(n * sizeof *map), *fused = malloc(n * sizeof *fused);
+    float *cal = malloc(n * sizeof *cal);
+    scorer *s = NULL;
+    int rc = -1;
+    if (!res || !re || !map || !fused || !cal) {
+        snprintf(err, errlen, "out of memory for calibration");
+        goto done;
+    }
+    if (!(s = scorer_create(d, batch, err, errlen))) goto done;
+    for (size_t i = 0; i < n; i += (size_t)batch) {
+        int B = (int)(n - i < (size_t)batch ? n - i : (size_t)batch);
+        if (scorer_terms(s, x + i * dim, B, res + i, NULL, NULL, NULL, NULL, err, errlen)) goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        re[i] = res[i].d_re;
+        map[i] = res[i].d_map;
+    }
+    d->re = score_term_stats(re, n);
+    d->map = score_term_stats(map, n);
+    for (size_t i = 0; i < n; i++) {
+        fused[i] = d->alpha * score_standardise(re[i], d->re) +
+                   (1.0 - d->alpha) * score_standardise(map[i], d->map);
+        cal[i] = (float)fused[i];
+    }
+    qsort(cal, n, sizeof *cal, cmp_float);
+    d->quantile = quantile;
+    d->threshold = score_quantile(fused, n, quantile);
+    free(d->cal_scores);
+    d->cal_scores = cal;
+    cal = NULL;
+    d->n_cal = (int)n;
+    rc = 0;
+done:
+    scorer_free(s);
+    free(res);
+    free(re);
+    free(map);
+    free(fused);
+    free(cal);
+    return rc;
+}
+
+static void say(build_stage_fn stage, void *ctx, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void say(build_stage_fn stage, void *ctx, const char *name, const char *fmt, ...) {
+    char buf[256];
+    va_list ap;
+    if (!stage) return;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    stage(ctx, name, buf);
+}
+
+int detector_build(detector *d, const vae_arch *arch, const dataset *data, const build_opts *o,
+                   train_progress_fn train_progress, build_stage_fn stage, void *ctx,
+                   char *err, size_t errlen) {
+    const size_t L = (size_t)arch->latent;
+    dataset cal = {0}, train = {0};
+    memset(d, 0, sizeof *d);
+    if (data->dim != shape_size(arch->in)) {
+        snprintf(err, errlen, "samples have %zu values, the architecture expects %zu", data->dim,
+                 shape_size(arch->in));
+        return -1;
+    }
+    if (dataset_split(data, o->cal_frac, o->train.seed, &cal, &train, err, errlen) != 0) return -1;
+    say(stage, ctx, "split", "%zu training samples, %zu held out for calibration", train.n, cal.n);
+    d->mode = o->mode;
+    d->place = o->place;
+    d->window = o->window;
+    d->k = o->k;
+    d->alpha = o->alpha;
+    if (vae_create(&d->vae, arch, o->train.seed, err, errlen) != 0) goto fail;
+    say(stage, ctx, "training", "beta-VAE %s, latent %d, %zu parameters", arch->name,
+        arch->latent, d->vae.n_params);
+    if (vae_train(&d->vae, train.x, train.n, &o->train, train_progress, ctx, err, errlen)) goto fail;
+
+    /* Reference set: a reproducible random subset of the training part. */
+    d->n_ref = (int)((size_t)o->n_ref < train.n ? (size_t)o->n_ref : train.n);
+    size_t *order = malloc(train.n * sizeof *order);
+    d->ref_latent = malloc((size_t)d->n_ref * L * sizeof(float));
+    d->ref_map = malloc((size_t)d->n_ref * 2 * sizeof(float));
+    d->ref_id = malloc((size_t)d->n_ref * sizeof(int32_t));
+    float *xr = malloc((size_t)ENCODE_BATCH * train.dim * sizeof(float));
+    vae_workspace w;
+    int ws_ok = vae_workspace_init(&w, &d->vae, ENCODE_BATCH) == 0;
+    if (!order || !d->ref_latent || !d->ref_map || !d->ref_id || !xr || !ws_ok) {
+        snprintf(err, errlen, "out of memory for the reference set");
+        free(order);
+        free(xr);
+        if (ws_ok) vae_workspace_free(&w);
+        goto fail;
+    }
+    rng_t rng;
+    rng_seed(&rng, o->train.seed ^ 0x5eedULL);
+    for (size_t i = 0; i < train.n; i++) order[i] = i;
+    rng_shuffle(&rng, order, train.n);
+    for (int i = 0; i < d->n_ref; i += ENCODE_BATCH) {
+        int B = d->n_ref - i < ENCODE_BATCH ? d->n_ref - i : ENCODE_BATCH;
+        for (int b = 0; b < B; b++) {
+            d->ref_id[i + b] = (int32_t)order[i + b];
+            memcpy(xr + (size_t)b * train.dim, train.x + order[i + b] * train.dim,
+                   train.dim * sizeof(float));
+        }
+        vae_encode(&d->vae, &w, xr, B, d->ref_latent + (size_t)i * L, NULL);
+    }
+    free(order);
+    free(xr);
+    vae_workspace_free(&w);
+    say(stage, ctx, "reference", "%d training samples encoded", d->n_ref);
+
+    double kl = 0;
+    say(stage, ctx, "map", "fitting t-SNE on %d latents (perplexity %g, %d iterations)", d->n_ref,
+        o->tsne.perplexity, o->tsne.n_iter);
+    if (tsne_fit(d->ref_latent, d->n_ref, (int)L, &o->tsne, d->ref_map, &kl, err, errlen)) goto fail;
+    say(stage, ctx, "map", "final KL %.4f", kl);
+    if (detector_calibrate(d, cal.x, cal.n, o->cal_batch, o->quantile, err, errlen) != 0)
+        goto fail;
+    say(stage, ctx, "calibration", "%d held-out normals, threshold %.4f at quantile %g", d->n_cal,
+        d->threshold, d->quantile);
+    dataset_free(&cal);
+    dataset_free(&train);
+    return 0;
+fail:
+    dataset_free(&cal);
+    dataset_free(&train);
+    detector_free(d);
+    return -1;
+}

@@ -1,0 +1,42 @@
+/* pipeline.h — building a detector from normal samples: train the beta-VAE, encode a
+ * reference set, fit its t-SNE map, calibrate on a held-out split (SPEC.md section 1,
+ * training steps 1-4). The split is made here, before training, so the calibration
+ * samples are never seen by the VAE nor in the map: a sample never meets itself. */
+#ifndef ANODM_PIPELINE_H
+#define ANODM_PIPELINE_H
+
+#include "dataset.h"
+#include "detector.h"
+#include "train.h"
+
+typedef struct {
+    train_opts train;
+    int n_ref;                   /* reference points (10000), drawn from the training part */
+    double cal_frac;             /* held-out share of the normals for calibration (0.1) */
+    double quantile;             /* threshold quantile of calibration scores (0.99) */
+    tsne_options tsne;           /* the reference map's fit */
+    place_mode mode;             /* single */
+    tsne_place_options place;
+    int window;                  /* context mode window (2000) */
+    int k;                       /* D_MAP neighbours (1) */
+    double alpha;                /* reconstruction weight in the fused score (0.5) */
+    int cal_batch;               /* calibration batch size (32): in context mode scores
+                                    depend on how many samples are placed together, so
+                                    calibrate with the batch size the daemon will see */
+} build_opts;
+
+/* Stage messages ("training", "reference", "map", "calibration") for progress output. */
+typedef void (*build_stage_fn)(void *ctx, const char *stage, const char *detail);
+
+void build_opts_default(build_opts *o);
+/* Build d from the normal samples in data (labels ignored); train_progress reports each
+ * epoch, stage each step. d is zeroed on failure. */
+int detector_build(detector *d, const vae_arch *arch, const dataset *data, const build_opts *o,
+                   train_progress_fn train_progress, build_stage_fn stage, void *ctx,
+                   char *err, size_t errlen);
+/* Calibrate d on n normal samples x, scored in batches of `batch`: term statistics,
+ * threshold, calibration scores. */
+int detector_calibrate(detector *d, const float *x, size_t n, int batch, double quantile,
+                       char *err, size_t errlen);
+
+#endif

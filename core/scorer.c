@@ -1,0 +1,111 @@
+/* Scoring with a detector. */
+#include "scorer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct scorer {
+    const detector *d;
+    int max_batch;
+    tsne_map *map;
+    tsne_window *window;         /* context mode only */
+    vae_workspace w;
+    float *rec, *mu, *pos;       /* max_batch rows each */
+    int *idx;
+    float *dist;
+};
+
+void scorer_free(scorer *s) {
+    if (!s) return;
+    tsne_window_free(s->window);
+    tsne_map_free(s->map);
+    vae_workspace_free(&s->w);
+    free(s->rec);
+    free(s->mu);
+    free(s->pos);
+    free(s->idx);
+    free(s->dist);
+    free(s);
+}
+
+scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen) {
+    const size_t dim = shape_size(d->vae.arch.in), L = (size_t)d->vae.arch.latent;
+    if (max_batch < 1 || d->k < 1 || d->k > d->n_ref) {
+        snprintf(err, errlen, "scorer: bad batch size %d or k %d for %d reference points",
+                 max_batch, d->k, d->n_ref);
+        return NULL;
+    }
+    scorer *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "scorer: out of memory");
+        return NULL;
+    }
+    s->d = d;
+    s->max_batch = max_batch;
+    s->map = tsne_map_create(d->ref_latent, d->ref_map, d->n_ref, (int)L, 0, err, errlen);
+    if (!s->map) {
+        scorer_free(s);
+        return NULL;
+    }
+    if (d->mode == PLACE_CONTEXT &&
+        !(s->window = tsne_window_create(s->map, d->window, err, errlen))) {
+        scorer_free(s);
+        return NULL;
+    }
+    s->rec = malloc((size_t)max_batch * dim * sizeof(float));
+    s->mu = malloc((size_t)max_batch * L * sizeof(float));
+    s->pos = malloc((size_t)max_batch * 2 * sizeof(float));
+    s->idx = malloc((size_t)max_batch * d->k * sizeof(int));
+    s->dist = malloc((size_t)max_batch * d->k * sizeof(float));
+    if (!s->rec || !s->mu || !s->pos || !s->idx || !s->dist ||
+        vae_workspace_init(&s->w, &d->vae, max_batch) != 0) {
+        snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
+        scorer_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
+                 float *mu, int *nn_idx, float *nn_dist, char *err, size_t errlen) {
+    const detector *d = s->d;
+    const size_t dim = shape_size(d->vae.arch.in);
+    const int k = d->k;
+    if (B < 1 || B > s->max_batch) {
+        snprintf(err, errlen, "batch of %d samples outside 1..%d", B, s->max_batch);
+        return -1;
+    }
+    float *rec = x_rec ? x_rec : s->rec, *m = mu ? mu : s->mu;
+    vae_reconstruct(&d->vae, &s->w, x, NULL, B, rec, m);
+    int rc = d->mode == PLACE_CONTEXT
+                 ? tsne_window_add(s->window, &d->place, m, B, s->pos, err, errlen)
+                 : tsne_place_batch(s->map, &d->place, m, B, 1, s->pos, err, errlen);
+    if (rc != 0) return -1;
+    for (int b = 0; b < B; b++) {
+        detector_result *r = &res[b];
+        memset(r, 0, sizeof *r);
+        r->d_re = score_recon_error(x + (size_t)b * dim, rec + (size_t)b * dim, dim);
+        r->pos[0] = s->pos[2 * b];
+        r->pos[1] = s->pos[2 * b + 1];
+        r->d_map = tsne_map_dmap(s->map, r->pos, k, nn_idx ? nn_idx + (size_t)b * k : s->idx,
+                                 nn_dist ? nn_dist + (size_t)b * k : s->dist);
+    }
+    return 0;
+}
+
+void detector_finish_result(const detector *d, detector_result *r) {
+    r->z_re = score_standardise(r->d_re, d->re);
+    r->z_map = score_standardise(r->d_map, d->map);
+    r->score = d->alpha * r->z_re + (1.0 - d->alpha) * r->z_map;
+    r->raw_score = d->alpha * r->d_re + (1.0 - d->alpha) * r->d_map;
+    r->p_value = score_p_value(d->cal_scores, (size_t)d->n_cal, r->score);
+    r->is_anomaly = r->score > d->threshold;
+}
+
+int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
+                 int *nn_idx, float *nn_dist, char *err, size_t errlen) {
+    if (scorer_terms(s, x, B, res, x_rec, NULL, nn_idx, nn_dist, err, errlen) != 0) return -1;
+    for (int b = 0; b < B; b++) detector_finish_result(s->d, &res[b]);
+    return 0;
+}

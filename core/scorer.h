@@ -1,0 +1,32 @@
+/* scorer.h — scoring samples with a detector: the code path the daemon, offline scoring,
+ * calibration and the experiments all share, so a calibration threshold is measured on
+ * exactly the computation it will be compared against.
+ *
+ * A scorer holds what a detector needs at run time and nothing a bundle stores: the
+ * reference map's index and repulsion field (built once from the detector's arrays),
+ * the sliding window of recent placements in context mode, and batch buffers. It is not
+ * thread-safe; the daemon gives each model one scorer and serialises batches through it
+ * (context mode's window is shared state by design). */
+#ifndef ANODM_SCORER_H
+#define ANODM_SCORER_H
+
+#include "detector.h"
+
+typedef struct scorer scorer;
+
+/* Build the runtime for d (which must outlive it) for batches up to max_batch. */
+scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen);
+void scorer_free(scorer *s);
+
+/* Terms only (no calibration needed): d_re, d_map and pos of each of the B samples in
+ * res; the optional outputs are the reconstructions (B * input size), latent means
+ * (B * latent) and the k nearest reference indices and 2-D distances (B * k). */
+int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
+                 float *mu, int *nn_idx, float *nn_dist, char *err, size_t errlen);
+/* Full scores: terms, then standardised terms, fused and raw score, p-value, verdict. */
+int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
+                 int *nn_idx, float *nn_dist, char *err, size_t errlen);
+/* Fill in the calibrated fields of res from its raw terms. */
+void detector_finish_result(const detector *d, detector_result *res);
+
+#endif
