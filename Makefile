@@ -85,8 +85,8 @@ bench: bench-deps all
 	ANODM_BIN=$(BUILD)/anodm PYTHON=$(PYTHON) sh tests/bench.sh
 
 # The default model: Fashion-MNIST with trouser (class 1) held out as the anomaly,
-# trained on first use (about 4 minutes on 2 cores) and cached under models/.
-DEFAULT_MODEL = models/fashion-trouser.w
+# built on first use (about 5 minutes on 2 cores) and cached under models/.
+DEFAULT_MODEL = models/fashion-trouser.anodm
 
 $(DEFAULT_MODEL):
 	@mkdir -p models

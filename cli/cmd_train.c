@@ -1,6 +1,8 @@
-/* anodm train: fit the beta-VAE on normal samples, print progress per epoch, save the
- * weights, and (when the data has a test split and an anomaly class) report the auROC of
- * the reconstruction error alone, the paper's beta-VAE-only figure. */
+/* anodm train: build a detector from normal samples — train the beta-VAE, encode the
+ * reference set, fit its t-SNE map, calibrate on held-out normals — and write it as one
+ * model bundle. With --vae-only, stop after the beta-VAE and write its weights file.
+ * When the data has a test split and an anomaly class, report test auROCs (the
+ * reconstruction term alone, the paper's beta-VAE-only figure, and the fused score). */
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -9,12 +11,15 @@
 #include <string.h>
 
 #include "auroc.h"
+#include "bundle.h"
 #include "cli.h"
-#include "score.h"
-#include "train.h"
+#include "pipeline.h"
+#include "provenance.h"
+#include "scorer.h"
 #include "weights.h"
 
 #define MAX_CLASSES 64
+#define EVAL_BATCH 32
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -25,45 +30,74 @@ static void train_usage(FILE *f) {
         "  --test DIR|FILE      test set for the auROC report (default: DIR's t10k split)\n"
         "  --test-labels FILE   its labels\n"
         "  --exclude-class L    anomaly class(es), e.g. 1 or 1,3: left out of training\n"
-        "  --arch NAME          architecture preset (default fashion)\n"
-        "  --latent N           latent size (default 16)\n"
-        "  --beta B             KL weight (default 1)\n"
-        "  --capacity C         target KL in |KL - C| (default 0)\n"
-        "  --capacity-ramp E    epochs over which C ramps up from 0 (default 0)\n"
-        "  --epochs N           (default 20)   --batch N (default 100)   --lr X (default 1e-3)\n"
-        "  --seed N             (default 1)    --threads N (training threads, default: all cores)\n"
+        "  --arch NAME          fashion mnist cifar10 smallnorb ecg-tcn ecg-cnn ecg-lstm (fashion)\n"
+        "  --latent N           latent size (16)\n"
+        "  --beta B             KL weight (1)\n"
+        "  --capacity C         target KL in |KL - C| (0)\n"
+        "  --capacity-ramp E    epochs over which C ramps up from 0 (0)\n"
+        "  --epochs N (20)   --batch N (100)   --lr X (1e-3)   --seed N (1)\n"
+        "  --threads N          training threads (all cores)\n"
         "  --limit N            use only the first N training samples (quick runs)\n"
-        "  --out FILE           where to write the weights\n");
+        "  --n-ref N            reference points on the map (10000)\n"
+        "  --perplexity P       t-SNE perplexity of the map and of placement (30)\n"
+        "  --tsne-iter N        t-SNE iterations (1000)\n"
+        "  --cal-frac F         normals held out for calibration (0.1)\n"
+        "  --quantile Q         threshold quantile on calibration normals (0.99)\n"
+        "  --mode single|context  placement of new samples (single)\n"
+        "  --window N           context mode: recent samples kept (2000)\n"
+        "  --k N                D_MAP neighbours (1)\n"
+        "  --alpha A            weight of the reconstruction term in the fused score (0.5)\n"
+        "  --vae-only           stop after the beta-VAE and write a weights file\n"
+        "  --out FILE           where to write the bundle (or weights)\n");
 }
 
-typedef struct { double t0; } progress_ctx;
+typedef struct { vae_loss last; } train_ctx;
 
 static void print_progress(const train_progress *p, void *ctx) {
-    (void)ctx;
+    train_ctx *t = ctx;
+    t->last = (vae_loss){.loss = p->loss, .recon = p->recon, .kl = p->kl};
     printf("epoch %3d/%d  loss %9.3f  recon %9.3f  KL %7.3f  %7.0f samples/s  %5.1fs  ETA %.0fs\n",
            p->epoch, p->epochs, p->loss, p->recon, p->kl, p->samples_per_s, p->seconds,
            p->eta_seconds);
     fflush(stdout);
 }
 
-/* auROC of D_RE on the test set, the excluded classes being the anomalies. */
-static int report_recon_auroc(const vae_model *m, const dataset *test, const int32_t *classes,
-                              int n_classes) {
-    const size_t dim = test->dim, chunk = 500;
-    vae_workspace w;
-    double *scores = malloc(test->n * sizeof(double));
+static void print_stage(void *ctx, const char *stage, const char *detail) {
+    (void)ctx;
+    printf("%s: %s\n", stage, detail);
+    fflush(stdout);
+}
+
+/* Test auROCs with the excluded classes as anomalies: reconstruction only, and (with a
+ * detector) the fused score. */
+static int evaluate(const vae_model *m, const detector *d, const dataset *test,
+                    const int32_t *classes, int n_classes, double *auc_re, double *auc_fused) {
+    const size_t dim = test->dim;
+    double *re = malloc(test->n * sizeof(double)), *fused = malloc(test->n * sizeof(double));
     int *is_pos = malloc(test->n * sizeof(int));
-    float *rec = malloc(chunk * dim * sizeof(float));
-    if (!scores || !is_pos || !rec || vae_workspace_init(&w, m, (int)chunk) != 0) {
-        fprintf(stderr, "anodm train: out of memory for evaluation\n");
-        free(scores); free(is_pos); free(rec);
-        return -1;
-    }
-    for (size_t s = 0; s < test->n; s += chunk) {
-        int B = (int)(test->n - s < chunk ? test->n - s : chunk);
-        vae_reconstruct(m, &w, test->x + s * dim, NULL, B, rec, NULL);
-        for (int b = 0; b < B; b++)
-            scores[s + b] = score_recon_error(test->x + (s + b) * dim, rec + (size_t)b * dim, dim);
+    float *rec = malloc(EVAL_BATCH * dim * sizeof(float));
+    detector_result res[EVAL_BATCH];
+    vae_workspace w;
+    scorer *s = NULL;
+    char err[256];
+    int rc = -1, ws_ok = 0;
+    if (!re || !fused || !is_pos || !rec || !(ws_ok = vae_workspace_init(&w, m, EVAL_BATCH) == 0))
+        goto done;
+    if (d && !(s = scorer_create(d, EVAL_BATCH, err, sizeof err))) goto done;
+    for (size_t i = 0; i < test->n; i += EVAL_BATCH) {
+        int B = (int)(test->n - i < EVAL_BATCH ? test->n - i : EVAL_BATCH);
+        if (s) {
+            if (scorer_score(s, test->x + i * dim, B, res, NULL, NULL, NULL, err, sizeof err))
+                goto done;
+            for (int b = 0; b < B; b++) {
+                re[i + b] = res[b].d_re;
+                fused[i + b] = res[b].score;
+            }
+        } else {
+            vae_reconstruct(m, &w, test->x + i * dim, NULL, B, rec, NULL);
+            for (int b = 0; b < B; b++)
+                re[i + b] = score_recon_error(test->x + (i + b) * dim, rec + (size_t)b * dim, dim);
+        }
     }
     size_t n_pos = 0;
     for (size_t i = 0; i < test->n; i++) {
@@ -71,11 +105,22 @@ static int report_recon_auroc(const vae_model *m, const dataset *test, const int
         for (int c = 0; c < n_classes; c++) is_pos[i] |= test->labels[i] == classes[c];
         n_pos += (size_t)is_pos[i];
     }
-    printf("test: %zu samples, %zu anomalous; auROC of reconstruction error: %.4f\n", test->n,
-           n_pos, auroc(scores, is_pos, test->n));
-    vae_workspace_free(&w);
-    free(scores); free(is_pos); free(rec);
-    return 0;
+    *auc_re = auroc(re, is_pos, test->n);
+    *auc_fused = s ? auroc(fused, is_pos, test->n) : NAN;
+    printf("test: %zu samples, %zu anomalous; auROC of reconstruction error: %.4f", test->n,
+           n_pos, *auc_re);
+    if (s) printf("; of the fused score: %.4f", *auc_fused);
+    printf("\n");
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "anodm train: evaluation failed (out of memory?)\n");
+    scorer_free(s);
+    if (ws_ok) vae_workspace_free(&w);
+    free(re);
+    free(fused);
+    free(is_pos);
+    free(rec);
+    return rc;
 }
 
 int cmd_train(int argc, char **argv) {
@@ -89,14 +134,20 @@ int cmd_train(int argc, char **argv) {
         {"batch", required_argument, 0, 'B'}, {"lr", required_argument, 0, 'l'},
         {"seed", required_argument, 0, 's'}, {"threads", required_argument, 0, 'j'},
         {"limit", required_argument, 0, 'n'}, {"out", required_argument, 0, 'o'},
+        {"n-ref", required_argument, 0, 'r'}, {"perplexity", required_argument, 0, 'p'},
+        {"tsne-iter", required_argument, 0, 'i'}, {"cal-frac", required_argument, 0, 'f'},
+        {"quantile", required_argument, 0, 'q'}, {"mode", required_argument, 0, 'm'},
+        {"window", required_argument, 0, 'w'}, {"k", required_argument, 0, 'k'},
+        {"alpha", required_argument, 0, 'A'}, {"vae-only", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     data_source src = {.label_col = DATASET_CSV_LAST_COL}, test_src = {.label_col = DATASET_CSV_LAST_COL};
     const char *arch_name = "fashion", *out = NULL;
-    int latent = 16, n_classes = 0;
+    int latent = 16, n_classes = 0, vae_only = 0;
     long long limit = 0, v;
     double r;
     int32_t classes[MAX_CLASSES];
-    train_opts o = train_defaults();
+    build_opts o;
+    build_opts_default(&o);
     char err[512];
     int ch;
     optind = 1;
@@ -118,18 +169,38 @@ int cmd_train(int argc, char **argv) {
             break;
         case 'a': arch_name = optarg; break;
         case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) return 2; latent = (int)v; break;
-        case 'b': if (cli_real("--beta", optarg, 0, 1e6, &r)) return 2; o.beta = (float)r; break;
-        case 'C': if (cli_real("--capacity", optarg, 0, 1e6, &r)) return 2; o.capacity = (float)r; break;
+        case 'b': if (cli_real("--beta", optarg, 0, 1e6, &r)) return 2; o.train.beta = (float)r; break;
+        case 'C': if (cli_real("--capacity", optarg, 0, 1e6, &r)) return 2; o.train.capacity = (float)r; break;
         case 'R':
             if (cli_real("--capacity-ramp", optarg, 0, 1e6, &r)) return 2;
-            o.capacity_ramp_epochs = (float)r;
+            o.train.capacity_ramp_epochs = (float)r;
             break;
-        case 'e': if (cli_int("--epochs", optarg, 1, 100000, &v)) return 2; o.epochs = (int)v; break;
-        case 'B': if (cli_int("--batch", optarg, 1, 100000, &v)) return 2; o.batch = (int)v; break;
-        case 'l': if (cli_real("--lr", optarg, 1e-12, 10, &r)) return 2; o.lr = (float)r; break;
-        case 's': if (cli_int("--seed", optarg, 1, LLONG_MAX, &v)) return 2; o.seed = (uint64_t)v; break;
-        case 'j': if (cli_int("--threads", optarg, 1, 64, &v)) return 2; o.threads = (int)v; break;
+        case 'e': if (cli_int("--epochs", optarg, 1, 100000, &v)) return 2; o.train.epochs = (int)v; break;
+        case 'B': if (cli_int("--batch", optarg, 1, 100000, &v)) return 2; o.train.batch = (int)v; break;
+        case 'l': if (cli_real("--lr", optarg, 1e-12, 10, &r)) return 2; o.train.lr = (float)r; break;
+        case 's': if (cli_int("--seed", optarg, 1, LLONG_MAX, &v)) return 2; o.train.seed = (uint64_t)v; break;
+        case 'j': if (cli_int("--threads", optarg, 1, 64, &v)) return 2; o.train.threads = (int)v; break;
         case 'n': if (cli_int("--limit", optarg, 1, LLONG_MAX, &v)) return 2; limit = v; break;
+        case 'r': if (cli_int("--n-ref", optarg, 10, 1 << 21, &v)) return 2; o.n_ref = (int)v; break;
+        case 'p':
+            if (cli_real("--perplexity", optarg, 1, 1000, &r)) return 2;
+            o.tsne.perplexity = o.place.perplexity = r;
+            break;
+        case 'i': if (cli_int("--tsne-iter", optarg, 1, 100000, &v)) return 2; o.tsne.n_iter = (int)v; break;
+        case 'f': if (cli_real("--cal-frac", optarg, 0.001, 0.9, &r)) return 2; o.cal_frac = r; break;
+        case 'q': if (cli_real("--quantile", optarg, 0.5, 0.99999, &r)) return 2; o.quantile = r; break;
+        case 'm':
+            if (!strcmp(optarg, "single")) o.mode = PLACE_SINGLE;
+            else if (!strcmp(optarg, "context")) o.mode = PLACE_CONTEXT;
+            else {
+                fprintf(stderr, "anodm train: --mode is single or context, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'w': if (cli_int("--window", optarg, 1, 65536, &v)) return 2; o.window = (int)v; break;
+        case 'k': if (cli_int("--k", optarg, 1, 1000, &v)) return 2; o.k = (int)v; break;
+        case 'A': if (cli_real("--alpha", optarg, 0, 1, &r)) return 2; o.alpha = r; break;
+        case 'V': vae_only = 1; break;
         case 'o': out = optarg; break;
         case 'h': train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;
@@ -143,8 +214,12 @@ int cmd_train(int argc, char **argv) {
     }
 
     vae_arch arch;
-    vae_model m;
+    detector d = {0};
+    vae_model m = {0};
+    build_report report = {0};
+    train_ctx tc = {{NAN, NAN, NAN}};
     dataset train = {0}, test = {0};
+    double auc_re = NAN, auc_fused = NAN;
     int rc = 1;
     if (vae_arch_preset(&arch, arch_name, latent, err, sizeof err) != 0) {
         fprintf(stderr, "anodm train: %s\n", err);
@@ -159,37 +234,58 @@ int cmd_train(int argc, char **argv) {
                  train.dim, arch_name, shape_size(arch.in));
         goto fail;
     }
-    if (vae_create(&m, &arch, o.seed, err, sizeof err) != 0) goto fail;
-    printf("training %s beta-VAE (latent %d, %zu parameters) on %zu samples: beta %g, C %g, "
-           "%d epochs, batch %d, lr %g, seed %llu\n", arch_name, latent, m.n_params, train.n,
-           o.beta, o.capacity, o.epochs, o.batch, o.lr, (unsigned long long)o.seed);
-    fflush(stdout);
-    if (vae_train(&m, train.x, train.n, &o, print_progress, NULL, err, sizeof err) != 0 ||
-        weights_save(out, &m, err, sizeof err) != 0) {
-        vae_free(&m);
-        goto fail;
-    }
-    printf("wrote %s\n", out);
     if (!test_src.path && cli_is_dir(src.path)) test_src = src; /* the directory's t10k split */
     if (n_classes && test_src.path) {
-        if (cli_load_data(&test, &test_src, 0, err, sizeof err) != 0) {
-            vae_free(&m);
-            goto fail;
-        }
+        if (cli_load_data(&test, &test_src, 0, err, sizeof err) != 0) goto fail;
         if (!test.labels || test.dim != train.dim) {
-            fprintf(stderr, "anodm train: test set needs labels and %zu values per sample\n",
-                    train.dim);
-        } else if (report_recon_auroc(&m, &test, classes, n_classes) != 0) {
-            vae_free(&m);
+            snprintf(err, sizeof err, "test set needs labels and %zu values per sample", train.dim);
             goto fail;
         }
     }
-    vae_free(&m);
+    if (vae_only) {
+        if (vae_create(&m, &arch, o.train.seed, err, sizeof err) != 0) goto fail;
+        printf("training %s beta-VAE (latent %d, %zu parameters) on %zu samples: beta %g, C %g, "
+               "%d epochs, batch %d, lr %g, seed %llu\n", arch_name, latent, m.n_params, train.n,
+               o.train.beta, o.train.capacity, o.train.epochs, o.train.batch, o.train.lr,
+               (unsigned long long)o.train.seed);
+        fflush(stdout);
+        if (vae_train(&m, train.x, train.n, &o.train, print_progress, &tc, err, sizeof err) ||
+            weights_save(out, &m, err, sizeof err))
+            goto fail;
+        printf("wrote %s\n", out);
+        if (test.n && evaluate(&m, NULL, &test, classes, n_classes, &auc_re, &auc_fused)) goto fail;
+    } else {
+        o.report = &report;
+        printf("building %s detector on %zu normal samples: beta %g, %d epochs, %d reference "
+               "points, %s placement\n", arch_name, train.n, o.train.beta, o.train.epochs,
+               o.n_ref, o.mode == PLACE_CONTEXT ? "context" : "single");
+        fflush(stdout);
+        if (detector_build(&d, &arch, &train, &o, print_progress, print_stage, &tc, err, sizeof err))
+            goto fail;
+        if (test.n && evaluate(&d.vae, &d, &test, classes, n_classes, &auc_re, &auc_fused))
+            goto fail;
+        provenance_info p = {.data_path = src.path, .excluded = classes, .n_excluded = n_classes,
+                             .arch = arch_name, .latent = latent, .opts = &o, .report = &report,
+                             .loss = tc.last.loss, .recon = tc.last.recon, .kl = tc.last.kl,
+                             .test_auroc_re = auc_re, .test_auroc_fused = auc_fused};
+        char samples_file[4096];
+        snprintf(samples_file, sizeof samples_file, "%s%s", src.path,
+                 cli_is_dir(src.path) ? "/train-images-idx3-ubyte.gz" : "");
+        if (provenance_file_sha256(samples_file, p.data_sha256) != 0) p.data_sha256[0] = 0;
+        if (!(d.provenance = provenance_json(&p))) {
+            snprintf(err, sizeof err, "out of memory for the provenance record");
+            goto fail;
+        }
+        if (bundle_save(out, &d, err, sizeof err) != 0) goto fail;
+        printf("wrote %s\n", out);
+    }
     rc = 0;
     goto done;
 fail:
     fprintf(stderr, "anodm train: %s\n", err);
 done:
+    detector_free(&d);
+    vae_free(&m);
     dataset_free(&train);
     dataset_free(&test);
     return rc;

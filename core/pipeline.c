@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "scorer.h"
 
@@ -23,6 +24,12 @@ void build_opts_default(build_opts *o) {
     o->k = 1;
     o->alpha = 0.5;
     o->cal_batch = 32;
+}
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -106,7 +113,19 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
         return -1;
     }
     if (dataset_split(data, o->cal_frac, o->train.seed, &cal, &train, err, errlen) != 0) return -1;
+    /* Fail now, not after an hour of training, when the map cannot be fitted. */
+    size_t n_ref = (size_t)o->n_ref < train.n ? (size_t)o->n_ref : train.n;
+    double perplexity = o->tsne.perplexity > o->place.perplexity ? o->tsne.perplexity
+                                                                 : o->place.perplexity;
+    if ((double)n_ref < 3.0 * perplexity + 1.0 || o->k > (int)n_ref) {
+        snprintf(err, errlen, "%zu reference points are too few for perplexity %g (need %d) "
+                 "and k %d: more data, a larger --n-ref or a lower --perplexity", n_ref,
+                 perplexity, (int)(3.0 * perplexity + 1.0), o->k);
+        goto fail;
+    }
     say(stage, ctx, "split", "%zu training samples, %zu held out for calibration", train.n, cal.n);
+    build_report rep = {.n_train = train.n, .n_cal = cal.n};
+    double t0 = now_seconds();
     d->mode = o->mode;
     d->place = o->place;
     d->window = o->window;
@@ -116,6 +135,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     say(stage, ctx, "training", "beta-VAE %s, latent %d, %zu parameters", arch->name,
         arch->latent, d->vae.n_params);
     if (vae_train(&d->vae, train.x, train.n, &o->train, train_progress, ctx, err, errlen)) goto fail;
+    rep.train_seconds = now_seconds() - t0;
 
     /* Reference set: a reproducible random subset of the training part. */
     d->n_ref = (int)((size_t)o->n_ref < train.n ? (size_t)o->n_ref : train.n);
@@ -151,13 +171,19 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     vae_workspace_free(&w);
     say(stage, ctx, "reference", "%d training samples encoded", d->n_ref);
 
-    double kl = 0;
+    t0 = now_seconds();
     say(stage, ctx, "map", "fitting t-SNE on %d latents (perplexity %g, %d iterations)", d->n_ref,
         o->tsne.perplexity, o->tsne.n_iter);
-    if (tsne_fit(d->ref_latent, d->n_ref, (int)L, &o->tsne, d->ref_map, &kl, err, errlen)) goto fail;
-    say(stage, ctx, "map", "final KL %.4f", kl);
+    if (tsne_fit(d->ref_latent, d->n_ref, (int)L, &o->tsne, d->ref_map, &rep.map_kl, err,
+                 errlen))
+        goto fail;
+    rep.map_seconds = now_seconds() - t0;
+    say(stage, ctx, "map", "final KL %.4f after %.1f s", rep.map_kl, rep.map_seconds);
+    t0 = now_seconds();
     if (detector_calibrate(d, cal.x, cal.n, o->cal_batch, o->quantile, err, errlen) != 0)
         goto fail;
+    rep.cal_seconds = now_seconds() - t0;
+    if (o->report) *o->report = rep;
     say(stage, ctx, "calibration", "%d held-out normals, threshold %.4f at quantile %g", d->n_cal,
         d->threshold, d->quantile);
     dataset_free(&cal);

@@ -9,6 +9,13 @@
 #include "detector.h"
 #include "train.h"
 
+/* What a build measured, for the bundle's provenance. */
+typedef struct {
+    size_t n_train, n_cal;       /* the split */
+    double map_kl;               /* final KL of the reference map */
+    double train_seconds, map_seconds, cal_seconds;
+} build_report;
+
 typedef struct {
     train_opts train;
     int n_ref;                   /* reference points (10000), drawn from the training part */
@@ -23,6 +30,7 @@ typedef struct {
     int cal_batch;               /* calibration batch size (32): in context mode scores
                                     depend on how many samples are placed together, so
                                     calibrate with the batch size the daemon will see */
+    build_report *report;        /* filled in when not NULL */
 } build_opts;
 
 /* Stage messages ("training", "reference", "map", "calibration") for progress output. */

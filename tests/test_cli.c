@@ -4,6 +4,7 @@
  * non-zero exit (2 for usage errors, 1 for bad data) with a message naming the problem,
  * and never in a signal or a sanitizer report. Then a tiny end-to-end training run on a
  * generated Fashion-MNIST-shaped directory, and its reproducibility. */
+#include "bundle.h"
 #include "check.h"
 #include "weights.h"
 
@@ -328,7 +329,8 @@ TEST(cli_bad_settings) {
     const char *dir = fashion_dir();
     char out[512];
     tmp_path(out, sizeof out, "no/such/dir/model.w");
-    EXPECT_RUN(run_anodm("train --data %s --epochs 1 --limit 20 --latent 2 --out %s", dir, out),
+    EXPECT_RUN(run_anodm("train --data %s --epochs 1 --limit 20 --latent 2 --vae-only --out %s",
+                         dir, out),
                1, "cannot write", out);
 }
 
@@ -370,7 +372,7 @@ TEST(cli_train_end_to_end) {
      * splits the output matrix, not the inner sum, across threads. Should that ever
      * change, add --threads 1 here rather than loosening the comparison. */
     static const char ARGS[] = "train --data %s --exclude-class 1 --epochs 2 --batch 50 "
-                               "--latent 4 --beta 0.1 --out %s --seed %d";
+                               "--latent 4 --beta 0.1 --vae-only --out %s --seed %d";
     run_result r = run_anodm(ARGS, dir, m1, 3);
     char *out = r.out ? strdup(r.out) : NULL;
     EXPECT_RUN(r, 0, "270 samples", "wrote", "auROC of reconstruction error");
@@ -402,4 +404,39 @@ TEST(cli_train_end_to_end) {
     /* And a different seed does change them (the comparison above can see a difference). */
     EXPECT_RUN(run_anodm(ARGS, dir, m2, 4), 0, "wrote");
     CHECK(!files_equal(m1, m2));
+}
+
+/* The whole pipeline: a bundle that loads, names its provenance, and the same seed
+ * building the same model (weights, map, calibration; the provenance's timestamps may
+ * differ, so the files are compared through the loader). */
+TEST(cli_train_bundle_end_to_end) {
+    const char *dir = fashion_dir();
+    char b1[512], b2[512], err[512];
+    tmp_path(b1, sizeof b1, "cli_e2e_1.anodm");
+    tmp_path(b2, sizeof b2, "cli_e2e_2.anodm");
+    static const char ARGS[] = "train --data %s --exclude-class 1 --epochs 2 --batch 50 "
+                               "--latent 4 --beta 0.1 --n-ref 200 --perplexity 10 "
+                               "--tsne-iter 300 --out %s --seed 3";
+    EXPECT_RUN(run_anodm(ARGS, dir, b1), 0, "reference: 200", "map: final KL", "calibration: 27",
+               "of the fused score", "wrote");
+    EXPECT_RUN(run_anodm(ARGS, dir, b2), 0, "wrote");
+    detector d1, d2;
+    int ok1 = bundle_load(b1, &d1, err, sizeof err) == 0;
+    CHECK_MSG(ok1, "bundle_load: %s", err);
+    int ok2 = bundle_load(b2, &d2, err, sizeof err) == 0;
+    CHECK_MSG(ok2, "bundle_load: %s", err);
+    if (ok1 && ok2) {
+        CHECK(d1.n_ref == 200 && d1.n_cal == 27 && d1.k == 1 && d1.mode == PLACE_SINGLE);
+        CHECK(strstr(d1.provenance, "\"excluded_classes\"") && strstr(d1.provenance, "\"sha256\""));
+        CHECK(d1.vae.n_params == d2.vae.n_params &&
+              !memcmp(d1.vae.params, d2.vae.params, d1.vae.n_params * sizeof(float)));
+        CHECK(!memcmp(d1.ref_map, d2.ref_map, 200 * 2 * sizeof(float)));
+        CHECK(d1.n_cal == d2.n_cal && !memcmp(d1.cal_scores, d2.cal_scores, 27 * sizeof(float)));
+        CHECK(d1.threshold == d2.threshold);
+    }
+    detector_free(&d1);
+    detector_free(&d2);
+    EXPECT_RUN(run_anodm("inspect %s", b1), 0, "sha256");
+    /* Too few samples for the map's perplexity: refused before any training. */
+    EXPECT_RUN(run_anodm("train --data %s --limit 40 --out %s", dir, b2), 1, "perplexity");
 }
