@@ -10,6 +10,7 @@
 
 int cmd_train(int argc, char **argv);       /* anodm train: fit a beta-VAE */
 int cmd_bench_vae(int argc, char **argv);   /* anodm bench-vae: one timed training epoch */
+int cmd_score(int argc, char **argv);       /* anodm score: offline scoring with a bundle */
 int cmd_inspect(int argc, char **argv);     /* anodm inspect: a model bundle's contents */
 
 /* Where samples come from: a Fashion-MNIST/MNIST-style IDX directory (split chooses

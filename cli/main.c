@@ -12,6 +12,7 @@ static const struct {
 } COMMANDS[] = {
     {"train", cmd_train, "train a beta-VAE on normal samples"},
     {"bench-vae", cmd_bench_vae, "time one training epoch (C side of `make bench`)"},
+    {"score", cmd_score, "score a data file offline with a model bundle (CSV or JSON lines)"},
     {"inspect", cmd_inspect, "print what a model bundle holds (--json for scripts)"},
 };
 

@@ -437,6 +437,19 @@ TEST(cli_train_bundle_end_to_end) {
     detector_free(&d1);
     detector_free(&d2);
     EXPECT_RUN(run_anodm("inspect %s", b1), 0, "sha256");
+    /* Offline scoring of the 200 test images: a header and a row each, then the summary. */
+    char csv[512];
+    tmp_path(csv, sizeof csv, "cli_scores.csv");
+    EXPECT_RUN(run_anodm("score %s %s --anomaly-class 1 --out %s", b1, dir, csv), 0,
+               "scored 200 samples", "auROC of the score");
+    FILE *f = fopen(csv, "r");
+    int lines = 0, c;
+    while (f && (c = fgetc(f)) != EOF) lines += c == '\n';
+    if (f) fclose(f);
+    CHECK_MSG(lines == 201, "%d lines in the score CSV", lines);
+    EXPECT_RUN(run_anodm("score %s %s --format jsonl --batch 7", b1, dir), 0, "\"p_value\":");
+    EXPECT_RUN(run_anodm("score %s", b1), 2, "required");
+    EXPECT_RUN(run_anodm("score %s %s", csv, dir), 1, "anodm score:");
     /* Too few samples for the map's perplexity: refused before any training. */
     EXPECT_RUN(run_anodm("train --data %s --limit 40 --out %s", dir, b2), 1, "perplexity");
 }
