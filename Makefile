@@ -26,13 +26,16 @@ CORE_SRC  = $(wildcard core/*.c) $(wildcard proto/*.c)
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC   = $(wildcard cli/*.c)
 CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)
+DAEMON_SRC = $(wildcard daemon/*.c)
+DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+DAEMON_LIBS = -lmicrohttpd -lsqlite3
 TEST_SRC  = $(wildcard tests/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 
 .PHONY: all deps bench-deps test asan-test bench run install clean fixtures
 
-all: $(BUILD)/anodm
+all: $(BUILD)/anodm $(BUILD)/anodmd
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -45,8 +48,12 @@ $(LIB): $(CORE_OBJ)
 $(BUILD)/anodm: $(CLI_OBJ) $(LIB)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
+$(BUILD)/anodmd: $(DAEMON_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $(DAEMON_OBJ) $(LIB) $(DAEMON_LIBS) $(LDLIBS)
+
+# The daemon's tests read its SQLite log directly.
 $(BUILD)/test_runner: $(TEST_OBJ) $(LIB)
-	$(CC) $(CFLAGS) $(SAN) -o $@ $(TEST_OBJ) $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $(TEST_OBJ) $(LIB) -lsqlite3 $(LDLIBS)
 
 # Install the Debian packages the build needs, only those that are missing.
 deps:
@@ -66,16 +73,16 @@ _apt:
 	fi
 
 test: deps
-	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm
-	ANODM_BIN=$(BUILD)/anodm $(BUILD)/test_runner
+	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm $(BUILD)/anodmd
+	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer, in their own build.
 asan-test: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	  build-asan/test_runner build-asan/anodm
+	  build-asan/test_runner build-asan/anodm build-asan/anodmd
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ANODM_BIN=build-asan/anodm build-asan/test_runner
+	  ANODM_BIN=build-asan/anodm ANODMD_BIN=build-asan/anodmd build-asan/test_runner
 
 # Regenerate the PyTorch parity fixtures (needs python3-torch; the results are committed).
 fixtures: bench-deps
@@ -92,18 +99,21 @@ $(DEFAULT_MODEL):
 	@mkdir -p models
 	$(BUILD)/anodm train --data $(FMNIST) --exclude-class 1 --beta 0.01 --epochs 20 --out $@
 
+PORT ?= 8080
+
+# Build, make the default model on first use, and serve it on 127.0.0.1:$(PORT).
 run: deps
-	@$(MAKE) --no-print-directory $(BUILD)/anodm
+	@$(MAKE) --no-print-directory $(BUILD)/anodm $(BUILD)/anodmd
 	@$(MAKE) --no-print-directory $(DEFAULT_MODEL)
-	@echo "run: model ready at $(DEFAULT_MODEL); the daemon anodmd does not exist yet, so" \
-	      "there is nothing to start (see README, Status)." >&2
-	@exit 1
+	$(BUILD)/anodmd --model fashion=$(DEFAULT_MODEL) --bind 127.0.0.1 --port $(PORT) \
+	  --db models/anodmd.db
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BUILD)/anodm $(DESTDIR)$(PREFIX)/bin/anodm
+	install -m 755 $(BUILD)/anodmd $(DESTDIR)$(PREFIX)/bin/anodmd
 
 clean:
 	rm -rf build build-asan
 
--include $(CORE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

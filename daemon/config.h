@@ -1,0 +1,48 @@
+/* config.h — anodmd's settings and where they come from.
+ *
+ * Every setting has one name used everywhere: `name = value` in the config file,
+ * ANODMD_NAME in the environment, --name (with '_' written '-') on the command line.
+ * Later sources win: defaults, then the file, then the environment, then flags. The
+ * model list is the one setting that repeats; a source that names models replaces the
+ * list an earlier source gave, so `--model` on the command line never silently adds to
+ * the models of the file. Values are checked when they are set, so a bad value is
+ * reported with where it came from (file:line, variable or flag). */
+#ifndef ANODMD_CONFIG_H
+#define ANODMD_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_MODELS 32
+
+typedef enum { SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAG } config_source;
+
+typedef struct {
+    char bind[64];               /* IPv4 address to listen on (127.0.0.1) */
+    int port;                    /* 8080; 0 = any free port */
+    char db[4096];               /* score log (anodmd.db) */
+    int threads;                 /* HTTP worker threads (4) */
+    char *models[CONFIG_MAX_MODELS];   /* "[NAME=]PATH", malloc'd */
+    int n_models;
+    config_source models_from;
+    size_t max_body_bytes;       /* request body limit (16 MiB) */
+    int max_batch;               /* samples per request (256) */
+    int max_connections;         /* open connections (256) */
+    int timeout_seconds;         /* idle connection timeout (30) */
+    int drain_seconds;           /* how long shutdown waits for requests in flight (10) */
+} config;
+
+/* The defaults. */
+void config_init(config *c);
+void config_free(config *c);
+/* Set one setting from source (where names it in messages). 0, or -1 with err. */
+int config_set(config *c, config_source source, const char *key, const char *value,
+               const char *where, char *err, size_t errlen);
+/* Read `key = value` lines (# comments, blank lines) from path. 0, or -1 with err. */
+int config_load_file(config *c, const char *path, char *err, size_t errlen);
+/* Apply every ANODMD_<KEY> variable that is set. 0, or -1 with err. */
+int config_load_env(config *c, char *err, size_t errlen);
+/* Print the effective settings in the file's format. */
+void config_print(const config *c, FILE *f);
+
+#endif

@@ -1,0 +1,25 @@
+/* http.h — anodmd's HTTP server: libmicrohttpd, its threads, bodies and limits.
+ *
+ * libmicrohttpd runs a pool of threads polling with epoll; a handler runs on the thread
+ * that read its request. This layer gathers a request's body (refusing one larger than
+ * the limit with 413, before reading it when Content-Length says so), hands the whole
+ * request to routes.c and sends back its JSON. Shutdown is graceful: stop accepting,
+ * let the requests in flight finish (bounded by drain_seconds), then stop. */
+#ifndef ANODMD_HTTP_H
+#define ANODMD_HTTP_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "routes.h"
+
+typedef struct http_server http_server;
+
+/* Listen on cfg's address and port and serve a; the server keeps pointers to both. */
+http_server *http_start(const config *cfg, app *a, char *err, size_t errlen);
+/* The port actually bound (the chosen one when cfg->port was 0). */
+int http_port(const http_server *s);
+/* Stop accepting, drain the requests in flight, stop the threads and free s. */
+void http_stop(http_server *s);
+
+#endif

@@ -1,0 +1,380 @@
+/* The score log: SQLite in WAL mode, one writer thread with group commit (see log.h). */
+#include "log.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SCHEMA_VERSION 1
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+#define BUSY_TIMEOUT_MS 5000
+
+/* Version SCHEMA_VERSION. The indexes serve GET /v1/scores: the primary key pages the
+ * whole log, the others page one model, one source, or the anomalies, in id order. */
+static const char SCHEMA[] =
+    "CREATE TABLE scores ("
+    "  id INTEGER PRIMARY KEY,"           /* log_id: the paging cursor */
+    "  ts_ms INTEGER NOT NULL,"           /* Unix time in milliseconds */
+    "  model TEXT NOT NULL,"
+    "  version TEXT NOT NULL,"            /* SHA-256 of the model bundle */
+    "  request_id TEXT,"                  /* the caller's id, NULL when none */
+    "  source TEXT,"                      /* the caller's source tag, NULL when none */
+    "  idx INTEGER NOT NULL,"             /* position in the request's batch */
+    "  score REAL, raw_score REAL, is_anomaly INTEGER NOT NULL, threshold REAL,"
+    "  p_value REAL, d_re REAL, d_map REAL, z_re REAL, z_map REAL, x REAL, y REAL,"
+    "  nearest_ref INTEGER, nearest_distance REAL);"
+    "CREATE INDEX scores_by_model ON scores(model, id);"
+    "CREATE INDEX scores_by_source ON scores(source, id);"
+    "CREATE INDEX scores_anomalies ON scores(id) WHERE is_anomaly = 1;"
+    "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION) ";";
+
+#define COLUMNS                                                                      \
+    "id, ts_ms, model, version, request_id, source, idx, score, raw_score, is_anomaly, " \
+    "threshold, p_value, d_re, d_map, z_re, z_map, x, y, nearest_ref, nearest_distance"
+
+/* One request's rows, queued for the writer; the requester waits for done. */
+typedef struct pending {
+    api_score_record *rec;
+    int n;
+    int done, rc;
+    struct pending *next;
+} pending;
+
+struct scorelog {
+    sqlite3 *wdb, *rdb;          /* the writer's and the readers' connections */
+    sqlite3_stmt *insert;
+    pthread_mutex_t rlock;       /* guards rdb */
+    pthread_mutex_t lock;        /* guards everything below */
+    pthread_cond_t work, done;
+    pending *head, **tail;
+    int stopping, healthy;
+    char state[256];
+    uint64_t rows, commits;
+    pthread_t writer;
+};
+
+/* err = what + the connection's last message. */
+static void db_error(sqlite3 *db, const char *what, char *err, size_t errlen) {
+    snprintf(err, errlen, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK) return 0;
+    db_error(db, sql, err, errlen);
+    return -1;
+}
+
+/* End a failed transaction; the error that failed it is the one worth reporting. */
+static void rollback(sqlite3 *db) { sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL); }
+
+/* The integer a one-row statement like "PRAGMA user_version" returns; -1 on error. */
+static long long query_int(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *st;
+    long long v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* WAL mode, then create the schema or check that it is one this code knows. */
+static int prepare_schema(sqlite3 *db, char *err, size_t errlen) {
+    sqlite3_stmt *st;
+    int wal = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL) == SQLITE_OK) {
+        wal = sqlite3_step(st) == SQLITE_ROW &&
+              !strcmp((const char *)sqlite3_column_text(st, 0), "wal");
+        sqlite3_finalize(st);
+    }
+    if (!wal) {
+        db_error(db, "cannot switch the log to WAL mode", err, errlen);
+        return -1;
+    }
+    /* FULL: a commit is on disk when COMMIT returns, so an acknowledged score is too. */
+    if (exec(db, "PRAGMA synchronous = FULL", err, errlen) ||
+        exec(db, "BEGIN IMMEDIATE", err, errlen))
+        return -1;
+    long long version = query_int(db, "PRAGMA user_version");
+    if (version != 0 && version != SCHEMA_VERSION) {
+        snprintf(err, errlen, "log schema version %lld; this anodmd knows version %d", version,
+                 SCHEMA_VERSION);
+        rollback(db);
+        return -1;
+    }
+    if ((version == 0 && exec(db, SCHEMA, err, errlen)) || exec(db, "COMMIT", err, errlen)) {
+        rollback(db);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_db(const char *path, int flags, sqlite3 **db, char *err, size_t errlen) {
+    if (sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        char what[600];
+        snprintf(what, sizeof what, "cannot open log %s", path);
+        db_error(*db, what, err, errlen);
+        return -1;
+    }
+    sqlite3_busy_timeout(*db, BUSY_TIMEOUT_MS);
+    return 0;
+}
+
+/* Bind one record to the insert statement and run it. */
+static int insert_record(sqlite3_stmt *st, const api_score_record *r) {
+    const detector_result *s = &r->r;
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, r->ts_ms);
+    sqlite3_bind_text(st, 2, r->model, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->version, -1, SQLITE_STATIC);
+    if (*r->id) sqlite3_bind_text(st, 4, r->id, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 4);
+    if (*r->source) sqlite3_bind_text(st, 5, r->source, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 5);
+    sqlite3_bind_int(st, 6, r->index);
+    sqlite3_bind_double(st, 7, s->score);
+    sqlite3_bind_double(st, 8, s->raw_score);
+    sqlite3_bind_int(st, 9, s->is_anomaly);
+    sqlite3_bind_double(st, 10, r->threshold);
+    sqlite3_bind_double(st, 11, s->p_value);
+    sqlite3_bind_double(st, 12, s->d_re);
+    sqlite3_bind_double(st, 13, s->d_map);
+    sqlite3_bind_double(st, 14, s->z_re);
+    sqlite3_bind_double(st, 15, s->z_map);
+    sqlite3_bind_double(st, 16, s->pos[0]);
+    sqlite3_bind_double(st, 17, s->pos[1]);
+    sqlite3_bind_int(st, 18, r->nearest_ref);
+    sqlite3_bind_double(st, 19, r->nearest_distance);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+}
+
+/* Write every queued request in one transaction, filling in log ids. */
+static int write_group(scorelog *l, pending *group, char *err, size_t errlen) {
+    if (exec(l->wdb, "BEGIN IMMEDIATE", err, errlen)) return -1;
+    for (pending *p = group; p; p = p->next)
+        for (int i = 0; i < p->n; i++) {
+            if (insert_record(l->insert, &p->rec[i])) {
+                db_error(l->wdb, "writing a score", err, errlen);
+                sqlite3_reset(l->insert);
+                rollback(l->wdb);
+                return -1;
+            }
+            p->rec[i].log_id = sqlite3_last_insert_rowid(l->wdb);
+        }
+    sqlite3_reset(l->insert);
+    if (exec(l->wdb, "COMMIT", err, errlen) == 0) return 0;
+    rollback(l->wdb);
+    return -1;
+}
+
+/* The writer: take everything queued, commit it together, wake the requesters. */
+static void *writer_main(void *arg) {
+    scorelog *l = arg;
+    pthread_mutex_lock(&l->lock);
+    for (;;) {
+        while (!l->head && !l->stopping) pthread_cond_wait(&l->work, &l->lock);
+        if (!l->head) break;
+        pending *group = l->head;
+        l->head = NULL;
+        l->tail = &l->head;
+        pthread_mutex_unlock(&l->lock);
+        char err[256] = "";
+        int rc = write_group(l, group, err, sizeof err);
+        pthread_mutex_lock(&l->lock);
+        for (pending *p = group, *next; p; p = next) {
+            next = p->next;          /* p lives on its requester's stack: read it first */
+            l->rows += rc ? 0 : (uint64_t)p->n;
+            p->rc = rc;
+            p->done = 1;
+        }
+        l->commits += rc ? 0 : 1;
+        l->healthy = rc == 0;
+        snprintf(l->state, sizeof l->state, "%s", rc ? err : "ok");
+        if (rc) fprintf(stderr, "anodmd: log write failed: %s\n", err);
+        pthread_cond_broadcast(&l->done);
+    }
+    pthread_mutex_unlock(&l->lock);
+    return NULL;
+}
+
+scorelog *scorelog_open(const char *path, char *err, size_t errlen) {
+    scorelog *l = calloc(1, sizeof *l);
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    const int rw = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    if (open_db(path, rw, &l->wdb, err, errlen) || prepare_schema(l->wdb, err, errlen) ||
+        open_db(path, SQLITE_OPEN_READONLY, &l->rdb, err, errlen))
+        goto fail;
+    if (sqlite3_prepare_v2(l->wdb, "INSERT INTO scores (ts_ms, model, version, request_id, "
+                           "source, idx, score, raw_score, is_anomaly, threshold, p_value, "
+                           "d_re, d_map, z_re, z_map, x, y, nearest_ref, nearest_distance) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                           "?14, ?15, ?16, ?17, ?18, ?19)",
+                           -1, &l->insert, NULL) != SQLITE_OK) {
+        db_error(l->wdb, "preparing the insert", err, errlen);
+        goto fail;
+    }
+    pthread_mutex_init(&l->rlock, NULL);
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->work, NULL);
+    pthread_cond_init(&l->done, NULL);
+    l->tail = &l->head;
+    l->healthy = 1;
+    snprintf(l->state, sizeof l->state, "ok");
+    if (pthread_create(&l->writer, NULL, writer_main, l) == 0) return l;
+    snprintf(err, errlen, "cannot start the log writer thread");
+    pthread_cond_destroy(&l->done);
+    pthread_cond_destroy(&l->work);
+    pthread_mutex_destroy(&l->lock);
+    pthread_mutex_destroy(&l->rlock);
+fail:
+    sqlite3_finalize(l->insert);
+    sqlite3_close(l->rdb);
+    sqlite3_close(l->wdb);
+    free(l);
+    return NULL;
+}
+
+void scorelog_close(scorelog *l) {
+    if (!l) return;
+    pthread_mutex_lock(&l->lock);
+    l->stopping = 1;
+    pthread_cond_signal(&l->work);
+    pthread_mutex_unlock(&l->lock);
+    pthread_join(l->writer, NULL);
+    sqlite3_finalize(l->insert);
+    sqlite3_close(l->rdb);
+    sqlite3_close(l->wdb);
+    pthread_cond_destroy(&l->done);
+    pthread_cond_destroy(&l->work);
+    pthread_mutex_destroy(&l->lock);
+    pthread_mutex_destroy(&l->rlock);
+    free(l);
+}
+
+int scorelog_append(scorelog *l, api_score_record *rec, int n, char *err, size_t errlen) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    for (int i = 0; i < n; i++) {
+        rec[i].ts_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        rec[i].log_id = 0;
+    }
+    pending p = {.rec = rec, .n = n};
+    pthread_mutex_lock(&l->lock);
+    if (l->stopping) {
+        pthread_mutex_unlock(&l->lock);
+        snprintf(err, errlen, "the log is closing");
+        return -1;
+    }
+    *l->tail = &p;
+    l->tail = &p.next;
+    pthread_cond_signal(&l->work);
+    while (!p.done) pthread_cond_wait(&l->done, &l->lock);
+    if (p.rc) snprintf(err, errlen, "%s", l->state);
+    pthread_mutex_unlock(&l->lock);
+    return p.rc;
+}
+
+/* Copy a text column (NULL reads as "") into out of size cap. */
+static void column_text(sqlite3_stmt *st, int col, char *out, size_t cap) {
+    const unsigned char *s = sqlite3_column_text(st, col);
+    snprintf(out, cap, "%s", s ? (const char *)s : "");
+}
+
+/* The current row of a SELECT COLUMNS statement into r. */
+static void read_record(sqlite3_stmt *st, api_score_record *r) {
+    memset(r, 0, sizeof *r);
+    r->log_id = sqlite3_column_int64(st, 0);
+    r->ts_ms = sqlite3_column_int64(st, 1);
+    column_text(st, 2, r->model, sizeof r->model);
+    column_text(st, 3, r->version, sizeof r->version);
+    column_text(st, 4, r->id, sizeof r->id);
+    column_text(st, 5, r->source, sizeof r->source);
+    r->index = sqlite3_column_int(st, 6);
+    r->r.score = sqlite3_column_double(st, 7);
+    r->r.raw_score = sqlite3_column_double(st, 8);
+    r->r.is_anomaly = sqlite3_column_int(st, 9);
+    r->threshold = sqlite3_column_double(st, 10);
+    r->r.p_value = sqlite3_column_double(st, 11);
+    r->r.d_re = sqlite3_column_double(st, 12);
+    r->r.d_map = sqlite3_column_double(st, 13);
+    r->r.z_re = sqlite3_column_double(st, 14);
+    r->r.z_map = sqlite3_column_double(st, 15);
+    r->r.pos[0] = (float)sqlite3_column_double(st, 16);
+    r->r.pos[1] = (float)sqlite3_column_double(st, 17);
+    r->nearest_ref = sqlite3_column_int(st, 18);
+    r->nearest_distance = sqlite3_column_double(st, 19);
+}
+
+/* Run a prepared read statement into at most cap records; *n rows. */
+static int read_rows(scorelog *l, sqlite3_stmt *st, api_score_record *rec, int cap, int *n,
+                     char *err, size_t errlen) {
+    int rc = SQLITE_DONE;
+    *n = 0;
+    while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) read_record(st, &rec[(*n)++]);
+    if (*n < cap && rc != SQLITE_DONE) {
+        db_error(l->rdb, "reading the log", err, errlen);
+        return -1;
+    }
+    return 0;
+}
+
+int scorelog_get(scorelog *l, int64_t id, api_score_record *rec, char *err, size_t errlen) {
+    sqlite3_stmt *st;
+    int n = 0, rc = -1;
+    pthread_mutex_lock(&l->rlock);
+    if (sqlite3_prepare_v2(l->rdb, "SELECT " COLUMNS " FROM scores WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK) {
+        db_error(l->rdb, "reading the log", err, errlen);
+    } else {
+        sqlite3_bind_int64(st, 1, id);
+        rc = read_rows(l, st, rec, 1, &n, err, errlen) ? -1 : n;
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&l->rlock);
+    return rc;
+}
+
+int scorelog_page(scorelog *l, const api_scores_query *q, api_score_record *rec, int *n,
+                  char *err, size_t errlen) {
+    /* Only fixed fragments go into the SQL; every value is bound. */
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT " COLUMNS " FROM scores WHERE id > ?1%s%s%s "
+             "ORDER BY id LIMIT ?4", *q->model ? " AND model = ?2" : "",
+             *q->source ? " AND source = ?3" : "", q->anomalies_only ? " AND is_anomaly = 1" : "");
+    sqlite3_stmt *st;
+    int rc = -1;
+    pthread_mutex_lock(&l->rlock);
+    if (sqlite3_prepare_v2(l->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
+        db_error(l->rdb, "reading the log", err, errlen);
+    } else {
+        sqlite3_bind_int64(st, 1, q->since_id);
+        if (*q->model) sqlite3_bind_text(st, 2, q->model, -1, SQLITE_STATIC);
+        if (*q->source) sqlite3_bind_text(st, 3, q->source, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, q->limit);
+        rc = read_rows(l, st, rec, q->limit, n, err, errlen);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&l->rlock);
+    return rc;
+}
+
+int scorelog_healthy(scorelog *l, char *state, size_t statelen) {
+    pthread_mutex_lock(&l->lock);
+    int ok = l->healthy;
+    snprintf(state, statelen, "%s", l->state);
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+void scorelog_stats(scorelog *l, uint64_t *rows, uint64_t *commits) {
+    pthread_mutex_lock(&l->lock);
+    *rows = l->rows;
+    *commits = l->commits;
+    pthread_mutex_unlock(&l->lock);
+}

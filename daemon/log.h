@@ -1,0 +1,38 @@
+/* log.h — the score log: every score anodmd gives, in SQLite, for dashboards to poll.
+ *
+ * SQLite allows one writer at a time and a commit costs an fsync, so one writer thread
+ * owns the write connection and commits whatever has queued up since its last commit
+ * in one transaction (group commit): under load many requests share one fsync, and a
+ * lone request is written at once. A request thread hands its rows over and blocks
+ * until they are committed, so a score is acknowledged only once it is durable, and the
+ * log ids it returns are real. Readers use their own connection; WAL mode keeps them
+ * from blocking the writer. The schema is versioned with PRAGMA user_version (SCHEMA in
+ * log.c) and created on first open; a newer database is refused, not guessed at. */
+#ifndef ANODMD_LOG_H
+#define ANODMD_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+
+typedef struct scorelog scorelog;
+
+/* Open (creating if needed) the database at path and start its writer thread. */
+scorelog *scorelog_open(const char *path, char *err, size_t errlen);
+/* Drain the queue, commit, stop the writer and close the database. */
+void scorelog_close(scorelog *l);
+/* Append n records (their log_id and ts_ms are set here) and wait until they are
+ * committed. 0, or -1 with err when the write failed or the log is closing. */
+int scorelog_append(scorelog *l, api_score_record *rec, int n, char *err, size_t errlen);
+/* Record id into rec: 1 found, 0 no such id, -1 error (err). */
+int scorelog_get(scorelog *l, int64_t id, api_score_record *rec, char *err, size_t errlen);
+/* One page of the query into rec (room for q->limit), oldest first; *n rows. 0 or -1. */
+int scorelog_page(scorelog *l, const api_scores_query *q, api_score_record *rec, int *n,
+                  char *err, size_t errlen);
+/* 1 if the last write succeeded; state gets "ok" or the last error. */
+int scorelog_healthy(scorelog *l, char *state, size_t statelen);
+/* Rows written and transactions committed so far. */
+void scorelog_stats(scorelog *l, uint64_t *rows, uint64_t *commits);
+
+#endif

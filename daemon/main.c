@@ -1,0 +1,179 @@
+/* anodmd: the AnoDM scoring daemon. Settings (config.c) -> models (registry.c) -> score log
+ * (log.c) -> HTTP (http.c, routes.c); then wait for a signal, and shut down in reverse
+ * order: stop accepting and drain requests, then flush and close the log. */
+#include <cblas.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "registry.h"
+#include "signals.h"
+
+#define MAX_FLAGS 128
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: anodmd [options]\n"
+        "  --config FILE            settings file (key = value; see etc/anodmd.conf)\n"
+        "  --model [NAME=]PATH      a model bundle to serve (repeatable; the first is the\n"
+        "                           default model; NAME defaults to the file's name)\n"
+        "  --bind ADDR              IPv4 address to listen on (127.0.0.1)\n"
+        "  --port N                 port (8080; 0 = any free port)\n"
+        "  --db PATH                score log, SQLite (anodmd.db)\n"
+        "  --threads N              HTTP worker threads (4)\n"
+        "  --max-body-bytes N       request body limit (16777216)\n"
+        "  --max-batch N            samples per request (256)\n"
+        "  --max-connections N      open connections (256)\n"
+        "  --timeout-seconds N      idle connection timeout (30)\n"
+        "  --drain-seconds N        shutdown waits this long for requests in flight (10)\n"
+        "  --check-config           load the settings and models, print them, exit\n"
+        "Every setting is also ANODMD_<NAME> in the environment (ANODMD_PORT=9000);\n"
+        "flags beat the environment, which beats the file. ANODMD_CONFIG names the file.\n");
+}
+
+/* A flag's setting name: the long option with '-' as '_'. */
+static void setting_name(const char *flag, char *out, size_t cap) {
+    size_t i = 0;
+    for (; flag[i] && i + 1 < cap; i++) out[i] = flag[i] == '-' ? '_' : flag[i];
+    out[i] = 0;
+}
+
+/* Settings from the command line, applied last. */
+typedef struct {
+    const char *key[MAX_FLAGS], *value[MAX_FLAGS];
+    int n;
+    const char *config_path;
+    int check_only;
+} flags;
+
+static const struct option OPTIONS[] = {
+    {"config", required_argument, 0, 'c'},       {"model", required_argument, 0, 's'},
+    {"bind", required_argument, 0, 's'},         {"port", required_argument, 0, 's'},
+    {"db", required_argument, 0, 's'},           {"threads", required_argument, 0, 's'},
+    {"max-body-bytes", required_argument, 0, 's'}, {"max-batch", required_argument, 0, 's'},
+    {"max-connections", required_argument, 0, 's'},
+    {"timeout-seconds", required_argument, 0, 's'},
+    {"drain-seconds", required_argument, 0, 's'}, {"check-config", no_argument, 0, 'k'},
+    {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
+
+/* Parse argv into f: 0, 1 for --help, or 2 for a usage error. */
+static int parse_flags(int argc, char **argv, flags *f) {
+    int ch, index;
+    memset(f, 0, sizeof *f);
+    f->config_path = getenv("ANODMD_CONFIG");
+    while ((ch = getopt_long(argc, argv, "h", OPTIONS, &index)) != -1) {
+        switch (ch) {
+        case 'c': f->config_path = optarg; break;
+        case 'k': f->check_only = 1; break;
+        case 's':
+            if (f->n == MAX_FLAGS) {
+                fprintf(stderr, "anodmd: too many options\n");
+                return 2;
+            }
+            f->key[f->n] = OPTIONS[index].name;
+            f->value[f->n++] = optarg;
+            break;
+        case 'h': usage(stdout); return 1;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "anodmd: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+/* Defaults, then the file, the environment and the flags. 0, or -1 with err. */
+static int load_config(config *c, const flags *f, char *err, size_t errlen) {
+    config_init(c);
+    if (f->config_path && config_load_file(c, f->config_path, err, errlen)) return -1;
+    if (config_load_env(c, err, errlen)) return -1;
+    for (int i = 0; i < f->n; i++) {
+        char key[64], where[80];
+        setting_name(f->key[i], key, sizeof key);
+        snprintf(where, sizeof where, "--%s", f->key[i]);
+        if (config_set(c, SRC_FLAG, key, f->value[i], where, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+static void print_models(const registry *r, FILE *out) {
+    for (int i = 0; i < r->n; i++) {
+        const model *m = &r->models[i];
+        fprintf(out, "anodmd: model %s%s: %s, version %s, %zu inputs, %s mode\n", m->name,
+                i ? "" : " (default)", m->path, m->version, m->dim,
+                m->d.mode == PLACE_CONTEXT ? "context" : "single");
+    }
+}
+
+/* Serve until SIGTERM or SIGINT; 0 on a clean shutdown. */
+static int serve(const config *c, registry *reg) {
+    char err[512];
+    scorelog *log = scorelog_open(c->db, err, sizeof err);
+    if (!log) {
+        fprintf(stderr, "anodmd: %s\n", err);
+        return 1;
+    }
+    app a = {.reg = reg, .log = log, .max_batch = c->max_batch};
+    http_server *http = http_start(c, &a, err, sizeof err);
+    if (!http) {
+        fprintf(stderr, "anodmd: %s\n", err);
+        scorelog_close(log);
+        return 1;
+    }
+    fprintf(stderr, "anodmd: log %s\nlistening on %s:%d\n", c->db, c->bind, http_port(http));
+    int sig;
+    while ((sig = signals_wait()) == SIGHUP)
+        fprintf(stderr, "anodmd: SIGHUP: reloading models is not implemented yet; ignored\n");
+    fprintf(stderr, "anodmd: %s: draining requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    http_stop(http);
+    uint64_t rows, commits;
+    scorelog_stats(log, &rows, &commits);
+    scorelog_close(log);
+    fprintf(stderr, "anodmd: log closed: %llu rows in %llu transactions; bye\n",
+            (unsigned long long)rows, (unsigned long long)commits);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    blas_select_kernels(argv);
+    flags f;
+    int rc = parse_flags(argc, argv, &f);
+    if (rc) return rc == 1 ? 0 : rc;
+    config c;
+    registry reg;
+    char err[1024];
+    if (load_config(&c, &f, err, sizeof err)) {
+        fprintf(stderr, "anodmd: %s\n", err);
+        config_free(&c);
+        return 2;
+    }
+    /* Requests run in parallel on the HTTP threads; each scores with one BLAS thread. */
+    openblas_set_num_threads(1);
+    if (registry_load(&reg, c.models, c.n_models, c.max_batch, err, sizeof err)) {
+        fprintf(stderr, "anodmd: %s\n", err);
+        config_free(&c);
+        return 1;
+    }
+    print_models(&reg, stderr);
+    if (f.check_only) {
+        config_print(&c, stdout);
+        printf("config ok: %d model%s\n", reg.n, reg.n == 1 ? "" : "s");
+        rc = 0;
+    } else if (signals_init() != 0) {
+        perror("anodmd: signals");
+        rc = 1;
+    } else {
+        rc = serve(&c, &reg);
+    }
+    registry_free(&reg);
+    config_free(&c);
+    return rc;
+}

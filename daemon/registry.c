@@ -1,0 +1,111 @@
+/* The models anodmd serves (see registry.h). */
+#include "registry.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bundle.h"
+
+/* Split spec into a model name and a path: "NAME=PATH", or PATH named after its file. */
+static int parse_spec(const char *spec, model *m, char *err, size_t errlen) {
+    const char *eq = strchr(spec, '='), *path = eq ? eq + 1 : spec;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    size_t name_len = eq ? (size_t)(eq - spec) : dot && dot != base ? (size_t)(dot - base)
+                                                                    : strlen(base);
+    if (name_len > API_NAME_MAX || strlen(path) >= sizeof m->path || !*path) {
+        snprintf(err, errlen, "model '%s': name or path too long, or no path", spec);
+        return -1;
+    }
+    memcpy(m->name, eq ? spec : base, name_len);
+    m->name[name_len] = 0;
+    if (!api_valid_model_name(m->name)) {
+        snprintf(err, errlen, "model '%s': name '%s' is not 1..%d of [A-Za-z0-9._-]", spec,
+                 m->name, API_NAME_MAX);
+        return -1;
+    }
+    memcpy(m->path, path, strlen(path) + 1);
+    return 0;
+}
+
+/* Read, hash and parse one bundle, then build its scorer. */
+static int load_model(model *m, int max_batch, char *err, size_t errlen) {
+    uint8_t *buf;
+    size_t len;
+    char why[400];
+    if (bundle_read_file(m->path, (size_t)BUNDLE_MAX_FILE_BYTES, &buf, &len, why, sizeof why)) {
+        snprintf(err, errlen, "model %s: %s", m->name, why);
+        return -1;
+    }
+    bundle_hash(buf, len, m->version);
+    int rc = bundle_parse(buf, len, &m->d, why, sizeof why);
+    free(buf);
+    if (rc == 0 && !(m->s = scorer_create(&m->d, max_batch, why, sizeof why))) rc = -1;
+    if (rc) {
+        snprintf(err, errlen, "model %s (%s): %s", m->name, m->path, why);
+        return -1;
+    }
+    m->dim = shape_size(m->d.vae.arch.in);
+    m->max_batch = max_batch;
+    return 0;
+}
+
+int registry_load(registry *r, char *const *specs, int n_specs, int max_batch, char *err,
+                  size_t errlen) {
+    r->n = 0;
+    if (n_specs < 1) {
+        snprintf(err, errlen, "no models: give at least one --model [NAME=]PATH");
+        r->models = NULL;
+        return -1;
+    }
+    if (!(r->models = calloc((size_t)n_specs, sizeof *r->models))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n_specs; i++) {
+        model *m = &r->models[i];
+        if (parse_spec(specs[i], m, err, errlen)) break;
+        if (registry_find(r, m->name)) {
+            snprintf(err, errlen, "model name '%s' is given twice", m->name);
+            break;
+        }
+        if (load_model(m, max_batch, err, errlen)) {
+            scorer_free(m->s);
+            detector_free(&m->d);
+            break;
+        }
+        pthread_mutex_init(&m->lock, NULL);
+        r->n++;
+    }
+    if (r->n == n_specs) return 0;
+    registry_free(r);
+    return -1;
+}
+
+void registry_free(registry *r) {
+    for (int i = 0; i < r->n; i++) {
+        scorer_free(r->models[i].s);
+        detector_free(&r->models[i].d);
+        pthread_mutex_destroy(&r->models[i].lock);
+    }
+    free(r->models);
+    r->models = NULL;
+    r->n = 0;
+}
+
+model *registry_find(registry *r, const char *name) {
+    if (!name) return r->n ? &r->models[0] : NULL;
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->models[i].name, name)) return &r->models[i];
+    return NULL;
+}
+
+int model_score(model *m, const float *x, int n, detector_result *res, float *x_rec,
+                int *nn_idx, float *nn_dist, char *err, size_t errlen) {
+    pthread_mutex_lock(&m->lock);
+    int rc = scorer_score(m->s, x, n, res, x_rec, nn_idx, nn_dist, err, errlen);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}

@@ -1,0 +1,45 @@
+/* registry.h — the models anodmd serves, by name.
+ *
+ * Each model is a bundle loaded once at start: its detector, its version (the SHA-256 of
+ * the very bytes that were parsed, so a response can never name a file other than the
+ * one scoring it) and one scorer. A scorer is not thread-safe and, in context mode, its
+ * sliding window is shared state, so every model serialises its batches through its own
+ * mutex; different models score in parallel. The first model is the default one. */
+#ifndef ANODMD_REGISTRY_H
+#define ANODMD_REGISTRY_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include "api.h"
+#include "scorer.h"
+
+typedef struct {
+    char name[API_NAME_MAX + 1];
+    char version[API_VERSION_LEN + 1];
+    char path[4096];
+    detector d;
+    size_t dim;                  /* values per sample */
+    int max_batch;               /* samples per scorer call */
+    scorer *s;
+    pthread_mutex_t lock;        /* guards s */
+} model;
+
+typedef struct {
+    model *models;
+    int n;
+} registry;
+
+/* Load every spec ("NAME=PATH", or "PATH" named after the file without directory and
+ * extension) with scorers for batches of max_batch. 0, or -1 with err (r then empty). */
+int registry_load(registry *r, char *const *specs, int n_specs, int max_batch, char *err,
+                  size_t errlen);
+void registry_free(registry *r);
+/* The model called name, or the default model for NULL; NULL if there is none. */
+model *registry_find(registry *r, const char *name);
+/* Score n samples (n <= max_batch) through the model's scorer under its lock; x_rec may be
+ * NULL, nn_idx and nn_dist hold n * k reference indices and distances. 0, or -1 with err. */
+int model_score(model *m, const float *x, int n, detector_result *res, float *x_rec,
+                int *nn_idx, float *nn_dist, char *err, size_t errlen);
+
+#endif

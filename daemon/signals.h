@@ -1,0 +1,17 @@
+/* signals.h — anodmd's signals, handled as ordinary code on the main thread.
+ *
+ * Blocking the signals and sigwait-ing for them is not enough here: OpenBLAS starts its
+ * threads when the library loads, before main, with every signal unblocked, and a
+ * SIGTERM delivered to one of them would kill the process without a drain. So the
+ * handlers (which may run on any thread) only write the signal's number to a pipe, and
+ * the main thread reads it and does the work. SIGPIPE is ignored: a client hanging up
+ * must not kill the daemon. */
+#ifndef ANODMD_SIGNALS_H
+#define ANODMD_SIGNALS_H
+
+/* Catch SIGTERM, SIGINT and SIGHUP; ignore SIGPIPE. 0, or -1 with errno. */
+int signals_init(void);
+/* Wait for one of the caught signals and return its number. */
+int signals_wait(void);
+
+#endif

@@ -1,0 +1,117 @@
+/* api.h — the daemon's JSON wire format: decoding requests, encoding responses.
+ *
+ * This is the only place that knows field names and JSON shapes (proto/openapi.yaml
+ * documents them), so the HTTP layer deals in C structs and the wire format can be
+ * tested without a server. Decoders are the trust boundary for request bodies: they
+ * refuse malformed JSON, duplicate keys, wrong types, non-finite or out-of-range
+ * numbers, wrong sample lengths and oversized batches with an api_error naming the
+ * HTTP status, a stable machine code and a message a caller can act on. Encoders
+ * return malloc'd NUL-terminated JSON text (free it), or NULL when out of memory. */
+#ifndef ANODM_API_H
+#define ANODM_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "detector.h"
+
+#define API_NAME_MAX 64        /* model names: [A-Za-z0-9._-], 1..64 characters */
+#define API_ID_MAX 128         /* caller ids and source tags, bytes */
+#define API_VERSION_LEN 64     /* model version: SHA-256 of the bundle, hex */
+#define API_DEFAULT_LIMIT 100  /* GET /v1/scores page size when none is given */
+#define API_MAX_LIMIT 1000
+
+/* A refused request: HTTP status, stable code (e.g. "wrong_length") and message. */
+typedef struct {
+    int status;
+    char code[32];
+    char message[256];
+} api_error;
+
+/* POST .../score: n samples of dim values each, row-major in x (malloc'd). */
+typedef struct {
+    float *x;
+    int n;
+    size_t dim;
+    char id[API_ID_MAX + 1];     /* the caller's request id; "" when absent */
+    char source[API_ID_MAX + 1]; /* the caller's source tag; "" when absent */
+    int explain;
+} api_score_request;
+
+/* One logged score: what the log stores and GET /v1/scores returns. */
+typedef struct {
+    int64_t log_id;
+    int64_t ts_ms;               /* Unix time, milliseconds */
+    char model[API_NAME_MAX + 1];
+    char version[API_VERSION_LEN + 1];
+    char id[API_ID_MAX + 1];
+    char source[API_ID_MAX + 1];
+    int index;                   /* position in its request's batch */
+    detector_result r;
+    double threshold;
+    int32_t nearest_ref;         /* training-set index of the nearest reference point */
+    double nearest_distance;
+} api_score_record;
+
+/* The nearest reference points of each sample and, with explain, the reconstructions. */
+typedef struct {
+    int k;
+    const int32_t *ref;          /* n * k training-set indices */
+    const float *distance;       /* n * k map distances */
+    const float *x, *x_rec;      /* n * dim each; x_rec NULL unless explained */
+    size_t dim;
+} api_score_detail;
+
+/* GET /v1/scores: rows with log_id > since_id, oldest first, at most limit. */
+typedef struct {
+    int64_t since_id;
+    int limit;
+    char model[API_NAME_MAX + 1];   /* "" = any */
+    char source[API_ID_MAX + 1];    /* "" = any */
+    int anomalies_only;
+} api_scores_query;
+
+/* Decode a score request body for a model taking dim values, at most max_batch samples.
+ * 0, or -1 with e filled in (req is then empty). */
+int api_decode_score(const char *body, size_t len, size_t dim, int max_batch,
+                     api_score_request *req, api_error *e);
+/* Release what api_decode_score allocated. */
+void api_score_request_free(api_score_request *req);
+/* Decode GET /v1/scores parameters (each NULL when absent). 0, or -1 with e. */
+int api_decode_scores_query(const char *since_id, const char *limit, const char *model,
+                            const char *source, const char *anomalies_only,
+                            api_scores_query *q, api_error *e);
+/* Parse a decimal log id ("42") as in /v1/scores/{id}; 0, or -1 if not one. */
+int api_parse_log_id(const char *s, int64_t *id);
+/* 1 if s is a valid model name. */
+int api_valid_model_name(const char *s);
+
+/* Fill e in: status, code and a printf-style message. */
+void api_error_set(api_error *e, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* {"error": {"code", "message"}}. */
+char *api_encode_error(const api_error *e);
+/* {"model", "version", "results": [...]} for n records with their details. */
+char *api_encode_score(const char *model, const char *version, const api_score_record *rec,
+                       int n, const api_score_detail *detail);
+/* {"scores": [...], "next_since_id"} for one page; next_since_id is the cursor to poll
+ * with next (since_id itself when the page is empty). */
+char *api_encode_score_page(const api_score_record *rec, int n, int64_t since_id);
+/* One record, as GET /v1/scores/{id} returns it. */
+char *api_encode_score_record(const api_score_record *rec);
+/* A loaded model as the encoders see it. */
+typedef struct {
+    const char *name, *version;
+    const detector *d;
+} api_model_ref;
+
+/* GET /v1/models/{name}: architecture, scoring settings, calibration, provenance. */
+char *api_encode_model(const api_model_ref *m, int is_default);
+/* GET /v1/models: {"models": [summaries], "default"}; the first model is the default. */
+char *api_encode_model_list(const api_model_ref *m, int n);
+/* {"status": "ok"} for GET /healthz. */
+char *api_encode_health(void);
+/* GET /readyz: ready, models loaded, and the log's state ("ok" or why not). */
+char *api_encode_ready(int ready, int n_models, const char *log_state);
+
+#endif

@@ -1,0 +1,152 @@
+/* The wire format without a server: proto/api.c decoding hostile and malformed request
+ * bodies and query strings into the right 4xx error, and encoding what the daemon
+ * sends back in the shapes proto/openapi.yaml documents. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "check.h"
+
+#define DIM 3
+
+/* Decoding body fails with status and code. */
+static void expect_refused_(const char *file, int line, const char *body, int status,
+                            const char *code) {
+    api_score_request req;
+    api_error e = {0};
+    if (api_decode_score(body, strlen(body), DIM, 4, &req, &e) == 0) {
+        check_fail(file, line, "accepted: %s", body);
+        api_score_request_free(&req);
+        return;
+    }
+    if (e.status != status || strcmp(e.code, code) || !e.message[0])
+        check_fail(file, line, "%s: got %d %s (%s), want %d %s", body, e.status, e.code,
+                   e.message, status, code);
+    if (req.x || req.n) check_fail(file, line, "a refused request still holds samples");
+}
+#define EXPECT_REFUSED(body, status, code) expect_refused_(__FILE__, __LINE__, body, status, code)
+
+TEST(api_decode_refusals) {
+    EXPECT_REFUSED("", 400, "malformed_json");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3]", 400, "malformed_json");
+    EXPECT_REFUSED("{\"sample\": [1, 2, NaN]}", 400, "malformed_json");
+    EXPECT_REFUSED("{\"sample\": [1, 2, Infinity]}", 400, "malformed_json");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 1e999]}", 400, "malformed_json");   /* overflows double */
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3]} trailing", 400, "malformed_json");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3], \"sample\": [1, 2, 3]}", 400, "duplicate_key");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3], \"id\": \"a\", \"id\": \"b\"}", 400, "duplicate_key");
+    EXPECT_REFUSED("[1, 2, 3]", 400, "invalid_request");
+    EXPECT_REFUSED("{}", 400, "invalid_request");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3], \"samples\": [[1, 2, 3]]}", 400, "invalid_request");
+    EXPECT_REFUSED("{\"sample\": 5}", 400, "invalid_request");
+    EXPECT_REFUSED("{\"samples\": {\"a\": 1}}", 400, "invalid_request");
+    EXPECT_REFUSED("{\"samples\": [[1, 2, 3], 4]}", 400, "invalid_request");
+    EXPECT_REFUSED("{\"sample\": [1, \"2\", 3]}", 400, "not_a_number");
+    EXPECT_REFUSED("{\"sample\": [1, null, 3]}", 400, "not_a_number");
+    EXPECT_REFUSED("{\"sample\": [1, true, 3]}", 400, "not_a_number");
+    EXPECT_REFUSED("{\"sample\": [1, [2], 3]}", 400, "not_a_number");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 1e39]}", 400, "not_finite");        /* overflows float */
+    EXPECT_REFUSED("{\"sample\": [1, -3.5e38, 3]}", 400, "not_finite");
+    EXPECT_REFUSED("{\"sample\": [1, 2]}", 400, "wrong_length");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3, 4]}", 400, "wrong_length");
+    EXPECT_REFUSED("{\"samples\": [[1, 2, 3], [1, 2]]}", 400, "wrong_length");
+    EXPECT_REFUSED("{\"samples\": []}", 400, "empty_batch");
+    EXPECT_REFUSED("{\"samples\": [[1,2,3],[1,2,3],[1,2,3],[1,2,3],[1,2,3]]}", 413,
+                   "batch_too_large");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3], \"id\": 5}", 400, "invalid_request");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3], \"source\": null}", 400, "invalid_request");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3], \"explain\": 1}", 400, "invalid_request");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3], \"Sample\": [1, 2, 3]}", 400, "unknown_field");
+    EXPECT_REFUSED("{\"sample\": [1, 2, 3], \"id\": \"a\\u0000b\"}", 400, "malformed_json");
+    char body[400];
+    snprintf(body, sizeof body, "{\"sample\": [1, 2, 3], \"id\": \"%0*d\"}", API_ID_MAX + 1, 7);
+    EXPECT_REFUSED(body, 400, "invalid_request");
+    /* Not NUL-terminated: the decoder reads len bytes only. */
+    api_score_request req;
+    api_error e;
+    CHECK(api_decode_score("{\"sample\": [1, 2, 3]}xyz", 21, DIM, 4, &req, &e) == 0);
+    api_score_request_free(&req);
+}
+
+TEST(api_decode_accepts) {
+    api_score_request req;
+    api_error e;
+    const char *one = "{\"explain\": true, \"sample\": [1, -2.5, 3e-3], \"id\": \"r1\", "
+                      "\"source\": \"cam\"}";
+    CHECK(api_decode_score(one, strlen(one), DIM, 4, &req, &e) == 0);
+    CHECK(req.n == 1 && req.dim == DIM && req.explain && !strcmp(req.id, "r1") &&
+          !strcmp(req.source, "cam"));
+    CHECK(req.x && req.x[0] == 1.0f && req.x[1] == -2.5f && req.x[2] == 3e-3f);
+    api_score_request_free(&req);
+    CHECK(req.x == NULL);
+    const char *batch = "{\"samples\": [[1, 2, 3], [4, 5, 6]], \"explain\": false}";
+    CHECK(api_decode_score(batch, strlen(batch), DIM, 2, &req, &e) == 0);
+    CHECK(req.n == 2 && !req.explain && !req.id[0] && req.x && req.x[5] == 6.0f);
+    api_score_request_free(&req);
+}
+
+TEST(api_decode_query) {
+    api_scores_query q;
+    api_error e;
+    CHECK(api_decode_scores_query(NULL, NULL, NULL, NULL, NULL, &q, &e) == 0);
+    CHECK(q.since_id == 0 && q.limit == API_DEFAULT_LIMIT && !q.model[0] && !q.anomalies_only);
+    CHECK(api_decode_scores_query("42", "7", "m-1.x", "cam", "true", &q, &e) == 0);
+    CHECK(q.since_id == 42 && q.limit == 7 && !strcmp(q.model, "m-1.x") &&
+          !strcmp(q.source, "cam") && q.anomalies_only);
+    static const char *const bad[][5] = {
+        {"-1", 0, 0, 0, 0},  {"1x", 0, 0, 0, 0},   {"", 0, 0, 0, 0},
+        {"99999999999999999999", 0, 0, 0, 0},    {0, "0", 0, 0, 0},
+        {0, "1001", 0, 0, 0}, {0, "ten", 0, 0, 0}, {0, 0, "a/b", 0, 0},
+        {0, 0, "", 0, 0},    {0, 0, 0, 0, "yes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        e.status = 0;
+        CHECK_MSG(api_decode_scores_query(bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4],
+                                          &q, &e) == -1 && e.status == 400 &&
+                      !strcmp(e.code, "invalid_query"),
+                  "query case %zu accepted", i);
+    }
+    int64_t id;
+    CHECK(api_parse_log_id("17", &id) == 0 && id == 17);
+    CHECK(api_parse_log_id("+17", &id) == -1 && api_parse_log_id("", &id) == -1 &&
+          api_parse_log_id(NULL, &id) == -1 && api_parse_log_id("1 ", &id) == -1);
+}
+
+TEST(api_encode_shapes) {
+    api_error e;
+    api_error_set(&e, 404, "unknown_model", "no model named '%s'", "x");
+    char *s = api_encode_error(&e);
+    json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+    json_t *err = json_object_get(j, "error");
+    CHECK(err && !strcmp(json_string_value(json_object_get(err, "code")), "unknown_model") &&
+          !strcmp(json_string_value(json_object_get(err, "message")), "no model named 'x'"));
+    json_decref(j);
+    free(s);
+
+    /* A non-finite number becomes null, never invalid JSON. */
+    api_score_record rec = {.log_id = 9, .ts_ms = 1700000000123, .index = 0, .threshold = 1.5,
+                            .nearest_ref = 4, .nearest_distance = 0.25};
+    snprintf(rec.model, sizeof rec.model, "m");
+    snprintf(rec.version, sizeof rec.version, "abc");
+    rec.r.score = NAN;
+    rec.r.p_value = 0.5;
+    s = api_encode_score_page(&rec, 1, 3);
+    j = s ? json_loads(s, 0, NULL) : NULL;
+    json_t *r0 = json_array_get(json_object_get(j, "scores"), 0);
+    CHECK(j && json_integer_value(json_object_get(j, "next_since_id")) == 9);
+    CHECK(r0 && json_is_null(json_object_get(r0, "score")) &&
+          json_is_null(json_object_get(r0, "id")));
+    CHECK(r0 && !strcmp(json_string_value(json_object_get(r0, "time")),
+                        "2023-11-14T22:13:20.123Z"));
+    CHECK(r0 && json_integer_value(json_object_get(json_object_get(r0, "nearest"), "ref")) == 4);
+    json_decref(j);
+    free(s);
+    s = api_encode_score_page(NULL, 0, 3);
+    j = s ? json_loads(s, 0, NULL) : NULL;
+    CHECK(j && json_integer_value(json_object_get(j, "next_since_id")) == 3 &&
+          json_array_size(json_object_get(j, "scores")) == 0);
+    json_decref(j);
+    free(s);
+}
