@@ -108,10 +108,19 @@ run: deps
 	$(BUILD)/anodmd --model fashion=$(DEFAULT_MODEL) --bind 127.0.0.1 --port $(PORT) \
 	  --db models/anodmd.db
 
+# Binaries, the default config (kept if one is there) and the systemd unit, whose paths
+# are rewritten to PREFIX and SYSCONFDIR.
+SYSCONFDIR ?= $(PREFIX)/etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(UNITDIR)
 	install -m 755 $(BUILD)/anodm $(DESTDIR)$(PREFIX)/bin/anodm
 	install -m 755 $(BUILD)/anodmd $(DESTDIR)$(PREFIX)/bin/anodmd
+	[ -e $(DESTDIR)$(SYSCONFDIR)/anodmd.conf ] || \
+	  install -m 644 etc/anodmd.conf $(DESTDIR)$(SYSCONFDIR)/anodmd.conf
+	sed -e 's|/usr/local/etc|$(SYSCONFDIR)|g' -e 's|/usr/local|$(PREFIX)|g' systemd/anodmd.service >$(DESTDIR)$(UNITDIR)/anodmd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/anodmd.service
 
 clean:
 	rm -rf build build-asan

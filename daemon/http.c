@@ -24,38 +24,53 @@ typedef struct {
     char *body;
     size_t len, cap;
     int too_large;
+    struct timespec start;       /* when its headers arrived, for the latency metric */
 } request_state;
 
 static const char OOM_BODY[] =
     "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 
-/* Send reply r (taking its body) on c. */
-static enum MHD_Result send_reply(http_server *s, struct MHD_Connection *c, reply *r) {
+/* Count the reply to the request for url begun at st->start. */
+static void count_reply(http_server *s, const request_state *st, const char *url, int status) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    metrics_request(s->a->metrics, routes_label(url), status,
+                    (double)(now.tv_sec - st->start.tv_sec) +
+                        (double)(now.tv_nsec - st->start.tv_nsec) * 1e-9);
+}
+
+/* Send reply r (taking its body) to the request for url on c, and count it. */
+static enum MHD_Result send_reply(http_server *s, struct MHD_Connection *c,
+                                  const request_state *st, const char *url, reply *r) {
     struct MHD_Response *resp;
     if (r->body) {
         resp = MHD_create_response_from_buffer(strlen(r->body), r->body, MHD_RESPMEM_MUST_FREE);
         if (!resp) free(r->body);
     } else {
         r->status = 500;
+        r->content_type = NULL;
         resp = MHD_create_response_from_buffer(sizeof OOM_BODY - 1, (void *)OOM_BODY,
                                                MHD_RESPMEM_PERSISTENT);
     }
     r->body = NULL;
     if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->content_type ? r->content_type : "application/json");
     if (r->allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (atomic_load(&s->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
+    if (ok == MHD_YES) count_reply(s, st, url, r->status);
     return ok;
 }
 
-static enum MHD_Result send_error(http_server *s, struct MHD_Connection *c, int status,
+static enum MHD_Result send_error(http_server *s, struct MHD_Connection *c,
+                                  const request_state *st, const char *url, int status,
                                   const char *code, const char *message) {
     reply r = {0};
     routes_error(&r, status, code, message);
-    return send_reply(s, c, &r);
+    return send_reply(s, c, st, url, &r);
 }
 
 /* Append a chunk of body, or mark the request too large once past the limit. */
@@ -83,16 +98,19 @@ static const char *query_value(void *conn, const char *key) {
 }
 
 /* The first call for a request: its state, and an early 413 from Content-Length. */
-static enum MHD_Result begin_request(http_server *s, struct MHD_Connection *c, void **con_cls) {
+static enum MHD_Result begin_request(http_server *s, struct MHD_Connection *c,
+                                     const char *url, void **con_cls) {
     request_state *st = calloc(1, sizeof *st);
     if (!st) return MHD_NO;
+    clock_gettime(CLOCK_MONOTONIC, &st->start);
     *con_cls = st;
     atomic_fetch_add(&s->in_flight, 1);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > s->cfg->max_body_bytes) {
         st->too_large = 1;
-        return send_error(s, c, 413, "body_too_large", "the request body exceeds max_body_bytes");
+        return send_error(s, c, st, url, 413, "body_too_large",
+                          "the request body exceeds max_body_bytes");
     }
     return MHD_YES;
 }
@@ -104,21 +122,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     http_server *s = cls;
     request_state *st = *con_cls;
-    if (!st) return begin_request(s, c, con_cls);
+    if (!st) return begin_request(s, c, url, con_cls);
     if (*upload_data_size) {
         if (append_body(st, upload_data, *upload_data_size, s->cfg->max_body_bytes))
-            return send_error(s, c, 500, "internal", "out of memory");
+            return send_error(s, c, st, url, 500, "internal", "out of memory");
         *upload_data_size = 0;
         return MHD_YES;
     }
     if (st->too_large)
-        return send_error(s, c, 413, "body_too_large", "the request body exceeds max_body_bytes");
+        return send_error(s, c, st, url, 413, "body_too_large",
+                          "the request body exceeds max_body_bytes");
     request rq = {.method = method, .path = url, .body = st->body ? st->body : "",
                   .len = st->len, .query = query_value, .conn = c,
                   .draining = atomic_load(&s->draining)};
     reply r = {0};
     routes_handle(s->a, &rq, &r);
-    return send_reply(s, c, &r);
+    return send_reply(s, c, st, url, &r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,

@@ -1,6 +1,7 @@
 /* The score log: SQLite in WAL mode, one writer thread with group commit (see log.h). */
 #include "log.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -51,9 +52,11 @@ struct scorelog {
     pthread_mutex_t lock;        /* guards everything below */
     pthread_cond_t work, done;
     pending *head, **tail;
+    long queued;                 /* rows in the pending list */
     int stopping, healthy;
     char state[256];
     uint64_t rows, commits;
+    metrics *metrics;
     pthread_t writer;
 };
 
@@ -180,9 +183,15 @@ static void *writer_main(void *arg) {
         pending *group = l->head;
         l->head = NULL;
         l->tail = &l->head;
+        l->queued = 0;
         pthread_mutex_unlock(&l->lock);
         char err[256] = "";
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         int rc = write_group(l, group, err, sizeof err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        metrics_db_write(l->metrics, (double)(t1.tv_sec - t0.tv_sec) +
+                                         (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9, rc == 0);
         pthread_mutex_lock(&l->lock);
         for (pending *p = group, *next; p; p = next) {
             next = p->next;          /* p lives on its requester's stack: read it first */
@@ -200,12 +209,13 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-scorelog *scorelog_open(const char *path, char *err, size_t errlen) {
+scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) {
     scorelog *l = calloc(1, sizeof *l);
     if (!l) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    l->metrics = m;
     const int rw = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     if (open_db(path, rw, &l->wdb, err, errlen) || prepare_schema(l->wdb, err, errlen) ||
         open_db(path, SQLITE_OPEN_READONLY, &l->rdb, err, errlen))
@@ -273,6 +283,7 @@ int scorelog_append(scorelog *l, api_score_record *rec, int n, char *err, size_t
     }
     *l->tail = &p;
     l->tail = &p.next;
+    l->queued += n;
     pthread_cond_signal(&l->work);
     while (!p.done) pthread_cond_wait(&l->done, &l->lock);
     if (p.rc) snprintf(err, errlen, "%s", l->state);
@@ -364,12 +375,100 @@ int scorelog_page(scorelog *l, const api_scores_query *q, api_score_record *rec,
     return rc;
 }
 
+/* The models in the log, by name, into a new *out of *n entries. Caller holds rlock. */
+static int list_models(scorelog *l, api_model_stats **out, int *n, char *err, size_t errlen) {
+    sqlite3_stmt *st;
+    int cap = 0, rc;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(l->rdb, "SELECT DISTINCT model FROM scores ORDER BY model", -1, &st,
+                           NULL) != SQLITE_OK) {
+        db_error(l->rdb, "reading the log", err, errlen);
+        return -1;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            api_model_stats *more = realloc(*out, (size_t)(cap = cap ? 2 * cap : 8) * sizeof *more);
+            if (!more) {
+                snprintf(err, errlen, "out of memory");
+                break;
+            }
+            *out = more;
+        }
+        memset(&(*out)[*n], 0, sizeof **out);
+        column_text(st, 0, (*out)[*n].model, sizeof (*out)[*n].model);
+        (*n)++;
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) db_error(l->rdb, "reading the log", err, errlen);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE) return 0;
+    free(*out);
+    *out = NULL;
+    return -1;
+}
+
+/* One model's window: the rows since since_ms in score order, counted as they pass, and
+ * the nearest-rank quantiles picked on the way (the count comes with the first row). */
+static int window_summary(sqlite3_stmt *st, const char *model, int64_t since_ms,
+                          api_window_stats *w) {
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, since_ms);
+    for (int q = 0; q < API_STATS_QUANTILES; q++) w->score[q] = NAN;
+    int64_t i = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        w->count = sqlite3_column_int64(st, 2);
+        w->anomalies += sqlite3_column_int(st, 1);
+        i++;
+        for (int q = 0; q < API_STATS_QUANTILES; q++)
+            if (i == (int64_t)ceil(API_STATS_QUANTILE[q] * (double)w->count))
+                w->score[q] = sqlite3_column_double(st, 0);
+    }
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int scorelog_summary(scorelog *l, int64_t now_ms, api_model_stats **out, int *n, char *err,
+                     size_t errlen) {
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&l->rlock);
+    if (list_models(l, out, n, err, errlen) == 0) {
+        if (sqlite3_prepare_v2(l->rdb, "SELECT score, is_anomaly, count(*) OVER () FROM scores "
+                               "WHERE model = ?1 AND ts_ms >= ?2 ORDER BY score", -1, &st,
+                               NULL) == SQLITE_OK) {
+            rc = 0;
+            for (int m = 0; rc == 0 && m < *n; m++)
+                for (int w = 0; rc == 0 && w < API_STATS_WINDOWS; w++) {
+                    int64_t secs = API_STATS_WINDOW[w].seconds;
+                    rc = window_summary(st, (*out)[m].model, secs ? now_ms - secs * 1000 : 0,
+                                        &(*out)[m].w[w]);
+                }
+        }
+        if (rc) {
+            db_error(l->rdb, "summarising the log", err, errlen);
+            free(*out);
+            *out = NULL;
+        }
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&l->rlock);
+    return rc;
+}
+
 int scorelog_healthy(scorelog *l, char *state, size_t statelen) {
     pthread_mutex_lock(&l->lock);
     int ok = l->healthy;
     snprintf(state, statelen, "%s", l->state);
     pthread_mutex_unlock(&l->lock);
     return ok;
+}
+
+long scorelog_queued(scorelog *l) {
+    pthread_mutex_lock(&l->lock);
+    long n = l->queued;
+    pthread_mutex_unlock(&l->lock);
+    return n;
 }
 
 void scorelog_stats(scorelog *l, uint64_t *rows, uint64_t *commits) {

@@ -15,11 +15,13 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "metrics.h"
 
 typedef struct scorelog scorelog;
 
-/* Open (creating if needed) the database at path and start its writer thread. */
-scorelog *scorelog_open(const char *path, char *err, size_t errlen);
+/* Open (creating if needed) the database at path and start its writer thread, which
+ * reports each transaction to m. */
+scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen);
 /* Drain the queue, commit, stop the writer and close the database. */
 void scorelog_close(scorelog *l);
 /* Append n records (their log_id and ts_ms are set here) and wait until they are
@@ -30,8 +32,14 @@ int scorelog_get(scorelog *l, int64_t id, api_score_record *rec, char *err, size
 /* One page of the query into rec (room for q->limit), oldest first; *n rows. 0 or -1. */
 int scorelog_page(scorelog *l, const api_scores_query *q, api_score_record *rec, int *n,
                   char *err, size_t errlen);
+/* Per model in the log (by name), its count, anomalies and score quantiles over each
+ * API_STATS_WINDOW ending at now_ms: *out (malloc'd, free it) holds *n. 0 or -1. */
+int scorelog_summary(scorelog *l, int64_t now_ms, api_model_stats **out, int *n, char *err,
+                     size_t errlen);
 /* 1 if the last write succeeded; state gets "ok" or the last error. */
 int scorelog_healthy(scorelog *l, char *state, size_t statelen);
+/* Score rows queued and not yet taken by the writer. */
+long scorelog_queued(scorelog *l);
 /* Rows written and transactions committed so far. */
 void scorelog_stats(scorelog *l, uint64_t *rows, uint64_t *commits);
 

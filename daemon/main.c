@@ -1,6 +1,8 @@
-/* anodmd: the AnoDM scoring daemon. Settings (config.c) -> models (registry.c) -> score log
- * (log.c) -> HTTP (http.c, routes.c); then wait for a signal, and shut down in reverse
- * order: stop accepting and drain requests, then flush and close the log. */
+/* anodmd: the AnoDM scoring daemon. Settings (config.c) -> models (registry.c) -> metrics
+ * (metrics.c) -> score log (log.c) -> HTTP (http.c, routes.c); then tell systemd it is
+ * ready (notify.c) and wait for signals, pinging the watchdog between them: SIGHUP
+ * reloads the models, SIGTERM/SIGINT shut down in reverse order: stop accepting and
+ * drain requests, then flush and close the log. */
 #include <cblas.h>
 #include <getopt.h>
 #include <signal.h>
@@ -12,6 +14,8 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
 #include "registry.h"
 #include "signals.h"
 
@@ -104,39 +108,73 @@ static int load_config(config *c, const flags *f, char *err, size_t errlen) {
     return 0;
 }
 
-static void print_models(const registry *r, FILE *out) {
-    for (int i = 0; i < r->n; i++) {
-        const model *m = &r->models[i];
+static void print_models(const model_set *set, FILE *out) {
+    for (int i = 0; i < set->n; i++) {
+        const model *m = &set->models[i];
         fprintf(out, "anodmd: model %s%s: %s, version %s, %zu inputs, %s mode\n", m->name,
                 i ? "" : " (default)", m->path, m->version, m->dim,
                 m->d.mode == PLACE_CONTEXT ? "context" : "single");
     }
 }
 
+/* SIGHUP: load every bundle again; the old models keep serving if any fails. */
+static void reload(registry *reg) {
+    char err[1024];
+    fprintf(stderr, "anodmd: SIGHUP: reloading models\n");
+    if (registry_reload(reg, err, sizeof err)) {
+        fprintf(stderr, "anodmd: reload failed, still serving the previous models: %s\n", err);
+        return;
+    }
+    model_set *set = registry_acquire(reg);
+    print_models(set, stderr);
+    fprintf(stderr, "anodmd: reload done: model set %u\n", set->generation);
+    registry_release(reg, set);
+}
+
+/* Wait for SIGTERM or SIGINT, reloading on SIGHUP and pinging the watchdog meanwhile. */
+static int wait_for_stop(registry *reg) {
+    long ping_ms = notify_watchdog_ms();
+    int sig;
+    for (;;) {
+        if (ping_ms) notify_send("WATCHDOG=1");
+        sig = signals_wait(ping_ms ? (int)ping_ms : -1);
+        if (sig == SIGTERM || sig == SIGINT) return sig;
+        if (sig == SIGHUP) {
+            notify_send("RELOADING=1");
+            reload(reg);
+            notify_send("READY=1");
+        }
+    }
+}
+
 /* Serve until SIGTERM or SIGINT; 0 on a clean shutdown. */
 static int serve(const config *c, registry *reg) {
     char err[512];
-    scorelog *log = scorelog_open(c->db, err, sizeof err);
+    metrics *mt = metrics_create();
+    scorelog *log = mt ? scorelog_open(c->db, mt, err, sizeof err) : NULL;
     if (!log) {
-        fprintf(stderr, "anodmd: %s\n", err);
+        fprintf(stderr, "anodmd: %s\n", mt ? err : "out of memory");
+        metrics_free(mt);
         return 1;
     }
-    app a = {.reg = reg, .log = log, .max_batch = c->max_batch};
+    app a = {.reg = reg, .log = log, .metrics = mt, .max_batch = c->max_batch};
     http_server *http = http_start(c, &a, err, sizeof err);
     if (!http) {
         fprintf(stderr, "anodmd: %s\n", err);
         scorelog_close(log);
+        metrics_free(mt);
         return 1;
     }
     fprintf(stderr, "anodmd: log %s\nlistening on %s:%d\n", c->db, c->bind, http_port(http));
-    int sig;
-    while ((sig = signals_wait()) == SIGHUP)
-        fprintf(stderr, "anodmd: SIGHUP: reloading models is not implemented yet; ignored\n");
+    if (notify_send("READY=1")) perror("anodmd: sd_notify");
+    int sig = wait_for_stop(reg);
+    notify_send("STOPPING=1");
     fprintf(stderr, "anodmd: %s: draining requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);
     uint64_t rows, commits;
     scorelog_stats(log, &rows, &commits);
     scorelog_close(log);
+    metrics_free(mt);
     fprintf(stderr, "anodmd: log closed: %llu rows in %llu transactions; bye\n",
             (unsigned long long)rows, (unsigned long long)commits);
     return 0;
@@ -162,10 +200,10 @@ int main(int argc, char **argv) {
         config_free(&c);
         return 1;
     }
-    print_models(&reg, stderr);
+    print_models(reg.current, stderr);
     if (f.check_only) {
         config_print(&c, stdout);
-        printf("config ok: %d model%s\n", reg.n, reg.n == 1 ? "" : "s");
+        printf("config ok: %d model%s\n", reg.current->n, reg.current->n == 1 ? "" : "s");
         rc = 0;
     } else if (signals_init() != 0) {
         perror("anodmd: signals");

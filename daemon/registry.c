@@ -52,22 +52,34 @@ static int load_model(model *m, int max_batch, char *err, size_t errlen) {
     return 0;
 }
 
-int registry_load(registry *r, char *const *specs, int n_specs, int max_batch, char *err,
-                  size_t errlen) {
-    r->n = 0;
+/* Free a set's models and the set. */
+static void free_set(model_set *set) {
+    for (int i = 0; i < set->n; i++) {
+        scorer_free(set->models[i].s);
+        detector_free(&set->models[i].d);
+        pthread_mutex_destroy(&set->models[i].lock);
+    }
+    free(set->models);
+    free(set);
+}
+
+/* Every spec loaded into a new set (held once, for the registry); NULL with err. */
+static model_set *load_set(char *const *specs, int n_specs, int max_batch, char *err,
+                           size_t errlen) {
     if (n_specs < 1) {
         snprintf(err, errlen, "no models: give at least one --model [NAME=]PATH");
-        r->models = NULL;
-        return -1;
+        return NULL;
     }
-    if (!(r->models = calloc((size_t)n_specs, sizeof *r->models))) {
+    model_set *set = calloc(1, sizeof *set);
+    if (!set || !(set->models = calloc((size_t)n_specs, sizeof *set->models))) {
+        free(set);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return NULL;
     }
     for (int i = 0; i < n_specs; i++) {
-        model *m = &r->models[i];
+        model *m = &set->models[i];
         if (parse_spec(specs[i], m, err, errlen)) break;
-        if (registry_find(r, m->name)) {
+        if (model_set_find(set, m->name)) {
             snprintf(err, errlen, "model name '%s' is given twice", m->name);
             break;
         }
@@ -77,28 +89,66 @@ int registry_load(registry *r, char *const *specs, int n_specs, int max_batch, c
             break;
         }
         pthread_mutex_init(&m->lock, NULL);
-        r->n++;
+        set->n++;
     }
-    if (r->n == n_specs) return 0;
-    registry_free(r);
-    return -1;
+    if (set->n == n_specs) {
+        set->refs = 1;
+        return set;
+    }
+    free_set(set);
+    return NULL;
+}
+
+int registry_load(registry *r, char *const *specs, int n_specs, int max_batch, char *err,
+                  size_t errlen) {
+    r->specs = specs;
+    r->n_specs = n_specs;
+    r->max_batch = max_batch;
+    if (!(r->current = load_set(specs, n_specs, max_batch, err, errlen))) return -1;
+    r->current->generation = 1;
+    pthread_mutex_init(&r->lock, NULL);
+    return 0;
+}
+
+int registry_reload(registry *r, char *err, size_t errlen) {
+    /* Loading takes the time; only the swap happens under the lock. */
+    model_set *set = load_set(r->specs, r->n_specs, r->max_batch, err, errlen);
+    if (!set) return -1;
+    pthread_mutex_lock(&r->lock);
+    model_set *old = r->current;
+    set->generation = old->generation + 1;
+    r->current = set;
+    pthread_mutex_unlock(&r->lock);
+    registry_release(r, old);
+    return 0;
 }
 
 void registry_free(registry *r) {
-    for (int i = 0; i < r->n; i++) {
-        scorer_free(r->models[i].s);
-        detector_free(&r->models[i].d);
-        pthread_mutex_destroy(&r->models[i].lock);
-    }
-    free(r->models);
-    r->models = NULL;
-    r->n = 0;
+    if (!r->current) return;
+    registry_release(r, r->current);
+    r->current = NULL;
+    pthread_mutex_destroy(&r->lock);
 }
 
-model *registry_find(registry *r, const char *name) {
-    if (!name) return r->n ? &r->models[0] : NULL;
-    for (int i = 0; i < r->n; i++)
-        if (!strcmp(r->models[i].name, name)) return &r->models[i];
+model_set *registry_acquire(registry *r) {
+    pthread_mutex_lock(&r->lock);
+    model_set *set = r->current;
+    set->refs++;
+    pthread_mutex_unlock(&r->lock);
+    return set;
+}
+
+void registry_release(registry *r, model_set *set) {
+    pthread_mutex_lock(&r->lock);
+    int last = --set->refs == 0;
+    pthread_mutex_unlock(&r->lock);
+    if (last) free_set(set);
+}
+
+model *model_set_find(model_set *set, const char *name) {
+    if (!name) return set->n ? &set->models[0] : NULL;
+    for (int i = 0; i < set->n; i++)
+        if (!strcmp(set->models[i].name, name)) return &set->models[i];
     return NULL;
 }
 

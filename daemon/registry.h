@@ -4,7 +4,14 @@
  * the very bytes that were parsed, so a response can never name a file other than the
  * one scoring it) and one scorer. A scorer is not thread-safe and, in context mode, its
  * sliding window is shared state, so every model serialises its batches through its own
- * mutex; different models score in parallel. The first model is the default one. */
+ * mutex; different models score in parallel. The first model is the default one.
+ *
+ * SIGHUP reloads every bundle into a new model set and swaps it in only when all of them
+ * loaded, so a bad bundle leaves the old set serving. Sets are reference-counted: a
+ * request acquires the current set once and uses it to the end, so it finishes on the
+ * models it started with, and the last request to let go of a replaced set frees it. A
+ * context-mode model starts a reload with an empty window (the window is run-time state
+ * of the old scorer, not part of the bundle). */
 #ifndef ANODMD_REGISTRY_H
 #define ANODMD_REGISTRY_H
 
@@ -25,18 +32,34 @@ typedef struct {
     pthread_mutex_t lock;        /* guards s */
 } model;
 
+/* The models loaded together from one reading of the specs. */
 typedef struct {
     model *models;
     int n;
+    int refs;                    /* holders: the registry while current, and requests */
+    unsigned generation;         /* 1 for the models loaded at start, +1 per reload */
+} model_set;
+
+typedef struct {
+    pthread_mutex_t lock;        /* guards current and every set's refs */
+    model_set *current;
+    char *const *specs;          /* borrowed: must outlive the registry */
+    int n_specs, max_batch;
 } registry;
 
 /* Load every spec ("NAME=PATH", or "PATH" named after the file without directory and
  * extension) with scorers for batches of max_batch. 0, or -1 with err (r then empty). */
 int registry_load(registry *r, char *const *specs, int n_specs, int max_batch, char *err,
                   size_t errlen);
+/* Load the specs again and make the new set current; 0, or -1 with err and the old set
+ * still current. Requests holding the old set finish on it. */
+int registry_reload(registry *r, char *err, size_t errlen);
 void registry_free(registry *r);
+/* The current set, held until registry_release. */
+model_set *registry_acquire(registry *r);
+void registry_release(registry *r, model_set *set);
 /* The model called name, or the default model for NULL; NULL if there is none. */
-model *registry_find(registry *r, const char *name);
+model *model_set_find(model_set *set, const char *name);
 /* Score n samples (n <= max_batch) through the model's scorer under its lock; x_rec may be
  * NULL, nn_idx and nn_dist hold n * k reference indices and distances. 0, or -1 with err. */
 int model_score(model *m, const float *x, int n, detector_result *res, float *x_rec,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_SEGMENTS 5
 
@@ -60,9 +61,9 @@ static void ok_reply(reply *out, char *body) {
     out->body = body;
 }
 
-/* A model by name (NULL: the default), or a 404 reply. */
-static model *find_model(app *a, const char *name, reply *out) {
-    model *m = registry_find(a->reg, name);
+/* A model of set by name (NULL: the default), or a 404 reply. */
+static model *find_model(model_set *set, const char *name, reply *out) {
+    model *m = model_set_find(set, name);
     if (!m) {
         api_error e;
         api_error_set(&e, 404, "unknown_model", "no model named '%.64s'", name ? name : "");
@@ -122,35 +123,48 @@ static void fill_records(const model *m, const api_score_request *req, score_buf
     }
 }
 
-/* POST /v1/score, POST /v1/models/{name}/score: score, log, then answer. */
-static void score(app *a, const request *rq, const char *name, reply *out) {
-    model *m = find_model(a, name, out);
-    if (!m) return;
-    api_score_request req;
-    api_error e;
-    if (api_decode_score(rq->body, rq->len, m->dim, a->max_batch, &req, &e)) {
-        error_reply(out, &e);
-        return;
-    }
+/* Score req with m, log the rows, then answer in the V1 shape or, with v2, the Open
+ * Inference Protocol's. */
+static void score_and_log(app *a, model *m, const api_score_request *req, int v2, reply *out) {
     score_buffers b = {0};
     char err[256];
-    if (alloc_buffers(&b, req.n, m->d.k, m->dim, req.explain)) {
+    if (alloc_buffers(&b, req->n, m->d.k, m->dim, req->explain)) {
         routes_error(out, 500, "internal", "out of memory");
-    } else if (model_score(m, req.x, req.n, b.res, b.x_rec, b.nn_idx, b.nn_dist, err,
+    } else if (model_score(m, req->x, req->n, b.res, b.x_rec, b.nn_idx, b.nn_dist, err,
                            sizeof err)) {
         fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, err);
         routes_error(out, 500, "internal", err);
     } else {
-        fill_records(m, &req, &b);
-        if (scorelog_append(a->log, b.rec, req.n, err, sizeof err)) {
+        int anomalies = 0;
+        for (int i = 0; i < req->n; i++) anomalies += b.res[i].is_anomaly;
+        metrics_scored(a->metrics, m->name, req->n, anomalies);
+        fill_records(m, req, &b);
+        if (scorelog_append(a->log, b.rec, req->n, err, sizeof err)) {
             routes_error(out, 503, "log_unavailable", err);
+        } else if (v2) {
+            ok_reply(out, api_encode_v2_infer(m->name, m->version, req->id, b.rec, req->n));
         } else {
             api_score_detail detail = {.k = m->d.k, .ref = b.nn_ref, .distance = b.nn_dist,
-                                       .x = req.x, .x_rec = b.x_rec, .dim = m->dim};
-            ok_reply(out, api_encode_score(m->name, m->version, b.rec, req.n, &detail));
+                                       .x = req->x, .x_rec = b.x_rec, .dim = m->dim};
+            ok_reply(out, api_encode_score(m->name, m->version, b.rec, req->n, &detail));
         }
     }
     free_buffers(&b);
+}
+
+/* POST /v1/score, POST /v1/models/{name}/score, POST /v2/models/{name}/infer. */
+static void score(app *a, model_set *set, const request *rq, const char *name, int v2,
+                  reply *out) {
+    model *m = find_model(set, name, out);
+    if (!m) return;
+    api_score_request req;
+    api_error e;
+    if (v2 ? api_decode_v2_infer(rq->body, rq->len, m->dim, a->max_batch, &req, &e)
+           : api_decode_score(rq->body, rq->len, m->dim, a->max_batch, &req, &e)) {
+        error_reply(out, &e);
+        return;
+    }
+    score_and_log(a, m, &req, v2, out);
     api_score_request_free(&req);
 }
 
@@ -196,51 +210,152 @@ static api_model_ref model_ref(const model *m) {
 }
 
 /* GET /v1/models. */
-static void model_list(app *a, reply *out) {
-    api_model_ref *refs = malloc((size_t)a->reg->n * sizeof *refs);
+static void model_list(model_set *set, reply *out) {
+    api_model_ref *refs = malloc((size_t)set->n * sizeof *refs);
     if (!refs) {
         routes_error(out, 500, "internal", "out of memory");
         return;
     }
-    for (int i = 0; i < a->reg->n; i++) refs[i] = model_ref(&a->reg->models[i]);
-    ok_reply(out, api_encode_model_list(refs, a->reg->n));
+    for (int i = 0; i < set->n; i++) refs[i] = model_ref(&set->models[i]);
+    ok_reply(out, api_encode_model_list(refs, set->n));
     free(refs);
 }
 
-/* GET /v1/models/{name}. */
-static void model_info(app *a, const char *name, reply *out) {
-    model *m = find_model(a, name, out);
+/* GET /v1/models/{name}, and with v2 the Open Inference Protocol's metadata. */
+static void model_info(model_set *set, const char *name, int v2, reply *out) {
+    model *m = find_model(set, name, out);
     if (!m) return;
     api_model_ref ref = model_ref(m);
-    ok_reply(out, api_encode_model(&ref, m == registry_find(a->reg, NULL)));
+    ok_reply(out, v2 ? api_encode_v2_model(&ref, m->dim)
+                     : api_encode_model(&ref, m == model_set_find(set, NULL)));
 }
 
-/* GET /readyz: models loaded, log writable, not shutting down. */
-static void ready(app *a, const request *rq, reply *out) {
+/* GET /v1/models/{name}/map?max_points=N: the reference map, evenly thinned to N. */
+static void model_map(model_set *set, const request *rq, const char *name, reply *out) {
+    model *m = find_model(set, name, out);
+    if (!m) return;
+    int max_points;
+    api_error e;
+    if (api_decode_max_points(rq->query(rq->conn, "max_points"), &max_points, &e)) {
+        error_reply(out, &e);
+        return;
+    }
+    api_model_ref ref = model_ref(m);
+    ok_reply(out, api_encode_map(&ref, max_points));
+}
+
+/* GET /v1/stats: counts, anomaly rates and score quantiles per model and window. */
+static void stats(app *a, reply *out) {
+    api_model_stats *st;
+    int n;
+    char err[256];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    if (scorelog_summary(a->log, now_ms, &st, &n, err, sizeof err)) {
+        routes_error(out, 503, "log_unavailable", err);
+        return;
+    }
+    ok_reply(out, api_encode_stats(st, n, now_ms));
+    free(st);
+}
+
+/* Models loaded, log writable, not shutting down: GET /readyz and /v2/health/ready. */
+static int is_ready(app *a, model_set *set, const request *rq, char *state, size_t cap) {
+    int ok = scorelog_healthy(a->log, state, cap);
+    if (rq->draining) snprintf(state, cap, "shutting down");
+    return ok && !rq->draining && set->n > 0;
+}
+
+/* GET /readyz. */
+static void ready(app *a, model_set *set, const request *rq, reply *out) {
     char state[256];
-    int ok = scorelog_healthy(a->log, state, sizeof state);
-    if (rq->draining) snprintf(state, sizeof state, "shutting down");
-    ok = ok && !rq->draining && a->reg->n > 0;
+    int ok = is_ready(a, set, rq, state, sizeof state);
     out->status = ok ? 200 : 503;
-    out->body = api_encode_ready(ok, a->reg->n, state);
+    out->body = api_encode_ready(ok, set->n, state);
 }
 
-/* A route: method, path pattern, and its handler's number. */
-enum { R_HEALTH, R_READY, R_SCORE, R_MODEL_SCORE, R_SCORES, R_SCORE_RECORD, R_MODELS, R_MODEL };
+/* GET /v2/health/ready, and GET /v2/models/{name}/ready for one model. */
+static void v2_ready(app *a, model_set *set, const request *rq, const char *name,
+                     reply *out) {
+    char state[256];
+    if (name && !find_model(set, name, out)) return;
+    int ok = is_ready(a, set, rq, state, sizeof state);
+    out->status = ok ? 200 : 503;
+    out->body = api_encode_v2_ready(name, ok);
+}
+
+/* GET /metrics: Prometheus text. */
+static void metrics_page(app *a, model_set *set, reply *out) {
+    metrics_gauges g = {.models_loaded = set->n, .log_queue = scorelog_queued(a->log)};
+    char *text = metrics_render(a->metrics, &g);
+    if (!text) {
+        routes_error(out, 500, "internal", "out of memory");
+        return;
+    }
+    ok_reply(out, text);
+    out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* A route: method, path pattern, its OpenAPI path (the metrics label), its handler. */
+enum {
+    R_HEALTH, R_READY, R_METRICS, R_SCORE, R_MODEL_SCORE, R_SCORES, R_SCORE_RECORD, R_STATS,
+    R_MODELS, R_MODEL, R_MAP, R_V2_LIVE, R_V2_READY, R_V2_MODEL_READY, R_V2_MODEL, R_V2_INFER
+};
 static const struct route {
-    const char *method, *pattern;
+    const char *method, *pattern, *label;
     int id;
 } ROUTES[] = {
-    {"GET", "healthz", R_HEALTH},
-    {"GET", "readyz", R_READY},
-    {"POST", "v1/score", R_SCORE},
-    {"POST", "v1/models/*/score", R_MODEL_SCORE},
-    {"GET", "v1/scores", R_SCORES},
-    {"GET", "v1/scores/*", R_SCORE_RECORD},
-    {"GET", "v1/models", R_MODELS},
-    {"GET", "v1/models/*", R_MODEL},
+    {"GET", "healthz", "/healthz", R_HEALTH},
+    {"GET", "readyz", "/readyz", R_READY},
+    {"GET", "metrics", "/metrics", R_METRICS},
+    {"POST", "v1/score", "/v1/score", R_SCORE},
+    {"POST", "v1/models/*/score", "/v1/models/{name}/score", R_MODEL_SCORE},
+    {"GET", "v1/scores", "/v1/scores", R_SCORES},
+    {"GET", "v1/scores/*", "/v1/scores/{id}", R_SCORE_RECORD},
+    {"GET", "v1/stats", "/v1/stats", R_STATS},
+    {"GET", "v1/models", "/v1/models", R_MODELS},
+    {"GET", "v1/models/*", "/v1/models/{name}", R_MODEL},
+    {"GET", "v1/models/*/map", "/v1/models/{name}/map", R_MAP},
+    {"GET", "v2/health/live", "/v2/health/live", R_V2_LIVE},
+    {"GET", "v2/health/ready", "/v2/health/ready", R_V2_READY},
+    {"GET", "v2/models/*/ready", "/v2/models/{name}/ready", R_V2_MODEL_READY},
+    {"GET", "v2/models/*", "/v2/models/{name}", R_V2_MODEL},
+    {"POST", "v2/models/*/infer", "/v2/models/{name}/infer", R_V2_INFER},
 };
 #define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
+
+const char *routes_label(const char *path) {
+    path_parts p;
+    split_path(path, &p);
+    for (size_t i = 0; i < N_ROUTES; i++)
+        if (match(&p, ROUTES[i].pattern)) return ROUTES[i].label;
+    return "unmatched";
+}
+
+/* Run the handler of route id on set. */
+static void dispatch(app *a, model_set *set, const request *rq, const path_parts *p, int id,
+                     reply *out) {
+    const char *name = p->n > 2 ? p->seg[2] : NULL;
+    switch (id) {
+    case R_HEALTH: ok_reply(out, api_encode_health()); break;
+    case R_READY: ready(a, set, rq, out); break;
+    case R_METRICS: metrics_page(a, set, out); break;
+    case R_SCORE: score(a, set, rq, NULL, 0, out); break;
+    case R_MODEL_SCORE: score(a, set, rq, name, 0, out); break;
+    case R_SCORES: score_page(a, rq, out); break;
+    case R_SCORE_RECORD: score_record(a, name, out); break;
+    case R_STATS: stats(a, out); break;
+    case R_MODELS: model_list(set, out); break;
+    case R_MODEL: model_info(set, name, 0, out); break;
+    case R_MAP: model_map(set, rq, name, out); break;
+    case R_V2_LIVE: ok_reply(out, api_encode_v2_live()); break;
+    case R_V2_READY: v2_ready(a, set, rq, NULL, out); break;
+    case R_V2_MODEL_READY: v2_ready(a, set, rq, name, out); break;
+    case R_V2_MODEL: model_info(set, name, 1, out); break;
+    case R_V2_INFER: score(a, set, rq, name, 1, out); break;
+    }
+}
 
 void routes_handle(app *a, const request *rq, reply *out) {
     path_parts p;
@@ -252,6 +367,7 @@ void routes_handle(app *a, const request *rq, reply *out) {
             else other_method = &ROUTES[i];
         }
     out->allow = NULL;
+    out->content_type = NULL;
     if (!found && other_method) {
         out->allow = other_method->method;
         routes_error(out, 405, "method_not_allowed", other_method->method[0] == 'G'
@@ -263,14 +379,8 @@ void routes_handle(app *a, const request *rq, reply *out) {
         routes_error(out, 404, "not_found", "no such route");
         return;
     }
-    switch (found->id) {
-    case R_HEALTH: ok_reply(out, api_encode_health()); break;
-    case R_READY: ready(a, rq, out); break;
-    case R_SCORE: score(a, rq, NULL, out); break;
-    case R_MODEL_SCORE: score(a, rq, p.seg[2], out); break;
-    case R_SCORES: score_page(a, rq, out); break;
-    case R_SCORE_RECORD: score_record(a, p.seg[2], out); break;
-    case R_MODELS: model_list(a, out); break;
-    case R_MODEL: model_info(a, p.seg[2], out); break;
-    }
+    /* The whole request runs on the models current when it began, even across a reload. */
+    model_set *set = registry_acquire(a->reg);
+    dispatch(a, set, rq, &p, found->id, out);
+    registry_release(a->reg, set);
 }

@@ -9,12 +9,14 @@
 #include <stddef.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 
 /* What the handlers serve from. */
 typedef struct {
     registry *reg;
     scorelog *log;
+    metrics *metrics;
     int max_batch;
 } app;
 
@@ -28,16 +30,20 @@ typedef struct {
     int draining;                /* the daemon is shutting down: not ready */
 } request;
 
-/* The answer: status, malloc'd JSON body (NULL only when out of memory), and for a 405
- * the methods the path allows. */
+/* The answer: status, malloc'd body (NULL only when out of memory), its type (NULL:
+ * JSON), and for a 405 the methods the path allows. */
 typedef struct {
     int status;
     char *body;
+    const char *content_type;
     const char *allow;
 } reply;
 
 /* Route rq to its handler and fill out. */
 void routes_handle(app *a, const request *rq, reply *out);
+/* The route path is on, as proto/openapi.yaml writes it ("/v1/models/{name}/score"), or
+ * "unmatched": the label metrics count requests under. */
+const char *routes_label(const char *path);
 /* An error reply (for the HTTP layer's own refusals, such as an oversized body). */
 void routes_error(reply *out, int status, const char *code, const char *message);
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,7 +35,12 @@ int signals_init(void) {
     return sigaction(SIGPIPE, &sa, NULL);
 }
 
-int signals_wait(void) {
+int signals_wait(int timeout_ms) {
+    struct pollfd p = {.fd = pipe_fd[0], .events = POLLIN};
+    int ready;
+    while ((ready = poll(&p, 1, timeout_ms)) < 0)
+        if (errno != EINTR) return SIGTERM;             /* cannot wait: stop */
+    if (ready == 0) return 0;
     unsigned char b;
     ssize_t n;
     while ((n = read(pipe_fd[0], &b, 1)) != 1)

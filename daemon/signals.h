@@ -11,7 +11,8 @@
 
 /* Catch SIGTERM, SIGINT and SIGHUP; ignore SIGPIPE. 0, or -1 with errno. */
 int signals_init(void);
-/* Wait for one of the caught signals and return its number. */
-int signals_wait(void);
+/* Wait up to timeout_ms (-1: for ever) for one of the caught signals; its number, or 0
+ * when the time ran out. */
+int signals_wait(int timeout_ms);
 
 #endif

@@ -135,9 +135,9 @@ static int decode_members(json_t *root, size_t dim, int max_batch, api_score_req
     return decode_samples(root, dim, max_batch, req, e);
 }
 
-int api_decode_score(const char *body, size_t len, size_t dim, int max_batch,
-                     api_score_request *req, api_error *e) {
-    memset(req, 0, sizeof *req);
+/* The body as a JSON object; NULL with e when it is not JSON, has duplicate keys or is
+ * not an object. */
+static json_t *parse_object(const char *body, size_t len, api_error *e) {
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
@@ -146,16 +146,176 @@ int api_decode_score(const char *body, size_t len, size_t dim, int max_batch,
         else
             api_error_set(e, 400, "malformed_json", "line %d, column %d: %s", jerr.line,
                           jerr.column, jerr.text);
-        return -1;
+        return NULL;
     }
-    int rc = -1;
-    if (!json_is_object(root))
-        api_error_set(e, 400, "invalid_request", "the body must be a JSON object");
-    else
-        rc = decode_members(root, dim, max_batch, req, e);
+    if (json_is_object(root)) return root;
+    api_error_set(e, 400, "invalid_request", "the body must be a JSON object");
+    json_decref(root);
+    return NULL;
+}
+
+int api_decode_score(const char *body, size_t len, size_t dim, int max_batch,
+                     api_score_request *req, api_error *e) {
+    memset(req, 0, sizeof *req);
+    json_t *root = parse_object(body, len, e);
+    if (!root) return -1;
+    int rc = decode_members(root, dim, max_batch, req, e);
     json_decref(root);
     if (rc) api_score_request_free(req);
     return rc;
+}
+
+/* The batch size of an input's shape [B, d1, ...] whose trailing dimensions hold dim
+ * values; -1 with e. */
+static long v2_batch(json_t *shape, size_t dim, int max_batch, api_error *e) {
+    size_t rank = json_array_size(shape), per_sample = 1;
+    if (!json_is_array(shape) || rank < 2) {
+        api_error_set(e, 400, "invalid_request", "\"shape\" must be [batch, values...]");
+        return -1;
+    }
+    for (size_t i = 0; i < rank; i++) {
+        json_t *v = json_array_get(shape, i);
+        json_int_t d = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (d < 0 || (i > 0 && (d == 0 || (size_t)d > dim))) {
+            api_error_set(e, 400, "invalid_request", "shape[%zu] is not a valid size", i);
+            return -1;
+        }
+        if (i > 0) per_sample *= (size_t)d;
+        if (per_sample > dim) break;
+    }
+    json_int_t b = json_integer_value(json_array_get(shape, 0));
+    if (per_sample != dim) {
+        api_error_set(e, 400, "wrong_length", "the shape holds samples of other than %zu values",
+                      dim);
+        return -1;
+    }
+    if (b == 0) {
+        api_error_set(e, 400, "empty_batch", "the batch is empty");
+        return -1;
+    }
+    if (b > max_batch) {
+        api_error_set(e, 413, "batch_too_large", "%lld samples in one request; the limit is %d",
+                      (long long)b, max_batch);
+        return -1;
+    }
+    return (long)b;
+}
+
+/* The numbers of data (nested arrays, depth first) into x[*at..cap); -1 with e. */
+static int v2_flatten(json_t *data, float *x, size_t cap, size_t *at, int depth, api_error *e) {
+    if (depth > 8) {
+        api_error_set(e, 400, "invalid_request", "\"data\" is nested too deeply");
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(data); i++) {
+        json_t *v = json_array_get(data, i);
+        if (json_is_array(v)) {
+            if (v2_flatten(v, x, cap, at, depth + 1, e)) return -1;
+            continue;
+        }
+        if (!json_is_number(v)) {
+            api_error_set(e, 400, "not_a_number", "data value %zu is not a number", *at);
+            return -1;
+        }
+        if (*at == cap) {
+            api_error_set(e, 400, "wrong_length", "\"data\" holds more than the shape's %zu "
+                          "values", cap);
+            return -1;
+        }
+        x[*at] = (float)json_number_value(v);
+        if (!isfinite(x[*at])) {
+            api_error_set(e, 400, "not_finite", "data value %zu is outside the finite float "
+                          "range", *at);
+            return -1;
+        }
+        (*at)++;
+    }
+    return 0;
+}
+
+/* The one input tensor of an infer request into req. */
+static int v2_input(json_t *in, size_t dim, int max_batch, api_score_request *req,
+                    api_error *e) {
+    const char *key;
+    json_t *v;
+    if (!json_is_object(in)) {
+        api_error_set(e, 400, "invalid_request", "an input must be an object");
+        return -1;
+    }
+    json_object_foreach(in, key, v) {
+        if (strcmp(key, "name") && strcmp(key, "shape") && strcmp(key, "datatype") &&
+            strcmp(key, "data") && strcmp(key, "parameters")) {
+            api_error_set(e, 400, "unknown_field", "unknown input field \"%.64s\"", key);
+            return -1;
+        }
+    }
+    const char *type = json_string_value(json_object_get(in, "datatype"));
+    json_t *data = json_object_get(in, "data");
+    if (!json_is_string(json_object_get(in, "name")) || !type || !json_is_array(data)) {
+        api_error_set(e, 400, "invalid_request",
+                      "an input needs \"name\", \"shape\", \"datatype\" and \"data\"");
+        return -1;
+    }
+    if (strcmp(type, "FP32")) {
+        api_error_set(e, 400, "invalid_request", "datatype %.16s: only FP32 is accepted", type);
+        return -1;
+    }
+    long b = v2_batch(json_object_get(in, "shape"), dim, max_batch, e);
+    if (b < 0) return -1;
+    size_t cap = (size_t)b * dim, got = 0;
+    if (!(req->x = malloc(cap * sizeof *req->x))) {
+        api_error_set(e, 500, "internal", "out of memory");
+        return -1;
+    }
+    req->n = (int)b;
+    req->dim = dim;
+    if (v2_flatten(data, req->x, cap, &got, 0, e)) return -1;
+    if (got == cap) return 0;
+    api_error_set(e, 400, "wrong_length", "\"data\" holds %zu values, the shape %zu", got, cap);
+    return -1;
+}
+
+/* The members of an infer request: id, inputs (exactly one), outputs, parameters. */
+static int v2_members(json_t *root, size_t dim, int max_batch, api_score_request *req,
+                      api_error *e) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (!strcmp(key, "id")) {
+            if (decode_tag(v, key, req->id, e)) return -1;
+        } else if (strcmp(key, "inputs") && strcmp(key, "outputs") && strcmp(key, "parameters")) {
+            api_error_set(e, 400, "unknown_field", "unknown field \"%.64s\"", key);
+            return -1;
+        }
+    }
+    json_t *inputs = json_object_get(root, "inputs");
+    if (!json_is_array(inputs) || json_array_size(inputs) != 1) {
+        api_error_set(e, 400, "invalid_request", "\"inputs\" must hold exactly one tensor");
+        return -1;
+    }
+    return v2_input(json_array_get(inputs, 0), dim, max_batch, req, e);
+}
+
+int api_decode_v2_infer(const char *body, size_t len, size_t dim, int max_batch,
+                        api_score_request *req, api_error *e) {
+    memset(req, 0, sizeof *req);
+    json_t *root = parse_object(body, len, e);
+    if (!root) return -1;
+    int rc = v2_members(root, dim, max_batch, req, e);
+    json_decref(root);
+    if (rc) api_score_request_free(req);
+    return rc;
+}
+
+int api_decode_max_points(const char *s, int *n, api_error *e) {
+    int64_t v = 0;
+    *n = 0;
+    if (s && (api_parse_log_id(s, &v) || v < 1 || v > INT32_MAX)) {
+        api_error_set(e, 400, "invalid_query", "max_points must be a positive integer");
+        return -1;
+    }
+    *n = (int)v;
+    return 0;
 }
 
 void api_score_request_free(api_score_request *req) {
@@ -397,4 +557,120 @@ char *api_encode_health(void) { return dump(json_pack("{s:s}", "status", "ok"));
 char *api_encode_ready(int ready, int n_models, const char *log_state) {
     return dump(json_pack("{s:b, s:i, s:s}", "ready", ready, "models", n_models, "log",
                           log_state));
+}
+
+char *api_encode_map(const api_model_ref *m, int max_points) {
+    const detector *d = m->d;
+    int n = max_points && max_points < d->n_ref ? max_points : d->n_ref;
+    json_t *points = json_array(), *refs = json_array();
+    json_t *root = json_pack("{s:s, s:s, s:s, s:i, s:i, s:o, s:o}", "model", m->name,
+                             "version", m->version, "mode",
+                             d->mode == PLACE_CONTEXT ? "context" : "single", "n_ref",
+                             d->n_ref, "n", n, "refs", refs, "points", points);
+    if (!root) return NULL;
+    for (int i = 0; i < n; i++) {
+        /* Point i is reference floor(i * n_ref / n): even strides, the same every time. */
+        size_t at = (size_t)((int64_t)i * d->n_ref / n);
+        if (json_array_append_new(refs, json_integer(d->ref_id[at])) ||
+            json_array_append_new(points, json_pack("[o, o]", num(d->ref_map[2 * at]),
+                                                    num(d->ref_map[2 * at + 1])))) {
+            json_decref(root);
+            return NULL;
+        }
+    }
+    return dump(root);
+}
+
+const api_stats_window API_STATS_WINDOW[API_STATS_WINDOWS] = {
+    {"1m", 60}, {"1h", 3600}, {"all", 0}};
+const double API_STATS_QUANTILE[API_STATS_QUANTILES] = {0.5, 0.9, 0.99};
+
+/* One window's numbers. */
+static json_t *window_stats(const api_window_stats *w) {
+    json_t *q = json_object();
+    for (int i = 0; q && i < API_STATS_QUANTILES; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%g", API_STATS_QUANTILE[i] * 100);
+        if (json_object_set_new(q, name, num(w->score[i]))) {
+            json_decref(q);
+            q = NULL;
+        }
+    }
+    return json_pack("{s:I, s:I, s:o, s:o}", "count", (json_int_t)w->count, "anomalies",
+                     (json_int_t)w->anomalies, "anomaly_rate",
+                     w->count ? json_real((double)w->anomalies / (double)w->count) : json_null(),
+                     "score", q);
+}
+
+char *api_encode_stats(const api_model_stats *s, int n, int64_t now_ms) {
+    json_t *models = json_array();
+    json_t *root = json_pack("{s:o, s:o}", "time", timestamp(now_ms), "models", models);
+    if (!root) return NULL;
+    for (int i = 0; i < n; i++) {
+        json_t *windows = json_object();
+        if (json_array_append_new(models, json_pack("{s:s, s:o}", "model", s[i].model,
+                                                    "windows", windows))) {
+            json_decref(root);
+            return NULL;
+        }
+        for (int w = 0; w < API_STATS_WINDOWS; w++)
+            if (json_object_set_new(windows, API_STATS_WINDOW[w].name, window_stats(&s[i].w[w]))) {
+                json_decref(root);
+                return NULL;
+            }
+    }
+    return dump(root);
+}
+
+/* An output tensor of shape [n]; data filled by the caller. */
+static json_t *v2_tensor(json_t *outputs, const char *name, const char *type, int n) {
+    json_t *data = json_array();
+    if (json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i], s:o}", "name", name,
+                                                 "datatype", type, "shape", n, "data", data)))
+        return NULL;
+    return data;
+}
+
+char *api_encode_v2_infer(const char *model, const char *version, const char *id,
+                          const api_score_record *rec, int n) {
+    json_t *outputs = json_array();
+    json_t *root = json_pack("{s:s, s:s, s:o}", "model_name", model, "model_version", version,
+                             "outputs", outputs);
+    if (!root || (*id && json_object_set_new(root, "id", json_string(id)))) {
+        json_decref(root);
+        return NULL;
+    }
+    json_t *score = v2_tensor(outputs, "score", "FP32", n);
+    json_t *flag = v2_tensor(outputs, "is_anomaly", "BOOL", n);
+    json_t *p = v2_tensor(outputs, "p_value", "FP64", n);
+    json_t *log_id = v2_tensor(outputs, "log_id", "INT64", n);
+    for (int i = 0; score && flag && p && log_id && i < n; i++)
+        if (json_array_append_new(score, num(rec[i].r.score)) ||
+            json_array_append_new(flag, json_boolean(rec[i].r.is_anomaly)) ||
+            json_array_append_new(p, num(rec[i].r.p_value)) ||
+            json_array_append_new(log_id, json_integer((json_int_t)rec[i].log_id)))
+            score = NULL;
+    if (!score || !flag || !p || !log_id) {
+        json_decref(root);
+        return NULL;
+    }
+    return dump(root);
+}
+
+char *api_encode_v2_model(const api_model_ref *m, size_t dim) {
+    return dump(json_pack(
+        "{s:s, s:[s], s:s, s:[{s:s, s:s, s:[i, I]}], s:[{s:s, s:s, s:[i]}, {s:s, s:s, s:[i]}, "
+        "{s:s, s:s, s:[i]}, {s:s, s:s, s:[i]}]}",
+        "name", m->name, "versions", m->version, "platform", "anodm", "inputs", "name",
+        "input", "datatype", "FP32", "shape", -1, (json_int_t)dim, "outputs", "name", "score",
+        "datatype", "FP32", "shape", -1, "name", "is_anomaly", "datatype", "BOOL", "shape", -1,
+        "name", "p_value", "datatype", "FP64", "shape", -1, "name", "log_id", "datatype", "INT64",
+        "shape", -1));
+}
+
+char *api_encode_v2_live(void) { return dump(json_pack("{s:b}", "live", 1)); }
+
+char *api_encode_v2_ready(const char *name, int ready) {
+    return dump(name ? json_pack("{s:s, s:b}", "name", name, "ready", ready)
+                     : json_pack("{s:b}", "ready", ready));
 }

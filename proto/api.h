@@ -71,16 +71,44 @@ typedef struct {
     int anomalies_only;
 } api_scores_query;
 
+/* GET /v1/stats: the windows (seconds 0: the whole log) and score quantiles reported. */
+#define API_STATS_WINDOWS 3
+#define API_STATS_QUANTILES 3
+typedef struct {
+    const char *name;
+    int64_t seconds;
+} api_stats_window;
+extern const api_stats_window API_STATS_WINDOW[API_STATS_WINDOWS];
+extern const double API_STATS_QUANTILE[API_STATS_QUANTILES];
+
+/* One model's log over one window; the quantiles are NaN (null) when count is 0. */
+typedef struct {
+    int64_t count, anomalies;
+    double score[API_STATS_QUANTILES];
+} api_window_stats;
+
+typedef struct {
+    char model[API_NAME_MAX + 1];
+    api_window_stats w[API_STATS_WINDOWS];
+} api_model_stats;
+
 /* Decode a score request body for a model taking dim values, at most max_batch samples.
  * 0, or -1 with e filled in (req is then empty). */
 int api_decode_score(const char *body, size_t len, size_t dim, int max_batch,
                      api_score_request *req, api_error *e);
-/* Release what api_decode_score allocated. */
+/* Decode an Open Inference Protocol infer body (one FP32 input of shape [B, ...] whose
+ * trailing dimensions hold dim values; data flat or nested) into req, as
+ * api_decode_score does (id from the body's "id"). 0, or -1 with e. */
+int api_decode_v2_infer(const char *body, size_t len, size_t dim, int max_batch,
+                        api_score_request *req, api_error *e);
+/* Release what api_decode_score or api_decode_v2_infer allocated. */
 void api_score_request_free(api_score_request *req);
 /* Decode GET /v1/scores parameters (each NULL when absent). 0, or -1 with e. */
 int api_decode_scores_query(const char *since_id, const char *limit, const char *model,
                             const char *source, const char *anomalies_only,
                             api_scores_query *q, api_error *e);
+/* GET .../map's max_points (NULL: every point) into *n (0 meaning all). 0, or -1 with e. */
+int api_decode_max_points(const char *s, int *n, api_error *e);
 /* Parse a decimal log id ("42") as in /v1/scores/{id}; 0, or -1 if not one. */
 int api_parse_log_id(const char *s, int64_t *id);
 /* 1 if s is a valid model name. */
@@ -109,6 +137,21 @@ typedef struct {
 char *api_encode_model(const api_model_ref *m, int is_default);
 /* GET /v1/models: {"models": [summaries], "default"}; the first model is the default. */
 char *api_encode_model_list(const api_model_ref *m, int n);
+/* GET /v1/models/{name}/map: the reference points, at most max_points (0: all) of them
+ * taken at even strides through the stored order, so the same request always returns
+ * the same points. */
+char *api_encode_map(const api_model_ref *m, int max_points);
+/* GET /v1/stats: n models' windows, computed at now_ms. */
+char *api_encode_stats(const api_model_stats *s, int n, int64_t now_ms);
+/* POST /v2/models/{name}/infer: score, is_anomaly, p_value and log_id output tensors. */
+char *api_encode_v2_infer(const char *model, const char *version, const char *id,
+                          const api_score_record *rec, int n);
+/* GET /v2/models/{name}: the Open Inference Protocol's model metadata. */
+char *api_encode_v2_model(const api_model_ref *m, size_t dim);
+/* GET /v2/health/live. */
+char *api_encode_v2_live(void);
+/* GET /v2/health/ready (name NULL) and /v2/models/{name}/ready. */
+char *api_encode_v2_ready(const char *name, int ready);
 /* {"status": "ok"} for GET /healthz. */
 char *api_encode_health(void);
 /* GET /readyz: ready, models loaded, and the log's state ("ok" or why not). */

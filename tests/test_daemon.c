@@ -1,10 +1,12 @@
 /* anodmd as clients see it: the binary named by $ANODMD_BIN (build/anodmd otherwise)
- * started on an ephemeral loopback port with two models made here in-process (a tiny
- * detector saved twice: "tiny" in single mode, the default, and "ctx" in context mode),
+ * started on an ephemeral loopback port with three models made here in-process (a tiny
+ * detector saved twice: "tiny" in single mode, the default, and "ctx" in context mode;
+ * "swap" starts as a copy of tiny, and the reload test replaces its file),
  * then driven over plain sockets with a small HTTP/1.1 client. Every route, every
  * refusal, paging, concurrency and a SIGTERM under load are checked, and the SQLite log
  * is read directly and compared row by row with what the responses acknowledged. */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,7 +85,7 @@ static int build_detector(detector *d) {
 static struct {
     pid_t pid;
     int port;
-    char tiny[512], ctx[512], db[512], log[512];
+    char tiny[512], ctx[512], swap[512], db[512], log[512];
     char tiny_version[65], ctx_version[65];
     int64_t acked[MAX_ACKED];    /* log ids of every score answered with 200 */
     int n_acked;
@@ -150,13 +153,31 @@ static void kill_daemon(void) {
     }
 }
 
+/* Copy src over dst atomically (a temporary file renamed), as a deployment would. */
+static int install_file(const char *src, const char *dst) {
+    char tmp[600], buf[65536];
+    snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+    FILE *in = fopen(src, "rb"), *out = fopen(tmp, "wb");
+    int rc = in && out ? 0 : -1;
+    for (size_t n; rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0;)
+        if (fwrite(buf, 1, n, out) != n) rc = -1;
+    if (in) fclose(in);
+    if (out && fclose(out)) rc = -1;
+    if (rc == 0) rc = rename(tmp, dst);
+    CHECK_MSG(rc == 0, "cannot install %s as %s", src, dst);
+    return rc;
+}
+
 /* Start anodmd and read its port from "listening on 127.0.0.1:PORT" on its stderr. */
 static int start_daemon(void) {
     snprintf(D.db, sizeof D.db, "%s/daemon_scores.db", test_tmpdir());
     snprintf(D.log, sizeof D.log, "%s/daemon_stderr.txt", test_tmpdir());
-    char tiny[600], ctx[600];
+    char tiny[600], ctx[600], swap[600];
+    snprintf(D.swap, sizeof D.swap, "%s/daemon_swap.anodm", test_tmpdir());
+    if (install_file(D.tiny, D.swap)) return -1;
     snprintf(tiny, sizeof tiny, "tiny=%s", D.tiny);
     snprintf(ctx, sizeof ctx, "ctx=%s", D.ctx);
+    snprintf(swap, sizeof swap, "swap=%s", D.swap);
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
@@ -164,7 +185,8 @@ static int start_daemon(void) {
         FILE *f = freopen(D.log, "w", stderr);
         if (!f) _exit(127);
         dup2(fileno(stderr), fileno(stdout));
-        execl(anodmd_bin(), "anodmd", "--model", tiny, "--model", ctx, "--port", "0", "--db",
+        execl(anodmd_bin(), "anodmd", "--model", tiny, "--model", ctx, "--model", swap, "--port", "0",
+              "--db",
               D.db, "--threads", "4", "--max-batch", "16", "--max-body-bytes", "65536",
               "--drain-seconds", "5", (char *)NULL);
         _exit(127);
@@ -505,14 +527,14 @@ TEST(daemon_health_and_models) {
 
     r = http("GET", "/readyz", NULL);
     EXPECT_STATUS(r, 200, NULL);
-    CHECK(json_is_true(json_object_get(r.json, "ready")) && jnum(r.json, "models") == 2);
+    CHECK(json_is_true(json_object_get(r.json, "ready")) && jnum(r.json, "models") == 3);
     CHECK(r.json && !strcmp(jstr(r.json, "log"), "ok"));
     response_free(&r);
 
     r = http("GET", "/v1/models", NULL);
     EXPECT_STATUS(r, 200, NULL);
     json_t *models = json_object_get(r.json, "models");
-    CHECK(json_array_size(models) == 2 && !strcmp(jstr(r.json, "default"), "tiny"));
+    CHECK(json_array_size(models) == 3 && !strcmp(jstr(r.json, "default"), "tiny"));
     json_t *m0 = json_array_get(models, 0), *m1 = json_array_get(models, 1);
     CHECK(m0 && !strcmp(jstr(m0, "name"), "tiny") && !strcmp(jstr(m0, "version"), D.tiny_version));
     CHECK(m0 && json_is_true(json_object_get(m0, "default")) &&
@@ -540,7 +562,7 @@ TEST(daemon_health_and_models) {
     response_free(&r);
 }
 
-/* Every operation proto/openapi.yaml documents is routed (the reverse: it lists 8). */
+/* Every operation proto/openapi.yaml documents is routed (the reverse: it lists 16). */
 TEST(daemon_openapi_routes) {
     if (daemon_up()) return;
     FILE *f = fopen("proto/openapi.yaml", "r");
@@ -570,7 +592,7 @@ TEST(daemon_openapi_routes) {
         operations++;
     }
     fclose(f);
-    CHECK_MSG(operations == 8, "%d operations documented, 8 routed", operations);
+    CHECK_MSG(operations == 16, "%d operations documented, 16 routed", operations);
 }
 
 /* The daemon scores exactly as the scorer does in-process, and logs what it answered. */
@@ -819,6 +841,376 @@ TEST(daemon_log_schema) {
     CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                       "('scores_by_model', 'scores_by_source', 'scores_anomalies')") == 3);
     sqlite3_close(db);
+}
+
+/* The value of one metric line ("name{labels}" exactly as rendered) in a /metrics page; -1
+ * when absent. Every sample line is also checked to be `series value`. */
+static double metric(const char *page, const char *series) {
+    double found = -1;
+    const char *line = page;
+    while (line && *line) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (*line != '#') {
+            const char *sp = memchr(line, ' ', len);
+            char *num_end;
+            double v = sp ? strtod(sp + 1, &num_end) : 0;
+            CHECK_MSG(sp && num_end == line + len, "not a sample line: %.*s", (int)len, line);
+            if (sp && (size_t)(sp - line) == strlen(series) && !strncmp(line, series, strlen(series)))
+                found = v;
+        }
+        line = end ? end + 1 : NULL;
+    }
+    return found;
+}
+
+/* GET /metrics as text (its status and type checked); free it. */
+static char *metrics_page(void) {
+    response r = http("GET", "/metrics", NULL);
+    CHECK(r.status == 200 && strstr(r.raw, "Content-Type: text/plain; version=0.0.4"));
+    char *page = r.body ? strdup(r.body) : NULL;
+    response_free(&r);
+    return page ? page : strdup("");
+}
+
+/* The counters move by exactly what the requests did. */
+TEST(daemon_metrics) {
+    if (daemon_up()) return;
+    const char *health = "anodmd_http_requests_total{route=\"/healthz\",status=\"200\"}";
+    const char *missing = "anodmd_http_requests_total{route=\"/v1/models/{name}\",status=\"404\"}";
+    const char *scored = "anodmd_samples_scored_total{model=\"tiny\"}";
+    const char *flagged = "anodmd_anomalies_total{model=\"tiny\"}";
+    const char *batches = "anodmd_batch_size_count{model=\"tiny\"}";
+    const char *big = "anodmd_batch_size_bucket{model=\"tiny\",le=\"4\"}";
+    char *before = metrics_page();
+    for (int i = 0; i < 3; i++) {
+        response r = http("GET", "/healthz", NULL);
+        response_free(&r);
+    }
+    response r = http("GET", "/v1/models/nope", NULL);
+    response_free(&r);
+    float x[5 * DIM];
+    fresh_samples(x, 3, 77, 0);
+    fresh_samples(x + 3 * DIM, 2, 78, 1);
+    r = score("/v1/score", x, 5, NULL);
+    response_free(&r);
+    char *after = metrics_page();
+    CHECK_NEAR(metric(after, health) - fmax(metric(before, health), 0), 3, 0);
+    CHECK_NEAR(metric(after, missing) - fmax(metric(before, missing), 0), 1, 0);
+    CHECK_NEAR(metric(after, scored) - fmax(metric(before, scored), 0), 5, 0);
+    CHECK(metric(after, flagged) - fmax(metric(before, flagged), 0) >= 2);
+    CHECK_NEAR(metric(after, batches) - fmax(metric(before, batches), 0), 1, 0);
+    CHECK_NEAR(metric(after, big) - fmax(metric(before, big), 0), 0, 0);   /* 5 > 4 */
+    CHECK(metric(after, "anodmd_db_write_seconds_count") > metric(before, "anodmd_db_write_seconds_count"));
+    CHECK(metric(after, "anodmd_db_errors_total") == 0);
+    CHECK(metric(after, "anodmd_models_loaded") == 3);
+    CHECK(metric(after, "anodmd_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"}") >= 3);
+    CHECK(strstr(after, "# TYPE anodmd_http_request_duration_seconds histogram") != NULL);
+    free(before);
+    free(after);
+}
+
+/* /v1/stats agrees with the log: counts, anomaly rates, nearest-rank quantiles. */
+TEST(daemon_stats) {
+    if (daemon_up()) return;
+    float x[4 * DIM];
+    fresh_samples(x, 4, 88, 0);
+    response r = score("/v1/models/ctx/score", x, 4, NULL);
+    response_free(&r);
+    r = http("GET", "/v1/stats", NULL);
+    EXPECT_STATUS(r, 200, NULL);
+    sqlite3 *db = open_log();
+    json_t *models = json_object_get(r.json, "models");
+    CHECK(json_array_size(models) >= 2);
+    for (size_t i = 0; db && i < json_array_size(models); i++) {
+        json_t *m = json_array_get(models, i);
+        const char *name = jstr(m, "model");
+        json_t *all = json_object_get(json_object_get(m, "windows"), "all");
+        json_t *minute = json_object_get(json_object_get(m, "windows"), "1m");
+        char sql[300];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM scores WHERE model = '%s'", name);
+        long long n = log_int(db, sql);
+        CHECK_MSG(jnum(all, "count") == n, "%s: %g rows, log %lld", name, jnum(all, "count"), n);
+        CHECK(jnum(minute, "count") == n);   /* every row is from this run */
+        snprintf(sql, sizeof sql, "SELECT sum(is_anomaly) FROM scores WHERE model = '%s'", name);
+        CHECK(jnum(all, "anomalies") == log_int(db, sql));
+        CHECK_NEAR(jnum(all, "anomaly_rate"), jnum(all, "anomalies") / (double)n, 1e-8);
+        json_t *q = json_object_get(all, "score");
+        CHECK(jnum(q, "p50") <= jnum(q, "p90") && jnum(q, "p90") <= jnum(q, "p99"));
+        sqlite3_stmt *st;
+        CHECK(sqlite3_prepare_v2(db, "SELECT score FROM scores WHERE model = ?1 ORDER BY score "
+                                 "LIMIT 1 OFFSET ?2", -1, &st, NULL) == SQLITE_OK);
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (long long)ceil(0.9 * (double)n) - 1);
+        CHECK(sqlite3_step(st) == SQLITE_ROW);
+        CHECK_REL(jnum(q, "p90"), sqlite3_column_double(st, 0));
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    response_free(&r);
+}
+
+/* The reference map, whole and thinned deterministically. */
+TEST(daemon_map) {
+    if (daemon_up()) return;
+    detector d;
+    char err[256];
+    if (bundle_load(D.tiny, &d, err, sizeof err)) {
+        check_fail(__FILE__, __LINE__, "%s", err);
+        return;
+    }
+    response r = http("GET", "/v1/models/tiny/map", NULL);
+    EXPECT_STATUS(r, 200, NULL);
+    CHECK(jnum(r.json, "n") == d.n_ref && jnum(r.json, "n_ref") == d.n_ref);
+    CHECK(json_array_size(json_object_get(r.json, "points")) == (size_t)d.n_ref);
+    response_free(&r);
+    r = http("GET", "/v1/models/tiny/map?max_points=10", NULL);
+    response again = http("GET", "/v1/models/tiny/map?max_points=10", NULL);
+    EXPECT_STATUS(r, 200, NULL);
+    CHECK(r.body && again.body && !strcmp(r.body, again.body));
+    json_t *pts = json_object_get(r.json, "points"), *refs = json_object_get(r.json, "refs");
+    CHECK(json_array_size(pts) == 10 && json_array_size(refs) == 10);
+    for (size_t i = 0; i < json_array_size(pts); i++) {
+        size_t at = i * (size_t)d.n_ref / 10;
+        json_t *p = json_array_get(pts, i);
+        CHECK(json_integer_value(json_array_get(refs, i)) == d.ref_id[at]);
+        CHECK_NEAR(json_number_value(json_array_get(p, 0)), d.ref_map[2 * at], 1e-6);
+        CHECK_NEAR(json_number_value(json_array_get(p, 1)), d.ref_map[2 * at + 1], 1e-6);
+    }
+    response_free(&r);
+    response_free(&again);
+    detector_free(&d);
+    r = http("GET", "/v1/models/ctx/map?max_points=100000", NULL);
+    CHECK(r.json && !strcmp(jstr(r.json, "mode"), "context") && jnum(r.json, "n") == 150);
+    response_free(&r);
+    const char *bad[] = {"/v1/models/tiny/map?max_points=0", "/v1/models/tiny/map?max_points=x",
+                         "/v1/models/tiny/map?max_points=-3"};
+    for (size_t i = 0; i < 3; i++) {
+        r = http("GET", bad[i], NULL);
+        EXPECT_STATUS(r, 400, "invalid_query");
+        response_free(&r);
+    }
+    r = http("GET", "/v1/models/nope/map", NULL);
+    EXPECT_STATUS(r, 404, "unknown_model");
+    response_free(&r);
+}
+
+/* An Open Inference Protocol body for n samples of x: shape [n, 1, 8, 8], data nested by
+ * sample when nested, else flat. */
+static char *infer_body(const float *x, int n, int nested, const char *type) {
+    json_t *data = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *to = data;
+        if (nested) {
+            to = json_array();
+            json_array_append_new(data, to);
+        }
+        for (int j = 0; j < DIM; j++) json_array_append_new(to, json_real(x[i * DIM + j]));
+    }
+    json_t *root = json_pack("{s:s, s:[{s:s, s:[i, i, i, i], s:s, s:o}]}", "id", "v2-req",
+                             "inputs", "name", "input", "shape", n, 1, SIDE, SIDE,
+                             "datatype", type, "data", data);
+    char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(root);
+    return text;
+}
+
+/* KServe V2: the same scores as /v1, as output tensors; health and metadata. */
+TEST(daemon_v2_protocol) {
+    if (daemon_up()) return;
+    float x[3 * DIM];
+    fresh_samples(x, 2, 91, 0);
+    fresh_samples(x + 2 * DIM, 1, 92, 1);
+    response v1 = score("/v1/models/tiny/score", x, 3, NULL);
+    for (int nested = 0; nested < 2; nested++) {
+        char *body = infer_body(x, 3, nested, "FP32");
+        response r = http("POST", "/v2/models/tiny/infer", body);
+        free(body);
+        EXPECT_STATUS(r, 200, NULL);
+        CHECK(r.json && !strcmp(jstr(r.json, "model_name"), "tiny") &&
+              !strcmp(jstr(r.json, "model_version"), D.tiny_version) &&
+              !strcmp(jstr(r.json, "id"), "v2-req"));
+        json_t *outs = json_object_get(r.json, "outputs");
+        CHECK(json_array_size(outs) == 4);
+        json_t *ids = json_object_get(json_array_get(outs, 3), "data");
+        pthread_mutex_lock(&D.lock);
+        for (size_t i = 0; i < json_array_size(ids) && D.n_acked < MAX_ACKED; i++)
+            D.acked[D.n_acked++] = json_integer_value(json_array_get(ids, i));
+        pthread_mutex_unlock(&D.lock);
+        json_t *sc = json_array_get(outs, 0), *fl = json_array_get(outs, 1),
+               *pv = json_array_get(outs, 2);
+        CHECK(sc && !strcmp(jstr(sc, "name"), "score") && !strcmp(jstr(sc, "datatype"), "FP32"));
+        CHECK(fl && !strcmp(jstr(fl, "name"), "is_anomaly") && !strcmp(jstr(fl, "datatype"), "BOOL"));
+        CHECK(pv && !strcmp(jstr(pv, "name"), "p_value"));
+        CHECK(json_integer_value(json_array_get(json_object_get(sc, "shape"), 0)) == 3);
+        json_t *res = json_object_get(v1.json, "results");
+        for (size_t i = 0; i < 3; i++) {
+            json_t *want = json_array_get(res, i);
+            CHECK_REL(json_number_value(json_array_get(json_object_get(sc, "data"), i)),
+                      jnum(want, "score"));
+            CHECK(json_is_true(json_array_get(json_object_get(fl, "data"), i)) ==
+                  json_is_true(json_object_get(want, "is_anomaly")));
+            CHECK_REL(json_number_value(json_array_get(json_object_get(pv, "data"), i)),
+                      jnum(want, "p_value"));
+        }
+        response_free(&r);
+    }
+    response_free(&v1);
+    char *fp64 = infer_body(x, 1, 0, "FP64"), *short_data = infer_body(x, 1, 0, "FP32");
+    char *p = short_data ? strstr(short_data, ",0.") : NULL;   /* drop one value */
+    if (p) memmove(p, strchr(p + 1, ','), strlen(strchr(p + 1, ',')) + 1);
+    const struct {
+        const char *path, *body;
+        int status;
+        const char *code;
+    } cases[] = {
+        {"/v2/models/tiny/infer", fp64, 400, "invalid_request"},
+        {"/v2/models/tiny/infer", short_data, 400, "wrong_length"},
+        {"/v2/models/tiny/infer", "{\"inputs\": []}", 400, "invalid_request"},
+        {"/v2/models/tiny/infer", "{\"inputs\": [{\"name\": \"i\", \"shape\": [1, 63], "
+                                  "\"datatype\": \"FP32\", \"data\": []}]}", 400, "wrong_length"},
+        {"/v2/models/tiny/infer", "{\"inputs\": [{\"name\": \"i\", \"shape\": [17, 64], "
+                                  "\"datatype\": \"FP32\", \"data\": []}]}", 413, "batch_too_large"},
+        {"/v2/models/tiny/infer", "{\"inputs\": [{\"name\": \"i\", \"shape\": [1, 64], "
+                                  "\"datatype\": \"FP32\", \"data\": [\"a\"]}]}", 400, "not_a_number"},
+        {"/v2/models/tiny/infer", "{\"inputz\": 1}", 400, "unknown_field"},
+        {"/v2/models/nope/infer", "{}", 404, "unknown_model"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        response r = http("POST", cases[i].path, cases[i].body);
+        if (r.status != cases[i].status) check_fail(__FILE__, __LINE__, "v2 case %zu", i);
+        EXPECT_STATUS(r, cases[i].status, cases[i].code);
+        response_free(&r);
+    }
+    free(fp64);
+    free(short_data);
+    response r = http("GET", "/v2/health/live", NULL);
+    CHECK(r.status == 200 && json_is_true(json_object_get(r.json, "live")));
+    response_free(&r);
+    r = http("GET", "/v2/health/ready", NULL);
+    CHECK(r.status == 200 && json_is_true(json_object_get(r.json, "ready")));
+    response_free(&r);
+    r = http("GET", "/v2/models/ctx/ready", NULL);
+    CHECK(r.status == 200 && json_is_true(json_object_get(r.json, "ready")) &&
+          !strcmp(jstr(r.json, "name"), "ctx"));
+    response_free(&r);
+    r = http("GET", "/v2/models/nope/ready", NULL);
+    EXPECT_STATUS(r, 404, "unknown_model");
+    response_free(&r);
+    r = http("GET", "/v2/models/tiny", NULL);
+    json_t *in = json_array_get(json_object_get(r.json, "inputs"), 0);
+    CHECK(r.status == 200 && !strcmp(jstr(r.json, "name"), "tiny"));
+    CHECK(!strcmp(json_string_value(json_array_get(json_object_get(r.json, "versions"), 0)),
+                  D.tiny_version));
+    CHECK(json_integer_value(json_array_get(json_object_get(in, "shape"), 1)) == DIM);
+    CHECK(json_array_size(json_object_get(r.json, "outputs")) == 4);
+    response_free(&r);
+}
+
+/* The version GET /v1/models/swap reports, into out (65 bytes). */
+static void swap_version(char *out) {
+    response r = http("GET", "/v1/models/swap", NULL);
+    snprintf(out, 65, "%s", r.json && jstr(r.json, "version") ? jstr(r.json, "version") : "");
+    response_free(&r);
+}
+
+/* Send SIGHUP and wait until the daemon's output says `want` one more time. */
+static int sighup_until(const char *want) {
+    char *out = slurp(D.log);
+    int seen = 0;
+    for (const char *at = out; at && (at = strstr(at, want)); at++) seen++;
+    free(out);
+    CHECK(kill(D.pid, SIGHUP) == 0);
+    for (int waited = 0; waited < 10000; waited += 20) {
+        int now = 0;
+        out = slurp(D.log);
+        for (const char *at = out; at && (at = strstr(at, want)); at++) now++;
+        free(out);
+        if (now > seen) return 0;
+        sleep_ms(20);
+    }
+    check_fail(__FILE__, __LINE__, "no '%s' after SIGHUP", want);
+    return -1;
+}
+
+/* SIGHUP reloads every bundle; a corrupt one leaves the old models serving. */
+TEST(daemon_sighup_reload) {
+    if (daemon_up()) return;
+    char v[65];
+    swap_version(v);
+    CHECK(!strcmp(v, D.tiny_version));
+    if (install_file(D.ctx, D.swap) || sighup_until("reload done")) return;
+    swap_version(v);
+    CHECK_MSG(!strcmp(v, D.ctx_version), "after reload: %s", v);
+    float x[DIM];
+    fresh_samples(x, 1, 123, 0);
+    response r = score("/v1/models/swap/score", x, 0, NULL);
+    CHECK(r.json && !strcmp(jstr(r.json, "version"), D.ctx_version));
+    response_free(&r);
+    FILE *f = fopen(D.swap, "wb");
+    if (f) {
+        fputs("not a bundle", f);
+        fclose(f);
+    }
+    if (sighup_until("reload failed")) return;
+    swap_version(v);
+    CHECK_MSG(!strcmp(v, D.ctx_version), "after a failed reload: %s", v);
+    r = score("/v1/models/swap/score", x, 0, NULL);
+    CHECK(r.json && !strcmp(jstr(r.json, "version"), D.ctx_version));
+    response_free(&r);
+    char *out = slurp(D.log);
+    CHECK(out && strstr(out, "still serving the previous models: model swap"));
+    free(out);
+}
+
+/* Under systemd: READY=1 once serving, WATCHDOG=1 pings at half of WATCHDOG_USEC, and
+ * STOPPING=1 on SIGTERM, as datagrams to $NOTIFY_SOCKET. */
+TEST(daemon_sd_notify) {
+    if (make_bundles()) return;
+    char sock[600], db[600], model[600];
+    snprintf(sock, sizeof sock, "%s/notify.sock", test_tmpdir());
+    snprintf(db, sizeof db, "%s/notify.db", test_tmpdir());
+    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    unlink(sock);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int fd = strlen(sock) < sizeof a.sun_path ? socket(AF_UNIX, SOCK_DGRAM, 0) : -1;
+    if (fd >= 0) memcpy(a.sun_path, sock, strlen(sock) + 1);
+    struct timeval tv = {10, 0};
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        check_fail(__FILE__, __LINE__, "cannot bind %s", sock);
+        if (fd >= 0) close(fd);
+        return;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        setenv("NOTIFY_SOCKET", sock, 1);
+        setenv("WATCHDOG_USEC", "100000", 1);
+        execl(anodmd_bin(), "anodmd", "--model", model, "--port", "0", "--db", db, (char *)NULL);
+        _exit(127);
+    }
+    const char *want[] = {"READY=1", "WATCHDOG=1", "WATCHDOG=1", "STOPPING=1"};
+    for (int i = 0; pid > 0 && i < 4; i++) {
+        char buf[256];
+        ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        buf[n > 0 ? n : 0] = 0;
+        while (i == 3 && !strcmp(buf, "WATCHDOG=1")) {   /* pings until the stop lands */
+            n = recv(fd, buf, sizeof buf - 1, 0);
+            buf[n > 0 ? n : 0] = 0;
+        }
+        CHECK_MSG(!strcmp(buf, want[i]), "message %d: '%s', want '%s'", i, buf, want[i]);
+        if (i == 2) kill(pid, SIGTERM);
+    }
+    int status = -1;
+    if (pid > 0) waitpid(pid, &status, 0);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    close(fd);
+    unlink(sock);
 }
 
 typedef struct {

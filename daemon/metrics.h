@@ -1,0 +1,32 @@
+/* metrics.h — anodmd's counters and histograms, for GET /metrics (Prometheus text).
+ *
+ * Every request, scored batch and log commit adds to a family of labelled series (by
+ * route and status, by model, or none). Updates are a few additions under one mutex:
+ * they happen once per request or commit, never per sample value, so a lock costs less
+ * than it would to keep a lock-free map of label sets that grow at run time (routes
+ * and status codes are not known up front, and models change on reload). Series are
+ * never removed, so a counter a scraper has seen never goes backwards. */
+#ifndef ANODMD_METRICS_H
+#define ANODMD_METRICS_H
+
+typedef struct metrics metrics;
+
+/* Gauges read at scrape time from the modules that own them. */
+typedef struct {
+    int models_loaded;
+    long log_queue;              /* score rows waiting for the log writer */
+} metrics_gauges;
+
+/* Empty families; NULL when out of memory. */
+metrics *metrics_create(void);
+void metrics_free(metrics *m);
+/* One answered request: its route (the OpenAPI path), status and time taken. */
+void metrics_request(metrics *m, const char *route, int status, double seconds);
+/* One scored batch of n samples of which anomalies were flagged, by model. */
+void metrics_scored(metrics *m, const char *model, int n, int anomalies);
+/* One log transaction: how long it took and whether it committed. */
+void metrics_db_write(metrics *m, double seconds, int ok);
+/* Everything in the Prometheus text exposition format 0.0.4 (malloc'd; NULL if OOM). */
+char *metrics_render(metrics *m, const metrics_gauges *g);
+
+#endif
