@@ -21,9 +21,9 @@
 #include <cblas.h>
 
 #include "dataset.h"
+#include "cli.h"
 #include "tsne.h"
 
-int bench_tsne_main(int argc, char **argv);
 
 static double now_s(void) {
     struct timespec t;

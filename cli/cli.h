@@ -10,6 +10,7 @@
 
 int cmd_train(int argc, char **argv);       /* anodm train: fit a beta-VAE */
 int cmd_bench_vae(int argc, char **argv);   /* anodm bench-vae: one timed training epoch */
+int bench_tsne_main(int argc, char **argv); /* anodm bench-tsne: t-SNE fit and placement timings */
 int cmd_score(int argc, char **argv);       /* anodm score: offline scoring with a bundle */
 int cmd_inspect(int argc, char **argv);     /* anodm inspect: a model bundle's contents */
 

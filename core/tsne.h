@@ -28,6 +28,9 @@
  * points for the daemon's context mode (SPEC.md: "recurring anomaly types form
  * islands"). Scores from the window depend on recent traffic.
  *
+ * Threads: a tsne_map is immutable once created, so any number of threads may place
+ * into it at once; a tsne_window is one stream's state and takes one caller at a time.
+ *
  * Errors: functions return 0 (or a pointer) on success and -1 (or NULL) on bad input or
  * out of memory, with a message in err. Non-finite input, perplexity outside [1, 100],
  * fewer than 3*perplexity + 1 points, and (fit only) all points identical are errors. Duplicate
@@ -109,6 +112,8 @@ int tsne_fit(const float *X, int n, int d, const tsne_options *opt, float *Y, do
 
 /* ---- placement into a fixed map ------------------------------------------------ */
 
+/* The optimiser is momentum gradient descent with the gradient's norm clipped; no
+ * per-coordinate gains (for one 2-D point they grow unchecked and fling it away). */
 typedef struct {
     double perplexity;      /* 30 (1..100): neighbours = 3 * perplexity latents */
     int n_iter;             /* 100; 0 = the P-weighted mean of the neighbours' positions */
@@ -126,7 +131,9 @@ void tsne_place_options_default(tsne_place_options *o);
 typedef struct tsne_map tsne_map;
 
 /* Copies X (n x d) and Y (n x 2). box_width: the field grid's box size in map units
- * (0 = 0.5); smaller is more accurate and uses more memory. */
+ * (0 = 0.5, 3 nodes per box), capped so the grid's FFT is at most 2048^2: a 10000-point
+ * map (extent ~170) then holds ~38 MB and needs ~100 MB more while it is built; a
+ * larger box_width trades field accuracy for memory (docs/TSNE.md). */
 tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double box_width,
                           char *err, size_t errlen);
 void tsne_map_free(tsne_map *m);

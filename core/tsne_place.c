@@ -283,18 +283,48 @@ double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float
 typedef struct {
     int *idx;
     float *d2;
-    double *p;
+    double *p, *nx, *ny;     /* neighbours' weights and positions */
 } place_buf;
 
 static int place_buf_init(place_buf *b, int k) {
     b->idx = malloc((size_t)k * sizeof *b->idx);
     b->d2 = malloc((size_t)k * sizeof *b->d2);
     b->p = malloc((size_t)k * sizeof *b->p);
-    return b->idx && b->d2 && b->p ? 0 : -1;
+    b->nx = malloc((size_t)k * sizeof *b->nx);
+    b->ny = malloc((size_t)k * sizeof *b->ny);
+    return b->idx && b->d2 && b->p && b->nx && b->ny ? 0 : -1;
 }
 
 static void place_buf_free(place_buf *b) {
-    free(b->idx); free(b->d2); free(b->p);
+    free(b->idx); free(b->d2); free(b->p); free(b->nx); free(b->ny);
+}
+
+/* Attraction sum_j p_j w_j (y - y_j) over k neighbours, in LANES partial sums so that
+ * the compiler vectorises it (fixed order: deterministic). */
+#define LANES 8
+static void attract(const double *p, const double *nx, const double *ny, int k,
+                    const double y[2], double g[2]) {
+    double ax[LANES] = { 0 }, ay[LANES] = { 0 };
+    int r = 0;
+    for (; r + LANES <= k; r += LANES) {
+        for (int u = 0; u < LANES; u++) {
+            double dx = y[0] - nx[r + u], dy = y[1] - ny[r + u];
+            double v = p[r + u] / (1.0 + dx * dx + dy * dy);
+            ax[u] += v * dx;
+            ay[u] += v * dy;
+        }
+    }
+    for (; r < k; r++) {
+        double dx = y[0] - nx[r], dy = y[1] - ny[r];
+        double v = p[r] / (1.0 + dx * dx + dy * dy);
+        ax[0] += v * dx;
+        ay[0] += v * dy;
+    }
+    g[0] = g[1] = 0.0;
+    for (int u = 0; u < LANES; u++) {
+        g[0] += ax[u];
+        g[1] += ay[u];
+    }
 }
 
 /* Clip g to norm max_grad, then one momentum step of position y. No per-coordinate
@@ -319,17 +349,14 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
     tsne_calibrate(b->d2, k, o->perplexity, b->p, NULL);
     double y[2] = { 0, 0 }, upd[2] = { 0, 0 };
     for (int r = 0; r < k; r++) {
-        y[0] += b->p[r] * m->Y[2 * b->idx[r]];
-        y[1] += b->p[r] * m->Y[2 * b->idx[r] + 1];
+        b->nx[r] = m->Y[2 * b->idx[r]];
+        b->ny[r] = m->Y[2 * b->idx[r] + 1];
+        y[0] += b->p[r] * b->nx[r];
+        y[1] += b->p[r] * b->ny[r];
     }
     for (int it = 0; it < o->n_iter; it++) {
-        double g[2] = { 0, 0 }, rep[2], z;
-        for (int r = 0; r < k; r++) {
-            double dx = y[0] - m->Y[2 * b->idx[r]], dy = y[1] - m->Y[2 * b->idx[r] + 1];
-            double v = b->p[r] / (1.0 + dx * dx + dy * dy);
-            g[0] += v * dx;
-            g[1] += v * dy;
-        }
+        double g[2], rep[2], z;
+        attract(b->p, b->nx, b->ny, k, y, g);
         tsne_map_field(m, y, o->exact, rep, &z);
         g[0] = o->exaggeration * g[0] - rep[0] / z;
         g[1] = o->exaggeration * g[1] - rep[1] / z;
@@ -505,8 +532,8 @@ typedef struct {
 static void merge_calibrate(void *vctx, int begin, int end) {
     merge_ctx *c = vctx;
     int k = c->k, n = c->in->m->n, f = c->in->f;
-    float tmpd[2 * 3 * 100 + 1];
-    int tmpi[2 * 3 * 100 + 1];
+    float tmpd[KNN_MAX_K];
+    int tmpi[KNN_MAX_K];
     for (int i = begin; i < end; i++) {
         size_t at = (size_t)i * k;
         /* reference + fixed first, then + new */

@@ -21,3 +21,10 @@ echo "$t_line"
 c_s=$(echo "$c_line" | sed -n 's/.* epoch_s=\([0-9.]*\) .*/\1/p')
 t_s=$(echo "$t_line" | sed -n 's/.* epoch_s=\([0-9.]*\) .*/\1/p')
 echo "$c_s $t_s" | awk '{ printf "vae epoch: C %.1f s, PyTorch %.1f s: C is %.2fx as fast as PyTorch\n", $1, $2, $2 / $1 }'
+
+#   2. t-SNE: our fit against scikit-learn's TSNE (Barnes-Hut, same perplexity,
+#      iterations and threads) on PCA-50 of Fashion-MNIST, then placement speed and error.
+#      TSNE_SIZES=5000,10000,60000 adds the large fit (scikit-learn takes ~17 min there).
+echo "== t-SNE fit and placement, $THREADS threads"
+OPENBLAS_NUM_THREADS=1 "$PYTHON" tests/bench_tsne.py --bin "$ANODM_BIN" \
+  --sizes "${TSNE_SIZES:-5000,10000}" --threads "$THREADS"

@@ -607,3 +607,25 @@ TEST(tsne_place_bad_input) {
     tsne_map_free(m);
     free(X); free(Y);
 }
+
+/* Sets above 1024 points take the Barnes-Hut path for new-new repulsion. */
+TEST(tsne_coplace_large_set) {
+    ref_map r = make_ref(1500, 8, 3, 35);
+    int q = 1100;
+    float *Q = blobs(q, r.d, 4, 36), *A = malloc(q * 2 * sizeof *A), *B = malloc(q * 2 * sizeof *B);
+    tsne_place_options o;
+    tsne_place_options_default(&o);
+    o.n_iter = 20;
+    char err[200];
+    CHECK(tsne_coplace(r.m, &o, Q, q, A, err, sizeof err) == 0);
+    o.n_threads = 2;
+    CHECK(tsne_coplace(r.m, &o, Q, q, B, err, sizeof err) == 0);
+    CHECK(memcmp(A, B, q * 2 * sizeof *A) == 0);   /* thread count does not matter */
+    double ext = extent_of(r.Y, r.n);
+    for (int i = 0; i < q; i++) {
+        CHECK(isfinite(A[2 * i]) && isfinite(A[2 * i + 1]));
+        CHECK(fabs(A[2 * i]) < 2 * ext && fabs(A[2 * i + 1]) < 2 * ext);
+    }
+    free_ref(&r);
+    free(Q); free(A); free(B);
+}
