@@ -94,6 +94,11 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     return 0;
 }
 
+void scorer_window(const scorer *s, const float **pos, int *n) {
+    *pos = s->window ? tsne_window_positions(s->window) : NULL;
+    *n = s->window ? tsne_window_count(s->window) : 0;
+}
+
 void detector_finish_result(const detector *d, detector_result *r) {
     r->z_re = score_standardise(r->d_re, d->re);
     r->z_map = score_standardise(r->d_map, d->map);

@@ -26,6 +26,9 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
 /* Full scores: terms, then standardised terms, fused and raw score, p-value, verdict. */
 int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
                  int *nn_idx, float *nn_dist, char *err, size_t errlen);
+/* Context mode: the sliding window's positions, *n points of (x, y), oldest first, valid
+ * until the next scoring call; single mode: NULL and 0. */
+void scorer_window(const scorer *s, const float **pos, int *n);
 /* Fill in the calibrated fields of res from its raw terms. */
 void detector_finish_result(const detector *d, detector_result *res);
 

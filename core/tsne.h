@@ -174,6 +174,8 @@ typedef struct tsne_window tsne_window;
 tsne_window *tsne_window_create(const tsne_map *m, int capacity, char *err, size_t errlen);
 void tsne_window_free(tsne_window *w);
 int tsne_window_count(const tsne_window *w);
+/* The window's positions: tsne_window_count x 2, oldest first, valid until the next add. */
+const float *tsne_window_positions(const tsne_window *w);
 /* Co-place the batch X (count x d) against reference + window; positions in Y. */
 int tsne_window_add(tsne_window *w, const tsne_place_options *opt, const float *X,
                     int count, float *Y, char *err, size_t errlen);

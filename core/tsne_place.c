@@ -732,6 +732,8 @@ void tsne_window_free(tsne_window *w) {
 
 int tsne_window_count(const tsne_window *w) { return w->count; }
 
+const float *tsne_window_positions(const tsne_window *w) { return w->Y; }
+
 int tsne_window_add(tsne_window *w, const tsne_place_options *opt, const float *X, int count,
                     float *Y, char *err, size_t errlen) {
     tsne_place_options def;

@@ -19,12 +19,18 @@ static const struct setting {
     {"bind", KIND_TEXT, offsetof(config, bind), sizeof((config *)0)->bind, 0, 0},
     {"port", KIND_INT, offsetof(config, port), 0, 0, 65535},
     {"db", KIND_TEXT, offsetof(config, db), sizeof((config *)0)->db, 0, 0},
+    {"retention_days", KIND_INT, offsetof(config, retention_days), 0, 0, 36500},
+    {"retention_rows", KIND_SIZE, offsetof(config, retention_rows), 0, 0, 1LL << 40},
     {"threads", KIND_INT, offsetof(config, threads), 0, 1, 256},
+    {"workers", KIND_INT, offsetof(config, workers), 0, 1, 256},
+    {"batch_window_us", KIND_INT, offsetof(config, batch_window_us), 0, 0, 1000000},
     {"max_body_bytes", KIND_SIZE, offsetof(config, max_body_bytes), 0, 1024, 1LL << 30},
     {"max_batch", KIND_INT, offsetof(config, max_batch), 0, 1, 65536},
     {"max_connections", KIND_INT, offsetof(config, max_connections), 0, 1, 65536},
     {"timeout_seconds", KIND_INT, offsetof(config, timeout_seconds), 0, 1, 86400},
     {"drain_seconds", KIND_INT, offsetof(config, drain_seconds), 0, 0, 3600},
+    {"api_keys_file", KIND_TEXT, offsetof(config, api_keys_file),
+     sizeof((config *)0)->api_keys_file, 0, 0},
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -34,6 +40,8 @@ void config_init(config *c) {
     c->port = 8080;
     snprintf(c->db, sizeof c->db, "anodmd.db");
     c->threads = 4;
+    c->workers = 4;
+    c->batch_window_us = 500;
     c->max_body_bytes = (size_t)16 << 20;
     c->max_batch = 256;
     c->max_connections = 256;
@@ -46,7 +54,23 @@ static void clear_models(config *c) {
     c->n_models = 0;
 }
 
-void config_free(config *c) { clear_models(c); }
+void config_free(config *c) {
+    clear_models(c);
+    free(c->api_keys);
+    c->api_keys = NULL;
+}
+
+/* The api_keys setting: kept whole (auth.c checks each key) and never echoed. */
+static int set_api_keys(config *c, const char *value, char *err, size_t errlen) {
+    char *keys = strdup(value);
+    if (!keys) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(c->api_keys);
+    c->api_keys = keys;
+    return 0;
+}
 
 /* Append a model spec; the first model a source gives replaces an earlier source's. */
 static int add_model(config *c, config_source source, const char *spec, const char *where,
@@ -76,6 +100,7 @@ static int parse_int(const char *s, long long min, long long max, long long *v) 
 int config_set(config *c, config_source source, const char *key, const char *value,
                const char *where, char *err, size_t errlen) {
     if (!strcmp(key, "model")) return add_model(c, source, value, where, err, errlen);
+    if (!strcmp(key, "api_keys")) return set_api_keys(c, value, err, errlen);
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const struct setting *s = &SETTINGS[i];
         if (strcmp(key, s->key)) continue;
@@ -160,6 +185,9 @@ int config_load_env(config *c, char *err, size_t errlen) {
     const char *v;
     env_name("model", name, sizeof name);
     if ((v = getenv(name)) && config_set(c, SRC_ENV, "model", v, name, err, errlen)) return -1;
+    env_name("api_keys", name, sizeof name);
+    if ((v = getenv(name)) && config_set(c, SRC_ENV, "api_keys", v, name, err, errlen))
+        return -1;
     for (size_t i = 0; i < N_SETTINGS; i++) {
         env_name(SETTINGS[i].key, name, sizeof name);
         if ((v = getenv(name)) && config_set(c, SRC_ENV, SETTINGS[i].key, v, name, err, errlen))
@@ -169,9 +197,14 @@ int config_load_env(config *c, char *err, size_t errlen) {
 }
 
 void config_print(const config *c, FILE *f) {
-    fprintf(f, "bind = %s\nport = %d\ndb = %s\nthreads = %d\nmax_body_bytes = %zu\n"
-            "max_batch = %d\nmax_connections = %d\ntimeout_seconds = %d\ndrain_seconds = %d\n",
-            c->bind, c->port, c->db, c->threads, c->max_body_bytes, c->max_batch,
+    fprintf(f, "bind = %s\nport = %d\ndb = %s\nretention_days = %d\nretention_rows = %zu\n"
+            "threads = %d\nworkers = %d\nbatch_window_us = %d\nmax_body_bytes = %zu\n"
+            "max_batch = %d\nmax_connections = %d\ntimeout_seconds = %d\n"
+            "drain_seconds = %d\n",
+            c->bind, c->port, c->db, c->retention_days, c->retention_rows, c->threads,
+            c->workers, c->batch_window_us, c->max_body_bytes, c->max_batch,
             c->max_connections, c->timeout_seconds, c->drain_seconds);
+    if (*c->api_keys_file) fprintf(f, "api_keys_file = %s\n", c->api_keys_file);
+    if (c->api_keys) fprintf(f, "# api_keys is set (not shown)\n");
     for (int i = 0; i < c->n_models; i++) fprintf(f, "model = %s\n", c->models[i]);
 }

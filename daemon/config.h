@@ -6,7 +6,8 @@
  * model list is the one setting that repeats; a source that names models replaces the
  * list an earlier source gave, so `--model` on the command line never silently adds to
  * the models of the file. Values are checked when they are set, so a bad value is
- * reported with where it came from (file:line, variable or flag). */
+ * reported with where it came from (file:line, variable or flag); API keys are secrets,
+ * so neither an error nor config_print ever shows one. */
 #ifndef ANODMD_CONFIG_H
 #define ANODMD_CONFIG_H
 
@@ -21,15 +22,21 @@ typedef struct {
     char bind[64];               /* IPv4 address to listen on (127.0.0.1) */
     int port;                    /* 8080; 0 = any free port */
     char db[4096];               /* score log (anodmd.db) */
-    int threads;                 /* HTTP worker threads (4) */
+    int retention_days;          /* log rows older than this are deleted (0: kept) */
+    size_t retention_rows;       /* at most this many log rows are kept (0: any) */
+    int threads;                 /* HTTP polling threads (4) */
+    int workers;                 /* scoring threads (4) */
+    int batch_window_us;         /* how long a request waits for others to batch with (500) */
     char *models[CONFIG_MAX_MODELS];   /* "[NAME=]PATH", malloc'd */
     int n_models;
     config_source models_from;
     size_t max_body_bytes;       /* request body limit (16 MiB) */
-    int max_batch;               /* samples per request (256) */
+    int max_batch;               /* samples per request and per scorer call (256) */
     int max_connections;         /* open connections (256) */
     int timeout_seconds;         /* idle connection timeout (30) */
     int drain_seconds;           /* how long shutdown waits for requests in flight (10) */
+    char *api_keys;              /* comma-separated Bearer keys, malloc'd; NULL: none */
+    char api_keys_file[4096];    /* a file of keys, one per line; "": none */
 } config;
 
 /* The defaults. */

@@ -19,11 +19,14 @@ struct http_server {
     int port;
 };
 
-/* One request's state while its body arrives. */
+/* One request's state while its body arrives and, when a worker answers it, while the
+ * connection is parked. */
 typedef struct {
     char *body;
     size_t len, cap;
     int too_large;
+    int parked;                  /* handed to a worker, which fills r and wakes us */
+    reply r;
     struct timespec start;       /* when its headers arrived, for the latency metric */
 } request_state;
 
@@ -57,6 +60,8 @@ static enum MHD_Result send_reply(http_server *s, struct MHD_Connection *c,
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             r->content_type ? r->content_type : "application/json");
     if (r->allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->challenge)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->challenge);
     if (atomic_load(&s->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)r->status, resp);
@@ -97,6 +102,13 @@ static const char *query_value(void *conn, const char *key) {
     return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+/* A parked connection leaves the polling thread's event loop until woken, so the thread
+ * serves other connections while a worker scores. */
+static void park(void *conn) { MHD_suspend_connection(conn); }
+
+/* Called by the worker once the reply is filled in: MHD calls on_request again. */
+static void wake(void *conn) { MHD_resume_connection(conn); }
+
 /* The first call for a request: its state, and an early 413 from Content-Length. */
 static enum MHD_Result begin_request(http_server *s, struct MHD_Connection *c,
                                      const char *url, void **con_cls) {
@@ -132,12 +144,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (st->too_large)
         return send_error(s, c, st, url, 413, "body_too_large",
                           "the request body exceeds max_body_bytes");
+    if (st->parked) return send_reply(s, c, st, url, &st->r);   /* woken: answered */
     request rq = {.method = method, .path = url, .body = st->body ? st->body : "",
-                  .len = st->len, .query = query_value, .conn = c,
+                  .len = st->len, .query = query_value, .park = park, .wake = wake, .conn = c,
+                  .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                               MHD_HTTP_HEADER_AUTHORIZATION),
                   .draining = atomic_load(&s->draining)};
-    reply r = {0};
-    routes_handle(s->a, &rq, &r);
-    return send_reply(s, c, st, url, &r);
+    if (routes_handle(s->a, &rq, &st->r)) {
+        st->parked = 1;
+        return MHD_YES;
+    }
+    return send_reply(s, c, st, url, &st->r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -148,6 +165,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     request_state *st = *con_cls;
     if (!st) return;
     free(st->body);
+    free(st->r.body);            /* a reply that was never sent */
     free(st);
     *con_cls = NULL;
     atomic_fetch_sub(&s->in_flight, 1);
@@ -164,7 +182,7 @@ http_server *http_start(const config *cfg, app *a, char *err, size_t errlen) {
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port)};
     inet_pton(AF_INET, cfg->bind, &addr.sin_addr);   /* checked by config_set */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     s->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
@@ -196,6 +214,9 @@ void http_stop(http_server *s) {
     if (atomic_load(&s->in_flight) > 0)
         fprintf(stderr, "anodmd: %d requests still running after %d s; stopping anyway\n",
                 atomic_load(&s->in_flight), s->cfg->drain_seconds);
+    /* libmicrohttpd must not stop with a connection parked: the workers finish and wake
+     * every one first. */
+    batch_stop(s->a->batch);
     MHD_stop_daemon(s->mhd);
     free(s);
 }

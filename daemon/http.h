@@ -3,7 +3,9 @@
  * libmicrohttpd runs a pool of threads polling with epoll; a handler runs on the thread
  * that read its request. This layer gathers a request's body (refusing one larger than
  * the limit with 413, before reading it when Content-Length says so), hands the whole
- * request to routes.c and sends back its JSON. Shutdown is graceful: stop accepting,
+ * request to routes.c and sends back its JSON. A request routes.c hands to a scoring
+ * worker is suspended (MHD_suspend_connection) until the worker resumes it, so polling
+ * threads never wait on maths or on the log. Shutdown is graceful: stop accepting,
  * let the requests in flight finish (bounded by drain_seconds), then stop. */
 #ifndef ANODMD_HTTP_H
 #define ANODMD_HTTP_H

@@ -13,6 +13,14 @@
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define BUSY_TIMEOUT_MS 5000
+/* Retention deletes at most TRIM_CHUNK rows per transaction, so the writer never holds
+ * the database (and scores waiting for their commit) for long. It looks once every
+ * TRIM_PERIOD_NS, and again after TRIM_AGAIN_NS while a backlog remains, which lets the
+ * groups queued meanwhile commit between the chunks. */
+#define TRIM_CHUNK 1000
+#define TRIM_PERIOD_NS 1000000000LL
+#define TRIM_AGAIN_NS 10000000LL
+#define DAY_MS 86400000LL
 
 /* Version SCHEMA_VERSION. The indexes serve GET /v1/scores: the primary key pages the
  * whole log, the others page one model, one source, or the anomalies, in id order. */
@@ -37,28 +45,29 @@ static const char SCHEMA[] =
     "id, ts_ms, model, version, request_id, source, idx, score, raw_score, is_anomaly, " \
     "threshold, p_value, d_re, d_map, z_re, z_map, x, y, nearest_ref, nearest_distance"
 
-/* One request's rows, queued for the writer; the requester waits for done. */
-typedef struct pending {
-    api_score_record *rec;
-    int n;
-    int done, rc;
-    struct pending *next;
-} pending;
-
 struct scorelog {
     sqlite3 *wdb, *rdb;          /* the writer's and the readers' connections */
-    sqlite3_stmt *insert;
+    sqlite3_stmt *insert, *trim_age, *trim_rows;
     pthread_mutex_t rlock;       /* guards rdb */
     pthread_mutex_t lock;        /* guards everything below */
     pthread_cond_t work, done;
-    pending *head, **tail;
+    scorelog_ticket *head, **tail;
     long queued;                 /* rows in the pending list */
     int stopping, healthy;
     char state[256];
     uint64_t rows, commits;
+    int keep_days;               /* retention: 0 keeps rows for ever */
+    long long keep_rows;         /* retention: 0 keeps any number */
+    long long next_trim_ns;      /* monotonic time retention is next applied */
     metrics *metrics;
     pthread_t writer;
 };
+
+static long long monotonic_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 
 /* err = what + the connection's last message. */
 static void db_error(sqlite3 *db, const char *what, char *err, size_t errlen) {
@@ -155,9 +164,9 @@ static int insert_record(sqlite3_stmt *st, const api_score_record *r) {
 }
 
 /* Write every queued request in one transaction, filling in log ids. */
-static int write_group(scorelog *l, pending *group, char *err, size_t errlen) {
+static int write_group(scorelog *l, scorelog_ticket *group, char *err, size_t errlen) {
     if (exec(l->wdb, "BEGIN IMMEDIATE", err, errlen)) return -1;
-    for (pending *p = group; p; p = p->next)
+    for (scorelog_ticket *p = group; p; p = p->next)
         for (int i = 0; i < p->n; i++) {
             if (insert_record(l->insert, &p->rec[i])) {
                 db_error(l->wdb, "writing a score", err, errlen);
@@ -173,14 +182,72 @@ static int write_group(scorelog *l, pending *group, char *err, size_t errlen) {
     return -1;
 }
 
-/* The writer: take everything queued, commit it together, wake the requesters. */
+/* Run a trim statement (?1 its bound, ?2 the chunk); rows deleted, or -1 with err. */
+static int trim(sqlite3 *db, sqlite3_stmt *st, long long bound, char *err, size_t errlen) {
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, bound);
+    sqlite3_bind_int(st, 2, TRIM_CHUNK);
+    if (sqlite3_step(st) == SQLITE_DONE) return sqlite3_changes(db);
+    db_error(db, "applying retention", err, errlen);
+    sqlite3_reset(st);
+    return -1;
+}
+
+/* One round of retention: at most a chunk of rows older than keep_days, and a chunk of
+ * the oldest beyond keep_rows. Returns 1 when a chunk was full (more to delete). */
+static int apply_retention(scorelog *l, int keep_days, long long keep_rows) {
+    char err[256];
+    int age = 0, count = 0;
+    if (keep_days) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        age = trim(l->wdb, l->trim_age, now_ms - keep_days * DAY_MS, err, sizeof err);
+    }
+    if (keep_rows && age >= 0) count = trim(l->wdb, l->trim_rows, keep_rows, err, sizeof err);
+    if (age < 0 || count < 0) {
+        fprintf(stderr, "anodmd: %s (retried in %lld s)\n", err, TRIM_PERIOD_NS / 1000000000LL);
+        return 0;
+    }
+    return age == TRIM_CHUNK || count == TRIM_CHUNK;
+}
+
+/* Is retention on and due? Caller holds the lock. */
+static int retention_due(const scorelog *l, long long now) {
+    return (l->keep_days || l->keep_rows) && !l->stopping && now >= l->next_trim_ns;
+}
+
+/* Sleep until rows are queued, the log is closing or retention is due. Holds the lock. */
+static void writer_wait(scorelog *l) {
+    while (!l->head && !l->stopping && !retention_due(l, monotonic_ns())) {
+        if (!l->keep_days && !l->keep_rows) {
+            pthread_cond_wait(&l->work, &l->lock);
+            continue;
+        }
+        struct timespec t = {(time_t)(l->next_trim_ns / 1000000000LL),
+                             (long)(l->next_trim_ns % 1000000000LL)};
+        pthread_cond_timedwait(&l->work, &l->lock, &t);
+    }
+}
+
+/* The writer: take everything queued, commit it together, wake the requesters; between
+ * groups, apply retention a chunk at a time. */
 static void *writer_main(void *arg) {
     scorelog *l = arg;
     pthread_mutex_lock(&l->lock);
     for (;;) {
-        while (!l->head && !l->stopping) pthread_cond_wait(&l->work, &l->lock);
+        writer_wait(l);
+        if (retention_due(l, monotonic_ns())) {
+            int days = l->keep_days;
+            long long rows = l->keep_rows;
+            pthread_mutex_unlock(&l->lock);
+            int more = apply_retention(l, days, rows);
+            pthread_mutex_lock(&l->lock);
+            l->next_trim_ns = monotonic_ns() + (more ? TRIM_AGAIN_NS : TRIM_PERIOD_NS);
+            continue;
+        }
         if (!l->head) break;
-        pending *group = l->head;
+        scorelog_ticket *group = l->head;
         l->head = NULL;
         l->tail = &l->head;
         l->queued = 0;
@@ -193,8 +260,8 @@ static void *writer_main(void *arg) {
         metrics_db_write(l->metrics, (double)(t1.tv_sec - t0.tv_sec) +
                                          (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9, rc == 0);
         pthread_mutex_lock(&l->lock);
-        for (pending *p = group, *next; p; p = next) {
-            next = p->next;          /* p lives on its requester's stack: read it first */
+        for (scorelog_ticket *p = group, *next; p; p = next) {
+            next = p->next;          /* p belongs to its submitter once done: read it first */
             l->rows += rc ? 0 : (uint64_t)p->n;
             p->rc = rc;
             p->done = 1;
@@ -229,9 +296,25 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
         db_error(l->wdb, "preparing the insert", err, errlen);
         goto fail;
     }
+    /* Both walk the primary key from the oldest row, so a round costs a chunk, not a scan
+     * of the table. Ids grow with time (a row's ts_ms is taken as it is queued). */
+    if (sqlite3_prepare_v2(l->wdb, "DELETE FROM scores WHERE id IN (SELECT id FROM scores "
+                           "ORDER BY id LIMIT ?2) AND ts_ms < ?1", -1, &l->trim_age,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(l->wdb, "DELETE FROM scores WHERE id IN (SELECT id FROM scores "
+                           "WHERE id <= (SELECT max(id) FROM scores) - ?1 ORDER BY id "
+                           "LIMIT ?2)", -1, &l->trim_rows, NULL) != SQLITE_OK) {
+        db_error(l->wdb, "preparing retention", err, errlen);
+        goto fail;
+    }
     pthread_mutex_init(&l->rlock, NULL);
     pthread_mutex_init(&l->lock, NULL);
-    pthread_cond_init(&l->work, NULL);
+    /* Retention deadlines are monotonic: a clock step must not stall or rush them. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->work, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&l->done, NULL);
     l->tail = &l->head;
     l->healthy = 1;
@@ -243,6 +326,8 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->rlock);
 fail:
+    sqlite3_finalize(l->trim_rows);
+    sqlite3_finalize(l->trim_age);
     sqlite3_finalize(l->insert);
     sqlite3_close(l->rdb);
     sqlite3_close(l->wdb);
@@ -257,6 +342,8 @@ void scorelog_close(scorelog *l) {
     pthread_cond_signal(&l->work);
     pthread_mutex_unlock(&l->lock);
     pthread_join(l->writer, NULL);
+    sqlite3_finalize(l->trim_rows);
+    sqlite3_finalize(l->trim_age);
     sqlite3_finalize(l->insert);
     sqlite3_close(l->rdb);
     sqlite3_close(l->wdb);
@@ -267,28 +354,35 @@ void scorelog_close(scorelog *l) {
     free(l);
 }
 
-int scorelog_append(scorelog *l, api_score_record *rec, int n, char *err, size_t errlen) {
+int scorelog_submit(scorelog *l, scorelog_ticket *t, api_score_record *rec, int n, char *err,
+                    size_t errlen) {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     for (int i = 0; i < n; i++) {
         rec[i].ts_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
         rec[i].log_id = 0;
     }
-    pending p = {.rec = rec, .n = n};
+    *t = (scorelog_ticket){.rec = rec, .n = n};
     pthread_mutex_lock(&l->lock);
     if (l->stopping) {
         pthread_mutex_unlock(&l->lock);
         snprintf(err, errlen, "the log is closing");
         return -1;
     }
-    *l->tail = &p;
-    l->tail = &p.next;
+    *l->tail = t;
+    l->tail = &t->next;
     l->queued += n;
     pthread_cond_signal(&l->work);
-    while (!p.done) pthread_cond_wait(&l->done, &l->lock);
-    if (p.rc) snprintf(err, errlen, "%s", l->state);
     pthread_mutex_unlock(&l->lock);
-    return p.rc;
+    return 0;
+}
+
+int scorelog_wait(scorelog *l, scorelog_ticket *t, char *err, size_t errlen) {
+    pthread_mutex_lock(&l->lock);
+    while (!t->done) pthread_cond_wait(&l->done, &l->lock);
+    if (t->rc) snprintf(err, errlen, "%s", l->state);
+    pthread_mutex_unlock(&l->lock);
+    return t->rc;
 }
 
 /* Copy a text column (NULL reads as "") into out of size cap. */
@@ -462,6 +556,15 @@ int scorelog_healthy(scorelog *l, char *state, size_t statelen) {
     snprintf(state, statelen, "%s", l->state);
     pthread_mutex_unlock(&l->lock);
     return ok;
+}
+
+void scorelog_retain(scorelog *l, int days, long long rows) {
+    pthread_mutex_lock(&l->lock);
+    l->keep_days = days;
+    l->keep_rows = rows;
+    l->next_trim_ns = monotonic_ns();
+    pthread_cond_signal(&l->work);
+    pthread_mutex_unlock(&l->lock);
 }
 
 long scorelog_queued(scorelog *l) {

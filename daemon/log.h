@@ -3,11 +3,14 @@
  * SQLite allows one writer at a time and a commit costs an fsync, so one writer thread
  * owns the write connection and commits whatever has queued up since its last commit
  * in one transaction (group commit): under load many requests share one fsync, and a
- * lone request is written at once. A request thread hands its rows over and blocks
- * until they are committed, so a score is acknowledged only once it is durable, and the
- * log ids it returns are real. Readers use their own connection; WAL mode keeps them
- * from blocking the writer. The schema is versioned with PRAGMA user_version (SCHEMA in
- * log.c) and created on first open; a newer database is refused, not guessed at. */
+ * lone request is written at once. A scoring worker hands its rows over (in scoring
+ * order) and later waits until they are committed, so a score is acknowledged only once
+ * it is durable, and the log ids it returns are real. Readers use their own connection;
+ * WAL mode keeps them from blocking the writer. The schema is versioned with PRAGMA
+ * user_version (SCHEMA in log.c) and created on first open; a newer database is
+ * refused, not guessed at.
+ * Retention (by age and by row count) is the writer's too, in small deletes between
+ * group commits, so it never holds up a score for long. */
 #ifndef ANODMD_LOG_H
 #define ANODMD_LOG_H
 
@@ -19,14 +22,25 @@
 
 typedef struct scorelog scorelog;
 
+/* Rows handed to the writer; the submitter owns it (and the rows) until scorelog_wait. */
+typedef struct scorelog_ticket {
+    api_score_record *rec;
+    int n;
+    int done, rc;
+    struct scorelog_ticket *next;
+} scorelog_ticket;
+
 /* Open (creating if needed) the database at path and start its writer thread, which
  * reports each transaction to m. */
 scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen);
 /* Drain the queue, commit, stop the writer and close the database. */
 void scorelog_close(scorelog *l);
-/* Append n records (their log_id and ts_ms are set here) and wait until they are
- * committed. 0, or -1 with err when the write failed or the log is closing. */
-int scorelog_append(scorelog *l, api_score_record *rec, int n, char *err, size_t errlen);
+/* Queue n records without waiting (their ts_ms is set now, their log_id when written);
+ * rows are written in the order they are submitted. 0, or -1 with err when closing. */
+int scorelog_submit(scorelog *l, scorelog_ticket *t, api_score_record *rec, int n, char *err,
+                    size_t errlen);
+/* Wait until t's rows are committed. 0, or -1 with err when the write failed. */
+int scorelog_wait(scorelog *l, scorelog_ticket *t, char *err, size_t errlen);
 /* Record id into rec: 1 found, 0 no such id, -1 error (err). */
 int scorelog_get(scorelog *l, int64_t id, api_score_record *rec, char *err, size_t errlen);
 /* One page of the query into rec (room for q->limit), oldest first; *n rows. 0 or -1. */
@@ -38,6 +52,10 @@ int scorelog_summary(scorelog *l, int64_t now_ms, api_model_stats **out, int *n,
                      size_t errlen);
 /* 1 if the last write succeeded; state gets "ok" or the last error. */
 int scorelog_healthy(scorelog *l, char *state, size_t statelen);
+/* Keep rows for days (0: for ever) and at most rows of them (0: any number), the oldest
+ * going first: the writer deletes a chunk at a time between commits, checking once a
+ * second, starting now. */
+void scorelog_retain(scorelog *l, int days, long long rows);
 /* Score rows queued and not yet taken by the writer. */
 long scorelog_queued(scorelog *l);
 /* Rows written and transactions committed so far. */

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "blas.h"
+#include "auth.h"
+#include "batch.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -30,12 +32,18 @@ static void usage(FILE *f) {
         "  --bind ADDR              IPv4 address to listen on (127.0.0.1)\n"
         "  --port N                 port (8080; 0 = any free port)\n"
         "  --db PATH                score log, SQLite (anodmd.db)\n"
-        "  --threads N              HTTP worker threads (4)\n"
+        "  --retention-days N       delete log rows older than N days (0: keep)\n"
+        "  --retention-rows N       keep at most N log rows, the newest (0: any number)\n"
+        "  --threads N              HTTP polling threads (4)\n"
+        "  --workers N              scoring threads (4)\n"
+        "  --batch-window-us N      a score request waits this long to be batched (500)\n"
         "  --max-body-bytes N       request body limit (16777216)\n"
-        "  --max-batch N            samples per request (256)\n"
+        "  --max-batch N            samples per request and per scorer call (256)\n"
         "  --max-connections N      open connections (256)\n"
         "  --timeout-seconds N      idle connection timeout (30)\n"
         "  --drain-seconds N        shutdown waits this long for requests in flight (10)\n"
+        "  --api-keys K1,K2         require Authorization: Bearer K on all but health probes\n"
+        "  --api-keys-file FILE     the same, one key a line (keeps keys out of ps)\n"
         "  --check-config           load the settings and models, print them, exit\n"
         "Every setting is also ANODMD_<NAME> in the environment (ANODMD_PORT=9000);\n"
         "flags beat the environment, which beats the file. ANODMD_CONFIG names the file.\n");
@@ -60,10 +68,13 @@ static const struct option OPTIONS[] = {
     {"config", required_argument, 0, 'c'},       {"model", required_argument, 0, 's'},
     {"bind", required_argument, 0, 's'},         {"port", required_argument, 0, 's'},
     {"db", required_argument, 0, 's'},           {"threads", required_argument, 0, 's'},
+    {"workers", required_argument, 0, 's'},      {"batch-window-us", required_argument, 0, 's'},
+    {"retention-days", required_argument, 0, 's'}, {"retention-rows", required_argument, 0, 's'},
     {"max-body-bytes", required_argument, 0, 's'}, {"max-batch", required_argument, 0, 's'},
     {"max-connections", required_argument, 0, 's'},
     {"timeout-seconds", required_argument, 0, 's'},
     {"drain-seconds", required_argument, 0, 's'}, {"check-config", no_argument, 0, 'k'},
+    {"api-keys", required_argument, 0, 's'},     {"api-keys-file", required_argument, 0, 's'},
     {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
 
 /* Parse argv into f: 0, 1 for --help, or 2 for a usage error. */
@@ -148,7 +159,7 @@ static int wait_for_stop(registry *reg) {
 }
 
 /* Serve until SIGTERM or SIGINT; 0 on a clean shutdown. */
-static int serve(const config *c, registry *reg) {
+static int serve(const config *c, registry *reg, const auth_keys *keys) {
     char err[512];
     metrics *mt = metrics_create();
     scorelog *log = mt ? scorelog_open(c->db, mt, err, sizeof err) : NULL;
@@ -157,10 +168,13 @@ static int serve(const config *c, registry *reg) {
         metrics_free(mt);
         return 1;
     }
-    app a = {.reg = reg, .log = log, .metrics = mt, .max_batch = c->max_batch};
-    http_server *http = http_start(c, &a, err, sizeof err);
+    scorelog_retain(log, c->retention_days, (long long)c->retention_rows);
+    app a = {.reg = reg, .log = log, .metrics = mt, .keys = keys, .max_batch = c->max_batch};
+    a.batch = batch_start(c->workers, c->batch_window_us, mt, err, sizeof err);
+    http_server *http = a.batch ? http_start(c, &a, err, sizeof err) : NULL;
     if (!http) {
         fprintf(stderr, "anodmd: %s\n", err);
+        batch_free(a.batch);
         scorelog_close(log);
         metrics_free(mt);
         return 1;
@@ -170,7 +184,8 @@ static int serve(const config *c, registry *reg) {
     int sig = wait_for_stop(reg);
     notify_send("STOPPING=1");
     fprintf(stderr, "anodmd: %s: draining requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    http_stop(http);
+    http_stop(http);             /* stops the batcher too, once its last request is answered */
+    batch_free(a.batch);
     uint64_t rows, commits;
     scorelog_stats(log, &rows, &commits);
     scorelog_close(log);
@@ -187,20 +202,25 @@ int main(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     config c;
     registry reg;
+    auth_keys keys;
     char err[1024];
-    if (load_config(&c, &f, err, sizeof err)) {
+    if (load_config(&c, &f, err, sizeof err) ||
+        auth_load(&keys, c.api_keys, c.api_keys_file, err, sizeof err)) {
         fprintf(stderr, "anodmd: %s\n", err);
         config_free(&c);
         return 2;
     }
-    /* Requests run in parallel on the HTTP threads; each scores with one BLAS thread. */
+    /* Batches run in parallel on the scoring workers; each scores with one BLAS thread. */
     openblas_set_num_threads(1);
     if (registry_load(&reg, c.models, c.n_models, c.max_batch, err, sizeof err)) {
         fprintf(stderr, "anodmd: %s\n", err);
+        auth_free(&keys);
         config_free(&c);
         return 1;
     }
     print_models(reg.current, stderr);
+    fprintf(stderr, "anodmd: %d API key%s: %s\n", keys.n, keys.n == 1 ? "" : "s",
+            keys.n ? "required except on the health probes" : "none, every route is open");
     if (f.check_only) {
         config_print(&c, stdout);
         printf("config ok: %d model%s\n", reg.current->n, reg.current->n == 1 ? "" : "s");
@@ -209,9 +229,10 @@ int main(int argc, char **argv) {
         perror("anodmd: signals");
         rc = 1;
     } else {
-        rc = serve(&c, &reg);
+        rc = serve(&c, &reg, &keys);
     }
     registry_free(&reg);
+    auth_free(&keys);
     config_free(&c);
     return rc;
 }

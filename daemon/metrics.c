@@ -13,7 +13,7 @@
 /* Seconds: from a cached scrape to a stalled fsync. */
 static const double TIME_BOUNDS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                      0.1,    0.25,  0.5,    1,     2.5,   5,     10};
-/* Samples per request: powers of two up to the largest max_batch allowed. */
+/* Samples per scorer call: powers of two up to the largest max_batch allowed. */
 static const double BATCH_BOUNDS[] = {1,   2,    4,    8,    16,   32,    64,    128,  256,
                                       512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
 
@@ -57,7 +57,8 @@ metrics *metrics_create(void) {
                        NULL, 0, 0},
         [F_ANOMALIES] = {"anodmd_anomalies_total", "Samples flagged as anomalies, by model.",
                          NULL, 0, NULL, 0, 0},
-        [F_BATCH] = {"anodmd_batch_size", "Samples per scoring request, by model.",
+        [F_BATCH] = {"anodmd_batch_size",
+                     "Samples per scorer call (requests batched together), by model.",
                      BATCH_BOUNDS, NB(BATCH_BOUNDS), NULL, 0, 0},
         [F_DB_WRITE] = {"anodmd_db_write_seconds", "Time to write and commit one log "
                         "transaction (group commit).", TIME_BOUNDS, NB(TIME_BOUNDS), NULL, 0, 0},
@@ -185,8 +186,10 @@ char *metrics_render(metrics *m, const metrics_gauges *g) {
     fprintf(out, "# HELP anodmd_models_loaded Models being served.\n"
             "# TYPE anodmd_models_loaded gauge\nanodmd_models_loaded %d\n"
             "# HELP anodmd_log_queue_depth Score rows waiting for the log writer.\n"
-            "# TYPE anodmd_log_queue_depth gauge\nanodmd_log_queue_depth %ld\n",
-            g->models_loaded, g->log_queue);
+            "# TYPE anodmd_log_queue_depth gauge\nanodmd_log_queue_depth %ld\n"
+            "# HELP anodmd_score_queue_depth Score requests waiting to join a batch.\n"
+            "# TYPE anodmd_score_queue_depth gauge\nanodmd_score_queue_depth %ld\n",
+            g->models_loaded, g->log_queue, g->score_queue);
     if (ferror(out) | fclose(out)) {
         free(text);
         return NULL;

@@ -15,6 +15,7 @@ typedef struct metrics metrics;
 typedef struct {
     int models_loaded;
     long log_queue;              /* score rows waiting for the log writer */
+    long score_queue;            /* score requests waiting for a batch */
 } metrics_gauges;
 
 /* Empty families; NULL when out of memory. */
@@ -22,7 +23,8 @@ metrics *metrics_create(void);
 void metrics_free(metrics *m);
 /* One answered request: its route (the OpenAPI path), status and time taken. */
 void metrics_request(metrics *m, const char *route, int status, double seconds);
-/* One scored batch of n samples of which anomalies were flagged, by model. */
+/* One scorer call over n samples (one request's or several batched) of which anomalies
+ * were flagged, by model. */
 void metrics_scored(metrics *m, const char *model, int n, int anomalies);
 /* One log transaction: how long it took and whether it committed. */
 void metrics_db_write(metrics *m, double seconds, int ok);

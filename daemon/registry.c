@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "bundle.h"
 
 /* Split spec into a model name and a path: "NAME=PATH", or PATH named after its file. */
@@ -49,12 +50,15 @@ static int load_model(model *m, int max_batch, char *err, size_t errlen) {
     }
     m->dim = shape_size(m->d.vae.arch.in);
     m->max_batch = max_batch;
-    return 0;
+    if ((m->queue = batch_queue_create(m))) return 0;
+    snprintf(err, errlen, "model %s: out of memory for its batch queue", m->name);
+    return -1;
 }
 
 /* Free a set's models and the set. */
 static void free_set(model_set *set) {
     for (int i = 0; i < set->n; i++) {
+        batch_queue_free(set->models[i].queue);
         scorer_free(set->models[i].s);
         detector_free(&set->models[i].d);
         pthread_mutex_destroy(&set->models[i].lock);
@@ -158,4 +162,14 @@ int model_score(model *m, const float *x, int n, detector_result *res, float *x_
     int rc = scorer_score(m->s, x, n, res, x_rec, nn_idx, nn_dist, err, errlen);
     pthread_mutex_unlock(&m->lock);
     return rc;
+}
+
+int model_window(model *m, float **pos, int *n) {
+    const float *at;
+    pthread_mutex_lock(&m->lock);
+    scorer_window(m->s, &at, n);
+    *pos = *n ? malloc((size_t)*n * 2 * sizeof **pos) : NULL;
+    if (*pos) memcpy(*pos, at, (size_t)*n * 2 * sizeof **pos);
+    pthread_mutex_unlock(&m->lock);
+    return *n && !*pos ? -1 : 0;
 }

@@ -30,6 +30,7 @@ typedef struct {
     int max_batch;               /* samples per scorer call */
     scorer *s;
     pthread_mutex_t lock;        /* guards s */
+    struct batch_queue *queue;   /* requests waiting to be scored together (batch.h) */
 } model;
 
 /* The models loaded together from one reading of the specs. */
@@ -64,5 +65,9 @@ model *model_set_find(model_set *set, const char *name);
  * NULL, nn_idx and nn_dist hold n * k reference indices and distances. 0, or -1 with err. */
 int model_score(model *m, const float *x, int n, detector_result *res, float *x_rec,
                 int *nn_idx, float *nn_dist, char *err, size_t errlen);
+/* A copy (malloc'd, *n points of x, y; NULL when empty) of the context-mode window's
+ * positions, taken under the model's lock so no batch moves it meanwhile. 0, or -1
+ * when out of memory. */
+int model_window(model *m, float **pos, int *n);
 
 #endif

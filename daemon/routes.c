@@ -123,49 +123,107 @@ static void fill_records(const model *m, const api_score_request *req, score_buf
     }
 }
 
-/* Score req with m, log the rows, then answer in the V1 shape or, with v2, the Open
- * Inference Protocol's. */
-static void score_and_log(app *a, model *m, const api_score_request *req, int v2, reply *out) {
-    score_buffers b = {0};
-    char err[256];
-    if (alloc_buffers(&b, req->n, m->d.k, m->dim, req->explain)) {
-        routes_error(out, 500, "internal", "out of memory");
-    } else if (model_score(m, req->x, req->n, b.res, b.x_rec, b.nn_idx, b.nn_dist, err,
-                           sizeof err)) {
-        fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, err);
-        routes_error(out, 500, "internal", err);
-    } else {
-        int anomalies = 0;
-        for (int i = 0; i < req->n; i++) anomalies += b.res[i].is_anomaly;
-        metrics_scored(a->metrics, m->name, req->n, anomalies);
-        fill_records(m, req, &b);
-        if (scorelog_append(a->log, b.rec, req->n, err, sizeof err)) {
-            routes_error(out, 503, "log_unavailable", err);
-        } else if (v2) {
-            ok_reply(out, api_encode_v2_infer(m->name, m->version, req->id, b.rec, req->n));
-        } else {
-            api_score_detail detail = {.k = m->d.k, .ref = b.nn_ref, .distance = b.nn_dist,
-                                       .x = req->x, .x_rec = b.x_rec, .dim = m->dim};
-            ok_reply(out, api_encode_score(m->name, m->version, b.rec, req->n, &detail));
-        }
-    }
-    free_buffers(&b);
+/* A score request on its way through the batcher: decoded, with its output buffers, and
+ * what the worker needs to log it, answer it and wake its connection. */
+typedef struct {
+    batch_job job;               /* first member: the batcher hands back &job */
+    app *a;
+    model_set *set;              /* held until the job is done: job.m is one of its models */
+    api_score_request req;
+    score_buffers b;
+    scorelog_ticket ticket;
+    int v2, logged;
+    reply *out;
+    void (*wake)(void *conn);
+    void *conn;
+} score_job;
+
+/* Let go of j's model set and memory, then wake its connection to send *out. */
+static void job_done(score_job *j) {
+    void (*wake)(void *) = j->wake;
+    void *conn = j->conn;
+    registry_release(j->a->reg, j->set);
+    api_score_request_free(&j->req);
+    free_buffers(&j->b);
+    free(j);
+    wake(conn);
 }
 
-/* POST /v1/score, POST /v1/models/{name}/score, POST /v2/models/{name}/infer. */
-static void score(app *a, model_set *set, const request *rq, const char *name, int v2,
-                  reply *out) {
-    model *m = find_model(set, name, out);
-    if (!m) return;
-    api_score_request req;
-    api_error e;
-    if (v2 ? api_decode_v2_infer(rq->body, rq->len, m->dim, a->max_batch, &req, &e)
-           : api_decode_score(rq->body, rq->len, m->dim, a->max_batch, &req, &e)) {
-        error_reply(out, &e);
+/* On the worker, in scoring order: hand the rows to the log, so log ids follow it. */
+static void job_prepare(batch_job *bj) {
+    score_job *j = (score_job *)bj;
+    char err[256];
+    if (bj->rc) return;
+    fill_records(bj->m, &j->req, &j->b);
+    j->logged = scorelog_submit(j->a->log, &j->ticket, j->b.rec, j->req.n, err, sizeof err) == 0;
+    if (!j->logged) routes_error(j->out, 503, "log_unavailable", err);
+}
+
+/* The committed scores of j in the V1 shape or, with v2, the Open Inference Protocol's. */
+static void answer(score_job *j) {
+    const model *m = j->job.m;
+    if (j->v2) {
+        ok_reply(j->out, api_encode_v2_infer(m->name, m->version, j->req.id, j->b.rec, j->req.n));
         return;
     }
-    score_and_log(a, m, &req, v2, out);
-    api_score_request_free(&req);
+    api_score_detail detail = {.k = m->d.k, .ref = j->b.nn_ref, .distance = j->b.nn_dist,
+                               .x = j->req.x, .x_rec = j->b.x_rec, .dim = m->dim};
+    ok_reply(j->out, api_encode_score(m->name, m->version, j->b.rec, j->req.n, &detail));
+}
+
+/* On the worker: wait for the commit, then answer. A score is never answered before its
+ * row is committed; when the log refused the rows, job_prepare has answered already. */
+static void job_finish(batch_job *bj) {
+    score_job *j = (score_job *)bj;
+    char err[256];
+    if (bj->rc) routes_error(j->out, 500, "internal", bj->err);
+    else if (j->logged && scorelog_wait(j->a->log, &j->ticket, err, sizeof err))
+        routes_error(j->out, 503, "log_unavailable", err);
+    else if (j->logged) answer(j);
+    job_done(j);
+}
+
+/* POST /v1/score, POST /v1/models/{name}/score, POST /v2/models/{name}/infer: decode here,
+ * score on a worker. 1 when handed over (the job then holds set), 0 when answered. */
+static int score(app *a, model_set *set, const request *rq, const char *name, int v2,
+                 reply *out) {
+    model *m = find_model(set, name, out);
+    if (!m) return 0;
+    score_job *j = calloc(1, sizeof *j);
+    api_error e;
+    if (!j) {
+        routes_error(out, 500, "internal", "out of memory");
+        return 0;
+    }
+    if (v2 ? api_decode_v2_infer(rq->body, rq->len, m->dim, a->max_batch, &j->req, &e)
+           : api_decode_score(rq->body, rq->len, m->dim, a->max_batch, &j->req, &e)) {
+        error_reply(out, &e);
+        free(j);
+        return 0;
+    }
+    if (alloc_buffers(&j->b, j->req.n, m->d.k, m->dim, j->req.explain)) {
+        routes_error(out, 500, "internal", "out of memory");
+        api_score_request_free(&j->req);
+        free_buffers(&j->b);
+        free(j);
+        return 0;
+    }
+    j->job = (batch_job){.m = m, .x = j->req.x, .n = j->req.n, .res = j->b.res,
+                         .x_rec = j->b.x_rec, .nn_idx = j->b.nn_idx, .nn_dist = j->b.nn_dist,
+                         .prepare = job_prepare, .finish = job_finish};
+    j->a = a;
+    j->set = set;
+    j->v2 = v2;
+    j->out = out;
+    j->wake = rq->wake;
+    j->conn = rq->conn;
+    /* Parked before it is queued, so the worker's wake can never come first. */
+    rq->park(rq->conn);
+    if (batch_submit(a->batch, &j->job)) {
+        routes_error(out, 503, "shutting_down", "the daemon is shutting down");
+        job_done(j);
+    }
+    return 1;
 }
 
 /* GET /v1/scores: one page of the log. */
@@ -230,7 +288,8 @@ static void model_info(model_set *set, const char *name, int v2, reply *out) {
                      : api_encode_model(&ref, m == model_set_find(set, NULL)));
 }
 
-/* GET /v1/models/{name}/map?max_points=N: the reference map, evenly thinned to N. */
+/* GET /v1/models/{name}/map?max_points=N: the reference map, evenly thinned to N, and in
+ * context mode the window's current positions. */
 static void model_map(model_set *set, const request *rq, const char *name, reply *out) {
     model *m = find_model(set, name, out);
     if (!m) return;
@@ -241,7 +300,14 @@ static void model_map(model_set *set, const request *rq, const char *name, reply
         return;
     }
     api_model_ref ref = model_ref(m);
-    ok_reply(out, api_encode_map(&ref, max_points));
+    float *window;
+    int n_window;
+    if (model_window(m, &window, &n_window)) {
+        routes_error(out, 500, "internal", "out of memory");
+        return;
+    }
+    ok_reply(out, api_encode_map(&ref, max_points, window, n_window));
+    free(window);
 }
 
 /* GET /v1/stats: counts, anomaly rates and score quantiles per model and window. */
@@ -287,7 +353,8 @@ static void v2_ready(app *a, model_set *set, const request *rq, const char *name
 
 /* GET /metrics: Prometheus text. */
 static void metrics_page(app *a, model_set *set, reply *out) {
-    metrics_gauges g = {.models_loaded = set->n, .log_queue = scorelog_queued(a->log)};
+    metrics_gauges g = {.models_loaded = set->n, .log_queue = scorelog_queued(a->log),
+                        .score_queue = batch_queued(a->batch)};
     char *text = metrics_render(a->metrics, &g);
     if (!text) {
         routes_error(out, 500, "internal", "out of memory");
@@ -297,31 +364,33 @@ static void metrics_page(app *a, model_set *set, reply *out) {
     out->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
-/* A route: method, path pattern, its OpenAPI path (the metrics label), its handler. */
+/* A route: method, path pattern, its OpenAPI path (the metrics label), its handler, and
+ * whether it is a health probe, open without an API key so that orchestrators and load
+ * balancers can check the daemon without holding a secret. */
 enum {
     R_HEALTH, R_READY, R_METRICS, R_SCORE, R_MODEL_SCORE, R_SCORES, R_SCORE_RECORD, R_STATS,
     R_MODELS, R_MODEL, R_MAP, R_V2_LIVE, R_V2_READY, R_V2_MODEL_READY, R_V2_MODEL, R_V2_INFER
 };
 static const struct route {
     const char *method, *pattern, *label;
-    int id;
+    int id, open;
 } ROUTES[] = {
-    {"GET", "healthz", "/healthz", R_HEALTH},
-    {"GET", "readyz", "/readyz", R_READY},
-    {"GET", "metrics", "/metrics", R_METRICS},
-    {"POST", "v1/score", "/v1/score", R_SCORE},
-    {"POST", "v1/models/*/score", "/v1/models/{name}/score", R_MODEL_SCORE},
-    {"GET", "v1/scores", "/v1/scores", R_SCORES},
-    {"GET", "v1/scores/*", "/v1/scores/{id}", R_SCORE_RECORD},
-    {"GET", "v1/stats", "/v1/stats", R_STATS},
-    {"GET", "v1/models", "/v1/models", R_MODELS},
-    {"GET", "v1/models/*", "/v1/models/{name}", R_MODEL},
-    {"GET", "v1/models/*/map", "/v1/models/{name}/map", R_MAP},
-    {"GET", "v2/health/live", "/v2/health/live", R_V2_LIVE},
-    {"GET", "v2/health/ready", "/v2/health/ready", R_V2_READY},
-    {"GET", "v2/models/*/ready", "/v2/models/{name}/ready", R_V2_MODEL_READY},
-    {"GET", "v2/models/*", "/v2/models/{name}", R_V2_MODEL},
-    {"POST", "v2/models/*/infer", "/v2/models/{name}/infer", R_V2_INFER},
+    {"GET", "healthz", "/healthz", R_HEALTH, 1},
+    {"GET", "readyz", "/readyz", R_READY, 1},
+    {"GET", "metrics", "/metrics", R_METRICS, 0},
+    {"POST", "v1/score", "/v1/score", R_SCORE, 0},
+    {"POST", "v1/models/*/score", "/v1/models/{name}/score", R_MODEL_SCORE, 0},
+    {"GET", "v1/scores", "/v1/scores", R_SCORES, 0},
+    {"GET", "v1/scores/*", "/v1/scores/{id}", R_SCORE_RECORD, 0},
+    {"GET", "v1/stats", "/v1/stats", R_STATS, 0},
+    {"GET", "v1/models", "/v1/models", R_MODELS, 0},
+    {"GET", "v1/models/*", "/v1/models/{name}", R_MODEL, 0},
+    {"GET", "v1/models/*/map", "/v1/models/{name}/map", R_MAP, 0},
+    {"GET", "v2/health/live", "/v2/health/live", R_V2_LIVE, 1},
+    {"GET", "v2/health/ready", "/v2/health/ready", R_V2_READY, 1},
+    {"GET", "v2/models/*/ready", "/v2/models/{name}/ready", R_V2_MODEL_READY, 1},
+    {"GET", "v2/models/*", "/v2/models/{name}", R_V2_MODEL, 0},
+    {"POST", "v2/models/*/infer", "/v2/models/{name}/infer", R_V2_INFER, 0},
 };
 #define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
@@ -333,16 +402,16 @@ const char *routes_label(const char *path) {
     return "unmatched";
 }
 
-/* Run the handler of route id on set. */
-static void dispatch(app *a, model_set *set, const request *rq, const path_parts *p, int id,
-                     reply *out) {
+/* Run the handler of route id on set: 1 when a worker answers (and holds set), else 0. */
+static int dispatch(app *a, model_set *set, const request *rq, const path_parts *p, int id,
+                    reply *out) {
     const char *name = p->n > 2 ? p->seg[2] : NULL;
     switch (id) {
     case R_HEALTH: ok_reply(out, api_encode_health()); break;
     case R_READY: ready(a, set, rq, out); break;
     case R_METRICS: metrics_page(a, set, out); break;
-    case R_SCORE: score(a, set, rq, NULL, 0, out); break;
-    case R_MODEL_SCORE: score(a, set, rq, name, 0, out); break;
+    case R_SCORE: return score(a, set, rq, NULL, 0, out);
+    case R_MODEL_SCORE: return score(a, set, rq, name, 0, out);
     case R_SCORES: score_page(a, rq, out); break;
     case R_SCORE_RECORD: score_record(a, name, out); break;
     case R_STATS: stats(a, out); break;
@@ -353,11 +422,12 @@ static void dispatch(app *a, model_set *set, const request *rq, const path_parts
     case R_V2_READY: v2_ready(a, set, rq, NULL, out); break;
     case R_V2_MODEL_READY: v2_ready(a, set, rq, name, out); break;
     case R_V2_MODEL: model_info(set, name, 1, out); break;
-    case R_V2_INFER: score(a, set, rq, name, 1, out); break;
+    case R_V2_INFER: return score(a, set, rq, name, 1, out);
     }
+    return 0;
 }
 
-void routes_handle(app *a, const request *rq, reply *out) {
+int routes_handle(app *a, const request *rq, reply *out) {
     path_parts p;
     split_path(rq->path, &p);
     const struct route *found = NULL, *other_method = NULL;
@@ -368,19 +438,29 @@ void routes_handle(app *a, const request *rq, reply *out) {
         }
     out->allow = NULL;
     out->content_type = NULL;
+    out->challenge = NULL;
+    if (found && !found->open && !auth_allows(a->keys, rq->authorization)) {
+        out->challenge = rq->authorization ? "Bearer realm=\"anodmd\", error=\"invalid_token\""
+                                           : "Bearer realm=\"anodmd\"";
+        routes_error(out, 401, "unauthorized", rq->authorization
+                     ? "the API key is not valid"
+                     : "an API key is required: Authorization: Bearer KEY");
+        return 0;
+    }
     if (!found && other_method) {
         out->allow = other_method->method;
         routes_error(out, 405, "method_not_allowed", other_method->method[0] == 'G'
                                                          ? "this route only answers GET"
                                                          : "this route only answers POST");
-        return;
+        return 0;
     }
     if (!found) {
         routes_error(out, 404, "not_found", "no such route");
-        return;
+        return 0;
     }
     /* The whole request runs on the models current when it began, even across a reload. */
     model_set *set = registry_acquire(a->reg);
-    dispatch(a, set, rq, &p, found->id, out);
-    registry_release(a->reg, set);
+    int handed_over = dispatch(a, set, rq, &p, found->id, out);
+    if (!handed_over) registry_release(a->reg, set);
+    return handed_over;
 }

@@ -2,12 +2,15 @@
  *
  * The HTTP layer (http.c) owns connections, bodies and limits; this module gets a
  * whole request and answers it, so the handlers read like the API they implement
- * and never see libmicrohttpd. Every reply body is JSON made by proto/api.c. */
+ * and never see libmicrohttpd. Scoring is handed to the batcher's workers (batch.h);
+ * everything else is answered at once. Every reply body is JSON made by proto/api.c. */
 #ifndef ANODMD_ROUTES_H
 #define ANODMD_ROUTES_H
 
 #include <stddef.h>
 
+#include "auth.h"
+#include "batch.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
@@ -17,30 +20,39 @@ typedef struct {
     registry *reg;
     scorelog *log;
     metrics *metrics;
+    batcher *batch;
+    const auth_keys *keys;       /* wanted on every route but the health probes; NULL: none */
     int max_batch;
 } app;
 
-/* One whole request. query returns a query-string parameter, or NULL when absent. */
+/* One whole request. query returns a query-string parameter, or NULL when absent. A
+ * handler that hands the request to a worker parks conn first and the worker wakes it
+ * once the reply is filled in. */
 typedef struct {
     const char *method, *path;
     const char *body;
     size_t len;
     const char *(*query)(void *conn, const char *key);
+    void (*park)(void *conn), (*wake)(void *conn);
     void *conn;
+    const char *authorization;   /* the Authorization header, NULL when absent */
     int draining;                /* the daemon is shutting down: not ready */
 } request;
 
 /* The answer: status, malloc'd body (NULL only when out of memory), its type (NULL:
- * JSON), and for a 405 the methods the path allows. */
+ * JSON), for a 405 the methods the path allows, and for a 401 the WWW-Authenticate
+ * challenge. */
 typedef struct {
     int status;
     char *body;
     const char *content_type;
     const char *allow;
+    const char *challenge;
 } reply;
 
-/* Route rq to its handler and fill out. */
-void routes_handle(app *a, const request *rq, reply *out);
+/* Route rq to its handler and fill out: 0 when out is filled now, 1 when a worker will
+ * fill it (out must then stay put until rq->wake(rq->conn) is called). */
+int routes_handle(app *a, const request *rq, reply *out);
 /* The route path is on, as proto/openapi.yaml writes it ("/v1/models/{name}/score"), or
  * "unmatched": the label metrics count requests under. */
 const char *routes_label(const char *path);

@@ -559,7 +559,19 @@ char *api_encode_ready(int ready, int n_models, const char *log_state) {
                           log_state));
 }
 
-char *api_encode_map(const api_model_ref *m, int max_points) {
+/* [[x, y], ...] of n points. */
+static json_t *encode_points(const float *xy, int n) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_pack("[o, o]", num(xy[2 * i]), num(xy[2 * i + 1])))) {
+            json_decref(a);
+            a = NULL;
+        }
+    return a;
+}
+
+char *api_encode_map(const api_model_ref *m, int max_points, const float *window,
+                     int n_window) {
     const detector *d = m->d;
     int n = max_points && max_points < d->n_ref ? max_points : d->n_ref;
     json_t *points = json_array(), *refs = json_array();
@@ -577,6 +589,12 @@ char *api_encode_map(const api_model_ref *m, int max_points) {
             json_decref(root);
             return NULL;
         }
+    }
+    if (d->mode == PLACE_CONTEXT &&
+        (json_object_set_new(root, "n_window", json_integer(n_window)) ||
+         json_object_set_new(root, "window", encode_points(window, n_window)))) {
+        json_decref(root);
+        return NULL;
     }
     return dump(root);
 }

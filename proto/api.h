@@ -139,8 +139,10 @@ char *api_encode_model(const api_model_ref *m, int is_default);
 char *api_encode_model_list(const api_model_ref *m, int n);
 /* GET /v1/models/{name}/map: the reference points, at most max_points (0: all) of them
  * taken at even strides through the stored order, so the same request always returns
- * the same points. */
-char *api_encode_map(const api_model_ref *m, int max_points);
+ * the same points; in context mode also the sliding window's n_window positions
+ * (window: x, y each, oldest first). */
+char *api_encode_map(const api_model_ref *m, int max_points, const float *window,
+                     int n_window);
 /* GET /v1/stats: n models' windows, computed at now_ms. */
 char *api_encode_stats(const api_model_stats *s, int n, int64_t now_ms);
 /* POST /v2/models/{name}/infer: score, is_anomaly, p_value and log_id output tensors. */

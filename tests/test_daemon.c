@@ -2,7 +2,9 @@
  * started on an ephemeral loopback port with three models made here in-process (a tiny
  * detector saved twice: "tiny" in single mode, the default, and "ctx" in context mode;
  * "swap" starts as a copy of tiny, and the reload test replaces its file),
- * then driven over plain sockets with a small HTTP/1.1 client. Every route, every
+ * then driven over plain sockets with a small HTTP/1.1 client. The batch window is a
+ * generous 5 ms so that concurrent requests reliably meet in one batch on a busy machine
+ * (and a lone request still answers quickly). Every route, every
  * refusal, paging, concurrency and a SIGTERM under load are checked, and the SQLite log
  * is read directly and compared row by row with what the responses acknowledged. */
 #include <arpa/inet.h>
@@ -168,6 +170,25 @@ static int install_file(const char *src, const char *dst) {
     return rc;
 }
 
+/* The port anodmd pid says it listens on ("listening on 127.0.0.1:PORT") in its output
+ * file log; 0 (the failure reported) if it exits or says nothing for 15 s. */
+static int listening_port(pid_t pid, const char *log) {
+    int port = 0;
+    for (int waited = 0; waited < 15000 && !port; waited += 20) {
+        char *out = slurp(log);
+        const char *at = out ? strstr(out, "listening on 127.0.0.1:") : NULL;
+        if (at) port = atoi(at + strlen("listening on 127.0.0.1:"));
+        free(out);
+        if (port || waitpid(pid, NULL, WNOHANG) == pid) break;
+        sleep_ms(20);
+    }
+    if (port > 0) return port;
+    char *out = slurp(log);
+    check_fail(__FILE__, __LINE__, "anodmd did not start; its output:\n%.2000s", out ? out : "");
+    free(out);
+    return 0;
+}
+
 /* Start anodmd and read its port from "listening on 127.0.0.1:PORT" on its stderr. */
 static int start_daemon(void) {
     snprintf(D.db, sizeof D.db, "%s/daemon_scores.db", test_tmpdir());
@@ -188,24 +209,14 @@ static int start_daemon(void) {
         execl(anodmd_bin(), "anodmd", "--model", tiny, "--model", ctx, "--model", swap, "--port", "0",
               "--db",
               D.db, "--threads", "4", "--max-batch", "16", "--max-body-bytes", "65536",
-              "--drain-seconds", "5", (char *)NULL);
+              "--drain-seconds", "5", "--workers", "2", "--batch-window-us", "5000",
+              (char *)NULL);
         _exit(127);
     }
     if (pid < 0) return -1;
     D.pid = pid;
     atexit(kill_daemon);
-    for (int waited = 0; waited < 15000; waited += 20) {
-        char *out = slurp(D.log);
-        const char *at = out ? strstr(out, "listening on 127.0.0.1:") : NULL;
-        if (at) D.port = atoi(at + strlen("listening on 127.0.0.1:"));
-        free(out);
-        if (D.port > 0) return 0;
-        if (waitpid(pid, NULL, WNOHANG) == pid) break;
-        sleep_ms(20);
-    }
-    char *out = slurp(D.log);
-    check_fail(__FILE__, __LINE__, "anodmd did not start; its output:\n%.2000s", out ? out : "");
-    free(out);
+    if ((D.port = listening_port(pid, D.log)) > 0) return 0;
     kill_daemon();
     return -1;
 }
@@ -273,18 +284,24 @@ static response exchange(const char *req, size_t len) {
     return r;
 }
 
-/* METHOD path with an optional JSON body. */
-static response http(const char *method, const char *path, const char *body) {
-    size_t blen = body ? strlen(body) : 0, cap = blen + 512;
+/* METHOD path with an optional JSON body and extra header lines ("Name: value\r\n"...). */
+static response http_with(const char *method, const char *path, const char *body,
+                          const char *headers) {
+    size_t blen = body ? strlen(body) : 0, cap = blen + strlen(headers) + 512;
     char *req = malloc(cap);
     response r = {0};
     if (!req) return r;
     int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     method, path, blen, body ? body : "");
+                     "%sContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     method, path, headers, blen, body ? body : "");
     r = exchange(req, (size_t)n);
     free(req);
     return r;
+}
+
+/* METHOD path with an optional JSON body. */
+static response http(const char *method, const char *path, const char *body) {
+    return http_with(method, path, body, "");
 }
 
 static const char *jstr(json_t *o, const char *key) {
@@ -977,11 +994,27 @@ TEST(daemon_map) {
         CHECK_NEAR(json_number_value(json_array_get(p, 0)), d.ref_map[2 * at], 1e-6);
         CHECK_NEAR(json_number_value(json_array_get(p, 1)), d.ref_map[2 * at + 1], 1e-6);
     }
+    CHECK(!json_object_get(r.json, "window"));   /* single mode: no window */
     response_free(&r);
     response_free(&again);
     detector_free(&d);
+    /* Context mode: the window's positions too, the newest last. */
+    float x[3 * DIM];
+    fresh_samples(x, 3, 61, 0);
+    response sc = score("/v1/models/ctx/score", x, 3, NULL);
     r = http("GET", "/v1/models/ctx/map?max_points=100000", NULL);
     CHECK(r.json && !strcmp(jstr(r.json, "mode"), "context") && jnum(r.json, "n") == 150);
+    json_t *win = json_object_get(r.json, "window"), *res = json_object_get(sc.json, "results");
+    size_t nw = json_array_size(win);
+    CHECK_MSG(nw >= 3 && nw <= 40 && jnum(r.json, "n_window") == (double)nw, "%zu", nw);
+    for (size_t i = 0; nw >= 3 && i < 3; i++) {
+        json_t *got = json_array_get(win, nw - 3 + i);
+        json_t *want = json_object_get(json_array_get(res, i), "position");
+        for (size_t c = 0; c < 2; c++)
+            CHECK_NEAR(json_number_value(json_array_get(got, c)),
+                       json_number_value(json_array_get(want, c)), 1e-6);
+    }
+    response_free(&sc);
     response_free(&r);
     const char *bad[] = {"/v1/models/tiny/map?max_points=0", "/v1/models/tiny/map?max_points=x",
                          "/v1/models/tiny/map?max_points=-3"};
@@ -1211,6 +1244,277 @@ TEST(daemon_sd_notify) {
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
     close(fd);
     unlink(sock);
+}
+
+/* Start another anodmd on a free port with args (NULL-terminated), output to log; its
+ * pid and *port (0 when it did not start, the failure reported). */
+static pid_t spawn_anodmd(const char *log, const char *const *args, int *port) {
+    const char *argv[32] = {"anodmd", "--port", "0"};
+    int n = 3;
+    while (*args && n < 31) argv[n++] = *args++;
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (!freopen(log, "w", stderr)) _exit(127);
+        dup2(fileno(stderr), fileno(stdout));
+        execv(anodmd_bin(), (char *const *)argv);
+        _exit(127);
+    }
+    *port = pid > 0 ? listening_port(pid, log) : 0;
+    return pid;
+}
+
+/* SIGTERM pid and check that it exits 0. */
+static void stop_anodmd(pid_t pid) {
+    int status = -1;
+    if (pid <= 0) return;
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+}
+
+#define KEY_A "list-key-0123456789abcdef"
+#define KEY_B "list-key-second-ABCDEFGHIJ"
+#define KEY_F "file-key-0123456789ABCDEF+/="
+
+/* GET or POST path on the daemon at port with an Authorization header (auth NULL: none);
+ * the status, and for a 401 the error code and the WWW-Authenticate challenge checked. */
+static void expect_auth_(const char *file, int line, int port, const char *method,
+                         const char *path, const char *body, const char *auth, int status) {
+    char headers[256] = "";
+    if (auth) snprintf(headers, sizeof headers, "Authorization: %s\r\n", auth);
+    int saved = D.port;
+    D.port = port;
+    response r = http_with(method, path, body, headers);
+    D.port = saved;
+    if (r.status != status ||
+        (status == 401 && (!strstr(r.raw, "\r\nWWW-Authenticate: Bearer realm=\"anodmd\"") ||
+                           (auth && !strstr(r.raw, "error=\"invalid_token\"")))))
+        check_fail(file, line, "%s %s with '%s': want %d; got:\n%.1000s", method, path,
+                   auth ? auth : "(none)", status, r.raw ? r.raw : "(no response)");
+    if (status == 401) expect_status_(file, line, &r, 401, "unauthorized");
+    response_free(&r);
+}
+#define EXPECT_AUTH(port, method, path, body, auth, status) \
+    expect_auth_(__FILE__, __LINE__, port, method, path, body, auth, status)
+
+/* With API keys (from the flag and from a file), every route but the health probes
+ * wants one as a Bearer token; keys are checked when loaded and never printed. */
+TEST(daemon_api_keys) {
+    if (make_bundles()) return;
+    char keyfile[600], db[600], log[600], model[600];
+    snprintf(keyfile, sizeof keyfile, "%s/daemon_keys.txt", test_tmpdir());
+    snprintf(db, sizeof db, "%s/daemon_keys.db", test_tmpdir());
+    snprintf(log, sizeof log, "%s/daemon_keys_stderr.txt", test_tmpdir());
+    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    FILE *f = fopen(keyfile, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fprintf(f, "# keys for the test\n\n  " KEY_F "  # the file's key\n");
+    fclose(f);
+    EXPECT_CLI(2, "api_keys: key 2 is not 16..256 characters",
+               "--check-config --model %s --api-keys " KEY_A ",short-secret", D.tiny);
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s/daemon_bad_keys.txt", test_tmpdir());
+    if ((f = fopen(bad, "w"))) {
+        fprintf(f, KEY_F "\n# a comment\nshort-secret\n");
+        fclose(f);
+    }
+    EXPECT_CLI(2, "daemon_bad_keys.txt:3: the key is not", "--check-config --model %s "
+               "--api-keys-file %s", D.tiny, bad);
+    char *out;
+    run_anodmd(&out, "--check-config --model %s --api-keys " KEY_A " --api-keys-file %s",
+               D.tiny, keyfile);
+    CHECK_MSG(strstr(out, "api_keys is set (not shown)") && strstr(out, "2 API keys") &&
+              !strstr(out, "list-key") && !strstr(out, "file-key"), "%.1500s", out);
+    CHECK(!strstr(out, "short-secret"));
+    free(out);
+
+    const char *args[] = {"--model", model, "--db", db, "--api-keys", KEY_A "," KEY_B,
+                          "--api-keys-file", keyfile, NULL};
+    int port;
+    pid_t pid = spawn_anodmd(log, args, &port);
+    char one[600];
+    single_body(one, sizeof one, "0.5", DIM);
+    if (port) {
+        EXPECT_AUTH(port, "GET", "/healthz", NULL, NULL, 200);
+        EXPECT_AUTH(port, "GET", "/readyz", NULL, NULL, 200);
+        EXPECT_AUTH(port, "GET", "/v2/health/ready", NULL, NULL, 200);
+        EXPECT_AUTH(port, "GET", "/v2/models/tiny/ready", NULL, NULL, 200);
+        EXPECT_AUTH(port, "POST", "/v1/score", one, NULL, 401);
+        EXPECT_AUTH(port, "GET", "/v1/models", NULL, NULL, 401);
+        EXPECT_AUTH(port, "GET", "/v1/scores", NULL, NULL, 401);
+        EXPECT_AUTH(port, "GET", "/metrics", NULL, NULL, 401);
+        EXPECT_AUTH(port, "POST", "/v1/score", one, "Bearer wrong-key-0123456789abc", 401);
+        EXPECT_AUTH(port, "POST", "/v1/score", one, "Bearer list-key-0123456789abcde", 401);
+        EXPECT_AUTH(port, "POST", "/v1/score", one, "Bearer " KEY_A "0", 401);
+        EXPECT_AUTH(port, "POST", "/v1/score", one, "Basic " KEY_A, 401);
+        EXPECT_AUTH(port, "POST", "/v1/score", one, "Bearer " KEY_A, 200);
+        EXPECT_AUTH(port, "POST", "/v2/models/tiny/infer", "{}", "Bearer " KEY_B, 400);
+        EXPECT_AUTH(port, "GET", "/v1/scores", NULL, "bearer " KEY_F, 200);
+        EXPECT_AUTH(port, "GET", "/metrics", NULL, "Bearer  " KEY_B, 200);
+    }
+    stop_anodmd(pid);
+    out = slurp(log);
+    CHECK_MSG(out && strstr(out, "3 API keys") && !strstr(out, "list-key") &&
+              !strstr(out, "file-key"), "%.1500s", out ? out : "");
+    free(out);
+}
+
+/* The log keeps rows for retention_days and at most retention_rows of them, trimmed
+ * by the writer as the daemon runs. */
+TEST(daemon_retention) {
+    if (make_bundles()) return;
+    char db_path[600], log[600], model[600];
+    snprintf(db_path, sizeof db_path, "%s/daemon_retention.db", test_tmpdir());
+    snprintf(log, sizeof log, "%s/daemon_retention_stderr.txt", test_tmpdir());
+    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    const char *args[] = {"--model", model, "--db", db_path, "--retention-days", "7",
+                          "--retention-rows", "30", NULL};
+    int port, saved = D.port;
+    pid_t pid = spawn_anodmd(log, args, &port);
+    if (!port) return;
+    D.port = port;              /* http() talks to this daemon until the end */
+    float x[40 * DIM];
+    fresh_samples(x, 40, 31, 0);
+    char *body = score_body(x, 10, NULL);
+    response r = http("POST", "/v1/score", body);
+    EXPECT_STATUS(r, 200, NULL);
+    response_free(&r);
+    free(body);
+    /* Three rows from ten days ago, as an older daemon would have left them. */
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(db_path, &db) == SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char sql[300];
+    snprintf(sql, sizeof sql, "INSERT INTO scores (ts_ms, model, version, idx, is_anomaly) "
+             "VALUES (%lld, 'old', 'v', 0, 0), (%lld, 'old', 'v', 1, 0), "
+             "(%lld, 'old', 'v', 2, 0)", (long long)(time(NULL) - 10 * 86400) * 1000,
+             (long long)(time(NULL) - 10 * 86400) * 1000,
+             (long long)(time(NULL) - 8 * 86400) * 1000);
+    CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+    long long old = 3;
+    for (int waited = 0; waited < 5000 && old; waited += 50, sleep_ms(50))
+        old = log_int(db, "SELECT count(*) FROM scores WHERE model = 'old'");
+    CHECK_MSG(old == 0, "%lld rows older than 7 days remain", old);
+    CHECK(log_int(db, "SELECT count(*) FROM scores") == 10);
+    /* 40 more: 50 rows, so the oldest 20 go and the newest 30 stay. */
+    body = score_body(x, 40, NULL);
+    r = http("POST", "/v1/score", body);
+    EXPECT_STATUS(r, 200, NULL);
+    long long newest = (long long)jnum(json_array_get(json_object_get(r.json, "results"), 39),
+                                       "log_id");
+    response_free(&r);
+    free(body);
+    long long rows = -1;
+    for (int waited = 0; waited < 5000 && rows != 30; waited += 50, sleep_ms(50))
+        rows = log_int(db, "SELECT count(*) FROM scores");
+    CHECK_MSG(rows == 30, "%lld rows kept, want 30", rows);
+    CHECK(log_int(db, "SELECT max(id) FROM scores") == newest);
+    CHECK(log_int(db, "SELECT min(id) FROM scores") == newest - 29);
+    sqlite3_close(db);
+    D.port = saved;
+    stop_anodmd(pid);
+}
+
+/* One single-sample client of the batching test: waits at the barrier, then posts. */
+typedef struct {
+    const float *x;
+    int explain;
+    pthread_barrier_t *go;
+    response r;
+} lone_client;
+
+static void *post_alone(void *arg) {
+    lone_client *c = arg;
+    char *body = score_body(c->x, 0, c->explain ? ",\"explain\":true" : NULL);
+    pthread_barrier_wait(c->go);
+    c->r = http("POST", "/v1/score", body);
+    free(body);
+    return NULL;
+}
+
+/* A response to one sample equals scoring that sample alone in-process, however it was
+ * batched (single mode is batch-invariant), and its log row matches it. */
+static void check_alone(json_t *res, scorer *s, const detector *d, const float *x,
+                        int explain, sqlite3 *db) {
+    detector_result want;
+    float rec[DIM], dist[3];
+    int nn[3];
+    char err[256];
+    if (!res || scorer_score(s, x, 1, &want, rec, nn, dist, err, sizeof err)) {
+        check_fail(__FILE__, __LINE__, "no result, or in-process scoring failed: %s", err);
+        return;
+    }
+    json_t *terms = json_object_get(res, "terms"), *pos = json_object_get(res, "position");
+    CHECK_NEAR(jnum(res, "score"), want.score, 1e-6 * fmax(1, fabs(want.score)));
+    CHECK_NEAR(jnum(terms, "d_re"), want.d_re, 1e-6 * fmax(1, fabs(want.d_re)));
+    CHECK_NEAR(jnum(terms, "d_map"), want.d_map, 1e-6 * fmax(1, fabs(want.d_map)));
+    CHECK_NEAR(json_number_value(json_array_get(pos, 0)), want.pos[0], 1e-5);
+    CHECK_NEAR(json_number_value(json_array_get(pos, 1)), want.pos[1], 1e-5);
+    CHECK(json_is_true(json_object_get(res, "is_anomaly")) == want.is_anomaly);
+    CHECK(jnum(json_array_get(json_object_get(res, "neighbors"), 0), "ref") == d->ref_id[nn[0]]);
+    json_t *got_rec = json_object_get(res, "reconstruction");
+    CHECK(explain ? json_array_size(got_rec) == DIM : got_rec == NULL);
+    for (size_t j = 0; explain && j < json_array_size(got_rec); j++)
+        CHECK_NEAR(json_number_value(json_array_get(got_rec, j)), rec[j], 1e-6);
+    if (db) check_row(db, res, "tiny", D.tiny_version, NULL, NULL);
+}
+
+/* Concurrent single-sample requests are scored together: /metrics shows batches of more
+ * than one sample, the queue depth gauge is there, and every answer is the lone one. */
+TEST(daemon_batching) {
+    if (daemon_up()) return;
+    enum { CLIENTS = 12, ROUNDS = 4 };
+    const char *count = "anodmd_batch_size_count{model=\"tiny\"}";
+    const char *samples = "anodmd_samples_scored_total{model=\"tiny\"}";
+    detector d;
+    char err[256];
+    if (bundle_load(D.tiny, &d, err, sizeof err)) {
+        check_fail(__FILE__, __LINE__, "%s", err);
+        return;
+    }
+    scorer *s = scorer_create(&d, 1, err, sizeof err);
+    sqlite3 *db = open_log();
+    CHECK_MSG(s != NULL, "%s", err);
+    float x[CLIENTS * DIM];
+    double batches = 0, scored = 0;
+    /* Meeting in a window is likely, not certain, on a loaded machine: a few rounds. */
+    for (int round = 0; s && round < ROUNDS && batches == scored; round++) {
+        fresh_samples(x, CLIENTS - 2, 7000u + (uint64_t)round, 0);
+        fresh_samples(x + (CLIENTS - 2) * DIM, 2, 7100u + (uint64_t)round, 1);
+        char *before = metrics_page();
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, CLIENTS);
+        pthread_t t[CLIENTS];
+        lone_client c[CLIENTS];
+        for (int i = 0; i < CLIENTS; i++) {
+            c[i] = (lone_client){.x = x + i * DIM, .explain = i % 3 == 0, .go = &go};
+            CHECK(pthread_create(&t[i], NULL, post_alone, &c[i]) == 0);
+        }
+        for (int i = 0; i < CLIENTS; i++) pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&go);
+        char *after = metrics_page();
+        batches = metric(after, count) - fmax(metric(before, count), 0);
+        scored = metric(after, samples) - fmax(metric(before, samples), 0);
+        CHECK_MSG(scored == CLIENTS, "%g samples scored, want %d", scored, CLIENTS);
+        CHECK(metric(after, "anodmd_score_queue_depth") >= 0);
+        for (int i = 0; i < CLIENTS; i++) {
+            EXPECT_STATUS(c[i].r, 200, NULL);
+            if (c[i].r.status == 200) remember(&c[i].r);
+            check_alone(json_array_get(json_object_get(c[i].r.json, "results"), 0), s, &d,
+                        c[i].x, c[i].explain, db);
+            response_free(&c[i].r);
+        }
+        free(before);
+        free(after);
+    }
+    CHECK_MSG(batches < scored, "%g samples in %g batches: none was batched", scored, batches);
+    sqlite3_close(db);
+    scorer_free(s);
+    detector_free(&d);
 }
 
 typedef struct {

@@ -1,0 +1,246 @@
+/* Batched scoring on worker threads (see batch.h). */
+#include "batch.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct batch_queue {
+    model *m;
+    batch_job *head, **tail;     /* waiting jobs, oldest first */
+    int samples;                 /* in the waiting jobs */
+    int busy;                    /* a worker is scoring this model */
+    int listed;                  /* on the batcher's runnable list */
+    batch_queue *next_runnable;
+    /* One batch, gathered (x) and scored (the rest); used only by the busy worker. */
+    float *x, *x_rec, *nn_dist;
+    int *nn_idx;
+    detector_result *res;
+};
+
+struct batcher {
+    pthread_mutex_t lock;        /* guards everything below and every queue's list fields */
+    pthread_cond_t work;
+    batch_queue *runnable;       /* queues with waiting jobs and no worker */
+    long queued;                 /* jobs waiting */
+    long long window_ns;
+    int stopping;
+    metrics *metrics;
+    pthread_t *workers;
+    int n_workers;
+};
+
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+batch_queue *batch_queue_create(model *m) {
+    batch_queue *q = calloc(1, sizeof *q);
+    if (!q) return NULL;
+    const size_t rows = (size_t)m->max_batch, k = (size_t)m->d.k;
+    q->m = m;
+    q->tail = &q->head;
+    q->x = malloc(rows * m->dim * sizeof *q->x);
+    q->x_rec = malloc(rows * m->dim * sizeof *q->x_rec);
+    q->nn_dist = malloc(rows * k * sizeof *q->nn_dist);
+    q->nn_idx = malloc(rows * k * sizeof *q->nn_idx);
+    q->res = malloc(rows * sizeof *q->res);
+    if (q->x && q->x_rec && q->nn_dist && q->nn_idx && q->res) return q;
+    batch_queue_free(q);
+    return NULL;
+}
+
+void batch_queue_free(batch_queue *q) {
+    if (!q) return;
+    free(q->x);
+    free(q->x_rec);
+    free(q->nn_dist);
+    free(q->nn_idx);
+    free(q->res);
+    free(q);
+}
+
+/* Put q on the runnable list if it has waiting jobs and no worker. Caller holds the lock. */
+static void make_runnable(batcher *b, batch_queue *q) {
+    if (q->listed || q->busy || !q->head) return;
+    batch_queue **at = &b->runnable;
+    while (*at) at = &(*at)->next_runnable;
+    *at = q;
+    q->next_runnable = NULL;
+    q->listed = 1;
+}
+
+/* The first runnable queue that is full, past its window, or any when stopping (taken off
+ * the list); else NULL with *wake_ns the earliest deadline (0: none). Holds the lock. */
+static batch_queue *take_due(batcher *b, long long now, long long *wake_ns) {
+    *wake_ns = 0;
+    for (batch_queue **at = &b->runnable; *at; at = &(*at)->next_runnable) {
+        batch_queue *q = *at;
+        long long due = q->head->queued_ns + b->window_ns;
+        if (b->stopping || q->samples >= q->m->max_batch || due <= now) {
+            *at = q->next_runnable;
+            q->listed = 0;
+            return q;
+        }
+        if (!*wake_ns || due < *wake_ns) *wake_ns = due;
+    }
+    return NULL;
+}
+
+/* Detach the oldest jobs of q that fit in one batch; *n their samples. Holds the lock. */
+static batch_job *take_jobs(batcher *b, batch_queue *q, int *n) {
+    batch_job *first = q->head, *last = NULL;
+    *n = 0;
+    for (batch_job *j = q->head; j && *n + j->n <= q->m->max_batch; j = j->next) {
+        *n += j->n;
+        last = j;
+        b->queued--;
+    }
+    q->head = last->next;       /* a job never exceeds max_batch, so last is set */
+    if (!q->head) q->tail = &q->head;
+    q->samples -= *n;
+    last->next = NULL;
+    return first;
+}
+
+/* Score the n samples of jobs in one call and hand each job its rows. */
+static void score_batch(batcher *b, batch_queue *q, batch_job *jobs, int n) {
+    const model *m = q->m;
+    const size_t dim = m->dim, k = (size_t)m->d.k;
+    size_t at = 0;
+    for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next)
+        memcpy(q->x + at * dim, j->x, (size_t)j->n * dim * sizeof *q->x);
+    char err[256] = "";
+    int rc = model_score(q->m, q->x, n, q->res, q->x_rec, q->nn_idx, q->nn_dist, err,
+                         sizeof err);
+    if (rc) fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, err);
+    int anomalies = 0;
+    at = 0;
+    for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next) {
+        j->rc = rc;
+        snprintf(j->err, sizeof j->err, "%s", err);
+        if (rc) continue;
+        const size_t rows = (size_t)j->n;
+        memcpy(j->res, q->res + at, rows * sizeof *j->res);
+        memcpy(j->nn_idx, q->nn_idx + at * k, rows * k * sizeof *j->nn_idx);
+        memcpy(j->nn_dist, q->nn_dist + at * k, rows * k * sizeof *j->nn_dist);
+        if (j->x_rec) memcpy(j->x_rec, q->x_rec + at * dim, rows * dim * sizeof *j->x_rec);
+        for (int i = 0; i < j->n; i++) anomalies += j->res[i].is_anomaly;
+    }
+    if (!rc) metrics_scored(b->metrics, m->name, n, anomalies);
+}
+
+/* A worker: take a due queue, score one batch from it, prepare its jobs in order, pass
+ * the model on, then finish the jobs. */
+static void *worker_main(void *arg) {
+    batcher *b = arg;
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        long long wake_ns;
+        batch_queue *q = take_due(b, now_ns(), &wake_ns);
+        if (!q) {
+            if (b->stopping) break;   /* stopping makes every queue due: none is left */
+            if (!wake_ns) {
+                pthread_cond_wait(&b->work, &b->lock);
+            } else {
+                struct timespec t = {(time_t)(wake_ns / 1000000000LL),
+                                     (long)(wake_ns % 1000000000LL)};
+                pthread_cond_timedwait(&b->work, &b->lock, &t);
+            }
+            continue;
+        }
+        int n;
+        batch_job *jobs = take_jobs(b, q, &n);
+        q->busy = 1;
+        if (b->runnable) pthread_cond_signal(&b->work);   /* another queue may be due */
+        pthread_mutex_unlock(&b->lock);
+        score_batch(b, q, jobs, n);
+        for (batch_job *j = jobs; j; j = j->next) j->prepare(j);
+        pthread_mutex_lock(&b->lock);
+        q->busy = 0;
+        make_runnable(b, q);
+        if (q->listed) pthread_cond_signal(&b->work);
+        pthread_mutex_unlock(&b->lock);
+        /* finish may drop the last hold on the model set, freeing q: q is not used again */
+        for (batch_job *j = jobs, *next; j; j = next) {
+            next = j->next;
+            j->finish(j);
+        }
+        pthread_mutex_lock(&b->lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+batcher *batch_start(int n_workers, long window_us, metrics *mt, char *err, size_t errlen) {
+    batcher *b = calloc(1, sizeof *b);
+    pthread_condattr_t ca;
+    if (!b || !(b->workers = calloc((size_t)n_workers, sizeof *b->workers))) {
+        free(b);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    b->window_ns = (long long)window_us * 1000;
+    b->metrics = mt;
+    pthread_mutex_init(&b->lock, NULL);
+    /* Deadlines are monotonic: a clock step must not stall or rush a batch. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->work, &ca);
+    pthread_condattr_destroy(&ca);
+    for (; b->n_workers < n_workers; b->n_workers++)
+        if (pthread_create(&b->workers[b->n_workers], NULL, worker_main, b)) {
+            snprintf(err, errlen, "cannot start scoring worker %d", b->n_workers + 1);
+            batch_free(b);
+            return NULL;
+        }
+    return b;
+}
+
+int batch_submit(batcher *b, batch_job *j) {
+    batch_queue *q = j->m->queue;
+    pthread_mutex_lock(&b->lock);
+    if (b->stopping) {
+        pthread_mutex_unlock(&b->lock);
+        return -1;
+    }
+    j->next = NULL;
+    j->queued_ns = now_ns();
+    *q->tail = j;
+    q->tail = &j->next;
+    q->samples += j->n;
+    b->queued++;
+    make_runnable(b, q);
+    pthread_cond_signal(&b->work);
+    pthread_mutex_unlock(&b->lock);
+    return 0;
+}
+
+long batch_queued(batcher *b) {
+    pthread_mutex_lock(&b->lock);
+    long n = b->queued;
+    pthread_mutex_unlock(&b->lock);
+    return n;
+}
+
+void batch_stop(batcher *b) {
+    pthread_mutex_lock(&b->lock);
+    b->stopping = 1;
+    pthread_cond_broadcast(&b->work);
+    pthread_mutex_unlock(&b->lock);
+    for (int i = 0; i < b->n_workers; i++) pthread_join(b->workers[i], NULL);
+    b->n_workers = 0;
+}
+
+void batch_free(batcher *b) {
+    if (!b) return;
+    batch_stop(b);
+    pthread_cond_destroy(&b->work);
+    pthread_mutex_destroy(&b->lock);
+    free(b->workers);
+    free(b);
+}

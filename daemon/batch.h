@@ -1,0 +1,62 @@
+/* batch.h — scoring on worker threads, with concurrent requests for a model batched.
+ *
+ * A forward pass over B samples costs far less than B passes over one (the weights are
+ * read once, the matrix products vectorise), so requests for the same model that arrive
+ * close together are scored in one scorer call. Each model has a queue; a request joins
+ * its model's queue and a worker takes the queue once it holds max_batch samples or its
+ * oldest request has waited batch_window_us, so a lone request waits at most the window.
+ * While a worker scores a model, the model is busy and new requests gather behind it,
+ * so under load batches grow by themselves.
+ *
+ * Workers, not libmicrohttpd's polling threads, do the maths (and wait for the log), so
+ * a slow batch never stalls the connections those threads serve. A job is finished in
+ * two steps: prepare runs while the model is still busy, so work that must follow the
+ * scoring order (handing rows to the log) does; finish runs after the model is passed
+ * on, and may block (waiting for the commit) and free the job. */
+#ifndef ANODMD_BATCH_H
+#define ANODMD_BATCH_H
+
+#include <stddef.h>
+
+#include "metrics.h"
+#include "registry.h"
+
+typedef struct batcher batcher;
+typedef struct batch_queue batch_queue;
+
+/* One request's samples. The submitter fills in everything above rc; the outputs hold n
+ * rows each (x_rec NULL when not wanted, nn_idx and nn_dist k per sample). */
+typedef struct batch_job {
+    model *m;
+    const float *x;
+    int n;
+    detector_result *res;
+    float *x_rec;
+    int *nn_idx;
+    float *nn_dist;
+    void (*prepare)(struct batch_job *j);
+    void (*finish)(struct batch_job *j);
+    int rc;                      /* set by the worker: 0, or -1 with err */
+    char err[256];
+    struct batch_job *next;
+    long long queued_ns;         /* when it joined its queue (monotonic) */
+} batch_job;
+
+/* A model's queue and batch buffers, for m (whose scorer takes m->max_batch samples). */
+batch_queue *batch_queue_create(model *m);
+/* Free an idle queue (no job waiting or running). */
+void batch_queue_free(batch_queue *q);
+
+/* Start n_workers threads batching over window_us microseconds; scored batches are
+ * counted in mt. NULL with err. */
+batcher *batch_start(int n_workers, long window_us, metrics *mt, char *err, size_t errlen);
+/* Queue j on its model's queue: 0, or -1 when the batcher is stopping (j untouched). */
+int batch_submit(batcher *b, batch_job *j);
+/* Requests waiting in queues, not yet taken by a worker. */
+long batch_queued(batcher *b);
+/* Refuse new jobs, score every queued one at once, and join the workers. */
+void batch_stop(batcher *b);
+/* Stop b if it is running, and free it. */
+void batch_free(batcher *b);
+
+#endif
