@@ -19,7 +19,7 @@ PYTHON   ?= /usr/bin/python3
 
 DEB_PKGS       = build-essential pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev \
                  libjansson-dev libmicrohttpd-dev libsqlite3-dev dataset-fashion-mnist
-DEB_BENCH_PKGS = python3-torch python3-sklearn python3-numpy
+DEB_BENCH_PKGS = python3-torch python3-sklearn python3-numpy wrk
 FMNIST         = /usr/share/datasets/fashion-mnist
 
 CORE_SRC  = $(wildcard core/*.c) $(wildcard proto/*.c)
@@ -33,7 +33,8 @@ TEST_SRC  = $(wildcard tests/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 
-.PHONY: all deps bench-deps test asan-test bench run install clean fixtures
+.PHONY: all deps bench-deps test asan-test bench run install clean fixtures \
+        fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-seeds fuzz-clean
 
 all: $(BUILD)/anodm $(BUILD)/anodmd
 
@@ -122,7 +123,107 @@ install: all
 	sed -e 's|/usr/local/etc|$(SYSCONFDIR)|g' -e 's|/usr/local|$(PREFIX)|g' systemd/anodmd.service >$(DESTDIR)$(UNITDIR)/anodmd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/anodmd.service
 
+# ---------------------------------------------------------------------------- fuzzing
+# libFuzzer targets (tests/fuzz/fuzz_*.c), one per parser of hostile input, built with
+# clang under ASan + UBSan in their own tree (build-fuzz/), so the normal build is never
+# touched. `make fuzz` runs each target for FUZZ_SECONDS, one after the other; new
+# inputs go to build-fuzz/corpus/<target>/ (seeded from tests/fuzz/corpus/<target>/),
+# crashes to build-fuzz/artifacts/<target>/, logs to build-fuzz/logs/. `make fuzz-smoke`
+# is the same for 10 s each. Not part of `make test`.
+FUZZ_PKGS     = clang libclang-rt-14-dev
+FUZZ_CC      ?= clang
+FUZZ_BUILD    = build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# clang does not define __SANITIZE_ADDRESS__, so core/simd.h would use target_clones,
+# whose ifunc clang 14 names "f.ifunc" and other files then cannot link to: define it.
+FUZZ_CFLAGS   = -O1 -g -std=c11 -Wall -Wextra -Wno-missing-field-initializers \
+                -D__SANITIZE_ADDRESS__=1 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+                -Icore -Iproto -Idaemon -Itests/fuzz -MMD -MP
+# Files other work may have half-written; the parsers need none of them.
+FUZZ_EXCLUDE ?= core/experiment.c
+FUZZ_LIB_SRC  = $(filter-out $(FUZZ_EXCLUDE),$(CORE_SRC))
+FUZZ_LIB_OBJ  = $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_LIB      = $(FUZZ_BUILD)/libanodm-fuzz.a
+# The daemon without its main(): config (fuzz_config), the router and what its handlers
+# need (fuzz_router).
+FUZZ_DAEMON_SRC = $(filter-out daemon/main.c,$(DAEMON_SRC))
+FUZZ_DAEMON_OBJ = $(FUZZ_DAEMON_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_TARGETS  = idx npy csv bundle weights api net config router
+FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_LIBS     = $(FUZZ_LIB) -lsqlite3 $(LDLIBS)
+# Largest input per target: a few times the seeds, within what each format needs.
+FUZZ_MAXLEN_idx = 8192
+FUZZ_MAXLEN_npy = 8192
+FUZZ_MAXLEN_csv = 8192
+FUZZ_MAXLEN_bundle = 16384
+FUZZ_MAXLEN_weights = 8192
+FUZZ_MAXLEN_api = 16384
+FUZZ_MAXLEN_net = 1100
+FUZZ_MAXLEN_config = 16384
+FUZZ_MAXLEN_router = 4096
+FUZZ_DICT_api = -dict=tests/fuzz/json.dict
+FUZZ_DICT_router = -dict=tests/fuzz/json.dict
+FUZZ_DICT_net = -dict=tests/fuzz/net.dict
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_model.c $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< tests/fuzz/fuzz_model.c $(FUZZ_LIBS)
+
+$(FUZZ_BUILD)/fuzz_config: $(FUZZ_BUILD)/daemon/config.o
+$(FUZZ_BUILD)/fuzz_router: $(FUZZ_DAEMON_OBJ)
+$(FUZZ_BUILD)/fuzz_config $(FUZZ_BUILD)/fuzz_router: FUZZ_LIBS = $(filter $(FUZZ_BUILD)/daemon/%,$^) \
+    $(FUZZ_LIB) $(DAEMON_LIBS) $(LDLIBS)
+
+# Writes the generated seeds (the bundle and weights files) into tests/fuzz/corpus/.
+$(FUZZ_BUILD)/gen_seeds: tests/fuzz/gen_seeds.c tests/fuzz/fuzz_model.c $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -o $@ $< tests/fuzz/fuzz_model.c $(FUZZ_LIBS)
+
+fuzz-deps: deps
+	@$(MAKE) --no-print-directory _apt PKGS="$(FUZZ_PKGS)"
+
+fuzz-build: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+fuzz-seeds: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BUILD)/gen_seeds
+	$(FUZZ_BUILD)/gen_seeds tests/fuzz/corpus
+
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_BUILD)/logs; status=0; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  case $$t in \
+	    idx) ml=$(FUZZ_MAXLEN_idx) d="";; npy) ml=$(FUZZ_MAXLEN_npy) d="";; \
+	    csv) ml=$(FUZZ_MAXLEN_csv) d="";; bundle) ml=$(FUZZ_MAXLEN_bundle) d="";; \
+	    weights) ml=$(FUZZ_MAXLEN_weights) d="";; api) ml=$(FUZZ_MAXLEN_api) d="$(FUZZ_DICT_api)";; \
+	    net) ml=$(FUZZ_MAXLEN_net) d="$(FUZZ_DICT_net)";; config) ml=$(FUZZ_MAXLEN_config) d="";; \
+	    router) ml=$(FUZZ_MAXLEN_router) d="$(FUZZ_DICT_router)";; \
+	  esac; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (max_len $$ml)"; \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$$ml $$d \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ \
+	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t >$(FUZZ_BUILD)/logs/$$t.log 2>&1 \
+	    || { status=1; echo "fuzz: $$t FAILED, see $(FUZZ_BUILD)/logs/$$t.log and $(FUZZ_BUILD)/artifacts/$$t/"; }; \
+	  echo "fuzz: $$t $$(grep -h 'stat::number_of_executed_units' $(FUZZ_BUILD)/logs/$$t.log | awk '{print $$2}') executions"; \
+	done; exit $$status
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+
+fuzz-clean:
+	rm -rf $(FUZZ_BUILD)
+
 clean:
 	rm -rf build build-asan
 
--include $(CORE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(TEST_OBJ:.o=.d) \
+         $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_DAEMON_OBJ:.o=.d) $(FUZZ_BINS:=.d)

@@ -5,10 +5,21 @@
 #include <cblas.h>
 #include <string.h>
 
+/* Sizes come from model files, so they are computed in 64 bits and any size outside
+ * [1, CONV_MAX_DIM] becomes 0, which conv_geom_valid refuses: no overflow, no division
+ * by a zero stride, and no window that does not fit being rounded up to one output. */
+static int dim_or_zero(long long v) { return v >= 1 && v <= CONV_MAX_DIM ? (int)v : 0; }
+
+static int out_size(long long in, long long pads, long long k, long long dil, long long stride) {
+    long long span = in + pads - dil * (k - 1) - 1;
+    return span < 0 || stride < 1 ? 0 : dim_or_zero(span / stride + 1);
+}
+
 conv_geom conv_geom_2d(int in_c, int in_h, int in_w, int out_c, int k, int stride, int pad) {
     conv_geom g = {
         .in_c = in_c, .in_h = in_h, .in_w = in_w, .out_c = out_c,
-        .out_h = (in_h + 2 * pad - k) / stride + 1, .out_w = (in_w + 2 * pad - k) / stride + 1,
+        .out_h = out_size(in_h, 2LL * pad, k, 1, stride),
+        .out_w = out_size(in_w, 2LL * pad, k, 1, stride),
         .k_h = k, .k_w = k, .stride_h = stride, .stride_w = stride,
         .pad_top = pad, .pad_left = pad, .dil_h = 1, .dil_w = 1,
     };
@@ -18,8 +29,9 @@ conv_geom conv_geom_2d(int in_c, int in_h, int in_w, int out_c, int k, int strid
 conv_geom conv_geom_transpose_2d(int in_c, int in_h, int in_w, int out_c, int k, int stride,
                                  int pad, int out_pad) {
     conv_geom g = {
-        .in_c = out_c, .in_h = (in_h - 1) * stride - 2 * pad + k + out_pad,
-        .in_w = (in_w - 1) * stride - 2 * pad + k + out_pad,
+        .in_c = out_c,
+        .in_h = dim_or_zero((in_h - 1LL) * stride - 2LL * pad + k + out_pad),
+        .in_w = dim_or_zero((in_w - 1LL) * stride - 2LL * pad + k + out_pad),
         .out_c = in_c, .out_h = in_h, .out_w = in_w,
         .k_h = k, .k_w = k, .stride_h = stride, .stride_w = stride,
         .pad_top = pad, .pad_left = pad, .dil_h = 1, .dil_w = 1,
@@ -31,7 +43,7 @@ conv_geom conv_geom_1d(int in_c, int len, int out_c, int k, int stride, int dila
                        int pad_left, int pad_right) {
     conv_geom g = {
         .in_c = in_c, .in_h = 1, .in_w = len, .out_c = out_c, .out_h = 1,
-        .out_w = (len + pad_left + pad_right - dilation * (k - 1) - 1) / stride + 1,
+        .out_w = out_size(len, (long long)pad_left + pad_right, k, dilation, stride),
         .k_h = 1, .k_w = k, .stride_h = 1, .stride_w = stride,
         .pad_top = 0, .pad_left = pad_left, .dil_h = 1, .dil_w = dilation,
     };
@@ -41,7 +53,8 @@ conv_geom conv_geom_1d(int in_c, int len, int out_c, int k, int stride, int dila
 conv_geom conv_geom_transpose_1d(int in_c, int len, int out_c, int k, int stride, int pad,
                                  int out_pad) {
     conv_geom g = {
-        .in_c = out_c, .in_h = 1, .in_w = (len - 1) * stride - 2 * pad + k + out_pad,
+        .in_c = out_c, .in_h = 1,
+        .in_w = dim_or_zero((len - 1LL) * stride - 2LL * pad + k + out_pad),
         .out_c = in_c, .out_h = 1, .out_w = len,
         .k_h = 1, .k_w = k, .stride_h = 1, .stride_w = stride,
         .pad_top = 0, .pad_left = pad, .dil_h = 1, .dil_w = 1,

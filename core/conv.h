@@ -17,6 +17,8 @@
 
 #include <stddef.h>
 
+#define CONV_MAX_DIM (1 << 24)  /* largest size or padding a geometry accepts */
+
 typedef struct {
     int in_c, in_h, in_w;      /* x, the image side */
     int out_c, out_h, out_w;   /* y, the result side */
@@ -38,7 +40,7 @@ conv_geom conv_geom_1d(int in_c, int len, int out_c, int k, int stride, int dila
 /* ConvTranspose1d(in_c -> out_c, k, stride, pad, output_padding) on len samples. */
 conv_geom conv_geom_transpose_1d(int in_c, int len, int out_c, int k, int stride, int pad,
                                  int out_pad);
-/* Nonzero if the geometry is consistent (positive sizes, window fits). */
+/* Nonzero if the geometry is consistent (sizes in [1, CONV_MAX_DIM], window fits). */
 int conv_geom_valid(const conv_geom *g);
 
 /* Scratch floats needed by any conv call on this geometry with batch B. */

@@ -194,6 +194,10 @@ static int build_layer(layer *L, const token *t, shape3 in, char *err, size_t er
     L->kind = LAYER_NAMES[k].kind;
     L->in = in;
     L->out = in;
+    if (L->kind >= LAYER_CONV2D && L->kind <= LAYER_CONVT1D && a[2] < 1) { /* stride */
+        snprintf(err, errlen, "%s: stride must be at least 1", t->name);
+        return 0;
+    }
     switch (L->kind) {
     case LAYER_LINEAR:
         if (a[0] < 1) { snprintf(err, errlen, "linear needs at least 1 unit"); return 0; }
@@ -211,7 +215,12 @@ static int build_layer(layer *L, const token *t, shape3 in, char *err, size_t er
     case LAYER_CONV1D: {
         if (!want_sequence(t, in, err, errlen)) return 0;
         int kern = (int)a[1], d = (int)a[3];
-        int left = a[4] < 0 ? d * (kern - 1) : (int)a[4], right = a[4] < 0 ? 0 : (int)a[4];
+        long long causal = (long long)d * (kern - 1);
+        if (causal > CONV_MAX_DIM) {
+            snprintf(err, errlen, "conv1d: dilation %d x kernel %d is too large", d, kern);
+            return 0;
+        }
+        int left = a[4] < 0 ? (int)causal : (int)a[4], right = a[4] < 0 ? 0 : (int)a[4];
         return add_conv(L, conv_geom_1d(in.c, in.w, (int)a[0], kern, (int)a[2], d, left, right),
                         0, in, err, errlen);
     }
@@ -259,7 +268,10 @@ int net_parse(net_def *n, const char *spec, shape3 in, char *err, size_t errlen)
         snprintf(err, errlen, "architecture longer than %d characters", NET_SPEC_MAX - 1);
         return -1;
     }
-    if (in.c < 1 || in.h < 1 || in.w < 1) {
+    /* Each factor and each partial product at most 2^24: shape_size cannot overflow. */
+    if (in.c < 1 || in.h < 1 || in.w < 1 || in.c > CONV_MAX_DIM || in.h > CONV_MAX_DIM ||
+        in.w > CONV_MAX_DIM || (size_t)in.c * in.h > (size_t)CONV_MAX_DIM ||
+        (size_t)in.c * in.h * in.w > (size_t)CONV_MAX_DIM) {
         snprintf(err, errlen, "bad input shape %dx%dx%d", in.c, in.h, in.w);
         return -1;
     }

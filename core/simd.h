@@ -7,7 +7,9 @@
 #ifndef ANODM_SIMD_H
 #define ANODM_SIMD_H
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+/* GCC only: clang 14 cannot call a target_clones function from another file, and
+ * sanitizer builds gain nothing from the clones. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define HOT_LOOP __attribute__((target_clones("avx2", "default")))
 #else
 #define HOT_LOOP

@@ -1,0 +1,81 @@
+/* fuzz_api.c — the daemon's request decoders (proto/api.c): every byte of a request
+ * body and every query parameter comes from an untrusted caller.
+ *
+ * Input layout: byte 0 picks the decoder, byte 1 the model's sample length (1..32);
+ * the rest is the body or the parameters.
+ *   byte0 % 4 == 0   api_decode_score     (POST /v1/models/{name}/score)
+ *   byte0 % 4 == 1   api_decode_v2_infer  (POST /v2/models/{name}/infer)
+ *   byte0 % 4 == 2   GET parameters: up to five NUL-separated strings for
+ *                    api_decode_scores_query (since_id, limit, model, source,
+ *                    anomalies_only; a missing one is NULL), and each string through
+ *                    api_decode_max_points, api_parse_log_id and api_valid_model_name
+ *   byte0 % 4 == 3   api_decode_score with max_batch 1 (the batch limit path)
+ * The body is not NUL-terminated (the decoders get a length), so it sits in a heap block
+ * of exactly its size for ASan. A decoded request must hold n * dim finite values. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+
+static void check_request(const api_score_request *req, size_t dim) {
+    if (req->n < 1 || req->dim != dim || !req->x) abort();
+    for (size_t i = 0; i < (size_t)req->n * dim; i++)
+        if (!isfinite(req->x[i])) abort();
+}
+
+static void decode_query(const uint8_t *data, size_t size) {
+    char *text = malloc(size + 1);
+    if (!text) return;
+    memcpy(text, data, size);
+    text[size] = 0;
+    const char *arg[5] = {NULL, NULL, NULL, NULL, NULL};
+    size_t at = 0;
+    for (int i = 0; i < 5 && at <= size; i++) {
+        arg[i] = text + at;
+        at += strlen(text + at) + 1;
+    }
+    api_scores_query q;
+    api_error e;
+    if (api_decode_scores_query(arg[0], arg[1], arg[2], arg[3], arg[4], &q, &e) == 0 &&
+        (q.limit < 1 || q.limit > API_MAX_LIMIT || q.since_id < 0))
+        abort();
+    for (int i = 0; i < 5 && arg[i]; i++) {
+        int n;
+        int64_t id;
+        if (api_decode_max_points(arg[i], &n, &e) == 0 && n < 0) abort();
+        if (api_parse_log_id(arg[i], &id) == 0 && id < 0) abort();
+        (void)api_valid_model_name(arg[i]);
+    }
+    free(text);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 2) return 0;
+    int which = data[0] % 4;
+    size_t dim = 1 + data[1] % 32;
+    data += 2;
+    size -= 2;
+    if (which == 2) {
+        decode_query(data, size);
+        return 0;
+    }
+    char *body = malloc(size ? size : 1);
+    if (!body) return 0;
+    memcpy(body, data, size);
+    api_score_request req;
+    api_error e;
+    int max_batch = which == 3 ? 1 : 8;
+    int rc = which == 1 ? api_decode_v2_infer(body, size, dim, max_batch, &req, &e)
+                        : api_decode_score(body, size, dim, max_batch, &req, &e);
+    if (rc == 0) {
+        check_request(&req, dim);
+        if (req.n > max_batch) abort();
+    } else if (e.status < 400 || e.status > 599 || !e.code[0]) {
+        abort();
+    }
+    api_score_request_free(&req);
+    free(body);
+    return 0;
+}

@@ -1,0 +1,158 @@
+/* fuzz_router.c — anodmd's router and handlers (daemon/routes.c), without the HTTP layer.
+ *
+ * routes.h has a pure entry point, routes_label (the path to its metrics label), and
+ * routes_handle, which takes a whole request as a struct: method, path, query lookup and
+ * body. Both get every input. Behind routes_handle sits a real app, made once: one
+ * model ("tiny", the detector of fuzz_model.c, saved as a bundle and loaded through
+ * registry_load), a score log (SQLite, in a private directory under /dev/shm or /tmp,
+ * removed at exit), metrics and one batching worker; so a fuzzed path that reaches a
+ * handler runs it for real: scoring, the log queries, the map, stats and the metrics
+ * page. A request the handler hands to the worker (routes_handle returns 1) is waited
+ * for, as the HTTP layer's park/wake would. No API keys are set. Input layout:
+ *     METHOD PATH\n
+ *     key=value\n ...      query parameters, up to 8, ended by an empty line
+ *     body                 the rest, not NUL-terminated
+ * Every reply must have a status in 200..599 and a body (NULL only when out of memory). */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "bundle.h"
+#include "fuzz_model.h"
+#include "routes.h"
+
+enum { MAX_QUERY = 8 };
+
+/* One request's connection: its query parameters, and the wake-up from the worker. */
+typedef struct {
+    const char *key[MAX_QUERY], *value[MAX_QUERY];
+    int n;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int woken;
+} conn_state;
+
+static app the_app;
+static registry reg;
+static char dir[64], bundle_path[128], db_path[128], spec[160];
+static char *specs[1] = {spec};
+
+static void cleanup(void) {
+    if (the_app.batch) {
+        batch_stop(the_app.batch);
+        batch_free(the_app.batch);
+    }
+    if (the_app.log) scorelog_close(the_app.log);
+    registry_free(&reg);
+    metrics_free(the_app.metrics);
+    char wal[160], shm[160];
+    snprintf(wal, sizeof wal, "%s-wal", db_path);
+    snprintf(shm, sizeof shm, "%s-shm", db_path);
+    unlink(bundle_path), unlink(db_path), unlink(wal), unlink(shm), rmdir(dir);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    char err[512];
+    detector d;
+    snprintf(dir, sizeof dir, "%s/anodm-fuzz-XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    snprintf(bundle_path, sizeof bundle_path, "%s/tiny.anodm", dir);
+    snprintf(db_path, sizeof db_path, "%s/scores.db", dir);
+    snprintf(spec, sizeof spec, "tiny=%s", bundle_path);
+    if (fuzz_model_make(&d, PLACE_SINGLE, err, sizeof err) != 0 ||
+        bundle_save(bundle_path, &d, err, sizeof err) != 0) {
+        fprintf(stderr, "fuzz_router: %s\n", err);
+        exit(1);
+    }
+    detector_free(&d);
+    the_app.max_batch = 8;
+    the_app.metrics = metrics_create();
+    if (!the_app.metrics ||
+        registry_load(&reg, specs, 1, the_app.max_batch, err, sizeof err) != 0 ||
+        !(the_app.log = scorelog_open(db_path, the_app.metrics, err, sizeof err)) ||
+        !(the_app.batch = batch_start(1, 0, the_app.metrics, err, sizeof err))) {
+        fprintf(stderr, "fuzz_router: %s\n", err);
+        exit(1);
+    }
+    the_app.reg = &reg;
+    atexit(cleanup);
+    return 0;
+}
+
+static const char *lookup(void *conn, const char *key) {
+    const conn_state *q = conn;
+    for (int i = 0; i < q->n; i++)
+        if (!strcmp(q->key[i], key)) return q->value[i];
+    return NULL;
+}
+
+static void park(void *conn) { (void)conn; }
+
+static void wake(void *conn) {
+    conn_state *q = conn;
+    pthread_mutex_lock(&q->lock);
+    q->woken = 1;
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    /* The head (request line and query) as NUL-terminated text, the body as bytes. */
+    const uint8_t *blank = NULL;
+    for (size_t i = 0; i + 1 < size && !blank; i++)
+        if (data[i] == '\n' && data[i + 1] == '\n') blank = data + i;
+    size_t head_len = blank ? (size_t)(blank - data) : size;
+    size_t body_len = blank ? size - head_len - 2 : 0;
+    char *head = malloc(head_len + 1), *body = malloc(body_len ? body_len : 1);
+    if (!head || !body) {
+        free(head), free(body);
+        return 0;
+    }
+    memcpy(head, data, head_len);
+    head[head_len] = 0;
+    if (body_len) memcpy(body, blank + 2, body_len);
+
+    char *line = head, *next = strchr(line, '\n');
+    if (next) *next++ = 0;
+    char *method = line, *path = strchr(line, ' ');
+    if (path) *path++ = 0;
+    else path = "";
+    conn_state q = {.n = 0, .woken = 0};
+    pthread_mutex_init(&q.lock, NULL);
+    pthread_cond_init(&q.cond, NULL);
+    while (next && q.n < MAX_QUERY) {
+        line = next;
+        if ((next = strchr(line, '\n'))) *next++ = 0;
+        char *eq = strchr(line, '=');
+        if (!eq) continue;
+        *eq = 0;
+        q.key[q.n] = line;
+        q.value[q.n++] = eq + 1;
+    }
+
+    if (!routes_label(path)) __builtin_trap();
+    request rq = {.method = method, .path = path, .body = body, .len = body_len,
+                  .query = lookup, .park = park, .wake = wake, .conn = &q};
+    reply out = {0};
+    if (routes_handle(&the_app, &rq, &out) == 1) {   /* a worker answers: wait for it */
+        pthread_mutex_lock(&q.lock);
+        while (!q.woken) pthread_cond_wait(&q.cond, &q.lock);
+        pthread_mutex_unlock(&q.lock);
+    }
+    if (out.status < 200 || out.status > 599) __builtin_trap();
+    free(out.body);
+    pthread_cond_destroy(&q.cond);
+    pthread_mutex_destroy(&q.lock);
+    free(head);
+    free(body);
+    return 0;
+}
