@@ -237,11 +237,12 @@ static const float *forward(const vae_model *m, vae_workspace *w, const float *x
         const float *mu = h + (size_t)b * 2 * L, *lv = mu + L;
         for (int j = 0; j < L; j++) {
             float e = eps ? eps[(size_t)b * L + j] : 0.0f;
-            w->z[(size_t)b * L + j] = mu[j] + expf(0.5f * lv[j]) * e;
-            kl += -0.5 * (1.0 + lv[j] - (double)mu[j] * mu[j] - exp(lv[j]));
+            w->z[(size_t)b * L + j] = eps ? mu[j] + expf(0.5f * lv[j]) * e : mu[j];
+            if (sums) kl += -0.5 * (1.0 + lv[j] - (double)mu[j] * mu[j] - exp(lv[j]));
         }
     }
     const float *out = net_forward(&m->dec, m->params + m->enc.n_params, w->z, B, &dr);
+    if (!sums) return out;
     const size_t n = (size_t)B * shape_size(m->dec.out);
     double recon = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -337,8 +338,7 @@ void vae_encode(const vae_model *m, vae_workspace *w, const float *x, int B, flo
 void vae_reconstruct(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
                      int B, float *x_rec, float *mu) {
     const int L = m->arch.latent;
-    vae_loss unused;
-    const float *out = forward(m, w, x, eps, B, 0, 1, &unused);
+    const float *out = forward(m, w, x, eps, B, 0, 1, NULL);
     const size_t n = (size_t)B * shape_size(m->dec.out);
     if (m->arch.recon == RECON_BCE)
         sigmoid_forward(x_rec, out, n);
