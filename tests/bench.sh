@@ -28,3 +28,4 @@ echo "$c_s $t_s" | awk '{ printf "vae epoch: C %.1f s, PyTorch %.1f s: C is %.2f
 echo "== t-SNE fit and placement, $THREADS threads"
 OPENBLAS_NUM_THREADS=1 "$PYTHON" tests/bench_tsne.py --bin "$ANODM_BIN" \
   --sizes "${TSNE_SIZES:-5000,10000}" --threads "$THREADS"
+ANODM_BIN="$ANODM_BIN" PYTHON="$PYTHON" sh tests/bench_daemon.sh  # 3. anodmd under load (wrk)
