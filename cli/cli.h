@@ -13,6 +13,7 @@ int cmd_bench_vae(int argc, char **argv);   /* anodm bench-vae: one timed traini
 int bench_tsne_main(int argc, char **argv); /* anodm bench-tsne: t-SNE fit and placement timings */
 int cmd_score(int argc, char **argv);       /* anodm score: offline scoring with a bundle */
 int cmd_inspect(int argc, char **argv);     /* anodm inspect: a model bundle's contents */
+int cmd_experiment(int argc, char **argv);  /* anodm experiment: the paper's one-vs-rest table */
 
 /* Where samples come from: a Fashion-MNIST/MNIST-style IDX directory (split chooses
  * train or t10k), or a .npy/.csv/IDX file with an optional labels file. */

@@ -15,6 +15,7 @@ static const struct {
     {"bench-tsne", bench_tsne_main, "time t-SNE fits and placement (C side of `make bench`)"},
     {"score", cmd_score, "score a data file offline with a model bundle (CSV or JSON lines)"},
     {"inspect", cmd_inspect, "print what a model bundle holds (--json for scripts)"},
+    {"experiment", cmd_experiment, "the paper's one-vs-rest auROC table, ROC plots"},
 };
 
 static void usage(FILE *f) {
