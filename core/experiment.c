@@ -160,19 +160,6 @@ done:
     return taken;
 }
 
-static void say(experiment_stage_fn stage, void *ctx, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void say(experiment_stage_fn stage, void *ctx, const char *name, const char *fmt, ...) {
-    char buf[256];
-    va_list ap;
-    if (!stage) return;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    stage(ctx, name, buf);
-}
-
 /* The detector's own terms for n samples: D_RE, D_MAP alone, latent means, fused score
  * (fused may be NULL), by the scorer the daemon runs. */
 static int detector_terms(const detector *d, const float *x, int n, double *re, double *alone,
@@ -256,15 +243,15 @@ static int all_terms(const detector *d, const tsne_map *map, const float *x, int
     const int L = d->vae.arch.latent;
     tsne_place_options po = d->place;
     po.n_threads = o->n_threads;
-    say(stage, ctx, "terms", "%s: %d samples, reconstruction and single placement", what, n);
+    build_say(stage, ctx, "terms", "%s: %d samples, reconstruction and single placement", what, n);
     if (detector_terms(d, x, n, re, v[V_ALONE], mu, fused, err, errlen)) return -1;
     experiment_latent_nn(d->ref_latent, d->n_ref, L, mu, n, v[V_LATENT]);
-    say(stage, ctx, "coplaced", "%s: co-placing %d points into the fixed map", what, n);
+    build_say(stage, ctx, "coplaced", "%s: co-placing %d points into the fixed map", what, n);
     if (coplaced_dmap(d, map, &po, mu, n, Y, v[V_COPLACED], err, errlen)) return -1;
-    say(stage, ctx, "stream", "%s: %d points through a window of %d, batches of %d", what, n,
+    build_say(stage, ctx, "stream", "%s: %d points through a window of %d, batches of %d", what, n,
         d->window, o->stream_batch);
     if (stream_dmap(d, map, &po, mu, n, o, Y, v[V_STREAM], err, errlen)) return -1;
-    say(stage, ctx, "joint", "%s: joint t-SNE of %d reference + %d points", what, d->n_ref, n);
+    build_say(stage, ctx, "joint", "%s: joint t-SNE of %d reference + %d points", what, d->n_ref, n);
     return experiment_joint_dmap(d->ref_latent, d->n_ref, mu, n, L, d->k, &o->joint,
                                  v[V_JOINT], err, errlen);
 }

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "detector.h"
+#include "pipeline.h"
 #include "score.h"
 #include "tsne.h"
 
@@ -63,7 +64,7 @@ typedef struct {
 } experiment_opts;
 
 /* Stage messages ("terms", "joint", ...) with a detail line, for progress output. */
-typedef void (*experiment_stage_fn)(void *ctx, const char *stage, const char *detail);
+typedef build_stage_fn experiment_stage_fn;   /* stage messages, as the build's */
 
 void experiment_opts_default(experiment_opts *o);
 

@@ -88,10 +88,7 @@ done:
     return rc;
 }
 
-static void say(build_stage_fn stage, void *ctx, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void say(build_stage_fn stage, void *ctx, const char *name, const char *fmt, ...) {
+void build_say(build_stage_fn stage, void *ctx, const char *name, const char *fmt, ...) {
     char buf[256];
     va_list ap;
     if (!stage) return;
@@ -123,7 +120,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
                  perplexity, (int)(3.0 * perplexity + 1.0), o->k);
         goto fail;
     }
-    say(stage, ctx, "split", "%zu training samples, %zu held out for calibration", train.n, cal.n);
+    build_say(stage, ctx, "split", "%zu training samples, %zu held out for calibration", train.n, cal.n);
     build_report rep = {.n_train = train.n, .n_cal = cal.n};
     double t0 = now_seconds();
     d->mode = o->mode;
@@ -132,7 +129,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     d->k = o->k;
     d->alpha = o->alpha;
     if (vae_create(&d->vae, arch, o->train.seed, err, errlen) != 0) goto fail;
-    say(stage, ctx, "training", "beta-VAE %s, latent %d, %zu parameters", arch->name,
+    build_say(stage, ctx, "training", "beta-VAE %s, latent %d, %zu parameters", arch->name,
         arch->latent, d->vae.n_params);
     if (vae_train(&d->vae, train.x, train.n, &o->train, train_progress, ctx, err, errlen)) goto fail;
     rep.train_seconds = now_seconds() - t0;
@@ -169,22 +166,22 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     free(order);
     free(xr);
     vae_workspace_free(&w);
-    say(stage, ctx, "reference", "%d training samples encoded", d->n_ref);
+    build_say(stage, ctx, "reference", "%d training samples encoded", d->n_ref);
 
     t0 = now_seconds();
-    say(stage, ctx, "map", "fitting t-SNE on %d latents (perplexity %g, %d iterations)", d->n_ref,
+    build_say(stage, ctx, "map", "fitting t-SNE on %d latents (perplexity %g, %d iterations)", d->n_ref,
         o->tsne.perplexity, o->tsne.n_iter);
     if (tsne_fit(d->ref_latent, d->n_ref, (int)L, &o->tsne, d->ref_map, &rep.map_kl, err,
                  errlen))
         goto fail;
     rep.map_seconds = now_seconds() - t0;
-    say(stage, ctx, "map", "final KL %.4f after %.1f s", rep.map_kl, rep.map_seconds);
+    build_say(stage, ctx, "map", "final KL %.4f after %.1f s", rep.map_kl, rep.map_seconds);
     t0 = now_seconds();
     if (detector_calibrate(d, cal.x, cal.n, o->cal_batch, o->quantile, err, errlen) != 0)
         goto fail;
     rep.cal_seconds = now_seconds() - t0;
     if (o->report) *o->report = rep;
-    say(stage, ctx, "calibration", "%d held-out normals, threshold %.4f at quantile %g", d->n_cal,
+    build_say(stage, ctx, "calibration", "%d held-out normals, threshold %.4f at quantile %g", d->n_cal,
         d->threshold, d->quantile);
     dataset_free(&cal);
     dataset_free(&train);

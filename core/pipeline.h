@@ -37,6 +37,9 @@ typedef struct {
 typedef void (*build_stage_fn)(void *ctx, const char *stage, const char *detail);
 
 void build_opts_default(build_opts *o);
+/* Format a stage message and pass it to stage (nothing when stage is NULL). */
+void build_say(build_stage_fn stage, void *ctx, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Build d from the normal samples in data (labels ignored); train_progress reports each
  * epoch, stage each step. d is zeroed on failure. */
 int detector_build(detector *d, const vae_arch *arch, const dataset *data, const build_opts *o,

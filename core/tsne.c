@@ -123,8 +123,8 @@ void tsne_sparse_free(tsne_sparse *P) {
     memset(P, 0, sizeof *P);
 }
 
-static int check_finite(const float *X, size_t count, const char *what, char *err,
-                        size_t errlen) {
+int tsne_check_finite(const float *X, size_t count, const char *what, char *err,
+                      size_t errlen) {
     for (size_t e = 0; e < count; e++) {
         if (!isfinite(X[e])) {
             snprintf(err, errlen, "%s: element %zu is not finite", what, e);
@@ -180,7 +180,7 @@ int tsne_affinities(const float *X, int n, int d, double perplexity, int n_threa
                  " got %d", perplexity, k + 1, n);
         return -1;
     }
-    if (check_finite(X, (size_t)n * d, "tsne input", err, errlen)) return -1;
+    if (tsne_check_finite(X, (size_t)n * d, "tsne input", err, errlen)) return -1;
     size_t nk = (size_t)n * k;
     int *idx = malloc(nk * sizeof *idx);
     float *dist2 = malloc(nk * sizeof *dist2);

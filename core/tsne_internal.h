@@ -120,4 +120,8 @@ void bh_query(const bhtree *t, const double q[2], double theta, double rep[2], d
  * log(perplexity) nats); writes p (sums to 1). Returns the entropy reached. */
 double tsne_calibrate(const float *d2, int k, double perplexity, double *p, double *beta);
 
+/* 0 if all count values of X are finite, else -1 with "what: element i is not finite". */
+int tsne_check_finite(const float *X, size_t count, const char *what, char *err,
+                      size_t errlen);
+
 #endif

@@ -72,17 +72,6 @@ static int check_place_options(const tsne_place_options *o, int n_ref, char *err
     return 0;
 }
 
-static int check_finite_rows(const float *X, size_t count, const char *what, char *err,
-                             size_t errlen) {
-    for (size_t e = 0; e < count; e++) {
-        if (!isfinite(X[e])) {
-            snprintf(err, errlen, "%s: element %zu is not finite", what, e);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* ---- the map ------------------------------------------------------------------- */
 
 static int build_cells(tsne_map *m) {
@@ -131,8 +120,8 @@ tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double b
         snprintf(err, errlen, "tsne map: need at least one point (n=%d, d=%d)", n, d);
         return NULL;
     }
-    if (check_finite_rows(X, (size_t)n * d, "tsne map latents", err, errlen) ||
-        check_finite_rows(Y, (size_t)n * 2, "tsne map positions", err, errlen))
+    if (tsne_check_finite(X, (size_t)n * d, "tsne map latents", err, errlen) ||
+        tsne_check_finite(Y, (size_t)n * 2, "tsne map positions", err, errlen))
         return NULL;
     tsne_map *m = calloc(1, sizeof *m);
     if (!m) goto oom;
@@ -374,7 +363,7 @@ int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x,
         opt = &def;
     }
     if (check_place_options(opt, m->n, err, errlen) ||
-        check_finite_rows(x, (size_t)m->d, "tsne place input", err, errlen))
+        tsne_check_finite(x, (size_t)m->d, "tsne place input", err, errlen))
         return -1;
     place_buf b;
     if (place_buf_init(&b, (int)(3.0 * opt->perplexity))) {
@@ -415,7 +404,7 @@ int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const flo
         opt = &def;
     }
     if (count < 0 || check_place_options(opt, m->n, err, errlen) ||
-        check_finite_rows(X, (size_t)count * m->d, "tsne place input", err, errlen)) {
+        tsne_check_finite(X, (size_t)count * m->d, "tsne place input", err, errlen)) {
         if (count < 0) snprintf(err, errlen, "tsne place: negative count");
         return -1;
     }
@@ -688,7 +677,7 @@ int tsne_coplace(const tsne_map *m, const tsne_place_options *opt, const float *
         return -1;
     }
     if (check_place_options(opt, m->n, err, errlen) ||
-        check_finite_rows(X, (size_t)count * m->d, "tsne coplace input", err, errlen))
+        tsne_check_finite(X, (size_t)count * m->d, "tsne coplace input", err, errlen))
         return -1;
     coplace_in in = { m, opt, NULL, NULL, 0, X, count };
     return coplace(&in, Y, err, errlen);
@@ -748,7 +737,7 @@ int tsne_window_add(tsne_window *w, const tsne_place_options *opt, const float *
         return -1;
     }
     if (check_place_options(opt, m->n, err, errlen) ||
-        check_finite_rows(X, (size_t)count * d, "tsne window input", err, errlen))
+        tsne_check_finite(X, (size_t)count * d, "tsne window input", err, errlen))
         return -1;
     coplace_in in = { m, opt, w->X, w->Y, w->count, X, count };
     if (coplace(&in, Y, err, errlen)) return -1;
