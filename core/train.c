@@ -116,8 +116,8 @@ static void *shard_update(void *arg) {
     return NULL;
 }
 
-/* Run fn on every shard, the first on this thread; 0, or -1 if a thread failed to start. */
-static int run_shards(trainer *t, void *(*fn)(void *)) {
+/* Run fn on every shard, the first on this thread. */
+static void run_shards(trainer *t, void *(*fn)(void *)) {
     pthread_t tid[MAX_THREADS];
     int started = 1;
     for (; started < t->n_shards; started++)
@@ -126,7 +126,6 @@ static int run_shards(trainer *t, void *(*fn)(void *)) {
     for (int k = started; k < t->n_shards; k++) fn(&t->shards[k]);
     fn(&t->shards[0]);
     for (int k = 1; k < started; k++) pthread_join(tid[k], NULL);
-    return 0;
 }
 
 static void trainer_free(trainer *t) {
