@@ -156,6 +156,17 @@ static json_t *parse_object(const char *body, size_t len, api_error *e) {
 
 int api_decode_score(const char *body, size_t len, size_t dim, int max_batch,
                      api_score_request *req, api_error *e) {
+    int fast = api_decode_score_fast(body, len, dim, max_batch, req);
+    if (fast == 1) return 0;
+    if (fast < 0) {
+        api_error_set(e, 500, "internal", "out of memory");
+        return -1;
+    }
+    return api_decode_score_json(body, len, dim, max_batch, req, e);
+}
+
+int api_decode_score_json(const char *body, size_t len, size_t dim, int max_batch,
+                          api_score_request *req, api_error *e) {
     memset(req, 0, sizeof *req);
     json_t *root = parse_object(body, len, e);
     if (!root) return -1;
@@ -374,6 +385,15 @@ int api_decode_scores_query(const char *since_id, const char *limit, const char 
     return 0;
 }
 
+int api_decode_before_id(const char *before_id, api_scores_query *q, api_error *e) {
+    q->before_id = 0;
+    if (before_id && (api_parse_log_id(before_id, &q->before_id) || q->before_id < 1)) {
+        api_error_set(e, 400, "invalid_query", "before_id must be a log id (1 or more)");
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ encoding */
 
 /* A number, or null for a non-finite one (JSON has no NaN). */
@@ -491,6 +511,21 @@ char *api_encode_score_page(const api_score_record *rec, int n, int64_t since_id
 }
 
 char *api_encode_score_record(const api_score_record *rec) { return dump(record(rec)); }
+
+char *api_encode_sample(const api_sample *s) {
+    json_t *o = json_pack("{s:I, s:s, s:s, s:[i, i, i], s:o}", "log_id",
+                          (json_int_t)s->log_id, "model", s->model, "version", s->version,
+                          "shape", s->shape[0], s->shape[1], s->shape[2], "input",
+                          float_array(s->x, s->dim));
+    /* neighbors, squared_error and reconstruction, as a score's explain gives them */
+    api_score_detail d = {.k = s->k, .ref = s->ref, .distance = s->distance, .x = s->x,
+                          .x_rec = s->x_rec, .dim = s->dim};
+    if (o && add_detail(o, &d, 0)) {
+        json_decref(o);
+        return NULL;
+    }
+    return dump(o);
+}
 
 /* The summary of a model: what GET /v1/models lists. */
 static json_t *model_summary(const api_model_ref *m, int is_default) {

@@ -62,9 +62,11 @@ typedef struct {
     size_t dim;
 } api_score_detail;
 
-/* GET /v1/scores: rows with log_id > since_id, oldest first, at most limit. */
+/* GET /v1/scores: rows with log_id > since_id, oldest first, at most limit. With
+ * before_id, only rows below it, and the newest limit of them (still oldest first). */
 typedef struct {
     int64_t since_id;
+    int64_t before_id;              /* 0 = none */
     int limit;
     char model[API_NAME_MAX + 1];   /* "" = any */
     char source[API_ID_MAX + 1];    /* "" = any */
@@ -96,6 +98,15 @@ typedef struct {
  * 0, or -1 with e filled in (req is then empty). */
 int api_decode_score(const char *body, size_t len, size_t dim, int max_batch,
                      api_score_request *req, api_error *e);
+/* The two halves of api_decode_score, for the tests and fuzzers that hold them to
+ * agreeing. The fast scanner (api_fast.c) reads plain v1 bodies without building a JSON
+ * tree: 1 with req filled in, exactly as api_decode_score_json would fill it; 0 with req
+ * empty for any body it leaves to jansson (every invalid one among them); -1 when out of
+ * memory. api_decode_score_json is the complete decoder, on jansson. */
+int api_decode_score_fast(const char *body, size_t len, size_t dim, int max_batch,
+                          api_score_request *req);
+int api_decode_score_json(const char *body, size_t len, size_t dim, int max_batch,
+                          api_score_request *req, api_error *e);
 /* Decode an Open Inference Protocol infer body (one FP32 input of shape [B, ...] whose
  * trailing dimensions hold dim values; data flat or nested) into req, as
  * api_decode_score does (id from the body's "id"). 0, or -1 with e. */
@@ -107,6 +118,9 @@ void api_score_request_free(api_score_request *req);
 int api_decode_scores_query(const char *since_id, const char *limit, const char *model,
                             const char *source, const char *anomalies_only,
                             api_scores_query *q, api_error *e);
+/* GET /v1/scores's before_id (NULL when absent) into q, after api_decode_scores_query.
+ * 0, or -1 with e. */
+int api_decode_before_id(const char *before_id, api_scores_query *q, api_error *e);
 /* GET .../map's max_points (NULL: every point) into *n (0 meaning all). 0, or -1 with e. */
 int api_decode_max_points(const char *s, int *n, api_error *e);
 /* Parse a decimal log id ("42") as in /v1/scores/{id}; 0, or -1 if not one. */
@@ -127,6 +141,21 @@ char *api_encode_score(const char *model, const char *version, const api_score_r
 char *api_encode_score_page(const api_score_record *rec, int n, int64_t since_id);
 /* One record, as GET /v1/scores/{id} returns it. */
 char *api_encode_score_record(const api_score_record *rec);
+/* A scored sample the daemon still holds: GET /v1/scores/{id}/sample. */
+typedef struct {
+    int64_t log_id;
+    char model[API_NAME_MAX + 1];
+    char version[API_VERSION_LEN + 1];
+    int shape[3];                /* the model's input: channels, height, width */
+    size_t dim;
+    const float *x, *x_rec;      /* the input and its reconstruction, dim values each */
+    int k;
+    const int32_t *ref;          /* the k nearest reference points (training-set indices) */
+    const float *distance;       /* and their map distances, nearest first */
+} api_sample;
+/* {"log_id", "model", "version", "shape", "input", "reconstruction", "squared_error",
+ * "neighbors"}. */
+char *api_encode_sample(const api_sample *s);
 /* A loaded model as the encoders see it. */
 typedef struct {
     const char *name, *version;

@@ -8,6 +8,7 @@
 
 #include "api.h"
 #include "check.h"
+#include "rng.h"
 
 #define DIM 3
 
@@ -85,6 +86,102 @@ TEST(api_decode_accepts) {
     CHECK(api_decode_score(batch, strlen(batch), DIM, 2, &req, &e) == 0);
     CHECK(req.n == 2 && !req.explain && !req.id[0] && req.x && req.x[5] == 6.0f);
     api_score_request_free(&req);
+}
+
+/* Both halves of api_decode_score on body: 1 if the fast path decoded it, 0 if it left it
+ * to jansson; a failure when the fast path decoded something jansson's path would not, or
+ * differently. */
+static int fast_agrees_(const char *file, int line, const char *body, size_t len,
+                        int max_batch) {
+    api_score_request fast, slow;
+    api_error e;
+    int taken = api_decode_score_fast(body, len, DIM, max_batch, &fast);
+    if (taken != 1) {
+        if (taken != 0 || fast.x || fast.n) check_fail(file, line, "fast path left a mess");
+        return 0;
+    }
+    if (api_decode_score_json(body, len, DIM, max_batch, &slow, &e)) {
+        check_fail(file, line, "fast path accepted what jansson refuses (%s): %.*s", e.code,
+                   (int)len, body);
+    } else if (fast.n != slow.n || fast.dim != slow.dim || fast.explain != slow.explain ||
+               strcmp(fast.id, slow.id) || strcmp(fast.source, slow.source) ||
+               memcmp(fast.x, slow.x, (size_t)fast.n * DIM * sizeof *fast.x)) {
+        check_fail(file, line, "fast path decoded differently: %.*s", (int)len, body);
+    }
+    api_score_request_free(&fast);
+    api_score_request_free(&slow);
+    return 1;
+}
+#define FAST_TAKES(body) CHECK(fast_agrees_(__FILE__, __LINE__, body, strlen(body), 4) == 1)
+#define FAST_LEAVES(body) CHECK(fast_agrees_(__FILE__, __LINE__, body, strlen(body), 4) == 0)
+
+/* The fast path takes the plain bodies clients send, bit for bit as jansson decodes them,
+ * and leaves everything else (errors included) to jansson. */
+TEST(api_fast_path_agrees_with_jansson) {
+    FAST_TAKES("{\"sample\": [1, -2.5, 3e-3]}");
+    FAST_TAKES(" {\n\t\"samples\" :[ [0,-0,0.5] ,[1E+2, 1e-2, 123456789012345678]]\r\n} ");
+    FAST_TAKES("{\"sample\":[0.00392156886,0.996078432,1e-40],\"id\":\"r-1\",\"source\":\"\","
+               "\"explain\":true}");
+    FAST_TAKES("{\"explain\": false, \"sample\": [-0.0, 3.4e38, -1.17549435e-38]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 3], \"id\": \"a\\\"b\"}");      /* an escape */
+    FAST_LEAVES("{\"sample\": [1, 2, 3], \"source\": \"caf\xc3\xa9\"}"); /* non-ASCII */
+    FAST_LEAVES("{\"sample\": [1, 2, 3], \"sample\": [1, 2, 3]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 3], \"samples\": [[1, 2, 3]]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 3], \"Sample\": 1}");
+    FAST_LEAVES("{\"sample\": [1, 2, 1e39]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 1e999]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 1234567890123456789]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 012]}");
+    FAST_LEAVES("{\"sample\": [1, 2, +1]}");
+    FAST_LEAVES("{\"sample\": [1, 2, .5]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 1.]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 1e]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 0x1]}");
+    FAST_LEAVES("{\"sample\": [1, 2]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 3, 4]}");
+    FAST_LEAVES("{\"samples\": []}");
+    FAST_LEAVES("{\"samples\": [[1,2,3],[1,2,3],[1,2,3],[1,2,3],[1,2,3]]}");
+    FAST_LEAVES("{\"sample\": [1, 2, 3]} x");
+    FAST_LEAVES("{\"sample\": [1, 2, 3],}");
+    FAST_LEAVES("{\"explain\": truex, \"sample\": [1, 2, 3]}");
+    FAST_LEAVES("{}");
+    FAST_LEAVES("");
+    /* Not NUL-terminated: a digit just past len must not extend the last number. */
+    CHECK(fast_agrees_(__FILE__, __LINE__, "{\"sample\": [1, 2, 3]}9", 21, 4) == 1);
+    CHECK(fast_agrees_(__FILE__, __LINE__, "{\"sample\": [1, 2, 3", 19, 4) == 0);
+
+    /* Random damage to valid bodies: every body the fast path takes, jansson decodes
+     * the same; and the damage leaves some bodies to each side. */
+    static const char *const seeds[] = {
+        "{\"sample\": [1, -2.5, 3e-3], \"id\": \"a\", \"explain\": true}",
+        "{\"samples\": [[0.25, 1E2, -0], [12, 0.5e+1, 7]], \"source\": \"cam\"}",
+    };
+    const char alphabet[] = "0123456789-+.eE,[]{}\": \\atrue";
+    rng_t r;
+    rng_seed(&r, 7);
+    int taken = 0, left = 0;
+    for (int round = 0; round < 20000; round++) {
+        char body[128];
+        size_t len = strlen(seeds[round % 2]);
+        memcpy(body, seeds[round % 2], len);
+        for (int edits = 1 + (int)rng_below(&r, 3); edits > 0; edits--) {
+            size_t at = rng_below(&r, len);
+            char ch = alphabet[rng_below(&r, sizeof alphabet - 1)];
+            switch (rng_below(&r, 3)) {
+            case 0: body[at] = ch; break;                                   /* replace */
+            case 1: memmove(body + at, body + at + 1, len - at - 1); len--; break; /* delete */
+            default:                                                        /* insert */
+                if (len + 1 < sizeof body) {
+                    memmove(body + at + 1, body + at, len - at);
+                    body[at] = ch;
+                    len++;
+                }
+            }
+        }
+        if (fast_agrees_(__FILE__, __LINE__, body, len, 4)) taken++;
+        else left++;
+    }
+    CHECK(taken > 500 && left > 500);
 }
 
 TEST(api_decode_query) {

@@ -11,7 +11,9 @@
  *                    api_decode_max_points, api_parse_log_id and api_valid_model_name
  *   byte0 % 4 == 3   api_decode_score with max_batch 1 (the batch limit path)
  * The body is not NUL-terminated (the decoders get a length), so it sits in a heap block
- * of exactly its size for ASan. A decoded request must hold n * dim finite values. */
+ * of exactly its size for ASan. A decoded request must hold n * dim finite values, and
+ * whatever api_decode_score's fast path (api_fast.c) decodes, its jansson path must
+ * decode identically. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -51,6 +53,24 @@ static void decode_query(const uint8_t *data, size_t size) {
     free(text);
 }
 
+/* The fast path may only take bodies that jansson's path decodes the same way. */
+static void check_fast_path(const char *body, size_t size, size_t dim, int max_batch) {
+    api_score_request fast, slow;
+    api_error e;
+    int taken = api_decode_score_fast(body, size, dim, max_batch, &fast);
+    if (taken != 1) {
+        if (fast.x || fast.n) abort();
+        return;
+    }
+    if (api_decode_score_json(body, size, dim, max_batch, &slow, &e)) abort();
+    if (fast.n != slow.n || fast.explain != slow.explain || strcmp(fast.id, slow.id) ||
+        strcmp(fast.source, slow.source) ||
+        memcmp(fast.x, slow.x, (size_t)fast.n * dim * sizeof *fast.x))
+        abort();
+    api_score_request_free(&fast);
+    api_score_request_free(&slow);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
     int which = data[0] % 4;
@@ -76,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     }
     api_score_request_free(&req);
+    if (which != 1) check_fast_path(body, size, dim, max_batch);
     free(body);
     return 0;
 }
