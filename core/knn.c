@@ -5,7 +5,9 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tsne_internal.h"
 
@@ -125,14 +127,19 @@ void knn_query(const float *ref, int n, int d, const float *q, int k, int skip, 
     finish(&t, ref, d, q, k, idx, dist2);
 }
 
+/* The packed reference is padded with zero rows to whole groups of KNN_GROUP blocks, so
+ * the scan below always works on full groups. */
+#define KNN_GROUP 4
+#define KNN_GROUP_ROWS (KNN_GROUP * KNN_PACK)
+
 size_t knn_packed_floats(int n, int d) {
-    return (size_t)((n + KNN_PACK - 1) / KNN_PACK) * KNN_PACK * d;
+    return (size_t)((n + KNN_GROUP_ROWS - 1) / KNN_GROUP_ROWS) * KNN_GROUP_ROWS * d;
 }
 
 float *knn_pack(const float *X, int n, int d) {
     float *P = malloc(knn_packed_floats(n, d) * sizeof *P + 1);
     if (!P) return NULL;
-    int blocks = (n + KNN_PACK - 1) / KNN_PACK;
+    int blocks = (int)(knn_packed_floats(n, d) / ((size_t)d * KNN_PACK));
     for (int b = 0; b < blocks; b++) {
         for (int c = 0; c < d; c++) {
             for (int u = 0; u < KNN_PACK; u++) {
@@ -144,26 +151,49 @@ float *knn_pack(const float *X, int n, int d) {
     return P;
 }
 
+/* One block's KNN_PACK distances as a vector (GCC vector extension: the compiler maps it
+ * to whatever the clone's ISA has). */
+typedef float knn_vec __attribute__((vector_size(KNN_PACK * sizeof(float))));
+typedef int knn_mask __attribute__((vector_size(KNN_PACK * sizeof(int))));
+
 TSNE_HOT
 void knn_query_packed(const float *packed, const float *ref, int n, int d, const float *q,
                       int k, int skip, int *idx, float *dist2) {
     float bd[TOPK_CAP(KNN_MAX_K)];
     int bi[TOPK_CAP(KNN_MAX_K)];
     topk t = { bd, bi, 0, TOPK_CAP(k), k, INFINITY };
-    int blocks = (n + KNN_PACK - 1) / KNN_PACK;
-    for (int b = 0; b < blocks; b++) {
-        const float *blk = packed + (size_t)b * d * KNN_PACK;
-        float acc[KNN_PACK] = { 0 };
+    const size_t stride = (size_t)d * KNN_PACK; /* floats per block */
+    for (int row0 = 0; row0 < n; row0 += KNN_GROUP_ROWS) {
+        /* KNN_GROUP (4) blocks at once: four independent sums hide the add latency one
+         * block's chain over d would wait on. Each distance is still summed over c in
+         * order, as knn_query does. */
+        const float *grp = packed + (size_t)row0 * d;
+        knn_vec a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
         for (int c = 0; c < d; c++) {
-            float qc = q[c];
-            for (int u = 0; u < KNN_PACK; u++) {
-                float t = qc - blk[c * KNN_PACK + u];
-                acc[u] += t * t;
-            }
+            knn_vec qc = (knn_vec){ 0 } + q[c], x0, x1, x2, x3;
+            const float *at = grp + (size_t)c * KNN_PACK;
+            memcpy(&x0, at, sizeof x0);
+            memcpy(&x1, at + stride, sizeof x1);
+            memcpy(&x2, at + 2 * stride, sizeof x2);
+            memcpy(&x3, at + 3 * stride, sizeof x3);
+            x0 = qc - x0, x1 = qc - x1, x2 = qc - x2, x3 = qc - x3;
+            a0 += x0 * x0, a1 += x1 * x1, a2 += x2 * x2, a3 += x3 * x3;
         }
-        int last = n - b * KNN_PACK < KNN_PACK ? n - b * KNN_PACK : KNN_PACK;
-        for (int u = 0; u < last; u++)
-            if (b * KNN_PACK + u != skip) topk_push(&t, acc[u], b * KNN_PACK + u);
+        /* Once the threshold settles, most groups hold no candidate: rule them out with
+         * vector comparisons before any scalar work. */
+        knn_mask below = (a0 < t.thr) | (a1 < t.thr) | (a2 < t.thr) | (a3 < t.thr);
+        uint64_t lanes[sizeof below / sizeof(uint64_t)], any = 0;
+        memcpy(lanes, &below, sizeof below);
+        for (size_t w = 0; w < sizeof lanes / sizeof *lanes; w++) any |= lanes[w];
+        if (!any) continue;
+        float dist[KNN_GROUP_ROWS];
+        memcpy(dist, &a0, sizeof a0);
+        memcpy(dist + KNN_PACK, &a1, sizeof a1);
+        memcpy(dist + 2 * KNN_PACK, &a2, sizeof a2);
+        memcpy(dist + 3 * KNN_PACK, &a3, sizeof a3);
+        int rows = n - row0 < KNN_GROUP_ROWS ? n - row0 : KNN_GROUP_ROWS;
+        for (int r = 0; r < rows; r++)
+            if (row0 + r != skip) topk_push(&t, dist[r], row0 + r);
     }
     finish(&t, ref, d, q, k, idx, dist2);
 }
