@@ -22,6 +22,7 @@
 
 #define N_CLASSES 10
 #define MAX_BETAS 16
+#define MAX_RATES 4
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
 static const char *const CLASS_NAME[N_CLASSES] = {
@@ -55,12 +56,13 @@ typedef struct {
 typedef struct {
     const char *out_dir, *data_dir;
     char command[2048], machine[512], date[64];
-    int n_betas, n_classes, epochs, n_ref, test_limit, latent;
+    int n_betas, n_rates, n_classes, epochs, n_ref, test_limit, latent;
     double betas[MAX_BETAS], perplexity;
+    double rates[MAX_RATES];     /* anomaly rates of the test set; one 0: the set as it is */
     int32_t classes[N_CLASSES];
     uint64_t seed;
     double t0;
-    class_result res[MAX_BETAS][N_CLASSES];
+    class_result res[MAX_BETAS * MAX_RATES][N_CLASSES];  /* [beta * n_rates + rate][class] */
     /* progress context */
     double beta;
     int cls;
@@ -76,8 +78,12 @@ static void experiment_usage(FILE *f) {
         "  --epochs N           (default 20)   --latent N (default 16)   --seed N (default 1)\n"
         "  --n-ref N            reference points of the map (default 10000)\n"
         "  --test-limit N       score only N test images, class proportions kept (default all)\n"
+        "  --anomaly-rate R[,R...]  score each class's test set at these anomaly rates: all\n"
+        "                       normals, anomalies sampled (seeded) to R of the set; up to %d\n"
+        "                       rates, each in (0, 1) (default: the test set as it is)\n"
         "  --perplexity P       t-SNE perplexity for the maps and placement (default 30)\n"
-        "  --out-dir DIR        where results.md, results.json and ROC SVGs go (default results)\n");
+        "  --out-dir DIR        where results.md, results.json and ROC SVGs go (default results)\n",
+        MAX_RATES);
 }
 
 static double elapsed(const run *r) { return cli_now() - r->t0; }
@@ -96,18 +102,19 @@ static void on_stage(void *ctx, const char *stage, const char *detail) {
     fflush(stdout);
 }
 
-/* Parse "0.01,0.1" into r->betas. */
-static int parse_betas(run *r, const char *s) {
+/* Parse a list like "0.01,0.1" of at most max values in [lo, hi] into v; their count,
+ * or -1. */
+static int parse_list(const char *what, const char *s, double lo, double hi, double *v,
+                      int max) {
     char buf[512], *save = NULL;
+    int n = 0;
     if (strlen(s) >= sizeof buf) return -1;
     strcpy(buf, s);
-    r->n_betas = 0;
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (r->n_betas == MAX_BETAS || cli_real("--beta", t, 1e-9, 1e6, &r->betas[r->n_betas]))
-            return -1;
-        r->n_betas++;
+        if (n == max || cli_real(what, t, lo, hi, &v[n])) return -1;
+        n++;
     }
-    return r->n_betas ? 0 : -1;
+    return n ? n : -1;
 }
 
 static void describe_machine(run *r, int argc, char **argv) {
@@ -155,6 +162,17 @@ static int normals_of(const dataset *all, int32_t cls, dataset *out, char *err, 
 
 /* ---- output -------------------------------------------------------------------- */
 
+/* The beta and anomaly rate of setting k (beta index * n_rates + rate index). */
+static double beta_of(const run *r, int k) { return r->betas[k / r->n_rates]; }
+static double rate_of(const run *r, int k) { return r->rates[k % r->n_rates]; }
+
+/* "beta 0.01" or "beta 0.01, anomalies 5% of the test set". */
+static void setting_title(const run *r, int k, char *buf, size_t len) {
+    int n = snprintf(buf, len, "beta %g", beta_of(r, k));
+    if (rate_of(r, k) > 0 && n > 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, ", anomalies %g%% of the test set", 100 * rate_of(r, k));
+}
+
 static void md_num(FILE *f, double v) {
     if (isnan(v)) fprintf(f, " – |");
     else fprintf(f, " %.3f |", v);
@@ -179,8 +197,10 @@ static int write_markdown(const run *r, const char *path) {
             "(terms standardised on held-out calibration normals, α = 0.5). The last two "
             "columns are NOT measured here: they are quoted from the paper's Table 1 as "
             "reference values.\n\n");
-    for (int b = 0; b < r->n_betas; b++) {
-        fprintf(f, "## beta %g\n\n| class |", r->betas[b]);
+    for (int k = 0; k < r->n_betas * r->n_rates; k++) {
+        char title[128];
+        setting_title(r, k, title, sizeof title);
+        fprintf(f, "## %s\n\n| class |", title);
         for (int m = 0; m < EXP_N_METHODS; m++) fprintf(f, " %s |", METHOD_LABEL[m]);
         fprintf(f, " best α | paper β-VAE | paper AnoDM |\n|---|");
         for (int m = 0; m < EXP_N_METHODS + 3; m++) fprintf(f, "---|");
@@ -188,19 +208,19 @@ static int write_markdown(const run *r, const char *path) {
         double sum[EXP_N_METHODS + 2] = {0};
         int done = 0;
         for (int c = 0; c < r->n_classes; c++) {
-            const class_result *cr = &r->res[b][c];
-            int k = r->classes[c];
+            const class_result *cr = &r->res[k][c];
+            int cls = r->classes[c];
             if (!cr->done) continue;
-            fprintf(f, "| %d %s |", k, CLASS_NAME[k]);
+            fprintf(f, "| %d %s |", cls, CLASS_NAME[cls]);
             for (int m = 0; m < EXP_N_METHODS; m++) {
                 md_num(f, cr->auc[m]);
                 sum[m] += cr->auc[m];
             }
             fprintf(f, " %g |", cr->best_alpha);
-            md_num(f, PAPER_BVAE[k]);
-            md_num(f, PAPER_ANODM[k]);
-            sum[EXP_N_METHODS] += PAPER_BVAE[k];
-            sum[EXP_N_METHODS + 1] += PAPER_ANODM[k];
+            md_num(f, PAPER_BVAE[cls]);
+            md_num(f, PAPER_ANODM[cls]);
+            sum[EXP_N_METHODS] += PAPER_BVAE[cls];
+            sum[EXP_N_METHODS + 1] += PAPER_ANODM[cls];
             fputc('\n', f);
             done++;
         }
@@ -247,11 +267,13 @@ static int write_json(const run *r, const char *path) {
     for (int k = 0; k < N_CLASSES; k++) fprintf(f, "%s%.3f", k ? ", " : "", PAPER_ANODM[k]);
     fprintf(f, "]},\n  \"label_use\": {\"paper_best_alpha\": \"alpha chosen with test labels\", "
             "\"fused_*\": \"label-free\"},\n  \"runs\": [");
-    for (int b = 0; b < r->n_betas; b++) {
-        fprintf(f, "%s\n    {\"beta\": %g, \"classes\": [", b ? "," : "", r->betas[b]);
+    for (int k = 0; k < r->n_betas * r->n_rates; k++) {
+        fprintf(f, "%s\n    {\"beta\": %g, \"anomaly_rate\": ", k ? "," : "", beta_of(r, k));
+        json_num(f, rate_of(r, k) > 0 ? rate_of(r, k) : NAN);
+        fprintf(f, ", \"classes\": [");
         int first = 1;
         for (int c = 0; c < r->n_classes; c++) {
-            const class_result *cr = &r->res[b][c];
+            const class_result *cr = &r->res[k][c];
             if (!cr->done) continue;
             fprintf(f, "%s\n      {\"class\": %d, \"name\": \"%s\", \"n_test\": %zu, "
                     "\"n_anomalies\": %zu, \"seconds\": %.1f, \"best_alpha\": %g, \"auroc\": {",
@@ -329,9 +351,9 @@ static int write_results(const run *r) {
 }
 
 /* auROC of every method and its ROC plot. */
-static int report_class(run *r, int b, int c, double *scores[EXP_N_METHODS], const int *is_pos,
+static int report_class(run *r, int k, int c, double *scores[EXP_N_METHODS], const int *is_pos,
                         size_t n, char *err, size_t errlen) {
-    class_result *cr = &r->res[b][c];
+    class_result *cr = &r->res[k][c];
     double *fpr[EXP_N_METHODS] = {0}, *tpr[EXP_N_METHODS] = {0};
     size_t npts[EXP_N_METHODS];
     int rc = -1;
@@ -345,11 +367,13 @@ static int report_class(run *r, int b, int c, double *scores[EXP_N_METHODS], con
         }
         npts[m] = roc_curve(scores[m], is_pos, n, fpr[m], tpr[m]);
     }
-    char path[1024], title[256];
-    snprintf(path, sizeof path, "%s/roc_beta%g_class%d.svg", r->out_dir, r->betas[b],
+    char path[1024], title[256], setting[128], rate[32] = "";
+    if (rate_of(r, k) > 0) snprintf(rate, sizeof rate, "_rate%g", rate_of(r, k));
+    snprintf(path, sizeof path, "%s/roc_beta%g%s_class%d.svg", r->out_dir, beta_of(r, k), rate,
              r->classes[c]);
-    snprintf(title, sizeof title, "Fashion-MNIST, anomaly class %d (%s), beta %g: ROC",
-             r->classes[c], CLASS_NAME[r->classes[c]], r->betas[b]);
+    setting_title(r, k, setting, sizeof setting);
+    snprintf(title, sizeof title, "Fashion-MNIST, anomaly class %d (%s), %s: ROC",
+             r->classes[c], CLASS_NAME[r->classes[c]], setting);
     if (write_roc_svg(path, title, fpr, tpr, npts, cr->auc) != 0) {
         snprintf(err, errlen, "cannot write %.400s", path);
         goto done;
@@ -363,23 +387,78 @@ done:
     return rc;
 }
 
-static int run_class(run *r, int b, int c, const dataset *train, const dataset *test,
-                     char *err, size_t errlen) {
+/* Score the test set at setting k's anomaly rate with the built detector d, and report. */
+static int score_setting(run *r, int k, int c, const detector *d, const dataset *test,
+                         const dataset *cal, const experiment_opts *eo, char *err, size_t errlen) {
     const int32_t cls = r->classes[c];
-    const double t_class = cli_now();
-    dataset normals = {0}, cal = {0}, rest = {0};
-    detector d = {0};
-    vae_arch arch;
-    build_opts bo;
-    experiment_opts eo;
+    const double t0 = cli_now();
     double *scores[EXP_N_METHODS] = {0};
-    int *is_pos = malloc(test->n * sizeof *is_pos), rc = -1, ok = is_pos != NULL;
+    size_t *idx = malloc(test->n * sizeof *idx), n = test->n;
+    int *is_pos = malloc(test->n * sizeof *is_pos), rc = -1;
+    float *x = test->x;
+    int ok = idx && is_pos;
     for (int m = 0; m < EXP_N_METHODS; m++)
         ok &= (scores[m] = malloc(test->n * sizeof(double))) != NULL;
     if (!ok) {
         snprintf(err, errlen, "out of memory for %zu test scores", test->n);
         goto done;
     }
+    for (size_t i = 0; i < test->n; i++) is_pos[i] = test->labels[i] == cls;
+    if (rate_of(r, k) > 0) {
+        /* Every normal, and the anomalies sampled down (or all) to the rate. */
+        n = experiment_anomaly_subset(is_pos, test->n, rate_of(r, k), r->seed, idx);
+        if (!n || !(x = malloc(n * test->dim * sizeof *x))) {
+            snprintf(err, errlen, n ? "out of memory for the test subset"
+                                    : "the test set lacks normals or anomalies");
+            x = test->x;
+            goto done;
+        }
+        for (size_t j = 0; j < n; j++) {
+            memcpy(x + j * test->dim, test->x + idx[j] * test->dim, test->dim * sizeof *x);
+            is_pos[j] = is_pos[idx[j]];     /* idx ascending: entries only move forward */
+        }
+    }
+    size_t n_pos = 0;
+    for (size_t i = 0; i < n; i++) n_pos += (size_t)is_pos[i];
+    if (experiment_scores(d, x, is_pos, (int)n, cal->x, (int)cal->n, eo, on_stage, r, scores,
+                          &r->res[k][c].best_alpha, err, errlen) != 0 ||
+        report_class(r, k, c, scores, is_pos, n, err, errlen) != 0)
+        goto done;
+    class_result *cr = &r->res[k][c];
+    cr->n_test = n;
+    cr->n_pos = n_pos;
+    cr->seconds = cli_now() - t0;
+    cr->done = 1;
+    char setting[128];
+    setting_title(r, k, setting, sizeof setting);
+    printf("[%7.1fs] %s, class %d (%s): %zu test samples, %zu anomalies, scored in %.0fs, "
+           "auROC:", elapsed(r), setting, cls, CLASS_NAME[cls], n, n_pos, cr->seconds);
+    for (int m = 0; m < EXP_N_METHODS; m++) printf(" %s %.3f", EXP_METHOD_ID[m], cr->auc[m]);
+    printf(" (best alpha %g)\n", cr->best_alpha);
+    fflush(stdout);
+    if (write_results(r) != 0) {
+        snprintf(err, errlen, "cannot write results into %s", r->out_dir);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (x != test->x) free(x);
+    free(idx);
+    free(is_pos);
+    for (int m = 0; m < EXP_N_METHODS; m++) free(scores[m]);
+    return rc;
+}
+
+/* Build the detector of beta b with class c held out, then score every anomaly rate. */
+static int run_class(run *r, int b, int c, const dataset *train, const dataset *test,
+                     char *err, size_t errlen) {
+    const int32_t cls = r->classes[c];
+    dataset normals = {0}, cal = {0}, rest = {0};
+    detector d = {0};
+    vae_arch arch;
+    build_opts bo;
+    experiment_opts eo;
+    int rc = -1;
     r->beta = r->betas[b];
     r->cls = cls;
     build_opts_default(&bo);
@@ -402,33 +481,14 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     if (dataset_split(&normals, bo.cal_frac, bo.train.seed, &cal, &rest, err, errlen) != 0)
         goto done;
     dataset_free(&rest);
-    size_t n_pos = 0;
-    for (size_t i = 0; i < test->n; i++) n_pos += (size_t)(is_pos[i] = test->labels[i] == cls);
-    if (experiment_scores(&d, test->x, is_pos, (int)test->n, cal.x, (int)cal.n, &eo, on_stage,
-                          r, scores, &r->res[b][c].best_alpha, err, errlen) != 0 ||
-        report_class(r, b, c, scores, is_pos, test->n, err, errlen) != 0)
-        goto done;
-    class_result *cr = &r->res[b][c];
-    cr->n_test = test->n;
-    cr->n_pos = n_pos;
-    cr->seconds = cli_now() - t_class;
-    cr->done = 1;
-    printf("[%7.1fs] beta %g class %d (%s) done in %.0fs, auROC:", elapsed(r), r->beta, cls,
-           CLASS_NAME[cls], cr->seconds);
-    for (int m = 0; m < EXP_N_METHODS; m++) printf(" %s %.3f", EXP_METHOD_ID[m], cr->auc[m]);
-    printf(" (best alpha %g)\n", cr->best_alpha);
-    fflush(stdout);
-    if (write_results(r) != 0) {
-        snprintf(err, errlen, "cannot write results into %s", r->out_dir);
-        goto done;
-    }
+    for (int q = 0; q < r->n_rates; q++)
+        if (score_setting(r, b * r->n_rates + q, c, &d, test, &cal, &eo, err, errlen) != 0)
+            goto done;
     rc = 0;
 done:
     detector_free(&d);
     dataset_free(&normals);
     dataset_free(&cal);
-    free(is_pos);
-    for (int m = 0; m < EXP_N_METHODS; m++) free(scores[m]);
     return rc;
 }
 
@@ -461,7 +521,8 @@ int cmd_experiment(int argc, char **argv) {
         {"epochs", required_argument, 0, 'e'}, {"n-ref", required_argument, 0, 'r'},
         {"test-limit", required_argument, 0, 'n'}, {"seed", required_argument, 0, 's'},
         {"out-dir", required_argument, 0, 'o'}, {"perplexity", required_argument, 0, 'p'},
-        {"latent", required_argument, 0, 'z'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"latent", required_argument, 0, 'z'}, {"anomaly-rate", required_argument, 0, 'a'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     run *r = calloc(1, sizeof *r);
     const char *dataset_name = NULL;
     long long v;
@@ -475,6 +536,8 @@ int cmd_experiment(int argc, char **argv) {
     r->out_dir = "results";
     r->n_betas = 1;
     r->betas[0] = 0.01;
+    r->n_rates = 1;
+    r->rates[0] = 0;
     r->epochs = 20;
     r->n_ref = 10000;
     r->latent = 16;
@@ -500,7 +563,7 @@ int cmd_experiment(int argc, char **argv) {
             }
             break;
         case 'b':
-            if (parse_betas(r, optarg)) {
+            if ((r->n_betas = parse_list("--beta", optarg, 1e-9, 1e6, r->betas, MAX_BETAS)) < 0) {
                 fprintf(stderr, "anodm experiment: --beta wants up to %d positive numbers like "
                         "0.01,0.1\n", MAX_BETAS);
                 goto out;
@@ -514,6 +577,14 @@ int cmd_experiment(int argc, char **argv) {
             break;
         case 's': if (cli_int("--seed", optarg, 1, INT_MAX, &v)) goto out; r->seed = (uint64_t)v; break;
         case 'o': r->out_dir = optarg; break;
+        case 'a':
+            if ((r->n_rates = parse_list("--anomaly-rate", optarg, 1e-6, 1 - 1e-6, r->rates,
+                                         MAX_RATES)) < 0) {
+                fprintf(stderr, "anodm experiment: --anomaly-rate wants up to %d rates in (0, 1) "
+                        "like 0.01,0.1\n", MAX_RATES);
+                goto out;
+            }
+            break;
         case 'p': if (cli_real("--perplexity", optarg, 1, 100, &r->perplexity)) goto out; break;
         case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) goto out; r->latent = (int)v; break;
         case 'h': experiment_usage(stdout); rc = 0; goto out;

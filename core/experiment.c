@@ -112,6 +112,34 @@ void experiment_fuse(const double *a, term_stats sa, const double *b, term_stats
         out[i] = alpha * score_standardise(a[i], sa) + (1 - alpha) * score_standardise(b[i], sb);
 }
 
+size_t experiment_anomaly_subset(const int *is_pos, size_t n, double rate, uint64_t seed,
+                                 size_t *idx) {
+    size_t n_pos = 0, kept = 0;
+    for (size_t i = 0; i < n; i++) n_pos += is_pos[i] != 0;
+    size_t n_neg = n - n_pos;
+    if (!n_pos || !n_neg || !(rate > 0 && rate < 1)) return 0;
+    double want = floor(rate * (double)n_neg / (1.0 - rate) + 0.5);
+    size_t n_keep = want < 1 ? 1 : want > (double)n_pos ? n_pos : (size_t)want;
+    /* A seeded shuffle of the anomalies' ranks; the first n_keep ranks are kept. */
+    size_t *rank = malloc(n_pos * sizeof *rank);
+    unsigned char *keep = calloc(n_pos, 1);
+    if (!rank || !keep) {
+        free(rank);
+        free(keep);
+        return 0;
+    }
+    for (size_t j = 0; j < n_pos; j++) rank[j] = j;
+    rng_t r;
+    rng_seed(&r, seed);
+    rng_shuffle(&r, rank, n_pos);
+    for (size_t j = 0; j < n_keep; j++) keep[rank[j]] = 1;
+    for (size_t i = 0, j = 0; i < n; i++)
+        if (!is_pos[i] || keep[j++]) idx[kept++] = i;
+    free(rank);
+    free(keep);
+    return kept;
+}
+
 size_t experiment_balanced_subset(const int32_t *labels, size_t n, size_t limit, size_t *idx) {
     if (limit >= n) {
         for (size_t i = 0; i < n; i++) idx[i] = i;

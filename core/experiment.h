@@ -98,6 +98,14 @@ void experiment_fuse(const double *a, term_stats sa, const double *b, term_stats
  * count (min(limit, n)), or 0 if out of memory. */
 size_t experiment_balanced_subset(const int32_t *labels, size_t n, size_t limit, size_t *idx);
 
+/* The test set at a chosen anomaly rate: every normal (is_pos[i] == 0) and a seeded
+ * random choice of round(rate * n_normal / (1 - rate)) anomalies (at least 1, at most
+ * all), so anomalies make up `rate` of the result. Writes the kept indices, ascending,
+ * to idx (n entries suffice); returns their count, 0 if out of memory or if there is no
+ * normal or no anomaly. Needs 0 < rate < 1. */
+size_t experiment_anomaly_subset(const int *is_pos, size_t n, double rate, uint64_t seed,
+                                 size_t *idx);
+
 /* Every method's score of the n test samples x (row-major, detector input size) into
  * scores[method] (n doubles each), with the calibration normals cal (n_cal rows, never
  * seen in training nor in the map) for the label-free statistics. is_pos is used only

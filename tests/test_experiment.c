@@ -132,6 +132,35 @@ TEST(experiment_balanced_subset_keeps_proportions) {
     CHECK(experiment_balanced_subset(labels, N, 1000, idx) == N);
 }
 
+TEST(experiment_anomaly_subset_sets_the_rate) {
+    enum { N = 1000 };
+    int is_pos[N];
+    size_t idx[N], idx2[N];
+    for (int i = 0; i < N; i++) is_pos[i] = i % 10 == 3;          /* 900 normals, 100 anomalies */
+    static const double rate[] = { 0.01, 0.05, 0.1, 0.5 };
+    static const size_t want_pos[] = { 9, 47, 100, 100 };          /* 0.5 wants 900: all 100 */
+    for (int t = 0; t < 4; t++) {
+        size_t n = experiment_anomaly_subset(is_pos, N, rate[t], 3, idx), pos = 0;
+        CHECK(n == 900 + want_pos[t]);
+        for (size_t j = 0; j < n; j++) {
+            pos += is_pos[idx[j]] != 0;
+            if (j) CHECK(idx[j] > idx[j - 1]);
+        }
+        CHECK(pos == want_pos[t]);
+    }
+    /* Seeded: the same seed keeps the same anomalies, another seed others. */
+    size_t n1 = experiment_anomaly_subset(is_pos, N, 0.01, 3, idx);
+    size_t n2 = experiment_anomaly_subset(is_pos, N, 0.01, 3, idx2);
+    CHECK(n1 == n2 && !memcmp(idx, idx2, n1 * sizeof *idx));
+    CHECK(experiment_anomaly_subset(is_pos, N, 0.01, 4, idx2) == n1);
+    CHECK(memcmp(idx, idx2, n1 * sizeof *idx) != 0);
+    CHECK(experiment_anomaly_subset(is_pos, N, 1e-6, 3, idx) == 901);  /* at least one */
+    CHECK(experiment_anomaly_subset(is_pos, N, 0, 3, idx) == 0);
+    CHECK(experiment_anomaly_subset(is_pos, N, 1, 3, idx) == 0);
+    for (int i = 0; i < N; i++) is_pos[i] = 0;
+    CHECK(experiment_anomaly_subset(is_pos, N, 0.1, 3, idx) == 0);      /* no anomaly */
+}
+
 TEST(experiment_fuse_standardises_each_term) {
     const double a[] = {3, 5}, b[] = {10, 30};
     double out[2];
@@ -269,4 +298,30 @@ TEST(experiment_cli_end_to_end) {
     }
     CHECK(strstr(md, "TEST LABELS") && strstr(md, "paper AnoDM") && strstr(md, "| 3 Dress |") && strstr(md, "average (1)"));
     CHECK(strstr(md, "anodm experiment --dataset fashion-mnist") && strstr(md, "machine:"));
+
+    /* Anomaly rates: the same detector scores all 72 normals with 4 anomalies (5%: round
+     * of 0.05 * 72 / 0.95) and with all 8 (50% would want 72). */
+    snprintf(args, sizeof args, "--dataset fashion-mnist --data %s --classes 3 --epochs 1 "
+             "--n-ref 100 --test-limit 80 --perplexity 5 --anomaly-rate 0.05,0.5 "
+             "--out-dir %s", dir, out);
+    code = run_experiment(args, log);
+    CHECK_MSG(code == 0, "exit %d; see %s", code, log);
+    CHECK(exists(out, "roc_beta0.01_rate0.05_class3.svg") &&
+          exists(out, "roc_beta0.01_rate0.5_class3.svg"));
+    snprintf(path, sizeof path, "%s/results.json", out);
+    root = json_load_file(path, 0, &jerr);
+    CHECK_MSG(root != NULL, "results.json: %s", jerr.text);
+    json_t *runs = json_object_get(root, "runs");
+    static const double rate[] = { 0.05, 0.5 };
+    static const int n_anomalies[] = { 4, 8 };
+    CHECK(json_array_size(runs) == 2);
+    for (size_t k = 0; k < 2 && json_array_size(runs) == 2; k++) {
+        json_t *run = json_array_get(runs, k);
+        json_t *cls = json_array_get(json_object_get(run, "classes"), 0);
+        CHECK(fabs(json_number_value(json_object_get(run, "anomaly_rate")) - rate[k]) < 1e-9);
+        CHECK(json_integer_value(json_object_get(cls, "n_anomalies")) == n_anomalies[k]);
+        CHECK(json_integer_value(json_object_get(cls, "n_test")) == 72 + n_anomalies[k]);
+    }
+    json_decref(root);
+    CHECK(run_experiment("--dataset fashion-mnist --anomaly-rate 1", log) == 2);
 }
