@@ -14,6 +14,8 @@ int bench_tsne_main(int argc, char **argv); /* anodm bench-tsne: t-SNE fit and p
 int cmd_score(int argc, char **argv);       /* anodm score: offline scoring with a bundle */
 int cmd_inspect(int argc, char **argv);     /* anodm inspect: a model bundle's contents */
 int cmd_experiment(int argc, char **argv);  /* anodm experiment: the paper's one-vs-rest table */
+int cmd_ecg_extract(int argc, char **argv); /* anodm ecg-extract: heartbeats from WFDB records */
+int cmd_ecg_rpeaks(int argc, char **argv);  /* anodm ecg-rpeaks: R-peak detector vs annotations */
 
 /* Where samples come from: a Fashion-MNIST/MNIST-style IDX directory (split chooses
  * train or t10k), or a .npy/.csv/IDX file with an optional labels file. */

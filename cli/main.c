@@ -16,6 +16,8 @@ static const struct {
     {"score", cmd_score, "score a data file offline with a model bundle (CSV or JSON lines)"},
     {"inspect", cmd_inspect, "print what a model bundle holds (--json for scripts)"},
     {"experiment", cmd_experiment, "the paper's one-vs-rest auROC table, ROC plots"},
+    {"ecg-extract", cmd_ecg_extract, "heartbeat set (CSV or NPY) from raw MIT-BIH/WFDB records"},
+    {"ecg-rpeaks", cmd_ecg_rpeaks, "R-peak detector's Se and +P against WFDB beat annotations"},
 };
 
 static void usage(FILE *f) {
