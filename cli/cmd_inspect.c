@@ -105,8 +105,9 @@ static int print_text(const char *path, size_t len, const char *hash, const dete
            m->dec.n_params);
     printf("reference     %d points; map x [%.6g, %.6g], y [%.6g, %.6g]\n", d->n_ref,
            (double)x.min, (double)x.max, (double)y.min, (double)y.max);
-    printf("scoring       mode %s, window %d, k %d, alpha %g\n",
-           d->mode == PLACE_CONTEXT ? "context" : "single", d->window, d->k, d->alpha);
+    printf("scoring       mode %s, window %d, k %d, alpha %g, term %s\n",
+           d->mode == PLACE_CONTEXT ? "context" : "single", d->window, d->k, d->alpha,
+           d->term == TERM_LATENT ? "latent" : "map");
     printf("placement     perplexity %g, n_iter %d, learning_rate %g, exaggeration %g, "
            "momentum %g, max_grad %g, exact %s\n", o->perplexity, o->n_iter,
            o->learning_rate, o->exaggeration, o->momentum, o->max_grad,
@@ -115,6 +116,7 @@ static int print_text(const char *path, size_t len, const char *hash, const dete
            d->threshold);
     printf("  re          center %.6g, scale %.6g\n", d->re.center, d->re.scale);
     printf("  map         center %.6g, scale %.6g\n", d->map.center, d->map.scale);
+    printf("  latent      center %.6g, scale %.6g\n", d->latent.center, d->latent.scale);
     printf("  scores      min %.6g, median %.6g, max %.6g\n", (double)d->cal_scores[0],
            cal_median(d), (double)d->cal_scores[d->n_cal - 1]);
     json_t *p = json_loads(d->provenance, JSON_DECODE_ANY, NULL);

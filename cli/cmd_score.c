@@ -31,15 +31,17 @@ static void write_row(FILE *f, int jsonl, size_t i, const int32_t *label,
         if (label) fprintf(f, ",\"label\":%d", *label);
         fprintf(f, ",\"score\":%.6g,\"is_anomaly\":%s,\"p_value\":%.6g,\"raw_score\":%.6g,"
                 "\"d_re\":%.6g,\"d_map\":%.6g,\"z_re\":%.6g,\"z_map\":%.6g,\"x\":%.6g,"
-                "\"y\":%.6g,\"nearest_ref\":%d,\"nearest_dist\":%.6g}\n",
+                "\"y\":%.6g,\"nearest_ref\":%d,\"nearest_dist\":%.6g,\"d_latent\":%.6g,"
+                "\"z_latent\":%.6g}\n",
                 r->score, r->is_anomaly ? "true" : "false", r->p_value, r->raw_score, r->d_re,
-                r->d_map, r->z_re, r->z_map, r->pos[0], r->pos[1], id, dist);
+                r->d_map, r->z_re, r->z_map, r->pos[0], r->pos[1], id, dist, r->d_latent,
+                r->z_latent);
     } else {
         fprintf(f, "%zu,", i);
         if (label) fprintf(f, "%d,", *label);
-        fprintf(f, "%.6g,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%.6g\n", r->score,
-                r->is_anomaly, r->p_value, r->raw_score, r->d_re, r->d_map, r->z_re, r->z_map,
-                r->pos[0], r->pos[1], id, dist);
+        fprintf(f, "%.6g,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%.6g,%.6g,%.6g\n",
+                r->score, r->is_anomaly, r->p_value, r->raw_score, r->d_re, r->d_map, r->z_re,
+                r->z_map, r->pos[0], r->pos[1], id, dist, r->d_latent, r->z_latent);
     }
 }
 
@@ -126,7 +128,7 @@ int cmd_score(int argc, char **argv) {
     }
     if (!jsonl)
         fprintf(out, "index,%sscore,is_anomaly,p_value,raw_score,d_re,d_map,z_re,z_map,x,y,"
-                "nearest_ref,nearest_dist\n", data.labels ? "label," : "");
+                "nearest_ref,nearest_dist,d_latent,z_latent\n", data.labels ? "label," : "");
     size_t flagged = 0;
     double t0 = cli_now();
     for (size_t i = 0; i < data.n; i += (size_t)batch) {

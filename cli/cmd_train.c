@@ -47,6 +47,8 @@ static void train_usage(FILE *f) {
         "  --window N           context mode: recent samples kept (2000)\n"
         "  --k N                D_MAP neighbours (1)\n"
         "  --alpha A            weight of the reconstruction term in the fused score (0.5)\n"
+        "  --term latent|map    the distance fused with the reconstruction error: to the\n"
+        "                       nearest reference latent, or on the map (latent)\n"
         "  --vae-only           stop after the beta-VAE and write a weights file\n"
         "  --out FILE           where to write the bundle (or weights)\n");
 }
@@ -139,6 +141,7 @@ int cmd_train(int argc, char **argv) {
         {"quantile", required_argument, 0, 'q'}, {"mode", required_argument, 0, 'm'},
         {"window", required_argument, 0, 'w'}, {"k", required_argument, 0, 'k'},
         {"alpha", required_argument, 0, 'A'}, {"vae-only", no_argument, 0, 'V'},
+        {"term", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     data_source src = {.label_col = DATASET_CSV_LAST_COL}, test_src = {.label_col = DATASET_CSV_LAST_COL};
     const char *arch_name = "fashion", *out = NULL;
@@ -200,6 +203,14 @@ int cmd_train(int argc, char **argv) {
         case 'w': if (cli_int("--window", optarg, 1, 65536, &v)) return 2; o.window = (int)v; break;
         case 'k': if (cli_int("--k", optarg, 1, 1000, &v)) return 2; o.k = (int)v; break;
         case 'A': if (cli_real("--alpha", optarg, 0, 1, &r)) return 2; o.alpha = r; break;
+        case 'M':
+            if (!strcmp(optarg, "latent")) o.term = TERM_LATENT;
+            else if (!strcmp(optarg, "map")) o.term = TERM_MAP;
+            else {
+                fprintf(stderr, "anodm train: --term is latent or map, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 'V': vae_only = 1; break;
         case 'o': out = optarg; break;
         case 'h': train_usage(stdout); return 0;
@@ -257,8 +268,9 @@ int cmd_train(int argc, char **argv) {
     } else {
         o.report = &report;
         printf("building %s detector on %zu normal samples: beta %g, %d epochs, %d reference "
-               "points, %s placement\n", arch_name, train.n, o.train.beta, o.train.epochs,
-               o.n_ref, o.mode == PLACE_CONTEXT ? "context" : "single");
+               "points, %s placement, RE fused with the %s term\n", arch_name, train.n,
+               o.train.beta, o.train.epochs, o.n_ref, o.mode == PLACE_CONTEXT ? "context" : "single",
+               o.term == TERM_LATENT ? "latent" : "map");
         fflush(stdout);
         if (detector_build(&d, &arch, &train, &o, print_progress, print_stage, &tc, err, sizeof err))
             goto fail;

@@ -3,12 +3,20 @@
  * threshold, all in one object that a model bundle stores and the daemon loads.
  *
  * Scoring one sample x (SPEC.md section 1):
- *     D_RE  = ||x - x'||^2 / ||x||_2            x' decoded from mu (deterministic)
- *     D_MAP = mean 2-D distance from the placed mu(x) to its k nearest reference points
- *     raw   = alpha * D_RE + (1 - alpha) * D_MAP                 the paper's eq. 2
- *     S     = alpha * (D_RE - m_re) / s_re + (1 - alpha) * (D_MAP - m_map) / s_map
+ *     D_RE     = ||x - x'||^2 / ||x||_2         x' decoded from mu (deterministic)
+ *     D_MAP    = mean 2-D distance from the placed mu(x) to its k nearest reference points
+ *     D_LATENT = distance from mu(x) to its nearest reference latent (the paper's
+ *                latent 1-NN comparison)
+ *     D_2      = D_MAP or D_LATENT: the detector's `term`
+ *     raw      = alpha * D_RE + (1 - alpha) * D_2                the paper's eq. 2
+ *     S        = alpha * (D_RE - m_re) / s_re + (1 - alpha) * (D_2 - m_2) / s_2
  * where m and s are each term's median and robust spread on held-out NORMAL calibration
- * samples, so neither term dominates by its units and no test label is needed. The
+ * samples, so neither term dominates by its units and no test label is needed. Why two
+ * choices of D_2: a point placed alone into the fixed map lands among its nearest normal
+ * neighbours, so D_MAP says little unless anomalies arrive together (context mode);
+ * D_LATENT needs no company and measured better at 1-10% anomalies (docs/RESULTS.md).
+ * Every term is computed and reported whichever joins the score; the map position is
+ * always there for display. The
  * threshold is a quantile of S on those normals (0.99: ~1% false alarms) and a score's
  * p-value is (1 + #calibration S >= s) / (n_cal + 1).
  *
@@ -24,6 +32,8 @@
 #include "vae.h"
 
 typedef enum { PLACE_SINGLE = 0, PLACE_CONTEXT = 1 } place_mode;
+/* The distance fused with D_RE. */
+typedef enum { TERM_MAP = 0, TERM_LATENT = 1 } fused_term;
 
 typedef struct {
     vae_model vae;
@@ -37,8 +47,9 @@ typedef struct {
     int window;                  /* context mode: recent points kept */
     int k;                       /* neighbours for D_MAP */
     double alpha;                /* weight of the reconstruction term */
+    fused_term term;             /* D_MAP or D_LATENT beside D_RE in the fused score */
     /* calibration on held-out normals */
-    term_stats re, map;
+    term_stats re, map, latent;
     double quantile, threshold;
     int n_cal;
     float *cal_scores;           /* n_cal fused scores, ascending: p-values */
@@ -48,8 +59,8 @@ typedef struct {
 /* One sample's result. */
 typedef struct {
     double score, raw_score;     /* fused S and the paper's raw score */
-    double d_re, d_map;          /* raw terms */
-    double z_re, z_map;          /* standardised terms */
+    double d_re, d_map, d_latent; /* raw terms */
+    double z_re, z_map, z_latent; /* standardised terms */
     double p_value;
     int is_anomaly;
     float pos[2];                /* map position */

@@ -23,6 +23,7 @@ void build_opts_default(build_opts *o) {
     o->window = 2000;
     o->k = 1;
     o->alpha = 0.5;
+    o->term = TERM_LATENT;
     o->cal_batch = 32;
 }
 
@@ -46,11 +47,12 @@ int detector_calibrate(detector *d, const float *x, size_t n, int batch, double 
         return -1;
     }
     detector_result *res = malloc(n * sizeof *res);
-    double *re = malloc(n * sizeof *re), *map = malloc(n * sizeof *map), *fused = malloc(n * sizeof *fused);
+    double *re = malloc(n * sizeof *re), *map = malloc(n * sizeof *map),
+           *latent = malloc(n * sizeof *latent), *fused = malloc(n * sizeof *fused);
     float *cal = malloc(n * sizeof *cal);
     scorer *s = NULL;
     int rc = -1;
-    if (!res || !re || !map || !fused || !cal) {
+    if (!res || !re || !map || !latent || !fused || !cal) {
         snprintf(err, errlen, "out of memory for calibration");
         goto done;
     }
@@ -62,12 +64,14 @@ int detector_calibrate(detector *d, const float *x, size_t n, int batch, double 
     for (size_t i = 0; i < n; i++) {
         re[i] = res[i].d_re;
         map[i] = res[i].d_map;
+        latent[i] = res[i].d_latent;
     }
     d->re = score_term_stats(re, n);
     d->map = score_term_stats(map, n);
+    d->latent = score_term_stats(latent, n);
     for (size_t i = 0; i < n; i++) {
-        fused[i] = d->alpha * score_standardise(re[i], d->re) +
-                   (1.0 - d->alpha) * score_standardise(map[i], d->map);
+        detector_fuse(d, &res[i]);
+        fused[i] = res[i].score;
         cal[i] = (float)fused[i];
     }
     qsort(cal, n, sizeof *cal, cmp_float);
@@ -83,6 +87,7 @@ done:
     free(res);
     free(re);
     free(map);
+    free(latent);
     free(fused);
     free(cal);
     return rc;
@@ -128,6 +133,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     d->window = o->window;
     d->k = o->k;
     d->alpha = o->alpha;
+    d->term = o->term;
     if (vae_create(&d->vae, arch, o->train.seed, err, errlen) != 0) goto fail;
     build_say(stage, ctx, "training", "beta-VAE %s, latent %d, %zu parameters", arch->name,
         arch->latent, d->vae.n_params);

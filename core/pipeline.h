@@ -27,6 +27,8 @@ typedef struct {
     int window;                  /* context mode window (2000) */
     int k;                       /* D_MAP neighbours (1) */
     double alpha;                /* reconstruction weight in the fused score (0.5) */
+    fused_term term;             /* the distance fused with D_RE (latent: measured best
+                                    online, docs/RESULTS.md) */
     int cal_batch;               /* calibration batch size (32): in context mode scores
                                     depend on how many samples are placed together, so
                                     calibrate with the batch size the daemon will see */

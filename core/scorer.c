@@ -1,6 +1,7 @@
 /* Scoring with a detector. */
 #include "scorer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,13 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     }
     float *rec = x_rec ? x_rec : s->rec, *m = mu ? mu : s->mu;
     vae_reconstruct(&d->vae, &s->w, x, NULL, B, rec, m);
+    const size_t L = (size_t)d->vae.arch.latent;
+    for (size_t i = 0; i < (size_t)B * L; i++)
+        if (!isfinite(m[i])) {   /* before placing: the window must not take it */
+            snprintf(err, errlen, "sample %zu: its latent is not finite (input values too "
+                     "large for the network)", i / L);
+            return SCORER_NOT_FINITE;
+        }
     int rc = d->mode == PLACE_CONTEXT
                  ? tsne_window_add(s->window, &d->place, m, B, s->pos, err, errlen)
                  : tsne_place_batch(s->map, &d->place, m, B, 1, s->pos, err, errlen);
@@ -90,6 +98,7 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         r->pos[1] = s->pos[2 * b + 1];
         r->d_map = tsne_map_dmap(s->map, r->pos, k, nn_idx ? nn_idx + (size_t)b * k : s->idx,
                                  nn_dist ? nn_dist + (size_t)b * k : s->dist);
+        r->d_latent = tsne_map_latent_nn(s->map, m + (size_t)b * d->vae.arch.latent);
     }
     return 0;
 }
@@ -99,18 +108,25 @@ void scorer_window(const scorer *s, const float **pos, int *n) {
     *n = s->window ? tsne_window_count(s->window) : 0;
 }
 
-void detector_finish_result(const detector *d, detector_result *r) {
+void detector_fuse(const detector *d, detector_result *r) {
     r->z_re = score_standardise(r->d_re, d->re);
     r->z_map = score_standardise(r->d_map, d->map);
-    r->score = d->alpha * r->z_re + (1.0 - d->alpha) * r->z_map;
-    r->raw_score = d->alpha * r->d_re + (1.0 - d->alpha) * r->d_map;
+    r->z_latent = score_standardise(r->d_latent, d->latent);
+    int latent = d->term == TERM_LATENT;
+    r->score = d->alpha * r->z_re + (1.0 - d->alpha) * (latent ? r->z_latent : r->z_map);
+    r->raw_score = d->alpha * r->d_re + (1.0 - d->alpha) * (latent ? r->d_latent : r->d_map);
+}
+
+void detector_finish_result(const detector *d, detector_result *r) {
+    detector_fuse(d, r);
     r->p_value = score_p_value(d->cal_scores, (size_t)d->n_cal, r->score);
     r->is_anomaly = r->score > d->threshold;
 }
 
 int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
                  int *nn_idx, float *nn_dist, char *err, size_t errlen) {
-    if (scorer_terms(s, x, B, res, x_rec, NULL, nn_idx, nn_dist, err, errlen) != 0) return -1;
+    int rc = scorer_terms(s, x, B, res, x_rec, NULL, nn_idx, nn_dist, err, errlen);
+    if (rc != 0) return rc;
     for (int b = 0; b < B; b++) detector_finish_result(s->d, &res[b]);
     return 0;
 }

@@ -18,7 +18,13 @@ typedef struct scorer scorer;
 scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen);
 void scorer_free(scorer *s);
 
-/* Terms only (no calibration needed): d_re, d_map and pos of each of the B samples in
+/* scorer_terms and scorer_score return 0, or -1 with err, or SCORER_NOT_FINITE when a
+ * sample's latent came out non-finite (input values too large for the network's
+ * arithmetic): the input cannot be scored, and nothing was placed (in context mode the
+ * window is left as it was). */
+#define SCORER_NOT_FINITE (-2)
+
+/* Terms only (no calibration needed): d_re, d_map, d_latent and pos of each of the B samples in
  * res; the optional outputs are the reconstructions (B * input size), latent means
  * (B * latent) and the k nearest reference indices and 2-D distances (B * k). */
 int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
@@ -29,7 +35,10 @@ int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *
 /* Context mode: the sliding window's positions, *n points of (x, y), oldest first, valid
  * until the next scoring call; single mode: NULL and 0. */
 void scorer_window(const scorer *s, const float **pos, int *n);
-/* Fill in the calibrated fields of res from its raw terms. */
+/* The standardised terms, fused and raw score of res from its raw terms (what
+ * calibration needs before a threshold exists). */
+void detector_fuse(const detector *d, detector_result *res);
+/* detector_fuse, then the p-value and the verdict. */
 void detector_finish_result(const detector *d, detector_result *res);
 
 #endif

@@ -160,8 +160,13 @@ int tsne_coplace(const tsne_map *m, const tsne_place_options *opt, const float *
 
 /* D_MAP: mean Euclidean distance from y to its k nearest reference positions; their
  * indices and distances, nearest first (ties by lower index), go to idx / dist when not
- * NULL. Returns -1 if k is not in [1, n]. */
+ * NULL. Returns -1 if k is not in [1, n], and NaN (indices 0..k-1, distances NaN) if y is
+ * not finite. */
 double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float *dist);
+
+/* D_LATENT: Euclidean distance from the latent x (d floats) to its nearest reference
+ * latent, by the same exact scan placement uses (batch-invariant). */
+double tsne_map_latent_nn(const tsne_map *m, const float *x);
 
 /* ---- sliding window (daemon context mode) -------------------------------------- */
 
@@ -176,7 +181,10 @@ void tsne_window_free(tsne_window *w);
 int tsne_window_count(const tsne_window *w);
 /* The window's positions: tsne_window_count x 2, oldest first, valid until the next add. */
 const float *tsne_window_positions(const tsne_window *w);
-/* Co-place the batch X (count x d) against reference + window; positions in Y. */
+/* Co-place the batch X (count x d) against reference + window; positions in Y. A batch
+ * whose positions come out non-finite (latents too large for the map's arithmetic) is not
+ * appended, so that it cannot spoil every later placement; its Y is returned as computed
+ * (0 still) for the caller to refuse. */
 int tsne_window_add(tsne_window *w, const tsne_place_options *opt, const float *X,
                     int count, float *Y, char *err, size_t errlen);
 

@@ -216,8 +216,22 @@ static void keep_best(double *bd, int *bi, int k, int *count, double d2, int i) 
     bi[at] = i;
 }
 
+double tsne_map_latent_nn(const tsne_map *m, const float *x) {
+    int idx;
+    float d2;
+    knn_query_packed(m->packed, m->X, m->n, m->d, x, 1, -1, &idx, &d2);
+    return sqrt((double)d2);
+}
+
 double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float *dist) {
     if (k < 1 || k > m->n) return -1.0;
+    if (!isfinite(y[0]) || !isfinite(y[1])) {   /* no cell to start from: no distance */
+        for (int i = 0; i < k; i++) {
+            if (idx) idx[i] = i;
+            if (dist) dist[i] = NAN;
+        }
+        return NAN;
+    }
     double *bd = malloc((size_t)k * sizeof *bd);
     int *bi = malloc((size_t)k * sizeof *bi);
     if (!bd || !bi) {
@@ -741,6 +755,8 @@ int tsne_window_add(tsne_window *w, const tsne_place_options *opt, const float *
         return -1;
     coplace_in in = { m, opt, w->X, w->Y, w->count, X, count };
     if (coplace(&in, Y, err, errlen)) return -1;
+    for (size_t i = 0; i < (size_t)count * 2; i++)
+        if (!isfinite(Y[i])) return 0;       /* not appended: see tsne.h */
     /* Append; the oldest leave. A batch larger than the window keeps its newest rows. */
     int keep_new = count < w->capacity ? count : w->capacity;
     int keep_old = w->count + keep_new > w->capacity ? w->capacity - keep_new : w->count;

@@ -167,7 +167,7 @@ int bundle_sections(const uint8_t *buf, size_t len, bundle_section *s, int *n, c
         return -1;
     }
     uint32_t version = le_get32(buf + 8), count = le_get32(buf + 12);
-    if (version != BUNDLE_VERSION) {
+    if (version < 1 || version > BUNDLE_VERSION) {
         if (version > BUNDLE_VERSION)
             snprintf(err, errlen, "bundle format version %u is newer than this anodm reads "
                      "(version %d): upgrade anodm", version, BUNDLE_VERSION);
@@ -388,6 +388,7 @@ static json_t *get_obj(json_t *obj, const char *where, const char *key, char *er
 
 static const char *recon_name(recon_kind r) { return r == RECON_MSE ? "mse" : "bce"; }
 static const char *mode_name(place_mode m) { return m == PLACE_CONTEXT ? "context" : "single"; }
+static const char *term_name(fused_term t) { return t == TERM_LATENT ? "latent" : "map"; }
 
 static int decode_arch(json_t *j, vae_arch *a, char *err, size_t errlen) {
     static const char *const keys[] = {"name", "input", "latent", "recon", "encoder",
@@ -419,8 +420,9 @@ static int decode_arch(json_t *j, vae_arch *a, char *err, size_t errlen) {
     return 0;
 }
 
-static int decode_scoring(json_t *j, detector *d, char *err, size_t errlen) {
-    static const char *const keys[] = {"mode", "window", "k", "alpha", "place", NULL};
+static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, size_t errlen) {
+    static const char *const keys_v1[] = {"mode", "window", "k", "alpha", "place", NULL};
+    static const char *const keys[] = {"mode", "window", "k", "alpha", "place", "term", NULL};
     static const char *const place_keys[] = {"perplexity", "n_iter", "learning_rate",
                                              "exaggeration", "momentum", "max_grad",
                                              "exact", NULL};
@@ -428,7 +430,8 @@ static int decode_scoring(json_t *j, detector *d, char *err, size_t errlen) {
     char mode[16];
     tsne_place_options *o = &d->place;
     json_t *p, *exact;
-    if (only_keys(j, w, keys, err, errlen) ||
+    char term[16] = "map"; /* version 1 knew only the map term */
+    if (only_keys(j, w, version == 1 ? keys_v1 : keys, err, errlen) ||
         get_str(j, w, "mode", mode, sizeof mode, err, errlen) ||
         get_int(j, w, "window", &d->window, err, errlen) ||
         get_int(j, w, "k", &d->k, err, errlen) ||
@@ -441,7 +444,8 @@ static int decode_scoring(json_t *j, detector *d, char *err, size_t errlen) {
         get_real(p, pw, "exaggeration", &o->exaggeration, err, errlen) ||
         get_real(p, pw, "momentum", &o->momentum, err, errlen) ||
         get_real(p, pw, "max_grad", &o->max_grad, err, errlen) ||
-        !(exact = member(p, pw, "exact", err, errlen)))
+        !(exact = member(p, pw, "exact", err, errlen)) ||
+        (version > 1 && get_str(j, w, "term", term, sizeof term, err, errlen)))
         return -1;
     if (!json_is_boolean(exact)) {
         snprintf(err, errlen, "%s: 'exact' must be true or false", pw);
@@ -453,15 +457,23 @@ static int decode_scoring(json_t *j, detector *d, char *err, size_t errlen) {
         return -1;
     }
     d->mode = mode[0] == 'c' ? PLACE_CONTEXT : PLACE_SINGLE;
+    if (strcmp(term, "map") && strcmp(term, "latent")) {
+        snprintf(err, errlen, "%s: 'term' must be \"map\" or \"latent\"", w);
+        return -1;
+    }
+    d->term = term[0] == 'l' ? TERM_LATENT : TERM_MAP;
     return 0;
 }
 
-static int decode_calibration(json_t *j, detector *d, char *err, size_t errlen) {
-    static const char *const keys[] = {"re", "map", "quantile", "threshold", "n_cal", NULL};
+static int decode_calibration(json_t *j, uint32_t version, detector *d, char *err,
+                              size_t errlen) {
+    static const char *const keys_v1[] = {"re", "map", "quantile", "threshold", "n_cal", NULL};
+    static const char *const keys[] = {"re", "map", "latent", "quantile", "threshold", "n_cal",
+                                       NULL};
     static const char *const term_keys[] = {"center", "scale", NULL};
-    const char *w = "section 'calibration'";
-    json_t *re, *map;
-    if (only_keys(j, w, keys, err, errlen) ||
+    const char *w = "section 'calibration'", *lw = "section 'calibration', 'latent'";
+    json_t *re, *map, *latent = json_object_get(j, "latent");
+    if (only_keys(j, w, version == 1 ? keys_v1 : keys, err, errlen) ||
         !(re = get_obj(j, w, "re", err, errlen)) || !(map = get_obj(j, w, "map", err, errlen)) ||
         only_keys(re, "section 'calibration', 're'", term_keys, err, errlen) ||
         only_keys(map, "section 'calibration', 'map'", term_keys, err, errlen) ||
@@ -473,6 +485,16 @@ static int decode_calibration(json_t *j, detector *d, char *err, size_t errlen) 
         get_real(j, w, "threshold", &d->threshold, err, errlen) ||
         get_int(j, w, "n_cal", &d->n_cal, err, errlen))
         return -1;
+    /* Optional: version 1 bundles, and version 2 ones from a detector that never had
+     * them, lack the latent term's statistics. NaN, so that its z is reported as
+     * unknown; check_detector insists on them when the term is fused. */
+    d->latent.center = d->latent.scale = NAN;
+    if (latent && (!json_is_object(latent) || only_keys(latent, lw, term_keys, err, errlen) ||
+                   get_real(latent, lw, "center", &d->latent.center, err, errlen) ||
+                   get_real(latent, lw, "scale", &d->latent.scale, err, errlen))) {
+        if (!json_is_object(latent)) snprintf(err, errlen, "%s must be an object", lw);
+        return -1;
+    }
     return 0;
 }
 
@@ -627,6 +649,13 @@ static int check_detector(const detector *d, char *err, size_t errlen) {
                  "and > 0");
         return -1;
     }
+    if ((d->term != TERM_MAP && d->term != TERM_LATENT) ||
+        (d->term == TERM_LATENT && (!isfinite(d->latent.center) || !(d->latent.scale > 0) ||
+                                    !isfinite(d->latent.scale)))) {
+        snprintf(err, errlen, "scoring: term %d needs calibration statistics for it, with a "
+                 "finite center and a finite scale > 0", (int)d->term);
+        return -1;
+    }
     if (!(d->quantile > 0 && d->quantile <= 1) || !isfinite(d->threshold)) {
         snprintf(err, errlen, "calibration: quantile %g must be in (0, 1] and threshold %g "
                  "finite", d->quantile, d->threshold);
@@ -660,15 +689,21 @@ int bundle_encode(const detector *d, uint8_t **buf, size_t *len, char *err, size
         json_pack("{s:s, s:[i,i,i], s:i, s:s, s:s, s:s}", "name", a->name, "input", a->in.c,
                   a->in.h, a->in.w, "latent", a->latent, "recon", recon_name(a->recon),
                   "encoder", a->enc_spec, "decoder", a->dec_spec),
-        json_pack("{s:s, s:i, s:i, s:f, s:{s:f, s:i, s:f, s:f, s:f, s:f, s:b}}", "mode",
+        json_pack("{s:s, s:i, s:i, s:f, s:{s:f, s:i, s:f, s:f, s:f, s:f, s:b}, s:s}", "mode",
                   mode_name(d->mode), "window", d->window, "k", d->k, "alpha", d->alpha,
                   "place", "perplexity", o->perplexity, "n_iter", o->n_iter, "learning_rate",
                   o->learning_rate, "exaggeration", o->exaggeration, "momentum", o->momentum,
-                  "max_grad", o->max_grad, "exact", o->exact),
-        json_pack("{s:{s:f, s:f}, s:{s:f, s:f}, s:f, s:f, s:i}", "re", "center",
-                  d->re.center, "scale", d->re.scale, "map", "center", d->map.center, "scale",
-                  d->map.scale, "quantile", d->quantile, "threshold", d->threshold, "n_cal",
-                  d->n_cal),
+                  "max_grad", o->max_grad, "exact", o->exact, "term", term_name(d->term)),
+        isfinite(d->latent.center) && isfinite(d->latent.scale)
+            ? json_pack("{s:{s:f, s:f}, s:{s:f, s:f}, s:{s:f, s:f}, s:f, s:f, s:i}", "re",
+                        "center", d->re.center, "scale", d->re.scale, "map", "center",
+                        d->map.center, "scale", d->map.scale, "latent", "center",
+                        d->latent.center, "scale", d->latent.scale, "quantile", d->quantile,
+                        "threshold", d->threshold, "n_cal", d->n_cal)
+            : json_pack("{s:{s:f, s:f}, s:{s:f, s:f}, s:f, s:f, s:i}", "re", "center",
+                        d->re.center, "scale", d->re.scale, "map", "center", d->map.center,
+                        "scale", d->map.scale, "quantile", d->quantile, "threshold",
+                        d->threshold, "n_cal", d->n_cal),
     };
     char *text[3];
     for (int i = 0; i < 3; i++) text[i] = j[i] ? json_dumps(j[i], JSON_COMPACT) : NULL;
@@ -760,9 +795,9 @@ int bundle_parse(const uint8_t *buf, size_t len, detector *d, char *err, size_t 
         goto out;
     }
     if (!(scoring = object_section(sec[SCORING], err, errlen)) ||
-        decode_scoring(scoring, d, err, errlen) ||
+        decode_scoring(scoring, le_get32(buf + 8), d, err, errlen) ||
         !(cal = object_section(sec[CALIBRATION], err, errlen)) ||
-        decode_calibration(cal, d, err, errlen))
+        decode_calibration(cal, le_get32(buf + 8), d, err, errlen))
         goto out;
     if ((uint32_t)d->n_cal != cs.rows) {
         snprintf(err, errlen, "section 'calibration' says n_cal = %d, section 'cal_scores' "

@@ -72,6 +72,8 @@ static int make_detector(detector *d) {
     d->alpha = 1.0 / 3.0;
     d->re = (term_stats){0.12345678901234567, 0.0321};
     d->map = (term_stats){-1.5e-7, 7.5e3};
+    d->latent = (term_stats){0.25, 1.0 / 7.0};
+    d->term = TERM_LATENT;
     d->quantile = 0.99;
     d->threshold = 2.345678901234567;
     return 0;
@@ -330,6 +332,8 @@ TEST(bundle_round_trip) {
               p->exact == q->exact);
         CHECK(same_bits(back.re.center, d.re.center) && same_bits(back.re.scale, d.re.scale));
         CHECK(same_bits(back.map.center, d.map.center) && same_bits(back.map.scale, d.map.scale));
+        CHECK(back.term == TERM_LATENT && same_bits(back.latent.center, d.latent.center) &&
+              same_bits(back.latent.scale, d.latent.scale));
         CHECK(same_bits(back.quantile, d.quantile) && same_bits(back.threshold, d.threshold));
         CHECK(!strcmp(back.provenance, d.provenance));   /* stored verbatim */
         /* Encoding is deterministic: the loaded detector writes the same bytes, hence
@@ -433,7 +437,7 @@ TEST(bundle_bad_magic_and_version) {
     /* A newer file: named as such both with its CRCs stale and resealed (the version
      * check precedes the checksums, whose layout a newer version may change). */
     put32(buf + 8, BUNDLE_VERSION + 1);
-    EXPECT_FAIL(buf, len, "version 2 is newer", "future, stale CRC");
+    EXPECT_FAIL(buf, len, "version 3 is newer", "future, stale CRC");
     reseal(buf, len);
     EXPECT_FAIL(buf, len, "upgrade anodm", "future, resealed");
     put32(buf + 8, 0xffffffffu);
@@ -695,6 +699,8 @@ TEST(bundle_inconsistent_values) {
         {"scoring", "momentum", "1", "placement settings"},
         {"scoring", "max_grad", "-1", "placement settings"},
         {"scoring", "exact", "1", "'exact' must be true or false"},
+        {"scoring", "term", "\"knn\"", "'term' must be \"map\" or \"latent\""},
+        {"scoring", "term", "7", "'term' must be"},
         {"scoring", "exact", "1e400", "invalid JSON"},
         {"calibration", "quantile", "0", "quantile 0 must be in (0, 1]"},
         {"calibration", "quantile", "1.01", "quantile 1.01"},
@@ -717,6 +723,47 @@ TEST(bundle_inconsistent_values) {
         free(t);
         free(text);
     }
+    /* Version 1 files (before the latent term): no "term", no latent statistics; they
+     * load fusing the map term, the latent statistics unknown. Version 2 insists on
+     * "term", and on the statistics of the term it fuses. */
+    char *scoring = section_text(buf, len, "scoring"), *cal = section_text(buf, len, "calibration");
+    char *lat = cal ? strstr(cal, ",\"latent\":{") : NULL;
+    char *term = scoring ? strstr(scoring, ",\"term\":\"latent\"") : NULL;
+    CHECK(lat && term);
+    if (lat && term) {
+        memmove(lat, strchr(lat, '}') + 1, strlen(strchr(lat, '}') + 1) + 1);   /* drop it */
+        uint8_t *b1 = replace_section(buf, len, "calibration", cal, strlen(cal), &blen);
+        EXPECT_FAIL(b1, blen, "needs calibration statistics", "latent term, no statistics");
+        size_t b1len = blen;
+        char *after = term + strlen(",\"term\":\"latent\"");
+        memmove(term, after, strlen(after) + 1);
+        uint8_t *b2 = b1 ? replace_section(b1, b1len, "scoring", scoring, strlen(scoring), &blen) : NULL;
+        EXPECT_FAIL(b2, blen, "section 'scoring': missing 'term'", "version 2 without term");
+        if (b2) {
+            put32(b2 + 8, 1);
+            reseal(b2, blen);
+        }
+        detector old;
+        CHECK_MSG(b2 && bundle_parse(b2, blen, &old, err, sizeof err) == 0, "version 1: %s", err);
+        if (b2 && old.vae.params) {
+            CHECK(old.term == TERM_MAP && isnan(old.latent.center) && isnan(old.latent.scale));
+            detector_free(&old);
+        }
+        free(b1);
+        free(b2);
+    }
+    /* A version 1 file with version 2's keys is refused: they mean nothing in version 1. */
+    uint8_t *v1 = malloc(len);
+    if (v1) {
+        memcpy(v1, buf, len);
+        put32(v1 + 8, 1);
+        reseal(v1, len);
+        EXPECT_FAIL(v1, len, "unknown key 'term'", "version 1 with a term");
+        free(v1);
+    }
+    free(scoring);
+    free(cal);
+
     /* Unknown and missing keys in the nested placement object. */
     char *text = section_text(buf, len, "scoring");
     char *t = text ? with_field(text, "exact", "true,\"turbo\":true") : NULL;

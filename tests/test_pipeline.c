@@ -42,7 +42,7 @@ static void tiny_arch(vae_arch *a) {
              "linear(32) relu linear(128) relu reshape(8,4,4) convtranspose2d(1,3,2,1,1)");
 }
 
-static void build_tiny(detector *d, place_mode mode) {
+static void build_tiny(detector *d, place_mode mode, fused_term term) {
     dataset data = {.n = 1200, .dim = DIM, .channels = 1, .height = SIDE, .width = SIDE};
     data.x = malloc(data.n * DIM * sizeof(float));
     rng_t r;
@@ -63,6 +63,7 @@ static void build_tiny(detector *d, place_mode mode) {
     o.tsne.n_iter = 400;
     o.place.perplexity = 10;
     o.mode = mode;
+    o.term = term;
     o.window = 100;
     o.cal_batch = 50;                    /* the batch size scored below */
     char err[256];
@@ -71,9 +72,24 @@ static void build_tiny(detector *d, place_mode mode) {
     free(data.x);
 }
 
-static void score_fresh(place_mode mode) {
+/* D_LATENT by brute force: the distance from mu to the nearest reference latent. */
+static double nearest_latent(const detector *d, const float *mu) {
+    const int L = d->vae.arch.latent;
+    double best = INFINITY;
+    for (int j = 0; j < d->n_ref; j++) {
+        double s = 0;
+        for (int c = 0; c < L; c++) {
+            double t = (double)mu[c] - d->ref_latent[(size_t)j * L + c];
+            s += t * t;
+        }
+        best = s < best ? s : best;
+    }
+    return sqrt(best);
+}
+
+static void score_fresh(place_mode mode, fused_term term) {
     detector d;
-    build_tiny(&d, mode);
+    build_tiny(&d, mode, term);
     if (!d.vae.params) return;
     CHECK(d.n_ref == 400 && d.n_cal == 300);
     CHECK(d.cal_scores[0] <= d.cal_scores[d.n_cal - 1]);
@@ -100,6 +116,9 @@ static void score_fresh(place_mode mode) {
         }
         CHECK(scorer_score(s, x, 50, res, NULL, NULL, NULL, err, sizeof err) == 0);
         for (int b = 0; b < 50; b++) {
+            /* The fused score takes the detector's term. */
+            double z2 = term == TERM_LATENT ? res[b].z_latent : res[b].z_map;
+            CHECK_NEAR(res[b].score, d.alpha * res[b].z_re + (1 - d.alpha) * z2, 1e-9);
             scores[i + b] = res[b].score;
             if (!is_pos[i + b]) alarms_on_normals += res[b].is_anomaly;
             CHECK(res[b].p_value > 0 && res[b].p_value <= 1);
@@ -116,5 +135,29 @@ static void score_fresh(place_mode mode) {
     detector_free(&d);
 }
 
-TEST(pipeline_single_mode_end_to_end) { score_fresh(PLACE_SINGLE); }
-TEST(pipeline_context_mode_end_to_end) { score_fresh(PLACE_CONTEXT); }
+TEST(pipeline_single_mode_end_to_end) { score_fresh(PLACE_SINGLE, TERM_LATENT); }
+TEST(pipeline_context_mode_end_to_end) { score_fresh(PLACE_CONTEXT, TERM_LATENT); }
+TEST(pipeline_map_term_end_to_end) { score_fresh(PLACE_SINGLE, TERM_MAP); }
+
+/* D_LATENT is the exact distance to the nearest reference latent, whatever the batch. */
+TEST(pipeline_latent_term_is_the_nearest_reference) {
+    detector d;
+    build_tiny(&d, PLACE_SINGLE, TERM_LATENT);
+    if (!d.vae.params) return;
+    char err[256];
+    scorer *s = scorer_create(&d, 8, err, sizeof err);
+    CHECK_MSG(s != NULL, "%s", err);
+    float x[8 * DIM], mu[8 * 4];
+    detector_result res[8], one;
+    rng_t r;
+    rng_seed(&r, 9);
+    for (int b = 0; b < 8; b++) make_sample(x + b * DIM, &r, b % 3 == 0);
+    CHECK(s && scorer_terms(s, x, 8, res, NULL, mu, NULL, NULL, err, sizeof err) == 0);
+    for (int b = 0; s && b < 8; b++) {
+        CHECK_NEAR(res[b].d_latent, nearest_latent(&d, mu + b * 4), 1e-5);
+        CHECK(scorer_terms(s, x + b * DIM, 1, &one, NULL, NULL, NULL, NULL, err, sizeof err) == 0);
+        CHECK(one.d_latent == res[b].d_latent);
+    }
+    scorer_free(s);
+    detector_free(&d);
+}
