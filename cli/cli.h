@@ -25,6 +25,15 @@ typedef struct {
     int label_col;            /* CSV: DATASET_CSV_LAST_COL by default */
 } data_source;
 
+/* The MIT-BIH heartbeat set as `anodm ecg-extract` makes it, as a dataset (1x1x187
+ * beats, AAMI labels 0..4) and the beats' record numbers (*records, malloc'd, d->n of
+ * them). cli_ecg_load_dir extracts it from the records listed in DIR/RECORDS (lead MLII;
+ * records without it skipped); cli_ecg_load_npy reads FILE.npy, FILE.labels.npy and
+ * FILE.records.npy (*records NULL when that file is absent and need_records is 0).
+ * 0, or -1 with a message. */
+int cli_ecg_load_dir(dataset *d, int32_t **records, const char *dir, char *err, size_t errlen);
+int cli_ecg_load_npy(dataset *d, int32_t **records, int need_records, const char *path,
+                     char *err, size_t errlen);
 /* Load src (train = 1: the training split of a directory). 0, or -1 with a message. */
 int cli_load_data(dataset *d, const data_source *src, int train, char *err, size_t errlen);
 /* Nonzero if path is a directory. */

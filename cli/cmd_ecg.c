@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ecg.h"
@@ -192,6 +193,167 @@ static int write_csv(const char *path, const ecg_beats *b, char *err, size_t err
     return 0;
 }
 
+/* ------------------------------------------------------------------ extraction */
+
+/* What extracting a list of records gave, over all of them. */
+typedef struct {
+    size_t annotated[ECG_N_CLASSES], extracted[ECG_N_CLASSES], skipped_beats[ECG_N_CLASSES];
+    size_t n_skipped, dropped, clipped;
+} extract_tally;
+
+/* Appends the beats of every record in recs to beats (records without the lead are
+ * skipped); t gets the counts; with verbose, one line per record on stderr. */
+static int extract_records(const char *dir, const record_list *recs, const ecg_lead_choice *lead,
+                           const char *annotator, int verbose, ecg_beats *beats, extract_tally *t,
+                           char *err, size_t errlen) {
+    memset(t, 0, sizeof *t);
+    for (size_t i = 0; i < recs->n; i++) {
+        wfdb_record r;
+        ecg_record_stats st;
+        if (wfdb_load_record(&r, dir, recs->name[i], annotator, err, errlen)) return -1;
+        int32_t id = record_id(recs->name[i], i);
+        int e = ecg_extract_record(&r, id, lead, beats, &st, err, errlen);
+        char lead_name[WFDB_DESC_MAX] = "";
+        if (e == 0) memcpy(lead_name, r.hdr.sig[st.channel].description, sizeof lead_name);
+        wfdb_record_free(&r);
+        if (e < 0) return -1;
+        size_t got = 0, ann = 0;
+        for (int c = 0; c < ECG_N_CLASSES; c++) {
+            t->annotated[c] += st.annotated[c];
+            ann += st.annotated[c];
+            if (e == ECG_NO_LEAD) t->skipped_beats[c] += st.annotated[c];
+            t->extracted[c] += st.extracted[c];
+            got += st.extracted[c];
+        }
+        if (e == ECG_NO_LEAD) {
+            t->n_skipped++;
+            if (verbose)
+                fprintf(stderr, "[%zu/%zu] %s: skipped, %s (%zu annotated beats left out)\n",
+                        i + 1, recs->n, recs->name[i], err, ann);
+            continue;
+        }
+        t->dropped += st.dropped_no_rr + st.dropped_flat;
+        t->clipped += st.clipped;
+        if (verbose)
+            fprintf(stderr, "[%zu/%zu] %s: %zu beats from signal %d %s (N %zu S %zu V %zu F %zu "
+                    "Q %zu)%s\n", i + 1, recs->n, recs->name[i], got, st.channel, lead_name,
+                    st.extracted[0], st.extracted[1], st.extracted[2], st.extracted[3],
+                    st.extracted[4], st.dropped_no_rr + st.dropped_flat ? ", some dropped" : "");
+    }
+    return 0;
+}
+
+/* Moves beats into the dataset form (1x1x187 samples, AAMI labels) and the record ids. */
+static int beats_to_dataset(ecg_beats *b, dataset *d, int32_t **records, char *err,
+                            size_t errlen) {
+    if (b->n == 0) {
+        snprintf(err, errlen, "no beats extracted");
+        return -1;
+    }
+    *d = (dataset){.n = b->n, .dim = ECG_BEAT_LEN, .channels = 1, .height = 1,
+                   .width = ECG_BEAT_LEN, .x = b->x, .labels = b->label};
+    *records = b->record;
+    b->x = NULL;
+    b->label = NULL;
+    b->record = NULL;
+    ecg_beats_free(b);
+    return 0;
+}
+
+int cli_ecg_load_dir(dataset *d, int32_t **records, const char *dir, char *err, size_t errlen) {
+    const ecg_lead_choice lead = {"MLII", -1};
+    record_list recs = {0};
+    ecg_beats beats = {0};
+    extract_tally t;
+    int rc = -1;
+    memset(d, 0, sizeof *d);
+    *records = NULL;
+    if (load_records(&recs, dir, NULL, err, errlen) == 0 &&
+        extract_records(dir, &recs, &lead, "atr", 0, &beats, &t, err, errlen) == 0) {
+        fprintf(stderr, "%s: %zu beats of %zu records (%zu without MLII skipped): N %zu S %zu "
+                "V %zu F %zu Q %zu\n", dir, beats.n, recs.n, t.n_skipped, t.extracted[0],
+                t.extracted[1], t.extracted[2], t.extracted[3], t.extracted[4]);
+        rc = beats_to_dataset(&beats, d, records, err, errlen);
+    }
+    ecg_beats_free(&beats);
+    free(recs.name);
+    return rc;
+}
+
+/* A whole (small) file: the sidecar arrays of a beat set. NULL, with a message, if it
+ * cannot be read. */
+static uint8_t *read_small_file(const char *path, size_t max, size_t *len, char *err,
+                                size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf = NULL;
+    long n = -1;
+    if (!f) {
+        snprintf(err, errlen, "%.400s: cannot open it", path);
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n < 0 || (size_t)n > max || fseek(f, 0, SEEK_SET) != 0)
+        snprintf(err, errlen, "%.400s: cannot read it, or larger than %zu bytes", path, max);
+    else if (!(buf = malloc((size_t)n + 1)))
+        snprintf(err, errlen, "%.400s: out of memory", path);
+    else if ((*len = fread(buf, 1, (size_t)n, f)) != (size_t)n) {
+        snprintf(err, errlen, "%.400s: read failed", path);
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+int cli_ecg_load_npy(dataset *d, int32_t **records, int need_records, const char *path,
+                     char *err, size_t errlen) {
+    char labels[4096], recs[4096];
+    memset(d, 0, sizeof *d);
+    *records = NULL;
+    size_t stem = strlen(path) - (ends_with(path, ".npy") ? 4 : 0);
+    snprintf(labels, sizeof labels, "%.*s.labels.npy", (int)stem, path);
+    snprintf(recs, sizeof recs, "%.*s.records.npy", (int)stem, path);
+    if (!ends_with(path, ".npy")) {
+        snprintf(err, errlen, "%.400s: a beat set is FILE.npy with FILE.labels.npy beside it "
+                 "(anodm ecg-extract --out FILE.npy)", path);
+        return -1;
+    }
+    if (dataset_load_npy(d, path, labels, err, errlen) != 0) return -1;
+    if (d->dim != ECG_BEAT_LEN) {
+        snprintf(err, errlen, "%.400s: beats of %zu values; a heartbeat has %d", path, d->dim,
+                 ECG_BEAT_LEN);
+        goto fail;
+    }
+    for (size_t i = 0; i < d->n; i++)
+        if (d->labels[i] < 0 || d->labels[i] >= ECG_N_CLASSES) {
+            snprintf(err, errlen, "%.400s: beat %zu has label %d, not an AAMI class 0..%d "
+                     "(N S V F Q)", labels, i, (int)d->labels[i], ECG_N_CLASSES - 1);
+            goto fail;
+        }
+    size_t len = 0, n = 0;
+    if (!need_records && access(recs, F_OK) != 0) return 0;
+    uint8_t *buf = read_small_file(recs, (size_t)1 << 30, &len, err, errlen);
+    if (!buf) goto fail;
+    int e = dataset_parse_npy_labels(records, &n, buf, len, err, errlen);
+    free(buf);
+    if (e != 0 || n != d->n) {
+        if (e == 0)
+            snprintf(err, errlen, "%.400s: %zu record ids for %zu beats", recs, n, d->n);
+        else {
+            char sub[256];
+            snprintf(sub, sizeof sub, "%s", err);
+            snprintf(err, errlen, "%.400s: %s", recs, sub);
+        }
+        goto fail;
+    }
+    return 0;
+fail:
+    free(*records);
+    *records = NULL;
+    dataset_free(d);
+    return -1;
+}
+
 /* ------------------------------------------------------------------ ecg-extract */
 
 static void extract_usage(FILE *f) {
@@ -258,8 +420,7 @@ int cmd_ecg_extract(int argc, char **argv) {
     char err[512];
     record_list recs = {0};
     ecg_beats beats = {0};
-    size_t annotated[ECG_N_CLASSES] = {0}, extracted[ECG_N_CLASSES] = {0};
-    size_t skipped_beats[ECG_N_CLASSES] = {0}, n_skipped = 0, dropped = 0, clipped = 0;
+    extract_tally t;
     int rc = 1, lr = load_records(&recs, dir, records_arg, err, sizeof err);
     if (lr) {
         fprintf(stderr, "anodm ecg-extract: %s\n", err);
@@ -267,46 +428,15 @@ int cmd_ecg_extract(int argc, char **argv) {
         return lr == -2 ? 2 : 1;
     }
     double t0 = cli_now();
-    for (size_t i = 0; i < recs.n; i++) {
-        wfdb_record r;
-        ecg_record_stats st;
-        if (wfdb_load_record(&r, dir, recs.name[i], annotator, err, sizeof err)) goto fail;
-        int32_t id = record_id(recs.name[i], i);
-        int e = ecg_extract_record(&r, id, &lead, &beats, &st, err, sizeof err);
-        char lead_name[WFDB_DESC_MAX] = "";
-        if (e == 0) memcpy(lead_name, r.hdr.sig[st.channel].description, sizeof lead_name);
-        wfdb_record_free(&r);
-        if (e < 0) goto fail;
-        size_t got = 0, ann = 0;
-        for (int c = 0; c < ECG_N_CLASSES; c++) {
-            annotated[c] += st.annotated[c];
-            ann += st.annotated[c];
-            if (e == ECG_NO_LEAD) skipped_beats[c] += st.annotated[c];
-            extracted[c] += st.extracted[c];
-            got += st.extracted[c];
-        }
-        if (e == ECG_NO_LEAD) {
-            n_skipped++;
-            fprintf(stderr, "[%zu/%zu] %s: skipped, %s (%zu annotated beats left out)\n", i + 1,
-                    recs.n, recs.name[i], err, ann);
-            continue;
-        }
-        dropped += st.dropped_no_rr + st.dropped_flat;
-        clipped += st.clipped;
-        fprintf(stderr, "[%zu/%zu] %s: %zu beats from signal %d %s (N %zu S %zu V %zu F %zu "
-                "Q %zu)%s\n", i + 1, recs.n, recs.name[i], got, st.channel, lead_name,
-                st.extracted[0],
-                st.extracted[1], st.extracted[2], st.extracted[3], st.extracted[4],
-                st.dropped_no_rr + st.dropped_flat ? ", some dropped" : "");
-    }
-    fprintf(stderr, "\n%zu records (%zu skipped), %zu beats in %.1f s\n", recs.n, n_skipped,
+    if (extract_records(dir, &recs, &lead, annotator, 1, &beats, &t, err, sizeof err)) goto fail;
+    fprintf(stderr, "\n%zu records (%zu skipped), %zu beats in %.1f s\n", recs.n, t.n_skipped,
             beats.n, cli_now() - t0);
     fprintf(stderr, "class  annotated  in skipped records  extracted\n");
     for (int c = 0; c < ECG_N_CLASSES; c++)
-        fprintf(stderr, "%-5s  %9zu  %18zu  %9zu\n", ecg_class_name(c), annotated[c],
-                skipped_beats[c], extracted[c]);
+        fprintf(stderr, "%-5s  %9zu  %18zu  %9zu\n", ecg_class_name(c), t.annotated[c],
+                t.skipped_beats[c], t.extracted[c]);
     fprintf(stderr, "beats dropped (no RR interval or flat window): %zu; beats with a value "
-            "clipped past their window: %zu\n", dropped, clipped);
+            "clipped past their window: %zu\n", t.dropped, t.clipped);
     if (beats.n == 0) {
         snprintf(err, sizeof err, "no beats extracted");
         goto fail;

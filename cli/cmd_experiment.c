@@ -1,8 +1,9 @@
-/* anodm experiment: the paper's one-vs-rest protocol on Fashion-MNIST (section 4,
- * Table 1), run with our detector. Per beta and per class: build a detector on the
- * other classes' training images (10% of them held out for calibration), score the
- * test set in every way core/experiment.h defines, and report auROC with the class as
- * the positive. Results are rewritten after every class, so a run cut short still
+/* anodm experiment: the paper's one-vs-rest protocol (section 4, Tables 1 and 2) on
+ * Fashion-MNIST or the MIT-BIH heartbeats, run with our detector. Per beta and per class:
+ * build a detector on the other classes' training samples (10% of them held out for
+ * calibration), score the test set in every way core/experiment.h defines, and report
+ * auROC with the class as the positive. The heartbeats have no fixed test set: they are
+ * split here, by beat (the paper's setting) or by patient record (core/ecg.h). Results are rewritten after every class, so a run cut short still
  * leaves its finished classes in results.md, results.json and the ROC plots. */
 #include <getopt.h>
 #include <limits.h>
@@ -17,24 +18,51 @@
 
 #include "auroc.h"
 #include "cli.h"
+#include "ecg.h"
 #include "experiment.h"
 #include "pipeline.h"
 
-#define N_CLASSES 10
+#define N_CLASSES 10          /* the most classes of any data set below */
 #define MAX_BETAS 16
 #define MAX_RATES 4
-#define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+#define ECG_TEST_FRACTION 0.2  /* the heartbeats' test share, of beats or of records */
 
-static const char *const CLASS_NAME[N_CLASSES] = {
+static const char *const FASHION_CLASS[] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
 
 /* Reference values only: the paper's Table 1, Fashion-MNIST (beta-VAE = RE alone,
  * AnoDM = its best of mu/z-based with test-label alpha). Never computed here. */
-static const double PAPER_BVAE[N_CLASSES] = {0.500, 0.860, 0.459, 0.730, 0.379,
-                                             0.985, 0.501, 0.842, 0.876, 0.701};
-static const double PAPER_ANODM[N_CLASSES] = {0.844, 0.978, 0.783, 0.886, 0.763,
-                                              0.990, 0.713, 0.952, 0.980, 0.944};
+static const double FASHION_PAPER_BVAE[] = {0.500, 0.860, 0.459, 0.730, 0.379,
+                                            0.985, 0.501, 0.842, 0.876, 0.701};
+static const double FASHION_PAPER_ANODM[] = {0.844, 0.978, 0.783, 0.886, 0.763,
+                                             0.990, 0.713, 0.952, 0.980, 0.944};
+
+/* The AAMI classes (core/ecg.h). Reference values only: the paper's Table 2, ECG, AnoDM
+ * with the TCN encoder, mu-based, test-label alpha (average 0.940); it gives no beta-VAE
+ * figure for ECG. Never computed here. */
+static const char *const ECG_CLASS[] = {"N", "S", "V", "F", "Q"};
+static const double ECG_PAPER_ANODM[] = {0.911, 0.924, 0.970, 0.905, 0.991};
+
+/* A data set the experiment knows. */
+typedef struct {
+    const char *name, *title;          /* --dataset, and as titles show it */
+    int n_classes;
+    const char *const *class_name;
+    const double *paper_bvae, *paper_anodm;  /* reference values; NULL: none in the paper */
+    const char *paper_source;
+    const char *default_data;
+    int ecg;                           /* heartbeats: --encoder, --split, --beats apply */
+} exp_dataset;
+
+static const exp_dataset DATASETS[] = {
+    {"fashion-mnist", "Fashion-MNIST", 10, FASHION_CLASS, FASHION_PAPER_BVAE,
+     FASHION_PAPER_ANODM, "Table 1", "/usr/share/datasets/fashion-mnist", 0},
+    {"ecg", "MIT-BIH heartbeats", ECG_N_CLASSES, ECG_CLASS, NULL, ECG_PAPER_ANODM,
+     "Table 2 (TCN encoder, mu-based)", "../shared/data/ecg/mitdb", 1},
+};
+
+enum { SPLIT_BEAT, SPLIT_PATIENT };
 
 /* Column headers of results.md, in exp_method order. */
 static const char *const METHOD_LABEL[EXP_N_METHODS] = {
@@ -47,16 +75,24 @@ static const char *const COLOUR[EXP_N_METHODS] = {
     "#000000", "#2ca02c", "#9467bd", "#e377c2", "#17becf", "#aec7e8"};
 
 typedef struct {
-    int done;
+    int done, skipped;           /* skipped: the test set holds no sample of the class */
     double auc[EXP_N_METHODS];
     double best_alpha, seconds;
     size_t n_test, n_pos;
 } class_result;
 
 typedef struct {
-    const char *out_dir, *data_dir;
-    char command[2048], machine[512], date[64];
-    int n_betas, n_rates, n_classes, epochs, n_ref, test_limit, latent;
+    const exp_dataset *ds;
+    const char *out_dir, *data_dir, *beats_path, *encoder;
+    char command[2048], machine[512], date[64], title[160];
+    int n_betas, n_rates, n_classes, epochs, n_ref, test_limit, train_limit, latent, split;
+    /* The data as used: samples per class on each side and, for the heartbeats, the
+     * records on each side (ascending; under a beat split every record is on both). */
+    size_t n_train_class[N_CLASSES], n_test_class[N_CLASSES];
+    int32_t *train_records, *test_records;
+    size_t n_train_records, n_test_records;
+    double split_balance;        /* ecg_split_records' class balance; NaN for other splits */
+    char split_desc[256];        /* how the split was made, for results.md */
     double betas[MAX_BETAS], perplexity;
     double rates[MAX_RATES];     /* anomaly rates of the test set; one 0: the set as it is */
     int32_t classes[N_CLASSES];
@@ -70,20 +106,37 @@ typedef struct {
 
 static void experiment_usage(FILE *f) {
     fprintf(f,
-        "usage: anodm experiment --dataset fashion-mnist [options]\n"
-        "  --dataset NAME       fashion-mnist (the only one so far)\n"
-        "  --data DIR           its IDX directory (default " DEFAULT_DATA ")\n"
-        "  --classes all|L,...  anomaly classes, one experiment each (default all)\n"
+        "usage: anodm experiment --dataset fashion-mnist|ecg [options]\n"
+        "  --dataset NAME       fashion-mnist, or ecg (the MIT-BIH heartbeats, AAMI classes)\n"
+        "  --data DIR           fashion-mnist: its IDX directory (default %s);\n"
+        "                       ecg: raw WFDB records, beats extracted as ecg-extract does\n"
+        "                       (DIR/RECORDS, lead MLII; default %s)\n"
+        "  --classes all|L,...  anomaly classes, one experiment each (default all): numbers\n"
+        "                       (0..9; ecg 0..4) or, for ecg, names like N,S,V,F,Q\n"
         "  --beta B[,B...]      KL weights; a list is the paper's Figure 2 sweep (default 0.01)\n"
         "  --epochs N           (default 20)   --latent N (default 16)   --seed N (default 1)\n"
         "  --n-ref N            reference points of the map (default 10000)\n"
-        "  --test-limit N       score only N test images, class proportions kept (default all)\n"
+        "  --test-limit N       score only N test samples, class proportions kept: fashion-mnist\n"
+        "                       the first in file order, ecg a seeded random choice (default all)\n"
+        "  --train-limit N      train on N training samples (before one class is held out),\n"
+        "                       class proportions kept, a seeded random choice (default all)\n"
         "  --anomaly-rate R[,R...]  score each class's test set at these anomaly rates: all\n"
         "                       normals, anomalies sampled (seeded) to R of the set; up to %d\n"
         "                       rates, each in (0, 1) (default: the test set as it is)\n"
         "  --perplexity P       t-SNE perplexity for the maps and placement (default 30)\n"
-        "  --out-dir DIR        where results.md, results.json and ROC SVGs go (default results)\n",
-        MAX_RATES);
+        "  --out-dir DIR        where results.md, results.json and ROC SVGs go (default results)\n"
+        "ecg only:\n"
+        "  --beats FILE.npy     a beat set from anodm ecg-extract (FILE.labels.npy beside it,\n"
+        "                       and FILE.records.npy for --split patient) instead of --data\n"
+        "  --encoder tcn|cnn|lstm  the beta-VAE's encoder, presets ecg-tcn, ... (default tcn)\n"
+        "  --split beat|patient beat: a seeded random %g%% of the beats are the test set, the\n"
+        "                       paper's setting; patient: %g%% of the records, every beat of a\n"
+        "                       record on one side, the best-balanced of up to %d seeded draws\n"
+        "                       (docs/ECG.md) (default beat); the records on each side are\n"
+        "                       listed in results.md and results.json\n"
+        "  --test-records L,... --split patient with these test records (e.g. 100,103)\n",
+        DATASETS[0].default_data, DATASETS[1].default_data, MAX_RATES,
+        100 * ECG_TEST_FRACTION, 100 * ECG_TEST_FRACTION, ECG_SPLIT_TRIES);
 }
 
 static double elapsed(const run *r) { return cli_now() - r->t0; }
@@ -139,25 +192,42 @@ static void describe_machine(run *r, int argc, char **argv) {
         len += (size_t)snprintf(r->command + len, sizeof r->command - len, " %s", argv[i]);
 }
 
-/* The training images of every class but cls. */
-static int normals_of(const dataset *all, int32_t cls, dataset *out, char *err, size_t errlen) {
+/* The samples of all with side[i] == want, in order, labels with them. */
+static int take_rows(const dataset *all, const uint8_t *side, int want, dataset *out, char *err,
+                     size_t errlen) {
     size_t n = 0;
-    for (size_t i = 0; i < all->n; i++) n += all->labels[i] != cls;
+    for (size_t i = 0; i < all->n; i++) n += side[i] == want;
     *out = *all;
     out->n = n;
-    out->x = malloc(n * all->dim * sizeof(float));
-    out->labels = malloc(n * sizeof(int32_t));
+    out->x = malloc((n ? n : 1) * all->dim * sizeof(float));
+    out->labels = malloc((n ? n : 1) * sizeof(int32_t));
     if (!out->x || !out->labels || !n) {
-        snprintf(err, errlen, n ? "out of memory for the training set" : "no normal samples");
+        snprintf(err, errlen, n ? "out of memory for %zu samples" : "no samples left", n);
         dataset_free(out);
         return -1;
     }
     for (size_t i = 0, j = 0; i < all->n; i++)
-        if (all->labels[i] != cls) {
+        if (side[i] == want) {
             memcpy(out->x + j * all->dim, all->x + i * all->dim, all->dim * sizeof(float));
             out->labels[j++] = all->labels[i];
         }
     return 0;
+}
+
+/* The training samples of every class but cls. */
+static int normals_of(const dataset *all, int32_t cls, dataset *out, char *err, size_t errlen) {
+    uint8_t *normal = malloc(all->n ? all->n : 1);
+    if (!normal) {
+        snprintf(err, errlen, "out of memory for the training set");
+        return -1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < all->n; i++) n += normal[i] = all->labels[i] != cls;
+    int rc = n ? take_rows(all, normal, 1, out, err, errlen) : -1;
+    if (!n) snprintf(err, errlen, "no normal samples: every training sample is of class %d",
+                     (int)cls);
+    free(normal);
+    return rc;
 }
 
 /* ---- output -------------------------------------------------------------------- */
@@ -183,20 +253,57 @@ static void json_num(FILE *f, double v) {
     else fprintf(f, "%.6f", v);
 }
 
+/* A paper reference value of class cls, NaN where the paper gives none. */
+static double paper_value(const double *v, int cls) { return v ? v[cls] : NAN; }
+
+static const char *split_name(const run *r) {
+    return r->split == SPLIT_PATIENT ? "patient" : "beat";
+}
+
+/* "n (N a, S b, ...)": the samples per class of one side. */
+static void md_counts(FILE *f, const run *r, const size_t *count) {
+    size_t n = 0;
+    for (int k = 0; k < r->ds->n_classes; k++) n += count[k];
+    fprintf(f, "%zu (", n);
+    for (int k = 0; k < r->ds->n_classes; k++)
+        fprintf(f, "%s%s %zu", k ? ", " : "", r->ds->class_name[k], count[k]);
+    fprintf(f, ")");
+}
+
+static void list_records(FILE *f, const int32_t *rec, size_t n) {
+    for (size_t i = 0; i < n; i++) fprintf(f, "%s%d", i ? ", " : "", (int)rec[i]);
+}
+
 static int write_markdown(const run *r, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
-    fprintf(f, "# anodm experiment: Fashion-MNIST one-vs-rest\n\n"
+    fprintf(f, "# anodm experiment: %s one-vs-rest\n\n"
             "- command: `%s`\n- machine: %s\n- date: %s\n- elapsed: %.0f s\n"
-            "- settings: epochs %d, latent %d, n_ref %d, perplexity %g, seed %d, test %s\n\n",
-            r->command, r->machine, r->date, elapsed(r), r->epochs, r->latent, r->n_ref,
-            r->perplexity, (int)r->seed, r->test_limit ? "limited (class proportions kept)"
-                                                      : "whole t10k set");
-    fprintf(f, "auROC, the held-out class as positive. The column \"paper score, best α\" picks "
-            "α on the TEST LABELS (as the paper does); every \"fused\" column is label-free "
-            "(terms standardised on held-out calibration normals, α = 0.5). The last two "
-            "columns are NOT measured here: they are quoted from the paper's Table 1 as "
-            "reference values.\n\n");
+            "- settings: epochs %d, latent %d, n_ref %d, perplexity %g, seed %d, test %s",
+            r->ds->title, r->command, r->machine, r->date, elapsed(r), r->epochs, r->latent,
+            r->n_ref, r->perplexity, (int)r->seed,
+            r->test_limit ? "limited (class proportions kept)"
+                          : r->ds->ecg ? "the whole test split" : "whole t10k set");
+    if (r->train_limit) fprintf(f, ", training set limited to %d (class proportions kept)",
+                                r->train_limit);
+    if (r->ds->ecg)
+        fprintf(f, "\n- model: preset ecg-%s (%s encoder)\n- split: %s", r->encoder, r->encoder,
+                r->split_desc);
+    fprintf(f, "\n- training samples: ");
+    md_counts(f, r, r->n_train_class);
+    fprintf(f, "\n- test samples: ");
+    md_counts(f, r, r->n_test_class);
+    if (r->ds->ecg) {
+        fprintf(f, "\n- training records (%zu): ", r->n_train_records);
+        list_records(f, r->train_records, r->n_train_records);
+        fprintf(f, "\n- test records (%zu): ", r->n_test_records);
+        list_records(f, r->test_records, r->n_test_records);
+    }
+    fprintf(f, "\n\nauROC, the held-out class as positive. The column \"paper score, best α\" "
+            "picks α on the TEST LABELS (as the paper does); every \"fused\" column is "
+            "label-free (terms standardised on held-out calibration normals, α = 0.5). The last "
+            "two columns are NOT measured here: they are quoted from the paper's %s as "
+            "reference values (– where it gives none).\n\n", r->ds->paper_source);
     for (int k = 0; k < r->n_betas * r->n_rates; k++) {
         char title[128];
         setting_title(r, k, title, sizeof title);
@@ -211,16 +318,16 @@ static int write_markdown(const run *r, const char *path) {
             const class_result *cr = &r->res[k][c];
             int cls = r->classes[c];
             if (!cr->done) continue;
-            fprintf(f, "| %d %s |", cls, CLASS_NAME[cls]);
+            fprintf(f, "| %d %s |", cls, r->ds->class_name[cls]);
             for (int m = 0; m < EXP_N_METHODS; m++) {
                 md_num(f, cr->auc[m]);
                 sum[m] += cr->auc[m];
             }
             fprintf(f, " %g |", cr->best_alpha);
-            md_num(f, PAPER_BVAE[cls]);
-            md_num(f, PAPER_ANODM[cls]);
-            sum[EXP_N_METHODS] += PAPER_BVAE[cls];
-            sum[EXP_N_METHODS + 1] += PAPER_ANODM[cls];
+            md_num(f, paper_value(r->ds->paper_bvae, cls));
+            md_num(f, paper_value(r->ds->paper_anodm, cls));
+            sum[EXP_N_METHODS] += paper_value(r->ds->paper_bvae, cls);
+            sum[EXP_N_METHODS + 1] += paper_value(r->ds->paper_anodm, cls);
             fputc('\n', f);
             done++;
         }
@@ -232,6 +339,10 @@ static int write_markdown(const run *r, const char *path) {
             md_num(f, sum[EXP_N_METHODS + 1] / done);
             fputc('\n', f);
         }
+        for (int c = 0; c < r->n_classes; c++)
+            if (r->res[k][c].skipped)
+                fprintf(f, "\nClass %d %s skipped: the test set holds no sample of it.\n",
+                        r->classes[c], r->ds->class_name[r->classes[c]]);
         fputc('\n', f);
     }
     return fclose(f) == 0 ? 0 : -1;
@@ -257,15 +368,42 @@ static int write_json(const run *r, const char *path) {
     fprintf(f, ",\n  \"machine\": ");
     json_str(f, r->machine);
     fprintf(f, ",\n  \"date\": \"%s\",\n"
-            "  \"elapsed_seconds\": %.1f,\n  \"settings\": {\"dataset\": \"fashion-mnist\", "
+            "  \"elapsed_seconds\": %.1f,\n  \"settings\": {\"dataset\": \"%s\", "
             "\"epochs\": %d, \"latent\": %d, \"n_ref\": %d, \"perplexity\": %g, \"seed\": %d, "
-            "\"test_limit\": %d},\n  \"paper_reference\": {\"source\": \"Table 1, not measured "
-            "here\", \"beta_vae\": [", r->date, elapsed(r), r->epochs,
-            r->latent, r->n_ref, r->perplexity, (int)r->seed, r->test_limit);
-    for (int k = 0; k < N_CLASSES; k++) fprintf(f, "%s%.3f", k ? ", " : "", PAPER_BVAE[k]);
-    fprintf(f, "], \"anodm\": [");
-    for (int k = 0; k < N_CLASSES; k++) fprintf(f, "%s%.3f", k ? ", " : "", PAPER_ANODM[k]);
-    fprintf(f, "]},\n  \"label_use\": {\"paper_best_alpha\": \"alpha chosen with test labels\", "
+            "\"test_limit\": %d, \"train_limit\": %d", r->date, elapsed(r), r->ds->name,
+            r->epochs, r->latent, r->n_ref, r->perplexity, (int)r->seed, r->test_limit,
+            r->train_limit);
+    if (r->ds->ecg) {
+        fprintf(f, ", \"encoder\": \"%s\", \"arch\": \"ecg-%s\", \"split\": \"%s\", "
+                "\"split_description\": ", r->encoder, r->encoder, split_name(r));
+        json_str(f, r->split_desc);
+        fprintf(f, ", \"split_class_balance\": ");
+        json_num(f, r->split_balance);
+        fprintf(f, ", \"train_records\": [");
+        list_records(f, r->train_records, r->n_train_records);
+        fprintf(f, "], \"test_records\": [");
+        list_records(f, r->test_records, r->n_test_records);
+        fprintf(f, "]");
+    }
+    fprintf(f, ", \"class_names\": [");
+    for (int k = 0; k < r->ds->n_classes; k++) {
+        if (k) fprintf(f, ", ");
+        json_str(f, r->ds->class_name[k]);
+    }
+    fprintf(f, "], \"n_train_per_class\": [");
+    for (int k = 0; k < r->ds->n_classes; k++) fprintf(f, "%s%zu", k ? ", " : "", r->n_train_class[k]);
+    fprintf(f, "], \"n_test_per_class\": [");
+    for (int k = 0; k < r->ds->n_classes; k++) fprintf(f, "%s%zu", k ? ", " : "", r->n_test_class[k]);
+    fprintf(f, "]},\n  \"paper_reference\": {\"source\": \"%s, not measured here\", "
+            "\"beta_vae\": ", r->ds->paper_source);
+    const double *ref[2] = {r->ds->paper_bvae, r->ds->paper_anodm};
+    for (int j = 0; j < 2; j++) {
+        if (j) fprintf(f, ", \"anodm\": ");
+        if (!ref[j]) fprintf(f, "null");
+        for (int k = 0; ref[j] && k < r->ds->n_classes; k++)
+            fprintf(f, "%s%.3f%s", k ? ", " : "[", ref[j][k], k + 1 == r->ds->n_classes ? "]" : "");
+    }
+    fprintf(f, "},\n  \"label_use\": {\"paper_best_alpha\": \"alpha chosen with test labels\", "
             "\"fused_*\": \"label-free\"},\n  \"runs\": [");
     for (int k = 0; k < r->n_betas * r->n_rates; k++) {
         fprintf(f, "%s\n    {\"beta\": %g, \"anomaly_rate\": ", k ? "," : "", beta_of(r, k));
@@ -277,7 +415,7 @@ static int write_json(const run *r, const char *path) {
             if (!cr->done) continue;
             fprintf(f, "%s\n      {\"class\": %d, \"name\": \"%s\", \"n_test\": %zu, "
                     "\"n_anomalies\": %zu, \"seconds\": %.1f, \"best_alpha\": %g, \"auroc\": {",
-                    first ? "" : ",", r->classes[c], CLASS_NAME[r->classes[c]], cr->n_test,
+                    first ? "" : ",", r->classes[c], r->ds->class_name[r->classes[c]], cr->n_test,
                     cr->n_pos, cr->seconds, cr->best_alpha);
             for (int m = 0; m < EXP_N_METHODS; m++) {
                 fprintf(f, "%s\"%s\": ", m ? ", " : "", EXP_METHOD_ID[m]);
@@ -286,7 +424,10 @@ static int write_json(const run *r, const char *path) {
             fprintf(f, "}}");
             first = 0;
         }
-        fprintf(f, "\n    ]}");
+        fprintf(f, "\n    ], \"skipped_classes\": [");
+        for (int c = 0, n = 0; c < r->n_classes; c++)
+            if (r->res[k][c].skipped) fprintf(f, "%s%d", n++ ? ", " : "", r->classes[c]);
+        fprintf(f, "]}");
     }
     fprintf(f, "\n  ]\n}\n");
     return fclose(f) == 0 ? 0 : -1;
@@ -367,13 +508,13 @@ static int report_class(run *r, int k, int c, double *scores[EXP_N_METHODS], con
         }
         npts[m] = roc_curve(scores[m], is_pos, n, fpr[m], tpr[m]);
     }
-    char path[1024], title[256], setting[128], rate[32] = "";
+    char path[1024], title[512], setting[128], rate[32] = "";
     if (rate_of(r, k) > 0) snprintf(rate, sizeof rate, "_rate%g", rate_of(r, k));
     snprintf(path, sizeof path, "%s/roc_beta%g%s_class%d.svg", r->out_dir, beta_of(r, k), rate,
              r->classes[c]);
     setting_title(r, k, setting, sizeof setting);
-    snprintf(title, sizeof title, "Fashion-MNIST, anomaly class %d (%s), %s: ROC",
-             r->classes[c], CLASS_NAME[r->classes[c]], setting);
+    snprintf(title, sizeof title, "%s, anomaly class %d (%s), %s: ROC", r->title,
+             r->classes[c], r->ds->class_name[r->classes[c]], setting);
     if (write_roc_svg(path, title, fpr, tpr, npts, cr->auc) != 0) {
         snprintf(err, errlen, "cannot write %.400s", path);
         goto done;
@@ -432,7 +573,7 @@ static int score_setting(run *r, int k, int c, const detector *d, const dataset 
     char setting[128];
     setting_title(r, k, setting, sizeof setting);
     printf("[%7.1fs] %s, class %d (%s): %zu test samples, %zu anomalies, scored in %.0fs, "
-           "auROC:", elapsed(r), setting, cls, CLASS_NAME[cls], n, n_pos, cr->seconds);
+           "auROC:", elapsed(r), setting, cls, r->ds->class_name[cls], n, n_pos, cr->seconds);
     for (int m = 0; m < EXP_N_METHODS; m++) printf(" %s %.3f", EXP_METHOD_ID[m], cr->auc[m]);
     printf(" (best alpha %g)\n", cr->best_alpha);
     fflush(stdout);
@@ -467,13 +608,31 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     bo.train.seed = r->seed;
     bo.n_ref = r->n_ref;
     bo.tsne.perplexity = bo.place.perplexity = r->perplexity;
+    bo.term = TERM_MAP; /* the "detector" column is RE + the map alone; RE + latent has its own */
     experiment_opts_default(&eo);
     eo.joint.perplexity = r->perplexity;
     eo.seed = r->seed;
-    if (vae_arch_preset(&arch, "fashion", r->latent, err, errlen) != 0 ||
+    size_t n_anomalies = 0;
+    for (size_t i = 0; i < test->n; i++) n_anomalies += test->labels[i] == cls;
+    if (n_anomalies == 0 || n_anomalies == test->n) {
+        /* A patient split can leave a rare class out of the test records altogether. */
+        for (int q = 0; q < r->n_rates; q++) r->res[b * r->n_rates + q][c].skipped = 1;
+        printf("[%7.1fs] beta %g class %d (%s): skipped, the test set holds %s\n", elapsed(r),
+               r->beta, cls, r->ds->class_name[cls], n_anomalies ? "nothing else" : "none of it");
+        fflush(stdout);
+        if (write_results(r) != 0) {
+            snprintf(err, errlen, "cannot write results into %s", r->out_dir);
+            return -1;
+        }
+        return 0;
+    }
+    char preset[64];
+    snprintf(preset, sizeof preset, "%s%s", r->ds->ecg ? "ecg-" : "fashion",
+             r->ds->ecg ? r->encoder : "");
+    if (vae_arch_preset(&arch, preset, r->latent, err, errlen) != 0 ||
         normals_of(train, cls, &normals, err, errlen) != 0)
         goto done;
-    on_stage(r, "start", CLASS_NAME[cls]);
+    on_stage(r, "start", r->ds->class_name[cls]);
     if (detector_build(&d, &arch, &normals, &bo, on_epoch, on_stage, r, err, errlen) != 0)
         goto done;
     /* The calibration normals again: the same split detector_build made (same data,
@@ -492,25 +651,147 @@ done:
     return rc;
 }
 
-/* Keep the first --test-limit test images with the class proportions of the whole set. */
-static int limit_test(dataset *test, size_t limit, char *err, size_t errlen) {
-    size_t *idx = malloc(test->n * sizeof *idx);
-    if (!idx) {
-        snprintf(err, errlen, "out of memory for the test subset");
-        return -1;
-    }
-    size_t n = experiment_balanced_subset(test->labels, test->n, limit, idx);
+/* Keep `limit` samples of d with the class proportions of the whole set: the first ones
+ * in file order, or (random) a seeded random choice. */
+static int limit_rows(dataset *d, size_t limit, int random, uint64_t seed, char *err,
+                      size_t errlen) {
+    size_t *idx = malloc(d->n * sizeof *idx);
+    size_t n = !idx ? 0 : random ? experiment_random_subset(d->labels, d->n, limit, seed, idx)
+                                 : experiment_balanced_subset(d->labels, d->n, limit, idx);
     if (n == 0) {
-        snprintf(err, errlen, "out of memory for the test subset");
+        snprintf(err, errlen, "out of memory for a subset of %zu samples", limit);
         free(idx);
         return -1;
     }
     for (size_t j = 0; j < n; j++) {   /* idx ascending: rows only move forward */
-        memmove(test->x + j * test->dim, test->x + idx[j] * test->dim, test->dim * sizeof(float));
-        test->labels[j] = test->labels[idx[j]];
+        memmove(d->x + j * d->dim, d->x + idx[j] * d->dim, d->dim * sizeof(float));
+        d->labels[j] = d->labels[idx[j]];
     }
-    test->n = n;
+    d->n = n;
     free(idx);
+    return 0;
+}
+
+/* The distinct record ids of the beats with side[i] == want, ascending, into a malloc'd
+ * array; their count in *n. */
+static int records_of(const int32_t *record, const uint8_t *side, size_t n_beats, int want,
+                      int32_t **out, size_t *n, char *err, size_t errlen) {
+    int32_t *ids = malloc((n_beats ? n_beats : 1) * sizeof *ids);
+    size_t m = 0;
+    *out = ids;
+    *n = 0;
+    if (!ids) {
+        snprintf(err, errlen, "out of memory for the record lists");
+        return -1;
+    }
+    for (size_t i = 0; i < n_beats; i++) {
+        if (side[i] != want) continue;
+        size_t j = 0;
+        while (j < m && ids[j] != record[i]) j++;   /* a few dozen records */
+        if (j == m) {
+            while (j > 0 && ids[j - 1] > record[i]) {  /* insertion, ascending */
+                ids[j] = ids[j - 1];
+                j--;
+            }
+            ids[j] = record[i];
+            m++;
+        }
+    }
+    *n = m;
+    return 0;
+}
+
+/* The heartbeats, split into training and test sets by beat or by record. */
+static int load_ecg(run *r, const char *test_records, dataset *train, dataset *test, char *err,
+                    size_t errlen) {
+    dataset all = {0};
+    int32_t *record = NULL, listed[1024];
+    uint8_t *is_test = NULL;
+    int rc = -1, n_listed = 0;
+    if (test_records && (n_listed = cli_parse_classes(test_records, listed, 1024)) < 0) {
+        snprintf(err, errlen, "--test-records wants record numbers like 100,103");
+        return -1;
+    }
+    if ((r->beats_path ? cli_ecg_load_npy(&all, &record, r->split == SPLIT_PATIENT,
+                                          r->beats_path, err, errlen)
+                       : cli_ecg_load_dir(&all, &record, r->data_dir, err, errlen)) != 0)
+        return -1;
+    if (!(is_test = malloc(all.n ? all.n : 1))) {
+        snprintf(err, errlen, "out of memory for the split");
+        goto done;
+    }
+    if (r->split == SPLIT_BEAT) {
+        if (ecg_split_beats(all.n, ECG_TEST_FRACTION, r->seed, is_test, err, errlen)) goto done;
+        snprintf(r->split_desc, sizeof r->split_desc, "beat: a seeded random %g%% of the beats "
+                 "are the test set (the paper's setting; records on both sides)",
+                 100 * ECG_TEST_FRACTION);
+    } else if (n_listed > 0) {
+        if (ecg_split_listed(record, all.n, listed, (size_t)n_listed, is_test, err, errlen))
+            goto done;
+        snprintf(r->split_desc, sizeof r->split_desc, "patient: the test records named by "
+                 "--test-records, every other record for training");
+    } else {
+        if (ecg_split_records(record, all.labels, all.n, ECG_TEST_FRACTION, r->seed, is_test,
+                              NULL, NULL, &r->split_balance, err, errlen))
+            goto done;
+        snprintf(r->split_desc, sizeof r->split_desc, "patient: a seeded %g%% of the records are "
+                 "test records, the draw with the best class balance (%.2f; 1 = every class "
+                 "held by 2+ records has at least its share of beats on both sides) of up to %d",
+                 100 * ECG_TEST_FRACTION, r->split_balance, ECG_SPLIT_TRIES);
+    }
+    if (take_rows(&all, is_test, 0, train, err, errlen) ||
+        take_rows(&all, is_test, 1, test, err, errlen))
+        goto done;
+    if (record && (records_of(record, is_test, all.n, 0, &r->train_records, &r->n_train_records,
+                              err, errlen) ||
+                   records_of(record, is_test, all.n, 1, &r->test_records, &r->n_test_records,
+                              err, errlen)))
+        goto done;
+    rc = 0;
+done:
+    dataset_free(&all);
+    free(record);
+    free(is_test);
+    return rc;
+}
+
+/* --classes: "all", or a list of class numbers or names of ds ("V,F"). Count, or -1. */
+static int parse_classes(const exp_dataset *ds, const char *s, int32_t *classes) {
+    char buf[512], *save = NULL;
+    int n = 0;
+    if (!strcmp(s, "all")) {
+        for (int k = 0; k < ds->n_classes; k++) classes[k] = k;
+        return ds->n_classes;
+    }
+    if (strlen(s) >= sizeof buf) return -1;
+    strcpy(buf, s);
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int k = 0;
+        while (k < ds->n_classes && strcmp(t, ds->class_name[k]) != 0) k++;
+        if (k == ds->n_classes) {
+            char *end;
+            long v = strtol(t, &end, 10);
+            if (end == t || *end || v < 0 || v >= ds->n_classes) return -1;
+            k = (int)v;
+        }
+        if (n == N_CLASSES) return -1;
+        classes[n++] = k;
+    }
+    return n ? n : -1;
+}
+
+/* Per-class sample counts of d into count (the data set's classes; labels checked). */
+static int count_classes(const run *r, const dataset *d, size_t *count, char *err,
+                         size_t errlen) {
+    memset(count, 0, N_CLASSES * sizeof *count);
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->labels[i] < 0 || d->labels[i] >= r->ds->n_classes) {
+            snprintf(err, errlen, "sample %zu has label %d, outside 0..%d", i, (int)d->labels[i],
+                     r->ds->n_classes - 1);
+            return -1;
+        }
+        count[d->labels[i]]++;
+    }
     return 0;
 }
 
@@ -522,9 +803,13 @@ int cmd_experiment(int argc, char **argv) {
         {"test-limit", required_argument, 0, 'n'}, {"seed", required_argument, 0, 's'},
         {"out-dir", required_argument, 0, 'o'}, {"perplexity", required_argument, 0, 'p'},
         {"latent", required_argument, 0, 'z'}, {"anomaly-rate", required_argument, 0, 'a'},
+        {"train-limit", required_argument, 0, 'N'}, {"beats", required_argument, 0, 'B'},
+        {"encoder", required_argument, 0, 'E'}, {"split", required_argument, 0, 'S'},
+        {"test-records", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     run *r = calloc(1, sizeof *r);
-    const char *dataset_name = NULL;
+    const char *dataset_name = NULL, *classes_arg = "all", *split_arg = NULL,
+               *test_records = NULL;
     long long v;
     char err[512];
     int ch, rc = 2;
@@ -532,7 +817,7 @@ int cmd_experiment(int argc, char **argv) {
         fprintf(stderr, "anodm experiment: out of memory\n");
         return 1;
     }
-    r->data_dir = DEFAULT_DATA;
+    r->data_dir = NULL;
     r->out_dir = "results";
     r->n_betas = 1;
     r->betas[0] = 0.01;
@@ -543,25 +828,21 @@ int cmd_experiment(int argc, char **argv) {
     r->latent = 16;
     r->perplexity = 30;
     r->seed = 1;
-    r->n_classes = N_CLASSES;
-    for (int k = 0; k < N_CLASSES; k++) r->classes[k] = k;
+    r->split_balance = NAN;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
         case 'D': dataset_name = optarg; break;
         case 'd': r->data_dir = optarg; break;
-        case 'c':
-            if (strcmp(optarg, "all") != 0) {
-                r->n_classes = cli_parse_classes(optarg, r->classes, N_CLASSES);
-                for (int k = 0; k < r->n_classes; k++)
-                    if (r->classes[k] >= N_CLASSES) r->n_classes = -1;
-                if (r->n_classes < 0) {
-                    fprintf(stderr, "anodm experiment: --classes wants all or classes 0..9 "
-                            "like 1,3\n");
-                    goto out;
-                }
-            }
+        case 'c': classes_arg = optarg; break;
+        case 'N':
+            if (cli_int("--train-limit", optarg, 2, INT_MAX, &v)) goto out;
+            r->train_limit = (int)v;
             break;
+        case 'B': r->beats_path = optarg; break;
+        case 'E': r->encoder = optarg; break;
+        case 'S': split_arg = optarg; break;
+        case 'R': test_records = optarg; break;
         case 'b':
             if ((r->n_betas = parse_list("--beta", optarg, 1e-9, 1e6, r->betas, MAX_BETAS)) < 0) {
                 fprintf(stderr, "anodm experiment: --beta wants up to %d positive numbers like "
@@ -591,12 +872,56 @@ int cmd_experiment(int argc, char **argv) {
         default: experiment_usage(stderr); goto out;
         }
     }
-    if (!dataset_name || strcmp(dataset_name, "fashion-mnist") != 0 || optind != argc) {
-        fprintf(stderr, "anodm experiment: %s\n", optind != argc ? "unexpected argument"
-                : "--dataset fashion-mnist is required (the only data set supported so far)");
+    for (size_t k = 0; dataset_name && k < sizeof DATASETS / sizeof DATASETS[0]; k++)
+        if (!strcmp(dataset_name, DATASETS[k].name)) r->ds = &DATASETS[k];
+    if (!r->ds || optind != argc) {
+        if (optind != argc) fprintf(stderr, "anodm experiment: unexpected argument '%s'\n",
+                                    argv[optind]);
+        else if (dataset_name)
+            fprintf(stderr, "anodm experiment: unknown --dataset '%s' (known: fashion-mnist, "
+                    "ecg)\n", dataset_name);
+        else fprintf(stderr, "anodm experiment: --dataset fashion-mnist or ecg is required\n");
         experiment_usage(stderr);
         goto out;
     }
+    if ((r->n_classes = parse_classes(r->ds, classes_arg, r->classes)) < 0) {
+        if (r->ds->ecg)
+            fprintf(stderr, "anodm experiment: --classes wants all, or classes N,S,V,F,Q (or "
+                    "0..4) like V,F, not '%s'\n", classes_arg);
+        else
+            fprintf(stderr, "anodm experiment: --classes wants all or classes 0..%d like 1,3, "
+                    "not '%s'\n", r->ds->n_classes - 1, classes_arg);
+        goto out;
+    }
+    if (!r->ds->ecg && (r->beats_path || r->encoder || split_arg || test_records)) {
+        fprintf(stderr, "anodm experiment: --beats, --encoder, --split and --test-records are "
+                "for --dataset ecg\n");
+        goto out;
+    }
+    if (r->ds->ecg) {
+        if (!r->encoder) r->encoder = "tcn";
+        if (strcmp(r->encoder, "tcn") && strcmp(r->encoder, "cnn") && strcmp(r->encoder, "lstm")) {
+            fprintf(stderr, "anodm experiment: --encoder is tcn, cnn or lstm, not '%s'\n",
+                    r->encoder);
+            goto out;
+        }
+        if (split_arg && strcmp(split_arg, "beat") && strcmp(split_arg, "patient")) {
+            fprintf(stderr, "anodm experiment: --split is beat or patient, not '%s'\n", split_arg);
+            goto out;
+        }
+        r->split = split_arg && !strcmp(split_arg, "patient") ? SPLIT_PATIENT : SPLIT_BEAT;
+        if (test_records && r->split != SPLIT_PATIENT) {
+            fprintf(stderr, "anodm experiment: --test-records needs --split patient\n");
+            goto out;
+        }
+        if (r->beats_path && r->data_dir) {
+            fprintf(stderr, "anodm experiment: --beats and --data are two sources: give one\n");
+            goto out;
+        }
+        snprintf(r->title, sizeof r->title, "%s, %s encoder, %s split", r->ds->title, r->encoder,
+                 split_name(r));
+    } else snprintf(r->title, sizeof r->title, "%s", r->ds->title);
+    if (!r->data_dir) r->data_dir = r->ds->default_data;
     rc = 1;
     describe_machine(r, argc, argv);
     r->t0 = cli_now();
@@ -605,12 +930,31 @@ int cmd_experiment(int argc, char **argv) {
         snprintf(err, sizeof err, "cannot create %s", r->out_dir);
         goto fail;
     }
-    if (dataset_load_fashion_mnist(&train, r->data_dir, 1, err, sizeof err) != 0 ||
-        dataset_load_fashion_mnist(&test, r->data_dir, 0, err, sizeof err) != 0 ||
-        (r->test_limit && limit_test(&test, (size_t)r->test_limit, err, sizeof err) != 0))
+    if ((r->ds->ecg ? load_ecg(r, test_records, &train, &test, err, sizeof err)
+                    : dataset_load_fashion_mnist(&train, r->data_dir, 1, err, sizeof err) ||
+                      dataset_load_fashion_mnist(&test, r->data_dir, 0, err, sizeof err)) != 0 ||
+        (r->train_limit && limit_rows(&train, (size_t)r->train_limit, 1, r->seed ^ 0x7EA1ULL,
+                                      err, sizeof err) != 0) ||
+        (r->test_limit && limit_rows(&test, (size_t)r->test_limit, r->ds->ecg,
+                                     r->seed ^ 0x7E57ULL, err, sizeof err) != 0) ||
+        count_classes(r, &train, r->n_train_class, err, sizeof err) != 0 ||
+        count_classes(r, &test, r->n_test_class, err, sizeof err) != 0)
         goto fail;
-    printf("[%7.1fs] %zu training and %zu test images from %s; %d beta(s) x %d class(es)\n",
-           elapsed(r), train.n, test.n, r->data_dir, r->n_betas, r->n_classes);
+    printf("[%7.1fs] %s: %zu training and %zu test samples from %s; %d beta(s) x %d class(es)\n",
+           elapsed(r), r->title, train.n, test.n, r->beats_path ? r->beats_path : r->data_dir,
+           r->n_betas, r->n_classes);
+    if (r->ds->ecg) {
+        printf("[%7.1fs] %zu training records, %zu test records%s\n", elapsed(r),
+               r->n_train_records, r->n_test_records,
+               r->split == SPLIT_BEAT ? " (beat split: records on both sides)" : "");
+        for (int side = 0; side < 2; side++) {
+            const size_t *cnt = side ? r->n_test_class : r->n_train_class;
+            printf("[%7.1fs] %s:", elapsed(r), side ? "test" : "training");
+            for (int k = 0; k < r->ds->n_classes; k++)
+                printf(" %s %zu", r->ds->class_name[k], cnt[k]);
+            printf("\n");
+        }
+    }
     fflush(stdout);
     for (int b = 0; b < r->n_betas; b++)
         for (int c = 0; c < r->n_classes; c++)
@@ -624,6 +968,8 @@ done:
     dataset_free(&train);
     dataset_free(&test);
 out:
+    free(r->train_records);
+    free(r->test_records);
     free(r);
     return rc;
 }

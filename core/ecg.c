@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rng.h"
 #include "rpeak.h"
 
 #define PI 3.14159265358979323846
@@ -443,5 +444,173 @@ done:
     free(label);
     free(symbol);
     free(y);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ splits */
+
+/* round(frac * n) clamped to 1..n-1 (n >= 2). */
+static size_t test_count(double frac, size_t n) {
+    double want = floor(frac * (double)n + 0.5);
+    return want < 1 ? 1 : want > (double)(n - 1) ? n - 1 : (size_t)want;
+}
+
+int ecg_split_beats(size_t n, double test_frac, uint64_t seed, uint8_t *is_test, char *err,
+                    size_t errlen) {
+    if (n < 2) return fail(err, errlen, "a split needs at least 2 beats, not %zu", n);
+    if (!(test_frac > 0 && test_frac < 1))
+        return fail(err, errlen, "test fraction %g is not between 0 and 1", test_frac);
+    size_t *order = malloc(n * sizeof *order), k = test_count(test_frac, n);
+    if (!order) return fail(err, errlen, "out of memory for a split of %zu beats", n);
+    rng_t r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    rng_shuffle(&r, order, n);
+    memset(is_test, 0, n);
+    for (size_t j = 0; j < k; j++) is_test[order[j]] = 1;
+    free(order);
+    return 0;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Index of id in the sorted ids[0..n), or -1. */
+static long find_id(const int32_t *ids, size_t n, int32_t id) {
+    const int32_t *p = bsearch(&id, ids, n, sizeof *ids, cmp_i32);
+    return p ? (long)(p - ids) : -1;
+}
+
+/* The distinct values of record[0..n), ascending, into *ids (malloc'd); their count, or
+ * 0 if out of memory. */
+static size_t distinct_ids(const int32_t *record, size_t n, int32_t **ids) {
+    size_t m = 0;
+    if (!(*ids = malloc((n ? n : 1) * sizeof **ids))) return 0;
+    memcpy(*ids, record, n * sizeof **ids);
+    qsort(*ids, n, sizeof **ids, cmp_i32);
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || (*ids)[m - 1] != (*ids)[i]) (*ids)[m++] = (*ids)[i];
+    return m;
+}
+
+/* The class balance of a split that puts the records with chosen[j] set on the test side
+ * (ecg.h); count[j * ECG_N_CLASSES + c] is record j's number of beats of class c, total[c]
+ * the class's, eligible[c] nonzero for the classes that count. */
+static double split_balance(const size_t *count, const size_t *total, const uint8_t *eligible,
+                            const uint8_t *chosen, size_t m, double test_frac) {
+    double worst = 1;
+    for (int c = 0; c < ECG_N_CLASSES; c++) {
+        if (!eligible[c]) continue;
+        size_t in_test = 0;
+        for (size_t j = 0; j < m; j++)
+            if (chosen[j]) in_test += count[j * ECG_N_CLASSES + c];
+        double share = (double)in_test / (double)total[c];
+        double b = fmin(share / test_frac, (1 - share) / (1 - test_frac));
+        if (b < worst) worst = b;
+    }
+    return worst;
+}
+
+int ecg_split_records(const int32_t *record, const int32_t *label, size_t n, double test_frac,
+                      uint64_t seed, uint8_t *is_test, int32_t *test_records, size_t *n_test,
+                      double *balance, char *err, size_t errlen) {
+    if (n_test) *n_test = 0;
+    if (balance) *balance = 0;
+    if (!(test_frac > 0 && test_frac < 1))
+        return fail(err, errlen, "test fraction %g is not between 0 and 1", test_frac);
+    int32_t *ids = NULL;
+    size_t m = distinct_ids(record, n, &ids), mm = m ? m : 1;
+    size_t *order = malloc(mm * sizeof *order), *count = calloc(mm * ECG_N_CLASSES, sizeof *count);
+    uint8_t *chosen = calloc(mm, 1), *best = calloc(mm, 1);
+    int rc = -1;
+    if (!ids || !order || !count || !chosen || !best) {
+        fail(err, errlen, "out of memory for a split of %zu beats", n);
+        goto done;
+    }
+    if (m < 2) {
+        fail(err, errlen, "a split by patient needs beats of at least 2 records, not %zu", m);
+        goto done;
+    }
+    /* Beats per record and class; the classes that more than one record holds. */
+    size_t total[ECG_N_CLASSES] = {0};
+    uint8_t eligible[ECG_N_CLASSES] = {0};
+    for (size_t i = 0; label && i < n; i++)
+        if (label[i] >= 0 && label[i] < ECG_N_CLASSES) {
+            count[(size_t)find_id(ids, m, record[i]) * ECG_N_CLASSES + (size_t)label[i]]++;
+            total[label[i]]++;
+        }
+    for (int c = 0; c < ECG_N_CLASSES; c++) {
+        size_t holders = 0;
+        for (size_t j = 0; j < m; j++) holders += count[j * ECG_N_CLASSES + c] > 0;
+        eligible[c] = holders >= 2;
+    }
+    /* Shuffles of the sorted ids, so the choice depends on the seed and the set of
+     * records, not on the order the beats come in. */
+    rng_t r;
+    rng_seed(&r, seed);
+    size_t k = test_count(test_frac, m);
+    double best_balance = -1;
+    for (int t = 0; t < (label ? ECG_SPLIT_TRIES : 1) && best_balance < 1; t++) {
+        for (size_t j = 0; j < m; j++) order[j] = j;
+        rng_shuffle(&r, order, m);
+        memset(chosen, 0, m);
+        for (size_t j = 0; j < k; j++) chosen[order[j]] = 1;
+        double b = split_balance(count, total, eligible, chosen, m, test_frac);
+        if (b > best_balance) {
+            best_balance = b;
+            memcpy(best, chosen, m);
+        }
+    }
+    for (size_t i = 0; i < n; i++) is_test[i] = best[find_id(ids, m, record[i])];
+    for (size_t j = 0, t = 0; j < m; j++)
+        if (best[j] && test_records) test_records[t++] = ids[j];
+    if (n_test) *n_test = k;
+    if (balance) *balance = best_balance;
+    rc = 0;
+done:
+    free(ids);
+    free(order);
+    free(count);
+    free(chosen);
+    free(best);
+    return rc;
+}
+
+int ecg_split_listed(const int32_t *record, size_t n, const int32_t *test_records,
+                     size_t n_test, uint8_t *is_test, char *err, size_t errlen) {
+    int32_t *ids = NULL;
+    size_t m = distinct_ids(record, n, &ids), n_train = 0;
+    uint8_t *chosen = calloc(m ? m : 1, 1);
+    int rc = -1;
+    if (!ids || !chosen) {
+        fail(err, errlen, "out of memory for a split of %zu beats", n);
+        goto done;
+    }
+    if (n_test == 0) {
+        fail(err, errlen, "no test records named");
+        goto done;
+    }
+    for (size_t j = 0; j < n_test; j++) {
+        long at = find_id(ids, m, test_records[j]);
+        if (at < 0) {
+            fail(err, errlen, "test record %d has no beats in the data", (int)test_records[j]);
+            goto done;
+        }
+        chosen[at] = 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        is_test[i] = chosen[find_id(ids, m, record[i])];
+        n_train += !is_test[i];
+    }
+    if (n_train == 0) {
+        fail(err, errlen, "every record is a test record: no beat is left for training");
+        goto done;
+    }
+    rc = 0;
+done:
+    free(ids);
+    free(chosen);
     return rc;
 }

@@ -110,6 +110,38 @@ int ecg_extract_record(const wfdb_record *r, int32_t record_id, const ecg_lead_c
 int ecg_beats_from_strip(const float *x, size_t n, int fs, ecg_beats *out, char *err,
                          size_t errlen);
 
+/* Train/test splits of n beats for one-vs-rest experiments: is_test[i] = 1 puts beat i in
+ * the test set, 0 in the training set. Both sides are never empty. The same seed gives
+ * the same split on every machine.
+ *
+ * ecg_split_beats: the paper's setting, round(test_frac * n) beats drawn at random
+ * (clamped to 1..n-1) whatever their record, so one patient's beats sit on both sides.
+ * Needs n >= 2 and 0 < test_frac < 1. */
+int ecg_split_beats(size_t n, double test_frac, uint64_t seed, uint8_t *is_test, char *err,
+                    size_t errlen);
+
+/* ecg_split_records: by patient. The distinct record ids of record[0..n) are put in a
+ * seeded random order and the first round(test_frac * n_records) of them (clamped to
+ * 1..n_records-1) are test records: all their beats are test beats, no record is on both
+ * sides. With labels (label may be NULL; AAMI classes 0..4, others ignored), up to
+ * ECG_SPLIT_TRIES orders are drawn from the seed's stream and the first with the best
+ * class balance is kept, so that a rare class held by a few patients (F, Q) does not fall
+ * on one side by chance (a stratified group split). A class's balance is
+ * min(1, test share / test_frac, training share / (1 - test_frac)) of its beats; a split's
+ * is the least over the classes found in at least 2 records. The test records go to
+ * test_records (ascending; room for n ids; may be NULL), their count to *n_test (may be
+ * NULL), the balance reached to *balance (may be NULL; 1 without labels). Needs at least
+ * 2 distinct records. */
+#define ECG_SPLIT_TRIES 1000
+int ecg_split_records(const int32_t *record, const int32_t *label, size_t n, double test_frac,
+                      uint64_t seed, uint8_t *is_test, int32_t *test_records, size_t *n_test,
+                      double *balance, char *err, size_t errlen);
+
+/* ecg_split_listed: by patient, with the test records named (e.g. the usual inter-patient
+ * DS2 list). Fails if a listed record has no beat or if no training beat is left. */
+int ecg_split_listed(const int32_t *record, size_t n, const int32_t *test_records,
+                     size_t n_test, uint8_t *is_test, char *err, size_t errlen);
+
 /* Frees what b owns and zeroes it; NULL and zeroed sets are fine. */
 void ecg_beats_free(ecg_beats *b);
 

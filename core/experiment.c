@@ -188,6 +188,33 @@ done:
     return taken;
 }
 
+static int cmp_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+size_t experiment_random_subset(const int32_t *labels, size_t n, size_t limit, uint64_t seed,
+                                size_t *idx) {
+    if (limit >= n) return experiment_balanced_subset(labels, n, limit, idx);
+    /* The balanced subset of a seeded permutation: each label's first samples in the
+     * permuted order are a random choice of its samples. */
+    size_t *perm = malloc(n * sizeof *perm), k = 0;
+    int32_t *permuted = malloc(n * sizeof *permuted);
+    if (perm && permuted) {
+        rng_t r;
+        rng_seed(&r, seed);
+        for (size_t i = 0; i < n; i++) perm[i] = i;
+        rng_shuffle(&r, perm, n);
+        for (size_t i = 0; i < n; i++) permuted[i] = labels[perm[i]];
+        k = experiment_balanced_subset(permuted, n, limit, idx);
+        for (size_t j = 0; j < k; j++) idx[j] = perm[idx[j]];
+        qsort(idx, k, sizeof *idx, cmp_size);
+    }
+    free(perm);
+    free(permuted);
+    return k;
+}
+
 /* The detector's own terms for n samples: D_RE, D_MAP alone, latent means, fused score
  * (fused may be NULL), by the scorer the daemon runs. */
 static int detector_terms(const detector *d, const float *x, int n, double *re, double *alone,

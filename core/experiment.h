@@ -98,6 +98,12 @@ void experiment_fuse(const double *a, term_stats sa, const double *b, term_stats
  * count (min(limit, n)), or 0 if out of memory. */
 size_t experiment_balanced_subset(const int32_t *labels, size_t n, size_t limit, size_t *idx);
 
+/* The same quotas, each label's filled by a seeded random choice among its samples
+ * instead of its first ones (for data stored in an order that matters, such as beats in
+ * record order). Indices ascending; their count, or 0 if out of memory. */
+size_t experiment_random_subset(const int32_t *labels, size_t n, size_t limit, uint64_t seed,
+                                size_t *idx);
+
 /* The test set at a chosen anomaly rate: every normal (is_pos[i] == 0) and a seeded
  * random choice of round(rate * n_normal / (1 - rate)) anomalies (at least 1, at most
  * all), so anomalies make up `rate` of the result. Writes the kept indices, ascending,

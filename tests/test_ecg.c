@@ -2,7 +2,10 @@
  * the real MIT-BIH records and on damaged copies of them; core/ecg (AAMI classes,
  * resampling, the Kachuee segmentation) on synthetic signals with known answers and on a
  * real record; core/rpeak (the R-peak detector) on synthetic and real records against the
- * reference annotations; and the ecg-extract and ecg-rpeaks commands.
+ * reference annotations; the ecg-extract and ecg-rpeaks commands; the train/test splits
+ * (by beat, by record); and heartbeats through the rest of the product: anodm train on a
+ * beat set, its bundle scored by anodm score and served by anodmd, and anodm experiment
+ * --dataset ecg.
  *
  * The records are read from ../shared/data/ecg/mitdb relative to the repository (the
  * directory `make test` runs in; ANODM_ECG_DATA overrides it). They are part of the
@@ -10,15 +13,24 @@
 #include "check.h"
 #include "dataset.h"
 #include "ecg.h"
+#include "rng.h"
 #include "rpeak.h"
 #include "wfdb.h"
 
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #define DEFAULT_DATA "../shared/data/ecg/mitdb"
 
@@ -1011,4 +1023,421 @@ TEST(ecg_cli_extract_and_rpeaks) {
     rc = run_anodm(&out, "ecg-extract --help");
     CHECK(rc == 0 && strstr(out, "record,sample,label,x0,...,x186"));
     free(out);
+}
+
+/* ------------------------------------------------------------------ splits */
+
+TEST(ecg_split_by_beat) {
+    char err[256];
+    uint8_t a[1000], b[1000], c[1000];
+    CHECK(ecg_split_beats(1000, 0.2, 7, a, err, sizeof err) == 0);
+    CHECK(ecg_split_beats(1000, 0.2, 7, b, err, sizeof err) == 0);
+    CHECK(ecg_split_beats(1000, 0.2, 8, c, err, sizeof err) == 0);
+    size_t n_test = 0, same = 0, first = 0;
+    for (int i = 0; i < 1000; i++) {
+        n_test += a[i];
+        same += a[i] == c[i];
+        CHECK(a[i] == b[i] && a[i] <= 1);
+        first += i < 200 && a[i];
+    }
+    CHECK(n_test == 200);                   /* round(0.2 * 1000) */
+    CHECK(same < 1000 && first < 100);      /* another seed, another split; not the first 200 */
+    CHECK(ecg_split_beats(3, 0.01, 1, a, err, sizeof err) == 0 && a[0] + a[1] + a[2] == 1);
+    CHECK(ecg_split_beats(3, 0.99, 1, a, err, sizeof err) == 0 && a[0] + a[1] + a[2] == 2);
+    EXPECT_FAIL(ecg_split_beats(1, 0.2, 1, a, err, sizeof err), "at least 2 beats");
+    EXPECT_FAIL(ecg_split_beats(10, 1.0, 1, a, err, sizeof err), "not between 0 and 1");
+}
+
+/* Ten records of 30 beats (record 100 + 7j, beats interleaved); class F only in records
+ * 114 and 163, class Q only in 121. */
+static void split_fixture(int32_t *rec, int32_t *lab) {
+    for (int i = 0; i < 300; i++) {
+        int j = i % 10;
+        rec[i] = 100 + 7 * j;
+        lab[i] = i % 3 == 0 ? 2 : 0;
+        if ((j == 2 || j == 9) && (i / 10) % 3 == 0) lab[i] = 3;
+        if (j == 3 && i % 4 == 1) lab[i] = 4;
+    }
+}
+
+TEST(ecg_split_by_record) {
+    char err[256];
+    int32_t rec[300], lab[300], ids[300];
+    uint8_t t[300], u[300];
+    size_t k = 0;
+    double balance = -1;
+    split_fixture(rec, lab);
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        CHECK(ecg_split_records(rec, lab, 300, 0.2, seed, t, ids, &k, &balance, err,
+                                sizeof err) == 0);
+        CHECK(k == 2 && ids[0] < ids[1]);
+        /* Every beat of a test record is a test beat and no other is: no record on both
+         * sides. */
+        for (int i = 0; i < 300; i++) CHECK(t[i] == (rec[i] == ids[0] || rec[i] == ids[1]));
+        /* F (2 records) must have a record on each side: one of 114 and 163 in the test
+         * set, not both; Q sits in one record and may go either way. */
+        int f_test = (ids[0] == 114 || ids[1] == 114) + (ids[0] == 163 || ids[1] == 163);
+        CHECK_MSG(f_test == 1, "seed %llu: test records %d %d", (unsigned long long)seed, ids[0],
+                  ids[1]);
+        CHECK(balance > 0 && balance <= 1);
+    }
+    CHECK(ecg_split_records(rec, lab, 300, 0.2, 5, u, NULL, NULL, NULL, err, sizeof err) == 0);
+    CHECK(ecg_split_records(rec, lab, 300, 0.2, 5, t, NULL, NULL, NULL, err, sizeof err) == 0);
+    CHECK(memcmp(t, u, sizeof t) == 0);
+    /* Without labels: a plain seeded choice of round(0.2 * 10) records. */
+    CHECK(ecg_split_records(rec, NULL, 300, 0.5, 3, t, ids, &k, &balance, err, sizeof err) == 0);
+    CHECK(k == 5 && balance == 1);
+    size_t n_test = 0;
+    for (int i = 0; i < 300; i++) n_test += t[i];
+    CHECK(n_test == 150);
+    int32_t one[4] = {7, 7, 7, 7};
+    EXPECT_FAIL(ecg_split_records(one, NULL, 4, 0.2, 1, t, NULL, NULL, NULL, err, sizeof err),
+                "at least 2 records");
+    /* Named test records. */
+    int32_t listed[2] = {107, 156};
+    CHECK(ecg_split_listed(rec, 300, listed, 2, t, err, sizeof err) == 0);
+    for (int i = 0; i < 300; i++) CHECK(t[i] == (rec[i] == 107 || rec[i] == 156));
+    int32_t absent[1] = {999};
+    EXPECT_FAIL(ecg_split_listed(rec, 300, absent, 1, t, err, sizeof err),
+                "test record 999 has no beats");
+    int32_t all[10];
+    for (int j = 0; j < 10; j++) all[j] = 100 + 7 * j;
+    EXPECT_FAIL(ecg_split_listed(rec, 300, all, 10, t, err, sizeof err), "no beat is left");
+}
+
+/* ------------------------------------------------------------------ beats through the product */
+
+static void put_npy_header(FILE *f, const char *descr, size_t n, size_t cols) {
+    char dict[128];
+    if (cols)
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
+                 descr, n, cols);
+    else
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu,), }",
+                 descr, n);
+    size_t total = (10 + strlen(dict) + 1 + 63) / 64 * 64, hlen = total - 10;
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc((int)(hlen & 0xff), f);
+    fputc((int)(hlen >> 8), f);
+    fputs(dict, f);
+    for (size_t i = strlen(dict); i + 1 < hlen; i++) fputc(' ', f);
+    fputc('\n', f);
+}
+
+/* A synthetic beat of class c (0..4 = N S V F Q), in [0, 1] and zero-padded like the real
+ * ones: an R peak at 0, a T wave, the next R; V and F have a wide QRS and an inverted T,
+ * S an early next beat, Q a pacing spike before a wide complex. */
+static void synthetic_beat(float *x, int c, rng_t *r) {
+    int rr = c == 1 ? 70 : 100 + (int)rng_below(r, 20), len = (int)(1.2 * rr);
+    double width = c == 2 ? 7 : c == 3 ? 5 : c == 4 ? 6 : 2, t_sign = c == 2 || c == 3 ? -1 : 1;
+    for (int t = 0; t < ECG_BEAT_LEN; t++) {
+        double v = 0.3 + 0.65 * exp(-0.5 * (t / width) * (t / width)) +
+                   0.65 * exp(-0.5 * ((t - rr) / width) * ((t - rr) / width)) +
+                   0.12 * t_sign * exp(-0.5 * ((t - 0.45 * rr) / 8.0) * ((t - 0.45 * rr) / 8.0)) +
+                   (c == 4 && t > rr - 6 && t < rr - 3 ? 0.3 : 0) + 0.02 * rng_uniform(r);
+        x[t] = t < len ? (float)(v < 0 ? 0 : v > 1 ? 1 : v) : 0.0f;
+    }
+}
+
+/* dir/name.npy, .labels.npy and .records.npy: n synthetic beats, labels cycling through
+ * `classes` and records 200 + i % n_records. */
+static void write_synthetic_beats(const char *path_npy, size_t n, const int *classes,
+                                  int n_classes, int n_records) {
+    char p[600];
+    size_t stem = strlen(path_npy) - 4;
+    float *x = malloc(n * ECG_BEAT_LEN * sizeof *x);
+    int32_t *lab = malloc(n * sizeof *lab), *rec = malloc(n * sizeof *rec);
+    CHECK(x && lab && rec);
+    if (!x || !lab || !rec) goto done;
+    rng_t r;
+    rng_seed(&r, 42);
+    for (size_t i = 0; i < n; i++) {
+        lab[i] = classes[i % (size_t)n_classes];
+        rec[i] = 200 + (int32_t)(i % (size_t)n_records);
+        synthetic_beat(x + i * ECG_BEAT_LEN, lab[i], &r);
+    }
+    const struct { const char *suffix, *descr; const void *data; size_t cols, bytes; } part[] = {
+        {".npy", "<f4", x, ECG_BEAT_LEN, n * ECG_BEAT_LEN * 4},
+        {".labels.npy", "<i4", lab, 0, n * 4},
+        {".records.npy", "<i4", rec, 0, n * 4}};
+    for (int k = 0; k < 3; k++) {
+        snprintf(p, sizeof p, "%.*s%s", (int)stem, path_npy, part[k].suffix);
+        FILE *f = fopen(p, "wb");
+        CHECK(f != NULL);
+        if (!f) continue;
+        put_npy_header(f, part[k].descr, n, part[k].cols);
+        CHECK(fwrite(part[k].data, 1, part[k].bytes, f) == part[k].bytes);  /* little-endian host */
+        CHECK(fclose(f) == 0);
+    }
+done:
+    free(x);
+    free(lab);
+    free(rec);
+}
+
+/* One HTTP/1.0 request to 127.0.0.1:port; the status, the body in *body (freed by the
+ * caller). */
+static int http_post(int port, const char *path, const char *json, char **body) {
+    *body = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    size_t len = strlen(json), cap = 1 << 16, got = 0;
+    char head[256], *buf = malloc(cap);
+    int n = snprintf(head, sizeof head, "POST %s HTTP/1.0\r\nHost: localhost\r\nContent-Type: "
+                     "application/json\r\nContent-Length: %zu\r\n\r\n", path, len);
+    int ok = buf && write(fd, head, (size_t)n) == n && write(fd, json, len) == (ssize_t)len;
+    while (ok) {
+        if (got + 1 == cap) {
+            char *more = realloc(buf, cap *= 2);
+            if (!more) break;
+            buf = more;
+        }
+        ssize_t r = read(fd, buf + got, cap - 1 - got);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!buf) return -1;
+    buf[got] = 0;
+    int status = -1;
+    const char *sep = strstr(buf, "\r\n\r\n");
+    if (ok && sscanf(buf, "HTTP/1.%*d %d", &status) == 1 && sep)
+        *body = strdup(sep + 4);
+    free(buf);
+    return *body ? status : -1;
+}
+
+/* JSON for one beat: {"sample": [...] , "explain": true}. */
+static char *beat_body(const float *x, int n) {
+    size_t cap = (size_t)n * 24 + 64, used = 0;
+    char *b = malloc(cap);
+    if (!b) return NULL;
+    used += (size_t)snprintf(b, cap, "{\"explain\": true, \"sample\": [");
+    for (int i = 0; i < n; i++)
+        used += (size_t)snprintf(b + used, cap - used, "%s%.9g", i ? "," : "", x[i]);
+    snprintf(b + used, cap - used, "]}");
+    return b;
+}
+
+/* The n-th line of a text (0-based), copied into line. */
+static int nth_line(const char *text, int n, char *line, size_t len) {
+    for (; n > 0 && text; n--) text = (text = strchr(text, '\n')) ? text + 1 : NULL;
+    if (!text || !*text) return -1;
+    snprintf(line, len, "%.*s", (int)strcspn(text, "\n"), text);
+    return 0;
+}
+
+/* anodm train on a heartbeat set (the NPY layout of ecg-extract, ecg-tcn preset, V held
+ * out), anodm score with the bundle, and anodmd serving it: a beat of 187 values is one
+ * sample, explain gives back a 187-sample reconstruction, and the daemon's score is the
+ * offline one. */
+TEST(ecg_train_score_serve) {
+    const char *tmp = test_tmpdir();
+    char beats[512], model[512], *out = NULL;
+    static const int cls[] = {0, 0, 0, 1, 0, 2, 0, 0, 3, 4};
+    snprintf(beats, sizeof beats, "%s/tss.npy", tmp);
+    snprintf(model, sizeof model, "%s/tss.anodm", tmp);
+    write_synthetic_beats(beats, 160, cls, 10, 6);
+    int rc = run_anodm(&out, "train --data %s --labels %s/tss.labels.npy --arch ecg-tcn "
+                       "--exclude-class 2 --epochs 1 --batch 50 --threads 1 --beta 0.01 "
+                       "--n-ref 60 --perplexity 5 --tsne-iter 250 --out %s", beats, tmp, model);
+    CHECK_MSG(rc == 0 && strstr(out, "building ecg-tcn detector on 144 normal samples"),
+              "exit %d: %s", rc, out);
+    free(out);
+    if (rc != 0) return;
+
+    char csv[512];
+    snprintf(csv, sizeof csv, "%s/tss.csv", tmp);
+    rc = run_anodm(&out, "score %s %s --labels %s/tss.labels.npy --anomaly-class 2 --out %s",
+                   model, beats, tmp, csv);
+    CHECK_MSG(rc == 0 && strstr(out, "scored 160 samples") && strstr(out, "auROC"),
+              "exit %d: %s", rc, out);
+    free(out);
+    size_t len;
+    char *text = (char *)read_all(csv, &len), line[4096];
+    double offline = NAN;
+    CHECK(text && nth_line(text, 0, line, sizeof line) == 0 && !strncmp(line, "index,label,score", 17));
+    CHECK(text && nth_line(text, 160, line, sizeof line) == 0 && nth_line(text, 161, line, 8) < 0);
+    if (text && nth_line(text, 1, line, sizeof line) == 0)
+        CHECK(sscanf(line, "0,0,%lf,", &offline) == 1);
+    free(text);
+
+    /* The daemon. */
+    char log[512], db[512], arg[600];
+    snprintf(log, sizeof log, "%s/tss_anodmd.txt", tmp);
+    snprintf(db, sizeof db, "%s/tss.db", tmp);
+    snprintf(arg, sizeof arg, "ecg=%s", model);
+    const char *bin = getenv("ANODMD_BIN");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (!freopen(log, "w", stderr)) _exit(127);
+        dup2(fileno(stderr), fileno(stdout));
+        execl(bin && *bin ? bin : "build/anodmd", "anodmd", "--model", arg, "--port", "0", "--db",
+              db, "--workers", "1", "--threads", "1", (char *)NULL);
+        _exit(127);
+    }
+    CHECK(pid > 0);
+    if (pid <= 0) return;
+    int port = 0;
+    for (int waited = 0; waited < 15000 && !port; waited += 20) {
+        char *l = (char *)read_all(log, &len);
+        const char *at = l ? strstr(l, "listening on 127.0.0.1:") : NULL;
+        if (at) port = atoi(at + strlen("listening on 127.0.0.1:"));
+        free(l);
+        if (port || waitpid(pid, NULL, WNOHANG) == pid) break;
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    }
+    CHECK_MSG(port > 0, "anodmd did not start; see %s", log);
+    if (port > 0) {
+        float x[ECG_BEAT_LEN];
+        rng_t r;
+        rng_seed(&r, 42);
+        synthetic_beat(x, 0, &r);              /* the file's first beat, bit for bit */
+        char *body = beat_body(x, ECG_BEAT_LEN), *resp = NULL;
+        int st = body ? http_post(port, "/v1/models/ecg/score", body, &resp) : -1;
+        CHECK_MSG(st == 200, "status %d: %s", st, resp ? resp : "");
+        json_error_t jerr;
+        json_t *j = resp ? json_loads(resp, 0, &jerr) : NULL, *res0;
+        res0 = json_array_get(json_object_get(j, "results"), 0);
+        CHECK(json_array_size(json_object_get(res0, "reconstruction")) == ECG_BEAT_LEN);
+        CHECK(json_array_size(json_object_get(res0, "squared_error")) == ECG_BEAT_LEN);
+        double score = json_number_value(json_object_get(res0, "score"));
+        CHECK_MSG(fabs(score - offline) <= 1e-4 * (1 + fabs(offline)), "daemon %.9g, offline %.9g",
+                  score, offline);
+        json_decref(j);
+        free(resp);
+        free(body);
+        body = beat_body(x, ECG_BEAT_LEN - 1);
+        st = body ? http_post(port, "/v1/models/ecg/score", body, &resp) : -1;
+        CHECK_MSG(st == 400 && resp && strstr(resp, "186 values, the model expects 187"),
+                  "status %d: %s", st, resp ? resp : "");
+        free(resp);
+        free(body);
+    }
+    kill(pid, SIGTERM);
+    int status = 0;
+    for (int waited = 0; waited < 10000 && waitpid(pid, &status, WNOHANG) == 0; waited += 10)
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    if (waitpid(pid, NULL, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+/* A results.json's settings and its first run's first class (NULL if absent). */
+static json_t *load_results(const char *dir, json_t **settings, json_t **cls) {
+    char path[600];
+    json_error_t jerr;
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    json_t *root = json_load_file(path, 0, &jerr);
+    CHECK_MSG(root != NULL, "%s: %s", path, jerr.text);
+    *settings = json_object_get(root, "settings");
+    *cls = json_array_get(json_object_get(json_array_get(json_object_get(root, "runs"), 0),
+                                          "classes"), 0);
+    return root;
+}
+
+/* anodm experiment --dataset ecg: by patient on a synthetic beat set (no record on both
+ * sides, the records listed), by beat on three real records read with --data, and the
+ * usage errors. */
+TEST(ecg_experiment_cli) {
+    const char *tmp = test_tmpdir();
+    char beats[512], outdir[512], *out = NULL, path[700];
+    static const int cls[] = {0, 0, 0, 1, 0, 2, 0, 0, 3, 4};
+    snprintf(beats, sizeof beats, "%s/exp_ecg.npy", tmp);
+    snprintf(outdir, sizeof outdir, "%s/exp_ecg_out", tmp);
+    write_synthetic_beats(beats, 210, cls, 10, 7);   /* 7 records, each with every class */
+    int rc = run_anodm(&out, "experiment --dataset ecg --beats %s --split patient --classes V "
+                       "--epochs 1 --n-ref 60 --perplexity 5 --out-dir %s", beats, outdir);
+    CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
+    free(out);
+    json_t *settings, *c, *root = load_results(outdir, &settings, &c);
+    CHECK(!strcmp(json_string_value(json_object_get(settings, "dataset")), "ecg"));
+    CHECK(!strcmp(json_string_value(json_object_get(settings, "split")), "patient"));
+    CHECK(!strcmp(json_string_value(json_object_get(settings, "arch")), "ecg-tcn"));
+    json_t *tr = json_object_get(settings, "train_records"), *te = json_object_get(settings, "test_records");
+    CHECK(json_array_size(tr) == 6 && json_array_size(te) == 1);   /* round(0.2 * 7) = 1 */
+    for (size_t i = 0; i < json_array_size(tr); i++)
+        CHECK(json_integer_value(json_array_get(tr, i)) != json_integer_value(json_array_get(te, 0)));
+    CHECK(json_integer_value(json_object_get(c, "class")) == 2);
+    CHECK(json_integer_value(json_object_get(c, "n_test")) == 30);
+    CHECK(json_integer_value(json_object_get(c, "n_anomalies")) == 3);
+    json_t *auc = json_object_get(c, "auroc");
+    CHECK(json_object_size(auc) == 12);
+    const char *key;
+    json_t *v;
+    json_object_foreach(auc, key, v)
+        CHECK_MSG(json_is_number(v) && json_number_value(v) >= 0 && json_number_value(v) <= 1,
+                  "%s", key);
+    CHECK(fabs(json_number_value(json_array_get(json_object_get(json_object_get(root,
+          "paper_reference"), "anodm"), 2)) - 0.970) < 1e-9);
+    json_decref(root);
+    snprintf(path, sizeof path, "%s/results.md", outdir);
+    size_t len;
+    char *md = (char *)read_all(path, &len);
+    CHECK(md && strstr(md, "| 2 V |") && strstr(md, "| – | 0.970 |") &&
+          strstr(md, "- test records (1): 20") && strstr(md, "Table 2"));
+    free(md);
+    snprintf(path, sizeof path, "%s/roc_beta0.01_class2.svg", outdir);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && st.st_size > 1000);
+
+    /* By beat, from raw records (three of them, copied with a RECORDS list). */
+    const char *data = need_data();
+    if (data) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/exp_ecg_db", tmp);
+        mkdir(dir, 0755);
+        static const char *const rec[] = {"100", "119", "208"}, *const ext[] = {"hea", "dat", "atr"};
+        for (int i = 0; i < 3; i++)
+            for (int e = 0; e < 3; e++) {
+                char src[600];
+                snprintf(src, sizeof src, "%s/%s.%s", data, rec[i], ext[e]);
+                snprintf(path, sizeof path, "%s/%s.%s", dir, rec[i], ext[e]);
+                uint8_t *b = read_all(src, &len);
+                CHECK(b != NULL);
+                if (b) write_all(path, b, len);
+                free(b);
+            }
+        snprintf(path, sizeof path, "%s/RECORDS", dir);
+        write_all(path, "100\n119\n208\n", 12);
+        rc = run_anodm(&out, "experiment --dataset ecg --data %s --encoder cnn --classes 2 "
+                       "--train-limit 150 --test-limit 40 --epochs 1 --n-ref 60 --perplexity 5 "
+                       "--out-dir %s", dir, outdir);
+        CHECK_MSG(rc == 0 && strstr(out, "7215 beats of 3 records"), "exit %d: %s", rc, out);
+        free(out);
+        root = load_results(outdir, &settings, &c);
+        CHECK(!strcmp(json_string_value(json_object_get(settings, "split")), "beat"));
+        CHECK(!strcmp(json_string_value(json_object_get(settings, "arch")), "ecg-cnn"));
+        CHECK(json_array_size(json_object_get(settings, "test_records")) == 3);
+        CHECK(json_integer_value(json_object_get(c, "n_test")) == 40);
+        CHECK(json_integer_value(json_object_get(settings, "train_limit")) == 150);
+        json_decref(root);
+    }
+
+    static const struct { const char *args; int code; const char *want; } bad[] = {
+        {"experiment --dataset ecg --classes X", 2, "--classes wants all, or classes N,S,V,F,Q"},
+        {"experiment --dataset ecg --encoder gru", 2, "--encoder is tcn, cnn or lstm"},
+        {"experiment --dataset ecg --split person", 2, "--split is beat or patient"},
+        {"experiment --dataset ecg --test-records 100", 2, "--test-records needs --split patient"},
+        {"experiment --dataset fashion-mnist --encoder tcn", 2, "are for --dataset ecg"},
+        {"experiment --dataset ecg --beats %s/nowhere.npy", 1, "nowhere"},
+        {"experiment --dataset ecg --beats %s/exp_ecg.npy --split patient --test-records 1,2", 1,
+         "test record 1 has no beats"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        char args[1024];
+        snprintf(args, sizeof args, bad[k].args, tmp);
+        rc = run_anodm(&out, "%s --out-dir %s", args, outdir);
+        CHECK_MSG(rc == bad[k].code && strstr(out, bad[k].want), "anodm %s: exit %d, '%s'", args,
+                  rc, out);
+        free(out);
+    }
 }

@@ -325,3 +325,26 @@ TEST(experiment_cli_end_to_end) {
     json_decref(root);
     CHECK(run_experiment("--dataset fashion-mnist --anomaly-rate 1", log) == 2);
 }
+
+/* A seeded random choice with the quotas of experiment_balanced_subset: proportions kept,
+ * indices ascending and distinct, the same for the same seed, not just the first ones. */
+TEST(experiment_random_subset_keeps_proportions) {
+    enum { N = 1000 };
+    int32_t labels[N];
+    size_t a[N], b[N], first[N];
+    for (int i = 0; i < N; i++) labels[i] = i < 800 ? 0 : i < 950 ? 1 : 2;
+    size_t k = experiment_random_subset(labels, N, 100, 9, a);
+    CHECK(k == 100 && experiment_random_subset(labels, N, 100, 9, b) == 100);
+    CHECK(memcmp(a, b, sizeof a[0] * 100) == 0);
+    CHECK(experiment_balanced_subset(labels, N, 100, first) == 100);
+    size_t count[3] = {0}, late = 0;
+    for (size_t j = 0; j < k; j++) {
+        count[labels[a[j]]]++;
+        if (j) CHECK(a[j] > a[j - 1]);
+        late += labels[a[j]] == 0 && a[j] >= 80;   /* class 0's first 80 are the balanced pick */
+    }
+    CHECK(count[0] == 80 && count[1] == 15 && count[2] == 5);
+    CHECK(late > 50);
+    CHECK(experiment_random_subset(labels, N, 100, 10, b) == 100 && memcmp(a, b, sizeof a[0] * 100));
+    CHECK(experiment_random_subset(labels, 5, 10, 1, a) == 5 && a[4] == 4);
+}
