@@ -33,12 +33,19 @@
 #include <unistd.h>
 
 #define DEFAULT_DATA "../shared/data/ecg/mitdb"
+/* The same shared folder by its absolute path on the project's machines, for a clone that
+ * is not next to it (CI clones anywhere). */
+#define SHARED_DATA "/work/shared/data/ecg/mitdb"
 
 /* ------------------------------------------------------------------ helpers */
 
 static const char *data_dir(void) {
     const char *d = getenv("ANODM_ECG_DATA");
-    return d && *d ? d : DEFAULT_DATA;
+    struct stat st;
+    if (d && *d) return d;
+    if (stat(DEFAULT_DATA "/100.hea", &st) != 0 && stat(SHARED_DATA "/100.hea", &st) == 0)
+        return SHARED_DATA;
+    return DEFAULT_DATA;
 }
 
 /* The data directory, or NULL after recording a failure that says where it was sought. */
@@ -48,8 +55,8 @@ static const char *need_data(void) {
     snprintf(p, sizeof p, "%s/100.hea", data_dir());
     if (stat(p, &st) != 0) {
         check_fail(__FILE__, __LINE__, "MIT-BIH records not found: %s is missing (the data "
-                   "belongs at ../shared/data/ecg/mitdb next to the repository, or set "
-                   "ANODM_ECG_DATA)", p);
+                   "belongs at ../shared/data/ecg/mitdb next to the repository or at " SHARED_DATA
+                   ", or set ANODM_ECG_DATA)", p);
         return NULL;
     }
     return data_dir();
