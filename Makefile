@@ -20,6 +20,9 @@ PYTHON   ?= /usr/bin/python3
 DEB_PKGS       = build-essential pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev \
                  libjansson-dev libmicrohttpd-dev libsqlite3-dev dataset-fashion-mnist
 DEB_BENCH_PKGS = python3-torch python3-sklearn python3-numpy wrk
+# The dashboard's browser test (tests/dashboard/), part of `make test`: Debian's Chromium,
+# driven by playwright-core from npm with the machine's Node.js.
+DEB_BROWSER_PKGS = chromium
 FMNIST         = /usr/share/datasets/fashion-mnist
 
 CORE_SRC  = $(wildcard core/*.c) $(wildcard proto/*.c)
@@ -27,20 +30,35 @@ CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC   = $(wildcard cli/*.c)
 CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)
 DAEMON_SRC = $(wildcard daemon/*.c)
-DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+# The dashboard's files (daemon/dashboard/), embedded in anodmd as C arrays by a generator.
+DASH_FILES = $(sort $(wildcard daemon/dashboard/*.html daemon/dashboard/*.css \
+                               daemon/dashboard/*.js daemon/dashboard/*.svg))
+DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/dashboard_files.o
 DAEMON_LIBS = -lmicrohttpd -lsqlite3
 TEST_SRC  = $(wildcard tests/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 
-.PHONY: all deps bench-deps test asan-test bench run install clean fixtures \
-        fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-seeds fuzz-clean
+.PHONY: all deps bench-deps browser-deps test dashboard-test asan-test bench run install clean \
+        fixtures fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-seeds fuzz-clean
 
 all: $(BUILD)/anodm $(BUILD)/anodmd
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) -c $< -o $@
+
+# The generator runs at build time, so it is built without the sanitizers of SAN.
+$(BUILD)/embed: daemon/dashboard/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -std=c11 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/gen/dashboard_files.c: $(BUILD)/embed $(DASH_FILES)
+	@mkdir -p $(dir $@)
+	$(BUILD)/embed $@ $(DASH_FILES)
+
+$(BUILD)/gen/dashboard_files.o: $(BUILD)/gen/dashboard_files.c
+	$(CC) $(CFLAGS) $(SAN) -Idaemon -c $< -o $@
 
 $(LIB): $(CORE_OBJ)
 	@rm -f $@
@@ -63,6 +81,12 @@ deps:
 bench-deps:
 	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_PKGS) $(DEB_BENCH_PKGS)"
 
+# Chromium from Debian; Node.js and npm are the machine's (Debian's only if it has none).
+browser-deps:
+	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_BROWSER_PKGS)"
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  $(MAKE) --no-print-directory _apt PKGS="nodejs npm"
+
 _apt:
 	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
@@ -73,9 +97,32 @@ _apt:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
 	fi
 
-test: deps
+test: deps browser-deps
 	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm $(BUILD)/anodmd
 	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner
+	@$(MAKE) --no-print-directory dashboard-test
+
+# The dashboard in Chromium against a running anodmd (tests/dashboard/test.mjs), with a
+# small Fashion-MNIST model trained on first use (about 10 s) and kept in the build tree
+# (its threshold at the 0.95 quantile, so that the few test samples show some anomalies).
+# Screenshots and the daemon's output go to $(BUILD)/dashboard-test/.
+DASH_TEST_MODEL = $(BUILD)/dashboard-test/fashion-small.anodm
+
+$(DASH_TEST_MODEL): | $(BUILD)/anodm
+	@mkdir -p $(dir $@)
+	$(BUILD)/anodm train --data $(FMNIST) --exclude-class 1 --limit 3000 --epochs 4 \
+	  --beta 0.01 --n-ref 1000 --tsne-iter 300 --quantile 0.95 --out $@ \
+	  >$(BUILD)/dashboard-test/train.log 2>&1 \
+	  || { tail -5 $(BUILD)/dashboard-test/train.log; exit 1; }
+
+tests/dashboard/node_modules/.package-lock.json: tests/dashboard/package-lock.json
+	cd tests/dashboard && npm ci --no-audit --no-fund --loglevel=error
+
+dashboard-test: browser-deps
+	@$(MAKE) --no-print-directory $(BUILD)/anodm $(BUILD)/anodmd $(DASH_TEST_MODEL) \
+	  tests/dashboard/node_modules/.package-lock.json
+	node tests/dashboard/test.mjs --anodmd $(BUILD)/anodmd --model $(DASH_TEST_MODEL) \
+	  --data $(FMNIST) --out $(BUILD)/dashboard-test
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer, in their own build.
 asan-test: deps
@@ -84,6 +131,31 @@ asan-test: deps
 	  build-asan/test_runner build-asan/anodm build-asan/anodmd
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ANODM_BIN=build-asan/anodm ANODMD_BIN=build-asan/anodmd build-asan/test_runner
+
+# Hardening (issue 8), not part of `make test`, which runs the short versions:
+# `make faults` the fault tests with CRASH_ROUNDS kill -9 rounds; `make soak` SOAK_SECONDS
+# of mixed load, samples in $(BUILD)/soak-report.txt; `make valgrind` the daemon's
+# process-level tests with every anodmd under valgrind memcheck (tests/valgrind.sh), in
+# their own portable build (build-valgrind/: objects left by an ARCHFLAGS=-march=native
+# build would hold AVX-512 code, which valgrind cannot run).
+.PHONY: faults soak valgrind
+CRASH_ROUNDS ?= 100
+SOAK_SECONDS ?= 600
+
+faults: deps
+	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodmd
+	ANODM_CRASH_ROUNDS=$(CRASH_ROUNDS) ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner daemon_fault
+
+soak: deps
+	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodmd
+	ANODM_SOAK_SECONDS=$(SOAK_SECONDS) ANODM_SOAK_REPORT=$(BUILD)/soak-report.txt \
+	  ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner daemon_soak
+
+valgrind: deps
+	@$(MAKE) --no-print-directory _apt PKGS="valgrind"
+	@$(MAKE) --no-print-directory BUILD=build-valgrind ARCHFLAGS= \
+	  build-valgrind/test_runner build-valgrind/anodm build-valgrind/anodmd
+	sh tests/valgrind.sh build-valgrind
 
 # Regenerate the PyTorch parity fixtures (needs python3-torch; the results are committed).
 fixtures: bench-deps
@@ -108,6 +180,14 @@ run: deps
 	@$(MAKE) --no-print-directory $(DEFAULT_MODEL)
 	$(BUILD)/anodmd --model fashion=$(DEFAULT_MODEL) --bind 127.0.0.1 --port $(PORT) \
 	  --db models/anodmd.db
+
+# The container image (docker/Dockerfile) with Debian's podman and no registry: a base
+# made by debootstrap, `podman import`, `podman build` (as root; docker/build-image.sh).
+# SOURCE=head builds the committed HEAD instead of the working tree. To run and probe it:
+# docker/build-image.sh check MODEL.anodm
+.PHONY: image
+image:
+	sh docker/build-image.sh
 
 # Binaries, the default config (kept if one is there) and the systemd unit, whose paths
 # are rewritten to PREFIX and SYSCONFDIR.
@@ -148,8 +228,8 @@ FUZZ_LIB      = $(FUZZ_BUILD)/libanodm-fuzz.a
 # The daemon without its main(): config (fuzz_config), the router and what its handlers
 # need (fuzz_router).
 FUZZ_DAEMON_SRC = $(filter-out daemon/main.c,$(DAEMON_SRC))
-FUZZ_DAEMON_OBJ = $(FUZZ_DAEMON_SRC:%.c=$(FUZZ_BUILD)/%.o)
-FUZZ_TARGETS  = idx npy csv bundle weights api net config router
+FUZZ_DAEMON_OBJ = $(FUZZ_DAEMON_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/gen/dashboard_files.o
+FUZZ_TARGETS  = idx npy csv bundle weights api net config router wfdb
 FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_LIBS     = $(FUZZ_LIB) -lsqlite3 $(LDLIBS)
 # Largest input per target: a few times the seeds, within what each format needs.
@@ -162,9 +242,11 @@ FUZZ_MAXLEN_api = 16384
 FUZZ_MAXLEN_net = 1100
 FUZZ_MAXLEN_config = 16384
 FUZZ_MAXLEN_router = 4096
+FUZZ_MAXLEN_wfdb = 4096
 FUZZ_DICT_api = -dict=tests/fuzz/json.dict
 FUZZ_DICT_router = -dict=tests/fuzz/json.dict
 FUZZ_DICT_net = -dict=tests/fuzz/net.dict
+FUZZ_DICT_wfdb = -dict=tests/fuzz/wfdb.dict
 
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -179,7 +261,10 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_model.c $(FUZZ_LIB)
 
 $(FUZZ_BUILD)/fuzz_config: $(FUZZ_BUILD)/daemon/config.o
 $(FUZZ_BUILD)/fuzz_router: $(FUZZ_DAEMON_OBJ)
-$(FUZZ_BUILD)/fuzz_config $(FUZZ_BUILD)/fuzz_router: FUZZ_LIBS = $(filter $(FUZZ_BUILD)/daemon/%,$^) \
+$(FUZZ_BUILD)/gen/dashboard_files.o: $(BUILD)/gen/dashboard_files.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_BUILD)/fuzz_config $(FUZZ_BUILD)/fuzz_router: FUZZ_LIBS = $(filter $(FUZZ_BUILD)/daemon/% $(FUZZ_BUILD)/gen/%,$^) \
     $(FUZZ_LIB) $(DAEMON_LIBS) $(LDLIBS)
 
 # Writes the generated seeds (the bundle and weights files) into tests/fuzz/corpus/.
@@ -206,6 +291,7 @@ fuzz: fuzz-build
 	    weights) ml=$(FUZZ_MAXLEN_weights) d="";; api) ml=$(FUZZ_MAXLEN_api) d="$(FUZZ_DICT_api)";; \
 	    net) ml=$(FUZZ_MAXLEN_net) d="$(FUZZ_DICT_net)";; config) ml=$(FUZZ_MAXLEN_config) d="";; \
 	    router) ml=$(FUZZ_MAXLEN_router) d="$(FUZZ_DICT_router)";; \
+	    wfdb) ml=$(FUZZ_MAXLEN_wfdb) d="$(FUZZ_DICT_wfdb)";; \
 	  esac; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (max_len $$ml)"; \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -223,7 +309,7 @@ fuzz-clean:
 	rm -rf $(FUZZ_BUILD)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-valgrind
 
 -include $(CORE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(TEST_OBJ:.o=.d) \
          $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_DAEMON_OBJ:.o=.d) $(FUZZ_BINS:=.d)

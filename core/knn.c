@@ -59,7 +59,9 @@ static void topk_shrink(topk *t) {
 }
 
 TSNE_INLINE void topk_push(topk *t, float d, int i) {
-    if (d >= t->thr) return;
+    /* The first k candidates are taken even at +inf (a query so far out that every squared
+     * distance overflows): finish() reads k of them. */
+    if (d >= t->thr && !(t->count < t->k && isinf(t->thr))) return;
     t->d[t->count] = d;
     t->i[t->count++] = i;
     if (t->count == t->cap) topk_shrink(t);
@@ -185,7 +187,7 @@ void knn_query_packed(const float *packed, const float *ref, int n, int d, const
         uint64_t lanes[sizeof below / sizeof(uint64_t)], any = 0;
         memcpy(lanes, &below, sizeof below);
         for (size_t w = 0; w < sizeof lanes / sizeof *lanes; w++) any |= lanes[w];
-        if (!any) continue;
+        if (!any && t.count >= t.k) continue;   /* (the first k are taken, see topk_push) */
         float dist[KNN_GROUP_ROWS];
         memcpy(dist, &a0, sizeof a0);
         memcpy(dist + KNN_PACK, &a1, sizeof a1);

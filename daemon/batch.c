@@ -1,6 +1,7 @@
 /* Batched scoring on worker threads (see batch.h). */
 #include "batch.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,7 +108,26 @@ static batch_job *take_jobs(batcher *b, batch_queue *q, int *n) {
     return first;
 }
 
-/* Score the n samples of jobs in one call and hand each job its rows. */
+/* Are the map positions of n results all finite? (The other terms are per sample; a
+ * placement in context mode is joint, and one that failed left the window as it was.) */
+static int placed(const detector_result *r, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(r[i].pos[0]) || !isfinite(r[i].pos[1])) return 0;
+    return 1;
+}
+
+/* Score rows [at, at + n) of q's batch in one scorer call. */
+static int score_rows(batch_queue *q, size_t at, int n, char *err, size_t errlen) {
+    const size_t dim = q->m->dim, k = (size_t)q->m->d.k;
+    return model_score(q->m, q->x + at * dim, n, q->res + at, q->x_rec + at * dim,
+                       q->nn_idx + at * k, q->nn_dist + at * k, err, errlen);
+}
+
+/* Score the n samples of jobs in one call and hand each job its rows. One request must
+ * not fail or spoil the others batched with it (in context mode a batch is placed
+ * jointly, so one sample too large for the arithmetic turns every position of its batch
+ * non-finite): a batch of several requests that fails or is placed non-finite is scored
+ * again one request at a time, and each request gets its own outcome. */
 static void score_batch(batcher *b, batch_queue *q, batch_job *jobs, int n) {
     const model *m = q->m;
     const size_t dim = m->dim, k = (size_t)m->d.k;
@@ -115,15 +135,25 @@ static void score_batch(batcher *b, batch_queue *q, batch_job *jobs, int n) {
     for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next)
         memcpy(q->x + at * dim, j->x, (size_t)j->n * dim * sizeof *q->x);
     char err[256] = "";
-    int rc = model_score(q->m, q->x, n, q->res, q->x_rec, q->nn_idx, q->nn_dist, err,
-                         sizeof err);
-    if (rc) fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, err);
+    int rc = score_rows(q, 0, n, err, sizeof err);
+    const int alone = jobs->next && (rc || !placed(q->res, n));
+    /* A failure the input caused (SCORER_NOT_FINITE) is the client's to hear, not the log's. */
+    if (rc && rc != SCORER_NOT_FINITE && !alone)
+        fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, err);
     int anomalies = 0;
     at = 0;
     for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next) {
-        j->rc = rc;
-        snprintf(j->err, sizeof j->err, "%s", err);
-        if (rc) continue;
+        j->rc = alone ? score_rows(q, at, j->n, j->err, sizeof j->err) : rc;
+        if (!alone) snprintf(j->err, sizeof j->err, "%s", err);
+        if (alone && j->rc && j->rc != SCORER_NOT_FINITE)
+            fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, j->err);
+        if (alone && !j->rc) {
+            int flagged = 0;
+            for (int i = 0; i < j->n; i++) flagged += q->res[at + (size_t)i].is_anomaly;
+            metrics_scored(b->metrics, m->name, j->n, flagged);
+            metrics_scores(b->metrics, m->name, q->res + at, j->n);
+        }
+        if (j->rc) continue;
         const size_t rows = (size_t)j->n;
         memcpy(j->res, q->res + at, rows * sizeof *j->res);
         memcpy(j->nn_idx, q->nn_idx + at * k, rows * k * sizeof *j->nn_idx);
@@ -131,7 +161,8 @@ static void score_batch(batcher *b, batch_queue *q, batch_job *jobs, int n) {
         if (j->x_rec) memcpy(j->x_rec, q->x_rec + at * dim, rows * dim * sizeof *j->x_rec);
         for (int i = 0; i < j->n; i++) anomalies += j->res[i].is_anomaly;
     }
-    if (!rc) metrics_scored(b->metrics, m->name, n, anomalies);
+    if (!rc && !alone) metrics_scored(b->metrics, m->name, n, anomalies);
+    if (!rc && !alone) metrics_scores(b->metrics, m->name, q->res, n);
 }
 
 /* A worker: take a due queue, score one batch from it, prepare its jobs in order, pass

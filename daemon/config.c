@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { KIND_TEXT, KIND_INT, KIND_SIZE } setting_kind;
+typedef enum { KIND_TEXT, KIND_INT, KIND_SIZE, KIND_SWITCH } setting_kind;
 
 /* The settings other than "model": name, type, place in config, bounds. */
 static const struct setting {
@@ -31,6 +31,9 @@ static const struct setting {
     {"drain_seconds", KIND_INT, offsetof(config, drain_seconds), 0, 0, 3600},
     {"api_keys_file", KIND_TEXT, offsetof(config, api_keys_file),
      sizeof((config *)0)->api_keys_file, 0, 0},
+    {"dashboard", KIND_SWITCH, offsetof(config, dashboard), 0, 0, 1},
+    {"recent_samples", KIND_INT, offsetof(config, recent_samples), 0, 0, 100000},
+    {"answer_after_commit", KIND_SWITCH, offsetof(config, answer_after_commit), 0, 0, 1},
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -47,6 +50,9 @@ void config_init(config *c) {
     c->max_connections = 256;
     c->timeout_seconds = 30;
     c->drain_seconds = 10;
+    c->dashboard = 1;
+    c->recent_samples = 1000;
+    c->answer_after_commit = 1;
 }
 
 static void clear_models(config *c) {
@@ -89,6 +95,17 @@ static int add_model(config *c, config_source source, const char *spec, const ch
     return 0;
 }
 
+/* on/off (also true/false, yes/no, 1/0) as 1 or 0; -1 if none of them. */
+static int parse_switch(const char *s) {
+    static const char *const ON[] = {"on", "true", "yes", "1"};
+    static const char *const OFF[] = {"off", "false", "no", "0"};
+    for (size_t i = 0; i < sizeof ON / sizeof ON[0]; i++) {
+        if (!strcmp(s, ON[i])) return 1;
+        if (!strcmp(s, OFF[i])) return 0;
+    }
+    return -1;
+}
+
 /* A whole decimal integer in [min, max]. */
 static int parse_int(const char *s, long long min, long long max, long long *v) {
     char *end;
@@ -115,6 +132,13 @@ int config_set(config *c, config_source source, const char *key, const char *val
                 return -1;
             }
             memcpy(field, value, strlen(value) + 1);
+        } else if (s->kind == KIND_SWITCH) {
+            int on = parse_switch(value);
+            if (on < 0) {
+                snprintf(err, errlen, "%s: %s wants on or off, not '%s'", where, key, value);
+                return -1;
+            }
+            *(int *)(void *)field = on;
         } else if (parse_int(value, s->min, s->max, &v)) {
             snprintf(err, errlen, "%s: %s wants an integer in %lld..%lld, not '%s'", where, key,
                      s->min, s->max, value);
@@ -200,10 +224,12 @@ void config_print(const config *c, FILE *f) {
     fprintf(f, "bind = %s\nport = %d\ndb = %s\nretention_days = %d\nretention_rows = %zu\n"
             "threads = %d\nworkers = %d\nbatch_window_us = %d\nmax_body_bytes = %zu\n"
             "max_batch = %d\nmax_connections = %d\ntimeout_seconds = %d\n"
-            "drain_seconds = %d\n",
+            "drain_seconds = %d\ndashboard = %s\nrecent_samples = %d\n"
+            "answer_after_commit = %s\n",
             c->bind, c->port, c->db, c->retention_days, c->retention_rows, c->threads,
             c->workers, c->batch_window_us, c->max_body_bytes, c->max_batch,
-            c->max_connections, c->timeout_seconds, c->drain_seconds);
+            c->max_connections, c->timeout_seconds, c->drain_seconds,
+            c->dashboard ? "on" : "off", c->recent_samples, c->answer_after_commit ? "on" : "off");
     if (*c->api_keys_file) fprintf(f, "api_keys_file = %s\n", c->api_keys_file);
     if (c->api_keys) fprintf(f, "# api_keys is set (not shown)\n");
     for (int i = 0; i < c->n_models; i++) fprintf(f, "model = %s\n", c->models[i]);

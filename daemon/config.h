@@ -33,10 +33,13 @@ typedef struct {
     size_t max_body_bytes;       /* request body limit (16 MiB) */
     int max_batch;               /* samples per request and per scorer call (256) */
     int max_connections;         /* open connections (256) */
-    int timeout_seconds;         /* idle connection timeout (30) */
+    int timeout_seconds;         /* to send a request, take a reply, or idle (30) */
     int drain_seconds;           /* how long shutdown waits for requests in flight (10) */
     char *api_keys;              /* comma-separated Bearer keys, malloc'd; NULL: none */
     char api_keys_file[4096];    /* a file of keys, one per line; "": none */
+    int dashboard;               /* serve the dashboard at GET / (1) */
+    int recent_samples;          /* inputs of the last N scores held for the sample view (1000) */
+    int answer_after_commit;     /* answer a score only once its row is committed (1) */
 } config;
 
 /* The defaults. */

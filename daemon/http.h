@@ -6,7 +6,16 @@
  * request to routes.c and sends back its JSON. A request routes.c hands to a scoring
  * worker is suspended (MHD_suspend_connection) until the worker resumes it, so polling
  * threads never wait on maths or on the log. Shutdown is graceful: stop accepting,
- * let the requests in flight finish (bounded by drain_seconds), then stop. */
+ * let the requests in flight finish (bounded by drain_seconds), then stop.
+ *
+ * Slow clients: libmicrohttpd's timeout only closes a connection that sends nothing, so
+ * one sending a byte a second (slowloris) would hold its slot for ever. Each connection
+ * therefore has a deadline, timeout_seconds from when it opened, its last reply was
+ * sent, or that reply was queued: a request must arrive whole, and a reply be taken,
+ * within it (there is none while a worker scores). A reaper thread shuts down the
+ * sockets of connections past it, ten times a second. A chunked body past
+ * max_body_bytes is read on (and dropped) to answer 413 when it ends, but cut off at
+ * twice the limit. */
 #ifndef ANODMD_HTTP_H
 #define ANODMD_HTTP_H
 

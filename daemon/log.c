@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define BUSY_TIMEOUT_MS 5000
@@ -21,9 +21,14 @@
 #define TRIM_PERIOD_NS 1000000000LL
 #define TRIM_AGAIN_NS 10000000LL
 #define DAY_MS 86400000LL
+/* While the last write failed, the writer tries a write of its own this often, so that
+ * readiness comes back with the disk even when no score arrives meanwhile (a load
+ * balancer sends none to a daemon that says it is not ready). */
+#define PROBE_PERIOD_NS 1000000000LL
 
 /* Version SCHEMA_VERSION. The indexes serve GET /v1/scores: the primary key pages the
- * whole log, the others page one model, one source, or the anomalies, in id order. */
+ * whole log, the others page one model, one source, or the anomalies, in id order.
+ * Version 2 added d_latent and z_latent (MIGRATE_1_2 below). */
 static const char SCHEMA[] =
     "CREATE TABLE scores ("
     "  id INTEGER PRIMARY KEY,"           /* log_id: the paging cursor */
@@ -35,7 +40,7 @@ static const char SCHEMA[] =
     "  idx INTEGER NOT NULL,"             /* position in the request's batch */
     "  score REAL, raw_score REAL, is_anomaly INTEGER NOT NULL, threshold REAL,"
     "  p_value REAL, d_re REAL, d_map REAL, z_re REAL, z_map REAL, x REAL, y REAL,"
-    "  nearest_ref INTEGER, nearest_distance REAL);"
+    "  nearest_ref INTEGER, nearest_distance REAL, d_latent REAL, z_latent REAL);"
     "CREATE INDEX scores_by_model ON scores(model, id);"
     "CREATE INDEX scores_by_source ON scores(source, id);"
     "CREATE INDEX scores_anomalies ON scores(id) WHERE is_anomaly = 1;"
@@ -43,7 +48,14 @@ static const char SCHEMA[] =
 
 #define COLUMNS                                                                      \
     "id, ts_ms, model, version, request_id, source, idx, score, raw_score, is_anomaly, " \
-    "threshold, p_value, d_re, d_map, z_re, z_map, x, y, nearest_ref, nearest_distance"
+    "threshold, p_value, d_re, d_map, z_re, z_map, x, y, nearest_ref, nearest_distance, " \
+    "d_latent, z_latent"
+
+/* Version 1 to 2: the latent term's columns; rows logged before stay NULL there. */
+static const char MIGRATE_1_2[] =
+    "ALTER TABLE scores ADD COLUMN d_latent REAL;"
+    "ALTER TABLE scores ADD COLUMN z_latent REAL;"
+    "PRAGMA user_version = 2;";
 
 struct scorelog {
     sqlite3 *wdb, *rdb;          /* the writer's and the readers' connections */
@@ -59,6 +71,7 @@ struct scorelog {
     int keep_days;               /* retention: 0 keeps rows for ever */
     long long keep_rows;         /* retention: 0 keeps any number */
     long long next_trim_ns;      /* monotonic time retention is next applied */
+    long long next_probe_ns;     /* while unhealthy: when the writer next tries a write */
     metrics *metrics;
     pthread_t writer;
 };
@@ -111,13 +124,14 @@ static int prepare_schema(sqlite3 *db, char *err, size_t errlen) {
         exec(db, "BEGIN IMMEDIATE", err, errlen))
         return -1;
     long long version = query_int(db, "PRAGMA user_version");
-    if (version != 0 && version != SCHEMA_VERSION) {
+    if (version < 0 || version > SCHEMA_VERSION) {
         snprintf(err, errlen, "log schema version %lld; this anodmd knows version %d", version,
                  SCHEMA_VERSION);
         rollback(db);
         return -1;
     }
-    if ((version == 0 && exec(db, SCHEMA, err, errlen)) || exec(db, "COMMIT", err, errlen)) {
+    if ((version == 0 && exec(db, SCHEMA, err, errlen)) ||
+        (version == 1 && exec(db, MIGRATE_1_2, err, errlen)) || exec(db, "COMMIT", err, errlen)) {
         rollback(db);
         return -1;
     }
@@ -160,6 +174,8 @@ static int insert_record(sqlite3_stmt *st, const api_score_record *r) {
     sqlite3_bind_double(st, 17, s->pos[1]);
     sqlite3_bind_int(st, 18, r->nearest_ref);
     sqlite3_bind_double(st, 19, r->nearest_distance);
+    sqlite3_bind_double(st, 20, s->d_latent);     /* NaN binds as NULL */
+    sqlite3_bind_double(st, 21, s->z_latent);
     return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 }
 
@@ -217,15 +233,48 @@ static int retention_due(const scorelog *l, long long now) {
     return (l->keep_days || l->keep_rows) && !l->stopping && now >= l->next_trim_ns;
 }
 
-/* Sleep until rows are queued, the log is closing or retention is due. Holds the lock. */
+/* Is a probe write due (the last write failed)? Caller holds the lock. */
+static int probe_due(const scorelog *l, long long now) {
+    return !l->healthy && !l->stopping && now >= l->next_probe_ns;
+}
+
+/* A write that changes nothing but needs room like any commit: page 1 written again. */
+static int probe(scorelog *l, char *err, size_t errlen) {
+    if (exec(l->wdb, "BEGIN IMMEDIATE", err, errlen)) return -1;
+    if (exec(l->wdb, "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION), err, errlen) ||
+        exec(l->wdb, "COMMIT", err, errlen)) {
+        rollback(l->wdb);
+        return -1;
+    }
+    return 0;
+}
+
+/* Record how the last write went, saying so on stderr when the log's health changes (not
+ * at every failed commit: a full disk would flood the journal). Holds the lock. */
+static void set_health(scorelog *l, int rc, const char *err) {
+    if (rc && (l->healthy || strcmp(l->state, err)))
+        fprintf(stderr, "anodmd: log write failed: %s%s\n", err,
+                l->healthy ? " (scores are refused until it is writable again)" : "");
+    else if (!rc && !l->healthy)
+        fprintf(stderr, "anodmd: log writable again\n");
+    if (rc && l->healthy) l->next_probe_ns = monotonic_ns() + PROBE_PERIOD_NS;
+    l->healthy = rc == 0;
+    snprintf(l->state, sizeof l->state, "%s", rc ? err : "ok");
+}
+
+/* Sleep until rows are queued, the log is closing, or retention or a probe is due. Holds
+ * the lock. */
 static void writer_wait(scorelog *l) {
-    while (!l->head && !l->stopping && !retention_due(l, monotonic_ns())) {
-        if (!l->keep_days && !l->keep_rows) {
+    for (;;) {
+        long long now = monotonic_ns(), wake = 0;
+        if (l->head || l->stopping || retention_due(l, now) || probe_due(l, now)) return;
+        if (l->keep_days || l->keep_rows) wake = l->next_trim_ns;
+        if (!l->healthy && (!wake || l->next_probe_ns < wake)) wake = l->next_probe_ns;
+        if (!wake) {
             pthread_cond_wait(&l->work, &l->lock);
             continue;
         }
-        struct timespec t = {(time_t)(l->next_trim_ns / 1000000000LL),
-                             (long)(l->next_trim_ns % 1000000000LL)};
+        struct timespec t = {(time_t)(wake / 1000000000LL), (long)(wake % 1000000000LL)};
         pthread_cond_timedwait(&l->work, &l->lock, &t);
     }
 }
@@ -244,6 +293,15 @@ static void *writer_main(void *arg) {
             int more = apply_retention(l, days, rows);
             pthread_mutex_lock(&l->lock);
             l->next_trim_ns = monotonic_ns() + (more ? TRIM_AGAIN_NS : TRIM_PERIOD_NS);
+            continue;
+        }
+        if (!l->head && probe_due(l, monotonic_ns())) {
+            pthread_mutex_unlock(&l->lock);
+            char err[256] = "";
+            int rc = probe(l, err, sizeof err);
+            pthread_mutex_lock(&l->lock);
+            l->next_probe_ns = monotonic_ns() + PROBE_PERIOD_NS;
+            set_health(l, rc, err);
             continue;
         }
         if (!l->head) break;
@@ -267,9 +325,7 @@ static void *writer_main(void *arg) {
             p->done = 1;
         }
         l->commits += rc ? 0 : 1;
-        l->healthy = rc == 0;
-        snprintf(l->state, sizeof l->state, "%s", rc ? err : "ok");
-        if (rc) fprintf(stderr, "anodmd: log write failed: %s\n", err);
+        set_health(l, rc, err);
         pthread_cond_broadcast(&l->done);
     }
     pthread_mutex_unlock(&l->lock);
@@ -284,22 +340,32 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
     }
     l->metrics = m;
     const int rw = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    if (open_db(path, rw, &l->wdb, err, errlen) || prepare_schema(l->wdb, err, errlen) ||
-        open_db(path, SQLITE_OPEN_READONLY, &l->rdb, err, errlen))
+    if (open_db(path, rw, &l->wdb, err, errlen)) goto fail;
+    if (prepare_schema(l->wdb, err, errlen)) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "log %s: %s", path, why);
         goto fail;
+    }
+    if (open_db(path, SQLITE_OPEN_READONLY, &l->rdb, err, errlen)) goto fail;
     if (sqlite3_prepare_v2(l->wdb, "INSERT INTO scores (ts_ms, model, version, request_id, "
                            "source, idx, score, raw_score, is_anomaly, threshold, p_value, "
-                           "d_re, d_map, z_re, z_map, x, y, nearest_ref, nearest_distance) "
+                           "d_re, d_map, z_re, z_map, x, y, nearest_ref, nearest_distance, "
+                           "d_latent, z_latent) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                           "?14, ?15, ?16, ?17, ?18, ?19)",
+                           "?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
                            -1, &l->insert, NULL) != SQLITE_OK) {
         db_error(l->wdb, "preparing the insert", err, errlen);
         goto fail;
     }
     /* Both walk the primary key from the oldest row, so a round costs a chunk, not a scan
-     * of the table. Ids grow with time (a row's ts_ms is taken as it is queued). */
+     * of the table. Ids grow with time (a row's ts_ms is taken as it is queued). The
+     * newest row is never deleted by age: SQLite gives a row of an empty table id 1, and
+     * log ids starting again would hide every new row from a dashboard polling with
+     * since_id (and reuse ids callers were given). */
     if (sqlite3_prepare_v2(l->wdb, "DELETE FROM scores WHERE id IN (SELECT id FROM scores "
-                           "ORDER BY id LIMIT ?2) AND ts_ms < ?1", -1, &l->trim_age,
+                           "ORDER BY id LIMIT ?2) AND ts_ms < ?1 AND id < (SELECT max(id) "
+                           "FROM scores)", -1, &l->trim_age,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(l->wdb, "DELETE FROM scores WHERE id IN (SELECT id FROM scores "
                            "WHERE id <= (SELECT max(id) FROM scores) - ?1 ORDER BY id "
@@ -414,6 +480,9 @@ static void read_record(sqlite3_stmt *st, api_score_record *r) {
     r->r.pos[1] = (float)sqlite3_column_double(st, 17);
     r->nearest_ref = sqlite3_column_int(st, 18);
     r->nearest_distance = sqlite3_column_double(st, 19);
+    /* NULL (rows from before version 2, or no statistics): unknown, not 0. */
+    r->r.d_latent = sqlite3_column_type(st, 20) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 20);
+    r->r.z_latent = sqlite3_column_type(st, 21) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 21);
 }
 
 /* Run a prepared read statement into at most cap records; *n rows. */
@@ -447,11 +516,14 @@ int scorelog_get(scorelog *l, int64_t id, api_score_record *rec, char *err, size
 
 int scorelog_page(scorelog *l, const api_scores_query *q, api_score_record *rec, int *n,
                   char *err, size_t errlen) {
-    /* Only fixed fragments go into the SQL; every value is bound. */
-    char sql[512];
-    snprintf(sql, sizeof sql, "SELECT " COLUMNS " FROM scores WHERE id > ?1%s%s%s "
-             "ORDER BY id LIMIT ?4", *q->model ? " AND model = ?2" : "",
-             *q->source ? " AND source = ?3" : "", q->anomalies_only ? " AND is_anomaly = 1" : "");
+    /* Only fixed fragments go into the SQL; every value is bound. With before_id the
+     * newest rows below it are taken (id descending), then put back in id order. */
+    char sql[768];
+    snprintf(sql, sizeof sql, "%sSELECT " COLUMNS " FROM scores WHERE id > ?1%s%s%s%s "
+             "ORDER BY id%s LIMIT ?4%s", q->before_id ? "SELECT * FROM (" : "",
+             *q->model ? " AND model = ?2" : "", *q->source ? " AND source = ?3" : "",
+             q->anomalies_only ? " AND is_anomaly = 1" : "", q->before_id ? " AND id < ?5" : "",
+             q->before_id ? " DESC" : "", q->before_id ? ") ORDER BY id" : "");
     sqlite3_stmt *st;
     int rc = -1;
     pthread_mutex_lock(&l->rlock);
@@ -462,6 +534,7 @@ int scorelog_page(scorelog *l, const api_scores_query *q, api_score_record *rec,
         if (*q->model) sqlite3_bind_text(st, 2, q->model, -1, SQLITE_STATIC);
         if (*q->source) sqlite3_bind_text(st, 3, q->source, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 4, q->limit);
+        if (q->before_id) sqlite3_bind_int64(st, 5, q->before_id);
         rc = read_rows(l, st, rec, q->limit, n, err, errlen);
         sqlite3_finalize(st);
     }

@@ -10,7 +10,8 @@
  * user_version (SCHEMA in log.c) and created on first open; a newer database is
  * refused, not guessed at.
  * Retention (by age and by row count) is the writer's too, in small deletes between
- * group commits, so it never holds up a score for long. */
+ * group commits, so it never holds up a score for long. It always keeps the newest row,
+ * so that log ids never start again from 1 (the cursor of GET /v1/scores). */
 #ifndef ANODMD_LOG_H
 #define ANODMD_LOG_H
 

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "registry.h"
+#include "samples.h"
 #include "signals.h"
 
 #define MAX_FLAGS 128
@@ -40,10 +41,17 @@ static void usage(FILE *f) {
         "  --max-body-bytes N       request body limit (16777216)\n"
         "  --max-batch N            samples per request and per scorer call (256)\n"
         "  --max-connections N      open connections (256)\n"
-        "  --timeout-seconds N      idle connection timeout (30)\n"
+        "  --timeout-seconds N      time a connection gets to send each request whole, to\n"
+        "                           take each reply, and to idle between them (30)\n"
         "  --drain-seconds N        shutdown waits this long for requests in flight (10)\n"
         "  --api-keys K1,K2         require Authorization: Bearer K on all but health probes\n"
         "  --api-keys-file FILE     the same, one key a line (keeps keys out of ps)\n"
+        "  --dashboard on|off       serve the read-only dashboard at GET / (on)\n"
+        "  --recent-samples N       keep the inputs of the last N scores in memory for\n"
+        "                           GET /v1/scores/{id}/sample, the dashboard's sample\n"
+        "                           view (1000; 0: none)\n"
+        "  --answer-after-commit on|off  answer a score only once its log row is committed\n"
+        "                           (on); off answers first, log_id null, the row follows\n"
         "  --check-config           load the settings and models, print them, exit\n"
         "Every setting is also ANODMD_<NAME> in the environment (ANODMD_PORT=9000);\n"
         "flags beat the environment, which beats the file. ANODMD_CONFIG names the file.\n");
@@ -75,6 +83,8 @@ static const struct option OPTIONS[] = {
     {"timeout-seconds", required_argument, 0, 's'},
     {"drain-seconds", required_argument, 0, 's'}, {"check-config", no_argument, 0, 'k'},
     {"api-keys", required_argument, 0, 's'},     {"api-keys-file", required_argument, 0, 's'},
+    {"dashboard", required_argument, 0, 's'},    {"recent-samples", required_argument, 0, 's'},
+    {"answer-after-commit", required_argument, 0, 's'},
     {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
 
 /* Parse argv into f: 0, 1 for --help, or 2 for a usage error. */
@@ -169,23 +179,32 @@ static int serve(const config *c, registry *reg, const auth_keys *keys) {
         return 1;
     }
     scorelog_retain(log, c->retention_days, (long long)c->retention_rows);
-    app a = {.reg = reg, .log = log, .metrics = mt, .keys = keys, .max_batch = c->max_batch};
-    a.batch = batch_start(c->workers, c->batch_window_us, mt, err, sizeof err);
+    app a = {.reg = reg, .log = log, .metrics = mt, .keys = keys, .max_batch = c->max_batch,
+             .dashboard = c->dashboard, .recent_capacity = c->recent_samples,
+             .answer_first = !c->answer_after_commit};
+    if (c->recent_samples && !(a.recent = samples_create(c->recent_samples)))
+        snprintf(err, sizeof err, "out of memory");
+    else a.batch = batch_start(c->workers, c->batch_window_us, mt, err, sizeof err);
     http_server *http = a.batch ? http_start(c, &a, err, sizeof err) : NULL;
     if (!http) {
         fprintf(stderr, "anodmd: %s\n", err);
         batch_free(a.batch);
+        samples_free(a.recent);
         scorelog_close(log);
         metrics_free(mt);
         return 1;
     }
-    fprintf(stderr, "anodmd: log %s\nlistening on %s:%d\n", c->db, c->bind, http_port(http));
+    fprintf(stderr, "anodmd: log %s\n", c->db);
+    if (c->dashboard)
+        fprintf(stderr, "anodmd: dashboard at http://%s:%d/\n", c->bind, http_port(http));
+    fprintf(stderr, "listening on %s:%d\n", c->bind, http_port(http));
     if (notify_send("READY=1")) perror("anodmd: sd_notify");
     int sig = wait_for_stop(reg);
     notify_send("STOPPING=1");
     fprintf(stderr, "anodmd: %s: draining requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);             /* stops the batcher too, once its last request is answered */
     batch_free(a.batch);
+    samples_free(a.recent);
     uint64_t rows, commits;
     scorelog_stats(log, &rows, &commits);
     scorelog_close(log);

@@ -1,6 +1,7 @@
 /* anodmd's metrics and their Prometheus text rendering (see metrics.h). */
 #include "metrics.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +14,10 @@
 /* Seconds: from a cached scrape to a stalled fsync. */
 static const double TIME_BOUNDS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                      0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+/* Fused scores: standardised by the calibration normals, so on one scale for every model;
+ * finer around the usual thresholds (2 to 8). */
+static const double SCORE_BOUNDS[] = {-1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3,
+                                      4,  5,    6, 8,   10, 15, 20, 50};
 /* Samples per scorer call: powers of two up to the largest max_batch allowed. */
 static const double BATCH_BOUNDS[] = {1,   2,    4,    8,    16,   32,    64,    128,  256,
                                       512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
@@ -33,7 +38,8 @@ typedef struct {
     int n, cap;
 } family;
 
-enum { F_REQUESTS, F_LATENCY, F_SAMPLES, F_ANOMALIES, F_BATCH, F_DB_WRITE, F_DB_ERRORS, N_FAMILIES };
+enum { F_REQUESTS, F_LATENCY, F_SAMPLES, F_ANOMALIES, F_SCORES, F_BATCH, F_DB_WRITE, F_DB_ERRORS,
+       N_FAMILIES };
 
 #define NB(a) (int)(sizeof a / sizeof a[0])
 
@@ -57,6 +63,8 @@ metrics *metrics_create(void) {
                        NULL, 0, 0},
         [F_ANOMALIES] = {"anodmd_anomalies_total", "Samples flagged as anomalies, by model.",
                          NULL, 0, NULL, 0, 0},
+        [F_SCORES] = {"anodmd_score", "Fused scores given, by model (compare with the "
+                      "model's threshold).", SCORE_BOUNDS, NB(SCORE_BOUNDS), NULL, 0, 0},
         [F_BATCH] = {"anodmd_batch_size",
                      "Samples per scorer call (requests batched together), by model.",
                      BATCH_BOUNDS, NB(BATCH_BOUNDS), NULL, 0, 0},
@@ -98,10 +106,8 @@ static series *find_series(family *f, const char *labels) {
     return s;
 }
 
-/* Add v (times count) to the series of f with these labels. Caller holds the lock. */
-static void observe(family *f, const char *labels, double v, uint64_t count) {
-    series *s = find_series(f, labels);
-    if (!s) return;
+/* Add v (times count) to series s of f. Caller holds the lock. */
+static void add_to(const family *f, series *s, double v, uint64_t count) {
     s->count += count;
     s->sum += v * (double)count;
     for (int i = 0; i < f->n_bounds; i++)
@@ -109,6 +115,12 @@ static void observe(family *f, const char *labels, double v, uint64_t count) {
             s->bucket[i] += count;
             break;
         }
+}
+
+/* Add v (times count) to the series of f with these labels. Caller holds the lock. */
+static void observe(family *f, const char *labels, double v, uint64_t count) {
+    series *s = find_series(f, labels);
+    if (s) add_to(f, s, v, count);
 }
 
 /* Label values here are route patterns, status numbers and model names, which hold no
@@ -130,6 +142,16 @@ void metrics_scored(metrics *m, const char *model, int n, int anomalies) {
     observe(&m->f[F_SAMPLES], labels, 0, (uint64_t)n);
     observe(&m->f[F_ANOMALIES], labels, 0, (uint64_t)anomalies);
     observe(&m->f[F_BATCH], labels, n, 1);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_scores(metrics *m, const char *model, const detector_result *res, int n) {
+    char labels[LABELS_MAX];
+    snprintf(labels, sizeof labels, "model=\"%s\"", model);
+    pthread_mutex_lock(&m->lock);
+    series *s = find_series(&m->f[F_SCORES], labels);
+    for (int i = 0; s && i < n; i++)
+        if (isfinite(res[i].score)) add_to(&m->f[F_SCORES], s, res[i].score, 1);
     pthread_mutex_unlock(&m->lock);
 }
 

@@ -2,12 +2,15 @@
  *
  * Every request, scored batch and log commit adds to a family of labelled series (by
  * route and status, by model, or none). Updates are a few additions under one mutex:
- * they happen once per request or commit, never per sample value, so a lock costs less
+ * they happen once per request, batch or commit (a batch's scores go into the score
+ * histogram under one lock), never once per sample, so a lock costs less
  * than it would to keep a lock-free map of label sets that grow at run time (routes
  * and status codes are not known up front, and models change on reload). Series are
  * never removed, so a counter a scraper has seen never goes backwards. */
 #ifndef ANODMD_METRICS_H
 #define ANODMD_METRICS_H
+
+#include "detector.h"
 
 typedef struct metrics metrics;
 
@@ -26,6 +29,9 @@ void metrics_request(metrics *m, const char *route, int status, double seconds);
 /* One scorer call over n samples (one request's or several batched) of which anomalies
  * were flagged, by model. */
 void metrics_scored(metrics *m, const char *model, int n, int anomalies);
+/* The fused scores of one scorer call's n results, by model, into the score histogram
+ * (a non-finite score is left out: it would make the sum useless). */
+void metrics_scores(metrics *m, const char *model, const detector_result *res, int n);
 /* One log transaction: how long it took and whether it committed. */
 void metrics_db_write(metrics *m, double seconds, int ok);
 /* Everything in the Prometheus text exposition format 0.0.4 (malloc'd; NULL if OOM). */

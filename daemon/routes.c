@@ -1,9 +1,13 @@
 /* anodmd's request handlers (see routes.h). */
 #include "routes.h"
 
+#include "dashboard.h"
+
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define MAX_SEGMENTS 5
@@ -27,6 +31,19 @@ static void split_path(const char *path, path_parts *p) {
         *slash = 0;
     }
     p->n = n;
+}
+
+/* Does a Content-Type header name JSON (application/json in any case, parameters such as
+ * charset allowed)? A request without one is taken as JSON, for clients that send none;
+ * one that names another type (a browser form's, text/plain) is not read. */
+static int is_json(const char *type) {
+    static const char JSON[] = "application/json";
+    if (!type) return 1;
+    type += strspn(type, " \t");
+    if (strncasecmp(type, JSON, sizeof JSON - 1)) return 0;
+    type += sizeof JSON - 1;
+    type += strspn(type, " \t");
+    return !*type || *type == ';';
 }
 
 /* Does p match pattern (segments separated by '/', "*" matching any non-empty one)? */
@@ -133,6 +150,7 @@ typedef struct {
     score_buffers b;
     scorelog_ticket ticket;
     int v2, logged;
+    api_score_record *early;     /* answer_first: the records as submitted (no log ids) */
     reply *out;
     void (*wake)(void *conn);
     void *conn;
@@ -145,6 +163,7 @@ static void job_done(score_job *j) {
     registry_release(j->a->reg, j->set);
     api_score_request_free(&j->req);
     free_buffers(&j->b);
+    free(j->early);
     free(j);
     wake(conn);
 }
@@ -154,32 +173,99 @@ static void job_prepare(batch_job *bj) {
     score_job *j = (score_job *)bj;
     char err[256];
     if (bj->rc) return;
+    /* Values finite in single precision can still be too large for the model's arithmetic:
+     * a NaN score would read as "not an anomaly". Such a request is refused, not logged. */
+    for (int i = 0; i < j->req.n; i++) {
+        const detector_result *r = &j->b.res[i];
+        if (isfinite(r->score) && isfinite(r->raw_score) && isfinite(r->d_re) &&
+            isfinite(r->d_map) && isfinite(r->z_re) && isfinite(r->z_map) &&
+            isfinite(r->p_value) && isfinite(r->pos[0]) && isfinite(r->pos[1]))
+            continue;
+        api_error e;
+        api_error_set(&e, 400, "not_finite", "sample %d: its score is not finite (values too "
+                      "large for the model's arithmetic)", i);
+        error_reply(j->out, &e);
+        return;
+    }
     fill_records(bj->m, &j->req, &j->b);
+    /* The writer sets the rows' log ids as it commits: an early answer needs its own copy,
+     * taken before the rows are handed over. */
+    if (j->a->answer_first && (j->early = malloc((size_t)j->req.n * sizeof *j->early))) {
+        memcpy(j->early, j->b.rec, (size_t)j->req.n * sizeof *j->early);
+        for (int i = 0; i < j->req.n; i++) j->early[i].log_id = 0;   /* not known yet */
+    }
     j->logged = scorelog_submit(j->a->log, &j->ticket, j->b.rec, j->req.n, err, sizeof err) == 0;
     if (!j->logged) routes_error(j->out, 503, "log_unavailable", err);
 }
 
-/* The committed scores of j in the V1 shape or, with v2, the Open Inference Protocol's. */
-static void answer(score_job *j) {
+/* The scores rec of j in the V1 shape or, with v2, the Open Inference Protocol's. */
+static void answer(score_job *j, const api_score_record *rec) {
     const model *m = j->job.m;
     if (j->v2) {
-        ok_reply(j->out, api_encode_v2_infer(m->name, m->version, j->req.id, j->b.rec, j->req.n));
+        ok_reply(j->out, api_encode_v2_infer(m->name, m->version, j->req.id, rec, j->req.n));
         return;
     }
     api_score_detail detail = {.k = m->d.k, .ref = j->b.nn_ref, .distance = j->b.nn_dist,
-                               .x = j->req.x, .x_rec = j->b.x_rec, .dim = m->dim};
-    ok_reply(j->out, api_encode_score(m->name, m->version, j->b.rec, j->req.n, &detail));
+                               .x = j->req.x, .x_rec = j->req.explain ? j->b.x_rec : NULL,
+                               .dim = m->dim};
+    ok_reply(j->out, api_encode_score(m->name, m->version, rec, j->req.n, &detail));
+}
+
+/* Hold the committed samples of j (input, reconstruction, neighbours) for the sample view. */
+static void remember_samples(score_job *j) {
+    const model *m = j->job.m;
+    const vae_arch *arch = &m->d.vae.arch;
+    int k = m->d.k;
+    if (!j->a->recent) return;
+    for (int i = 0; i < j->req.n; i++) {
+        size_t at = (size_t)i * (size_t)k;
+        api_sample s = {.log_id = j->b.rec[i].log_id, .shape = {arch->in.c, arch->in.h, arch->in.w},
+                        .dim = m->dim, .x = j->req.x + (size_t)i * m->dim,
+                        .x_rec = j->b.x_rec + (size_t)i * m->dim, .k = k,
+                        .ref = j->b.nn_ref + at, .distance = j->b.nn_dist + at};
+        memcpy(s.model, m->name, sizeof s.model);
+        memcpy(s.version, m->version, sizeof s.version);
+        samples_put(j->a->recent, &s);
+    }
+}
+
+/* With answer_first: answer now (log ids unknown: null), wake the connection, and only
+ * then wait for the commit that frees the rows. A failed commit is then not seen by the
+ * caller; the log counts and reports it as always. */
+static void answer_before_commit(score_job *j) {
+    char err[256];
+    if (j->early) answer(j, j->early);
+    else routes_error(j->out, 500, "internal", "out of memory");
+    void (*wake)(void *) = j->wake;
+    void *conn = j->conn;
+    j->wake = NULL;
+    wake(conn);                  /* j->out belongs to the connection from here on */
+    if (scorelog_wait(j->a->log, &j->ticket, err, sizeof err) == 0) remember_samples(j);
+    free(j->early);
+    registry_release(j->a->reg, j->set);
+    api_score_request_free(&j->req);
+    free_buffers(&j->b);
+    free(j);
 }
 
 /* On the worker: wait for the commit, then answer. A score is never answered before its
- * row is committed; when the log refused the rows, job_prepare has answered already. */
+ * row is committed (unless answer_first); when the log refused the rows, job_prepare has
+ * answered already. */
 static void job_finish(batch_job *bj) {
     score_job *j = (score_job *)bj;
     char err[256];
-    if (bj->rc) routes_error(j->out, 500, "internal", bj->err);
+    if (!bj->rc && j->logged && j->a->answer_first) {
+        answer_before_commit(j);
+        return;
+    }
+    if (bj->rc == SCORER_NOT_FINITE) routes_error(j->out, 400, "not_finite", bj->err);
+    else if (bj->rc) routes_error(j->out, 500, "internal", bj->err);
     else if (j->logged && scorelog_wait(j->a->log, &j->ticket, err, sizeof err))
         routes_error(j->out, 503, "log_unavailable", err);
-    else if (j->logged) answer(j);
+    else if (j->logged) {
+        remember_samples(j);
+        answer(j, j->b.rec);
+    }
     job_done(j);
 }
 
@@ -201,7 +287,8 @@ static int score(app *a, model_set *set, const request *rq, const char *name, in
         free(j);
         return 0;
     }
-    if (alloc_buffers(&j->b, j->req.n, m->d.k, m->dim, j->req.explain)) {
+    /* Reconstructions are kept for the answer (explain) and for the sample view. */
+    if (alloc_buffers(&j->b, j->req.n, m->d.k, m->dim, j->req.explain || a->recent)) {
         routes_error(out, 500, "internal", "out of memory");
         api_score_request_free(&j->req);
         free_buffers(&j->b);
@@ -232,7 +319,8 @@ static void score_page(app *a, const request *rq, reply *out) {
     api_error e;
     if (api_decode_scores_query(rq->query(rq->conn, "since_id"), rq->query(rq->conn, "limit"),
                                 rq->query(rq->conn, "model"), rq->query(rq->conn, "source"),
-                                rq->query(rq->conn, "anomalies_only"), &q, &e)) {
+                                rq->query(rq->conn, "anomalies_only"), &q, &e) ||
+        api_decode_before_id(rq->query(rq->conn, "before_id"), &q, &e)) {
         error_reply(out, &e);
         return;
     }
@@ -261,6 +349,46 @@ static void score_record(app *a, const char *id_text, reply *out) {
     } else {
         ok_reply(out, api_encode_score_record(&rec));
     }
+}
+
+/* GET /v1/scores/{id}/sample: the input the daemon still holds for a score. */
+static void sample_view(app *a, const char *id_text, reply *out) {
+    int64_t id;
+    api_sample s;
+    void *block;
+    int found;
+    if (api_parse_log_id(id_text, &id)) {
+        routes_error(out, 400, "invalid_request", "a log id is a non-negative integer");
+    } else if (!a->recent) {
+        routes_error(out, 404, "not_found", "no inputs are kept (recent_samples = 0)");
+    } else if ((found = samples_get(a->recent, id, &s, &block)) < 0) {
+        routes_error(out, 500, "internal", "out of memory");
+    } else if (!found) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the input of that score is not held: only the last %d "
+                 "scored since the daemon started are (recent_samples)", a->recent_capacity);
+        routes_error(out, 404, "not_found", msg);
+    } else {
+        ok_reply(out, api_encode_sample(&s));
+        free(block);
+    }
+}
+
+/* GET / and GET /dashboard/{file}: the dashboard's embedded files, unless turned off. */
+static void dashboard(app *a, const char *file, reply *out) {
+    const dashboard_file *f = a->dashboard ? dashboard_find(file) : NULL;
+    if (!a->dashboard) {
+        routes_error(out, 404, "not_found", "the dashboard is turned off (dashboard = off)");
+        return;
+    }
+    if (!f) {
+        routes_error(out, 404, "not_found", "no such dashboard file");
+        return;
+    }
+    out->status = 200;
+    if ((out->body = malloc(f->len + 1))) memcpy(out->body, f->data, f->len + 1);
+    out->content_type = dashboard_type(f->name);
+    out->csp = DASHBOARD_CSP;
 }
 
 static api_model_ref model_ref(const model *m) {
@@ -365,11 +493,13 @@ static void metrics_page(app *a, model_set *set, reply *out) {
 }
 
 /* A route: method, path pattern, its OpenAPI path (the metrics label), its handler, and
- * whether it is a health probe, open without an API key so that orchestrators and load
- * balancers can check the daemon without holding a secret. */
+ * whether it is open without an API key: the health probes, so that orchestrators and
+ * load balancers can check the daemon without holding a secret, and the dashboard's
+ * files. */
 enum {
     R_HEALTH, R_READY, R_METRICS, R_SCORE, R_MODEL_SCORE, R_SCORES, R_SCORE_RECORD, R_STATS,
-    R_MODELS, R_MODEL, R_MAP, R_V2_LIVE, R_V2_READY, R_V2_MODEL_READY, R_V2_MODEL, R_V2_INFER
+    R_MODELS, R_MODEL, R_MAP, R_V2_LIVE, R_V2_READY, R_V2_MODEL_READY, R_V2_MODEL, R_V2_INFER,
+    R_DASHBOARD, R_DASHBOARD_FILE, R_SAMPLE
 };
 static const struct route {
     const char *method, *pattern, *label;
@@ -391,6 +521,11 @@ static const struct route {
     {"GET", "v2/models/*/ready", "/v2/models/{name}/ready", R_V2_MODEL_READY, 1},
     {"GET", "v2/models/*", "/v2/models/{name}", R_V2_MODEL, 0},
     {"POST", "v2/models/*/infer", "/v2/models/{name}/infer", R_V2_INFER, 0},
+    {"GET", "v1/scores/*/sample", "/v1/scores/{id}/sample", R_SAMPLE, 0},
+    /* The dashboard's files hold no data (the page asks the API, with a key when keys are
+     * set), so they are open like the probes: a browser can load the page to ask for it. */
+    {"GET", "", "/", R_DASHBOARD, 1},
+    {"GET", "dashboard/*", "/dashboard/{file}", R_DASHBOARD_FILE, 1},
 };
 #define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
@@ -423,6 +558,9 @@ static int dispatch(app *a, model_set *set, const request *rq, const path_parts 
     case R_V2_MODEL_READY: v2_ready(a, set, rq, name, out); break;
     case R_V2_MODEL: model_info(set, name, 1, out); break;
     case R_V2_INFER: return score(a, set, rq, name, 1, out);
+    case R_SAMPLE: sample_view(a, name, out); break;
+    case R_DASHBOARD: dashboard(a, "index.html", out); break;
+    case R_DASHBOARD_FILE: dashboard(a, p->seg[1], out); break;
     }
     return 0;
 }
@@ -439,6 +577,7 @@ int routes_handle(app *a, const request *rq, reply *out) {
     out->allow = NULL;
     out->content_type = NULL;
     out->challenge = NULL;
+    out->csp = NULL;
     if (found && !found->open && !auth_allows(a->keys, rq->authorization)) {
         out->challenge = rq->authorization ? "Bearer realm=\"anodmd\", error=\"invalid_token\""
                                            : "Bearer realm=\"anodmd\"";
@@ -456,6 +595,11 @@ int routes_handle(app *a, const request *rq, reply *out) {
     }
     if (!found) {
         routes_error(out, 404, "not_found", "no such route");
+        return 0;
+    }
+    if (!strcmp(found->method, "POST") && !is_json(rq->content_type)) {
+        routes_error(out, 415, "unsupported_media_type",
+                     "the body must be sent as Content-Type: application/json");
         return 0;
     }
     /* The whole request runs on the models current when it began, even across a reload. */

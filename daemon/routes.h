@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
+#include "samples.h"
 
 /* What the handlers serve from. */
 typedef struct {
@@ -23,6 +24,10 @@ typedef struct {
     batcher *batch;
     const auth_keys *keys;       /* wanted on every route but the health probes; NULL: none */
     int max_batch;
+    int dashboard;               /* serve the dashboard's files (GET /, /dashboard/...) */
+    sample_memory *recent;       /* inputs of the last recent_capacity scores; NULL: none */
+    int recent_capacity;
+    int answer_first;            /* answer before the log commit (answer_after_commit off) */
 } app;
 
 /* One whole request. query returns a query-string parameter, or NULL when absent. A
@@ -36,18 +41,20 @@ typedef struct {
     void (*park)(void *conn), (*wake)(void *conn);
     void *conn;
     const char *authorization;   /* the Authorization header, NULL when absent */
+    const char *content_type;    /* the Content-Type header, NULL when absent */
     int draining;                /* the daemon is shutting down: not ready */
 } request;
 
 /* The answer: status, malloc'd body (NULL only when out of memory), its type (NULL:
- * JSON), for a 405 the methods the path allows, and for a 401 the WWW-Authenticate
- * challenge. */
+ * JSON), for a 405 the methods the path allows, for a 401 the WWW-Authenticate
+ * challenge, and for the dashboard's files their Content-Security-Policy. */
 typedef struct {
     int status;
     char *body;
     const char *content_type;
     const char *allow;
     const char *challenge;
+    const char *csp;
 } reply;
 
 /* Route rq to its handler and fill out: 0 when out is filled now, 1 when a worker will

@@ -31,8 +31,10 @@ int signals_init(void) {
     static const int caught[] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++)
         if (sigaction(caught[i], &sa, NULL) != 0) return -1;
+    /* SIGXFSZ too: past a file size limit (RLIMIT_FSIZE) a write then fails with EFBIG,
+     * which the log reports like a full disk, instead of the signal killing the daemon. */
     sa.sa_handler = SIG_IGN;
-    return sigaction(SIGPIPE, &sa, NULL);
+    return sigaction(SIGPIPE, &sa, NULL) || sigaction(SIGXFSZ, &sa, NULL) ? -1 : 0;
 }
 
 int signals_wait(int timeout_ms) {

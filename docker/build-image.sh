@@ -198,7 +198,7 @@ check() {
         sample=$(zcat "$fm/t10k-images-idx3-ubyte.gz" | tail -c +$((17 + (idx - 1) * 784)) | head -c 784 \
                  | od -An -tu1 -v | tr -s ' ' '\n' | grep -v '^$' \
                  | awk '{printf "%s%.4f", (NR > 1 ? "," : ""), $1 / 255}')
-        out=$(curl -sS -w '\n%{http_code}' "$url/v1/score" \
+        out=$(curl -sS -w '\n%{http_code}' "$url/v1/score" -H 'Content-Type: application/json' \
               -d "{\"sample\": [$sample], \"source\": \"image-check\", \"id\": \"t10k-$((idx - 1))\"}")
         echo "POST /v1/score (t10k #$((idx - 1)), class $want): $(echo "$out" | tail -1)"
         echo "$out" | head -1 | cut -c 1-600

@@ -13,6 +13,25 @@
 /* Reals: 9 significant digits round-trip every float and keep scores to 1e-9. */
 #define API_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
 
+/* Make s valid UTF-8 in place: every byte that does not begin a complete, well-formed
+ * sequence (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF) becomes
+ * '?'. Messages quote request bytes (a path segment, a field name cut at a length), and
+ * JSON strings must be UTF-8, or the error itself could not be encoded. */
+static void utf8_scrub(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        int more = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2
+                 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
+        int ok = more >= 0;
+        for (int i = 1; ok && i <= more; i++) ok = (p[i] & 0xC0) == 0x80;   /* stops at NUL */
+        if (ok && more == 2) ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] >= 0xA0);
+        if (ok && more == 3) ok = !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] >= 0x90);
+        if (!ok) *p++ = '?';
+        else p += more + 1;
+    }
+}
+
 void api_error_set(api_error *e, int status, const char *code, const char *fmt, ...) {
     va_list ap;
     e->status = status;
@@ -20,6 +39,8 @@ void api_error_set(api_error *e, int status, const char *code, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    utf8_scrub(e->code);
+    utf8_scrub(e->message);
 }
 
 int api_valid_model_name(const char *s) {
@@ -435,14 +456,15 @@ static json_t *timestamp(int64_t ms) {
 /* The fields a score result and a log record share. */
 static json_t *score_fields(const api_score_record *r) {
     return json_pack("{s:o, s:o, s:o, s:i, s:o, s:b, s:o, s:o, s:o, "
-                     "s:{s:o, s:o, s:o, s:o}, s:[o, o], s:I}",
+                     "s:{s:o, s:o, s:o, s:o, s:o, s:o}, s:[o, o], s:o}",
                      "model", json_string(r->model), "version", json_string(r->version),
                      "id", tag(r->id), "index", r->index, "score", num(r->r.score),
                      "is_anomaly", r->r.is_anomaly, "threshold", num(r->threshold),
                      "p_value", num(r->r.p_value), "raw_score", num(r->r.raw_score), "terms",
                      "d_re", num(r->r.d_re), "d_map", num(r->r.d_map), "z_re", num(r->r.z_re),
-                     "z_map", num(r->r.z_map), "position", num(r->r.pos[0]), num(r->r.pos[1]),
-                     "log_id", (json_int_t)r->log_id);
+                     "z_map", num(r->r.z_map), "d_latent", num(r->r.d_latent), "z_latent",
+                     num(r->r.z_latent), "position", num(r->r.pos[0]), num(r->r.pos[1]),
+                     "log_id", r->log_id > 0 ? json_integer((json_int_t)r->log_id) : json_null());
 }
 
 /* Neighbours of sample i, and with explain its reconstruction and squared error. */
@@ -551,15 +573,17 @@ char *api_encode_model(const api_model_ref *m, int is_default) {
     json_t *o = model_summary(m, is_default);
     if (!o) return NULL;
     json_t *more = json_pack(
-        "{s:{s:s, s:s, s:s, s:I}, s:{s:o, s:i, s:i, s:o, s:i}, "
-        "s:{s:i, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o}}, s:o}",
+        "{s:{s:s, s:s, s:s, s:I}, s:{s:o, s:s, s:i, s:i, s:o, s:i}, "
+        "s:{s:i, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o}, s:{s:o, s:o}}, s:o}",
         "architecture", "recon", a->recon == RECON_BCE ? "bce" : "mse", "encoder", a->enc_spec,
         "decoder", a->dec_spec, "parameters", (json_int_t)d->vae.n_params,
-        "scoring", "alpha", num(d->alpha), "k", d->k, "window", d->window, "perplexity",
+        "scoring", "alpha", num(d->alpha), "term", d->term == TERM_LATENT ? "latent" : "map",
+        "k", d->k, "window", d->window, "perplexity",
         num(d->place.perplexity), "n_ref", d->n_ref,
         "calibration", "n", d->n_cal, "quantile", num(d->quantile), "threshold",
         num(d->threshold), "d_re", "center", num(d->re.center), "scale", num(d->re.scale),
         "d_map", "center", num(d->map.center), "scale", num(d->map.scale),
+        "d_latent", "center", num(d->latent.center), "scale", num(d->latent.scale),
         "provenance", provenance(d->provenance));
     if (!more || json_object_update(o, more)) {
         json_decref(more);

@@ -1,20 +1,17 @@
 /* anodmd as clients see it: the binary named by $ANODMD_BIN (build/anodmd otherwise)
- * started on an ephemeral loopback port with three models made here in-process (a tiny
- * detector saved twice: "tiny" in single mode, the default, and "ctx" in context mode;
- * "swap" starts as a copy of tiny, and the reload test replaces its file),
- * then driven over plain sockets with a small HTTP/1.1 client. The batch window is a
+ * started on an ephemeral loopback port with three models made in-process by the harness
+ * (daemon_harness.h: a tiny detector saved twice, "tiny" in single mode, the default, and
+ * "ctx" in context mode; "swap" starts as a copy of tiny, and the reload test replaces
+ * its file), then driven over plain sockets with the harness's small HTTP/1.1 client. The batch window is a
  * generous 5 ms so that concurrent requests reliably meet in one batch on a busy machine
  * (and a lone request still answers quickly). Every route, every
  * refusal, paging, concurrency and a SIGTERM under load are checked, and the SQLite log
  * is read directly and compared row by row with what the responses acknowledged. */
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,60 +24,12 @@
 
 #include "bundle.h"
 #include "check.h"
-#include "pipeline.h"
+#include "daemon_harness.h"
 #include "scorer.h"
 
-#define SIDE 8
-#define DIM (SIDE * SIDE)
 #define MAX_BATCH 16
 #define MAX_BODY 65536
 #define MAX_ACKED 65536
-
-/* ------------------------------------------------------------------ the models */
-
-/* Normals: one bright row at a random height over dim noise. Anomalies: all zeros, which
- * no model reconstructs exactly and D_RE divides by ~0, so they are flagged whatever
- * the (deliberately tiny) model learnt. */
-static void sample(float *x, rng_t *r, int anomalous) {
-    int row = (int)rng_below(r, SIDE);
-    for (int y = 0; y < SIDE; y++)
-        for (int c = 0; c < SIDE; c++) {
-            float v = 0.05f + 0.85f * (float)(y == row) + 0.05f * rng_uniform(r);
-            x[y * SIDE + c] = anomalous ? 0.0f : v;
-        }
-}
-
-/* A small detector: a dense VAE, a 150-point map, k = 3 neighbours. */
-static int build_detector(detector *d) {
-    dataset data = {.n = 400, .dim = DIM, .channels = 1, .height = SIDE, .width = SIDE};
-    if (!(data.x = malloc(data.n * DIM * sizeof(float)))) return -1;
-    rng_t r;
-    rng_seed(&r, 11);
-    for (size_t i = 0; i < data.n; i++) sample(data.x + i * DIM, &r, 0);
-    vae_arch a = {.in = {1, SIDE, SIDE}, .latent = 3, .recon = RECON_BCE};
-    snprintf(a.name, sizeof a.name, "daemon-test");
-    snprintf(a.enc_spec, sizeof a.enc_spec, "linear(24) relu");
-    snprintf(a.dec_spec, sizeof a.dec_spec, "linear(24) relu linear(64) reshape(1,8,8)");
-    build_opts o;
-    build_opts_default(&o);
-    o.train.epochs = 5;
-    o.train.batch = 50;
-    o.train.threads = 1;
-    o.n_ref = 150;
-    o.cal_frac = 0.25;
-    o.quantile = 0.9;
-    o.tsne.perplexity = 10;
-    o.tsne.n_iter = 250;
-    o.place.perplexity = 10;
-    o.k = 3;
-    o.window = 40;
-    o.cal_batch = 4;
-    char err[256];
-    int rc = detector_build(d, &a, &data, &o, NULL, NULL, NULL, err, sizeof err);
-    CHECK_MSG(rc == 0, "detector_build: %s", err);
-    free(data.x);
-    return rc;
-}
 
 /* ------------------------------------------------------------------ the daemon */
 
@@ -94,57 +43,16 @@ static struct {
     pthread_mutex_t lock;        /* guards acked */
 } D = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static const char *anodmd_bin(void) {
-    const char *b = getenv("ANODMD_BIN");
-    return b && *b ? b : "build/anodmd";
-}
-
-static void file_version(const char *path, char hex[65]) {
-    uint8_t *buf;
-    size_t len;
-    char err[256];
-    hex[0] = 0;
-    if (bundle_read_file(path, (size_t)1 << 30, &buf, &len, err, sizeof err) == 0) {
-        bundle_hash(buf, len, hex);
-        free(buf);
-    }
-}
-
-/* Both bundles, made on first use. */
+/* Both bundles (made once by the harness), and their versions. */
 static int make_bundles(void) {
     if (D.tiny[0]) return 0;
-    detector d;
-    if (build_detector(&d)) return -1;
-    char err[256];
-    snprintf(D.tiny, sizeof D.tiny, "%s/daemon_tiny.anodm", test_tmpdir());
-    snprintf(D.ctx, sizeof D.ctx, "%s/daemon_ctx.anodm", test_tmpdir());
-    int rc = bundle_save(D.tiny, &d, err, sizeof err);
-    CHECK_MSG(rc == 0, "bundle_save: %s", err);
-    d.mode = PLACE_CONTEXT;
-    if (rc == 0) CHECK_MSG((rc = bundle_save(D.ctx, &d, err, sizeof err)) == 0, "%s", err);
-    detector_free(&d);
-    file_version(D.tiny, D.tiny_version);
-    file_version(D.ctx, D.ctx_version);
-    if (rc) D.tiny[0] = 0;
-    return rc;
-}
-
-/* A whole text file (NULL if unreadable); free it. */
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *s = NULL;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (s = malloc((size_t)n + 1))) {
-        s[fread(s, 1, (size_t)n, f)] = 0;
-    }
-    fclose(f);
-    return s;
-}
-
-static void sleep_ms(long ms) {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
+    const test_bundles *b = test_bundles_get();
+    if (!b) return -1;
+    memcpy(D.tiny, b->tiny, sizeof D.tiny);
+    memcpy(D.ctx, b->ctx, sizeof D.ctx);
+    memcpy(D.tiny_version, b->tiny_version, sizeof D.tiny_version);
+    memcpy(D.ctx_version, b->ctx_version, sizeof D.ctx_version);
+    return 0;
 }
 
 static void kill_daemon(void) {
@@ -153,40 +61,6 @@ static void kill_daemon(void) {
         waitpid(D.pid, NULL, 0);
         D.pid = 0;
     }
-}
-
-/* Copy src over dst atomically (a temporary file renamed), as a deployment would. */
-static int install_file(const char *src, const char *dst) {
-    char tmp[600], buf[65536];
-    snprintf(tmp, sizeof tmp, "%s.tmp", dst);
-    FILE *in = fopen(src, "rb"), *out = fopen(tmp, "wb");
-    int rc = in && out ? 0 : -1;
-    for (size_t n; rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0;)
-        if (fwrite(buf, 1, n, out) != n) rc = -1;
-    if (in) fclose(in);
-    if (out && fclose(out)) rc = -1;
-    if (rc == 0) rc = rename(tmp, dst);
-    CHECK_MSG(rc == 0, "cannot install %s as %s", src, dst);
-    return rc;
-}
-
-/* The port anodmd pid says it listens on ("listening on 127.0.0.1:PORT") in its output
- * file log; 0 (the failure reported) if it exits or says nothing for 15 s. */
-static int listening_port(pid_t pid, const char *log) {
-    int port = 0;
-    for (int waited = 0; waited < 15000 && !port; waited += 20) {
-        char *out = slurp(log);
-        const char *at = out ? strstr(out, "listening on 127.0.0.1:") : NULL;
-        if (at) port = atoi(at + strlen("listening on 127.0.0.1:"));
-        free(out);
-        if (port || waitpid(pid, NULL, WNOHANG) == pid) break;
-        sleep_ms(20);
-    }
-    if (port > 0) return port;
-    char *out = slurp(log);
-    check_fail(__FILE__, __LINE__, "anodmd did not start; its output:\n%.2000s", out ? out : "");
-    free(out);
-    return 0;
 }
 
 /* Start anodmd and read its port from "listening on 127.0.0.1:PORT" on its stderr. */
@@ -228,75 +102,15 @@ static int daemon_up(void) {
     return make_bundles() || start_daemon() ? -1 : 0;
 }
 
-/* ------------------------------------------------------------------ a tiny HTTP client */
-
-typedef struct {
-    int status;                  /* 0 when the exchange failed */
-    char *raw;                   /* the whole response */
-    const char *body;
-    json_t *json;                /* the body parsed, or NULL */
-} response;
-
-static void response_free(response *r) {
-    free(r->raw);
-    json_decref(r->json);
-}
+/* ------------------------------------------------------------------ HTTP to D.port */
 
 /* Send req (len bytes) to the daemon and read the response until it closes. */
-static response exchange(const char *req, size_t len) {
-    response r = {0};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)D.port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    struct timeval tv = {10, 0};
-    if (fd < 0) return r;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return r;
-    }
-    for (size_t sent = 0; sent < len;) {
-        ssize_t n = send(fd, req + sent, len - sent, MSG_NOSIGNAL);
-        if (n <= 0) break;            /* the server may answer before reading it all */
-        sent += (size_t)n;
-    }
-    size_t cap = 65536, got = 0;
-    char *buf = malloc(cap);
-    for (ssize_t n; buf && (n = recv(fd, buf + got, cap - got - 1, 0)) > 0;) {
-        got += (size_t)n;
-        if (got + 1 == cap) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) break;
-            buf = b;
-        }
-    }
-    close(fd);
-    if (!buf) return r;
-    buf[got] = 0;
-    r.raw = buf;
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (sscanf(buf, "HTTP/1.1 %d", &r.status) != 1 || !sep) {
-        r.status = 0;
-        return r;
-    }
-    r.body = sep + 4;
-    r.json = json_loads(r.body, 0, NULL);
-    return r;
-}
+static response exchange(const char *req, size_t len) { return http_exchange(D.port, req, len); }
 
 /* METHOD path with an optional JSON body and extra header lines ("Name: value\r\n"...). */
 static response http_with(const char *method, const char *path, const char *body,
                           const char *headers) {
-    size_t blen = body ? strlen(body) : 0, cap = blen + strlen(headers) + 512;
-    char *req = malloc(cap);
-    response r = {0};
-    if (!req) return r;
-    int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                     "%sContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     method, path, headers, blen, body ? body : "");
-    r = exchange(req, (size_t)n);
-    free(req);
-    return r;
+    return http_request(D.port, method, path, body, headers);
 }
 
 /* METHOD path with an optional JSON body. */
@@ -304,63 +118,7 @@ static response http(const char *method, const char *path, const char *body) {
     return http_with(method, path, body, "");
 }
 
-static const char *jstr(json_t *o, const char *key) {
-    return json_string_value(json_object_get(o, key));
-}
-static double jnum(json_t *o, const char *key) {
-    return json_number_value(json_object_get(o, key));
-}
-
-/* The response had this status (and, for errors, this error code). */
-static void expect_status_(const char *file, int line, const response *r, int status,
-                           const char *code) {
-    json_t *err = r->json ? json_object_get(r->json, "error") : NULL;
-    const char *got = err ? jstr(err, "code") : NULL;
-    if (r->status != status || (code && (!got || strcmp(got, code))) ||
-        (code && !jstr(err, "message")))
-        check_fail(file, line, "want %d %s; got:\n%.1500s", status, code ? code : "",
-                   r->raw ? r->raw : "(no response)");
-}
-#define EXPECT_STATUS(r, status, code) expect_status_(__FILE__, __LINE__, &(r), (status), (code))
-
 /* ------------------------------------------------------------------ request bodies */
-
-/* {"samples": [n samples]} (or {"sample": one} when n is 0) with extra members. */
-static char *score_body(const float *x, int n, const char *extra) {
-    json_t *root = json_object(), *list = json_array();
-    for (int i = 0; i < (n ? n : 1); i++) {
-        json_t *s = json_array();
-        for (int j = 0; j < DIM; j++) json_array_append_new(s, json_real(x[i * DIM + j]));
-        json_array_append_new(list, s);
-    }
-    if (n) json_object_set_new(root, "samples", list);
-    else {
-        json_object_set(root, "sample", json_array_get(list, 0));
-        json_decref(list);
-    }
-    char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    json_decref(root);
-    if (!text || !extra) return text;
-    /* extra is ",\"key\":value..." spliced before the closing brace */
-    char *out = malloc(strlen(text) + strlen(extra) + 1);
-    if (out) sprintf(out, "%.*s%s}", (int)strlen(text) - 1, text, extra);
-    free(text);
-    return out;
-}
-
-/* A sample as JSON text: first, then zeros, n values in all. */
-static void zero_sample(char *out, size_t cap, const char *first, int n) {
-    size_t at = (size_t)snprintf(out, cap, "[%s", first);
-    for (int i = 1; i < n && at + 3 < cap; i++) at += (size_t)snprintf(out + at, cap - at, ",0");
-    snprintf(out + at, cap - at, "]");
-}
-
-/* {"sample": zero_sample(first, n)}. */
-static void single_body(char *out, size_t cap, const char *first, int n) {
-    char s[256];
-    zero_sample(s, sizeof s, first, n);
-    snprintf(out, cap, "{\"sample\":%s}", s);
-}
 
 /* Remember the log ids of a successful score response. */
 static void remember(const response *r) {
@@ -386,33 +144,9 @@ static response score(const char *path, const float *x, int n, const char *extra
     return r;
 }
 
-static void fresh_samples(float *x, int n, uint64_t seed, int anomalous) {
-    rng_t r;
-    rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) sample(x + i * DIM, &r, anomalous);
-}
-
 /* ------------------------------------------------------------------ the log */
 
-static sqlite3 *open_log(void) {
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        check_fail(__FILE__, __LINE__, "cannot open %s: %s", D.db, db ? sqlite3_errmsg(db) : "");
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    return db;
-}
-
-static long long log_int(sqlite3 *db, const char *sql) {
-    sqlite3_stmt *st;
-    long long v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
-    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
+static sqlite3 *open_log(void) { return log_open_readonly(D.db); }
 
 static long long log_rows(void) {
     sqlite3 *db = open_log();
@@ -430,7 +164,7 @@ static void check_row(sqlite3 *db, json_t *res, const char *model, const char *v
     sqlite3_stmt *st;
     CHECK(sqlite3_prepare_v2(db, "SELECT model, version, request_id, source, idx, score, "
                              "is_anomaly, threshold, p_value, raw_score, d_re, d_map, x, y, "
-                             "nearest_ref, ts_ms FROM scores WHERE id = ?1",
+                             "nearest_ref, ts_ms, d_latent, z_latent FROM scores WHERE id = ?1",
                              -1, &st, NULL) == SQLITE_OK);
     sqlite3_bind_int64(st, 1, json_integer_value(json_object_get(res, "log_id")));
     if (sqlite3_step(st) != SQLITE_ROW) {
@@ -461,36 +195,12 @@ static void check_row(sqlite3 *db, json_t *res, const char *model, const char *v
     long long now_ms = (long long)time(NULL) * 1000;
     long long ts = sqlite3_column_int64(st, 15);
     CHECK(ts > now_ms - 600000 && ts <= now_ms + 1000);
+    CHECK_REL(sqlite3_column_double(st, 16), jnum(terms, "d_latent"));
+    CHECK_REL(sqlite3_column_double(st, 17), jnum(terms, "z_latent"));
     sqlite3_finalize(st);
 }
 
 /* ------------------------------------------------------------------ tests */
-
-/* Runs `anodmd ARGS` with output to a file; returns the exit code, output in *out. */
-static int run_anodmd(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run_anodmd(char **out, const char *fmt, ...) {
-    char args[2048], cmd[4096], path[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(path, sizeof path, "%s/daemon_cli.txt", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>&1", anodmd_bin(), args, path);
-    int status = system(cmd);
-    *out = slurp(path);
-    if (!*out) *out = strdup("");
-    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-#define EXPECT_CLI(code, want, ...)                                                     \
-    do {                                                                                \
-        char *out_;                                                                     \
-        int rc_ = run_anodmd(&out_, __VA_ARGS__);                                       \
-        CHECK_MSG(rc_ == (code) && out_ && strstr(out_, (want)),                         \
-                  "exit %d (want %d), want '%s' in:\n%.1500s", rc_, (code), (want),       \
-                  out_ ? out_ : "");                                                    \
-        free(out_);                                                                     \
-    } while (0)
 
 TEST(daemon_settings) {
     if (make_bundles()) return;
@@ -579,18 +289,22 @@ TEST(daemon_health_and_models) {
     response_free(&r);
 }
 
-/* Every operation proto/openapi.yaml documents is routed (the reverse: it lists 16). */
+/* Every operation proto/openapi.yaml documents is routed (the reverse: it lists 19). */
 TEST(daemon_openapi_routes) {
     if (daemon_up()) return;
     FILE *f = fopen("proto/openapi.yaml", "r");
     CHECK_MSG(f != NULL, "proto/openapi.yaml (run from the repository root)");
     if (!f) return;
     char line[512], path[256] = "", method[16];
-    int operations = 0;
+    int operations = 0, in_path = 0;
     while (fgets(line, sizeof line, f)) {
-        if (line[0] != ' ') path[0] = 0;          /* paths end where "components:" starts */
-        if (sscanf(line, "  /%255[^:]:", path) == 1 && line[2] == '/') continue;
-        if (sscanf(line, "    %15[a-z]:", method) != 1 || line[4] == ' ' || !path[0]) continue;
+        if (line[0] != ' ') in_path = 0;          /* paths end where "components:" starts */
+        if (!strncmp(line, "  /", 3)) {           /* "  /v1/score:", or the root, "  /:" */
+            in_path = 1;
+            if (sscanf(line, "  /%255[^:]:", path) != 1) path[0] = 0;
+            continue;
+        }
+        if (sscanf(line, "    %15[a-z]:", method) != 1 || line[4] == ' ' || !in_path) continue;
         if (strcmp(method, "get") && strcmp(method, "post")) continue;
         char url[300] = "/", *brace;
         strncat(url, path, sizeof url - 2);
@@ -609,7 +323,7 @@ TEST(daemon_openapi_routes) {
         operations++;
     }
     fclose(f);
-    CHECK_MSG(operations == 16, "%d operations documented, 16 routed", operations);
+    CHECK_MSG(operations == 19, "%d operations documented, 19 routed", operations);
 }
 
 /* The daemon scores exactly as the scorer does in-process, and logs what it answered. */
@@ -743,7 +457,7 @@ TEST(daemon_bad_requests) {
         {"DELETE", "/v1/models/tiny", NULL, 405, "method_not_allowed"},
         {"POST", "/v1/models", "{}", 405, "method_not_allowed"},
         {"GET", "/v2/nothing", NULL, 404, "not_found"},
-        {"GET", "/", NULL, 404, "not_found"},
+        {"GET", "/v1", NULL, 404, "not_found"},          /* GET / is the dashboard */
         {"GET", "/v1/models//score", NULL, 404, "not_found"},
         {"GET", "/v1/scores?limit=0", NULL, 400, "invalid_query"},
         {"GET", "/v1/scores?limit=1001", NULL, 400, "invalid_query"},
@@ -853,8 +567,9 @@ TEST(daemon_log_schema) {
     if (daemon_up()) return;
     sqlite3 *db = open_log();
     if (!db) return;
-    CHECK(log_int(db, "PRAGMA user_version") == 1);
+    CHECK(log_int(db, "PRAGMA user_version") == 2);
     CHECK(log_int(db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'") == 1);
+    CHECK(log_int(db, "SELECT count(*) FROM scores WHERE d_latent IS NULL") == 0);
     CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                       "('scores_by_model', 'scores_by_source', 'scores_anomalies')") == 3);
     sqlite3_close(db);
@@ -920,6 +635,9 @@ TEST(daemon_metrics) {
     CHECK_NEAR(metric(after, big) - fmax(metric(before, big), 0), 0, 0);   /* 5 > 4 */
     CHECK(metric(after, "anodmd_db_write_seconds_count") > metric(before, "anodmd_db_write_seconds_count"));
     CHECK(metric(after, "anodmd_db_errors_total") == 0);
+    const char *scores = "anodmd_score_count{model=\"tiny\"}";
+    CHECK(metric(after, scores) - fmax(metric(before, scores), 0) >= 3);   /* the normals */
+    CHECK(metric(after, scores) == metric(after, "anodmd_score_bucket{model=\"tiny\",le=\"+Inf\"}"));
     CHECK(metric(after, "anodmd_models_loaded") == 3);
     CHECK(metric(after, "anodmd_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"}") >= 3);
     CHECK(strstr(after, "# TYPE anodmd_http_request_duration_seconds histogram") != NULL);
@@ -1246,35 +964,6 @@ TEST(daemon_sd_notify) {
     unlink(sock);
 }
 
-/* Start another anodmd on a free port with args (NULL-terminated), output to log; its
- * pid and *port (0 when it did not start, the failure reported). */
-static pid_t spawn_anodmd(const char *log, const char *const *args, int *port) {
-    const char *argv[32] = {"anodmd", "--port", "0"};
-    int n = 3;
-    while (*args && n < 31) argv[n++] = *args++;
-    argv[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (!freopen(log, "w", stderr)) _exit(127);
-        dup2(fileno(stderr), fileno(stdout));
-        execv(anodmd_bin(), (char *const *)argv);
-        _exit(127);
-    }
-    *port = pid > 0 ? listening_port(pid, log) : 0;
-    return pid;
-}
-
-/* SIGTERM pid and check that it exits 0. */
-static void stop_anodmd(pid_t pid) {
-    int status = -1;
-    if (pid <= 0) return;
-    kill(pid, SIGTERM);
-    waitpid(pid, &status, 0);
-    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
-}
-
 #define KEY_A "list-key-0123456789abcdef"
 #define KEY_B "list-key-second-ABCDEFGHIJ"
 #define KEY_F "file-key-0123456789ABCDEF+/="
@@ -1363,6 +1052,103 @@ TEST(daemon_api_keys) {
     free(out);
 }
 
+/* answer_after_commit off: the answer comes first, without a log id; the row follows. */
+TEST(daemon_answer_before_commit) {
+    if (make_bundles()) return;
+    char db_path[600], log[600], model[600];
+    snprintf(db_path, sizeof db_path, "%s/daemon_early.db", test_tmpdir());
+    snprintf(log, sizeof log, "%s/daemon_early_stderr.txt", test_tmpdir());
+    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    EXPECT_CLI(2, "answer_after_commit", "--model %s --answer-after-commit maybe --check-config",
+               model);
+    const char *args[] = {"--model", model, "--db", db_path, "--answer-after-commit", "off", NULL};
+    int port;
+    pid_t pid = spawn_anodmd(log, args, &port);
+    if (port) {
+        float x[3 * DIM];
+        fresh_samples(x, 3, 5, 0);
+        char *body = score_body(x, 3, ",\"id\":\"early\"");
+        response r = http_request(port, "POST", "/v1/score", body, "");
+        EXPECT_STATUS(r, 200, NULL);
+        json_t *res = json_object_get(r.json, "results");
+        CHECK(json_array_size(res) == 3);
+        for (size_t i = 0; i < json_array_size(res); i++) {
+            json_t *one = json_array_get(res, i);
+            CHECK(json_is_null(json_object_get(one, "log_id")) &&
+                  json_is_number(json_object_get(one, "score")));
+        }
+        response_free(&r);
+        free(body);
+        /* The rows are committed all the same, soon after. */
+        int seen = 0;
+        for (int tries = 0; tries < 100 && seen < 3; tries++) {
+            r = http_request(port, "GET", "/v1/scores?since_id=0", NULL, "");
+            seen = (int)json_array_size(json_object_get(r.json, "scores"));
+            response_free(&r);
+            if (seen < 3) sleep_ms(50);
+        }
+        CHECK_MSG(seen == 3, "%d of 3 rows in the log", seen);
+    }
+    stop_anodmd(pid);
+    LOG_INTACT(db_path, 3);
+}
+
+/* A log written by schema version 1 (before the latent term) is migrated at start: its
+ * rows kept, with the new columns NULL (served as null), new rows complete. */
+TEST(daemon_log_migrates_version_1) {
+    if (make_bundles()) return;
+    char db_path[600], log[600], model[600];
+    snprintf(db_path, sizeof db_path, "%s/daemon_v1.db", test_tmpdir());
+    snprintf(log, sizeof log, "%s/daemon_v1_stderr.txt", test_tmpdir());
+    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(db_path, &db) == SQLITE_OK &&
+          sqlite3_exec(db,
+              "PRAGMA journal_mode = WAL;"
+              "CREATE TABLE scores (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL,"
+              "  model TEXT NOT NULL, version TEXT NOT NULL, request_id TEXT, source TEXT,"
+              "  idx INTEGER NOT NULL, score REAL, raw_score REAL, is_anomaly INTEGER NOT NULL,"
+              "  threshold REAL, p_value REAL, d_re REAL, d_map REAL, z_re REAL, z_map REAL,"
+              "  x REAL, y REAL, nearest_ref INTEGER, nearest_distance REAL);"
+              "CREATE INDEX scores_by_model ON scores(model, id);"
+              "CREATE INDEX scores_by_source ON scores(source, id);"
+              "CREATE INDEX scores_anomalies ON scores(id) WHERE is_anomaly = 1;"
+              "INSERT INTO scores VALUES (1, 1764000000000, 'tiny', 'v1', 'old', NULL, 0, 0.5,"
+              "  0.4, 0, 3.0, 0.5, 0.1, 0.2, 0.3, 0.4, 1.0, 2.0, 7, 0.25);"
+              "PRAGMA user_version = 1;", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    const char *args[] = {"--model", model, "--db", db_path, NULL};
+    int port;
+    pid_t pid = spawn_anodmd(log, args, &port);
+    if (port) {
+        char one[600];
+        single_body(one, sizeof one, "0.5", DIM);
+        response r = http_request(port, "POST", "/v1/score", one, "");
+        EXPECT_STATUS(r, 200, NULL);
+        response_free(&r);
+        r = http_request(port, "GET", "/v1/scores/1", NULL, "");
+        EXPECT_STATUS(r, 200, NULL);
+        json_t *terms = json_object_get(r.json, "terms");
+        CHECK(!strcmp(jstr(r.json, "id"), "old") && jnum(terms, "d_map") == 0.2);
+        CHECK(json_is_null(json_object_get(terms, "d_latent")) &&
+              json_is_null(json_object_get(terms, "z_latent")));
+        response_free(&r);
+        r = http_request(port, "GET", "/v1/scores/2", NULL, "");
+        terms = json_object_get(r.json, "terms");
+        CHECK(json_is_number(json_object_get(terms, "d_latent")) &&
+              json_is_number(json_object_get(terms, "z_latent")));
+        response_free(&r);
+    }
+    stop_anodmd(pid);
+    if ((db = log_open_readonly(db_path))) {
+        CHECK(log_int(db, "PRAGMA user_version") == 2);
+        CHECK(log_int(db, "SELECT count(*) FROM scores") == 2);
+        CHECK(log_int(db, "SELECT count(*) FROM scores WHERE d_latent IS NULL") == 1);
+        sqlite3_close(db);
+    }
+    LOG_INTACT(db_path, 2);
+}
+
 /* The log keeps rows for retention_days and at most retention_rows of them, trimmed
  * by the writer as the daemon runs. */
 TEST(daemon_retention) {
@@ -1377,14 +1163,8 @@ TEST(daemon_retention) {
     pid_t pid = spawn_anodmd(log, args, &port);
     if (!port) return;
     D.port = port;              /* http() talks to this daemon until the end */
-    float x[40 * DIM];
-    fresh_samples(x, 40, 31, 0);
-    char *body = score_body(x, 10, NULL);
-    response r = http("POST", "/v1/score", body);
-    EXPECT_STATUS(r, 200, NULL);
-    response_free(&r);
-    free(body);
-    /* Three rows from ten days ago, as an older daemon would have left them. */
+    /* Three rows from ten days ago, as an older daemon would have left them (so with the
+     * lowest ids: retention never deletes the newest row, whatever its age). */
     sqlite3 *db = NULL;
     CHECK(sqlite3_open(db_path, &db) == SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
@@ -1395,6 +1175,13 @@ TEST(daemon_retention) {
              (long long)(time(NULL) - 10 * 86400) * 1000,
              (long long)(time(NULL) - 8 * 86400) * 1000);
     CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+    float x[40 * DIM];
+    fresh_samples(x, 40, 31, 0);
+    char *body = score_body(x, 10, NULL);
+    response r = http("POST", "/v1/score", body);
+    EXPECT_STATUS(r, 200, NULL);
+    response_free(&r);
+    free(body);
     long long old = 3;
     for (int waited = 0; waited < 5000 && old; waited += 50, sleep_ms(50))
         old = log_int(db, "SELECT count(*) FROM scores WHERE model = 'old'");
@@ -1416,6 +1203,201 @@ TEST(daemon_retention) {
     CHECK(log_int(db, "SELECT min(id) FROM scores") == newest - 29);
     sqlite3_close(db);
     D.port = saved;
+    stop_anodmd(pid);
+}
+
+/* ------------------------------------------------------------------ the dashboard */
+
+/* GET / and the dashboard's files: embedded, typed, under a Content-Security-Policy;
+ * unknown files are 404 and the page is only read. */
+TEST(daemon_dashboard_files) {
+    if (daemon_up()) return;
+    response r = http("GET", "/", NULL);
+    CHECK_MSG(r.status == 200 && strstr(r.raw, "\r\nContent-Type: text/html") &&
+              strstr(r.raw, "\r\nContent-Security-Policy: default-src 'self'") &&
+              strstr(r.raw, "\r\nX-Content-Type-Options: nosniff") &&
+              strstr(r.body, "/dashboard/app.js") && strstr(r.body, "/dashboard/style.css"),
+              "%.1000s", r.raw ? r.raw : "(no response)");
+    response_free(&r);
+    static const char *const files[][2] = {{"/dashboard/app.js", "text/javascript"},
+                                           {"/dashboard/style.css", "text/css"},
+                                           {"/dashboard/index.html", "text/html"}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char want[80];
+        snprintf(want, sizeof want, "\r\nContent-Type: %s", files[i][1]);
+        r = http("GET", files[i][0], NULL);
+        CHECK_MSG(r.status == 200 && strstr(r.raw, want) && strlen(r.body) > 100, "%s: %.500s",
+                  files[i][0], r.raw ? r.raw : "(no response)");
+        response_free(&r);
+    }
+    r = http("GET", "/dashboard/nope.js", NULL);
+    EXPECT_STATUS(r, 404, "not_found");
+    response_free(&r);
+    r = http("GET", "/dashboard/../README.md", NULL);
+    EXPECT_STATUS(r, 404, "not_found");
+    response_free(&r);
+    r = http("POST", "/", "{}");
+    EXPECT_STATUS(r, 405, "method_not_allowed");
+    response_free(&r);
+}
+
+/* The log ids of a score response's results, into id (room for n). */
+static void result_ids(const response *r, int64_t *id, int n) {
+    json_t *res = json_object_get(r->json, "results");
+    for (int i = 0; i < n; i++) id[i] = (int64_t)jnum(json_array_get(res, (size_t)i), "log_id");
+}
+
+/* GET path: the log ids of its page, in order, into id (room for cap); how many, or -1. */
+static int page_ids(const char *path, int64_t *id, int cap) {
+    response r = http("GET", path, NULL);
+    EXPECT_STATUS(r, 200, NULL);
+    json_t *scores = json_object_get(r.json, "scores");
+    int n = scores ? (int)json_array_size(scores) : -1;
+    for (int i = 0; i < n && i < cap; i++) id[i] = (int64_t)jnum(json_array_get(scores, (size_t)i), "log_id");
+    if (n > 0 && (int64_t)jnum(r.json, "next_since_id") != id[n < cap ? n - 1 : cap - 1])
+        check_fail(__FILE__, __LINE__, "%s: next_since_id is not the last row's", path);
+    response_free(&r);
+    return n;
+}
+
+/* before_id pages back from the newest rows: the newest `limit` below it, oldest first,
+ * combined with since_id and the filters. */
+TEST(daemon_scores_before_id) {
+    if (daemon_up()) return;
+    float x[6 * DIM];
+    int64_t id[6], got[10];
+    fresh_samples(x, 6, 606, 0);
+    response s = score("/v1/models/tiny/score", x, 6, ",\"source\":\"before-test\"");
+    result_ids(&s, id, 6);
+    response_free(&s);
+    char path[200];
+    snprintf(path, sizeof path, "/v1/scores?source=before-test&before_id=%lld&limit=2",
+             (long long)id[5]);
+    CHECK(page_ids(path, got, 10) == 2 && got[0] == id[3] && got[1] == id[4]);
+    snprintf(path, sizeof path, "/v1/scores?source=before-test&model=tiny&before_id=%lld"
+             "&since_id=%lld&limit=10", (long long)id[5], (long long)id[1]);
+    CHECK(page_ids(path, got, 10) == 3 && got[0] == id[2] && got[2] == id[4]);
+    CHECK(page_ids("/v1/scores?source=before-test&before_id=9223372036854775807&limit=1", got,
+                   10) == 1 && got[0] == id[5]);
+    snprintf(path, sizeof path, "/v1/scores?source=before-test&before_id=%lld", (long long)id[0]);
+    CHECK(page_ids(path, got, 10) == 0);
+    static const char *const bad[] = {"/v1/scores?before_id=0", "/v1/scores?before_id=x",
+                                      "/v1/scores?before_id=-3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        response r = http("GET", bad[i], NULL);
+        EXPECT_STATUS(r, 400, "invalid_query");
+        response_free(&r);
+    }
+}
+
+/* Two JSON arrays of numbers agree to the encoding's precision. */
+static int same_numbers(json_t *a, json_t *b) {
+    if (!json_is_array(a) || !json_is_array(b) || json_array_size(a) != json_array_size(b))
+        return 0;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        double u = json_number_value(json_array_get(a, i)), v = json_number_value(json_array_get(b, i));
+        if (fabs(u - v) > 1e-8 + 1e-7 * fabs(v)) return 0;
+    }
+    return 1;
+}
+
+/* GET /v1/scores/{id}/sample: the input the daemon holds, with its reconstruction, error
+ * and neighbours as an explained score gives them. */
+TEST(daemon_sample_view) {
+    if (daemon_up()) return;
+    float x[2 * DIM];
+    fresh_samples(x, 2, 707, 1);
+    x[DIM + 5] = 0.25f;
+    response s = score("/v1/models/tiny/score", x, 2, ",\"explain\":true");
+    json_t *res = json_array_get(json_object_get(s.json, "results"), 1);
+    char path[100];
+    snprintf(path, sizeof path, "/v1/scores/%lld/sample", (long long)jnum(res, "log_id"));
+    response r = http("GET", path, NULL);
+    EXPECT_STATUS(r, 200, NULL);
+    json_t *v = r.json, *shape = json_object_get(v, "shape"), *in = json_object_get(v, "input");
+    CHECK(res && v && jnum(v, "log_id") == jnum(res, "log_id"));
+    CHECK(v && !strcmp(jstr(v, "model"), "tiny") && !strcmp(jstr(v, "version"), D.tiny_version));
+    CHECK(json_array_size(shape) == 3 && json_integer_value(json_array_get(shape, 0)) == 1 &&
+          json_integer_value(json_array_get(shape, 1)) == SIDE &&
+          json_integer_value(json_array_get(shape, 2)) == SIDE);
+    int same_input = json_array_size(in) == DIM;
+    for (int j = 0; same_input && j < DIM; j++)
+        same_input = (float)json_number_value(json_array_get(in, (size_t)j)) == x[DIM + j];
+    CHECK_MSG(same_input, "the input held is not the one scored");
+    CHECK(same_numbers(json_object_get(v, "reconstruction"), json_object_get(res, "reconstruction")));
+    CHECK(same_numbers(json_object_get(v, "squared_error"), json_object_get(res, "squared_error")));
+    json_t *nb = json_object_get(v, "neighbors"), *want = json_object_get(res, "neighbors");
+    CHECK(json_array_size(nb) == 3 && json_array_size(want) == 3);
+    for (size_t i = 0; i < json_array_size(want); i++)
+        CHECK(jnum(json_array_get(nb, i), "ref") == jnum(json_array_get(want, i), "ref") &&
+              fabs(jnum(json_array_get(nb, i), "distance") -
+                   jnum(json_array_get(want, i), "distance")) < 1e-6);
+    response_free(&r);
+    response_free(&s);
+    r = http("GET", "/v1/scores/abc/sample", NULL);
+    EXPECT_STATUS(r, 400, "invalid_request");
+    response_free(&r);
+    r = http("GET", "/v1/scores/987654321/sample", NULL);
+    EXPECT_STATUS(r, 404, "not_found");
+    response_free(&r);
+}
+
+/* GET path on the daemon at port: its status, and the body contains want (NULL: any). */
+static void expect_get_(const char *file, int line, int port, const char *path, int status,
+                        const char *want) {
+    int saved = D.port;
+    D.port = port;
+    response r = http("GET", path, NULL);
+    D.port = saved;
+    if (r.status != status || (want && (!r.body || !strstr(r.body, want))))
+        check_fail(file, line, "GET %s: want %d '%s'; got:\n%.800s", path, status,
+                   want ? want : "", r.raw ? r.raw : "(no response)");
+    response_free(&r);
+}
+#define EXPECT_GET(port, path, status, want) expect_get_(__FILE__, __LINE__, port, path, status, want)
+
+/* dashboard = off serves no page, recent_samples = 0 holds no input; with API keys the
+ * page loads without one (it holds no data) and what it reads wants one. */
+TEST(daemon_dashboard_settings) {
+    if (make_bundles()) return;
+    EXPECT_CLI(2, "--dashboard: dashboard wants on or off, not 'maybe'",
+               "--check-config --model %s --dashboard maybe", D.tiny);
+    EXPECT_CLI(0, "dashboard = on", "--check-config --model %s", D.tiny);
+    EXPECT_CLI(0, "dashboard = off", "--check-config --model %s --dashboard off", D.tiny);
+    EXPECT_CLI(0, "recent_samples = 1000", "--check-config --model %s", D.tiny);
+    EXPECT_CLI(2, "recent_samples wants an integer", "--check-config --model %s "
+               "--recent-samples -1", D.tiny);
+    char db[600], log[600], model[600], one[600];
+    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    single_body(one, sizeof one, "0.5", DIM);
+    snprintf(db, sizeof db, "%s/daemon_dash_off.db", test_tmpdir());
+    snprintf(log, sizeof log, "%s/daemon_dash_off_stderr.txt", test_tmpdir());
+    const char *off[] = {"--model", model, "--db", db, "--dashboard", "off",
+                         "--recent-samples", "0", NULL};
+    int port;
+    pid_t pid = spawn_anodmd(log, off, &port);
+    if (port) {
+        EXPECT_GET(port, "/", 404, "the dashboard is turned off");
+        EXPECT_GET(port, "/dashboard/app.js", 404, "the dashboard is turned off");
+        EXPECT_AUTH(port, "POST", "/v1/score", one, NULL, 200);
+        EXPECT_GET(port, "/v1/scores/1/sample", 404, "recent_samples = 0");
+        EXPECT_GET(port, "/v1/scores/1", 200, "\"log_id\":1");
+    }
+    stop_anodmd(pid);
+    snprintf(db, sizeof db, "%s/daemon_dash_keys.db", test_tmpdir());
+    snprintf(log, sizeof log, "%s/daemon_dash_keys_stderr.txt", test_tmpdir());
+    const char *keys[] = {"--model", model, "--db", db, "--api-keys", KEY_A,
+                          "--recent-samples", "2", NULL};
+    pid = spawn_anodmd(log, keys, &port);
+    if (port) {
+        EXPECT_GET(port, "/", 200, "<!doctype html>");
+        EXPECT_GET(port, "/dashboard/app.js", 200, NULL);
+        EXPECT_AUTH(port, "GET", "/v1/scores/1/sample", NULL, NULL, 401);
+        for (int i = 0; i < 3; i++) EXPECT_AUTH(port, "POST", "/v1/score", one, "Bearer " KEY_A, 200);
+        /* Two held: the oldest of three has gone. */
+        EXPECT_AUTH(port, "GET", "/v1/scores/1/sample", NULL, "Bearer " KEY_A, 404);
+        EXPECT_AUTH(port, "GET", "/v1/scores/3/sample", NULL, "Bearer " KEY_A, 200);
+    }
     stop_anodmd(pid);
 }
 

@@ -8,8 +8,10 @@
  * fuzz_regression_<target>_<what>. */
 #include "check.h"
 #include "net.h"
+#include "tsne.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,4 +164,42 @@ static const uint8_t NET_CONVT1D_STRIDE[] = "1,1,4096\nconvtranspose1d(1,3,10000
 
 TEST(fuzz_regression_net_convtranspose1d_stride) {
     EXPECT_REFUSED(net_refuses, NET_CONVT1D_STRIDE);
+}
+
+/* ------------------------------------------------------------------ fuzz_router */
+
+/* fuzz_router (5 minutes, 2026-11-28): a sample with one value of 5.2e28 gave the tiny
+ * fuzz model a finite latent but a NaN map position, and D_MAP then converted
+ * floor(NaN) to int, which is undefined (UBSan: "-nan is outside the range of
+ * representable values of type 'int'", core/tsne_place.c). The daemon now refuses such
+ * a request (400 not_finite, tests/test_daemon_abuse.c), and tsne_map_dmap answers NaN,
+ * with valid indices, for a position that is not finite. */
+static int dmap_of_non_finite(const uint8_t *data, size_t len) {
+    (void)data;
+    (void)len;
+    enum { N = 10 };
+    float X[N * 2], Y[N * 2];
+    for (int i = 0; i < N; i++) {
+        X[2 * i] = (float)i, X[2 * i + 1] = (float)(i % 3);
+        Y[2 * i] = (float)(i % 4), Y[2 * i + 1] = (float)(i / 4);
+    }
+    char err[256];
+    tsne_map *m = tsne_map_create(X, Y, N, 2, 0, err, sizeof err);
+    if (!m) return 1;
+    const float at[][2] = {{NAN, 0}, {0, NAN}, {INFINITY, 1}, {1, -INFINITY}};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        int idx[3] = {-1, -1, -1};
+        float dist[3];
+        double d = tsne_map_dmap(m, at[i], 3, idx, dist);
+        bad += !isnan(d);
+        for (int j = 0; j < 3; j++) bad += idx[j] < 0 || idx[j] >= N || !isnan(dist[j]);
+    }
+    tsne_map_free(m);
+    return bad ? 1 : 0;
+}
+
+TEST(fuzz_regression_router_nan_position) {
+    static const uint8_t none[1] = {0};
+    EXPECT_REFUSED(dmap_of_non_finite, none);
 }

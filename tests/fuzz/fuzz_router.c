@@ -5,9 +5,9 @@
  * body. Both get every input. Behind routes_handle sits a real app, made once: one
  * model ("tiny", the detector of fuzz_model.c, saved as a bundle and loaded through
  * registry_load), a score log (SQLite, in a private directory under /dev/shm or /tmp,
- * removed at exit), metrics and one batching worker; so a fuzzed path that reaches a
- * handler runs it for real: scoring, the log queries, the map, stats and the metrics
- * page. A request the handler hands to the worker (routes_handle returns 1) is waited
+ * removed at exit), metrics, one batching worker, the dashboard's files and a store of
+ * the 16 most recent inputs; so a fuzzed path that reaches a handler runs it for real:
+ * scoring, the log queries, the map, stats, the metrics page and the sample view. A request the handler hands to the worker (routes_handle returns 1) is waited
  * for, as the HTTP layer's park/wake would. No API keys are set. Input layout:
  *     METHOD PATH\n
  *     key=value\n ...      query parameters, up to 8, ended by an empty line
@@ -47,6 +47,7 @@ static void cleanup(void) {
         batch_free(the_app.batch);
     }
     if (the_app.log) scorelog_close(the_app.log);
+    samples_free(the_app.recent);
     registry_free(&reg);
     metrics_free(the_app.metrics);
     char wal[160], shm[160];
@@ -57,7 +58,7 @@ static void cleanup(void) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    char err[512];
+    char err[512] = "";
     detector d;
     snprintf(dir, sizeof dir, "%s/anodm-fuzz-XXXXXX",
              access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
@@ -79,11 +80,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     if (!the_app.metrics ||
         registry_load(&reg, specs, 1, the_app.max_batch, err, sizeof err) != 0 ||
         !(the_app.log = scorelog_open(db_path, the_app.metrics, err, sizeof err)) ||
-        !(the_app.batch = batch_start(1, 0, the_app.metrics, err, sizeof err))) {
-        fprintf(stderr, "fuzz_router: %s\n", err);
+        !(the_app.batch = batch_start(1, 0, the_app.metrics, err, sizeof err)) ||
+        !(the_app.recent = samples_create(the_app.recent_capacity = 16))) {
+        fprintf(stderr, "fuzz_router: %s\n", err[0] ? err : "out of memory");
         exit(1);
     }
     the_app.reg = &reg;
+    the_app.dashboard = 1;
     atexit(cleanup);
     return 0;
 }
@@ -141,7 +144,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     if (!routes_label(path)) __builtin_trap();
     request rq = {.method = method, .path = path, .body = body, .len = body_len,
-                  .query = lookup, .park = park, .wake = wake, .conn = &q};
+                  .query = lookup, .park = park, .wake = wake, .conn = &q,
+                  .content_type = "application/json"};
     reply out = {0};
     if (routes_handle(&the_app, &rq, &out) == 1) {   /* a worker answers: wait for it */
         pthread_mutex_lock(&q.lock);
