@@ -13,11 +13,12 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+
+#include "errmsg.h"
 
 /* Largest file read (after decompression): bounds memory even for a gzip bomb. */
 #define MAX_FILE_BYTES ((size_t)1 << 31)
@@ -27,28 +28,6 @@
 #define READ_CHUNK (1u << 30) /* gzread takes an unsigned and returns an int */
 
 /* ------------------------------------------------------------------ helpers */
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Formats the message into err and returns -1, so that error paths are one statement. */
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-/* Puts "path: " in front of the message a parser left in err. */
-static void prefix_path(char *err, size_t errlen, const char *path) {
-    char msg[512];
-    if (!err || !errlen) return;
-    snprintf(msg, sizeof msg, "%s", err);
-    snprintf(err, errlen, "%s: %s", path, msg);
-}
 
 /* "28x28"-style text for the shape of one sample, dims[1..ndim-1]. */
 static void format_sample_shape(char *out, size_t outlen, const uint64_t *dims, int ndim) {
@@ -69,7 +48,7 @@ static int count_values(const uint64_t *dims, int ndim, uint64_t *values, char *
     uint64_t v = 1;
     for (int i = 0; i < ndim; i++) {
         if (dims[i] > DATASET_MAX_VALUES || (v *= dims[i]) > DATASET_MAX_VALUES)
-            return fail(err, errlen, "too large: more than %zu values (limit)",
+            return err_fail(err, errlen, "too large: more than %zu values (limit)",
                         (size_t)DATASET_MAX_VALUES);
     }
     *values = v;
@@ -125,7 +104,7 @@ static int decode_samples(float *dst, const uint8_t *src, size_t count, size_t d
     for (size_t i = 0; i < count; i++, src += t.size) {
         double v = elem_value(src, t);
         if (!(fabs(v) <= FLT_MAX))
-            return fail(err, errlen, "sample %zu, value %zu: %g is not a finite float32",
+            return err_fail(err, errlen, "sample %zu, value %zu: %g is not a finite float32",
                         i / dim, i % dim, v);
         dst[i] = (float)v;
     }
@@ -137,7 +116,7 @@ static int decode_labels(int32_t *dst, const uint8_t *src, size_t count, elem_ty
     for (size_t i = 0; i < count; i++, src += t.size) {
         double v = elem_value(src, t);
         if (v < INT32_MIN || v > INT32_MAX)
-            return fail(err, errlen, "label %zu (%.0f) does not fit in int32", i, v);
+            return err_fail(err, errlen, "label %zu (%.0f) does not fit in int32", i, v);
         dst[i] = (int32_t)v;
     }
     return 0;
@@ -150,10 +129,10 @@ static int check_payload(uint64_t values, elem_type t, size_t len, size_t off,
     uint64_t need = values * (uint64_t)t.size;
     uint64_t have = len - off;
     if (have < need)
-        return fail(err, errlen, "truncated: header says %s (%llu bytes of data) but the "
+        return err_fail(err, errlen, "truncated: header says %s (%llu bytes of data) but the "
                     "file ends after %zu bytes", what, (unsigned long long)need, len);
     if (have > need)
-        return fail(err, errlen, "%llu unexpected bytes after the %s the header describes",
+        return err_fail(err, errlen, "%llu unexpected bytes after the %s the header describes",
                     (unsigned long long)(have - need), what);
     return 0;
 }
@@ -166,16 +145,16 @@ static int make_samples(dataset *out, const uint64_t *dims, int ndim, elem_type 
     uint64_t values = 0;
 
     if (ndim < 2)
-        return fail(err, errlen, "%d-dimensional array: samples need 2 to %d dimensions "
+        return err_fail(err, errlen, "%d-dimensional array: samples need 2 to %d dimensions "
                     "(count, then the shape of one sample); is this a labels file?",
                     ndim, MAX_NDIM);
     if (ndim > MAX_NDIM)
-        return fail(err, errlen, "%d-dimensional array: at most %d dimensions are supported",
+        return err_fail(err, errlen, "%d-dimensional array: at most %d dimensions are supported",
                     ndim, MAX_NDIM);
     format_sample_shape(shape, sizeof shape, dims, ndim);
-    if (dims[0] == 0) return fail(err, errlen, "no samples (shape 0 x %s)", shape);
+    if (dims[0] == 0) return err_fail(err, errlen, "no samples (shape 0 x %s)", shape);
     for (int i = 1; i < ndim; i++)
-        if (dims[i] == 0) return fail(err, errlen, "samples are empty (shape %s)", shape);
+        if (dims[i] == 0) return err_fail(err, errlen, "samples are empty (shape %s)", shape);
     if (count_values(dims, ndim, &values, err, errlen)) return -1;
     snprintf(what, sizeof what, "%llu samples of %s", (unsigned long long)dims[0], shape);
     if (check_payload(values, t, len, off, what, err, errlen)) return -1;
@@ -187,7 +166,7 @@ static int make_samples(dataset *out, const uint64_t *dims, int ndim, elem_type 
     d.height = ndim >= 3 ? (int)dims[ndim - 2] : 1;
     d.width = (int)dims[ndim - 1];
     d.x = malloc((size_t)values * sizeof *d.x);
-    if (!d.x) return fail(err, errlen, "out of memory for %llu values",
+    if (!d.x) return err_fail(err, errlen, "out of memory for %llu values",
                           (unsigned long long)values);
     if (decode_samples(d.x, buf + off, (size_t)values, d.dim, t, err, errlen)) {
         free(d.x);
@@ -205,16 +184,16 @@ static int make_labels(int32_t **labels, size_t *n, const uint64_t *dims, int nd
     uint64_t count = 0;
 
     if (ndim != 1)
-        return fail(err, errlen, "labels must be 1-dimensional, not %d-dimensional", ndim);
+        return err_fail(err, errlen, "labels must be 1-dimensional, not %d-dimensional", ndim);
     if (t.kind == 'f')
-        return fail(err, errlen, "labels are floating point; they must be integers");
-    if (dims[0] == 0) return fail(err, errlen, "no labels");
+        return err_fail(err, errlen, "labels are floating point; they must be integers");
+    if (dims[0] == 0) return err_fail(err, errlen, "no labels");
     if (count_values(dims, 1, &count, err, errlen)) return -1;
     snprintf(what, sizeof what, "%llu labels", (unsigned long long)count);
     if (check_payload(count, t, len, off, what, err, errlen)) return -1;
 
     int32_t *l = malloc((size_t)count * sizeof *l);
-    if (!l) return fail(err, errlen, "out of memory for %llu labels",
+    if (!l) return err_fail(err, errlen, "out of memory for %llu labels",
                         (unsigned long long)count);
     if (decode_labels(l, buf + off, (size_t)count, t, err, errlen)) {
         free(l);
@@ -237,23 +216,23 @@ static int idx_header(const uint8_t *buf, size_t len, elem_type *t, uint64_t *di
     };
     size_t i;
 
-    if (len == 0) return fail(err, errlen, "empty file");
-    if (len < 4) return fail(err, errlen, "truncated: %zu bytes, too short for an IDX header", len);
+    if (len == 0) return err_fail(err, errlen, "empty file");
+    if (len < 4) return err_fail(err, errlen, "truncated: %zu bytes, too short for an IDX header", len);
     uint32_t magic = (uint32_t)load_bits(buf, 4, 1);
     if (buf[0] != 0 || buf[1] != 0)
-        return fail(err, errlen, "wrong magic 0x%08x: not an IDX file", (unsigned)magic);
+        return err_fail(err, errlen, "wrong magic 0x%08x: not an IDX file", (unsigned)magic);
     for (i = 0; i < sizeof types / sizeof types[0] && types[i].code != buf[2]; i++) continue;
     if (i == sizeof types / sizeof types[0])
-        return fail(err, errlen, "wrong magic 0x%08x: unknown IDX element type 0x%02x",
+        return err_fail(err, errlen, "wrong magic 0x%08x: unknown IDX element type 0x%02x",
                     (unsigned)magic, buf[2]);
     *t = types[i].t;
     *ndim = buf[3];
     if (*ndim < 1 || *ndim > MAX_NDIM)
-        return fail(err, errlen, "IDX file with %d dimensions: 1 to %d are supported", *ndim,
+        return err_fail(err, errlen, "IDX file with %d dimensions: 1 to %d are supported", *ndim,
                     MAX_NDIM);
     *off = 4 + 4 * (size_t)*ndim;
     if (len < *off)
-        return fail(err, errlen, "truncated: the IDX header needs %zu bytes but the file has %zu",
+        return err_fail(err, errlen, "truncated: the IDX header needs %zu bytes but the file has %zu",
                     *off, len);
     for (int d = 0; d < *ndim; d++) dims[d] = load_bits(buf + 4 + 4 * d, 4, 1);
     return 0;
@@ -337,23 +316,23 @@ static int parse_pystr(cursor *c, char *out, size_t outlen) {
 /* A tuple of non-negative integers, "(60000, 28, 28)", "(5,)" or "()". */
 static int parse_shape(cursor *c, uint64_t *dims, int *ndim, char *err, size_t errlen) {
     *ndim = 0;
-    if (!accept_char(c, '(')) return fail(err, errlen, "bad NPY header: shape is not a tuple");
+    if (!accept_char(c, '(')) return err_fail(err, errlen, "bad NPY header: shape is not a tuple");
     while (!accept_char(c, ')')) {
         uint64_t v = 0;
         skip_space(c);
         if (c->p == c->end || *c->p < '0' || *c->p > '9')
-            return fail(err, errlen, "bad NPY header: shape holds something other than integers");
+            return err_fail(err, errlen, "bad NPY header: shape holds something other than integers");
         while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
             v = v * 10 + (uint64_t)(*c->p++ - '0');
             if (v > DATASET_MAX_VALUES)
-                return fail(err, errlen, "too large: a dimension exceeds %zu",
+                return err_fail(err, errlen, "too large: a dimension exceeds %zu",
                             (size_t)DATASET_MAX_VALUES);
         }
         if (*ndim == MAX_NDIM)
-            return fail(err, errlen, "more than %d dimensions are not supported", MAX_NDIM);
+            return err_fail(err, errlen, "more than %d dimensions are not supported", MAX_NDIM);
         dims[(*ndim)++] = v;
         if (!accept_char(c, ',') && !(c->p < c->end && *c->p == ')'))
-            return fail(err, errlen, "bad NPY header: malformed shape tuple");
+            return err_fail(err, errlen, "bad NPY header: malformed shape tuple");
     }
     return 0;
 }
@@ -381,62 +360,62 @@ static int npy_header(const uint8_t *buf, size_t len, elem_type *t, uint64_t *di
     char key[32], descr[32];
     int have_descr = 0, have_order = 0, have_shape = 0, fortran = 0;
 
-    if (len == 0) return fail(err, errlen, "empty file");
+    if (len == 0) return err_fail(err, errlen, "empty file");
     if (len < 10 || memcmp(buf, magic, sizeof magic) != 0)
-        return fail(err, errlen, "wrong magic: not an NPY file");
+        return err_fail(err, errlen, "wrong magic: not an NPY file");
     if (buf[6] == 1) {
         hlen = (size_t)load_bits(buf + 8, 2, 0);
         start = 10;
     } else if (buf[6] == 2 || buf[6] == 3) {
-        if (len < 12) return fail(err, errlen, "truncated NPY header");
+        if (len < 12) return err_fail(err, errlen, "truncated NPY header");
         hlen = (size_t)load_bits(buf + 8, 4, 0);
         start = 12;
     } else {
-        return fail(err, errlen, "NPY format version %d.%d is not supported (1 to 3 are)",
+        return err_fail(err, errlen, "NPY format version %d.%d is not supported (1 to 3 are)",
                     buf[6], buf[7]);
     }
     if (hlen > NPY_MAX_HEADER)
-        return fail(err, errlen, "NPY header of %zu bytes: implausibly long", hlen);
+        return err_fail(err, errlen, "NPY header of %zu bytes: implausibly long", hlen);
     if (len - start < hlen)
-        return fail(err, errlen, "truncated: the NPY header needs %zu bytes but the file has %zu",
+        return err_fail(err, errlen, "truncated: the NPY header needs %zu bytes but the file has %zu",
                     start + hlen, len);
     *off = start + hlen;
 
     cursor c = {(const char *)buf + start, (const char *)buf + start + hlen};
-    if (!accept_char(&c, '{')) return fail(err, errlen, "bad NPY header: not a dict");
+    if (!accept_char(&c, '{')) return err_fail(err, errlen, "bad NPY header: not a dict");
     for (;;) {
         if (accept_char(&c, '}')) break;
         if (parse_pystr(&c, key, sizeof key) || !accept_char(&c, ':'))
-            return fail(err, errlen, "bad NPY header: expected 'key':");
+            return err_fail(err, errlen, "bad NPY header: expected 'key':");
         if (strcmp(key, "descr") == 0 && !have_descr) {
             if (parse_pystr(&c, descr, sizeof descr))
-                return fail(err, errlen, "unsupported dtype: structured or unreadable descr");
+                return err_fail(err, errlen, "unsupported dtype: structured or unreadable descr");
             if (parse_dtype(descr, t))
-                return fail(err, errlen, "unsupported dtype '%s' (need an integer type or "
+                return err_fail(err, errlen, "unsupported dtype '%s' (need an integer type or "
                             "float32/float64, e.g. '<f4' or '|u1')", descr);
             have_descr = 1;
         } else if (strcmp(key, "fortran_order") == 0 && !have_order) {
             if (accept_word(&c, "True")) fortran = 1;
             else if (!accept_word(&c, "False"))
-                return fail(err, errlen, "bad NPY header: fortran_order is not True or False");
+                return err_fail(err, errlen, "bad NPY header: fortran_order is not True or False");
             have_order = 1;
         } else if (strcmp(key, "shape") == 0 && !have_shape) {
             if (parse_shape(&c, dims, ndim, err, errlen)) return -1;
             have_shape = 1;
         } else {
-            return fail(err, errlen, "bad NPY header: unexpected or repeated key '%s'", key);
+            return err_fail(err, errlen, "bad NPY header: unexpected or repeated key '%s'", key);
         }
         if (accept_char(&c, ',')) continue;
         if (accept_char(&c, '}')) break;
-        return fail(err, errlen, "bad NPY header: expected ',' or '}'");
+        return err_fail(err, errlen, "bad NPY header: expected ',' or '}'");
     }
     skip_space(&c);
-    if (c.p != c.end) return fail(err, errlen, "bad NPY header: text after the dict");
+    if (c.p != c.end) return err_fail(err, errlen, "bad NPY header: text after the dict");
     if (!have_descr || !have_order || !have_shape)
-        return fail(err, errlen, "bad NPY header: missing '%s'",
+        return err_fail(err, errlen, "bad NPY header: missing '%s'",
                     !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
     if (fortran)
-        return fail(err, errlen, "fortran_order is True: only C-order arrays are supported "
+        return err_fail(err, errlen, "fortran_order is True: only C-order arrays are supported "
                     "(save numpy.ascontiguousarray(a))");
     return 0;
 }
@@ -528,7 +507,7 @@ static int parse_number(const char *s, const char *e, double *v) {
 static int csv_cell_error(const char *s, const char *e, size_t lineno, size_t col,
                           const char *why, char *err, size_t errlen) {
     int shown = e - s > 32 ? 32 : (int)(e - s);
-    return fail(err, errlen, "line %zu, column %zu: '%.*s%s' %s", lineno, col + 1, shown, s,
+    return err_fail(err, errlen, "line %zu, column %zu: '%.*s%s' %s", lineno, col + 1, shown, s,
                 e - s > 32 ? "..." : "", why);
 }
 
@@ -572,15 +551,15 @@ int dataset_parse_csv(dataset *out, const char *text, size_t len, int label_col,
 
     memset(out, 0, sizeof *out);
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) r.p += 3; /* UTF-8 BOM (Excel) */
-    if (!next_line(&r, &s, &e)) return fail(err, errlen, "empty file");
+    if (!next_line(&r, &s, &e)) return err_fail(err, errlen, "empty file");
     ncols = count_cells(s, e);
     first_line = r.lineno;
     if (label_col == DATASET_CSV_NO_LABEL) label = -1;
     else if (label_col == DATASET_CSV_LAST_COL) label = (long)ncols - 1;
     else if (label_col >= 0 && (size_t)label_col < ncols) label = label_col;
-    else return fail(err, errlen, "label column %d: rows have %zu columns", label_col, ncols);
+    else return err_fail(err, errlen, "label column %d: rows have %zu columns", label_col, ncols);
     size_t dim = ncols - (label >= 0);
-    if (dim == 0) return fail(err, errlen, "rows hold only the label column");
+    if (dim == 0) return err_fail(err, errlen, "rows hold only the label column");
 
     /* Pass 1 counts rows and checks their widths, so that pass 2 can allocate once. */
     line_reader data = r;
@@ -590,13 +569,13 @@ int dataset_parse_csv(dataset *out, const char *text, size_t len, int label_col,
     while (next_line(&r, &s, &e)) {
         size_t n = count_cells(s, e);
         if (n != ncols)
-            return fail(err, errlen, "ragged rows: line %zu has %zu columns, line %zu has %zu",
+            return err_fail(err, errlen, "ragged rows: line %zu has %zu columns, line %zu has %zu",
                         r.lineno, n, first_line, ncols);
         rows++;
     }
-    if (rows == 0) return fail(err, errlen, "no data rows after the header");
+    if (rows == 0) return err_fail(err, errlen, "no data rows after the header");
     if (rows > DATASET_MAX_VALUES / dim)
-        return fail(err, errlen, "too large: more than %zu values (limit)",
+        return err_fail(err, errlen, "too large: more than %zu values (limit)",
                     (size_t)DATASET_MAX_VALUES);
 
     dataset d = {0};
@@ -608,7 +587,7 @@ int dataset_parse_csv(dataset *out, const char *text, size_t len, int label_col,
     d.labels = label >= 0 ? malloc(rows * sizeof *d.labels) : NULL;
     if (!d.x || (label >= 0 && !d.labels)) {
         dataset_free(&d);
-        return fail(err, errlen, "out of memory for %zu rows of %zu values", rows, dim);
+        return err_fail(err, errlen, "out of memory for %zu rows of %zu values", rows, dim);
     }
     r = data;
     for (size_t i = 0; next_line(&r, &s, &e); i++) {
@@ -644,19 +623,19 @@ static int read_file(const char *path, uint8_t **bufp, size_t *lenp, char *err,
 
     errno = 0;
     gzFile gz = gzopen(path, "rb");
-    if (!gz) return fail(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    if (!gz) return err_fail(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot open");
     gzbuffer(gz, 1 << 17);
     for (;;) {
         if (len == cap) {
             if (cap == MAX_FILE_BYTES) {
-                fail(err, errlen, "%s: larger than %zu bytes (limit)", path, MAX_FILE_BYTES);
+                err_fail(err, errlen, "%s: larger than %zu bytes (limit)", path, MAX_FILE_BYTES);
                 goto error;
             }
             size_t ncap = cap ? cap * 2 : (size_t)1 << 20;
             if (ncap > MAX_FILE_BYTES) ncap = MAX_FILE_BYTES;
             uint8_t *nbuf = realloc(buf, ncap);
             if (!nbuf) {
-                fail(err, errlen, "%s: out of memory reading %zu bytes", path, ncap);
+                err_fail(err, errlen, "%s: out of memory reading %zu bytes", path, ncap);
                 goto error;
             }
             buf = nbuf;
@@ -665,7 +644,7 @@ static int read_file(const char *path, uint8_t **bufp, size_t *lenp, char *err,
         size_t want = cap - len < READ_CHUNK ? cap - len : READ_CHUNK;
         int got = gzread(gz, buf + len, (unsigned)want);
         if (got < 0) {
-            fail(err, errlen, "%s: %s", path, gz_message(gz, path));
+            err_fail(err, errlen, "%s: %s", path, gz_message(gz, path));
             goto error;
         }
         if (got == 0) break;
@@ -674,12 +653,12 @@ static int read_file(const char *path, uint8_t **bufp, size_t *lenp, char *err,
     /* A gzip stream cut short reads as a clean end of file; zlib reports it here. */
     gzerror(gz, &zerr);
     if (zerr == Z_BUF_ERROR) {
-        fail(err, errlen, "%s: truncated: the gzip stream ends early", path);
+        err_fail(err, errlen, "%s: truncated: the gzip stream ends early", path);
         goto error;
     }
     if (gzclose(gz) != Z_OK) {
         free(buf);
-        return fail(err, errlen, "%s: error reading the file", path);
+        return err_fail(err, errlen, "%s: error reading the file", path);
     }
     *bufp = buf;
     *lenp = len;
@@ -710,7 +689,7 @@ static int load_pair(dataset *out, const char *samples_path, const char *labels_
     int rc = parse_samples(&d, buf, len, err, errlen);
     free(buf);
     if (rc) {
-        prefix_path(err, errlen, samples_path);
+        err_prefix(err, errlen, samples_path);
         return -1;
     }
     if (!labels_path) {
@@ -724,12 +703,12 @@ static int load_pair(dataset *out, const char *samples_path, const char *labels_
     rc = parse_labels(&labels, &n, buf, len, err, errlen);
     free(buf);
     if (rc) {
-        prefix_path(err, errlen, labels_path);
+        err_prefix(err, errlen, labels_path);
         dataset_free(&d);
         return -1;
     }
     if (n != d.n) {
-        fail(err, errlen, "%s: labels count %zu != samples count %zu in %s", labels_path, n,
+        err_fail(err, errlen, "%s: labels count %zu != samples count %zu in %s", labels_path, n,
              d.n, samples_path);
         free(labels);
         dataset_free(&d);
@@ -760,7 +739,7 @@ int dataset_load_csv(dataset *out, const char *path, int label_col, char *err, s
     if (read_file(path, &buf, &len, err, errlen)) return -1;
     int rc = dataset_parse_csv(out, (const char *)buf, len, label_col, err, errlen);
     free(buf);
-    if (rc) prefix_path(err, errlen, path);
+    if (rc) err_prefix(err, errlen, path);
     return rc;
 }
 
@@ -774,17 +753,17 @@ int dataset_load_fashion_mnist(dataset *out, const char *dir, int train, char *e
             (int)sizeof images ||
         snprintf(labels, sizeof labels, "%s/%s-labels-idx1-ubyte.gz", dir, set) >=
             (int)sizeof labels)
-        return fail(err, errlen, "%s: directory name too long", dir);
+        return err_fail(err, errlen, "%s: directory name too long", dir);
     if (dataset_load_idx(out, images, labels, err, errlen)) return -1;
     if (out->channels != 1 || out->height != 28 || out->width != 28) {
-        fail(err, errlen, "%s: images are %dx%dx%d, not Fashion-MNIST's 1x28x28", images,
+        err_fail(err, errlen, "%s: images are %dx%dx%d, not Fashion-MNIST's 1x28x28", images,
              out->channels, out->height, out->width);
         dataset_free(out);
         return -1;
     }
     for (size_t i = 0; i < out->n; i++) {
         if (out->labels[i] < 0 || out->labels[i] > 9) {
-            fail(err, errlen, "%s: label %zu is %d, not a Fashion-MNIST class 0 to 9", labels,
+            err_fail(err, errlen, "%s: label %zu is %d, not a Fashion-MNIST class 0 to 9", labels,
                  i, (int)out->labels[i]);
             dataset_free(out);
             return -1;
@@ -805,11 +784,11 @@ int dataset_filter_classes(dataset *d, const int32_t *classes, size_t n_classes,
                            char *err, size_t errlen) {
     size_t kept = 0;
 
-    if (!d->labels) return fail(err, errlen, "the dataset has no labels to filter on");
+    if (!d->labels) return err_fail(err, errlen, "the dataset has no labels to filter on");
     exclude = !!exclude;
     for (size_t i = 0; i < d->n; i++) kept += in_list(d->labels[i], classes, n_classes) != exclude;
     if (kept == 0)
-        return fail(err, errlen, "filter leaves no samples (%s %zu classes of %zu samples)",
+        return err_fail(err, errlen, "filter leaves no samples (%s %zu classes of %zu samples)",
                     exclude ? "excluding" : "keeping", n_classes, d->n);
     size_t j = 0;
     for (size_t i = 0; i < d->n; i++) {
@@ -851,13 +830,13 @@ int dataset_split(const dataset *d, double frac, uint64_t seed, dataset *a, data
     memset(a, 0, sizeof *a);
     memset(b, 0, sizeof *b);
     if (!(frac > 0 && frac < 1))
-        return fail(err, errlen, "split fraction %g is not strictly between 0 and 1", frac);
+        return err_fail(err, errlen, "split fraction %g is not strictly between 0 and 1", frac);
     size_t na = (size_t)(frac * (double)d->n + 0.5);
     if (na == 0 || na >= d->n)
-        return fail(err, errlen, "splitting %zu samples at %g leaves a part empty", d->n, frac);
+        return err_fail(err, errlen, "splitting %zu samples at %g leaves a part empty", d->n, frac);
     if (alloc_like(a, d, na) || alloc_like(b, d, d->n - na)) {
         dataset_free(a);
-        return fail(err, errlen, "out of memory splitting %zu samples", d->n);
+        return err_fail(err, errlen, "out of memory splitting %zu samples", d->n);
     }
     /* Selection sampling (Knuth's Algorithm S): sample i goes to a with probability
      * (still needed)/(still left), which picks exactly na samples, uniformly, in one pass

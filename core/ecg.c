@@ -12,11 +12,11 @@
 #include "ecg.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "rng.h"
 #include "rpeak.h"
 
@@ -24,19 +24,6 @@
 #define RS_ZERO_CROSSINGS 16
 #define RS_CUTOFF 0.9
 #define RS_KAISER_BETA 8.0
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ------------------------------------------------------------------ classes */
 
@@ -82,13 +69,13 @@ static double bessel_i0(double x) {
 static int resample_plan(int fs_in, int fs_out, long *up, long *down, double *fc, long *half,
                          char *err, size_t errlen) {
     if (fs_in < 1 || fs_in > ECG_MAX_RATE || fs_out < 1 || fs_out > ECG_MAX_RATE)
-        return fail(err, errlen, "sampling rates must be whole numbers from 1 to %d Hz, not %d "
+        return err_fail(err, errlen, "sampling rates must be whole numbers from 1 to %d Hz, not %d "
                     "and %d", ECG_MAX_RATE, fs_in, fs_out);
     long g = gcd(fs_in, fs_out);
     *up = fs_out / g;
     *down = fs_in / g;
     if (*up > ECG_MAX_PHASES || *down / *up > ECG_MAX_DECIMATION)
-        return fail(err, errlen, "cannot resample %d Hz to %d Hz: the ratio %ld/%ld needs more "
+        return err_fail(err, errlen, "cannot resample %d Hz to %d Hz: the ratio %ld/%ld needs more "
                     "than %d phases or decimates by more than %d", fs_in, fs_out, *down, *up,
                     ECG_MAX_PHASES, ECG_MAX_DECIMATION);
     /* Cut-off in cycles per input sample: below the lower of the two Nyquist rates. */
@@ -113,23 +100,23 @@ int ecg_resample(const float *x, size_t n, int fs_in, int fs_out, float **y, siz
 
     *y = NULL;
     *ny = 0;
-    if (n == 0) return fail(err, errlen, "no samples to resample");
+    if (n == 0) return err_fail(err, errlen, "no samples to resample");
     if (resample_plan(fs_in, fs_out, &up, &down, &fc, &half, err, errlen)) return -1;
     if (up == down) { /* same rate: nothing to filter away */
-        if (!(*y = malloc(n * sizeof **y))) return fail(err, errlen, "out of memory");
+        if (!(*y = malloc(n * sizeof **y))) return err_fail(err, errlen, "out of memory");
         memcpy(*y, x, n * sizeof *x);
         *ny = n;
         return 0;
     }
     if (n > ((size_t)1 << 40) / (size_t)up)
-        return fail(err, errlen, "%zu samples: too many to resample", n);
+        return err_fail(err, errlen, "%zu samples: too many to resample", n);
     size_t taps = 2 * (size_t)half, m_out = ecg_resample_len(n, fs_in, fs_out);
     double *h = malloc((size_t)up * taps * sizeof *h);
     float *out = malloc(m_out * sizeof *out);
     if (!h || !out) {
         free(h);
         free(out);
-        return fail(err, errlen, "out of memory resampling %zu samples", n);
+        return err_fail(err, errlen, "out of memory resampling %zu samples", n);
     }
     /* Phase p: output at input time k0 + p/up uses inputs k0 - half + 1 .. k0 + half. */
     double i0_beta = bessel_i0(RS_KAISER_BETA);
@@ -197,14 +184,14 @@ int ecg_segment(const float *sig, size_t n, const int64_t *peaks, size_t np, flo
     if (clipped) *clipped = 0;
     for (size_t i = 0; i < np; i++) {
         if (peaks[i] < 0 || (uint64_t)peaks[i] >= (uint64_t)n)
-            return fail(err, errlen, "R peak %zu at sample %lld lies outside the %zu-sample "
+            return err_fail(err, errlen, "R peak %zu at sample %lld lies outside the %zu-sample "
                         "signal", i, (long long)peaks[i], n);
         if (i && peaks[i] < peaks[i - 1])
-            return fail(err, errlen, "R peaks must be in increasing order (peak %zu)", i);
+            return err_fail(err, errlen, "R peaks must be in increasing order (peak %zu)", i);
     }
     memset(beats, 0, np * ECG_BEAT_LEN * sizeof *beats);
     int64_t *scratch = malloc((np + 1) * sizeof *scratch);
-    if (!scratch) return fail(err, errlen, "out of memory");
+    if (!scratch) return err_fail(err, errlen, "out of memory");
 
     size_t i = 0;
     for (size_t w0 = 0; w0 < n && i < np; w0 += ECG_WINDOW) {
@@ -248,7 +235,7 @@ static int beats_reserve(ecg_beats *b, size_t more, char *err, size_t errlen) {
     size_t cap = b->cap ? b->cap : 1024;
     while (cap < b->n + more) cap *= 2;
     if (cap > ((size_t)1 << 26))
-        return fail(err, errlen, "more than %zu beats (limit)", (size_t)1 << 26);
+        return err_fail(err, errlen, "more than %zu beats (limit)", (size_t)1 << 26);
     float *x = realloc(b->x, cap * ECG_BEAT_LEN * sizeof *x);
     if (x) b->x = x;
     int32_t *l = realloc(b->label, cap * sizeof *l);
@@ -259,7 +246,7 @@ static int beats_reserve(ecg_beats *b, size_t more, char *err, size_t errlen) {
     if (s) b->sample = s;
     char *c = realloc(b->symbol, cap);
     if (c) b->symbol = c;
-    if (!x || !l || !r || !s || !c) return fail(err, errlen, "out of memory for %zu beats", cap);
+    if (!x || !l || !r || !s || !c) return err_fail(err, errlen, "out of memory for %zu beats", cap);
     b->cap = cap;
     return 0;
 }
@@ -284,7 +271,7 @@ static int append_segmented(ecg_beats *out, const float *sig, size_t n, const in
     uint8_t *status = malloc(np ? np : 1);
     int rc = -1;
     if (!rows || !status) {
-        fail(err, errlen, "out of memory for %zu beats", np);
+        err_fail(err, errlen, "out of memory for %zu beats", np);
         goto done;
     }
     if (ecg_segment(sig, n, peaks125, np, rows, status, clipped, err, errlen)) goto done;
@@ -311,7 +298,7 @@ done:
 /* The header's rate as a whole number of Hz, or -1 with a message. */
 static int whole_rate(double fs, const char *what, char *err, size_t errlen) {
     if (!(fs >= 1 && fs <= ECG_MAX_RATE) || fabs(fs - floor(fs + 0.5)) > 1e-9)
-        return fail(err, errlen, "%s: sampling rate %g Hz is not a whole number from 1 to %d",
+        return err_fail(err, errlen, "%s: sampling rate %g Hz is not a whole number from 1 to %d",
                     what, fs, ECG_MAX_RATE);
     return (int)floor(fs + 0.5);
 }
@@ -342,7 +329,7 @@ int ecg_extract_record(const wfdb_record *r, int32_t record_id, const ecg_lead_c
     }
     if (st) *st = s; /* the annotated counts, even when the lead is missing */
     if (ch >= h->nsig)
-        return fail(err, errlen, "record %s has %d signals, no channel %d", h->record, h->nsig, ch);
+        return err_fail(err, errlen, "record %s has %d signals, no channel %d", h->record, h->nsig, ch);
     if (ch < 0) {
         const char *want = lead->lead ? lead->lead : "MLII";
         if ((ch = wfdb_find_signal(h, want)) < 0) {
@@ -352,7 +339,7 @@ int ecg_extract_record(const wfdb_record *r, int32_t record_id, const ecg_lead_c
                 snprintf(leads + u, sizeof leads - u, "%s%s", i ? ", " : "",
                          h->sig[i].description[0] ? h->sig[i].description : "(unnamed)");
             }
-            fail(err, errlen, "record %s has no %s signal (it has %s)", h->record, want, leads);
+            err_fail(err, errlen, "record %s has no %s signal (it has %s)", h->record, want, leads);
             return ECG_NO_LEAD;
         }
     }
@@ -360,7 +347,7 @@ int ecg_extract_record(const wfdb_record *r, int32_t record_id, const ecg_lead_c
     int fs = whole_rate(h->fs, h->record, err, errlen);
     if (fs < 0) return -1;
     if (r->nsamp == 0 || !r->samples)
-        return fail(err, errlen, "record %s has no samples", h->record);
+        return err_fail(err, errlen, "record %s has no samples", h->record);
 
     x = malloc(r->nsamp * sizeof *x);
     p125 = malloc((r->ann.n + 1) * sizeof *p125);
@@ -368,7 +355,7 @@ int ecg_extract_record(const wfdb_record *r, int32_t record_id, const ecg_lead_c
     label = malloc((r->ann.n + 1) * sizeof *label);
     symbol = malloc(r->ann.n + 1);
     if (!x || !p125 || !orig || !label || !symbol) {
-        fail(err, errlen, "out of memory for record %s", h->record);
+        err_fail(err, errlen, "out of memory for record %s", h->record);
         goto done;
     }
     for (size_t i = 0; i < r->nsamp; i++)
@@ -412,7 +399,7 @@ int ecg_beats_from_strip(const float *x, size_t n, int fs, ecg_beats *out, char 
 
     if (rpeak_detect(x, n, fs, &peaks, &np, err, errlen)) return -1;
     if (np == 0) {
-        fail(err, errlen, "no heartbeat found in the strip");
+        err_fail(err, errlen, "no heartbeat found in the strip");
         goto done;
     }
     if (ecg_resample(x, n, fs, ECG_FS, &y, &ny, err, errlen)) goto done;
@@ -420,7 +407,7 @@ int ecg_beats_from_strip(const float *x, size_t n, int fs, ecg_beats *out, char 
     label = malloc(np * sizeof *label);
     symbol = malloc(np);
     if (!p125 || !label || !symbol) {
-        fail(err, errlen, "out of memory");
+        err_fail(err, errlen, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < np; i++) {
@@ -433,7 +420,7 @@ int ecg_beats_from_strip(const float *x, size_t n, int fs, ecg_beats *out, char 
                          errlen))
         goto done;
     if (out->n == before) {
-        fail(err, errlen, "%zu R peaks found but no beat could be cut (a single beat has no "
+        err_fail(err, errlen, "%zu R peaks found but no beat could be cut (a single beat has no "
              "RR interval)", np);
         goto done;
     }
@@ -457,11 +444,11 @@ static size_t test_count(double frac, size_t n) {
 
 int ecg_split_beats(size_t n, double test_frac, uint64_t seed, uint8_t *is_test, char *err,
                     size_t errlen) {
-    if (n < 2) return fail(err, errlen, "a split needs at least 2 beats, not %zu", n);
+    if (n < 2) return err_fail(err, errlen, "a split needs at least 2 beats, not %zu", n);
     if (!(test_frac > 0 && test_frac < 1))
-        return fail(err, errlen, "test fraction %g is not between 0 and 1", test_frac);
+        return err_fail(err, errlen, "test fraction %g is not between 0 and 1", test_frac);
     size_t *order = malloc(n * sizeof *order), k = test_count(test_frac, n);
-    if (!order) return fail(err, errlen, "out of memory for a split of %zu beats", n);
+    if (!order) return err_fail(err, errlen, "out of memory for a split of %zu beats", n);
     rng_t r;
     rng_seed(&r, seed);
     for (size_t i = 0; i < n; i++) order[i] = i;
@@ -519,18 +506,18 @@ int ecg_split_records(const int32_t *record, const int32_t *label, size_t n, dou
     if (n_test) *n_test = 0;
     if (balance) *balance = 0;
     if (!(test_frac > 0 && test_frac < 1))
-        return fail(err, errlen, "test fraction %g is not between 0 and 1", test_frac);
+        return err_fail(err, errlen, "test fraction %g is not between 0 and 1", test_frac);
     int32_t *ids = NULL;
     size_t m = distinct_ids(record, n, &ids), mm = m ? m : 1;
     size_t *order = malloc(mm * sizeof *order), *count = calloc(mm * ECG_N_CLASSES, sizeof *count);
     uint8_t *chosen = calloc(mm, 1), *best = calloc(mm, 1);
     int rc = -1;
     if (!ids || !order || !count || !chosen || !best) {
-        fail(err, errlen, "out of memory for a split of %zu beats", n);
+        err_fail(err, errlen, "out of memory for a split of %zu beats", n);
         goto done;
     }
     if (m < 2) {
-        fail(err, errlen, "a split by patient needs beats of at least 2 records, not %zu", m);
+        err_fail(err, errlen, "a split by patient needs beats of at least 2 records, not %zu", m);
         goto done;
     }
     /* Beats per record and class; the classes that more than one record holds. */
@@ -585,17 +572,17 @@ int ecg_split_listed(const int32_t *record, size_t n, const int32_t *test_record
     uint8_t *chosen = calloc(m ? m : 1, 1);
     int rc = -1;
     if (!ids || !chosen) {
-        fail(err, errlen, "out of memory for a split of %zu beats", n);
+        err_fail(err, errlen, "out of memory for a split of %zu beats", n);
         goto done;
     }
     if (n_test == 0) {
-        fail(err, errlen, "no test records named");
+        err_fail(err, errlen, "no test records named");
         goto done;
     }
     for (size_t j = 0; j < n_test; j++) {
         long at = find_id(ids, m, test_records[j]);
         if (at < 0) {
-            fail(err, errlen, "test record %d has no beats in the data", (int)test_records[j]);
+            err_fail(err, errlen, "test record %d has no beats in the data", (int)test_records[j]);
             goto done;
         }
         chosen[at] = 1;
@@ -605,7 +592,7 @@ int ecg_split_listed(const int32_t *record, size_t n, const int32_t *test_record
         n_train += !is_test[i];
     }
     if (n_train == 0) {
-        fail(err, errlen, "every record is a test record: no beat is left for training");
+        err_fail(err, errlen, "every record is a test record: no beat is left for training");
         goto done;
     }
     rc = 0;

@@ -24,10 +24,11 @@
 #include "rpeak.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "errmsg.h"
 
 #define PI 3.14159265358979323846
 #define BAND_LO 5.0          /* Hz */
@@ -40,39 +41,26 @@
 #define LEARN_CHUNK 2.0
 #define RR_KEEP 8            /* RR intervals averaged */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* ------------------------------------------------------------------ checks */
 
 static int check_strip(const float *x, size_t n, double fs, char *err, size_t errlen) {
     if (!(fs >= RPEAK_MIN_FS && fs <= RPEAK_MAX_FS))
-        return fail(err, errlen, "sampling rate %g Hz is outside %g to %g Hz", fs, RPEAK_MIN_FS,
+        return err_fail(err, errlen, "sampling rate %g Hz is outside %g to %g Hz", fs, RPEAK_MIN_FS,
                     RPEAK_MAX_FS);
     if ((double)n < RPEAK_MIN_SECONDS * fs)
-        return fail(err, errlen, "strip of %zu samples (%.2f s) is too short: at least %g s "
+        return err_fail(err, errlen, "strip of %zu samples (%.2f s) is too short: at least %g s "
                     "are needed", n, n / fs, RPEAK_MIN_SECONDS);
     if (n > RPEAK_MAX_SAMPLES)
-        return fail(err, errlen, "strip of %zu samples: too long (limit %zu)", n,
+        return err_fail(err, errlen, "strip of %zu samples: too long (limit %zu)", n,
                     RPEAK_MAX_SAMPLES);
     float lo = x[0], hi = x[0];
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(x[i]))
-            return fail(err, errlen, "value %zu is %s", i, isnan(x[i]) ? "NaN" : "infinite");
+            return err_fail(err, errlen, "value %zu is %s", i, isnan(x[i]) ? "NaN" : "infinite");
         if (x[i] < lo) lo = x[i];
         if (x[i] > hi) hi = x[i];
     }
-    if (hi == lo) return fail(err, errlen, "flat strip: every value is %g", (double)lo);
+    if (hi == lo) return err_fail(err, errlen, "flat strip: every value is %g", (double)lo);
     return 0;
 }
 
@@ -144,7 +132,7 @@ static int make_stages(stages *s, const float *x, size_t n, double fs, char *err
     s->bp = malloc(n * sizeof *s->bp);
     s->slope = malloc(n * sizeof *s->slope);
     s->mwi = malloc(n * sizeof *s->mwi);
-    if (!s->bp || !s->slope || !s->mwi) return fail(err, errlen, "out of memory for %zu samples", n);
+    if (!s->bp || !s->slope || !s->mwi) return err_fail(err, errlen, "out of memory for %zu samples", n);
     for (size_t i = 0; i < n; i++) s->bp[i] = x[i];
     filter_both_ways(butter2(BAND_LO, fs, 1), s->bp, n);
     filter_both_ways(butter2(BAND_HI, fs, 0), s->bp, n);
@@ -379,17 +367,17 @@ int rpeak_detect(const float *x, size_t n, double fs, int64_t **peaks, size_t *n
 
     *peaks = NULL;
     *np = 0;
-    if (!x && n) return fail(err, errlen, "no samples");
+    if (!x && n) return err_fail(err, errlen, "no samples");
     if (check_strip(x, n, fs, err, errlen)) return -1;
     if (make_stages(&s, x, n, fs, err, errlen)) goto done;
     if (find_candidates(&s, &cand, &nc) || decide(&s, cand, nc, &beats)) {
-        fail(err, errlen, "out of memory");
+        err_fail(err, errlen, "out of memory");
         goto done;
     }
     if (beats.n) {
         int64_t *p = malloc(beats.n * sizeof *p);
         if (!p) {
-            fail(err, errlen, "out of memory");
+            err_fail(err, errlen, "out of memory");
             goto done;
         }
         size_t reach = (size_t)lround(LOCATE_SECONDS * fs), k = 0;
@@ -457,14 +445,14 @@ int rpeak_evaluate_record(const wfdb_record *r, int channel, double strip_second
     int rc = -1;
 
     if (channel < 0 || channel >= r->hdr.nsig)
-        return fail(err, errlen, "record %s has no signal %d", r->hdr.record, channel);
+        return err_fail(err, errlen, "record %s has no signal %d", r->hdr.record, channel);
     if (!(tol_seconds > 0 && tol_seconds < 1))
-        return fail(err, errlen, "tolerance %g s is not between 0 and 1 s", tol_seconds);
+        return err_fail(err, errlen, "tolerance %g s is not between 0 and 1 s", tol_seconds);
     ep = malloc((an->n + 1) * sizeof *ep);
     ref = malloc((an->n + 1) * sizeof *ref);
     x = malloc(r->nsamp * sizeof *x);
     if (!ep || !ref || !x) {
-        fail(err, errlen, "out of memory");
+        err_fail(err, errlen, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < an->n; i++) {
@@ -497,7 +485,7 @@ int rpeak_evaluate_record(const wfdb_record *r, int channel, double strip_second
         keep = malloc((nd + 1) * sizeof *keep);
         if (!keep) {
             free(det);
-            fail(err, errlen, "out of memory");
+            err_fail(err, errlen, "out of memory");
             goto done;
         }
         for (size_t i = 0; i < nd; i++) {

@@ -23,11 +23,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "errmsg.h"
 
 #define MAX_TOKENS 16         /* fields on one header line, the description excluded */
 #define TOKEN_MAX 128         /* longest field text kept */
@@ -35,28 +36,6 @@
 #define MAX_PATH 4096
 
 /* ------------------------------------------------------------------ helpers */
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Formats the message into err and returns -1, so that error paths are one statement. */
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-/* Puts "path: " in front of the message a parser left in err. */
-static void prefix_path(char *err, size_t errlen, const char *path) {
-    char msg[512];
-    if (!err || !errlen) return;
-    snprintf(msg, sizeof msg, "%s", err);
-    snprintf(err, errlen, "%s: %s", path, msg);
-}
 
 /* Whole decimal integer in [lo, hi], nothing else in the text. */
 static int parse_int(const char *s, long long lo, long long hi, long long *out) {
@@ -112,7 +91,7 @@ static int split_fields(const char *line, fields *f, int lineno, char *err, size
         const char *s = p;
         while (*p && *p != ' ' && *p != '\t') p++;
         if ((size_t)(p - s) >= TOKEN_MAX)
-            return fail(err, errlen, "line %d: field '%.20s...' is too long", lineno, s);
+            return err_fail(err, errlen, "line %d: field '%.20s...' is too long", lineno, s);
         memcpy(f->tok[f->n], s, (size_t)(p - s));
         f->tok[f->n][p - s] = '\0';
         f->rest[f->n++] = s;
@@ -124,16 +103,16 @@ static int parse_record_line(wfdb_header *h, const fields *f, int lineno, char *
                              size_t errlen) {
     long long v;
     if (strchr(f->tok[0], '/'))
-        return fail(err, errlen, "line %d: '%s' is a multi-segment record, which is not "
+        return err_fail(err, errlen, "line %d: '%s' is a multi-segment record, which is not "
                     "supported", lineno, f->tok[0]);
     if (!plain_name(f->tok[0]))
-        return fail(err, errlen, "line %d: '%s' is not a valid record name", lineno, f->tok[0]);
+        return err_fail(err, errlen, "line %d: '%s' is not a valid record name", lineno, f->tok[0]);
     memcpy(h->record, f->tok[0], strlen(f->tok[0]) + 1); /* plain_name bounds it */
-    if (f->n < 2) return fail(err, errlen, "line %d: the record line has no signal count", lineno);
+    if (f->n < 2) return err_fail(err, errlen, "line %d: the record line has no signal count", lineno);
     if (parse_int(f->tok[1], 0, INT_MAX, &v))
-        return fail(err, errlen, "line %d: signal count '%s' is not a number", lineno, f->tok[1]);
+        return err_fail(err, errlen, "line %d: signal count '%s' is not a number", lineno, f->tok[1]);
     if (v < 1 || v > WFDB_MAX_SIGNALS)
-        return fail(err, errlen, "line %d: %lld signals; 1 to %d are supported", lineno, v,
+        return err_fail(err, errlen, "line %d: %lld signals; 1 to %d are supported", lineno, v,
                     WFDB_MAX_SIGNALS);
     h->nsig = (int)v;
     h->fs = 250; /* WFDB's default when the field is missing */
@@ -141,19 +120,19 @@ static int parse_record_line(wfdb_header *h, const fields *f, int lineno, char *
         const char *end;
         double fs;
         if (parse_real_prefix(f->tok[2], &fs, &end) || (*end && *end != '/' && *end != '('))
-            return fail(err, errlen, "line %d: sampling frequency '%s' is not a number",
+            return err_fail(err, errlen, "line %d: sampling frequency '%s' is not a number",
                         lineno, f->tok[2]);
         if (!(fs > 0 && fs <= 1e6))
-            return fail(err, errlen, "line %d: sampling frequency %g Hz is out of range "
+            return err_fail(err, errlen, "line %d: sampling frequency %g Hz is out of range "
                         "(0 to 1e6)", lineno, fs);
         h->fs = fs;
     }
     if (f->n > 3) {
         if (parse_int(f->tok[3], 0, LLONG_MAX, &v))
-            return fail(err, errlen, "line %d: sample count '%s' is not a number", lineno,
+            return err_fail(err, errlen, "line %d: sample count '%s' is not a number", lineno,
                         f->tok[3]);
         if ((unsigned long long)v > WFDB_MAX_VALUES / (size_t)h->nsig)
-            return fail(err, errlen, "line %d: %lld samples per signal: too large (limit %zu "
+            return err_fail(err, errlen, "line %d: %lld samples per signal: too large (limit %zu "
                         "samples in all)", lineno, v, (size_t)WFDB_MAX_VALUES);
         h->nsamp = (size_t)v;
     }
@@ -199,56 +178,56 @@ static int parse_signal_line(wfdb_signal *s, const fields *f, int lineno, char *
     s->adc_res = 12;
     snprintf(s->units, sizeof s->units, "mV");
     if (!plain_name(f->tok[0]))
-        return fail(err, errlen, "line %d: signal file '%s' is not a plain file name in the "
+        return err_fail(err, errlen, "line %d: signal file '%s' is not a plain file name in the "
                     "record's directory", lineno, f->tok[0]);
     memcpy(s->file, f->tok[0], strlen(f->tok[0]) + 1); /* plain_name bounds it */
-    if (f->n < 2) return fail(err, errlen, "line %d: signal line without a format", lineno);
+    if (f->n < 2) return err_fail(err, errlen, "line %d: signal line without a format", lineno);
     const char *fmt = f->tok[1];
     size_t digits = strspn(fmt, "0123456789");
     if (digits == 0 || digits > 4)
-        return fail(err, errlen, "line %d: signal format '%s' is not a number", lineno, fmt);
+        return err_fail(err, errlen, "line %d: signal format '%s' is not a number", lineno, fmt);
     if (fmt[digits])
-        return fail(err, errlen, "line %d: signal format '%s': sample-per-frame, skew and "
+        return err_fail(err, errlen, "line %d: signal format '%s': sample-per-frame, skew and "
                     "byte-offset modifiers are not supported", lineno, fmt);
     s->format = atoi(fmt);
     if (f->n > 2 && parse_gain(s, f->tok[2], &has_baseline))
-        return fail(err, errlen, "line %d: gain '%s' is not of the form 200, 200(0) or "
+        return err_fail(err, errlen, "line %d: gain '%s' is not of the form 200, 200(0) or "
                     "200(0)/mV", lineno, f->tok[2]);
     if (f->n > 3) {
         if (parse_int(f->tok[3], 1, 32, &v))
-            return fail(err, errlen, "line %d: ADC resolution '%s' is not 1 to 32 bits",
+            return err_fail(err, errlen, "line %d: ADC resolution '%s' is not 1 to 32 bits",
                         lineno, f->tok[3]);
         s->adc_res = (int)v;
     }
     if (f->n > 4) {
         if (parse_int(f->tok[4], INT_MIN / 2, INT_MAX / 2, &v))
-            return fail(err, errlen, "line %d: ADC zero '%s' is not a number", lineno, f->tok[4]);
+            return err_fail(err, errlen, "line %d: ADC zero '%s' is not a number", lineno, f->tok[4]);
         s->adc_zero = (int)v;
     }
     if (!has_baseline) s->baseline = s->adc_zero; /* WFDB's rule */
     if (f->n > 5) {
         if (parse_int(f->tok[5], INT_MIN / 2, INT_MAX / 2, &v))
-            return fail(err, errlen, "line %d: initial value '%s' is not a number", lineno,
+            return err_fail(err, errlen, "line %d: initial value '%s' is not a number", lineno,
                         f->tok[5]);
         s->init_value = (int)v;
         s->has_init = 1;
     }
     if (f->n > 6) {
         if (parse_int(f->tok[6], -32768, 65535, &v))
-            return fail(err, errlen, "line %d: checksum '%s' is not a 16-bit number", lineno,
+            return err_fail(err, errlen, "line %d: checksum '%s' is not a 16-bit number", lineno,
                         f->tok[6]);
         s->checksum = (int)(int16_t)(uint16_t)v;
         s->has_checksum = 1;
     }
     if (f->n > 7 && parse_int(f->tok[7], 0, INT_MAX, &v))
-        return fail(err, errlen, "line %d: block size '%s' is not a number", lineno, f->tok[7]);
+        return err_fail(err, errlen, "line %d: block size '%s' is not a number", lineno, f->tok[7]);
     if (f->n > 8) {
         /* The description is the rest of the line, inner spaces kept. */
         const char *d = f->rest[8];
         size_t k = strlen(d);
         while (k && (d[k - 1] == ' ' || d[k - 1] == '\t')) k--;
         if (k >= sizeof s->description)
-            return fail(err, errlen, "line %d: signal description is longer than %zu "
+            return err_fail(err, errlen, "line %d: signal description is longer than %zu "
                         "characters", lineno, sizeof s->description - 1);
         memcpy(s->description, d, k);
         s->description[k] = '\0';
@@ -263,11 +242,11 @@ int wfdb_parse_header(wfdb_header *h, const char *text, size_t len, char *err, s
     fields f;
 
     memset(h, 0, sizeof *h);
-    if (len == 0) return fail(err, errlen, "empty header");
+    if (len == 0) return err_fail(err, errlen, "empty header");
     if (len > WFDB_MAX_HEADER_BYTES)
-        return fail(err, errlen, "header of %zu bytes: implausibly long (limit %u)", len,
+        return err_fail(err, errlen, "header of %zu bytes: implausibly long (limit %u)", len,
                     WFDB_MAX_HEADER_BYTES);
-    if (memchr(text, '\0', len)) return fail(err, errlen, "header holds NUL bytes: not a text file");
+    if (memchr(text, '\0', len)) return err_fail(err, errlen, "header holds NUL bytes: not a text file");
     while (pos < len) {
         const char *s = text + pos;
         const char *nl = memchr(s, '\n', len - pos);
@@ -276,13 +255,13 @@ int wfdb_parse_header(wfdb_header *h, const char *text, size_t len, char *err, s
         lineno++;
         if (k && s[k - 1] == '\r') k--; /* CRLF, as PhysioNet ships headers */
         if (k >= sizeof line) {
-            fail(err, errlen, "line %d: longer than %zu characters", lineno, sizeof line - 1);
+            err_fail(err, errlen, "line %d: longer than %zu characters", lineno, sizeof line - 1);
             goto error;
         }
         memcpy(line, s, k);
         line[k] = '\0';
         if (strchr(line, '\r')) {
-            fail(err, errlen, "line %d: stray carriage return", lineno);
+            err_fail(err, errlen, "line %d: stray carriage return", lineno);
             goto error;
         }
         const char *p = line + strspn(line, " \t");
@@ -295,17 +274,17 @@ int wfdb_parse_header(wfdb_header *h, const char *text, size_t len, char *err, s
             if (parse_signal_line(&h->sig[sig], &f, lineno, err, errlen)) goto error;
             sig++;
         } else {
-            fail(err, errlen, "line %d: unexpected line after the %d signal lines", lineno,
+            err_fail(err, errlen, "line %d: unexpected line after the %d signal lines", lineno,
                  h->nsig);
             goto error;
         }
     }
     if (!have_record) {
-        fail(err, errlen, "no record line (only comments or blank lines)");
+        err_fail(err, errlen, "no record line (only comments or blank lines)");
         goto error;
     }
     if (sig < h->nsig) {
-        fail(err, errlen, "the record line announces %d signals but %d signal lines follow",
+        err_fail(err, errlen, "the record line announces %d signals but %d signal lines follow",
              h->nsig, sig);
         goto error;
     }
@@ -329,10 +308,10 @@ static int16_t sign12(unsigned v) { return (int16_t)(v & 0x800 ? (int)v - 4096 :
 static int check_212_layout(const wfdb_header *h, char *err, size_t errlen) {
     for (int i = 0; i < h->nsig; i++) {
         if (h->sig[i].format != 212)
-            return fail(err, errlen, "signal %d is in format %d; only format 212 is supported",
+            return err_fail(err, errlen, "signal %d is in format %d; only format 212 is supported",
                         i, h->sig[i].format);
         if (strcmp(h->sig[i].file, h->sig[0].file))
-            return fail(err, errlen, "signals in separate files (%s, %s) are not supported",
+            return err_fail(err, errlen, "signals in separate files (%s, %s) are not supported",
                         h->sig[0].file, h->sig[i].file);
     }
     return 0;
@@ -345,30 +324,30 @@ int wfdb_parse_212(const wfdb_header *h, const uint8_t *buf, size_t len, int16_t
     *samples = NULL;
     *nsamp = 0;
     if (h->nsig < 1 || h->nsig > WFDB_MAX_SIGNALS)
-        return fail(err, errlen, "header with %d signals", h->nsig);
+        return err_fail(err, errlen, "header with %d signals", h->nsig);
     if (check_212_layout(h, err, errlen)) return -1;
     if (frames == 0) {
         /* No count in the header: the file decides, and must hold whole frames. */
         size_t n = len / 3 * 2 + (len % 3 == 2 ? 1 : 0);
         if (n % nsig || bytes_212(n) != len)
-            return fail(err, errlen, "%zu bytes are not a whole number of %zu-signal "
+            return err_fail(err, errlen, "%zu bytes are not a whole number of %zu-signal "
                         "format-212 frames", len, nsig);
         frames = n / nsig;
     }
-    if (frames == 0) return fail(err, errlen, "empty signal file");
+    if (frames == 0) return err_fail(err, errlen, "empty signal file");
     if (frames > WFDB_MAX_VALUES / nsig)
-        return fail(err, errlen, "%zu samples per signal: too large", frames);
+        return err_fail(err, errlen, "%zu samples per signal: too large", frames);
     total = frames * nsig;
     need = bytes_212(total);
     if (len < need)
-        return fail(err, errlen, "truncated: %zu samples of %zu signals need %zu bytes but the "
+        return err_fail(err, errlen, "truncated: %zu samples of %zu signals need %zu bytes but the "
                     "file has %zu", frames, nsig, need, len);
     if (len > need + 1) /* one pad byte is tolerated after an odd sample count */
-        return fail(err, errlen, "%zu bytes more than the %zu samples of %zu signals the header "
+        return err_fail(err, errlen, "%zu bytes more than the %zu samples of %zu signals the header "
                     "describes", len - need, frames, nsig);
 
     int16_t *s = malloc(total * sizeof *s);
-    if (!s) return fail(err, errlen, "out of memory for %zu samples", total);
+    if (!s) return err_fail(err, errlen, "out of memory for %zu samples", total);
     size_t i = 0;
     const uint8_t *p = buf;
     for (; i + 1 < total; i += 2, p += 3) {
@@ -382,14 +361,14 @@ int wfdb_parse_212(const wfdb_header *h, const uint8_t *buf, size_t len, int16_t
         uint16_t sum = 0;
         for (size_t k = c; k < total; k += nsig) sum = (uint16_t)(sum + (uint16_t)s[k]);
         if (sg->has_init && s[c] != sg->init_value) {
-            fail(err, errlen, "signal %zu (%s): first sample %d differs from the header's "
+            err_fail(err, errlen, "signal %zu (%s): first sample %d differs from the header's "
                  "initial value %d (damaged or mismatched file)", c, sg->description, s[c],
                  sg->init_value);
             free(s);
             return -1;
         }
         if (sg->has_checksum && (int16_t)sum != sg->checksum) {
-            fail(err, errlen, "signal %zu (%s): checksum %d differs from the header's %d "
+            err_fail(err, errlen, "signal %zu (%s): checksum %d differs from the header's %d "
                  "(damaged file)", c, sg->description, (int16_t)sum, sg->checksum);
             free(s);
             return -1;
@@ -409,11 +388,11 @@ enum { CODE_SKIP = 59, CODE_NUM = 60, CODE_SUB = 61, CODE_CHN = 62, CODE_AUX = 6
 static int ann_reserve(wfdb_annotations *o, size_t *cap, char *err, size_t errlen) {
     if (o->n < *cap) return 0;
     if (o->n == WFDB_MAX_ANNOTATIONS)
-        return fail(err, errlen, "more than %zu annotations (limit)", WFDB_MAX_ANNOTATIONS);
+        return err_fail(err, errlen, "more than %zu annotations (limit)", WFDB_MAX_ANNOTATIONS);
     size_t ncap = *cap ? *cap * 2 : 1024;
     if (ncap > WFDB_MAX_ANNOTATIONS) ncap = WFDB_MAX_ANNOTATIONS;
     wfdb_annotation *a = realloc(o->a, ncap * sizeof *a);
-    if (!a) return fail(err, errlen, "out of memory for %zu annotations", ncap);
+    if (!a) return err_fail(err, errlen, "out of memory for %zu annotations", ncap);
     o->a = a;
     *cap = ncap;
     return 0;
@@ -427,11 +406,11 @@ int wfdb_parse_annotations(wfdb_annotations *out, const uint8_t *buf, size_t len
     int num = 0, chan = 0, ended = 0;
 
     memset(out, 0, sizeof *out);
-    if (len == 0) return fail(err, errlen, "empty annotation file");
+    if (len == 0) return err_fail(err, errlen, "empty annotation file");
     if (len % 2)
-        return fail(err, errlen, "odd length %zu: MIT annotation files are 16-bit words", len);
+        return err_fail(err, errlen, "odd length %zu: MIT annotation files are 16-bit words", len);
     if (len > WFDB_MAX_ANN_BYTES)
-        return fail(err, errlen, "annotation file of %zu bytes: too large (limit %zu)", len,
+        return err_fail(err, errlen, "annotation file of %zu bytes: too large (limit %zu)", len,
                     WFDB_MAX_ANN_BYTES);
 
     while (pos + 2 <= len) {
@@ -447,7 +426,7 @@ int wfdb_parse_annotations(wfdb_annotations *out, const uint8_t *buf, size_t len
         switch (a) {
         case CODE_SKIP: {
             if (len - pos < 4) {
-                fail(err, errlen, "truncated: SKIP at byte %zu without its 4-byte interval", at);
+                err_fail(err, errlen, "truncated: SKIP at byte %zu without its 4-byte interval", at);
                 goto error;
             }
             uint32_t u = (uint32_t)buf[pos + 1] << 24 | (uint32_t)buf[pos] << 16 |
@@ -458,7 +437,7 @@ int wfdb_parse_annotations(wfdb_annotations *out, const uint8_t *buf, size_t len
         }
         case CODE_NUM: case CODE_SUB: case CODE_CHN: case CODE_AUX:
             if (!last) {
-                fail(err, errlen, "%s field at byte %zu comes before any annotation",
+                err_fail(err, errlen, "%s field at byte %zu comes before any annotation",
                      a == CODE_NUM ? "NUM" : a == CODE_SUB ? "SUB" : a == CODE_CHN ? "CHN" : "AUX",
                      at);
                 goto error;
@@ -469,12 +448,12 @@ int wfdb_parse_annotations(wfdb_annotations *out, const uint8_t *buf, size_t len
             else {
                 size_t padded = (size_t)i + (size_t)(i & 1);
                 if (len - pos < padded) {
-                    fail(err, errlen, "truncated: AUX at byte %zu announces %d bytes but %zu "
+                    err_fail(err, errlen, "truncated: AUX at byte %zu announces %d bytes but %zu "
                          "remain", at, i, len - pos);
                     goto error;
                 }
                 if (last->aux >= 0) {
-                    fail(err, errlen, "second AUX field for annotation %zu (byte %zu)", o.n - 1,
+                    err_fail(err, errlen, "second AUX field for annotation %zu (byte %zu)", o.n - 1,
                          at);
                     goto error;
                 }
@@ -484,7 +463,7 @@ int wfdb_parse_annotations(wfdb_annotations *out, const uint8_t *buf, size_t len
                     while (ncap < o.aux_len + (size_t)i + 1) ncap *= 2;
                     char *naux = realloc(o.aux, ncap);
                     if (!naux) {
-                        fail(err, errlen, "out of memory for annotation texts");
+                        err_fail(err, errlen, "out of memory for annotation texts");
                         goto error;
                     }
                     o.aux = naux;
@@ -501,18 +480,18 @@ int wfdb_parse_annotations(wfdb_annotations *out, const uint8_t *buf, size_t len
             break;
         }
         if (a == 0 || a > ACMAX) {
-            fail(err, errlen, "undefined annotation code %d at byte %zu (not an MIT annotation "
+            err_fail(err, errlen, "undefined annotation code %d at byte %zu (not an MIT annotation "
                  "file, or damaged)", a, at);
             goto error;
         }
         int64_t nt = t + skip + i; /* |skip| < 2^31 * len/6: no overflow */
         if (nt < 0 || nt > MAX_ANN_TIME) {
-            fail(err, errlen, "annotation %zu (byte %zu): time %lld is out of range (damaged "
+            err_fail(err, errlen, "annotation %zu (byte %zu): time %lld is out of range (damaged "
                  "SKIP?)", o.n, at, (long long)nt);
             goto error;
         }
         if (nt < t) {
-            fail(err, errlen, "annotation %zu (byte %zu) at sample %lld precedes the previous "
+            err_fail(err, errlen, "annotation %zu (byte %zu) at sample %lld precedes the previous "
                  "one at %lld: annotations must be in time order", o.n, at, (long long)nt,
                  (long long)t);
             goto error;
@@ -524,15 +503,15 @@ int wfdb_parse_annotations(wfdb_annotations *out, const uint8_t *buf, size_t len
         skip = 0;
     }
     if (!ended) {
-        fail(err, errlen, "truncated: no end-of-file word after %zu annotations", o.n);
+        err_fail(err, errlen, "truncated: no end-of-file word after %zu annotations", o.n);
         goto error;
     }
     if (pos != len) {
-        fail(err, errlen, "%zu bytes after the end-of-file word", len - pos);
+        err_fail(err, errlen, "%zu bytes after the end-of-file word", len - pos);
         goto error;
     }
     if (o.n == 0) {
-        fail(err, errlen, "no annotations");
+        err_fail(err, errlen, "no annotations");
         goto error;
     }
     *out = o;
@@ -552,28 +531,28 @@ static int read_file(const char *path, size_t max, uint8_t **bufp, size_t *lenp,
     FILE *f = fopen(path, "rb");
     *bufp = NULL;
     *lenp = 0;
-    if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (!f) return err_fail(err, errlen, "%s: %s", path, strerror(errno));
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
-        return fail(err, errlen, "%s: not a regular file", path);
+        return err_fail(err, errlen, "%s: not a regular file", path);
     }
     if ((uintmax_t)st.st_size > max) {
         fclose(f);
-        return fail(err, errlen, "%s: %lld bytes, larger than the %zu allowed", path,
+        return err_fail(err, errlen, "%s: %lld bytes, larger than the %zu allowed", path,
                     (long long)st.st_size, max);
     }
     size_t len = (size_t)st.st_size;
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
         fclose(f);
-        return fail(err, errlen, "%s: out of memory for %zu bytes", path, len);
+        return err_fail(err, errlen, "%s: out of memory for %zu bytes", path, len);
     }
     size_t got = fread(buf, 1, len, f);
     int bad = ferror(f) || got != len || fgetc(f) != EOF;
     fclose(f);
     if (bad) {
         free(buf);
-        return fail(err, errlen, "%s: read error (file changed while being read?)", path);
+        return err_fail(err, errlen, "%s: read error (file changed while being read?)", path);
     }
     *bufp = buf;
     *lenp = len;
@@ -595,29 +574,29 @@ int wfdb_load_record(wfdb_record *r, const char *dir, const char *name, const ch
     int rc;
 
     memset(r, 0, sizeof *r);
-    if (!plain_name(name)) return fail(err, errlen, "'%s' is not a valid record name", name);
+    if (!plain_name(name)) return err_fail(err, errlen, "'%s' is not a valid record name", name);
     if (annotator && !plain_name(annotator))
-        return fail(err, errlen, "'%s' is not a valid annotator name", annotator);
+        return err_fail(err, errlen, "'%s' is not a valid annotator name", annotator);
     if (join_path(path, sizeof path, dir, name, ".hea"))
-        return fail(err, errlen, "%s: path too long", dir);
+        return err_fail(err, errlen, "%s: path too long", dir);
     if (read_file(path, WFDB_MAX_HEADER_BYTES, &buf, &len, err, errlen)) return -1;
     rc = wfdb_parse_header(&r->hdr, (const char *)buf, len, err, errlen);
     free(buf);
     if (rc) {
-        prefix_path(err, errlen, path);
+        err_prefix(err, errlen, path);
         return -1;
     }
     if (strcmp(r->hdr.record, name)) {
-        fail(err, errlen, "%s: the header describes record '%s', not '%s'", path, r->hdr.record,
+        err_fail(err, errlen, "%s: the header describes record '%s', not '%s'", path, r->hdr.record,
              name);
         goto error;
     }
     if (check_212_layout(&r->hdr, err, errlen)) {
-        prefix_path(err, errlen, path);
+        err_prefix(err, errlen, path);
         goto error;
     }
     if (join_path(path, sizeof path, dir, r->hdr.sig[0].file, "")) {
-        fail(err, errlen, "%s: path too long", dir);
+        err_fail(err, errlen, "%s: path too long", dir);
         goto error;
     }
     /* 3 bytes per 2 samples at the limit, and one pad byte. */
@@ -625,13 +604,13 @@ int wfdb_load_record(wfdb_record *r, const char *dir, const char *name, const ch
     rc = wfdb_parse_212(&r->hdr, buf, len, &r->samples, &r->nsamp, err, errlen);
     free(buf);
     if (rc) {
-        prefix_path(err, errlen, path);
+        err_prefix(err, errlen, path);
         goto error;
     }
     if (!annotator) return 0;
     if (join_path(path, sizeof path, dir, name, ".") ||
         strlen(path) + strlen(annotator) >= sizeof path) {
-        fail(err, errlen, "%s: path too long", dir);
+        err_fail(err, errlen, "%s: path too long", dir);
         goto error;
     }
     strcat(path, annotator);
@@ -639,11 +618,11 @@ int wfdb_load_record(wfdb_record *r, const char *dir, const char *name, const ch
     rc = wfdb_parse_annotations(&r->ann, buf, len, err, errlen);
     free(buf);
     if (rc) {
-        prefix_path(err, errlen, path);
+        err_prefix(err, errlen, path);
         goto error;
     }
     if ((uint64_t)r->ann.a[r->ann.n - 1].time >= (uint64_t)r->nsamp) {
-        fail(err, errlen, "%s: annotation at sample %lld lies beyond the signal's %zu samples",
+        err_fail(err, errlen, "%s: annotation at sample %lld lies beyond the signal's %zu samples",
              path, (long long)r->ann.a[r->ann.n - 1].time, r->nsamp);
         goto error;
     }
