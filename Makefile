@@ -101,6 +101,7 @@ test: deps browser-deps
 	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm $(BUILD)/anodmd
 	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner
 	@$(MAKE) --no-print-directory dashboard-test
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 # The dashboard in Chromium against a running anodmd (tests/dashboard/test.mjs), with a
 # small Fashion-MNIST model trained on first use (about 10 s) and kept in the build tree
@@ -209,7 +210,8 @@ install: all
 # touched. `make fuzz` runs each target for FUZZ_SECONDS, one after the other; new
 # inputs go to build-fuzz/corpus/<target>/ (seeded from tests/fuzz/corpus/<target>/),
 # crashes to build-fuzz/artifacts/<target>/, logs to build-fuzz/logs/. `make fuzz-smoke`
-# is the same for 10 s each. Not part of `make test`.
+# is the same for 10 s each, and the last step of `make test` (about two minutes with the
+# build).
 FUZZ_PKGS     = clang libclang-rt-14-dev
 FUZZ_CC      ?= clang
 FUZZ_BUILD    = build-fuzz
