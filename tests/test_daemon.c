@@ -63,6 +63,16 @@ static void kill_daemon(void) {
     }
 }
 
+#define OWN_PATH 600
+
+/* The files of a test that starts its own anodmd on the tiny bundle: the log NAME.db, the
+ * daemon's output NAME_stderr.txt, and the --model argument (OWN_PATH bytes each). */
+static void own_daemon_files(const char *name, char *db, char *log, char *model) {
+    snprintf(db, OWN_PATH, "%s/%s.db", test_tmpdir(), name);
+    snprintf(log, OWN_PATH, "%s/%s_stderr.txt", test_tmpdir(), name);
+    snprintf(model, OWN_PATH, "tiny=%s", D.tiny);
+}
+
 /* Start anodmd and read its port from "listening on 127.0.0.1:PORT" on its stderr. */
 static int start_daemon(void) {
     snprintf(D.db, sizeof D.db, "%s/daemon_scores.db", test_tmpdir());
@@ -993,11 +1003,9 @@ static void expect_auth_(const char *file, int line, int port, const char *metho
  * wants one as a Bearer token; keys are checked when loaded and never printed. */
 TEST(daemon_api_keys) {
     if (make_bundles()) return;
-    char keyfile[600], db[600], log[600], model[600];
+    char keyfile[600], db[OWN_PATH], log[OWN_PATH], model[OWN_PATH];
     snprintf(keyfile, sizeof keyfile, "%s/daemon_keys.txt", test_tmpdir());
-    snprintf(db, sizeof db, "%s/daemon_keys.db", test_tmpdir());
-    snprintf(log, sizeof log, "%s/daemon_keys_stderr.txt", test_tmpdir());
-    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    own_daemon_files("daemon_keys", db, log, model);
     FILE *f = fopen(keyfile, "w");
     CHECK(f != NULL);
     if (!f) return;
@@ -1055,10 +1063,8 @@ TEST(daemon_api_keys) {
 /* answer_after_commit off: the answer comes first, without a log id; the row follows. */
 TEST(daemon_answer_before_commit) {
     if (make_bundles()) return;
-    char db_path[600], log[600], model[600];
-    snprintf(db_path, sizeof db_path, "%s/daemon_early.db", test_tmpdir());
-    snprintf(log, sizeof log, "%s/daemon_early_stderr.txt", test_tmpdir());
-    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    char db_path[OWN_PATH], log[OWN_PATH], model[OWN_PATH];
+    own_daemon_files("daemon_early", db_path, log, model);
     EXPECT_CLI(2, "answer_after_commit", "--model %s --answer-after-commit maybe --check-config",
                model);
     const char *args[] = {"--model", model, "--db", db_path, "--answer-after-commit", "off", NULL};
@@ -1097,10 +1103,8 @@ TEST(daemon_answer_before_commit) {
  * rows kept, with the new columns NULL (served as null), new rows complete. */
 TEST(daemon_log_migrates_version_1) {
     if (make_bundles()) return;
-    char db_path[600], log[600], model[600];
-    snprintf(db_path, sizeof db_path, "%s/daemon_v1.db", test_tmpdir());
-    snprintf(log, sizeof log, "%s/daemon_v1_stderr.txt", test_tmpdir());
-    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    char db_path[OWN_PATH], log[OWN_PATH], model[OWN_PATH];
+    own_daemon_files("daemon_v1", db_path, log, model);
     sqlite3 *db = NULL;
     CHECK(sqlite3_open(db_path, &db) == SQLITE_OK &&
           sqlite3_exec(db,
@@ -1153,10 +1157,8 @@ TEST(daemon_log_migrates_version_1) {
  * by the writer as the daemon runs. */
 TEST(daemon_retention) {
     if (make_bundles()) return;
-    char db_path[600], log[600], model[600];
-    snprintf(db_path, sizeof db_path, "%s/daemon_retention.db", test_tmpdir());
-    snprintf(log, sizeof log, "%s/daemon_retention_stderr.txt", test_tmpdir());
-    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    char db_path[OWN_PATH], log[OWN_PATH], model[OWN_PATH];
+    own_daemon_files("daemon_retention", db_path, log, model);
     const char *args[] = {"--model", model, "--db", db_path, "--retention-days", "7",
                           "--retention-rows", "30", NULL};
     int port, saved = D.port;
@@ -1367,11 +1369,9 @@ TEST(daemon_dashboard_settings) {
     EXPECT_CLI(0, "recent_samples = 1000", "--check-config --model %s", D.tiny);
     EXPECT_CLI(2, "recent_samples wants an integer", "--check-config --model %s "
                "--recent-samples -1", D.tiny);
-    char db[600], log[600], model[600], one[600];
-    snprintf(model, sizeof model, "tiny=%s", D.tiny);
+    char db[OWN_PATH], log[OWN_PATH], model[OWN_PATH], one[600];
+    own_daemon_files("daemon_dash_off", db, log, model);
     single_body(one, sizeof one, "0.5", DIM);
-    snprintf(db, sizeof db, "%s/daemon_dash_off.db", test_tmpdir());
-    snprintf(log, sizeof log, "%s/daemon_dash_off_stderr.txt", test_tmpdir());
     const char *off[] = {"--model", model, "--db", db, "--dashboard", "off",
                          "--recent-samples", "0", NULL};
     int port;
@@ -1384,8 +1384,7 @@ TEST(daemon_dashboard_settings) {
         EXPECT_GET(port, "/v1/scores/1", 200, "\"log_id\":1");
     }
     stop_anodmd(pid);
-    snprintf(db, sizeof db, "%s/daemon_dash_keys.db", test_tmpdir());
-    snprintf(log, sizeof log, "%s/daemon_dash_keys_stderr.txt", test_tmpdir());
+    own_daemon_files("daemon_dash_keys", db, log, model);
     const char *keys[] = {"--model", model, "--db", db, "--api-keys", KEY_A,
                           "--recent-samples", "2", NULL};
     pid = spawn_anodmd(log, keys, &port);
