@@ -25,6 +25,7 @@ struct batcher {
     pthread_mutex_t lock;        /* guards everything below and every queue's list fields */
     pthread_cond_t work;
     batch_queue *runnable;       /* queues with waiting jobs and no worker */
+    batch_job *tasks, **tasks_tail; /* batch_run's jobs, oldest first */
     long queued;                 /* jobs waiting */
     long long window_ns;
     int stopping;
@@ -171,6 +172,15 @@ static void *worker_main(void *arg) {
     batcher *b = arg;
     pthread_mutex_lock(&b->lock);
     for (;;) {
+        if (b->tasks) {
+            batch_job *t = b->tasks;
+            if (!(b->tasks = t->next)) b->tasks_tail = &b->tasks;
+            b->queued--;
+            pthread_mutex_unlock(&b->lock);
+            t->finish(t);
+            pthread_mutex_lock(&b->lock);
+            continue;
+        }
         long long wake_ns;
         batch_queue *q = take_due(b, now_ns(), &wake_ns);
         if (!q) {
@@ -216,6 +226,7 @@ batcher *batch_start(int n_workers, long window_us, metrics *mt, char *err, size
         return NULL;
     }
     b->window_ns = (long long)window_us * 1000;
+    b->tasks_tail = &b->tasks;
     b->metrics = mt;
     pthread_mutex_init(&b->lock, NULL);
     /* Deadlines are monotonic: a clock step must not stall or rush a batch. */
@@ -246,6 +257,22 @@ int batch_submit(batcher *b, batch_job *j) {
     q->samples += j->n;
     b->queued++;
     make_runnable(b, q);
+    pthread_cond_signal(&b->work);
+    pthread_mutex_unlock(&b->lock);
+    return 0;
+}
+
+int batch_run(batcher *b, batch_job *j) {
+    pthread_mutex_lock(&b->lock);
+    if (b->stopping) {
+        pthread_mutex_unlock(&b->lock);
+        return -1;
+    }
+    j->next = NULL;
+    j->queued_ns = now_ns();
+    *b->tasks_tail = j;
+    b->tasks_tail = &j->next;
+    b->queued++;
     pthread_cond_signal(&b->work);
     pthread_mutex_unlock(&b->lock);
     return 0;

@@ -52,7 +52,12 @@ void batch_queue_free(batch_queue *q);
 batcher *batch_start(int n_workers, long window_us, metrics *mt, char *err, size_t errlen);
 /* Queue j on its model's queue: 0, or -1 when the batcher is stopping (j untouched). */
 int batch_submit(batcher *b, batch_job *j);
-/* Requests waiting in queues, not yet taken by a worker. */
+/* Run j->finish(j) on a worker, before any waiting batch and without scoring: for the
+ * maths a request needs before its samples exist (a raw ECG strip cut into beats), which
+ * must not run on a polling thread. Only finish is used. 0, or -1 when the batcher is
+ * stopping (j untouched). */
+int batch_run(batcher *b, batch_job *j);
+/* Requests waiting in queues (or to be run), not yet taken by a worker. */
 long batch_queued(batcher *b);
 /* Refuse new jobs, score every queued one at once, and join the workers. */
 void batch_stop(batcher *b);

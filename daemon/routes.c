@@ -2,6 +2,7 @@
 #include "routes.h"
 
 #include "dashboard.h"
+#include "ecg.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -151,6 +152,8 @@ typedef struct {
     scorelog_ticket ticket;
     int v2, logged;
     api_score_record *early;     /* answer_first: the records as submitted (no log ids) */
+    int64_t *r_peak;             /* beats cut from a strip: their R peaks (else NULL), */
+    int fs;                      /* in samples of the strip at fs Hz */
     reply *out;
     void (*wake)(void *conn);
     void *conn;
@@ -164,6 +167,7 @@ static void job_done(score_job *j) {
     api_score_request_free(&j->req);
     free_buffers(&j->b);
     free(j->early);
+    free(j->r_peak);
     free(j);
     wake(conn);
 }
@@ -207,7 +211,7 @@ static void answer(score_job *j, const api_score_record *rec) {
     }
     api_score_detail detail = {.k = m->d.k, .ref = j->b.nn_ref, .distance = j->b.nn_dist,
                                .x = j->req.x, .x_rec = j->req.explain ? j->b.x_rec : NULL,
-                               .dim = m->dim};
+                               .dim = m->dim, .r_peak = j->r_peak, .fs = j->fs};
     ok_reply(j->out, api_encode_score(m->name, m->version, rec, j->req.n, &detail));
 }
 
@@ -242,6 +246,7 @@ static void answer_before_commit(score_job *j) {
     wake(conn);                  /* j->out belongs to the connection from here on */
     if (scorelog_wait(j->a->log, &j->ticket, err, sizeof err) == 0) remember_samples(j);
     free(j->early);
+    free(j->r_peak);
     registry_release(j->a->reg, j->set);
     api_score_request_free(&j->req);
     free_buffers(&j->b);
@@ -269,6 +274,24 @@ static void job_finish(batch_job *bj) {
     job_done(j);
 }
 
+/* Queue the decoded request j (its connection parked, its set held) for m's workers. A
+ * failure is answered at once. */
+static void queue_score(score_job *j, model *m) {
+    /* Reconstructions are kept for the answer (explain) and for the sample view. */
+    if (alloc_buffers(&j->b, j->req.n, m->d.k, m->dim, j->req.explain || j->a->recent)) {
+        routes_error(j->out, 500, "internal", "out of memory");
+        job_done(j);
+        return;
+    }
+    j->job = (batch_job){.m = m, .x = j->req.x, .n = j->req.n, .res = j->b.res,
+                         .x_rec = j->b.x_rec, .nn_idx = j->b.nn_idx, .nn_dist = j->b.nn_dist,
+                         .prepare = job_prepare, .finish = job_finish};
+    if (batch_submit(j->a->batch, &j->job)) {
+        routes_error(j->out, 503, "shutting_down", "the daemon is shutting down");
+        job_done(j);
+    }
+}
+
 /* POST /v1/score, POST /v1/models/{name}/score, POST /v2/models/{name}/infer: decode here,
  * score on a worker. 1 when handed over (the job then holds set), 0 when answered. */
 static int score(app *a, model_set *set, const request *rq, const char *name, int v2,
@@ -287,17 +310,6 @@ static int score(app *a, model_set *set, const request *rq, const char *name, in
         free(j);
         return 0;
     }
-    /* Reconstructions are kept for the answer (explain) and for the sample view. */
-    if (alloc_buffers(&j->b, j->req.n, m->d.k, m->dim, j->req.explain || a->recent)) {
-        routes_error(out, 500, "internal", "out of memory");
-        api_score_request_free(&j->req);
-        free_buffers(&j->b);
-        free(j);
-        return 0;
-    }
-    j->job = (batch_job){.m = m, .x = j->req.x, .n = j->req.n, .res = j->b.res,
-                         .x_rec = j->b.x_rec, .nn_idx = j->b.nn_idx, .nn_dist = j->b.nn_dist,
-                         .prepare = job_prepare, .finish = job_finish};
     j->a = a;
     j->set = set;
     j->v2 = v2;
@@ -306,9 +318,110 @@ static int score(app *a, model_set *set, const request *rq, const char *name, in
     j->conn = rq->conn;
     /* Parked before it is queued, so the worker's wake can never come first. */
     rq->park(rq->conn);
-    if (batch_submit(a->batch, &j->job)) {
+    queue_score(j, m);
+    return 1;
+}
+
+/* A raw ECG strip on its way to a worker, which cuts it into beats (core/ecg.h) and
+ * queues them as one score request. */
+typedef struct {
+    batch_job job;               /* first member: a batch_run task */
+    app *a;
+    model_set *set;              /* held until handed to the score request, or done */
+    model *m;
+    api_strip_request req;
+    reply *out;
+    void (*wake)(void *conn);
+    void *conn;
+} strip_job;
+
+/* The strip was answered without scoring: let go of it and wake its connection. */
+static void strip_done(strip_job *s) {
+    void (*wake)(void *) = s->wake;
+    void *conn = s->conn;
+    registry_release(s->a->reg, s->set);
+    api_strip_request_free(&s->req);
+    free(s);
+    wake(conn);
+}
+
+/* On a worker: R peaks, beats, then the beats scored like any request's samples. */
+static void cut_strip(batch_job *bj) {
+    strip_job *s = (strip_job *)bj;
+    ecg_beats beats = {0};
+    score_job *j = NULL;
+    char err[256];
+    if (ecg_beats_from_strip(s->req.signal, s->req.n, s->req.fs, &beats, err, sizeof err)) {
+        routes_error(s->out, 400, "bad_strip", err);
+    } else if (beats.n > (size_t)s->a->max_batch) {
+        api_error e;
+        api_error_set(&e, 413, "too_many_beats", "the strip holds %zu heartbeats; one request "
+                      "scores at most %d (max_batch): send shorter strips", beats.n,
+                      s->a->max_batch);
+        error_reply(s->out, &e);
+    } else if (!(j = calloc(1, sizeof *j))) {
+        routes_error(s->out, 500, "internal", "out of memory");
+    }
+    if (!j) {
+        ecg_beats_free(&beats);
+        strip_done(s);
+        return;
+    }
+    j->req = (api_score_request){.x = beats.x, .n = (int)beats.n, .dim = ECG_BEAT_LEN,
+                                 .explain = s->req.explain};
+    memcpy(j->req.id, s->req.id, sizeof j->req.id);
+    memcpy(j->req.source, s->req.source, sizeof j->req.source);
+    j->r_peak = beats.sample;
+    j->fs = s->req.fs;
+    beats.x = NULL;
+    beats.sample = NULL;
+    ecg_beats_free(&beats);
+    j->a = s->a;
+    j->set = s->set;             /* the score request holds the set from here on */
+    j->out = s->out;
+    j->wake = s->wake;
+    j->conn = s->conn;
+    model *m = s->m;
+    api_strip_request_free(&s->req);
+    free(s);
+    queue_score(j, m);
+}
+
+/* POST /v1/models/{name}/strip: for models of one heartbeat (1 x 1 x 187 at 125 Hz). */
+static int strip(app *a, model_set *set, const request *rq, const char *name, reply *out) {
+    model *m = find_model(set, name, out);
+    if (!m) return 0;
+    const shape3 in = m->d.vae.arch.in;
+    if (in.c != 1 || in.h != 1 || in.w != ECG_BEAT_LEN) {
+        api_error e;
+        api_error_set(&e, 400, "not_an_ecg_model", "model '%s' takes samples of %d x %d x %d "
+                      "values; strips are cut into heartbeats of 1 x 1 x %d (an ECG model's)",
+                      m->name, in.c, in.h, in.w, ECG_BEAT_LEN);
+        error_reply(out, &e);
+        return 0;
+    }
+    strip_job *s = calloc(1, sizeof *s);
+    api_error e;
+    if (!s) {
+        routes_error(out, 500, "internal", "out of memory");
+        return 0;
+    }
+    if (api_decode_strip(rq->body, rq->len, &s->req, &e)) {
+        error_reply(out, &e);
+        free(s);
+        return 0;
+    }
+    s->job.finish = cut_strip;
+    s->a = a;
+    s->set = set;
+    s->m = m;
+    s->out = out;
+    s->wake = rq->wake;
+    s->conn = rq->conn;
+    rq->park(rq->conn);
+    if (batch_run(a->batch, &s->job)) {
         routes_error(out, 503, "shutting_down", "the daemon is shutting down");
-        job_done(j);
+        strip_done(s);
     }
     return 1;
 }
@@ -499,7 +612,7 @@ static void metrics_page(app *a, model_set *set, reply *out) {
 enum {
     R_HEALTH, R_READY, R_METRICS, R_SCORE, R_MODEL_SCORE, R_SCORES, R_SCORE_RECORD, R_STATS,
     R_MODELS, R_MODEL, R_MAP, R_V2_LIVE, R_V2_READY, R_V2_MODEL_READY, R_V2_MODEL, R_V2_INFER,
-    R_DASHBOARD, R_DASHBOARD_FILE, R_SAMPLE
+    R_DASHBOARD, R_DASHBOARD_FILE, R_SAMPLE, R_STRIP
 };
 static const struct route {
     const char *method, *pattern, *label;
@@ -510,6 +623,7 @@ static const struct route {
     {"GET", "metrics", "/metrics", R_METRICS, 0},
     {"POST", "v1/score", "/v1/score", R_SCORE, 0},
     {"POST", "v1/models/*/score", "/v1/models/{name}/score", R_MODEL_SCORE, 0},
+    {"POST", "v1/models/*/strip", "/v1/models/{name}/strip", R_STRIP, 0},
     {"GET", "v1/scores", "/v1/scores", R_SCORES, 0},
     {"GET", "v1/scores/*", "/v1/scores/{id}", R_SCORE_RECORD, 0},
     {"GET", "v1/stats", "/v1/stats", R_STATS, 0},
@@ -547,6 +661,7 @@ static int dispatch(app *a, model_set *set, const request *rq, const path_parts 
     case R_METRICS: metrics_page(a, set, out); break;
     case R_SCORE: return score(a, set, rq, NULL, 0, out);
     case R_MODEL_SCORE: return score(a, set, rq, name, 0, out);
+    case R_STRIP: return strip(a, set, rq, name, out);
     case R_SCORES: score_page(a, rq, out); break;
     case R_SCORE_RECORD: score_record(a, name, out); break;
     case R_STATS: stats(a, out); break;

@@ -131,6 +131,25 @@ static int decode_samples(json_t *root, size_t dim, int max_batch, api_score_req
     return 0;
 }
 
+/* The members a score and a strip request share: 1 when key is one of them (decoded
+ * into id, source, explain), 0 when it is not, -1 with e when its value is wrong. */
+static int decode_common(const char *key, json_t *v, char *id, char *source, int *explain,
+                         api_error *e) {
+    if (!strcmp(key, "id")) return decode_tag(v, key, id, e) ? -1 : 1;
+    if (!strcmp(key, "source")) return decode_tag(v, key, source, e) ? -1 : 1;
+    if (strcmp(key, "explain")) return 0;
+    if (!json_is_boolean(v)) {
+        api_error_set(e, 400, "invalid_request", "\"explain\" must be true or false");
+        return -1;
+    }
+    *explain = json_is_true(v);
+    return 1;
+}
+
+static void unknown_field(const char *key, api_error *e) {
+    api_error_set(e, 400, "unknown_field", "unknown field \"%.64s\"", key);
+}
+
 /* Every member of the request object: the known keys with their types. */
 static int decode_members(json_t *root, size_t dim, int max_batch, api_score_request *req,
                           api_error *e) {
@@ -138,18 +157,10 @@ static int decode_members(json_t *root, size_t dim, int max_batch, api_score_req
     json_t *v;
     json_object_foreach(root, key, v) {
         if (!strcmp(key, "sample") || !strcmp(key, "samples")) continue;
-        if (!strcmp(key, "id")) {
-            if (decode_tag(v, key, req->id, e)) return -1;
-        } else if (!strcmp(key, "source")) {
-            if (decode_tag(v, key, req->source, e)) return -1;
-        } else if (!strcmp(key, "explain")) {
-            if (!json_is_boolean(v)) {
-                api_error_set(e, 400, "invalid_request", "\"explain\" must be true or false");
-                return -1;
-            }
-            req->explain = json_is_true(v);
-        } else {
-            api_error_set(e, 400, "unknown_field", "unknown field \"%.64s\"", key);
+        int rc = decode_common(key, v, req->id, req->source, &req->explain, e);
+        if (rc < 0) return -1;
+        if (rc == 0) {
+            unknown_field(key, e);
             return -1;
         }
     }
@@ -195,6 +206,92 @@ int api_decode_score_json(const char *body, size_t len, size_t dim, int max_batc
     json_decref(root);
     if (rc) api_score_request_free(req);
     return rc;
+}
+
+/* A strip's "signal" into req. */
+static int decode_signal(json_t *a, api_strip_request *req, api_error *e) {
+    if (!json_is_array(a)) {
+        api_error_set(e, 400, "invalid_request", "\"signal\" must be an array of numbers");
+        return -1;
+    }
+    size_t n = json_array_size(a);
+    if (n == 0) {
+        api_error_set(e, 400, "invalid_request", "\"signal\" is empty");
+        return -1;
+    }
+    if (n > API_STRIP_MAX_VALUES) {
+        api_error_set(e, 413, "strip_too_long", "the strip has %zu values; the limit is %d", n,
+                      API_STRIP_MAX_VALUES);
+        return -1;
+    }
+    if (!(req->signal = malloc(n * sizeof *req->signal))) {
+        api_error_set(e, 500, "internal", "out of memory");
+        return -1;
+    }
+    req->n = n;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(a, i);
+        if (!json_is_number(v)) {
+            api_error_set(e, 400, "not_a_number", "signal value %zu is not a number", i);
+            return -1;
+        }
+        req->signal[i] = (float)json_number_value(v);
+        if (!isfinite(req->signal[i])) {
+            api_error_set(e, 400, "not_finite", "signal value %zu is outside the finite float "
+                          "range", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A strip's "fs": a whole number of Hz, at least 1. */
+static int decode_rate(json_t *v, int *fs, api_error *e) {
+    double hz = json_is_number(v) ? json_number_value(v) : NAN;
+    if (!(hz >= 1 && hz <= 1e6) || hz != floor(hz)) {
+        api_error_set(e, 400, "invalid_request", "\"fs\" must be the sampling rate in Hz, a "
+                      "whole number from 1 to 1000000");
+        return -1;
+    }
+    *fs = (int)hz;
+    return 0;
+}
+
+int api_decode_strip(const char *body, size_t len, api_strip_request *req, api_error *e) {
+    memset(req, 0, sizeof *req);
+    json_t *root = parse_object(body, len, e), *v;
+    if (!root) return -1;
+    const char *key;
+    int rc = 0;
+    json_object_foreach(root, key, v) {
+        if (!strcmp(key, "signal")) continue;
+        if (!strcmp(key, "fs")) {
+            if ((rc = decode_rate(v, &req->fs, e))) break;
+            continue;
+        }
+        if ((rc = decode_common(key, v, req->id, req->source, &req->explain, e)) < 0) break;
+        if (rc == 0) {
+            unknown_field(key, e);
+            rc = -1;
+            break;
+        }
+        rc = 0;
+    }
+    if (!rc && (!json_object_get(root, "signal") || !req->fs)) {
+        api_error_set(e, 400, "invalid_request", "a strip needs \"signal\" (the values) and "
+                      "\"fs\" (their sampling rate in Hz)");
+        rc = -1;
+    }
+    if (!rc) rc = decode_signal(json_object_get(root, "signal"), req, e);
+    json_decref(root);
+    if (rc) api_strip_request_free(req);
+    return rc;
+}
+
+void api_strip_request_free(api_strip_request *req) {
+    free(req->signal);
+    req->signal = NULL;
+    req->n = 0;
 }
 
 /* The batch size of an input's shape [B, d1, ...] whose trailing dimensions hold dim
@@ -467,8 +564,13 @@ static json_t *score_fields(const api_score_record *r) {
                      "log_id", r->log_id > 0 ? json_integer((json_int_t)r->log_id) : json_null());
 }
 
-/* Neighbours of sample i, and with explain its reconstruction and squared error. */
+/* A beat's R peak, the neighbours of sample i, and with explain its reconstruction and
+ * squared error. */
 static int add_detail(json_t *o, const api_score_detail *d, int i) {
+    if (d->r_peak && json_object_set_new(o, "r_peak", json_pack("{s:I, s:f}", "sample",
+                                                              (json_int_t)d->r_peak[i], "time_s",
+                                                              (double)d->r_peak[i] / d->fs)))
+        return -1;
     json_t *nb = json_array();
     if (!nb || json_object_set_new(o, "neighbors", nb)) return -1;
     for (int j = 0; j < d->k; j++) {

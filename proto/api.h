@@ -60,7 +60,20 @@ typedef struct {
     const float *distance;       /* n * k map distances */
     const float *x, *x_rec;      /* n * dim each; x_rec NULL unless explained */
     size_t dim;
+    const int64_t *r_peak;       /* beats cut from a strip: each one's R peak (strip sample), */
+    int fs;                      /* at fs Hz; NULL for plain samples */
 } api_score_detail;
+
+/* POST /v1/models/{name}/strip: a raw ECG strip of n values sampled at fs Hz. */
+#define API_STRIP_MAX_VALUES (1 << 21)
+typedef struct {
+    float *signal;               /* malloc'd */
+    size_t n;
+    int fs;
+    char id[API_ID_MAX + 1];
+    char source[API_ID_MAX + 1];
+    int explain;
+} api_strip_request;
 
 /* GET /v1/scores: rows with log_id > since_id, oldest first, at most limit. With
  * before_id, only rows below it, and the newest limit of them (still oldest first). */
@@ -114,6 +127,12 @@ int api_decode_v2_infer(const char *body, size_t len, size_t dim, int max_batch,
                         api_score_request *req, api_error *e);
 /* Release what api_decode_score or api_decode_v2_infer allocated. */
 void api_score_request_free(api_score_request *req);
+/* Decode a strip body {"signal": [numbers], "fs": Hz, "id", "source", "explain"}: at
+ * most API_STRIP_MAX_VALUES finite values, fs a whole number of Hz (whether the rate and
+ * the strip suit the R-peak detector is core/rpeak.h's to say). 0, or -1 with e (req is
+ * then empty). */
+int api_decode_strip(const char *body, size_t len, api_strip_request *req, api_error *e);
+void api_strip_request_free(api_strip_request *req);
 /* Decode GET /v1/scores parameters (each NULL when absent). 0, or -1 with e. */
 int api_decode_scores_query(const char *since_id, const char *limit, const char *model,
                             const char *source, const char *anomalies_only,
@@ -133,7 +152,8 @@ void api_error_set(api_error *e, int status, const char *code, const char *fmt, 
     __attribute__((format(printf, 4, 5)));
 /* {"error": {"code", "message"}}. */
 char *api_encode_error(const api_error *e);
-/* {"model", "version", "results": [...]} for n records with their details. */
+/* {"model", "version", "results": [...]} for n records with their details; a strip's
+ * beats also carry "r_peak": {"sample", "time_s"}. */
 char *api_encode_score(const char *model, const char *version, const api_score_record *rec,
                        int n, const api_score_detail *detail);
 /* {"scores": [...], "next_since_id"} for one page; next_since_id is the cursor to poll

@@ -71,6 +71,50 @@ TEST(api_decode_refusals) {
     api_score_request_free(&req);
 }
 
+/* Decoding a strip body: 0 with fs, or the refusal's status and code. */
+static void expect_strip_(const char *file, int line, const char *body, int status,
+                          const char *code) {
+    api_strip_request req;
+    api_error e = {0};
+    int rc = api_decode_strip(body, strlen(body), &req, &e);
+    if (!status) {
+        if (rc) check_fail(file, line, "%s: refused, %s (%s)", body, e.code, e.message);
+        else if (req.n != 3 || req.fs != 360 || req.signal[2] != 0.5f)
+            check_fail(file, line, "%s: decoded %zu values at %d Hz", body, req.n, req.fs);
+        api_strip_request_free(&req);
+        return;
+    }
+    if (!rc) {
+        check_fail(file, line, "accepted: %s", body);
+        api_strip_request_free(&req);
+    } else if (e.status != status || strcmp(e.code, code) || req.signal) {
+        check_fail(file, line, "%s: got %d %s (%s), want %d %s", body, e.status, e.code,
+                   e.message, status, code);
+    }
+}
+#define EXPECT_STRIP(body, status, code) expect_strip_(__FILE__, __LINE__, body, status, code)
+
+TEST(api_decode_strip_bodies) {
+    EXPECT_STRIP("{\"signal\": [1, -2, 0.5], \"fs\": 360}", 0, NULL);
+    EXPECT_STRIP("{\"fs\": 360.0, \"signal\": [1, -2, 0.5], \"id\": \"a\", \"source\": \"b\", "
+                 "\"explain\": true}", 0, NULL);
+    EXPECT_STRIP("{\"signal\": [1, -2, 0.5]}", 400, "invalid_request");
+    EXPECT_STRIP("{\"fs\": 360}", 400, "invalid_request");
+    EXPECT_STRIP("{\"signal\": [], \"fs\": 360}", 400, "invalid_request");
+    EXPECT_STRIP("{\"signal\": 1, \"fs\": 360}", 400, "invalid_request");
+    EXPECT_STRIP("{\"signal\": [1, -2, 0.5], \"fs\": 0}", 400, "invalid_request");
+    EXPECT_STRIP("{\"signal\": [1, -2, 0.5], \"fs\": 360.5}", 400, "invalid_request");
+    EXPECT_STRIP("{\"signal\": [1, -2, 0.5], \"fs\": 1e7}", 400, "invalid_request");
+    EXPECT_STRIP("{\"signal\": [1, -2, 0.5], \"fs\": \"360\"}", 400, "invalid_request");
+    EXPECT_STRIP("{\"signal\": [1, null, 0.5], \"fs\": 360}", 400, "not_a_number");
+    EXPECT_STRIP("{\"signal\": [1, 1e39, 0.5], \"fs\": 360}", 400, "not_finite");
+    EXPECT_STRIP("{\"signal\": [1, -2, 0.5], \"fs\": 360, \"fs\": 250}", 400, "duplicate_key");
+    EXPECT_STRIP("{\"signal\": [1, -2, 0.5], \"fs\": 360, \"rate\": 250}", 400, "unknown_field");
+    EXPECT_STRIP("{\"signal\": [1, -2, 0.5], \"fs\": 360, \"explain\": \"yes\"}", 400,
+                 "invalid_request");
+    EXPECT_STRIP("[1, 2]", 400, "invalid_request");
+}
+
 TEST(api_decode_accepts) {
     api_score_request req;
     api_error e;

@@ -294,12 +294,16 @@ TEST(daemon_health_and_models) {
     CHECK(!strcmp(jstr(json_object_get(r.json, "architecture"), "encoder"), "linear(24) relu"));
     response_free(&r);
 
+    r = http("POST", "/v1/models/tiny/strip", "{\"fs\": 360, \"signal\": [1, 2, 3]}");
+    EXPECT_STATUS(r, 400, "not_an_ecg_model");
+    response_free(&r);
+
     r = http("GET", "/v1/models/nope", NULL);
     EXPECT_STATUS(r, 404, "unknown_model");
     response_free(&r);
 }
 
-/* Every operation proto/openapi.yaml documents is routed (the reverse: it lists 19). */
+/* Every operation proto/openapi.yaml documents is routed (the reverse: it lists 20). */
 TEST(daemon_openapi_routes) {
     if (daemon_up()) return;
     FILE *f = fopen("proto/openapi.yaml", "r");
@@ -333,7 +337,7 @@ TEST(daemon_openapi_routes) {
         operations++;
     }
     fclose(f);
-    CHECK_MSG(operations == 19, "%d operations documented, 19 routed", operations);
+    CHECK_MSG(operations == 20, "%d operations documented, 20 routed", operations);
 }
 
 /* The daemon scores exactly as the scorer does in-process, and logs what it answered. */

@@ -11,22 +11,18 @@
  * directory `make test` runs in; ANODM_ECG_DATA overrides it). They are part of the
  * project's shared data, so a missing directory is a failure, not a skipped test. */
 #include "check.h"
+#include "daemon_harness.h"
 #include "dataset.h"
 #include "ecg.h"
 #include "rng.h"
 #include "rpeak.h"
 #include "wfdb.h"
 
-#include <arpa/inet.h>
 #include <jansson.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -824,28 +820,39 @@ TEST(ecg_rpeak_compare_counts) {
     CHECK(rpeak_sensitivity(&z) == 100 && rpeak_predictivity(&z) == 100);
 }
 
-TEST(ecg_rpeak_synthetic_and_bad_strips) {
-    char err[256];
-    int64_t *p = NULL;
-    size_t np = 0;
-    /* 20 s at 250 Hz: QRS-like triangles every 0.75 s with T waves, baseline wander and
-     * 50 Hz hum; every peak found within 20 ms, nothing else. */
-    double fs = 250;
-    size_t n = 5000;
-    float *x = malloc(n * sizeof *x);
-    CHECK(x != NULL);
-    if (!x) return;
-    for (size_t i = 0; i < n; i++)
+/* A synthetic strip of SYNTH_N samples at SYNTH_FS Hz (20 s): QRS-like triangles every
+ * 0.75 s with T waves, over baseline wander and 50 Hz hum. Writes the peaks to truth
+ * (SYNTH_BEATS entries) and returns their count. */
+#define SYNTH_FS 250
+#define SYNTH_N 5000
+#define SYNTH_BEATS 32
+static size_t synthetic_strip(float *x, int64_t *truth) {
+    const double fs = SYNTH_FS;
+    size_t nt = 0;
+    for (size_t i = 0; i < SYNTH_N; i++)
         x[i] = (float)(0.3 * sin(2 * 3.14159265 * 0.3 * i / fs) +
                        0.02 * sin(2 * 3.14159265 * 50 * i / fs));
-    int64_t truth[32];
-    size_t nt = 0;
-    for (size_t c = 100; c + 110 < n; c += 187) {
+    for (size_t c = 100; c + 110 < SYNTH_N && nt < SYNTH_BEATS; c += 187) {
         truth[nt++] = (int64_t)c;
         for (int d = -10; d <= 10; d++) x[(long)c + d] += (float)(1.2 * (1 - abs(d) / 10.0));
         for (int d = -25; d <= 25; d++) /* T wave 0.3 s later: broad and low */
             x[(long)c + 75 + d] += (float)(0.3 * cos(3.14159265 / 2 * d / 25.0));
     }
+    return nt;
+}
+
+TEST(ecg_rpeak_synthetic_and_bad_strips) {
+    char err[256];
+    int64_t *p = NULL;
+    size_t np = 0;
+    /* Every peak of the synthetic strip found within 20 ms, nothing else. */
+    double fs = SYNTH_FS;
+    size_t n = SYNTH_N;
+    float *x = malloc(n * sizeof *x);
+    int64_t truth[SYNTH_BEATS];
+    CHECK(x != NULL);
+    if (!x) return;
+    size_t nt = synthetic_strip(x, truth);
     CHECK(rpeak_detect(x, n, fs, &p, &np, err, sizeof err) == 0);
     rpeak_match m = {0};
     rpeak_compare(truth, nt, p, np, 5, &m);
@@ -1182,53 +1189,56 @@ done:
     free(rec);
 }
 
-/* One HTTP/1.0 request to 127.0.0.1:port; the status, the body in *body (freed by the
- * caller). */
-static int http_post(int port, const char *path, const char *json, char **body) {
-    *body = NULL;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    size_t len = strlen(json), cap = 1 << 16, got = 0;
-    char head[256], *buf = malloc(cap);
-    int n = snprintf(head, sizeof head, "POST %s HTTP/1.0\r\nHost: localhost\r\nContent-Type: "
-                     "application/json\r\nContent-Length: %zu\r\n\r\n", path, len);
-    int ok = buf && write(fd, head, (size_t)n) == n && write(fd, json, len) == (ssize_t)len;
-    while (ok) {
-        if (got + 1 == cap) {
-            char *more = realloc(buf, cap *= 2);
-            if (!more) break;
-            buf = more;
-        }
-        ssize_t r = read(fd, buf + got, cap - 1 - got);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!buf) return -1;
-    buf[got] = 0;
-    int status = -1;
-    const char *sep = strstr(buf, "\r\n\r\n");
-    if (ok && sscanf(buf, "HTTP/1.%*d %d", &status) == 1 && sep)
-        *body = strdup(sep + 4);
-    free(buf);
-    return *body ? status : -1;
-}
-
-/* JSON for one beat: {"sample": [...] , "explain": true}. */
-static char *beat_body(const float *x, int n) {
-    size_t cap = (size_t)n * 24 + 64, used = 0;
+/* n values as a JSON array, "[v0,v1,...]"; free it. */
+static char *json_values(const float *x, size_t n) {
+    size_t cap = n * 24 + 8, used = 1;
     char *b = malloc(cap);
     if (!b) return NULL;
-    used += (size_t)snprintf(b, cap, "{\"explain\": true, \"sample\": [");
-    for (int i = 0; i < n; i++)
+    b[0] = '[';
+    for (size_t i = 0; i < n; i++)
         used += (size_t)snprintf(b + used, cap - used, "%s%.9g", i ? "," : "", x[i]);
-    snprintf(b + used, cap - used, "]}");
+    snprintf(b + used, cap - used, "]");
     return b;
+}
+
+/* rows arrays of cols values each, as a JSON array of arrays; free it. */
+static char *json_rows(const float *x, size_t rows, size_t cols) {
+    char *out = malloc(rows * cols * 24 + rows * 4 + 8);
+    size_t used = 1;
+    if (!out) return NULL;
+    out[0] = '[';
+    for (size_t i = 0; i < rows; i++) {
+        char *row = json_values(x + i * cols, cols);
+        if (!row) {
+            free(out);
+            return NULL;
+        }
+        used += (size_t)sprintf(out + used, "%s%s", i ? "," : "", row);
+        free(row);
+    }
+    strcpy(out + used, "]");
+    return out;
+}
+
+/* POST a body built from fmt, with %s the values of x (n of them; with cols, n / cols
+ * rows of cols), to path. */
+static response post_rows(int port, const char *path, const char *fmt, const float *x, size_t n,
+                          size_t cols) {
+    char *values = cols ? json_rows(x, n / cols, cols) : json_values(x, n), *body = NULL;
+    response r = {0};
+    size_t len = values ? strlen(fmt) + strlen(values) + 1 : 0;
+    if (values && (body = malloc(len))) {
+        snprintf(body, len, fmt, values);
+        r = http_request(port, "POST", path, body, "");
+    }
+    free(values);
+    free(body);
+    return r;
+}
+
+static response post_values(int port, const char *path, const char *fmt, const float *x,
+                            size_t n) {
+    return post_rows(port, path, fmt, x, n, 0);
 }
 
 /* The n-th line of a text (0-based), copied into line. */
@@ -1237,6 +1247,133 @@ static int nth_line(const char *text, int n, char *line, size_t len) {
     if (!text || !*text) return -1;
     snprintf(line, len, "%.*s", (int)strcspn(text, "\n"), text);
     return 0;
+}
+
+/* The strip route on the synthetic strip: every beat that ecg_beats_from_strip cuts in
+ * process comes back with its R peak and the score the score route gives that beat, and
+ * is logged; then the strips and bodies the route must refuse. */
+static void check_synthetic_strip(int port, const char *db) {
+    float *x = malloc(SYNTH_N * sizeof *x);
+    int64_t truth[SYNTH_BEATS];
+    ecg_beats beats = {0};
+    char err[256];
+    CHECK(x != NULL);
+    if (!x) return;
+    synthetic_strip(x, truth);
+    CHECK(ecg_beats_from_strip(x, SYNTH_N, SYNTH_FS, &beats, err, sizeof err) == 0);
+    CHECK_MSG(beats.n >= 20, "%zu beats cut", beats.n);
+    response strip = post_values(port, "/v1/models/ecg/strip", "{\"fs\": 250, \"source\": "
+                                 "\"strip-test\", \"id\": \"s1\", \"explain\": true, "
+                                 "\"signal\": %s}", x, SYNTH_N);
+    response each = post_rows(port, "/v1/models/ecg/score", "{\"samples\": %s}", beats.x,
+                              beats.n * ECG_BEAT_LEN, ECG_BEAT_LEN);
+    EXPECT_STATUS(strip, 200, NULL);
+    json_t *results = json_object_get(strip.json, "results");
+    CHECK_MSG(json_array_size(results) == beats.n, "%zu results for %zu beats",
+              json_array_size(results), beats.n);
+    for (size_t i = 0; i < json_array_size(results) && i < beats.n; i++) {
+        json_t *res = json_array_get(results, i), *peak = json_object_get(res, "r_peak");
+        CHECK(jnum(res, "index") == (double)i && !strcmp(jstr(res, "id"), "s1"));
+        CHECK_MSG(jnum(peak, "sample") == (double)beats.sample[i] &&
+                      fabs(jnum(peak, "time_s") - beats.sample[i] / 250.0) < 1e-9,
+                  "beat %zu: R peak %g (%g s), cut at %lld", i, jnum(peak, "sample"),
+                  jnum(peak, "time_s"), (long long)beats.sample[i]);
+        CHECK(json_array_size(json_object_get(res, "reconstruction")) == ECG_BEAT_LEN);
+    }
+    /* The beats as plain samples: the same scores (each beat scored on its own maths). */
+    json_t *plain = json_object_get(each.json, "results");
+    CHECK(json_array_size(plain) == beats.n);
+    for (size_t i = 0; i < json_array_size(plain) && i < json_array_size(results); i++) {
+        double a = jnum(json_array_get(results, i), "score"), b = jnum(json_array_get(plain, i), "score");
+        CHECK_MSG(fabs(a - b) <= 1e-4 * (1 + fabs(b)), "beat %zu: strip %.9g, sample %.9g", i, a, b);
+    }
+    response_free(&each);
+    response_free(&strip);
+
+    /* One log row per beat, tagged with the strip's source and id. */
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    CHECK(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(h, "SELECT count(*), min(idx), max(idx) FROM scores "
+                             "WHERE source = 'strip-test' AND request_id = 's1'", -1, &st,
+                             NULL) == SQLITE_OK);
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        CHECK_MSG(sqlite3_column_int64(st, 0) == (int64_t)beats.n && sqlite3_column_int(st, 1) == 0 &&
+                      sqlite3_column_int64(st, 2) == (int64_t)beats.n - 1,
+                  "%lld rows logged for %zu beats", (long long)sqlite3_column_int64(st, 0), beats.n);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+
+    /* Strips the detector refuses, and bodies the decoder refuses. */
+    static const struct { const char *fmt; size_t n; int status; const char *code, *says; } bad[] = {
+        {"{\"fs\": 10, \"signal\": %s}", SYNTH_N, 400, "bad_strip", "sampling rate 10 Hz"},
+        {"{\"fs\": 250, \"signal\": %s}", 250, 400, "bad_strip", "too short"},
+        {"{\"fs\": 250.5, \"signal\": %s}", SYNTH_N, 400, "invalid_request", "whole number"},
+        {"{\"signal\": %s}", SYNTH_N, 400, "invalid_request", "sampling rate in Hz"},
+        {"{\"fs\": 250, \"signal\": %s, \"lead\": \"II\"}", SYNTH_N, 400, "unknown_field", "lead"},
+        {"{\"fs\": 250, \"signal\": %s}", 0, 400, "invalid_request", "empty"},
+        {"{\"fs\": 250, \"signal\": %s, \"id\": 7}", SYNTH_N, 400, "invalid_request", "must be a string"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        response r = post_values(port, "/v1/models/ecg/strip", bad[k].fmt, x, bad[k].n);
+        EXPECT_STATUS(r, bad[k].status, bad[k].code);
+        CHECK_MSG(r.body && strstr(r.body, bad[k].says), "case %zu: want '%s' in %s", k,
+                  bad[k].says, r.body ? r.body : "");
+        response_free(&r);
+    }
+    response r = http_request(port, "POST", "/v1/models/ecg/strip",
+                              "{\"fs\": 250, \"signal\": [1, \"2\"]}", "");
+    EXPECT_STATUS(r, 400, "not_a_number");
+    CHECK(r.body && strstr(r.body, "signal value 1 is not a number"));
+    response_free(&r);
+    for (size_t i = 0; i < SYNTH_N; i++) x[i] = 0.5f;
+    r = post_values(port, "/v1/models/ecg/strip", "{\"fs\": 250, \"signal\": %s}", x, SYNTH_N);
+    EXPECT_STATUS(r, 400, "bad_strip");
+    CHECK(r.body && strstr(r.body, "flat strip"));
+    response_free(&r);
+    r = http_request(port, "POST", "/v1/models/nope/strip", "{\"fs\": 250, \"signal\": [1]}", "");
+    EXPECT_STATUS(r, 404, "unknown_model");
+    response_free(&r);
+    ecg_beats_free(&beats);
+    free(x);
+}
+
+/* The first 10 s of record 100 (MLII, 360 Hz, in mV) as a device would send it: every R
+ * peak the route reports lies within 150 ms of an annotated beat, and all but the strip's
+ * edge beats are there. */
+static void check_real_strip(int port) {
+    const char *data = need_data();
+    wfdb_record rec;
+    char err[256];
+    if (!data) return;
+    CHECK(wfdb_load_record(&rec, data, "100", "atr", err, sizeof err) == 0);
+    if (!rec.samples) return;
+    enum { N = 3600 };
+    float x[N];
+    for (size_t i = 0; i < N; i++)
+        x[i] = (float)wfdb_physical(&rec.hdr.sig[0], rec.samples[i * (size_t)rec.hdr.nsig]);
+    response r = post_values(port, "/v1/models/ecg/strip", "{\"fs\": 360, \"signal\": %s}", x, N);
+    EXPECT_STATUS(r, 200, NULL);
+    json_t *results = json_object_get(r.json, "results");
+    size_t annotated = 0;
+    for (size_t a = 0; a < rec.ann.n; a++)
+        annotated += wfdb_is_beat(rec.ann.a[a].code) && rec.ann.a[a].time < N;
+    CHECK_MSG(json_array_size(results) + 2 >= annotated && json_array_size(results) <= annotated,
+              "%zu beats scored, %zu annotated", json_array_size(results), annotated);
+    for (size_t i = 0; i < json_array_size(results); i++) {
+        double t = jnum(json_object_get(json_array_get(results, i), "r_peak"), "sample");
+        int near = 0;
+        for (size_t a = 0; a < rec.ann.n && !near; a++)
+            near = wfdb_is_beat(rec.ann.a[a].code) && fabs((double)rec.ann.a[a].time - t) <= 54;
+        CHECK_MSG(near, "beat %zu at sample %g matches no annotation", i, t);
+    }
+    response_free(&r);
+    wfdb_record_free(&rec);
+}
+
+static void check_strip_route(int port, const char *db) {
+    check_synthetic_strip(port, db);
+    check_real_strip(port);
 }
 
 /* anodm train on a heartbeat set (the NPY layout of ecg-extract, ecg-tcn preset, V held
@@ -1274,68 +1411,38 @@ TEST(ecg_train_score_serve) {
         CHECK(sscanf(line, "0,0,%lf,", &offline) == 1);
     free(text);
 
-    /* The daemon. */
+    /* The daemon: a beat, its strip route, the log. */
     char log[512], db[512], arg[600];
     snprintf(log, sizeof log, "%s/tss_anodmd.txt", tmp);
     snprintf(db, sizeof db, "%s/tss.db", tmp);
     snprintf(arg, sizeof arg, "ecg=%s", model);
-    const char *bin = getenv("ANODMD_BIN");
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (!freopen(log, "w", stderr)) _exit(127);
-        dup2(fileno(stderr), fileno(stdout));
-        execl(bin && *bin ? bin : "build/anodmd", "anodmd", "--model", arg, "--port", "0", "--db",
-              db, "--workers", "1", "--threads", "1", (char *)NULL);
-        _exit(127);
-    }
-    CHECK(pid > 0);
-    if (pid <= 0) return;
-    int port = 0;
-    for (int waited = 0; waited < 15000 && !port; waited += 20) {
-        char *l = (char *)read_all(log, &len);
-        const char *at = l ? strstr(l, "listening on 127.0.0.1:") : NULL;
-        if (at) port = atoi(at + strlen("listening on 127.0.0.1:"));
-        free(l);
-        if (port || waitpid(pid, NULL, WNOHANG) == pid) break;
-        nanosleep(&(struct timespec){0, 20000000}, NULL);
-    }
-    CHECK_MSG(port > 0, "anodmd did not start; see %s", log);
+    int port;
+    const char *args[] = {"--model", arg, "--db", db, "--workers", "1", "--threads", "1", NULL};
+    pid_t pid = spawn_anodmd(log, args, &port);
     if (port > 0) {
         float x[ECG_BEAT_LEN];
         rng_t r;
         rng_seed(&r, 42);
         synthetic_beat(x, 0, &r);              /* the file's first beat, bit for bit */
-        char *body = beat_body(x, ECG_BEAT_LEN), *resp = NULL;
-        int st = body ? http_post(port, "/v1/models/ecg/score", body, &resp) : -1;
-        CHECK_MSG(st == 200, "status %d: %s", st, resp ? resp : "");
-        json_error_t jerr;
-        json_t *j = resp ? json_loads(resp, 0, &jerr) : NULL, *res0;
-        res0 = json_array_get(json_object_get(j, "results"), 0);
+        response resp = post_values(port, "/v1/models/ecg/score",
+                                    "{\"explain\": true, \"sample\": %s}", x, ECG_BEAT_LEN);
+        EXPECT_STATUS(resp, 200, NULL);
+        json_t *res0 = json_array_get(json_object_get(resp.json, "results"), 0);
         CHECK(json_array_size(json_object_get(res0, "reconstruction")) == ECG_BEAT_LEN);
         CHECK(json_array_size(json_object_get(res0, "squared_error")) == ECG_BEAT_LEN);
-        double score = json_number_value(json_object_get(res0, "score"));
+        CHECK(!json_object_get(res0, "r_peak"));
+        double score = jnum(res0, "score");
         CHECK_MSG(fabs(score - offline) <= 1e-4 * (1 + fabs(offline)), "daemon %.9g, offline %.9g",
                   score, offline);
-        json_decref(j);
-        free(resp);
-        free(body);
-        body = beat_body(x, ECG_BEAT_LEN - 1);
-        st = body ? http_post(port, "/v1/models/ecg/score", body, &resp) : -1;
-        CHECK_MSG(st == 400 && resp && strstr(resp, "186 values, the model expects 187"),
-                  "status %d: %s", st, resp ? resp : "");
-        free(resp);
-        free(body);
+        response_free(&resp);
+        resp = post_values(port, "/v1/models/ecg/score", "{\"sample\": %s}", x, ECG_BEAT_LEN - 1);
+        EXPECT_STATUS(resp, 400, "wrong_length");
+        CHECK_MSG(resp.body && strstr(resp.body, "186 values, the model expects 187"), "%s",
+                  resp.body ? resp.body : "");
+        response_free(&resp);
+        check_strip_route(port, db);
     }
-    kill(pid, SIGTERM);
-    int status = 0;
-    for (int waited = 0; waited < 10000 && waitpid(pid, &status, WNOHANG) == 0; waited += 10)
-        nanosleep(&(struct timespec){0, 10000000}, NULL);
-    if (waitpid(pid, NULL, WNOHANG) == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
+    stop_anodmd(pid);
 }
 
 /* A results.json's settings and its first run's first class (NULL if absent). */

@@ -9,7 +9,8 @@
  *                    api_decode_scores_query (since_id, limit, model, source,
  *                    anomalies_only; a missing one is NULL), and each string through
  *                    api_decode_max_points, api_parse_log_id and api_valid_model_name
- *   byte0 % 4 == 3   api_decode_score with max_batch 1 (the batch limit path)
+ *   byte0 % 4 == 3   api_decode_score with max_batch 1 (the batch limit path), and the
+ *                    same body through api_decode_strip (POST /v1/models/{name}/strip)
  * The body is not NUL-terminated (the decoders get a length), so it sits in a heap block
  * of exactly its size for ASan. A decoded request must hold n * dim finite values, and
  * whatever api_decode_score's fast path (api_fast.c) decodes, its jansson path must
@@ -71,6 +72,21 @@ static void check_fast_path(const char *body, size_t size, size_t dim, int max_b
     api_score_request_free(&slow);
 }
 
+/* A decoded strip holds 1..API_STRIP_MAX_VALUES finite values and a whole rate in Hz. */
+static void decode_strip(const char *body, size_t size) {
+    api_strip_request req;
+    api_error e;
+    if (api_decode_strip(body, size, &req, &e)) {
+        if (e.status < 400 || e.status > 599 || !e.code[0] || req.signal) abort();
+        return;
+    }
+    if (!req.signal || req.n < 1 || req.n > API_STRIP_MAX_VALUES || req.fs < 1 || req.fs > 1000000)
+        abort();
+    for (size_t i = 0; i < req.n; i++)
+        if (!isfinite(req.signal[i])) abort();
+    api_strip_request_free(&req);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
     int which = data[0] % 4;
@@ -97,6 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     api_score_request_free(&req);
     if (which != 1) check_fast_path(body, size, dim, max_batch);
+    if (which == 3) decode_strip(body, size);
     free(body);
     return 0;
 }
