@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define BUSY_TIMEOUT_MS 5000
@@ -26,9 +26,17 @@
  * balancer sends none to a daemon that says it is not ready). */
 #define PROBE_PERIOD_NS 1000000000LL
 
-/* Version SCHEMA_VERSION. The indexes serve GET /v1/scores: the primary key pages the
- * whole log, the others page one model, one source, or the anomalies, in id order.
- * Version 2 added d_latent and z_latent (MIGRATE_1_2 below). */
+/* GET /v1/stats reads only these two indexes (never the table, never sorting the whole
+ * log): a window's count, anomalies and scores come from a range of the first, the
+ * whole log's quantiles from a walk of the second, which holds each model's scores in
+ * order. */
+#define STATS_INDEXES                                                                    \
+    "CREATE INDEX scores_by_model_time ON scores(model, ts_ms, is_anomaly, score);"     \
+    "CREATE INDEX scores_by_model_score ON scores(model, score);"
+
+/* Version SCHEMA_VERSION. The first indexes serve GET /v1/scores: the primary key pages
+ * the whole log, the others page one model, one source, or the anomalies, in id order.
+ * Version 2 added d_latent and z_latent (MIGRATE_1_2 below), version 3 STATS_INDEXES. */
 static const char SCHEMA[] =
     "CREATE TABLE scores ("
     "  id INTEGER PRIMARY KEY,"           /* log_id: the paging cursor */
@@ -44,6 +52,7 @@ static const char SCHEMA[] =
     "CREATE INDEX scores_by_model ON scores(model, id);"
     "CREATE INDEX scores_by_source ON scores(source, id);"
     "CREATE INDEX scores_anomalies ON scores(id) WHERE is_anomaly = 1;"
+    STATS_INDEXES
     "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION) ";";
 
 #define COLUMNS                                                                      \
@@ -56,6 +65,9 @@ static const char MIGRATE_1_2[] =
     "ALTER TABLE scores ADD COLUMN d_latent REAL;"
     "ALTER TABLE scores ADD COLUMN z_latent REAL;"
     "PRAGMA user_version = 2;";
+
+/* Version 2 to 3: the statistics' indexes (built at start: seconds for millions of rows). */
+static const char MIGRATE_2_3[] = STATS_INDEXES "PRAGMA user_version = 3;";
 
 struct scorelog {
     sqlite3 *wdb, *rdb;          /* the writer's and the readers' connections */
@@ -131,7 +143,9 @@ static int prepare_schema(sqlite3 *db, char *err, size_t errlen) {
         return -1;
     }
     if ((version == 0 && exec(db, SCHEMA, err, errlen)) ||
-        (version == 1 && exec(db, MIGRATE_1_2, err, errlen)) || exec(db, "COMMIT", err, errlen)) {
+        (version == 1 && exec(db, MIGRATE_1_2, err, errlen)) ||
+        ((version == 1 || version == 2) && exec(db, MIGRATE_2_3, err, errlen)) ||
+        exec(db, "COMMIT", err, errlen)) {
         rollback(db);
         return -1;
     }
@@ -548,8 +562,12 @@ static int list_models(scorelog *l, api_model_stats **out, int *n, char *err, si
     int cap = 0, rc;
     *out = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(l->rdb, "SELECT DISTINCT model FROM scores ORDER BY model", -1, &st,
-                           NULL) != SQLITE_OK) {
+    /* Model to next model through the index, a seek each: not a walk of every row. */
+    static const char NAMES[] =
+        "WITH RECURSIVE m(name) AS (SELECT min(model) FROM scores UNION ALL SELECT "
+        "(SELECT min(model) FROM scores WHERE model > m.name) FROM m WHERE m.name IS NOT NULL) "
+        "SELECT name FROM m WHERE name IS NOT NULL";
+    if (sqlite3_prepare_v2(l->rdb, NAMES, -1, &st, NULL) != SQLITE_OK) {
         db_error(l->rdb, "reading the log", err, errlen);
         return -1;
     }
@@ -574,51 +592,81 @@ static int list_models(scorelog *l, api_model_stats **out, int *n, char *err, si
     return -1;
 }
 
-/* One model's window: the rows since since_ms in score order, counted as they pass, and
- * the nearest-rank quantiles picked on the way (the count comes with the first row). */
-static int window_summary(sqlite3_stmt *st, const char *model, int64_t since_ms,
+/* The statements of GET /v1/stats, each reading one index only. */
+enum { STAT_COUNT, STAT_WINDOW_SCORES, STAT_ALL_SCORES, N_STAT_QUERIES };
+static const char *const STAT_SQL[N_STAT_QUERIES] = {
+    "SELECT count(*), total(is_anomaly) FROM scores INDEXED BY scores_by_model_time "
+    "WHERE model = ?1 AND ts_ms >= ?2",
+    /* a window's rows are few next to the log's: sorting them is cheap */
+    "SELECT score FROM scores INDEXED BY scores_by_model_time WHERE model = ?1 AND "
+    "ts_ms >= ?2 ORDER BY score",
+    /* the whole log: already in score order in the index */
+    "SELECT score FROM scores INDEXED BY scores_by_model_score WHERE model = ?1 ORDER BY score",
+};
+
+/* One model's window (since_ms 0: the whole log): its count and anomalies, then its
+ * scores in order, walked up to the last rank a nearest-rank quantile needs. */
+static int window_summary(sqlite3_stmt *const *st, const char *model, int64_t since_ms,
                           api_window_stats *w) {
-    sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, since_ms);
-    for (int q = 0; q < API_STATS_QUANTILES; q++) w->score[q] = NAN;
-    int64_t i = 0;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        w->count = sqlite3_column_int64(st, 2);
-        w->anomalies += sqlite3_column_int(st, 1);
+    for (int q = 0; q < API_STATS_QUANTILES; q++) w->score[q] = NAN;
+    sqlite3_stmt *count = st[STAT_COUNT];
+    sqlite3_reset(count);
+    sqlite3_bind_text(count, 1, model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(count, 2, since_ms);
+    if (sqlite3_step(count) != SQLITE_ROW) return -1;
+    w->count = sqlite3_column_int64(count, 0);
+    w->anomalies = (int64_t)sqlite3_column_double(count, 1);
+    if (w->count == 0) return 0;
+    int64_t rank[API_STATS_QUANTILES], last = 0;
+    for (int q = 0; q < API_STATS_QUANTILES; q++) {
+        rank[q] = (int64_t)ceil(API_STATS_QUANTILE[q] * (double)w->count);
+        if (rank[q] < 1) rank[q] = 1;
+        if (rank[q] > last) last = rank[q];
+    }
+    sqlite3_stmt *scores = st[since_ms ? STAT_WINDOW_SCORES : STAT_ALL_SCORES];
+    sqlite3_reset(scores);
+    sqlite3_bind_text(scores, 1, model, -1, SQLITE_STATIC);
+    if (since_ms) sqlite3_bind_int64(scores, 2, since_ms);
+    int64_t i = 0;
+    rc = SQLITE_DONE;
+    while (i < last && (rc = sqlite3_step(scores)) == SQLITE_ROW) {
         i++;
         for (int q = 0; q < API_STATS_QUANTILES; q++)
-            if (i == (int64_t)ceil(API_STATS_QUANTILE[q] * (double)w->count))
-                w->score[q] = sqlite3_column_double(st, 0);
+            if (i == rank[q]) w->score[q] = sqlite3_column_double(scores, 0);
     }
-    return rc == SQLITE_DONE ? 0 : -1;
+    sqlite3_reset(scores);       /* a walk stopped early must not hold its read snapshot */
+    return i == last || rc == SQLITE_DONE ? 0 : -1;
 }
 
 int scorelog_summary(scorelog *l, int64_t now_ms, api_model_stats **out, int *n, char *err,
                      size_t errlen) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st[N_STAT_QUERIES] = {NULL};
     int rc = -1;
     pthread_mutex_lock(&l->rlock);
+    /* One read transaction: the windows and the model list see the same rows. */
+    if (exec(l->rdb, "BEGIN", err, errlen)) {
+        pthread_mutex_unlock(&l->rlock);
+        return -1;
+    }
     if (list_models(l, out, n, err, errlen) == 0) {
-        if (sqlite3_prepare_v2(l->rdb, "SELECT score, is_anomaly, count(*) OVER () FROM scores "
-                               "WHERE model = ?1 AND ts_ms >= ?2 ORDER BY score", -1, &st,
-                               NULL) == SQLITE_OK) {
-            rc = 0;
-            for (int m = 0; rc == 0 && m < *n; m++)
-                for (int w = 0; rc == 0 && w < API_STATS_WINDOWS; w++) {
-                    int64_t secs = API_STATS_WINDOW[w].seconds;
-                    rc = window_summary(st, (*out)[m].model, secs ? now_ms - secs * 1000 : 0,
-                                        &(*out)[m].w[w]);
-                }
-        }
+        rc = 0;
+        for (int q = 0; rc == 0 && q < N_STAT_QUERIES; q++)
+            if (sqlite3_prepare_v2(l->rdb, STAT_SQL[q], -1, &st[q], NULL) != SQLITE_OK) rc = -1;
+        for (int m = 0; rc == 0 && m < *n; m++)
+            for (int w = 0; rc == 0 && w < API_STATS_WINDOWS; w++) {
+                int64_t secs = API_STATS_WINDOW[w].seconds;
+                rc = window_summary(st, (*out)[m].model, secs ? now_ms - secs * 1000 : 0,
+                                    &(*out)[m].w[w]);
+            }
         if (rc) {
             db_error(l->rdb, "summarising the log", err, errlen);
             free(*out);
             *out = NULL;
         }
-        sqlite3_finalize(st);
+        for (int q = 0; q < N_STAT_QUERIES; q++) sqlite3_finalize(st[q]);
     }
+    sqlite3_exec(l->rdb, "COMMIT", NULL, NULL, NULL);
     pthread_mutex_unlock(&l->rlock);
     return rc;
 }

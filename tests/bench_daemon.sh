@@ -192,3 +192,8 @@ if [ "$rc" -ne 0 ]; then
     tail -20 "$tmp/anodmd.log" >&2
     exit 1
 fi
+
+# GET /v1/stats on a big log: anodmd's index reads against the queries it ran before log
+# schema 3 (tests/bench_stats.py; STATS_ROWS rows, default 1000000).
+echo "== GET /v1/stats on a log of ${STATS_ROWS:-1000000} rows"
+"$PYTHON" tests/bench_stats.py "$ANODMD_BIN" "$MODEL" "${STATS_ROWS:-1000000}"

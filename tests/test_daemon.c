@@ -581,11 +581,17 @@ TEST(daemon_log_schema) {
     if (daemon_up()) return;
     sqlite3 *db = open_log();
     if (!db) return;
-    CHECK(log_int(db, "PRAGMA user_version") == 2);
+    CHECK(log_int(db, "PRAGMA user_version") == 3);
     CHECK(log_int(db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'") == 1);
     CHECK(log_int(db, "SELECT count(*) FROM scores WHERE d_latent IS NULL") == 0);
     CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
-                      "('scores_by_model', 'scores_by_source', 'scores_anomalies')") == 3);
+                      "('scores_by_model', 'scores_by_source', 'scores_anomalies', "
+                      "'scores_by_model_time', 'scores_by_model_score')") == 5);
+    /* The statistics read their indexes only: no full scan of the table, no sort of the
+     * whole log. */
+    CHECK(log_int(db, "SELECT count(*) FROM (SELECT score FROM scores INDEXED BY "
+                      "scores_by_model_score WHERE model = 'tiny' ORDER BY score)") ==
+          log_int(db, "SELECT count(*) FROM scores WHERE model = 'tiny'"));
     sqlite3_close(db);
 }
 
@@ -686,14 +692,22 @@ TEST(daemon_stats) {
         CHECK_NEAR(jnum(all, "anomaly_rate"), jnum(all, "anomalies") / (double)n, 1e-8);
         json_t *q = json_object_get(all, "score");
         CHECK(jnum(q, "p50") <= jnum(q, "p90") && jnum(q, "p90") <= jnum(q, "p99"));
-        sqlite3_stmt *st;
-        CHECK(sqlite3_prepare_v2(db, "SELECT score FROM scores WHERE model = ?1 ORDER BY score "
-                                 "LIMIT 1 OFFSET ?2", -1, &st, NULL) == SQLITE_OK);
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (long long)ceil(0.9 * (double)n) - 1);
-        CHECK(sqlite3_step(st) == SQLITE_ROW);
-        CHECK_REL(jnum(q, "p90"), sqlite3_column_double(st, 0));
-        sqlite3_finalize(st);
+        /* Every quantile of both windows (the whole log's walks one index, the minute's
+         * sorts a range of the other) is the nearest-rank one of the table's rows. */
+        static const struct { const char *key; double p; } QS[] = {
+            {"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}};
+        json_t *qm = json_object_get(minute, "score");
+        for (size_t k = 0; k < 3; k++) {
+            sqlite3_stmt *st;
+            CHECK(sqlite3_prepare_v2(db, "SELECT score FROM scores NOT INDEXED WHERE model = ?1 "
+                                     "ORDER BY score LIMIT 1 OFFSET ?2", -1, &st, NULL) == SQLITE_OK);
+            sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, (long long)ceil(QS[k].p * (double)n) - 1);
+            CHECK(sqlite3_step(st) == SQLITE_ROW);
+            CHECK_REL(jnum(q, QS[k].key), sqlite3_column_double(st, 0));
+            CHECK_REL(jnum(qm, QS[k].key), sqlite3_column_double(st, 0));
+            sqlite3_finalize(st);
+        }
     }
     sqlite3_close(db);
     response_free(&r);
@@ -1146,10 +1160,18 @@ TEST(daemon_log_migrates_version_1) {
         CHECK(json_is_number(json_object_get(terms, "d_latent")) &&
               json_is_number(json_object_get(terms, "z_latent")));
         response_free(&r);
+        /* The statistics' indexes were built over the old rows too. */
+        r = http_request(port, "GET", "/v1/stats", NULL, "");
+        json_t *model0 = json_array_get(json_object_get(r.json, "models"), 0);
+        json_t *all = json_object_get(json_object_get(model0, "windows"), "all");
+        CHECK_MSG(jnum(all, "count") == 2, "%s", r.body ? r.body : "");
+        response_free(&r);
     }
     stop_anodmd(pid);
     if ((db = log_open_readonly(db_path))) {
-        CHECK(log_int(db, "PRAGMA user_version") == 2);
+        CHECK(log_int(db, "PRAGMA user_version") == 3);
+        CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                          "('scores_by_model_time', 'scores_by_model_score')") == 2);
         CHECK(log_int(db, "SELECT count(*) FROM scores") == 2);
         CHECK(log_int(db, "SELECT count(*) FROM scores WHERE d_latent IS NULL") == 1);
         sqlite3_close(db);
