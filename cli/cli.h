@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "dataset.h"
+#include "detector.h"
 
 int cmd_train(int argc, char **argv);       /* anodm train: fit a beta-VAE */
 int cmd_bench_vae(int argc, char **argv);   /* anodm bench-vae: one timed training epoch */
@@ -45,6 +46,8 @@ int cli_parse_classes(const char *s, int32_t *classes, int max);
 int cli_int(const char *opt, const char *s, long long lo, long long hi, long long *out);
 /* The same for a finite real number in [lo, hi]. */
 int cli_real(const char *opt, const char *s, double lo, double hi, double *out);
+/* --latent-input's value, "mu" or "z"; -1 after a message naming cmd otherwise. */
+int cli_latent_input(const char *cmd, const char *s, latent_input *out);
 /* Seconds since an arbitrary start, for timing. */
 double cli_now(void);
 

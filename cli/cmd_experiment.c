@@ -94,6 +94,7 @@ typedef struct {
     double split_balance;        /* ecg_split_records' class balance; NaN for other splits */
     char split_desc[256];        /* how the split was made, for results.md */
     double betas[MAX_BETAS], perplexity;
+    latent_input input;          /* mu or z: the latents of the maps and latent 1-NN */
     double rates[MAX_RATES];     /* anomaly rates of the test set; one 0: the set as it is */
     int32_t classes[N_CLASSES];
     uint64_t seed;
@@ -124,6 +125,8 @@ static void experiment_usage(FILE *f) {
         "                       normals, anomalies sampled (seeded) to R of the set; up to %d\n"
         "                       rates, each in (0, 1) (default: the test set as it is)\n"
         "  --perplexity P       t-SNE perplexity for the maps and placement (default 30)\n"
+        "  --latent-input mu|z  the latents of the maps and latent 1-NN: encoder means, or\n"
+        "                       draws z = mu + sigma * eps (the paper's Table 2) (default mu)\n"
         "  --out-dir DIR        where results.md, results.json and ROC SVGs go (default results)\n"
         "ecg only:\n"
         "  --beats FILE.npy     a beat set from anodm ecg-extract (FILE.labels.npy beside it,\n"
@@ -279,9 +282,9 @@ static int write_markdown(const run *r, const char *path) {
     if (!f) return -1;
     fprintf(f, "# anodm experiment: %s one-vs-rest\n\n"
             "- command: `%s`\n- machine: %s\n- date: %s\n- elapsed: %.0f s\n"
-            "- settings: epochs %d, latent %d, n_ref %d, perplexity %g, seed %d, test %s",
-            r->ds->title, r->command, r->machine, r->date, elapsed(r), r->epochs, r->latent,
-            r->n_ref, r->perplexity, (int)r->seed,
+            "- settings: epochs %d, latent %d (%s-based), n_ref %d, perplexity %g, seed %d, "
+            "test %s", r->ds->title, r->command, r->machine, r->date, elapsed(r), r->epochs,
+            r->latent, r->input == LATENT_Z ? "z" : "mu", r->n_ref, r->perplexity, (int)r->seed,
             r->test_limit ? "limited (class proportions kept)"
                           : r->ds->ecg ? "the whole test split" : "whole t10k set");
     if (r->train_limit) fprintf(f, ", training set limited to %d (class proportions kept)",
@@ -369,10 +372,11 @@ static int write_json(const run *r, const char *path) {
     json_str(f, r->machine);
     fprintf(f, ",\n  \"date\": \"%s\",\n"
             "  \"elapsed_seconds\": %.1f,\n  \"settings\": {\"dataset\": \"%s\", "
-            "\"epochs\": %d, \"latent\": %d, \"n_ref\": %d, \"perplexity\": %g, \"seed\": %d, "
-            "\"test_limit\": %d, \"train_limit\": %d", r->date, elapsed(r), r->ds->name,
-            r->epochs, r->latent, r->n_ref, r->perplexity, (int)r->seed, r->test_limit,
-            r->train_limit);
+            "\"epochs\": %d, \"latent\": %d, \"latent_input\": \"%s\", \"n_ref\": %d, "
+            "\"perplexity\": %g, \"seed\": %d, \"test_limit\": %d, \"train_limit\": %d",
+            r->date, elapsed(r), r->ds->name, r->epochs, r->latent,
+            r->input == LATENT_Z ? "z" : "mu", r->n_ref, r->perplexity, (int)r->seed,
+            r->test_limit, r->train_limit);
     if (r->ds->ecg) {
         fprintf(f, ", \"encoder\": \"%s\", \"arch\": \"ecg-%s\", \"split\": \"%s\", "
                 "\"split_description\": ", r->encoder, r->encoder, split_name(r));
@@ -608,6 +612,7 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     bo.train.seed = r->seed;
     bo.n_ref = r->n_ref;
     bo.tsne.perplexity = bo.place.perplexity = r->perplexity;
+    bo.input = r->input;
     bo.term = TERM_MAP; /* the "detector" column is RE + the map alone; RE + latent has its own */
     experiment_opts_default(&eo);
     eo.joint.perplexity = r->perplexity;
@@ -805,7 +810,7 @@ int cmd_experiment(int argc, char **argv) {
         {"latent", required_argument, 0, 'z'}, {"anomaly-rate", required_argument, 0, 'a'},
         {"train-limit", required_argument, 0, 'N'}, {"beats", required_argument, 0, 'B'},
         {"encoder", required_argument, 0, 'E'}, {"split", required_argument, 0, 'S'},
-        {"test-records", required_argument, 0, 'R'},
+        {"test-records", required_argument, 0, 'R'}, {"latent-input", required_argument, 0, 'Z'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     run *r = calloc(1, sizeof *r);
     const char *dataset_name = NULL, *classes_arg = "all", *split_arg = NULL,
@@ -867,6 +872,7 @@ int cmd_experiment(int argc, char **argv) {
             }
             break;
         case 'p': if (cli_real("--perplexity", optarg, 1, 100, &r->perplexity)) goto out; break;
+        case 'Z': if (cli_latent_input("anodm experiment", optarg, &r->input)) goto out; break;
         case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) goto out; r->latent = (int)v; break;
         case 'h': experiment_usage(stdout); rc = 0; goto out;
         default: experiment_usage(stderr); goto out;

@@ -105,9 +105,9 @@ static int print_text(const char *path, size_t len, const char *hash, const dete
            m->dec.n_params);
     printf("reference     %d points; map x [%.6g, %.6g], y [%.6g, %.6g]\n", d->n_ref,
            (double)x.min, (double)x.max, (double)y.min, (double)y.max);
-    printf("scoring       mode %s, window %d, k %d, alpha %g, term %s\n",
+    printf("scoring       mode %s, window %d, k %d, alpha %g, term %s, latent input %s\n",
            d->mode == PLACE_CONTEXT ? "context" : "single", d->window, d->k, d->alpha,
-           d->term == TERM_LATENT ? "latent" : "map");
+           d->term == TERM_LATENT ? "latent" : "map", d->input == LATENT_Z ? "z" : "mu");
     printf("placement     perplexity %g, n_iter %d, learning_rate %g, exaggeration %g, "
            "momentum %g, max_grad %g, exact %s\n", o->perplexity, o->n_iter,
            o->learning_rate, o->exaggeration, o->momentum, o->max_grad,

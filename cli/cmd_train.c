@@ -49,6 +49,8 @@ static void train_usage(FILE *f) {
         "  --alpha A            weight of the reconstruction term in the fused score (0.5)\n"
         "  --term latent|map    the distance fused with the reconstruction error: to the\n"
         "                       nearest reference latent, or on the map (latent)\n"
+        "  --latent-input mu|z  the latents of the map and that distance: the encoder mean,\n"
+        "                       or a draw z = mu + sigma * eps seeded by each sample (mu)\n"
         "  --vae-only           stop after the beta-VAE and write a weights file\n"
         "  --out FILE           where to write the bundle (or weights)\n");
 }
@@ -141,7 +143,7 @@ int cmd_train(int argc, char **argv) {
         {"quantile", required_argument, 0, 'q'}, {"mode", required_argument, 0, 'm'},
         {"window", required_argument, 0, 'w'}, {"k", required_argument, 0, 'k'},
         {"alpha", required_argument, 0, 'A'}, {"vae-only", no_argument, 0, 'V'},
-        {"term", required_argument, 0, 'M'},
+        {"term", required_argument, 0, 'M'}, {"latent-input", required_argument, 0, 'Z'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     data_source src = {.label_col = DATASET_CSV_LAST_COL}, test_src = {.label_col = DATASET_CSV_LAST_COL};
     const char *arch_name = "fashion", *out = NULL;
@@ -210,6 +212,9 @@ int cmd_train(int argc, char **argv) {
                 fprintf(stderr, "anodm train: --term is latent or map, not '%s'\n", optarg);
                 return 2;
             }
+            break;
+        case 'Z':
+            if (cli_latent_input("anodm train", optarg, &o.input)) return 2;
             break;
         case 'V': vae_only = 1; break;
         case 'o': out = optarg; break;

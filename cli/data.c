@@ -72,6 +72,15 @@ int cli_real(const char *opt, const char *s, double lo, double hi, double *out) 
     return 0;
 }
 
+int cli_latent_input(const char *cmd, const char *s, latent_input *out) {
+    if (!strcmp(s, "mu") || !strcmp(s, "z")) {
+        *out = s[0] == 'z' ? LATENT_Z : LATENT_MU;
+        return 0;
+    }
+    fprintf(stderr, "%s: --latent-input is mu or z, not '%s'\n", cmd, s);
+    return -1;
+}
+
 double cli_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);

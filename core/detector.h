@@ -34,6 +34,10 @@
 typedef enum { PLACE_SINGLE = 0, PLACE_CONTEXT = 1 } place_mode;
 /* The distance fused with D_RE. */
 typedef enum { TERM_MAP = 0, TERM_LATENT = 1 } fused_term;
+/* The latent that goes to the map and to D_LATENT: the encoder's mean mu (the paper's
+ * choice and the default), or a sample z = mu + sigma * eps (the paper's Table 2
+ * comparison). D_RE always decodes mu. */
+typedef enum { LATENT_MU = 0, LATENT_Z = 1 } latent_input;
 
 typedef struct {
     vae_model vae;
@@ -48,6 +52,7 @@ typedef struct {
     int k;                       /* neighbours for D_MAP */
     double alpha;                /* weight of the reconstruction term */
     fused_term term;             /* D_MAP or D_LATENT beside D_RE in the fused score */
+    latent_input input;          /* mu (default) or z, for the reference and every sample */
     /* calibration on held-out normals */
     term_stats re, map, latent;
     double quantile, threshold;
@@ -67,5 +72,12 @@ typedef struct {
 } detector_result;
 
 void detector_free(detector *d);
+
+/* The z of one sample of dim values x, from its encoder output mu and logvar (latent
+ * values each): z = mu + exp(logvar / 2) * eps, eps standard normal drawn from a stream
+ * seeded by the bytes of x, so that a sample gets the same z whenever and with whatever
+ * batch it is scored. z may be mu (overwritten in place). */
+void detector_sample_z(const float *x, size_t dim, const float *mu, const float *logvar,
+                       int latent, float *z);
 
 #endif

@@ -24,6 +24,7 @@ void build_opts_default(build_opts *o) {
     o->k = 1;
     o->alpha = 0.5;
     o->term = TERM_LATENT;
+    o->input = LATENT_MU;
     o->cal_batch = 32;
 }
 
@@ -134,6 +135,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     d->k = o->k;
     d->alpha = o->alpha;
     d->term = o->term;
+    d->input = o->input;
     if (vae_create(&d->vae, arch, o->train.seed, err, errlen) != 0) goto fail;
     build_say(stage, ctx, "training", "beta-VAE %s, latent %d, %zu parameters", arch->name,
         arch->latent, d->vae.n_params);
@@ -147,12 +149,14 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     d->ref_map = malloc((size_t)d->n_ref * 2 * sizeof(float));
     d->ref_id = malloc((size_t)d->n_ref * sizeof(int32_t));
     float *xr = malloc((size_t)ENCODE_BATCH * train.dim * sizeof(float));
+    float *logvar = malloc((size_t)ENCODE_BATCH * L * sizeof(float));
     vae_workspace w;
     int ws_ok = vae_workspace_init(&w, &d->vae, ENCODE_BATCH) == 0;
-    if (!order || !d->ref_latent || !d->ref_map || !d->ref_id || !xr || !ws_ok) {
+    if (!order || !d->ref_latent || !d->ref_map || !d->ref_id || !xr || !logvar || !ws_ok) {
         snprintf(err, errlen, "out of memory for the reference set");
         free(order);
         free(xr);
+        free(logvar);
         if (ws_ok) vae_workspace_free(&w);
         goto fail;
     }
@@ -167,8 +171,13 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
             memcpy(xr + (size_t)b * train.dim, train.x + order[i + b] * train.dim,
                    train.dim * sizeof(float));
         }
-        vae_encode(&d->vae, &w, xr, B, d->ref_latent + (size_t)i * L, NULL);
+        float *mu = d->ref_latent + (size_t)i * L;
+        vae_encode(&d->vae, &w, xr, B, mu, d->input == LATENT_Z ? logvar : NULL);
+        for (int b = 0; d->input == LATENT_Z && b < B; b++)
+            detector_sample_z(xr + (size_t)b * train.dim, train.dim, mu + (size_t)b * L,
+                              logvar + (size_t)b * L, (int)L, mu + (size_t)b * L);
     }
+    free(logvar);
     free(order);
     free(xr);
     vae_workspace_free(&w);

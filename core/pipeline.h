@@ -29,6 +29,7 @@ typedef struct {
     double alpha;                /* reconstruction weight in the fused score (0.5) */
     fused_term term;             /* the distance fused with D_RE (latent: measured best
                                     online, docs/RESULTS.md) */
+    latent_input input;          /* mu (default) or z: the latents of the map and D_LATENT */
     int cal_batch;               /* calibration batch size (32): in context mode scores
                                     depend on how many samples are placed together, so
                                     calibrate with the batch size the daemon will see */

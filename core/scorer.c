@@ -13,6 +13,7 @@ struct scorer {
     tsne_window *window;         /* context mode only */
     vae_workspace w;
     float *rec, *mu, *pos;       /* max_batch rows each */
+    float *enc_mu, *logvar;      /* z-based detectors only: the encoder's outputs */
     int *idx;
     float *dist;
 };
@@ -24,6 +25,8 @@ void scorer_free(scorer *s) {
     vae_workspace_free(&s->w);
     free(s->rec);
     free(s->mu);
+    free(s->enc_mu);
+    free(s->logvar);
     free(s->pos);
     free(s->idx);
     free(s->dist);
@@ -59,7 +62,12 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     s->pos = malloc((size_t)max_batch * 2 * sizeof(float));
     s->idx = malloc((size_t)max_batch * d->k * sizeof(int));
     s->dist = malloc((size_t)max_batch * d->k * sizeof(float));
+    if (d->input == LATENT_Z) {
+        s->enc_mu = malloc((size_t)max_batch * L * sizeof(float));
+        s->logvar = malloc((size_t)max_batch * L * sizeof(float));
+    }
     if (!s->rec || !s->mu || !s->pos || !s->idx || !s->dist ||
+        (d->input == LATENT_Z && (!s->enc_mu || !s->logvar)) ||
         vae_workspace_init(&s->w, &d->vae, max_batch) != 0) {
         snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
         scorer_free(s);
@@ -80,6 +88,12 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     float *rec = x_rec ? x_rec : s->rec, *m = mu ? mu : s->mu;
     vae_reconstruct(&d->vae, &s->w, x, NULL, B, rec, m);
     const size_t L = (size_t)d->vae.arch.latent;
+    if (d->input == LATENT_Z) {   /* a second encoder pass for logvar: an option, not the default */
+        vae_encode(&d->vae, &s->w, x, B, s->enc_mu, s->logvar);
+        for (int b = 0; b < B; b++)
+            detector_sample_z(x + (size_t)b * dim, dim, m + (size_t)b * L, s->logvar + (size_t)b * L,
+                              (int)L, m + (size_t)b * L);
+    }
     for (size_t i = 0; i < (size_t)B * L; i++)
         if (!isfinite(m[i])) {   /* before placing: the window must not take it */
             snprintf(err, errlen, "sample %zu: its latent is not finite (input values too "

@@ -422,7 +422,9 @@ static int decode_arch(json_t *j, vae_arch *a, char *err, size_t errlen) {
 
 static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, size_t errlen) {
     static const char *const keys_v1[] = {"mode", "window", "k", "alpha", "place", NULL};
-    static const char *const keys[] = {"mode", "window", "k", "alpha", "place", "term", NULL};
+    static const char *const keys_v2[] = {"mode", "window", "k", "alpha", "place", "term", NULL};
+    static const char *const keys[] = {"mode", "window", "k", "alpha", "place", "term",
+                                       "latent_input", NULL};
     static const char *const place_keys[] = {"perplexity", "n_iter", "learning_rate",
                                              "exaggeration", "momentum", "max_grad",
                                              "exact", NULL};
@@ -431,7 +433,7 @@ static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, s
     tsne_place_options *o = &d->place;
     json_t *p, *exact;
     char term[16] = "map"; /* version 1 knew only the map term */
-    if (only_keys(j, w, version == 1 ? keys_v1 : keys, err, errlen) ||
+    if (only_keys(j, w, version == 1 ? keys_v1 : version == 2 ? keys_v2 : keys, err, errlen) ||
         get_str(j, w, "mode", mode, sizeof mode, err, errlen) ||
         get_int(j, w, "window", &d->window, err, errlen) ||
         get_int(j, w, "k", &d->k, err, errlen) ||
@@ -462,6 +464,17 @@ static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, s
         return -1;
     }
     d->term = term[0] == 'l' ? TERM_LATENT : TERM_MAP;
+    /* Version 3, optional, "mu" when absent. */
+    d->input = LATENT_MU;
+    if (version > 2 && json_object_get(j, "latent_input")) {
+        char input[8];
+        if (get_str(j, w, "latent_input", input, sizeof input, err, errlen)) return -1;
+        if (strcmp(input, "mu") && strcmp(input, "z")) {
+            snprintf(err, errlen, "%s: 'latent_input' must be \"mu\" or \"z\"", w);
+            return -1;
+        }
+        d->input = input[0] == 'z' ? LATENT_Z : LATENT_MU;
+    }
     return 0;
 }
 
@@ -649,6 +662,10 @@ static int check_detector(const detector *d, char *err, size_t errlen) {
                  "and > 0");
         return -1;
     }
+    if (d->input != LATENT_MU && d->input != LATENT_Z) {
+        snprintf(err, errlen, "scoring: latent input %d is neither mu nor z", (int)d->input);
+        return -1;
+    }
     if ((d->term != TERM_MAP && d->term != TERM_LATENT) ||
         (d->term == TERM_LATENT && (!isfinite(d->latent.center) || !(d->latent.scale > 0) ||
                                     !isfinite(d->latent.scale)))) {
@@ -705,6 +722,10 @@ int bundle_encode(const detector *d, uint8_t **buf, size_t *len, char *err, size
                         "scale", d->map.scale, "quantile", d->quantile, "threshold",
                         d->threshold, "n_cal", d->n_cal),
     };
+    if (d->input == LATENT_Z && j[1] && json_object_set_new(j[1], "latent_input", json_string("z"))) {
+        json_decref(j[1]);
+        j[1] = NULL;
+    }
     char *text[3];
     for (int i = 0; i < 3; i++) text[i] = j[i] ? json_dumps(j[i], JSON_COMPACT) : NULL;
     const char *prov = d->provenance ? d->provenance : "{}";

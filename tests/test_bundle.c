@@ -353,6 +353,7 @@ TEST(bundle_round_trip) {
         free(b1);
         free(b2);
     }
+    CHECK(back.input == LATENT_MU);
     detector_free(&back);
     detector_free(&back);                          /* idempotent */
     /* No provenance is written as an empty object. */
@@ -362,6 +363,47 @@ TEST(bundle_round_trip) {
     CHECK_MSG(bundle_load(path, &back, err, sizeof err) == 0, "%s", err);
     CHECK(back.provenance && !strcmp(back.provenance, "{}"));
     detector_free(&back);
+    detector_free(&d);
+}
+
+/* A z-based detector (latent_input, version 3) round-trips; a mu-based one's file does
+ * not mention it; a version 2 file with it, or another value, is refused. */
+TEST(bundle_latent_input) {
+    detector d, back;
+    char err[512];
+    uint8_t *mu_file = NULL, *z_file = NULL;
+    size_t mu_len = 0, z_len = 0, blen;
+    if (make_detector(&d) != 0) return;
+    CHECK(bundle_encode(&d, &mu_file, &mu_len, err, sizeof err) == 0);
+    d.input = LATENT_Z;
+    CHECK(bundle_encode(&d, &z_file, &z_len, err, sizeof err) == 0);
+    char *mu_text = mu_file ? section_text(mu_file, mu_len, "scoring") : NULL;
+    char *z_text = z_file ? section_text(z_file, z_len, "scoring") : NULL;
+    CHECK(mu_text && !strstr(mu_text, "latent_input"));
+    CHECK(z_text && strstr(z_text, "\"latent_input\":\"z\""));
+    CHECK_MSG(z_file && bundle_parse(z_file, z_len, &back, err, sizeof err) == 0, "%s", err);
+    CHECK(back.input == LATENT_Z);
+    detector_free(&back);
+    if (z_file && z_text) {
+        put32(z_file + 8, 2);
+        reseal(z_file, z_len);
+        EXPECT_FAIL(z_file, z_len, "unknown key 'latent_input'", "version 2 with latent_input");
+        put32(z_file + 8, BUNDLE_VERSION);
+        reseal(z_file, z_len);
+        char *t = with_field(z_text, "latent_input", "\"sigma\"");
+        uint8_t *b = t ? replace_section(z_file, z_len, "scoring", t, strlen(t), &blen) : NULL;
+        EXPECT_FAIL(b, blen, "'latent_input' must be \"mu\" or \"z\"", "latent_input sigma");
+        free(b);
+        free(t);
+    }
+    d.input = (latent_input)7;
+    uint8_t *bad = NULL;
+    CHECK(bundle_encode(&d, &bad, &blen, err, sizeof err) == -1 && !bad &&
+          strstr(err, "latent input 7"));
+    free(mu_text);
+    free(z_text);
+    free(mu_file);
+    free(z_file);
     detector_free(&d);
 }
 
@@ -437,7 +479,9 @@ TEST(bundle_bad_magic_and_version) {
     /* A newer file: named as such both with its CRCs stale and resealed (the version
      * check precedes the checksums, whose layout a newer version may change). */
     put32(buf + 8, BUNDLE_VERSION + 1);
-    EXPECT_FAIL(buf, len, "version 3 is newer", "future, stale CRC");
+    char newer[64];
+    snprintf(newer, sizeof newer, "version %d is newer", BUNDLE_VERSION + 1);
+    EXPECT_FAIL(buf, len, newer, "future, stale CRC");
     reseal(buf, len);
     EXPECT_FAIL(buf, len, "upgrade anodm", "future, resealed");
     put32(buf + 8, 0xffffffffu);

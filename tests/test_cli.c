@@ -436,7 +436,19 @@ TEST(cli_train_bundle_end_to_end) {
     }
     detector_free(&d1);
     detector_free(&d2);
-    EXPECT_RUN(run_anodm("inspect %s", b1), 0, "sha256");
+    EXPECT_RUN(run_anodm("inspect %s", b1), 0, "sha256", "latent input mu");
+    /* The z-based variant (paper Table 2): built, stored, shown, scored. */
+    char bz[512];
+    tmp_path(bz, sizeof bz, "cli_e2e_z.anodm");
+    EXPECT_RUN(run_anodm("train --data %s --exclude-class 1 --epochs 1 --batch 50 --latent 4 "
+                         "--n-ref 200 --perplexity 10 --tsne-iter 300 --latent-input z --out %s",
+                         dir, bz), 0, "wrote");
+    EXPECT_RUN(run_anodm("inspect %s", bz), 0, "latent input z");
+    EXPECT_RUN(run_anodm("score %s %s --anomaly-class 1", bz, dir), 0, "scored 200 samples");
+    EXPECT_RUN(run_anodm("train --data %s --latent-input sigma --out %s", dir, bz), 2,
+               "--latent-input is mu or z, not 'sigma'");
+    EXPECT_RUN(run_anodm("experiment --dataset fashion-mnist --latent-input 1"), 2,
+               "--latent-input is mu or z");
     /* Offline scoring of the 200 test images: a header and a row each, then the summary. */
     char csv[512];
     tmp_path(csv, sizeof csv, "cli_scores.csv");

@@ -42,7 +42,7 @@ static void tiny_arch(vae_arch *a) {
              "linear(32) relu linear(128) relu reshape(8,4,4) convtranspose2d(1,3,2,1,1)");
 }
 
-static void build_tiny(detector *d, place_mode mode, fused_term term) {
+static void build_tiny(detector *d, place_mode mode, fused_term term, latent_input input) {
     dataset data = {.n = 1200, .dim = DIM, .channels = 1, .height = SIDE, .width = SIDE};
     data.x = malloc(data.n * DIM * sizeof(float));
     rng_t r;
@@ -64,6 +64,7 @@ static void build_tiny(detector *d, place_mode mode, fused_term term) {
     o.place.perplexity = 10;
     o.mode = mode;
     o.term = term;
+    o.input = input;
     o.window = 100;
     o.cal_batch = 50;                    /* the batch size scored below */
     char err[256];
@@ -87,9 +88,9 @@ static double nearest_latent(const detector *d, const float *mu) {
     return sqrt(best);
 }
 
-static void score_fresh(place_mode mode, fused_term term) {
+static void score_fresh(place_mode mode, fused_term term, latent_input input) {
     detector d;
-    build_tiny(&d, mode, term);
+    build_tiny(&d, mode, term, input);
     if (!d.vae.params) return;
     CHECK(d.n_ref == 400 && d.n_cal == 300);
     CHECK(d.cal_scores[0] <= d.cal_scores[d.n_cal - 1]);
@@ -135,14 +136,76 @@ static void score_fresh(place_mode mode, fused_term term) {
     detector_free(&d);
 }
 
-TEST(pipeline_single_mode_end_to_end) { score_fresh(PLACE_SINGLE, TERM_LATENT); }
-TEST(pipeline_context_mode_end_to_end) { score_fresh(PLACE_CONTEXT, TERM_LATENT); }
-TEST(pipeline_map_term_end_to_end) { score_fresh(PLACE_SINGLE, TERM_MAP); }
+TEST(pipeline_single_mode_end_to_end) { score_fresh(PLACE_SINGLE, TERM_LATENT, LATENT_MU); }
+TEST(pipeline_context_mode_end_to_end) { score_fresh(PLACE_CONTEXT, TERM_LATENT, LATENT_MU); }
+TEST(pipeline_map_term_end_to_end) { score_fresh(PLACE_SINGLE, TERM_MAP, LATENT_MU); }
+TEST(pipeline_z_latent_end_to_end) { score_fresh(PLACE_SINGLE, TERM_LATENT, LATENT_Z); }
+
+/* z = mu + sigma * eps with eps seeded by the sample: the same sample, the same z; over
+ * many samples z has mean mu and variance sigma^2. */
+TEST(detector_sample_z_is_a_seeded_draw) {
+    enum { N = 20000 };
+    const float mu[2] = {1.0f, -2.0f}, logvar[2] = {0.0f, logf(0.25f)};
+    float x[3] = {0, 0.5f, 0.25f}, z[2], again[2];
+    double sum[2] = {0, 0}, sq[2] = {0, 0};
+    for (int i = 0; i < N; i++) {
+        x[0] = (float)i;
+        detector_sample_z(x, 3, mu, logvar, 2, z);
+        detector_sample_z(x, 3, mu, logvar, 2, again);
+        CHECK(z[0] == again[0] && z[1] == again[1]);
+        for (int j = 0; j < 2; j++) {
+            sum[j] += z[j];
+            sq[j] += ((double)z[j] - mu[j]) * ((double)z[j] - mu[j]);
+        }
+    }
+    /* 5 standard errors: sigma / sqrt(N) for the mean; the variance's relative error is
+     * about sqrt(2 / N) = 1%. */
+    CHECK_NEAR(sum[0] / N, 1.0, 5 * 1.0 / sqrt(N));
+    CHECK_NEAR(sum[1] / N, -2.0, 5 * 0.5 / sqrt(N));
+    CHECK_NEAR(sq[0] / N, 1.0, 0.05);
+    CHECK_NEAR(sq[1] / N, 0.25, 0.05 * 0.25);
+    float in_place[2] = {mu[0], mu[1]};                /* z may overwrite mu */
+    x[0] = 3;
+    detector_sample_z(x, 3, mu, logvar, 2, z);
+    detector_sample_z(x, 3, in_place, logvar, 2, in_place);
+    CHECK(in_place[0] == z[0] && in_place[1] == z[1]);
+}
+
+/* A z-based detector's latents: the draw of each sample from its own encoder outputs, the
+ * same alone or in a batch, and D_LATENT measured from it. */
+TEST(pipeline_z_latent_scoring) {
+    detector d;
+    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_Z);
+    if (!d.vae.params) return;
+    char err[256];
+    scorer *s = scorer_create(&d, 8, err, sizeof err);
+    CHECK_MSG(s != NULL, "%s", err);
+    vae_workspace w;
+    CHECK(vae_workspace_init(&w, &d.vae, 8) == 0);
+    float x[8 * DIM], z[8 * 4], mu[8 * 4], logvar[8 * 4], want[4];
+    detector_result res[8], one;
+    rng_t r;
+    rng_seed(&r, 11);
+    for (int b = 0; b < 8; b++) make_sample(x + b * DIM, &r, b % 3 == 0);
+    vae_encode(&d.vae, &w, x, 8, mu, logvar);
+    CHECK(s && scorer_terms(s, x, 8, res, NULL, z, NULL, NULL, err, sizeof err) == 0);
+    for (int b = 0; s && b < 8; b++) {
+        detector_sample_z(x + b * DIM, DIM, mu + b * 4, logvar + b * 4, 4, want);
+        for (int j = 0; j < 4; j++) CHECK_NEAR(z[b * 4 + j], want[j], 1e-5);
+        CHECK(z[b * 4] != mu[b * 4]);
+        CHECK_NEAR(res[b].d_latent, nearest_latent(&d, z + b * 4), 1e-5);
+        CHECK(scorer_terms(s, x + b * DIM, 1, &one, NULL, NULL, NULL, NULL, err, sizeof err) == 0);
+        CHECK_NEAR(one.d_latent, res[b].d_latent, 1e-5);
+    }
+    vae_workspace_free(&w);
+    scorer_free(s);
+    detector_free(&d);
+}
 
 /* D_LATENT is the exact distance to the nearest reference latent, whatever the batch. */
 TEST(pipeline_latent_term_is_the_nearest_reference) {
     detector d;
-    build_tiny(&d, PLACE_SINGLE, TERM_LATENT);
+    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU);
     if (!d.vae.params) return;
     char err[256];
     scorer *s = scorer_create(&d, 8, err, sizeof err);
