@@ -86,6 +86,7 @@ typedef struct {
     const char *out_dir, *data_dir, *beats_path, *encoder;
     char command[2048], machine[512], date[64], title[160];
     int n_betas, n_rates, n_classes, epochs, n_ref, test_limit, train_limit, latent, split;
+    int threads;                 /* training, t-SNE and placement threads; 0: one per core */
     /* The data as used: samples per class on each side and, for the heartbeats, the
      * records on each side (ascending; under a beat split every record is on both). */
     size_t n_train_class[N_CLASSES], n_test_class[N_CLASSES];
@@ -127,6 +128,7 @@ static void experiment_usage(FILE *f) {
         "  --perplexity P       t-SNE perplexity for the maps and placement (default 30)\n"
         "  --latent-input mu|z  the latents of the maps and latent 1-NN: encoder means, or\n"
         "                       draws z = mu + sigma * eps (the paper's Table 2) (default mu)\n"
+        "  --threads N          training, t-SNE and placement threads (default: one per core)\n"
         "  --out-dir DIR        where results.md, results.json and ROC SVGs go (default results)\n"
         "ecg only:\n"
         "  --beats FILE.npy     a beat set from anodm ecg-extract (FILE.labels.npy beside it,\n"
@@ -373,10 +375,10 @@ static int write_json(const run *r, const char *path) {
     fprintf(f, ",\n  \"date\": \"%s\",\n"
             "  \"elapsed_seconds\": %.1f,\n  \"settings\": {\"dataset\": \"%s\", "
             "\"epochs\": %d, \"latent\": %d, \"latent_input\": \"%s\", \"n_ref\": %d, "
-            "\"perplexity\": %g, \"seed\": %d, \"test_limit\": %d, \"train_limit\": %d",
-            r->date, elapsed(r), r->ds->name, r->epochs, r->latent,
+            "\"perplexity\": %g, \"seed\": %d, \"test_limit\": %d, \"train_limit\": %d, "
+            "\"threads\": %d", r->date, elapsed(r), r->ds->name, r->epochs, r->latent,
             r->input == LATENT_Z ? "z" : "mu", r->n_ref, r->perplexity, (int)r->seed,
-            r->test_limit, r->train_limit);
+            r->test_limit, r->train_limit, r->threads);
     if (r->ds->ecg) {
         fprintf(f, ", \"encoder\": \"%s\", \"arch\": \"ecg-%s\", \"split\": \"%s\", "
                 "\"split_description\": ", r->encoder, r->encoder, split_name(r));
@@ -613,10 +615,14 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     bo.n_ref = r->n_ref;
     bo.tsne.perplexity = bo.place.perplexity = r->perplexity;
     bo.input = r->input;
+    if (r->threads) {
+        bo.train.threads = bo.tsne.n_threads = bo.place.n_threads = r->threads;
+    }
     bo.term = TERM_MAP; /* the "detector" column is RE + the map alone; RE + latent has its own */
     experiment_opts_default(&eo);
     eo.joint.perplexity = r->perplexity;
     eo.seed = r->seed;
+    if (r->threads) eo.joint.n_threads = eo.n_threads = r->threads;
     size_t n_anomalies = 0;
     for (size_t i = 0; i < test->n; i++) n_anomalies += test->labels[i] == cls;
     if (n_anomalies == 0 || n_anomalies == test->n) {
@@ -811,7 +817,7 @@ int cmd_experiment(int argc, char **argv) {
         {"train-limit", required_argument, 0, 'N'}, {"beats", required_argument, 0, 'B'},
         {"encoder", required_argument, 0, 'E'}, {"split", required_argument, 0, 'S'},
         {"test-records", required_argument, 0, 'R'}, {"latent-input", required_argument, 0, 'Z'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 'T'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     run *r = calloc(1, sizeof *r);
     const char *dataset_name = NULL, *classes_arg = "all", *split_arg = NULL,
                *test_records = NULL;
@@ -873,6 +879,7 @@ int cmd_experiment(int argc, char **argv) {
             break;
         case 'p': if (cli_real("--perplexity", optarg, 1, 100, &r->perplexity)) goto out; break;
         case 'Z': if (cli_latent_input("anodm experiment", optarg, &r->input)) goto out; break;
+        case 'T': if (cli_int("--threads", optarg, 1, 256, &v)) goto out; r->threads = (int)v; break;
         case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) goto out; r->latent = (int)v; break;
         case 'h': experiment_usage(stdout); rc = 0; goto out;
         default: experiment_usage(stderr); goto out;
