@@ -6,9 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The network runs over a batch at most this many samples at a time: its workspace
+ * (layer outputs, im2col copies) grows with the rows, and past about 64 rows a matrix
+ * product gains little from more. A daemon batching 256 samples would otherwise hold a
+ * workspace four times this size (docs/DAEMON_BENCH.md, peak RSS). */
+#define VAE_CHUNK 64
+
 struct scorer {
     const detector *d;
-    int max_batch;
+    int max_batch, chunk;
     tsne_map *map;
     tsne_window *window;         /* context mode only */
     vae_workspace w;
@@ -47,6 +53,7 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     }
     s->d = d;
     s->max_batch = max_batch;
+    s->chunk = max_batch < VAE_CHUNK ? max_batch : VAE_CHUNK;
     s->map = tsne_map_create(d->ref_latent, d->ref_map, d->n_ref, (int)L, 0, err, errlen);
     if (!s->map) {
         scorer_free(s);
@@ -68,7 +75,7 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     }
     if (!s->rec || !s->mu || !s->pos || !s->idx || !s->dist ||
         (d->input == LATENT_Z && (!s->enc_mu || !s->logvar)) ||
-        vae_workspace_init(&s->w, &d->vae, max_batch) != 0) {
+        vae_workspace_init(&s->w, &d->vae, s->chunk) != 0) {
         snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
         scorer_free(s);
         return NULL;
@@ -86,10 +93,16 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         return -1;
     }
     float *rec = x_rec ? x_rec : s->rec, *m = mu ? mu : s->mu;
-    vae_reconstruct(&d->vae, &s->w, x, NULL, B, rec, m);
     const size_t L = (size_t)d->vae.arch.latent;
-    if (d->input == LATENT_Z) {   /* a second encoder pass for logvar: an option, not the default */
-        vae_encode(&d->vae, &s->w, x, B, s->enc_mu, s->logvar);
+    for (int at = 0; at < B; at += s->chunk) {
+        const int n = B - at < s->chunk ? B - at : s->chunk;
+        const size_t a = (size_t)at;
+        vae_reconstruct(&d->vae, &s->w, x + a * dim, NULL, n, rec + a * dim, m + a * L);
+        /* a second encoder pass for logvar: an option, not the default */
+        if (d->input == LATENT_Z)
+            vae_encode(&d->vae, &s->w, x + a * dim, n, s->enc_mu + a * L, s->logvar + a * L);
+    }
+    if (d->input == LATENT_Z) {
         for (int b = 0; b < B; b++)
             detector_sample_z(x + (size_t)b * dim, dim, m + (size_t)b * L, s->logvar + (size_t)b * L,
                               (int)L, m + (size_t)b * L);

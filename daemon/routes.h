@@ -58,7 +58,8 @@ typedef struct {
 } reply;
 
 /* Route rq to its handler and fill out: 0 when out is filled now, 1 when a worker will
- * fill it (out must then stay put until rq->wake(rq->conn) is called). */
+ * fill it (out must then stay put until rq->wake(rq->conn) is called). The handlers are
+ * done with rq->body when this returns: the caller may free it. */
 int routes_handle(app *a, const request *rq, reply *out);
 /* The route path is on, as proto/openapi.yaml writes it ("/v1/models/{name}/score"), or
  * "unmatched": the label metrics count requests under. */
