@@ -24,6 +24,8 @@ DEB_BENCH_PKGS = python3-torch python3-sklearn python3-numpy wrk
 # driven by playwright-core from npm with the machine's Node.js.
 DEB_BROWSER_PKGS = chromium
 FMNIST         = /usr/share/datasets/fashion-mnist
+# The raw MIT-BIH records: next to the repository, else at the project machines' path.
+ECG_DATA      ?= $(firstword $(wildcard ../shared/data/ecg/mitdb /work/shared/data/ecg/mitdb) ../shared/data/ecg/mitdb)
 
 CORE_SRC  = $(wildcard core/*.c) $(wildcard proto/*.c)
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
@@ -116,14 +118,31 @@ $(DASH_TEST_MODEL): | $(BUILD)/anodm
 	  >$(BUILD)/dashboard-test/train.log 2>&1 \
 	  || { tail -5 $(BUILD)/dashboard-test/train.log; exit 1; }
 
+# And a small heartbeat model (records 100 and 119, V held out, 1 epoch, about 20 s) for
+# the dashboard's waveform view.
+DASH_ECG_BEATS = $(BUILD)/dashboard-test/ecg-beats.npy
+DASH_ECG_MODEL = $(BUILD)/dashboard-test/ecg-small.anodm
+
+$(DASH_ECG_MODEL): | $(BUILD)/anodm
+	@mkdir -p $(dir $@)
+	$(BUILD)/anodm ecg-extract --data $(ECG_DATA) --records 100,119 --out $(DASH_ECG_BEATS) \
+	  >$(BUILD)/dashboard-test/ecg-train.log 2>&1 \
+	  || { tail -5 $(BUILD)/dashboard-test/ecg-train.log; exit 1; }
+	$(BUILD)/anodm train --data $(DASH_ECG_BEATS) --labels $(DASH_ECG_BEATS:.npy=.labels.npy) \
+	  --arch ecg-tcn --exclude-class 2 --limit 1500 --epochs 1 --beta 0.01 --n-ref 500 \
+	  --perplexity 10 --tsne-iter 300 --quantile 0.8 --out $@ \
+	  >>$(BUILD)/dashboard-test/ecg-train.log 2>&1 \
+	  || { tail -5 $(BUILD)/dashboard-test/ecg-train.log; exit 1; }
+
 tests/dashboard/node_modules/.package-lock.json: tests/dashboard/package-lock.json
 	cd tests/dashboard && npm ci --no-audit --no-fund --loglevel=error
 
 dashboard-test: browser-deps
 	@$(MAKE) --no-print-directory $(BUILD)/anodm $(BUILD)/anodmd $(DASH_TEST_MODEL) \
-	  tests/dashboard/node_modules/.package-lock.json
+	  $(DASH_ECG_MODEL) tests/dashboard/node_modules/.package-lock.json
 	node tests/dashboard/test.mjs --anodmd $(BUILD)/anodmd --model $(DASH_TEST_MODEL) \
-	  --data $(FMNIST) --out $(BUILD)/dashboard-test
+	  --data $(FMNIST) --out $(BUILD)/dashboard-test \
+	  --ecg-model $(DASH_ECG_MODEL) --ecg-beats $(DASH_ECG_BEATS)
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer, in their own build.
 asan-test: deps

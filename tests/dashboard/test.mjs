@@ -12,6 +12,10 @@
 // sample view must draw the very pixels that were posted. A second anodmd with an API
 // key checks that the page asks for the key and then works. Screenshots go to --out.
 //
+// With --ecg-model and --ecg-beats (an ecg-extract NPY), a heartbeat model is served too
+// ("ecg"): beats are posted to it, and its sample view must draw the posted beat as a
+// waveform with its reconstruction.
+//
 // --rich: instead, a richer run for the README's picture: about 600 samples over a
 // minute with the page open, then one screenshot (--screenshot FILE). No checks.
 import {chromium} from 'playwright-core';
@@ -28,6 +32,8 @@ const {values: opt} = parseArgs({options: {
   out: {type: 'string', default: 'build/dashboard-test'},
   chromium: {type: 'string', default: '/usr/bin/chromium'},
   rich: {type: 'boolean', default: false},
+  'ecg-model': {type: 'string'},
+  'ecg-beats': {type: 'string'},
   screenshot: {type: 'string'},
 }});
 if (!opt.model) {
@@ -57,6 +63,18 @@ function loadFashion(dir) {
   const n = labels.readUInt32BE(4);
   const image = (i) => Array.from(images.subarray(16 + 784 * i, 16 + 784 * (i + 1)), (v) => v / 255);
   return {n, image, label: (i) => labels[8 + i]};
+}
+
+// A little-endian NPY file (version 1 or 2) of float32 or int32 as {shape, data}.
+function loadNpy(file) {
+  const b = fs.readFileSync(file);
+  if (b.toString('latin1', 1, 6) !== 'NUMPY') throw new Error(`${file}: not an NPY file`);
+  const major = b[6], hlen = major === 1 ? b.readUInt16LE(8) : b.readUInt32LE(8);
+  const start = (major === 1 ? 10 : 12) + hlen, header = b.toString('latin1', major === 1 ? 10 : 12, start);
+  const shape = header.match(/'shape': *\(([^)]*)\)/)[1].split(',').filter((s) => s.trim()).map(Number);
+  const count = shape.reduce((a, c) => a * c, 1);
+  const bytes = b.buffer.slice(b.byteOffset + start, b.byteOffset + start + 4 * count);
+  return {shape, data: header.includes("'<f4'") ? new Float32Array(bytes) : new Int32Array(bytes)};
 }
 
 // The garment moved 14 pixels left: half of it out of the frame.
@@ -293,6 +311,58 @@ async function checkApiKey(browser, data) {
   }
 }
 
+// The heartbeat model: normal beats (N) and ventricular ones (V, held out in training)
+// posted to "ecg"; the dashboard shows its scores, and a flagged beat's sample view is a
+// waveform: the posted beat and its reconstruction, 187 points.
+async function checkEcg(browser, d) {
+  const beats = loadNpy(opt['ecg-beats']), labels = loadNpy(opt['ecg-beats'].replace(/\.npy$/, '.labels.npy'));
+  const len = beats.shape[1], beat = (i) => Array.from(beats.data.subarray(len * i, len * (i + 1)));
+  const pick = (cls, n) => { const out = []; for (let i = 0; i < labels.data.length && out.length < n; i++) if (labels.data[i] === cls) out.push(beat(i)); return out; };
+  const normal = pick(0, 40), ventricular = pick(2, 20), sent = [];
+  for (let i = 0; i < 40; i += 10) sent.push(...await post(d, 'ecg', normal.slice(i, i + 10), 'ward-1'));
+  for (let i = 0; i < 20; i += 10) sent.push(...await post(d, 'ecg', ventricular.slice(i, i + 10), 'ward-1'));
+  const flagged = sent.filter((r) => r.is_anomaly);
+  check('the heartbeat model flags some beats', flagged.length > 0 && flagged.length < sent.length,
+    `${flagged.length} of ${sent.length}`);
+  const errors = [];
+  const page = await openPage(browser, `${d.url}/`, errors);
+  await polled(page, 1);
+  await page.selectOption('#model', 'ecg');
+  await page.waitForFunction((n) => Number(document.querySelector('#score-chart').dataset.points) === n,
+    sent.length, {timeout: 5000}).catch(() => {});
+  const points = await page.$eval('#score-chart', (c) => Number(c.dataset.points));
+  check('the chart shows the heartbeat model\'s scores', points === sent.length, `${points} of ${sent.length}`);
+  await page.selectOption('#filter-model', 'ecg');
+  const newest = flagged.reduce((a, r) => (r.log_id > a.log_id ? r : a), flagged[0] || {log_id: -1});
+  await page.waitForFunction((id) => document.querySelector('#anomalies tbody tr')?.textContent.includes(`${id}`),
+    newest.log_id, {timeout: 5000}).catch(() => {});
+  await page.click('#anomalies tbody tr:first-child');
+  await page.waitForFunction(() => document.querySelector('#sample-views canvas.wave')?.dataset.points,
+    null, {timeout: 5000}).catch(() => {});
+  const view = await page.evaluate(() => {
+    const canvases = [...document.querySelectorAll('#sample-views canvas')], c = canvases[0];
+    const px = c ? c.getContext('2d').getImageData(0, 0, c.width, c.height).data : [];
+    let ink = 0, blue = 0;
+    for (let i = 0; i < px.length; i += 4) {
+      if (px[i + 3] > 128 && px[i] < 60 && px[i + 1] < 70 && px[i + 2] < 80) ink++;
+      if (px[i + 3] > 128 && px[i] < 110 && px[i + 2] > 150) blue++;
+    }
+    return {n: canvases.length, wave: c && c.classList.contains('wave'), points: c && c.dataset.points,
+      ink, blue, id: document.querySelector('#sample-body').dataset.logId};
+  });
+  check('a flagged beat opens as a waveform', view.id === String(newest.log_id) && view.n === 1 && view.wave &&
+    Number(view.points) === len, JSON.stringify({...view, want: newest.log_id}));
+  check('the waveform draws the beat and its reconstruction', view.ink > 100 && view.blue > 100,
+    `${view.ink} dark, ${view.blue} blue pixels`);
+  const held = await (await fetch(`${d.url}/v1/scores/${newest.log_id}/sample`)).json();
+  const worst = held.input.reduce((m, v, i) => Math.max(m, Math.abs(v - newest.x[i])), 0);
+  check('the waveform is the posted beat', held.input.length === len && held.reconstruction.length === len &&
+    worst < 1e-6, `largest difference ${worst}`);
+  await page.screenshot({path: path.join(opt.out, 'dashboard-ecg.png'), fullPage: true});
+  check('the page logged no errors (heartbeats)', errors.length === 0, errors.join(' | '));
+  await page.close();
+}
+
 // ------------------------------------------------------------------ the sample sets
 
 // The checked set: normal garments one request at a time from two sources, shifted
@@ -356,7 +426,8 @@ async function main() {
   const data = loadFashion(opt.data);
   let browser = null, d = null;
   try {
-    d = await startDaemon(['--model', `fashion=${opt.model}`, '--model', `fashion-b=${opt.model}`,
+    const ecg = opt['ecg-model'] ? ['--model', `ecg=${opt['ecg-model']}`] : [];
+    d = await startDaemon(['--model', `fashion=${opt.model}`, '--model', `fashion-b=${opt.model}`, ...ecg,
       '--db', path.join(opt.out, 'scores.db')], path.join(opt.out, 'anodmd.log'));
     browser = await chromium.launch({executablePath: opt.chromium, headless: true,
       args: process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : []});
@@ -365,6 +436,7 @@ async function main() {
     } else {
       const sent = await postChecked(d, data);
       await checkDashboard(browser, d, sent);
+      if (opt['ecg-model']) await checkEcg(browser, d);
       await checkApiKey(browser, data);
     }
   } catch (e) {
