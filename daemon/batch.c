@@ -243,8 +243,8 @@ batcher *batch_start(int n_workers, long window_us, metrics *mt, char *err, size
     return b;
 }
 
-int batch_submit(batcher *b, batch_job *j) {
-    batch_queue *q = j->m->queue;
+/* Append j to q's queue, or with q NULL to the tasks: 0, or -1 when stopping. */
+static int enqueue(batcher *b, batch_queue *q, batch_job *j) {
     pthread_mutex_lock(&b->lock);
     if (b->stopping) {
         pthread_mutex_unlock(&b->lock);
@@ -252,31 +252,24 @@ int batch_submit(batcher *b, batch_job *j) {
     }
     j->next = NULL;
     j->queued_ns = now_ns();
-    *q->tail = j;
-    q->tail = &j->next;
-    q->samples += j->n;
+    if (q) {
+        *q->tail = j;
+        q->tail = &j->next;
+        q->samples += j->n;
+        make_runnable(b, q);
+    } else {
+        *b->tasks_tail = j;
+        b->tasks_tail = &j->next;
+    }
     b->queued++;
-    make_runnable(b, q);
     pthread_cond_signal(&b->work);
     pthread_mutex_unlock(&b->lock);
     return 0;
 }
 
-int batch_run(batcher *b, batch_job *j) {
-    pthread_mutex_lock(&b->lock);
-    if (b->stopping) {
-        pthread_mutex_unlock(&b->lock);
-        return -1;
-    }
-    j->next = NULL;
-    j->queued_ns = now_ns();
-    *b->tasks_tail = j;
-    b->tasks_tail = &j->next;
-    b->queued++;
-    pthread_cond_signal(&b->work);
-    pthread_mutex_unlock(&b->lock);
-    return 0;
-}
+int batch_submit(batcher *b, batch_job *j) { return enqueue(b, j->m->queue, j); }
+
+int batch_run(batcher *b, batch_job *j) { return enqueue(b, NULL, j); }
 
 long batch_queued(batcher *b) {
     pthread_mutex_lock(&b->lock);
