@@ -37,7 +37,7 @@ DASH_FILES = $(sort $(wildcard daemon/dashboard/*.html daemon/dashboard/*.css \
                                daemon/dashboard/*.js daemon/dashboard/*.svg))
 DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/dashboard_files.o
 DAEMON_LIBS = -lmicrohttpd -lsqlite3
-TEST_SRC  = $(wildcard tests/*.c)
+TEST_SRC  = $(wildcard tests/*.c) tests/fuzz/fuzz_model.c
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 

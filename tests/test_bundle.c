@@ -12,6 +12,7 @@
  * Last, `anodm inspect` as a user runs it. */
 #include "bundle.h"
 #include "check.h"
+#include "fuzz/fuzz_model.h"
 #include "rng.h"
 #include "sha256.h"
 
@@ -25,56 +26,35 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-enum { N_REF = 10, N_CAL = 8, LATENT = 2 };
+enum { N_REF = FUZZ_MODEL_N_REF, N_CAL = FUZZ_MODEL_N_CAL, LATENT = FUZZ_MODEL_LATENT };
 
-/* A small but complete detector with values a lossy writer would mangle. 0 or -1. */
+/* fuzz_model.h's detector (N_REF reference points, N_CAL calibration scores, a LATENT-
+ * dimensional latent), in context mode with values a lossy writer would mangle. 0 or -1. */
 static int make_detector(detector *d) {
-    vae_arch a = {.name = "custom", .in = {1, 4, 4}, .latent = LATENT, .recon = RECON_MSE};
     char err[256];
-    rng_t rng;
-    memset(d, 0, sizeof *d);
-    snprintf(a.enc_spec, sizeof a.enc_spec, "linear(4) relu");
-    snprintf(a.dec_spec, sizeof a.dec_spec, "linear(16)");
-    if (vae_create(&d->vae, &a, 3, err, sizeof err) != 0) {
-        check_fail(__FILE__, __LINE__, "vae_create: %s", err);
+    if (fuzz_model_make(d, PLACE_CONTEXT, err, sizeof err) != 0) {
+        check_fail(__FILE__, __LINE__, "fuzz_model_make: %s", err);
         return -1;
     }
-    d->vae.params[0] = -0.0f;
-    d->vae.params[1] = 1e-40f;                       /* subnormal */
-    d->vae.params[2] = 3.4028235e38f;
-    d->n_ref = N_REF;
-    d->n_cal = N_CAL;
-    d->ref_latent = malloc(N_REF * LATENT * sizeof(float));
-    d->ref_map = malloc(N_REF * 2 * sizeof(float));
-    d->ref_id = malloc(N_REF * sizeof(int32_t));
-    d->cal_scores = malloc(N_CAL * sizeof(float));
-    d->provenance = strdup("{\"data\": \"synthetic\", \"seed\": 7, \"metrics\": {\"auroc\": 0.9}}");
-    if (!d->ref_latent || !d->ref_map || !d->ref_id || !d->cal_scores || !d->provenance) {
+    char *provenance = strdup("{\"data\": \"synthetic\", \"seed\": 7, \"metrics\": {\"auroc\": 0.9}}");
+    if (!provenance) {
         check_fail(__FILE__, __LINE__, "out of memory");
         detector_free(d);
         return -1;
     }
-    rng_seed(&rng, 11);
-    rng_fill_normal(&rng, d->ref_latent, N_REF * LATENT);
-    rng_fill_normal(&rng, d->ref_map, N_REF * 2);
-    for (int i = 0; i < N_REF; i++) d->ref_id[i] = 3 * i + 1;
+    free(d->provenance);
+    d->provenance = provenance;
+    d->vae.params[0] = -0.0f;
+    d->vae.params[1] = 1e-40f;                       /* subnormal */
+    d->vae.params[2] = 3.4028235e38f;
     d->ref_id[N_REF - 1] = INT32_MAX;
-    float s = -1.0f;
-    for (int i = 0; i < N_CAL; i++) d->cal_scores[i] = s += rng_uniform(&rng);
     d->cal_scores[1] = d->cal_scores[0];             /* ties are ascending too */
-    d->mode = PLACE_CONTEXT;
-    tsne_place_options_default(&d->place);
-    d->place.perplexity = 2.0;
     d->place.learning_rate = 0.1;                    /* not a binary fraction */
-    d->place.exact = 1;
-    d->window = 16;
-    d->k = 2;
     d->alpha = 1.0 / 3.0;
     d->re = (term_stats){0.12345678901234567, 0.0321};
     d->map = (term_stats){-1.5e-7, 7.5e3};
     d->latent = (term_stats){0.25, 1.0 / 7.0};
     d->term = TERM_LATENT;
-    d->quantile = 0.99;
     d->threshold = 2.345678901234567;
     return 0;
 }

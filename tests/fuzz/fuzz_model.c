@@ -1,4 +1,4 @@
-/* The tiny detector of fuzz_model.h (after tests/test_bundle.c's make_detector). */
+/* The tiny detector of fuzz_model.h (tests/test_bundle.c builds on it too). */
 #include "fuzz_model.h"
 
 #include <stdio.h>
@@ -7,7 +7,7 @@
 
 #include "rng.h"
 
-enum { N_REF = 10, N_CAL = 8, LATENT = 2 };
+enum { N_REF = FUZZ_MODEL_N_REF, N_CAL = FUZZ_MODEL_N_CAL, LATENT = FUZZ_MODEL_LATENT };
 
 int fuzz_model_make(detector *d, place_mode mode, char *err, size_t errlen) {
     vae_arch a = {.name = "custom", .in = {1, 4, 4}, .latent = LATENT, .recon = RECON_MSE};

@@ -9,6 +9,7 @@
 #include "detector.h"
 
 #define FUZZ_MODEL_DIM 16
+enum { FUZZ_MODEL_N_REF = 10, FUZZ_MODEL_N_CAL = 8, FUZZ_MODEL_LATENT = 2 };
 
 /* Fill d (detector_free it); mode is PLACE_SINGLE or PLACE_CONTEXT. 0, or -1 with err. */
 int fuzz_model_make(detector *d, place_mode mode, char *err, size_t errlen);
