@@ -321,7 +321,7 @@ static int bench_place(const bench_args *a) {
     /* The field shortcut against the exact sum, at the test points' neighbourhoods. */
     tsne_place_options_default(&o);
     o.n_iter = 0;
-    tsne_place_batch(m, &o, Q, q, 1, pos, err, sizeof err);
+    tsne_place_batch(m, &o, Q, q, 1, pos, NULL, err, sizeof err);
     double worst = 0, num = 0, den = 0;
     for (int i = 0; i < q; i++) {
         double y[2] = { pos[2 * i] + 0.37, pos[2 * i + 1] - 0.21 }, rg[2], re[2], zg, ze;
@@ -341,7 +341,7 @@ static int bench_place(const bench_args *a) {
     exact.exact = 1;
     exact.n_iter = 1000;
     exact.learning_rate = 0.5;
-    tsne_place_batch(m, &exact, Q, q, a->threads, conv, err, sizeof err);
+    tsne_place_batch(m, &exact, Q, q, a->threads, conv, NULL, err, sizeof err);
 
     struct { const char *name; double perp; int iters; double lr, exag, mom, clip; } set[] = {
         { "default (perp 30, 100 it, lr 1)", 30, 100, 1.0, 1.0, 0.8, 1.0 },
@@ -364,10 +364,10 @@ static int bench_place(const bench_args *a) {
         po.momentum = set[s].mom;
         po.max_grad = set[s].clip;
         t0 = now_s();
-        tsne_place_batch(m, &po, Q, q, 1, pos, err, sizeof err);
+        tsne_place_batch(m, &po, Q, q, 1, pos, NULL, err, sizeof err);
         double rate = q / (now_s() - t0);
         po.exact = 1;
-        tsne_place_batch(m, &po, Q, q, a->threads, ref, err, sizeof err);
+        tsne_place_batch(m, &po, Q, q, a->threads, ref, NULL, err, sizeof err);
         double gm, gx, cm, cx;
         position_error(pos, ref, q, extent, &gm, &gx);
         position_error(pos, conv, q, extent, &cm, &cx);

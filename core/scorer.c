@@ -20,6 +20,7 @@ struct scorer {
     vae_workspace w;
     float *rec, *mu, *pos;       /* max_batch rows each */
     float *enc_mu, *logvar;      /* z-based detectors only: the encoder's outputs */
+    double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
     int *idx;
     float *dist;
 };
@@ -32,6 +33,7 @@ void scorer_free(scorer *s) {
     free(s->rec);
     free(s->mu);
     free(s->enc_mu);
+    free(s->nearest);
     free(s->logvar);
     free(s->pos);
     free(s->idx);
@@ -67,13 +69,14 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     s->rec = malloc((size_t)max_batch * dim * sizeof(float));
     s->mu = malloc((size_t)max_batch * L * sizeof(float));
     s->pos = malloc((size_t)max_batch * 2 * sizeof(float));
+    s->nearest = malloc((size_t)max_batch * sizeof(double));
     s->idx = malloc((size_t)max_batch * d->k * sizeof(int));
     s->dist = malloc((size_t)max_batch * d->k * sizeof(float));
     if (d->input == LATENT_Z) {
         s->enc_mu = malloc((size_t)max_batch * L * sizeof(float));
         s->logvar = malloc((size_t)max_batch * L * sizeof(float));
     }
-    if (!s->rec || !s->mu || !s->pos || !s->idx || !s->dist ||
+    if (!s->rec || !s->mu || !s->pos || !s->nearest || !s->idx || !s->dist ||
         (d->input == LATENT_Z && (!s->enc_mu || !s->logvar)) ||
         vae_workspace_init(&s->w, &d->vae, s->chunk) != 0) {
         snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
@@ -115,7 +118,7 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         }
     int rc = d->mode == PLACE_CONTEXT
                  ? tsne_window_add(s->window, &d->place, m, B, s->pos, err, errlen)
-                 : tsne_place_batch(s->map, &d->place, m, B, 1, s->pos, err, errlen);
+                 : tsne_place_batch(s->map, &d->place, m, B, 1, s->pos, s->nearest, err, errlen);
     if (rc != 0) return -1;
     for (int b = 0; b < B; b++) {
         detector_result *r = &res[b];
@@ -125,7 +128,11 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         r->pos[1] = s->pos[2 * b + 1];
         r->d_map = tsne_map_dmap(s->map, r->pos, k, nn_idx ? nn_idx + (size_t)b * k : s->idx,
                                  nn_dist ? nn_dist + (size_t)b * k : s->dist);
-        r->d_latent = tsne_map_latent_nn(s->map, m + (size_t)b * d->vae.arch.latent);
+        /* Single mode found the nearest reference latent while placing; the window's
+         * search also counts window points, so context mode looks again. */
+        r->d_latent = d->mode == PLACE_CONTEXT
+                          ? tsne_map_latent_nn(s->map, m + (size_t)b * d->vae.arch.latent)
+                          : s->nearest[b];
     }
     return 0;
 }

@@ -150,9 +150,12 @@ void tsne_map_field(const tsne_map *m, const double q[2], int exact, double rep[
 /* Place one latent x (d floats) alone; position in y[2]. */
 int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x, float y[2],
                char *err, size_t errlen);
-/* Place count latents independently (each result equals tsne_place of that row). */
+/* Place count latents independently (each result equals tsne_place of that row). With
+ * nearest not NULL, nearest[i] gets row i's distance to its nearest reference latent
+ * (tsne_map_latent_nn's value), read off the placement's own neighbour search. */
 int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const float *X,
-                     int count, int n_threads, float *Y, char *err, size_t errlen);
+                     int count, int n_threads, float *Y, double *nearest, char *err,
+                     size_t errlen);
 /* Place count latents together: affinities over reference + the set, attraction and
  * repulsion among the set; the reference stays fixed. */
 int tsne_coplace(const tsne_map *m, const tsne_place_options *opt, const float *X,

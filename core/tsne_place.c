@@ -345,10 +345,12 @@ static void step(double *y, double *upd, double g[2], const tsne_place_options *
     }
 }
 
+/* Place x; *nearest (may be NULL) gets its distance to its nearest reference latent. */
 static void place_one(const tsne_map *m, const tsne_place_options *o, const float *x,
-                      place_buf *b, float out[2]) {
+                      place_buf *b, float out[2], double *nearest) {
     int k = (int)(3.0 * o->perplexity);
     knn_query_packed(m->packed, m->X, m->n, m->d, x, k, -1, b->idx, b->d2);
+    if (nearest) *nearest = sqrt((double)b->d2[0]);   /* as tsne_map_latent_nn has it */
     tsne_calibrate(b->d2, k, o->perplexity, b->p, NULL);
     double y[2] = { 0, 0 }, upd[2] = { 0, 0 };
     for (int r = 0; r < k; r++) {
@@ -385,7 +387,7 @@ int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x,
         snprintf(err, errlen, "tsne place: out of memory");
         return -1;
     }
-    place_one(m, opt, x, &b, y);
+    place_one(m, opt, x, &b, y, NULL);
     place_buf_free(&b);
     return 0;
 }
@@ -395,6 +397,7 @@ typedef struct {
     const tsne_place_options *o;
     const float *X;
     float *Y;
+    double *nearest;
     int failed;
 } batch_ctx;
 
@@ -405,13 +408,15 @@ static void place_range(void *vctx, int begin, int end) {
         c->failed = 1;          /* a benign race: every writer stores 1 */
     } else {
         for (int i = begin; i < end; i++)
-            place_one(c->m, c->o, c->X + (size_t)i * c->m->d, &b, c->Y + 2 * i);
+            place_one(c->m, c->o, c->X + (size_t)i * c->m->d, &b, c->Y + 2 * i,
+                      c->nearest ? c->nearest + i : NULL);
     }
     place_buf_free(&b);
 }
 
 int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const float *X,
-                     int count, int n_threads, float *Y, char *err, size_t errlen) {
+                     int count, int n_threads, float *Y, double *nearest, char *err,
+                     size_t errlen) {
     tsne_place_options def;
     if (!opt) {
         tsne_place_options_default(&def);
@@ -422,7 +427,7 @@ int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const flo
         if (count < 0) snprintf(err, errlen, "tsne place: negative count");
         return -1;
     }
-    batch_ctx c = { m, opt, X, Y, 0 };
+    batch_ctx c = { m, opt, X, Y, nearest, 0 };
     tsne_par_for(n_threads > 0 ? n_threads : 1, count, place_range, &c);
     if (c.failed) {
         snprintf(err, errlen, "tsne place: out of memory");

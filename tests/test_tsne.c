@@ -426,9 +426,15 @@ TEST(tsne_place_grid_close_to_exact_placement) {
     tsne_place_options o;
     tsne_place_options_default(&o);
     char err[200];
-    CHECK(tsne_place_batch(r.m, &o, Q, q, 2, A, err, sizeof err) == 0);
+    double *nearest = malloc(q * sizeof *nearest);
+    CHECK(nearest && tsne_place_batch(r.m, &o, Q, q, 2, A, nearest, err, sizeof err) == 0);
+    /* D_LATENT read off the placement's neighbours is the separate scan's, bit for bit. */
+    for (int i = 0; nearest && i < q; i++)
+        CHECK_MSG(nearest[i] == tsne_map_latent_nn(r.m, Q + (size_t)i * r.d), "row %d: %.9g vs %.9g",
+                  i, nearest[i], tsne_map_latent_nn(r.m, Q + (size_t)i * r.d));
+    free(nearest);
     o.exact = 1;
-    CHECK(tsne_place_batch(r.m, &o, Q, q, 2, B, err, sizeof err) == 0);
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 2, B, NULL, err, sizeof err) == 0);
     for (int i = 0; i < q; i++) mean += hypot(A[2 * i] - B[2 * i], A[2 * i + 1] - B[2 * i + 1]) / q;
     CHECK_MSG(mean / ext < 0.01, "grid vs exact placement: mean %.3f%% of extent",
               100 * mean / ext);
@@ -444,7 +450,7 @@ TEST(tsne_place_batch_invariant) {
     tsne_place_options o;
     tsne_place_options_default(&o);
     char err[200];
-    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, err, sizeof err) == 0);
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, NULL, err, sizeof err) == 0);
     for (int i = 0; i < q; i++) {       /* alone */
         float y[2];
         CHECK(tsne_place(r.m, &o, Q + (size_t)i * r.d, y, err, sizeof err) == 0);
@@ -452,7 +458,7 @@ TEST(tsne_place_batch_invariant) {
     }
     for (int i = 0; i < q; i++)         /* reversed batch, three threads */
         memcpy(Qr + (size_t)i * r.d, Q + (size_t)(q - 1 - i) * r.d, r.d * sizeof *Qr);
-    CHECK(tsne_place_batch(r.m, &o, Qr, q, 3, B, err, sizeof err) == 0);
+    CHECK(tsne_place_batch(r.m, &o, Qr, q, 3, B, NULL, err, sizeof err) == 0);
     for (int i = 0; i < q; i++)
         CHECK(B[2 * (q - 1 - i)] == A[2 * i] && B[2 * (q - 1 - i) + 1] == A[2 * i + 1]);
     free_ref(&r);
@@ -528,7 +534,7 @@ TEST(tsne_coplace_anomalies_form_island) {
     tsne_place_options o;
     tsne_place_options_default(&o);
     char err[200];
-    CHECK(tsne_place_batch(r.m, &o, Q, q, 2, S, err, sizeof err) == 0);
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 2, S, NULL, err, sizeof err) == 0);
     CHECK(tsne_coplace(r.m, &o, Q, q, C, err, sizeof err) == 0);
     double ds = 0, dc = 0;
     for (int i = 0; i < q; i++) {
@@ -566,7 +572,7 @@ TEST(tsne_window_bounded_and_attracts) {
             Q[i] = 0.5f * rng_normal(&g) + (i % r.d == 6 ? 6.0f : 0.0f);
         CHECK(tsne_window_add(w, &o, Q, b, Y, err, sizeof err) == 0);
         CHECK(tsne_window_count(w) == ((batch + 1) * b < 100 ? (batch + 1) * b : 100));
-        CHECK(tsne_place_batch(r.m, &o, Q, b, 1, S, err, sizeof err) == 0);
+        CHECK(tsne_place_batch(r.m, &o, Q, b, 1, S, NULL, err, sizeof err) == 0);
         if (batch == 19) {
             /* With the window, new anomalies land next to the previous ones of their type
              * (attraction to window points); placed alone they do not know of them. */
