@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "ecg.h"
 #include "experiment.h"
+#include "knn.h"
 #include "pipeline.h"
 
 #define N_CLASSES 10          /* the most classes of any data set below */
@@ -87,6 +88,7 @@ typedef struct {
     char command[2048], machine[512], date[64], title[160];
     int n_betas, n_rates, n_classes, epochs, n_ref, test_limit, train_limit, latent, split;
     int threads;                 /* training, t-SNE and placement threads; 0: one per core */
+    int latent_k;                /* the latent term's neighbours (1) */
     /* The data as used: samples per class on each side and, for the heartbeats, the
      * records on each side (ascending; under a beat split every record is on both). */
     size_t n_train_class[N_CLASSES], n_test_class[N_CLASSES];
@@ -129,6 +131,8 @@ static void experiment_usage(FILE *f) {
         "  --latent-input mu|z  the latents of the maps and latent 1-NN: encoder means, or\n"
         "                       draws z = mu + sigma * eps (the paper's Table 2) (default mu)\n"
         "  --threads N          training, t-SNE and placement threads (default: one per core)\n"
+        "  --latent-k K         the latent term (\"latent 1-NN\" columns): mean distance to\n"
+        "                       the K nearest reference latents (default 1)\n"
         "  --out-dir DIR        where results.md, results.json and ROC SVGs go (default results)\n"
         "ecg only:\n"
         "  --beats FILE.npy     a beat set from anodm ecg-extract (FILE.labels.npy beside it,\n"
@@ -285,8 +289,9 @@ static int write_markdown(const run *r, const char *path) {
     fprintf(f, "# anodm experiment: %s one-vs-rest\n\n"
             "- command: `%s`\n- machine: %s\n- date: %s\n- elapsed: %.0f s\n"
             "- settings: epochs %d, latent %d (%s-based), n_ref %d, perplexity %g, seed %d, "
-            "test %s", r->ds->title, r->command, r->machine, r->date, elapsed(r), r->epochs,
-            r->latent, r->input == LATENT_Z ? "z" : "mu", r->n_ref, r->perplexity, (int)r->seed,
+            "latent term over %d nearest, test %s", r->ds->title, r->command, r->machine,
+            r->date, elapsed(r), r->epochs, r->latent, r->input == LATENT_Z ? "z" : "mu",
+            r->n_ref, r->perplexity, (int)r->seed, r->latent_k,
             r->test_limit ? "limited (class proportions kept)"
                           : r->ds->ecg ? "the whole test split" : "whole t10k set");
     if (r->train_limit) fprintf(f, ", training set limited to %d (class proportions kept)",
@@ -376,9 +381,9 @@ static int write_json(const run *r, const char *path) {
             "  \"elapsed_seconds\": %.1f,\n  \"settings\": {\"dataset\": \"%s\", "
             "\"epochs\": %d, \"latent\": %d, \"latent_input\": \"%s\", \"n_ref\": %d, "
             "\"perplexity\": %g, \"seed\": %d, \"test_limit\": %d, \"train_limit\": %d, "
-            "\"threads\": %d", r->date, elapsed(r), r->ds->name, r->epochs, r->latent,
-            r->input == LATENT_Z ? "z" : "mu", r->n_ref, r->perplexity, (int)r->seed,
-            r->test_limit, r->train_limit, r->threads);
+            "\"threads\": %d, \"latent_k\": %d", r->date, elapsed(r), r->ds->name, r->epochs,
+            r->latent, r->input == LATENT_Z ? "z" : "mu", r->n_ref, r->perplexity, (int)r->seed,
+            r->test_limit, r->train_limit, r->threads, r->latent_k);
     if (r->ds->ecg) {
         fprintf(f, ", \"encoder\": \"%s\", \"arch\": \"ecg-%s\", \"split\": \"%s\", "
                 "\"split_description\": ", r->encoder, r->encoder, split_name(r));
@@ -623,6 +628,7 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     eo.joint.perplexity = r->perplexity;
     eo.seed = r->seed;
     if (r->threads) eo.joint.n_threads = eo.n_threads = r->threads;
+    eo.latent_k = r->latent_k;
     size_t n_anomalies = 0;
     for (size_t i = 0; i < test->n; i++) n_anomalies += test->labels[i] == cls;
     if (n_anomalies == 0 || n_anomalies == test->n) {
@@ -817,7 +823,8 @@ int cmd_experiment(int argc, char **argv) {
         {"train-limit", required_argument, 0, 'N'}, {"beats", required_argument, 0, 'B'},
         {"encoder", required_argument, 0, 'E'}, {"split", required_argument, 0, 'S'},
         {"test-records", required_argument, 0, 'R'}, {"latent-input", required_argument, 0, 'Z'},
-        {"threads", required_argument, 0, 'T'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 'T'}, {"latent-k", required_argument, 0, 'K'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     run *r = calloc(1, sizeof *r);
     const char *dataset_name = NULL, *classes_arg = "all", *split_arg = NULL,
                *test_records = NULL;
@@ -838,6 +845,7 @@ int cmd_experiment(int argc, char **argv) {
     r->n_ref = 10000;
     r->latent = 16;
     r->perplexity = 30;
+    r->latent_k = 1;
     r->seed = 1;
     r->split_balance = NAN;
     optind = 1;
@@ -880,6 +888,10 @@ int cmd_experiment(int argc, char **argv) {
         case 'p': if (cli_real("--perplexity", optarg, 1, 100, &r->perplexity)) goto out; break;
         case 'Z': if (cli_latent_input("anodm experiment", optarg, &r->input)) goto out; break;
         case 'T': if (cli_int("--threads", optarg, 1, 256, &v)) goto out; r->threads = (int)v; break;
+        case 'K':
+            if (cli_int("--latent-k", optarg, 1, KNN_MAX_K, &v)) goto out;
+            r->latent_k = (int)v;
+            break;
         case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) goto out; r->latent = (int)v; break;
         case 'h': experiment_usage(stdout); rc = 0; goto out;
         default: experiment_usage(stderr); goto out;

@@ -28,14 +28,18 @@ void experiment_opts_default(experiment_opts *o) {
     o->stream_batch = 32;
     o->seed = 1;
     o->n_threads = 2;
+    o->latent_k = 1;
 }
 
-void experiment_latent_nn(const float *ref, int n, int d, const float *Q, int m, double *out) {
+void experiment_latent_nn(const float *ref, int n, int d, const float *Q, int m, int k,
+                          double *out) {
+    int idx[KNN_MAX_K];
+    float d2[KNN_MAX_K];
     for (int i = 0; i < m; i++) {
-        int idx;
-        float d2;
-        knn_query(ref, n, d, Q + (size_t)i * d, 1, -1, &idx, &d2);
-        out[i] = sqrt((double)d2);
+        knn_query(ref, n, d, Q + (size_t)i * d, k, -1, idx, d2);
+        double sum = 0;
+        for (int r = 0; r < k; r++) sum += sqrt((double)d2[r]);
+        out[i] = sum / k;
     }
 }
 
@@ -300,7 +304,7 @@ static int all_terms(const detector *d, const tsne_map *map, const float *x, int
     po.n_threads = o->n_threads;
     build_say(stage, ctx, "terms", "%s: %d samples, reconstruction and single placement", what, n);
     if (detector_terms(d, x, n, re, v[V_ALONE], mu, fused, err, errlen)) return -1;
-    experiment_latent_nn(d->ref_latent, d->n_ref, L, mu, n, v[V_LATENT]);
+    experiment_latent_nn(d->ref_latent, d->n_ref, L, mu, n, o->latent_k, v[V_LATENT]);
     build_say(stage, ctx, "coplaced", "%s: co-placing %d points into the fixed map", what, n);
     if (coplaced_dmap(d, map, &po, mu, n, Y, v[V_COPLACED], err, errlen)) return -1;
     build_say(stage, ctx, "stream", "%s: %d points through a window of %d, batches of %d", what, n,

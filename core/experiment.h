@@ -61,6 +61,7 @@ typedef struct {
     int stream_batch;      /* 32 */
     uint64_t seed;         /* stream order */
     int n_threads;         /* placement threads (2) */
+    int latent_k;          /* the latent term: mean distance to this many nearest (1) */
 } experiment_opts;
 
 /* Stage messages ("terms", "joint", ...) with a detail line, for progress output. */
@@ -68,9 +69,11 @@ typedef build_stage_fn experiment_stage_fn;   /* stage messages, as the build's 
 
 void experiment_opts_default(experiment_opts *o);
 
-/* Euclidean distance from each of the m rows of Q (m x d) to its nearest row of ref
- * (n x d) into out (m). */
-void experiment_latent_nn(const float *ref, int n, int d, const float *Q, int m, double *out);
+/* Mean Euclidean distance from each of the m rows of Q (m x d) to its k nearest rows of
+ * ref (n x d) into out (m); k = 1: the distance to the nearest. Needs 1 <= k <=
+ * min(n, KNN_MAX_K of knn.h). */
+void experiment_latent_nn(const float *ref, int n, int d, const float *Q, int m, int k,
+                          double *out);
 
 /* Mean 2-D distance from each of the m points Y (m x 2) to its k nearest points of
  * R (n x 2), into out (m); the points of Y are never each other's neighbours.

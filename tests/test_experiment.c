@@ -27,18 +27,23 @@ TEST(experiment_latent_nn_brute_force) {
     fill_uniform(ref, N * D, 1);
     fill_uniform(q, M * D, 2);
     memcpy(q + 3 * D, ref + 10 * D, D * sizeof *q);     /* an exact hit: distance 0 */
-    experiment_latent_nn(ref, N, D, q, M, got);
+    experiment_latent_nn(ref, N, D, q, M, 1, got);
+    double got5[M];
+    experiment_latent_nn(ref, N, D, q, M, 5, got5);
     for (int i = 0; i < M; i++) {
-        double best = INFINITY;
+        double d[N];                                     /* every distance, sorted */
         for (int j = 0; j < N; j++) {
             double s = 0;
             for (int c = 0; c < D; c++) {
                 double diff = (double)q[i * D + c] - ref[j * D + c];
                 s += diff * diff;
             }
-            if (s < best) best = s;
+            int at = j;
+            for (; at > 0 && d[at - 1] > sqrt(s); at--) d[at] = d[at - 1];
+            d[at] = sqrt(s);
         }
-        CHECK_NEAR(got[i], sqrt(best), 1e-5);
+        CHECK_NEAR(got[i], d[0], 1e-5);
+        CHECK_NEAR(got5[i], (d[0] + d[1] + d[2] + d[3] + d[4]) / 5, 1e-5);
     }
     CHECK_NEAR(got[3], 0.0, 1e-6);
 }
