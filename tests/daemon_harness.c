@@ -237,18 +237,47 @@ int run_anodmd_argv(const char *log, const char *const *args, long ms) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-int run_anodmd(char **out, const char *fmt, ...) {
+const char *anodm_bin(void) {
+    const char *b = getenv("ANODM_BIN");
+    return b && *b ? b : "build/anodm";
+}
+
+/* `bin ARGS` through the shell, both streams to a file named after the program. */
+static int run_tool(const char *bin, const char *name, char **out, const char *fmt,
+                    va_list ap) {
     char args[2048], cmd[4096], path[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(path, sizeof path, "%s/daemon_cli.txt", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>&1", anodmd_bin(), args, path);
-    int status = system(cmd);
+    snprintf(path, sizeof path, "%s/%s_output.txt", test_tmpdir(), name);
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>&1", bin, args, path);
+    int status = system(cmd), code = -1;
     *out = slurp(path);
     if (!*out) *out = strdup("");
-    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    /* The shell reports a child killed by signal s as exit 128 + s. */
+    if (status != -1) code = WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                                 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    /* A sanitizer's report fails the run whatever the exit status. */
+    if (*out && (strstr(*out, "Sanitizer") || strstr(*out, "runtime error:"))) code = 200;
+    return code;
+}
+
+int run_anodm_v(char **out, const char *fmt, va_list ap) {
+    return run_tool(anodm_bin(), "anodm", out, fmt, ap);
+}
+
+int run_anodm(char **out, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int code = run_anodm_v(out, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int run_anodmd(char **out, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int code = run_tool(anodmd_bin(), "anodmd", out, fmt, ap);
+    va_end(ap);
+    return code;
 }
 
 long proc_rss_kb(pid_t pid) {

@@ -5,12 +5,14 @@
  * ephemeral loopback port and stopping it, a small HTTP/1.1 client over plain sockets
  * (one exchange per connection, or a kept-alive connection), request bodies, and read-only
  * access to the SQLite score log. Used by test_daemon.c (every route), and by
- * test_daemon_abuse.c, test_daemon_faults.c and test_daemon_soak.c (issue 8). */
+ * test_daemon_abuse.c, test_daemon_faults.c and test_daemon_soak.c (issue 8); its
+ * command runners (run_anodm, run_anodmd) by every test that runs the binaries. */
 #ifndef ANODM_DAEMON_HARNESS_H
 #define ANODM_DAEMON_HARNESS_H
 
 #include <jansson.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -64,8 +66,14 @@ int wait_exit(pid_t pid, long ms);
 /* Run anodmd with args (NULL-terminated; no port is added) and output to log, expecting
  * it to exit within ms: its exit code, or -1 (it was then killed) if it did not. */
 int run_anodmd_argv(const char *log, const char *const *args, long ms);
-/* Run `anodmd ARGS` with output to a file; the exit code, and the output in *out. */
+/* Run `anodmd ARGS` / `anodm ARGS` ($ANODM_BIN, build/anodm otherwise) through the
+ * shell (paths in ARGS must not need quoting, as test_tmpdir()'s do not) with both
+ * streams captured in *out (free it; "" if none); the exit code, 128 + s when killed by
+ * signal s, 200 when a sanitizer reported, -1 when it could not run. */
 int run_anodmd(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *anodm_bin(void);
+int run_anodm(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int run_anodm_v(char **out, const char *fmt, va_list ap);
 #define EXPECT_CLI(code, want, ...)                                                     \
     do {                                                                                \
         char *out_;                                                                     \

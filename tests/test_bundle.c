@@ -12,6 +12,7 @@
  * Last, `anodm inspect` as a user runs it. */
 #include "bundle.h"
 #include "check.h"
+#include "daemon_harness.h"
 #include "fuzz/fuzz_model.h"
 #include "rng.h"
 #include "sha256.h"
@@ -830,36 +831,8 @@ TEST(bundle_inconsistent_values) {
 
 /* ------------------------------------------------------------------ anodm inspect */
 
-static const char *anodm_bin(void) {
-    const char *b = getenv("ANODM_BIN");
-    return b && *b ? b : "build/anodm";
-}
-
-/* Runs `anodm inspect ARGS` with stdout and stderr captured; returns the exit status
- * (128 + signal if killed) and the output in *out (free it). */
-static int run_inspect(const char *args, char **out) {
-    char cmd[2048], out_path[512];
-    tmp_path(out_path, sizeof out_path, "inspect_output.txt");
-    snprintf(cmd, sizeof cmd, "%s inspect %s >%s 2>&1", anodm_bin(), args, out_path);
-    int status = system(cmd), code = -1;
-    if (status != -1)
-        code = WIFSIGNALED(status) ? 128 + WTERMSIG(status)
-                                   : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    size_t len = 0;
-    *out = NULL;
-    FILE *f = fopen(out_path, "rb");
-    if (f) {
-        char *s = malloc(1 << 16);
-        if (s) {
-            len = fread(s, 1, (1 << 16) - 1, f);
-            s[len] = 0;
-        }
-        *out = s;
-        fclose(f);
-    }
-    if (*out && (strstr(*out, "Sanitizer") || strstr(*out, "runtime error"))) code = 200;
-    return code;
-}
+/* Runs `anodm inspect ARGS`: run_anodm's exit code, the output in *out (free it). */
+static int run_inspect(const char *args, char **out) { return run_anodm(out, "inspect %s", args); }
 
 TEST(bundle_inspect_cli) {
     detector d;

@@ -6,6 +6,7 @@
  * generated Fashion-MNIST-shaped directory, and its reproducibility. */
 #include "bundle.h"
 #include "check.h"
+#include "daemon_harness.h"
 #include "weights.h"
 
 #include <stdarg.h>
@@ -18,38 +19,8 @@
 
 /* ------------------------------------------------------------------ running anodm */
 
-static const char *anodm_bin(void) {
-    const char *b = getenv("ANODM_BIN");
-    return b && *b ? b : "build/anodm";
-}
-
 static void tmp_path(char *out, size_t outlen, const char *name) {
     snprintf(out, outlen, "%s/%s", test_tmpdir(), name);
-}
-
-/* A whole (text) file, NUL-terminated; "" if unreadable. The caller frees it. */
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    size_t cap = 4096, n = 0;
-    char *s = malloc(cap);
-    if (!s) {
-        if (f) fclose(f);
-        return NULL;
-    }
-    if (f) {
-        size_t got;
-        while ((got = fread(s + n, 1, cap - n - 1, f)) > 0) {
-            n += got;
-            if (n + 1 == cap) {
-                char *t = realloc(s, cap *= 2);
-                if (!t) break;
-                s = t;
-            }
-        }
-        fclose(f);
-    }
-    s[n] = 0;
-    return s;
 }
 
 typedef struct {
@@ -57,25 +28,14 @@ typedef struct {
     char *out;       /* stdout and stderr interleaved; free it */
 } run_result;
 
-/* Runs `anodm ARGS` (args formatted like printf; paths in them must not need quoting,
- * which holds for test_tmpdir()) with both streams captured. */
-static run_result run_anodm(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static run_result run_anodm(const char *fmt, ...) {
-    char args[2048], cmd[4096], out_path[512];
+/* Runs `anodm ARGS` (run_anodm of daemon_harness.h) as one value for EXPECT_RUN. */
+static run_result run_cli(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static run_result run_cli(const char *fmt, ...) {
     va_list ap;
+    run_result r;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    r.code = run_anodm_v(&r.out, fmt, ap);
     va_end(ap);
-    tmp_path(out_path, sizeof out_path, "cli_output.txt");
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>&1", anodm_bin(), args, out_path);
-    int status = system(cmd);
-    run_result r = {.code = -1};
-    if (status != -1) {
-        /* The shell reports a child killed by signal s as exit 128 + s. */
-        if (WIFSIGNALED(status)) r.code = 128 + WTERMSIG(status);
-        else if (WIFEXITED(status)) r.code = WEXITSTATUS(status);
-    }
-    r.out = slurp(out_path);
     return r;
 }
 
@@ -188,27 +148,27 @@ static const char *fashion_dir(void) {
 /* ------------------------------------------------------------------ usage errors */
 
 TEST(cli_usage_errors) {
-    EXPECT_RUN(run_anodm("%s", ""), 2, "usage: anodm COMMAND", "train");
-    EXPECT_RUN(run_anodm("--help"), 0, "usage: anodm COMMAND");
-    EXPECT_RUN(run_anodm("frobnicate"), 2, "unknown command 'frobnicate'", "usage");
-    EXPECT_RUN(run_anodm("train"), 2, "--data and --out are required", "usage: anodm train");
-    EXPECT_RUN(run_anodm("train --data %s", test_tmpdir()), 2, "--data and --out are required");
-    EXPECT_RUN(run_anodm("train --out %s/x.w", test_tmpdir()), 2, "--data and --out are required");
-    EXPECT_RUN(run_anodm("train --help"), 0, "--exclude-class");
-    EXPECT_RUN(run_anodm("train --bogus-option"), 2, "usage: anodm train");
-    EXPECT_RUN(run_anodm("train --data a --out b stray"), 2, "unexpected argument");
-    EXPECT_RUN(run_anodm("train --data a --out b --exclude-class one"), 2, "--exclude-class");
-    EXPECT_RUN(run_anodm("train --data a --out b --exclude-class 1,,2"), 2, "--exclude-class");
-    EXPECT_RUN(run_anodm("train --data a --out b --arch nonesuch"), 2,
+    EXPECT_RUN(run_cli("%s", ""), 2, "usage: anodm COMMAND", "train");
+    EXPECT_RUN(run_cli("--help"), 0, "usage: anodm COMMAND");
+    EXPECT_RUN(run_cli("frobnicate"), 2, "unknown command 'frobnicate'", "usage");
+    EXPECT_RUN(run_cli("train"), 2, "--data and --out are required", "usage: anodm train");
+    EXPECT_RUN(run_cli("train --data %s", test_tmpdir()), 2, "--data and --out are required");
+    EXPECT_RUN(run_cli("train --out %s/x.w", test_tmpdir()), 2, "--data and --out are required");
+    EXPECT_RUN(run_cli("train --help"), 0, "--exclude-class");
+    EXPECT_RUN(run_cli("train --bogus-option"), 2, "usage: anodm train");
+    EXPECT_RUN(run_cli("train --data a --out b stray"), 2, "unexpected argument");
+    EXPECT_RUN(run_cli("train --data a --out b --exclude-class one"), 2, "--exclude-class");
+    EXPECT_RUN(run_cli("train --data a --out b --exclude-class 1,,2"), 2, "--exclude-class");
+    EXPECT_RUN(run_cli("train --data a --out b --arch nonesuch"), 2,
                "unknown architecture 'nonesuch'");
-    EXPECT_RUN(run_anodm("train --data a --out b --latent 0"), 2, "--latent wants an integer");
+    EXPECT_RUN(run_cli("train --data a --out b --latent 0"), 2, "--latent wants an integer");
     /* Numbers are parsed strictly: garbage and seed 0 (which would mean "no init") fail. */
-    EXPECT_RUN(run_anodm("train --data a --out b --seed 0"), 2, "--seed");
-    EXPECT_RUN(run_anodm("train --data a --out b --beta abc"), 2, "--beta wants a number");
-    EXPECT_RUN(run_anodm("train --data a --out b --epochs 2x"), 2, "--epochs");
-    EXPECT_RUN(run_anodm("train --data a --out b --epochs 0"), 2, "--epochs");
-    EXPECT_RUN(run_anodm("train --data a --out b --batch -3"), 2, "--batch");
-    EXPECT_RUN(run_anodm("train --data a --out b --lr 0"), 2, "--lr");
+    EXPECT_RUN(run_cli("train --data a --out b --seed 0"), 2, "--seed");
+    EXPECT_RUN(run_cli("train --data a --out b --beta abc"), 2, "--beta wants a number");
+    EXPECT_RUN(run_cli("train --data a --out b --epochs 2x"), 2, "--epochs");
+    EXPECT_RUN(run_cli("train --data a --out b --epochs 0"), 2, "--epochs");
+    EXPECT_RUN(run_cli("train --data a --out b --batch -3"), 2, "--batch");
+    EXPECT_RUN(run_cli("train --data a --out b --lr 0"), 2, "--lr");
 }
 
 /* ------------------------------------------------------------------ bad data */
@@ -216,7 +176,7 @@ TEST(cli_usage_errors) {
 TEST(cli_missing_data) {
     char out[512];
     tmp_path(out, sizeof out, "cli_never_written.w");
-    EXPECT_RUN(run_anodm("train --data /nonexistent --out %s", out), 1, "/nonexistent");
+    EXPECT_RUN(run_cli("train --data /nonexistent --out %s", out), 1, "/nonexistent");
     struct stat st;
     CHECK(stat(out, &st) != 0);   /* nothing written for a failed run */
 
@@ -224,7 +184,7 @@ TEST(cli_missing_data) {
     char dir[512];
     tmp_path(dir, sizeof dir, "cli_empty_dir");
     CHECK(mkdir(dir, 0755) == 0);
-    EXPECT_RUN(run_anodm("train --data %s --out %s", dir, out), 1, "train-images-idx3-ubyte.gz");
+    EXPECT_RUN(run_cli("train --data %s --out %s", dir, out), 1, "train-images-idx3-ubyte.gz");
 }
 
 TEST(cli_bad_idx_files) {
@@ -238,12 +198,12 @@ TEST(cli_bad_idx_files) {
     put_be32(buf + 12, 28);
     tmp_path(path, sizeof path, "cli_truncated.idx");
     write_file(path, buf, sizeof buf);
-    EXPECT_RUN(run_anodm("train --data %s --out %s", path, out), 1, path, "truncated");
+    EXPECT_RUN(run_cli("train --data %s --out %s", path, out), 1, path, "truncated");
 
     /* Cut inside the header itself. */
     tmp_path(path, sizeof path, "cli_truncated_header.idx");
     write_file(path, buf, 9);
-    EXPECT_RUN(run_anodm("train --data %s --out %s", path, out), 1, path, "truncated");
+    EXPECT_RUN(run_cli("train --data %s --out %s", path, out), 1, path, "truncated");
 
     /* A gzip stream that stops half way. */
     uint8_t *pixels = calloc(784 * 20, 1);
@@ -259,7 +219,7 @@ TEST(cli_bad_idx_files) {
         CHECK(n > 40);
         tmp_path(path, sizeof path, "cli_cut.idx.gz");
         write_file(path, half, n / 2);
-        EXPECT_RUN(run_anodm("train --data %s --out %s", path, out), 1, path, "gzip");
+        EXPECT_RUN(run_cli("train --data %s --out %s", path, out), 1, path, "gzip");
         free(pixels);
     }
 
@@ -267,12 +227,12 @@ TEST(cli_bad_idx_files) {
     put_be32(buf, 0x12345678);
     tmp_path(path, sizeof path, "cli_magic.idx");
     write_file(path, buf, sizeof buf);
-    EXPECT_RUN(run_anodm("train --data %s --out %s", path, out), 1, path, "wrong magic");
+    EXPECT_RUN(run_cli("train --data %s --out %s", path, out), 1, path, "wrong magic");
 
     /* An empty file. */
     tmp_path(path, sizeof path, "cli_empty.idx");
     write_file(path, "", 0);
-    EXPECT_RUN(run_anodm("train --data %s --out %s", path, out), 1, path, "empty");
+    EXPECT_RUN(run_cli("train --data %s --out %s", path, out), 1, path, "empty");
 
     /* Labels that do not match the samples in number. */
     tmp_path(path, sizeof path, "cli_ok.idx");
@@ -285,10 +245,10 @@ TEST(cli_bad_idx_files) {
     tmp_path(labels, sizeof labels, "cli_3labels.idx");
     const uint8_t lab[8 + 3] = {0, 0, 0x08, 1, 0, 0, 0, 3, 0, 1, 2};
     write_file(labels, lab, sizeof lab);
-    EXPECT_RUN(run_anodm("train --data %s --labels %s --out %s", path, labels, out), 1,
+    EXPECT_RUN(run_cli("train --data %s --labels %s --out %s", path, labels, out), 1,
                "labels count 3 != samples count 2");
     /* An IDX file without labels cannot be filtered by class. */
-    EXPECT_RUN(run_anodm("train --data %s --exclude-class 1 --out %s", path, out), 1, "no labels");
+    EXPECT_RUN(run_cli("train --data %s --exclude-class 1 --out %s", path, out), 1, "no labels");
 }
 
 TEST(cli_bad_csv_files) {
@@ -297,30 +257,30 @@ TEST(cli_bad_csv_files) {
 
     tmp_path(path, sizeof path, "cli_ragged.csv");
     write_text(path, "1,2,3,0\n4,5,6,1\n7,8,0\n");
-    EXPECT_RUN(run_anodm("train --data %s --out %s", path, out), 1, path, "ragged rows", "line 3");
+    EXPECT_RUN(run_cli("train --data %s --out %s", path, out), 1, path, "ragged rows", "line 3");
 
     tmp_path(path, sizeof path, "cli_notnum.csv");
     write_text(path, "1,2,3,0\n4,x5,6,1\n");
-    EXPECT_RUN(run_anodm("train --data %s --out %s", path, out), 1, path, "line 2");
+    EXPECT_RUN(run_cli("train --data %s --out %s", path, out), 1, path, "line 2");
 
     /* Every sample is of the class excluded: nothing left to train on. */
     tmp_path(path, sizeof path, "cli_one_class.csv");
     write_text(path, "1,2,3,4\n5,6,7,4\n");
-    EXPECT_RUN(run_anodm("train --data %s --exclude-class 4 --out %s", path, out), 1,
+    EXPECT_RUN(run_cli("train --data %s --exclude-class 4 --out %s", path, out), 1,
                "filter leaves no samples");
-    EXPECT_RUN(run_anodm("train --data %s --exclude-class 3,4,5 --out %s", path, out), 1,
+    EXPECT_RUN(run_cli("train --data %s --exclude-class 3,4,5 --out %s", path, out), 1,
                "filter leaves no samples");
 
     /* 10 columns (9 values and a label) for an architecture of 28x28 inputs. */
     tmp_path(path, sizeof path, "cli_ten_columns.csv");
     write_text(path, "1,2,3,4,5,6,7,8,9,0\n9,8,7,6,5,4,3,2,1,1\n");
-    EXPECT_RUN(run_anodm("train --data %s --arch fashion --out %s", path, out), 1,
+    EXPECT_RUN(run_cli("train --data %s --arch fashion --out %s", path, out), 1,
                "samples have 9 values", "expects 784");
     /* The same file with its label column given as the first: still 9 values. */
-    EXPECT_RUN(run_anodm("train --data %s --label-col 0 --out %s", path, out), 1,
+    EXPECT_RUN(run_cli("train --data %s --label-col 0 --out %s", path, out), 1,
                "samples have 9 values");
     /* A label column that is not there. */
-    EXPECT_RUN(run_anodm("train --data %s --label-col 12 --out %s", path, out), 1,
+    EXPECT_RUN(run_cli("train --data %s --label-col 12 --out %s", path, out), 1,
                "label column 12");
 }
 
@@ -329,7 +289,7 @@ TEST(cli_bad_settings) {
     const char *dir = fashion_dir();
     char out[512];
     tmp_path(out, sizeof out, "no/such/dir/model.w");
-    EXPECT_RUN(run_anodm("train --data %s --epochs 1 --limit 20 --latent 2 --vae-only --out %s",
+    EXPECT_RUN(run_cli("train --data %s --epochs 1 --limit 20 --latent 2 --vae-only --out %s",
                          dir, out),
                1, "cannot write", out);
 }
@@ -373,7 +333,7 @@ TEST(cli_train_end_to_end) {
      * change, add --threads 1 here rather than loosening the comparison. */
     static const char ARGS[] = "train --data %s --exclude-class 1 --epochs 2 --batch 50 "
                                "--latent 4 --beta 0.1 --vae-only --out %s --seed %d";
-    run_result r = run_anodm(ARGS, dir, m1, 3);
+    run_result r = run_cli(ARGS, dir, m1, 3);
     char *out = r.out ? strdup(r.out) : NULL;
     EXPECT_RUN(r, 0, "270 samples", "wrote", "auROC of reconstruction error");
     if (!out) return;
@@ -399,10 +359,10 @@ TEST(cli_train_end_to_end) {
     }
 
     /* The same seed and settings: the same bytes. */
-    EXPECT_RUN(run_anodm(ARGS, dir, m2, 3), 0, "wrote");
+    EXPECT_RUN(run_cli(ARGS, dir, m2, 3), 0, "wrote");
     CHECK_MSG(files_equal(m1, m2), "%s and %s differ: training is not reproducible", m1, m2);
     /* And a different seed does change them (the comparison above can see a difference). */
-    EXPECT_RUN(run_anodm(ARGS, dir, m2, 4), 0, "wrote");
+    EXPECT_RUN(run_cli(ARGS, dir, m2, 4), 0, "wrote");
     CHECK(!files_equal(m1, m2));
 }
 
@@ -417,9 +377,9 @@ TEST(cli_train_bundle_end_to_end) {
     static const char ARGS[] = "train --data %s --exclude-class 1 --epochs 2 --batch 50 "
                                "--latent 4 --beta 0.1 --n-ref 200 --perplexity 10 "
                                "--tsne-iter 300 --out %s --seed 3";
-    EXPECT_RUN(run_anodm(ARGS, dir, b1), 0, "reference: 200", "map: final KL", "calibration: 27",
+    EXPECT_RUN(run_cli(ARGS, dir, b1), 0, "reference: 200", "map: final KL", "calibration: 27",
                "of the fused score", "wrote");
-    EXPECT_RUN(run_anodm(ARGS, dir, b2), 0, "wrote");
+    EXPECT_RUN(run_cli(ARGS, dir, b2), 0, "wrote");
     detector d1, d2;
     int ok1 = bundle_load(b1, &d1, err, sizeof err) == 0;
     CHECK_MSG(ok1, "bundle_load: %s", err);
@@ -436,32 +396,32 @@ TEST(cli_train_bundle_end_to_end) {
     }
     detector_free(&d1);
     detector_free(&d2);
-    EXPECT_RUN(run_anodm("inspect %s", b1), 0, "sha256", "latent input mu");
+    EXPECT_RUN(run_cli("inspect %s", b1), 0, "sha256", "latent input mu");
     /* The z-based variant (paper Table 2): built, stored, shown, scored. */
     char bz[512];
     tmp_path(bz, sizeof bz, "cli_e2e_z.anodm");
-    EXPECT_RUN(run_anodm("train --data %s --exclude-class 1 --epochs 1 --batch 50 --latent 4 "
+    EXPECT_RUN(run_cli("train --data %s --exclude-class 1 --epochs 1 --batch 50 --latent 4 "
                          "--n-ref 200 --perplexity 10 --tsne-iter 300 --latent-input z --out %s",
                          dir, bz), 0, "wrote");
-    EXPECT_RUN(run_anodm("inspect %s", bz), 0, "latent input z");
-    EXPECT_RUN(run_anodm("score %s %s --anomaly-class 1", bz, dir), 0, "scored 200 samples");
-    EXPECT_RUN(run_anodm("train --data %s --latent-input sigma --out %s", dir, bz), 2,
+    EXPECT_RUN(run_cli("inspect %s", bz), 0, "latent input z");
+    EXPECT_RUN(run_cli("score %s %s --anomaly-class 1", bz, dir), 0, "scored 200 samples");
+    EXPECT_RUN(run_cli("train --data %s --latent-input sigma --out %s", dir, bz), 2,
                "--latent-input is mu or z, not 'sigma'");
-    EXPECT_RUN(run_anodm("experiment --dataset fashion-mnist --latent-input 1"), 2,
+    EXPECT_RUN(run_cli("experiment --dataset fashion-mnist --latent-input 1"), 2,
                "--latent-input is mu or z");
     /* Offline scoring of the 200 test images: a header and a row each, then the summary. */
     char csv[512];
     tmp_path(csv, sizeof csv, "cli_scores.csv");
-    EXPECT_RUN(run_anodm("score %s %s --anomaly-class 1 --out %s", b1, dir, csv), 0,
+    EXPECT_RUN(run_cli("score %s %s --anomaly-class 1 --out %s", b1, dir, csv), 0,
                "scored 200 samples", "auROC of the score");
     FILE *f = fopen(csv, "r");
     int lines = 0, c;
     while (f && (c = fgetc(f)) != EOF) lines += c == '\n';
     if (f) fclose(f);
     CHECK_MSG(lines == 201, "%d lines in the score CSV", lines);
-    EXPECT_RUN(run_anodm("score %s %s --format jsonl --batch 7", b1, dir), 0, "\"p_value\":");
-    EXPECT_RUN(run_anodm("score %s", b1), 2, "required");
-    EXPECT_RUN(run_anodm("score %s %s", csv, dir), 1, "anodm score:");
+    EXPECT_RUN(run_cli("score %s %s --format jsonl --batch 7", b1, dir), 0, "\"p_value\":");
+    EXPECT_RUN(run_cli("score %s", b1), 2, "required");
+    EXPECT_RUN(run_cli("score %s %s", csv, dir), 1, "anodm score:");
     /* Too few samples for the map's perplexity: refused before any training. */
-    EXPECT_RUN(run_anodm("train --data %s --limit 40 --out %s", dir, b2), 1, "perplexity");
+    EXPECT_RUN(run_cli("train --data %s --limit 40 --out %s", dir, b2), 1, "perplexity");
 }

@@ -928,29 +928,6 @@ TEST(ecg_rpeak_real_records) {
 
 /* ------------------------------------------------------------------ commands */
 
-static const char *anodm_bin(void) {
-    const char *b = getenv("ANODM_BIN");
-    return b && *b ? b : "build/anodm";
-}
-
-/* Runs `anodm ARGS` with stdout and stderr in *out (freed by the caller); exit status. */
-static int run_anodm(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run_anodm(char **out, const char *fmt, ...) {
-    char args[2048], cmd[4096], log[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(log, sizeof log, "%s/ecg_cli.txt", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>&1", anodm_bin(), args, log);
-    int status = system(cmd);
-    size_t len;
-    *out = (char *)read_all(log, &len);
-    if (!*out) *out = calloc(1, 1);
-    if (status == -1) return -1;
-    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
-}
-
 TEST(ecg_cli_extract_and_rpeaks) {
     const char *data = need_data();
     if (!data) return;

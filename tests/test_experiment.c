@@ -11,6 +11,7 @@
 
 #include "auroc.h"
 #include "check.h"
+#include "daemon_harness.h"
 #include "experiment.h"
 #include "rng.h"
 
@@ -224,13 +225,17 @@ done:
     free(lab);
 }
 
-/* Run `$ANODM_BIN experiment ARGS` with output to a log; its exit code. */
+/* Run `anodm experiment ARGS` (run_anodm) with its output kept in log; its exit code. */
 static int run_experiment(const char *args, const char *log) {
-    const char *bin = getenv("ANODM_BIN");
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s experiment %s >%s 2>&1", bin ? bin : "build/anodm", args, log);
-    int st = system(cmd);
-    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char *out;
+    int code = run_anodm(&out, "experiment %s", args);
+    FILE *f = fopen(log, "w");
+    if (f) {
+        fputs(out, f);
+        fclose(f);
+    }
+    free(out);
+    return code;
 }
 
 static int exists(const char *dir, const char *name) {
