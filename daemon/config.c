@@ -44,7 +44,7 @@ void config_init(config *c) {
     snprintf(c->db, sizeof c->db, "anodmd.db");
     c->threads = 4;
     c->workers = 4;
-    c->batch_window_us = 500;
+    c->batch_window_us = 100;
     c->max_body_bytes = (size_t)16 << 20;
     c->max_batch = 256;
     c->max_connections = 256;

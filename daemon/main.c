@@ -37,7 +37,7 @@ static void usage(FILE *f) {
         "  --retention-rows N       keep at most N log rows, the newest (0: any number)\n"
         "  --threads N              HTTP polling threads (4)\n"
         "  --workers N              scoring threads (4)\n"
-        "  --batch-window-us N      a score request waits this long to be batched (500)\n"
+        "  --batch-window-us N      a score request waits this long to be batched (100)\n"
         "  --max-body-bytes N       request body limit (16777216)\n"
         "  --max-batch N            samples per request and per scorer call (256)\n"
         "  --max-connections N      open connections (256)\n"
