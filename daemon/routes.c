@@ -141,8 +141,9 @@ static void fill_records(const model *m, const api_score_request *req, score_buf
     }
 }
 
-/* A score request on its way through the batcher: decoded, with its output buffers, and
- * what the worker needs to log it, answer it and wake its connection. */
+/* A score request on its way through the batcher: decoded (or, from a strip, cut into
+ * beats on a worker first), with its output buffers, and what the worker needs to log
+ * it, answer it and wake its connection. */
 typedef struct {
     batch_job job;               /* first member: the batcher hands back &job */
     app *a;
@@ -152,6 +153,7 @@ typedef struct {
     scorelog_ticket ticket;
     int v2, logged;
     api_score_record *early;     /* answer_first: the records as submitted (no log ids) */
+    api_strip_request strip;     /* a strip not yet cut into the beats of req */
     int64_t *r_peak;             /* beats cut from a strip: their R peaks (else NULL), */
     int fs;                      /* in samples of the strip at fs Hz */
     reply *out;
@@ -165,6 +167,7 @@ static void job_done(score_job *j) {
     void *conn = j->conn;
     registry_release(j->a->reg, j->set);
     api_score_request_free(&j->req);
+    api_strip_request_free(&j->strip);
     free_buffers(&j->b);
     free(j->early);
     free(j->r_peak);
@@ -292,6 +295,17 @@ static void queue_score(score_job *j, model *m) {
     }
 }
 
+/* Hand the decoded request j over: it holds set from here on, and rq's connection is
+ * parked before anything is queued, so a worker's wake can never come first. */
+static void hand_over(score_job *j, app *a, model_set *set, const request *rq, reply *out) {
+    j->a = a;
+    j->set = set;
+    j->out = out;
+    j->wake = rq->wake;
+    j->conn = rq->conn;
+    rq->park(rq->conn);
+}
+
 /* POST /v1/score, POST /v1/models/{name}/score, POST /v2/models/{name}/infer: decode here,
  * score on a worker. 1 when handed over (the job then holds set), 0 when answered. */
 static int score(app *a, model_set *set, const request *rq, const char *name, int v2,
@@ -310,118 +324,72 @@ static int score(app *a, model_set *set, const request *rq, const char *name, in
         free(j);
         return 0;
     }
-    j->a = a;
-    j->set = set;
     j->v2 = v2;
-    j->out = out;
-    j->wake = rq->wake;
-    j->conn = rq->conn;
-    /* Parked before it is queued, so the worker's wake can never come first. */
-    rq->park(rq->conn);
+    hand_over(j, a, set, rq, out);
     queue_score(j, m);
     return 1;
 }
 
-/* A raw ECG strip on its way to a worker, which cuts it into beats (core/ecg.h) and
- * queues them as one score request. */
-typedef struct {
-    batch_job job;               /* first member: a batch_run task */
-    app *a;
-    model_set *set;              /* held until handed to the score request, or done */
-    model *m;
-    api_strip_request req;
-    reply *out;
-    void (*wake)(void *conn);
-    void *conn;
-} strip_job;
-
-/* The strip was answered without scoring: let go of it and wake its connection. */
-static void strip_done(strip_job *s) {
-    void (*wake)(void *) = s->wake;
-    void *conn = s->conn;
-    registry_release(s->a->reg, s->set);
-    api_strip_request_free(&s->req);
-    free(s);
-    wake(conn);
-}
-
-/* On a worker: R peaks, beats, then the beats scored like any request's samples. */
+/* On a worker (a batch_run task): the strip's R peaks and beats (core/ecg.h), then the
+ * beats scored as the request's samples. */
 static void cut_strip(batch_job *bj) {
-    strip_job *s = (strip_job *)bj;
+    score_job *j = (score_job *)bj;
+    model *m = bj->m;
+    const int max_batch = j->a->max_batch;
     ecg_beats beats = {0};
-    score_job *j = NULL;
     char err[256];
-    if (ecg_beats_from_strip(s->req.signal, s->req.n, s->req.fs, &beats, err, sizeof err)) {
-        routes_error(s->out, 400, "bad_strip", err);
-    } else if (beats.n > (size_t)s->a->max_batch) {
+    if (ecg_beats_from_strip(j->strip.signal, j->strip.n, j->strip.fs, &beats, err, sizeof err)) {
+        routes_error(j->out, 400, "bad_strip", err);
+    } else if (beats.n > (size_t)max_batch) {
         api_error e;
         api_error_set(&e, 413, "too_many_beats", "the strip holds %zu heartbeats; one request "
-                      "scores at most %d (max_batch): send shorter strips", beats.n,
-                      s->a->max_batch);
-        error_reply(s->out, &e);
-    } else if (!(j = calloc(1, sizeof *j))) {
-        routes_error(s->out, 500, "internal", "out of memory");
+                      "scores at most %d (max_batch): send shorter strips", beats.n, max_batch);
+        error_reply(j->out, &e);
+    } else {
+        j->req = (api_score_request){.x = beats.x, .n = (int)beats.n, .dim = ECG_BEAT_LEN,
+                                     .explain = j->strip.explain};
+        memcpy(j->req.id, j->strip.id, sizeof j->req.id);
+        memcpy(j->req.source, j->strip.source, sizeof j->req.source);
+        j->r_peak = beats.sample;
+        j->fs = j->strip.fs;
+        beats.x = NULL;          /* now the request's */
+        beats.sample = NULL;
     }
-    if (!j) {
-        ecg_beats_free(&beats);
-        strip_done(s);
-        return;
-    }
-    j->req = (api_score_request){.x = beats.x, .n = (int)beats.n, .dim = ECG_BEAT_LEN,
-                                 .explain = s->req.explain};
-    memcpy(j->req.id, s->req.id, sizeof j->req.id);
-    memcpy(j->req.source, s->req.source, sizeof j->req.source);
-    j->r_peak = beats.sample;
-    j->fs = s->req.fs;
-    beats.x = NULL;
-    beats.sample = NULL;
     ecg_beats_free(&beats);
-    j->a = s->a;
-    j->set = s->set;             /* the score request holds the set from here on */
-    j->out = s->out;
-    j->wake = s->wake;
-    j->conn = s->conn;
-    model *m = s->m;
-    api_strip_request_free(&s->req);
-    free(s);
-    queue_score(j, m);
+    api_strip_request_free(&j->strip);
+    if (j->req.n) queue_score(j, m);
+    else job_done(j);
 }
 
-/* POST /v1/models/{name}/strip: for models of one heartbeat (1 x 1 x 187 at 125 Hz). */
+/* POST /v1/models/{name}/strip: for models of one heartbeat (1 x 1 x 187 at 125 Hz). The
+ * strip is decoded here and cut on a worker, never on a connection's thread. */
 static int strip(app *a, model_set *set, const request *rq, const char *name, reply *out) {
     model *m = find_model(set, name, out);
     if (!m) return 0;
     const shape3 in = m->d.vae.arch.in;
+    api_error e;
     if (in.c != 1 || in.h != 1 || in.w != ECG_BEAT_LEN) {
-        api_error e;
         api_error_set(&e, 400, "not_an_ecg_model", "model '%s' takes samples of %d x %d x %d "
                       "values; strips are cut into heartbeats of 1 x 1 x %d (an ECG model's)",
                       m->name, in.c, in.h, in.w, ECG_BEAT_LEN);
         error_reply(out, &e);
         return 0;
     }
-    strip_job *s = calloc(1, sizeof *s);
-    api_error e;
-    if (!s) {
+    score_job *j = calloc(1, sizeof *j);
+    if (!j) {
         routes_error(out, 500, "internal", "out of memory");
         return 0;
     }
-    if (api_decode_strip(rq->body, rq->len, &s->req, &e)) {
+    if (api_decode_strip(rq->body, rq->len, &j->strip, &e)) {
         error_reply(out, &e);
-        free(s);
+        free(j);
         return 0;
     }
-    s->job.finish = cut_strip;
-    s->a = a;
-    s->set = set;
-    s->m = m;
-    s->out = out;
-    s->wake = rq->wake;
-    s->conn = rq->conn;
-    rq->park(rq->conn);
-    if (batch_run(a->batch, &s->job)) {
+    hand_over(j, a, set, rq, out);
+    j->job = (batch_job){.m = m, .finish = cut_strip};
+    if (batch_run(a->batch, &j->job)) {
         routes_error(out, 503, "shutting_down", "the daemon is shutting down");
-        strip_done(s);
+        job_done(j);
     }
     return 1;
 }

@@ -264,18 +264,15 @@ int api_decode_strip(const char *body, size_t len, api_strip_request *req, api_e
     const char *key;
     int rc = 0;
     json_object_foreach(root, key, v) {
-        if (!strcmp(key, "signal")) continue;
-        if (!strcmp(key, "fs")) {
-            if ((rc = decode_rate(v, &req->fs, e))) break;
-            continue;
-        }
-        if ((rc = decode_common(key, v, req->id, req->source, &req->explain, e)) < 0) break;
-        if (rc == 0) {
-            unknown_field(key, e);
+        int known = !strcmp(key, "signal") ? 1
+                    : !strcmp(key, "fs")   ? (decode_rate(v, &req->fs, e) ? -1 : 1)
+                                           : decode_common(key, v, req->id, req->source,
+                                                           &req->explain, e);
+        if (known == 0) unknown_field(key, e);
+        if (known <= 0) {
             rc = -1;
             break;
         }
-        rc = 0;
     }
     if (!rc && (!json_object_get(root, "signal") || !req->fs)) {
         api_error_set(e, 400, "invalid_request", "a strip needs \"signal\" (the values) and "
