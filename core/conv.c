@@ -71,8 +71,22 @@ int conv_geom_valid(const conv_geom *g) {
 static size_t col_rows(const conv_geom *g) { return (size_t)g->in_c * g->k_h * g->k_w; }
 static size_t col_cols(const conv_geom *g, int B) { return (size_t)B * g->out_h * g->out_w; }
 
+/* A 1-D stride-1 convolution (every conv of a TCN) needs no unrolling: tap k of the
+ * kernel reads x shifted by k * dilation - pad_left, so y_b += W_k x_b(shifted) is one
+ * sgemm per sample and tap, straight on the [B, C, T] arrays, with W_k = weight[:, :, k]
+ * gathered into the scratch space. That skips im2col's K-fold copy of the batch, a copy
+ * far larger than the caches, which had cost as much time as the products themselves. */
+static int is_shift_conv(const conv_geom *g) {
+    return g->in_h == 1 && g->out_h == 1 && g->k_h == 1 && g->stride_w == 1;
+}
+
+static size_t tap_floats(const conv_geom *g) {
+    return (size_t)g->k_w * g->out_c * g->in_c;
+}
+
 size_t conv_work_floats(const conv_geom *g, int B) {
-    return (col_rows(g) + (size_t)g->out_c) * col_cols(g, B);
+    size_t unrolled = (col_rows(g) + (size_t)g->out_c) * col_cols(g, B);
+    return is_shift_conv(g) && 2 * tap_floats(g) > unrolled ? 2 * tap_floats(g) : unrolled;
 }
 
 /* Unroll x into col [C*KH*KW, B*OH*OW]: row (c, ki, kj), column (b, oy, ox). With
@@ -158,8 +172,80 @@ HOT_LOOP static void add_bias_grad(float *dbias, const float *d, int B, int C, s
         }
 }
 
+/* taps[k][f][c] = weight[f][c][k], and its adjoint (added back into weight's layout). */
+static void gather_taps(float *taps, const float *weight, const conv_geom *g) {
+    const int F = g->out_c, C = g->in_c, K = g->k_w;
+    for (int k = 0; k < K; k++)
+        for (int f = 0; f < F; f++)
+            for (int c = 0; c < C; c++)
+                taps[((size_t)k * F + f) * C + c] = weight[((size_t)f * C + c) * K + k];
+}
+
+static void scatter_add_taps(float *weight, const float *taps, const conv_geom *g) {
+    const int F = g->out_c, C = g->in_c, K = g->k_w;
+    for (int k = 0; k < K; k++)
+        for (int f = 0; f < F; f++)
+            for (int c = 0; c < C; c++)
+                weight[((size_t)f * C + c) * K + k] += taps[((size_t)k * F + f) * C + c];
+}
+
+/* Output columns [lo, hi) that tap k reads from inside x, at x column t + off. */
+typedef struct { int lo, hi, off; } tap_span;
+
+static tap_span span_of_tap(const conv_geom *g, int k) {
+    tap_span s = {.off = k * g->dil_w - g->pad_left};
+    s.lo = s.off >= 0 ? 0 : -s.off;
+    s.hi = g->in_w - s.off < g->out_w ? g->in_w - s.off : g->out_w;
+    if (s.hi < s.lo) s.hi = s.lo;
+    return s;
+}
+
+static void shift_conv_forward(float *y, const float *x, const float *weight, const float *bias,
+                               const conv_geom *g, int B, float *work) {
+    const int F = g->out_c, C = g->in_c, T = g->in_w, OW = g->out_w;
+    gather_taps(work, weight, g);
+    fill_bias(y, bias, B, F, (size_t)OW);
+    for (int k = 0; k < g->k_w; k++) {
+        tap_span s = span_of_tap(g, k);
+        if (s.hi == s.lo) continue;
+        const float *w_k = work + (size_t)k * F * C;
+        for (int b = 0; b < B; b++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, F, s.hi - s.lo, C, 1.0f,
+                        w_k, C, x + (size_t)b * C * T + s.lo + s.off, T, 1.0f,
+                        y + (size_t)b * F * OW + s.lo, OW);
+    }
+}
+
+static void shift_conv_backward(float *dx, float *dweight, const float *dy, const float *x,
+                                const float *weight, const conv_geom *g, int B, float *work) {
+    const int F = g->out_c, C = g->in_c, T = g->in_w, OW = g->out_w;
+    float *dtaps = work, *taps = work + tap_floats(g);
+    if (dweight) memset(dtaps, 0, sizeof(float) * tap_floats(g));
+    if (dx) gather_taps(taps, weight, g);
+    for (int k = 0; k < g->k_w; k++) {
+        tap_span s = span_of_tap(g, k);
+        if (s.hi == s.lo) continue;
+        const size_t tap = (size_t)k * F * C;
+        for (int b = 0; b < B; b++) {
+            const float *dy_b = dy + (size_t)b * F * OW + s.lo;
+            const size_t x_at = (size_t)b * C * T + s.lo + s.off;
+            if (dweight)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, C, s.hi - s.lo, 1.0f,
+                            dy_b, OW, x + x_at, T, 1.0f, dtaps + tap, C);
+            if (dx)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, s.hi - s.lo, F, 1.0f,
+                            taps + tap, C, dy_b, OW, 1.0f, dx + x_at, T);
+        }
+    }
+    if (dweight) scatter_add_taps(dweight, dtaps, g);
+}
+
 void conv_forward(float *y, const float *x, const float *weight, const float *bias,
                   const conv_geom *g, int B, float *work) {
+    if (is_shift_conv(g)) {
+        shift_conv_forward(y, x, weight, bias, g, B, work);
+        return;
+    }
     const size_t K = col_rows(g), N = col_cols(g, B), P = (size_t)g->out_h * g->out_w;
     float *col = work, *tmp = work + K * N;
     im2col(col, x, g, B);
@@ -175,6 +261,10 @@ void conv_backward(float *dx, float *dweight, float *dbias, const float *dy, con
     float *col = work, *dtmp = work + K * N;
     if (dbias) add_bias_grad(dbias, dy, B, g->out_c, P);
     if (!dweight && !dx) return;
+    if (is_shift_conv(g)) {
+        shift_conv_backward(dx, dweight, dy, x, weight, g, B, work);
+        return;
+    }
     batch_to_channel_major(dtmp, dy, B, g->out_c, P);
     if (dweight) {
         im2col(col, x, g, B);

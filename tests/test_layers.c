@@ -128,6 +128,55 @@ TEST(layer_conv1d_causal_dilated_gradcheck) {
     case_gradcheck(&c, "conv1d causal");
 }
 
+TEST(layer_conv1d_tap_in_padding_gradcheck) {
+    /* dilation 4, 8 zeros before 5 samples: the first tap never reaches the signal */
+    layer_case c = {.type = T_CONV, .B = 2, .g = conv_geom_1d(2, 5, 3, 3, 1, 4, 8, 0)};
+    case_gradcheck(&c, "conv1d tap in padding");
+}
+
+/* The same 1-D convolution laid along H (x as [C, T, 1]) goes through im2col, along W
+ * through the per-tap sgemm path (core/conv.c, is_shift_conv): the two must agree,
+ * forward and backward, whatever the padding does to each tap. */
+static conv_geom along_h(const conv_geom *g) {
+    conv_geom h = *g;
+    h.in_h = g->in_w, h.in_w = 1, h.out_h = g->out_w, h.out_w = 1;
+    h.k_h = g->k_w, h.k_w = 1, h.dil_h = g->dil_w, h.dil_w = 1;
+    h.pad_top = g->pad_left, h.pad_left = 0;
+    return h;
+}
+
+static void check_taps_match_unrolled(const conv_geom *g, int B) {
+    const conv_geom h = along_h(g);
+    layer_case c[2] = {{.type = T_CONV, .B = B, .g = *g}, {.type = T_CONV, .B = B, .g = h}};
+    for (int i = 0; i < 2; i++) {
+        case_alloc(&c[i]);
+        case_forward(&c[i]);
+        case_backward(&c[i]);
+    }
+    const float *got[] = {c[0].y, c[0].dx, c[0].dw, c[0].db};
+    const float *want[] = {c[1].y, c[1].dx, c[1].dw, c[1].db};
+    const size_t n[] = {c[0].ny, c[0].nx, c[0].nw, c[0].nb};
+    for (int a = 0; a < 4; a++)
+        for (size_t i = 0; i < n[a]; i++)
+            CHECK_NEAR(got[a][i], want[a][i], 1e-5 + 1e-5 * fabsf(want[a][i]));
+    case_free(&c[0]);
+    case_free(&c[1]);
+}
+
+TEST(layer_conv1d_taps_match_unrolled) {
+    const conv_geom cases[] = {
+        conv_geom_1d(3, 17, 4, 4, 1, 4, 12, 0),  /* causal and dilated, as in a TCN */
+        conv_geom_1d(2, 5, 3, 3, 1, 4, 8, 0),    /* a tap wholly in the padding */
+        conv_geom_1d(2, 6, 3, 3, 1, 1, 1, 1),    /* padding on both sides */
+        conv_geom_1d(2, 9, 3, 3, 1, 2, 0, 0),    /* no padding: a shorter output */
+        conv_geom_1d(5, 7, 3, 1, 1, 1, 0, 0),    /* 1x1, a TCN block's residual conv */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(conv_geom_valid(&cases[i]));
+        check_taps_match_unrolled(&cases[i], 3);
+    }
+}
+
 TEST(layer_convtranspose1d_gradcheck) {
     layer_case c = {.type = T_CONVT, .B = 3, .g = conv_geom_transpose_1d(2, 9, 3, 3, 2, 1, 1)};
     case_gradcheck(&c, "convtranspose1d");
