@@ -182,7 +182,7 @@ fixtures: bench-deps
 	for g in tests/gen_fixtures*.py; do $(PYTHON) $$g tests/fixtures || exit 1; done
 
 bench: bench-deps all
-	ANODM_BIN=$(BUILD)/anodm PYTHON=$(PYTHON) sh tests/bench.sh
+	ANODM_BIN=$(BUILD)/anodm PYTHON=$(PYTHON) ECG_DATA=$(ECG_DATA) sh tests/bench.sh
 
 # The default model: Fashion-MNIST with trouser (class 1) held out as the anomaly,
 # built on first use (about 5 minutes on 2 cores) and cached under models/.

@@ -1,25 +1,84 @@
-/* anodm bench-vae: one timed training epoch of the Fashion-MNIST beta-VAE, the C side of
- * `make bench` (tests/bench_vae.py times the same epoch in PyTorch in the same run). */
+/* anodm bench-vae: one timed training epoch of a beta-VAE preset, the C side of `make
+ * bench` (tests/bench_vae.py times the same epoch in PyTorch in the same run). Two data
+ * sets: Fashion-MNIST ("fashion") and the MIT-BIH heartbeats with the TCN encoder
+ * ("ecg-tcn"). */
 #include <cblas.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "blas.h"
 #include "cli.h"
 #include "train.h"
 
+/* What one benchmark trains on. held_out < 0: keep every sample. limit 0: all of them. */
+typedef struct {
+    const char *arch;
+    const char *data;       /* default --data; NULL: --data is required */
+    int32_t held_out;       /* class removed, as the training protocol removes it */
+    long long limit;        /* default --limit: a fixed epoch size */
+} bench_set;
+
+/* Fashion: trouser held out, 54000 training images, as in the protocol. ECG: the first
+ * N beats of an `anodm ecg-extract` file, labels unread (only the epoch's size matters,
+ * and the file's beats are in record order, so the first N are the same on both sides). */
+static const bench_set SETS[] = {
+    {"fashion", "/usr/share/datasets/fashion-mnist", 1, 0},
+    {"ecg-tcn", NULL, -1, 20000},
+};
+
+static const bench_set *find_set(const char *arch) {
+    for (size_t i = 0; i < sizeof SETS / sizeof SETS[0]; i++)
+        if (!strcmp(SETS[i].arch, arch)) return &SETS[i];
+    return NULL;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: anodm bench-vae [--arch NAME] [--data PATH] [--limit N] [--threads N] "
+               "[--epochs N]\n"
+               "  --arch fashion  --data the Fashion-MNIST directory (default %s),\n"
+               "                  all training images but trousers (54000) unless --limit\n"
+               "  --arch ecg-tcn  --data FILE.npy from `anodm ecg-extract` (required),\n"
+               "                  its first --limit beats (default %lld)\n",
+            SETS[0].data, SETS[1].limit);
+}
+
+/* Load the set's training samples and check they fit the architecture's input. */
+static int load_set(dataset *d, const bench_set *s, const char *path, long long limit,
+                    const vae_arch *arch, char *err, size_t errlen) {
+    data_source src = {.path = path};
+    if (cli_load_data(d, &src, 1, err, errlen) != 0) return -1;
+    if (s->held_out >= 0 && dataset_filter_classes(d, &s->held_out, 1, 1, err, errlen) != 0)
+        return -1;
+    if (limit > 0 && (size_t)limit < d->n) d->n = (size_t)limit;
+    if (d->dim != shape_size(arch->in)) {
+        snprintf(err, errlen, "%s: samples have %zu values, architecture '%s' expects %zu",
+                 path, d->dim, s->arch, shape_size(arch->in));
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_bench_vae(int argc, char **argv) {
     static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'}, {"threads", required_argument, 0, 'j'},
-        {"epochs", required_argument, 0, 'e'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    data_source src = {.path = "/usr/share/datasets/fashion-mnist"};
+        {"arch", required_argument, 0, 'a'},    {"data", required_argument, 0, 'd'},
+        {"limit", required_argument, 0, 'n'},   {"threads", required_argument, 0, 'j'},
+        {"epochs", required_argument, 0, 'e'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *arch_name = "fashion", *path = NULL;
     int threads = 2, epochs = 1, ch;
-    long long v;
+    long long v, limit = -1;   /* -1: the set's default */
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
-        case 'd': src.path = optarg; break;
+        case 'a': arch_name = optarg; break;
+        case 'd': path = optarg; break;
+        case 'n':
+            if (cli_int("--limit", optarg, 1, LLONG_MAX, &v)) return 2;
+            limit = v;
+            break;
         case 'j':
             if (cli_int("--threads", optarg, 1, 64, &v)) return 2;
             threads = (int)v;
@@ -28,26 +87,27 @@ int cmd_bench_vae(int argc, char **argv) {
             if (cli_int("--epochs", optarg, 1, 1000, &v)) return 2;
             epochs = (int)v;
             break;
-        case 'h':
-            printf("usage: anodm bench-vae [--data DIR] [--threads N] [--epochs N]\n");
-            return 0;
-        default: return 2;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
         }
+    }
+    const bench_set *set = find_set(arch_name);
+    if (!set || (!path && !set->data) || optind != argc) {
+        fprintf(stderr, "anodm bench-vae: %s\n", !set ? "--arch is fashion or ecg-tcn" :
+                optind != argc ? "unexpected argument" : "--data FILE.npy is required");
+        usage(stderr);
+        return 2;
     }
     char err[512];
     dataset d = {0};
-    int32_t anomaly = 1; /* trouser held out: 54000 training images, as in the protocol */
-    if (cli_load_data(&d, &src, 1, err, sizeof err) != 0 ||
-        dataset_filter_classes(&d, &anomaly, 1, 1, err, sizeof err) != 0) {
-        fprintf(stderr, "anodm bench-vae: %s\n", err);
-        dataset_free(&d);
-        return 1;
-    }
     vae_arch arch;
-    vae_model m;
-    if (vae_arch_preset(&arch, "fashion", 16, err, sizeof err) != 0 ||
+    vae_model m = {0};
+    if (vae_arch_preset(&arch, set->arch, 16, err, sizeof err) != 0 ||
+        load_set(&d, set, path ? path : set->data, limit < 0 ? set->limit : limit, &arch, err,
+                 sizeof err) != 0 ||
         vae_create(&m, &arch, 1, err, sizeof err) != 0) {
         fprintf(stderr, "anodm bench-vae: %s\n", err);
+        vae_free(&m);
         dataset_free(&d);
         return 1;
     }
@@ -61,7 +121,8 @@ int cmd_bench_vae(int argc, char **argv) {
     if (rc != 0) {
         fprintf(stderr, "anodm bench-vae: %s\n", err);
     } else {
-        /* Training is forward + backward (input and weight gradients): ~3x forward MACs. */
+        /* Training is forward + backward (input and weight gradients): ~3x forward MACs.
+         * "images" counts samples of either set, so that one parser reads both lines. */
         double macs = net_macs_per_sample(&m.enc) + net_macs_per_sample(&m.dec);
         double gflops = 3.0 * 2.0 * macs * d.n / dt / 1e9;
         printf("c: blas=\"%s\" kernel=%s threads=%d images=%zu epoch_s=%.3f images_per_s=%.0f "
