@@ -204,6 +204,35 @@ static int make_labels(int32_t **labels, size_t *n, const uint64_t *dims, int nd
     return 0;
 }
 
+/* A format's header parser: element type, shape (ndim dims) and the data's offset. */
+typedef int (*header_parser)(const uint8_t *buf, size_t len, elem_type *t, uint64_t *dims,
+                             int *ndim, size_t *off, char *err, size_t errlen);
+
+static int parse_samples(dataset *out, header_parser header, const uint8_t *buf, size_t len,
+                         char *err, size_t errlen) {
+    elem_type t;
+    uint64_t dims[MAX_NDIM];
+    int ndim;
+    size_t off;
+
+    memset(out, 0, sizeof *out);
+    if (header(buf, len, &t, dims, &ndim, &off, err, errlen)) return -1;
+    return make_samples(out, dims, ndim, t, buf, len, off, err, errlen);
+}
+
+static int parse_labels(int32_t **labels, size_t *n, header_parser header, const uint8_t *buf,
+                        size_t len, char *err, size_t errlen) {
+    elem_type t;
+    uint64_t dims[MAX_NDIM];
+    int ndim;
+    size_t off;
+
+    *labels = NULL;
+    *n = 0;
+    if (header(buf, len, &t, dims, &ndim, &off, err, errlen)) return -1;
+    return make_labels(labels, n, dims, ndim, t, buf, len, off, err, errlen);
+}
+
 /* ------------------------------------------------------------------ IDX */
 
 /* IDX (LeCun's MNIST format): bytes 0 0, a type code, the number of dimensions, then each
@@ -239,27 +268,12 @@ static int idx_header(const uint8_t *buf, size_t len, elem_type *t, uint64_t *di
 }
 
 int dataset_parse_idx(dataset *out, const uint8_t *buf, size_t len, char *err, size_t errlen) {
-    elem_type t;
-    uint64_t dims[MAX_NDIM];
-    int ndim;
-    size_t off;
-
-    memset(out, 0, sizeof *out);
-    if (idx_header(buf, len, &t, dims, &ndim, &off, err, errlen)) return -1;
-    return make_samples(out, dims, ndim, t, buf, len, off, err, errlen);
+    return parse_samples(out, idx_header, buf, len, err, errlen);
 }
 
 int dataset_parse_idx_labels(int32_t **labels, size_t *n, const uint8_t *buf, size_t len,
                              char *err, size_t errlen) {
-    elem_type t;
-    uint64_t dims[MAX_NDIM];
-    int ndim;
-    size_t off;
-
-    *labels = NULL;
-    *n = 0;
-    if (idx_header(buf, len, &t, dims, &ndim, &off, err, errlen)) return -1;
-    return make_labels(labels, n, dims, ndim, t, buf, len, off, err, errlen);
+    return parse_labels(labels, n, idx_header, buf, len, err, errlen);
 }
 
 /* ------------------------------------------------------------------ NPY */
@@ -421,27 +435,12 @@ static int npy_header(const uint8_t *buf, size_t len, elem_type *t, uint64_t *di
 }
 
 int dataset_parse_npy(dataset *out, const uint8_t *buf, size_t len, char *err, size_t errlen) {
-    elem_type t;
-    uint64_t dims[MAX_NDIM];
-    int ndim;
-    size_t off;
-
-    memset(out, 0, sizeof *out);
-    if (npy_header(buf, len, &t, dims, &ndim, &off, err, errlen)) return -1;
-    return make_samples(out, dims, ndim, t, buf, len, off, err, errlen);
+    return parse_samples(out, npy_header, buf, len, err, errlen);
 }
 
 int dataset_parse_npy_labels(int32_t **labels, size_t *n, const uint8_t *buf, size_t len,
                              char *err, size_t errlen) {
-    elem_type t;
-    uint64_t dims[MAX_NDIM];
-    int ndim;
-    size_t off;
-
-    *labels = NULL;
-    *n = 0;
-    if (npy_header(buf, len, &t, dims, &ndim, &off, err, errlen)) return -1;
-    return make_labels(labels, n, dims, ndim, t, buf, len, off, err, errlen);
+    return parse_labels(labels, n, npy_header, buf, len, err, errlen);
 }
 
 /* ------------------------------------------------------------------ CSV */
