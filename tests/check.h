@@ -43,6 +43,11 @@ const char *test_tmpdir(void);                       /* a private scratch direct
                        #a, a_, #b, b_, t_);                                    \
     } while (0)
 
+/* rc == -1 and the message err contains want: a refusal, for the right reason. */
+void check_fails_with_(const char *file, int line, int rc, const char *err, const char *want);
+#define CHECK_FAILS_WITH(rc, err, want)                                        \
+    check_fails_with_(__FILE__, __LINE__, (rc), (err), (want))
+
 /* Element-wise |a - b| <= atol + rtol * |b| over n floats; reports the worst element. */
 int check_close_(const char *file, int line, const char *what, const float *a,
                  const float *b, size_t n, double atol, double rtol);

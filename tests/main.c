@@ -38,6 +38,12 @@ void check_fail(const char *file, int line, const char *fmt, ...) {
     }
 }
 
+void check_fails_with_(const char *file, int line, int rc, const char *err, const char *want) {
+    if (rc != -1 || !strstr(err, want))
+        check_fail(file, line, "expected failure with '%s', got rc %d, err '%s'", want, rc,
+                   rc ? err : "");
+}
+
 int check_close_(const char *file, int line, const char *what, const float *a,
                  const float *b, size_t n, double atol, double rtol) {
     size_t worst = 0, bad = 0;

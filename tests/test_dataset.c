@@ -13,14 +13,8 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static void expect_fail_(const char *file, int line, int rc, const char *err,
-                         const char *want) {
-    if (rc != -1 || !strstr(err, want))
-        check_fail(file, line, "expected failure with '%s', got rc %d, err '%s'", want, rc,
-                   rc ? err : "");
-}
 /* rc must be -1 and the message in `err` (a local of the test) must contain want. */
-#define EXPECT_FAIL(rc, want) expect_fail_(__FILE__, __LINE__, (rc), err, (want))
+#define EXPECT_FAIL(rc, want) CHECK_FAILS_WITH((rc), err, (want))
 
 static void tmp_path(char *out, size_t outlen, const char *name) {
     snprintf(out, outlen, "%s/%s", test_tmpdir(), name);

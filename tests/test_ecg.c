@@ -58,14 +58,8 @@ static const char *need_data(void) {
     return data_dir();
 }
 
-static void expect_fail_(const char *file, int line, int rc, const char *err,
-                         const char *want) {
-    if (rc != -1 || !strstr(err, want))
-        check_fail(file, line, "expected failure with '%s', got rc %d, err '%s'", want, rc,
-                   rc ? err : "");
-}
 /* rc must be -1 and the message in `err` (a local of the test) must contain want. */
-#define EXPECT_FAIL(rc, want) expect_fail_(__FILE__, __LINE__, (rc), err, (want))
+#define EXPECT_FAIL(rc, want) CHECK_FAILS_WITH((rc), err, (want))
 
 /* A whole file; NULL if unreadable. */
 static uint8_t *read_all(const char *path, size_t *len) {

@@ -131,13 +131,7 @@ static int parse_copy(const uint8_t *buf, size_t len, char *err, size_t errlen) 
     return rc;
 }
 
-/* rc must be -1 and err must contain want. */
-static void expect_fail_(const char *file, int line, int rc, const char *err, const char *want) {
-    if (rc != -1 || !strstr(err, want))
-        check_fail(file, line, "expected failure with '%s', got rc %d, err '%s'", want, rc,
-                   rc ? err : "");
-}
-#define EXPECT_FAIL(rc, err, want) expect_fail_(__FILE__, __LINE__, (rc), (err), (want))
+#define EXPECT_FAIL(rc, err, want) CHECK_FAILS_WITH((rc), (err), (want))
 
 /* Parses a file built from a header text (with a correct CRC), expecting failure with want. */
 static void expect_header_fails_(const char *file, int line, const char *header,
