@@ -85,8 +85,8 @@ static size_t tap_floats(const conv_geom *g) {
 }
 
 size_t conv_work_floats(const conv_geom *g, int B) {
-    size_t unrolled = (col_rows(g) + (size_t)g->out_c) * col_cols(g, B);
-    return is_shift_conv(g) && 2 * tap_floats(g) > unrolled ? 2 * tap_floats(g) : unrolled;
+    if (is_shift_conv(g)) return 2 * tap_floats(g);   /* the taps and their gradient */
+    return (col_rows(g) + (size_t)g->out_c) * col_cols(g, B);
 }
 
 /* Unroll x into col [C*KH*KW, B*OH*OW]: row (c, ki, kj), column (b, oy, ox). With
