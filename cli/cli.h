@@ -37,6 +37,12 @@ int cli_ecg_load_npy(dataset *d, int32_t **records, int need_records, const char
                      char *err, size_t errlen);
 /* Load src (train = 1: the training split of a directory). 0, or -1 with a message. */
 int cli_load_data(dataset *d, const data_source *src, int train, char *err, size_t errlen);
+/* Training samples for arch (named arch_name in messages): src's training split, the
+ * held_out classes removed (n_held_out 0: none), the first limit kept (0: all); 0, or
+ * -1 with a message, e.g. when the samples do not have arch's input size. */
+int cli_load_training(dataset *d, const data_source *src, const int32_t *held_out,
+                      size_t n_held_out, size_t limit, const vae_arch *arch,
+                      const char *arch_name, char *err, size_t errlen);
 /* Nonzero if path is a directory. */
 int cli_is_dir(const char *path);
 /* Parse "1,3,5" into classes (at most max); returns the count, or -1 if malformed. */

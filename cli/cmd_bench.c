@@ -13,11 +13,12 @@
 #include "cli.h"
 #include "train.h"
 
-/* What one benchmark trains on. held_out < 0: keep every sample. limit 0: all of them. */
+/* What one benchmark trains on. limit 0: all of the samples. */
 typedef struct {
     const char *arch;
     const char *data;       /* default --data; NULL: --data is required */
     int32_t held_out;       /* class removed, as the training protocol removes it */
+    size_t n_held_out;      /* 0 or 1 */
     long long limit;        /* default --limit: a fixed epoch size */
 } bench_set;
 
@@ -25,8 +26,8 @@ typedef struct {
  * N beats of an `anodm ecg-extract` file, labels unread (only the epoch's size matters,
  * and the file's beats are in record order, so the first N are the same on both sides). */
 static const bench_set SETS[] = {
-    {"fashion", "/usr/share/datasets/fashion-mnist", 1, 0},
-    {"ecg-tcn", NULL, -1, 20000},
+    {"fashion", "/usr/share/datasets/fashion-mnist", 1, 1, 0},
+    {"ecg-tcn", NULL, 0, 0, 20000},
 };
 
 static const bench_set *find_set(const char *arch) {
@@ -43,22 +44,6 @@ static void usage(FILE *f) {
                "  --arch ecg-tcn  --data FILE.npy from `anodm ecg-extract` (required),\n"
                "                  its first --limit beats (default %lld)\n",
             SETS[0].data, SETS[1].limit);
-}
-
-/* Load the set's training samples and check they fit the architecture's input. */
-static int load_set(dataset *d, const bench_set *s, const char *path, long long limit,
-                    const vae_arch *arch, char *err, size_t errlen) {
-    data_source src = {.path = path};
-    if (cli_load_data(d, &src, 1, err, errlen) != 0) return -1;
-    if (s->held_out >= 0 && dataset_filter_classes(d, &s->held_out, 1, 1, err, errlen) != 0)
-        return -1;
-    if (limit > 0 && (size_t)limit < d->n) d->n = (size_t)limit;
-    if (d->dim != shape_size(arch->in)) {
-        snprintf(err, errlen, "%s: samples have %zu values, architecture '%s' expects %zu",
-                 path, d->dim, s->arch, shape_size(arch->in));
-        return -1;
-    }
-    return 0;
 }
 
 int cmd_bench_vae(int argc, char **argv) {
@@ -102,9 +87,11 @@ int cmd_bench_vae(int argc, char **argv) {
     dataset d = {0};
     vae_arch arch;
     vae_model m = {0};
+    const data_source src = {.path = path ? path : set->data};
     if (vae_arch_preset(&arch, set->arch, 16, err, sizeof err) != 0 ||
-        load_set(&d, set, path ? path : set->data, limit < 0 ? set->limit : limit, &arch, err,
-                 sizeof err) != 0 ||
+        cli_load_training(&d, &src, &set->held_out, set->n_held_out,
+                          (size_t)(limit < 0 ? set->limit : limit), &arch, set->arch, err,
+                          sizeof err) != 0 ||
         vae_create(&m, &arch, 1, err, sizeof err) != 0) {
         fprintf(stderr, "anodm bench-vae: %s\n", err);
         vae_free(&m);

@@ -241,15 +241,9 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "anodm train: %s\n", err);
         return 2;
     }
-    if (cli_load_data(&train, &src, 1, err, sizeof err) != 0) goto fail;
-    if (n_classes && dataset_filter_classes(&train, classes, (size_t)n_classes, 1, err, sizeof err))
+    if (cli_load_training(&train, &src, classes, (size_t)n_classes, (size_t)limit, &arch,
+                          arch_name, err, sizeof err) != 0)
         goto fail;
-    if (limit > 0 && (size_t)limit < train.n) train.n = (size_t)limit;
-    if (train.dim != shape_size(arch.in)) {
-        snprintf(err, sizeof err, "samples have %zu values, architecture '%s' expects %zu",
-                 train.dim, arch_name, shape_size(arch.in));
-        goto fail;
-    }
     if (!test_src.path && cli_is_dir(src.path)) test_src = src; /* the directory's t10k split */
     if (n_classes && test_src.path) {
         if (cli_load_data(&test, &test_src, 0, err, sizeof err) != 0) goto fail;

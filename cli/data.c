@@ -29,6 +29,21 @@ int cli_load_data(dataset *d, const data_source *src, int train, char *err, size
     return dataset_load_idx(d, src->path, src->labels, err, errlen);
 }
 
+int cli_load_training(dataset *d, const data_source *src, const int32_t *held_out,
+                      size_t n_held_out, size_t limit, const vae_arch *arch,
+                      const char *arch_name, char *err, size_t errlen) {
+    if (cli_load_data(d, src, 1, err, errlen) != 0) return -1;
+    if (n_held_out && dataset_filter_classes(d, held_out, n_held_out, 1, err, errlen) != 0)
+        return -1;
+    if (limit > 0 && limit < d->n) d->n = limit;
+    if (d->dim != shape_size(arch->in)) {
+        snprintf(err, errlen, "samples have %zu values, architecture '%s' expects %zu", d->dim,
+                 arch_name, shape_size(arch->in));
+        return -1;
+    }
+    return 0;
+}
+
 int cli_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
