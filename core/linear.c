@@ -9,8 +9,13 @@ void linear_forward(float *out, const float *in, const float *weight, const floa
         for (int b = 0; b < B; b++)
             for (int o = 0; o < out_f; o++) out[(long)b * out_f + o] = bias[o];
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out_f, in_f, 1.0f, in, in_f,
-                weight, in_f, bias ? 1.0f : 0.0f, out, out_f);
+    const float beta = bias ? 1.0f : 0.0f;
+    if (B == 1) /* one row: dot products, without sgemm packing the whole weight matrix */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out_f, in_f, 1.0f, weight, in_f, in, 1,
+                    beta, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out_f, in_f, 1.0f, in, in_f,
+                    weight, in_f, beta, out, out_f);
 }
 
 void linear_backward(float *din, float *dweight, float *dbias, const float *dout,

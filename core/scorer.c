@@ -1,20 +1,25 @@
 /* Scoring with a detector. */
 #include "scorer.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The network runs over a batch at most this many samples at a time: its workspace
- * (layer outputs, im2col copies) grows with the rows, and past about 64 rows a matrix
- * product gains little from more. A daemon batching 256 samples would otherwise hold a
- * workspace four times this size (docs/DAEMON_BENCH.md, peak RSS). */
-#define VAE_CHUNK 64
+/* Batch invariance: a sample's result must not depend on what it was batched with, so
+ * that a score logged by the daemon, computed again by `anodm score` or at calibration,
+ * is the same number. OpenBLAS does not promise that for a row of a larger product: the
+ * kernel it picks for the edges of a matrix (and its one-row paths) sums in another
+ * order, and which rows fall on an edge depends on the batch, and on the threads it
+ * splits a product between. So the network runs on one sample at a time, whose shapes
+ * never change, with BLAS on one thread: measured on 10000 Fashion-MNIST images, 7 % more
+ * CPU than 64-row passes (docs/BATCHING.md). Placement in single mode is per sample
+ * already (tsne_place.c). */
 
 struct scorer {
     const detector *d;
-    int max_batch, chunk;
+    int max_batch;
     tsne_map *map;
     tsne_window *window;         /* context mode only */
     vae_workspace w;
@@ -55,7 +60,6 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     }
     s->d = d;
     s->max_batch = max_batch;
-    s->chunk = max_batch < VAE_CHUNK ? max_batch : VAE_CHUNK;
     s->map = tsne_map_create(d->ref_latent, d->ref_map, d->n_ref, (int)L, 0, err, errlen);
     if (!s->map) {
         scorer_free(s);
@@ -78,7 +82,7 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     }
     if (!s->rec || !s->mu || !s->pos || !s->nearest || !s->idx || !s->dist ||
         (d->input == LATENT_Z && (!s->enc_mu || !s->logvar)) ||
-        vae_workspace_init(&s->w, &d->vae, s->chunk) != 0) {
+        vae_workspace_init(&s->w, &d->vae, 1) != 0) {
         snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
         scorer_free(s);
         return NULL;
@@ -97,14 +101,16 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     }
     float *rec = x_rec ? x_rec : s->rec, *m = mu ? mu : s->mu;
     const size_t L = (size_t)d->vae.arch.latent;
-    for (int at = 0; at < B; at += s->chunk) {
-        const int n = B - at < s->chunk ? B - at : s->chunk;
-        const size_t a = (size_t)at;
-        vae_reconstruct(&d->vae, &s->w, x + a * dim, NULL, n, rec + a * dim, m + a * L);
+    const int blas_threads = openblas_get_num_threads();
+    if (blas_threads != 1) openblas_set_num_threads(1);
+    for (int b = 0; b < B; b++) {
+        const size_t at = (size_t)b;
+        vae_reconstruct(&d->vae, &s->w, x + at * dim, NULL, 1, rec + at * dim, m + at * L);
         /* a second encoder pass for logvar: an option, not the default */
         if (d->input == LATENT_Z)
-            vae_encode(&d->vae, &s->w, x + a * dim, n, s->enc_mu + a * L, s->logvar + a * L);
+            vae_encode(&d->vae, &s->w, x + at * dim, 1, s->enc_mu + at * L, s->logvar + at * L);
     }
+    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
     if (d->input == LATENT_Z) {
         for (int b = 0; b < B; b++)
             detector_sample_z(x + (size_t)b * dim, dim, m + (size_t)b * L, s->logvar + (size_t)b * L,

@@ -165,7 +165,18 @@ static long long log_rows(void) {
     return n;
 }
 
-/* Equal to 9 significant digits, the precision of the JSON encoding. */
+/* The API prints numbers to 9 significant digits, which a float survives ((float) of the
+ * printed number is the float) and a double does not: what a double reads as once
+ * printed. */
+static double as_printed(double v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.9g", v);
+    return strtod(buf, NULL);
+}
+
+/* A logged double and the answer's printed copy of it. */
+#define CHECK_PRINTED(logged, answered) CHECK(as_printed(logged) == (answered))
+/* Equal to 9 significant digits, where one side may have been rounded twice. */
 #define CHECK_REL(a, b) CHECK_NEAR((a), (b), 1e-8 + 1e-7 * fabs((double)(b)))
 
 /* The row of result res (one element of "results") matches it field by field. */
@@ -192,21 +203,21 @@ static void check_row(sqlite3 *db, json_t *res, const char *model, const char *v
     CHECK(id ? rid && !strcmp(rid, id) : !rid);
     CHECK(source ? src && !strcmp(src, source) : !src);
     CHECK(sqlite3_column_int(st, 4) == jnum(res, "index"));
-    CHECK_REL(sqlite3_column_double(st, 5), jnum(res, "score"));
+    CHECK_PRINTED(sqlite3_column_double(st, 5), jnum(res, "score"));
     CHECK(sqlite3_column_int(st, 6) == json_is_true(json_object_get(res, "is_anomaly")));
-    CHECK_REL(sqlite3_column_double(st, 7), jnum(res, "threshold"));
-    CHECK_REL(sqlite3_column_double(st, 8), jnum(res, "p_value"));
-    CHECK_REL(sqlite3_column_double(st, 9), jnum(res, "raw_score"));
-    CHECK_REL(sqlite3_column_double(st, 10), jnum(terms, "d_re"));
-    CHECK_REL(sqlite3_column_double(st, 11), jnum(terms, "d_map"));
-    CHECK_REL(sqlite3_column_double(st, 12), json_number_value(json_array_get(pos, 0)));
-    CHECK_REL(sqlite3_column_double(st, 13), json_number_value(json_array_get(pos, 1)));
+    CHECK_PRINTED(sqlite3_column_double(st, 7), jnum(res, "threshold"));
+    CHECK_PRINTED(sqlite3_column_double(st, 8), jnum(res, "p_value"));
+    CHECK_PRINTED(sqlite3_column_double(st, 9), jnum(res, "raw_score"));
+    CHECK_PRINTED(sqlite3_column_double(st, 10), jnum(terms, "d_re"));
+    CHECK_PRINTED(sqlite3_column_double(st, 11), jnum(terms, "d_map"));
+    CHECK_PRINTED(sqlite3_column_double(st, 12), json_number_value(json_array_get(pos, 0)));
+    CHECK_PRINTED(sqlite3_column_double(st, 13), json_number_value(json_array_get(pos, 1)));
     CHECK(sqlite3_column_int(st, 14) == jnum(nb0, "ref"));
     long long now_ms = (long long)time(NULL) * 1000;
     long long ts = sqlite3_column_int64(st, 15);
     CHECK(ts > now_ms - 600000 && ts <= now_ms + 1000);
-    CHECK_REL(sqlite3_column_double(st, 16), jnum(terms, "d_latent"));
-    CHECK_REL(sqlite3_column_double(st, 17), jnum(terms, "z_latent"));
+    CHECK_PRINTED(sqlite3_column_double(st, 16), jnum(terms, "d_latent"));
+    CHECK_PRINTED(sqlite3_column_double(st, 17), jnum(terms, "z_latent"));
     sqlite3_finalize(st);
 }
 
@@ -367,14 +378,14 @@ TEST(daemon_score_one_sample) {
     int nn[3];
     float dist[3];
     CHECK(s && scorer_score(s, x, 1, &want, NULL, nn, dist, err, sizeof err) == 0);
-    CHECK_REL(jnum(res, "score"), want.score);
-    CHECK_NEAR(jnum(res, "threshold"), d.threshold, 1e-6);
+    CHECK(jnum(res, "score") == as_printed(want.score));
+    CHECK(jnum(res, "threshold") == as_printed(d.threshold));
     CHECK(json_is_true(json_object_get(res, "is_anomaly")) == want.is_anomaly);
-    CHECK_NEAR(jnum(json_object_get(res, "terms"), "z_re"), want.z_re, 1e-5);
+    CHECK(jnum(json_object_get(res, "terms"), "z_re") == as_printed(want.z_re));
     json_t *nb = json_object_get(res, "neighbors");
     for (int j = 0; j < 3; j++) {
         CHECK(jnum(json_array_get(nb, (size_t)j), "ref") == d.ref_id[nn[j]]);
-        CHECK_NEAR(jnum(json_array_get(nb, (size_t)j), "distance"), dist[j], 1e-5);
+        CHECK((float)jnum(json_array_get(nb, (size_t)j), "distance") == dist[j]);
     }
     scorer_free(s);
     detector_free(&d);
@@ -390,7 +401,7 @@ TEST(daemon_score_one_sample) {
     EXPECT_STATUS(g, 200, NULL);
     CHECK(g.json && !strcmp(jstr(g.json, "version"), D.tiny_version) &&
           !strcmp(jstr(g.json, "source"), "unit"));
-    CHECK_REL(jnum(g.json, "score"), jnum(res, "score"));
+    CHECK(jnum(g.json, "score") == jnum(res, "score"));
     CHECK(g.json && strlen(jstr(g.json, "time")) == 24);
     response_free(&g);
     response_free(&r);
@@ -1443,8 +1454,8 @@ static void *post_alone(void *arg) {
     return NULL;
 }
 
-/* A response to one sample equals scoring that sample alone in-process, however it was
- * batched (single mode is batch-invariant), and its log row matches it. */
+/* A response to one sample equals scoring that sample alone in-process, to the printed
+ * digit, however it was batched (docs/BATCHING.md), and its log row matches it. */
 static void check_alone(json_t *res, scorer *s, const detector *d, const float *x,
                         int explain, sqlite3 *db) {
     detector_result want;
@@ -1456,17 +1467,18 @@ static void check_alone(json_t *res, scorer *s, const detector *d, const float *
         return;
     }
     json_t *terms = json_object_get(res, "terms"), *pos = json_object_get(res, "position");
-    CHECK_NEAR(jnum(res, "score"), want.score, 1e-6 * fmax(1, fabs(want.score)));
-    CHECK_NEAR(jnum(terms, "d_re"), want.d_re, 1e-6 * fmax(1, fabs(want.d_re)));
-    CHECK_NEAR(jnum(terms, "d_map"), want.d_map, 1e-6 * fmax(1, fabs(want.d_map)));
-    CHECK_NEAR(json_number_value(json_array_get(pos, 0)), want.pos[0], 1e-5);
-    CHECK_NEAR(json_number_value(json_array_get(pos, 1)), want.pos[1], 1e-5);
+    CHECK(jnum(res, "score") == as_printed(want.score));
+    CHECK(jnum(terms, "d_re") == as_printed(want.d_re));
+    CHECK(jnum(terms, "d_map") == as_printed(want.d_map));
+    CHECK(jnum(terms, "d_latent") == as_printed(want.d_latent));
+    CHECK((float)json_number_value(json_array_get(pos, 0)) == want.pos[0]);
+    CHECK((float)json_number_value(json_array_get(pos, 1)) == want.pos[1]);
     CHECK(json_is_true(json_object_get(res, "is_anomaly")) == want.is_anomaly);
     CHECK(jnum(json_array_get(json_object_get(res, "neighbors"), 0), "ref") == d->ref_id[nn[0]]);
     json_t *got_rec = json_object_get(res, "reconstruction");
     CHECK(explain ? json_array_size(got_rec) == DIM : got_rec == NULL);
     for (size_t j = 0; explain && j < json_array_size(got_rec); j++)
-        CHECK_NEAR(json_number_value(json_array_get(got_rec, j)), rec[j], 1e-6);
+        CHECK((float)json_number_value(json_array_get(got_rec, j)) == rec[j]);
     if (db) check_row(db, res, "tiny", D.tiny_version, NULL, NULL);
 }
 

@@ -1,0 +1,126 @@
+/* The scorer's batch contract, on the real architectures: a sample's result is the same
+ * to the bit whatever it was batched with (docs/BATCHING.md). Every preset is tried with
+ * seeded random weights and a hand-made reference set, because the shapes decide which
+ * BLAS paths run: a tiny test network can pass where the Fashion-MNIST one would not.
+ * `make test-kernels` runs this under every OpenBLAS kernel the CPU can run. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "rng.h"
+#include "scorer.h"
+
+enum { N_REF = 300, BATCH = 37, K = 3, LATENT = 16 };
+
+/* A single-mode detector around preset `name` with random weights; 0, or -1. */
+static int make_detector(detector *d, const char *name, latent_input input) {
+    char err[256];
+    vae_arch a;
+    memset(d, 0, sizeof *d);
+    if (vae_arch_preset(&a, name, LATENT, err, sizeof err) != 0 ||
+        vae_create(&d->vae, &a, 5, err, sizeof err) != 0) {
+        check_fail(__FILE__, __LINE__, "%s: %s", name, err);
+        return -1;
+    }
+    d->n_ref = N_REF;
+    d->n_cal = 4;
+    d->ref_latent = malloc((size_t)N_REF * LATENT * sizeof(float));
+    d->ref_map = malloc((size_t)N_REF * 2 * sizeof(float));
+    d->ref_id = malloc(N_REF * sizeof(int32_t));
+    d->cal_scores = malloc(4 * sizeof(float));
+    if (!d->ref_latent || !d->ref_map || !d->ref_id || !d->cal_scores) {
+        check_fail(__FILE__, __LINE__, "out of memory");
+        detector_free(d);
+        return -1;
+    }
+    rng_t r;
+    rng_seed(&r, 17);
+    /* Reference latents near where random encoders put their means (close to 0). */
+    rng_fill_normal(&r, d->ref_latent, (size_t)N_REF * LATENT);
+    for (size_t i = 0; i < (size_t)N_REF * LATENT; i++) d->ref_latent[i] *= 0.05f;
+    rng_fill_normal(&r, d->ref_map, (size_t)N_REF * 2);
+    for (int i = 0; i < N_REF; i++) d->ref_id[i] = i;
+    for (int i = 0; i < 4; i++) d->cal_scores[i] = (float)i;
+    d->mode = PLACE_SINGLE;
+    d->input = input;
+    tsne_place_options_default(&d->place);
+    d->place.perplexity = 10;
+    d->k = K;
+    d->alpha = 0.5;
+    d->re = d->map = d->latent = (term_stats){1.0, 0.5};
+    d->quantile = 0.99;
+    d->threshold = 1.5;
+    return 0;
+}
+
+static int same_result(const detector_result *a, const detector_result *b) {
+    return a->score == b->score && a->raw_score == b->raw_score && a->d_re == b->d_re &&
+           a->d_map == b->d_map && a->d_latent == b->d_latent && a->z_re == b->z_re &&
+           a->z_map == b->z_map && a->z_latent == b->z_latent && a->p_value == b->p_value &&
+           a->is_anomaly == b->is_anomaly && a->pos[0] == b->pos[0] && a->pos[1] == b->pos[1];
+}
+
+/* Score BATCH samples at once with BLAS on one thread (as anodmd), then in pieces of every
+ * size in `pieces` (cycled) on two threads (as `anodm score`), and compare every output bit
+ * for bit. */
+static void check_preset(const char *name, latent_input input) {
+    detector d;
+    if (make_detector(&d, name, input) != 0) return;
+    const size_t dim = shape_size(d.vae.arch.in);
+    char err[256];
+    scorer *s = scorer_create(&d, BATCH, err, sizeof err);
+    float *x = malloc(BATCH * dim * sizeof *x), *rec = malloc(BATCH * dim * sizeof *rec);
+    float *rec2 = malloc(BATCH * dim * sizeof *rec2), dist[BATCH * K], dist2[BATCH * K];
+    float mu[BATCH * LATENT], mu2[BATCH * LATENT];
+    int nn[BATCH * K], nn2[BATCH * K];
+    detector_result res[BATCH], res2[BATCH], terms_only[BATCH];
+    if (!s || !x || !rec || !rec2) {
+        check_fail(__FILE__, __LINE__, "%s: %s", name, s ? "out of memory" : err);
+        goto done;
+    }
+    rng_t r;
+    rng_seed(&r, 23);
+    for (size_t i = 0; i < BATCH * dim; i++) x[i] = rng_uniform(&r);
+    const int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    CHECK_MSG(scorer_terms(s, x, BATCH, terms_only, NULL, mu, NULL, NULL, err, sizeof err) == 0,
+              "%s: %s", name, err);
+    CHECK(scorer_score(s, x, BATCH, res, rec, nn, dist, err, sizeof err) == 0);
+    openblas_set_num_threads(2);
+    static const int pieces[] = {1, 2, 5, 13, 3, 8, 1, 4};
+    int at = 0;
+    for (int p = 0; at < BATCH; p = (p + 1) % 8) {
+        int n = pieces[p] < BATCH - at ? pieces[p] : BATCH - at;
+        CHECK(scorer_terms(s, x + at * dim, n, terms_only + at, NULL, mu2 + at * LATENT, NULL,
+                           NULL, err, sizeof err) == 0);
+        CHECK(scorer_score(s, x + at * dim, n, res2 + at, rec2 + at * dim, nn2 + at * K,
+                           dist2 + at * K, err, sizeof err) == 0);
+        at += n;
+    }
+    openblas_set_num_threads(blas_threads);
+    int bad = 0;
+    for (int b = 0; b < BATCH; b++) bad += !same_result(&res[b], &res2[b]);
+    CHECK_MSG(bad == 0, "%s: %d of %d results differ between the batch and its pieces", name,
+              bad, BATCH);
+    CHECK_MSG(memcmp(rec, rec2, BATCH * dim * sizeof *rec) == 0, "%s: reconstructions differ",
+              name);
+    CHECK_MSG(memcmp(mu, mu2, sizeof mu) == 0, "%s: latents differ", name);
+    CHECK_MSG(memcmp(nn, nn2, sizeof nn) == 0 && memcmp(dist, dist2, sizeof dist) == 0,
+              "%s: neighbours differ", name);
+done:
+    free(x);
+    free(rec);
+    free(rec2);
+    scorer_free(s);
+    detector_free(&d);
+}
+
+TEST(scorer_batch_invariant_every_preset) {
+    for (const char *const *name = vae_arch_preset_names(); *name; name++)
+        check_preset(*name, LATENT_MU);
+}
+
+/* z-based latents: the draw is seeded by the sample, so it is batch-invariant too. */
+TEST(scorer_batch_invariant_z_latents) { check_preset("fashion", LATENT_Z); }
