@@ -158,7 +158,7 @@ asan-test: deps
 # process-level tests with every anodmd under valgrind memcheck (tests/valgrind.sh), in
 # their own portable build (build-valgrind/: objects left by an ARCHFLAGS=-march=native
 # build would hold AVX-512 code, which valgrind cannot run).
-.PHONY: faults soak valgrind
+.PHONY: faults soak valgrind test-kernels
 CRASH_ROUNDS ?= 100
 SOAK_SECONDS ?= 600
 
@@ -176,6 +176,13 @@ valgrind: deps
 	@$(MAKE) --no-print-directory BUILD=build-valgrind ARCHFLAGS= \
 	  build-valgrind/test_runner build-valgrind/anodm build-valgrind/anodmd
 	sh tests/valgrind.sh build-valgrind
+
+# The C tests once per OpenBLAS kernel family this CPU runs (tests/test_kernels.sh; run it
+# before every submission): the environment's choice first, then OPENBLAS_CORETYPE set to
+# each (KERNELS="Haswell SkylakeX" to choose, TESTS="scorer_ pipeline_" to narrow).
+test-kernels: deps
+	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm $(BUILD)/anodmd
+	KERNELS="$(KERNELS)" sh tests/test_kernels.sh $(BUILD) $(TESTS)
 
 # Regenerate the PyTorch parity fixtures (needs python3-torch; the results are committed).
 fixtures: bench-deps

@@ -1,9 +1,22 @@
 /* anodm — train, evaluate and inspect AnoDM models from the command line. */
+#include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "blas.h"
 #include "cli.h"
+
+/* Which OpenBLAS runs and with which kernels: scores are reproducible to the bit on one
+ * kernel only (docs/BATCHING.md), so bug reports and `make test-kernels` name it. */
+static int cmd_blas(int argc, char **argv) {
+    (void)argv;
+    if (argc > 1) {
+        fprintf(stderr, "usage: anodm blas\n");
+        return 2;
+    }
+    printf("kernel %s\nconfig %s\n", blas_kernel_name(), openblas_get_config());
+    return 0;
+}
 
 static const struct {
     const char *name;
@@ -18,6 +31,7 @@ static const struct {
     {"experiment", cmd_experiment, "the paper's one-vs-rest auROC table, ROC plots"},
     {"ecg-extract", cmd_ecg_extract, "heartbeat set (CSV or NPY) from raw MIT-BIH/WFDB records"},
     {"ecg-rpeaks", cmd_ecg_rpeaks, "R-peak detector's Se and +P against WFDB beat annotations"},
+    {"blas", cmd_blas, "the OpenBLAS build and the kernels it runs on this CPU"},
 };
 
 static void usage(FILE *f) {
