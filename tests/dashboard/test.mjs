@@ -212,25 +212,40 @@ async function checkDashboard(browser, d, sent) {
   const live = await page.$eval('#score-chart', (c) => Number(c.dataset.points));
   check('chart picks up new scores as they come', live === main.length, `${live} of ${main.length}`);
 
-  // Hover and click on the map: the tooltip, then the sample view of that point.
+  // Hover and click on the map: the tooltip, then the sample view of that point. The map
+  // is scrolled into view first, and the point chosen is the anomaly nearest the map's
+  // centre (any model, any layout: a point at an edge or below the fold cannot be hovered).
+  const mapEl = await page.$('#map');
+  await mapEl.scrollIntoViewIfNeeded();
   const mark = await page.evaluate(() => {
-    const m = window.anodmd.state.marks.map.filter((k) => k.rec.is_anomaly).at(-1);
+    const c = document.getElementById('map'), w = c.clientWidth, h = c.clientHeight;
+    const inside = window.anodmd.state.marks.map.filter((k) => k.rec.is_anomaly &&
+      k.x > 8 && k.x < w - 8 && k.y > 8 && k.y < h - 8);
+    const dist = (k) => (k.x - w / 2) ** 2 + (k.y - h / 2) ** 2;
+    const m = inside.sort((a, b) => dist(a) - dist(b))[0];
     return m && {x: m.x, y: m.y, id: m.rec.log_id};
   });
   if (mark) {
-    const box = await (await page.$('#map')).boundingBox();
+    const box = await mapEl.boundingBox();
+    const at = {x: box.x + mark.x, y: box.y + mark.y};
     // Points may overlap: the one shown is the nearest, any within 8 pixels will do.
     const near = await page.evaluate(({x, y}) => window.anodmd.state.marks.map
       .filter((k) => (k.x - x) ** 2 + (k.y - y) ** 2 <= 64).map((k) => k.rec.log_id), mark);
-    await page.mouse.move(box.x + mark.x, box.y + mark.y);
-    const tip = await page.$eval('#tip', (t) => (t.hidden ? '' : t.textContent));
+    const hit = await page.evaluate(({x, y}) => document.elementFromPoint(x, y)?.id ?? '', at);
+    check('the chosen map point is on screen and not covered', hit === 'map',
+      `(${at.x}, ${at.y}) hits '${hit}'`);
+    await page.mouse.move(at.x, at.y);
+    const tip = await page.waitForFunction(() => {
+      const t = document.getElementById('tip');
+      return !t.hidden && t.textContent;
+    }, null, {timeout: 3000}).then((h) => h.jsonValue()).catch(() => '');
     check('hovering a map point shows it', near.some((id) => tip.startsWith(`#${id} `)), `tooltip '${tip}'`);
-    await page.mouse.click(box.x + mark.x, box.y + mark.y);
+    await page.mouse.click(at.x, at.y);
     const shown = await page.waitForSelector('#sample-body:not([hidden])', {timeout: 5000})
       .then(() => page.$eval('#sample-body', (b) => Number(b.dataset.logId))).catch(() => 0);
     check('clicking a map point opens its sample', near.includes(shown), `opened ${shown}`);
   } else {
-    check('clicking a map point opens its sample', false, 'no anomaly on the map');
+    check('clicking a map point opens its sample', false, 'no anomaly inside the map');
   }
 
   // The anomaly table: newest first, a page at a time, filtered by source and model.
