@@ -1,0 +1,70 @@
+/* memory.h — the stream memory: a bounded store of the latents of recent traffic, and the
+ * term that asks whether a sample is closer to that traffic than to normal data.
+ *
+ * Why: a sample scored alone lands among its nearest normal neighbours, so its terms
+ * rank anomalies above the bulk of normals but rarely above their tail. What the paper's
+ * joint t-SNE exploits is that anomalies of one kind are each other's neighbours. A daemon
+ * sees a stream, so it remembers recent latents and measures
+ *     d_memory(x) = log d_k(x, reference) - log d_k(x, memory),
+ * d_k the distance to the k-th nearest latent: high when x has more close company in
+ * recent traffic than in the training data (SPEC.md, "The stream memory"). Until the
+ * memory holds k latents there is no evidence either way and the term is 0.
+ *
+ * Retention: `capacity` slots. A share `recent_share` holds the latest latents, first in
+ * first out; the rest keeps the most suspicious of those that aged out (a min-heap on the
+ * suspicion each was kept with, the sample's fused score), so a rare anomaly type stays
+ * remembered while normal traffic moves on.
+ *
+ * Floods: a latent within `merge_radius` of one already kept is not stored again (the kept
+ * one takes the higher suspicion). A flood of one sample then holds one slot: it cannot
+ * push the rest of traffic out, and cannot make its own neighbourhood dense, since d_k
+ * needs k distinct latents; the flood stays as novel as its first copy was.
+ *
+ * A sample is probed before it is kept, so it is never its own neighbour. Not
+ * thread-safe: its owner (the scorer) serialises probes and keeps. */
+#ifndef ANODM_MEMORY_H
+#define ANODM_MEMORY_H
+
+#include <stddef.h>
+
+typedef struct {
+    int capacity;          /* latents kept (2000) */
+    int k;                 /* the term's neighbour rank (5) */
+    double recent_share;   /* share of capacity for the latest latents (0.5) */
+    double merge_radius;   /* latents closer than this to a kept one are merged into it */
+} memory_options;
+
+typedef struct stream_memory stream_memory;
+
+/* What one probe found: the term's distance and the nearest kept latent (for merging). */
+typedef struct {
+    double kth;            /* distance to the k-th nearest kept latent; INFINITY if fewer */
+    double nearest;        /* distance to the nearest kept latent; INFINITY if empty */
+    int nearest_slot;      /* its slot, -1 if empty */
+} memory_probe;
+
+/* capacity 2000, k 5, recent_share 0.5, merge_radius 0 (exact duplicates only). */
+void memory_options_default(memory_options *o);
+/* 0, or -1 with a message naming the option that is out of range. */
+int memory_options_check(const memory_options *o, char *err, size_t errlen);
+
+/* A memory for latents of `latent` values; NULL with err. */
+stream_memory *memory_create(int latent, const memory_options *o, char *err, size_t errlen);
+void memory_free(stream_memory *m);
+/* Forget everything (a new model version, or an operator's reset). */
+void memory_reset(stream_memory *m);
+/* Latents kept now. */
+int memory_count(const stream_memory *m);
+/* The kept latents, memory_count rows, in slot order (valid until the next keep). */
+const float *memory_latents(const stream_memory *m);
+
+/* Probe x against the kept latents (nothing changes). */
+void memory_probe_of(const stream_memory *m, const float *x, memory_probe *p);
+/* Keep x with its suspicion; p is x's probe, made since the last keep or reset. */
+void memory_keep(stream_memory *m, const float *x, double suspicion, const memory_probe *p);
+
+/* The term from x's distance to its k-th nearest reference latent and its probe: 0 while
+ * the memory holds fewer than k latents. Distances are floored at 1e-12. */
+double memory_term(double ref_kth, const memory_probe *p);
+
+#endif
