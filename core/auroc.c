@@ -81,3 +81,26 @@ size_t roc_curve(const double *scores, const int *is_pos, size_t n, double *fpr,
     free(v);
     return k;
 }
+
+double roc_tpr_at_fpr(const double *scores, const int *is_pos, size_t n, double max_fpr) {
+    size_t n_pos;
+    scored *v = sorted(scores, is_pos, n, &n_pos);
+    if (!v || n_pos == 0 || n_pos == n) {
+        free(v);
+        return NAN;
+    }
+    size_t tp = 0, fp = 0;
+    double best = 0.0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        for (; j < n && v[j].s == v[i].s; j++) {
+            if (v[j].pos) tp++;
+            else fp++;
+        }
+        if ((double)fp / (double)(n - n_pos) > max_fpr) break;
+        best = (double)tp / (double)n_pos;
+        i = j;
+    }
+    free(v);
+    return best;
+}

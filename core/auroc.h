@@ -15,5 +15,9 @@ double auroc(const double *scores, const int *is_pos, size_t n);
 /* ROC points at every distinct threshold, from (0,0) to (1,1): fpr and tpr arrays of
  * n + 1 entries; returns the number of points written, or 0 if a class is empty. */
 size_t roc_curve(const double *scores, const int *is_pos, size_t n, double *fpr, double *tpr);
+/* The true-positive rate at a false-positive rate of at most max_fpr: the best TPR of a
+ * threshold (flag scores >= it) whose FPR is <= max_fpr, tied scores flagged together,
+ * no interpolation. NaN as auroc. What a user with an alarm budget gets. */
+double roc_tpr_at_fpr(const double *scores, const int *is_pos, size_t n, double max_fpr);
 
 #endif

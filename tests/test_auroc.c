@@ -1,6 +1,7 @@
 /* auROC and the ROC curve against cases computed by hand. */
 #include "auroc.h"
 #include "check.h"
+#include "rng.h"
 
 TEST(auroc_hand_cases) {
     /* Perfect, inverted, and a mix: positives {0.9, 0.4}, negatives {0.8, 0.3, 0.1}:
@@ -90,4 +91,39 @@ TEST(score_recon_error_paper_eq3) {
     CHECK_NEAR(score_recon_error(x, xr, 2), 0.8, 1e-12);
     float z[] = {0, 0}, zr[] = {0, 0.001f};
     CHECK(score_recon_error(z, zr, 2) > 1e5);            /* empty sample: huge, finite */
+}
+
+/* TPR at a false-alarm budget, by hand: scores 9..1 with positives at 9, 7, 6, 2; four
+ * positives, five negatives (8, 5, 4, 3, 1). */
+TEST(roc_tpr_at_fpr_by_hand) {
+    double s[] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
+    int pos[] = {1, 0, 1, 1, 0, 0, 0, 1, 0};
+    CHECK_NEAR(roc_tpr_at_fpr(s, pos, 9, 0.0), 0.25, 1e-12);   /* only 9 is flagged */
+    CHECK_NEAR(roc_tpr_at_fpr(s, pos, 9, 0.2), 0.75, 1e-12);   /* 9..6: one false alarm */
+    CHECK_NEAR(roc_tpr_at_fpr(s, pos, 9, 0.39), 0.75, 1e-12);
+    CHECK_NEAR(roc_tpr_at_fpr(s, pos, 9, 0.8), 1.0, 1e-12);    /* down to 2 */
+    CHECK_NEAR(roc_tpr_at_fpr(s, pos, 9, 1.0), 1.0, 1e-12);
+    /* A tie between a positive and a negative is flagged together or not at all. */
+    double t[] = {5, 5, 1, 0};
+    int tp[] = {1, 0, 1, 0};
+    CHECK_NEAR(roc_tpr_at_fpr(t, tp, 4, 0.4), 0.0, 1e-12);
+    CHECK_NEAR(roc_tpr_at_fpr(t, tp, 4, 0.5), 1.0, 1e-12);   /* 5, 5 and 1: one alarm */
+    int none[] = {0, 0, 0, 0};
+    CHECK(isnan(roc_tpr_at_fpr(t, none, 4, 0.1)));
+    /* Agrees with the ROC curve: the best tpr among points with fpr <= budget. */
+    rng_t r;
+    rng_seed(&r, 5);
+    double v[200], fpr[201], tpr[201];
+    int lab[200];
+    for (int i = 0; i < 200; i++) {
+        lab[i] = rng_uniform(&r) < 0.3;
+        v[i] = floor(10 * rng_uniform(&r)) + lab[i];   /* many ties */
+    }
+    size_t npts = roc_curve(v, lab, 200, fpr, tpr);
+    for (double budget = 0; budget <= 1.0; budget += 0.05) {
+        double want = 0;
+        for (size_t k = 0; k < npts; k++)
+            if (fpr[k] <= budget && tpr[k] > want) want = tpr[k];
+        CHECK_NEAR(roc_tpr_at_fpr(v, lab, 200, budget), want, 1e-12);
+    }
 }
