@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "dataset.h"
+#include "stream.h"
 #include "detector.h"
 
 int cmd_train(int argc, char **argv);       /* anodm train: fit a beta-VAE */
@@ -56,5 +57,22 @@ int cli_real(const char *opt, const char *s, double lo, double hi, double *out);
 int cli_latent_input(const char *cmd, const char *s, latent_input *out);
 /* Seconds since an arbitrary start, for timing. */
 double cli_now(void);
+
+/* The stream protocol's figures for one anomaly class at one anomaly rate
+ * (cli/stream_eval.c), per fusion of core/stream.h. */
+typedef struct {
+    int done;
+    size_t n, n_pos;
+    double auc[STREAM_N_FUSIONS];          /* auROC */
+    double tpr_1pct[STREAM_N_FUSIONS];     /* true-positive rate at 1% false positives */
+    double recall[STREAM_N_FUSIONS];       /* anomalies flagged at the fusion's threshold */
+    double false_alarm[STREAM_N_FUSIONS];  /* normals flagged at it */
+} stream_result;
+/* The test set at anomaly rate `rate` (0: as it is; anomalies = label cls) replayed in a
+ * seeded order through d with a fresh memory, each fusion calibrated on a stream of the
+ * normals cal at quantile q. 0, or -1 with a message. */
+int cli_stream_class(const detector *d, const dataset *test, int32_t cls, double rate,
+                     const dataset *cal, double q, uint64_t seed, stream_result *out,
+                     char *err, size_t errlen);
 
 #endif

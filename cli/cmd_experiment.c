@@ -16,7 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "auroc.h"
+#include "bundle.h"
 #include "cli.h"
 #include "ecg.h"
 #include "experiment.h"
@@ -103,6 +106,9 @@ typedef struct {
     uint64_t seed;
     double t0;
     class_result res[MAX_BETAS * MAX_RATES][N_CLASSES];  /* [beta * n_rates + rate][class] */
+    int stream;                  /* --stream: the stream protocol instead of the offline one */
+    const char *models_dir;      /* --models: detectors kept and reused there */
+    stream_result sres[MAX_BETAS * MAX_RATES][N_CLASSES];
     /* progress context */
     double beta;
     int cls;
@@ -134,6 +140,14 @@ static void experiment_usage(FILE *f) {
         "  --latent-k K         the latent term (\"latent 1-NN\" columns): mean distance to\n"
         "                       the K nearest reference latents (default 1)\n"
         "  --out-dir DIR        where results.md, results.json and ROC SVGs go (default results)\n"
+        "  --stream             the stream protocol (docs/RESULTS.md) instead of the offline\n"
+        "                       one: each test set replayed one sample at a time in a seeded\n"
+        "                       order through the scorer and a fresh stream memory; every\n"
+        "                       fusion's auROC, TPR at 1%% FPR, and recall and false-alarm\n"
+        "                       rate at its own threshold, into stream.md and stream.json\n"
+        "                       (default rates 0.01,0.05,0.1 and the set as it is)\n"
+        "  --models DIR         keep each class's detector in DIR and reuse it when the same\n"
+        "                       settings run again\n"
         "ecg only:\n"
         "  --beats FILE.npy     a beat set from anodm ecg-extract (FILE.labels.npy beside it,\n"
         "                       and FILE.records.npy for --split patient) instead of --data\n"
@@ -601,6 +615,116 @@ done:
     return rc;
 }
 
+/* stream.md: per rate, each fusion's class averages and per-class figures. */
+static int write_stream_markdown(const run *r, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f, "# %s: the stream protocol\n\n`%s`\n\n%s, %s\n\n"
+               "Each test set replayed one sample at a time in a seeded order through the "
+               "scorer with a stream memory starting empty; label-free. Per fusion: auROC / "
+               "true-positive rate at 1%% false positives / recall at the fusion's own "
+               "threshold / false-alarm rate there (threshold: quantile %g of the fusion on "
+               "a stream of held-out training normals).\n",
+            r->title, r->command, r->machine, r->date, 0.99);
+    for (int k = 0; k < r->n_betas * r->n_rates; k++) {
+        char setting[128];
+        setting_title(r, k, setting, sizeof setting);
+        fprintf(f, "\n## %s\n\n| class | n | anomalies |", setting);
+        for (int fu = 0; fu < STREAM_N_FUSIONS; fu++) fprintf(f, " %s |", STREAM_FUSION_ID[fu]);
+        fprintf(f, "\n|---|---|---|");
+        for (int fu = 0; fu < STREAM_N_FUSIONS; fu++) fprintf(f, "---|");
+        fprintf(f, "\n");
+        double sum[STREAM_N_FUSIONS][4] = {{0}};
+        int done = 0;
+        for (int c = 0; c < r->n_classes; c++) {
+            const stream_result *s = &r->sres[k][c];
+            if (!s->done) continue;
+            done++;
+            fprintf(f, "| %d %s | %zu | %zu |", r->classes[c], r->ds->class_name[r->classes[c]],
+                    s->n, s->n_pos);
+            for (int fu = 0; fu < STREAM_N_FUSIONS; fu++) {
+                fprintf(f, " %.3f / %.2f / %.2f / %.3f |", s->auc[fu], s->tpr_1pct[fu],
+                        s->recall[fu], s->false_alarm[fu]);
+                sum[fu][0] += s->auc[fu];
+                sum[fu][1] += s->tpr_1pct[fu];
+                sum[fu][2] += s->recall[fu];
+                sum[fu][3] += s->false_alarm[fu];
+            }
+            fprintf(f, "\n");
+        }
+        if (!done) continue;
+        fprintf(f, "| **average** (%d) | | |", done);
+        for (int fu = 0; fu < STREAM_N_FUSIONS; fu++)
+            fprintf(f, " **%.3f / %.2f / %.2f / %.3f** |", sum[fu][0] / done, sum[fu][1] / done,
+                    sum[fu][2] / done, sum[fu][3] / done);
+        fprintf(f, "\n");
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* stream.json: the same figures, by jansson. */
+static int write_stream_json(const run *r, const char *path) {
+    json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:[]}", "title", r->title, "command",
+                             r->command, "machine", r->machine, "date", r->date, "settings");
+    json_t *settings = json_object_get(root, "settings");
+    for (int k = 0; root && k < r->n_betas * r->n_rates; k++) {
+        json_t *classes = json_array();
+        json_array_append_new(settings, json_pack("{s:f, s:f, s:o}", "beta", beta_of(r, k),
+                                                  "anomaly_rate", rate_of(r, k), "classes",
+                                                  classes));
+        for (int c = 0; c < r->n_classes; c++) {
+            const stream_result *s = &r->sres[k][c];
+            if (!s->done) continue;
+            json_t *fusions = json_object();
+            for (int fu = 0; fu < STREAM_N_FUSIONS; fu++)
+                json_object_set_new(fusions, STREAM_FUSION_ID[fu],
+                                    json_pack("{s:f, s:f, s:f, s:f}", "auroc", s->auc[fu],
+                                              "tpr_at_1pct_fpr", s->tpr_1pct[fu], "recall",
+                                              s->recall[fu], "false_alarm_rate",
+                                              s->false_alarm[fu]));
+            json_array_append_new(classes, json_pack("{s:i, s:s, s:I, s:I, s:o}", "class",
+                                                     r->classes[c],
+                                                     "name", r->ds->class_name[r->classes[c]],
+                                                     "n", (json_int_t)s->n, "anomalies",
+                                                     (json_int_t)s->n_pos, "fusions", fusions));
+        }
+    }
+    int rc = root ? json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) : -1;
+    json_decref(root);
+    return rc;
+}
+
+/* The stream protocol at setting k for class c, reported and written out. */
+/* The length of the normal stream each fusion is calibrated on. */
+#define STREAM_CAL_MAX 20000
+
+static int stream_setting(run *r, int k, int c, const detector *d, const dataset *test,
+                          const dataset *cal, char *err, size_t errlen) {
+    const double t0 = cli_now();
+    stream_result *s = &r->sres[k][c];
+    if (cli_stream_class(d, test, r->classes[c], rate_of(r, k), cal, d->quantile, r->seed, s,
+                         err, errlen) != 0)
+        return -1;
+    char setting[128], path[1024];
+    setting_title(r, k, setting, sizeof setting);
+    printf("[%7.1fs] %s, class %d (%s), stream of %zu with %zu anomalies in %.0fs, "
+           "auROC/TPR@1%%/recall/false alarms:", elapsed(r), setting, r->classes[c],
+           r->ds->class_name[r->classes[c]], s->n, s->n_pos, cli_now() - t0);
+    for (int f = 0; f < STREAM_N_FUSIONS; f++)
+        printf(" %s %.3f/%.2f/%.2f/%.3f", STREAM_FUSION_ID[f], s->auc[f], s->tpr_1pct[f],
+               s->recall[f], s->false_alarm[f]);
+    printf("\n");
+    fflush(stdout);
+    snprintf(path, sizeof path, "%s/stream.md", r->out_dir);
+    int rc = write_stream_markdown(r, path);
+    snprintf(path, sizeof path, "%s/stream.json", r->out_dir);
+    if (rc != 0 || write_stream_json(r, path) != 0) {
+        snprintf(err, errlen, "cannot write stream results into %s", r->out_dir);
+        return -1;
+    }
+    return 0;
+}
+
 /* Build the detector of beta b with class c held out, then score every anomaly rate. */
 static int run_class(run *r, int b, int c, const dataset *train, const dataset *test,
                      char *err, size_t errlen) {
@@ -650,21 +774,47 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
         normals_of(train, cls, &normals, err, errlen) != 0)
         goto done;
     on_stage(r, "start", r->ds->class_name[cls]);
-    if (detector_build(&d, &arch, &normals, &bo, on_epoch, on_stage, r, err, errlen) != 0)
-        goto done;
+    char model_path[1024] = "";
+    if (r->models_dir)
+        snprintf(model_path, sizeof model_path, "%s/%s-%s-class%d-beta%g-e%d-ref%d-seed%llu.anodm",
+                 r->models_dir, r->ds->name, r->ds->ecg ? r->encoder : "cnn", cls, r->beta,
+                 r->epochs, r->n_ref, (unsigned long long)r->seed);
+    if (*model_path && access(model_path, R_OK) == 0) {
+        if (bundle_load(model_path, &d, err, errlen) != 0) goto done;
+        on_stage(r, "model", model_path);
+    } else {
+        if (detector_build(&d, &arch, &normals, &bo, on_epoch, on_stage, r, err, errlen) != 0)
+            goto done;
+        if (*model_path && bundle_save(model_path, &d, err, errlen) != 0) goto done;
+    }
     /* The calibration normals again: the same split detector_build made (same data,
      * fraction and seed), so they were never trained on nor put in the map. */
     if (dataset_split(&normals, bo.cal_frac, bo.train.seed, &cal, &rest, err, errlen) != 0)
         goto done;
-    dataset_free(&rest);
+    if (r->stream) {
+        /* The stream protocol calibrates on a longer normal stream (stream.h). */
+        float *x = NULL;
+        size_t n = 0;
+        if (stream_normals(cal.x, cal.n, rest.x, rest.n, cal.dim, d.ref_id, d.n_ref,
+                           STREAM_CAL_MAX, r->seed ^ 0x5EEDULL, &x, &n, err, errlen) != 0)
+            goto done;
+        free(cal.x);
+        free(cal.labels);
+        cal.x = x;
+        cal.labels = NULL;
+        cal.n = n;
+    }
     for (int q = 0; q < r->n_rates; q++)
-        if (score_setting(r, b * r->n_rates + q, c, &d, test, &cal, &eo, err, errlen) != 0)
+        if ((r->stream ? stream_setting(r, b * r->n_rates + q, c, &d, test, &cal, err, errlen)
+                       : score_setting(r, b * r->n_rates + q, c, &d, test, &cal, &eo, err,
+                                       errlen)) != 0)
             goto done;
     rc = 0;
 done:
     detector_free(&d);
     dataset_free(&normals);
     dataset_free(&cal);
+    dataset_free(&rest);
     return rc;
 }
 
@@ -824,6 +974,7 @@ int cmd_experiment(int argc, char **argv) {
         {"encoder", required_argument, 0, 'E'}, {"split", required_argument, 0, 'S'},
         {"test-records", required_argument, 0, 'R'}, {"latent-input", required_argument, 0, 'Z'},
         {"threads", required_argument, 0, 'T'}, {"latent-k", required_argument, 0, 'K'},
+        {"stream", no_argument, 0, 'W'}, {"models", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     run *r = calloc(1, sizeof *r);
     const char *dataset_name = NULL, *classes_arg = "all", *split_arg = NULL,
@@ -893,6 +1044,8 @@ int cmd_experiment(int argc, char **argv) {
             r->latent_k = (int)v;
             break;
         case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) goto out; r->latent = (int)v; break;
+        case 'W': r->stream = 1; break;
+        case 'M': r->models_dir = optarg; break;
         case 'h': experiment_usage(stdout); rc = 0; goto out;
         default: experiment_usage(stderr); goto out;
         }
@@ -947,6 +1100,11 @@ int cmd_experiment(int argc, char **argv) {
                  split_name(r));
     } else snprintf(r->title, sizeof r->title, "%s", r->ds->title);
     if (!r->data_dir) r->data_dir = r->ds->default_data;
+    if (r->stream && r->n_rates == 1 && r->rates[0] == 0) {
+        static const double stream_rates[] = {0.01, 0.05, 0.1, 0};
+        r->n_rates = 4;
+        memcpy(r->rates, stream_rates, sizeof stream_rates);
+    }
     rc = 1;
     describe_machine(r, argc, argv);
     r->t0 = cli_now();

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "memory.h"
 #include "score.h"
 #include "tsne.h"
 #include "vae.h"
@@ -53,8 +54,11 @@ typedef struct {
     double alpha;                /* weight of the reconstruction term */
     fused_term term;             /* D_MAP or D_LATENT beside D_RE in the fused score */
     latent_input input;          /* mu (default) or z, for the reference and every sample */
-    /* calibration on held-out normals */
-    term_stats re, map, latent;
+    /* the stream memory (memory.h): off in bundles before format 4 */
+    int use_memory;
+    memory_options memory;
+    /* calibration on held-out normals (memory: on a stream of them through the memory) */
+    term_stats re, map, latent, mem;
     double quantile, threshold;
     int n_cal;
     float *cal_scores;           /* n_cal fused scores, ascending: p-values */
@@ -64,8 +68,8 @@ typedef struct {
 /* One sample's result. */
 typedef struct {
     double score, raw_score;     /* fused S and the paper's raw score */
-    double d_re, d_map, d_latent; /* raw terms */
-    double z_re, z_map, z_latent; /* standardised terms */
+    double d_re, d_map, d_latent, d_memory; /* raw terms (d_memory 0 without a memory) */
+    double z_re, z_map, z_latent, z_memory; /* standardised terms */
     double p_value;
     int is_anomaly;
     float pos[2];                /* map position */

@@ -22,6 +22,7 @@ struct scorer {
     int max_batch;
     tsne_map *map;
     tsne_window *window;         /* context mode only */
+    stream_memory *memory;       /* detectors with a memory only */
     vae_workspace w;
     float *rec, *mu, *pos;       /* max_batch rows each */
     float *enc_mu, *logvar;      /* z-based detectors only: the encoder's outputs */
@@ -33,6 +34,7 @@ struct scorer {
 void scorer_free(scorer *s) {
     if (!s) return;
     tsne_window_free(s->window);
+    memory_free(s->memory);
     tsne_map_free(s->map);
     vae_workspace_free(&s->w);
     free(s->rec);
@@ -70,6 +72,10 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
         scorer_free(s);
         return NULL;
     }
+    if (d->use_memory && !(s->memory = memory_create((int)L, &d->memory, err, errlen))) {
+        scorer_free(s);
+        return NULL;
+    }
     s->rec = malloc((size_t)max_batch * dim * sizeof(float));
     s->mu = malloc((size_t)max_batch * L * sizeof(float));
     s->pos = malloc((size_t)max_batch * 2 * sizeof(float));
@@ -88,6 +94,17 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
         return NULL;
     }
     return s;
+}
+
+/* The memory term of latent mu, then mu kept, with the sample's evidence on its own
+ * (z_re + z_latent) as its suspicion: retention favours what looked odd by itself. */
+static void remember(scorer *s, const float *mu, detector_result *r) {
+    const detector *d = s->d;
+    memory_probe p;
+    memory_probe_of(s->memory, mu, &p);
+    r->d_memory = memory_term(tsne_map_latent_kth(s->map, mu, d->memory.k), &p);
+    double suspicion = score_standardise(r->d_re, d->re) + score_standardise(r->d_latent, d->latent);
+    memory_keep(s->memory, mu, suspicion, &p);
 }
 
 int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
@@ -139,8 +156,15 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         r->d_latent = d->mode == PLACE_CONTEXT
                           ? tsne_map_latent_nn(s->map, m + (size_t)b * d->vae.arch.latent)
                           : s->nearest[b];
+        if (s->memory) remember(s, m + (size_t)b * L, r);
     }
     return 0;
+}
+
+const stream_memory *scorer_memory(const scorer *s) { return s->memory; }
+
+void scorer_memory_reset(scorer *s) {
+    if (s->memory) memory_reset(s->memory);
 }
 
 void scorer_window(const scorer *s, const float **pos, int *n) {
@@ -152,6 +176,7 @@ void detector_fuse(const detector *d, detector_result *r) {
     r->z_re = score_standardise(r->d_re, d->re);
     r->z_map = score_standardise(r->d_map, d->map);
     r->z_latent = score_standardise(r->d_latent, d->latent);
+    r->z_memory = d->use_memory ? score_standardise(r->d_memory, d->mem) : 0.0;
     int latent = d->term == TERM_LATENT;
     r->score = d->alpha * r->z_re + (1.0 - d->alpha) * (latent ? r->z_latent : r->z_map);
     r->raw_score = d->alpha * r->d_re + (1.0 - d->alpha) * (latent ? r->d_latent : r->d_map);

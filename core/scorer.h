@@ -4,9 +4,11 @@
  *
  * A scorer holds what a detector needs at run time and nothing a bundle stores: the
  * reference map's index and repulsion field (built once from the detector's arrays),
- * the sliding window of recent placements in context mode, and batch buffers. It is not
- * thread-safe; the daemon gives each model one scorer and serialises batches through it
- * (context mode's window is shared state by design). */
+ * the sliding window of recent placements in context mode, the stream memory when the
+ * detector has one, and batch buffers. It is not thread-safe; the daemon gives each model
+ * one scorer and serialises batches through it (the window and the memory are shared
+ * state by design: the samples of a batch go through the memory in batch order, each
+ * probed before it is kept, exactly as if they had come one at a time). */
 #ifndef ANODM_SCORER_H
 #define ANODM_SCORER_H
 
@@ -35,6 +37,9 @@ int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *
 /* Context mode: the sliding window's positions, *n points of (x, y), oldest first, valid
  * until the next scoring call; single mode: NULL and 0. */
 void scorer_window(const scorer *s, const float **pos, int *n);
+/* The stream memory (NULL if the detector has none), and forgetting it. */
+const stream_memory *scorer_memory(const scorer *s);
+void scorer_memory_reset(scorer *s);
 /* The standardised terms, fused and raw score of res from its raw terms (what
  * calibration needs before a threshold exists). */
 void detector_fuse(const detector *d, detector_result *res);

@@ -170,6 +170,9 @@ double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float
 /* D_LATENT: Euclidean distance from the latent x (d floats) to its nearest reference
  * latent, by the same exact scan placement uses (batch-invariant). */
 double tsne_map_latent_nn(const tsne_map *m, const float *x);
+/* The distance from x to its k-th nearest reference latent (1 <= k <= min(n, 64)), by the
+ * same scan: the stream memory's reference side. */
+double tsne_map_latent_kth(const tsne_map *m, const float *x, int k);
 
 /* ---- sliding window (daemon context mode) -------------------------------------- */
 

@@ -216,11 +216,14 @@ static void keep_best(double *bd, int *bi, int k, int *count, double d2, int i) 
     bi[at] = i;
 }
 
-double tsne_map_latent_nn(const tsne_map *m, const float *x) {
-    int idx;
-    float d2;
-    knn_query_packed(m->packed, m->X, m->n, m->d, x, 1, -1, &idx, &d2);
-    return sqrt((double)d2);
+double tsne_map_latent_nn(const tsne_map *m, const float *x) { return tsne_map_latent_kth(m, x, 1); }
+
+double tsne_map_latent_kth(const tsne_map *m, const float *x, int k) {
+    int idx[64];
+    float d2[64];
+    if (k < 1 || k > 64 || k > m->n) return NAN;
+    knn_query_packed(m->packed, m->X, m->n, m->d, x, k, -1, idx, d2);
+    return sqrt((double)d2[k - 1]);
 }
 
 double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float *dist) {

@@ -1,0 +1,180 @@
+/* The stream protocol (see stream.h). */
+#include "stream.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+#include "scorer.h"
+
+const char *const STREAM_FUSION_ID[STREAM_N_FUSIONS] = {"base", "memory", "sum", "max",
+                                                        "fisher"};
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The share of the n ascending values v that are >= s, as a p-value (1 + #) / (n + 1). */
+static double tail_p(const double *v, int n, double s) {
+    int lo = 0, hi = n;          /* first index with v >= s */
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (v[mid] < s) lo = mid + 1;
+        else hi = mid;
+    }
+    return (1.0 + (n - lo)) / (n + 1.0);
+}
+
+double stream_fuse(const detector *d, const stream_calibration *c, stream_fusion f,
+                   double z_re, double z_latent, double z_memory) {
+    double base = d->alpha * z_re + (1.0 - d->alpha) * z_latent;
+    switch (f) {
+    case STREAM_BASE: return base;
+    case STREAM_MEMORY: return z_memory;
+    case STREAM_SUM: return base + z_memory;
+    case STREAM_MAX: return base > z_memory ? base : z_memory;
+    case STREAM_FISHER:
+        return -2.0 * (log(tail_p(c->base, c->n, base)) + log(tail_p(c->memory, c->n, z_memory)));
+    default: return NAN;
+    }
+}
+
+/* A detector without a memory gets one with the default settings. */
+static void with_memory(detector *d) {
+    if (!d->use_memory) memory_options_default(&d->memory);
+    d->use_memory = 1;
+}
+
+/* Score the n samples of x in a seeded order, one at a time, through a fresh scorer of
+ * dd (which has its memory on): each sample's result into res (original order). */
+static int replay(const detector *dd, const float *x, int n, uint64_t seed,
+                  detector_result *res, char *err, size_t errlen) {
+    const size_t dim = shape_size(dd->vae.arch.in);
+    size_t *order = malloc((size_t)n * sizeof *order);
+    scorer *s = scorer_create(dd, 1, err, errlen);
+    int rc = -1;
+    if (!order || !s) {
+        if (!order) snprintf(err, errlen, "stream: out of memory");
+        goto done;
+    }
+    rng_t r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) order[i] = (size_t)i;
+    rng_shuffle(&r, order, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        size_t at = order[i];
+        int src = scorer_terms(s, x + at * dim, 1, &res[at], NULL, NULL, NULL, NULL, err, errlen);
+        if (src == SCORER_NOT_FINITE) {
+            res[at].d_re = res[at].d_latent = res[at].d_memory = INFINITY;
+        } else if (src != 0) {
+            goto done;
+        }
+        detector_fuse(dd, &res[at]);
+    }
+    rc = 0;
+done:
+    scorer_free(s);
+    free(order);
+    return rc;
+}
+
+int stream_normals(const float *cal, size_t n_cal, const float *train, size_t n_train,
+                   size_t dim, const int32_t *ref_id, int n_ref, size_t max, uint64_t seed,
+                   float **out, size_t *n_out, char *err, size_t errlen) {
+    uint8_t *is_ref = calloc(n_train ? n_train : 1, 1);
+    size_t *pick = malloc((n_cal + n_train + 1) * sizeof *pick), n = 0;
+    *out = NULL;
+    *n_out = 0;
+    if (!is_ref || !pick) goto oom;
+    for (int i = 0; i < n_ref; i++)
+        if (ref_id[i] >= 0 && (size_t)ref_id[i] < n_train) is_ref[ref_id[i]] = 1;
+    for (size_t i = 0; i < n_cal; i++) pick[n++] = i;
+    for (size_t i = 0; i < n_train; i++)
+        if (!is_ref[i]) pick[n++] = n_cal + i;
+    rng_t r;
+    rng_seed(&r, seed);
+    rng_shuffle(&r, pick, n);
+    if (n > max) n = max;
+    if (!(*out = malloc((n ? n : 1) * dim * sizeof **out))) goto oom;
+    for (size_t j = 0; j < n; j++) {
+        const float *row = pick[j] < n_cal ? cal + pick[j] * dim : train + (pick[j] - n_cal) * dim;
+        memcpy(*out + j * dim, row, dim * sizeof **out);
+    }
+    *n_out = n;
+    free(is_ref);
+    free(pick);
+    return 0;
+oom:
+    free(is_ref);
+    free(pick);
+    snprintf(err, errlen, "stream: out of memory for the calibration stream");
+    return -1;
+}
+
+void stream_calibration_free(stream_calibration *c) {
+    free(c->base);
+    free(c->memory);
+    memset(c, 0, sizeof *c);
+}
+
+int stream_calibrate(const detector *d, const float *cal, int n_cal, uint64_t seed, double q,
+                     stream_calibration *c, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    detector dd = *d;
+    with_memory(&dd);
+    dd.mem = (term_stats){0.0, 1.0};
+    detector_result *res = malloc((size_t)n_cal * sizeof *res);
+    double *v = malloc((size_t)n_cal * sizeof *v);
+    c->base = malloc((size_t)n_cal * sizeof *c->base);
+    c->memory = malloc((size_t)n_cal * sizeof *c->memory);
+    c->n = n_cal;
+    int rc = -1;
+    if (!res || !v || !c->base || !c->memory) {
+        snprintf(err, errlen, "stream: out of memory for %d calibration samples", n_cal);
+        goto done;
+    }
+    if (replay(&dd, cal, n_cal, seed, res, err, errlen) != 0) goto done;
+    for (int i = 0; i < n_cal; i++) v[i] = res[i].d_memory;
+    c->mem = score_term_stats(v, (size_t)n_cal);
+    for (int i = 0; i < n_cal; i++) {
+        c->base[i] = stream_fuse(d, c, STREAM_BASE, res[i].z_re, res[i].z_latent, 0);
+        c->memory[i] = score_standardise(res[i].d_memory, c->mem);
+    }
+    qsort(c->base, (size_t)n_cal, sizeof(double), cmp_double);
+    qsort(c->memory, (size_t)n_cal, sizeof(double), cmp_double);
+    for (int f = 0; f < STREAM_N_FUSIONS; f++) {
+        for (int i = 0; i < n_cal; i++)
+            v[i] = stream_fuse(d, c, (stream_fusion)f, res[i].z_re, res[i].z_latent,
+                               score_standardise(res[i].d_memory, c->mem));
+        qsort(v, (size_t)n_cal, sizeof(double), cmp_double);
+        c->threshold[f] = score_quantile(v, (size_t)n_cal, q);
+    }
+    rc = 0;
+done:
+    if (rc != 0) stream_calibration_free(c);
+    free(res);
+    free(v);
+    return rc;
+}
+
+int stream_replay(const detector *d, const stream_calibration *c, const float *x, int n,
+                  uint64_t seed, double *scores[STREAM_N_FUSIONS], char *err, size_t errlen) {
+    detector dd = *d;
+    with_memory(&dd);
+    dd.mem = c->mem;
+    detector_result *res = malloc((size_t)n * sizeof *res);
+    if (!res) {
+        snprintf(err, errlen, "stream: out of memory for %d samples", n);
+        return -1;
+    }
+    int rc = replay(&dd, x, n, seed, res, err, errlen);
+    for (int i = 0; rc == 0 && i < n; i++)
+        for (int f = 0; f < STREAM_N_FUSIONS; f++)
+            scores[f][i] = stream_fuse(d, c, (stream_fusion)f, res[i].z_re, res[i].z_latent,
+                                       res[i].z_memory);
+    free(res);
+    return rc;
+}
