@@ -12,6 +12,7 @@
 #include "check.h"
 #include "pipeline.h"
 #include "scorer.h"
+#include "stream.h"
 
 #define SIDE 8
 #define DIM (SIDE * SIDE)
@@ -254,5 +255,44 @@ TEST(pipeline_large_batch_scores_each_as_alone) {
     free(rec);
     free(res);
     scorer_free(s);
+    detector_free(&d);
+}
+
+/* The stream protocol on the tiny detector: a stream of fresh normals with 10% of one
+ * anomaly type. The memory term sees the anomalies gather (each is the others' company,
+ * none is near a normal), and every fusion's threshold, calibrated on a normal stream,
+ * keeps near its 1% of false alarms on the normals of the test stream. */
+TEST(pipeline_stream_memory_catches_recurring_anomalies) {
+    detector d;
+    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU);
+    if (!d.vae.params) return;
+    enum { N_CAL = 1500, N = 1000 };
+    float *cal = malloc((size_t)N_CAL * DIM * sizeof *cal), *x = malloc((size_t)N * DIM * sizeof *x);
+    double *scores[STREAM_N_FUSIONS] = {0};
+    int is_pos[N], ok = cal && x;
+    for (int f = 0; f < STREAM_N_FUSIONS; f++) ok &= (scores[f] = malloc(N * sizeof(double))) != NULL;
+    stream_calibration c = {0};
+    char err[256];
+    rng_t r;
+    rng_seed(&r, 77);
+    for (int i = 0; ok && i < N_CAL; i++) make_sample(cal + (size_t)i * DIM, &r, 0);
+    for (int i = 0; ok && i < N; i++) {
+        is_pos[i] = i % 10 == 0;
+        make_sample(x + (size_t)i * DIM, &r, is_pos[i]);
+    }
+    CHECK(ok && stream_calibrate(&d, cal, N_CAL, 3, 0.99, &c, err, sizeof err) == 0);
+    CHECK(ok && stream_replay(&d, &c, x, N, 5, scores, err, sizeof err) == 0);
+    for (int f = 0; ok && f < STREAM_N_FUSIONS; f++) {
+        int alarms = 0;
+        for (int i = 0; i < N; i++) alarms += !is_pos[i] && scores[f][i] > c.threshold[f];
+        CHECK_MSG(alarms <= 30, "%s: %d false alarms of 900 at its threshold",
+                  STREAM_FUSION_ID[f], alarms);
+    }
+    double mem_auc = ok ? auroc(scores[STREAM_MEMORY], is_pos, N) : 0;
+    CHECK_MSG(mem_auc > 0.95, "memory term auROC %.3f", mem_auc);
+    stream_calibration_free(&c);
+    for (int f = 0; f < STREAM_N_FUSIONS; f++) free(scores[f]);
+    free(cal);
+    free(x);
     detector_free(&d);
 }

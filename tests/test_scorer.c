@@ -124,3 +124,59 @@ TEST(scorer_batch_invariant_every_preset) {
 
 /* z-based latents: the draw is seeded by the sample, so it is batch-invariant too. */
 TEST(scorer_batch_invariant_z_latents) { check_preset("fashion", LATENT_Z); }
+
+/* The stream memory in the scorer: a batch goes through it in batch order, each sample
+ * probed before it is kept, exactly as if the samples had come one at a time; a sample is
+ * never its own neighbour; a flood of one sample holds one slot; a reset forgets. */
+TEST(scorer_memory_is_a_stream) {
+    detector d;
+    if (make_detector(&d, "fashion", LATENT_MU) != 0) return;
+    d.use_memory = 1;
+    memory_options_default(&d.memory);
+    d.memory.capacity = 20;
+    d.memory.k = 3;
+    d.mem = (term_stats){0.0, 1.0};
+    const size_t dim = shape_size(d.vae.arch.in);
+    char err[256];
+    scorer *all = scorer_create(&d, BATCH, err, sizeof err), *one = scorer_create(&d, 1, err, sizeof err);
+    float *x = malloc(BATCH * dim * sizeof *x);
+    detector_result res[BATCH], r1;
+    if (!all || !one || !x) {
+        check_fail(__FILE__, __LINE__, "%s", all && one ? "out of memory" : err);
+        goto done;
+    }
+    rng_t r;
+    rng_seed(&r, 31);
+    for (size_t i = 0; i < BATCH * dim; i++) x[i] = rng_uniform(&r);
+    CHECK(scorer_score(all, x, BATCH, res, NULL, NULL, NULL, err, sizeof err) == 0);
+    int same = 1, nonzero = 0;
+    for (int b = 0; b < BATCH; b++) {
+        CHECK(scorer_score(one, x + b * dim, 1, &r1, NULL, NULL, NULL, err, sizeof err) == 0);
+        same &= r1.d_memory == res[b].d_memory && r1.score == res[b].score;
+        nonzero += res[b].d_memory != 0.0;
+        if (b < 3) CHECK(res[b].d_memory == 0.0);    /* fewer than k kept: no evidence */
+    }
+    CHECK_MSG(same, "a batch through the memory differs from the same samples one at a time");
+    CHECK(nonzero == BATCH - 3);
+    CHECK(memory_count(scorer_memory(all)) == 20);
+    /* Not its own neighbour: the first probe of a sample sees only earlier ones; the
+     * second sees its first copy, merged rather than stored again. */
+    scorer_memory_reset(one);
+    CHECK(memory_count(scorer_memory(one)) == 0);
+    for (int b = 0; b < 5; b++)
+        CHECK(scorer_score(one, x + b * dim, 1, &r1, NULL, NULL, NULL, err, sizeof err) == 0);
+    memory_probe p;
+    float mu[LATENT];
+    CHECK(scorer_terms(one, x + 9 * dim, 1, &r1, NULL, mu, NULL, NULL, err, sizeof err) == 0);
+    CHECK(memory_count(scorer_memory(one)) == 6);
+    memory_probe_of(scorer_memory(one), mu, &p);
+    CHECK(p.nearest == 0.0);                  /* now it is kept */
+    for (int i = 0; i < 50; i++)              /* a flood of that one sample */
+        CHECK(scorer_terms(one, x + 9 * dim, 1, &r1, NULL, NULL, NULL, NULL, err, sizeof err) == 0);
+    CHECK(memory_count(scorer_memory(one)) == 6);
+done:
+    free(x);
+    scorer_free(all);
+    scorer_free(one);
+    detector_free(&d);
+}
