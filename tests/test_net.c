@@ -275,7 +275,8 @@ static void net_gradcheck(const char *spec, shape3 in, int train) {
         t.run.train = 0;
     }
     net_probe p = {&t, x, r, 77};
-    probe_loss(&p);
+    double loss = probe_loss(&p);
+    CHECK_MSG(isfinite(loss), "%s: loss %g", spec, loss);
     memset(t.grads, 0, t.n.n_params * sizeof(float));
     net_backward(&t.n, t.params, t.grads, x, r, dx, B, &t.run);
     char what[64];
