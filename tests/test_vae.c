@@ -69,6 +69,7 @@ TEST(vae_preset_errors) {
 typedef struct {
     vae_model m;
     vae_workspace w;
+    vae_trainer *t;
     float x[3 * 36], eps[3 * 4];
     float beta, capacity;
 } tiny_vae;
@@ -81,6 +82,7 @@ static void tiny_init(tiny_vae *t, recon_kind recon, float capacity) {
              "linear(8) relu linear(27) reshape(3,3,3) convtranspose2d(1,3,2,1,1)");
     CHECK(vae_create(&t->m, &a, 7, err, sizeof err) == 0);
     CHECK(vae_workspace_init(&t->w, &t->m, 3) == 0);
+    CHECK((t->t = vae_trainer_new(&t->m, 3, 1, 1)) != NULL);
     det_fill(t->x, 3 * 36, 11, 0, 1);
     det_fill(t->eps, 3 * 4, 12, -1.5f, 1.5f);
     t->beta = 0.7f;
@@ -97,7 +99,8 @@ static double tiny_loss(void *ctx) {
 static void tiny_gradcheck(recon_kind recon, float capacity) {
     tiny_vae t;
     tiny_init(&t, recon, capacity);
-    vae_loss l = vae_forward_backward(&t.m, &t.w, t.x, t.eps, 3, t.beta, t.capacity);
+    if (!t.t) return;
+    vae_loss l = vae_trainer_gradient(t.t, t.x, t.eps, 3, t.beta, t.capacity);
     CHECK(isfinite(l.loss) && l.recon > 0 && l.kl > 0);
     CHECK_NEAR(l.loss, l.recon + t.beta * fabs(l.kl - capacity), 1e-6 * l.loss);
     float *g = malloc(t.m.n_params * sizeof(float));
@@ -105,6 +108,7 @@ static void tiny_gradcheck(recon_kind recon, float capacity) {
     gradcheck(recon == RECON_BCE ? "vae bce" : "vae mse", t.m.params, g, t.m.n_params,
               tiny_loss, &t, 1e-3f, 2e-3, 2e-2, 400);
     free(g);
+    vae_trainer_free(t.t);
     vae_workspace_free(&t.w);
     vae_free(&t.m);
 }
@@ -112,8 +116,9 @@ static void tiny_gradcheck(recon_kind recon, float capacity) {
 TEST(vae_loss_gradcheck_bce) { tiny_gradcheck(RECON_BCE, 0.0f); }
 TEST(vae_loss_gradcheck_mse_capacity_above_kl) { tiny_gradcheck(RECON_MSE, 50.0f); }
 
-/* The whole Fashion-MNIST beta-VAE against PyTorch (tests/gen_fixtures.py vae_fixture):
- * forward values, loss terms, every parameter gradient and one Adam step. Gradients are
+/* The whole Fashion-MNIST beta-VAE against PyTorch (tests/gen_fixtures.py vae_fixture),
+ * through vae_trainer_gradient, the function every training step runs: forward values,
+ * loss terms, every parameter gradient and one Adam step. Gradients are
  * sums over the batch and pixels of products through 9 layers; float32 accumulation
  * there gives ~1e-5 relative error on large entries, so each tensor is compared with
  * atol = 1e-4 * (largest |reference gradient|) and rtol 1e-3. */
@@ -122,12 +127,17 @@ TEST(parity_vae_fashion) {
     if (!fx) return;
     vae_arch a;
     vae_model m;
-    vae_workspace w;
     char err[256];
     const int B = 4, L = 16;
     CHECK(vae_arch_preset(&a, "fashion", L, err, sizeof err) == 0);
     CHECK(vae_create(&m, &a, 0, err, sizeof err) == 0);
-    CHECK(vae_workspace_init(&w, &m, B) == 0);
+    vae_trainer *tr = vae_trainer_new(&m, B, 1, 1);
+    if (!tr) {
+        check_fail(__FILE__, __LINE__, "out of memory");
+        vae_free(&m);
+        fixture_free(fx);
+        return;
+    }
     /* Same weights as the script: tensor t (weight, bias alternating) from seed 100 + t. */
     int t = 0;
     const net_def *nets[2] = {&m.enc, &m.dec};
@@ -140,19 +150,18 @@ TEST(parity_vae_fashion) {
             det_fill(base[k] + ly->param_off, ly->n_weight, 100 + t++, -bound, bound);
             det_fill(base[k] + ly->param_off + ly->n_weight, ly->n_bias, 100 + t++, -bound, bound);
         }
-    float *x = malloc(B * 784 * sizeof(float)), eps[4 * 16], mu[4 * 16], lv[4 * 16];
+    float *x = malloc(B * 784 * sizeof(float)), *logits = malloc(B * 784 * sizeof(float));
+    float eps[4 * 16], mu[4 * 16], lv[4 * 16];
     det_fill(x, B * 784, 1, 0, 1);
     det_fill(eps, B * L, 2, -1.7f, 1.7f);
 
-    vae_loss l = vae_forward_backward(&m, &w, x, eps, B, 0.5f, 2.0f);
+    vae_loss l = vae_trainer_gradient(tr, x, eps, B, 0.5f, 2.0f);
     CHECK_NEAR(l.recon, fixture_scalar(fx, "recon"), 1e-5 * fabs(l.recon));
     CHECK_NEAR(l.kl, fixture_scalar(fx, "kl"), 1e-4 * fabs(l.kl) + 1e-6);
     CHECK_NEAR(l.loss, fixture_scalar(fx, "loss"), 1e-5 * fabs(l.loss));
-    /* The decoder's logits, the last of its activations in w. */
-    const float *logits = w.dec_acts + (size_t)B * (m.dec.act_per_sample - 784);
+    vae_trainer_outputs(tr, mu, lv, logits);
     const float *ref = fixture_get(fx, "logits", B * 784);
     if (ref) CHECK_CLOSE("logits", logits, ref, B * 784, 1e-5, 1e-4);
-    vae_encode(&m, &w, x, B, mu, lv);
     if ((ref = fixture_get(fx, "mu", B * L))) CHECK_CLOSE("mu", mu, ref, B * L, 1e-5, 1e-4);
     if ((ref = fixture_get(fx, "logvar", B * L))) CHECK_CLOSE("logvar", lv, ref, B * L, 1e-5, 1e-4);
 
@@ -186,7 +195,8 @@ TEST(parity_vae_fashion) {
     }
     adam_free(&opt);
     free(x);
-    vae_workspace_free(&w);
+    free(logits);
+    vae_trainer_free(tr);
     vae_free(&m);
     fixture_free(fx);
 }
