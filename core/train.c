@@ -14,7 +14,6 @@
 #include "train.h"
 
 #include <cblas.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
