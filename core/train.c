@@ -3,7 +3,8 @@
  * Each batch is split into one shard per thread. A thread runs its shard's forward pass
  * and, once the whole batch's KL is known (|KL - C| needs its sign), the backward pass
  * into its own gradient buffer; then every thread sums one slice of the gradients over
- * the shards and applies Adam to that slice. BLAS runs single-threaded inside each
+ * the shards (that much is vae_trainer_gradient, the function the tests check against
+ * PyTorch) and applies Adam to that slice. BLAS runs single-threaded inside each
  * shard: one big sgemm per layer per thread keeps both cores busy, where a threaded BLAS
  * under a serial network leaves them waiting on im2col and activations in between.
  *
@@ -13,7 +14,6 @@
 #include "train.h"
 
 #include <cblas.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,11 +61,9 @@ static void restore_float_mode(unsigned old) {
 #endif
 }
 
-typedef struct trainer trainer;
-
 /* One thread's share of a step. */
 typedef struct {
-    trainer *t;
+    vae_trainer *t;
     int index;
     vae_workspace w;
     float *grads;            /* shard 0 uses the model's own buffer */
@@ -73,9 +71,9 @@ typedef struct {
     vae_loss sums;
 } shard;
 
-struct trainer {
+struct vae_trainer {
     vae_model *m;
-    adam_state opt;
+    adam_state *opt;         /* vae_train's, for the update phase */
     int n_shards;            /* shards of this batch (a small last batch uses fewer) */
     int n_threads;
     const float *xb, *eps;   /* the batch and its noise */
@@ -87,37 +85,56 @@ struct trainer {
 static void *shard_forward(void *arg) {
     shard *s = arg;
     flush_subnormals();
-    const trainer *t = s->t;
+    const vae_trainer *t = s->t;
+    const size_t L = (size_t)t->m->arch.latent;
     s->sums = vae_forward_train(t->m, &s->w, t->xb + (size_t)s->lo * t->dim,
-                                t->eps + (size_t)s->lo * t->m->arch.latent, s->B, s->index == 0);
+                                t->eps ? t->eps + (size_t)s->lo * L : NULL, s->B, s->index == 0);
     return NULL;
 }
 
 static void *shard_backward(void *arg) {
     shard *s = arg;
     flush_subnormals();
-    const trainer *t = s->t;
+    const vae_trainer *t = s->t;
+    const size_t L = (size_t)t->m->arch.latent;
     vae_backward(t->m, &s->w, s->grads, t->xb + (size_t)s->lo * t->dim,
-                 t->eps + (size_t)s->lo * t->m->arch.latent, s->B, t->scale, t->dkl);
+                 t->eps ? t->eps + (size_t)s->lo * L : NULL, s->B, t->scale, t->dkl);
     return NULL;
 }
 
-/* Sum this thread's slice of the gradients over the shards, then Adam on the slice. */
-static void *shard_update(void *arg) {
+/* This thread's slice [lo, hi) of the parameters: the update phases split the work so. */
+static void shard_slice(const shard *s, size_t *lo, size_t *hi) {
+    size_t n = s->t->m->n_params;
+    *lo = n * s->index / s->t->n_shards;
+    *hi = n * (s->index + 1) / s->t->n_shards;
+}
+
+/* Sum this thread's slice of the gradients over the shards, into shard 0's (m->grads). */
+static void *shard_sum(void *arg) {
     shard *s = arg;
     flush_subnormals();
-    trainer *t = s->t;
-    size_t n = t->m->n_params;
-    size_t lo = n * s->index / t->n_shards, hi = n * (s->index + 1) / t->n_shards;
+    const vae_trainer *t = s->t;
+    size_t lo, hi;
+    shard_slice(s, &lo, &hi);
     float *g = t->shards[0].grads;
     for (int k = 1; k < t->n_shards; k++)
         for (size_t i = lo; i < hi; i++) g[i] += t->shards[k].grads[i];
-    adam_update(&t->opt, t->m->params, g, lo, hi);
+    return NULL;
+}
+
+/* Adam on this thread's slice. */
+static void *shard_adam(void *arg) {
+    shard *s = arg;
+    flush_subnormals();
+    const vae_trainer *t = s->t;
+    size_t lo, hi;
+    shard_slice(s, &lo, &hi);
+    adam_update(t->opt, t->m->params, t->m->grads, lo, hi);
     return NULL;
 }
 
 /* Run fn on every shard, the first on this thread. */
-static void run_shards(trainer *t, void *(*fn)(void *)) {
+static void run_shards(vae_trainer *t, void *(*fn)(void *)) {
     pthread_t tid[MAX_THREADS];
     int started = 1;
     for (; started < t->n_shards; started++)
@@ -128,38 +145,54 @@ static void run_shards(trainer *t, void *(*fn)(void *)) {
     for (int k = 1; k < started; k++) pthread_join(tid[k], NULL);
 }
 
-static void trainer_free(trainer *t) {
+void vae_trainer_free(vae_trainer *t) {
+    if (!t) return;
     for (int k = 0; k < t->n_threads; k++) {
         vae_workspace_free(&t->shards[k].w);
         if (k) free(t->shards[k].grads);
     }
-    adam_free(&t->opt);
+    free(t);
 }
 
-static int trainer_init(trainer *t, vae_model *m, const train_opts *o, int B_max, int threads) {
-    memset(t, 0, sizeof *t);
+void vae_trainer_reseed(vae_trainer *t, uint64_t seed) {
+    for (int k = 0; k < t->n_threads; k++) rng_seed(&t->shards[k].w.rng, ~seed + (uint64_t)k);
+}
+
+vae_trainer *vae_trainer_new(vae_model *m, int max_batch, int threads, uint64_t seed) {
+    if (threads < 1) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (max_batch < 1) return NULL;
+    vae_trainer *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
     t->m = m;
     t->dim = shape_size(m->arch.in);
     t->n_threads = threads;
-    int ok = adam_init(&t->opt, m->n_params, o->lr) == 0;
-    const int per_shard = (B_max + threads - 1) / threads;
+    int ok = 1;
+    const int per_shard = (max_batch + threads - 1) / threads;
     for (int k = 0; k < threads; k++) {
         shard *s = &t->shards[k];
         s->t = t;
         s->index = k;
         s->grads = k ? malloc(m->n_params * sizeof(float)) : m->grads;
         if (vae_workspace_init(&s->w, m, per_shard) != 0 || !s->grads) ok = 0;
-        else rng_seed(&s->w.rng, ~o->seed + (uint64_t)k); /* dropout: its own stream */
     }
-    if (!ok) trainer_free(t);
-    return ok ? 0 : -1;
+    if (!ok) {
+        vae_trainer_free(t);
+        return NULL;
+    }
+    vae_trainer_reseed(t, seed);   /* dropout: each shard its own stream */
+    return t;
 }
 
-/* One optimisation step on the B samples in t->xb; returns the batch's mean losses. */
-static vae_loss train_step(trainer *t, int B, float beta, float capacity) {
+vae_loss vae_trainer_gradient(vae_trainer *t, const float *x, const float *eps, int B,
+                              float beta, float capacity) {
+    unsigned float_mode = flush_subnormals();
     /* Every shard gets at least two samples: batch statistics of one sample are void. */
     int shards = B / 2 < t->n_threads ? (B / 2 > 0 ? B / 2 : 1) : t->n_threads;
     t->n_shards = shards;
+    t->xb = x;
+    t->eps = eps;
     for (int k = 0; k < shards; k++) {
         t->shards[k].lo = B * k / shards;
         t->shards[k].B = B * (k + 1) / shards - t->shards[k].lo;
@@ -170,13 +203,30 @@ static vae_loss train_step(trainer *t, int B, float beta, float capacity) {
         sum.recon += t->shards[k].sums.recon;
         sum.kl += t->shards[k].sums.kl;
     }
-    vae_loss mean = {.recon = sum.recon / B, .kl = sum.kl / B};
-    mean.loss = mean.recon + beta * fabs(mean.kl - capacity);
+    vae_loss mean = vae_objective(sum, B, beta, capacity, &t->dkl);
     t->scale = 1.0f / (float)B;
-    t->dkl = mean.kl > capacity ? beta : (mean.kl < capacity ? -beta : 0.0f);
     run_shards(t, shard_backward);
-    adam_begin_step(&t->opt);
-    run_shards(t, shard_update);
+    if (shards > 1) run_shards(t, shard_sum);
+    restore_float_mode(float_mode);
+    return mean;
+}
+
+void vae_trainer_outputs(const vae_trainer *t, float *mu, float *logvar, float *out) {
+    const size_t L = (size_t)t->m->arch.latent;
+    for (int k = 0; k < t->n_shards; k++) {
+        const shard *s = &t->shards[k];
+        vae_last_outputs(t->m, &s->w, s->B, mu ? mu + s->lo * L : NULL,
+                         logvar ? logvar + s->lo * L : NULL, out ? out + s->lo * t->dim : NULL);
+    }
+}
+
+/* One optimisation step on the B samples x with noise eps; returns the batch's mean
+ * losses. */
+static vae_loss train_step(vae_trainer *t, const float *x, const float *eps, int B,
+                           float beta, float capacity) {
+    vae_loss mean = vae_trainer_gradient(t, x, eps, B, beta, capacity);
+    adam_begin_step(t->opt);
+    run_shards(t, shard_adam);
     return mean;
 }
 
@@ -192,25 +242,21 @@ int vae_train(vae_model *m, const float *x, size_t n, const train_opts *o,
         snprintf(err, errlen, "training needs at least 2 samples, got %zu", n);
         return -1;
     }
-    int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads < 1) threads = 1;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
     const int B_max = (size_t)o->batch < n ? o->batch : (int)n;
-    trainer *t = malloc(sizeof *t);
+    vae_trainer *t = vae_trainer_new(m, B_max, o->threads, o->seed);
+    adam_state opt;
+    int opt_ok = adam_init(&opt, m->n_params, o->lr) == 0;
     size_t *order = malloc(n * sizeof *order);
     float *xb = malloc((size_t)B_max * dim * sizeof(float));
     float *eps = malloc((size_t)B_max * L * sizeof(float));
     int rc = -1, blas_threads = openblas_get_num_threads();
     unsigned float_mode = 0;
     int float_mode_set = 0;
-    if (!t || !order || !xb || !eps || trainer_init(t, m, o, B_max, threads) != 0) {
+    if (!t || !opt_ok || !order || !xb || !eps) {
         snprintf(err, errlen, "out of memory for training buffers");
-        free(t);
-        t = NULL;
         goto done;
     }
-    t->xb = xb;
-    t->eps = eps;
+    t->opt = &opt;
     openblas_set_num_threads(1);
     float_mode = flush_subnormals();
     float_mode_set = 1;
@@ -232,7 +278,7 @@ int vae_train(vae_model *m, const float *x, size_t n, const train_opts *o,
             rng_fill_normal(&rng, eps, (size_t)B * L);
             float c = o->capacity;
             if (ramp_steps > 0 && step < ramp_steps) c = (float)(o->capacity * step / ramp_steps);
-            vae_loss l = train_step(t, B, o->beta, c);
+            vae_loss l = train_step(t, xb, eps, B, o->beta, c);
             sum_loss += l.loss * B;
             sum_recon += l.recon * B;
             sum_kl += l.kl * B;
@@ -256,8 +302,8 @@ int vae_train(vae_model *m, const float *x, size_t n, const train_opts *o,
 done:
     if (float_mode_set) restore_float_mode(float_mode);
     openblas_set_num_threads(blas_threads);
-    if (t) trainer_free(t);
-    free(t);
+    vae_trainer_free(t);
+    adam_free(&opt);
     free(order);
     free(xb);
     free(eps);

@@ -32,6 +32,35 @@ typedef struct {
 
 typedef void (*train_progress_fn)(const train_progress *p, void *ctx);
 
+/* One training step's gradient, data-parallel: the batch is split into shards, one per
+ * thread (each at least two samples: bn's batch statistics of one sample are void);
+ * each thread runs its shard's train-mode forward pass (vae_forward_train); the batch's
+ * objective comes from the shards' sums (vae_objective: |KL - C| needs the whole batch's
+ * KL); each thread back-propagates its shard into its own buffer (vae_backward); and the
+ * buffers are summed into m->grads. vae_train runs this for every step and the PyTorch
+ * parity tests check it, so the objective training minimises is the tested one. bn
+ * normalises each shard with its own statistics (DistributedDataParallel without
+ * SyncBatchNorm); the first shard updates the running ones. */
+typedef struct vae_trainer vae_trainer;
+
+/* Buffers for batches of up to max_batch samples on `threads` threads (0: one per online
+ * core; at most 64). Shard k draws dropout masks from a stream seeded with ~seed + k.
+ * NULL when out of memory. */
+vae_trainer *vae_trainer_new(vae_model *m, int max_batch, int threads, uint64_t seed);
+void vae_trainer_free(vae_trainer *t);
+/* Restart the dropout streams as vae_trainer_new seeded them: a test that needs the same
+ * masks twice calls it before each step. */
+void vae_trainer_reseed(vae_trainer *t, uint64_t seed);
+/* The gradient of the objective on B samples x (1 <= B <= max_batch) with noise eps
+ * (B * latent; NULL: z = mu) into m->grads; returns the batch's mean loss terms. With
+ * more than one thread, BLAS should run single-threaded (vae_train sees to it). */
+vae_loss vae_trainer_gradient(vae_trainer *t, const float *x, const float *eps, int B,
+                              float beta, float capacity);
+/* The last step's train-mode outputs, gathered over its shards: encoder means and
+ * log-variances (B * latent), decoder outputs (B * input size; logits for BCE). Any may
+ * be NULL. */
+void vae_trainer_outputs(const vae_trainer *t, float *mu, float *logvar, float *out);
+
 /* Defaults: 20 epochs, batch 100, lr 1e-3, beta 1, C 0, seed 1, all cores. */
 train_opts train_defaults(void);
 /* Train m on n samples x (n * input size); 0, or -1 with a message. */

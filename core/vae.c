@@ -256,23 +256,19 @@ static const float *forward(const vae_model *m, vae_workspace *w, const float *x
     return out;
 }
 
-/* Per-sample means and the objective from sums over B samples. */
-static vae_loss mean_loss(vae_loss sums, int B, float beta, float capacity) {
+vae_loss vae_objective(vae_loss sums, int B, float beta, float capacity, float *dkl) {
     vae_loss l = {.recon = sums.recon / B, .kl = sums.kl / B};
     l.loss = l.recon + beta * fabs(l.kl - capacity);
+    /* d|KL - C| / dKL is the sign of KL - C (0 exactly at C, as torch.abs). */
+    if (dkl) *dkl = l.kl > capacity ? beta : (l.kl < capacity ? -beta : 0.0f);
     return l;
-}
-
-/* d|KL - C| / dKL is the sign of KL - C (0 exactly at C, as torch.abs). */
-static float kl_slope(double kl, float beta, float capacity) {
-    return kl > capacity ? beta : (kl < capacity ? -beta : 0.0f);
 }
 
 vae_loss vae_evaluate(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
                       int B, float beta, float capacity) {
     vae_loss sums;
     forward(m, w, x, eps, B, 0, 1, &sums);
-    return mean_loss(sums, B, beta, capacity);
+    return vae_objective(sums, B, beta, capacity, NULL);
 }
 
 vae_loss vae_forward_train(vae_model *m, vae_workspace *w, const float *x, const float *eps,
@@ -282,12 +278,32 @@ vae_loss vae_forward_train(vae_model *m, vae_workspace *w, const float *x, const
     return sums;
 }
 
+/* The encoder's output (mu, logvar per sample) and the decoder's of the last forward
+ * pass in w: each net's last activation. */
+static const float *enc_output(const vae_model *m, const vae_workspace *w, int B) {
+    return w->enc_acts + (size_t)B * (m->enc.act_per_sample - 2 * (size_t)m->arch.latent);
+}
+
+static const float *dec_output(const vae_model *m, const vae_workspace *w, int B) {
+    return w->dec_acts + (size_t)B * (m->dec.act_per_sample - shape_size(m->dec.out));
+}
+
+void vae_last_outputs(const vae_model *m, const vae_workspace *w, int B, float *mu,
+                      float *logvar, float *out) {
+    const size_t L = (size_t)m->arch.latent;
+    const float *h = enc_output(m, w, B);
+    for (int b = 0; b < B; b++) {
+        if (mu) memcpy(mu + b * L, h + b * 2 * L, L * sizeof(float));
+        if (logvar) memcpy(logvar + b * L, h + b * 2 * L + L, L * sizeof(float));
+    }
+    if (out) memcpy(out, dec_output(m, w, B), (size_t)B * shape_size(m->dec.out) * sizeof(float));
+}
+
 void vae_backward(const vae_model *m, vae_workspace *w, float *grads, const float *x,
                   const float *eps, int B, float scale, float dkl) {
     const int L = m->arch.latent;
     net_run er = run_of(w, 0, 1, 0), dr = run_of(w, 1, 1, 0);
-    const float *h = w->enc_acts + (size_t)B * (m->enc.act_per_sample - 2 * L);
-    const float *out = w->dec_acts + (size_t)B * (m->dec.act_per_sample - shape_size(m->dec.out));
+    const float *h = enc_output(m, w, B), *out = dec_output(m, w, B);
     const size_t n = (size_t)B * shape_size(m->dec.out);
 
     for (size_t i = 0; i < n; i++) {
@@ -317,35 +333,20 @@ void vae_backward(const vae_model *m, vae_workspace *w, float *grads, const floa
     net_backward(&m->enc, m->params, grads, x, w->d_enc_out, NULL, B, &er);
 }
 
-vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, const float *eps,
-                              int B, float beta, float capacity) {
-    vae_loss l = mean_loss(vae_forward_train(m, w, x, eps, B, 1), B, beta, capacity);
-    vae_backward(m, w, m->grads, x, eps, B, 1.0f / (float)B, kl_slope(l.kl, beta, capacity));
-    return l;
-}
-
 void vae_encode(const vae_model *m, vae_workspace *w, const float *x, int B, float *mu,
                 float *logvar) {
-    const int L = m->arch.latent;
     net_run er = run_of(w, 0, 0, 1);
-    const float *h = net_forward(&m->enc, m->params, x, B, &er);
-    for (int b = 0; b < B; b++) {
-        memcpy(mu + (size_t)b * L, h + (size_t)b * 2 * L, L * sizeof(float));
-        if (logvar) memcpy(logvar + (size_t)b * L, h + (size_t)b * 2 * L + L, L * sizeof(float));
-    }
+    net_forward(&m->enc, m->params, x, B, &er);
+    vae_last_outputs(m, w, B, mu, logvar, NULL);
 }
 
 void vae_reconstruct(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
                      int B, float *x_rec, float *mu) {
-    const int L = m->arch.latent;
     const float *out = forward(m, w, x, eps, B, 0, 1, NULL);
     const size_t n = (size_t)B * shape_size(m->dec.out);
     if (m->arch.recon == RECON_BCE)
         sigmoid_forward(x_rec, out, n);
     else
         memcpy(x_rec, out, n * sizeof(float));
-    if (mu) {
-        const float *h = w->enc_acts + (size_t)B * (m->enc.act_per_sample - 2 * L);
-        for (int b = 0; b < B; b++) memcpy(mu + (size_t)b * L, h + (size_t)b * 2 * L, L * sizeof(float));
-    }
+    vae_last_outputs(m, w, B, mu, NULL, NULL);
 }

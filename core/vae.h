@@ -37,9 +37,8 @@ typedef struct {
     float *params, *grads;      /* owned; decoder's start at enc.n_params */
 } vae_model;
 
-/* Training's dropout masks come from rng: vae_workspace_init seeds it with 1, a caller
- * that wants another stream reseeds it (core/train.c derives it from the run's seed), and
- * a test that needs the same masks twice reseeds it before each call. */
+/* Training's dropout masks come from rng: vae_workspace_init seeds it with 1, and
+ * core/train.c reseeds each shard's from the run's seed. */
 typedef struct {
     int max_batch;
     float *enc_acts, *dec_acts; /* layer outputs */
@@ -73,25 +72,32 @@ void vae_free(vae_model *m);
 int vae_workspace_init(vae_workspace *w, const vae_model *m, int max_batch);
 void vae_workspace_free(vae_workspace *w);
 
-/* A training step's forward (bn on batch statistics, updating the running ones in
- * m->params; dropout masks from w->rng) with the given noise eps (B * latent; NULL = z
- * is mu), loss, and backward: m->grads is zeroed then filled. Returns the loss terms. */
-vae_loss vae_forward_backward(vae_model *m, vae_workspace *w, const float *x, const float *eps,
-                              int B, float beta, float capacity);
-/* The functions below run in eval mode (bn on running statistics, no dropout): they are
- * deterministic and leave m unchanged. */
-/* Data-parallel training splits a batch into shards, one per thread, each with its own
- * workspace and gradient buffer:
- * train-mode forward of one shard (eps: B * latent noise), keeping in w what vae_backward
- * needs; returns the shard's recon and KL as SUMS over its samples (loss unset). Only the
- * first shard updates bn running statistics. */
+/* A training step's pieces. The step itself, which splits a batch into shards (one per
+ * thread, each with its own workspace and gradient buffer) and puts these together, is
+ * vae_trainer_gradient (core/train.h): training and the tests run that one function.
+ *
+ * Train-mode forward of one shard (bn on the shard's batch statistics, dropout masks
+ * from w->rng) with noise eps (B * latent; NULL: z = mu), keeping in w what vae_backward
+ * needs; returns the shard's recon and KL as SUMS over its samples (loss unset). Only
+ * the first shard updates bn's running statistics in m->params. */
 vae_loss vae_forward_train(vae_model *m, vae_workspace *w, const float *x, const float *eps,
                            int B, int first_shard);
+/* The objective from a whole batch's SUMS (vae_forward_train's, added over the shards):
+ * per-sample means of recon and KL and loss = recon + beta * |KL - C|. When dkl is not
+ * NULL it gets the KL term's slope for vae_backward, beta * sign(KL - C). */
+vae_loss vae_objective(vae_loss sums, int B, float beta, float capacity, float *dkl);
 /* Gradients of the shard last run forward in w, written (not added) to grads (n_params
  * floats): per-sample terms scaled by scale (1 / the whole batch's size) and the KL term
- * by dkl = beta * sign(KL - C), KL being the whole batch's mean. */
+ * by dkl (vae_objective's, from the whole batch's KL). */
 void vae_backward(const vae_model *m, vae_workspace *w, float *grads, const float *x,
                   const float *eps, int B, float scale, float dkl);
+/* What the forward pass last run in w on B samples computed: encoder means and
+ * log-variances (B * latent) and, if that pass ran the decoder, its outputs (B * input
+ * size; logits for BCE); any may be NULL. */
+void vae_last_outputs(const vae_model *m, const vae_workspace *w, int B, float *mu,
+                      float *logvar, float *out);
+/* The functions below run in eval mode (bn on running statistics, no dropout): they are
+ * deterministic and leave m unchanged. */
 /* Forward and loss only (no gradients), for validation. */
 vae_loss vae_evaluate(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
                       int B, float beta, float capacity);

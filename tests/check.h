@@ -2,8 +2,11 @@
  *
  * A test is `TEST(name) { ... }`; it registers itself before main() runs, so a new test
  * file needs no list to edit. CHECK* macros record a failure with file:line and let the
- * test go on, so one run shows every broken assertion. The runner (tests/main.c) ends
- * with the line `N passed, N failed`. */
+ * test go on, so one run shows every broken assertion. A test that cannot run here (a
+ * permission the machine does not grant) says so with SKIP("why"): it is reported as
+ * skipped, never as passed, and a skip does not hide a check that failed before it. The
+ * runner (tests/main.c) ends with the line `N passed, N failed` (`, N skipped` added
+ * when a test was skipped); its exit status is 1 only when a test failed. */
 #ifndef ANODM_CHECK_H
 #define ANODM_CHECK_H
 
@@ -16,6 +19,8 @@ void test_register(const char *name, test_fn fn);    /* called by TEST(), not by
 void check_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));           /* record one failed assertion */
 const char *test_tmpdir(void);                       /* a private scratch directory */
+void test_skip(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));           /* mark the running test skipped */
 
 #define TEST(name)                                                             \
     static void name(void);                                                    \
@@ -23,6 +28,14 @@ const char *test_tmpdir(void);                       /* a private scratch direct
         test_register(#name, name);                                            \
     }                                                                          \
     static void name(void)
+
+/* Skip the running test, giving the reason, and return from the TEST function. A
+ * helper that decides to skip calls test_skip() and returns by its own means. */
+#define SKIP(...)                                                              \
+    do {                                                                       \
+        test_skip(__VA_ARGS__);                                                \
+        return;                                                                \
+    } while (0)
 
 #define CHECK(cond)                                                            \
     do {                                                                       \

@@ -11,6 +11,7 @@
 #define FIXTURE_MAX_ELEMS (1u << 24)
 
 struct fixture {
+    char path[512];
     int count;
     char *names[FIXTURE_MAX_TENSORS];
     float *data[FIXTURE_MAX_TENSORS];
@@ -37,6 +38,7 @@ fixture *fixture_load(const char *name) {
         return NULL;
     }
     fixture *fx = calloc(1, sizeof *fx);
+    if (fx) snprintf(fx->path, sizeof fx->path, "%s", path);
     char magic[4];
     uint32_t version, count;
     if (!fx || !read_exact(f, magic, 4) || memcmp(magic, "ANTF", 4) || !read_u32(f, &version) ||
@@ -84,20 +86,21 @@ void fixture_free(fixture *fx) {
     free(fx);
 }
 
-const float *fixture_get(const fixture *fx, const char *name, size_t *n) {
+const float *fixture_get(const fixture *fx, const char *name, size_t n) {
     for (int t = 0; fx && t < fx->count; t++)
         if (strcmp(fx->names[t], name) == 0) {
-            if (n) *n = fx->sizes[t];
-            return fx->data[t];
+            if (fx->sizes[t] == n) return fx->data[t];
+            check_fail(__FILE__, __LINE__, "%s: tensor '%s' holds %zu values, expected %zu",
+                       fx->path, name, fx->sizes[t], n);
+            return NULL;
         }
-    check_fail(__FILE__, __LINE__, "fixture has no tensor '%s'", name);
+    check_fail(__FILE__, __LINE__, "%s: no tensor '%s'", fx ? fx->path : "fixture", name);
     return NULL;
 }
 
 float fixture_scalar(const fixture *fx, const char *name) {
-    size_t n = 0;
-    const float *v = fixture_get(fx, name, &n);
-    return (v && n == 1) ? v[0] : NAN;
+    const float *v = fixture_get(fx, name, 1);
+    return v ? v[0] : NAN;
 }
 
 /* A 32-bit integer hash (the "lowbias32" finaliser); Python reproduces it bit for bit. */

@@ -15,9 +15,11 @@ typedef struct fixture fixture;
 
 fixture *fixture_load(const char *name);       /* tests/fixtures/NAME.bin.gz; NULL + message */
 void fixture_free(fixture *fx);
-/* The tensor called `name`; its element count in *n (may be NULL). NULL + failed check if absent. */
-const float *fixture_get(const fixture *fx, const char *name, size_t *n);
-/* The tensor's value as a scalar (the tensor must hold one element). */
+/* The tensor called `name`, which must hold exactly n values: the caller says how many it
+ * will read, so no caller can read past a short tensor or compare a wrong-sized one.
+ * NULL and a failed check if it is absent or of another size. */
+const float *fixture_get(const fixture *fx, const char *name, size_t n);
+/* The tensor's value as a scalar (it must hold one value; NaN and a failed check if not). */
 float fixture_scalar(const fixture *fx, const char *name);
 
 /* Deterministic pseudo-random values in [lo, hi): element i of stream `seed`. */

@@ -152,6 +152,17 @@ def gen_lstm(outdir):
 TCN = dict(in_c=2, len=20, filters=8, kernel=3, dilations=[1, 2, 4], B=3)
 
 
+def tcn_param_count(in_c, filters, kernel, dilations):
+    """Floats in core/tcn.h's run: per block w1, b1, w2, b2 [, wd, bd if C != F]."""
+    n, c = 0, in_c
+    for _ in dilations:
+        n += filters * c * kernel + filters + filters * filters * kernel + filters
+        if c != filters:
+            n += filters * c + filters
+        c = filters
+    return n
+
+
 def tcn_split(flat, in_c, filters, kernel, dilations):
     """Parameter views in core/tcn.h's order: per block w1, b1, w2, b2 [, wd, bd]."""
     blocks, off = [], 0
@@ -196,13 +207,7 @@ def tcn_reference(x, flat, masks, kernel, dilations, filters):
 def gen_tcn(outdir):
     cfg = TCN
     B, C, T, Fn = cfg["B"], cfg["in_c"], cfg["len"], cfg["filters"]
-    n_params = 0
-    c = C
-    for _ in cfg["dilations"]:
-        n_params += Fn * c * cfg["kernel"] + Fn + Fn * Fn * cfg["kernel"] + Fn
-        if c != Fn:
-            n_params += Fn * c + Fn
-        c = Fn
+    n_params = tcn_param_count(C, Fn, cfg["kernel"], cfg["dilations"])
     x0 = det((B, C, T), 401, -1.0, 1.0)
     p0 = det((n_params,), 402, -0.4, 0.4)
     dout = det((B, Fn), 403, -1.0, 1.0)

@@ -12,7 +12,9 @@
 typedef double (*loss_fn)(void *ctx);
 
 /* Compare analytic[i] with (loss(x_i + eps) - loss(x_i - eps)) / 2 eps for up to
- * max_checks evenly spaced i; x is restored. Reports through CHECK; returns worst error. */
+ * max_checks evenly spaced i; x is restored. Reports through CHECK; returns worst error.
+ * Any non-finite value fails: the loss at x, an analytic gradient anywhere in the n, a
+ * numeric one at a checked i. */
 double gradcheck(const char *what, float *x, const float *analytic, size_t n, loss_fn loss,
                  void *ctx, float eps, double atol, double rtol, size_t max_checks);
 

@@ -1,5 +1,6 @@
 /* The one test runner: runs every registered TEST (or those whose name contains one of
- * the command-line words) and ends with `N passed, N failed`. */
+ * the command-line words) and ends with `N passed, N failed`, followed by `, N skipped`
+ * when a test skipped itself (SKIP in check.h). */
 #include "blas.h"
 #include "check.h"
 
@@ -15,6 +16,7 @@
 static struct { const char *name; test_fn fn; } tests[MAX_TESTS];
 static int n_tests;
 static int current_failures;
+static char current_skip[256];           /* the running test's reason to skip, or "" */
 static char tmpdir[256];
 
 void test_register(const char *name, test_fn fn) {
@@ -63,9 +65,23 @@ int check_close_(const char *file, int line, const char *what, const float *a,
     return 1;
 }
 
+void test_skip(const char *fmt, ...) {
+    va_list ap;
+    if (current_skip[0]) return;         /* the first reason stands */
+    va_start(ap, fmt);
+    vsnprintf(current_skip, sizeof current_skip, fmt, ap);
+    va_end(ap);
+    if (!current_skip[0]) snprintf(current_skip, sizeof current_skip, "no reason given");
+}
+
 const char *test_tmpdir(void) { return tmpdir; }
 
+/* The command-line words pick tests by name. The runner's own demo tests
+ * (tests/test_runner.c, named runner_demo_*) run when ANODM_RUNNER_DEMO is set, and then
+ * alone: that is how the runner's test runs a copy of the runner. */
 static int selected(const char *name, int argc, char **argv) {
+    int demo = strncmp(name, "runner_demo_", strlen("runner_demo_")) == 0;
+    if (demo != (getenv("ANODM_RUNNER_DEMO") != NULL)) return 0;
     if (argc < 2) return 1;
     for (int i = 1; i < argc; i++)
         if (strstr(name, argv[i])) return 1;
@@ -73,7 +89,7 @@ static int selected(const char *name, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     blas_select_kernels(argv); /* test the kernels that anodm itself will run */
     snprintf(tmpdir, sizeof tmpdir, "/tmp/anodm-test-XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -85,12 +101,18 @@ int main(int argc, char **argv) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         current_failures = 0;
+        current_skip[0] = 0;
         tests[i].fn();
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
         if (current_failures) {
             failed++;
-            printf("FAIL %s (%d failed checks, %.0f ms)\n", tests[i].name, current_failures, ms);
+            printf("FAIL %s (%d failed checks, %.0f ms)%s%s%s\n", tests[i].name,
+                   current_failures, ms, current_skip[0] ? " and skipped (" : "", current_skip,
+                   current_skip[0] ? ")" : "");
+        } else if (current_skip[0]) {
+            skipped++;
+            printf("skip %s (%s)\n", tests[i].name, current_skip);
         } else {
             passed++;
             printf("ok   %s (%.0f ms)\n", tests[i].name, ms);
@@ -100,6 +122,9 @@ int main(int argc, char **argv) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-    printf("%d passed, %d failed\n", passed, failed);
+    if (skipped)
+        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else
+        printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

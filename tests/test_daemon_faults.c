@@ -5,13 +5,14 @@
  *   2xx for is in the log under its caller id with the log ids it was given, the log
  *   passes PRAGMA integrity_check, and the daemon starts cleanly.
  * - A full disk (a small tmpfs, mounted here: the tests run as root; where mounting is not
- *   permitted that part says so and is skipped) and a file size limit (RLIMIT_FSIZE set on
+ *   permitted that test is reported as skipped) and a file size limit (RLIMIT_FSIZE set on
  *   the running daemon with prlimit, which needs no mount): scores are refused with 503
  *   log_unavailable and nothing of them is logged, /readyz turns 503 and /healthz stays
  *   200, and once there is room again readiness comes back by itself (no score needs to
  *   arrive first) and scores are taken again.
- * - A log that cannot be opened for writing at start (read-only mount, a directory, a
- *   missing directory, not a database, a newer schema): a clear error, exit status 1.
+ * - A log that cannot be opened for writing at start (a directory, a missing directory,
+ *   not a database, a newer schema; and, in a test of its own that is skipped where a
+ *   tmpfs cannot be mounted, a read-only mount): a clear error, exit status 1.
  * - SIGHUP reloads under load: no failed request, and every answer and its log rows name
  *   one of the two bundles, never a mix.
  * - A corrupt bundle at start: a clear error naming the model, exit status 1, and no log
@@ -400,11 +401,9 @@ TEST(daemon_fault_disk_full) {
     tmpfs_room t;
     snprintf(t.dir, sizeof t.dir, "%s/smallfs", test_tmpdir());
     snprintf(t.filler, sizeof t.filler, "%s/filler", t.dir);
-    if (mount_tmpfs(t.dir, "size=2m,mode=0700")) {
-        fprintf(stderr, "    daemon_fault_disk_full: skipped: %s (%s); the file size limit "
-                "test covers a log that cannot grow\n", mount_note(), strerror(errno));
-        return;
-    }
+    if (mount_tmpfs(t.dir, "size=2m,mode=0700"))
+        SKIP("%s (%s); daemon_fault_file_size_limit covers a log that cannot grow",
+             mount_note(), strerror(errno));
     char db[600], log[600], tiny[600];
     snprintf(db, sizeof db, "%s/scores.db", t.dir);
     snprintf(log, sizeof log, "%s/full_stderr.txt", test_tmpdir());
@@ -487,7 +486,7 @@ static void expect_no_start_(const char *file, int line, const char *db, const c
 
 TEST(daemon_fault_log_unusable_at_start) {
     if (!test_bundles_get()) return;
-    char path[700], dir[600];
+    char path[700];
     snprintf(path, sizeof path, "%s/no/such/dir/scores.db", test_tmpdir());
     EXPECT_NO_START(path, "unable to open database file");
     snprintf(path, sizeof path, "%s/a_directory.db", test_tmpdir());
@@ -507,14 +506,17 @@ TEST(daemon_fault_log_unusable_at_start) {
                        NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     EXPECT_NO_START(path, "log schema version 99");
+}
 
-    /* A read-only file system: as root, file modes do not stop a write; a mount does. */
+/* A read-only file system: as root, file modes do not stop a write; a mount does. Its own
+ * test, so that where no tmpfs can be mounted the skip is reported for these cases alone
+ * and the cases above still count as passed. */
+TEST(daemon_fault_log_read_only_at_start) {
+    if (!test_bundles_get()) return;
+    char path[700], dir[600];
+    sqlite3 *db = NULL;
     snprintf(dir, sizeof dir, "%s/rofs", test_tmpdir());
-    if (mount_tmpfs(dir, "size=1m,mode=0700")) {
-        fprintf(stderr, "    daemon_fault_log_unusable_at_start: read-only cases skipped: %s "
-                "(%s)\n", mount_note(), strerror(errno));
-        return;
-    }
+    if (mount_tmpfs(dir, "size=1m,mode=0700")) SKIP("%s (%s)", mount_note(), strerror(errno));
     snprintf(path, sizeof path, "%s/scores.db", dir);
     CHECK(sqlite3_open(path, &db) == SQLITE_OK &&
           sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL) == SQLITE_OK);

@@ -9,6 +9,7 @@
 #include "check.h"
 #include "fixture.h"
 #include "gradcheck.h"
+#include "train.h"
 #include "vae.h"
 #include "weights.h"
 
@@ -275,7 +276,8 @@ static void net_gradcheck(const char *spec, shape3 in, int train) {
         t.run.train = 0;
     }
     net_probe p = {&t, x, r, 77};
-    probe_loss(&p);
+    double loss = probe_loss(&p);
+    CHECK_MSG(isfinite(loss), "%s: loss %g", spec, loss);
     memset(t.grads, 0, t.n.n_params * sizeof(float));
     net_backward(&t.n, t.params, t.grads, x, r, dx, B, &t.run);
     char what[64];
@@ -313,14 +315,14 @@ TEST(net_gradcheck_bn_images_train) {
  * dropout on both sides: the loss a training step minimises is the one differentiated. */
 typedef struct {
     vae_model m;
-    vae_workspace w;
+    vae_trainer *t;
     float x[4 * 16], eps[4 * 3];
 } seq_vae;
 
 static double seq_vae_loss(void *ctx) {
     seq_vae *s = ctx;
-    rng_seed(&s->w.rng, 5);
-    return vae_forward_backward(&s->m, &s->w, s->x, s->eps, 4, 0.6f, 0.0f).loss;
+    vae_trainer_reseed(s->t, 5);
+    return vae_trainer_gradient(s->t, s->x, s->eps, 4, 0.6f, 0.0f).loss;
 }
 
 static void vae_train_gradcheck(const char *enc, const char *dec) {
@@ -333,7 +335,11 @@ static void vae_train_gradcheck(const char *enc, const char *dec) {
         check_fail(__FILE__, __LINE__, "%s", err);
         return;
     }
-    CHECK(vae_workspace_init(&s.w, &s.m, 4) == 0);
+    if (!(s.t = vae_trainer_new(&s.m, 4, 1, 5))) {
+        check_fail(__FILE__, __LINE__, "out of memory");
+        vae_free(&s.m);
+        return;
+    }
     det_fill(s.x, 4 * 16, 14, 0, 1);
     det_fill(s.eps, 4 * 3, 15, -1.5f, 1.5f);
     seq_vae_loss(&s);
@@ -341,7 +347,7 @@ static void vae_train_gradcheck(const char *enc, const char *dec) {
     memcpy(g, s.m.grads, s.m.n_params * sizeof(float));
     gradcheck("vae train", s.m.params, g, s.m.n_params, seq_vae_loss, &s, 1e-3f, 2e-3, 2e-2, 600);
     free(g);
-    vae_workspace_free(&s.w);
+    vae_trainer_free(s.t);
     vae_free(&s.m);
 }
 
@@ -376,13 +382,14 @@ TEST(vae_presets_build_and_run) {
                   "%s decodes to %dx%dx%d", names[k], m.dec.out.c, m.dec.out.h, m.dec.out.w);
         CHECK_MSG(m.n_params > 50000 && m.n_params < 5000000, "%s: %zu parameters", names[k],
                   m.n_params);
-        CHECK(vae_workspace_init(&w, &m, B) == 0);
+        vae_trainer *t = vae_trainer_new(&m, B, 1, 1);
+        CHECK(t && vae_workspace_init(&w, &m, B) == 0);
         const size_t dim = shape_size(a.in);
         float *x = malloc(B * dim * sizeof(float)), *saved = malloc(m.n_params * sizeof(float));
         float eps[2 * 16];
         det_fill(x, B * dim, 40 + k, 0, 1);
         det_fill(eps, B * L, 50, -1, 1);
-        vae_loss l = vae_forward_backward(&m, &w, x, eps, B, 0.1f, 0.0f);
+        vae_loss l = t ? vae_trainer_gradient(t, x, eps, B, 0.1f, 0.0f) : (vae_loss){NAN, 0, 0};
         CHECK_MSG(isfinite(l.loss) && l.recon > 0 && l.kl >= 0, "%s: loss %g", names[k], l.loss);
         memcpy(saved, m.params, m.n_params * sizeof(float));
         double e1 = vae_evaluate(&m, &w, x, eps, B, 0.1f, 0.0f).loss;
@@ -400,6 +407,7 @@ TEST(vae_presets_build_and_run) {
         }
         free(x);
         free(saved);
+        vae_trainer_free(t);
         vae_workspace_free(&w);
         vae_free(&m);
     }
