@@ -63,10 +63,10 @@ double cli_now(void);
 typedef struct {
     int done;
     size_t n, n_pos;
-    double auc[STREAM_N_FUSIONS];          /* auROC */
-    double tpr_1pct[STREAM_N_FUSIONS];     /* true-positive rate at 1% false positives */
-    double recall[STREAM_N_FUSIONS];       /* anomalies flagged at the fusion's threshold */
-    double false_alarm[STREAM_N_FUSIONS];  /* normals flagged at it */
+    double auc[FUSION_N];          /* auROC */
+    double tpr_1pct[FUSION_N];     /* true-positive rate at 1% false positives */
+    double recall[FUSION_N];       /* anomalies flagged at the fusion's threshold */
+    double false_alarm[FUSION_N];  /* normals flagged at it */
 } stream_result;
 /* The test set at anomaly rate `rate` (0: as it is; anomalies = label cls) replayed in a
  * seeded order through d with a fresh memory, each fusion calibrated on a stream of the

@@ -108,6 +108,7 @@ typedef struct {
     class_result res[MAX_BETAS * MAX_RATES][N_CLASSES];  /* [beta * n_rates + rate][class] */
     int stream;                  /* --stream: the stream protocol instead of the offline one */
     const char *models_dir;      /* --models: detectors kept and reused there */
+    memory_options memory;       /* the stream memory's settings */
     stream_result sres[MAX_BETAS * MAX_RATES][N_CLASSES];
     /* progress context */
     double beta;
@@ -148,6 +149,9 @@ static void experiment_usage(FILE *f) {
         "                       (default rates 0.01,0.05,0.1 and the set as it is)\n"
         "  --models DIR         keep each class's detector in DIR and reuse it when the same\n"
         "                       settings run again\n"
+        "  --memory-size N, --memory-k K, --memory-recent F  the stream memory: latents kept,\n"
+        "                       the term's neighbour rank, share kept for the latest\n"
+        "                       (default 2000, 5, 0.5)\n"
         "ecg only:\n"
         "  --beats FILE.npy     a beat set from anodm ecg-extract (FILE.labels.npy beside it,\n"
         "                       and FILE.records.npy for --split patient) instead of --data\n"
@@ -630,11 +634,11 @@ static int write_stream_markdown(const run *r, const char *path) {
         char setting[128];
         setting_title(r, k, setting, sizeof setting);
         fprintf(f, "\n## %s\n\n| class | n | anomalies |", setting);
-        for (int fu = 0; fu < STREAM_N_FUSIONS; fu++) fprintf(f, " %s |", STREAM_FUSION_ID[fu]);
+        for (int fu = 0; fu < FUSION_N; fu++) fprintf(f, " %s |", SCORE_FUSION_NAME[fu]);
         fprintf(f, "\n|---|---|---|");
-        for (int fu = 0; fu < STREAM_N_FUSIONS; fu++) fprintf(f, "---|");
+        for (int fu = 0; fu < FUSION_N; fu++) fprintf(f, "---|");
         fprintf(f, "\n");
-        double sum[STREAM_N_FUSIONS][4] = {{0}};
+        double sum[FUSION_N][4] = {{0}};
         int done = 0;
         for (int c = 0; c < r->n_classes; c++) {
             const stream_result *s = &r->sres[k][c];
@@ -642,7 +646,7 @@ static int write_stream_markdown(const run *r, const char *path) {
             done++;
             fprintf(f, "| %d %s | %zu | %zu |", r->classes[c], r->ds->class_name[r->classes[c]],
                     s->n, s->n_pos);
-            for (int fu = 0; fu < STREAM_N_FUSIONS; fu++) {
+            for (int fu = 0; fu < FUSION_N; fu++) {
                 fprintf(f, " %.3f / %.2f / %.2f / %.3f |", s->auc[fu], s->tpr_1pct[fu],
                         s->recall[fu], s->false_alarm[fu]);
                 sum[fu][0] += s->auc[fu];
@@ -654,7 +658,7 @@ static int write_stream_markdown(const run *r, const char *path) {
         }
         if (!done) continue;
         fprintf(f, "| **average** (%d) | | |", done);
-        for (int fu = 0; fu < STREAM_N_FUSIONS; fu++)
+        for (int fu = 0; fu < FUSION_N; fu++)
             fprintf(f, " **%.3f / %.2f / %.2f / %.3f** |", sum[fu][0] / done, sum[fu][1] / done,
                     sum[fu][2] / done, sum[fu][3] / done);
         fprintf(f, "\n");
@@ -676,8 +680,8 @@ static int write_stream_json(const run *r, const char *path) {
             const stream_result *s = &r->sres[k][c];
             if (!s->done) continue;
             json_t *fusions = json_object();
-            for (int fu = 0; fu < STREAM_N_FUSIONS; fu++)
-                json_object_set_new(fusions, STREAM_FUSION_ID[fu],
+            for (int fu = 0; fu < FUSION_N; fu++)
+                json_object_set_new(fusions, SCORE_FUSION_NAME[fu],
                                     json_pack("{s:f, s:f, s:f, s:f}", "auroc", s->auc[fu],
                                               "tpr_at_1pct_fpr", s->tpr_1pct[fu], "recall",
                                               s->recall[fu], "false_alarm_rate",
@@ -702,6 +706,11 @@ static int stream_setting(run *r, int k, int c, const detector *d, const dataset
                           const dataset *cal, char *err, size_t errlen) {
     const double t0 = cli_now();
     stream_result *s = &r->sres[k][c];
+    detector with_memory = *d;
+    with_memory.use_memory = 1;
+    with_memory.memory = r->memory;
+    with_memory.term = TERM_LATENT;   /* the base score is the daemon's: RE + latent */
+    d = &with_memory;
     if (cli_stream_class(d, test, r->classes[c], rate_of(r, k), cal, d->quantile, r->seed, s,
                          err, errlen) != 0)
         return -1;
@@ -710,8 +719,8 @@ static int stream_setting(run *r, int k, int c, const detector *d, const dataset
     printf("[%7.1fs] %s, class %d (%s), stream of %zu with %zu anomalies in %.0fs, "
            "auROC/TPR@1%%/recall/false alarms:", elapsed(r), setting, r->classes[c],
            r->ds->class_name[r->classes[c]], s->n, s->n_pos, cli_now() - t0);
-    for (int f = 0; f < STREAM_N_FUSIONS; f++)
-        printf(" %s %.3f/%.2f/%.2f/%.3f", STREAM_FUSION_ID[f], s->auc[f], s->tpr_1pct[f],
+    for (int f = 0; f < FUSION_N; f++)
+        printf(" %s %.3f/%.2f/%.2f/%.3f", SCORE_FUSION_NAME[f], s->auc[f], s->tpr_1pct[f],
                s->recall[f], s->false_alarm[f]);
     printf("\n");
     fflush(stdout);
@@ -975,6 +984,8 @@ int cmd_experiment(int argc, char **argv) {
         {"test-records", required_argument, 0, 'R'}, {"latent-input", required_argument, 0, 'Z'},
         {"threads", required_argument, 0, 'T'}, {"latent-k", required_argument, 0, 'K'},
         {"stream", no_argument, 0, 'W'}, {"models", required_argument, 0, 'M'},
+        {"memory-size", required_argument, 0, 1001}, {"memory-k", required_argument, 0, 1002},
+        {"memory-recent", required_argument, 0, 1003},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     run *r = calloc(1, sizeof *r);
     const char *dataset_name = NULL, *classes_arg = "all", *split_arg = NULL,
@@ -999,6 +1010,7 @@ int cmd_experiment(int argc, char **argv) {
     r->latent_k = 1;
     r->seed = 1;
     r->split_balance = NAN;
+    memory_options_default(&r->memory);
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
@@ -1045,6 +1057,14 @@ int cmd_experiment(int argc, char **argv) {
             break;
         case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) goto out; r->latent = (int)v; break;
         case 'W': r->stream = 1; break;
+        case 1001:
+            if (cli_int("--memory-size", optarg, 1, 1000000, &v)) goto out;
+            r->memory.capacity = (int)v;
+            break;
+        case 1002: if (cli_int("--memory-k", optarg, 1, 64, &v)) goto out; r->memory.k = (int)v; break;
+        case 1003:
+            if (cli_real("--memory-recent", optarg, 1e-6, 1, &r->memory.recent_share)) goto out;
+            break;
         case 'M': r->models_dir = optarg; break;
         case 'h': experiment_usage(stdout); rc = 0; goto out;
         default: experiment_usage(stderr); goto out;
@@ -1100,6 +1120,10 @@ int cmd_experiment(int argc, char **argv) {
                  split_name(r));
     } else snprintf(r->title, sizeof r->title, "%s", r->ds->title);
     if (!r->data_dir) r->data_dir = r->ds->default_data;
+    if (memory_options_check(&r->memory, err, sizeof err) != 0) {
+        fprintf(stderr, "anodm experiment: %s\n", err);
+        goto out;
+    }
     if (r->stream && r->n_rates == 1 && r->rates[0] == 0) {
         static const double stream_rates[] = {0.01, 0.05, 0.1, 0};
         r->n_rates = 4;

@@ -15,10 +15,10 @@ int cli_stream_class(const detector *d, const dataset *test, int32_t cls, double
     size_t *idx = malloc(test->n * sizeof *idx), n = test->n;
     int *is_pos = malloc(test->n * sizeof *is_pos), rc = -1;
     float *x = NULL;
-    double *scores[STREAM_N_FUSIONS] = {0};
+    double *scores[FUSION_N] = {0};
     stream_calibration c = {0};
     int ok = idx && is_pos;
-    for (int f = 0; f < STREAM_N_FUSIONS; f++)
+    for (int f = 0; f < FUSION_N; f++)
         ok &= (scores[f] = malloc(test->n * sizeof(double))) != NULL;
     if (!ok) {
         snprintf(err, errlen, "out of memory for %zu stream scores", test->n);
@@ -48,7 +48,7 @@ int cli_stream_class(const detector *d, const dataset *test, int32_t cls, double
     memset(out, 0, sizeof *out);
     out->n = n;
     for (size_t i = 0; i < n; i++) out->n_pos += (size_t)is_pos[i];
-    for (int f = 0; f < STREAM_N_FUSIONS; f++) {
+    for (int f = 0; f < FUSION_N; f++) {
         size_t tp = 0, fp = 0;
         for (size_t i = 0; i < n; i++) {
             int flagged = scores[f][i] > c.threshold[f];
@@ -64,7 +64,7 @@ int cli_stream_class(const detector *d, const dataset *test, int32_t cls, double
     rc = 0;
 done:
     stream_calibration_free(&c);
-    for (int f = 0; f < STREAM_N_FUSIONS; f++) free(scores[f]);
+    for (int f = 0; f < FUSION_N; f++) free(scores[f]);
     free(x);
     free(idx);
     free(is_pos);

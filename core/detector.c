@@ -13,6 +13,8 @@ void detector_free(detector *d) {
     free(d->ref_map);
     free(d->ref_id);
     free(d->cal_scores);
+    free(d->cal_base);
+    free(d->cal_memory);
     free(d->provenance);
     /* Zeroed, not just freed: a second call, or one on a detector a failed load left
      * behind, then frees nothing. */

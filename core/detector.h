@@ -57,11 +57,14 @@ typedef struct {
     /* the stream memory (memory.h): off in bundles before format 4 */
     int use_memory;
     memory_options memory;
+    score_fusion fusion;         /* with a memory: how z_memory joins the base score */
     /* calibration on held-out normals (memory: on a stream of them through the memory) */
     term_stats re, map, latent, mem;
     double quantile, threshold;
     int n_cal;
     float *cal_scores;           /* n_cal fused scores, ascending: p-values */
+    float *cal_base, *cal_memory; /* FUSION_FISHER: n_cal base scores and z_memory of the
+                                  * calibration stream, ascending; NULL otherwise */
     char *provenance;            /* JSON text from training (data, settings, metrics) */
 } detector;
 

@@ -73,3 +73,19 @@ double score_p_value(const float *cal_ascending, size_t n, double s) {
     }
     return (double)(1 + n - lo) / (double)(n + 1);
 }
+
+const char *const SCORE_FUSION_NAME[FUSION_N] = {"base", "memory", "sum", "max", "fisher"};
+
+double score_fuse(score_fusion f, double base, double z_memory, const float *cal_base,
+                  const float *cal_memory, size_t n) {
+    switch (f) {
+    case FUSION_BASE: return base;
+    case FUSION_MEMORY: return z_memory;
+    case FUSION_SUM: return base + z_memory;
+    case FUSION_MAX: return base > z_memory ? base : z_memory;
+    case FUSION_FISHER:
+        return -2.0 * (log(score_p_value(cal_base, n, base)) +
+                       log(score_p_value(cal_memory, n, z_memory)));
+    default: return NAN;
+    }
+}

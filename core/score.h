@@ -27,4 +27,22 @@ double score_quantile(const double *v, size_t n, double q);
 /* p-value of s against n ascending calibration scores: (1 + #{cal >= s}) / (n + 1). */
 double score_p_value(const float *cal_ascending, size_t n, double s);
 
+/* How a detector with a stream memory joins its two pieces of evidence: the base score
+ * (alpha * z_re + (1 - alpha) * z_2, all a detector without a memory has) and z_memory.
+ * Chosen by measurement (docs/RESULTS.md, "The stream protocol"). */
+typedef enum {
+    FUSION_BASE = 0,   /* base alone: the memory is reported, not scored */
+    FUSION_MEMORY,     /* z_memory alone */
+    FUSION_SUM,        /* base + z_memory */
+    FUSION_MAX,        /* max(base, z_memory) */
+    FUSION_FISHER,     /* -2 (log p(base) + log p(z_memory)), p against a normal stream */
+    FUSION_N
+} score_fusion;
+/* Their names: "base", "memory", "sum", "max", "fisher". */
+extern const char *const SCORE_FUSION_NAME[FUSION_N];
+/* The fused score; FUSION_FISHER reads the p-values off cal_base and cal_memory, the
+ * ascending base and z_memory of n calibration samples (unused otherwise). */
+double score_fuse(score_fusion f, double base, double z_memory, const float *cal_base,
+                  const float *cal_memory, size_t n);
+
 #endif

@@ -172,13 +172,21 @@ void scorer_window(const scorer *s, const float **pos, int *n) {
     *n = s->window ? tsne_window_count(s->window) : 0;
 }
 
+double detector_base_score(const detector *d, const detector_result *r) {
+    return d->alpha * r->z_re +
+           (1.0 - d->alpha) * (d->term == TERM_LATENT ? r->z_latent : r->z_map);
+}
+
 void detector_fuse(const detector *d, detector_result *r) {
     r->z_re = score_standardise(r->d_re, d->re);
     r->z_map = score_standardise(r->d_map, d->map);
     r->z_latent = score_standardise(r->d_latent, d->latent);
     r->z_memory = d->use_memory ? score_standardise(r->d_memory, d->mem) : 0.0;
+    r->score = detector_base_score(d, r);
+    if (d->use_memory)
+        r->score = score_fuse(d->fusion, r->score, r->z_memory, d->cal_base, d->cal_memory,
+                              (size_t)d->n_cal);
     int latent = d->term == TERM_LATENT;
-    r->score = d->alpha * r->z_re + (1.0 - d->alpha) * (latent ? r->z_latent : r->z_map);
     r->raw_score = d->alpha * r->d_re + (1.0 - d->alpha) * (latent ? r->d_latent : r->d_map);
 }
 

@@ -40,6 +40,9 @@ void scorer_window(const scorer *s, const float **pos, int *n);
 /* The stream memory (NULL if the detector has none), and forgetting it. */
 const stream_memory *scorer_memory(const scorer *s);
 void scorer_memory_reset(scorer *s);
+/* A result's base score, alpha * z_re + (1 - alpha) * z_2 (z_2 the detector's term),
+ * from its standardised terms: the whole score of a detector without a memory. */
+double detector_base_score(const detector *d, const detector_result *res);
 /* The standardised terms, fused and raw score of res from its raw terms (what
  * calibration needs before a threshold exists). */
 void detector_fuse(const detector *d, detector_result *res);

@@ -9,37 +9,18 @@
 #include "rng.h"
 #include "scorer.h"
 
-const char *const STREAM_FUSION_ID[STREAM_N_FUSIONS] = {"base", "memory", "sum", "max",
-                                                        "fisher"};
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
 }
 
-/* The share of the n ascending values v that are >= s, as a p-value (1 + #) / (n + 1). */
-static double tail_p(const double *v, int n, double s) {
-    int lo = 0, hi = n;          /* first index with v >= s */
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (v[mid] < s) lo = mid + 1;
-        else hi = mid;
-    }
-    return (1.0 + (n - lo)) / (n + 1.0);
-}
-
-double stream_fuse(const detector *d, const stream_calibration *c, stream_fusion f,
-                   double z_re, double z_latent, double z_memory) {
-    double base = d->alpha * z_re + (1.0 - d->alpha) * z_latent;
-    switch (f) {
-    case STREAM_BASE: return base;
-    case STREAM_MEMORY: return z_memory;
-    case STREAM_SUM: return base + z_memory;
-    case STREAM_MAX: return base > z_memory ? base : z_memory;
-    case STREAM_FISHER:
-        return -2.0 * (log(tail_p(c->base, c->n, base)) + log(tail_p(c->memory, c->n, z_memory)));
-    default: return NAN;
-    }
+/* n values, ascending, as floats (a malloc'd copy; NULL if out of memory). */
+static float *ascending(const double *v, int n) {
+    float *out = malloc((size_t)(n ? n : 1) * sizeof *out);
+    if (!out) return NULL;
+    for (int i = 0; i < n; i++) out[i] = (float)v[i];
+    qsort(out, (size_t)n, sizeof *out, cmp_float);
+    return out;
 }
 
 /* A detector without a memory gets one with the default settings. */
@@ -117,6 +98,7 @@ oom:
 void stream_calibration_free(stream_calibration *c) {
     free(c->base);
     free(c->memory);
+    for (int f = 0; f < FUSION_N; f++) free(c->fused[f]);
     memset(c, 0, sizeof *c);
 }
 
@@ -127,41 +109,40 @@ int stream_calibrate(const detector *d, const float *cal, int n_cal, uint64_t se
     with_memory(&dd);
     dd.mem = (term_stats){0.0, 1.0};
     detector_result *res = malloc((size_t)n_cal * sizeof *res);
-    double *v = malloc((size_t)n_cal * sizeof *v);
-    c->base = malloc((size_t)n_cal * sizeof *c->base);
-    c->memory = malloc((size_t)n_cal * sizeof *c->memory);
+    double *v = malloc((size_t)n_cal * sizeof *v), *z = malloc((size_t)n_cal * sizeof *z);
+    double *fused = malloc((size_t)n_cal * sizeof *fused);
     c->n = n_cal;
     int rc = -1;
-    if (!res || !v || !c->base || !c->memory) {
-        snprintf(err, errlen, "stream: out of memory for %d calibration samples", n_cal);
-        goto done;
-    }
+    if (!res || !v || !z || !fused) goto oom;
     if (replay(&dd, cal, n_cal, seed, res, err, errlen) != 0) goto done;
     for (int i = 0; i < n_cal; i++) v[i] = res[i].d_memory;
     c->mem = score_term_stats(v, (size_t)n_cal);
     for (int i = 0; i < n_cal; i++) {
-        c->base[i] = stream_fuse(d, c, STREAM_BASE, res[i].z_re, res[i].z_latent, 0);
-        c->memory[i] = score_standardise(res[i].d_memory, c->mem);
+        v[i] = detector_base_score(&dd, &res[i]);
+        z[i] = score_standardise(res[i].d_memory, c->mem);
     }
-    qsort(c->base, (size_t)n_cal, sizeof(double), cmp_double);
-    qsort(c->memory, (size_t)n_cal, sizeof(double), cmp_double);
-    for (int f = 0; f < STREAM_N_FUSIONS; f++) {
+    if (!(c->base = ascending(v, n_cal)) || !(c->memory = ascending(z, n_cal))) goto oom;
+    for (int f = 0; f < FUSION_N; f++) {
         for (int i = 0; i < n_cal; i++)
-            v[i] = stream_fuse(d, c, (stream_fusion)f, res[i].z_re, res[i].z_latent,
-                               score_standardise(res[i].d_memory, c->mem));
-        qsort(v, (size_t)n_cal, sizeof(double), cmp_double);
-        c->threshold[f] = score_quantile(v, (size_t)n_cal, q);
+            fused[i] = score_fuse((score_fusion)f, v[i], z[i], c->base, c->memory, (size_t)n_cal);
+        if (!(c->fused[f] = ascending(fused, n_cal))) goto oom;
+        c->threshold[f] = score_quantile(fused, (size_t)n_cal, q);
     }
     rc = 0;
+    goto done;
+oom:
+    snprintf(err, errlen, "stream: out of memory for %d calibration samples", n_cal);
 done:
     if (rc != 0) stream_calibration_free(c);
     free(res);
     free(v);
+    free(z);
+    free(fused);
     return rc;
 }
 
 int stream_replay(const detector *d, const stream_calibration *c, const float *x, int n,
-                  uint64_t seed, double *scores[STREAM_N_FUSIONS], char *err, size_t errlen) {
+                  uint64_t seed, double *scores[FUSION_N], char *err, size_t errlen) {
     detector dd = *d;
     with_memory(&dd);
     dd.mem = c->mem;
@@ -172,9 +153,9 @@ int stream_replay(const detector *d, const stream_calibration *c, const float *x
     }
     int rc = replay(&dd, x, n, seed, res, err, errlen);
     for (int i = 0; rc == 0 && i < n; i++)
-        for (int f = 0; f < STREAM_N_FUSIONS; f++)
-            scores[f][i] = stream_fuse(d, c, (stream_fusion)f, res[i].z_re, res[i].z_latent,
-                                       res[i].z_memory);
+        for (int f = 0; f < FUSION_N; f++)
+            scores[f][i] = score_fuse((score_fusion)f, detector_base_score(&dd, &res[i]),
+                                      res[i].z_memory, c->base, c->memory, (size_t)c->n);
     free(res);
     return rc;
 }

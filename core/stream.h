@@ -19,24 +19,13 @@
 
 #include "detector.h"
 
-/* The candidate scores; base = alpha * z_re + (1 - alpha) * z_latent, the score of
- * detectors without a memory. p-values are against the calibration stream. */
-typedef enum {
-    STREAM_BASE = 0,   /* base alone */
-    STREAM_MEMORY,     /* z_memory alone */
-    STREAM_SUM,        /* base + z_memory */
-    STREAM_MAX,        /* max(base, z_memory) */
-    STREAM_FISHER,     /* -2 (log p(base) + log p(z_memory)) */
-    STREAM_N_FUSIONS
-} stream_fusion;
-
-/* Short names ("base", "memory", "sum", "max", "fisher"). */
-extern const char *const STREAM_FUSION_ID[STREAM_N_FUSIONS];
-
+/* Every fusion of score.h is a candidate; base = alpha * z_re + (1 - alpha) * z_latent,
+ * the score of detectors without a memory, and p-values are against the normal stream. */
 typedef struct {
     term_stats mem;                        /* d_memory on the normal stream */
-    double threshold[STREAM_N_FUSIONS];    /* each fusion's quantile on that stream */
-    double *base, *memory;                 /* the stream's base and z_memory, ascending */
+    double threshold[FUSION_N];            /* each fusion's quantile on that stream */
+    float *base, *memory;                  /* the stream's base and z_memory, ascending */
+    float *fused[FUSION_N];                /* each fusion on the stream, ascending */
     int n;
 } stream_calibration;
 
@@ -57,13 +46,9 @@ int stream_calibrate(const detector *d, const float *cal, int n_cal, uint64_t se
                      stream_calibration *c, char *err, size_t errlen);
 void stream_calibration_free(stream_calibration *c);
 
-/* One fusion of a sample's standardised terms. */
-double stream_fuse(const detector *d, const stream_calibration *c, stream_fusion f,
-                   double z_re, double z_latent, double z_memory);
-
 /* Replay the n samples x in a seeded order through a fresh scorer with memory; every
  * fusion's score of sample i (original order) into scores[f][i]. d->mem is set from c. */
 int stream_replay(const detector *d, const stream_calibration *c, const float *x, int n,
-                  uint64_t seed, double *scores[STREAM_N_FUSIONS], char *err, size_t errlen);
+                  uint64_t seed, double *scores[FUSION_N], char *err, size_t errlen);
 
 #endif

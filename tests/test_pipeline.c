@@ -268,9 +268,9 @@ TEST(pipeline_stream_memory_catches_recurring_anomalies) {
     if (!d.vae.params) return;
     enum { N_CAL = 1500, N = 1000 };
     float *cal = malloc((size_t)N_CAL * DIM * sizeof *cal), *x = malloc((size_t)N * DIM * sizeof *x);
-    double *scores[STREAM_N_FUSIONS] = {0};
+    double *scores[FUSION_N] = {0};
     int is_pos[N], ok = cal && x;
-    for (int f = 0; f < STREAM_N_FUSIONS; f++) ok &= (scores[f] = malloc(N * sizeof(double))) != NULL;
+    for (int f = 0; f < FUSION_N; f++) ok &= (scores[f] = malloc(N * sizeof(double))) != NULL;
     stream_calibration c = {0};
     char err[256];
     rng_t r;
@@ -282,16 +282,16 @@ TEST(pipeline_stream_memory_catches_recurring_anomalies) {
     }
     CHECK(ok && stream_calibrate(&d, cal, N_CAL, 3, 0.99, &c, err, sizeof err) == 0);
     CHECK(ok && stream_replay(&d, &c, x, N, 5, scores, err, sizeof err) == 0);
-    for (int f = 0; ok && f < STREAM_N_FUSIONS; f++) {
+    for (int f = 0; ok && f < FUSION_N; f++) {
         int alarms = 0;
         for (int i = 0; i < N; i++) alarms += !is_pos[i] && scores[f][i] > c.threshold[f];
         CHECK_MSG(alarms <= 30, "%s: %d false alarms of 900 at its threshold",
-                  STREAM_FUSION_ID[f], alarms);
+                  SCORE_FUSION_NAME[f], alarms);
     }
-    double mem_auc = ok ? auroc(scores[STREAM_MEMORY], is_pos, N) : 0;
+    double mem_auc = ok ? auroc(scores[FUSION_MEMORY], is_pos, N) : 0;
     CHECK_MSG(mem_auc > 0.95, "memory term auROC %.3f", mem_auc);
     stream_calibration_free(&c);
-    for (int f = 0; f < STREAM_N_FUSIONS; f++) free(scores[f]);
+    for (int f = 0; f < FUSION_N; f++) free(scores[f]);
     free(cal);
     free(x);
     detector_free(&d);
