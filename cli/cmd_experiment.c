@@ -699,9 +699,6 @@ static int write_stream_json(const run *r, const char *path) {
 }
 
 /* The stream protocol at setting k for class c, reported and written out. */
-/* The length of the normal stream each fusion is calibrated on. */
-#define STREAM_CAL_MAX 20000
-
 static int stream_setting(run *r, int k, int c, const detector *d, const dataset *test,
                           const dataset *cal, char *err, size_t errlen) {
     const double t0 = cli_now();
@@ -805,7 +802,7 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
         float *x = NULL;
         size_t n = 0;
         if (stream_normals(cal.x, cal.n, rest.x, rest.n, cal.dim, d.ref_id, d.n_ref,
-                           STREAM_CAL_MAX, r->seed ^ 0x5EEDULL, &x, &n, err, errlen) != 0)
+                           STREAM_NORMALS_MAX, r->seed ^ 0x5EEDULL, &x, &n, err, errlen) != 0)
             goto done;
         free(cal.x);
         free(cal.labels);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "scorer.h"
+#include "stream.h"
 
 #define ENCODE_BATCH 256
 
@@ -24,6 +25,9 @@ void build_opts_default(build_opts *o) {
     o->k = 1;
     o->alpha = 0.5;
     o->term = TERM_LATENT;
+    o->use_memory = 0;   /* on once bundles carry it */
+    memory_options_default(&o->memory);
+    o->fusion = FUSION_MAX;
     o->input = LATENT_MU;
     o->cal_batch = 32;
 }
@@ -92,6 +96,39 @@ done:
     free(fused);
     free(cal);
     return rc;
+}
+
+/* With a memory, the threshold and the p-values come from a stream of normals through it
+ * (stream.h): the held-out normals and the training normals that are not reference
+ * points, so that the memory fills as traffic will fill it. */
+static int calibrate_stream(detector *d, const dataset *cal, const dataset *train,
+                            const build_opts *o, char *err, size_t errlen) {
+    float *x = NULL;
+    size_t n = 0;
+    stream_calibration c;
+    if (stream_normals(cal->x, cal->n, train->x, train->n, cal->dim, d->ref_id, d->n_ref,
+                       STREAM_NORMALS_MAX, o->train.seed ^ 0x5EEDULL, &x, &n, err, errlen) != 0)
+        return -1;
+    d->use_memory = 1;
+    d->memory = o->memory;
+    d->fusion = o->fusion;
+    int rc = stream_calibrate(d, x, (int)n, o->train.seed ^ 0xCA1ULL, o->quantile, &c, err,
+                              errlen);
+    free(x);
+    if (rc != 0) return -1;
+    d->mem = c.mem;
+    d->threshold = c.threshold[d->fusion];
+    free(d->cal_scores);
+    d->cal_scores = c.fused[d->fusion];
+    c.fused[d->fusion] = NULL;
+    d->n_cal = c.n;
+    if (d->fusion == FUSION_FISHER) {
+        d->cal_base = c.base;
+        d->cal_memory = c.memory;
+        c.base = c.memory = NULL;
+    }
+    stream_calibration_free(&c);
+    return 0;
 }
 
 void build_say(build_stage_fn stage, void *ctx, const char *name, const char *fmt, ...) {
@@ -192,12 +229,18 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     rep.map_seconds = now_seconds() - t0;
     build_say(stage, ctx, "map", "final KL %.4f after %.1f s", rep.map_kl, rep.map_seconds);
     t0 = now_seconds();
-    if (detector_calibrate(d, cal.x, cal.n, o->cal_batch, o->quantile, err, errlen) != 0)
+    if (detector_calibrate(d, cal.x, cal.n, o->cal_batch, o->quantile, err, errlen) != 0 ||
+        (o->use_memory && calibrate_stream(d, &cal, &train, o, err, errlen) != 0))
         goto fail;
     rep.cal_seconds = now_seconds() - t0;
     if (o->report) *o->report = rep;
-    build_say(stage, ctx, "calibration", "%d held-out normals, threshold %.4f at quantile %g", d->n_cal,
-        d->threshold, d->quantile);
+    if (d->use_memory)
+        build_say(stage, ctx, "calibration", "a stream of %d normals through the memory, "
+                  "threshold %.4f (%s fusion) at quantile %g", d->n_cal, d->threshold,
+                  SCORE_FUSION_NAME[d->fusion], d->quantile);
+    else
+        build_say(stage, ctx, "calibration", "%d held-out normals, threshold %.4f at quantile %g",
+                  d->n_cal, d->threshold, d->quantile);
     dataset_free(&cal);
     dataset_free(&train);
     return 0;

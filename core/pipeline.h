@@ -30,6 +30,9 @@ typedef struct {
     fused_term term;             /* the distance fused with D_RE (latent: measured best
                                     online, docs/RESULTS.md) */
     latent_input input;          /* mu (default) or z: the latents of the map and D_LATENT */
+    int use_memory;              /* the stream memory: calibrated on a normal stream */
+    memory_options memory;
+    score_fusion fusion;         /* how z_memory joins the base score */
     int cal_batch;               /* calibration batch size (32): in context mode scores
                                     depend on how many samples are placed together, so
                                     calibrate with the batch size the daemon will see */

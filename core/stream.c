@@ -23,10 +23,12 @@ static float *ascending(const double *v, int n) {
     return out;
 }
 
-/* A detector without a memory gets one with the default settings. */
+/* The replay's copy of a detector: a memory (the default settings if it had none), and
+ * the base score as its score, since the callers fuse every way themselves. */
 static void with_memory(detector *d) {
     if (!d->use_memory) memory_options_default(&d->memory);
     d->use_memory = 1;
+    d->fusion = FUSION_BASE;
 }
 
 /* Score the n samples of x in a seeded order, one at a time, through a fresh scorer of

@@ -29,6 +29,9 @@ typedef struct {
     int n;
 } stream_calibration;
 
+/* The longest normal stream calibration uses. */
+#define STREAM_NORMALS_MAX 20000
+
 /* The normal stream to calibrate on: the held-out normals cal (n_cal rows) and the
  * training normals train (n_train rows) that are not reference points (ref_id, as the
  * detector keeps them: indices into train), a seeded random choice of at most max of

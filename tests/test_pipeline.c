@@ -43,7 +43,8 @@ static void tiny_arch(vae_arch *a) {
              "linear(32) relu linear(128) relu reshape(8,4,4) convtranspose2d(1,3,2,1,1)");
 }
 
-static void build_tiny(detector *d, place_mode mode, fused_term term, latent_input input) {
+static void build_tiny(detector *d, place_mode mode, fused_term term, latent_input input,
+                       int memory) {
     dataset data = {.n = 1200, .dim = DIM, .channels = 1, .height = SIDE, .width = SIDE};
     data.x = malloc(data.n * DIM * sizeof(float));
     rng_t r;
@@ -66,6 +67,7 @@ static void build_tiny(detector *d, place_mode mode, fused_term term, latent_inp
     o.mode = mode;
     o.term = term;
     o.input = input;
+    o.use_memory = memory;
     o.window = 100;
     o.cal_batch = 50;                    /* the batch size scored below */
     char err[256];
@@ -89,11 +91,11 @@ static double nearest_latent(const detector *d, const float *mu) {
     return sqrt(best);
 }
 
-static void score_fresh(place_mode mode, fused_term term, latent_input input) {
+static void score_fresh(place_mode mode, fused_term term, latent_input input, int memory) {
     detector d;
-    build_tiny(&d, mode, term, input);
+    build_tiny(&d, mode, term, input, memory);
     if (!d.vae.params) return;
-    CHECK(d.n_ref == 400 && d.n_cal == 300);
+    CHECK(d.n_ref == 400 && d.n_cal == (memory ? 300 + 900 - 400 : 300));
     CHECK(d.cal_scores[0] <= d.cal_scores[d.n_cal - 1]);
     char err[256];
     scorer *s = scorer_create(&d, 50, err, sizeof err);
@@ -118,9 +120,14 @@ static void score_fresh(place_mode mode, fused_term term, latent_input input) {
         }
         CHECK(scorer_score(s, x, 50, res, NULL, NULL, NULL, err, sizeof err) == 0);
         for (int b = 0; b < 50; b++) {
-            /* The fused score takes the detector's term. */
+            /* The fused score takes the detector's term, and its memory term. */
             double z2 = term == TERM_LATENT ? res[b].z_latent : res[b].z_map;
-            CHECK_NEAR(res[b].score, d.alpha * res[b].z_re + (1 - d.alpha) * z2, 1e-9);
+            double base = d.alpha * res[b].z_re + (1 - d.alpha) * z2;
+            CHECK_NEAR(res[b].score, memory ? score_fuse(d.fusion, base, res[b].z_memory,
+                                                         d.cal_base, d.cal_memory,
+                                                         (size_t)d.n_cal)
+                                            : base, 1e-9);
+            CHECK(memory || res[b].d_memory == 0);
             scores[i + b] = res[b].score;
             if (!is_pos[i + b]) alarms_on_normals += res[b].is_anomaly;
             CHECK(res[b].p_value > 0 && res[b].p_value <= 1);
@@ -137,10 +144,12 @@ static void score_fresh(place_mode mode, fused_term term, latent_input input) {
     detector_free(&d);
 }
 
-TEST(pipeline_single_mode_end_to_end) { score_fresh(PLACE_SINGLE, TERM_LATENT, LATENT_MU); }
-TEST(pipeline_context_mode_end_to_end) { score_fresh(PLACE_CONTEXT, TERM_LATENT, LATENT_MU); }
-TEST(pipeline_map_term_end_to_end) { score_fresh(PLACE_SINGLE, TERM_MAP, LATENT_MU); }
-TEST(pipeline_z_latent_end_to_end) { score_fresh(PLACE_SINGLE, TERM_LATENT, LATENT_Z); }
+TEST(pipeline_single_mode_end_to_end) { score_fresh(PLACE_SINGLE, TERM_LATENT, LATENT_MU, 0); }
+TEST(pipeline_context_mode_end_to_end) { score_fresh(PLACE_CONTEXT, TERM_LATENT, LATENT_MU, 0); }
+TEST(pipeline_map_term_end_to_end) { score_fresh(PLACE_SINGLE, TERM_MAP, LATENT_MU, 0); }
+TEST(pipeline_z_latent_end_to_end) { score_fresh(PLACE_SINGLE, TERM_LATENT, LATENT_Z, 0); }
+/* With the stream memory (the default): calibrated on a stream of normals through it. */
+TEST(pipeline_memory_end_to_end) { score_fresh(PLACE_SINGLE, TERM_LATENT, LATENT_MU, 1); }
 
 /* z = mu + sigma * eps with eps seeded by the sample: the same sample, the same z; over
  * many samples z has mean mu and variance sigma^2. */
@@ -176,7 +185,7 @@ TEST(detector_sample_z_is_a_seeded_draw) {
  * same alone or in a batch, and D_LATENT measured from it. */
 TEST(pipeline_z_latent_scoring) {
     detector d;
-    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_Z);
+    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_Z, 0);
     if (!d.vae.params) return;
     char err[256];
     scorer *s = scorer_create(&d, 8, err, sizeof err);
@@ -206,7 +215,7 @@ TEST(pipeline_z_latent_scoring) {
 /* D_LATENT is the exact distance to the nearest reference latent, whatever the batch. */
 TEST(pipeline_latent_term_is_the_nearest_reference) {
     detector d;
-    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU);
+    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU, 0);
     if (!d.vae.params) return;
     char err[256];
     scorer *s = scorer_create(&d, 8, err, sizeof err);
@@ -231,7 +240,7 @@ TEST(pipeline_latent_term_is_the_nearest_reference) {
 TEST(pipeline_large_batch_scores_each_as_alone) {
     enum { B = 150 };
     detector d;
-    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU);
+    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU, 0);
     if (!d.vae.params) return;
     char err[256];
     scorer *s = scorer_create(&d, B, err, sizeof err);
@@ -264,7 +273,7 @@ TEST(pipeline_large_batch_scores_each_as_alone) {
  * keeps near its 1% of false alarms on the normals of the test stream. */
 TEST(pipeline_stream_memory_catches_recurring_anomalies) {
     detector d;
-    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU);
+    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU, 0);
     if (!d.vae.params) return;
     enum { N_CAL = 1500, N = 1000 };
     float *cal = malloc((size_t)N_CAL * DIM * sizeof *cal), *x = malloc((size_t)N * DIM * sizeof *x);
