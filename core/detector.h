@@ -31,6 +31,10 @@
 #include "tsne.h"
 #include "vae.h"
 
+/* Limits of a detector's sizes (a bundle holds no more, BUNDLE.md). */
+#define DETECTOR_MAX_REF (1 << 21)       /* reference points */
+#define DETECTOR_MAX_WINDOW (1 << 16)    /* context mode's window */
+
 typedef enum { PLACE_SINGLE = 0, PLACE_CONTEXT = 1 } place_mode;
 /* The distance fused with D_RE. */
 typedef enum { TERM_MAP = 0, TERM_LATENT = 1 } fused_term;
@@ -72,6 +76,17 @@ typedef struct {
 } detector_result;
 
 void detector_free(detector *d);
+
+/* What a valid detector is, in one place: the pipeline checks the detector it is about to
+ * build with it before training, and the bundle's writer and loader every detector they
+ * write or read, so that a model that loads can score. Both return 0, or -1 with a
+ * message naming the setting.
+ * detector_check_scoring: the scoring settings alone (mode and window, k, alpha, term,
+ * latent input, placement options), against the reference set's size d->n_ref. */
+int detector_check_scoring(const detector *d, char *err, size_t errlen);
+/* The whole detector: architecture and weights, reference set, scoring settings,
+ * calibration (the statistics of the fused term, quantile, threshold, sorted scores). */
+int detector_check(const detector *d, char *err, size_t errlen);
 
 /* The z of one sample of dim values x, from its encoder output mu and logvar (latent
  * values each): z = mu + exp(logvar / 2) * eps, eps standard normal drawn from a stream

@@ -716,7 +716,8 @@ TEST(bundle_inconsistent_values) {
         {"scoring", "alpha", "1.5", "alpha = 1.5 is not in [0, 1]"},
         {"scoring", "alpha", "-0.1", "alpha = -0.1"},
         {"scoring", "alpha", "\"half\"", "'alpha' must be a number"},
-        {"scoring", "perplexity", "3.5", "perplexity 3.5 needs"},
+        {"scoring", "perplexity", "3.7", "perplexity 3.7 needs 11 neighbours"},
+        {"scoring", "perplexity", "3.5", NULL},           /* 10 neighbours: every point */
         {"scoring", "perplexity", "0.5", "perplexity 0.5"},
         {"scoring", "n_iter", "-1", "placement settings"},
         {"scoring", "n_iter", "100001", "placement settings"},
@@ -826,6 +827,64 @@ TEST(bundle_inconsistent_values) {
     EXPECT_FAIL(b, blen, "ref_id: point 3 has negative id -4", "negative id");
     free(b);
     free(arr);
+    free(buf);
+}
+
+/* A perplexity placement refuses is refused at load, by placement's own rule (range
+ * [1, 100], floor(3 x perplexity) neighbours among the reference points), however many
+ * reference points there are: 150 in a 500-point map once loaded, to fail on the first
+ * sample. The limits themselves load. */
+TEST(bundle_refuses_unplaceable_perplexity) {
+    enum { BIG = 500 };
+    detector d;
+    char err[512];
+    uint8_t *buf = NULL;
+    size_t len, blen;
+    if (make_detector(&d) != 0) return;
+    float *latent = realloc(d.ref_latent, BIG * LATENT * sizeof(float));
+    if (latent) d.ref_latent = latent;
+    float *map = realloc(d.ref_map, BIG * 2 * sizeof(float));
+    if (map) d.ref_map = map;
+    int32_t *id = realloc(d.ref_id, BIG * sizeof(int32_t));
+    if (id) d.ref_id = id;
+    if (!latent || !map || !id) {
+        check_fail(__FILE__, __LINE__, "out of memory");
+        detector_free(&d);
+        return;
+    }
+    rng_t r;
+    rng_seed(&r, 5);
+    rng_fill_normal(&r, d.ref_latent, BIG * LATENT);
+    rng_fill_normal(&r, d.ref_map, BIG * 2);
+    for (int i = 0; i < BIG; i++) d.ref_id[i] = i;
+    d.n_ref = BIG;
+    d.place.perplexity = 100;
+    CHECK_MSG(bundle_encode(&d, &buf, &len, err, sizeof err) == 0, "bundle_encode: %s", err);
+    d.place.perplexity = 150;
+    CHECK(bundle_encode(&d, &buf, &len, err, sizeof err) == -1 &&
+          strstr(err, "perplexity 150 is outside [1, 100]"));
+    detector_free(&d);
+    if (!buf) return;
+    CHECK_MSG(parse_copy(buf, len, err, sizeof err) == 0, "perplexity 100: %s", err);
+    static const struct { const char *value, *want; } cases[] = {
+        {"150", "scoring: perplexity 150 is outside [1, 100]"},
+        {"100.5", "perplexity 100.5 is outside"},
+        {"0.99", "perplexity 0.99 is outside"},
+        {"166.6", "perplexity 166.6 is outside"},   /* 499 neighbours: the old rule took it */
+        {"1", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = section_text(buf, len, "scoring");
+        char *t = text ? with_field(text, "perplexity", cases[i].value) : NULL;
+        uint8_t *b = t ? replace_section(buf, len, "scoring", t, strlen(t), &blen) : NULL;
+        if (cases[i].want)
+            EXPECT_FAIL(b, blen, cases[i].want, cases[i].value);
+        else
+            CHECK_MSG(b && parse_copy(b, blen, err, sizeof err) == 0, "%s: %s", t, err);
+        free(b);
+        free(t);
+        free(text);
+    }
     free(buf);
 }
 
