@@ -86,8 +86,10 @@ typedef struct {
     const exp_dataset *ds;
     const char *out_dir, *data_dir, *beats_path, *encoder;
     char command[2048], machine[512], date[64], title[160];
-    int n_betas, n_rates, n_classes, epochs, n_ref, test_limit, train_limit, latent, split;
-    int threads;                 /* training, t-SNE and placement threads; 0: one per core */
+    cli_settings set;            /* the shared options: epochs, n_ref, latent, perplexity,
+                                    seed, latent input, threads (training, t-SNE and
+                                    placement; 0: one per core) */
+    int n_betas, n_rates, n_classes, test_limit, train_limit, split;
     int latent_k;                /* the latent term's neighbours (1) */
     /* The data as used: samples per class on each side and, for the heartbeats, the
      * records on each side (ascending; under a beat split every record is on both). */
@@ -96,11 +98,9 @@ typedef struct {
     size_t n_train_records, n_test_records;
     double split_balance;        /* ecg_split_records' class balance; NaN for other splits */
     char split_desc[256];        /* how the split was made, for results.md */
-    double betas[MAX_BETAS], perplexity;
-    latent_input input;          /* mu or z: the latents of the maps and latent 1-NN */
+    double betas[MAX_BETAS];
     double rates[MAX_RATES];     /* anomaly rates of the test set; one 0: the set as it is */
     int32_t classes[N_CLASSES];
-    uint64_t seed;
     double t0;
     class_result res[MAX_BETAS * MAX_RATES][N_CLASSES];  /* [beta * n_rates + rate][class] */
     /* progress context */
@@ -108,7 +108,13 @@ typedef struct {
     int cls;
 } run;
 
-static void experiment_usage(FILE *f) {
+/* The shared options anodm experiment takes (cli/options.c); its --threads is also the
+ * t-SNE and placement threads. */
+static const cli_option_id EXPERIMENT_OPTIONS[] = {
+    CLI_EPOCHS, CLI_LATENT, CLI_SEED, CLI_N_REF, CLI_PERPLEXITY, CLI_THREADS};
+#define N_EXPERIMENT_OPTIONS (sizeof EXPERIMENT_OPTIONS / sizeof EXPERIMENT_OPTIONS[0])
+
+static void experiment_usage(FILE *f, const cli_settings *set) {
     fprintf(f,
         "usage: anodm experiment --dataset fashion-mnist|ecg [options]\n"
         "  --dataset NAME       fashion-mnist, or ecg (the MIT-BIH heartbeats, AAMI classes)\n"
@@ -118,8 +124,6 @@ static void experiment_usage(FILE *f) {
         "  --classes all|L,...  anomaly classes, one experiment each (default all): numbers\n"
         "                       (0..9; ecg 0..4) or, for ecg, names like N,S,V,F,Q\n"
         "  --beta B[,B...]      KL weights; a list is the paper's Figure 2 sweep (default 0.01)\n"
-        "  --epochs N           (default 20)   --latent N (default 16)   --seed N (default 1)\n"
-        "  --n-ref N            reference points of the map (default 10000)\n"
         "  --test-limit N       score only N test samples, class proportions kept: fashion-mnist\n"
         "                       the first in file order, ecg a seeded random choice (default all)\n"
         "  --train-limit N      train on N training samples (before one class is held out),\n"
@@ -127,10 +131,8 @@ static void experiment_usage(FILE *f) {
         "  --anomaly-rate R[,R...]  score each class's test set at these anomaly rates: all\n"
         "                       normals, anomalies sampled (seeded) to R of the set; up to %d\n"
         "                       rates, each in (0, 1) (default: the test set as it is)\n"
-        "  --perplexity P       t-SNE perplexity for the maps and placement (default 30)\n"
         "  --latent-input mu|z  the latents of the maps and latent 1-NN: encoder means, or\n"
         "                       draws z = mu + sigma * eps (the paper's Table 2) (default mu)\n"
-        "  --threads N          training, t-SNE and placement threads (default: one per core)\n"
         "  --latent-k K         the latent term (\"latent 1-NN\" columns): mean distance to\n"
         "                       the K nearest reference latents (default 1)\n"
         "  --out-dir DIR        where results.md, results.json and ROC SVGs go (default results)\n"
@@ -146,9 +148,14 @@ static void experiment_usage(FILE *f) {
         "  --test-records L,... --split patient with these test records (e.g. 100,103)\n",
         DATASETS[0].default_data, DATASETS[1].default_data, MAX_RATES,
         100 * ECG_TEST_FRACTION, 100 * ECG_TEST_FRACTION, ECG_SPLIT_TRIES);
+    fprintf(f, "shared with anodm train (--threads: training, t-SNE and placement threads):\n");
+    cli_option_usage(f, EXPERIMENT_OPTIONS, N_EXPERIMENT_OPTIONS, set);
 }
 
 static double elapsed(const run *r) { return cli_now() - r->t0; }
+
+/* The run's seed: training's, and every split and subset draws from it too. */
+static uint64_t seed_of(const run *r) { return r->set.build.train.seed; }
 
 static void on_epoch(const train_progress *p, void *ctx) {
     const run *r = ctx;
@@ -164,16 +171,28 @@ static void on_stage(void *ctx, const char *stage, const char *detail) {
     fflush(stdout);
 }
 
-/* Parse a list like "0.01,0.1" of at most max values in [lo, hi] into v; their count,
- * or -1. */
-static int parse_list(const char *what, const char *s, double lo, double hi, double *v,
-                      int max) {
+/* One KL weight, by the shared --beta rule (cli/options.c). */
+static int beta_value(const char *s, double *v) {
+    cli_value x;
+    if (cli_option_parse(CLI_BETA, s, &x)) return -1;
+    *v = x.r;
+    return 0;
+}
+
+/* One anomaly rate: experiment_anomaly_subset needs 0 < rate < 1. */
+static int rate_value(const char *s, double *v) {
+    return cli_real("--anomaly-rate", s, 1e-6, 1 - 1e-6, v);
+}
+
+/* Parse a list like "0.01,0.1" of at most max values, each by value, into v; their
+ * count, or -1. */
+static int parse_list(const char *s, int (*value)(const char *, double *), double *v, int max) {
     char buf[512], *save = NULL;
     int n = 0;
     if (strlen(s) >= sizeof buf) return -1;
     strcpy(buf, s);
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (n == max || cli_real(what, t, lo, hi, &v[n])) return -1;
+        if (n == max || value(t, &v[n])) return -1;
         n++;
     }
     return n ? n : -1;
@@ -284,14 +303,17 @@ static void list_records(FILE *f, const int32_t *rec, size_t n) {
 }
 
 static int write_markdown(const run *r, const char *path) {
+    const build_opts *o = &r->set.build;
     FILE *f = fopen(path, "w");
     if (!f) return -1;
     fprintf(f, "# anodm experiment: %s one-vs-rest\n\n"
             "- command: `%s`\n- machine: %s\n- date: %s\n- elapsed: %.0f s\n"
-            "- settings: epochs %d, latent %d (%s-based), n_ref %d, perplexity %g, seed %d, "
+            "- settings: epochs %d, latent %d (%s-based), n_ref %d, perplexity %g, seed %llu, "
             "latent term over %d nearest, test %s", r->ds->title, r->command, r->machine,
-            r->date, elapsed(r), r->epochs, r->latent, r->input == LATENT_Z ? "z" : "mu",
-            r->n_ref, r->perplexity, (int)r->seed, r->latent_k,
+            r->date, elapsed(r), o->train.epochs, r->set.latent,
+            o->input == LATENT_Z ? "z" : "mu", o->n_ref, o->tsne.perplexity,
+            (unsigned long long)seed_of(r),
+            r->latent_k,
             r->test_limit ? "limited (class proportions kept)"
                           : r->ds->ecg ? "the whole test split" : "whole t10k set");
     if (r->train_limit) fprintf(f, ", training set limited to %d (class proportions kept)",
@@ -381,9 +403,9 @@ static int write_json(const run *r, const char *path) {
             "  \"elapsed_seconds\": %.1f,\n  \"settings\": {\"dataset\": \"%s\", "
             "\"epochs\": %d, \"latent\": %d, \"latent_input\": \"%s\", \"n_ref\": %d, "
             "\"perplexity\": %g, \"seed\": %d, \"test_limit\": %d, \"train_limit\": %d, "
-            "\"threads\": %d, \"latent_k\": %d", r->date, elapsed(r), r->ds->name, r->epochs,
-            r->latent, r->input == LATENT_Z ? "z" : "mu", r->n_ref, r->perplexity, (int)r->seed,
-            r->test_limit, r->train_limit, r->threads, r->latent_k);
+            "\"threads\": %d, \"latent_k\": %d", r->date, elapsed(r), r->ds->name, r->set.build.train.epochs,
+            r->set.latent, r->set.build.input == LATENT_Z ? "z" : "mu", r->set.build.n_ref, r->set.build.tsne.perplexity, (int)seed_of(r),
+            r->test_limit, r->train_limit, r->set.build.train.threads, r->latent_k);
     if (r->ds->ecg) {
         fprintf(f, ", \"encoder\": \"%s\", \"arch\": \"ecg-%s\", \"split\": \"%s\", "
                 "\"split_description\": ", r->encoder, r->encoder, split_name(r));
@@ -558,7 +580,7 @@ static int score_setting(run *r, int k, int c, const detector *d, const dataset 
     for (size_t i = 0; i < test->n; i++) is_pos[i] = test->labels[i] == cls;
     if (rate_of(r, k) > 0) {
         /* Every normal, and the anomalies sampled down (or all) to the rate. */
-        n = experiment_anomaly_subset(is_pos, test->n, rate_of(r, k), r->seed, idx);
+        n = experiment_anomaly_subset(is_pos, test->n, rate_of(r, k), seed_of(r), idx);
         if (!n || !(x = malloc(n * test->dim * sizeof *x))) {
             snprintf(err, errlen, n ? "out of memory for the test subset"
                                     : "the test set lacks normals or anomalies");
@@ -601,6 +623,22 @@ done:
     return rc;
 }
 
+/* The options of the detectors of beta and of their scoring: the command line's, with
+ * --threads for t-SNE and placement too, and the map term fused in the "detector" column
+ * (RE + latent has its own). */
+static void class_options(const run *r, double beta, build_opts *bo, experiment_opts *eo) {
+    const int threads = r->set.build.train.threads;
+    *bo = r->set.build;
+    bo->train.beta = (float)beta;
+    bo->term = TERM_MAP;
+    if (threads) bo->tsne.n_threads = bo->place.n_threads = threads;
+    experiment_opts_default(eo);
+    eo->joint.perplexity = bo->tsne.perplexity;
+    eo->seed = seed_of(r);
+    if (threads) eo->joint.n_threads = eo->n_threads = threads;
+    eo->latent_k = r->latent_k;
+}
+
 /* Build the detector of beta b with class c held out, then score every anomaly rate. */
 static int run_class(run *r, int b, int c, const dataset *train, const dataset *test,
                      char *err, size_t errlen) {
@@ -613,22 +651,7 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     int rc = -1;
     r->beta = r->betas[b];
     r->cls = cls;
-    build_opts_default(&bo);
-    bo.train.beta = (float)r->betas[b];
-    bo.train.epochs = r->epochs;
-    bo.train.seed = r->seed;
-    bo.n_ref = r->n_ref;
-    bo.tsne.perplexity = bo.place.perplexity = r->perplexity;
-    bo.input = r->input;
-    if (r->threads) {
-        bo.train.threads = bo.tsne.n_threads = bo.place.n_threads = r->threads;
-    }
-    bo.term = TERM_MAP; /* the "detector" column is RE + the map alone; RE + latent has its own */
-    experiment_opts_default(&eo);
-    eo.joint.perplexity = r->perplexity;
-    eo.seed = r->seed;
-    if (r->threads) eo.joint.n_threads = eo.n_threads = r->threads;
-    eo.latent_k = r->latent_k;
+    class_options(r, r->betas[b], &bo, &eo);
     size_t n_anomalies = 0;
     for (size_t i = 0; i < test->n; i++) n_anomalies += test->labels[i] == cls;
     if (n_anomalies == 0 || n_anomalies == test->n) {
@@ -646,7 +669,7 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     char preset[64];
     snprintf(preset, sizeof preset, "%s%s", r->ds->ecg ? "ecg-" : "fashion",
              r->ds->ecg ? r->encoder : "");
-    if (vae_arch_preset(&arch, preset, r->latent, err, errlen) != 0 ||
+    if (vae_arch_preset(&arch, preset, r->set.latent, err, errlen) != 0 ||
         normals_of(train, cls, &normals, err, errlen) != 0)
         goto done;
     on_stage(r, "start", r->ds->class_name[cls]);
@@ -738,7 +761,7 @@ static int load_ecg(run *r, const char *test_records, dataset *train, dataset *t
         goto done;
     }
     if (r->split == SPLIT_BEAT) {
-        if (ecg_split_beats(all.n, ECG_TEST_FRACTION, r->seed, is_test, err, errlen)) goto done;
+        if (ecg_split_beats(all.n, ECG_TEST_FRACTION, seed_of(r), is_test, err, errlen)) goto done;
         snprintf(r->split_desc, sizeof r->split_desc, "beat: a seeded random %g%% of the beats "
                  "are the test set (the paper's setting; records on both sides)",
                  100 * ECG_TEST_FRACTION);
@@ -748,7 +771,7 @@ static int load_ecg(run *r, const char *test_records, dataset *train, dataset *t
         snprintf(r->split_desc, sizeof r->split_desc, "patient: the test records named by "
                  "--test-records, every other record for training");
     } else {
-        if (ecg_split_records(record, all.labels, all.n, ECG_TEST_FRACTION, r->seed, is_test,
+        if (ecg_split_records(record, all.labels, all.n, ECG_TEST_FRACTION, seed_of(r), is_test,
                               NULL, NULL, &r->split_balance, err, errlen))
             goto done;
         snprintf(r->split_desc, sizeof r->split_desc, "patient: a seeded %g%% of the records are "
@@ -813,18 +836,18 @@ static int count_classes(const run *r, const dataset *d, size_t *count, char *er
 }
 
 int cmd_experiment(int argc, char **argv) {
-    static const struct option opts[] = {
+    static const struct option own[] = {
         {"dataset", required_argument, 0, 'D'}, {"data", required_argument, 0, 'd'},
         {"classes", required_argument, 0, 'c'}, {"beta", required_argument, 0, 'b'},
-        {"epochs", required_argument, 0, 'e'}, {"n-ref", required_argument, 0, 'r'},
-        {"test-limit", required_argument, 0, 'n'}, {"seed", required_argument, 0, 's'},
-        {"out-dir", required_argument, 0, 'o'}, {"perplexity", required_argument, 0, 'p'},
-        {"latent", required_argument, 0, 'z'}, {"anomaly-rate", required_argument, 0, 'a'},
-        {"train-limit", required_argument, 0, 'N'}, {"beats", required_argument, 0, 'B'},
-        {"encoder", required_argument, 0, 'E'}, {"split", required_argument, 0, 'S'},
-        {"test-records", required_argument, 0, 'R'}, {"latent-input", required_argument, 0, 'Z'},
-        {"threads", required_argument, 0, 'T'}, {"latent-k", required_argument, 0, 'K'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"test-limit", required_argument, 0, 'n'}, {"out-dir", required_argument, 0, 'o'},
+        {"anomaly-rate", required_argument, 0, 'a'}, {"train-limit", required_argument, 0, 'N'},
+        {"beats", required_argument, 0, 'B'}, {"encoder", required_argument, 0, 'E'},
+        {"split", required_argument, 0, 'S'}, {"test-records", required_argument, 0, 'R'},
+        {"latent-input", required_argument, 0, 'Z'}, {"latent-k", required_argument, 0, 'K'},
+        {"help", no_argument, 0, 'h'}};
+    struct option opts[sizeof own / sizeof own[0] + N_EXPERIMENT_OPTIONS + 1];
+    cli_getopt_table(opts, own, sizeof own / sizeof own[0], EXPERIMENT_OPTIONS,
+                     N_EXPERIMENT_OPTIONS);
     run *r = calloc(1, sizeof *r);
     const char *dataset_name = NULL, *classes_arg = "all", *split_arg = NULL,
                *test_records = NULL;
@@ -841,15 +864,15 @@ int cmd_experiment(int argc, char **argv) {
     r->betas[0] = 0.01;
     r->n_rates = 1;
     r->rates[0] = 0;
-    r->epochs = 20;
-    r->n_ref = 10000;
-    r->latent = 16;
-    r->perplexity = 30;
+    cli_settings_default(&r->set);
     r->latent_k = 1;
-    r->seed = 1;
     r->split_balance = NAN;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (CLI_IS_OPTION(ch)) {
+            if (cli_option_set(&r->set, ch, optarg)) goto out;
+            continue;
+        }
         switch (ch) {
         case 'D': dataset_name = optarg; break;
         case 'd': r->data_dir = optarg; break;
@@ -863,38 +886,31 @@ int cmd_experiment(int argc, char **argv) {
         case 'S': split_arg = optarg; break;
         case 'R': test_records = optarg; break;
         case 'b':
-            if ((r->n_betas = parse_list("--beta", optarg, 1e-9, 1e6, r->betas, MAX_BETAS)) < 0) {
-                fprintf(stderr, "anodm experiment: --beta wants up to %d positive numbers like "
+            if ((r->n_betas = parse_list(optarg, beta_value, r->betas, MAX_BETAS)) < 0) {
+                fprintf(stderr, "anodm experiment: --beta wants up to %d numbers >= 0 like "
                         "0.01,0.1\n", MAX_BETAS);
                 goto out;
             }
             break;
-        case 'e': if (cli_int("--epochs", optarg, 1, 100000, &v)) goto out; r->epochs = (int)v; break;
-        case 'r': if (cli_int("--n-ref", optarg, 10, 1000000, &v)) goto out; r->n_ref = (int)v; break;
         case 'n':
             if (cli_int("--test-limit", optarg, 2, INT_MAX, &v)) goto out;
             r->test_limit = (int)v;
             break;
-        case 's': if (cli_int("--seed", optarg, 1, INT_MAX, &v)) goto out; r->seed = (uint64_t)v; break;
         case 'o': r->out_dir = optarg; break;
         case 'a':
-            if ((r->n_rates = parse_list("--anomaly-rate", optarg, 1e-6, 1 - 1e-6, r->rates,
-                                         MAX_RATES)) < 0) {
+            if ((r->n_rates = parse_list(optarg, rate_value, r->rates, MAX_RATES)) < 0) {
                 fprintf(stderr, "anodm experiment: --anomaly-rate wants up to %d rates in (0, 1) "
                         "like 0.01,0.1\n", MAX_RATES);
                 goto out;
             }
             break;
-        case 'p': if (cli_real("--perplexity", optarg, 1, 100, &r->perplexity)) goto out; break;
-        case 'Z': if (cli_latent_input("anodm experiment", optarg, &r->input)) goto out; break;
-        case 'T': if (cli_int("--threads", optarg, 1, 256, &v)) goto out; r->threads = (int)v; break;
+        case 'Z': if (cli_latent_input("anodm experiment", optarg, &r->set.build.input)) goto out; break;
         case 'K':
             if (cli_int("--latent-k", optarg, 1, KNN_MAX_K, &v)) goto out;
             r->latent_k = (int)v;
             break;
-        case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) goto out; r->latent = (int)v; break;
-        case 'h': experiment_usage(stdout); rc = 0; goto out;
-        default: experiment_usage(stderr); goto out;
+        case 'h': experiment_usage(stdout, &r->set); rc = 0; goto out;
+        default: experiment_usage(stderr, &r->set); goto out;
         }
     }
     for (size_t k = 0; dataset_name && k < sizeof DATASETS / sizeof DATASETS[0]; k++)
@@ -906,7 +922,7 @@ int cmd_experiment(int argc, char **argv) {
             fprintf(stderr, "anodm experiment: unknown --dataset '%s' (known: fashion-mnist, "
                     "ecg)\n", dataset_name);
         else fprintf(stderr, "anodm experiment: --dataset fashion-mnist or ecg is required\n");
-        experiment_usage(stderr);
+        experiment_usage(stderr, &r->set);
         goto out;
     }
     if ((r->n_classes = parse_classes(r->ds, classes_arg, r->classes)) < 0) {
@@ -947,6 +963,19 @@ int cmd_experiment(int argc, char **argv) {
                  split_name(r));
     } else snprintf(r->title, sizeof r->title, "%s", r->ds->title);
     if (!r->data_dir) r->data_dir = r->ds->default_data;
+    /* Every option by the library's rules, before any data is read: what the data allows
+     * (its size against --n-ref and the perplexity) detector_build checks before it
+     * trains. */
+    for (int b = 0; b < r->n_betas; b++) {
+        build_opts bo;
+        experiment_opts eo;
+        class_options(r, r->betas[b], &bo, &eo);
+        if (build_opts_check(&bo, 0, err, sizeof err) ||
+            experiment_opts_check(&eo, bo.n_ref, err, sizeof err)) {
+            fprintf(stderr, "anodm experiment: %s\n", err);
+            goto out;
+        }
+    }
     rc = 1;
     describe_machine(r, argc, argv);
     r->t0 = cli_now();
@@ -958,10 +987,10 @@ int cmd_experiment(int argc, char **argv) {
     if ((r->ds->ecg ? load_ecg(r, test_records, &train, &test, err, sizeof err)
                     : dataset_load_fashion_mnist(&train, r->data_dir, 1, err, sizeof err) ||
                       dataset_load_fashion_mnist(&test, r->data_dir, 0, err, sizeof err)) != 0 ||
-        (r->train_limit && limit_rows(&train, (size_t)r->train_limit, 1, r->seed ^ 0x7EA1ULL,
+        (r->train_limit && limit_rows(&train, (size_t)r->train_limit, 1, seed_of(r) ^ 0x7EA1ULL,
                                       err, sizeof err) != 0) ||
         (r->test_limit && limit_rows(&test, (size_t)r->test_limit, r->ds->ecg,
-                                     r->seed ^ 0x7E57ULL, err, sizeof err) != 0) ||
+                                     seed_of(r) ^ 0x7E57ULL, err, sizeof err) != 0) ||
         count_classes(r, &train, r->n_train_class, err, sizeof err) != 0 ||
         count_classes(r, &test, r->n_test_class, err, sizeof err) != 0)
         goto fail;
