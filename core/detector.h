@@ -65,14 +65,50 @@ typedef struct {
     char *provenance;            /* JSON text from training (data, settings, metrics) */
 } detector;
 
-/* One sample's result. */
+/* One sample's result, the score record: X(name, type, group, doc) for each number
+ * scoring reports about a sample, in their one order. Every output is driven by this
+ * table: the daemon's JSON (proto/api.c), the columns of its SQLite log (daemon/log.c,
+ * which adds a missing column to an older log), anodm score's CSV columns and JSON lines
+ * (cli/cmd_score.c), and the dashboard's list of terms (served with a model's metadata).
+ * A new field goes at the end, so that CSV columns and the log only grow: a new term is
+ * one line here (its d_ distance and its z_ standardised value, group TERM) and its
+ * computation in scorer.c. core/ knows no JSON or SQL: the expansions live there.
+ *   type   REAL   a double; NaN when unknown (z_latent of a bundle without its
+ *                 statistics), written as null / NULL
+ *          FLAG   an int, 0 or 1
+ *          INDEX  an int32_t, a training-set index
+ *   group  VERDICT  the score and what is decided from it
+ *          TERM     a distance d_NAME, or z_NAME: the same standardised on the
+ *                   calibration normals
+ *          POSITION a coordinate of the sample placed on the map
+ *          NEAREST  its nearest reference point on the map */
+#define DETECTOR_RESULT_FIELDS(X)                                                           \
+    X(score, REAL, VERDICT, "fused score S: the standardised terms mixed by alpha")           \
+    X(is_anomaly, FLAG, VERDICT, "S is above the calibration threshold")                    \
+    X(p_value, REAL, VERDICT, "share of calibration normals scoring at least S")             \
+    X(raw_score, REAL, VERDICT, "the paper's score alpha D_RE + (1 - alpha) D_2")             \
+    X(d_re, REAL, TERM, "D_RE, reconstruction error")                                       \
+    X(d_map, REAL, TERM, "D_MAP, map distance")                                             \
+    X(z_re, REAL, TERM, "D_RE standardised")                                                \
+    X(z_map, REAL, TERM, "D_MAP standardised")                                              \
+    X(x, REAL, POSITION, "map position, x")                                                 \
+    X(y, REAL, POSITION, "map position, y")                                                 \
+    X(nearest_ref, INDEX, NEAREST, "training-set index of the nearest reference point")     \
+    X(nearest_distance, REAL, NEAREST, "its map distance")                                  \
+    X(d_latent, REAL, TERM, "D_LATENT, latent distance")                                    \
+    X(z_latent, REAL, TERM, "D_LATENT standardised")
+
+#define DETECTOR_CTYPE_REAL double
+#define DETECTOR_CTYPE_FLAG int
+#define DETECTOR_CTYPE_INDEX int32_t
+typedef enum {
+    DETECTOR_GROUP_VERDICT, DETECTOR_GROUP_TERM, DETECTOR_GROUP_POSITION, DETECTOR_GROUP_NEAREST
+} detector_group;
+
 typedef struct {
-    double score, raw_score;     /* fused S and the paper's raw score */
-    double d_re, d_map, d_latent; /* raw terms */
-    double z_re, z_map, z_latent; /* standardised terms */
-    double p_value;
-    int is_anomaly;
-    float pos[2];                /* map position */
+#define DETECTOR_FIELD_(name, type, group, doc) DETECTOR_CTYPE_##type name;
+    DETECTOR_RESULT_FIELDS(DETECTOR_FIELD_)
+#undef DETECTOR_FIELD_
 } detector_result;
 
 void detector_free(detector *d);

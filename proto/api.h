@@ -47,10 +47,8 @@ typedef struct {
     char id[API_ID_MAX + 1];
     char source[API_ID_MAX + 1];
     int index;                   /* position in its request's batch */
-    detector_result r;
-    double threshold;
-    int32_t nearest_ref;         /* training-set index of the nearest reference point */
-    double nearest_distance;
+    detector_result r;           /* the sample's numbers (detector.h's table) */
+    double threshold;            /* the model's, which r was judged against */
 } api_score_record;
 
 /* The nearest reference points of each sample and, with explain, the reconstructions. */
@@ -161,6 +159,9 @@ char *api_encode_score(const char *model, const char *version, const api_score_r
 char *api_encode_score_page(const api_score_record *rec, int n, int64_t since_id);
 /* One record, as GET /v1/scores/{id} returns it. */
 char *api_encode_score_record(const api_score_record *rec);
+/* One result as a flat JSON object, one member per field of detector.h's table after
+ * "index" and (label not NULL) "label": a line of anodm score --format jsonl. */
+char *api_encode_result_line(size_t index, const int32_t *label, const detector_result *r);
 /* A scored sample the daemon still holds: GET /v1/scores/{id}/sample. */
 typedef struct {
     int64_t log_id;
@@ -182,7 +183,8 @@ typedef struct {
     const detector *d;
 } api_model_ref;
 
-/* GET /v1/models/{name}: architecture, scoring settings, calibration, provenance. */
+/* GET /v1/models/{name}: architecture, scoring settings, calibration, provenance, and
+ * the score's terms (detector.h's TERM fields: name and doc, for the dashboard). */
 char *api_encode_model(const api_model_ref *m, int is_default);
 /* GET /v1/models: {"models": [summaries], "default"}; the first model is the default. */
 char *api_encode_model_list(const api_model_ref *m, int n);
