@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "auroc.h"
 #include "cli.h"
 #include "ecg.h"
@@ -276,11 +277,6 @@ static void md_num(FILE *f, double v) {
     else fprintf(f, " %.3f |", v);
 }
 
-static void json_num(FILE *f, double v) {
-    if (isnan(v)) fprintf(f, "null");
-    else fprintf(f, "%.6f", v);
-}
-
 /* A paper reference value of class cls, NaN where the paper gives none. */
 static double paper_value(const double *v, int cls) { return v ? v[cls] : NAN; }
 
@@ -380,90 +376,107 @@ static int write_markdown(const run *r, const char *path) {
     return fclose(f) == 0 ? 0 : -1;
 }
 
-/* s as a JSON string: the command line may hold quotes or backslashes in paths. */
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
+/* JSON arrays of n record ids, sample counts, names. NULL when out of memory. */
+static json_t *json_ids(const int32_t *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_integer(v[i]))) a = (json_decref(a), NULL);
+    return a;
 }
 
+static json_t *json_counts(const size_t *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_integer((json_int_t)v[i]))) a = (json_decref(a), NULL);
+    return a;
+}
+
+static json_t *json_names(const char *const *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_string(v[i]))) a = (json_decref(a), NULL);
+    return a;
+}
+
+/* The paper's values of the data set's classes, or null where it gives none. */
+static json_t *json_paper(const run *r, const double *v) {
+    json_t *a = v ? json_array() : json_null();
+    for (int k = 0; v && a && k < r->ds->n_classes; k++)
+        if (json_array_append_new(a, json_real(v[k]))) a = (json_decref(a), NULL);
+    return a;
+}
+
+/* Setting k's run: its beta and anomaly rate, each finished class's auROCs, the classes
+ * skipped. */
+static json_t *json_run(const run *r, int k) {
+    json_t *classes = json_array(), *skipped = json_array();
+    json_t *o = json_pack("{s:f, s:o, s:o, s:o}", "beta", beta_of(r, k), "anomaly_rate",
+                          api_json_number(rate_of(r, k) > 0 ? rate_of(r, k) : NAN), "classes",
+                          classes, "skipped_classes", skipped);
+    for (int c = 0; o && c < r->n_classes; c++) {
+        const class_result *cr = &r->res[k][c];
+        if (cr->skipped && json_array_append_new(skipped, json_integer(r->classes[c])))
+            o = (json_decref(o), NULL);
+        if (!o || !cr->done) continue;
+        json_t *auc = json_object();
+        for (int m = 0; auc && m < EXP_N_METHODS; m++)
+            if (json_object_set_new(auc, EXP_METHOD_ID[m], api_json_number(cr->auc[m])))
+                auc = (json_decref(auc), NULL);
+        if (json_array_append_new(classes, json_pack(
+                "{s:i, s:s, s:I, s:I, s:f, s:f, s:o}", "class", (int)r->classes[c], "name",
+                r->ds->class_name[r->classes[c]], "n_test", (json_int_t)cr->n_test,
+                "n_anomalies", (json_int_t)cr->n_pos, "seconds", cr->seconds, "best_alpha",
+                cr->best_alpha, "auroc", auc)))
+            o = (json_decref(o), NULL);
+    }
+    return o;
+}
+
+/* results.json: the run's command, machine and settings, the data as used, the paper's
+ * reference values, and every setting's auROCs, by jansson. */
 static int write_json(const run *r, const char *path) {
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    fprintf(f, "{\n  \"command\": ");
-    json_str(f, r->command);
-    fprintf(f, ",\n  \"machine\": ");
-    json_str(f, r->machine);
-    fprintf(f, ",\n  \"date\": \"%s\",\n"
-            "  \"elapsed_seconds\": %.1f,\n  \"settings\": {\"dataset\": \"%s\", "
-            "\"epochs\": %d, \"latent\": %d, \"latent_input\": \"%s\", \"n_ref\": %d, "
-            "\"perplexity\": %g, \"seed\": %d, \"test_limit\": %d, \"train_limit\": %d, "
-            "\"threads\": %d, \"latent_k\": %d", r->date, elapsed(r), r->ds->name, r->set.build.train.epochs,
-            r->set.latent, r->set.build.input == LATENT_Z ? "z" : "mu", r->set.build.n_ref, r->set.build.tsne.perplexity, (int)seed_of(r),
-            r->test_limit, r->train_limit, r->set.build.train.threads, r->latent_k);
-    if (r->ds->ecg) {
-        fprintf(f, ", \"encoder\": \"%s\", \"arch\": \"ecg-%s\", \"split\": \"%s\", "
-                "\"split_description\": ", r->encoder, r->encoder, split_name(r));
-        json_str(f, r->split_desc);
-        fprintf(f, ", \"split_class_balance\": ");
-        json_num(f, r->split_balance);
-        fprintf(f, ", \"train_records\": [");
-        list_records(f, r->train_records, r->n_train_records);
-        fprintf(f, "], \"test_records\": [");
-        list_records(f, r->test_records, r->n_test_records);
-        fprintf(f, "]");
-    }
-    fprintf(f, ", \"class_names\": [");
-    for (int k = 0; k < r->ds->n_classes; k++) {
-        if (k) fprintf(f, ", ");
-        json_str(f, r->ds->class_name[k]);
-    }
-    fprintf(f, "], \"n_train_per_class\": [");
-    for (int k = 0; k < r->ds->n_classes; k++) fprintf(f, "%s%zu", k ? ", " : "", r->n_train_class[k]);
-    fprintf(f, "], \"n_test_per_class\": [");
-    for (int k = 0; k < r->ds->n_classes; k++) fprintf(f, "%s%zu", k ? ", " : "", r->n_test_class[k]);
-    fprintf(f, "]},\n  \"paper_reference\": {\"source\": \"%s, not measured here\", "
-            "\"beta_vae\": ", r->ds->paper_source);
-    const double *ref[2] = {r->ds->paper_bvae, r->ds->paper_anodm};
-    for (int j = 0; j < 2; j++) {
-        if (j) fprintf(f, ", \"anodm\": ");
-        if (!ref[j]) fprintf(f, "null");
-        for (int k = 0; ref[j] && k < r->ds->n_classes; k++)
-            fprintf(f, "%s%.3f%s", k ? ", " : "[", ref[j][k], k + 1 == r->ds->n_classes ? "]" : "");
-    }
-    fprintf(f, "},\n  \"label_use\": {\"paper_best_alpha\": \"alpha chosen with test labels\", "
-            "\"fused_*\": \"label-free\"},\n  \"runs\": [");
-    for (int k = 0; k < r->n_betas * r->n_rates; k++) {
-        fprintf(f, "%s\n    {\"beta\": %g, \"anomaly_rate\": ", k ? "," : "", beta_of(r, k));
-        json_num(f, rate_of(r, k) > 0 ? rate_of(r, k) : NAN);
-        fprintf(f, ", \"classes\": [");
-        int first = 1;
-        for (int c = 0; c < r->n_classes; c++) {
-            const class_result *cr = &r->res[k][c];
-            if (!cr->done) continue;
-            fprintf(f, "%s\n      {\"class\": %d, \"name\": \"%s\", \"n_test\": %zu, "
-                    "\"n_anomalies\": %zu, \"seconds\": %.1f, \"best_alpha\": %g, \"auroc\": {",
-                    first ? "" : ",", r->classes[c], r->ds->class_name[r->classes[c]], cr->n_test,
-                    cr->n_pos, cr->seconds, cr->best_alpha);
-            for (int m = 0; m < EXP_N_METHODS; m++) {
-                fprintf(f, "%s\"%s\": ", m ? ", " : "", EXP_METHOD_ID[m]);
-                json_num(f, cr->auc[m]);
-            }
-            fprintf(f, "}}");
-            first = 0;
-        }
-        fprintf(f, "\n    ], \"skipped_classes\": [");
-        for (int c = 0, n = 0; c < r->n_classes; c++)
-            if (r->res[k][c].skipped) fprintf(f, "%s%d", n++ ? ", " : "", r->classes[c]);
-        fprintf(f, "]}");
-    }
-    fprintf(f, "\n  ]\n}\n");
-    return fclose(f) == 0 ? 0 : -1;
+    const build_opts *o = &r->set.build;
+    json_t *settings = json_pack(
+        "{s:s, s:i, s:i, s:s, s:i, s:f, s:I, s:i, s:i, s:i, s:i}", "dataset", r->ds->name,
+        "epochs", o->train.epochs, "latent", r->set.latent, "latent_input",
+        o->input == LATENT_Z ? "z" : "mu", "n_ref", o->n_ref, "perplexity", o->tsne.perplexity,
+        "seed", (json_int_t)seed_of(r), "test_limit", r->test_limit, "train_limit",
+        r->train_limit, "threads", o->train.threads, "latent_k", r->latent_k);
+    char arch[64], source[256];
+    snprintf(arch, sizeof arch, "ecg-%s", r->encoder ? r->encoder : "");
+    snprintf(source, sizeof source, "%s, not measured here", r->ds->paper_source);
+    int rc = !settings;
+    if (!rc && r->ds->ecg)
+        rc = json_object_update_new(settings, json_pack(
+            "{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "encoder", r->encoder, "arch", arch, "split",
+            split_name(r), "split_description", r->split_desc, "split_class_balance",
+            api_json_number(r->split_balance), "train_records",
+            json_ids(r->train_records, r->n_train_records), "test_records",
+            json_ids(r->test_records, r->n_test_records)));
+    if (!rc)
+        rc = json_object_update_new(settings, json_pack(
+            "{s:o, s:o, s:o}", "class_names", json_names(r->ds->class_name, (size_t)r->ds->n_classes),
+            "n_train_per_class", json_counts(r->n_train_class, (size_t)r->ds->n_classes),
+            "n_test_per_class", json_counts(r->n_test_class, (size_t)r->ds->n_classes)));
+    json_t *runs = json_array();
+    for (int k = 0; !rc && k < r->n_betas * r->n_rates; k++)
+        rc = json_array_append_new(runs, json_run(r, k));
+    json_t *root = rc ? NULL : json_pack(
+        "{s:s, s:s, s:s, s:f, s:O, s:{s:s, s:o, s:o}, s:{s:s, s:s}, s:O}", "command", r->command,
+        "machine", r->machine, "date", r->date, "elapsed_seconds", elapsed(r), "settings",
+        settings, "paper_reference", "source", source, "beta_vae",
+        json_paper(r, r->ds->paper_bvae), "anodm", json_paper(r, r->ds->paper_anodm),
+        "label_use", "paper_best_alpha", "alpha chosen with test labels", "fused_*",
+        "label-free", "runs", runs);
+    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
+    FILE *f = text ? fopen(path, "w") : NULL;
+    rc = f && fprintf(f, "%s\n", text) >= 0 ? 0 : -1;
+    if (f && fclose(f) != 0) rc = -1;
+    free(text);
+    json_decref(root);
+    json_decref(settings);
+    json_decref(runs);
+    return rc;
 }
 
 /* A ROC plot: axes with ticks, the chance diagonal, one polyline per method (points

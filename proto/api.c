@@ -511,8 +511,9 @@ int api_decode_before_id(const char *before_id, api_scores_query *q, api_error *
 
 /* ------------------------------------------------------------------ encoding */
 
-/* A number, or null for a non-finite one (JSON has no NaN). */
-static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+json_t *api_json_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *num(double v) { return api_json_number(v); }   /* the encoders' shorthand */
 
 /* Serialise and release v; NULL if v is NULL (a failed build) or out of memory. */
 static char *dump(json_t *v) {

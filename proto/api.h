@@ -10,6 +10,7 @@
 #ifndef ANODM_API_H
 #define ANODM_API_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -144,6 +145,10 @@ int api_decode_max_points(const char *s, int *n, api_error *e);
 int api_parse_log_id(const char *s, int64_t *id);
 /* 1 if s is a valid model name. */
 int api_valid_model_name(const char *s);
+
+/* A number, or null when it is not finite (JSON has no NaN): the reals of every JSON
+ * anodm writes (the API, the provenance, anodm experiment's results.json). */
+json_t *api_json_number(double v);
 
 /* Fill e in: status, code and a printf-style message. */
 void api_error_set(api_error *e, int status, const char *code, const char *fmt, ...)
