@@ -436,6 +436,7 @@ static json_t *json_run(const run *r, int k) {
  * reference values, and every setting's auROCs, by jansson. */
 static int write_json(const run *r, const char *path) {
     const build_opts *o = &r->set.build;
+    const size_t n_classes = (size_t)r->ds->n_classes;
     json_t *settings = json_pack(
         "{s:s, s:i, s:i, s:s, s:i, s:f, s:I, s:i, s:i, s:i, s:i}", "dataset", r->ds->name,
         "epochs", o->train.epochs, "latent", r->set.latent, "latent_input",
@@ -455,9 +456,9 @@ static int write_json(const run *r, const char *path) {
             json_ids(r->test_records, r->n_test_records)));
     if (!rc)
         rc = json_object_update_new(settings, json_pack(
-            "{s:o, s:o, s:o}", "class_names", json_names(r->ds->class_name, (size_t)r->ds->n_classes),
-            "n_train_per_class", json_counts(r->n_train_class, (size_t)r->ds->n_classes),
-            "n_test_per_class", json_counts(r->n_test_class, (size_t)r->ds->n_classes)));
+            "{s:o, s:o, s:o}", "class_names", json_names(r->ds->class_name, n_classes),
+            "n_train_per_class", json_counts(r->n_train_class, n_classes),
+            "n_test_per_class", json_counts(r->n_test_class, n_classes)));
     json_t *runs = json_array();
     for (int k = 0; !rc && k < r->n_betas * r->n_rates; k++)
         rc = json_array_append_new(runs, json_run(r, k));
@@ -917,7 +918,9 @@ int cmd_experiment(int argc, char **argv) {
                 goto out;
             }
             break;
-        case 'Z': if (cli_latent_input("anodm experiment", optarg, &r->set.build.input)) goto out; break;
+        case 'Z':
+            if (cli_latent_input("anodm experiment", optarg, &r->set.build.input)) goto out;
+            break;
         case 'K':
             if (cli_int("--latent-k", optarg, 1, KNN_MAX_K, &v)) goto out;
             r->latent_k = (int)v;

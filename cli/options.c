@@ -145,7 +145,9 @@ void cli_option_usage(FILE *f, const cli_option_id *ids, size_t n, const cli_set
         snprintf(flag, sizeof flag, "--%s %s", o->name, o->arg);
         switch (o->type) {
         case T_INT: snprintf(now, sizeof now, "%d", *(const int *)p); break;
-        case T_U64: snprintf(now, sizeof now, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+        case T_U64:
+            snprintf(now, sizeof now, "%llu", (unsigned long long)*(const uint64_t *)p);
+            break;
         case T_FLOAT: snprintf(now, sizeof now, "%g", *(const float *)p); break;
         case T_DOUBLE: snprintf(now, sizeof now, "%g", *(const double *)p); break;
         }
