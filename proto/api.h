@@ -1,8 +1,9 @@
 /* api.h — the daemon's JSON wire format: decoding requests, encoding responses.
  *
  * This is the only place that knows field names and JSON shapes (proto/openapi.yaml
- * documents them), so the HTTP layer deals in C structs and the wire format can be
- * tested without a server. Decoders are the trust boundary for request bodies: they
+ * documents them; a result's numbers are named by core/detector.h's table of the score
+ * record, which the encoders expand), so the HTTP layer deals in C structs and the wire
+ * format can be tested without a server. Decoders are the trust boundary for request bodies: they
  * refuse malformed JSON, duplicate keys, wrong types, non-finite or out-of-range
  * numbers, wrong sample lengths and oversized batches with an api_error naming the
  * HTTP status, a stable machine code and a message a caller can act on. Encoders
