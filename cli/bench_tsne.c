@@ -52,9 +52,15 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         else if (!strcmp(k, "--queries")) a->queries = atoi(v);
         else if (!strcmp(k, "--data")) a->data_dir = v;
         else if (!strcmp(k, "--pca")) a->pca = atoi(v);
-        else if (!strcmp(k, "--threads")) a->threads = atoi(v);
+        else if (!strcmp(k, "--threads") || !strcmp(k, "--perplexity")) {
+            /* the shared options' own rules (cli/options.c) */
+            cli_value x;
+            int threads = k[2] == 't';
+            if (cli_option_parse(threads ? CLI_THREADS : CLI_PERPLEXITY, v, &x)) return -1;
+            if (threads) a->threads = (int)x.i;
+            else a->perplexity = x.r;
+        }
         else if (!strcmp(k, "--iters")) a->iters = atoi(v);
-        else if (!strcmp(k, "--perplexity")) a->perplexity = atof(v);
         else if (!strcmp(k, "--save-x")) a->save_x = v;
         else if (!strcmp(k, "--save-y")) a->save_y = v;
         else if (!strcmp(k, "--x")) a->x_path = v;
@@ -177,6 +183,15 @@ static void progress(void *ctx, int iter, int n_iter, double kl) {
     fprintf(stderr, "  iter %4d/%d  KL %.4f  %.1f s\n", iter, n_iter, kl, now_s() - t0);
 }
 
+/* The fit's options from the command line. */
+static void fit_options(const bench_args *a, tsne_options *o) {
+    tsne_options_default(o);
+    o->n_threads = a->threads;
+    o->n_iter = a->iters;
+    o->perplexity = a->perplexity;
+    if (a->theta > 0) o->theta = a->theta;
+}
+
 static int bench_fit(const bench_args *a) {
     float *X;
     if (load_pca(a, a->n, 0, &X, NULL)) return 1;
@@ -187,11 +202,7 @@ static int bench_fit(const bench_args *a) {
         return 1;
     }
     tsne_options o;
-    tsne_options_default(&o);
-    o.n_threads = a->threads;
-    o.n_iter = a->iters;
-    o.perplexity = a->perplexity;
-    if (a->theta > 0) o.theta = a->theta;
+    fit_options(a, &o);
     double t0 = now_s();
     o.progress = progress;
     o.progress_ctx = &t0;
@@ -413,8 +424,15 @@ co:
 
 int bench_tsne_main(int argc, char **argv) {
     bench_args a;
+    tsne_options o;
+    char err[256];
     if (argc < 2 || parse_args(argc, argv, &a)) {
         fprintf(stderr, "usage: anodm bench-tsne fit|kl|place [options] (see cli/bench_tsne.c)\n");
+        return 2;
+    }
+    fit_options(&a, &o);
+    if (tsne_options_check(&o, 0, err, sizeof err)) {   /* before any data is read */
+        fprintf(stderr, "bench-tsne: %s\n", err);
         return 2;
     }
     if (!strcmp(argv[1], "fit")) return bench_fit(&a);

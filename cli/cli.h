@@ -3,12 +3,15 @@
 #ifndef ANODM_CLI_H
 #define ANODM_CLI_H
 
+#include <getopt.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dataset.h"
 #include "stream.h"
 #include "detector.h"
+#include "pipeline.h"
 
 int cmd_train(int argc, char **argv);       /* anodm train: fit a beta-VAE */
 int cmd_bench_vae(int argc, char **argv);   /* anodm bench-vae: one timed training epoch */
@@ -74,5 +77,40 @@ typedef struct {
 int cli_stream_class(const detector *d, const dataset *test, int32_t cls, double rate,
                      const dataset *cal, double q, uint64_t seed, stream_result *out,
                      char *err, size_t errlen);
+/* ---- options several commands share (options.c: one table of names, bounds and the
+ * settings they write) ---- */
+
+/* What the shared options set. */
+typedef struct {
+    build_opts build;            /* training, map, calibration and scoring */
+    int latent;                  /* the beta-VAE's latent size */
+} cli_settings;
+
+typedef enum {
+    CLI_THREADS, CLI_SEED, CLI_EPOCHS, CLI_BATCH, CLI_LR, CLI_BETA, CLI_CAPACITY,
+    CLI_CAPACITY_RAMP, CLI_LATENT, CLI_N_REF, CLI_PERPLEXITY, CLI_TSNE_ITER, CLI_CAL_FRAC,
+    CLI_QUANTILE, CLI_WINDOW, CLI_K, CLI_ALPHA, CLI_N_OPTIONS
+} cli_option_id;
+
+/* getopt_long returns CLI_OPTION_VAL + id for shared option id. */
+#define CLI_OPTION_VAL 0x1000
+#define CLI_IS_OPTION(ch) ((ch) >= CLI_OPTION_VAL && (ch) < CLI_OPTION_VAL + CLI_N_OPTIONS)
+
+typedef struct { long long i; double r; } cli_value;   /* an integer option's, a real's */
+
+/* The library's defaults (build_opts_default) and latent 16. */
+void cli_settings_default(cli_settings *s);
+/* getopt_long's table for a command: its n_own own options, the n_ids shared ones, the
+ * terminator; out has room for n_own + n_ids + 1. */
+void cli_getopt_table(struct option *out, const struct option *own, size_t n_own,
+                      const cli_option_id *ids, size_t n_ids);
+/* Shared option ch (CLI_IS_OPTION) with value arg into s: 0, or -1 after a message naming
+ * the option and its bounds (the command exits 2). */
+int cli_option_set(cli_settings *s, int ch, const char *arg);
+/* Option id's value s, checked as cli_option_set checks it, into v (v->i for integers,
+ * v->r for reals), for a command that keeps the value elsewhere. 0 or -1 (a message). */
+int cli_option_parse(cli_option_id id, const char *s, cli_value *v);
+/* --help lines of the n shared options ids, with the values in s as their defaults. */
+void cli_option_usage(FILE *f, const cli_option_id *ids, size_t n, const cli_settings *s);
 
 #endif

@@ -36,7 +36,11 @@ static const bench_set *find_set(const char *arch) {
     return NULL;
 }
 
-static void usage(FILE *f) {
+/* The shared options anodm bench-vae takes (cli/options.c). */
+static const cli_option_id BENCH_OPTIONS[] = {CLI_THREADS, CLI_EPOCHS};
+#define N_BENCH_OPTIONS (sizeof BENCH_OPTIONS / sizeof BENCH_OPTIONS[0])
+
+static void usage(FILE *f, const cli_settings *s) {
     fprintf(f, "usage: anodm bench-vae [--arch NAME] [--data PATH] [--limit N] [--threads N] "
                "[--epochs N]\n"
                "  --arch fashion  --data the Fashion-MNIST directory (default %s),\n"
@@ -44,19 +48,32 @@ static void usage(FILE *f) {
                "  --arch ecg-tcn  --data FILE.npy from `anodm ecg-extract` (required),\n"
                "                  its first --limit beats (default %lld)\n",
             SETS[0].data, SETS[1].limit);
+    cli_option_usage(f, BENCH_OPTIONS, N_BENCH_OPTIONS, s);
 }
 
 int cmd_bench_vae(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"arch", required_argument, 0, 'a'},    {"data", required_argument, 0, 'd'},
-        {"limit", required_argument, 0, 'n'},   {"threads", required_argument, 0, 'j'},
-        {"epochs", required_argument, 0, 'e'},  {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option own[] = {
+        {"arch", required_argument, 0, 'a'}, {"data", required_argument, 0, 'd'},
+        {"limit", required_argument, 0, 'n'}, {"help", no_argument, 0, 'h'}};
+    struct option opts[sizeof own / sizeof own[0] + N_BENCH_OPTIONS + 1];
+    cli_getopt_table(opts, own, sizeof own / sizeof own[0], BENCH_OPTIONS, N_BENCH_OPTIONS);
     const char *arch_name = "fashion", *path = NULL;
-    int threads = 2, epochs = 1, ch;
+    int ch;
     long long v, limit = -1;   /* -1: the set's default */
+    char err[512];
+    /* One epoch at beta 0.01 on 2 threads, unless told otherwise. */
+    cli_settings opt;
+    cli_settings_default(&opt);
+    train_opts *o = &opt.build.train;
+    o->epochs = 1;
+    o->beta = 0.01f;
+    o->threads = 2;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (CLI_IS_OPTION(ch)) {
+            if (cli_option_set(&opt, ch, optarg)) return 2;
+            continue;
+        }
         switch (ch) {
         case 'a': arch_name = optarg; break;
         case 'd': path = optarg; break;
@@ -64,26 +81,21 @@ int cmd_bench_vae(int argc, char **argv) {
             if (cli_int("--limit", optarg, 1, LLONG_MAX, &v)) return 2;
             limit = v;
             break;
-        case 'j':
-            if (cli_int("--threads", optarg, 1, 64, &v)) return 2;
-            threads = (int)v;
-            break;
-        case 'e':
-            if (cli_int("--epochs", optarg, 1, 1000, &v)) return 2;
-            epochs = (int)v;
-            break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h': usage(stdout, &opt); return 0;
+        default: usage(stderr, &opt); return 2;
         }
+    }
+    if (train_opts_check(o, err, sizeof err)) {
+        fprintf(stderr, "anodm bench-vae: %s\n", err);
+        return 2;
     }
     const bench_set *set = find_set(arch_name);
     if (!set || (!path && !set->data) || optind != argc) {
         fprintf(stderr, "anodm bench-vae: %s\n", !set ? "--arch is fashion or ecg-tcn" :
                 optind != argc ? "unexpected argument" : "--data FILE.npy is required");
-        usage(stderr);
+        usage(stderr, &opt);
         return 2;
     }
-    char err[512];
     dataset d = {0};
     vae_arch arch;
     vae_model m = {0};
@@ -98,13 +110,9 @@ int cmd_bench_vae(int argc, char **argv) {
         dataset_free(&d);
         return 1;
     }
-    train_opts o = train_defaults();
-    o.epochs = epochs;
-    o.beta = 0.01f;
-    o.threads = threads;
     double t0 = cli_now();
-    int rc = vae_train(&m, d.x, d.n, &o, NULL, NULL, err, sizeof err);
-    double dt = (cli_now() - t0) / epochs;
+    int rc = vae_train(&m, d.x, d.n, o, NULL, NULL, err, sizeof err);
+    double dt = (cli_now() - t0) / o->epochs;
     if (rc != 0) {
         fprintf(stderr, "anodm bench-vae: %s\n", err);
     } else {
@@ -113,7 +121,7 @@ int cmd_bench_vae(int argc, char **argv) {
         double macs = net_macs_per_sample(&m.enc) + net_macs_per_sample(&m.dec);
         double gflops = 3.0 * 2.0 * macs * d.n / dt / 1e9;
         printf("c: blas=\"%s\" kernel=%s threads=%d images=%zu epoch_s=%.3f images_per_s=%.0f "
-               "gflops=%.1f\n", openblas_get_config(), blas_kernel_name(), threads, d.n, dt,
+               "gflops=%.1f\n", openblas_get_config(), blas_kernel_name(), o->threads, d.n, dt,
                d.n / dt, gflops);
     }
     vae_free(&m);

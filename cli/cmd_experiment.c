@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "api.h"
 #include "auroc.h"
 #include "bundle.h"
 #include "cli.h"
@@ -89,8 +90,10 @@ typedef struct {
     const exp_dataset *ds;
     const char *out_dir, *data_dir, *beats_path, *encoder;
     char command[2048], machine[512], date[64], title[160];
-    int n_betas, n_rates, n_classes, epochs, n_ref, test_limit, train_limit, latent, split;
-    int threads;                 /* training, t-SNE and placement threads; 0: one per core */
+    cli_settings set;            /* the shared options: epochs, n_ref, latent, perplexity,
+                                    seed, latent input, threads (training, t-SNE and
+                                    placement; 0: one per core) */
+    int n_betas, n_rates, n_classes, test_limit, train_limit, split;
     int latent_k;                /* the latent term's neighbours (1) */
     /* The data as used: samples per class on each side and, for the heartbeats, the
      * records on each side (ascending; under a beat split every record is on both). */
@@ -99,11 +102,9 @@ typedef struct {
     size_t n_train_records, n_test_records;
     double split_balance;        /* ecg_split_records' class balance; NaN for other splits */
     char split_desc[256];        /* how the split was made, for results.md */
-    double betas[MAX_BETAS], perplexity;
-    latent_input input;          /* mu or z: the latents of the maps and latent 1-NN */
+    double betas[MAX_BETAS];
     double rates[MAX_RATES];     /* anomaly rates of the test set; one 0: the set as it is */
     int32_t classes[N_CLASSES];
-    uint64_t seed;
     double t0;
     class_result res[MAX_BETAS * MAX_RATES][N_CLASSES];  /* [beta * n_rates + rate][class] */
     int stream;                  /* --stream: the stream protocol instead of the offline one */
@@ -115,7 +116,13 @@ typedef struct {
     int cls;
 } run;
 
-static void experiment_usage(FILE *f) {
+/* The shared options anodm experiment takes (cli/options.c); its --threads is also the
+ * t-SNE and placement threads. */
+static const cli_option_id EXPERIMENT_OPTIONS[] = {
+    CLI_EPOCHS, CLI_LATENT, CLI_SEED, CLI_N_REF, CLI_PERPLEXITY, CLI_THREADS};
+#define N_EXPERIMENT_OPTIONS (sizeof EXPERIMENT_OPTIONS / sizeof EXPERIMENT_OPTIONS[0])
+
+static void experiment_usage(FILE *f, const cli_settings *set) {
     fprintf(f,
         "usage: anodm experiment --dataset fashion-mnist|ecg [options]\n"
         "  --dataset NAME       fashion-mnist, or ecg (the MIT-BIH heartbeats, AAMI classes)\n"
@@ -125,8 +132,6 @@ static void experiment_usage(FILE *f) {
         "  --classes all|L,...  anomaly classes, one experiment each (default all): numbers\n"
         "                       (0..9; ecg 0..4) or, for ecg, names like N,S,V,F,Q\n"
         "  --beta B[,B...]      KL weights; a list is the paper's Figure 2 sweep (default 0.01)\n"
-        "  --epochs N           (default 20)   --latent N (default 16)   --seed N (default 1)\n"
-        "  --n-ref N            reference points of the map (default 10000)\n"
         "  --test-limit N       score only N test samples, class proportions kept: fashion-mnist\n"
         "                       the first in file order, ecg a seeded random choice (default all)\n"
         "  --train-limit N      train on N training samples (before one class is held out),\n"
@@ -134,10 +139,8 @@ static void experiment_usage(FILE *f) {
         "  --anomaly-rate R[,R...]  score each class's test set at these anomaly rates: all\n"
         "                       normals, anomalies sampled (seeded) to R of the set; up to %d\n"
         "                       rates, each in (0, 1) (default: the test set as it is)\n"
-        "  --perplexity P       t-SNE perplexity for the maps and placement (default 30)\n"
         "  --latent-input mu|z  the latents of the maps and latent 1-NN: encoder means, or\n"
         "                       draws z = mu + sigma * eps (the paper's Table 2) (default mu)\n"
-        "  --threads N          training, t-SNE and placement threads (default: one per core)\n"
         "  --latent-k K         the latent term (\"latent 1-NN\" columns): mean distance to\n"
         "                       the K nearest reference latents (default 1)\n"
         "  --out-dir DIR        where results.md, results.json and ROC SVGs go (default results)\n"
@@ -164,9 +167,14 @@ static void experiment_usage(FILE *f) {
         "  --test-records L,... --split patient with these test records (e.g. 100,103)\n",
         DATASETS[0].default_data, DATASETS[1].default_data, MAX_RATES,
         100 * ECG_TEST_FRACTION, 100 * ECG_TEST_FRACTION, ECG_SPLIT_TRIES);
+    fprintf(f, "shared with anodm train (--threads: training, t-SNE and placement threads):\n");
+    cli_option_usage(f, EXPERIMENT_OPTIONS, N_EXPERIMENT_OPTIONS, set);
 }
 
 static double elapsed(const run *r) { return cli_now() - r->t0; }
+
+/* The run's seed: training's, and every split and subset draws from it too. */
+static uint64_t seed_of(const run *r) { return r->set.build.train.seed; }
 
 static void on_epoch(const train_progress *p, void *ctx) {
     const run *r = ctx;
@@ -182,16 +190,28 @@ static void on_stage(void *ctx, const char *stage, const char *detail) {
     fflush(stdout);
 }
 
-/* Parse a list like "0.01,0.1" of at most max values in [lo, hi] into v; their count,
- * or -1. */
-static int parse_list(const char *what, const char *s, double lo, double hi, double *v,
-                      int max) {
+/* One KL weight, by the shared --beta rule (cli/options.c). */
+static int beta_value(const char *s, double *v) {
+    cli_value x;
+    if (cli_option_parse(CLI_BETA, s, &x)) return -1;
+    *v = x.r;
+    return 0;
+}
+
+/* One anomaly rate: experiment_anomaly_subset needs 0 < rate < 1. */
+static int rate_value(const char *s, double *v) {
+    return cli_real("--anomaly-rate", s, 1e-6, 1 - 1e-6, v);
+}
+
+/* Parse a list like "0.01,0.1" of at most max values, each by value, into v; their
+ * count, or -1. */
+static int parse_list(const char *s, int (*value)(const char *, double *), double *v, int max) {
     char buf[512], *save = NULL;
     int n = 0;
     if (strlen(s) >= sizeof buf) return -1;
     strcpy(buf, s);
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (n == max || cli_real(what, t, lo, hi, &v[n])) return -1;
+        if (n == max || value(t, &v[n])) return -1;
         n++;
     }
     return n ? n : -1;
@@ -275,11 +295,6 @@ static void md_num(FILE *f, double v) {
     else fprintf(f, " %.3f |", v);
 }
 
-static void json_num(FILE *f, double v) {
-    if (isnan(v)) fprintf(f, "null");
-    else fprintf(f, "%.6f", v);
-}
-
 /* A paper reference value of class cls, NaN where the paper gives none. */
 static double paper_value(const double *v, int cls) { return v ? v[cls] : NAN; }
 
@@ -302,14 +317,17 @@ static void list_records(FILE *f, const int32_t *rec, size_t n) {
 }
 
 static int write_markdown(const run *r, const char *path) {
+    const build_opts *o = &r->set.build;
     FILE *f = fopen(path, "w");
     if (!f) return -1;
     fprintf(f, "# anodm experiment: %s one-vs-rest\n\n"
             "- command: `%s`\n- machine: %s\n- date: %s\n- elapsed: %.0f s\n"
-            "- settings: epochs %d, latent %d (%s-based), n_ref %d, perplexity %g, seed %d, "
+            "- settings: epochs %d, latent %d (%s-based), n_ref %d, perplexity %g, seed %llu, "
             "latent term over %d nearest, test %s", r->ds->title, r->command, r->machine,
-            r->date, elapsed(r), r->epochs, r->latent, r->input == LATENT_Z ? "z" : "mu",
-            r->n_ref, r->perplexity, (int)r->seed, r->latent_k,
+            r->date, elapsed(r), o->train.epochs, r->set.latent,
+            o->input == LATENT_Z ? "z" : "mu", o->n_ref, o->tsne.perplexity,
+            (unsigned long long)seed_of(r),
+            r->latent_k,
             r->test_limit ? "limited (class proportions kept)"
                           : r->ds->ecg ? "the whole test split" : "whole t10k set");
     if (r->train_limit) fprintf(f, ", training set limited to %d (class proportions kept)",
@@ -376,90 +394,108 @@ static int write_markdown(const run *r, const char *path) {
     return fclose(f) == 0 ? 0 : -1;
 }
 
-/* s as a JSON string: the command line may hold quotes or backslashes in paths. */
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
+/* JSON arrays of n record ids, sample counts, names. NULL when out of memory. */
+static json_t *json_ids(const int32_t *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_integer(v[i]))) a = (json_decref(a), NULL);
+    return a;
 }
 
+static json_t *json_counts(const size_t *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_integer((json_int_t)v[i]))) a = (json_decref(a), NULL);
+    return a;
+}
+
+static json_t *json_names(const char *const *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_string(v[i]))) a = (json_decref(a), NULL);
+    return a;
+}
+
+/* The paper's values of the data set's classes, or null where it gives none. */
+static json_t *json_paper(const run *r, const double *v) {
+    json_t *a = v ? json_array() : json_null();
+    for (int k = 0; v && a && k < r->ds->n_classes; k++)
+        if (json_array_append_new(a, json_real(v[k]))) a = (json_decref(a), NULL);
+    return a;
+}
+
+/* Setting k's run: its beta and anomaly rate, each finished class's auROCs, the classes
+ * skipped. */
+static json_t *json_run(const run *r, int k) {
+    json_t *classes = json_array(), *skipped = json_array();
+    json_t *o = json_pack("{s:f, s:o, s:o, s:o}", "beta", beta_of(r, k), "anomaly_rate",
+                          api_json_number(rate_of(r, k) > 0 ? rate_of(r, k) : NAN), "classes",
+                          classes, "skipped_classes", skipped);
+    for (int c = 0; o && c < r->n_classes; c++) {
+        const class_result *cr = &r->res[k][c];
+        if (cr->skipped && json_array_append_new(skipped, json_integer(r->classes[c])))
+            o = (json_decref(o), NULL);
+        if (!o || !cr->done) continue;
+        json_t *auc = json_object();
+        for (int m = 0; auc && m < EXP_N_METHODS; m++)
+            if (json_object_set_new(auc, EXP_METHOD_ID[m], api_json_number(cr->auc[m])))
+                auc = (json_decref(auc), NULL);
+        if (json_array_append_new(classes, json_pack(
+                "{s:i, s:s, s:I, s:I, s:f, s:f, s:o}", "class", (int)r->classes[c], "name",
+                r->ds->class_name[r->classes[c]], "n_test", (json_int_t)cr->n_test,
+                "n_anomalies", (json_int_t)cr->n_pos, "seconds", cr->seconds, "best_alpha",
+                cr->best_alpha, "auroc", auc)))
+            o = (json_decref(o), NULL);
+    }
+    return o;
+}
+
+/* results.json: the run's command, machine and settings, the data as used, the paper's
+ * reference values, and every setting's auROCs, by jansson. */
 static int write_json(const run *r, const char *path) {
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    fprintf(f, "{\n  \"command\": ");
-    json_str(f, r->command);
-    fprintf(f, ",\n  \"machine\": ");
-    json_str(f, r->machine);
-    fprintf(f, ",\n  \"date\": \"%s\",\n"
-            "  \"elapsed_seconds\": %.1f,\n  \"settings\": {\"dataset\": \"%s\", "
-            "\"epochs\": %d, \"latent\": %d, \"latent_input\": \"%s\", \"n_ref\": %d, "
-            "\"perplexity\": %g, \"seed\": %d, \"test_limit\": %d, \"train_limit\": %d, "
-            "\"threads\": %d, \"latent_k\": %d", r->date, elapsed(r), r->ds->name, r->epochs,
-            r->latent, r->input == LATENT_Z ? "z" : "mu", r->n_ref, r->perplexity, (int)r->seed,
-            r->test_limit, r->train_limit, r->threads, r->latent_k);
-    if (r->ds->ecg) {
-        fprintf(f, ", \"encoder\": \"%s\", \"arch\": \"ecg-%s\", \"split\": \"%s\", "
-                "\"split_description\": ", r->encoder, r->encoder, split_name(r));
-        json_str(f, r->split_desc);
-        fprintf(f, ", \"split_class_balance\": ");
-        json_num(f, r->split_balance);
-        fprintf(f, ", \"train_records\": [");
-        list_records(f, r->train_records, r->n_train_records);
-        fprintf(f, "], \"test_records\": [");
-        list_records(f, r->test_records, r->n_test_records);
-        fprintf(f, "]");
-    }
-    fprintf(f, ", \"class_names\": [");
-    for (int k = 0; k < r->ds->n_classes; k++) {
-        if (k) fprintf(f, ", ");
-        json_str(f, r->ds->class_name[k]);
-    }
-    fprintf(f, "], \"n_train_per_class\": [");
-    for (int k = 0; k < r->ds->n_classes; k++) fprintf(f, "%s%zu", k ? ", " : "", r->n_train_class[k]);
-    fprintf(f, "], \"n_test_per_class\": [");
-    for (int k = 0; k < r->ds->n_classes; k++) fprintf(f, "%s%zu", k ? ", " : "", r->n_test_class[k]);
-    fprintf(f, "]},\n  \"paper_reference\": {\"source\": \"%s, not measured here\", "
-            "\"beta_vae\": ", r->ds->paper_source);
-    const double *ref[2] = {r->ds->paper_bvae, r->ds->paper_anodm};
-    for (int j = 0; j < 2; j++) {
-        if (j) fprintf(f, ", \"anodm\": ");
-        if (!ref[j]) fprintf(f, "null");
-        for (int k = 0; ref[j] && k < r->ds->n_classes; k++)
-            fprintf(f, "%s%.3f%s", k ? ", " : "[", ref[j][k], k + 1 == r->ds->n_classes ? "]" : "");
-    }
-    fprintf(f, "},\n  \"label_use\": {\"paper_best_alpha\": \"alpha chosen with test labels\", "
-            "\"fused_*\": \"label-free\"},\n  \"runs\": [");
-    for (int k = 0; k < r->n_betas * r->n_rates; k++) {
-        fprintf(f, "%s\n    {\"beta\": %g, \"anomaly_rate\": ", k ? "," : "", beta_of(r, k));
-        json_num(f, rate_of(r, k) > 0 ? rate_of(r, k) : NAN);
-        fprintf(f, ", \"classes\": [");
-        int first = 1;
-        for (int c = 0; c < r->n_classes; c++) {
-            const class_result *cr = &r->res[k][c];
-            if (!cr->done) continue;
-            fprintf(f, "%s\n      {\"class\": %d, \"name\": \"%s\", \"n_test\": %zu, "
-                    "\"n_anomalies\": %zu, \"seconds\": %.1f, \"best_alpha\": %g, \"auroc\": {",
-                    first ? "" : ",", r->classes[c], r->ds->class_name[r->classes[c]], cr->n_test,
-                    cr->n_pos, cr->seconds, cr->best_alpha);
-            for (int m = 0; m < EXP_N_METHODS; m++) {
-                fprintf(f, "%s\"%s\": ", m ? ", " : "", EXP_METHOD_ID[m]);
-                json_num(f, cr->auc[m]);
-            }
-            fprintf(f, "}}");
-            first = 0;
-        }
-        fprintf(f, "\n    ], \"skipped_classes\": [");
-        for (int c = 0, n = 0; c < r->n_classes; c++)
-            if (r->res[k][c].skipped) fprintf(f, "%s%d", n++ ? ", " : "", r->classes[c]);
-        fprintf(f, "]}");
-    }
-    fprintf(f, "\n  ]\n}\n");
-    return fclose(f) == 0 ? 0 : -1;
+    const build_opts *o = &r->set.build;
+    const size_t n_classes = (size_t)r->ds->n_classes;
+    json_t *settings = json_pack(
+        "{s:s, s:i, s:i, s:s, s:i, s:f, s:I, s:i, s:i, s:i, s:i}", "dataset", r->ds->name,
+        "epochs", o->train.epochs, "latent", r->set.latent, "latent_input",
+        o->input == LATENT_Z ? "z" : "mu", "n_ref", o->n_ref, "perplexity", o->tsne.perplexity,
+        "seed", (json_int_t)seed_of(r), "test_limit", r->test_limit, "train_limit",
+        r->train_limit, "threads", o->train.threads, "latent_k", r->latent_k);
+    char arch[64], source[256];
+    snprintf(arch, sizeof arch, "ecg-%s", r->encoder ? r->encoder : "");
+    snprintf(source, sizeof source, "%s, not measured here", r->ds->paper_source);
+    int rc = !settings;
+    if (!rc && r->ds->ecg)
+        rc = json_object_update_new(settings, json_pack(
+            "{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "encoder", r->encoder, "arch", arch, "split",
+            split_name(r), "split_description", r->split_desc, "split_class_balance",
+            api_json_number(r->split_balance), "train_records",
+            json_ids(r->train_records, r->n_train_records), "test_records",
+            json_ids(r->test_records, r->n_test_records)));
+    if (!rc)
+        rc = json_object_update_new(settings, json_pack(
+            "{s:o, s:o, s:o}", "class_names", json_names(r->ds->class_name, n_classes),
+            "n_train_per_class", json_counts(r->n_train_class, n_classes),
+            "n_test_per_class", json_counts(r->n_test_class, n_classes)));
+    json_t *runs = json_array();
+    for (int k = 0; !rc && k < r->n_betas * r->n_rates; k++)
+        rc = json_array_append_new(runs, json_run(r, k));
+    json_t *root = rc ? NULL : json_pack(
+        "{s:s, s:s, s:s, s:f, s:O, s:{s:s, s:o, s:o}, s:{s:s, s:s}, s:O}", "command", r->command,
+        "machine", r->machine, "date", r->date, "elapsed_seconds", elapsed(r), "settings",
+        settings, "paper_reference", "source", source, "beta_vae",
+        json_paper(r, r->ds->paper_bvae), "anodm", json_paper(r, r->ds->paper_anodm),
+        "label_use", "paper_best_alpha", "alpha chosen with test labels", "fused_*",
+        "label-free", "runs", runs);
+    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
+    FILE *f = text ? fopen(path, "w") : NULL;
+    rc = f && fprintf(f, "%s\n", text) >= 0 ? 0 : -1;
+    if (f && fclose(f) != 0) rc = -1;
+    free(text);
+    json_decref(root);
+    json_decref(settings);
+    json_decref(runs);
+    return rc;
 }
 
 /* A ROC plot: axes with ticks, the chance diagonal, one polyline per method (points
@@ -576,7 +612,7 @@ static int score_setting(run *r, int k, int c, const detector *d, const dataset 
     for (size_t i = 0; i < test->n; i++) is_pos[i] = test->labels[i] == cls;
     if (rate_of(r, k) > 0) {
         /* Every normal, and the anomalies sampled down (or all) to the rate. */
-        n = experiment_anomaly_subset(is_pos, test->n, rate_of(r, k), r->seed, idx);
+        n = experiment_anomaly_subset(is_pos, test->n, rate_of(r, k), seed_of(r), idx);
         if (!n || !(x = malloc(n * test->dim * sizeof *x))) {
             snprintf(err, errlen, n ? "out of memory for the test subset"
                                     : "the test set lacks normals or anomalies");
@@ -617,6 +653,22 @@ done:
     free(is_pos);
     for (int m = 0; m < EXP_N_METHODS; m++) free(scores[m]);
     return rc;
+}
+
+/* The options of the detectors of beta and of their scoring: the command line's, with
+ * --threads for t-SNE and placement too, and the map term fused in the "detector" column
+ * (RE + latent has its own). */
+static void class_options(const run *r, double beta, build_opts *bo, experiment_opts *eo) {
+    const int threads = r->set.build.train.threads;
+    *bo = r->set.build;
+    bo->train.beta = (float)beta;
+    bo->term = TERM_MAP;
+    if (threads) bo->tsne.n_threads = bo->place.n_threads = threads;
+    experiment_opts_default(eo);
+    eo->joint.perplexity = bo->tsne.perplexity;
+    eo->seed = seed_of(r);
+    if (threads) eo->joint.n_threads = eo->n_threads = threads;
+    eo->latent_k = r->latent_k;
 }
 
 /* stream.md: per rate, each fusion's class averages and per-class figures. */
@@ -708,7 +760,7 @@ static int stream_setting(run *r, int k, int c, const detector *d, const dataset
     with_memory.memory = r->memory;
     with_memory.term = TERM_LATENT;   /* the base score is the daemon's: RE + latent */
     d = &with_memory;
-    if (cli_stream_class(d, test, r->classes[c], rate_of(r, k), cal, d->quantile, r->seed, s,
+    if (cli_stream_class(d, test, r->classes[c], rate_of(r, k), cal, d->quantile, seed_of(r), s,
                          err, errlen) != 0)
         return -1;
     char setting[128], path[1024];
@@ -743,22 +795,7 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     int rc = -1;
     r->beta = r->betas[b];
     r->cls = cls;
-    build_opts_default(&bo);
-    bo.train.beta = (float)r->betas[b];
-    bo.train.epochs = r->epochs;
-    bo.train.seed = r->seed;
-    bo.n_ref = r->n_ref;
-    bo.tsne.perplexity = bo.place.perplexity = r->perplexity;
-    bo.input = r->input;
-    if (r->threads) {
-        bo.train.threads = bo.tsne.n_threads = bo.place.n_threads = r->threads;
-    }
-    bo.term = TERM_MAP; /* the "detector" column is RE + the map alone; RE + latent has its own */
-    experiment_opts_default(&eo);
-    eo.joint.perplexity = r->perplexity;
-    eo.seed = r->seed;
-    if (r->threads) eo.joint.n_threads = eo.n_threads = r->threads;
-    eo.latent_k = r->latent_k;
+    class_options(r, r->betas[b], &bo, &eo);
     size_t n_anomalies = 0;
     for (size_t i = 0; i < test->n; i++) n_anomalies += test->labels[i] == cls;
     if (n_anomalies == 0 || n_anomalies == test->n) {
@@ -776,7 +813,7 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     char preset[64];
     snprintf(preset, sizeof preset, "%s%s", r->ds->ecg ? "ecg-" : "fashion",
              r->ds->ecg ? r->encoder : "");
-    if (vae_arch_preset(&arch, preset, r->latent, err, errlen) != 0 ||
+    if (vae_arch_preset(&arch, preset, r->set.latent, err, errlen) != 0 ||
         normals_of(train, cls, &normals, err, errlen) != 0)
         goto done;
     on_stage(r, "start", r->ds->class_name[cls]);
@@ -784,7 +821,7 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     if (r->models_dir)
         snprintf(model_path, sizeof model_path, "%s/%s-%s-class%d-beta%g-e%d-ref%d-seed%llu.anodm",
                  r->models_dir, r->ds->name, r->ds->ecg ? r->encoder : "cnn", cls, r->beta,
-                 r->epochs, r->n_ref, (unsigned long long)r->seed);
+                 bo.train.epochs, bo.n_ref, (unsigned long long)seed_of(r));
     if (*model_path && access(model_path, R_OK) == 0) {
         if (bundle_load(model_path, &d, err, errlen) != 0) goto done;
         on_stage(r, "model", model_path);
@@ -802,7 +839,7 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
         float *x = NULL;
         size_t n = 0;
         if (stream_normals(cal.x, cal.n, rest.x, rest.n, cal.dim, d.ref_id, d.n_ref,
-                           STREAM_NORMALS_MAX, r->seed ^ 0x5EEDULL, &x, &n, err, errlen) != 0)
+                           STREAM_NORMALS_MAX, seed_of(r) ^ 0x5EEDULL, &x, &n, err, errlen) != 0)
             goto done;
         free(cal.x);
         free(cal.labels);
@@ -894,7 +931,7 @@ static int load_ecg(run *r, const char *test_records, dataset *train, dataset *t
         goto done;
     }
     if (r->split == SPLIT_BEAT) {
-        if (ecg_split_beats(all.n, ECG_TEST_FRACTION, r->seed, is_test, err, errlen)) goto done;
+        if (ecg_split_beats(all.n, ECG_TEST_FRACTION, seed_of(r), is_test, err, errlen)) goto done;
         snprintf(r->split_desc, sizeof r->split_desc, "beat: a seeded random %g%% of the beats "
                  "are the test set (the paper's setting; records on both sides)",
                  100 * ECG_TEST_FRACTION);
@@ -904,7 +941,7 @@ static int load_ecg(run *r, const char *test_records, dataset *train, dataset *t
         snprintf(r->split_desc, sizeof r->split_desc, "patient: the test records named by "
                  "--test-records, every other record for training");
     } else {
-        if (ecg_split_records(record, all.labels, all.n, ECG_TEST_FRACTION, r->seed, is_test,
+        if (ecg_split_records(record, all.labels, all.n, ECG_TEST_FRACTION, seed_of(r), is_test,
                               NULL, NULL, &r->split_balance, err, errlen))
             goto done;
         snprintf(r->split_desc, sizeof r->split_desc, "patient: a seeded %g%% of the records are "
@@ -969,21 +1006,21 @@ static int count_classes(const run *r, const dataset *d, size_t *count, char *er
 }
 
 int cmd_experiment(int argc, char **argv) {
-    static const struct option opts[] = {
+    static const struct option own[] = {
         {"dataset", required_argument, 0, 'D'}, {"data", required_argument, 0, 'd'},
         {"classes", required_argument, 0, 'c'}, {"beta", required_argument, 0, 'b'},
-        {"epochs", required_argument, 0, 'e'}, {"n-ref", required_argument, 0, 'r'},
-        {"test-limit", required_argument, 0, 'n'}, {"seed", required_argument, 0, 's'},
-        {"out-dir", required_argument, 0, 'o'}, {"perplexity", required_argument, 0, 'p'},
-        {"latent", required_argument, 0, 'z'}, {"anomaly-rate", required_argument, 0, 'a'},
-        {"train-limit", required_argument, 0, 'N'}, {"beats", required_argument, 0, 'B'},
-        {"encoder", required_argument, 0, 'E'}, {"split", required_argument, 0, 'S'},
-        {"test-records", required_argument, 0, 'R'}, {"latent-input", required_argument, 0, 'Z'},
-        {"threads", required_argument, 0, 'T'}, {"latent-k", required_argument, 0, 'K'},
+        {"test-limit", required_argument, 0, 'n'}, {"out-dir", required_argument, 0, 'o'},
+        {"anomaly-rate", required_argument, 0, 'a'}, {"train-limit", required_argument, 0, 'N'},
+        {"beats", required_argument, 0, 'B'}, {"encoder", required_argument, 0, 'E'},
+        {"split", required_argument, 0, 'S'}, {"test-records", required_argument, 0, 'R'},
+        {"latent-input", required_argument, 0, 'Z'}, {"latent-k", required_argument, 0, 'K'},
         {"stream", no_argument, 0, 'W'}, {"models", required_argument, 0, 'M'},
         {"memory-size", required_argument, 0, 1001}, {"memory-k", required_argument, 0, 1002},
         {"memory-recent", required_argument, 0, 1003},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'}};
+    struct option opts[sizeof own / sizeof own[0] + N_EXPERIMENT_OPTIONS + 1];
+    cli_getopt_table(opts, own, sizeof own / sizeof own[0], EXPERIMENT_OPTIONS,
+                     N_EXPERIMENT_OPTIONS);
     run *r = calloc(1, sizeof *r);
     const char *dataset_name = NULL, *classes_arg = "all", *split_arg = NULL,
                *test_records = NULL;
@@ -1000,16 +1037,16 @@ int cmd_experiment(int argc, char **argv) {
     r->betas[0] = 0.01;
     r->n_rates = 1;
     r->rates[0] = 0;
-    r->epochs = 20;
-    r->n_ref = 10000;
-    r->latent = 16;
-    r->perplexity = 30;
+    cli_settings_default(&r->set);
     r->latent_k = 1;
-    r->seed = 1;
     r->split_balance = NAN;
     memory_options_default(&r->memory);
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (CLI_IS_OPTION(ch)) {
+            if (cli_option_set(&r->set, ch, optarg)) goto out;
+            continue;
+        }
         switch (ch) {
         case 'D': dataset_name = optarg; break;
         case 'd': r->data_dir = optarg; break;
@@ -1023,37 +1060,33 @@ int cmd_experiment(int argc, char **argv) {
         case 'S': split_arg = optarg; break;
         case 'R': test_records = optarg; break;
         case 'b':
-            if ((r->n_betas = parse_list("--beta", optarg, 1e-9, 1e6, r->betas, MAX_BETAS)) < 0) {
-                fprintf(stderr, "anodm experiment: --beta wants up to %d positive numbers like "
+            if ((r->n_betas = parse_list(optarg, beta_value, r->betas, MAX_BETAS)) < 0) {
+                fprintf(stderr, "anodm experiment: --beta wants up to %d numbers >= 0 like "
                         "0.01,0.1\n", MAX_BETAS);
                 goto out;
             }
             break;
-        case 'e': if (cli_int("--epochs", optarg, 1, 100000, &v)) goto out; r->epochs = (int)v; break;
-        case 'r': if (cli_int("--n-ref", optarg, 10, 1000000, &v)) goto out; r->n_ref = (int)v; break;
         case 'n':
             if (cli_int("--test-limit", optarg, 2, INT_MAX, &v)) goto out;
             r->test_limit = (int)v;
             break;
-        case 's': if (cli_int("--seed", optarg, 1, INT_MAX, &v)) goto out; r->seed = (uint64_t)v; break;
         case 'o': r->out_dir = optarg; break;
         case 'a':
-            if ((r->n_rates = parse_list("--anomaly-rate", optarg, 1e-6, 1 - 1e-6, r->rates,
-                                         MAX_RATES)) < 0) {
+            if ((r->n_rates = parse_list(optarg, rate_value, r->rates, MAX_RATES)) < 0) {
                 fprintf(stderr, "anodm experiment: --anomaly-rate wants up to %d rates in (0, 1) "
                         "like 0.01,0.1\n", MAX_RATES);
                 goto out;
             }
             break;
-        case 'p': if (cli_real("--perplexity", optarg, 1, 100, &r->perplexity)) goto out; break;
-        case 'Z': if (cli_latent_input("anodm experiment", optarg, &r->input)) goto out; break;
-        case 'T': if (cli_int("--threads", optarg, 1, 256, &v)) goto out; r->threads = (int)v; break;
+        case 'Z':
+            if (cli_latent_input("anodm experiment", optarg, &r->set.build.input)) goto out;
+            break;
         case 'K':
             if (cli_int("--latent-k", optarg, 1, KNN_MAX_K, &v)) goto out;
             r->latent_k = (int)v;
             break;
-        case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) goto out; r->latent = (int)v; break;
         case 'W': r->stream = 1; break;
+        case 'M': r->models_dir = optarg; break;
         case 1001:
             if (cli_int("--memory-size", optarg, 1, 1000000, &v)) goto out;
             r->memory.capacity = (int)v;
@@ -1062,9 +1095,8 @@ int cmd_experiment(int argc, char **argv) {
         case 1003:
             if (cli_real("--memory-recent", optarg, 1e-6, 1, &r->memory.recent_share)) goto out;
             break;
-        case 'M': r->models_dir = optarg; break;
-        case 'h': experiment_usage(stdout); rc = 0; goto out;
-        default: experiment_usage(stderr); goto out;
+        case 'h': experiment_usage(stdout, &r->set); rc = 0; goto out;
+        default: experiment_usage(stderr, &r->set); goto out;
         }
     }
     for (size_t k = 0; dataset_name && k < sizeof DATASETS / sizeof DATASETS[0]; k++)
@@ -1076,7 +1108,7 @@ int cmd_experiment(int argc, char **argv) {
             fprintf(stderr, "anodm experiment: unknown --dataset '%s' (known: fashion-mnist, "
                     "ecg)\n", dataset_name);
         else fprintf(stderr, "anodm experiment: --dataset fashion-mnist or ecg is required\n");
-        experiment_usage(stderr);
+        experiment_usage(stderr, &r->set);
         goto out;
     }
     if ((r->n_classes = parse_classes(r->ds, classes_arg, r->classes)) < 0) {
@@ -1126,6 +1158,19 @@ int cmd_experiment(int argc, char **argv) {
         r->n_rates = 4;
         memcpy(r->rates, stream_rates, sizeof stream_rates);
     }
+    /* Every option by the library's rules, before any data is read: what the data allows
+     * (its size against --n-ref and the perplexity) detector_build checks before it
+     * trains. */
+    for (int b = 0; b < r->n_betas; b++) {
+        build_opts bo;
+        experiment_opts eo;
+        class_options(r, r->betas[b], &bo, &eo);
+        if (build_opts_check(&bo, 0, err, sizeof err) ||
+            experiment_opts_check(&eo, bo.n_ref, err, sizeof err)) {
+            fprintf(stderr, "anodm experiment: %s\n", err);
+            goto out;
+        }
+    }
     rc = 1;
     describe_machine(r, argc, argv);
     r->t0 = cli_now();
@@ -1137,10 +1182,10 @@ int cmd_experiment(int argc, char **argv) {
     if ((r->ds->ecg ? load_ecg(r, test_records, &train, &test, err, sizeof err)
                     : dataset_load_fashion_mnist(&train, r->data_dir, 1, err, sizeof err) ||
                       dataset_load_fashion_mnist(&test, r->data_dir, 0, err, sizeof err)) != 0 ||
-        (r->train_limit && limit_rows(&train, (size_t)r->train_limit, 1, r->seed ^ 0x7EA1ULL,
+        (r->train_limit && limit_rows(&train, (size_t)r->train_limit, 1, seed_of(r) ^ 0x7EA1ULL,
                                       err, sizeof err) != 0) ||
         (r->test_limit && limit_rows(&test, (size_t)r->test_limit, r->ds->ecg,
-                                     r->seed ^ 0x7E57ULL, err, sizeof err) != 0) ||
+                                     seed_of(r) ^ 0x7E57ULL, err, sizeof err) != 0) ||
         count_classes(r, &train, r->n_train_class, err, sizeof err) != 0 ||
         count_classes(r, &test, r->n_test_class, err, sizeof err) != 0)
         goto fail;

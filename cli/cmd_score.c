@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "auroc.h"
+#include "api.h"
 #include "bundle.h"
 #include "cli.h"
 #include "scorer.h"
@@ -24,25 +25,32 @@ static void score_usage(FILE *f) {
         "  --out FILE           output file (default: standard output)\n");
 }
 
-static void write_row(FILE *f, int jsonl, size_t i, const int32_t *label,
-                      const detector_result *r, int id, float dist) {
+/* The CSV columns: index, label (with labels), then detector.h's table in its order. A
+ * field's value by its type: REAL to 6 significant digits (nan when unknown), FLAG 0 or 1,
+ * INDEX an integer. */
+#define CSV_NAME(name, type, group, doc) "," #name
+static void csv_REAL(FILE *f, double v) { fprintf(f, ",%.6g", v); }
+static void csv_FLAG(FILE *f, int v) { fprintf(f, ",%d", v); }
+static void csv_INDEX(FILE *f, int32_t v) { fprintf(f, ",%d", (int)v); }
+
+/* Sample i's line: CSV, or a JSON object (proto/api.c's encoder of the same table, which
+ * writes an unknown value as null). 0, or -1 when out of memory. */
+static int write_row(FILE *f, int jsonl, size_t i, const int32_t *label,
+                     const detector_result *r) {
     if (jsonl) {
-        fprintf(f, "{\"index\":%zu", i);
-        if (label) fprintf(f, ",\"label\":%d", *label);
-        fprintf(f, ",\"score\":%.6g,\"is_anomaly\":%s,\"p_value\":%.6g,\"raw_score\":%.6g,"
-                "\"d_re\":%.6g,\"d_map\":%.6g,\"z_re\":%.6g,\"z_map\":%.6g,\"x\":%.6g,"
-                "\"y\":%.6g,\"nearest_ref\":%d,\"nearest_dist\":%.6g,\"d_latent\":%.6g,"
-                "\"z_latent\":%.6g}\n",
-                r->score, r->is_anomaly ? "true" : "false", r->p_value, r->raw_score, r->d_re,
-                r->d_map, r->z_re, r->z_map, r->pos[0], r->pos[1], id, dist, r->d_latent,
-                r->z_latent);
-    } else {
-        fprintf(f, "%zu,", i);
-        if (label) fprintf(f, "%d,", *label);
-        fprintf(f, "%.6g,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%.6g,%.6g,%.6g\n",
-                r->score, r->is_anomaly, r->p_value, r->raw_score, r->d_re, r->d_map, r->z_re,
-                r->z_map, r->pos[0], r->pos[1], id, dist, r->d_latent, r->z_latent);
+        char *line = api_encode_result_line(i, label, r);
+        if (!line) return -1;
+        fprintf(f, "%s\n", line);
+        free(line);
+        return 0;
     }
+    fprintf(f, "%zu", i);
+    if (label) fprintf(f, ",%d", *label);
+#define CSV_FIELD(name, type, group, doc) csv_##type(f, r->name);
+    DETECTOR_RESULT_FIELDS(CSV_FIELD)
+#undef CSV_FIELD
+    fputc('\n', f);
+    return 0;
 }
 
 int cmd_score(int argc, char **argv) {
@@ -96,8 +104,7 @@ int cmd_score(int argc, char **argv) {
     scorer *s = NULL;
     FILE *out = stdout;
     detector_result *res = NULL;
-    int *nn_idx = NULL, rc = 1;
-    float *nn_dist = NULL;
+    int rc = 1;
     double *scores = NULL;
     int *is_pos = NULL;
     if (bundle_load(model_path, &d, err, sizeof err) != 0) goto fail;
@@ -112,11 +119,9 @@ int cmd_score(int argc, char **argv) {
         goto fail;
     }
     res = malloc((size_t)batch * sizeof *res);
-    nn_idx = malloc((size_t)batch * d.k * sizeof *nn_idx);
-    nn_dist = malloc((size_t)batch * d.k * sizeof *nn_dist);
     scores = malloc(data.n * sizeof *scores);
     is_pos = malloc(data.n * sizeof *is_pos);
-    if (!res || !nn_idx || !nn_dist || !scores || !is_pos) {
+    if (!res || !scores || !is_pos) {
         snprintf(err, sizeof err, "out of memory");
         goto fail;
     }
@@ -127,18 +132,20 @@ int cmd_score(int argc, char **argv) {
         goto fail;
     }
     if (!jsonl)
-        fprintf(out, "index,%sscore,is_anomaly,p_value,raw_score,d_re,d_map,z_re,z_map,x,y,"
-                "nearest_ref,nearest_dist,d_latent,z_latent\n", data.labels ? "label," : "");
+        fprintf(out, "index%s" DETECTOR_RESULT_FIELDS(CSV_NAME) "\n",
+                data.labels ? ",label" : "");
     size_t flagged = 0;
     double t0 = cli_now();
     for (size_t i = 0; i < data.n; i += (size_t)batch) {
         int B = (int)(data.n - i < (size_t)batch ? data.n - i : (size_t)batch);
-        if (scorer_score(s, data.x + i * data.dim, B, res, NULL, nn_idx, nn_dist, err, sizeof err))
+        if (scorer_score(s, data.x + i * data.dim, B, res, NULL, NULL, NULL, err, sizeof err))
             goto fail;
         for (int b = 0; b < B; b++) {
             size_t k = i + (size_t)b;
-            write_row(out, jsonl, k, data.labels ? &data.labels[k] : NULL, &res[b],
-                      d.ref_id[nn_idx[(size_t)b * d.k]], nn_dist[(size_t)b * d.k]);
+            if (write_row(out, jsonl, k, data.labels ? &data.labels[k] : NULL, &res[b])) {
+                snprintf(err, sizeof err, "out of memory");
+                goto fail;
+            }
             scores[k] = res[b].score;
             flagged += (size_t)res[b].is_anomaly;
         }
@@ -169,8 +176,6 @@ done:
     detector_free(&d);
     dataset_free(&data);
     free(res);
-    free(nn_idx);
-    free(nn_dist);
     free(scores);
     free(is_pos);
     return rc;

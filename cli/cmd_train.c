@@ -21,7 +21,14 @@
 #define MAX_CLASSES 64
 #define EVAL_BATCH 32
 
-static void train_usage(FILE *f) {
+/* The shared options anodm train takes (cli/options.c), in --help's order. */
+static const cli_option_id TRAIN_OPTIONS[] = {
+    CLI_LATENT, CLI_BETA, CLI_CAPACITY, CLI_CAPACITY_RAMP, CLI_EPOCHS, CLI_BATCH, CLI_LR,
+    CLI_SEED, CLI_THREADS, CLI_N_REF, CLI_PERPLEXITY, CLI_TSNE_ITER, CLI_CAL_FRAC,
+    CLI_QUANTILE, CLI_WINDOW, CLI_K, CLI_ALPHA};
+#define N_TRAIN_OPTIONS (sizeof TRAIN_OPTIONS / sizeof TRAIN_OPTIONS[0])
+
+static void train_usage(FILE *f, const cli_settings *s) {
     fprintf(f,
         "usage: anodm train --data DIR|FILE --out FILE [options]\n"
         "  --data DIR|FILE      IDX directory (Fashion-MNIST layout) or .npy/.csv/IDX file\n"
@@ -31,28 +38,15 @@ static void train_usage(FILE *f) {
         "  --test-labels FILE   its labels\n"
         "  --exclude-class L    anomaly class(es), e.g. 1 or 1,3: left out of training\n"
         "  --arch NAME          fashion mnist cifar10 smallnorb ecg-tcn ecg-cnn ecg-lstm (fashion)\n"
-        "  --latent N           latent size (16)\n"
-        "  --beta B             KL weight (1)\n"
-        "  --capacity C         target KL in |KL - C| (0)\n"
-        "  --capacity-ramp E    epochs over which C ramps up from 0 (0)\n"
-        "  --epochs N (20)   --batch N (100)   --lr X (1e-3)   --seed N (1)\n"
-        "  --threads N          training threads (all cores)\n"
         "  --limit N            use only the first N training samples (quick runs)\n"
-        "  --n-ref N            reference points on the map (10000)\n"
-        "  --perplexity P       t-SNE perplexity of the map and of placement (30)\n"
-        "  --tsne-iter N        t-SNE iterations (1000)\n"
-        "  --cal-frac F         normals held out for calibration (0.1)\n"
-        "  --quantile Q         threshold quantile on calibration normals (0.99)\n"
         "  --mode single|context  placement of new samples (single)\n"
-        "  --window N           context mode: recent samples kept (2000)\n"
-        "  --k N                D_MAP neighbours (1)\n"
-        "  --alpha A            weight of the reconstruction term in the fused score (0.5)\n"
         "  --term latent|map    the distance fused with the reconstruction error: to the\n"
         "                       nearest reference latent, or on the map (latent)\n"
         "  --latent-input mu|z  the latents of the map and that distance: the encoder mean,\n"
         "                       or a draw z = mu + sigma * eps seeded by each sample (mu)\n"
         "  --vae-only           stop after the beta-VAE and write a weights file\n"
         "  --out FILE           where to write the bundle (or weights)\n");
+    cli_option_usage(f, TRAIN_OPTIONS, N_TRAIN_OPTIONS, s);
 }
 
 typedef struct { vae_loss last; } train_ctx;
@@ -128,35 +122,32 @@ done:
 }
 
 int cmd_train(int argc, char **argv) {
-    static const struct option opts[] = {
+    static const struct option own[] = {
         {"data", required_argument, 0, 'd'}, {"labels", required_argument, 0, 'L'},
         {"label-col", required_argument, 0, 'c'}, {"test", required_argument, 0, 't'},
         {"test-labels", required_argument, 0, 'T'}, {"exclude-class", required_argument, 0, 'x'},
-        {"arch", required_argument, 0, 'a'}, {"latent", required_argument, 0, 'z'},
-        {"beta", required_argument, 0, 'b'}, {"capacity", required_argument, 0, 'C'},
-        {"capacity-ramp", required_argument, 0, 'R'}, {"epochs", required_argument, 0, 'e'},
-        {"batch", required_argument, 0, 'B'}, {"lr", required_argument, 0, 'l'},
-        {"seed", required_argument, 0, 's'}, {"threads", required_argument, 0, 'j'},
-        {"limit", required_argument, 0, 'n'}, {"out", required_argument, 0, 'o'},
-        {"n-ref", required_argument, 0, 'r'}, {"perplexity", required_argument, 0, 'p'},
-        {"tsne-iter", required_argument, 0, 'i'}, {"cal-frac", required_argument, 0, 'f'},
-        {"quantile", required_argument, 0, 'q'}, {"mode", required_argument, 0, 'm'},
-        {"window", required_argument, 0, 'w'}, {"k", required_argument, 0, 'k'},
-        {"alpha", required_argument, 0, 'A'}, {"vae-only", no_argument, 0, 'V'},
-        {"term", required_argument, 0, 'M'}, {"latent-input", required_argument, 0, 'Z'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"arch", required_argument, 0, 'a'}, {"limit", required_argument, 0, 'n'},
+        {"out", required_argument, 0, 'o'}, {"mode", required_argument, 0, 'm'},
+        {"vae-only", no_argument, 0, 'V'}, {"term", required_argument, 0, 'M'},
+        {"latent-input", required_argument, 0, 'Z'}, {"help", no_argument, 0, 'h'}};
+    struct option opts[sizeof own / sizeof own[0] + N_TRAIN_OPTIONS + 1];
+    cli_getopt_table(opts, own, sizeof own / sizeof own[0], TRAIN_OPTIONS, N_TRAIN_OPTIONS);
     data_source src = {.label_col = DATASET_CSV_LAST_COL}, test_src = {.label_col = DATASET_CSV_LAST_COL};
     const char *arch_name = "fashion", *out = NULL;
-    int latent = 16, n_classes = 0, vae_only = 0;
+    int n_classes = 0, vae_only = 0;
     long long limit = 0, v;
-    double r;
     int32_t classes[MAX_CLASSES];
+    cli_settings set;
+    cli_settings_default(&set);
     build_opts o;
-    build_opts_default(&o);
     char err[512];
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (CLI_IS_OPTION(ch)) {
+            if (cli_option_set(&set, ch, optarg)) return 2;
+            continue;
+        }
         switch (ch) {
         case 'd': src.path = optarg; break;
         case 'L': src.labels = optarg; break;
@@ -173,59 +164,46 @@ int cmd_train(int argc, char **argv) {
             }
             break;
         case 'a': arch_name = optarg; break;
-        case 'z': if (cli_int("--latent", optarg, 1, 4096, &v)) return 2; latent = (int)v; break;
-        case 'b': if (cli_real("--beta", optarg, 0, 1e6, &r)) return 2; o.train.beta = (float)r; break;
-        case 'C': if (cli_real("--capacity", optarg, 0, 1e6, &r)) return 2; o.train.capacity = (float)r; break;
-        case 'R':
-            if (cli_real("--capacity-ramp", optarg, 0, 1e6, &r)) return 2;
-            o.train.capacity_ramp_epochs = (float)r;
-            break;
-        case 'e': if (cli_int("--epochs", optarg, 1, 100000, &v)) return 2; o.train.epochs = (int)v; break;
-        case 'B': if (cli_int("--batch", optarg, 1, 100000, &v)) return 2; o.train.batch = (int)v; break;
-        case 'l': if (cli_real("--lr", optarg, 1e-12, 10, &r)) return 2; o.train.lr = (float)r; break;
-        case 's': if (cli_int("--seed", optarg, 1, LLONG_MAX, &v)) return 2; o.train.seed = (uint64_t)v; break;
-        case 'j': if (cli_int("--threads", optarg, 1, 64, &v)) return 2; o.train.threads = (int)v; break;
         case 'n': if (cli_int("--limit", optarg, 1, LLONG_MAX, &v)) return 2; limit = v; break;
-        case 'r': if (cli_int("--n-ref", optarg, 10, 1 << 21, &v)) return 2; o.n_ref = (int)v; break;
-        case 'p':
-            if (cli_real("--perplexity", optarg, 1, 1000, &r)) return 2;
-            o.tsne.perplexity = o.place.perplexity = r;
-            break;
-        case 'i': if (cli_int("--tsne-iter", optarg, 1, 100000, &v)) return 2; o.tsne.n_iter = (int)v; break;
-        case 'f': if (cli_real("--cal-frac", optarg, 0.001, 0.9, &r)) return 2; o.cal_frac = r; break;
-        case 'q': if (cli_real("--quantile", optarg, 0.5, 0.99999, &r)) return 2; o.quantile = r; break;
         case 'm':
-            if (!strcmp(optarg, "single")) o.mode = PLACE_SINGLE;
-            else if (!strcmp(optarg, "context")) o.mode = PLACE_CONTEXT;
+            if (!strcmp(optarg, "single")) set.build.mode = PLACE_SINGLE;
+            else if (!strcmp(optarg, "context")) set.build.mode = PLACE_CONTEXT;
             else {
                 fprintf(stderr, "anodm train: --mode is single or context, not '%s'\n", optarg);
                 return 2;
             }
             break;
-        case 'w': if (cli_int("--window", optarg, 1, 65536, &v)) return 2; o.window = (int)v; break;
-        case 'k': if (cli_int("--k", optarg, 1, 1000, &v)) return 2; o.k = (int)v; break;
-        case 'A': if (cli_real("--alpha", optarg, 0, 1, &r)) return 2; o.alpha = r; break;
         case 'M':
-            if (!strcmp(optarg, "latent")) o.term = TERM_LATENT;
-            else if (!strcmp(optarg, "map")) o.term = TERM_MAP;
+            if (!strcmp(optarg, "latent")) set.build.term = TERM_LATENT;
+            else if (!strcmp(optarg, "map")) set.build.term = TERM_MAP;
             else {
                 fprintf(stderr, "anodm train: --term is latent or map, not '%s'\n", optarg);
                 return 2;
             }
             break;
         case 'Z':
-            if (cli_latent_input("anodm train", optarg, &o.input)) return 2;
+            if (cli_latent_input("anodm train", optarg, &set.build.input)) return 2;
             break;
         case 'V': vae_only = 1; break;
         case 'o': out = optarg; break;
-        case 'h': train_usage(stdout); return 0;
-        default: train_usage(stderr); return 2;
+        case 'h': train_usage(stdout, &set); return 0;
+        default: train_usage(stderr, &set); return 2;
         }
     }
     if (!src.path || !out || optind != argc) {
         fprintf(stderr, "anodm train: %s\n", optind != argc ? "unexpected argument" :
                 "--data and --out are required");
-        train_usage(stderr);
+        train_usage(stderr, &set);
+        return 2;
+    }
+    o = set.build;
+    const int latent = set.latent;
+    /* Every option by the library's rules, before the data is read: what the data
+     * allows (its size against --n-ref and the perplexity) detector_build checks before
+     * training. */
+    if ((vae_only ? train_opts_check(&o.train, err, sizeof err)
+                  : build_opts_check(&o, 0, err, sizeof err)) != 0) {
+        fprintf(stderr, "anodm train: %s\n", err);
         return 2;
     }
 

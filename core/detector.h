@@ -32,6 +32,10 @@
 #include "tsne.h"
 #include "vae.h"
 
+/* Limits of a detector's sizes (a bundle holds no more, BUNDLE.md). */
+#define DETECTOR_MAX_REF (1 << 21)       /* reference points */
+#define DETECTOR_MAX_WINDOW (1 << 16)    /* context mode's window */
+
 typedef enum { PLACE_SINGLE = 0, PLACE_CONTEXT = 1 } place_mode;
 /* The distance fused with D_RE. */
 typedef enum { TERM_MAP = 0, TERM_LATENT = 1 } fused_term;
@@ -68,17 +72,67 @@ typedef struct {
     char *provenance;            /* JSON text from training (data, settings, metrics) */
 } detector;
 
-/* One sample's result. */
+/* One sample's result, the score record: X(name, type, group, doc) for each number
+ * scoring reports about a sample, in their one order. Every output is driven by this
+ * table: the daemon's JSON (proto/api.c), the columns of its SQLite log (daemon/log.c,
+ * which adds a missing column to an older log), anodm score's CSV columns and JSON lines
+ * (cli/cmd_score.c), and the dashboard's list of terms (served with a model's metadata).
+ * A new field goes at the end, so that CSV columns and the log only grow: a new term is
+ * one line here (its d_ distance and its z_ standardised value, group TERM) and its
+ * computation in scorer.c. core/ knows no JSON or SQL: the expansions live there.
+ *   type   REAL   a double; NaN when unknown (z_latent of a bundle without its
+ *                 statistics), written as null / NULL
+ *          FLAG   an int, 0 or 1
+ *          INDEX  an int32_t, a training-set index
+ *   group  VERDICT  the score and what is decided from it
+ *          TERM     a distance d_NAME, or z_NAME: the same standardised on the
+ *                   calibration normals
+ *          POSITION a coordinate of the sample placed on the map
+ *          NEAREST  its nearest reference point on the map
+ * d_memory and z_memory are NaN (null) for a detector without a stream memory. */
+#define DETECTOR_RESULT_FIELDS(X)                                                           \
+    X(score, REAL, VERDICT, "fused score S: the standardised terms mixed by alpha")           \
+    X(is_anomaly, FLAG, VERDICT, "S is above the calibration threshold")                    \
+    X(p_value, REAL, VERDICT, "share of calibration normals scoring at least S")             \
+    X(raw_score, REAL, VERDICT, "the paper's score alpha D_RE + (1 - alpha) D_2")             \
+    X(d_re, REAL, TERM, "D_RE, reconstruction error")                                       \
+    X(d_map, REAL, TERM, "D_MAP, map distance")                                             \
+    X(z_re, REAL, TERM, "D_RE standardised")                                                \
+    X(z_map, REAL, TERM, "D_MAP standardised")                                              \
+    X(x, REAL, POSITION, "map position, x")                                                 \
+    X(y, REAL, POSITION, "map position, y")                                                 \
+    X(nearest_ref, INDEX, NEAREST, "training-set index of the nearest reference point")     \
+    X(nearest_distance, REAL, NEAREST, "its map distance")                                  \
+    X(d_latent, REAL, TERM, "D_LATENT, latent distance")                                    \
+    X(z_latent, REAL, TERM, "D_LATENT standardised")                                      \
+    X(d_memory, REAL, TERM, "D_MEMORY, closer to recent traffic than to normal data (log)")   \
+    X(z_memory, REAL, TERM, "D_MEMORY standardised on a normal stream")
+
+#define DETECTOR_CTYPE_REAL double
+#define DETECTOR_CTYPE_FLAG int
+#define DETECTOR_CTYPE_INDEX int32_t
+typedef enum {
+    DETECTOR_GROUP_VERDICT, DETECTOR_GROUP_TERM, DETECTOR_GROUP_POSITION, DETECTOR_GROUP_NEAREST
+} detector_group;
+
 typedef struct {
-    double score, raw_score;     /* fused S and the paper's raw score */
-    double d_re, d_map, d_latent, d_memory; /* raw terms (d_memory 0 without a memory) */
-    double z_re, z_map, z_latent, z_memory; /* standardised terms */
-    double p_value;
-    int is_anomaly;
-    float pos[2];                /* map position */
+#define DETECTOR_FIELD_(name, type, group, doc) DETECTOR_CTYPE_##type name;
+    DETECTOR_RESULT_FIELDS(DETECTOR_FIELD_)
+#undef DETECTOR_FIELD_
 } detector_result;
 
 void detector_free(detector *d);
+
+/* What a valid detector is, in one place: the pipeline checks the detector it is about to
+ * build with it before training, and the bundle's writer and loader every detector they
+ * write or read, so that a model that loads can score. Both return 0, or -1 with a
+ * message naming the setting.
+ * detector_check_scoring: the scoring settings alone (mode and window, k, alpha, term,
+ * latent input, placement options), against the reference set's size d->n_ref. */
+int detector_check_scoring(const detector *d, char *err, size_t errlen);
+/* The whole detector: architecture and weights, reference set, scoring settings,
+ * calibration (the statistics of the fused term, quantile, threshold, sorted scores). */
+int detector_check(const detector *d, char *err, size_t errlen);
 
 /* The z of one sample of dim values x, from its encoder output mu and logvar (latent
  * values each): z = mu + exp(logvar / 2) * eps, eps standard normal drawn from a stream

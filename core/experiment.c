@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "auroc.h"
+#include "errmsg.h"
 #include "knn.h"
 #include "rng.h"
 #include "scorer.h"
@@ -29,6 +30,22 @@ void experiment_opts_default(experiment_opts *o) {
     o->seed = 1;
     o->n_threads = 2;
     o->latent_k = 1;
+}
+
+int experiment_opts_check(const experiment_opts *o, int n_ref, char *err, size_t errlen) {
+    if (tsne_options_check(&o->joint, n_ref, err, errlen)) {
+        err_prefix(err, errlen, "joint map");
+        return -1;
+    }
+    if (o->stream_batch < 1)
+        return err_fail(err, errlen, "stream batch %d: at least 1", o->stream_batch);
+    if (o->n_threads < 0 || o->n_threads > TSNE_MAX_THREADS)
+        return err_fail(err, errlen, "threads %d outside 0..%d", o->n_threads, TSNE_MAX_THREADS);
+    int k_max = n_ref < KNN_MAX_K ? n_ref : KNN_MAX_K;
+    if (o->latent_k < 1 || o->latent_k > k_max)
+        return err_fail(err, errlen, "latent_k %d outside 1..%d (n_ref %d, at most %d)",
+                        o->latent_k, k_max, n_ref, KNN_MAX_K);
+    return 0;
 }
 
 void experiment_latent_nn(const float *ref, int n, int d, const float *Q, int m, int k,
@@ -324,9 +341,13 @@ int experiment_scores(const detector *d, const float *x, const int *is_pos, int 
     static const int raw_of[V_N] = {EXP_MAP_JOINT, EXP_MAP_COPLACED, EXP_MAP_STREAM,
                                     EXP_MAP_ALONE, EXP_LATENT_NN};
     const size_t L = (size_t)d->vae.arch.latent, nmax = (size_t)(n > n_cal ? n : n_cal);
-    if (d->mode != PLACE_SINGLE || n < 2 || n_cal < 2 || o->stream_batch < 1) {
+    if (experiment_opts_check(o, d->n_ref, err, errlen)) {
+        err_prefix(err, errlen, "experiment");
+        return -1;
+    }
+    if (d->mode != PLACE_SINGLE || n < 2 || n_cal < 2) {
         snprintf(err, errlen, "experiment: needs a single-mode detector, at least 2 test and 2 "
-                 "calibration samples, and a stream batch");
+                 "calibration samples");
         return -1;
     }
     double *cal_re = malloc((size_t)n_cal * sizeof *cal_re), *cal_v[V_N] = {0}, *test_v[V_N];

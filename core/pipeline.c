@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "errmsg.h"
 #include "scorer.h"
 #include "stream.h"
 
@@ -30,6 +31,33 @@ void build_opts_default(build_opts *o) {
     o->fusion = FUSION_MAX;
     o->input = LATENT_MU;
     o->cal_batch = 32;
+}
+
+int build_opts_check(const build_opts *o, size_t n_train, char *err, size_t errlen) {
+    if (train_opts_check(&o->train, err, errlen)) {
+        err_prefix(err, errlen, "training");
+        return -1;
+    }
+    if (o->n_ref < 1 || o->n_ref > DETECTOR_MAX_REF)
+        return err_fail(err, errlen, "n_ref %d outside 1..%d", o->n_ref, DETECTOR_MAX_REF);
+    if (!(o->cal_frac > 0 && o->cal_frac < 1))
+        return err_fail(err, errlen, "cal_frac %g is not in (0, 1)", o->cal_frac);
+    if (!(o->quantile > 0 && o->quantile < 1))
+        return err_fail(err, errlen, "quantile %g is not in (0, 1)", o->quantile);
+    if (o->cal_batch < 1)
+        return err_fail(err, errlen, "cal_batch %d: at least 1", o->cal_batch);
+    /* The reference set: n_ref of the training samples, or all of them when fewer. */
+    int n_ref = n_train && n_train < (size_t)o->n_ref ? (int)n_train : o->n_ref;
+    if (tsne_options_check(&o->tsne, n_ref, err, errlen)) {
+        char what[64];
+        snprintf(what, sizeof what, "map of %d reference points", n_ref);
+        err_prefix(err, errlen, what);
+        return -1;
+    }
+    /* The detector it will be, as far as options make it. */
+    detector probe = {.n_ref = n_ref, .mode = o->mode, .place = o->place, .window = o->window,
+                      .k = o->k, .alpha = o->alpha, .term = o->term, .input = o->input};
+    return detector_check_scoring(&probe, err, errlen);
 }
 
 static double now_seconds(void) {
@@ -152,15 +180,14 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
                  shape_size(arch->in));
         return -1;
     }
-    if (dataset_split(data, o->cal_frac, o->train.seed, &cal, &train, err, errlen) != 0) return -1;
-    /* Fail now, not after an hour of training, when the map cannot be fitted. */
-    size_t n_ref = (size_t)o->n_ref < train.n ? (size_t)o->n_ref : train.n;
-    double perplexity = o->tsne.perplexity > o->place.perplexity ? o->tsne.perplexity
-                                                                 : o->place.perplexity;
-    if ((double)n_ref < 3.0 * perplexity + 1.0 || o->k > (int)n_ref) {
-        snprintf(err, errlen, "%zu reference points are too few for perplexity %g (need %d) "
-                 "and k %d: more data, a larger --n-ref or a lower --perplexity", n_ref,
-                 perplexity, (int)(3.0 * perplexity + 1.0), o->k);
+    /* Fail now, not after an hour of training: the options, then what the data allows. */
+    if (build_opts_check(o, 0, err, errlen) ||
+        dataset_split(data, o->cal_frac, o->train.seed, &cal, &train, err, errlen) != 0)
+        return -1;
+    if (build_opts_check(o, train.n, err, errlen)) goto fail;
+    if (cal.n < 2) {
+        snprintf(err, errlen, "%zu sample(s) held out for calibration: it needs at least 2 "
+                 "(more data or a larger calibration share)", cal.n);
         goto fail;
     }
     build_say(stage, ctx, "split", "%zu training samples, %zu held out for calibration", train.n, cal.n);

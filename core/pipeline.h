@@ -43,6 +43,12 @@ typedef struct {
 typedef void (*build_stage_fn)(void *ctx, const char *stage, const char *detail);
 
 void build_opts_default(build_opts *o);
+/* Every option of o, by the rules of the code that uses it (train_opts_check,
+ * tsne_options_check for the map, detector_check_scoring for the detector to be), for a
+ * reference set drawn from n_train training samples (0: not known yet, the reference set
+ * then taken as o->n_ref points): 0, or -1 with a message naming the option. The command
+ * line runs it before any work, detector_build before training. */
+int build_opts_check(const build_opts *o, size_t n_train, char *err, size_t errlen);
 /* Format a stage message and pass it to stage (nothing when stage is NULL). */
 void build_say(build_stage_fn stage, void *ctx, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

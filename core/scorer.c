@@ -145,18 +145,22 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     if (rc != 0) return -1;
     for (int b = 0; b < B; b++) {
         detector_result *r = &res[b];
+        int *idx = (nn_idx ? nn_idx : s->idx) + (size_t)b * k;
+        float *dist = (nn_dist ? nn_dist : s->dist) + (size_t)b * k;
         memset(r, 0, sizeof *r);
         r->d_re = score_recon_error(x + (size_t)b * dim, rec + (size_t)b * dim, dim);
-        r->pos[0] = s->pos[2 * b];
-        r->pos[1] = s->pos[2 * b + 1];
-        r->d_map = tsne_map_dmap(s->map, r->pos, k, nn_idx ? nn_idx + (size_t)b * k : s->idx,
-                                 nn_dist ? nn_dist + (size_t)b * k : s->dist);
+        r->x = s->pos[2 * b];
+        r->y = s->pos[2 * b + 1];
+        r->d_map = tsne_map_dmap(s->map, s->pos + 2 * b, k, idx, dist);
+        r->nearest_ref = d->ref_id[idx[0]];
+        r->nearest_distance = dist[0];
         /* Single mode found the nearest reference latent while placing; the window's
          * search also counts window points, so context mode looks again. */
         r->d_latent = d->mode == PLACE_CONTEXT
                           ? tsne_map_latent_nn(s->map, m + (size_t)b * d->vae.arch.latent)
                           : s->nearest[b];
         if (s->memory) remember(s, m + (size_t)b * L, r);
+        else r->d_memory = NAN;
     }
     return 0;
 }
@@ -181,7 +185,7 @@ void detector_fuse(const detector *d, detector_result *r) {
     r->z_re = score_standardise(r->d_re, d->re);
     r->z_map = score_standardise(r->d_map, d->map);
     r->z_latent = score_standardise(r->d_latent, d->latent);
-    r->z_memory = d->use_memory ? score_standardise(r->d_memory, d->mem) : 0.0;
+    r->z_memory = d->use_memory ? score_standardise(r->d_memory, d->mem) : NAN;
     r->score = detector_base_score(d, r);
     if (d->use_memory)
         r->score = score_fuse(d->fusion, r->score, r->z_memory, d->cal_base, d->cal_memory,

@@ -15,6 +15,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,13 @@
 #include <unistd.h>
 
 #include "adam.h"
+#include "errmsg.h"
 
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
 
-#define MAX_THREADS 64
+#define MAX_THREADS TRAIN_MAX_THREADS
 
 train_opts train_defaults(void) {
     return (train_opts){.epochs = 20, .batch = 100, .lr = 1e-3f, .beta = 1.0f, .seed = 1};
@@ -230,14 +232,28 @@ static vae_loss train_step(vae_trainer *t, const float *x, const float *eps, int
     return mean;
 }
 
+int train_opts_check(const train_opts *o, char *err, size_t errlen) {
+    if (o->epochs < 1) return err_fail(err, errlen, "epochs %d: at least 1", o->epochs);
+    if (o->batch < 1) return err_fail(err, errlen, "batch %d: at least 1", o->batch);
+    if (!(o->lr > 0 && isfinite(o->lr)))
+        return err_fail(err, errlen, "lr %g is not a finite number > 0", o->lr);
+    if (!(o->beta >= 0 && isfinite(o->beta)))
+        return err_fail(err, errlen, "beta %g is not a finite number >= 0", o->beta);
+    if (!(o->capacity >= 0 && isfinite(o->capacity)) ||
+        !(o->capacity_ramp_epochs >= 0 && isfinite(o->capacity_ramp_epochs)))
+        return err_fail(err, errlen, "capacity %g and its ramp %g epochs must be finite and "
+                        ">= 0", o->capacity, o->capacity_ramp_epochs);
+    if (o->seed < 1) return err_fail(err, errlen, "seed 0: seeds start at 1");
+    if (o->threads < 0 || o->threads > TRAIN_MAX_THREADS)
+        return err_fail(err, errlen, "threads %d outside 1..%d (0: one per core)", o->threads,
+                        TRAIN_MAX_THREADS);
+    return 0;
+}
+
 int vae_train(vae_model *m, const float *x, size_t n, const train_opts *o,
               train_progress_fn progress, void *ctx, char *err, size_t errlen) {
     const size_t dim = shape_size(m->arch.in), L = (size_t)m->arch.latent;
-    if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || !(o->beta >= 0) || !(o->capacity >= 0)) {
-        snprintf(err, errlen, "bad training settings (epochs %d, batch %d, lr %g, beta %g, C %g)",
-                 o->epochs, o->batch, o->lr, o->beta, o->capacity);
-        return -1;
-    }
+    if (train_opts_check(o, err, errlen)) return -1;
     if (n < 2) {
         snprintf(err, errlen, "training needs at least 2 samples, got %zu", n);
         return -1;

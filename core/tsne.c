@@ -8,13 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "knn.h"
 #include "rng.h"
 #include "tsne_internal.h"
 
 /* ---- threads ------------------------------------------------------------------- */
 
-#define MAX_THREADS 64
+#define MAX_THREADS TSNE_MAX_THREADS
 
 typedef struct {
     par_fn fn;
@@ -162,6 +163,20 @@ static void calibrate_rows(void *vctx, int begin, int end) {
     }
 }
 
+int tsne_neighbours(double perplexity) { return (int)(3.0 * perplexity); }
+
+int tsne_check_perplexity(double perplexity, int available, const char *what, char *err,
+                          size_t errlen) {
+    if (!(perplexity >= TSNE_MIN_PERPLEXITY && perplexity <= TSNE_MAX_PERPLEXITY))
+        return err_fail(err, errlen, "perplexity %g is outside [%g, %g]", perplexity,
+                        TSNE_MIN_PERPLEXITY, TSNE_MAX_PERPLEXITY);
+    if (available >= 0 && tsne_neighbours(perplexity) > available)
+        return err_fail(err, errlen, "perplexity %g needs %d neighbours (3 x perplexity), "
+                        "more than the %d %s", perplexity, tsne_neighbours(perplexity),
+                        available, what);
+    return 0;
+}
+
 int tsne_affinities(const float *X, int n, int d, double perplexity, int n_threads,
                     tsne_sparse *P, char *err, size_t errlen) {
     memset(P, 0, sizeof *P);
@@ -170,16 +185,11 @@ int tsne_affinities(const float *X, int n, int d, double perplexity, int n_threa
                  n, d);
         return -1;
     }
-    if (!(perplexity >= 1.0 && perplexity <= 100.0)) {
-        snprintf(err, errlen, "tsne: perplexity must be in [1, 100] (got %g)", perplexity);
+    if (tsne_check_perplexity(perplexity, n - 1, "other points of the map", err, errlen)) {
+        err_prefix(err, errlen, "tsne");
         return -1;
     }
-    int k = (int)(3.0 * perplexity);
-    if (k > n - 1) {
-        snprintf(err, errlen, "tsne: perplexity %g needs at least %d points (3*perplexity+1),"
-                 " got %d", perplexity, k + 1, n);
-        return -1;
-    }
+    int k = tsne_neighbours(perplexity);
     if (tsne_check_finite(X, (size_t)n * d, "tsne input", err, errlen)) return -1;
     size_t nk = (size_t)n * k;
     int *idx = malloc(nk * sizeof *idx);
@@ -518,6 +528,35 @@ void tsne_options_default(tsne_options *o) {
     o->progress_every = 50;
 }
 
+int tsne_options_check(const tsne_options *o, int n, char *err, size_t errlen) {
+    if (tsne_check_perplexity(o->perplexity, n > 0 ? n - 1 : -1, "other points of the map",
+                              err, errlen))
+        return -1;
+    if (o->n_iter < 0 || o->exag_iter < 0)
+        return err_fail(err, errlen, "iterations: n_iter %d and exag_iter %d must not be "
+                        "negative", o->n_iter, o->exag_iter);
+    if (!(o->exaggeration > 0 && isfinite(o->exaggeration)))
+        return err_fail(err, errlen, "exaggeration %g is not a finite number > 0",
+                        o->exaggeration);
+    if (!(o->learning_rate >= 0 && isfinite(o->learning_rate)))
+        return err_fail(err, errlen, "learning_rate %g is not a finite number >= 0 (0: "
+                        "automatic)", o->learning_rate);
+    if (!(o->momentum_early >= 0 && o->momentum_early < 1) ||
+        !(o->momentum_late >= 0 && o->momentum_late < 1))
+        return err_fail(err, errlen, "momentum %g then %g: each must be in [0, 1)",
+                        o->momentum_early, o->momentum_late);
+    if (!(o->theta >= 0 && isfinite(o->theta)))
+        return err_fail(err, errlen, "theta %g is not a finite number >= 0", o->theta);
+    if (o->init != TSNE_INIT_PCA && o->init != TSNE_INIT_RANDOM)
+        return err_fail(err, errlen, "init %d is neither PCA nor random", (int)o->init);
+    if (o->gradient < TSNE_GRAD_AUTO || o->gradient > TSNE_GRAD_FFT)
+        return err_fail(err, errlen, "gradient %d is not a known method", (int)o->gradient);
+    if (o->n_threads < 0 || o->n_threads > TSNE_MAX_THREADS)
+        return err_fail(err, errlen, "threads %d outside 0..%d (0: the default)", o->n_threads,
+                        TSNE_MAX_THREADS);
+    return 0;
+}
+
 typedef struct {
     tsne_grad method;      /* resolved: EXACT, BH or FFT */
     double theta;
@@ -548,11 +587,8 @@ int tsne_fit(const float *X, int n, int d, const tsne_options *opt, float *Yout,
         tsne_options_default(&def);
         opt = &def;
     }
-    if (opt->n_iter < 0 || opt->exag_iter < 0 || !(opt->exaggeration > 0) ||
-        !(opt->learning_rate >= 0) || !(opt->momentum_early >= 0 && opt->momentum_early < 1) ||
-        !(opt->momentum_late >= 0 && opt->momentum_late < 1)) {
-        snprintf(err, errlen, "tsne: bad options (n_iter, exaggeration, learning rate or "
-                 "momentum out of range)");
+    if (tsne_options_check(opt, n, err, errlen)) {
+        err_prefix(err, errlen, "tsne");
         return -1;
     }
     int n_threads = opt->n_threads > 0 ? opt->n_threads : 2;
@@ -572,7 +608,7 @@ int tsne_fit(const float *X, int n, int d, const tsne_options *opt, float *Yout,
         snprintf(err, errlen, "tsne: out of memory (n=%d)", n);
         goto done;
     }
-    /* Affinities already rejected n <= 3*perplexity; all-identical points give a
+    /* Affinities already rejected too few points; all-identical points give a
      * degenerate map, so refuse them here with a clear message. */
     int spread = 0;
     for (int i = 1; i < n && !spread; i++)

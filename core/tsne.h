@@ -32,14 +32,33 @@
  * into it at once; a tsne_window is one stream's state and takes one caller at a time.
  *
  * Errors: functions return 0 (or a pointer) on success and -1 (or NULL) on bad input or
- * out of memory, with a message in err. Non-finite input, perplexity outside [1, 100],
- * fewer than 3*perplexity + 1 points, and (fit only) all points identical are errors. Duplicate
- * points are fine: their affinities tie. */
+ * out of memory, with a message in err. Non-finite input, options tsne_options_check or
+ * tsne_place_options_check refuses, and (fit only) all points identical are errors.
+ * Duplicate points are fine: their affinities tie. */
 #ifndef ANODM_TSNE_H
 #define ANODM_TSNE_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* ---- the perplexity rule -------------------------------------------------------- */
+
+/* A point's affinities spread over its tsne_neighbours(perplexity) = floor(3 *
+ * perplexity) nearest points, in the fit (among the other points of the map) and in
+ * placement (among the reference points): a perplexity is usable when it lies in
+ * [TSNE_MIN_PERPLEXITY, TSNE_MAX_PERPLEXITY] and that many neighbours exist. Every check
+ * of a perplexity, in here and in its callers, is tsne_check_perplexity. */
+#define TSNE_MIN_PERPLEXITY 1.0
+#define TSNE_MAX_PERPLEXITY 100.0
+#define TSNE_MAX_THREADS 64           /* fit, co-placement and window threads */
+#define TSNE_MAX_PLACE_ITER 100000    /* placement iterations */
+
+int tsne_neighbours(double perplexity);
+/* 0, or -1 with a message naming the perplexity, when it is outside the range or when
+ * available points (what: e.g. "reference points") cannot give it its neighbours;
+ * available < 0: not known yet, only the range is checked. */
+int tsne_check_perplexity(double perplexity, int available, const char *what, char *err,
+                          size_t errlen);
 
 /* ---- affinities ---------------------------------------------------------------- */
 
@@ -105,6 +124,10 @@ typedef struct {
 } tsne_options;
 
 void tsne_options_default(tsne_options *o);
+/* The fit's options for a map of n points (n 0: not known yet, and the perplexity is
+ * only checked against its range): 0, or -1 with a message naming the option. tsne_fit
+ * runs it first. */
+int tsne_options_check(const tsne_options *o, int n, char *err, size_t errlen);
 
 /* Fit the map of X (n x d) into Y (n x 2, floats); final KL in *kl (may be NULL). */
 int tsne_fit(const float *X, int n, int d, const tsne_options *opt, float *Y, double *kl,
@@ -115,8 +138,9 @@ int tsne_fit(const float *X, int n, int d, const tsne_options *opt, float *Y, do
 /* The optimiser is momentum gradient descent with the gradient's norm clipped; no
  * per-coordinate gains (for one 2-D point they grow unchecked and fling it away). */
 typedef struct {
-    double perplexity;      /* 30 (1..100): neighbours = 3 * perplexity latents */
-    int n_iter;             /* 100; 0 = the P-weighted mean of the neighbours' positions */
+    double perplexity;      /* 30: tsne_neighbours(perplexity) reference latents */
+    int n_iter;             /* 100 (0..TSNE_MAX_PLACE_ITER); 0 = the P-weighted mean of
+                               the neighbours' positions */
     double learning_rate;   /* 1.0 */
     double exaggeration;    /* 1.0 (openTSNE's transform uses 1.5) */
     double momentum;        /* 0.8 */
@@ -126,6 +150,10 @@ typedef struct {
 } tsne_place_options;
 
 void tsne_place_options_default(tsne_place_options *o);
+/* Placement options for a map of n_ref reference points (0: not known yet): 0, or -1
+ * with a message naming the option. Every placement function runs it first. */
+int tsne_place_options_check(const tsne_place_options *o, int n_ref, char *err,
+                             size_t errlen);
 
 /* The fixed reference: latents, positions, repulsion field grid and a 2-D index. */
 typedef struct tsne_map tsne_map;

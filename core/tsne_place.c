@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "knn.h"
 #include "tsne_internal.h"
 
@@ -52,24 +53,38 @@ void tsne_place_options_default(tsne_place_options *o) {
     o->n_threads = 1;
 }
 
+int tsne_place_options_check(const tsne_place_options *o, int n_ref, char *err,
+                             size_t errlen) {
+    if (tsne_check_perplexity(o->perplexity, n_ref > 0 ? n_ref : -1, "reference points", err,
+                              errlen))
+        return -1;
+    if (o->n_iter < 0 || o->n_iter > TSNE_MAX_PLACE_ITER)
+        return err_fail(err, errlen, "placement settings: n_iter %d outside 0..%d", o->n_iter,
+                        TSNE_MAX_PLACE_ITER);
+    if (!(o->learning_rate > 0 && isfinite(o->learning_rate)) ||
+        !(o->exaggeration > 0 && isfinite(o->exaggeration)) ||
+        !(o->max_grad > 0 && isfinite(o->max_grad)))
+        return err_fail(err, errlen, "placement settings: learning_rate %g, exaggeration %g "
+                        "and max_grad %g must be finite and > 0", o->learning_rate,
+                        o->exaggeration, o->max_grad);
+    if (!(o->momentum >= 0 && o->momentum < 1))
+        return err_fail(err, errlen, "placement settings: momentum %g is not in [0, 1)",
+                        o->momentum);
+    if (o->exact != 0 && o->exact != 1)
+        return err_fail(err, errlen, "placement settings: exact %d is neither 0 nor 1",
+                        o->exact);
+    if (o->n_threads < 0 || o->n_threads > TSNE_MAX_THREADS)
+        return err_fail(err, errlen, "placement settings: threads %d outside 0..%d",
+                        o->n_threads, TSNE_MAX_THREADS);
+    return 0;
+}
+
+/* tsne_place_options_check of a placement into m, its message prefixed. */
 static int check_place_options(const tsne_place_options *o, int n_ref, char *err,
                                size_t errlen) {
-    if (!(o->perplexity >= 1.0) || (int)(3.0 * o->perplexity) > n_ref) {
-        snprintf(err, errlen, "tsne place: perplexity %g needs 1 <= perplexity and "
-                 "3*perplexity <= %d reference points", o->perplexity, n_ref);
-        return -1;
-    }
-    if (o->perplexity > 100.0) {
-        snprintf(err, errlen, "tsne place: perplexity %g above the supported 100", o->perplexity);
-        return -1;
-    }
-    if (o->n_iter < 0 || !(o->learning_rate > 0) || !(o->exaggeration > 0) ||
-        !(o->momentum >= 0 && o->momentum < 1) || !(o->max_grad > 0)) {
-        snprintf(err, errlen, "tsne place: bad options (n_iter >= 0, learning_rate > 0, "
-                 "exaggeration > 0, 0 <= momentum < 1, max_grad > 0)");
-        return -1;
-    }
-    return 0;
+    if (tsne_place_options_check(o, n_ref, err, errlen) == 0) return 0;
+    err_prefix(err, errlen, "tsne place");
+    return -1;
 }
 
 /* ---- the map ------------------------------------------------------------------- */
@@ -351,7 +366,7 @@ static void step(double *y, double *upd, double g[2], const tsne_place_options *
 /* Place x; *nearest (may be NULL) gets its distance to its nearest reference latent. */
 static void place_one(const tsne_map *m, const tsne_place_options *o, const float *x,
                       place_buf *b, float out[2], double *nearest) {
-    int k = (int)(3.0 * o->perplexity);
+    int k = tsne_neighbours(o->perplexity);
     knn_query_packed(m->packed, m->X, m->n, m->d, x, k, -1, b->idx, b->d2);
     if (nearest) *nearest = sqrt((double)b->d2[0]);   /* as tsne_map_latent_nn has it */
     tsne_calibrate(b->d2, k, o->perplexity, b->p, NULL);
@@ -385,7 +400,7 @@ int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x,
         tsne_check_finite(x, (size_t)m->d, "tsne place input", err, errlen))
         return -1;
     place_buf b;
-    if (place_buf_init(&b, (int)(3.0 * opt->perplexity))) {
+    if (place_buf_init(&b, tsne_neighbours(opt->perplexity))) {
         place_buf_free(&b);
         snprintf(err, errlen, "tsne place: out of memory");
         return -1;
@@ -407,7 +422,7 @@ typedef struct {
 static void place_range(void *vctx, int begin, int end) {
     batch_ctx *c = vctx;
     place_buf b;
-    if (place_buf_init(&b, (int)(3.0 * c->o->perplexity))) {
+    if (place_buf_init(&b, tsne_neighbours(c->o->perplexity))) {
         c->failed = 1;          /* a benign race: every writer stores 1 */
     } else {
         for (int i = begin; i < end; i++)
@@ -585,7 +600,7 @@ static int coplace(const coplace_in *in, float *Yout, char *err, size_t errlen) 
     const tsne_place_options *o = in->o;
     int n = m->n, f = in->f, cnt = in->count, d = m->d;
     int threads = o->n_threads > 0 ? o->n_threads : 1;
-    int k = (int)(3.0 * o->perplexity);
+    int k = tsne_neighbours(o->perplexity);
     int kf = f < k ? f : k, kn = cnt - 1 < k ? cnt - 1 : k;
     size_t nk = (size_t)cnt * k;
     int rc = -1;

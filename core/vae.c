@@ -96,8 +96,8 @@ const char *const *vae_arch_preset_names(void) { return PRESET_NAMES; }
 
 int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
-    if (latent < 1 || latent > 4096) {
-        snprintf(err, errlen, "latent size %d out of range 1..4096", latent);
+    if (latent < 1 || latent > VAE_MAX_LATENT) {
+        snprintf(err, errlen, "latent size %d out of range 1..%d", latent, VAE_MAX_LATENT);
         return -1;
     }
     int k = 0;
@@ -122,8 +122,8 @@ int vae_layout(vae_model *m, const vae_arch *a, char *err, size_t errlen) {
     char enc_full[NET_SPEC_MAX + 32];
     memset(m, 0, sizeof *m);
     m->arch = *a;
-    if (a->latent < 1 || a->latent > 4096) {
-        snprintf(err, errlen, "latent size %d out of range 1..4096", a->latent);
+    if (a->latent < 1 || a->latent > VAE_MAX_LATENT) {
+        snprintf(err, errlen, "latent size %d out of range 1..%d", a->latent, VAE_MAX_LATENT);
         return -1;
     }
     snprintf(enc_full, sizeof enc_full, "%s linear(%d)", a->enc_spec, 2 * a->latent);

@@ -58,8 +58,9 @@ int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t
 /* Names of the presets, NULL-terminated. */
 const char *const *vae_arch_preset_names(void);
 
-/* Largest model anodm builds or loads: 2^28 floats (1 GiB). */
+/* Largest model anodm builds or loads: 2^28 floats (1 GiB); latent sizes 1..VAE_MAX_LATENT. */
 #define VAE_MAX_PARAMS ((size_t)1 << 28)
+#define VAE_MAX_LATENT 4096
 
 /* Parse the nets and count the parameters, allocating nothing (params stay NULL): what a
  * loader checks a file against before it trusts the file's sizes. */

@@ -113,7 +113,7 @@ static batch_job *take_jobs(batcher *b, batch_queue *q, int *n) {
  * placement in context mode is joint, and one that failed left the window as it was.) */
 static int placed(const detector_result *r, int n) {
     for (int i = 0; i < n; i++)
-        if (!isfinite(r[i].pos[0]) || !isfinite(r[i].pos[1])) return 0;
+        if (!isfinite(r[i].x) || !isfinite(r[i].y)) return 0;
     return 1;
 }
 

@@ -34,9 +34,25 @@
     "CREATE INDEX scores_by_model_time ON scores(model, ts_ms, is_anomaly, score);"     \
     "CREATE INDEX scores_by_model_score ON scores(model, score);"
 
+/* The columns of a score record (detector.h's table, DETECTOR_RESULT_FIELDS) follow the
+ * columns every row has; each field is one column of its name. A REAL field's NaN is
+ * stored as NULL (as SQLite binds it) and read back as NaN, an unknown value. FLAG
+ * columns are NOT NULL in a new log; one added to an older log cannot be. */
+#define SQL_TYPE_REAL "REAL"
+#define SQL_TYPE_FLAG "INTEGER NOT NULL"
+#define SQL_TYPE_INDEX "INTEGER"
+#define SQL_ADDED_REAL "REAL"
+#define SQL_ADDED_FLAG "INTEGER"
+#define SQL_ADDED_INDEX "INTEGER"
+#define FIELD_DECL(name, type, group, doc) ", " #name " " SQL_TYPE_##type
+#define FIELD_NAME(name, type, group, doc) ", " #name
+#define FIELD_PARAM(name, type, group, doc) ", ?"
+
 /* Version SCHEMA_VERSION. The first indexes serve GET /v1/scores: the primary key pages
  * the whole log, the others page one model, one source, or the anomalies, in id order.
- * Version 2 added d_latent and z_latent (MIGRATE_1_2 below), version 3 STATS_INDEXES. */
+ * Version 2 added d_latent and z_latent, version 3 STATS_INDEXES; columns are added to an
+ * older log by add_columns, whichever version it is, so that a field added to the table
+ * needs no new version. */
 static const char SCHEMA[] =
     "CREATE TABLE scores ("
     "  id INTEGER PRIMARY KEY,"           /* log_id: the paging cursor */
@@ -46,28 +62,22 @@ static const char SCHEMA[] =
     "  request_id TEXT,"                  /* the caller's id, NULL when none */
     "  source TEXT,"                      /* the caller's source tag, NULL when none */
     "  idx INTEGER NOT NULL,"             /* position in the request's batch */
-    "  score REAL, raw_score REAL, is_anomaly INTEGER NOT NULL, threshold REAL,"
-    "  p_value REAL, d_re REAL, d_map REAL, z_re REAL, z_map REAL, x REAL, y REAL,"
-    "  nearest_ref INTEGER, nearest_distance REAL, d_latent REAL, z_latent REAL);"
+    "  threshold REAL"                    /* the model's, the record was judged against */
+    DETECTOR_RESULT_FIELDS(FIELD_DECL) ");"
     "CREATE INDEX scores_by_model ON scores(model, id);"
     "CREATE INDEX scores_by_source ON scores(source, id);"
     "CREATE INDEX scores_anomalies ON scores(id) WHERE is_anomaly = 1;"
     STATS_INDEXES
     "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION) ";";
 
-#define COLUMNS                                                                      \
-    "id, ts_ms, model, version, request_id, source, idx, score, raw_score, is_anomaly, " \
-    "threshold, p_value, d_re, d_map, z_re, z_map, x, y, nearest_ref, nearest_distance, " \
-    "d_latent, z_latent"
+/* Every row's columns, then the record's: what read_record reads, in its order. */
+#define FIXED_COLUMNS 8
+#define COLUMNS "id, ts_ms, model, version, request_id, source, idx, threshold" \
+    DETECTOR_RESULT_FIELDS(FIELD_NAME)
 
-/* Version 1 to 2: the latent term's columns; rows logged before stay NULL there. */
-static const char MIGRATE_1_2[] =
-    "ALTER TABLE scores ADD COLUMN d_latent REAL;"
-    "ALTER TABLE scores ADD COLUMN z_latent REAL;"
-    "PRAGMA user_version = 2;";
-
-/* Version 2 to 3: the statistics' indexes (built at start: seconds for millions of rows). */
-static const char MIGRATE_2_3[] = STATS_INDEXES "PRAGMA user_version = 3;";
+/* Version 1 or 2 to 3: the statistics' indexes (built at start: seconds for millions of
+ * rows). */
+static const char MIGRATE_TO_3[] = STATS_INDEXES "PRAGMA user_version = 3;";
 
 struct scorelog {
     sqlite3 *wdb, *rdb;          /* the writer's and the readers' connections */
@@ -118,6 +128,39 @@ static long long query_int(sqlite3 *db, const char *sql) {
     return v;
 }
 
+/* The record's columns an older log lacks (d_latent and z_latent before version 2, a
+ * field added to detector.h's table since), added: the rows logged before hold NULL
+ * there, served as null. */
+static int add_columns(sqlite3 *db, char *err, size_t errlen) {
+    static const struct { const char *name, *type; } FIELDS[] = {
+#define FIELD_ADDED(name, type, group, doc) {#name, SQL_ADDED_##type},
+        DETECTOR_RESULT_FIELDS(FIELD_ADDED)
+#undef FIELD_ADDED
+    };
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('scores') WHERE "
+                           "name = ?1", -1, &st, NULL) != SQLITE_OK) {
+        db_error(db, "reading the log's columns", err, errlen);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof FIELDS / sizeof FIELDS[0]; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, FIELDS[i].name, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_ROW) {
+            db_error(db, "reading the log's columns", err, errlen);
+            rc = -1;
+        } else if (sqlite3_column_int(st, 0) == 0) {
+            char sql[128];
+            snprintf(sql, sizeof sql, "ALTER TABLE scores ADD COLUMN %s %s", FIELDS[i].name,
+                     FIELDS[i].type);
+            rc = exec(db, sql, err, errlen);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* WAL mode, then create the schema or check that it is one this code knows. */
 static int prepare_schema(sqlite3 *db, char *err, size_t errlen) {
     sqlite3_stmt *st;
@@ -143,8 +186,8 @@ static int prepare_schema(sqlite3 *db, char *err, size_t errlen) {
         return -1;
     }
     if ((version == 0 && exec(db, SCHEMA, err, errlen)) ||
-        (version == 1 && exec(db, MIGRATE_1_2, err, errlen)) ||
-        ((version == 1 || version == 2) && exec(db, MIGRATE_2_3, err, errlen)) ||
+        (version > 0 && add_columns(db, err, errlen)) ||
+        ((version == 1 || version == 2) && exec(db, MIGRATE_TO_3, err, errlen)) ||
         exec(db, "COMMIT", err, errlen)) {
         rollback(db);
         return -1;
@@ -163,9 +206,19 @@ static int open_db(const char *path, int flags, sqlite3 **db, char *err, size_t 
     return 0;
 }
 
+/* A record field's value into parameter i of st, and out of column i, by its type. */
+static void bind_REAL(sqlite3_stmt *st, int i, double v) { sqlite3_bind_double(st, i, v); }
+static void bind_FLAG(sqlite3_stmt *st, int i, int v) { sqlite3_bind_int(st, i, v); }
+static void bind_INDEX(sqlite3_stmt *st, int i, int32_t v) { sqlite3_bind_int(st, i, v); }
+static double column_REAL(sqlite3_stmt *st, int i) {
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+static int column_FLAG(sqlite3_stmt *st, int i) { return sqlite3_column_int(st, i); }
+static int32_t column_INDEX(sqlite3_stmt *st, int i) { return sqlite3_column_int(st, i); }
+
 /* Bind one record to the insert statement and run it. */
 static int insert_record(sqlite3_stmt *st, const api_score_record *r) {
-    const detector_result *s = &r->r;
+    int i = 7;
     sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, r->ts_ms);
     sqlite3_bind_text(st, 2, r->model, -1, SQLITE_STATIC);
@@ -175,21 +228,10 @@ static int insert_record(sqlite3_stmt *st, const api_score_record *r) {
     if (*r->source) sqlite3_bind_text(st, 5, r->source, -1, SQLITE_STATIC);
     else sqlite3_bind_null(st, 5);
     sqlite3_bind_int(st, 6, r->index);
-    sqlite3_bind_double(st, 7, s->score);
-    sqlite3_bind_double(st, 8, s->raw_score);
-    sqlite3_bind_int(st, 9, s->is_anomaly);
-    sqlite3_bind_double(st, 10, r->threshold);
-    sqlite3_bind_double(st, 11, s->p_value);
-    sqlite3_bind_double(st, 12, s->d_re);
-    sqlite3_bind_double(st, 13, s->d_map);
-    sqlite3_bind_double(st, 14, s->z_re);
-    sqlite3_bind_double(st, 15, s->z_map);
-    sqlite3_bind_double(st, 16, s->pos[0]);
-    sqlite3_bind_double(st, 17, s->pos[1]);
-    sqlite3_bind_int(st, 18, r->nearest_ref);
-    sqlite3_bind_double(st, 19, r->nearest_distance);
-    sqlite3_bind_double(st, 20, s->d_latent);     /* NaN binds as NULL */
-    sqlite3_bind_double(st, 21, s->z_latent);
+    sqlite3_bind_double(st, 7, r->threshold);
+#define BIND(name, type, group, doc) bind_##type(st, ++i, r->r.name);
+    DETECTOR_RESULT_FIELDS(BIND)
+#undef BIND
     return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 }
 
@@ -363,11 +405,8 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
     }
     if (open_db(path, SQLITE_OPEN_READONLY, &l->rdb, err, errlen)) goto fail;
     if (sqlite3_prepare_v2(l->wdb, "INSERT INTO scores (ts_ms, model, version, request_id, "
-                           "source, idx, score, raw_score, is_anomaly, threshold, p_value, "
-                           "d_re, d_map, z_re, z_map, x, y, nearest_ref, nearest_distance, "
-                           "d_latent, z_latent) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                           "?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                           "source, idx, threshold" DETECTOR_RESULT_FIELDS(FIELD_NAME) ") "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?" DETECTOR_RESULT_FIELDS(FIELD_PARAM) ")",
                            -1, &l->insert, NULL) != SQLITE_OK) {
         db_error(l->wdb, "preparing the insert", err, errlen);
         goto fail;
@@ -473,6 +512,7 @@ static void column_text(sqlite3_stmt *st, int col, char *out, size_t cap) {
 
 /* The current row of a SELECT COLUMNS statement into r. */
 static void read_record(sqlite3_stmt *st, api_score_record *r) {
+    int i = FIXED_COLUMNS;
     memset(r, 0, sizeof *r);
     r->log_id = sqlite3_column_int64(st, 0);
     r->ts_ms = sqlite3_column_int64(st, 1);
@@ -481,22 +521,11 @@ static void read_record(sqlite3_stmt *st, api_score_record *r) {
     column_text(st, 4, r->id, sizeof r->id);
     column_text(st, 5, r->source, sizeof r->source);
     r->index = sqlite3_column_int(st, 6);
-    r->r.score = sqlite3_column_double(st, 7);
-    r->r.raw_score = sqlite3_column_double(st, 8);
-    r->r.is_anomaly = sqlite3_column_int(st, 9);
-    r->threshold = sqlite3_column_double(st, 10);
-    r->r.p_value = sqlite3_column_double(st, 11);
-    r->r.d_re = sqlite3_column_double(st, 12);
-    r->r.d_map = sqlite3_column_double(st, 13);
-    r->r.z_re = sqlite3_column_double(st, 14);
-    r->r.z_map = sqlite3_column_double(st, 15);
-    r->r.pos[0] = (float)sqlite3_column_double(st, 16);
-    r->r.pos[1] = (float)sqlite3_column_double(st, 17);
-    r->nearest_ref = sqlite3_column_int(st, 18);
-    r->nearest_distance = sqlite3_column_double(st, 19);
-    /* NULL (rows from before version 2, or no statistics): unknown, not 0. */
-    r->r.d_latent = sqlite3_column_type(st, 20) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 20);
-    r->r.z_latent = sqlite3_column_type(st, 21) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 21);
+    r->threshold = column_REAL(st, 7);
+    /* NULL (a field added after the row was logged, or unknown): NaN, not 0. */
+#define READ(name, type, group, doc) r->r.name = column_##type(st, i++);
+    DETECTOR_RESULT_FIELDS(READ)
+#undef READ
 }
 
 /* Run a prepared read statement into at most cap records; *n rows. */

@@ -136,8 +136,6 @@ static void fill_records(const model *m, const api_score_request *req, score_buf
             size_t at = (size_t)i * (size_t)d->k + (size_t)j;
             b->nn_ref[at] = d->ref_id[b->nn_idx[at]];
         }
-        r->nearest_ref = b->nn_ref[(size_t)i * (size_t)d->k];
-        r->nearest_distance = b->nn_dist[(size_t)i * (size_t)d->k];
     }
 }
 
@@ -186,7 +184,7 @@ static void job_prepare(batch_job *bj) {
         const detector_result *r = &j->b.res[i];
         if (isfinite(r->score) && isfinite(r->raw_score) && isfinite(r->d_re) &&
             isfinite(r->d_map) && isfinite(r->z_re) && isfinite(r->z_map) &&
-            isfinite(r->p_value) && isfinite(r->pos[0]) && isfinite(r->pos[1]))
+            isfinite(r->p_value) && isfinite(r->x) && isfinite(r->y))
             continue;
         api_error e;
         api_error_set(&e, 400, "not_finite", "sample %d: its score is not finite (values too "

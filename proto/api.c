@@ -511,8 +511,9 @@ int api_decode_before_id(const char *before_id, api_scores_query *q, api_error *
 
 /* ------------------------------------------------------------------ encoding */
 
-/* A number, or null for a non-finite one (JSON has no NaN). */
-static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+json_t *api_json_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *num(double v) { return api_json_number(v); }   /* the encoders' shorthand */
 
 /* Serialise and release v; NULL if v is NULL (a failed build) or out of memory. */
 static char *dump(json_t *v) {
@@ -547,18 +548,48 @@ static json_t *timestamp(int64_t ms) {
     return json_string(buf);
 }
 
-/* The fields a score result and a log record share. */
+/* A field of detector.h's table by its type: REAL a number or null, FLAG a boolean,
+ * INDEX an integer. */
+static json_t *value_REAL(double v) { return num(v); }
+static json_t *value_FLAG(int v) { return json_boolean(v); }
+static json_t *value_INDEX(int32_t v) { return json_integer(v); }
+
+/* Field name's value v (its reference taken) into the record o by the field's group:
+ * VERDICT a member of o, TERM of o's "terms", POSITION the next element of o's
+ * "position" (each made when first needed). NEAREST fields are a log record's "nearest"
+ * object (record()), so nothing here. 0, or -1 when out of memory. */
+static int put_field(json_t *o, detector_group g, const char *name, json_t *v) {
+    if (g == DETECTOR_GROUP_VERDICT) return json_object_set_new(o, name, v);
+    if (g != DETECTOR_GROUP_TERM && g != DETECTOR_GROUP_POSITION) {
+        json_decref(v);
+        return 0;
+    }
+    const char *box = g == DETECTOR_GROUP_TERM ? "terms" : "position";
+    json_t *c = json_object_get(o, box);
+    if (!c && json_object_set_new(o, box, c = g == DETECTOR_GROUP_TERM ? json_object()
+                                                                        : json_array())) {
+        json_decref(v);
+        return -1;
+    }
+    return g == DETECTOR_GROUP_TERM ? json_object_set_new(c, name, v) : json_array_append_new(c, v);
+}
+
+/* The fields a score result and a log record share: the model and the request, every
+ * field of r, the threshold r was judged against and the log id. */
 static json_t *score_fields(const api_score_record *r) {
-    return json_pack("{s:o, s:o, s:o, s:i, s:o, s:b, s:o, s:o, s:o, "
-                     "s:{s:o, s:o, s:o, s:o, s:o, s:o}, s:[o, o], s:o}",
-                     "model", json_string(r->model), "version", json_string(r->version),
-                     "id", tag(r->id), "index", r->index, "score", num(r->r.score),
-                     "is_anomaly", r->r.is_anomaly, "threshold", num(r->threshold),
-                     "p_value", num(r->r.p_value), "raw_score", num(r->r.raw_score), "terms",
-                     "d_re", num(r->r.d_re), "d_map", num(r->r.d_map), "z_re", num(r->r.z_re),
-                     "z_map", num(r->r.z_map), "d_latent", num(r->r.d_latent), "z_latent",
-                     num(r->r.z_latent), "position", num(r->r.pos[0]), num(r->r.pos[1]),
-                     "log_id", r->log_id > 0 ? json_integer((json_int_t)r->log_id) : json_null());
+    json_t *o = json_pack("{s:o, s:o, s:o, s:i}", "model", json_string(r->model), "version",
+                          json_string(r->version), "id", tag(r->id), "index", r->index);
+    int rc = !o;
+#define PUT(name, type, group, doc)                                                          \
+    if (!rc) rc = put_field(o, DETECTOR_GROUP_##group, #name, value_##type(r->r.name));
+    DETECTOR_RESULT_FIELDS(PUT)
+#undef PUT
+    if (!rc && !json_object_set_new(o, "threshold", num(r->threshold)) &&
+        !json_object_set_new(o, "log_id", r->log_id > 0 ? json_integer((json_int_t)r->log_id)
+                                                         : json_null()))
+        return o;
+    json_decref(o);
+    return NULL;
 }
 
 /* A beat's R peak, the neighbours of sample i, and with explain its reconstruction and
@@ -610,8 +641,9 @@ static json_t *record(const api_score_record *r) {
     if (!o) return NULL;
     if (json_object_set_new(o, "time", timestamp(r->ts_ms)) ||
         json_object_set_new(o, "source", tag(r->source)) ||
-        json_object_set_new(o, "nearest", json_pack("{s:i, s:o}", "ref", (int)r->nearest_ref,
-                                                    "distance", num(r->nearest_distance)))) {
+        json_object_set_new(o, "nearest", json_pack("{s:o, s:o}", "ref",
+                                                    value_INDEX(r->r.nearest_ref), "distance",
+                                                    value_REAL(r->r.nearest_distance)))) {
         json_decref(o);
         return NULL;
     }
@@ -632,6 +664,17 @@ char *api_encode_score_page(const api_score_record *rec, int n, int64_t since_id
 }
 
 char *api_encode_score_record(const api_score_record *rec) { return dump(record(rec)); }
+
+char *api_encode_result_line(size_t index, const int32_t *label, const detector_result *r) {
+    json_t *o = json_pack("{s:I}", "index", (json_int_t)index);
+    int rc = !o || (label && json_object_set_new(o, "label", json_integer(*label)));
+#define PUT(name, type, group, doc) if (!rc) rc = json_object_set_new(o, #name, value_##type(r->name));
+    DETECTOR_RESULT_FIELDS(PUT)
+#undef PUT
+    if (!rc) return dump(o);
+    json_decref(o);
+    return NULL;
+}
 
 char *api_encode_sample(const api_sample *s) {
     json_t *o = json_pack("{s:I, s:s, s:s, s:[i, i, i], s:o}", "log_id",
@@ -684,7 +727,14 @@ char *api_encode_model(const api_model_ref *m, int is_default) {
         "d_map", "center", num(d->map.center), "scale", num(d->map.scale),
         "d_latent", "center", num(d->latent.center), "scale", num(d->latent.scale),
         "provenance", provenance(d->provenance));
-    if (!more || json_object_update(o, more)) {
+    json_t *terms = json_array();
+    int rc = json_object_set_new(more, "terms", terms);   /* takes terms even if it fails */
+#define TERM(name, type, group, doc)                                                         \
+    if (!rc && DETECTOR_GROUP_##group == DETECTOR_GROUP_TERM)                                \
+        rc = json_array_append_new(terms, json_pack("{s:s, s:s}", "name", #name, "doc", doc));
+    DETECTOR_RESULT_FIELDS(TERM)
+#undef TERM
+    if (rc || json_object_update(o, more)) {
         json_decref(more);
         json_decref(o);
         return NULL;

@@ -1,8 +1,9 @@
 /* api.h — the daemon's JSON wire format: decoding requests, encoding responses.
  *
  * This is the only place that knows field names and JSON shapes (proto/openapi.yaml
- * documents them), so the HTTP layer deals in C structs and the wire format can be
- * tested without a server. Decoders are the trust boundary for request bodies: they
+ * documents them; a result's numbers are named by core/detector.h's table of the score
+ * record, which the encoders expand), so the HTTP layer deals in C structs and the wire
+ * format can be tested without a server. Decoders are the trust boundary for request bodies: they
  * refuse malformed JSON, duplicate keys, wrong types, non-finite or out-of-range
  * numbers, wrong sample lengths and oversized batches with an api_error naming the
  * HTTP status, a stable machine code and a message a caller can act on. Encoders
@@ -10,6 +11,7 @@
 #ifndef ANODM_API_H
 #define ANODM_API_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,10 +49,8 @@ typedef struct {
     char id[API_ID_MAX + 1];
     char source[API_ID_MAX + 1];
     int index;                   /* position in its request's batch */
-    detector_result r;
-    double threshold;
-    int32_t nearest_ref;         /* training-set index of the nearest reference point */
-    double nearest_distance;
+    detector_result r;           /* the sample's numbers (detector.h's table) */
+    double threshold;            /* the model's, which r was judged against */
 } api_score_record;
 
 /* The nearest reference points of each sample and, with explain, the reconstructions. */
@@ -147,6 +147,10 @@ int api_parse_log_id(const char *s, int64_t *id);
 /* 1 if s is a valid model name. */
 int api_valid_model_name(const char *s);
 
+/* A number, or null when it is not finite (JSON has no NaN): the reals of every JSON
+ * anodm writes (the API, the provenance, anodm experiment's results.json). */
+json_t *api_json_number(double v);
+
 /* Fill e in: status, code and a printf-style message. */
 void api_error_set(api_error *e, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -161,6 +165,9 @@ char *api_encode_score(const char *model, const char *version, const api_score_r
 char *api_encode_score_page(const api_score_record *rec, int n, int64_t since_id);
 /* One record, as GET /v1/scores/{id} returns it. */
 char *api_encode_score_record(const api_score_record *rec);
+/* One result as a flat JSON object, one member per field of detector.h's table after
+ * "index" and (label not NULL) "label": a line of anodm score --format jsonl. */
+char *api_encode_result_line(size_t index, const int32_t *label, const detector_result *r);
 /* A scored sample the daemon still holds: GET /v1/scores/{id}/sample. */
 typedef struct {
     int64_t log_id;
@@ -182,7 +189,8 @@ typedef struct {
     const detector *d;
 } api_model_ref;
 
-/* GET /v1/models/{name}: architecture, scoring settings, calibration, provenance. */
+/* GET /v1/models/{name}: architecture, scoring settings, calibration, provenance, and
+ * the score's terms (detector.h's TERM fields: name and doc, for the dashboard). */
 char *api_encode_model(const api_model_ref *m, int is_default);
 /* GET /v1/models: {"models": [summaries], "default"}; the first model is the default. */
 char *api_encode_model_list(const api_model_ref *m, int n);

@@ -32,10 +32,10 @@
 #define BUNDLE_MAX_FILE_BYTES ((uint64_t)1 << 31) /* 2 GiB */
 #define BUNDLE_MAX_JSON ((size_t)1 << 20)         /* bytes per JSON section */
 #define BUNDLE_MAX_ARRAY ((uint64_t)1 << 28)      /* elements per array section */
-#define BUNDLE_MAX_REF (1 << 21)                  /* reference points */
+#define BUNDLE_MAX_REF DETECTOR_MAX_REF           /* reference points: 2^21 */
 #define BUNDLE_MAX_CAL (1 << 24)                  /* calibration scores */
-#define BUNDLE_MAX_WINDOW (1 << 16)               /* context-mode window */
-#define BUNDLE_MAX_PLACE_ITER 100000              /* placement iterations */
+#define BUNDLE_MAX_WINDOW DETECTOR_MAX_WINDOW     /* context-mode window: 2^16 */
+#define BUNDLE_MAX_PLACE_ITER TSNE_MAX_PLACE_ITER /* placement iterations: 100000 */
 
 /* One section: its tag and bytes (inside the file's buffer when bundle_sections found
  * it). offset and crc are the table's values; bundle_assemble ignores them. */

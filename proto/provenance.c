@@ -2,11 +2,11 @@
 #include "provenance.h"
 
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
+#include "api.h"
 #include "sha256.h"
 
 #define ANODM_VERSION "0.1.0"
@@ -26,9 +26,6 @@ int provenance_file_sha256(const char *path, char out[65]) {
     sha256_hex(digest, out);
     return 0;
 }
-
-/* json_real of a non-finite number would fail: those become null. */
-static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 char *provenance_json(const provenance_info *p) {
     const build_opts *o = p->opts;
@@ -51,11 +48,11 @@ char *provenance_json(const provenance_info *p) {
         (double)o->train.capacity, "capacity_ramp_epochs", (double)o->train.capacity_ramp_epochs,
         "seed", (json_int_t)o->train.seed, "threads", o->train.threads, "seconds", r->train_seconds,
         "map", "n_ref", o->n_ref, "perplexity", o->tsne.perplexity, "iterations", o->tsne.n_iter,
-        "kl", real_or_null(r->map_kl), "seconds", r->map_seconds,
+        "kl", api_json_number(r->map_kl), "seconds", r->map_seconds,
         "calibration", "fraction", o->cal_frac, "batch", o->cal_batch, "seconds", r->cal_seconds,
-        "metrics", "loss", real_or_null(p->loss), "recon", real_or_null(p->recon), "kl",
-        real_or_null(p->kl), "test_auroc_recon_only", real_or_null(p->test_auroc_re),
-        "test_auroc_fused", real_or_null(p->test_auroc_fused));
+        "metrics", "loss", api_json_number(p->loss), "recon", api_json_number(p->recon), "kl",
+        api_json_number(p->kl), "test_auroc_recon_only", api_json_number(p->test_auroc_re),
+        "test_auroc_fused", api_json_number(p->test_auroc_fused));
     if (!root) return NULL;
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(root);

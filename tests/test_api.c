@@ -8,6 +8,7 @@
 
 #include "api.h"
 #include "check.h"
+#include "fuzz/fuzz_model.h"
 #include "rng.h"
 
 #define DIM 3
@@ -268,7 +269,7 @@ TEST(api_encode_shapes) {
 
     /* A non-finite number becomes null, never invalid JSON. */
     api_score_record rec = {.log_id = 9, .ts_ms = 1700000000123, .index = 0, .threshold = 1.5,
-                            .nearest_ref = 4, .nearest_distance = 0.25};
+                            .r = {.nearest_ref = 4, .nearest_distance = 0.25}};
     snprintf(rec.model, sizeof rec.model, "m");
     snprintf(rec.version, sizeof rec.version, "abc");
     rec.r.score = NAN;
@@ -290,4 +291,80 @@ TEST(api_encode_shapes) {
           json_array_size(json_object_get(j, "scores")) == 0);
     json_decref(j);
     free(s);
+}
+
+/* Every field of the score record (core/detector.h's table) reaches the JSON, in the
+ * place its group gives it, with its value: a log record, a result line of anodm score,
+ * and the model's list of terms. A field added to the table is checked here unchanged. */
+TEST(api_encode_follows_the_record_table) {
+    static const struct { const char *name; detector_group group; const char *doc; } F[] = {
+#define F_(name, type, group, doc) {#name, DETECTOR_GROUP_##group, doc},
+        DETECTOR_RESULT_FIELDS(F_)
+#undef F_
+    };
+    enum { N = sizeof F / sizeof F[0] };
+    api_score_record rec = {.log_id = 3, .ts_ms = 1700000000000, .threshold = 2};
+    snprintf(rec.model, sizeof rec.model, "m");
+    snprintf(rec.version, sizeof rec.version, "v");
+    /* Field i holds i + 1 (a flag: 1), so that each is found by its value. */
+    int i = 0;
+#define SET(name, type, group, doc) rec.r.name = (DETECTOR_CTYPE_##type)(++i);
+    DETECTOR_RESULT_FIELDS(SET)
+#undef SET
+    rec.r.is_anomaly = 1;
+    rec.r.z_latent = NAN;                  /* unknown: null */
+    char *s = api_encode_score_record(&rec);
+    json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+    char *line = api_encode_result_line(7, NULL, &rec.r);
+    json_t *flat = line ? json_loads(line, 0, NULL) : NULL;
+    CHECK(j && flat && json_integer_value(json_object_get(flat, "index")) == 7 &&
+          json_object_size(flat) == N + 1);
+    size_t positions = 0;
+    for (int k = 0; j && flat && k < N; k++) {
+        json_t *v = NULL;
+        switch (F[k].group) {
+        case DETECTOR_GROUP_VERDICT: v = json_object_get(j, F[k].name); break;
+        case DETECTOR_GROUP_TERM: v = json_object_get(json_object_get(j, "terms"), F[k].name); break;
+        case DETECTOR_GROUP_POSITION: v = json_array_get(json_object_get(j, "position"), positions++); break;
+        case DETECTOR_GROUP_NEAREST:
+            v = json_object_get(json_object_get(j, "nearest"), F[k].name + strlen("nearest_"));
+            break;
+        }
+        json_t *w = json_object_get(flat, F[k].name);
+        double want = !strcmp(F[k].name, "is_anomaly") ? 1 : k + 1;
+        if (!strcmp(F[k].name, "z_latent"))
+            CHECK_MSG(json_is_null(v) && json_is_null(w), "%s is not null", F[k].name);
+        else if (json_is_boolean(v))
+            CHECK_MSG(json_is_true(v) && json_is_true(w), "%s", F[k].name);
+        else
+            CHECK_MSG(v && json_number_value(v) == want && json_number_value(w) == want,
+                      "%s: %g and %g, want %g", F[k].name, json_number_value(v),
+                      json_number_value(w), want);
+    }
+    CHECK(json_array_size(json_object_get(j, "position")) == positions && positions == 2);
+    json_decref(j);
+    json_decref(flat);
+    free(s);
+    free(line);
+
+    /* The model's metadata lists the TERM fields, name and doc, in the table's order. */
+    detector d;
+    char err[256];
+    CHECK_MSG(fuzz_model_make(&d, PLACE_SINGLE, err, sizeof err) == 0, "%s", err);
+    api_model_ref m = {"m", "v", &d};
+    s = api_encode_model(&m, 1);
+    j = s ? json_loads(s, 0, NULL) : NULL;
+    json_t *terms = json_object_get(j, "terms");
+    size_t t = 0;
+    for (int k = 0; k < N; k++) {
+        if (F[k].group != DETECTOR_GROUP_TERM) continue;
+        json_t *e = json_array_get(terms, t++);
+        CHECK_MSG(e && !strcmp(json_string_value(json_object_get(e, "name")), F[k].name) &&
+                      !strcmp(json_string_value(json_object_get(e, "doc")), F[k].doc),
+                  "term %zu is not %s", t - 1, F[k].name);
+    }
+    CHECK(t >= 6 && json_array_size(terms) == t);
+    json_decref(j);
+    free(s);
+    detector_free(&d);
 }

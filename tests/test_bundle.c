@@ -716,7 +716,8 @@ TEST(bundle_inconsistent_values) {
         {"scoring", "alpha", "1.5", "alpha = 1.5 is not in [0, 1]"},
         {"scoring", "alpha", "-0.1", "alpha = -0.1"},
         {"scoring", "alpha", "\"half\"", "'alpha' must be a number"},
-        {"scoring", "perplexity", "3.5", "perplexity 3.5 needs"},
+        {"scoring", "perplexity", "3.7", "perplexity 3.7 needs 11 neighbours"},
+        {"scoring", "perplexity", "3.5", NULL},           /* 10 neighbours: every point */
         {"scoring", "perplexity", "0.5", "perplexity 0.5"},
         {"scoring", "n_iter", "-1", "placement settings"},
         {"scoring", "n_iter", "100001", "placement settings"},
@@ -827,6 +828,186 @@ TEST(bundle_inconsistent_values) {
     free(b);
     free(arr);
     free(buf);
+}
+
+/* A perplexity placement refuses is refused at load, by placement's own rule (range
+ * [1, 100], floor(3 x perplexity) neighbours among the reference points), however many
+ * reference points there are: 150 in a 500-point map once loaded, to fail on the first
+ * sample. The limits themselves load. */
+TEST(bundle_refuses_unplaceable_perplexity) {
+    enum { BIG = 500 };
+    detector d;
+    char err[512];
+    uint8_t *buf = NULL;
+    size_t len, blen;
+    if (make_detector(&d) != 0) return;
+    float *latent = realloc(d.ref_latent, BIG * LATENT * sizeof(float));
+    if (latent) d.ref_latent = latent;
+    float *map = realloc(d.ref_map, BIG * 2 * sizeof(float));
+    if (map) d.ref_map = map;
+    int32_t *id = realloc(d.ref_id, BIG * sizeof(int32_t));
+    if (id) d.ref_id = id;
+    if (!latent || !map || !id) {
+        check_fail(__FILE__, __LINE__, "out of memory");
+        detector_free(&d);
+        return;
+    }
+    rng_t r;
+    rng_seed(&r, 5);
+    rng_fill_normal(&r, d.ref_latent, BIG * LATENT);
+    rng_fill_normal(&r, d.ref_map, BIG * 2);
+    for (int i = 0; i < BIG; i++) d.ref_id[i] = i;
+    d.n_ref = BIG;
+    d.place.perplexity = 100;
+    CHECK_MSG(bundle_encode(&d, &buf, &len, err, sizeof err) == 0, "bundle_encode: %s", err);
+    d.place.perplexity = 150;
+    CHECK(bundle_encode(&d, &buf, &len, err, sizeof err) == -1 &&
+          strstr(err, "perplexity 150 is outside [1, 100]"));
+    detector_free(&d);
+    if (!buf) return;
+    CHECK_MSG(parse_copy(buf, len, err, sizeof err) == 0, "perplexity 100: %s", err);
+    static const struct { const char *value, *want; } cases[] = {
+        {"150", "scoring: perplexity 150 is outside [1, 100]"},
+        {"100.5", "perplexity 100.5 is outside"},
+        {"0.99", "perplexity 0.99 is outside"},
+        {"166.6", "perplexity 166.6 is outside"},   /* 499 neighbours: the old rule took it */
+        {"1", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = section_text(buf, len, "scoring");
+        char *t = text ? with_field(text, "perplexity", cases[i].value) : NULL;
+        uint8_t *b = t ? replace_section(buf, len, "scoring", t, strlen(t), &blen) : NULL;
+        if (cases[i].want)
+            EXPECT_FAIL(b, blen, cases[i].want, cases[i].value);
+        else
+            CHECK_MSG(b && parse_copy(b, blen, err, sizeof err) == 0, "%s: %s", t, err);
+        free(b);
+        free(t);
+        free(text);
+    }
+    free(buf);
+}
+
+/* d's file as version 1 wrote it: no "term" (version 1 fused the map term) and no latent
+ * statistics, so that its z_latent is unknown. Free it; NULL on failure. */
+static uint8_t *version1_file(const detector *d, size_t *len) {
+    size_t n = 0, m = 0;
+    uint8_t *buf = NULL, *b1 = NULL, *b2 = NULL;
+    char err[512];
+    CHECK_MSG(bundle_encode(d, &buf, &n, err, sizeof err) == 0, "bundle_encode: %s", err);
+    char *scoring = buf ? section_text(buf, n, "scoring") : NULL;
+    char *cal = buf ? section_text(buf, n, "calibration") : NULL;
+    char *lat = cal ? strstr(cal, ",\"latent\":{") : NULL;
+    char *term = scoring ? strstr(scoring, ",\"term\":\"") : NULL;
+    char *term_end = term ? strchr(term + strlen(",\"term\":\""), '"') : NULL;
+    if (cal && term_end) {
+        if (lat) memmove(lat, strchr(lat, '}') + 1, strlen(strchr(lat, '}') + 1) + 1);
+        memmove(term, term_end + 1, strlen(term_end + 1) + 1);
+        b1 = replace_section(buf, n, "calibration", cal, strlen(cal), &m);
+        b2 = b1 ? replace_section(b1, m, "scoring", scoring, strlen(scoring), len) : NULL;
+        if (b2) {
+            put32(b2 + 8, 1);
+            reseal(b2, *len);
+        }
+    }
+    CHECK_MSG(b2 != NULL, "cannot make a version 1 file");
+    free(buf);
+    free(b1);
+    free(scoring);
+    free(cal);
+    return b2;
+}
+
+/* anodm score's JSON lines are JSON: one object per sample holding "index", "label" and
+ * every field of the score record (core/detector.h's table) in the table's order, an
+ * unknown value null: the z_latent of a version-1 bundle, which used to be written as
+ * nan. The CSV has the same columns. */
+TEST(bundle_v1_scores_as_json_lines) {
+    static const char *const FIELDS[] = {
+#define FIELD_NAME(name, type, group, doc) #name,
+        DETECTOR_RESULT_FIELDS(FIELD_NAME)
+#undef FIELD_NAME
+    };
+    enum { N_FIELDS = sizeof FIELDS / sizeof FIELDS[0], ROWS = 12 };
+    char model[512], data[512], out[512], line[4096], *text = NULL;
+    size_t len;
+    detector d;
+    if (fuzz_model_make(&d, PLACE_SINGLE, line, sizeof line) != 0) {
+        check_fail(__FILE__, __LINE__, "fuzz_model_make: %s", line);
+        return;
+    }
+    d.latent = (term_stats){NAN, NAN};
+    uint8_t *v1 = version1_file(&d, &len);
+    detector_free(&d);
+    if (!v1) return;
+    tmp_path(model, sizeof model, "bundle_v1_score.anodm");
+    write_all(model, v1, len);
+    free(v1);
+    tmp_path(data, sizeof data, "bundle_v1_score.csv");
+    FILE *f = fopen(data, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    rng_t r;
+    rng_seed(&r, 21);
+    for (int i = 0; i < ROWS; i++) {
+        for (int j = 0; j < FUZZ_MODEL_DIM; j++) fprintf(f, "%.4f,", rng_uniform(&r));
+        fprintf(f, "%d\n", i % 2);
+    }
+    CHECK(fclose(f) == 0);
+
+    tmp_path(out, sizeof out, "bundle_v1_score.jsonl");
+    int code = run_anodm(&text, "score %s %s --format jsonl --out %s", model, data, out);
+    CHECK_MSG(code == 0, "exit %d:\n%s", code, text ? text : "");
+    free(text);
+    int rows = 0;
+    f = fopen(out, "r");
+    while (f && fgets(line, sizeof line, f)) {
+        json_error_t e;
+        json_t *j = json_loads(line, 0, &e);
+        CHECK_MSG(json_is_object(j), "line %d is not a JSON object (%s): %s", rows, e.text, line);
+        void *it = json_object_iter(j);
+        CHECK(it && !strcmp(json_object_iter_key(it), "index") &&
+              json_integer_value(json_object_iter_value(it)) == rows);
+        it = json_object_iter_next(j, it);
+        CHECK(it && !strcmp(json_object_iter_key(it), "label") &&
+              json_integer_value(json_object_iter_value(it)) == rows % 2);
+        for (int k = 0; k < N_FIELDS; k++) {
+            it = it ? json_object_iter_next(j, it) : NULL;
+            CHECK_MSG(it && !strcmp(json_object_iter_key(it), FIELDS[k]),
+                      "line %d: field %d is not %s: %s", rows, k + 2, FIELDS[k], line);
+        }
+        CHECK(it && !json_object_iter_next(j, it));
+        CHECK_MSG(json_is_null(json_object_get(j, "z_latent")) &&
+                      json_is_number(json_object_get(j, "d_latent")) &&
+                      json_is_number(json_object_get(j, "score")) &&
+                      json_is_boolean(json_object_get(j, "is_anomaly")) &&
+                      json_is_integer(json_object_get(j, "nearest_ref")),
+                  "line %d: %s", rows, line);
+        json_decref(j);
+        rows++;
+    }
+    if (f) fclose(f);
+    CHECK_MSG(rows == ROWS, "%d JSON lines, want %d", rows, ROWS);
+
+    /* The CSV: a header of the same names, then a row per sample. */
+    tmp_path(out, sizeof out, "bundle_v1_score.csv.out");
+    code = run_anodm(&text, "score %s %s --out %s", model, data, out);
+    CHECK_MSG(code == 0, "exit %d:\n%s", code, text ? text : "");
+    free(text);
+    char want[1024] = "index,label";
+    for (int k = 0; k < N_FIELDS; k++) {
+        strcat(want, ",");
+        strcat(want, FIELDS[k]);
+    }
+    strcat(want, "\n");
+    rows = -1;
+    f = fopen(out, "r");
+    if (f && fgets(line, sizeof line, f)) {
+        CHECK_MSG(!strcmp(line, want), "CSV header %s, want %s", line, want);
+        for (rows = 0; fgets(line, sizeof line, f); rows++) {}
+    }
+    if (f) fclose(f);
+    CHECK_MSG(rows == ROWS, "%d CSV rows, want %d", rows, ROWS);
 }
 
 /* ------------------------------------------------------------------ anodm inspect */

@@ -425,3 +425,71 @@ TEST(cli_train_bundle_end_to_end) {
     /* Too few samples for the map's perplexity: refused before any training. */
     EXPECT_RUN(run_cli("train --data %s --limit 40 --out %s", dir, b2), 1, "perplexity");
 }
+
+/* Options are refused by the rules of the code that uses them (core's validators, and
+ * the shared option table's bounds, which are core's limits) before any work: exit 2, a
+ * message naming the option, and not one epoch trained (nor the data read: the build
+ * line never printed). The rules are the same in every command (--threads 1..64, the
+ * perplexity range and its neighbours among the reference points). */
+TEST(cli_refuses_options_before_training) {
+    const char *dir = fashion_dir();
+    char out[512];
+    tmp_path(out, sizeof out, "cli_refused.anodm");
+    static const struct { const char *args, *want; } train[] = {
+        {"--perplexity 150", "--perplexity wants a number in [1, 100], not '150'"},
+        {"--perplexity 0.5", "--perplexity wants a number in [1, 100]"},
+        {"--n-ref 50", "perplexity 30 needs 90 neighbours"},
+        {"--n-ref 200 --perplexity 70", "perplexity 70 needs 210 neighbours"},
+        {"--n-ref 0", "--n-ref wants an integer from 1 to 2097152"},
+        {"--n-ref 3000000", "--n-ref wants an integer from 1 to 2097152"},
+        {"--threads 65", "--threads wants an integer from 1 to 64, not '65'"},
+        {"--threads 0", "--threads wants an integer from 1 to 64"},
+        {"--k 300 --n-ref 200 --perplexity 10", "k = 300 is not in [1, n_ref = 200]"},
+        {"--quantile 1", "--quantile wants a number in (0, 1)"},
+        {"--cal-frac 0", "--cal-frac wants a number in (0, 1)"},
+        {"--mode context --window 0", "--window wants an integer from 1 to 65536"},
+        {"--alpha 1.5", "--alpha wants a number in [0, 1]"},
+        {"--beta -1", "--beta wants a number in [0, inf)"},
+        {"--lr 1e-50", "lr 0 is not a finite number > 0"},    /* 0 once a float */
+        {"--beta 1e300", "beta inf is not a finite number"},
+        {"--vae-only --threads 65", "--threads wants an integer from 1 to 64"},
+    };
+    for (size_t i = 0; i < sizeof train / sizeof train[0]; i++) {
+        run_result r = run_cli("train --data %s --exclude-class 1 --epochs 1 --out %s %s", dir,
+                               out, train[i].args);
+        char *text = r.out ? strdup(r.out) : NULL;
+        EXPECT_RUN(r, 2, train[i].want);
+        CHECK_MSG(text && count_epoch_lines(text) == 0 && !strstr(text, "building"),
+                  "train %s: work began before the refusal:\n%s", train[i].args, text);
+        free(text);
+    }
+    /* What only the data can tell (300 samples, 40 kept: 36 for the map) is refused by
+     * detector_build before its first epoch. */
+    run_result r = run_cli("train --data %s --limit 40 --out %s", dir, out);
+    char *text = r.out ? strdup(r.out) : NULL;
+    EXPECT_RUN(r, 1, "map of 36 reference points: perplexity 30 needs 90 neighbours");
+    CHECK_MSG(text && count_epoch_lines(text) == 0, "trained before the refusal:\n%s", text);
+    free(text);
+    struct stat st;
+    CHECK(stat(out, &st) != 0);
+
+    /* experiment and bench-vae by the same rules; --data names nothing, so a refusal that
+     * came after reading it would exit 1. */
+    static const struct { const char *args, *want; } other[] = {
+        {"experiment --dataset fashion-mnist --threads 65", "--threads wants an integer from 1 to 64"},
+        {"experiment --dataset fashion-mnist --perplexity 150", "--perplexity wants a number in [1, 100]"},
+        {"experiment --dataset fashion-mnist --n-ref 50", "perplexity 30 needs 90 neighbours"},
+        {"experiment --dataset fashion-mnist --n-ref 10 --perplexity 3 --latent-k 20",
+         "latent_k 20 outside 1..10"},
+        {"experiment --dataset fashion-mnist --beta 0.1,-1", "--beta wants a number in [0, inf)"},
+        {"experiment --dataset fashion-mnist --seed 0", "--seed wants an integer from 1"},
+        {"experiment --dataset fashion-mnist --epochs 0", "--epochs wants an integer from 1"},
+        {"bench-vae --threads 65", "--threads wants an integer from 1 to 64"},
+        {"bench-vae --epochs 0", "--epochs wants an integer from 1"},
+        {"bench-tsne fit --perplexity 150", "--perplexity wants a number in [1, 100]"},
+        {"bench-tsne fit --threads 65", "--threads wants an integer from 1 to 64"},
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        EXPECT_RUN(run_cli("%s --data %s/nowhere", other[i].args, test_tmpdir()), 2,
+                   other[i].want);
+}

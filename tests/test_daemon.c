@@ -1190,6 +1190,64 @@ TEST(daemon_log_migrates_version_1) {
     LOG_INTACT(db_path, 2);
 }
 
+/* A field added to the score record's table (core/detector.h) becomes a column of an
+ * existing log at start, without a schema version: here a version-3 log from before
+ * z_latent (the column dropped after a first run) gets it back, its old row null there,
+ * new rows complete, and a column declared exactly as a new log declares it. */
+TEST(daemon_log_adds_new_record_columns) {
+    if (make_bundles()) return;
+    char db_path[OWN_PATH], log[OWN_PATH], model[OWN_PATH], one[600];
+    own_daemon_files("daemon_new_column", db_path, log, model);
+    single_body(one, sizeof one, "0.5", DIM);
+    const char *args[] = {"--model", model, "--db", db_path, NULL};
+    int port;
+    pid_t pid = spawn_anodmd(log, args, &port);
+    if (port) {
+        response r = http_request(port, "POST", "/v1/score", one, "");
+        EXPECT_STATUS(r, 200, NULL);
+        response_free(&r);
+    }
+    stop_anodmd(pid);
+    sqlite3 *db = NULL;
+    char *fresh = NULL;   /* the column as a new log declares it */
+    CHECK(sqlite3_open(db_path, &db) == SQLITE_OK);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT type FROM pragma_table_info('scores') WHERE name = "
+                           "'z_latent'", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW) fresh = strdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+    }
+    CHECK(fresh && !strcmp(fresh, "REAL"));
+    CHECK(sqlite3_exec(db, "ALTER TABLE scores DROP COLUMN z_latent", NULL, NULL, NULL) ==
+          SQLITE_OK);
+    sqlite3_close(db);
+    pid = spawn_anodmd(log, args, &port);
+    if (port) {
+        response r = http_request(port, "POST", "/v1/score", one, "");
+        EXPECT_STATUS(r, 200, NULL);
+        response_free(&r);
+        r = http_request(port, "GET", "/v1/scores/1", NULL, "");
+        EXPECT_STATUS(r, 200, NULL);
+        json_t *terms = json_object_get(r.json, "terms");
+        CHECK(json_is_number(json_object_get(terms, "d_latent")) &&
+              json_is_null(json_object_get(terms, "z_latent")));
+        response_free(&r);
+        r = http_request(port, "GET", "/v1/scores/2", NULL, "");
+        CHECK(json_is_number(json_object_get(json_object_get(r.json, "terms"), "z_latent")));
+        response_free(&r);
+    }
+    stop_anodmd(pid);
+    if ((db = log_open_readonly(db_path))) {
+        CHECK(log_int(db, "PRAGMA user_version") == 3);
+        CHECK(log_int(db, "SELECT count(*) FROM pragma_table_info('scores') WHERE name = "
+                          "'z_latent' AND type = 'REAL'") == 1);
+        CHECK(log_int(db, "SELECT count(*) FROM scores WHERE z_latent IS NULL") == 1);
+        sqlite3_close(db);
+    }
+    free(fresh);
+    LOG_INTACT(db_path, 2);
+}
+
 /* The log keeps rows for retention_days and at most retention_rows of them, trimmed
  * by the writer as the daemon runs. */
 TEST(daemon_retention) {
@@ -1471,8 +1529,9 @@ static void check_alone(json_t *res, scorer *s, const detector *d, const float *
     CHECK(jnum(terms, "d_re") == as_printed(want.d_re));
     CHECK(jnum(terms, "d_map") == as_printed(want.d_map));
     CHECK(jnum(terms, "d_latent") == as_printed(want.d_latent));
-    CHECK((float)json_number_value(json_array_get(pos, 0)) == want.pos[0]);
-    CHECK((float)json_number_value(json_array_get(pos, 1)) == want.pos[1]);
+    /* the position is the placement's float, held as a double */
+    CHECK((float)json_number_value(json_array_get(pos, 0)) == (float)want.x);
+    CHECK((float)json_number_value(json_array_get(pos, 1)) == (float)want.y);
     CHECK(json_is_true(json_object_get(res, "is_anomaly")) == want.is_anomaly);
     CHECK(jnum(json_array_get(json_object_get(res, "neighbors"), 0), "ref") == d->ref_id[nn[0]]);
     json_t *got_rec = json_object_get(res, "reconstruction");

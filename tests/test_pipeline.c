@@ -127,7 +127,7 @@ static void score_fresh(place_mode mode, fused_term term, latent_input input, in
                                                          d.cal_base, d.cal_memory,
                                                          (size_t)d.n_cal)
                                             : base, 1e-9);
-            CHECK(memory || res[b].d_memory == 0);
+            CHECK(memory ? isfinite(res[b].d_memory) : isnan(res[b].d_memory));
             scores[i + b] = res[b].score;
             if (!is_pos[i + b]) alarms_on_normals += res[b].is_anomaly;
             CHECK(res[b].p_value > 0 && res[b].p_value <= 1);
@@ -304,4 +304,85 @@ TEST(pipeline_stream_memory_catches_recurring_anomalies) {
     free(cal);
     free(x);
     detector_free(&d);
+}
+
+/* Counts the epochs detector_build reports: a refusal must come before the first. */
+static void count_epoch(const train_progress *p, void *ctx) {
+    (void)p;
+    ++*(int *)ctx;
+}
+
+/* Every option is refused by the rule of the code that uses it, before any training: by
+ * build_opts_check alone, and by detector_build with no epoch run. The last cases depend
+ * on the data: 120 samples leave 90 for the reference set, too few for perplexity 30. */
+TEST(pipeline_refuses_bad_options_before_training) {
+    enum { N = 120 };
+    static const struct { const char *what; size_t n; const char *want; } cases[] = {
+        {"perplexity 150", 0, "perplexity 150 is outside [1, 100]"},
+        {"place perplexity 0.5", 0, "scoring: perplexity 0.5 is outside"},
+        {"n_ref 50", 0, "map of 50 reference points: perplexity 30 needs 90 neighbours"},
+        {"threads 65", 0, "training: threads 65 outside 1..64"},
+        {"tsne threads 65", 0, "threads 65 outside 0..64"},
+        {"epochs 0", 0, "training: epochs 0"},
+        {"seed 0", 0, "training: seed 0"},
+        {"k 401", 0, "k = 401 is not in [1, n_ref = 400]"},
+        {"window 0", 0, "context mode in 1..65536"},
+        {"quantile 1", 0, "quantile 1 is not in (0, 1)"},
+        {"cal_frac 0", 0, "cal_frac 0 is not in (0, 1)"},
+        {"n_ref 3000000", 0, "n_ref 3000000 outside 1..2097152"},
+        {"alpha 2", 0, "alpha = 2 is not in [0, 1]"},
+        {"data: 90 training samples", 90, "map of 90 reference points: perplexity 30 needs 90 "
+                                          "neighbours (3 x perplexity), more than the 89"},
+        {"data: k 100 of 90", 90, "k = 100 is not in [1, n_ref = 90]"},
+    };
+    vae_arch a;
+    tiny_arch(&a);
+    dataset data = {.n = N, .dim = DIM, .channels = 1, .height = SIDE, .width = SIDE};
+    data.x = malloc(data.n * DIM * sizeof(float));
+    if (!data.x) return;
+    rng_t r;
+    rng_seed(&r, 3);
+    for (size_t i = 0; i < data.n; i++) make_sample(data.x + i * DIM, &r, 0);
+    char err[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        build_opts o;
+        build_opts_default(&o);
+        o.n_ref = 400;
+        o.cal_frac = 0.25;
+        o.train.epochs = 1;
+        switch (i) {
+        case 0: o.tsne.perplexity = o.place.perplexity = 150; break;
+        case 1: o.place.perplexity = 0.5; break;
+        case 2: o.n_ref = 50; break;
+        case 3: o.train.threads = 65; break;
+        case 4: o.tsne.n_threads = 65; break;
+        case 5: o.train.epochs = 0; break;
+        case 6: o.train.seed = 0; break;
+        case 7: o.k = 401; break;
+        case 8: o.mode = PLACE_CONTEXT; o.window = 0; break;
+        case 9: o.quantile = 1; break;
+        case 10: o.cal_frac = 0; break;
+        case 11: o.n_ref = 3000000; break;
+        case 12: o.alpha = 2; break;
+        case 13: break;
+        case 14: o.k = 100; o.tsne.perplexity = o.place.perplexity = 10; break;
+        }
+        err[0] = 0;
+        CHECK_FAILS_WITH(build_opts_check(&o, cases[i].n, err, sizeof err), err, cases[i].want);
+        if (cases[i].n) CHECK(build_opts_check(&o, 0, err, sizeof err) == 0);  /* data's rule */
+        detector d;
+        int epochs = 0;
+        err[0] = 0;
+        CHECK_FAILS_WITH(detector_build(&d, &a, &data, &o, count_epoch, NULL, &epochs, err,
+                                        sizeof err), err, cases[i].want);
+        CHECK_MSG(epochs == 0, "%s: %d epoch(s) trained before the refusal", cases[i].what,
+                  epochs);
+        detector_free(&d);
+    }
+    /* And the defaults with enough data pass (the cases above can fail for their reason only). */
+    build_opts o;
+    build_opts_default(&o);
+    CHECK_MSG(build_opts_check(&o, 0, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(build_opts_check(&o, 91, err, sizeof err) == 0, "%s", err);
+    free(data.x);
 }

@@ -55,11 +55,13 @@ static int make_detector(detector *d, const char *name, latent_input input) {
     return 0;
 }
 
+/* Every field of the score record the same to the bit (a NaN equals itself). */
 static int same_result(const detector_result *a, const detector_result *b) {
-    return a->score == b->score && a->raw_score == b->raw_score && a->d_re == b->d_re &&
-           a->d_map == b->d_map && a->d_latent == b->d_latent && a->z_re == b->z_re &&
-           a->z_map == b->z_map && a->z_latent == b->z_latent && a->p_value == b->p_value &&
-           a->is_anomaly == b->is_anomaly && a->pos[0] == b->pos[0] && a->pos[1] == b->pos[1];
+    int same = 1;
+#define SAME_FIELD_(name, type, group, doc) same &= !memcmp(&a->name, &b->name, sizeof a->name);
+    DETECTOR_RESULT_FIELDS(SAME_FIELD_)
+#undef SAME_FIELD_
+    return same;
 }
 
 /* Score BATCH samples at once with BLAS on one thread (as anodmd), then in pieces of every

@@ -492,14 +492,12 @@ function renderSample() {
     $('sample-note').textContent = 'The input of this score is no longer held: anodmd keeps the ' +
       'inputs of its most recent scores in memory only (setting recent_samples).';
   }
-  const t = rec.terms;
   $('sample-terms').replaceChildren(...[
     ['score', `${fmt(rec.score)} (threshold ${fmt(rec.threshold)})`],
     ['p-value', fmt(rec.p_value, 4)],
     ['raw score (paper)', fmt(rec.raw_score)],
-    ['D_RE, reconstruction', `${fmt(t.d_re)} (z ${fmt(t.z_re, 2)})`],
-    ['D_MAP, map distance', `${fmt(t.d_map)} (z ${fmt(t.z_map, 2)})`],
-    ['D_LATENT, latent distance', `${fmt(t.d_latent)} (z ${fmt(t.z_latent, 2)})`],
+    ...distances().map((t) => [t.doc, t.z ? `${fmt(rec.terms[t.name])} (z ${fmt(rec.terms[t.z], 2)})`
+      : fmt(rec.terms[t.name])]),
     ['map position', `${fmt(rec.position[0], 2)}, ${fmt(rec.position[1], 2)}`],
     ['request id', rec.id || '–'],
     ['model version', rec.version.slice(0, 12)],
@@ -508,6 +506,19 @@ function renderSample() {
   $('sample-neighbors').replaceChildren(...nbs.map((nb) =>
     el('li', {}, `training sample ${nb.ref}, map distance ${fmt(nb.distance)}`)));
 }
+
+// The score's terms, as the model's metadata lists them (core/detector.h's table, in its
+// order): each distance d_NAME, with z the name of its standardised value z_NAME if any;
+// and the standardised ones, the anomaly table's columns.
+function distances() {
+  const terms = state.meta ? state.meta.terms : [];
+  const names = new Set(terms.map((t) => t.name));
+  return terms.filter((t) => !t.name.startsWith('z_')).map((t) => {
+    const z = `z_${t.name.replace(/^d_/, '')}`;
+    return {...t, z: names.has(z) ? z : null};
+  });
+}
+const standardised = () => (state.meta ? state.meta.terms : []).filter((t) => t.name.startsWith('z_'));
 
 function figure(canvas, caption) {
   return el('figure', {}, canvas, el('figcaption', {}, caption));
@@ -610,13 +621,16 @@ async function loadTable({before = null, after = null} = {}) {
 function renderTable() {
   const t = state.table;
   const body = $('anomalies').tBodies[0];
+  const zs = standardised();
+  $('anomalies').tHead.rows[0].replaceChildren(
+    ...['log id', 'time', 'model', 'source', 'id'].map((h) => el('th', {}, h)),
+    ...['score', 'p-value', ...zs.map((z) => z.name)].map((h) => el('th', {class: 'num'}, h)));
   body.replaceChildren(...t.rows.map((r) => {
     const tr = el('tr', {'data-log-id': r.log_id, 'data-model': r.model, tabindex: 0},
       el('td', {}, r.log_id), el('td', {title: r.time}, clock(Date.parse(r.time))),
       el('td', {}, r.model), el('td', {}, r.source || '–'), el('td', {}, r.id || '–'),
       el('td', {class: 'num'}, fmt(r.score)), el('td', {class: 'num'}, fmt(r.p_value, 4)),
-      el('td', {class: 'num'}, fmt(r.terms.z_re, 2)), el('td', {class: 'num'}, fmt(r.terms.z_map, 2)),
-      el('td', {class: 'num'}, fmt(r.terms.z_latent, 2)));
+      ...zs.map((z) => el('td', {class: 'num', title: z.doc}, fmt(r.terms[z.name], 2))));
     tr.addEventListener('click', () => showSample(r.log_id));
     tr.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') showSample(r.log_id); });
     return tr;

@@ -290,6 +290,17 @@ async function checkDashboard(browser, d, sent) {
   check('sample view shows the score terms and neighbours',
     view.terms.includes(first.score.toFixed(3)) && view.terms.includes('D_RE') &&
     view.neighbors === first.neighbors.length, `${view.neighbors} neighbours; ${view.terms.slice(0, 120)}`);
+  // The terms are the API's list (core/detector.h's table), none hard-coded in the page:
+  // every distance in the sample view, every standardised term a column of the table.
+  const terms = (await (await fetch(`${d.url}/v1/models/fashion`)).json()).terms || [];
+  const head = await page.$$eval('#anomalies thead th', (ths) => ths.map((th) => th.textContent));
+  const zs = terms.filter((t) => t.name.startsWith('z_')).map((t) => t.name);
+  check('the API lists the score terms', terms.length >= 6 && zs.length >= 3 &&
+    terms.every((t) => Object.hasOwn(first.terms, t.name)), JSON.stringify(terms));
+  check('the table and the sample view show the API\'s terms',
+    zs.every((z) => head.includes(z)) && head.length === 7 + zs.length &&
+    terms.filter((t) => !t.name.startsWith('z_')).every((t) => view.terms.includes(t.doc)),
+    `columns ${head.join(', ')}; ${view.terms.slice(0, 200)}`);
 
   // Rates and metadata.
   const rates = await page.evaluate(() => ({bins: Number(document.querySelector('#rate-chart').dataset.bins),
