@@ -55,6 +55,22 @@ int detector_check_scoring(const detector *d, char *err, size_t errlen) {
         err_prefix(err, errlen, "scoring");
         return -1;
     }
+    if (d->use_memory && memory_options_check(&d->memory, err, errlen)) {
+        err_prefix(err, errlen, "scoring");
+        return -1;
+    }
+    if (d->use_memory && !(d->fusion >= FUSION_BASE && d->fusion < FUSION_N))
+        return err_fail(err, errlen, "scoring: fusion %d is not one of score.h's", (int)d->fusion);
+    return 0;
+}
+
+/* n ascending finite floats: 0, or -1 naming what. */
+static int check_ascending(const float *v, size_t n, const char *what, char *err, size_t errlen) {
+    if (!v) return err_fail(err, errlen, "%s: missing", what);
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(v[i])) return err_fail(err, errlen, "%s: value %zu is not finite", what, i);
+        if (i && v[i] < v[i - 1]) return err_fail(err, errlen, "%s: not ascending at %zu", what, i);
+    }
     return 0;
 }
 
@@ -112,10 +128,13 @@ int detector_check(const detector *d, char *err, size_t errlen) {
     if (!(d->quantile > 0 && d->quantile <= 1) || !isfinite(d->threshold))
         return err_fail(err, errlen, "calibration: quantile %g must be in (0, 1] and threshold "
                         "%g finite", d->quantile, d->threshold);
-    if ((bad = first_nonfinite(d->cal_scores, n_cal)) < n_cal)
-        return err_fail(err, errlen, "cal_scores: score %zu is not finite", bad);
-    for (size_t i = 1; i < n_cal; i++)
-        if (d->cal_scores[i] < d->cal_scores[i - 1])
-            return err_fail(err, errlen, "cal_scores: not ascending at %zu", i);
+    if (check_ascending(d->cal_scores, n_cal, "cal_scores", err, errlen)) return -1;
+    if (d->use_memory && !finite_stats(d->mem))
+        return err_fail(err, errlen, "calibration: the memory term needs statistics with a "
+                        "finite center and a finite scale > 0");
+    if (d->use_memory && d->fusion == FUSION_FISHER &&
+        (check_ascending(d->cal_base, n_cal, "cal_base", err, errlen) ||
+         check_ascending(d->cal_memory, n_cal, "cal_memory", err, errlen)))
+        return -1;
     return 0;
 }

@@ -26,9 +26,9 @@ void build_opts_default(build_opts *o) {
     o->k = 1;
     o->alpha = 0.5;
     o->term = TERM_LATENT;
-    o->use_memory = 0;   /* on once bundles carry it */
+    o->use_memory = 1;
     memory_options_default(&o->memory);
-    o->fusion = FUSION_MAX;
+    o->fusion = FUSION_FISHER;
     o->input = LATENT_MU;
     o->cal_batch = 32;
 }
@@ -262,9 +262,9 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     rep.cal_seconds = now_seconds() - t0;
     if (o->report) *o->report = rep;
     if (d->use_memory)
-        build_say(stage, ctx, "calibration", "a stream of %d normals through the memory, "
-                  "threshold %.4f (%s fusion) at quantile %g", d->n_cal, d->threshold,
-                  SCORE_FUSION_NAME[d->fusion], d->quantile);
+        build_say(stage, ctx, "calibration", "%zu held-out normals, then a stream of %d normals "
+                  "through the memory: threshold %.4f (%s fusion) at quantile %g", cal.n,
+                  d->n_cal, d->threshold, SCORE_FUSION_NAME[d->fusion], d->quantile);
     else
         build_say(stage, ctx, "calibration", "%d held-out normals, threshold %.4f at quantile %g",
                   d->n_cal, d->threshold, d->quantile);

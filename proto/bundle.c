@@ -24,12 +24,14 @@
 #include "le.h"
 #include "sha256.h"
 
-/* The sections of a version 1 bundle, all required; any other tag is skipped. */
+/* The sections of a version 1 bundle, all required, then those a detector has only with
+ * some settings (version 4: the Fisher fusion's calibration stream); any other tag is
+ * skipped. */
 enum { ARCH, SCORING, CALIBRATION, PROVENANCE, WEIGHTS, REF_LATENT, REF_MAP, REF_ID,
-       CAL_SCORES, N_KNOWN };
+       CAL_SCORES, N_REQUIRED, CAL_BASE = N_REQUIRED, CAL_MEMORY, N_KNOWN };
 static const char *const TAGS[N_KNOWN] = {
     "arch", "scoring", "calibration", "provenance", "weights", "ref_latent", "ref_map",
-    "ref_id", "cal_scores",
+    "ref_id", "cal_scores", "cal_base", "cal_memory",
 };
 
 /* ------------------------------------------------------------------ container */
@@ -423,8 +425,12 @@ static int decode_arch(json_t *j, vae_arch *a, char *err, size_t errlen) {
 static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, size_t errlen) {
     static const char *const keys_v1[] = {"mode", "window", "k", "alpha", "place", NULL};
     static const char *const keys_v2[] = {"mode", "window", "k", "alpha", "place", "term", NULL};
+    static const char *const keys_v3[] = {"mode", "window", "k", "alpha", "place", "term",
+                                          "latent_input", NULL};
     static const char *const keys[] = {"mode", "window", "k", "alpha", "place", "term",
-                                       "latent_input", NULL};
+                                       "latent_input", "memory", NULL};
+    static const char *const memory_keys[] = {"capacity", "k", "recent_share", "merge_radius",
+                                              "fusion", NULL};
     static const char *const place_keys[] = {"perplexity", "n_iter", "learning_rate",
                                              "exaggeration", "momentum", "max_grad",
                                              "exact", NULL};
@@ -433,7 +439,8 @@ static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, s
     tsne_place_options *o = &d->place;
     json_t *p, *exact;
     char term[16] = "map"; /* version 1 knew only the map term */
-    if (only_keys(j, w, version == 1 ? keys_v1 : version == 2 ? keys_v2 : keys, err, errlen) ||
+    if (only_keys(j, w, version == 1 ? keys_v1 : version == 2 ? keys_v2 : version == 3 ? keys_v3 : keys,
+                  err, errlen) ||
         get_str(j, w, "mode", mode, sizeof mode, err, errlen) ||
         get_int(j, w, "window", &d->window, err, errlen) ||
         get_int(j, w, "k", &d->k, err, errlen) ||
@@ -475,14 +482,48 @@ static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, s
         }
         d->input = input[0] == 'z' ? LATENT_Z : LATENT_MU;
     }
+    /* Version 4, optional: the stream memory. */
+    json_t *mem = json_object_get(j, "memory");
+    if (!mem) return 0;
+    const char *mw = "section 'scoring', 'memory'";
+    char fusion[16];
+    if (!(mem = get_obj(j, w, "memory", err, errlen)) || only_keys(mem, mw, memory_keys, err, errlen) ||
+        get_int(mem, mw, "capacity", &d->memory.capacity, err, errlen) ||
+        get_int(mem, mw, "k", &d->memory.k, err, errlen) ||
+        get_real(mem, mw, "recent_share", &d->memory.recent_share, err, errlen) ||
+        get_real(mem, mw, "merge_radius", &d->memory.merge_radius, err, errlen) ||
+        get_str(mem, mw, "fusion", fusion, sizeof fusion, err, errlen))
+        return -1;
+    d->use_memory = 1;
+    d->fusion = FUSION_N;
+    for (int f = 0; f < FUSION_N; f++)
+        if (!strcmp(fusion, SCORE_FUSION_NAME[f])) d->fusion = (score_fusion)f;
+    if (d->fusion == FUSION_N) {
+        snprintf(err, errlen, "%s: unknown 'fusion' \"%s\"", mw, fusion);
+        return -1;
+    }
     return 0;
+}
+
+/* An optional term's {"center", "scale"}. */
+static int decode_stats(json_t *o, const char *where, term_stats *t, char *err, size_t errlen) {
+    static const char *const term_keys[] = {"center", "scale", NULL};
+    if (!json_is_object(o)) {
+        snprintf(err, errlen, "%s must be an object", where);
+        return -1;
+    }
+    return only_keys(o, where, term_keys, err, errlen) ||
+                   get_real(o, where, "center", &t->center, err, errlen) ||
+                   get_real(o, where, "scale", &t->scale, err, errlen)
+               ? -1
+               : 0;
 }
 
 static int decode_calibration(json_t *j, uint32_t version, detector *d, char *err,
                               size_t errlen) {
     static const char *const keys_v1[] = {"re", "map", "quantile", "threshold", "n_cal", NULL};
-    static const char *const keys[] = {"re", "map", "latent", "quantile", "threshold", "n_cal",
-                                       NULL};
+    static const char *const keys[] = {"re", "map", "latent", "memory", "quantile", "threshold",
+                                       "n_cal", NULL};
     static const char *const term_keys[] = {"center", "scale", NULL};
     const char *w = "section 'calibration'", *lw = "section 'calibration', 'latent'";
     json_t *re, *map, *latent = json_object_get(j, "latent");
@@ -502,12 +543,16 @@ static int decode_calibration(json_t *j, uint32_t version, detector *d, char *er
      * them, lack the latent term's statistics. NaN, so that its z is reported as
      * unknown; check_detector insists on them when the term is fused. */
     d->latent.center = d->latent.scale = NAN;
-    if (latent && (!json_is_object(latent) || only_keys(latent, lw, term_keys, err, errlen) ||
-                   get_real(latent, lw, "center", &d->latent.center, err, errlen) ||
-                   get_real(latent, lw, "scale", &d->latent.scale, err, errlen))) {
-        if (!json_is_object(latent)) snprintf(err, errlen, "%s must be an object", lw);
+    if (latent && decode_stats(latent, lw, &d->latent, err, errlen)) return -1;
+    /* The memory term's, with a memory (version 4): check_detector insists on them. */
+    json_t *mem = json_object_get(j, "memory");
+    d->mem.center = d->mem.scale = NAN;
+    if (mem && (!d->use_memory || version < 4)) {
+        snprintf(err, errlen, "%s: 'memory' statistics without a memory in 'scoring'", w);
         return -1;
     }
+    if (mem && decode_stats(mem, "section 'calibration', 'memory'", &d->mem, err, errlen))
+        return -1;
     return 0;
 }
 
@@ -616,6 +661,18 @@ int bundle_encode(const detector *d, uint8_t **buf, size_t *len, char *err, size
         json_decref(j[1]);
         j[1] = NULL;
     }
+    if (d->use_memory && j[1] && j[2] &&
+        (json_object_set_new(j[1], "memory",
+                             json_pack("{s:i, s:i, s:f, s:f, s:s}", "capacity",
+                                       d->memory.capacity, "k", d->memory.k, "recent_share",
+                                       d->memory.recent_share, "merge_radius",
+                                       d->memory.merge_radius, "fusion",
+                                       SCORE_FUSION_NAME[d->fusion])) ||
+         json_object_set_new(j[2], "memory", json_pack("{s:f, s:f}", "center", d->mem.center,
+                                                       "scale", d->mem.scale)))) {
+        json_decref(j[1]);
+        j[1] = NULL;
+    }
     char *text[3];
     for (int i = 0; i < 3; i++) text[i] = j[i] ? json_dumps(j[i], JSON_COMPACT) : NULL;
     const char *prov = d->provenance ? d->provenance : "{}";
@@ -634,13 +691,17 @@ int bundle_encode(const detector *d, uint8_t **buf, size_t *len, char *err, size
         [REF_ID] = {TAGS[REF_ID], .i32 = d->ref_id, .rows = n_ref, .cols = 1},
         [CAL_SCORES] = {TAGS[CAL_SCORES], .f32 = d->cal_scores, .rows = (uint32_t)d->n_cal,
                         .cols = 1},
+        [CAL_BASE] = {TAGS[CAL_BASE], .f32 = d->cal_base, .rows = (uint32_t)d->n_cal, .cols = 1},
+        [CAL_MEMORY] = {TAGS[CAL_MEMORY], .f32 = d->cal_memory, .rows = (uint32_t)d->n_cal,
+                        .cols = 1},
     };
+    const int fisher = d->use_memory && d->fusion == FUSION_FISHER;
     int rc = -1;
     if (!text[0] || !text[1] || !text[2])
         snprintf(err, errlen, "cannot encode the JSON sections (out of memory, or a name "
                  "or spec that is not UTF-8)");
     else
-        rc = assemble(src, N_KNOWN, buf, len, err, errlen);
+        rc = assemble(src, fisher ? N_KNOWN : N_REQUIRED, buf, len, err, errlen);
     for (int i = 0; i < 3; i++) {
         free(text[i]);
         json_decref(j[i]);
@@ -671,7 +732,7 @@ int bundle_parse(const uint8_t *buf, size_t len, detector *d, char *err, size_t 
         sec[t] = NULL;
         for (int i = 0; i < n && !sec[t]; i++)
             if (!strcmp(s[i].tag, TAGS[t])) sec[t] = &s[i];
-        if (!sec[t]) {
+        if (!sec[t] && t < N_REQUIRED) {
             snprintf(err, errlen, "missing section '%s'", TAGS[t]);
             return -1;
         }
@@ -716,6 +777,21 @@ int bundle_parse(const uint8_t *buf, size_t len, detector *d, char *err, size_t 
         goto out;
     }
     if (check_counts(rl.rows, cs.rows, err, errlen)) goto out;
+    /* The Fisher fusion's calibration stream: both sections, n_cal rows each. */
+    array_view cb = {0}, cm = {0};
+    const int fisher = d->use_memory && d->fusion == FUSION_FISHER;
+    if (fisher && (!sec[CAL_BASE] || !sec[CAL_MEMORY])) {
+        snprintf(err, errlen, "the fisher fusion needs sections 'cal_base' and 'cal_memory'");
+        goto out;
+    }
+    if (fisher && (array_section(sec[CAL_BASE], 1, "one score per row", &cb, err, errlen) ||
+                   array_section(sec[CAL_MEMORY], 1, "one score per row", &cm, err, errlen)))
+        goto out;
+    if (fisher && (cb.rows != cs.rows || cm.rows != cs.rows)) {
+        snprintf(err, errlen, "sections 'cal_base' (%u) and 'cal_memory' (%u) must hold "
+                 "n_cal = %u rows", cb.rows, cm.rows, cs.rows);
+        goto out;
+    }
     const bundle_section *p = sec[PROVENANCE];
     if (memchr(p->data, 0, p->len)) {       /* the text becomes a C string */
         snprintf(err, errlen, "section 'provenance': NUL byte in JSON text");
@@ -733,7 +809,12 @@ int bundle_parse(const uint8_t *buf, size_t len, detector *d, char *err, size_t 
     d->ref_id = copy_i32(&ri);
     d->cal_scores = copy_f32(&cs);
     d->provenance = malloc(p->len + 1);
-    if (!d->ref_latent || !d->ref_map || !d->ref_id || !d->cal_scores || !d->provenance) {
+    if (fisher) {
+        d->cal_base = copy_f32(&cb);
+        d->cal_memory = copy_f32(&cm);
+    }
+    if (!d->ref_latent || !d->ref_map || !d->ref_id || !d->cal_scores || !d->provenance ||
+        (fisher && (!d->cal_base || !d->cal_memory))) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }

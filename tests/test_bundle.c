@@ -388,6 +388,81 @@ TEST(bundle_latent_input) {
     detector_free(&d);
 }
 
+/* Version 4's stream memory: settings and statistics round-trip for every fusion, the
+ * Fisher fusion with its two calibration sections; an older version, an unknown fusion,
+ * statistics without a memory or a missing section are refused. */
+TEST(bundle_stream_memory) {
+    detector d, back;
+    char err[512];
+    size_t len = 0, blen = 0;
+    if (make_detector(&d) != 0) return;
+    d.use_memory = 1;
+    memory_options_default(&d.memory);
+    d.memory.capacity = 300;
+    d.memory.k = 4;
+    d.memory.recent_share = 0.25;
+    d.memory.merge_radius = 1.0 / 3.0;
+    d.mem = (term_stats){-0.4, 0.7};
+    d.cal_base = malloc((size_t)d.n_cal * sizeof(float));
+    d.cal_memory = malloc((size_t)d.n_cal * sizeof(float));
+    for (int i = 0; d.cal_base && d.cal_memory && i < d.n_cal; i++) {
+        d.cal_base[i] = -1.0f + 0.25f * (float)i;
+        d.cal_memory[i] = 0.5f * (float)i;
+    }
+    for (int f = 0; f < FUSION_N; f++) {
+        d.fusion = (score_fusion)f;
+        uint8_t *buf = NULL;
+        CHECK_MSG(bundle_encode(&d, &buf, &len, err, sizeof err) == 0, "%s: %s",
+                  SCORE_FUSION_NAME[f], err);
+        CHECK_MSG(buf && bundle_parse(buf, len, &back, err, sizeof err) == 0, "%s: %s",
+                  SCORE_FUSION_NAME[f], err);
+        CHECK(back.use_memory && back.fusion == d.fusion && back.memory.capacity == 300 &&
+              back.memory.k == 4 && same_bits(back.memory.recent_share, 0.25) &&
+              same_bits(back.memory.merge_radius, 1.0 / 3.0) && same_bits(back.mem.center, -0.4) &&
+              same_bits(back.mem.scale, 0.7));
+        int fisher = f == FUSION_FISHER;
+        CHECK(fisher ? back.cal_base && back.cal_memory &&
+                           !memcmp(back.cal_base, d.cal_base, (size_t)d.n_cal * sizeof(float)) &&
+                           !memcmp(back.cal_memory, d.cal_memory, (size_t)d.n_cal * sizeof(float))
+                     : !back.cal_base && !back.cal_memory);
+        detector_free(&back);
+        if (buf && fisher) {
+            uint8_t *cut = replace_section(buf, len, "cal_memory", "", 0, &blen);
+            EXPECT_FAIL(cut, blen, "section 'cal_memory': 0 bytes", "fisher, empty cal_memory");
+            free(cut);
+        }
+        if (buf && f == FUSION_MAX) {
+            char *sc = section_text(buf, len, "scoring"), *cal = section_text(buf, len, "calibration");
+            put32(buf + 8, 3);
+            reseal(buf, len);
+            EXPECT_FAIL(buf, len, "unknown key 'memory'", "version 3 with a memory");
+            put32(buf + 8, BUNDLE_VERSION);
+            reseal(buf, len);
+            char *bad = sc ? strstr(sc, "\"max\"") : NULL;
+            if (bad) memcpy(bad, "\"mix\"", 5);
+            uint8_t *b = sc ? replace_section(buf, len, "scoring", sc, strlen(sc), &blen) : NULL;
+            EXPECT_FAIL(b, blen, "unknown 'fusion' \"mix\"", "fusion mix");
+            free(b);
+            char *k0 = sc ? strstr(sc, "\"k\":4") : NULL;
+            if (bad) memcpy(bad, "\"max\"", 5);
+            if (k0) k0[4] = '0';
+            b = sc ? replace_section(buf, len, "scoring", sc, strlen(sc), &blen) : NULL;
+            EXPECT_FAIL(b, blen, "memory k 0", "memory k 0");
+            free(b);
+            /* statistics for a memory the scoring section does not have */
+            char *m = sc ? strstr(sc, ",\"memory\":{") : NULL;
+            if (m) *m = 0, strcat(sc, "}");
+            b = sc ? replace_section(buf, len, "scoring", sc, strlen(sc), &blen) : NULL;
+            EXPECT_FAIL(b, blen, "'memory' statistics without a memory", "stats alone");
+            free(b);
+            free(sc);
+            free(cal);
+        }
+        free(buf);
+    }
+    detector_free(&d);
+}
+
 TEST(bundle_detector_free_idempotent) {
     detector d;
     memset(&d, 0, sizeof d);
@@ -805,7 +880,7 @@ TEST(bundle_inconsistent_values) {
         {"weights", 136, 1, 7, NAN, "weights: parameter 7 is not finite"},
         {"ref_latent", N_REF, LATENT, 3, INFINITY, "ref_latent: value 3 is not finite"},
         {"ref_map", N_REF, 2, 19, -INFINITY, "ref_map: value 19 is not finite"},
-        {"cal_scores", N_CAL, 1, 7, NAN, "cal_scores: score 7 is not finite"},
+        {"cal_scores", N_CAL, 1, 7, NAN, "cal_scores: value 7 is not finite"},
         {"cal_scores", N_CAL, 1, 4, -100.0f, "cal_scores: not ascending at 4"},
     };
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
