@@ -58,6 +58,9 @@ int cli_int(const char *opt, const char *s, long long lo, long long hi, long lon
 int cli_real(const char *opt, const char *s, double lo, double hi, double *out);
 /* --latent-input's value, "mu" or "z"; -1 after a message naming cmd otherwise. */
 int cli_latent_input(const char *cmd, const char *s, latent_input *out);
+/* --fusion's value, a name of score.h's SCORE_FUSION_NAME; -1 after a message naming
+ * cmd otherwise. */
+int cli_fusion(const char *cmd, const char *s, score_fusion *out);
 /* Seconds since an arbitrary start, for timing. */
 double cli_now(void);
 
@@ -89,7 +92,8 @@ typedef struct {
 typedef enum {
     CLI_THREADS, CLI_SEED, CLI_EPOCHS, CLI_BATCH, CLI_LR, CLI_BETA, CLI_CAPACITY,
     CLI_CAPACITY_RAMP, CLI_LATENT, CLI_N_REF, CLI_PERPLEXITY, CLI_TSNE_ITER, CLI_CAL_FRAC,
-    CLI_QUANTILE, CLI_WINDOW, CLI_K, CLI_ALPHA, CLI_N_OPTIONS
+    CLI_QUANTILE, CLI_WINDOW, CLI_K, CLI_ALPHA, CLI_MEMORY_SIZE, CLI_MEMORY_K, CLI_MEMORY_RECENT,
+    CLI_N_OPTIONS
 } cli_option_id;
 
 /* getopt_long returns CLI_OPTION_VAL + id for shared option id. */

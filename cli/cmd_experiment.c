@@ -109,7 +109,6 @@ typedef struct {
     class_result res[MAX_BETAS * MAX_RATES][N_CLASSES];  /* [beta * n_rates + rate][class] */
     int stream;                  /* --stream: the stream protocol instead of the offline one */
     const char *models_dir;      /* --models: detectors kept and reused there */
-    memory_options memory;       /* the stream memory's settings */
     stream_result sres[MAX_BETAS * MAX_RATES][N_CLASSES];
     /* progress context */
     double beta;
@@ -119,7 +118,8 @@ typedef struct {
 /* The shared options anodm experiment takes (cli/options.c); its --threads is also the
  * t-SNE and placement threads. */
 static const cli_option_id EXPERIMENT_OPTIONS[] = {
-    CLI_EPOCHS, CLI_LATENT, CLI_SEED, CLI_N_REF, CLI_PERPLEXITY, CLI_THREADS};
+    CLI_EPOCHS, CLI_LATENT, CLI_SEED, CLI_N_REF, CLI_PERPLEXITY, CLI_THREADS, CLI_MEMORY_SIZE,
+    CLI_MEMORY_K, CLI_MEMORY_RECENT};
 #define N_EXPERIMENT_OPTIONS (sizeof EXPERIMENT_OPTIONS / sizeof EXPERIMENT_OPTIONS[0])
 
 static void experiment_usage(FILE *f, const cli_settings *set) {
@@ -152,9 +152,7 @@ static void experiment_usage(FILE *f, const cli_settings *set) {
         "                       (default rates 0.01,0.05,0.1 and the set as it is)\n"
         "  --models DIR         keep each class's detector in DIR and reuse it when the same\n"
         "                       settings run again\n"
-        "  --memory-size N, --memory-k K, --memory-recent F  the stream memory: latents kept,\n"
-        "                       the term's neighbour rank, share kept for the latest\n"
-        "                       (default 2000, 5, 0.5)\n"
+
         "ecg only:\n"
         "  --beats FILE.npy     a beat set from anodm ecg-extract (FILE.labels.npy beside it,\n"
         "                       and FILE.records.npy for --split patient) instead of --data\n"
@@ -757,7 +755,7 @@ static int stream_setting(run *r, int k, int c, const detector *d, const dataset
     stream_result *s = &r->sres[k][c];
     detector with_memory = *d;
     with_memory.use_memory = 1;
-    with_memory.memory = r->memory;
+    with_memory.memory = r->set.build.memory;
     with_memory.term = TERM_LATENT;   /* the base score is the daemon's: RE + latent */
     d = &with_memory;
     if (cli_stream_class(d, test, r->classes[c], rate_of(r, k), cal, d->quantile, seed_of(r), s,
@@ -1015,8 +1013,6 @@ int cmd_experiment(int argc, char **argv) {
         {"split", required_argument, 0, 'S'}, {"test-records", required_argument, 0, 'R'},
         {"latent-input", required_argument, 0, 'Z'}, {"latent-k", required_argument, 0, 'K'},
         {"stream", no_argument, 0, 'W'}, {"models", required_argument, 0, 'M'},
-        {"memory-size", required_argument, 0, 1001}, {"memory-k", required_argument, 0, 1002},
-        {"memory-recent", required_argument, 0, 1003},
         {"help", no_argument, 0, 'h'}};
     struct option opts[sizeof own / sizeof own[0] + N_EXPERIMENT_OPTIONS + 1];
     cli_getopt_table(opts, own, sizeof own / sizeof own[0], EXPERIMENT_OPTIONS,
@@ -1040,7 +1036,6 @@ int cmd_experiment(int argc, char **argv) {
     cli_settings_default(&r->set);
     r->latent_k = 1;
     r->split_balance = NAN;
-    memory_options_default(&r->memory);
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (CLI_IS_OPTION(ch)) {
@@ -1087,14 +1082,6 @@ int cmd_experiment(int argc, char **argv) {
             break;
         case 'W': r->stream = 1; break;
         case 'M': r->models_dir = optarg; break;
-        case 1001:
-            if (cli_int("--memory-size", optarg, 1, 1000000, &v)) goto out;
-            r->memory.capacity = (int)v;
-            break;
-        case 1002: if (cli_int("--memory-k", optarg, 1, 64, &v)) goto out; r->memory.k = (int)v; break;
-        case 1003:
-            if (cli_real("--memory-recent", optarg, 1e-6, 1, &r->memory.recent_share)) goto out;
-            break;
         case 'h': experiment_usage(stdout, &r->set); rc = 0; goto out;
         default: experiment_usage(stderr, &r->set); goto out;
         }
@@ -1149,10 +1136,6 @@ int cmd_experiment(int argc, char **argv) {
                  split_name(r));
     } else snprintf(r->title, sizeof r->title, "%s", r->ds->title);
     if (!r->data_dir) r->data_dir = r->ds->default_data;
-    if (memory_options_check(&r->memory, err, sizeof err) != 0) {
-        fprintf(stderr, "anodm experiment: %s\n", err);
-        goto out;
-    }
     if (r->stream && r->n_rates == 1 && r->rates[0] == 0) {
         static const double stream_rates[] = {0.01, 0.05, 0.1, 0};
         r->n_rates = 4;

@@ -25,7 +25,7 @@
 static const cli_option_id TRAIN_OPTIONS[] = {
     CLI_LATENT, CLI_BETA, CLI_CAPACITY, CLI_CAPACITY_RAMP, CLI_EPOCHS, CLI_BATCH, CLI_LR,
     CLI_SEED, CLI_THREADS, CLI_N_REF, CLI_PERPLEXITY, CLI_TSNE_ITER, CLI_CAL_FRAC,
-    CLI_QUANTILE, CLI_WINDOW, CLI_K, CLI_ALPHA};
+    CLI_QUANTILE, CLI_WINDOW, CLI_K, CLI_ALPHA, CLI_MEMORY_SIZE, CLI_MEMORY_K, CLI_MEMORY_RECENT};
 #define N_TRAIN_OPTIONS (sizeof TRAIN_OPTIONS / sizeof TRAIN_OPTIONS[0])
 
 static void train_usage(FILE *f, const cli_settings *s) {
@@ -44,6 +44,10 @@ static void train_usage(FILE *f, const cli_settings *s) {
         "                       nearest reference latent, or on the map (latent)\n"
         "  --latent-input mu|z  the latents of the map and that distance: the encoder mean,\n"
         "                       or a draw z = mu + sigma * eps seeded by each sample (mu)\n"
+        "  --memory on|off      the stream memory: score how much closer a sample is to\n"
+        "                       recent traffic than to normal data (docs/STREAM.md) (on)\n"
+        "  --fusion NAME        how the memory term joins the base score: fisher, memory,\n"
+        "                       max, sum or base (fisher)\n"
         "  --vae-only           stop after the beta-VAE and write a weights file\n"
         "  --out FILE           where to write the bundle (or weights)\n");
     cli_option_usage(f, TRAIN_OPTIONS, N_TRAIN_OPTIONS, s);
@@ -129,7 +133,8 @@ int cmd_train(int argc, char **argv) {
         {"arch", required_argument, 0, 'a'}, {"limit", required_argument, 0, 'n'},
         {"out", required_argument, 0, 'o'}, {"mode", required_argument, 0, 'm'},
         {"vae-only", no_argument, 0, 'V'}, {"term", required_argument, 0, 'M'},
-        {"latent-input", required_argument, 0, 'Z'}, {"help", no_argument, 0, 'h'}};
+        {"latent-input", required_argument, 0, 'Z'}, {"memory", required_argument, 0, 'R'},
+        {"fusion", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'}};
     struct option opts[sizeof own / sizeof own[0] + N_TRAIN_OPTIONS + 1];
     cli_getopt_table(opts, own, sizeof own / sizeof own[0], TRAIN_OPTIONS, N_TRAIN_OPTIONS);
     data_source src = {.label_col = DATASET_CSV_LAST_COL}, test_src = {.label_col = DATASET_CSV_LAST_COL};
@@ -183,6 +188,16 @@ int cmd_train(int argc, char **argv) {
             break;
         case 'Z':
             if (cli_latent_input("anodm train", optarg, &set.build.input)) return 2;
+            break;
+        case 'R':
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+                fprintf(stderr, "anodm train: --memory is on or off, not '%s'\n", optarg);
+                return 2;
+            }
+            set.build.use_memory = !strcmp(optarg, "on");
+            break;
+        case 'F':
+            if (cli_fusion("anodm train", optarg, &set.build.fusion)) return 2;
             break;
         case 'V': vae_only = 1; break;
         case 'o': out = optarg; break;

@@ -87,6 +87,16 @@ int cli_real(const char *opt, const char *s, double lo, double hi, double *out) 
     return 0;
 }
 
+int cli_fusion(const char *cmd, const char *s, score_fusion *out) {
+    for (int f = 0; f < FUSION_N; f++)
+        if (!strcmp(s, SCORE_FUSION_NAME[f])) {
+            *out = (score_fusion)f;
+            return 0;
+        }
+    fprintf(stderr, "%s: --fusion is fisher, memory, max, sum or base, not '%s'\n", cmd, s);
+    return -1;
+}
+
 int cli_latent_input(const char *cmd, const char *s, latent_input *out) {
     if (!strcmp(s, "mu") || !strcmp(s, "z")) {
         *out = s[0] == 'z' ? LATENT_Z : LATENT_MU;

@@ -68,6 +68,12 @@ static const cli_option OPTIONS[CLI_N_OPTIONS] = {
     [CLI_K] = {"k", "N", "D_MAP neighbours", INTEGER(build.k, 1, DETECTOR_MAX_REF)},
     [CLI_ALPHA] = {"alpha", "A", "weight of the reconstruction term in the fused score",
                    REAL(T_DOUBLE, build.alpha, 0, 1)},
+    [CLI_MEMORY_SIZE] = {"memory-size", "N", "stream memory: latents kept",
+                         INTEGER(build.memory.capacity, 1, MEMORY_MAX_CAPACITY)},
+    [CLI_MEMORY_K] = {"memory-k", "K", "stream memory: the term's neighbour rank",
+                      INTEGER(build.memory.k, 1, MEMORY_MAX_K)},
+    [CLI_MEMORY_RECENT] = {"memory-recent", "F", "stream memory: share kept for the latest",
+                           REAL(T_DOUBLE, build.memory.recent_share, 0, 1), .open_min = 1},
 };
 
 void cli_settings_default(cli_settings *s) {

@@ -10,9 +10,6 @@
 
 #include "knn.h"
 
-/* The term's neighbour rank is read off a stack buffer of knn_query's. */
-#define MEMORY_MAX_K 64
-
 struct stream_memory {
     int latent, capacity, k, recent_cap, heap_cap;
     double merge_radius;
@@ -38,8 +35,9 @@ int memory_options_check(const memory_options *o, char *err, size_t errlen) {
         snprintf(err, errlen, "memory k %d outside 1..%d", o->k, MEMORY_MAX_K);
         return -1;
     }
-    if (o->capacity < o->k || o->capacity > 1000000) {
-        snprintf(err, errlen, "memory capacity %d outside k (%d)..1000000", o->capacity, o->k);
+    if (o->capacity < o->k || o->capacity > MEMORY_MAX_CAPACITY) {
+        snprintf(err, errlen, "memory capacity %d outside k (%d)..%d", o->capacity, o->k,
+                 MEMORY_MAX_CAPACITY);
         return -1;
     }
     if (!(o->recent_share > 0.0 && o->recent_share <= 1.0)) {
@@ -104,7 +102,7 @@ void memory_probe_of(const stream_memory *m, const float *x, memory_probe *p) {
     p->kth = p->nearest = INFINITY;
     p->nearest_slot = -1;
     if (m->count == 0) return;
-    int want = m->count < m->k ? m->count : m->k, idx[MEMORY_MAX_K];
+    int want = m->count < m->k ? m->count : m->k, idx[MEMORY_MAX_K]; /* knn_query's output */
     float d2[MEMORY_MAX_K];
     knn_query(m->lat, m->count, m->latent, x, want, -1, idx, d2);
     p->nearest = sqrt((double)d2[0]);

@@ -27,6 +27,10 @@
 
 #include <stddef.h>
 
+/* Limits of memory_options_check. */
+#define MEMORY_MAX_K 64
+#define MEMORY_MAX_CAPACITY 1000000
+
 typedef struct {
     int capacity;          /* latents kept (2000) */
     int k;                 /* the term's neighbour rank (5) */

@@ -56,7 +56,8 @@ int build_opts_check(const build_opts *o, size_t n_train, char *err, size_t errl
     }
     /* The detector it will be, as far as options make it. */
     detector probe = {.n_ref = n_ref, .mode = o->mode, .place = o->place, .window = o->window,
-                      .k = o->k, .alpha = o->alpha, .term = o->term, .input = o->input};
+                      .k = o->k, .alpha = o->alpha, .term = o->term, .input = o->input,
+                      .use_memory = o->use_memory, .memory = o->memory, .fusion = o->fusion};
     return detector_check_scoring(&probe, err, errlen);
 }
 
