@@ -173,3 +173,20 @@ int model_window(model *m, float **pos, int *n) {
     pthread_mutex_unlock(&m->lock);
     return *n && !*pos ? -1 : 0;
 }
+
+int model_memory_count(model *m) {
+    pthread_mutex_lock(&m->lock);
+    const stream_memory *mem = scorer_memory(m->s);
+    int n = mem ? memory_count(mem) : 0;
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
+int model_memory_reset(model *m) {
+    pthread_mutex_lock(&m->lock);
+    const stream_memory *mem = scorer_memory(m->s);
+    int n = mem ? memory_count(mem) : 0;
+    scorer_memory_reset(m->s);
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}

@@ -69,5 +69,9 @@ int model_score(model *m, const float *x, int n, detector_result *res, float *x_
  * positions, taken under the model's lock so no batch moves it meanwhile. 0, or -1
  * when out of memory. */
 int model_window(model *m, float **pos, int *n);
+/* Latents m's stream memory holds (0 without one). */
+int model_memory_count(model *m);
+/* Forget everything m's stream memory holds; returns how many latents that was. */
+int model_memory_reset(model *m);
 
 #endif

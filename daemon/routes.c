@@ -470,8 +470,9 @@ static void dashboard(app *a, const char *file, reply *out) {
     out->csp = DASHBOARD_CSP;
 }
 
-static api_model_ref model_ref(const model *m) {
-    return (api_model_ref){.name = m->name, .version = m->version, .d = &m->d};
+static api_model_ref model_ref(model *m) {
+    return (api_model_ref){.name = m->name, .version = m->version, .d = &m->d,
+                           .memory_count = model_memory_count(m)};
 }
 
 /* GET /v1/models. */
@@ -493,6 +494,18 @@ static void model_info(model_set *set, const char *name, int v2, reply *out) {
     api_model_ref ref = model_ref(m);
     ok_reply(out, v2 ? api_encode_v2_model(&ref, m->dim)
                      : api_encode_model(&ref, m == model_set_find(set, NULL)));
+}
+
+/* POST /v1/models/{name}/memory/reset: the model's stream memory forgets what it holds
+ * (after a drift to a new normal, say); a model without one answers 409. */
+static void forget_memory(model_set *set, const char *name, reply *out) {
+    model *m = find_model(set, name, out);
+    if (!m) return;
+    if (!m->d.use_memory) {
+        routes_error(out, 409, "no_memory", "this model has no stream memory");
+        return;
+    }
+    ok_reply(out, api_encode_memory_reset(m->name, m->version, model_memory_reset(m)));
 }
 
 /* GET /v1/models/{name}/map?max_points=N: the reference map, evenly thinned to N, and in
@@ -578,7 +591,7 @@ static void metrics_page(app *a, model_set *set, reply *out) {
 enum {
     R_HEALTH, R_READY, R_METRICS, R_SCORE, R_MODEL_SCORE, R_SCORES, R_SCORE_RECORD, R_STATS,
     R_MODELS, R_MODEL, R_MAP, R_V2_LIVE, R_V2_READY, R_V2_MODEL_READY, R_V2_MODEL, R_V2_INFER,
-    R_DASHBOARD, R_DASHBOARD_FILE, R_SAMPLE, R_STRIP
+    R_DASHBOARD, R_DASHBOARD_FILE, R_SAMPLE, R_STRIP, R_MEMORY_RESET
 };
 static const struct route {
     const char *method, *pattern, *label;
@@ -590,6 +603,7 @@ static const struct route {
     {"POST", "v1/score", "/v1/score", R_SCORE, 0},
     {"POST", "v1/models/*/score", "/v1/models/{name}/score", R_MODEL_SCORE, 0},
     {"POST", "v1/models/*/strip", "/v1/models/{name}/strip", R_STRIP, 0},
+    {"POST", "v1/models/*/memory/reset", "/v1/models/{name}/memory/reset", R_MEMORY_RESET, 0},
     {"GET", "v1/scores", "/v1/scores", R_SCORES, 0},
     {"GET", "v1/scores/*", "/v1/scores/{id}", R_SCORE_RECORD, 0},
     {"GET", "v1/stats", "/v1/stats", R_STATS, 0},
@@ -628,6 +642,7 @@ static int dispatch(app *a, model_set *set, const request *rq, const path_parts 
     case R_SCORE: return score(a, set, rq, NULL, 0, out);
     case R_MODEL_SCORE: return score(a, set, rq, name, 0, out);
     case R_STRIP: return strip(a, set, rq, name, out);
+    case R_MEMORY_RESET: forget_memory(set, name, out); break;
     case R_SCORES: score_page(a, rq, out); break;
     case R_SCORE_RECORD: score_record(a, name, out); break;
     case R_STATS: stats(a, out); break;

@@ -729,6 +729,17 @@ char *api_encode_model(const api_model_ref *m, int is_default) {
         "provenance", provenance(d->provenance));
     json_t *terms = json_array();
     int rc = json_object_set_new(more, "terms", terms);   /* takes terms even if it fails */
+    if (!rc && d->use_memory)
+        rc = json_object_set_new(json_object_get(more, "scoring"), "memory",
+                                 json_pack("{s:i, s:i, s:o, s:o, s:s, s:i}", "capacity",
+                                           d->memory.capacity, "k", d->memory.k,
+                                           "recent_share", num(d->memory.recent_share),
+                                           "merge_radius", num(d->memory.merge_radius),
+                                           "fusion", SCORE_FUSION_NAME[d->fusion], "count",
+                                           m->memory_count)) ||
+             json_object_set_new(json_object_get(more, "calibration"), "d_memory",
+                                 json_pack("{s:o, s:o}", "center", num(d->mem.center), "scale",
+                                           num(d->mem.scale)));
 #define TERM(name, type, group, doc)                                                         \
     if (!rc && DETECTOR_GROUP_##group == DETECTOR_GROUP_TERM)                                \
         rc = json_array_append_new(terms, json_pack("{s:s, s:s}", "name", #name, "doc", doc));
@@ -754,6 +765,11 @@ char *api_encode_model_list(const api_model_ref *m, int n) {
             return NULL;
         }
     return dump(root);
+}
+
+char *api_encode_memory_reset(const char *model, const char *version, int forgotten) {
+    return dump(json_pack("{s:s, s:s, s:i}", "model", model, "version", version, "forgotten",
+                          forgotten));
 }
 
 char *api_encode_error(const api_error *e) {

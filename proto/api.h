@@ -187,11 +187,14 @@ char *api_encode_sample(const api_sample *s);
 typedef struct {
     const char *name, *version;
     const detector *d;
+    int memory_count;            /* latents its stream memory holds now (0 without one) */
 } api_model_ref;
 
 /* GET /v1/models/{name}: architecture, scoring settings, calibration, provenance, and
  * the score's terms (detector.h's TERM fields: name and doc, for the dashboard). */
 char *api_encode_model(const api_model_ref *m, int is_default);
+/* POST /v1/models/{name}/memory/reset: {"model", "version", "forgotten": n}. */
+char *api_encode_memory_reset(const char *model, const char *version, int forgotten);
 /* GET /v1/models: {"models": [summaries], "default"}; the first model is the default. */
 char *api_encode_model_list(const api_model_ref *m, int n);
 /* GET /v1/models/{name}/map: the reference points, at most max_points (0: all) of them

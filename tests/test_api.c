@@ -351,7 +351,7 @@ TEST(api_encode_follows_the_record_table) {
     detector d;
     char err[256];
     CHECK_MSG(fuzz_model_make(&d, PLACE_SINGLE, err, sizeof err) == 0, "%s", err);
-    api_model_ref m = {"m", "v", &d};
+    api_model_ref m = {"m", "v", &d, 0};
     s = api_encode_model(&m, 1);
     j = s ? json_loads(s, 0, NULL) : NULL;
     json_t *terms = json_object_get(j, "terms");

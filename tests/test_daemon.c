@@ -1683,3 +1683,101 @@ TEST(daemon_sigterm_drains) {
               log_int(db, "SELECT count(*) FROM scores"), D.n_acked);
     sqlite3_close(db);
 }
+
+/* The stream memory as anodmd serves it: every response and log row carries d_memory and
+ * z_memory; a flood of one sample holds one latent; the model's metadata shows what the
+ * memory holds; POST .../memory/reset (behind the API key) forgets it, and a model with
+ * no memory answers 409; a reload starts the memory afresh. The bundle is the tiny model
+ * given a memory by hand (its z_memory standardised by (0, 1), fused by "memory"). */
+TEST(daemon_stream_memory) {
+    if (make_bundles()) return;
+    char db[OWN_PATH], log[OWN_PATH], model[OWN_PATH], path[OWN_PATH], spec[OWN_PATH + 8],
+        err[256];
+    own_daemon_files("daemon_memory", db, log, model);
+    snprintf(path, sizeof path, "%s/daemon_memory.anodm", test_tmpdir());
+    detector d;
+    if (bundle_load(D.tiny, &d, err, sizeof err) != 0) {
+        check_fail(__FILE__, __LINE__, "%s", err);
+        return;
+    }
+    d.use_memory = 1;
+    memory_options_default(&d.memory);
+    d.memory.capacity = 50;
+    d.memory.k = 2;
+    d.fusion = FUSION_MEMORY;
+    d.mem = (term_stats){0.0, 1.0};
+    CHECK_MSG(bundle_save(path, &d, err, sizeof err) == 0, "%s", err);
+    detector_free(&d);
+    snprintf(spec, sizeof spec, "mem=%s", path);
+    const char *args[] = {"--model", spec, "--model", model, "--db", db, "--api-keys", KEY_A,
+                          NULL};
+    int port;
+    pid_t pid = spawn_anodmd(log, args, &port);
+    if (!port) return;
+    float x[6 * DIM];
+    fresh_samples(x, 6, 41, 0);
+    char *five = score_body(x, 5, NULL), *one = score_body(x + 5 * DIM, 0, NULL);
+    const char *auth = "Authorization: Bearer " KEY_A "\r\n";
+    response r = http_request(port, "POST", "/v1/models/mem/score", five, auth);
+    EXPECT_STATUS(r, 200, NULL);
+    json_t *res = json_object_get(r.json, "results");
+    for (size_t i = 0; i < json_array_size(res); i++) {
+        json_t *t = json_object_get(json_array_get(res, i), "terms");
+        /* fewer than k = 2 kept before the first two: no evidence, 0 */
+        CHECK(json_is_number(json_object_get(t, "d_memory")) &&
+              (i >= 2 || jnum(t, "d_memory") == 0.0));
+        CHECK(jnum(json_array_get(res, i), "score") == jnum(t, "z_memory"));
+    }
+    response_free(&r);
+    for (int i = 0; i < 20; i++) {             /* a flood of one sample: one latent */
+        r = http_request(port, "POST", "/v1/models/mem/score", one, auth);
+        EXPECT_STATUS(r, 200, NULL);
+        response_free(&r);
+    }
+    r = http_request(port, "GET", "/v1/models/mem", NULL, auth);
+    json_t *mem = json_object_get(json_object_get(r.json, "scoring"), "memory");
+    CHECK(jnum(mem, "count") == 6 && jnum(mem, "capacity") == 50 && jnum(mem, "k") == 2 &&
+          !strcmp(jstr(mem, "fusion"), "memory"));
+    CHECK(json_is_object(json_object_get(json_object_get(r.json, "calibration"), "d_memory")));
+    response_free(&r);
+    /* The log holds the terms too. */
+    sqlite3 *h = log_open_readonly(db);
+    CHECK(h && log_int(h, "SELECT count(*) FROM scores WHERE model = 'mem' AND d_memory IS NOT "
+                          "NULL AND z_memory IS NOT NULL") == 25);
+    CHECK(h && log_int(h, "SELECT count(*) FROM scores WHERE model = 'tiny'") == 0);
+    sqlite3_close(h);
+    r = http_request(port, "POST", "/v1/models/mem/memory/reset", "{}", "");
+    EXPECT_STATUS(r, 401, "unauthorized");
+    response_free(&r);
+    r = http_request(port, "POST", "/v1/models/mem/memory/reset", "{}", auth);
+    EXPECT_STATUS(r, 200, NULL);
+    CHECK(jnum(r.json, "forgotten") == 6 && !strcmp(jstr(r.json, "model"), "mem"));
+    response_free(&r);
+    r = http_request(port, "GET", "/v1/models/mem", NULL, auth);
+    CHECK(jnum(json_object_get(json_object_get(r.json, "scoring"), "memory"), "count") == 0);
+    response_free(&r);
+    r = http_request(port, "POST", "/v1/models/tiny/memory/reset", "{}", auth);
+    EXPECT_STATUS(r, 409, "no_memory");
+    response_free(&r);
+    r = http_request(port, "POST", "/v1/models/nope/memory/reset", "{}", auth);
+    EXPECT_STATUS(r, 404, NULL);
+    response_free(&r);
+    r = http_request(port, "GET", "/v1/models/tiny", NULL, auth);   /* no memory: no block */
+    CHECK(r.json && !json_object_get(json_object_get(r.json, "scoring"), "memory"));
+    response_free(&r);
+    /* A reload starts the memory afresh. */
+    r = http_request(port, "POST", "/v1/models/mem/score", five, auth);
+    response_free(&r);
+    kill(pid, SIGHUP);
+    int fresh = 0;
+    for (int i = 0; i < 100 && !fresh; i++) {
+        sleep_ms(50);
+        r = http_request(port, "GET", "/v1/models/mem", NULL, auth);
+        fresh = jnum(json_object_get(json_object_get(r.json, "scoring"), "memory"), "count") == 0;
+        response_free(&r);
+    }
+    CHECK_MSG(fresh, "the memory still holds latents after a reload");
+    free(five);
+    free(one);
+    stop_anodmd(pid);
+}
