@@ -1,6 +1,7 @@
 /* anodm score: score a data file offline with a model bundle, through the same scorer
  * the daemon uses, writing one line per sample (CSV or JSON lines). */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,13 @@ static void score_usage(FILE *f) {
 }
 
 /* The CSV columns: index, label (with labels), then detector.h's table in its order. A
- * field's value by its type: REAL to 6 significant digits (nan when unknown), FLAG 0 or 1,
- * INDEX an integer. */
+ * field's value by its type: REAL to 9 significant digits, as the API prints it
+ * (docs/BATCHING.md; empty when unknown), FLAG 0 or 1, INDEX an integer. */
 #define CSV_NAME(name, type, group, doc) "," #name
-static void csv_REAL(FILE *f, double v) { fprintf(f, ",%.6g", v); }
+static void csv_REAL(FILE *f, double v) {
+    if (isnan(v)) fputc(',', f);
+    else fprintf(f, ",%.9g", v);
+}
 static void csv_FLAG(FILE *f, int v) { fprintf(f, ",%d", v); }
 static void csv_INDEX(FILE *f, int32_t v) { fprintf(f, ",%d", (int)v); }
 

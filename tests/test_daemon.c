@@ -1721,6 +1721,21 @@ TEST(daemon_stream_memory) {
     response r = http_request(port, "POST", "/v1/models/mem/score", five, auth);
     EXPECT_STATUS(r, 200, NULL);
     json_t *res = json_object_get(r.json, "results");
+    /* Offline, the same stream through the same bundle gives the same scores: the five
+     * one at a time into a fresh scorer. */
+    detector back;
+    scorer *s = NULL;
+    CHECK_MSG(bundle_load(path, &back, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG((s = scorer_create(&back, 1, err, sizeof err)) != NULL, "%s", err);
+    for (int i = 0; s && i < 5 && (size_t)i < json_array_size(res); i++) {
+        detector_result want;
+        CHECK(scorer_score(s, x + (size_t)i * DIM, 1, &want, NULL, NULL, NULL, err, sizeof err) == 0);
+        CHECK(jnum(json_array_get(res, (size_t)i), "score") == as_printed(want.score));
+        CHECK(jnum(json_object_get(json_array_get(res, (size_t)i), "terms"), "d_memory") ==
+              as_printed(want.d_memory));
+    }
+    scorer_free(s);
+    detector_free(&back);
     for (size_t i = 0; i < json_array_size(res); i++) {
         json_t *t = json_object_get(json_array_get(res, i), "terms");
         /* fewer than k = 2 kept before the first two: no evidence, 0 */
