@@ -111,6 +111,7 @@ int cmd_score(int argc, char **argv) {
     int rc = 1;
     double *scores = NULL;
     int *is_pos = NULL;
+    uint8_t *flag = NULL;
     if (bundle_load(model_path, &d, err, sizeof err) != 0) goto fail;
     if (cli_load_data(&data, &src, 0, err, sizeof err) != 0) goto fail;
     if (data.dim != shape_size(d.vae.arch.in)) {
@@ -125,7 +126,8 @@ int cmd_score(int argc, char **argv) {
     res = malloc((size_t)batch * sizeof *res);
     scores = malloc(data.n * sizeof *scores);
     is_pos = malloc(data.n * sizeof *is_pos);
-    if (!res || !scores || !is_pos) {
+    flag = malloc(data.n * sizeof *flag);
+    if (!res || !scores || !is_pos || !flag) {
         snprintf(err, sizeof err, "out of memory");
         goto fail;
     }
@@ -151,6 +153,7 @@ int cmd_score(int argc, char **argv) {
                 goto fail;
             }
             scores[k] = res[b].score;
+            flag[k] = (uint8_t)res[b].is_anomaly;
             flagged += (size_t)res[b].is_anomaly;
         }
     }
@@ -162,7 +165,21 @@ int cmd_score(int argc, char **argv) {
             is_pos[k] = 0;
             for (int c = 0; c < n_classes; c++) is_pos[k] |= data.labels[k] == classes[c];
         }
-        fprintf(stderr, "auROC of the score: %.4f\n", auroc(scores, is_pos, data.n));
+        /* What a user of the stream meets: the ranking, the catch at a 1% alarm budget,
+         * and at the model's own threshold. */
+        size_t n_pos = 0, caught = 0, alarms = 0;
+        for (size_t k = 0; k < data.n; k++) {
+            n_pos += (size_t)is_pos[k];
+            caught += (size_t)(is_pos[k] && flag[k]);
+            alarms += (size_t)(!is_pos[k] && flag[k]);
+        }
+        fprintf(stderr, "auROC of the score: %.4f; true-positive rate at 1%% false positives: "
+                "%.4f\n", auroc(scores, is_pos, data.n),
+                roc_tpr_at_fpr(scores, is_pos, data.n, 0.01));
+        fprintf(stderr, "at the threshold: %zu of %zu anomalies flagged (recall %.4f), %zu of "
+                "%zu normals (false-alarm rate %.4f)\n", caught, n_pos,
+                n_pos ? (double)caught / (double)n_pos : NAN, alarms, data.n - n_pos,
+                data.n > n_pos ? (double)alarms / (double)(data.n - n_pos) : NAN);
     }
     if (ferror(out) || (out != stdout && fclose(out) != 0)) {
         out = stdout;
@@ -182,5 +199,6 @@ done:
     free(res);
     free(scores);
     free(is_pos);
+    free(flag);
     return rc;
 }
