@@ -58,6 +58,13 @@ int cli_int(const char *opt, const char *s, long long lo, long long hi, long lon
 int cli_real(const char *opt, const char *s, double lo, double hi, double *out);
 /* --latent-input's value, "mu" or "z"; -1 after a message naming cmd otherwise. */
 int cli_latent_input(const char *cmd, const char *s, latent_input *out);
+/* A labelled test set at an anomaly rate: is_pos[i] (test->n entries) whether sample i is
+ * of class cls; with rate > 0, every normal and a seeded choice of anomalies so that they
+ * make up `rate` of the set (experiment_anomaly_subset), copied into a new *x, their
+ * is_pos moved to the front; with rate 0 the set as it is (*x = test->x, not a copy).
+ * *n samples; 0, or -1 with a message. */
+int cli_test_at_rate(const dataset *test, int32_t cls, double rate, uint64_t seed, float **x,
+                     int *is_pos, size_t *n, char *err, size_t errlen);
 /* --fusion's value, a name of score.h's SCORE_FUSION_NAME; -1 after a message naming
  * cmd otherwise. */
 int cli_fusion(const char *cmd, const char *s, score_fusion *out);

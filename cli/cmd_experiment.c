@@ -597,31 +597,18 @@ static int score_setting(run *r, int k, int c, const detector *d, const dataset 
     const int32_t cls = r->classes[c];
     const double t0 = cli_now();
     double *scores[EXP_N_METHODS] = {0};
-    size_t *idx = malloc(test->n * sizeof *idx), n = test->n;
+    size_t n = 0;
     int *is_pos = malloc(test->n * sizeof *is_pos), rc = -1;
     float *x = test->x;
-    int ok = idx && is_pos;
+    int ok = is_pos != NULL;
     for (int m = 0; m < EXP_N_METHODS; m++)
         ok &= (scores[m] = malloc(test->n * sizeof(double))) != NULL;
     if (!ok) {
         snprintf(err, errlen, "out of memory for %zu test scores", test->n);
         goto done;
     }
-    for (size_t i = 0; i < test->n; i++) is_pos[i] = test->labels[i] == cls;
-    if (rate_of(r, k) > 0) {
-        /* Every normal, and the anomalies sampled down (or all) to the rate. */
-        n = experiment_anomaly_subset(is_pos, test->n, rate_of(r, k), seed_of(r), idx);
-        if (!n || !(x = malloc(n * test->dim * sizeof *x))) {
-            snprintf(err, errlen, n ? "out of memory for the test subset"
-                                    : "the test set lacks normals or anomalies");
-            x = test->x;
-            goto done;
-        }
-        for (size_t j = 0; j < n; j++) {
-            memcpy(x + j * test->dim, test->x + idx[j] * test->dim, test->dim * sizeof *x);
-            is_pos[j] = is_pos[idx[j]];     /* idx ascending: entries only move forward */
-        }
-    }
+    if (cli_test_at_rate(test, cls, rate_of(r, k), seed_of(r), &x, is_pos, &n, err, errlen))
+        goto done;
     size_t n_pos = 0;
     for (size_t i = 0; i < n; i++) n_pos += (size_t)is_pos[i];
     if (experiment_scores(d, x, is_pos, (int)n, cal->x, (int)cal->n, eo, on_stage, r, scores,
@@ -647,7 +634,6 @@ static int score_setting(run *r, int k, int c, const detector *d, const dataset 
     rc = 0;
 done:
     if (x != test->x) free(x);
-    free(idx);
     free(is_pos);
     for (int m = 0; m < EXP_N_METHODS; m++) free(scores[m]);
     return rc;
@@ -678,7 +664,8 @@ static int write_stream_markdown(const run *r, const char *path) {
                "scorer with a stream memory starting empty; label-free. Per fusion: auROC / "
                "true-positive rate at 1%% false positives / recall at the fusion's own "
                "threshold / false-alarm rate there (threshold: quantile %g of the fusion on "
-               "a stream of held-out training normals).\n",
+               "a stream of training normals never in the map: the held-out ones and those not \n"
+               "chosen as reference points).\n",
             r->title, r->command, r->machine, r->date, 0.99);
     for (int k = 0; k < r->n_betas * r->n_rates; k++) {
         char setting[128];

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "experiment.h"
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
@@ -84,6 +85,31 @@ int cli_real(const char *opt, const char *s, double lo, double hi, double *out) 
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int cli_test_at_rate(const dataset *test, int32_t cls, double rate, uint64_t seed, float **x,
+                     int *is_pos, size_t *n, char *err, size_t errlen) {
+    *x = test->x;
+    *n = test->n;
+    for (size_t i = 0; i < test->n; i++) is_pos[i] = test->labels[i] == cls;
+    if (!(rate > 0)) return 0;
+    size_t *idx = malloc(test->n * sizeof *idx);
+    size_t m = idx ? experiment_anomaly_subset(is_pos, test->n, rate, seed, idx) : 0;
+    float *sub = m ? malloc(m * test->dim * sizeof *sub) : NULL;
+    if (!sub) {
+        snprintf(err, errlen, idx && !m ? "the test set lacks normals or anomalies"
+                                        : "out of memory for the test subset");
+        free(idx);
+        return -1;
+    }
+    for (size_t j = 0; j < m; j++) {
+        memcpy(sub + j * test->dim, test->x + idx[j] * test->dim, test->dim * sizeof *sub);
+        is_pos[j] = is_pos[idx[j]];     /* idx ascending: entries only move forward */
+    }
+    free(idx);
+    *x = sub;
+    *n = m;
     return 0;
 }
 

@@ -11,37 +11,19 @@
 int cli_stream_class(const detector *d, const dataset *test, int32_t cls, double rate,
                      const dataset *cal, double q, uint64_t seed, stream_result *out,
                      char *err, size_t errlen) {
-    const size_t dim = test->dim;
-    size_t *idx = malloc(test->n * sizeof *idx), n = test->n;
+    size_t n = 0;
     int *is_pos = malloc(test->n * sizeof *is_pos), rc = -1;
-    float *x = NULL;
+    float *x = test->x;
     double *scores[FUSION_N] = {0};
     stream_calibration c = {0};
-    int ok = idx && is_pos;
+    int ok = is_pos != NULL;
     for (int f = 0; f < FUSION_N; f++)
         ok &= (scores[f] = malloc(test->n * sizeof(double))) != NULL;
     if (!ok) {
         snprintf(err, errlen, "out of memory for %zu stream scores", test->n);
         goto done;
     }
-    for (size_t i = 0; i < test->n; i++) is_pos[i] = test->labels[i] == cls;
-    if (rate > 0) {
-        n = experiment_anomaly_subset(is_pos, test->n, rate, seed, idx);
-        if (!n) {
-            snprintf(err, errlen, "the test set lacks normals or anomalies");
-            goto done;
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) idx[i] = i;
-    }
-    if (!(x = malloc(n * dim * sizeof *x))) {
-        snprintf(err, errlen, "out of memory for the test stream");
-        goto done;
-    }
-    for (size_t j = 0; j < n; j++) {
-        memcpy(x + j * dim, test->x + idx[j] * dim, dim * sizeof *x);
-        is_pos[j] = is_pos[idx[j]];   /* idx ascending: entries only move forward */
-    }
+    if (cli_test_at_rate(test, cls, rate, seed, &x, is_pos, &n, err, errlen)) goto done;
     if (stream_calibrate(d, cal->x, (int)cal->n, seed ^ 0xCA1ULL, q, &c, err, errlen) != 0 ||
         stream_replay(d, &c, x, (int)n, seed, scores, err, errlen) != 0)
         goto done;
@@ -65,8 +47,7 @@ int cli_stream_class(const detector *d, const dataset *test, int32_t cls, double
 done:
     stream_calibration_free(&c);
     for (int f = 0; f < FUSION_N; f++) free(scores[f]);
-    free(x);
-    free(idx);
+    if (x != test->x) free(x);
     free(is_pos);
     return rc;
 }
