@@ -664,7 +664,7 @@ static int write_stream_markdown(const run *r, const char *path) {
                "scorer with a stream memory starting empty; label-free. Per fusion: auROC / "
                "true-positive rate at 1%% false positives / recall at the fusion's own "
                "threshold / false-alarm rate there (threshold: quantile %g of the fusion on "
-               "a stream of training normals never in the map: the held-out ones and those not \n"
+               "a stream of training normals never in the map: the held-out ones and those not "
                "chosen as reference points).\n",
             r->title, r->command, r->machine, r->date, 0.99);
     for (int k = 0; k < r->n_betas * r->n_rates; k++) {
