@@ -59,6 +59,12 @@ int detector_check_scoring(const detector *d, char *err, size_t errlen) {
         err_prefix(err, errlen, "scoring");
         return -1;
     }
+    /* Single mode reads the memory term's reference side off placement's search. */
+    if (d->use_memory && d->mode == PLACE_SINGLE &&
+        d->memory.k > tsne_neighbours(d->place.perplexity))
+        return err_fail(err, errlen, "scoring: memory k %d is more than the %d neighbours "
+                        "placement searches at perplexity %g", d->memory.k,
+                        tsne_neighbours(d->place.perplexity), d->place.perplexity);
     if (d->use_memory && !(d->fusion >= FUSION_BASE && d->fusion < FUSION_N))
         return err_fail(err, errlen, "scoring: fusion %d is not one of score.h's", (int)d->fusion);
     return 0;

@@ -27,6 +27,7 @@ struct scorer {
     float *rec, *mu, *pos;       /* max_batch rows each */
     float *enc_mu, *logvar;      /* z-based detectors only: the encoder's outputs */
     double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
+    double *kth;                 /* and the memory term's reference side (with a memory) */
     int *idx;
     float *dist;
 };
@@ -41,6 +42,7 @@ void scorer_free(scorer *s) {
     free(s->mu);
     free(s->enc_mu);
     free(s->nearest);
+    free(s->kth);
     free(s->logvar);
     free(s->pos);
     free(s->idx);
@@ -80,13 +82,14 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     s->mu = malloc((size_t)max_batch * L * sizeof(float));
     s->pos = malloc((size_t)max_batch * 2 * sizeof(float));
     s->nearest = malloc((size_t)max_batch * sizeof(double));
+    s->kth = malloc((size_t)max_batch * sizeof(double));
     s->idx = malloc((size_t)max_batch * d->k * sizeof(int));
     s->dist = malloc((size_t)max_batch * d->k * sizeof(float));
     if (d->input == LATENT_Z) {
         s->enc_mu = malloc((size_t)max_batch * L * sizeof(float));
         s->logvar = malloc((size_t)max_batch * L * sizeof(float));
     }
-    if (!s->rec || !s->mu || !s->pos || !s->nearest || !s->idx || !s->dist ||
+    if (!s->rec || !s->mu || !s->pos || !s->nearest || !s->kth || !s->idx || !s->dist ||
         (d->input == LATENT_Z && (!s->enc_mu || !s->logvar)) ||
         vae_workspace_init(&s->w, &d->vae, 1) != 0) {
         snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
@@ -97,12 +100,13 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
 }
 
 /* The memory term of latent mu, then mu kept, with the sample's evidence on its own
- * (z_re + z_latent) as its suspicion: retention favours what looked odd by itself. */
-static void remember(scorer *s, const float *mu, detector_result *r) {
+ * (z_re + z_latent) as its suspicion: retention favours what looked odd by itself.
+ * ref_kth: mu's distance to its k-th nearest reference latent. */
+static void remember(scorer *s, const float *mu, double ref_kth, detector_result *r) {
     const detector *d = s->d;
     memory_probe p;
     memory_probe_of(s->memory, mu, &p);
-    r->d_memory = memory_term(tsne_map_latent_kth(s->map, mu, d->memory.k), &p);
+    r->d_memory = memory_term(ref_kth, &p);
     double suspicion = score_standardise(r->d_re, d->re) + score_standardise(r->d_latent, d->latent);
     memory_keep(s->memory, mu, suspicion, &p);
 }
@@ -141,7 +145,10 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         }
     int rc = d->mode == PLACE_CONTEXT
                  ? tsne_window_add(s->window, &d->place, m, B, s->pos, err, errlen)
-                 : tsne_place_batch(s->map, &d->place, m, B, 1, s->pos, s->nearest, err, errlen);
+                 : tsne_place_batch(s->map, &d->place, m, B, 1, s->pos,
+                                    &(tsne_place_knn){s->nearest, s->memory ? s->kth : NULL,
+                                                       d->memory.k},
+                                    err, errlen);
     if (rc != 0) return -1;
     for (int b = 0; b < B; b++) {
         detector_result *r = &res[b];
@@ -159,7 +166,13 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         r->d_latent = d->mode == PLACE_CONTEXT
                           ? tsne_map_latent_nn(s->map, m + (size_t)b * d->vae.arch.latent)
                           : s->nearest[b];
-        if (s->memory) remember(s, m + (size_t)b * L, r);
+        /* Single mode read the reference side off placement's search too. */
+        if (s->memory)
+            remember(s, m + (size_t)b * L,
+                     d->mode == PLACE_CONTEXT
+                         ? tsne_map_latent_kth(s->map, m + (size_t)b * L, d->memory.k)
+                         : s->kth[b],
+                     r);
         else r->d_memory = NAN;
     }
     return 0;

@@ -178,11 +178,19 @@ void tsne_map_field(const tsne_map *m, const double q[2], int exact, double rep[
 /* Place one latent x (d floats) alone; position in y[2]. */
 int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x, float y[2],
                char *err, size_t errlen);
-/* Place count latents independently (each result equals tsne_place of that row). With
- * nearest not NULL, nearest[i] gets row i's distance to its nearest reference latent
- * (tsne_map_latent_nn's value), read off the placement's own neighbour search. */
+/* What placement's own neighbour search can report of each row, read off it rather than
+ * searched again: the distance to the nearest reference latent (tsne_map_latent_nn's
+ * value) and to the k-th (tsne_map_latent_kth's, for 1 <= k <= 3 * perplexity). Either
+ * array may be NULL. */
+typedef struct {
+    double *nearest;
+    double *kth;
+    int k;
+} tsne_place_knn;
+/* Place count latents independently (each result equals tsne_place of that row); nb, when
+ * not NULL, gets each row's neighbour distances. */
 int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const float *X,
-                     int count, int n_threads, float *Y, double *nearest, char *err,
+                     int count, int n_threads, float *Y, const tsne_place_knn *nb, char *err,
                      size_t errlen);
 /* Place count latents together: affinities over reference + the set, attraction and
  * repulsion among the set; the reference stays fixed. */

@@ -363,12 +363,14 @@ static void step(double *y, double *upd, double g[2], const tsne_place_options *
     }
 }
 
-/* Place x; *nearest (may be NULL) gets its distance to its nearest reference latent. */
+/* Place x; row i of nb (may be NULL) gets its neighbour distances. */
 static void place_one(const tsne_map *m, const tsne_place_options *o, const float *x,
-                      place_buf *b, float out[2], double *nearest) {
+                      place_buf *b, float out[2], const tsne_place_knn *nb, int i) {
     int k = tsne_neighbours(o->perplexity);
     knn_query_packed(m->packed, m->X, m->n, m->d, x, k, -1, b->idx, b->d2);
-    if (nearest) *nearest = sqrt((double)b->d2[0]);   /* as tsne_map_latent_nn has it */
+    /* as tsne_map_latent_nn and tsne_map_latent_kth have them */
+    if (nb && nb->nearest) nb->nearest[i] = sqrt((double)b->d2[0]);
+    if (nb && nb->kth) nb->kth[i] = sqrt((double)b->d2[nb->k - 1]);
     tsne_calibrate(b->d2, k, o->perplexity, b->p, NULL);
     double y[2] = { 0, 0 }, upd[2] = { 0, 0 };
     for (int r = 0; r < k; r++) {
@@ -405,7 +407,7 @@ int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x,
         snprintf(err, errlen, "tsne place: out of memory");
         return -1;
     }
-    place_one(m, opt, x, &b, y, NULL);
+    place_one(m, opt, x, &b, y, NULL, 0);
     place_buf_free(&b);
     return 0;
 }
@@ -415,7 +417,7 @@ typedef struct {
     const tsne_place_options *o;
     const float *X;
     float *Y;
-    double *nearest;
+    const tsne_place_knn *nb;
     int failed;
 } batch_ctx;
 
@@ -426,14 +428,13 @@ static void place_range(void *vctx, int begin, int end) {
         c->failed = 1;          /* a benign race: every writer stores 1 */
     } else {
         for (int i = begin; i < end; i++)
-            place_one(c->m, c->o, c->X + (size_t)i * c->m->d, &b, c->Y + 2 * i,
-                      c->nearest ? c->nearest + i : NULL);
+            place_one(c->m, c->o, c->X + (size_t)i * c->m->d, &b, c->Y + 2 * i, c->nb, i);
     }
     place_buf_free(&b);
 }
 
 int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const float *X,
-                     int count, int n_threads, float *Y, double *nearest, char *err,
+                     int count, int n_threads, float *Y, const tsne_place_knn *nb, char *err,
                      size_t errlen) {
     tsne_place_options def;
     if (!opt) {
@@ -445,7 +446,12 @@ int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const flo
         if (count < 0) snprintf(err, errlen, "tsne place: negative count");
         return -1;
     }
-    batch_ctx c = { m, opt, X, Y, nearest, 0 };
+    if (nb && nb->kth && (nb->k < 1 || nb->k > tsne_neighbours(opt->perplexity))) {
+        snprintf(err, errlen, "tsne place: the %d-th neighbour is not among the %d searched",
+                 nb->k, tsne_neighbours(opt->perplexity));
+        return -1;
+    }
+    batch_ctx c = { m, opt, X, Y, nb, 0 };
     tsne_par_for(n_threads > 0 ? n_threads : 1, count, place_range, &c);
     if (c.failed) {
         snprintf(err, errlen, "tsne place: out of memory");
