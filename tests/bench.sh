@@ -8,7 +8,9 @@
 #   2. and 3., t-SNE and the daemon, below.
 # Each step's output goes to the terminal and to OUT/<step>.txt, OUT being BENCH_OUT or
 # docs/results/bench-<UTC date>/ (the figures in README.md and docs/ cite these files);
-# OUT/machine.txt records the machine, its load and the commit measured.
+# OUT/machine.txt records the machine, its load and the commit measured, run after run.
+# BENCH_STEPS runs only the steps named (vae-fashion vae-ecg-tcn tsne daemon; all by
+# default), e.g. to redo one.
 set -eu
 ANODM_BIN=${ANODM_BIN:-build/anodm}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -21,12 +23,14 @@ mkdir -p "$OUT"
 # stop the bench if it fails.
 step() {
   name=$1; shift
+  case " ${BENCH_STEPS:-$name} " in *" $name "*) ;; *) return 0 ;; esac
   { echo "\$ $*"; "$@" 2>&1 && rc=0 || rc=$?; echo "$rc" >"$OUT/.rc"; } | tee "$OUT/$name.txt"
   rc=$(cat "$OUT/.rc"); rm -f "$OUT/.rc"
   [ "$rc" -eq 0 ] || { echo "bench: step $name failed ($rc), see $OUT/$name.txt" >&2; exit 1; }
 }
 
 {
+  echo "== make bench, steps: ${BENCH_STEPS:-all}"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "uptime: $(uptime)"
   echo "cpu: $(LC_ALL=C lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
@@ -34,7 +38,7 @@ step() {
   echo "OPENBLAS_CORETYPE: ${OPENBLAS_CORETYPE:-unset}"
   echo "kernel: $(uname -sr)"
   echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (working tree differs)')"
-} | tee "$OUT/machine.txt"
+} | tee -a "$OUT/machine.txt"
 step vae-fashion sh tests/bench_vae.sh fashion
 step vae-ecg-tcn sh tests/bench_vae.sh ecg-tcn
 

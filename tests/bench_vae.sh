@@ -14,11 +14,12 @@
 # to zero (anodm's training threads; torch.set_flush_denormal on the other side). PyTorch
 # runs on Debian's OpenBLAS with the kernels anodm selects (OPENBLAS_CORETYPE, see
 # core/blas.h; on a CPU OpenBLAS recognises that is its own choice) and in the thread
-# setting that was its fastest on THREADS cores here (tests/bench_torch_settings.sh,
-# docs/results/bench-vae-2026-12-03/): for fashion one intra-op thread with THREADS
-# OpenBLAS threads under its matrix products, for ecg-tcn (oneDNN convolutions) THREADS
-# intra-op threads with OpenBLAS single-threaded. TORCH_THREADS and TORCH_BLAS_THREADS
-# override that, TORCH_WAIT_POLICY sets OMP_WAIT_POLICY (unset by default).
+# setting that was its fastest on 2 cores here beside other work
+# (tests/bench_torch_settings.sh, docs/results/bench-vae-2026-12-03/): one intra-op
+# thread, THREADS OpenBLAS threads under its matrix products. Two OpenMP threads that
+# wait actively were faster for ecg-tcn on a quieter machine, and 5x slower beside other
+# work. TORCH_THREADS and TORCH_BLAS_THREADS override the setting, TORCH_WAIT_POLICY sets
+# OMP_WAIT_POLICY (unset by default).
 set -eu
 ARCH=${1:-fashion}
 ANODM_BIN=${ANODM_BIN:-build/anodm}
@@ -29,7 +30,6 @@ RUNS=${RUNS:-3}
 case $ARCH in
 fashion)
   label="vae epoch"
-  torch_threads=${TORCH_THREADS:-1} torch_blas=${TORCH_BLAS_THREADS:-$THREADS}
   echo "== beta-VAE training epoch, Fashion-MNIST, $THREADS threads"
   set --
   ;;
@@ -45,11 +45,11 @@ ecg-tcn)
   fi
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/anodm-bench-ecg.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
+  trap 'exit 130' INT TERM   # so that the EXIT trap runs
   # Both sides read the same file, extracted once; not part of either timing.
   "$ANODM_BIN" ecg-extract --data "$ECG_DATA" --out "$tmp/beats.npy" >"$tmp/extract.log" 2>&1 ||
     { tail -5 "$tmp/extract.log"; exit 1; }
   limit=${ECG_LIMIT:-20000}
-  torch_threads=${TORCH_THREADS:-$THREADS} torch_blas=${TORCH_BLAS_THREADS:-1}
   echo "== beta-VAE training epoch, MIT-BIH heartbeats (ecg-tcn), $limit beats, $THREADS threads"
   set -- --arch ecg-tcn --data "$tmp/beats.npy" --limit "$limit"
   ;;
@@ -59,6 +59,7 @@ ecg-tcn)
   ;;
 esac
 
+torch_threads=${TORCH_THREADS:-1} torch_blas=${TORCH_BLAS_THREADS:-$THREADS}
 echo "== PyTorch: torch.set_num_threads($torch_threads), OMP_NUM_THREADS=$torch_threads," \
      "OPENBLAS_NUM_THREADS=$torch_blas, OMP_WAIT_POLICY=${TORCH_WAIT_POLICY:-unset}; $RUNS rounds"
 load() { echo "load $(cut -d' ' -f1-3 /proc/loadavg)"; }
