@@ -19,12 +19,15 @@ OUT=${BENCH_OUT:-docs/results/bench-$(date -u +%F)}
 export ANODM_BIN PYTHON THREADS
 mkdir -p "$OUT"
 
-# step NAME COMMAND...: run it, its stdout and stderr to the terminal and OUT/NAME.txt;
-# stop the bench if it fails.
+# step NAME COMMAND...: run it, its stdout and stderr to the terminal and OUT/NAME.txt
+# between two lines with the time and load average; stop the bench if it fails.
 step() {
   name=$1; shift
   case " ${BENCH_STEPS:-$name} " in *" $name "*) ;; *) return 0 ;; esac
-  { echo "\$ $*"; "$@" 2>&1 && rc=0 || rc=$?; echo "$rc" >"$OUT/.rc"; } | tee "$OUT/$name.txt"
+  { echo "\$ $*"; echo "# $(date -u '+%H:%M:%S UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+    "$@" 2>&1 && rc=0 || rc=$?; echo "$rc" >"$OUT/.rc"
+    echo "# $(date -u '+%H:%M:%S UTC'), load $(cut -d' ' -f1-3 /proc/loadavg), exit $rc"
+  } | tee "$OUT/$name.txt"
   rc=$(cat "$OUT/.rc"); rm -f "$OUT/.rc"
   [ "$rc" -eq 0 ] || { echo "bench: step $name failed ($rc), see $OUT/$name.txt" >&2; exit 1; }
 }
