@@ -12,7 +12,10 @@ count as anodm counts it (BatchNorm running statistics included), to check the t
 models are the same.
 
 Subnormal floats are flushed to zero (torch.set_flush_denormal), as anodm's training
-threads flush them (core/train.c), unless --keep-denormals.
+threads flush them (core/train.c), unless --keep-denormals. That sets the calling
+thread's mode, which threads started later inherit (torch's OpenMP pool); OpenBLAS's
+worker threads start when the library loads, before it, and follow it only if the
+library was built to pass the mode on (CONSISTENT_FPCSR), which is not checked here.
 
 Usage: /usr/bin/python3 tests/bench_vae.py [--arch fashion|ecg-tcn] [--threads N]
                                            [--data DIR|FILE.npy] [--limit N] [--keep-denormals]
