@@ -188,6 +188,8 @@ test-kernels: deps
 fixtures: bench-deps
 	for g in tests/gen_fixtures*.py; do $(PYTHON) $$g tests/fixtures || exit 1; done
 
+# Raw output of every step, with the machine, its load and the commit, goes to
+# docs/results/bench-<UTC date>/ (BENCH_OUT= to change), where the docs' figures cite it.
 bench: bench-deps all
 	ANODM_BIN=$(BUILD)/anodm PYTHON=$(PYTHON) ECG_DATA=$(ECG_DATA) sh tests/bench.sh
 

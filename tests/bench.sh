@@ -5,20 +5,50 @@
 #   1b. The same for the ECG beta-VAE with the TCN encoder ("ecg-tcn"), on the first
 #      ECG_LIMIT (20000) MIT-BIH beats from ECG_DATA; skipped when the records are absent.
 # Both run through tests/bench_vae.sh, which says how PyTorch's BLAS and threads are set.
+#   2. and 3., t-SNE and the daemon, below.
+# Each step's output goes to the terminal and to OUT/<step>.txt, OUT being BENCH_OUT or
+# docs/results/bench-<UTC date>/ (the figures in README.md and docs/ cite these files);
+# OUT/machine.txt records the machine, its load and the commit measured, run after run.
+# BENCH_STEPS runs only the steps named (vae-fashion vae-ecg-tcn tsne daemon; all by
+# default), e.g. to redo one.
 set -eu
 ANODM_BIN=${ANODM_BIN:-build/anodm}
 PYTHON=${PYTHON:-/usr/bin/python3}
 THREADS=${THREADS:-2}
+OUT=${BENCH_OUT:-docs/results/bench-$(date -u +%F)}
 export ANODM_BIN PYTHON THREADS
+mkdir -p "$OUT"
 
-echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC')"
-sh tests/bench_vae.sh fashion
-sh tests/bench_vae.sh ecg-tcn
+# step NAME COMMAND...: run it, its stdout and stderr to the terminal and OUT/NAME.txt
+# between two lines with the time and load average; stop the bench if it fails.
+step() {
+  name=$1; shift
+  case " ${BENCH_STEPS:-$name} " in *" $name "*) ;; *) return 0 ;; esac
+  { echo "\$ $*"; echo "# $(date -u '+%H:%M:%S UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+    "$@" 2>&1 && rc=0 || rc=$?; echo "$rc" >"$OUT/.rc"
+    echo "# $(date -u '+%H:%M:%S UTC'), load $(cut -d' ' -f1-3 /proc/loadavg), exit $rc"
+  } | tee "$OUT/$name.txt"
+  rc=$(cat "$OUT/.rc"); rm -f "$OUT/.rc"
+  [ "$rc" -eq 0 ] || { echo "bench: step $name failed ($rc), see $OUT/$name.txt" >&2; exit 1; }
+}
+
+{
+  echo "== make bench, steps: ${BENCH_STEPS:-all}"
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "uptime: $(uptime)"
+  echo "cpu: $(LC_ALL=C lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+  echo "openblas: $("$PYTHON" -c 'import ctypes; b = ctypes.CDLL("libopenblas.so.0"); b.openblas_get_corename.restype = b.openblas_get_config.restype = ctypes.c_char_p; print(b.openblas_get_config().decode(), "| core:", b.openblas_get_corename().decode())')"
+  echo "OPENBLAS_CORETYPE: ${OPENBLAS_CORETYPE:-unset}"
+  echo "kernel: $(uname -sr)"
+  echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (working tree differs)')"
+} | tee -a "$OUT/machine.txt"
+step vae-fashion sh tests/bench_vae.sh fashion
+step vae-ecg-tcn sh tests/bench_vae.sh ecg-tcn
 
 #   2. t-SNE: our fit against scikit-learn's TSNE (Barnes-Hut, same perplexity,
 #      iterations and threads) on PCA-50 of Fashion-MNIST, then placement speed and error.
 #      TSNE_SIZES=5000,10000,60000 adds the large fit (scikit-learn takes ~17 min there).
-echo "== t-SNE fit and placement, $THREADS threads"
-OPENBLAS_NUM_THREADS=1 "$PYTHON" tests/bench_tsne.py --bin "$ANODM_BIN" \
+step tsne env OPENBLAS_NUM_THREADS=1 "$PYTHON" tests/bench_tsne.py --bin "$ANODM_BIN" \
   --sizes "${TSNE_SIZES:-5000,10000}" --threads "$THREADS"
-ANODM_BIN="$ANODM_BIN" PYTHON="$PYTHON" sh tests/bench_daemon.sh  # 3. anodmd under load (wrk)
+step daemon sh tests/bench_daemon.sh  # 3. anodmd under load (wrk)
+echo "uptime at the end: $(uptime)" | tee -a "$OUT/machine.txt"

@@ -39,7 +39,11 @@ def main():
     ap.add_argument("--no-sklearn", action="store_true")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
-    tmp = tempfile.mkdtemp(prefix="bench-tsne-")
+    with tempfile.TemporaryDirectory(prefix="bench-tsne-") as tmp:  # the data and maps
+        return bench(a, tmp)
+
+
+def bench(a, tmp):
     rows = []
     for n in [int(s) for s in a.sizes.split(",")]:
         x, y_ours, y_sk = (os.path.join(tmp, f"{name}-{n}.f32") for name in ("x", "ours", "sk"))

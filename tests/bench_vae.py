@@ -6,13 +6,22 @@ Adam 1e-3, beta 0.01, on the CPU with the given thread count. Two architectures,
   ecg-tcn  the "ecg-tcn" preset (keras-tcn encoder, core/tcn.h) on the first --limit
            beats of an `anodm ecg-extract` FILE.npy (default 20000).
 Prints one line in the same form as `anodm bench-vae`, including which BLAS library the
-process actually loaded (from /proc/self/maps), and the model's parameter count as anodm
-counts it (BatchNorm running statistics included), to check the two models are the same.
+process actually loaded (from /proc/self/maps), the kernel family (core name) and thread
+count that library reports, the thread settings torch saw, and the model's parameter
+count as anodm counts it (BatchNorm running statistics included), to check the two
+models are the same.
+
+Subnormal floats are flushed to zero (torch.set_flush_denormal), as anodm's training
+threads flush them (core/train.c), unless --keep-denormals. That sets the calling
+thread's mode, which threads started later inherit (torch's OpenMP pool); OpenBLAS's
+worker threads start when the library loads, before it, and follow it only if the
+library was built to pass the mode on (CONSISTENT_FPCSR), which is not checked here.
 
 Usage: /usr/bin/python3 tests/bench_vae.py [--arch fashion|ecg-tcn] [--threads N]
-                                           [--data DIR|FILE.npy] [--limit N]
+                                           [--data DIR|FILE.npy] [--limit N] [--keep-denormals]
 """
 import argparse
+import ctypes
 import gzip
 import os
 import sys
@@ -55,6 +64,17 @@ def loaded_blas():
     with open("/proc/self/maps") as f:
         libs = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
     return ",".join(sorted(os.path.realpath(p) for p in libs)) or "none"
+
+
+def openblas_state():
+    """(core name, threads) of the OpenBLAS torch loaded (Debian's libblas.so.3 is a thin
+    wrapper over libopenblas.so.0, so there is one instance to ask), or ("none", 0)."""
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0", mode=os.RTLD_NOLOAD)
+    except OSError:
+        return "none", 0
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    return lib.openblas_get_corename().decode(), lib.openblas_get_num_threads()
 
 
 def fashion_nets():
@@ -161,6 +181,8 @@ def main():
     ap.add_argument("--data", help="Fashion-MNIST directory, or ecg-extract FILE.npy")
     ap.add_argument("--limit", "--images", type=int, default=-1,
                     help="time only the first N samples (ecg-tcn default 20000)")
+    ap.add_argument("--keep-denormals", action="store_true",
+                    help="do not flush subnormal floats to zero (anodm flushes them)")
     args = ap.parse_args()
     nets, load, data, limit = ARCHS[args.arch]
     data = args.data or data
@@ -168,6 +190,7 @@ def main():
         sys.exit("bench_vae.py: --arch %s needs --data FILE.npy" % args.arch)
     limit = limit if args.limit < 0 else args.limit
     torch.set_num_threads(args.threads)
+    ftz = not args.keep_denormals and torch.set_flush_denormal(True)
     torch.manual_seed(1)
     x = torch.from_numpy(load(data))
     if limit:
@@ -187,9 +210,13 @@ def main():
         loss.backward()
         opt.step()
     dt = time.perf_counter() - t0
-    print('torch: blas="%s" version=%s threads=%d images=%d epoch_s=%.3f images_per_s=%.0f '
-          'params=%d' % (loaded_blas(), torch.__version__, torch.get_num_threads(), len(x), dt,
-                         len(x) / dt, anodm_param_count(model)))
+    core, blas_threads = openblas_state()
+    env = " ".join("%s=%s" % (k, os.environ.get(k, "unset")) for k in
+                   ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS"))
+    print('torch: blas="%s" kernel=%s blas_threads=%d version=%s threads=%d flush_denormal=%d '
+          '%s images=%d epoch_s=%.3f images_per_s=%.0f params=%d'
+          % (loaded_blas(), core, blas_threads, torch.__version__, torch.get_num_threads(),
+             ftz, env, len(x), dt, len(x) / dt, anodm_param_count(model)))
 
 
 if __name__ == "__main__":
