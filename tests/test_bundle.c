@@ -936,7 +936,9 @@ TEST(bundle_refuses_unplaceable_perplexity) {
     d.place.perplexity = 100;
     CHECK_MSG(bundle_encode(&d, &buf, &len, err, sizeof err) == 0, "bundle_encode: %s", err);
     d.place.perplexity = 150;
-    CHECK(bundle_encode(&d, &buf, &len, err, sizeof err) == -1 &&
+    uint8_t *refused = NULL;
+    size_t refused_len;
+    CHECK(bundle_encode(&d, &refused, &refused_len, err, sizeof err) == -1 && !refused &&
           strstr(err, "perplexity 150 is outside [1, 100]"));
     detector_free(&d);
     if (!buf) return;
