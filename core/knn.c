@@ -138,6 +138,11 @@ size_t knn_packed_floats(int n, int d) {
     return (size_t)((n + KNN_GROUP_ROWS - 1) / KNN_GROUP_ROWS) * KNN_GROUP_ROWS * d;
 }
 
+void knn_pack_row(float *packed, int d, int row, const float *x) {
+    float *block = packed + (size_t)(row / KNN_PACK) * d * KNN_PACK;
+    for (int c = 0; c < d; c++) block[(size_t)c * KNN_PACK + row % KNN_PACK] = x[c];
+}
+
 float *knn_pack(const float *X, int n, int d) {
     float *P = malloc(knn_packed_floats(n, d) * sizeof *P + 1);
     if (!P) return NULL;

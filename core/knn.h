@@ -31,6 +31,9 @@ int knn_all(const float *X, int n, int d, int k, int n_threads, int *idx, float 
 #define KNN_PACK 16
 float *knn_pack(const float *X, int n, int d);
 size_t knn_packed_floats(int n, int d);
+/* Write row `row` (d floats x) into a packed array (knn_packed_floats(n, d) floats for
+ * some n > row): a reference that changes a row at a time (the stream memory). */
+void knn_pack_row(float *packed, int d, int row, const float *x);
 /* knn_query on a packed reference (ref is the same rows, row-major, for the exact
  * re-measurement); same results contract, deterministic, batch-invariant. */
 void knn_query_packed(const float *packed, const float *ref, int n, int d, const float *q,

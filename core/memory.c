@@ -1,6 +1,7 @@
 /* The stream memory (see memory.h). Kept latents fill slots [0, count) of one array, so
- * a probe is one exact scan (knn_query) over a contiguous block; a slot that is let go
- * is reused in place by the next latent. */
+ * a probe is one exact scan over a contiguous block; a slot that is let go is reused in
+ * place by the next latent. The scan reads a packed copy (knn.h: sixteen slots per vector
+ * operation), updated a row at a time as latents are kept. */
 #include "memory.h"
 
 #include <math.h>
@@ -14,6 +15,7 @@ struct stream_memory {
     int latent, capacity, k, recent_cap, heap_cap;
     double merge_radius;
     float *lat;              /* capacity x latent; slots [0, count) hold latents */
+    float *packed;           /* the same, packed for knn_query_packed */
     double *suspicion;       /* per slot */
     int *heap_pos;           /* per slot: its place in heap, -1 while in the recent ring */
     int count;
@@ -54,6 +56,7 @@ int memory_options_check(const memory_options *o, char *err, size_t errlen) {
 void memory_free(stream_memory *m) {
     if (!m) return;
     free(m->lat);
+    free(m->packed);
     free(m->suspicion);
     free(m->heap_pos);
     free(m->ring);
@@ -78,11 +81,12 @@ stream_memory *memory_create(int latent, const memory_options *o, char *err, siz
     m->heap_cap = o->capacity - m->recent_cap;
     size_t cap = (size_t)o->capacity;
     m->lat = malloc(cap * (size_t)latent * sizeof *m->lat);
+    m->packed = calloc(knn_packed_floats(o->capacity, latent), sizeof *m->packed);
     m->suspicion = malloc(cap * sizeof *m->suspicion);
     m->heap_pos = malloc(cap * sizeof *m->heap_pos);
     m->ring = malloc((size_t)m->recent_cap * sizeof *m->ring);
     m->heap = malloc((size_t)(m->heap_cap > 0 ? m->heap_cap : 1) * sizeof *m->heap);
-    if (!m->lat || !m->suspicion || !m->heap_pos || !m->ring || !m->heap) goto oom;
+    if (!m->lat || !m->packed || !m->suspicion || !m->heap_pos || !m->ring || !m->heap) goto oom;
     return m;
 oom:
     memory_free(m);
@@ -104,7 +108,7 @@ void memory_probe_of(const stream_memory *m, const float *x, memory_probe *p) {
     if (m->count == 0) return;
     int want = m->count < m->k ? m->count : m->k, idx[MEMORY_MAX_K]; /* knn_query's output */
     float d2[MEMORY_MAX_K];
-    knn_query(m->lat, m->count, m->latent, x, want, -1, idx, d2);
+    knn_query_packed(m->packed, m->lat, m->count, m->latent, x, want, -1, idx, d2);
     p->nearest = sqrt((double)d2[0]);
     p->nearest_slot = idx[0];
     if (m->count >= m->k) p->kth = sqrt((double)d2[m->k - 1]);
@@ -173,6 +177,7 @@ void memory_keep(stream_memory *m, const float *x, double suspicion, const memor
     if (m->ring_len == m->recent_cap) slot = age_out_oldest(m);
     if (slot < 0) slot = m->count++;
     memcpy(m->lat + (size_t)slot * m->latent, x, (size_t)m->latent * sizeof *x);
+    knn_pack_row(m->packed, m->latent, slot, x);
     m->suspicion[slot] = suspicion;
     m->heap_pos[slot] = -1;
     m->ring[(m->head + m->ring_len++) % m->recent_cap] = slot;
