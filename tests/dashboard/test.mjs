@@ -395,17 +395,19 @@ async function checkEcg(browser, d) {
 // garments in small batches from a third, and a few to the second model.
 async function postChecked(d, data) {
   const normals = [], odd = [];
-  for (let i = 0; normals.length < 24 || odd.length < 30; i++) {
+  // Enough shifted garments that more than a page of them is flagged whatever the
+  // model's threshold catches of them (about half with a stream memory).
+  for (let i = 0; normals.length < 24 || odd.length < 46; i++) {
     if (data.label(i) !== 1 && normals.length < 24) normals.push(data.image(i));
-    else if (odd.length < 30) odd.push(shifted(data.image(i)));
+    else if (odd.length < 46) odd.push(shifted(data.image(i)));
   }
   const sent = [];
   for (let i = 0; i < normals.length; i++) {
     sent.push(...await post(d, 'fashion', [normals[i]], i % 2 ? 'cam-2' : 'cam-1'));
     await sleep(20);
   }
-  for (let i = 0; i < 24; i += 4) sent.push(...await post(d, 'fashion', odd.slice(i, i + 4), 'cam-3'));
-  sent.push(...await post(d, 'fashion-b', odd.slice(24, 30), 'cam-9'));
+  for (let i = 0; i < 40; i += 4) sent.push(...await post(d, 'fashion', odd.slice(i, i + 4), 'cam-3'));
+  sent.push(...await post(d, 'fashion-b', odd.slice(40, 46), 'cam-9'));
   return sent;
 }
 
