@@ -44,6 +44,8 @@ int build_opts_check(const build_opts *o, size_t n_train, char *err, size_t errl
         return err_fail(err, errlen, "cal_frac %g is not in (0, 1)", o->cal_frac);
     if (!(o->quantile > 0 && o->quantile < 1))
         return err_fail(err, errlen, "quantile %g is not in (0, 1)", o->quantile);
+    if (o->scale != SCALE_NONE && o->scale != SCALE_STANDARD && o->scale != SCALE_MINMAX)
+        return err_fail(err, errlen, "scale %d is not none, standard or minmax", (int)o->scale);
     if (o->cal_batch < 1)
         return err_fail(err, errlen, "cal_batch %d: at least 1", o->cal_batch);
     /* The reference set: n_ref of the training samples, or all of them when fewer. */
@@ -174,6 +176,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
                    char *err, size_t errlen) {
     const size_t L = (size_t)arch->latent;
     dataset cal = {0}, train = {0};
+    float *scaled = NULL;        /* the training part, scaled: what the VAE trains on */
     memset(d, 0, sizeof *d);
     if (data->dim != shape_size(arch->in)) {
         snprintf(err, errlen, "samples have %zu values, the architecture expects %zu", data->dim,
@@ -201,9 +204,25 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     d->term = o->term;
     d->input = o->input;
     if (vae_create(&d->vae, arch, o->train.seed, err, errlen) != 0) goto fail;
+    /* The scaling is fitted on the training part only; the VAE and the reference set see
+     * the scaled samples, calibration the raw ones through the scorer, which scales them
+     * as it will scale every sample it is given. */
+    if (scaling_fit(&d->scale, o->scale, train.x, train.n, train.dim, err, errlen)) goto fail;
+    const float *tx = train.x;
+    if (o->scale != SCALE_NONE) {
+        if (!(scaled = malloc(train.n * train.dim * sizeof *scaled))) {
+            snprintf(err, errlen, "out of memory for the scaled training samples");
+            goto fail;
+        }
+        for (size_t i = 0; i < train.n; i++)
+            scaling_apply(&d->scale, train.x + i * train.dim, scaled + i * train.dim);
+        tx = scaled;
+        build_say(stage, ctx, "scaling", "%s, fitted on %zu training samples",
+                  SCALE_NAME[o->scale], train.n);
+    }
     build_say(stage, ctx, "training", "beta-VAE %s, latent %d, %zu parameters", arch->name,
         arch->latent, d->vae.n_params);
-    if (vae_train(&d->vae, train.x, train.n, &o->train, train_progress, ctx, err, errlen)) goto fail;
+    if (vae_train(&d->vae, tx, train.n, &o->train, train_progress, ctx, err, errlen)) goto fail;
     rep.train_seconds = now_seconds() - t0;
 
     /* Reference set: a reproducible random subset of the training part. */
@@ -232,7 +251,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
         int B = d->n_ref - i < ENCODE_BATCH ? d->n_ref - i : ENCODE_BATCH;
         for (int b = 0; b < B; b++) {
             d->ref_id[i + b] = (int32_t)order[i + b];
-            memcpy(xr + (size_t)b * train.dim, train.x + order[i + b] * train.dim,
+            memcpy(xr + (size_t)b * train.dim, tx + order[i + b] * train.dim,
                    train.dim * sizeof(float));
         }
         float *mu = d->ref_latent + (size_t)i * L;
@@ -270,10 +289,12 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
                   d->n_cal, d->threshold, d->quantile);
     dataset_free(&cal);
     dataset_free(&train);
+    free(scaled);
     return 0;
 fail:
     dataset_free(&cal);
     dataset_free(&train);
+    free(scaled);
     detector_free(d);
     return -1;
 }

@@ -33,6 +33,8 @@ typedef struct {
     int use_memory;              /* the stream memory: calibrated on a normal stream */
     memory_options memory;
     score_fusion fusion;         /* how z_memory joins the base score */
+    scale_kind scale;            /* per-feature scaling fitted on the training part and
+                                    kept in the detector (none) */
     int cal_batch;               /* calibration batch size (32): in context mode scores
                                     depend on how many samples are placed together, so
                                     calibrate with the batch size the daemon will see */

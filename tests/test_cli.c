@@ -277,7 +277,7 @@ TEST(cli_bad_csv_files) {
     EXPECT_RUN(run_cli("train --data %s --arch fashion --out %s", path, out), 1,
                "samples have 9 values", "expects 784");
     /* The same file with its label column given as the first: still 9 values. */
-    EXPECT_RUN(run_cli("train --data %s --label-col 0 --out %s", path, out), 1,
+    EXPECT_RUN(run_cli("train --data %s --label-col 0 --arch fashion --out %s", path, out), 1,
                "samples have 9 values");
     /* A label column that is not there. */
     EXPECT_RUN(run_cli("train --data %s --label-col 12 --out %s", path, out), 1,
