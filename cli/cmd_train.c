@@ -90,14 +90,13 @@ static void print_report(const detector *d, const build_report *r) {
     printf("report:\n"
            "  model        %s, input %dx%dx%d, latent %d, recon %s, scale %s, %zu parameters\n"
            "  threshold    %.4g at quantile %g: %.2f%% of the %d calibration normals above it\n"
-           "               (%zu held out from training%s)\n"
+           "               (%zu held out from training, %d training normals off the map)\n"
            "  map          %d reference points, KL %.4f\n"
            "  time         training %.1f s, map %.1f s, calibration %.1f s\n",
            d->vae.arch.name, d->vae.arch.in.c, d->vae.arch.in.h, d->vae.arch.in.w,
            d->vae.arch.latent, d->vae.arch.recon == RECON_MSE ? "mse" : "bce",
            SCALE_NAME[d->scale.kind], d->vae.n_params, d->threshold, d->quantile,
-           100.0 * above / d->n_cal, d->n_cal, r->n_cal,
-           d->use_memory ? ", then streamed with training normals through the memory" : "",
+           100.0 * above / d->n_cal, d->n_cal, r->n_cal, d->n_cal - (int)r->n_cal,
            d->n_ref, r->map_kl, r->train_seconds, r->map_seconds, r->cal_seconds);
 }
 
