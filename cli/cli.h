@@ -52,6 +52,13 @@ int cli_check_input(const dataset *d, const vae_arch *arch, char *err, size_t er
  * array (N, C, W) is C channels of W steps, (C,1,W), as conv1d wants it. The values are
  * in the same order either way. */
 shape3 cli_sample_shape(const data_source *src, const dataset *d);
+/* The preset for samples of shape in when none is named: the paper's for its image
+ * shape, conv1d for several channels of a series, mlp for everything else (vectors,
+ * tabular rows, other images). */
+const char *cli_default_arch(shape3 in);
+/* Nonzero when every value of d is in [0, 1]: pixels, beats scaled per sample. Such data
+ * are not scaled and get BCE by default; anything else standard scaling and MSE. */
+int cli_unit_range(const dataset *d);
 /* "C,H,W" (each 1..CONV_MAX_DIM) into *out; 0, or -1 when malformed. */
 int cli_parse_shape(const char *s, shape3 *out);
 /* --label-col's value: a column index or "none" (DATASET_CSV_NO_LABEL); -1 after a

@@ -64,24 +64,6 @@ static void train_usage(FILE *f, const cli_settings *s) {
     cli_option_usage(f, TRAIN_OPTIONS, N_TRAIN_OPTIONS, s);
 }
 
-/* The preset for samples of shape in when none is named: the paper's for its image
- * shape, conv1d for several channels of a series, mlp for everything else (vectors,
- * tabular rows, other images). */
-static const char *default_arch(shape3 in) {
-    if (in.h > 1 && in.c == 1 && in.h == 28 && in.w == 28) return "fashion";
-    if (in.h > 1 && in.c == 3 && in.h == 32 && in.w == 32) return "cifar10";
-    if (in.h > 1 && in.c == 1 && in.h == 32 && in.w == 32) return "smallnorb";
-    if (in.h == 1 && in.c > 1) return "conv1d";
-    return "mlp";
-}
-
-/* Nonzero when every value of d is in [0, 1]. */
-static int in_unit_range(const dataset *d) {
-    for (size_t i = 0; i < d->n * d->dim; i++)
-        if (!(d->x[i] >= 0.0f && d->x[i] <= 1.0f)) return 0;
-    return 1;
-}
-
 /* The summary a user reads after training: where the threshold sits and what it does
  * on the normals it was set on, the map's fit, and where the time went. */
 static void print_report(const detector *d, const build_report *r) {
@@ -314,7 +296,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!in.c) in = preset_in;
     if (in.c && (enc ? vae_arch_custom(&arch, in, latent, enc, dec, err, sizeof err)
-                     : vae_arch_for_input(&arch, arch_name ? arch_name : default_arch(in), in,
+                     : vae_arch_for_input(&arch, arch_name ? arch_name : cli_default_arch(in), in,
                                           latent, err, sizeof err))) {
         fprintf(stderr, "anodm train: %s\n", err);
         return 2;
@@ -327,7 +309,7 @@ int cmd_train(int argc, char **argv) {
     if (!have_arch) {
         if (!in.c) in = cli_sample_shape(&src, &train);
         int fit = enc ? vae_arch_custom(&arch, in, latent, enc, dec, err, sizeof err)
-                      : vae_arch_for_input(&arch, arch_name ? arch_name : default_arch(in),
+                      : vae_arch_for_input(&arch, arch_name ? arch_name : cli_default_arch(in),
                                            in, latent, err, sizeof err);
         if (fit != 0) goto fail;
     }
@@ -335,7 +317,7 @@ int cmd_train(int argc, char **argv) {
     arch_name = arch.name;
     /* Defaults that fit the data: scale only what is not already in [0, 1] (pixels,
      * beats scaled per sample), and BCE only for targets in [0, 1]. */
-    const int unit = in_unit_range(&train);
+    const int unit = cli_unit_range(&train);
     o.scale = scale >= 0 ? (scale_kind)scale : unit || vae_only ? SCALE_NONE : SCALE_STANDARD;
     arch.recon = recon >= 0 ? (recon_kind)recon
                             : o.scale == SCALE_MINMAX || (o.scale == SCALE_NONE && unit)

@@ -52,6 +52,20 @@ shape3 cli_sample_shape(const data_source *src, const dataset *d) {
     return (shape3){d->channels, d->height, d->width};
 }
 
+const char *cli_default_arch(shape3 in) {
+    if (in.h > 1 && in.c == 1 && in.h == 28 && in.w == 28) return "fashion";
+    if (in.h > 1 && in.c == 3 && in.h == 32 && in.w == 32) return "cifar10";
+    if (in.h > 1 && in.c == 1 && in.h == 32 && in.w == 32) return "smallnorb";
+    if (in.h == 1 && in.c > 1) return "conv1d";
+    return "mlp";
+}
+
+int cli_unit_range(const dataset *d) {
+    for (size_t i = 0; i < d->n * d->dim; i++)
+        if (!(d->x[i] >= 0.0f && d->x[i] <= 1.0f)) return 0;
+    return 1;
+}
+
 int cli_parse_shape(const char *s, shape3 *out) {
     int c, h, w, n = 0;
     if (sscanf(s, "%d,%d,%d%n", &c, &h, &w, &n) != 3 || s[n] || c < 1 || h < 1 || w < 1 ||
