@@ -347,7 +347,8 @@ static int write_markdown(const run *r, const char *path) {
             (unsigned long long)seed_of(r),
             r->latent_k,
             r->test_limit ? "limited (class proportions kept)"
-                          : r->ds->ecg || r->ds->generic ? "the whole test split" : "whole t10k set");
+                          : r->ds->ecg || r->ds->generic ? "the whole test split"
+                                                         : "whole t10k set");
     if (r->train_limit) fprintf(f, ", training set limited to %d (class proportions kept)",
                                 r->train_limit);
     if (r->ds->ecg)
@@ -833,14 +834,12 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
              r->ds->ecg ? r->encoder : "");
     if (r->ds->generic) arch = r->arch;
     else if (vae_arch_preset(&arch, preset, r->set.latent, err, errlen) != 0) goto done;
-    if (
-        normals_of(train, cls, &normals, err, errlen) != 0)
-        goto done;
+    if (normals_of(train, cls, &normals, err, errlen) != 0) goto done;
     on_stage(r, "start", r->ds->class_name[cls]);
     char model_path[1024] = "";
     if (r->models_dir)
         snprintf(model_path, sizeof model_path, "%s/%s-%s-class%d-beta%g-e%d-ref%d-seed%llu.anodm",
-                 r->models_dir, r->ds->name, r->ds->ecg ? r->encoder : arch.name, cls, r->beta,
+                 r->models_dir, r->ds->name, r->ds->ecg ? r->encoder : r->ds->generic ? arch.name : "cnn", cls, r->beta,
                  bo.train.epochs, bo.n_ref, (unsigned long long)seed_of(r));
     if (*model_path && access(model_path, R_OK) == 0) {
         if (bundle_load(model_path, &d, err, errlen) != 0) goto done;

@@ -82,6 +82,15 @@ static void print_report(const detector *d, const build_report *r) {
            d->n_ref, r->map_kl, r->train_seconds, r->map_seconds, r->cal_seconds);
 }
 
+/* The architecture for samples of shape in: the encoder and decoder specs when given,
+ * else preset arch_name, else the default preset for the shape. */
+static int make_arch(vae_arch *a, shape3 in, const char *arch_name, const char *enc,
+                     const char *dec, int latent, char *err, size_t errlen) {
+    if (enc) return vae_arch_custom(a, in, latent, enc, dec, err, errlen);
+    return vae_arch_for_input(a, arch_name ? arch_name : cli_default_arch(in), in, latent, err,
+                              errlen);
+}
+
 typedef struct { vae_loss last; } train_ctx;
 
 static void print_progress(const train_progress *p, void *ctx) {
@@ -219,7 +228,8 @@ int cmd_train(int argc, char **argv) {
             }
             break;
         case 'R':
-            if (!strcmp(optarg, "bce") || !strcmp(optarg, "mse")) recon = optarg[0] == 'm' ? RECON_MSE : RECON_BCE;
+            if (!strcmp(optarg, "bce") || !strcmp(optarg, "mse"))
+                recon = optarg[0] == 'm' ? RECON_MSE : RECON_BCE;
             else {
                 fprintf(stderr, "anodm train: --recon is bce or mse, not '%s'\n", optarg);
                 return 2;
@@ -295,24 +305,16 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     if (!in.c) in = preset_in;
-    if (in.c && (enc ? vae_arch_custom(&arch, in, latent, enc, dec, err, sizeof err)
-                     : vae_arch_for_input(&arch, arch_name ? arch_name : cli_default_arch(in), in,
-                                          latent, err, sizeof err))) {
+    const int have_arch = in.c > 0;
+    if (have_arch && make_arch(&arch, in, arch_name, enc, dec, latent, err, sizeof err)) {
         fprintf(stderr, "anodm train: %s\n", err);
         return 2;
     }
-    const int have_arch = in.c > 0;
-    rc = 1;
     if (cli_load_training(&train, &src, classes, (size_t)n_classes, (size_t)limit, err,
-                          sizeof err) != 0)
+                          sizeof err) != 0 ||
+        (!have_arch && make_arch(&arch, cli_sample_shape(&src, &train), arch_name, enc, dec,
+                                 latent, err, sizeof err) != 0))
         goto fail;
-    if (!have_arch) {
-        if (!in.c) in = cli_sample_shape(&src, &train);
-        int fit = enc ? vae_arch_custom(&arch, in, latent, enc, dec, err, sizeof err)
-                      : vae_arch_for_input(&arch, arch_name ? arch_name : cli_default_arch(in),
-                                           in, latent, err, sizeof err);
-        if (fit != 0) goto fail;
-    }
     if (cli_check_input(&train, &arch, err, sizeof err) != 0) goto fail;
     arch_name = arch.name;
     /* Defaults that fit the data: scale only what is not already in [0, 1] (pixels,
@@ -347,7 +349,8 @@ int cmd_train(int argc, char **argv) {
         printf("building %s detector on %zu normal samples (input %dx%dx%d, scale %s, recon "
                "%s): beta %g, %d epochs, at most %d reference points, %s placement, RE fused "
                "with the %s term\n", arch_name, train.n, arch.in.c, arch.in.h, arch.in.w,
-               SCALE_NAME[o.scale], arch.recon == RECON_MSE ? "mse" : "bce", o.train.beta, o.train.epochs, o.n_ref, o.mode == PLACE_CONTEXT ? "context" : "single",
+               SCALE_NAME[o.scale], arch.recon == RECON_MSE ? "mse" : "bce", o.train.beta,
+               o.train.epochs, o.n_ref, o.mode == PLACE_CONTEXT ? "context" : "single",
                o.term == TERM_LATENT ? "latent" : "map");
         fflush(stdout);
         if (detector_build(&d, &arch, &train, &o, print_progress, print_stage, &tc, err, sizeof err))

@@ -81,7 +81,8 @@ void scaling_invert(const scaling *s, float *x) {
 }
 
 int scaling_check(const scaling *s, size_t dim, char *err, size_t errlen) {
-    if (s->kind == SCALE_NONE) return s->stats ? err_fail(err, errlen, "scaling: none, with statistics") : 0;
+    if (s->kind == SCALE_NONE)
+        return s->stats ? err_fail(err, errlen, "scaling: none, with statistics") : 0;
     if (s->kind != SCALE_STANDARD && s->kind != SCALE_MINMAX)
         return err_fail(err, errlen, "scaling: unknown kind %d", (int)s->kind);
     if (!s->stats || s->dim != dim)

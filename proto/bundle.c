@@ -403,7 +403,8 @@ static int decode_arch(json_t *j, uint32_t version, vae_arch *a, scale_kind *kin
     memset(a, 0, sizeof *a);
     *kind = SCALE_NONE;
     if (only_keys(j, w, version < 4 ? keys_v3 : keys, err, errlen) ||
-        (json_object_get(j, "scaling") && get_str(j, w, "scaling", scale, sizeof scale, err, errlen)) ||
+        (json_object_get(j, "scaling") &&
+         get_str(j, w, "scaling", scale, sizeof scale, err, errlen)) ||
         get_str(j, w, "name", a->name, sizeof a->name, err, errlen) ||
         get_int(j, w, "latent", &a->latent, err, errlen) ||
         get_str(j, w, "recon", recon, sizeof recon, err, errlen) ||
