@@ -48,8 +48,7 @@ int build_opts_check(const build_opts *o, size_t n_train, char *err, size_t errl
         return err_fail(err, errlen, "scale %d is not none, standard or minmax", (int)o->scale);
     if (o->cal_batch < 1)
         return err_fail(err, errlen, "cal_batch %d: at least 1", o->cal_batch);
-    /* The reference set: n_ref of the training samples, or all of them when fewer. */
-    int n_ref = n_train && n_train < (size_t)o->n_ref ? (int)n_train : o->n_ref;
+    const int n_ref = build_ref_count(o, n_train);
     if (tsne_options_check(&o->tsne, n_ref, err, errlen)) {
         char what[64];
         snprintf(what, sizeof what, "map of %d reference points", n_ref);
@@ -60,6 +59,11 @@ int build_opts_check(const build_opts *o, size_t n_train, char *err, size_t errl
     detector probe = {.n_ref = n_ref, .mode = o->mode, .place = o->place, .window = o->window,
                       .k = o->k, .alpha = o->alpha, .term = o->term, .input = o->input};
     return detector_check_scoring(&probe, err, errlen);
+}
+
+int build_ref_count(const build_opts *o, size_t n_train) {
+    size_t cap = o->use_memory && n_train >= 2 ? n_train / 2 : n_train;
+    return n_train && cap < (size_t)o->n_ref ? (int)cap : o->n_ref;
 }
 
 static double now_seconds(void) {
@@ -226,7 +230,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     rep.train_seconds = now_seconds() - t0;
 
     /* Reference set: a reproducible random subset of the training part. */
-    d->n_ref = (int)((size_t)o->n_ref < train.n ? (size_t)o->n_ref : train.n);
+    d->n_ref = build_ref_count(o, train.n);
     size_t *order = malloc(train.n * sizeof *order);
     d->ref_latent = malloc((size_t)d->n_ref * L * sizeof(float));
     d->ref_map = malloc((size_t)d->n_ref * 2 * sizeof(float));

@@ -8,6 +8,11 @@ same walk-through at a small size in `make test`).
   windows.npy   400 windows of shape (3, 32), float32: a sine and a cosine of one random
                 frequency (2 to 3 cycles) and phase, and their product, around 20
 
+test sets of 200 samples, every tenth an anomaly (label 1, else 0), for `anodm score
+--anomaly-class 1`:
+  sensors_test.csv                            the label in the last column
+  windows_test.npy, windows_test_labels.npy   labels as int32
+
 and, for curl, one normal and one anomalous sample of each as a request body:
   sensors_normal.json, sensors_anomaly.json   anomaly: the first 4 readings mirrored
                                               around 50 (each value plausible alone, their
@@ -50,13 +55,13 @@ def window(rng, anomalous):
             [20 + 5 * u * v + noise() for u, v in zip(s, c)])
 
 
-def write_npy(path, rows, shape):
-    header = "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }" % (shape,)
+def write_npy(path, rows, shape, dtype="<f4", code="f"):
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (dtype, shape)
     header += " " * (63 - (10 + len(header)) % 64) + "\n"
     with open(path, "wb") as f:
         f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
         for r in rows:
-            f.write(struct.pack("<%df" % len(r), *r))
+            f.write(struct.pack("<%d%s" % (len(r), code), *r))
 
 
 def main():
@@ -71,6 +76,13 @@ def main():
             f.write(",".join("%.5f" % v for v in tab_row(rng, a, False)) + "\n")
     write_npy(os.path.join(out, "windows.npy"), [window(rng, False) for _ in range(N_WIN)],
               (N_WIN, C_WIN, W_WIN))
+    labels = [int(i % 10 == 0) for i in range(200)]
+    with open(os.path.join(out, "sensors_test.csv"), "w") as f:
+        for y in labels:
+            f.write(",".join("%.5f" % v for v in tab_row(rng, a, y)) + ",%d\n" % y)
+    write_npy(os.path.join(out, "windows_test.npy"), [window(rng, y) for y in labels],
+              (len(labels), C_WIN, W_WIN))
+    write_npy(os.path.join(out, "windows_test_labels.npy"), [labels], (len(labels),), "<i4", "i")
     for name, make in (("sensors", lambda bad: tab_row(rng, a, bad)),
                        ("windows", lambda bad: window(rng, bad))):
         for kind, bad in (("normal", False), ("anomaly", True)):
