@@ -41,12 +41,29 @@ int cli_ecg_load_npy(dataset *d, int32_t **records, int need_records, const char
                      char *err, size_t errlen);
 /* Load src (train = 1: the training split of a directory). 0, or -1 with a message. */
 int cli_load_data(dataset *d, const data_source *src, int train, char *err, size_t errlen);
-/* Training samples for arch (named arch_name in messages): src's training split, the
- * held_out classes removed (n_held_out 0: none), the first limit kept (0: all); 0, or
- * -1 with a message, e.g. when the samples do not have arch's input size. */
+/* Training samples: src's training split, the held_out classes removed (n_held_out 0:
+ * none), the first limit kept (0: all); 0, or -1 with a message. */
 int cli_load_training(dataset *d, const data_source *src, const int32_t *held_out,
-                      size_t n_held_out, size_t limit, const vae_arch *arch,
-                      const char *arch_name, char *err, size_t errlen);
+                      size_t n_held_out, size_t limit, char *err, size_t errlen);
+/* 0 when d's samples have arch's input size; -1 with a message saying both otherwise. */
+int cli_check_input(const dataset *d, const vae_arch *arch, char *err, size_t errlen);
+/* The shape of one of src's samples as the models read it: the dataset's (an IDX
+ * image 1xHxW, a CSV row or 2-D array 1x1xW, a 4-D array CxHxW), except that a 3-D NPY
+ * array (N, C, W) is C channels of W steps, (C,1,W), as conv1d wants it. The values are
+ * in the same order either way. */
+shape3 cli_sample_shape(const data_source *src, const dataset *d);
+/* The preset for samples of shape in when none is named: the paper's for its image
+ * shape, conv1d for several channels of a series, mlp for everything else (vectors,
+ * tabular rows, other images). */
+const char *cli_default_arch(shape3 in);
+/* Nonzero when every value of d is in [0, 1]: pixels, beats scaled per sample. Such data
+ * are not scaled and get BCE by default; anything else standard scaling and MSE. */
+int cli_unit_range(const dataset *d);
+/* "C,H,W" (each 1..CONV_MAX_DIM) into *out; 0, or -1 when malformed. */
+int cli_parse_shape(const char *s, shape3 *out);
+/* --label-col's value: a column index or "none" (DATASET_CSV_NO_LABEL); -1 after a
+ * message otherwise. */
+int cli_label_col(const char *s, int *out);
 /* Nonzero if path is a directory. */
 int cli_is_dir(const char *path);
 /* Parse "1,3,5" into classes (at most max); returns the count, or -1 if malformed. */

@@ -102,8 +102,8 @@ int cmd_bench_vae(int argc, char **argv) {
     const data_source src = {.path = path ? path : set->data};
     if (vae_arch_preset(&arch, set->arch, 16, err, sizeof err) != 0 ||
         cli_load_training(&d, &src, &set->held_out, set->n_held_out,
-                          (size_t)(limit < 0 ? set->limit : limit), &arch, set->arch, err,
-                          sizeof err) != 0 ||
+                          (size_t)(limit < 0 ? set->limit : limit), err, sizeof err) != 0 ||
+        cli_check_input(&d, &arch, err, sizeof err) != 0 ||
         vae_create(&m, &arch, 1, err, sizeof err) != 0) {
         fprintf(stderr, "anodm bench-vae: %s\n", err);
         vae_free(&m);

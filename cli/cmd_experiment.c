@@ -49,6 +49,9 @@ static const double FASHION_PAPER_ANODM[] = {0.844, 0.978, 0.783, 0.886, 0.763,
 static const char *const ECG_CLASS[] = {"N", "S", "V", "F", "Q"};
 static const double ECG_PAPER_ANODM[] = {0.911, 0.924, 0.970, 0.905, 0.991};
 
+/* MNIST's classes, and a labelled data set's of its own (--dataset generic): digits. */
+static const char *const DIGIT_CLASS[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+
 /* A data set the experiment knows. */
 typedef struct {
     const char *name, *title;          /* --dataset, and as titles show it */
@@ -58,13 +61,19 @@ typedef struct {
     const char *paper_source;
     const char *default_data;
     int ecg;                           /* heartbeats: --encoder, --split, --beats apply */
+    int generic;                       /* the user's labelled file(s): --data FILE, --labels,
+                                          --test, --test-labels; classes 0..9 */
 } exp_dataset;
 
 static const exp_dataset DATASETS[] = {
     {"fashion-mnist", "Fashion-MNIST", 10, FASHION_CLASS, FASHION_PAPER_BVAE,
-     FASHION_PAPER_ANODM, "Table 1", "/usr/share/datasets/fashion-mnist", 0},
+     FASHION_PAPER_ANODM, "Table 1", "/usr/share/datasets/fashion-mnist", 0, 0},
     {"ecg", "MIT-BIH heartbeats", ECG_N_CLASSES, ECG_CLASS, NULL, ECG_PAPER_ANODM,
-     "Table 2 (TCN encoder, mu-based)", "../shared/data/ecg/mitdb", 1},
+     "Table 2 (TCN encoder, mu-based)", "../shared/data/ecg/mitdb", 1, 0},
+    {"mnist", "MNIST", 10, DIGIT_CLASS, NULL, NULL, "tables (none for MNIST)",
+     "/usr/share/datasets/mnist", 0, 0},
+    {"generic", "labelled data", 10, DIGIT_CLASS, NULL, NULL, "tables (none for this data)", NULL,
+     0, 1},
 };
 
 enum { SPLIT_BEAT, SPLIT_PATIENT };
@@ -88,6 +97,9 @@ typedef struct {
 
 typedef struct {
     const exp_dataset *ds;
+    exp_dataset own;             /* generic: its classes as the labels have them */
+    data_source src, test_src;   /* generic: the files */
+    vae_arch arch;               /* generic: the architecture its samples' shape gets */
     const char *out_dir, *data_dir, *beats_path, *encoder;
     char command[2048], machine[512], date[64], title[160];
     cli_settings set;            /* the shared options: epochs, n_ref, latent, perplexity,
@@ -124,8 +136,14 @@ static const cli_option_id EXPERIMENT_OPTIONS[] = {
 
 static void experiment_usage(FILE *f, const cli_settings *set) {
     fprintf(f,
-        "usage: anodm experiment --dataset fashion-mnist|ecg [options]\n"
-        "  --dataset NAME       fashion-mnist, or ecg (the MIT-BIH heartbeats, AAMI classes)\n"
+        "usage: anodm experiment --dataset fashion-mnist|mnist|ecg|generic [options]\n"
+        "  --dataset NAME       fashion-mnist or mnist (IDX directories), ecg (the MIT-BIH\n"
+        "                       heartbeats, AAMI classes), or generic: a labelled\n"
+        "                       .npy/.csv/IDX file of any shape, classes 0..9, its\n"
+        "                       architecture, scaling and loss chosen as anodm train does\n"
+        "  --labels FILE, --label-col N|none, --test FILE, --test-labels FILE\n"
+        "                       generic: its labels, and a test set (default: a seeded\n"
+        "                       fifth of --data)\n"
         "  --data DIR           fashion-mnist: its IDX directory (default %s);\n"
         "                       ecg: raw WFDB records, beats extracted as ecg-extract does\n"
         "                       (DIR/RECORDS, lead MLII; default %s)\n"
@@ -327,7 +345,8 @@ static int write_markdown(const run *r, const char *path) {
             (unsigned long long)seed_of(r),
             r->latent_k,
             r->test_limit ? "limited (class proportions kept)"
-                          : r->ds->ecg ? "the whole test split" : "whole t10k set");
+                          : r->ds->ecg || r->ds->generic ? "the whole test split"
+                                                         : "whole t10k set");
     if (r->train_limit) fprintf(f, ", training set limited to %d (class proportions kept)",
                                 r->train_limit);
     if (r->ds->ecg)
@@ -798,14 +817,14 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     char preset[64];
     snprintf(preset, sizeof preset, "%s%s", r->ds->ecg ? "ecg-" : "fashion",
              r->ds->ecg ? r->encoder : "");
-    if (vae_arch_preset(&arch, preset, r->set.latent, err, errlen) != 0 ||
-        normals_of(train, cls, &normals, err, errlen) != 0)
-        goto done;
+    if (r->ds->generic) arch = r->arch;
+    else if (vae_arch_preset(&arch, preset, r->set.latent, err, errlen) != 0) goto done;
+    if (normals_of(train, cls, &normals, err, errlen) != 0) goto done;
     on_stage(r, "start", r->ds->class_name[cls]);
     char model_path[1024] = "";
     if (r->models_dir)
         snprintf(model_path, sizeof model_path, "%s/%s-%s-class%d-beta%g-e%d-ref%d-seed%llu.anodm",
-                 r->models_dir, r->ds->name, r->ds->ecg ? r->encoder : "cnn", cls, r->beta,
+                 r->models_dir, r->ds->name, r->ds->ecg ? r->encoder : r->ds->generic ? arch.name : "cnn", cls, r->beta,
                  bo.train.epochs, bo.n_ref, (unsigned long long)seed_of(r));
     if (*model_path && access(model_path, R_OK) == 0) {
         if (bundle_load(model_path, &d, err, errlen) != 0) goto done;
@@ -951,6 +970,57 @@ done:
 }
 
 /* --classes: "all", or a list of class numbers or names of ds ("V,F"). Count, or -1. */
+/* --dataset generic: the labelled samples of --data (and --labels), the test set from
+ * --test or, without it, a seeded fifth of the data; the classes are the labels 0..9
+ * that occur ("all": each of them), the architecture is the one anodm train would pick
+ * for the samples' shape, with its scaling and loss defaults. 0, or -1 with a message. */
+static int load_generic(run *r, const char *classes_arg, dataset *train, dataset *test,
+                        char *err, size_t errlen) {
+    dataset all = {0};
+    r->src.path = r->data_dir;
+    if (cli_load_data(&all, &r->src, 1, err, errlen) != 0) return -1;
+    if (!all.labels) {
+        snprintf(err, errlen, "%s: no labels (--labels FILE, or a CSV label column)", r->data_dir);
+        dataset_free(&all);
+        return -1;
+    }
+    int rc = r->test_src.path
+                 ? cli_load_data(test, &r->test_src, 0, err, errlen)
+                 : dataset_split(&all, ECG_TEST_FRACTION, seed_of(r) ^ 0x7E57ULL, test, train,
+                                 err, errlen);
+    if (rc == 0 && r->test_src.path) {
+        *train = all;
+        all = (dataset){0};
+    }
+    dataset_free(&all);
+    if (rc != 0) return -1;
+    if (!test->labels || test->dim != train->dim) {
+        snprintf(err, errlen, "the test set needs labels and %zu values per sample", train->dim);
+        return -1;
+    }
+    int32_t top = 0;
+    for (size_t i = 0; i < train->n; i++) top = train->labels[i] > top ? train->labels[i] : top;
+    if (top >= (int32_t)(sizeof DIGIT_CLASS / sizeof DIGIT_CLASS[0])) {
+        snprintf(err, errlen, "label %d: --dataset generic takes classes 0..9", (int)top);
+        return -1;
+    }
+    r->own.n_classes = (int)top + 1;
+    if (!strcmp(classes_arg, "all")) {
+        r->n_classes = r->own.n_classes;
+        for (int k = 0; k < r->n_classes; k++) r->classes[k] = k;
+    }
+    shape3 in = cli_sample_shape(&r->src, train);
+    if (vae_arch_for_input(&r->arch, cli_default_arch(in), in, r->set.latent, err, errlen) != 0)
+        return -1;
+    const int unit = cli_unit_range(train);
+    r->set.build.scale = unit ? SCALE_NONE : SCALE_STANDARD;
+    r->arch.recon = unit ? RECON_BCE : RECON_MSE;
+    printf("[%7.1fs] %s: input %dx%dx%d, architecture %s, scale %s, recon %s\n", elapsed(r),
+           r->data_dir, in.c, in.h, in.w, r->arch.name, SCALE_NAME[r->set.build.scale],
+           unit ? "bce" : "mse");
+    return 0;
+}
+
 static int parse_classes(const exp_dataset *ds, const char *s, int32_t *classes) {
     char buf[512], *save = NULL;
     int n = 0;
@@ -1000,6 +1070,8 @@ int cmd_experiment(int argc, char **argv) {
         {"split", required_argument, 0, 'S'}, {"test-records", required_argument, 0, 'R'},
         {"latent-input", required_argument, 0, 'Z'}, {"latent-k", required_argument, 0, 'K'},
         {"stream", no_argument, 0, 'W'}, {"models", required_argument, 0, 'M'},
+        {"labels", required_argument, 0, 1004}, {"test", required_argument, 0, 1005},
+        {"test-labels", required_argument, 0, 1006}, {"label-col", required_argument, 0, 1007},
         {"help", no_argument, 0, 'h'}};
     struct option opts[sizeof own / sizeof own[0] + N_EXPERIMENT_OPTIONS + 1];
     cli_getopt_table(opts, own, sizeof own / sizeof own[0], EXPERIMENT_OPTIONS,
@@ -1023,6 +1095,7 @@ int cmd_experiment(int argc, char **argv) {
     cli_settings_default(&r->set);
     r->latent_k = 1;
     r->split_balance = NAN;
+    r->src.label_col = r->test_src.label_col = DATASET_CSV_LAST_COL;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (CLI_IS_OPTION(ch)) {
@@ -1069,6 +1142,13 @@ int cmd_experiment(int argc, char **argv) {
             break;
         case 'W': r->stream = 1; break;
         case 'M': r->models_dir = optarg; break;
+        case 1004: r->src.labels = optarg; break;
+        case 1005: r->test_src.path = optarg; break;
+        case 1006: r->test_src.labels = optarg; break;
+        case 1007:
+            if (cli_label_col(optarg, &r->src.label_col)) goto out;
+            r->test_src.label_col = r->src.label_col;
+            break;
         case 'h': experiment_usage(stdout, &r->set); rc = 0; goto out;
         default: experiment_usage(stderr, &r->set); goto out;
         }
@@ -1080,8 +1160,9 @@ int cmd_experiment(int argc, char **argv) {
                                     argv[optind]);
         else if (dataset_name)
             fprintf(stderr, "anodm experiment: unknown --dataset '%s' (known: fashion-mnist, "
-                    "ecg)\n", dataset_name);
-        else fprintf(stderr, "anodm experiment: --dataset fashion-mnist or ecg is required\n");
+                    "mnist, ecg, generic)\n", dataset_name);
+        else fprintf(stderr, "anodm experiment: --dataset fashion-mnist, mnist, ecg or generic "
+                     "is required\n");
         experiment_usage(stderr, &r->set);
         goto out;
     }
@@ -1093,6 +1174,20 @@ int cmd_experiment(int argc, char **argv) {
             fprintf(stderr, "anodm experiment: --classes wants all or classes 0..%d like 1,3, "
                     "not '%s'\n", r->ds->n_classes - 1, classes_arg);
         goto out;
+    }
+    if (!r->ds->generic && (r->src.labels || r->test_src.path || r->test_src.labels ||
+                            r->src.label_col != DATASET_CSV_LAST_COL)) {
+        fprintf(stderr, "anodm experiment: --labels, --test, --test-labels and --label-col are "
+                "for --dataset generic\n");
+        goto out;
+    }
+    if (r->ds->generic) {
+        r->own = *r->ds;
+        r->ds = &r->own;
+        if (!r->data_dir) {
+            fprintf(stderr, "anodm experiment: --dataset generic needs --data FILE\n");
+            goto out;
+        }
     }
     if (!r->ds->ecg && (r->beats_path || r->encoder || split_arg || test_records)) {
         fprintf(stderr, "anodm experiment: --beats, --encoder, --split and --test-records are "
@@ -1150,8 +1245,10 @@ int cmd_experiment(int argc, char **argv) {
         goto fail;
     }
     if ((r->ds->ecg ? load_ecg(r, test_records, &train, &test, err, sizeof err)
-                    : dataset_load_fashion_mnist(&train, r->data_dir, 1, err, sizeof err) ||
-                      dataset_load_fashion_mnist(&test, r->data_dir, 0, err, sizeof err)) != 0 ||
+         : r->ds->generic
+             ? load_generic(r, classes_arg, &train, &test, err, sizeof err)
+             : dataset_load_fashion_mnist(&train, r->data_dir, 1, err, sizeof err) ||
+                   dataset_load_fashion_mnist(&test, r->data_dir, 0, err, sizeof err)) != 0 ||
         (r->train_limit && limit_rows(&train, (size_t)r->train_limit, 1, seed_of(r) ^ 0x7EA1ULL,
                                       err, sizeof err) != 0) ||
         (r->test_limit && limit_rows(&test, (size_t)r->test_limit, r->ds->ecg,

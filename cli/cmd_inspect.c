@@ -101,6 +101,10 @@ static int print_text(const char *path, size_t len, const char *hash, const dete
            a->in.h, a->in.w, a->latent, a->recon == RECON_MSE ? "mse" : "bce");
     printf("  encoder     %s, then linear(%d) -> mu, logvar\n", a->enc_spec, 2 * a->latent);
     printf("  decoder     %s\n", a->dec_spec);
+    printf("  scaling     %s", SCALE_NAME[d->scale.kind]);
+    if (d->scale.kind != SCALE_NONE)
+        printf(" per input value, fitted on the training normals (applied to every sample)");
+    printf("\n");
     printf("parameters    %zu (encoder %zu, decoder %zu)\n", m->n_params, m->enc.n_params,
            m->dec.n_params);
     printf("reference     %d points; map x [%.6g, %.6g], y [%.6g, %.6g]\n", d->n_ref,

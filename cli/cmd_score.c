@@ -19,7 +19,7 @@ static void score_usage(FILE *f) {
         "usage: anodm score MODEL.anodm DATA [options]\n"
         "  DATA                 IDX directory (its test split), or .npy/.csv/IDX file\n"
         "  --labels FILE        labels for a .npy or IDX file (copied to the output)\n"
-        "  --label-col N        CSV label column (default: last)\n"
+        "  --label-col N|none   CSV label column, or none (default: the last column)\n"
         "  --anomaly-class L    with labels: report the auROC with these classes as anomalies\n"
         "  --format csv|jsonl   output format (csv)\n"
         "  --batch N            samples scored together (32; context mode depends on it)\n"
@@ -73,8 +73,7 @@ int cmd_score(int argc, char **argv) {
         switch (ch) {
         case 'L': src.labels = optarg; break;
         case 'c':
-            if (cli_int("--label-col", optarg, 0, 100000, &v)) return 2;
-            src.label_col = (int)v;
+            if (cli_label_col(optarg, &src.label_col)) return 2;
             break;
         case 'x':
             if ((n_classes = cli_parse_classes(optarg, classes, MAX_CLASSES)) < 0) {

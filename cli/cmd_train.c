@@ -33,11 +33,26 @@ static void train_usage(FILE *f, const cli_settings *s) {
         "usage: anodm train --data DIR|FILE --out FILE [options]\n"
         "  --data DIR|FILE      IDX directory (Fashion-MNIST layout) or .npy/.csv/IDX file\n"
         "  --labels FILE        labels for a .npy or IDX file\n"
-        "  --label-col N        CSV label column (default: last)\n"
+        "  --label-col N|none   CSV label column, or none for a CSV of values only\n"
+        "                       (default: the last column)\n"
         "  --test DIR|FILE      test set for the auROC report (default: DIR's t10k split)\n"
         "  --test-labels FILE   its labels\n"
         "  --exclude-class L    anomaly class(es), e.g. 1 or 1,3: left out of training\n"
-        "  --arch NAME          fashion mnist cifar10 smallnorb ecg-tcn ecg-cnn ecg-lstm (fashion)\n"
+        "  --input C,H,W        one sample's shape (default: the data's; a CSV row or 2-D\n"
+        "                       array is 1,1,W, a 3-D .npy (N,C,W) is C,1,W)\n"
+        "  --arch NAME          a preset: mlp (any shape, as a vector), conv1d (C,1,W),\n"
+        "                       or the paper's fashion mnist cifar10 smallnorb (images)\n"
+        "                       ecg-tcn ecg-cnn ecg-lstm (1,1,187). Default: the paper's\n"
+        "                       preset for its image shape, conv1d for C,1,W with C > 1,\n"
+        "                       mlp otherwise\n"
+        "  --encoder SPEC       instead of a preset: the encoder and decoder in the\n"
+        "  --decoder SPEC       architecture language of core/net.h, e.g. --encoder\n"
+        "                       'linear(64) relu' --decoder 'linear(64) relu linear(30)'\n"
+        "  --scale KIND         none, standard or minmax per input value, fitted on the\n"
+        "                       training normals and kept in the bundle (default: none\n"
+        "                       for data in [0, 1], standard otherwise)\n"
+        "  --recon bce|mse      reconstruction loss (default: bce for data in [0, 1] after\n"
+        "                       scaling, mse otherwise)\n"
         "  --limit N            use only the first N training samples (quick runs)\n"
         "  --mode single|context  placement of new samples (single)\n"
         "  --term latent|map    the distance fused with the reconstruction error: to the\n"
@@ -51,6 +66,33 @@ static void train_usage(FILE *f, const cli_settings *s) {
         "  --vae-only           stop after the beta-VAE and write a weights file\n"
         "  --out FILE           where to write the bundle (or weights)\n");
     cli_option_usage(f, TRAIN_OPTIONS, N_TRAIN_OPTIONS, s);
+}
+
+/* The summary a user reads after training: where the threshold sits and what it does
+ * on the normals it was set on, the map's fit, and where the time went. */
+static void print_report(const detector *d, const build_report *r) {
+    int above = 0;
+    for (int i = 0; i < d->n_cal; i++) above += d->cal_scores[i] > d->threshold;
+    printf("report:\n"
+           "  model        %s, input %dx%dx%d, latent %d, recon %s, scale %s, %zu parameters\n"
+           "  threshold    %.4g at quantile %g: %.2f%% of the %d calibration normals above it\n"
+           "               (%zu held out from training, %d training normals off the map)\n"
+           "  map          %d reference points, KL %.4f\n"
+           "  time         training %.1f s, map %.1f s, calibration %.1f s\n",
+           d->vae.arch.name, d->vae.arch.in.c, d->vae.arch.in.h, d->vae.arch.in.w,
+           d->vae.arch.latent, d->vae.arch.recon == RECON_MSE ? "mse" : "bce",
+           SCALE_NAME[d->scale.kind], d->vae.n_params, d->threshold, d->quantile,
+           100.0 * above / d->n_cal, d->n_cal, r->n_cal, d->n_cal - (int)r->n_cal,
+           d->n_ref, r->map_kl, r->train_seconds, r->map_seconds, r->cal_seconds);
+}
+
+/* The architecture for samples of shape in: the encoder and decoder specs when given,
+ * else preset arch_name, else the default preset for the shape. */
+static int make_arch(vae_arch *a, shape3 in, const char *arch_name, const char *enc,
+                     const char *dec, int latent, char *err, size_t errlen) {
+    if (enc) return vae_arch_custom(a, in, latent, enc, dec, err, errlen);
+    return vae_arch_for_input(a, arch_name ? arch_name : cli_default_arch(in), in, latent, err,
+                              errlen);
 }
 
 typedef struct { vae_loss last; } train_ctx;
@@ -133,13 +175,17 @@ int cmd_train(int argc, char **argv) {
         {"arch", required_argument, 0, 'a'}, {"limit", required_argument, 0, 'n'},
         {"out", required_argument, 0, 'o'}, {"mode", required_argument, 0, 'm'},
         {"vae-only", no_argument, 0, 'V'}, {"term", required_argument, 0, 'M'},
-        {"latent-input", required_argument, 0, 'Z'}, {"memory", required_argument, 0, 'R'},
-        {"fusion", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'}};
+        {"latent-input", required_argument, 0, 'Z'}, {"input", required_argument, 0, 'I'},
+        {"encoder", required_argument, 0, 'E'}, {"decoder", required_argument, 0, 'D'},
+        {"scale", required_argument, 0, 'S'}, {"recon", required_argument, 0, 'R'},
+        {"memory", required_argument, 0, 'Y'}, {"fusion", required_argument, 0, 'F'},
+        {"help", no_argument, 0, 'h'}};
     struct option opts[sizeof own / sizeof own[0] + N_TRAIN_OPTIONS + 1];
     cli_getopt_table(opts, own, sizeof own / sizeof own[0], TRAIN_OPTIONS, N_TRAIN_OPTIONS);
     data_source src = {.label_col = DATASET_CSV_LAST_COL}, test_src = {.label_col = DATASET_CSV_LAST_COL};
-    const char *arch_name = "fashion", *out = NULL;
-    int n_classes = 0, vae_only = 0;
+    const char *arch_name = NULL, *enc = NULL, *dec = NULL, *out = NULL;
+    shape3 in = {0, 0, 0};
+    int n_classes = 0, vae_only = 0, scale = -1, recon = -1;
     long long limit = 0, v;
     int32_t classes[MAX_CLASSES];
     cli_settings set;
@@ -157,8 +203,8 @@ int cmd_train(int argc, char **argv) {
         case 'd': src.path = optarg; break;
         case 'L': src.labels = optarg; break;
         case 'c':
-            if (cli_int("--label-col", optarg, 0, 100000, &v)) return 2;
-            src.label_col = test_src.label_col = (int)v;
+            if (cli_label_col(optarg, &src.label_col)) return 2;
+            test_src.label_col = src.label_col;
             break;
         case 't': test_src.path = optarg; break;
         case 'T': test_src.labels = optarg; break;
@@ -169,6 +215,31 @@ int cmd_train(int argc, char **argv) {
             }
             break;
         case 'a': arch_name = optarg; break;
+        case 'E': enc = optarg; break;
+        case 'D': dec = optarg; break;
+        case 'I':
+            if (cli_parse_shape(optarg, &in)) {
+                fprintf(stderr, "anodm train: --input wants C,H,W, three whole numbers from 1 "
+                        "to %d, not '%s'\n", CONV_MAX_DIM, optarg);
+                return 2;
+            }
+            break;
+        case 'S':
+            for (scale = 0; scale < SCALE_N && strcmp(optarg, SCALE_NAME[scale]); scale++) {}
+            if (scale == SCALE_N) {
+                fprintf(stderr, "anodm train: --scale is none, standard or minmax, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'R':
+            if (!strcmp(optarg, "bce") || !strcmp(optarg, "mse"))
+                recon = optarg[0] == 'm' ? RECON_MSE : RECON_BCE;
+            else {
+                fprintf(stderr, "anodm train: --recon is bce or mse, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 'n': if (cli_int("--limit", optarg, 1, LLONG_MAX, &v)) return 2; limit = v; break;
         case 'm':
             if (!strcmp(optarg, "single")) set.build.mode = PLACE_SINGLE;
@@ -189,7 +260,7 @@ int cmd_train(int argc, char **argv) {
         case 'Z':
             if (cli_latent_input("anodm train", optarg, &set.build.input)) return 2;
             break;
-        case 'R':
+        case 'Y':
             if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
                 fprintf(stderr, "anodm train: --memory is on or off, not '%s'\n", optarg);
                 return 2;
@@ -211,6 +282,16 @@ int cmd_train(int argc, char **argv) {
         train_usage(stderr, &set);
         return 2;
     }
+    if (!enc != !dec || (enc && arch_name)) {
+        fprintf(stderr, "anodm train: %s\n", enc && arch_name ? "--arch or --encoder and "
+                "--decoder, not both" : "--encoder and --decoder go together");
+        return 2;
+    }
+    if (vae_only && scale > SCALE_NONE) {
+        fprintf(stderr, "anodm train: --vae-only writes weights without a scaling; --scale "
+                "needs a bundle\n");
+        return 2;
+    }
     o = set.build;
     const int latent = set.latent;
     /* Every option by the library's rules, before the data is read: what the data
@@ -230,13 +311,34 @@ int cmd_train(int argc, char **argv) {
     dataset train = {0}, test = {0};
     double auc_re = NAN, auc_fused = NAN;
     int rc = 1;
-    if (vae_arch_preset(&arch, arch_name, latent, err, sizeof err) != 0) {
+    /* The architecture as soon as its input shape is known, and that is before reading
+     * the data when the shape is given or a paper preset is named: a spec that does not
+     * fit fails here, before anything is loaded or trained. */
+    shape3 preset_in = {0, 0, 0};
+    if (arch_name && vae_arch_preset_shape(arch_name, &preset_in, err, sizeof err)) {
         fprintf(stderr, "anodm train: %s\n", err);
         return 2;
     }
-    if (cli_load_training(&train, &src, classes, (size_t)n_classes, (size_t)limit, &arch,
-                          arch_name, err, sizeof err) != 0)
+    if (!in.c) in = preset_in;
+    const int have_arch = in.c > 0;
+    if (have_arch && make_arch(&arch, in, arch_name, enc, dec, latent, err, sizeof err)) {
+        fprintf(stderr, "anodm train: %s\n", err);
+        return 2;
+    }
+    if (cli_load_training(&train, &src, classes, (size_t)n_classes, (size_t)limit, err,
+                          sizeof err) != 0 ||
+        (!have_arch && make_arch(&arch, cli_sample_shape(&src, &train), arch_name, enc, dec,
+                                 latent, err, sizeof err) != 0))
         goto fail;
+    if (cli_check_input(&train, &arch, err, sizeof err) != 0) goto fail;
+    arch_name = arch.name;
+    /* Defaults that fit the data: scale only what is not already in [0, 1] (pixels,
+     * beats scaled per sample), and BCE only for targets in [0, 1]. */
+    const int unit = cli_unit_range(&train);
+    o.scale = scale >= 0 ? (scale_kind)scale : unit || vae_only ? SCALE_NONE : SCALE_STANDARD;
+    arch.recon = recon >= 0 ? (recon_kind)recon
+                            : o.scale == SCALE_MINMAX || (o.scale == SCALE_NONE && unit)
+                                  ? RECON_BCE : RECON_MSE;
     if (!test_src.path && cli_is_dir(src.path)) test_src = src; /* the directory's t10k split */
     if (n_classes && test_src.path) {
         if (cli_load_data(&test, &test_src, 0, err, sizeof err) != 0) goto fail;
@@ -259,9 +361,11 @@ int cmd_train(int argc, char **argv) {
         if (test.n && evaluate(&m, NULL, &test, classes, n_classes, &auc_re, &auc_fused)) goto fail;
     } else {
         o.report = &report;
-        printf("building %s detector on %zu normal samples: beta %g, %d epochs, %d reference "
-               "points, %s placement, RE fused with the %s term\n", arch_name, train.n,
-               o.train.beta, o.train.epochs, o.n_ref, o.mode == PLACE_CONTEXT ? "context" : "single",
+        printf("building %s detector on %zu normal samples (input %dx%dx%d, scale %s, recon "
+               "%s): beta %g, %d epochs, at most %d reference points, %s placement, RE fused "
+               "with the %s term\n", arch_name, train.n, arch.in.c, arch.in.h, arch.in.w,
+               SCALE_NAME[o.scale], arch.recon == RECON_MSE ? "mse" : "bce", o.train.beta,
+               o.train.epochs, o.n_ref, o.mode == PLACE_CONTEXT ? "context" : "single",
                o.term == TERM_LATENT ? "latent" : "map");
         fflush(stdout);
         if (detector_build(&d, &arch, &train, &o, print_progress, print_stage, &tc, err, sizeof err))
@@ -282,6 +386,7 @@ int cmd_train(int argc, char **argv) {
         }
         if (bundle_save(out, &d, err, sizeof err) != 0) goto fail;
         printf("wrote %s\n", out);
+        print_report(&d, &report);
     }
     rc = 0;
     goto done;

@@ -31,17 +31,59 @@ int cli_load_data(dataset *d, const data_source *src, int train, char *err, size
 }
 
 int cli_load_training(dataset *d, const data_source *src, const int32_t *held_out,
-                      size_t n_held_out, size_t limit, const vae_arch *arch,
-                      const char *arch_name, char *err, size_t errlen) {
+                      size_t n_held_out, size_t limit, char *err, size_t errlen) {
     if (cli_load_data(d, src, 1, err, errlen) != 0) return -1;
     if (n_held_out && dataset_filter_classes(d, held_out, n_held_out, 1, err, errlen) != 0)
         return -1;
     if (limit > 0 && limit < d->n) d->n = limit;
-    if (d->dim != shape_size(arch->in)) {
-        snprintf(err, errlen, "samples have %zu values, architecture '%s' expects %zu", d->dim,
-                 arch_name, shape_size(arch->in));
+    return 0;
+}
+
+int cli_check_input(const dataset *d, const vae_arch *arch, char *err, size_t errlen) {
+    if (d->dim == shape_size(arch->in)) return 0;
+    snprintf(err, errlen, "samples have %zu values, architecture '%s' expects %zu (%dx%dx%d)",
+             d->dim, arch->name, shape_size(arch->in), arch->in.c, arch->in.h, arch->in.w);
+    return -1;
+}
+
+shape3 cli_sample_shape(const data_source *src, const dataset *d) {
+    if (!cli_is_dir(src->path) && d->channels == 1 && d->height > 1 &&
+        (ends_with(src->path, ".npy") || ends_with(src->path, ".npy.gz")))
+        return (shape3){d->height, 1, d->width};     /* (N, C, W): C channels of W steps */
+    return (shape3){d->channels, d->height, d->width};
+}
+
+const char *cli_default_arch(shape3 in) {
+    if (in.h > 1 && in.c == 1 && in.h == 28 && in.w == 28) return "fashion";
+    if (in.h > 1 && in.c == 3 && in.h == 32 && in.w == 32) return "cifar10";
+    if (in.h > 1 && in.c == 1 && in.h == 32 && in.w == 32) return "smallnorb";
+    if (in.h == 1 && in.c > 1) return "conv1d";
+    return "mlp";
+}
+
+int cli_unit_range(const dataset *d) {
+    for (size_t i = 0; i < d->n * d->dim; i++)
+        if (!(d->x[i] >= 0.0f && d->x[i] <= 1.0f)) return 0;
+    return 1;
+}
+
+int cli_parse_shape(const char *s, shape3 *out) {
+    int c, h, w, n = 0;
+    if (sscanf(s, "%d,%d,%d%n", &c, &h, &w, &n) != 3 || s[n] || c < 1 || h < 1 || w < 1 ||
+        c > CONV_MAX_DIM || h > CONV_MAX_DIM || w > CONV_MAX_DIM)
         return -1;
+    *out = (shape3){c, h, w};
+    return 0;
+}
+
+int cli_label_col(const char *s, int *out) {
+    long long v;
+    if (!strcmp(s, "none")) {
+        *out = DATASET_CSV_NO_LABEL;
+        return 0;
     }
+    if (cli_int("--label-col", s, 0, 100000, &v)) return -1;
+    *out = (int)v;
     return 0;
 }
 

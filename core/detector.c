@@ -10,6 +10,7 @@
 
 void detector_free(detector *d) {
     vae_free(&d->vae);
+    scaling_free(&d->scale);
     free(d->ref_latent);
     free(d->ref_map);
     free(d->ref_id);
@@ -105,6 +106,7 @@ int detector_check(const detector *d, char *err, size_t errlen) {
     if (!d->vae.params || d->vae.n_params != layout.n_params)
         return err_fail(err, errlen, "the model holds %zu parameters, its architecture needs "
                         "%zu", d->vae.params ? d->vae.n_params : 0, layout.n_params);
+    if (scaling_check(&d->scale, shape_size(a->in), err, errlen)) return -1;
     /* Sizes before contents: the arrays are read only once their sizes are sane. */
     if (d->n_ref < 1 || d->n_ref > DETECTOR_MAX_REF)
         return err_fail(err, errlen, "%d reference points, outside 1..%d", d->n_ref,

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "memory.h"
+#include "scaling.h"
 #include "score.h"
 #include "tsne.h"
 #include "vae.h"
@@ -46,6 +47,8 @@ typedef enum { LATENT_MU = 0, LATENT_Z = 1 } latent_input;
 
 typedef struct {
     vae_model vae;
+    scaling scale;               /* applied to every sample before the VAE (scaling.h):
+                                  * fitted on the training normals; none for pixels */
     int n_ref;                   /* reference points */
     float *ref_latent;           /* n_ref x latent: encoder means of training samples */
     float *ref_map;              /* n_ref x 2: their t-SNE positions */
@@ -89,7 +92,10 @@ typedef struct {
  *                   calibration normals
  *          POSITION a coordinate of the sample placed on the map
  *          NEAREST  its nearest reference point on the map
- * d_memory and z_memory are NaN (null) for a detector without a stream memory. */
+ * d_memory and z_memory are NaN (null) for a detector without a stream memory.
+ * out_of_range is 1 when the detector scales its inputs and some value of the sample lies
+ * farther outside the training range than that range's width (scaling.h): the sample is
+ * scored as it is, and the flag says its score extrapolates. */
 #define DETECTOR_RESULT_FIELDS(X)                                                           \
     X(score, REAL, VERDICT, "fused score S: the standardised terms mixed by alpha")           \
     X(is_anomaly, FLAG, VERDICT, "S is above the calibration threshold")                    \
@@ -106,7 +112,8 @@ typedef struct {
     X(d_latent, REAL, TERM, "D_LATENT, latent distance")                                    \
     X(z_latent, REAL, TERM, "D_LATENT standardised")                                      \
     X(d_memory, REAL, TERM, "D_MEMORY, closer to recent traffic than to normal data (log)")   \
-    X(z_memory, REAL, TERM, "D_MEMORY standardised on a normal stream")
+    X(z_memory, REAL, TERM, "D_MEMORY standardised on a normal stream")                  \
+    X(out_of_range, FLAG, VERDICT, "some input value is far outside the training range")
 
 #define DETECTOR_CTYPE_REAL double
 #define DETECTOR_CTYPE_FLAG int

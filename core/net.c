@@ -10,6 +10,7 @@
 #include "activation.h"
 #include "batchnorm.h"
 #include "dropout.h"
+#include "errmsg.h"
 #include "linear.h"
 #include "lstm.h"
 
@@ -287,7 +288,15 @@ int net_parse(net_def *n, const char *spec, shape3 in, char *err, size_t errlen)
             return -1;
         }
         layer *L = &n->layers[n->n_layers];
-        if (!build_layer(L, &t, cur, err, errlen)) return -1;
+        if (!build_layer(L, &t, cur, err, errlen)) {
+            /* Name the layer: "layer 3 (conv2d) on 32x1x16: ..." says where a spec stops
+             * fitting its input. */
+            char where[96];
+            snprintf(where, sizeof where, "layer %d (%s) on %dx%dx%d", n->n_layers + 1, t.name,
+                     cur.c, cur.h, cur.w);
+            err_prefix(err, errlen, where);
+            return -1;
+        }
         if (shape_size(L->out) > MAX_INNER) {
             snprintf(err, errlen, "%s: activation of %zu values is too large", t.name,
                      shape_size(L->out));

@@ -90,7 +90,9 @@ typedef struct {
     float *dbuf;             /* backward only: 2 * B * max_sample_act floats */
 } net_run;
 
-/* Parse spec for inputs of shape `in`; 0, or -1 with a message naming the bad token. */
+/* Parse spec for inputs of shape `in`; 0, or -1 with a message naming the bad token, and
+ * for a layer that does not fit, its number, name and input shape ("layer 3 (conv2d) on
+ * 32x1x16: ..."). */
 int net_parse(net_def *n, const char *spec, shape3 in, char *err, size_t errlen);
 /* Floats per sample in a shape. */
 size_t shape_size(shape3 s);

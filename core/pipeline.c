@@ -44,10 +44,11 @@ int build_opts_check(const build_opts *o, size_t n_train, char *err, size_t errl
         return err_fail(err, errlen, "cal_frac %g is not in (0, 1)", o->cal_frac);
     if (!(o->quantile > 0 && o->quantile < 1))
         return err_fail(err, errlen, "quantile %g is not in (0, 1)", o->quantile);
+    if (o->scale != SCALE_NONE && o->scale != SCALE_STANDARD && o->scale != SCALE_MINMAX)
+        return err_fail(err, errlen, "scale %d is not none, standard or minmax", (int)o->scale);
     if (o->cal_batch < 1)
         return err_fail(err, errlen, "cal_batch %d: at least 1", o->cal_batch);
-    /* The reference set: n_ref of the training samples, or all of them when fewer. */
-    int n_ref = n_train && n_train < (size_t)o->n_ref ? (int)n_train : o->n_ref;
+    const int n_ref = build_ref_count(o, n_train);
     if (tsne_options_check(&o->tsne, n_ref, err, errlen)) {
         char what[64];
         snprintf(what, sizeof what, "map of %d reference points", n_ref);
@@ -59,6 +60,11 @@ int build_opts_check(const build_opts *o, size_t n_train, char *err, size_t errl
                       .k = o->k, .alpha = o->alpha, .term = o->term, .input = o->input,
                       .use_memory = o->use_memory, .memory = o->memory, .fusion = o->fusion};
     return detector_check_scoring(&probe, err, errlen);
+}
+
+int build_ref_count(const build_opts *o, size_t n_train) {
+    size_t cap = o->use_memory && n_train >= 2 ? n_train / 2 : n_train;
+    return n_train && cap < (size_t)o->n_ref ? (int)cap : o->n_ref;
 }
 
 static double now_seconds(void) {
@@ -175,6 +181,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
                    char *err, size_t errlen) {
     const size_t L = (size_t)arch->latent;
     dataset cal = {0}, train = {0};
+    float *scaled = NULL;        /* the training part, scaled: what the VAE trains on */
     memset(d, 0, sizeof *d);
     if (data->dim != shape_size(arch->in)) {
         snprintf(err, errlen, "samples have %zu values, the architecture expects %zu", data->dim,
@@ -202,13 +209,29 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     d->term = o->term;
     d->input = o->input;
     if (vae_create(&d->vae, arch, o->train.seed, err, errlen) != 0) goto fail;
+    /* The scaling is fitted on the training part only; the VAE and the reference set see
+     * the scaled samples, calibration the raw ones through the scorer, which scales them
+     * as it will scale every sample it is given. */
+    if (scaling_fit(&d->scale, o->scale, train.x, train.n, train.dim, err, errlen)) goto fail;
+    const float *tx = train.x;
+    if (o->scale != SCALE_NONE) {
+        if (!(scaled = malloc(train.n * train.dim * sizeof *scaled))) {
+            snprintf(err, errlen, "out of memory for the scaled training samples");
+            goto fail;
+        }
+        for (size_t i = 0; i < train.n; i++)
+            scaling_apply(&d->scale, train.x + i * train.dim, scaled + i * train.dim);
+        tx = scaled;
+        build_say(stage, ctx, "scaling", "%s, fitted on %zu training samples",
+                  SCALE_NAME[o->scale], train.n);
+    }
     build_say(stage, ctx, "training", "beta-VAE %s, latent %d, %zu parameters", arch->name,
         arch->latent, d->vae.n_params);
-    if (vae_train(&d->vae, train.x, train.n, &o->train, train_progress, ctx, err, errlen)) goto fail;
+    if (vae_train(&d->vae, tx, train.n, &o->train, train_progress, ctx, err, errlen)) goto fail;
     rep.train_seconds = now_seconds() - t0;
 
     /* Reference set: a reproducible random subset of the training part. */
-    d->n_ref = (int)((size_t)o->n_ref < train.n ? (size_t)o->n_ref : train.n);
+    d->n_ref = build_ref_count(o, train.n);
     size_t *order = malloc(train.n * sizeof *order);
     d->ref_latent = malloc((size_t)d->n_ref * L * sizeof(float));
     d->ref_map = malloc((size_t)d->n_ref * 2 * sizeof(float));
@@ -233,7 +256,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
         int B = d->n_ref - i < ENCODE_BATCH ? d->n_ref - i : ENCODE_BATCH;
         for (int b = 0; b < B; b++) {
             d->ref_id[i + b] = (int32_t)order[i + b];
-            memcpy(xr + (size_t)b * train.dim, train.x + order[i + b] * train.dim,
+            memcpy(xr + (size_t)b * train.dim, tx + order[i + b] * train.dim,
                    train.dim * sizeof(float));
         }
         float *mu = d->ref_latent + (size_t)i * L;
@@ -271,10 +294,12 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
                   d->n_cal, d->threshold, d->quantile);
     dataset_free(&cal);
     dataset_free(&train);
+    free(scaled);
     return 0;
 fail:
     dataset_free(&cal);
     dataset_free(&train);
+    free(scaled);
     detector_free(d);
     return -1;
 }

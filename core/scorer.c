@@ -25,6 +25,8 @@ struct scorer {
     stream_memory *memory;       /* detectors with a memory only */
     vae_workspace w;
     float *rec, *mu, *pos;       /* max_batch rows each */
+    float *xs;                   /* max_batch scaled samples: what the VAE sees */
+    int *far;                    /* max_batch out-of-range flags */
     float *enc_mu, *logvar;      /* z-based detectors only: the encoder's outputs */
     double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
     double *kth;                 /* and the memory term's reference side (with a memory) */
@@ -39,6 +41,8 @@ void scorer_free(scorer *s) {
     tsne_map_free(s->map);
     vae_workspace_free(&s->w);
     free(s->rec);
+    free(s->xs);
+    free(s->far);
     free(s->mu);
     free(s->enc_mu);
     free(s->nearest);
@@ -79,6 +83,8 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
         return NULL;
     }
     s->rec = malloc((size_t)max_batch * dim * sizeof(float));
+    s->xs = malloc((size_t)max_batch * dim * sizeof(float));
+    s->far = malloc((size_t)max_batch * sizeof(int));
     s->mu = malloc((size_t)max_batch * L * sizeof(float));
     s->pos = malloc((size_t)max_batch * 2 * sizeof(float));
     s->nearest = malloc((size_t)max_batch * sizeof(double));
@@ -89,7 +95,8 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
         s->enc_mu = malloc((size_t)max_batch * L * sizeof(float));
         s->logvar = malloc((size_t)max_batch * L * sizeof(float));
     }
-    if (!s->rec || !s->mu || !s->pos || !s->nearest || !s->kth || !s->idx || !s->dist ||
+    if (!s->rec || !s->xs || !s->far || !s->mu || !s->pos || !s->nearest || !s->kth || !s->idx ||
+        !s->dist ||
         (d->input == LATENT_Z && (!s->enc_mu || !s->logvar)) ||
         vae_workspace_init(&s->w, &d->vae, 1) != 0) {
         snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
@@ -122,6 +129,13 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     }
     float *rec = x_rec ? x_rec : s->rec, *m = mu ? mu : s->mu;
     const size_t L = (size_t)d->vae.arch.latent;
+    /* Every sample on the scale the model was trained on; from here on x is that. */
+    memset(s->far, 0, (size_t)B * sizeof *s->far);
+    if (d->scale.kind != SCALE_NONE) {
+        for (int b = 0; b < B; b++)
+            s->far[b] = scaling_apply(&d->scale, x + (size_t)b * dim, s->xs + (size_t)b * dim);
+        x = s->xs;
+    }
     const int blas_threads = openblas_get_num_threads();
     if (blas_threads != 1) openblas_set_num_threads(1);
     for (int b = 0; b < B; b++) {
@@ -156,6 +170,8 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         float *dist = (nn_dist ? nn_dist : s->dist) + (size_t)b * k;
         memset(r, 0, sizeof *r);
         r->d_re = score_recon_error(x + (size_t)b * dim, rec + (size_t)b * dim, dim);
+        r->out_of_range = s->far[b];
+        if (x_rec) scaling_invert(&d->scale, x_rec + (size_t)b * dim); /* in the data's units */
         r->x = s->pos[2 * b];
         r->y = s->pos[2 * b + 1];
         r->d_map = tsne_map_dmap(s->map, s->pos + 2 * b, k, idx, dist);

@@ -26,10 +26,12 @@ void scorer_free(scorer *s);
  * window is left as it was). */
 #define SCORER_NOT_FINITE (-2)
 
-/* Terms only (no calibration needed): d_re, d_map, d_latent, the map position and the
- * nearest reference point of each of the B samples in res; the optional outputs are the
- * reconstructions (B * input size), latent means (B * latent) and the k nearest reference
- * indices and 2-D distances (B * k). */
+/* Terms only (no calibration needed): d_re, d_map, d_latent, the map position, the
+ * nearest reference point and out_of_range of each of the B samples in res; the optional
+ * outputs are the reconstructions (B * input size, in the data's units: a detector that
+ * scales its inputs computes D_RE on the scaled sample and returns x' unscaled), latent
+ * means (B * latent) and the k nearest reference indices and 2-D distances (B * k).
+ * Samples x are in the data's units: the detector's scaling is applied here. */
 int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
                  float *mu, int *nn_idx, float *nn_dist, char *err, size_t errlen);
 /* Full scores: terms, then standardised terms, fused and raw score, p-value, verdict. */

@@ -32,7 +32,7 @@
 #define MAX_THREADS TRAIN_MAX_THREADS
 
 train_opts train_defaults(void) {
-    return (train_opts){.epochs = 20, .batch = 100, .lr = 1e-3f, .beta = 1.0f, .seed = 1};
+    return (train_opts){.epochs = 20, .batch = 100, .lr = 1e-3f, .beta = 0.01f, .seed = 1};
 }
 
 static double now_seconds(void) {

@@ -64,7 +64,8 @@ vae_loss vae_trainer_gradient(vae_trainer *t, const float *x, const float *eps, 
  * be NULL. */
 void vae_trainer_outputs(const vae_trainer *t, float *mu, float *logvar, float *out);
 
-/* Defaults: 20 epochs, batch 100, lr 1e-3, beta 1, C 0, seed 1, all cores. */
+/* Defaults: 20 epochs, batch 100, lr 1e-3, beta 0.01 (the paper's best and this project's
+ * measured best, docs/RESULTS.md), C 0, seed 1, all cores. */
 train_opts train_defaults(void);
 /* 0, or -1 with a message naming the option: epochs and batch >= 1, lr finite and > 0,
  * beta, capacity and its ramp finite and >= 0, seed >= 1, threads in 0..TRAIN_MAX_THREADS.

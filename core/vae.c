@@ -79,43 +79,149 @@ static const char ECG_CNN_ENC[] =
  * width, over the 187 steps; its last hidden state feeds the head. */
 static const char ECG_LSTM_ENC[] = "lstm(64)";
 
+/* Beyond the paper: presets whose layers follow from the input shape (in = 0 below).
+ *
+ * "mlp", any shape read as one vector of n values (tabular rows, short sensor windows):
+ * linear(h1) relu linear(h2) relu, the decoder its mirror ending in linear(n) and a
+ * reshape to the input's shape, so x' has the shape of x. h1 is the
+ * power of two nearest n, within [32, 512]: as wide as the input for small rows, so the
+ * first layer can keep every feature, and capped so that a wide input cannot make the
+ * model large; h2 = h1 / 2 (at least 16) funnels to the latent head. No bn or dropout:
+ * tabular sets are small and the paper's image models train without them too.
+ *
+ * "conv1d", C channels of W steps as (C,1,W) (a multichannel window): two stride-2
+ * convolutions, kernel 5, padding 2 (each halves W, rounding up), 32 then 64 filters,
+ * linear(128), the decoder a mirror: linear(128), linear(64 * W2), two stride-2
+ * transposed convolutions whose output padding (1 for an even length, 0 for an odd one)
+ * lands exactly on W again, so no step is cropped or padded. Kernel 5 sees a few steps on
+ * each side at each scale; channels mix from the first layer on. */
 typedef struct { shape3 in; const char *enc, *dec; } preset;
 
 static const char *const PRESET_NAMES[] = {"fashion",  "mnist",   "cifar10", "smallnorb",
-                                           "ecg-tcn",  "ecg-cnn", "ecg-lstm", NULL};
+                                           "ecg-tcn",  "ecg-cnn", "ecg-lstm", "mlp",
+                                           "conv1d",   NULL};
 static const preset PRESETS[] = {
     {{1, 28, 28}, FASHION_ENC, FASHION_DEC},     {{1, 28, 28}, FASHION_ENC, FASHION_DEC},
     {{3, 32, 32}, CIFAR10_ENC, CIFAR10_DEC},     {{1, 32, 32}, SMALLNORB_ENC, SMALLNORB_DEC},
     {{1, 1, 187}, ECG_TCN_ENC, ECG_DEC},         {{1, 1, 187}, ECG_CNN_ENC, ECG_DEC},
-    {{1, 1, 187}, ECG_LSTM_ENC, ECG_DEC},
+    {{1, 1, 187}, ECG_LSTM_ENC, ECG_DEC},        {{0, 0, 0}, NULL, NULL},
+    {{0, 0, 0}, NULL, NULL},
 };
 _Static_assert(sizeof PRESETS / sizeof PRESETS[0] + 1 ==
                sizeof PRESET_NAMES / sizeof PRESET_NAMES[0], "one preset per name");
 
 const char *const *vae_arch_preset_names(void) { return PRESET_NAMES; }
 
-int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t errlen) {
-    memset(a, 0, sizeof *a);
-    if (latent < 1 || latent > VAE_MAX_LATENT) {
-        snprintf(err, errlen, "latent size %d out of range 1..%d", latent, VAE_MAX_LATENT);
+/* The specs of a derived preset (mlp, conv1d) for input `in`. */
+static int derive(vae_arch *a, const char *name, shape3 in, char *err, size_t errlen) {
+    const size_t n = shape_size(in);
+    if (!strcmp(name, "mlp")) {
+        int h1 = 32;
+        while (h1 < 512 && (size_t)h1 * 3 / 2 < n) h1 *= 2;  /* nearest power of two */
+        int h2 = h1 / 2 < 16 ? 16 : h1 / 2;
+        snprintf(a->enc_spec, sizeof a->enc_spec, "linear(%d) relu linear(%d) relu", h1, h2);
+        snprintf(a->dec_spec, sizeof a->dec_spec,
+                 "linear(%d) relu linear(%d) relu linear(%zu) reshape(%d,%d,%d)", h2, h1, n,
+                 in.c, in.h, in.w);
+        return 0;
+    }
+    if (in.h != 1) {
+        snprintf(err, errlen, "architecture 'conv1d' takes C channels of W steps (C,1,W), "
+                 "not %dx%dx%d", in.c, in.h, in.w);
         return -1;
     }
+    const int w1 = (in.w + 1) / 2, w2 = (w1 + 1) / 2;
+    snprintf(a->enc_spec, sizeof a->enc_spec,
+             "conv1d(32,5,2,1,2) relu conv1d(64,5,2,1,2) relu linear(128) relu");
+    snprintf(a->dec_spec, sizeof a->dec_spec,
+             "linear(128) relu linear(%d) relu reshape(64,1,%d) convtranspose1d(32,5,2,2,%d) "
+             "relu convtranspose1d(%d,5,2,2,%d)", 64 * w2, w2, w1 % 2 == 0, in.c, in.w % 2 == 0);
+    return 0;
+}
+
+static int check_latent(int latent, char *err, size_t errlen) {
+    if (latent >= 1 && latent <= VAE_MAX_LATENT) return 0;
+    snprintf(err, errlen, "latent size %d out of range 1..%d", latent, VAE_MAX_LATENT);
+    return -1;
+}
+
+/* An architecture that lays out: the specs parse on its input and the decoder returns
+ * the input's size. */
+static int check_layout(const vae_arch *a, char *err, size_t errlen) {
+    vae_model m;
+    return vae_layout(&m, a, err, errlen);
+}
+
+/* The index of preset name, or -1 with a message listing the known ones. */
+static int find_preset(const char *name, char *err, size_t errlen) {
     int k = 0;
     while (PRESET_NAMES[k] && strcmp(PRESET_NAMES[k], name) != 0) k++;
-    if (!PRESET_NAMES[k]) {
-        int used = snprintf(err, errlen, "unknown architecture '%s' (known:", name);
-        for (int j = 0; PRESET_NAMES[j] && used >= 0 && (size_t)used < errlen; j++)
-            used += snprintf(err + used, errlen - used, " %s", PRESET_NAMES[j]);
-        if (used >= 0 && (size_t)used < errlen) snprintf(err + used, errlen - used, ")");
+    if (PRESET_NAMES[k]) return k;
+    int used = snprintf(err, errlen, "unknown architecture '%s' (known:", name);
+    for (int j = 0; PRESET_NAMES[j] && used >= 0 && (size_t)used < errlen; j++)
+        used += snprintf(err + used, errlen - used, " %s", PRESET_NAMES[j]);
+    if (used >= 0 && (size_t)used < errlen) snprintf(err + used, errlen - used, ")");
+    return -1;
+}
+
+int vae_arch_preset_shape(const char *name, shape3 *in, char *err, size_t errlen) {
+    int k = find_preset(name, err, errlen);
+    if (k < 0) return -1;
+    *in = PRESETS[k].in;
+    return 0;
+}
+
+int vae_arch_for_input(vae_arch *a, const char *name, shape3 in, int latent, char *err,
+                       size_t errlen) {
+    memset(a, 0, sizeof *a);
+    if (check_latent(latent, err, errlen)) return -1;
+    int k = find_preset(name, err, errlen);
+    if (k < 0) return -1;
+    const preset *p = &PRESETS[k];
+    const int given = in.c > 0 || in.h > 0 || in.w > 0;
+    if (!p->enc && !given) {
+        snprintf(err, errlen, "architecture '%s' derives its layers from the input shape, "
+                 "and none was given", name);
         return -1;
     }
-    a->in = PRESETS[k].in;
+    if (p->enc && given && (in.c != p->in.c || in.h != p->in.h || in.w != p->in.w)) {
+        snprintf(err, errlen, "architecture '%s' takes %dx%dx%d samples, not %dx%dx%d", name,
+                 p->in.c, p->in.h, p->in.w, in.c, in.h, in.w);
+        return -1;
+    }
+    a->in = given ? in : p->in;
     a->recon = RECON_BCE;
-    snprintf(a->enc_spec, sizeof a->enc_spec, "%s", PRESETS[k].enc);
-    snprintf(a->dec_spec, sizeof a->dec_spec, "%s", PRESETS[k].dec);
-    snprintf(a->name, sizeof a->name, "%s", name);
     a->latent = latent;
-    return 0;
+    snprintf(a->name, sizeof a->name, "%s", name);
+    if (p->enc) {
+        snprintf(a->enc_spec, sizeof a->enc_spec, "%s", p->enc);
+        snprintf(a->dec_spec, sizeof a->dec_spec, "%s", p->dec);
+    } else if (derive(a, name, a->in, err, errlen)) {
+        return -1;
+    }
+    return check_layout(a, err, errlen);
+}
+
+int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t errlen) {
+    return vae_arch_for_input(a, name, (shape3){0, 0, 0}, latent, err, errlen);
+}
+
+int vae_arch_custom(vae_arch *a, shape3 in, int latent, const char *enc, const char *dec,
+                    char *err, size_t errlen) {
+    memset(a, 0, sizeof *a);
+    if (check_latent(latent, err, errlen)) return -1;
+    if (strlen(enc) >= sizeof a->enc_spec || strlen(dec) >= sizeof a->dec_spec) {
+        snprintf(err, errlen, "an encoder or decoder spec longer than %d characters",
+                 NET_SPEC_MAX - 1);
+        return -1;
+    }
+    snprintf(a->name, sizeof a->name, "custom");
+    a->in = in;
+    a->latent = latent;
+    a->recon = RECON_BCE;
+    snprintf(a->enc_spec, sizeof a->enc_spec, "%s", enc);
+    snprintf(a->dec_spec, sizeof a->dec_spec, "%s", dec);
+    return check_layout(a, err, errlen);
 }
 
 int vae_layout(vae_model *m, const vae_arch *a, char *err, size_t errlen) {

@@ -51,10 +51,26 @@ typedef struct {
 
 typedef struct { double loss, recon, kl; } vae_loss;
 
-/* Named architectures (paper Table 3): "fashion" / "mnist" (1x28x28), "cifar10"
+/* Named architectures: presets are names for an encoder and decoder spec. The paper's
+ * (Table 3) have one input shape each: "fashion" / "mnist" (1x28x28), "cifar10"
  * (3x32x32), "smallnorb" (1x32x32), "ecg-tcn", "ecg-cnn", "ecg-lstm" (1x1x187, one
- * heartbeat). Sets latent. The choices behind each are documented in vae.c. */
+ * heartbeat). Two derive their layers from the input shape: "mlp" (any shape, read as a
+ * vector: tabular rows) and "conv1d" (C channels of W steps, shape (C,1,W)). The choices
+ * behind each are documented in vae.c. vae_arch_for_input: preset `name` for samples of
+ * shape `in` (all zero: the preset's own shape; a paper preset refuses another one);
+ * vae_arch_preset: the same with the preset's own shape. Recon is BCE; the caller may
+ * change it. 0, or -1 with a message (an unknown name, a shape that does not fit). */
+int vae_arch_for_input(vae_arch *a, const char *name, shape3 in, int latent, char *err,
+                       size_t errlen);
 int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t errlen);
+/* Preset name's own input shape (all zero for one that derives its layers from the
+ * shape); 0, or -1 for an unknown name with a message listing the known ones. */
+int vae_arch_preset_shape(const char *name, shape3 *in, char *err, size_t errlen);
+/* Name "custom": encoder spec enc and decoder spec dec (core/net.h's language) for
+ * samples of shape in, checked by vae_layout: 0, or -1 with the message naming the net
+ * and the layer that does not fit ("encoder: layer 2 (conv2d) on 32x1x32: ..."). */
+int vae_arch_custom(vae_arch *a, shape3 in, int latent, const char *enc, const char *dec,
+                    char *err, size_t errlen);
 /* Names of the presets, NULL-terminated. */
 const char *const *vae_arch_preset_names(void);
 

@@ -37,9 +37,10 @@
 /* The columns of a score record (detector.h's table, DETECTOR_RESULT_FIELDS) follow the
  * columns every row has; each field is one column of its name. A REAL field's NaN is
  * stored as NULL (as SQLite binds it) and read back as NaN, an unknown value. FLAG
- * columns are NOT NULL in a new log; one added to an older log cannot be. */
+ * columns are NOT NULL in a new log, 0 in a row written without them (a writer that
+ * predates the flag); one added to an older log cannot be NOT NULL. */
 #define SQL_TYPE_REAL "REAL"
-#define SQL_TYPE_FLAG "INTEGER NOT NULL"
+#define SQL_TYPE_FLAG "INTEGER NOT NULL DEFAULT 0"
 #define SQL_TYPE_INDEX "INTEGER"
 #define SQL_ADDED_REAL "REAL"
 #define SQL_ADDED_FLAG "INTEGER"

@@ -28,10 +28,10 @@
  * some settings (version 4: the Fisher fusion's calibration stream); any other tag is
  * skipped. */
 enum { ARCH, SCORING, CALIBRATION, PROVENANCE, WEIGHTS, REF_LATENT, REF_MAP, REF_ID,
-       CAL_SCORES, N_REQUIRED, CAL_BASE = N_REQUIRED, CAL_MEMORY, N_KNOWN };
+       CAL_SCORES, N_REQUIRED, CAL_BASE = N_REQUIRED, CAL_MEMORY, SCALING, N_KNOWN };
 static const char *const TAGS[N_KNOWN] = {
     "arch", "scoring", "calibration", "provenance", "weights", "ref_latent", "ref_map",
-    "ref_id", "cal_scores", "cal_base", "cal_memory",
+    "ref_id", "cal_scores", "cal_base", "cal_memory", "scaling",
 };
 
 /* ------------------------------------------------------------------ container */
@@ -392,13 +392,19 @@ static const char *recon_name(recon_kind r) { return r == RECON_MSE ? "mse" : "b
 static const char *mode_name(place_mode m) { return m == PLACE_CONTEXT ? "context" : "single"; }
 static const char *term_name(fused_term t) { return t == TERM_LATENT ? "latent" : "map"; }
 
-static int decode_arch(json_t *j, vae_arch *a, char *err, size_t errlen) {
+static int decode_arch(json_t *j, uint32_t version, vae_arch *a, scale_kind *kind, char *err,
+                       size_t errlen) {
+    static const char *const keys_v3[] = {"name", "input", "latent", "recon", "encoder",
+                                          "decoder", NULL};
     static const char *const keys[] = {"name", "input", "latent", "recon", "encoder",
-                                       "decoder", NULL};
+                                       "decoder", "scaling", NULL};
     const char *w = "section 'arch'";
-    char recon[8];
+    char recon[8], scale[16] = "none";
     memset(a, 0, sizeof *a);
-    if (only_keys(j, w, keys, err, errlen) ||
+    *kind = SCALE_NONE;
+    if (only_keys(j, w, version < 4 ? keys_v3 : keys, err, errlen) ||
+        (json_object_get(j, "scaling") &&
+         get_str(j, w, "scaling", scale, sizeof scale, err, errlen)) ||
         get_str(j, w, "name", a->name, sizeof a->name, err, errlen) ||
         get_int(j, w, "latent", &a->latent, err, errlen) ||
         get_str(j, w, "recon", recon, sizeof recon, err, errlen) ||
@@ -419,6 +425,12 @@ static int decode_arch(json_t *j, vae_arch *a, char *err, size_t errlen) {
         return -1;
     }
     a->recon = recon[0] == 'm' ? RECON_MSE : RECON_BCE;
+    if (!strcmp(scale, "standard")) *kind = SCALE_STANDARD;
+    else if (!strcmp(scale, "minmax")) *kind = SCALE_MINMAX;
+    else if (json_object_get(j, "scaling")) {   /* absent: none; "none" is never written */
+        snprintf(err, errlen, "%s: 'scaling' must be \"standard\" or \"minmax\"", w);
+        return -1;
+    }
     return 0;
 }
 
@@ -657,6 +669,11 @@ int bundle_encode(const detector *d, uint8_t **buf, size_t *len, char *err, size
                         "scale", d->map.scale, "quantile", d->quantile, "threshold",
                         d->threshold, "n_cal", d->n_cal),
     };
+    if (d->scale.kind != SCALE_NONE && j[0] &&
+        json_object_set_new(j[0], "scaling", json_string(SCALE_NAME[d->scale.kind]))) {
+        json_decref(j[0]);
+        j[0] = NULL;
+    }
     if (d->input == LATENT_Z && j[1] && json_object_set_new(j[1], "latent_input", json_string("z"))) {
         json_decref(j[1]);
         j[1] = NULL;
@@ -694,14 +711,23 @@ int bundle_encode(const detector *d, uint8_t **buf, size_t *len, char *err, size
         [CAL_BASE] = {TAGS[CAL_BASE], .f32 = d->cal_base, .rows = (uint32_t)d->n_cal, .cols = 1},
         [CAL_MEMORY] = {TAGS[CAL_MEMORY], .f32 = d->cal_memory, .rows = (uint32_t)d->n_cal,
                         .cols = 1},
+        [SCALING] = {TAGS[SCALING], .f32 = d->scale.stats, .rows = SCALING_ROWS,
+                     .cols = (uint32_t)d->scale.dim},
     };
+    /* The required sections, then those this detector has, in TAGS order. */
     const int fisher = d->use_memory && d->fusion == FUSION_FISHER;
+    source list[N_KNOWN];
+    int n = 0;
+    for (int t = 0; t < N_KNOWN; t++)
+        if (t < N_REQUIRED || ((t == CAL_BASE || t == CAL_MEMORY) && fisher) ||
+            (t == SCALING && d->scale.kind != SCALE_NONE))
+            list[n++] = src[t];
     int rc = -1;
     if (!text[0] || !text[1] || !text[2])
         snprintf(err, errlen, "cannot encode the JSON sections (out of memory, or a name "
                  "or spec that is not UTF-8)");
     else
-        rc = assemble(src, fisher ? N_KNOWN : N_REQUIRED, buf, len, err, errlen);
+        rc = assemble(list, n, buf, len, err, errlen);
     for (int i = 0; i < 3; i++) {
         free(text[i]);
         json_decref(j[i]);
@@ -744,7 +770,9 @@ int bundle_parse(const uint8_t *buf, size_t len, detector *d, char *err, size_t 
     int rc = -1;
     /* Sizes first, all from the file's own headers: nothing is allocated beyond
      * jansson's parse of at most BUNDLE_MAX_JSON bytes until they all agree. */
-    if (!(arch = object_section(sec[ARCH], err, errlen)) || decode_arch(arch, &a, err, errlen))
+    scale_kind scale;
+    if (!(arch = object_section(sec[ARCH], err, errlen)) ||
+        decode_arch(arch, le_get32(buf + 8), &a, &scale, err, errlen))
         goto out;
     if (vae_layout(&d->vae, &a, sub, sizeof sub) != 0) {
         snprintf(err, errlen, "section 'arch': %s", sub);
@@ -792,6 +820,23 @@ int bundle_parse(const uint8_t *buf, size_t len, detector *d, char *err, size_t 
                  "n_cal = %u rows", cb.rows, cm.rows, cs.rows);
         goto out;
     }
+    /* The input scaling: the section exactly when 'arch' names one, 4 x input size. */
+    array_view sc = {0};
+    const uint32_t dim = (uint32_t)shape_size(a.in);
+    if ((scale != SCALE_NONE) != (sec[SCALING] != NULL)) {
+        snprintf(err, errlen, scale != SCALE_NONE
+                                  ? "section 'arch' names a scaling, section 'scaling' is missing"
+                                  : "section 'scaling' without a scaling named in section 'arch'");
+        goto out;
+    }
+    if (scale != SCALE_NONE &&
+        array_section(sec[SCALING], dim, "one per input value", &sc, err, errlen))
+        goto out;
+    if (scale != SCALE_NONE && sc.rows != SCALING_ROWS) {
+        snprintf(err, errlen, "section 'scaling': %u rows, expected %d (center, scale, lo, hi)",
+                 sc.rows, SCALING_ROWS);
+        goto out;
+    }
     const bundle_section *p = sec[PROVENANCE];
     if (memchr(p->data, 0, p->len)) {       /* the text becomes a C string */
         snprintf(err, errlen, "section 'provenance': NUL byte in JSON text");
@@ -813,8 +858,12 @@ int bundle_parse(const uint8_t *buf, size_t len, detector *d, char *err, size_t 
         d->cal_base = copy_f32(&cb);
         d->cal_memory = copy_f32(&cm);
     }
+    if (scale != SCALE_NONE) {
+        d->scale = (scaling){.kind = scale, .dim = dim, .stats = copy_f32(&sc)};
+        if (!d->scale.stats) d->scale.kind = SCALE_NONE;   /* reported just below */
+    }
     if (!d->ref_latent || !d->ref_map || !d->ref_id || !d->cal_scores || !d->provenance ||
-        (fisher && (!d->cal_base || !d->cal_memory))) {
+        (fisher && (!d->cal_base || !d->cal_memory)) || (scale != SCALE_NONE && !d->scale.stats)) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }

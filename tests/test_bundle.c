@@ -463,6 +463,79 @@ TEST(bundle_stream_memory) {
     detector_free(&d);
 }
 
+/* A detector that scales its inputs: the arch key and the scaling section round-trip
+ * bit for bit, and each one without the other, a section of the wrong shape and values a
+ * scaling cannot have are refused. */
+TEST(bundle_scaling) {
+    detector d, back;
+    char err[512];
+    size_t len = 0, blen = 0;
+    if (make_detector(&d) != 0) return;
+    const size_t dim = shape_size(d.vae.arch.in);
+    float *x = malloc(5 * dim * sizeof *x);
+    for (size_t i = 0; x && i < 5 * dim; i++) x[i] = (float)(i % 7) * 0.3f - (float)(i % 3);
+    CHECK(x && scaling_fit(&d.scale, SCALE_MINMAX, x, 5, dim, err, sizeof err) == 0);
+    free(x);
+    uint8_t *buf = NULL;
+    CHECK_MSG(bundle_encode(&d, &buf, &len, err, sizeof err) == 0, "%s", err);
+    if (!buf) {
+        detector_free(&d);
+        return;
+    }
+    CHECK_MSG(bundle_parse(buf, len, &back, err, sizeof err) == 0, "%s", err);
+    CHECK(back.scale.kind == SCALE_MINMAX && back.scale.dim == dim && back.scale.stats &&
+          !memcmp(back.scale.stats, d.scale.stats, SCALING_ROWS * dim * sizeof(float)));
+    detector_free(&back);
+    char *arch = section_text(buf, len, "arch");
+    CHECK(arch && strstr(arch, "\"scaling\":\"minmax\""));
+    /* the section without the key, the key without the section */
+    uint8_t *b = replace_section(buf, len, "scaling", NULL, 0, &blen);
+    EXPECT_FAIL(b, blen, "section 'scaling' is missing", "key without section");
+    free(b);
+    char *bogus = arch ? with_field(arch, "scaling", "\"zscore\"") : NULL;
+    b = bogus ? replace_section(buf, len, "arch", bogus, strlen(bogus), &blen) : NULL;
+    EXPECT_FAIL(b, blen, "'scaling' must be \"standard\" or \"minmax\"", "scaling zscore");
+    free(b);
+    /* the arch section as a detector without scaling writes it */
+    detector none;
+    if (make_detector(&none) == 0) {
+        uint8_t *nb = NULL;
+        size_t nlen = 0;
+        CHECK(bundle_encode(&none, &nb, &nlen, err, sizeof err) == 0);
+        char *narch = nb ? section_text(nb, nlen, "arch") : NULL;
+        CHECK(narch && !strstr(narch, "scaling"));
+        b = narch ? replace_section(buf, len, "arch", narch, strlen(narch), &blen) : NULL;
+        EXPECT_FAIL(b, blen, "without a scaling named", "section without key");
+        free(b);
+        free(narch);
+        free(nb);
+        detector_free(&none);
+    }
+    /* shapes and values */
+    size_t alen;
+    uint8_t *arr = array_bytes(3, (uint32_t)dim, d.scale.stats, &alen);
+    b = arr ? replace_section(buf, len, "scaling", arr, alen, &blen) : NULL;
+    EXPECT_FAIL(b, blen, "3 rows, expected 4", "three rows");
+    free(b);
+    free(arr);
+    arr = array_bytes(4, (uint32_t)dim + 1, NULL, &alen);
+    b = arr ? replace_section(buf, len, "scaling", arr, alen, &blen) : NULL;
+    EXPECT_FAIL(b, blen, "one per input value", "a column too many");
+    free(b);
+    free(arr);
+    d.scale.stats[dim + 2] = 0;                           /* a zero scale */
+    arr = array_bytes(4, (uint32_t)dim, d.scale.stats, &alen);
+    b = arr ? replace_section(buf, len, "scaling", arr, alen, &blen) : NULL;
+    EXPECT_FAIL(b, blen, "scaling: feature 2", "zero scale");
+    free(b);
+    free(arr);
+    CHECK_FAILS_WITH(bundle_encode(&d, &b, &blen, err, sizeof err), err, "scaling: feature 2");
+    free(bogus);
+    free(arch);
+    free(buf);
+    detector_free(&d);
+}
+
 TEST(bundle_detector_free_idempotent) {
     detector d;
     memset(&d, 0, sizeof d);

@@ -277,7 +277,7 @@ TEST(cli_bad_csv_files) {
     EXPECT_RUN(run_cli("train --data %s --arch fashion --out %s", path, out), 1,
                "samples have 9 values", "expects 784");
     /* The same file with its label column given as the first: still 9 values. */
-    EXPECT_RUN(run_cli("train --data %s --label-col 0 --out %s", path, out), 1,
+    EXPECT_RUN(run_cli("train --data %s --label-col 0 --arch fashion --out %s", path, out), 1,
                "samples have 9 values");
     /* A label column that is not there. */
     EXPECT_RUN(run_cli("train --data %s --label-col 12 --out %s", path, out), 1,
@@ -377,7 +377,9 @@ TEST(cli_train_bundle_end_to_end) {
     static const char ARGS[] = "train --data %s --exclude-class 1 --epochs 2 --batch 50 "
                                "--latent 4 --beta 0.1 --n-ref 200 --perplexity 10 "
                                "--tsne-iter 300 --out %s --seed 3";
-    EXPECT_RUN(run_cli(ARGS, dir, b1), 0, "reference: 200", "map: final KL", "calibration: 27",
+    /* --n-ref 200 of 243 training normals: half of them (121), the other half streamed
+     * through the memory at calibration (build_ref_count). */
+    EXPECT_RUN(run_cli(ARGS, dir, b1), 0, "reference: 121", "map: final KL", "calibration: 27",
                "of the fused score", "wrote");
     EXPECT_RUN(run_cli(ARGS, dir, b2), 0, "wrote");
     detector d1, d2;
@@ -388,12 +390,14 @@ TEST(cli_train_bundle_end_to_end) {
     if (ok1 && ok2) {
         /* The threshold is calibrated on a stream through the memory: the 27 held-out
          * normals and the training normals that are not reference points. */
-        CHECK(d1.n_ref == 200 && d1.n_cal > 27 && d1.k == 1 && d1.mode == PLACE_SINGLE);
+        CHECK(d1.n_ref == 121 && d1.n_cal == 27 + 243 - 121 && d1.k == 1 &&
+              d1.mode == PLACE_SINGLE);
         CHECK(d1.use_memory && d1.fusion == FUSION_FISHER && d1.cal_base && d1.cal_memory);
         CHECK(strstr(d1.provenance, "\"excluded_classes\"") && strstr(d1.provenance, "\"sha256\""));
         CHECK(d1.vae.n_params == d2.vae.n_params &&
               !memcmp(d1.vae.params, d2.vae.params, d1.vae.n_params * sizeof(float)));
-        CHECK(!memcmp(d1.ref_map, d2.ref_map, 200 * 2 * sizeof(float)));
+        CHECK(d1.n_ref == d2.n_ref &&
+              !memcmp(d1.ref_map, d2.ref_map, (size_t)d1.n_ref * 2 * sizeof(float)));
         CHECK(d1.n_cal == d2.n_cal &&
               !memcmp(d1.cal_scores, d2.cal_scores, (size_t)d1.n_cal * sizeof(float)));
         CHECK(d1.threshold == d2.threshold);
@@ -467,11 +471,11 @@ TEST(cli_refuses_options_before_training) {
                   "train %s: work began before the refusal:\n%s", train[i].args, text);
         free(text);
     }
-    /* What only the data can tell (300 samples, 40 kept: 36 for the map) is refused by
-     * detector_build before its first epoch. */
+    /* What only the data can tell (300 samples, 40 kept: 36 for training, half of them for
+     * the map) is refused by detector_build before its first epoch. */
     run_result r = run_cli("train --data %s --limit 40 --out %s", dir, out);
     char *text = r.out ? strdup(r.out) : NULL;
-    EXPECT_RUN(r, 1, "map of 36 reference points: perplexity 30 needs 90 neighbours");
+    EXPECT_RUN(r, 1, "map of 18 reference points: perplexity 30 needs 90 neighbours");
     CHECK_MSG(text && count_epoch_lines(text) == 0, "trained before the refusal:\n%s", text);
     free(text);
     struct stat st;

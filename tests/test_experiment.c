@@ -249,7 +249,7 @@ TEST(experiment_cli_usage_errors) {
     char log[600];
     snprintf(log, sizeof log, "%s/exp_usage.log", test_tmpdir());
     CHECK(run_experiment("", log) == 2);                                 /* no --dataset */
-    CHECK(run_experiment("--dataset mnist", log) == 2);
+    CHECK(run_experiment("--dataset cifar10", log) == 2);
     CHECK(run_experiment("--dataset fashion-mnist --classes 12", log) == 2);
     CHECK(run_experiment("--dataset fashion-mnist --beta 0.1,x", log) == 2);
     CHECK(run_experiment("--dataset fashion-mnist --epochs 0", log) == 2);

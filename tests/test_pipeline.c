@@ -314,7 +314,8 @@ static void count_epoch(const train_progress *p, void *ctx) {
 
 /* Every option is refused by the rule of the code that uses it, before any training: by
  * build_opts_check alone, and by detector_build with no epoch run. The last cases depend
- * on the data: 120 samples leave 90 for the reference set, too few for perplexity 30. */
+ * on the data: 120 samples leave 90 for training, and half of them, 45, for the reference
+ * set of a detector with a memory (build_ref_count): too few for perplexity 30. */
 TEST(pipeline_refuses_bad_options_before_training) {
     enum { N = 120 };
     static const struct { const char *what; size_t n; const char *want; } cases[] = {
@@ -331,9 +332,9 @@ TEST(pipeline_refuses_bad_options_before_training) {
         {"cal_frac 0", 0, "cal_frac 0 is not in (0, 1)"},
         {"n_ref 3000000", 0, "n_ref 3000000 outside 1..2097152"},
         {"alpha 2", 0, "alpha = 2 is not in [0, 1]"},
-        {"data: 90 training samples", 90, "map of 90 reference points: perplexity 30 needs 90 "
-                                          "neighbours (3 x perplexity), more than the 89"},
-        {"data: k 100 of 90", 90, "k = 100 is not in [1, n_ref = 90]"},
+        {"data: 90 training samples", 90, "map of 45 reference points: perplexity 30 needs 90 "
+                                          "neighbours (3 x perplexity), more than the 44"},
+        {"data: k 100 of 45", 90, "k = 100 is not in [1, n_ref = 45]"},
     };
     vae_arch a;
     tiny_arch(&a);
@@ -383,6 +384,12 @@ TEST(pipeline_refuses_bad_options_before_training) {
     build_opts o;
     build_opts_default(&o);
     CHECK_MSG(build_opts_check(&o, 0, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(build_opts_check(&o, 182, err, sizeof err) == 0, "%s", err);  /* 91 points */
+    o.use_memory = 0;                                  /* without a memory, all of them */
     CHECK_MSG(build_opts_check(&o, 91, err, sizeof err) == 0, "%s", err);
+    CHECK(build_ref_count(&o, 91) == 91);
+    o.use_memory = 1;
+    CHECK(build_ref_count(&o, 91) == 45 && build_ref_count(&o, 0) == 10000 &&
+          build_ref_count(&o, 1000000) == 10000);
     free(data.x);
 }

@@ -19,7 +19,11 @@ static int make_detector(detector *d, const char *name, latent_input input) {
     char err[256];
     vae_arch a;
     memset(d, 0, sizeof *d);
-    if (vae_arch_preset(&a, name, LATENT, err, sizeof err) != 0 ||
+    /* The presets that derive their layers from the shape, on 3 channels of 50 steps
+     * and with a scaling (fitted on noise) in front, so that its path is tried too. */
+    shape3 in;
+    if (vae_arch_preset_shape(name, &in, err, sizeof err) != 0 ||
+        vae_arch_for_input(&a, name, in.c ? in : (shape3){3, 1, 50}, LATENT, err, sizeof err) ||
         vae_create(&d->vae, &a, 5, err, sizeof err) != 0) {
         check_fail(__FILE__, __LINE__, "%s: %s", name, err);
         return -1;
@@ -37,6 +41,18 @@ static int make_detector(detector *d, const char *name, latent_input input) {
     }
     rng_t r;
     rng_seed(&r, 17);
+    if (!in.c) {
+        const size_t dim = shape_size(a.in);
+        float *noise = malloc(20 * dim * sizeof *noise);
+        if (noise) rng_fill_normal(&r, noise, 20 * dim);
+        if (!noise || scaling_fit(&d->scale, SCALE_STANDARD, noise, 20, dim, err, sizeof err)) {
+            check_fail(__FILE__, __LINE__, "%s: scaling: %s", name, noise ? err : "no memory");
+            free(noise);
+            detector_free(d);
+            return -1;
+        }
+        free(noise);
+    }
     /* Reference latents near where random encoders put their means (close to 0). */
     rng_fill_normal(&r, d->ref_latent, (size_t)N_REF * LATENT);
     for (size_t i = 0; i < (size_t)N_REF * LATENT; i++) d->ref_latent[i] *= 0.05f;
