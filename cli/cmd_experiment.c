@@ -685,7 +685,7 @@ static int write_stream_markdown(const run *r, const char *path) {
                "threshold / false-alarm rate there (threshold: quantile %g of the fusion on "
                "a stream of training normals never in the map: the held-out ones and those not "
                "chosen as reference points).\n",
-            r->title, r->command, r->machine, r->date, 0.99);
+            r->title, r->command, r->machine, r->date, r->set.build.quantile);
     for (int k = 0; k < r->n_betas * r->n_rates; k++) {
         char setting[128];
         setting_title(r, k, setting, sizeof setting);
