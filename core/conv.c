@@ -84,9 +84,13 @@ static size_t tap_floats(const conv_geom *g) {
     return (size_t)g->k_w * g->out_c * g->in_c;
 }
 
+size_t conv_transpose_work_floats(const conv_geom *g, int B) {
+    return (col_rows(g) + (size_t)g->out_c) * col_cols(g, B);
+}
+
 size_t conv_work_floats(const conv_geom *g, int B) {
     if (is_shift_conv(g)) return 2 * tap_floats(g);   /* the taps and their gradient */
-    return (col_rows(g) + (size_t)g->out_c) * col_cols(g, B);
+    return conv_transpose_work_floats(g, B);
 }
 
 /* Unroll x into col [C*KH*KW, B*OH*OW]: row (c, ki, kj), column (b, oy, ox). With

@@ -45,6 +45,9 @@ int conv_geom_valid(const conv_geom *g);
 
 /* Scratch floats needed by any conv call on this geometry with batch B. */
 size_t conv_work_floats(const conv_geom *g, int B);
+/* The same for the transposed calls, which go through im2col whatever the geometry (a
+ * stride-1 1-D geometry takes the tap path only forward). */
+size_t conv_transpose_work_floats(const conv_geom *g, int B);
 
 /* y[B, out_c, out_h, out_w] = conv(x[B, in_c, in_h, in_w], weight) + bias[out_c]. */
 void conv_forward(float *y, const float *x, const float *weight, const float *bias,

@@ -346,6 +346,8 @@ static size_t layer_aux_floats(const layer *L, int B) {
 /* Scratch of layer L; lstm's is the gradient of all hidden states and of its [B, W, C]
  * input, for backward. */
 static size_t layer_work_floats(const layer *L, int B) {
+    if (L->kind == LAYER_CONVT2D || L->kind == LAYER_CONVT1D)
+        return conv_transpose_work_floats(&L->geom, B);
     if (is_conv(L)) return conv_work_floats(&L->geom, B);
     if (L->kind == LAYER_TCN) return tcn_work_floats(&L->tcn, B);
     if (L->kind == LAYER_LSTM) return (size_t)B * L->in.w * (L->in.c + L->out.c);

@@ -252,6 +252,51 @@ typedef struct {
     uint64_t mask_seed;
 } net_probe;
 
+/* The work buffer net_work_floats sizes is enough for every layer: written past its end,
+ * the canaries behind it change. Found by fuzz_net (2026-12-03): a stride-1 1-D transposed
+ * conv was sized as a tap-path conv (its taps only) while it runs through im2col, and
+ * wrote past the buffer. */
+TEST(net_work_floats_covers_every_layer) {
+    static const char *const specs[] = {
+        "conv1d(4,3,1,2,causal) relu conv1d(2,1,2,1,1) convtranspose1d(2,3,1,1,1) bn relu",
+        "convtranspose1d(3,5,1,2,0) relu conv1d(2,3,1,1,0)",
+        "convtranspose2d(2,3,1,1,0) relu conv2d(2,3,2,1)",
+        "tcn(4,3,0.1,1,2) convtranspose1d(2,3,2,1,1)",
+    };
+    const shape3 ins[] = {{2, 1, 16}, {2, 1, 12}, {1, 6, 6}, {2, 1, 10}};
+    enum { B = 3, CANARIES = 4096 };
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        net_bench t;
+        if (!bench_init(&t, specs[i], ins[i], B, 5)) {
+            bench_free(&t);
+            continue;
+        }
+        size_t work = net_work_floats(&t.n, B);
+        float *guarded = malloc((work + CANARIES) * sizeof(float));
+        size_t in_n = (size_t)B * shape_size(t.n.in), out_n = (size_t)B * shape_size(t.n.out);
+        float *x = malloc(in_n * sizeof *x), *dout = malloc(out_n * sizeof *dout),
+              *din = calloc(in_n, sizeof *din);
+        if (guarded && x && dout && din) {
+            for (size_t j = 0; j < CANARIES; j++) guarded[work + j] = 1234.5f;
+            rng_fill_normal(&t.rng, x, in_n);
+            rng_fill_normal(&t.rng, dout, out_n);
+            memset(t.grads, 0, t.n.n_params * sizeof(float));
+            t.run.work = guarded;
+            net_forward(&t.n, t.params, x, B, &t.run);
+            net_backward(&t.n, t.params, t.grads, x, dout, din, B, &t.run);
+            size_t hit = 0;
+            for (size_t j = 0; j < CANARIES; j++) hit += guarded[work + j] != 1234.5f;
+            CHECK_MSG(hit == 0, "'%s': %zu floats written past the %zu of net_work_floats",
+                      specs[i], hit, work);
+        }
+        free(guarded);
+        free(x);
+        free(dout);
+        free(din);
+        bench_free(&t);
+    }
+}
+
 static double probe_loss(void *ctx) {
     net_probe *p = ctx;
     rng_seed(&p->t->rng, p->mask_seed);
