@@ -21,15 +21,10 @@
 #include <cblas.h>
 
 #include "dataset.h"
+#include "clock.h"
 #include "cli.h"
 #include "tsne.h"
 
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 typedef struct {
     const char *data_dir, *save_x, *save_y, *x_path, *y_path;
@@ -180,7 +175,7 @@ static float *load_f32(const char *path, size_t *count) {
 
 static void progress(void *ctx, int iter, int n_iter, double kl) {
     double t0 = *(double *)ctx;
-    fprintf(stderr, "  iter %4d/%d  KL %.4f  %.1f s\n", iter, n_iter, kl, now_s() - t0);
+    fprintf(stderr, "  iter %4d/%d  KL %.4f  %.1f s\n", iter, n_iter, kl, clock_seconds() - t0);
 }
 
 /* The fit's options from the command line. */
@@ -203,7 +198,7 @@ static int bench_fit(const bench_args *a) {
     }
     tsne_options o;
     fit_options(a, &o);
-    double t0 = now_s();
+    double t0 = clock_seconds();
     o.progress = progress;
     o.progress_ctx = &t0;
     o.progress_every = 100;
@@ -211,7 +206,7 @@ static int bench_fit(const bench_args *a) {
     double kl = 0;
     char err[256];
     int rc = Y ? tsne_fit(X, n, d, &o, Y, &kl, err, sizeof err) : -1;
-    double t = now_s() - t0;
+    double t = clock_seconds() - t0;
     if (rc) {
         fprintf(stderr, "bench-tsne: %s\n", Y ? err : "out of memory");
         free(X); free(Y);
@@ -272,13 +267,13 @@ static float *reference_map(const bench_args *a, const float *X, int n, int d) {
     tsne_options_default(&o);
     o.n_threads = a->threads;
     char err[256];
-    double t0 = now_s(), kl;
+    double t0 = clock_seconds(), kl;
     if (!Y || tsne_fit(X, n, d, &o, Y, &kl, err, sizeof err)) {
         fprintf(stderr, "bench-tsne: %s\n", Y ? err : "out of memory");
         free(Y);
         return NULL;
     }
-    printf("reference map: n=%d fitted in %.1f s, KL %.4f\n", n, now_s() - t0, kl);
+    printf("reference map: n=%d fitted in %.1f s, KL %.4f\n", n, clock_seconds() - t0, kl);
     if (a->y_path && save_f32(a->y_path, Y, (size_t)n * 2))
         fprintf(stderr, "bench-tsne: cannot write %s\n", a->y_path);
     return Y;
@@ -315,7 +310,7 @@ static int bench_place(const bench_args *a) {
             hi[c] = fmax(hi[c], Y[2 * i + c]);
         }
     double extent = fmax(hi[0] - lo[0], hi[1] - lo[1]);
-    double t0 = now_s();
+    double t0 = clock_seconds();
     tsne_map *m = tsne_map_create(X, Y, n, d, 0, err, sizeof err);
     if (!m) {
         fprintf(stderr, "bench-tsne: %s\n", err);
@@ -323,7 +318,7 @@ static int bench_place(const bench_args *a) {
         return 1;
     }
     printf("map: n=%d d=%d extent %.1f, built in %.3f s, %.1f MB\n", n, d, extent,
-           now_s() - t0, tsne_map_bytes(m) / 1e6);
+           clock_seconds() - t0, tsne_map_bytes(m) / 1e6);
 
     float *pos = malloc((size_t)q * 2 * sizeof *pos), *ref = malloc((size_t)q * 2 * sizeof *ref);
     float *conv = malloc((size_t)q * 2 * sizeof *conv);
@@ -374,9 +369,9 @@ static int bench_place(const bench_args *a) {
         po.exaggeration = set[s].exag;
         po.momentum = set[s].mom;
         po.max_grad = set[s].clip;
-        t0 = now_s();
+        t0 = clock_seconds();
         tsne_place_batch(m, &po, Q, q, 1, pos, NULL, err, sizeof err);
-        double rate = q / (now_s() - t0);
+        double rate = q / (clock_seconds() - t0);
         po.exact = 1;
         tsne_place_batch(m, &po, Q, q, a->threads, ref, NULL, err, sizeof err);
         double gm, gx, cm, cx;
@@ -386,16 +381,16 @@ static int bench_place(const bench_args *a) {
                "vs converged perp-30 exact: mean %.2f%% max %.2f%%\n", set[s].name, rate, gm,
                gx, cm, cx);
     }
-    t0 = now_s();
+    t0 = clock_seconds();
     double sum = 0;
     for (int i = 0; i < q; i++) sum += tsne_map_dmap(m, pos + 2 * i, 1, NULL, NULL);
-    printf("D_MAP (k=1): %.2f us per query (mean %.3f)\n", (now_s() - t0) / q * 1e6, sum / q);
+    printf("D_MAP (k=1): %.2f us per query (mean %.3f)\n", (clock_seconds() - t0) / q * 1e6, sum / q);
 co:
     tsne_place_options_default(&o);
-    t0 = now_s();
+    t0 = clock_seconds();
     int rc = tsne_coplace(m, &o, Q, q, pos, err, sizeof err);
     printf("co-placement of %d points (default settings, 1 thread): %.3f s%s\n", q,
-           now_s() - t0, rc ? " FAILED" : "");
+           clock_seconds() - t0, rc ? " FAILED" : "");
     tsne_window *w = tsne_window_create(m, 2000, err, sizeof err);
     int batches = 0;
     double tw = 0;
@@ -403,13 +398,13 @@ co:
     /* Fill the window, then time 100 batches of 32 (cycling through the test points). */
     for (int b = 0; w && b < 2000 / 32 + 100; b++) {
         int b0 = (b * 32) % (q - 32);
-        t0 = now_s();
+        t0 = clock_seconds();
         if (tsne_window_add(w, &o, Q + (size_t)b0 * d, 32, pos, err, sizeof err)) {
             fprintf(stderr, "bench-tsne: %s\n", err);
             break;
         }
         if (b >= 2000 / 32) {
-            tw += now_s() - t0;
+            tw += clock_seconds() - t0;
             batches++;
         }
     }

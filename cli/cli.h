@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "clock.h"
 #include "dataset.h"
 #include "stream.h"
 #include "detector.h"
@@ -85,8 +86,6 @@ int cli_test_at_rate(const dataset *test, int32_t cls, double rate, uint64_t see
 /* --fusion's value, a name of score.h's SCORE_FUSION_NAME; -1 after a message naming
  * cmd otherwise. */
 int cli_fusion(const char *cmd, const char *s, score_fusion *out);
-/* Seconds since an arbitrary start, for timing. */
-double cli_now(void);
 
 /* The stream protocol's figures for one anomaly class at one anomaly rate
  * (cli/stream_eval.c), per fusion of core/stream.h. */

@@ -110,9 +110,9 @@ int cmd_bench_vae(int argc, char **argv) {
         dataset_free(&d);
         return 1;
     }
-    double t0 = cli_now();
+    double t0 = clock_seconds();
     int rc = vae_train(&m, d.x, d.n, o, NULL, NULL, err, sizeof err);
-    double dt = (cli_now() - t0) / o->epochs;
+    double dt = (clock_seconds() - t0) / o->epochs;
     if (rc != 0) {
         fprintf(stderr, "anodm bench-vae: %s\n", err);
     } else {

@@ -427,10 +427,10 @@ int cmd_ecg_extract(int argc, char **argv) {
         free(recs.name);
         return lr == -2 ? 2 : 1;
     }
-    double t0 = cli_now();
+    double t0 = clock_seconds();
     if (extract_records(dir, &recs, &lead, annotator, 1, &beats, &t, err, sizeof err)) goto fail;
     fprintf(stderr, "\n%zu records (%zu skipped), %zu beats in %.1f s\n", recs.n, t.n_skipped,
-            beats.n, cli_now() - t0);
+            beats.n, clock_seconds() - t0);
     fprintf(stderr, "class  annotated  in skipped records  extracted\n");
     for (int c = 0; c < ECG_N_CLASSES; c++)
         fprintf(stderr, "%-5s  %9zu  %18zu  %9zu\n", ecg_class_name(c), t.annotated[c],
@@ -525,7 +525,7 @@ int cmd_ecg_rpeaks(int argc, char **argv) {
         free(recs.name);
         return lr == -2 ? 2 : 1;
     }
-    double t0 = cli_now();
+    double t0 = clock_seconds();
     printf("record  lead    beats     TP    FN    FP      Se%%     +P%%\n");
     for (size_t i = 0; i < recs.n; i++) {
         wfdb_record r;
@@ -552,7 +552,7 @@ int cmd_ecg_rpeaks(int argc, char **argv) {
     }
     printf("total          %6zu %6zu %5zu %5zu  %6.2f  %6.2f\n", total.tp + total.fn, total.tp,
            total.fn, total.fp, rpeak_sensitivity(&total), rpeak_predictivity(&total));
-    fprintf(stderr, "%zu records in %.1f s (tolerance %g ms, %s)\n", recs.n, cli_now() - t0,
+    fprintf(stderr, "%zu records in %.1f s (tolerance %g ms, %s)\n", recs.n, clock_seconds() - t0,
             tol_ms, strip > 0 ? "strips" : "whole records");
     free(recs.name);
     return 0;

@@ -187,7 +187,7 @@ static void experiment_usage(FILE *f, const cli_settings *set) {
     cli_option_usage(f, EXPERIMENT_OPTIONS, N_EXPERIMENT_OPTIONS, set);
 }
 
-static double elapsed(const run *r) { return cli_now() - r->t0; }
+static double elapsed(const run *r) { return clock_seconds() - r->t0; }
 
 /* The run's seed: training's, and every split and subset draws from it too. */
 static uint64_t seed_of(const run *r) { return r->set.build.train.seed; }
@@ -614,7 +614,7 @@ done:
 static int score_setting(run *r, int k, int c, const detector *d, const dataset *test,
                          const dataset *cal, const experiment_opts *eo, char *err, size_t errlen) {
     const int32_t cls = r->classes[c];
-    const double t0 = cli_now();
+    const double t0 = clock_seconds();
     double *scores[EXP_N_METHODS] = {0};
     size_t n = 0;
     int *is_pos = malloc(test->n * sizeof *is_pos), rc = -1;
@@ -637,7 +637,7 @@ static int score_setting(run *r, int k, int c, const detector *d, const dataset 
     class_result *cr = &r->res[k][c];
     cr->n_test = n;
     cr->n_pos = n_pos;
-    cr->seconds = cli_now() - t0;
+    cr->seconds = clock_seconds() - t0;
     cr->done = 1;
     char setting[128];
     setting_title(r, k, setting, sizeof setting);
@@ -757,7 +757,7 @@ static int write_stream_json(const run *r, const char *path) {
 /* The stream protocol at setting k for class c, reported and written out. */
 static int stream_setting(run *r, int k, int c, const detector *d, const dataset *test,
                           const dataset *cal, char *err, size_t errlen) {
-    const double t0 = cli_now();
+    const double t0 = clock_seconds();
     stream_result *s = &r->sres[k][c];
     detector with_memory = *d;
     with_memory.use_memory = 1;
@@ -771,7 +771,7 @@ static int stream_setting(run *r, int k, int c, const detector *d, const dataset
     setting_title(r, k, setting, sizeof setting);
     printf("[%7.1fs] %s, class %d (%s), stream of %zu with %zu anomalies in %.0fs, "
            "auROC/TPR@1%%/recall/false alarms:", elapsed(r), setting, r->classes[c],
-           r->ds->class_name[r->classes[c]], s->n, s->n_pos, cli_now() - t0);
+           r->ds->class_name[r->classes[c]], s->n, s->n_pos, clock_seconds() - t0);
     for (int f = 0; f < FUSION_N; f++)
         printf(" %s %.3f/%.2f/%.2f/%.3f", SCORE_FUSION_NAME[f], s->auc[f], s->tpr_1pct[f],
                s->recall[f], s->false_alarm[f]);
@@ -1238,7 +1238,7 @@ int cmd_experiment(int argc, char **argv) {
     }
     rc = 1;
     describe_machine(r, argc, argv);
-    r->t0 = cli_now();
+    r->t0 = clock_seconds();
     dataset train = {0}, test = {0};
     if (mkdir(r->out_dir, 0755) != 0 && !cli_is_dir(r->out_dir)) {
         snprintf(err, sizeof err, "cannot create %s", r->out_dir);

@@ -140,7 +140,7 @@ int cmd_score(int argc, char **argv) {
         fprintf(out, "index%s" DETECTOR_RESULT_FIELDS(CSV_NAME) "\n",
                 data.labels ? ",label" : "");
     size_t flagged = 0;
-    double t0 = cli_now();
+    double t0 = clock_seconds();
     for (size_t i = 0; i < data.n; i += (size_t)batch) {
         int B = (int)(data.n - i < (size_t)batch ? data.n - i : (size_t)batch);
         if (scorer_score(s, data.x + i * data.dim, B, res, NULL, NULL, NULL, err, sizeof err))
@@ -156,7 +156,7 @@ int cmd_score(int argc, char **argv) {
             flagged += (size_t)res[b].is_anomaly;
         }
     }
-    double dt = cli_now() - t0;
+    double dt = clock_seconds() - t0;
     fprintf(stderr, "scored %zu samples in %.2f s (%.0f/s): %zu flagged anomalous at threshold "
             "%.4f\n", data.n, dt, data.n / (dt > 0 ? dt : 1e-9), flagged, d.threshold);
     if (n_classes) {

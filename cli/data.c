@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "cli.h"
 #include "experiment.h"
@@ -172,10 +171,4 @@ int cli_latent_input(const char *cmd, const char *s, latent_input *out) {
     }
     fprintf(stderr, "%s: --latent-input is mu or z, not '%s'\n", cmd, s);
     return -1;
-}
-
-double cli_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }

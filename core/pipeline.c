@@ -1,11 +1,11 @@
 /* Building and calibrating a detector. */
 #include "pipeline.h"
+#include "clock.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "errmsg.h"
 #include "scorer.h"
@@ -65,12 +65,6 @@ int build_opts_check(const build_opts *o, size_t n_train, char *err, size_t errl
 int build_ref_count(const build_opts *o, size_t n_train) {
     size_t cap = o->use_memory && n_train >= 2 ? n_train / 2 : n_train;
     return n_train && cap < (size_t)o->n_ref ? (int)cap : o->n_ref;
-}
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -200,7 +194,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     }
     build_say(stage, ctx, "split", "%zu training samples, %zu held out for calibration", train.n, cal.n);
     build_report rep = {.n_train = train.n, .n_cal = cal.n};
-    double t0 = now_seconds();
+    double t0 = clock_seconds();
     d->mode = o->mode;
     d->place = o->place;
     d->window = o->window;
@@ -228,7 +222,7 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     build_say(stage, ctx, "training", "beta-VAE %s, latent %d, %zu parameters", arch->name,
         arch->latent, d->vae.n_params);
     if (vae_train(&d->vae, tx, train.n, &o->train, train_progress, ctx, err, errlen)) goto fail;
-    rep.train_seconds = now_seconds() - t0;
+    rep.train_seconds = clock_seconds() - t0;
 
     /* Reference set: a reproducible random subset of the training part. */
     d->n_ref = build_ref_count(o, train.n);
@@ -271,19 +265,19 @@ int detector_build(detector *d, const vae_arch *arch, const dataset *data, const
     vae_workspace_free(&w);
     build_say(stage, ctx, "reference", "%d training samples encoded", d->n_ref);
 
-    t0 = now_seconds();
+    t0 = clock_seconds();
     build_say(stage, ctx, "map", "fitting t-SNE on %d latents (perplexity %g, %d iterations)", d->n_ref,
         o->tsne.perplexity, o->tsne.n_iter);
     if (tsne_fit(d->ref_latent, d->n_ref, (int)L, &o->tsne, d->ref_map, &rep.map_kl, err,
                  errlen))
         goto fail;
-    rep.map_seconds = now_seconds() - t0;
+    rep.map_seconds = clock_seconds() - t0;
     build_say(stage, ctx, "map", "final KL %.4f after %.1f s", rep.map_kl, rep.map_seconds);
-    t0 = now_seconds();
+    t0 = clock_seconds();
     if (detector_calibrate(d, cal.x, cal.n, o->cal_batch, o->quantile, err, errlen) != 0 ||
         (o->use_memory && calibrate_stream(d, &cal, &train, o, err, errlen) != 0))
         goto fail;
-    rep.cal_seconds = now_seconds() - t0;
+    rep.cal_seconds = clock_seconds() - t0;
     if (o->report) *o->report = rep;
     if (d->use_memory)
         build_say(stage, ctx, "calibration", "%zu held-out normals, then a stream of %d normals "

@@ -12,6 +12,7 @@
  * shard with its own statistics and the first shard updates the running statistics; a
  * run is reproducible for the same seed and the same number of threads. */
 #include "train.h"
+#include "clock.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -19,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "adam.h"
@@ -33,12 +33,6 @@
 
 train_opts train_defaults(void) {
     return (train_opts){.epochs = 20, .batch = 100, .lr = 1e-3f, .beta = 0.01f, .seed = 1};
-}
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 /* Late in training Adam's second moments and many gradients sink below FLT_MIN, and
@@ -283,7 +277,7 @@ int vae_train(vae_model *m, const float *x, size_t n, const train_opts *o,
     const double ramp_steps = o->capacity_ramp_epochs * (double)steps_per_epoch;
     long step = 0;
     for (int e = 1; e <= o->epochs; e++) {
-        double t0 = now_seconds(), sum_loss = 0, sum_recon = 0, sum_kl = 0;
+        double t0 = clock_seconds(), sum_loss = 0, sum_recon = 0, sum_kl = 0;
         size_t seen = 0;
         rng_shuffle(&rng, order, n);
         for (size_t start = 0; start < n; start += B_max) {
@@ -307,7 +301,7 @@ int vae_train(vae_model *m, const float *x, size_t n, const train_opts *o,
             goto done;
         }
         if (progress) {
-            double dt = now_seconds() - t0;
+            double dt = clock_seconds() - t0;
             train_progress p = {.epoch = e, .epochs = o->epochs, .loss = sum_loss / seen,
                                 .recon = sum_recon / seen, .kl = sum_kl / seen, .seconds = dt,
                                 .samples_per_s = seen / dt, .eta_seconds = dt * (o->epochs - e)};

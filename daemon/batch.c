@@ -1,5 +1,6 @@
 /* Batched scoring on worker threads (see batch.h). */
 #include "batch.h"
+#include "clock.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -33,12 +34,6 @@ struct batcher {
     pthread_t *workers;
     int n_workers;
 };
-
-static long long now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 batch_queue *batch_queue_create(model *m) {
     batch_queue *q = calloc(1, sizeof *q);
@@ -182,7 +177,7 @@ static void *worker_main(void *arg) {
             continue;
         }
         long long wake_ns;
-        batch_queue *q = take_due(b, now_ns(), &wake_ns);
+        batch_queue *q = take_due(b, clock_ns(), &wake_ns);
         if (!q) {
             if (b->stopping) break;   /* stopping makes every queue due: none is left */
             if (!wake_ns) {
@@ -251,7 +246,7 @@ static int enqueue(batcher *b, batch_queue *q, batch_job *j) {
         return -1;
     }
     j->next = NULL;
-    j->queued_ns = now_ns();
+    j->queued_ns = clock_ns();
     if (q) {
         *q->tail = j;
         q->tail = &j->next;

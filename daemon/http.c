@@ -1,5 +1,6 @@
 /* anodmd's HTTP server on libmicrohttpd (see http.h). */
 #include "http.h"
+#include "clock.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -50,20 +51,14 @@ typedef struct {
     conn_entry *conn;            /* its connection's reaper entry; NULL if none */
     int parked;                  /* handed to a worker, which fills r and wakes us */
     reply r;
-    struct timespec start;       /* when its headers arrived, for the latency metric */
+    double start;                /* when its headers arrived (clock_seconds), for latency */
 } request_state;
-
-static long long now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 /* Give e timeout_seconds from now (on), or no deadline while a worker has it (off). */
 static void conn_arm(http_server *s, conn_entry *e, int on) {
     if (!e) return;
     pthread_mutex_lock(&s->conns_lock);
-    e->deadline_ns = on ? now_ns() + s->cfg->timeout_seconds * 1000000000LL : 0;
+    e->deadline_ns = on ? clock_ns() + s->cfg->timeout_seconds * 1000000000LL : 0;
     pthread_mutex_unlock(&s->conns_lock);
 }
 
@@ -79,7 +74,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         /* Without an entry the connection has only libmicrohttpd's idle timeout. */
         if (!fd || !(e = calloc(1, sizeof *e))) return;
         e->fd = fd->connect_fd;
-        e->deadline_ns = now_ns() + s->cfg->timeout_seconds * 1000000000LL;
+        e->deadline_ns = clock_ns() + s->cfg->timeout_seconds * 1000000000LL;
         pthread_mutex_lock(&s->conns_lock);
         e->next = s->conns;
         if (s->conns) s->conns->prev = e;
@@ -103,10 +98,10 @@ static void *reaper_main(void *arg) {
     http_server *s = arg;
     pthread_mutex_lock(&s->conns_lock);
     while (!s->reaper_stop) {
-        long long wake = now_ns() + REAP_TICK_NS;
+        long long wake = clock_ns() + REAP_TICK_NS;
         struct timespec t = {(time_t)(wake / 1000000000LL), (long)(wake % 1000000000LL)};
         pthread_cond_timedwait(&s->reaper_wake, &s->conns_lock, &t);
-        long long now = now_ns();
+        long long now = clock_ns();
         for (conn_entry *e = s->conns; e; e = e->next)
             if (e->deadline_ns && now >= e->deadline_ns && !e->cut) {
                 shutdown(e->fd, SHUT_RDWR);
@@ -122,11 +117,7 @@ static const char OOM_BODY[] =
 
 /* Count the reply to the request for url begun at st->start. */
 static void count_reply(http_server *s, const request_state *st, const char *url, int status) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    metrics_request(s->a->metrics, routes_label(url), status,
-                    (double)(now.tv_sec - st->start.tv_sec) +
-                        (double)(now.tv_nsec - st->start.tv_nsec) * 1e-9);
+    metrics_request(s->a->metrics, routes_label(url), status, clock_seconds() - st->start);
 }
 
 /* Send reply r (taking its body) to the request for url on c, and count it. */
@@ -232,7 +223,7 @@ static enum MHD_Result begin_request(http_server *s, struct MHD_Connection *c,
                                      const char *url, void **con_cls) {
     request_state *st = calloc(1, sizeof *st);
     if (!st) return MHD_NO;
-    clock_gettime(CLOCK_MONOTONIC, &st->start);
+    st->start = clock_seconds();
     const union MHD_ConnectionInfo *ctx = MHD_get_connection_info(
         c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     st->conn = ctx ? ctx->socket_context : NULL;

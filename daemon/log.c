@@ -1,5 +1,6 @@
 /* The score log: SQLite in WAL mode, one writer thread with group commit (see log.h). */
 #include "log.h"
+#include "clock.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -98,12 +99,6 @@ struct scorelog {
     metrics *metrics;
     pthread_t writer;
 };
-
-static long long monotonic_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 /* err = what + the connection's last message. */
 static void db_error(sqlite3 *db, const char *what, char *err, size_t errlen) {
@@ -314,7 +309,7 @@ static void set_health(scorelog *l, int rc, const char *err) {
                 l->healthy ? " (scores are refused until it is writable again)" : "");
     else if (!rc && !l->healthy)
         fprintf(stderr, "anodmd: log writable again\n");
-    if (rc && l->healthy) l->next_probe_ns = monotonic_ns() + PROBE_PERIOD_NS;
+    if (rc && l->healthy) l->next_probe_ns = clock_ns() + PROBE_PERIOD_NS;
     l->healthy = rc == 0;
     snprintf(l->state, sizeof l->state, "%s", rc ? err : "ok");
 }
@@ -323,7 +318,7 @@ static void set_health(scorelog *l, int rc, const char *err) {
  * the lock. */
 static void writer_wait(scorelog *l) {
     for (;;) {
-        long long now = monotonic_ns(), wake = 0;
+        long long now = clock_ns(), wake = 0;
         if (l->head || l->stopping || retention_due(l, now) || probe_due(l, now)) return;
         if (l->keep_days || l->keep_rows) wake = l->next_trim_ns;
         if (!l->healthy && (!wake || l->next_probe_ns < wake)) wake = l->next_probe_ns;
@@ -343,21 +338,21 @@ static void *writer_main(void *arg) {
     pthread_mutex_lock(&l->lock);
     for (;;) {
         writer_wait(l);
-        if (retention_due(l, monotonic_ns())) {
+        if (retention_due(l, clock_ns())) {
             int days = l->keep_days;
             long long rows = l->keep_rows;
             pthread_mutex_unlock(&l->lock);
             int more = apply_retention(l, days, rows);
             pthread_mutex_lock(&l->lock);
-            l->next_trim_ns = monotonic_ns() + (more ? TRIM_AGAIN_NS : TRIM_PERIOD_NS);
+            l->next_trim_ns = clock_ns() + (more ? TRIM_AGAIN_NS : TRIM_PERIOD_NS);
             continue;
         }
-        if (!l->head && probe_due(l, monotonic_ns())) {
+        if (!l->head && probe_due(l, clock_ns())) {
             pthread_mutex_unlock(&l->lock);
             char err[256] = "";
             int rc = probe(l, err, sizeof err);
             pthread_mutex_lock(&l->lock);
-            l->next_probe_ns = monotonic_ns() + PROBE_PERIOD_NS;
+            l->next_probe_ns = clock_ns() + PROBE_PERIOD_NS;
             set_health(l, rc, err);
             continue;
         }
@@ -368,12 +363,9 @@ static void *writer_main(void *arg) {
         l->queued = 0;
         pthread_mutex_unlock(&l->lock);
         char err[256] = "";
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = clock_seconds();
         int rc = write_group(l, group, err, sizeof err);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        metrics_db_write(l->metrics, (double)(t1.tv_sec - t0.tv_sec) +
-                                         (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9, rc == 0);
+        metrics_db_write(l->metrics, clock_seconds() - t0, rc == 0);
         pthread_mutex_lock(&l->lock);
         for (scorelog_ticket *p = group, *next; p; p = next) {
             next = p->next;          /* p belongs to its submitter once done: read it first */
@@ -713,7 +705,7 @@ void scorelog_retain(scorelog *l, int days, long long rows) {
     pthread_mutex_lock(&l->lock);
     l->keep_days = days;
     l->keep_rows = rows;
-    l->next_trim_ns = monotonic_ns();
+    l->next_trim_ns = clock_ns();
     pthread_cond_signal(&l->work);
     pthread_mutex_unlock(&l->lock);
 }

@@ -1,4 +1,5 @@
 /* What the daemon's process-level tests share (see daemon_harness.h). */
+#include "clock.h"
 #include "daemon_harness.h"
 
 #include <arpa/inet.h>
@@ -123,12 +124,6 @@ char *slurp(const char *path) {
 void sleep_ms(long ms) {
     struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&t, NULL);
-}
-
-double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 int install_file(const char *src, const char *dst) {

@@ -44,8 +44,6 @@ char *slurp(const char *path);
 void sleep_ms(long ms);
 /* Copy src over dst atomically (a temporary file renamed), as a deployment would. */
 int install_file(const char *src, const char *dst);
-/* Seconds on the monotonic clock. */
-double now_s(void);
 
 /* ------------------------------------------------------------------ the daemon */
 

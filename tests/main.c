@@ -3,12 +3,12 @@
  * when a test skipped itself (SKIP in check.h). */
 #include "blas.h"
 #include "check.h"
+#include "clock.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_TESTS 2048
@@ -98,13 +98,11 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < n_tests; i++) {
         if (!selected(tests[i].name, argc, argv)) continue;
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = clock_seconds();
         current_failures = 0;
         current_skip[0] = 0;
         tests[i].fn();
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+        double ms = (clock_seconds() - t0) * 1e3;
         if (current_failures) {
             failed++;
             printf("FAIL %s (%d failed checks, %.0f ms)%s%s%s\n", tests[i].name,

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "clock.h"
 #include "daemon_harness.h"
 
 #define MAX_BODY 65536
@@ -499,8 +500,8 @@ TEST(daemon_abuse_endless_body) {
     memcpy(chunk + h + CHUNK, "\r\n", 2);
     size_t chunk_len = (size_t)h + CHUNK + 2, sent = 0;
     int closed = send(fd, head, sizeof head - 1, MSG_NOSIGNAL) < 0;
-    const double t0 = now_s();
-    while (!closed && sent < ((size_t)32 << 20) && now_s() - t0 < 30) {
+    const double t0 = clock_seconds();
+    while (!closed && sent < ((size_t)32 << 20) && clock_seconds() - t0 < 30) {
         struct pollfd p = {.fd = fd, .events = POLLIN | POLLOUT};
         if (poll(&p, 1, 1000) <= 0) continue;
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -684,9 +685,9 @@ typedef struct {
 static void *flood_one(void *arg) {
     flood_client *f = arg;
     pthread_barrier_wait(f->go);
-    double t0 = now_s();
+    double t0 = clock_seconds();
     response r = http_request(f->port, "GET", "/v1/models", NULL, "");
-    f->took = now_s() - t0;
+    f->took = clock_seconds() - t0;
     f->status = r.status;
     response_free(&r);
     return NULL;
@@ -707,7 +708,7 @@ static void slow_open(slow_client *c, int port) {
     c->at = 0;
     c->closed_at = 0;
     c->answered = 0;
-    c->start = now_s();
+    c->start = clock_seconds();
     if (c->fd >= 0 && *c->first) send(c->fd, c->first, strlen(c->first), MSG_NOSIGNAL);
 }
 
@@ -719,14 +720,14 @@ static void slow_tick(slow_client *c) {
         ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n > 0) {             /* the keep-alive kind's first reply: the clock starts now */
             c->answered = 1;
-            c->start = now_s();
+            c->start = clock_seconds();
             continue;
         }
-        if (n == 0 || errno != EAGAIN) c->closed_at = now_s();
+        if (n == 0 || errno != EAGAIN) c->closed_at = clock_seconds();
         break;
     }
     if (!c->closed_at && c->dribble[c->at])
-        if (send(c->fd, c->dribble + c->at++, 1, MSG_NOSIGNAL) < 0) c->closed_at = now_s();
+        if (send(c->fd, c->dribble + c->at++, 1, MSG_NOSIGNAL) < 0) c->closed_at = clock_seconds();
 }
 
 static const char SLOW_HEADERS[] =
@@ -743,7 +744,7 @@ static const char KEEPALIVE_FIRST[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\
  * with probe set, a normal request every tick too, each of which must be answered. */
 static void drive(slow_client *c, int n, int probe) {
     int probes = 0, answered = 0;
-    for (double t0 = now_s(); now_s() - t0 < (under_valgrind() ? 120 : 20);) {
+    for (double t0 = clock_seconds(); clock_seconds() - t0 < (under_valgrind() ? 120 : 20);) {
         int open = 0;
         for (int i = 0; i < n; i++) {
             slow_tick(&c[i]);
@@ -761,7 +762,7 @@ static void drive(slow_client *c, int n, int probe) {
     CHECK_MSG(answered == probes, "others starved: %d of %d requests answered during the "
               "slow clients", answered, probes);
     for (int i = 0; i < n; i++) {
-        double lasted = (c[i].closed_at ? c[i].closed_at : now_s()) - c[i].start;
+        double lasted = (c[i].closed_at ? c[i].closed_at : clock_seconds()) - c[i].start;
         /* Cut at the deadline: not before it, and well before the 20 s the drip would take. */
         CHECK_MSG(c[i].fd >= 0 && c[i].closed_at && lasted > TIMEOUT_S - 0.5 &&
                   lasted < TIMEOUT_S + (under_valgrind() ? 60 : 5),

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "clock.h"
 #include "daemon_harness.h"
 
 #define CLIENTS 8
@@ -260,19 +261,19 @@ TEST(daemon_soak) {
         fprintf(report, "# anodmd soak: %d clients, %.0f s; every %.0f s: seconds, requests, "
                 "requests/s since the last line, RSS kB, open fds, threads, log bytes (db+wal)\n",
                 CLIENTS, seconds, period);
-    const double t0 = now_s();
+    const double t0 = clock_seconds();
     long long last_requests = 0, rss_warm = -1, rss_peak = 0, rss_last = 0;
     int fds_max = 0;
     double last_t = t0;
-    for (double next = t0 + period; now_s() - t0 < seconds; next += period) {
-        while (now_s() < next && now_s() - t0 < seconds) sleep_ms(50);
+    for (double next = t0 + period; clock_seconds() - t0 < seconds; next += period) {
+        while (clock_seconds() < next && clock_seconds() - t0 < seconds) sleep_ms(50);
         long long requests = 0;
         for (int i = 0; i < CLIENTS; i++) {
             pthread_mutex_lock(&c[i].lock);
             requests += c[i].requests;
             pthread_mutex_unlock(&c[i].lock);
         }
-        double now = now_s();
+        double now = clock_seconds();
         long rss = proc_rss_kb(pid);
         int fds = proc_fds(pid), threads = threads_of(pid);
         if (rss_warm < 0 && now - t0 >= warmup) rss_warm = rss;
@@ -288,7 +289,7 @@ TEST(daemon_soak) {
         last_t = now;
         if (rss < 0) break;      /* the daemon is gone */
     }
-    const double elapsed = now_s() - t0;
+    const double elapsed = clock_seconds() - t0;
     stop = 1;
     long long requests = 0, unexpected = 0, failed = 0, samples = 0, valid = 0;
     for (int i = 0; i < CLIENTS; i++) {
