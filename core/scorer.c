@@ -17,12 +17,23 @@
  * CPU than 64-row passes (docs/BATCHING.md). Placement in single mode is per sample
  * already (tsne_place.c). */
 
+/* A source's memory, under scope source. */
+struct source_memory {
+    char key[SCORER_SOURCE_MAX + 1];
+    stream_memory *m;
+    unsigned long long used;
+};
+
 struct scorer {
     const detector *d;
     int max_batch;
     tsne_map *map;
     tsne_window *window;         /* context mode only */
-    stream_memory *memory;       /* detectors with a memory only */
+    stream_memory *memory;       /* the memory calls go through; NULL without one */
+    stream_memory *own;          /* the model's memory (scope model) */
+    struct source_memory *sources; /* scope source: one memory per source, LRU-capped */
+    int n_sources, max_sources;
+    unsigned long long tick;     /* for least recently used */
     vae_workspace w;
     float *rec, *mu, *pos;       /* max_batch rows each */
     float *xs;                   /* max_batch scaled samples: what the VAE sees */
@@ -37,7 +48,9 @@ struct scorer {
 void scorer_free(scorer *s) {
     if (!s) return;
     tsne_window_free(s->window);
-    memory_free(s->memory);
+    memory_free(s->own);
+    for (int i = 0; i < s->n_sources; i++) memory_free(s->sources[i].m);
+    free(s->sources);
     tsne_map_free(s->map);
     vae_workspace_free(&s->w);
     free(s->rec);
@@ -78,7 +91,7 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
         scorer_free(s);
         return NULL;
     }
-    if (d->use_memory && !(s->memory = memory_create((int)L, &d->memory, err, errlen))) {
+    if (d->use_memory && !(s->memory = s->own = memory_create((int)L, &d->memory, err, errlen))) {
         scorer_free(s);
         return NULL;
     }
@@ -196,8 +209,53 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
 
 const stream_memory *scorer_memory(const scorer *s) { return s->memory; }
 
+int scorer_memory_count(const scorer *s) {
+    int n = s->own ? memory_count(s->own) : 0;
+    for (int i = 0; i < s->n_sources; i++) n += memory_count(s->sources[i].m);
+    return n;
+}
+
 void scorer_memory_reset(scorer *s) {
-    if (s->memory) memory_reset(s->memory);
+    if (s->own) memory_reset(s->own);
+    for (int i = 0; i < s->n_sources; i++) memory_reset(s->sources[i].m);
+}
+
+int scorer_memory_per_source(scorer *s, int max_sources, char *err, size_t errlen) {
+    if (!s->own || max_sources < 1 || max_sources > SCORER_MAX_SOURCES) {
+        snprintf(err, errlen, "memory per source: %s", s->own ? "at most 1..65536 sources"
+                                                            : "the model has no memory");
+        return -1;
+    }
+    if (!(s->sources = calloc((size_t)max_sources, sizeof *s->sources))) {
+        snprintf(err, errlen, "memory per source: out of memory");
+        return -1;
+    }
+    s->max_sources = max_sources;
+    return 0;
+}
+
+int scorer_use_source(scorer *s, const char *source, char *err, size_t errlen) {
+    if (!s->sources) return 0;
+    char key[SCORER_SOURCE_MAX + 1];
+    snprintf(key, sizeof key, "%s", source ? source : "");
+    int at = -1, oldest = 0;
+    for (int i = 0; i < s->n_sources && at < 0; i++) {
+        if (!strcmp(s->sources[i].key, key)) at = i;
+        if (s->sources[i].used < s->sources[oldest].used) oldest = i;
+    }
+    if (at < 0 && s->n_sources < s->max_sources) {
+        stream_memory *m = memory_create(s->d->vae.arch.latent, &s->d->memory, err, errlen);
+        if (!m) return -1;
+        at = s->n_sources++;
+        s->sources[at].m = m;
+    } else if (at < 0) {
+        at = oldest;                 /* the least recently used source is forgotten */
+        memory_reset(s->sources[at].m);
+    }
+    memcpy(s->sources[at].key, key, sizeof key);
+    s->sources[at].used = ++s->tick;
+    s->memory = s->sources[at].m;
+    return 0;
 }
 
 void scorer_window(const scorer *s, const float **pos, int *n) {

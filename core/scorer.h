@@ -40,9 +40,22 @@ int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *
 /* Context mode: the sliding window's positions, *n points of (x, y), oldest first, valid
  * until the next scoring call; single mode: NULL and 0. */
 void scorer_window(const scorer *s, const float **pos, int *n);
-/* The stream memory (NULL if the detector has none), and forgetting it. */
+/* The stream memory the next calls go through (NULL if the detector has none). */
 const stream_memory *scorer_memory(const scorer *s);
+/* Latents held by all of the scorer's memories, and forgetting them all. */
+int scorer_memory_count(const scorer *s);
 void scorer_memory_reset(scorer *s);
+
+/* Scope source: one memory per source tag instead of one for the model, so that one
+ * source's traffic cannot move another's scores; at most max_sources (the least recently
+ * used is forgotten to make room). 0, or -1 with err (no memory, or out of range). */
+#define SCORER_SOURCE_MAX 128
+#define SCORER_MAX_SOURCES 65536
+int scorer_memory_per_source(scorer *s, int max_sources, char *err, size_t errlen);
+/* Under scope source, the next calls go through source's memory (NULL or "" is a source
+ * like any other; longer tags are cut at SCORER_SOURCE_MAX bytes); otherwise nothing
+ * changes. 0, or -1 with err when a new memory cannot be made. */
+int scorer_use_source(scorer *s, const char *source, char *err, size_t errlen);
 /* A result's base score, alpha * z_re + (1 - alpha) * z_2 (z_2 the detector's term),
  * from its standardised terms: the whole score of a detector without a memory. */
 double detector_base_score(const detector *d, const detector_result *res);

@@ -112,10 +112,11 @@ static int placed(const detector_result *r, int n) {
     return 1;
 }
 
-/* Score rows [at, at + n) of q's batch in one scorer call. */
-static int score_rows(batch_queue *q, size_t at, int n, char *err, size_t errlen) {
+/* Score rows [at, at + n) of q's batch, all from source, in one scorer call. */
+static int score_rows(batch_queue *q, const char *source, size_t at, int n, char *err,
+                      size_t errlen) {
     const size_t dim = q->m->dim, k = (size_t)q->m->d.k;
-    return model_score(q->m, q->x + at * dim, n, q->res + at, q->x_rec + at * dim,
+    return model_score(q->m, source, q->x + at * dim, n, q->res + at, q->x_rec + at * dim,
                        q->nn_idx + at * k, q->nn_dist + at * k, err, errlen);
 }
 
@@ -123,7 +124,9 @@ static int score_rows(batch_queue *q, size_t at, int n, char *err, size_t errlen
  * not fail or spoil the others batched with it (in context mode a batch is placed
  * jointly, so one sample too large for the arithmetic turns every position of its batch
  * non-finite): a batch of several requests that fails or is placed non-finite is scored
- * again one request at a time, and each request gets its own outcome. */
+ * again one request at a time, and each request gets its own outcome. A model whose
+ * stream memory is per source scores one request at a time from the start, each through
+ * its source's memory. */
 static void score_batch(batcher *b, batch_queue *q, batch_job *jobs, int n) {
     const model *m = q->m;
     const size_t dim = m->dim, k = (size_t)m->d.k;
@@ -131,15 +134,16 @@ static void score_batch(batcher *b, batch_queue *q, batch_job *jobs, int n) {
     for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next)
         memcpy(q->x + at * dim, j->x, (size_t)j->n * dim * sizeof *q->x);
     char err[256] = "";
-    int rc = score_rows(q, 0, n, err, sizeof err);
-    const int alone = jobs->next && (rc || !placed(q->res, n));
+    const int per_source = m->per_source && jobs->next;
+    int rc = per_source ? 0 : score_rows(q, jobs->source, 0, n, err, sizeof err);
+    const int alone = per_source || (jobs->next && (rc || !placed(q->res, n)));
     /* A failure the input caused (SCORER_NOT_FINITE) is the client's to hear, not the log's. */
     if (rc && rc != SCORER_NOT_FINITE && !alone)
         fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, err);
     int anomalies = 0;
     at = 0;
     for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next) {
-        j->rc = alone ? score_rows(q, at, j->n, j->err, sizeof j->err) : rc;
+        j->rc = alone ? score_rows(q, j->source, at, j->n, j->err, sizeof j->err) : rc;
         if (!alone) snprintf(j->err, sizeof j->err, "%s", err);
         if (alone && j->rc && j->rc != SCORER_NOT_FINITE)
             fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, j->err);

@@ -28,6 +28,7 @@ typedef struct batch_queue batch_queue;
  * rows each (x_rec NULL when not wanted, nn_idx and nn_dist k per sample). */
 typedef struct batch_job {
     model *m;
+    const char *source;          /* the request's source tag ("" when none) */
     const float *x;
     int n;
     detector_result *res;

@@ -40,6 +40,7 @@ typedef struct {
     int dashboard;               /* serve the dashboard at GET / (1) */
     int recent_samples;          /* inputs of the last N scores held for the sample view (1000) */
     int answer_after_commit;     /* answer a score only once its row is committed (1) */
+    int memory_sources;          /* stream memory: 0 one per model; N one per source, at most N (0) */
 } config;
 
 /* The defaults. */

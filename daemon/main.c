@@ -52,6 +52,10 @@ static void usage(FILE *f) {
         "                           view (1000; 0: none)\n"
         "  --answer-after-commit on|off  answer a score only once its log row is committed\n"
         "                           (on); off answers first, log_id null, the row follows\n"
+        "  --memory-sources N       models with a stream memory keep one per source tag,\n"
+        "                           at most N (least recently used forgotten first), so\n"
+        "                           one source cannot move another's scores (0: one per\n"
+        "                           model)\n"
         "  --check-config           load the settings and models, print them, exit\n"
         "Every setting is also ANODMD_<NAME> in the environment (ANODMD_PORT=9000);\n"
         "flags beat the environment, which beats the file. ANODMD_CONFIG names the file.\n");
@@ -85,6 +89,7 @@ static const struct option OPTIONS[] = {
     {"api-keys", required_argument, 0, 's'},     {"api-keys-file", required_argument, 0, 's'},
     {"dashboard", required_argument, 0, 's'},    {"recent-samples", required_argument, 0, 's'},
     {"answer-after-commit", required_argument, 0, 's'},
+    {"memory-sources", required_argument, 0, 's'},
     {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
 
 /* Parse argv into f: 0, 1 for --help, or 2 for a usage error. */
@@ -231,7 +236,8 @@ int main(int argc, char **argv) {
     }
     /* Batches run in parallel on the scoring workers; each scores with one BLAS thread. */
     openblas_set_num_threads(1);
-    if (registry_load(&reg, c.models, c.n_models, c.max_batch, err, sizeof err)) {
+    if (registry_load(&reg, c.models, c.n_models, c.max_batch, c.memory_sources, err,
+                      sizeof err)) {
         fprintf(stderr, "anodmd: %s\n", err);
         auth_free(&keys);
         config_free(&c);

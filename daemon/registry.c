@@ -32,7 +32,7 @@ static int parse_spec(const char *spec, model *m, char *err, size_t errlen) {
 }
 
 /* Read, hash and parse one bundle, then build its scorer. */
-static int load_model(model *m, int max_batch, char *err, size_t errlen) {
+static int load_model(model *m, int max_batch, int memory_sources, char *err, size_t errlen) {
     uint8_t *buf;
     size_t len;
     char why[400];
@@ -44,6 +44,8 @@ static int load_model(model *m, int max_batch, char *err, size_t errlen) {
     int rc = bundle_parse(buf, len, &m->d, why, sizeof why);
     free(buf);
     if (rc == 0 && !(m->s = scorer_create(&m->d, max_batch, why, sizeof why))) rc = -1;
+    m->per_source = rc == 0 && m->d.use_memory && memory_sources > 0;
+    if (m->per_source && scorer_memory_per_source(m->s, memory_sources, why, sizeof why)) rc = -1;
     if (rc) {
         snprintf(err, errlen, "model %s (%s): %s", m->name, m->path, why);
         return -1;
@@ -68,8 +70,8 @@ static void free_set(model_set *set) {
 }
 
 /* Every spec loaded into a new set (held once, for the registry); NULL with err. */
-static model_set *load_set(char *const *specs, int n_specs, int max_batch, char *err,
-                           size_t errlen) {
+static model_set *load_set(char *const *specs, int n_specs, int max_batch, int memory_sources,
+                           char *err, size_t errlen) {
     if (n_specs < 1) {
         snprintf(err, errlen, "no models: give at least one --model [NAME=]PATH");
         return NULL;
@@ -87,7 +89,7 @@ static model_set *load_set(char *const *specs, int n_specs, int max_batch, char 
             snprintf(err, errlen, "model name '%s' is given twice", m->name);
             break;
         }
-        if (load_model(m, max_batch, err, errlen)) {
+        if (load_model(m, max_batch, memory_sources, err, errlen)) {
             scorer_free(m->s);
             detector_free(&m->d);
             break;
@@ -103,12 +105,14 @@ static model_set *load_set(char *const *specs, int n_specs, int max_batch, char 
     return NULL;
 }
 
-int registry_load(registry *r, char *const *specs, int n_specs, int max_batch, char *err,
-                  size_t errlen) {
+int registry_load(registry *r, char *const *specs, int n_specs, int max_batch,
+                  int memory_sources, char *err, size_t errlen) {
     r->specs = specs;
     r->n_specs = n_specs;
     r->max_batch = max_batch;
-    if (!(r->current = load_set(specs, n_specs, max_batch, err, errlen))) return -1;
+    r->memory_sources = memory_sources;
+    if (!(r->current = load_set(specs, n_specs, max_batch, memory_sources, err, errlen)))
+        return -1;
     r->current->generation = 1;
     pthread_mutex_init(&r->lock, NULL);
     return 0;
@@ -116,7 +120,7 @@ int registry_load(registry *r, char *const *specs, int n_specs, int max_batch, c
 
 int registry_reload(registry *r, char *err, size_t errlen) {
     /* Loading takes the time; only the swap happens under the lock. */
-    model_set *set = load_set(r->specs, r->n_specs, r->max_batch, err, errlen);
+    model_set *set = load_set(r->specs, r->n_specs, r->max_batch, r->memory_sources, err, errlen);
     if (!set) return -1;
     pthread_mutex_lock(&r->lock);
     model_set *old = r->current;
@@ -156,10 +160,11 @@ model *model_set_find(model_set *set, const char *name) {
     return NULL;
 }
 
-int model_score(model *m, const float *x, int n, detector_result *res, float *x_rec,
-                int *nn_idx, float *nn_dist, char *err, size_t errlen) {
+int model_score(model *m, const char *source, const float *x, int n, detector_result *res,
+                float *x_rec, int *nn_idx, float *nn_dist, char *err, size_t errlen) {
     pthread_mutex_lock(&m->lock);
-    int rc = scorer_score(m->s, x, n, res, x_rec, nn_idx, nn_dist, err, errlen);
+    int rc = scorer_use_source(m->s, source, err, errlen);
+    if (rc == 0) rc = scorer_score(m->s, x, n, res, x_rec, nn_idx, nn_dist, err, errlen);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }
@@ -176,16 +181,14 @@ int model_window(model *m, float **pos, int *n) {
 
 int model_memory_count(model *m) {
     pthread_mutex_lock(&m->lock);
-    const stream_memory *mem = scorer_memory(m->s);
-    int n = mem ? memory_count(mem) : 0;
+    int n = scorer_memory_count(m->s);
     pthread_mutex_unlock(&m->lock);
     return n;
 }
 
 int model_memory_reset(model *m) {
     pthread_mutex_lock(&m->lock);
-    const stream_memory *mem = scorer_memory(m->s);
-    int n = mem ? memory_count(mem) : 0;
+    int n = scorer_memory_count(m->s);
     scorer_memory_reset(m->s);
     pthread_mutex_unlock(&m->lock);
     return n;

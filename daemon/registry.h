@@ -28,6 +28,7 @@ typedef struct {
     detector d;
     size_t dim;                  /* values per sample */
     int max_batch;               /* samples per scorer call */
+    int per_source;              /* its stream memory is one per source (memory_sources) */
     scorer *s;
     pthread_mutex_t lock;        /* guards s */
     struct batch_queue *queue;   /* requests waiting to be scored together (batch.h) */
@@ -46,12 +47,15 @@ typedef struct {
     model_set *current;
     char *const *specs;          /* borrowed: must outlive the registry */
     int n_specs, max_batch;
+    int memory_sources;          /* 0: one stream memory per model; N: per source, at most N */
 } registry;
 
 /* Load every spec ("NAME=PATH", or "PATH" named after the file without directory and
- * extension) with scorers for batches of max_batch. 0, or -1 with err (r then empty). */
-int registry_load(registry *r, char *const *specs, int n_specs, int max_batch, char *err,
-                  size_t errlen);
+ * extension) with scorers for batches of max_batch; models with a stream memory keep one
+ * per source (at most memory_sources of them) when memory_sources > 0. 0, or -1 with err
+ * (r then empty). */
+int registry_load(registry *r, char *const *specs, int n_specs, int max_batch,
+                  int memory_sources, char *err, size_t errlen);
 /* Load the specs again and make the new set current; 0, or -1 with err and the old set
  * still current. Requests holding the old set finish on it. */
 int registry_reload(registry *r, char *err, size_t errlen);
@@ -61,10 +65,11 @@ model_set *registry_acquire(registry *r);
 void registry_release(registry *r, model_set *set);
 /* The model called name, or the default model for NULL; NULL if there is none. */
 model *model_set_find(model_set *set, const char *name);
-/* Score n samples (n <= max_batch) through the model's scorer under its lock; x_rec may be
- * NULL, nn_idx and nn_dist hold n * k reference indices and distances. 0, or -1 with err. */
-int model_score(model *m, const float *x, int n, detector_result *res, float *x_rec,
-                int *nn_idx, float *nn_dist, char *err, size_t errlen);
+/* Score n samples (n <= max_batch) through the model's scorer under its lock, through the
+ * stream memory of source when the model keeps one per source; x_rec may be NULL, nn_idx
+ * and nn_dist hold n * k reference indices and distances. 0, or -1 with err. */
+int model_score(model *m, const char *source, const float *x, int n, detector_result *res,
+                float *x_rec, int *nn_idx, float *nn_dist, char *err, size_t errlen);
 /* A copy (malloc'd, *n points of x, y; NULL when empty) of the context-mode window's
  * positions, taken under the model's lock so no batch moves it meanwhile. 0, or -1
  * when out of memory. */

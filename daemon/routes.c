@@ -284,9 +284,10 @@ static void queue_score(score_job *j, model *m) {
         job_done(j);
         return;
     }
-    j->job = (batch_job){.m = m, .x = j->req.x, .n = j->req.n, .res = j->b.res,
-                         .x_rec = j->b.x_rec, .nn_idx = j->b.nn_idx, .nn_dist = j->b.nn_dist,
-                         .prepare = job_prepare, .finish = job_finish};
+    j->job = (batch_job){.m = m, .source = j->req.source, .x = j->req.x, .n = j->req.n,
+                         .res = j->b.res, .x_rec = j->b.x_rec, .nn_idx = j->b.nn_idx,
+                         .nn_dist = j->b.nn_dist, .prepare = job_prepare,
+                         .finish = job_finish};
     if (batch_submit(j->a->batch, &j->job)) {
         routes_error(j->out, 503, "shutting_down", "the daemon is shutting down");
         job_done(j);

@@ -1684,6 +1684,28 @@ TEST(daemon_sigterm_drains) {
     sqlite3_close(db);
 }
 
+/* The tiny model given a stream memory by hand (capacity 50, k 2, z_memory standardised
+ * by (0, 1), fused by "memory"), saved at path (OWN_PATH bytes); 0, or -1 reported. */
+static int memory_bundle(char *path) {
+    char err[256];
+    snprintf(path, OWN_PATH, "%s/daemon_memory.anodm", test_tmpdir());
+    detector d;
+    if (bundle_load(D.tiny, &d, err, sizeof err) != 0) {
+        check_fail(__FILE__, __LINE__, "%s", err);
+        return -1;
+    }
+    d.use_memory = 1;
+    memory_options_default(&d.memory);
+    d.memory.capacity = 50;
+    d.memory.k = 2;
+    d.fusion = FUSION_MEMORY;
+    d.mem = (term_stats){0.0, 1.0};
+    int rc = bundle_save(path, &d, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s", err);
+    detector_free(&d);
+    return rc;
+}
+
 /* The stream memory as anodmd serves it: every response and log row carries d_memory and
  * z_memory; a flood of one sample holds one latent; the model's metadata shows what the
  * memory holds; POST .../memory/reset (behind the API key) forgets it, and a model with
@@ -1694,20 +1716,7 @@ TEST(daemon_stream_memory) {
     char db[OWN_PATH], log[OWN_PATH], model[OWN_PATH], path[OWN_PATH], spec[OWN_PATH + 8],
         err[256];
     own_daemon_files("daemon_memory", db, log, model);
-    snprintf(path, sizeof path, "%s/daemon_memory.anodm", test_tmpdir());
-    detector d;
-    if (bundle_load(D.tiny, &d, err, sizeof err) != 0) {
-        check_fail(__FILE__, __LINE__, "%s", err);
-        return;
-    }
-    d.use_memory = 1;
-    memory_options_default(&d.memory);
-    d.memory.capacity = 50;
-    d.memory.k = 2;
-    d.fusion = FUSION_MEMORY;
-    d.mem = (term_stats){0.0, 1.0};
-    CHECK_MSG(bundle_save(path, &d, err, sizeof err) == 0, "%s", err);
-    detector_free(&d);
+    if (memory_bundle(path)) return;
     snprintf(spec, sizeof spec, "mem=%s", path);
     const char *args[] = {"--model", spec, "--model", model, "--db", db, "--api-keys", KEY_A,
                           NULL};
@@ -1795,4 +1804,42 @@ TEST(daemon_stream_memory) {
     free(five);
     free(one);
     stop_anodmd(pid);
+}
+
+/* --memory-sources: one memory per source tag. Five samples from "a" fill a's memory;
+ * the same first sample from "b" then meets an empty memory (no evidence: d_memory 0),
+ * where one memory for the model would hold a's five (the scorer's own test checks that
+ * a source scores as if alone whatever the others send). */
+TEST(daemon_stream_memory_per_source) {
+    if (make_bundles()) return;
+    char db[OWN_PATH], log[OWN_PATH], model[OWN_PATH], path[OWN_PATH], spec[OWN_PATH + 8];
+    own_daemon_files("daemon_memory_sources", db, log, model);
+    if (memory_bundle(path)) return;
+    snprintf(spec, sizeof spec, "mem=%s", path);
+    const char *args[] = {"--model", spec, "--db", db, "--memory-sources", "4", NULL};
+    int port;
+    pid_t pid = spawn_anodmd(log, args, &port);
+    if (!port) return;
+    float x[6 * DIM];
+    fresh_samples(x, 6, 43, 0);
+    double a_scores[6];
+    for (int i = 0; i < 6; i++) {
+        char extra[64];
+        snprintf(extra, sizeof extra, ",\"source\":\"%s\"", i < 5 ? "a" : "b");
+        char *body = score_body(x + (size_t)(i < 5 ? i : 0) * DIM, 0, extra);
+        response r = http_request(port, "POST", "/v1/models/mem/score", body, "");
+        EXPECT_STATUS(r, 200, NULL);
+        json_t *t = json_object_get(json_array_get(json_object_get(r.json, "results"), 0), "terms");
+        a_scores[i] = jnum(t, "d_memory");
+        response_free(&r);
+        free(body);
+    }
+    CHECK(a_scores[4] != 0.0);               /* a's memory held four by then */
+    CHECK(a_scores[5] == 0.0);               /* b's was empty */
+    response r = http_request(port, "GET", "/v1/models/mem", NULL, "");
+    CHECK(jnum(json_object_get(json_object_get(r.json, "scoring"), "memory"), "count") == 6);
+    response_free(&r);
+    stop_anodmd(pid);
+    const char *check[] = {"--check-config", "--model", spec, "--memory-sources", "70000", NULL};
+    CHECK(run_anodmd_argv(log, check, 10000) != 0);   /* beyond 65536: refused */
 }

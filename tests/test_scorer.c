@@ -198,3 +198,57 @@ done:
     scorer_free(one);
     detector_free(&d);
 }
+
+/* Scope source: each source's samples go through its own memory, so a source scores
+ * exactly as it would alone whatever other sources send; at most max sources are kept,
+ * the least recently used forgotten first; the count and a reset cover them all. */
+TEST(scorer_memory_one_per_source) {
+    detector d;
+    if (make_detector(&d, "fashion", LATENT_MU) != 0) return;
+    d.use_memory = 1;
+    memory_options_default(&d.memory);
+    d.memory.capacity = 30;
+    d.memory.k = 2;
+    d.mem = (term_stats){0.0, 1.0};
+    const size_t dim = shape_size(d.vae.arch.in);
+    char err[256];
+    scorer *mixed = scorer_create(&d, 1, err, sizeof err), *alone = scorer_create(&d, 1, err, sizeof err);
+    float *x = malloc(20 * dim * sizeof *x);
+    if (!mixed || !alone || !x) {
+        check_fail(__FILE__, __LINE__, "%s", mixed && alone ? "out of memory" : err);
+        goto done;
+    }
+    CHECK(scorer_memory_per_source(mixed, 2, err, sizeof err) == 0);
+    CHECK(scorer_memory_per_source(mixed, 0, err, sizeof err) == -1);   /* out of range */
+    rng_t r;
+    rng_seed(&r, 37);
+    for (size_t i = 0; i < 20 * dim; i++) x[i] = rng_uniform(&r);
+    /* Source "a" gets the even samples, interleaved with "b"'s odd ones; the reference
+     * scores "a"'s alone through a model-wide memory. */
+    int same = 1;
+    for (int i = 0; i < 20; i++) {
+        detector_result got, want;
+        const char *src = i % 2 ? "b" : "a";
+        CHECK(scorer_use_source(mixed, src, err, sizeof err) == 0);
+        CHECK(scorer_score(mixed, x + (size_t)i * dim, 1, &got, NULL, NULL, NULL, err, sizeof err) == 0);
+        if (i % 2) continue;
+        CHECK(scorer_use_source(alone, src, err, sizeof err) == 0);   /* no scope: no-op */
+        CHECK(scorer_score(alone, x + (size_t)i * dim, 1, &want, NULL, NULL, NULL, err, sizeof err) == 0);
+        same &= got.d_memory == want.d_memory && got.score == want.score;
+    }
+    CHECK_MSG(same, "source a's scores moved with source b's traffic");
+    CHECK(scorer_memory_count(mixed) == 20 && scorer_memory_count(alone) == 10);
+    /* A third source evicts the least recently used ("a": "b" was used last). */
+    CHECK(scorer_use_source(mixed, "c", err, sizeof err) == 0);
+    CHECK(memory_count(scorer_memory(mixed)) == 0);
+    CHECK(scorer_memory_count(mixed) == 10);
+    CHECK(scorer_use_source(mixed, "b", err, sizeof err) == 0);
+    CHECK(memory_count(scorer_memory(mixed)) == 10);
+    scorer_memory_reset(mixed);
+    CHECK(scorer_memory_count(mixed) == 0);
+done:
+    free(x);
+    scorer_free(mixed);
+    scorer_free(alone);
+    detector_free(&d);
+}
