@@ -143,17 +143,24 @@ TEST(scorer_batch_invariant_every_preset) {
 /* z-based latents: the draw is seeded by the sample, so it is batch-invariant too. */
 TEST(scorer_batch_invariant_z_latents) { check_preset("fashion", LATENT_Z); }
 
+/* make_detector's fashion detector with a stream memory of capacity latents and rank k,
+ * its term standardised by (0, 1); 0, or -1 reported. */
+static int make_memory_detector(detector *d, int capacity, int k) {
+    if (make_detector(d, "fashion", LATENT_MU) != 0) return -1;
+    d->use_memory = 1;
+    memory_options_default(&d->memory);
+    d->memory.capacity = capacity;
+    d->memory.k = k;
+    d->mem = (term_stats){0.0, 1.0};
+    return 0;
+}
+
 /* The stream memory in the scorer: a batch goes through it in batch order, each sample
  * probed before it is kept, exactly as if the samples had come one at a time; a sample is
  * never its own neighbour; a flood of one sample holds one slot; a reset forgets. */
 TEST(scorer_memory_is_a_stream) {
     detector d;
-    if (make_detector(&d, "fashion", LATENT_MU) != 0) return;
-    d.use_memory = 1;
-    memory_options_default(&d.memory);
-    d.memory.capacity = 20;
-    d.memory.k = 3;
-    d.mem = (term_stats){0.0, 1.0};
+    if (make_memory_detector(&d, 20, 3) != 0) return;
     const size_t dim = shape_size(d.vae.arch.in);
     char err[256];
     scorer *all = scorer_create(&d, BATCH, err, sizeof err), *one = scorer_create(&d, 1, err, sizeof err);
@@ -204,12 +211,7 @@ done:
  * the least recently used forgotten first; the count and a reset cover them all. */
 TEST(scorer_memory_one_per_source) {
     detector d;
-    if (make_detector(&d, "fashion", LATENT_MU) != 0) return;
-    d.use_memory = 1;
-    memory_options_default(&d.memory);
-    d.memory.capacity = 30;
-    d.memory.k = 2;
-    d.mem = (term_stats){0.0, 1.0};
+    if (make_memory_detector(&d, 30, 2) != 0) return;
     const size_t dim = shape_size(d.vae.arch.in);
     char err[256];
     scorer *mixed = scorer_create(&d, 1, err, sizeof err), *alone = scorer_create(&d, 1, err, sizeof err);
