@@ -1,7 +1,8 @@
 # anodm — build, test, run.  `make run` and `make test` do all set-up on Debian 12.
 #
-# Layout: core/ is libanodm (maths, no I/O formats beyond datasets), proto/ the wire and
-# file formats, daemon/ anodmd, cli/ anodm, tests/ one runner for every C test.
+# Layout: core/ is libanodm (maths and the data readers: base, nn, map, data, detect),
+# proto/ the wire and file formats, daemon/ anodmd, cli/ anodm, tests/ one runner for every
+# C test. README.md ("Layout") draws who may include whom.
 
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -12,7 +13,7 @@ ARCHFLAGS ?=
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g $(ARCHFLAGS)
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-            -Icore -Iproto -MMD -MP
+            -MMD -MP
 LDLIBS   += -lopenblas -ljansson -lz -lm -lpthread
 SAN      ?=
 PYTHON   ?= /usr/bin/python3
@@ -27,7 +28,22 @@ FMNIST         = /usr/share/datasets/fashion-mnist
 # The raw MIT-BIH records: next to the repository, else at the project machines' path.
 ECG_DATA      ?= $(firstword $(wildcard ../shared/data/ecg/mitdb /work/shared/data/ecg/mitdb) ../shared/data/ecg/mitdb)
 
-CORE_SRC  = $(wildcard core/*.c) $(wildcard proto/*.c)
+# core/'s parts and what each may include: a part is compiled with its own folder and
+# those below it on the include path and nothing else, so an include that runs the wrong
+# way (nn reaching into map, map into detect, core into proto) fails to build.
+INC_base   = -Icore/base
+INC_nn     = -Icore/nn $(INC_base)
+INC_map    = -Icore/map $(INC_base)
+INC_data   = -Icore/data $(INC_base)
+INC_detect = -Icore/detect $(INC_nn) $(INC_map) $(INC_data)
+INC_proto  = -Iproto $(INC_detect)
+# cli/, daemon/, tests/ and generated files see all of core and proto.
+INC_app    = $(INC_proto)
+# The include path of source file $1.
+inc_for = $(if $(filter core/%,$1),$(INC_$(word 2,$(subst /, ,$1))),$(if $(filter proto/%,$1),$(INC_proto),$(INC_app)))
+
+CORE_PARTS = base nn map data detect
+CORE_SRC  = $(foreach p,$(CORE_PARTS),$(wildcard core/$(p)/*.c)) $(wildcard proto/*.c)
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC   = $(wildcard cli/*.c)
 CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -41,14 +57,14 @@ TEST_SRC  = $(wildcard tests/*.c) tests/fuzz/fuzz_model.c
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 
-.PHONY: all deps bench-deps browser-deps test dashboard-test asan-test bench run install clean \
+.PHONY: all deps bench-deps browser-deps test check-layers dashboard-test asan-test bench run install clean \
         fixtures fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-seeds fuzz-clean
 
 all: $(BUILD)/anodm $(BUILD)/anodmd
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) -c $< -o $@
+	$(CC) $(CFLAGS) $(call inc_for,$<) $(SAN) -c $< -o $@
 
 # The generator runs at build time, so it is built without the sanitizers of SAN.
 $(BUILD)/embed: daemon/dashboard/embed.c
@@ -60,7 +76,7 @@ $(BUILD)/gen/dashboard_files.c: $(BUILD)/embed $(DASH_FILES)
 	$(BUILD)/embed $@ $(DASH_FILES)
 
 $(BUILD)/gen/dashboard_files.o: $(BUILD)/gen/dashboard_files.c
-	$(CC) $(CFLAGS) $(SAN) -Idaemon -c $< -o $@
+	$(CC) $(CFLAGS) $(INC_app) $(SAN) -Idaemon -c $< -o $@
 
 $(LIB): $(CORE_OBJ)
 	@rm -f $@
@@ -99,11 +115,21 @@ _apt:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
 	fi
 
-test: deps browser-deps
+test: deps browser-deps check-layers
 	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm $(BUILD)/anodmd
 	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner
 	@$(MAKE) --no-print-directory dashboard-test
 	@$(MAKE) --no-print-directory fuzz-smoke
+
+# The include path alone says what a file may see (INC_* above), so an include never names
+# a folder ("../map/tsne.h" would get round it), and no source sits in core/ outside its
+# five parts (it would not be built).
+check-layers:
+	@bad=$$(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"[^"]*/' \
+	        core/*/*.[ch] proto/*.[ch] cli/*.[ch] daemon/*.[ch]; \
+	        ls core/*.[ch] 2>/dev/null); \
+	if [ -n "$$bad" ]; then echo "check-layers: against the layout (README.md, Layout):"; \
+	    echo "$$bad"; exit 1; fi
 
 # The dashboard in Chromium against a running anodmd (tests/dashboard/test.mjs), with a
 # small Fashion-MNIST model trained on first use (about 10 s) and kept in the build tree
@@ -245,13 +271,13 @@ FUZZ_CC      ?= clang
 FUZZ_BUILD    = build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-# clang does not define __SANITIZE_ADDRESS__, so core/simd.h would use target_clones,
+# clang does not define __SANITIZE_ADDRESS__, so core/base/simd.h would use target_clones,
 # whose ifunc clang 14 names "f.ifunc" and other files then cannot link to: define it.
 FUZZ_CFLAGS   = -O1 -g -std=c11 -Wall -Wextra -Wno-missing-field-initializers \
                 -D__SANITIZE_ADDRESS__=1 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-                -Icore -Iproto -Idaemon -Itests/fuzz -MMD -MP
+                $(INC_app) -Idaemon -Itests/fuzz -MMD -MP
 # Files other work may have half-written; the parsers need none of them.
-FUZZ_EXCLUDE ?= core/experiment.c
+FUZZ_EXCLUDE ?= core/detect/experiment.c
 FUZZ_LIB_SRC  = $(filter-out $(FUZZ_EXCLUDE),$(CORE_SRC))
 FUZZ_LIB_OBJ  = $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_LIB      = $(FUZZ_BUILD)/libanodm-fuzz.a

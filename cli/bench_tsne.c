@@ -20,7 +20,7 @@
 
 #include <cblas.h>
 
-#include "dataset.h"
+#include "dataset_io.h"
 #include "clock.h"
 #include "cli.h"
 #include "tsne.h"

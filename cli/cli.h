@@ -88,7 +88,7 @@ int cli_test_at_rate(const dataset *test, int32_t cls, double rate, uint64_t see
 int cli_fusion(const char *cmd, const char *s, score_fusion *out);
 
 /* The stream protocol's figures for one anomaly class at one anomaly rate
- * (cli/stream_eval.c), per fusion of core/stream.h. */
+ * (cli/stream_eval.c), per fusion of core/detect/stream.h. */
 typedef struct {
     int done;
     size_t n, n_pos;

@@ -1,5 +1,5 @@
 /* anodm ecg-extract and anodm ecg-rpeaks: the MIT-BIH heartbeat set from raw WFDB
- * records (core/ecg.h), and the R-peak detector (core/rpeak.h) measured against the
+ * records (core/data/ecg.h), and the R-peak detector (core/data/rpeak.h) measured against the
  * records' reference annotations. */
 #include <getopt.h>
 #include <stdio.h>
@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dataset_io.h"
 #include "ecg.h"
 #include "rpeak.h"
 #include "wfdb.h"
@@ -90,81 +91,34 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-static void put_le(uint8_t *p, uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* One NPY (version 1.0) file: descr such as "<f4", shape (n,) or (n, cols), then the
- * elements, little-endian, from the values get() returns. */
-static int write_npy(const char *path, const char *descr, size_t n, size_t cols, int bytes,
-                     uint64_t (*get)(const ecg_beats *, size_t), const ecg_beats *b, char *err,
-                     size_t errlen) {
-    char dict[128];
-    uint8_t head[10 + 128], buf[8 * 1024];
-    if (cols)
-        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
-                 descr, n, cols);
-    else
-        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu,), }",
-                 descr, n);
-    /* Header padded with spaces and a newline so the data start at a multiple of 64. */
-    size_t hlen = strlen(dict) + 1, total = 10 + hlen;
-    total = (total + 63) / 64 * 64;
-    hlen = total - 10;
-    memcpy(head, "\x93NUMPY\x01\x00", 8);
-    put_le(head + 8, hlen, 2);
-    memset(head + 10, ' ', hlen);
-    memcpy(head + 10, dict, strlen(dict));
-    head[total - 1] = '\n';
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot write", path);
-        return -1;
-    }
-    fwrite(head, 1, total, f);
-    size_t count = n * (cols ? cols : 1), used = 0;
-    for (size_t i = 0; i < count; i++) {
-        put_le(buf + used, get(b, i), bytes);
-        used += (size_t)bytes;
-        if (used + 8 > sizeof buf || i + 1 == count) {
-            fwrite(buf, 1, used, f);
-            used = 0;
-        }
-    }
-    if (ferror(f) | fclose(f)) {
-        snprintf(err, errlen, "%s: write failed", path);
-        return -1;
-    }
-    return 0;
-}
-
-static uint64_t get_x(const ecg_beats *b, size_t i) {
+static uint64_t get_x(const void *ctx, size_t i) {
+    const ecg_beats *b = ctx;
     uint32_t u;
     memcpy(&u, &b->x[i], sizeof u);
     return u;
 }
-static uint64_t get_label(const ecg_beats *b, size_t i) { return (uint32_t)b->label[i]; }
-static uint64_t get_record(const ecg_beats *b, size_t i) { return (uint32_t)b->record[i]; }
-static uint64_t get_sample(const ecg_beats *b, size_t i) { return (uint64_t)b->sample[i]; }
+static uint64_t get_label(const void *b, size_t i) { return (uint32_t)((const ecg_beats *)b)->label[i]; }
+static uint64_t get_record(const void *b, size_t i) { return (uint32_t)((const ecg_beats *)b)->record[i]; }
+static uint64_t get_sample(const void *b, size_t i) { return (uint64_t)((const ecg_beats *)b)->sample[i]; }
 
 /* beats.npy and its sidecars beats.labels.npy, beats.records.npy, beats.samples.npy. */
 static int write_npy_set(const char *path, const ecg_beats *b, char *err, size_t errlen) {
     static const struct {
-        const char *suffix, *descr;
-        int bytes;
-        uint64_t (*get)(const ecg_beats *, size_t);
-    } side[] = {{".labels.npy", "<i4", 4, get_label},
-                {".records.npy", "<i4", 4, get_record},
-                {".samples.npy", "<i8", 8, get_sample}};
+        const char *suffix;
+        npy_dtype dtype;
+        uint64_t (*get)(const void *, size_t);
+    } side[] = {{".labels.npy", NPY_I4, get_label},
+                {".records.npy", NPY_I4, get_record},
+                {".samples.npy", NPY_I8, get_sample}};
     char p[4096];
     size_t stem = strlen(path) - 4;
-    if (write_npy(path, "<f4", b->n, ECG_BEAT_LEN, 4, get_x, b, err, errlen)) return -1;
+    if (dataset_write_npy(path, NPY_F4, b->n, ECG_BEAT_LEN, get_x, b, err, errlen)) return -1;
     for (size_t k = 0; k < sizeof side / sizeof side[0]; k++) {
         if (snprintf(p, sizeof p, "%.*s%s", (int)stem, path, side[k].suffix) >= (int)sizeof p) {
             snprintf(err, errlen, "%s: path too long", path);
             return -1;
         }
-        if (write_npy(p, side[k].descr, b->n, 0, side[k].bytes, side[k].get, b, err, errlen))
+        if (dataset_write_npy(p, side[k].dtype, b->n, 0, side[k].get, b, err, errlen))
             return -1;
         fprintf(stderr, "wrote %s\n", p);
     }
@@ -460,7 +414,7 @@ done:
 static void rpeaks_usage(FILE *f) {
     fprintf(f,
         "usage: anodm ecg-rpeaks --data DIR [options]\n"
-        "Runs the R-peak detector (Pan-Tompkins style, core/rpeak.h) on each record and\n"
+        "Runs the R-peak detector (Pan-Tompkins style, core/data/rpeak.h) on each record and\n"
         "compares it with the record's beat annotations: a detection within the tolerance\n"
         "of a beat is a true positive (each beat matched once); ventricular flutter\n"
         "episodes ([ to ]) are left out. Prints per record and in total the sensitivity\n"

@@ -1,9 +1,9 @@
 /* anodm experiment: the paper's one-vs-rest protocol (section 4, Tables 1 and 2) on
  * Fashion-MNIST or the MIT-BIH heartbeats, run with our detector. Per beta and per class:
  * build a detector on the other classes' training samples (10% of them held out for
- * calibration), score the test set in every way core/experiment.h defines, and report
+ * calibration), score the test set in every way core/detect/experiment.h defines, and report
  * auROC with the class as the positive. The heartbeats have no fixed test set: they are
- * split here, by beat (the paper's setting) or by patient record (core/ecg.h). Results are rewritten after every class, so a run cut short still
+ * split here, by beat (the paper's setting) or by patient record (core/data/ecg.h). Results are rewritten after every class, so a run cut short still
  * leaves its finished classes in results.md, results.json and the ROC plots. */
 #include <getopt.h>
 #include <limits.h>
@@ -22,6 +22,7 @@
 #include "auroc.h"
 #include "bundle.h"
 #include "cli.h"
+#include "dataset_io.h"
 #include "ecg.h"
 #include "experiment.h"
 #include "knn.h"
@@ -43,7 +44,7 @@ static const double FASHION_PAPER_BVAE[] = {0.500, 0.860, 0.459, 0.730, 0.379,
 static const double FASHION_PAPER_ANODM[] = {0.844, 0.978, 0.783, 0.886, 0.763,
                                              0.990, 0.713, 0.952, 0.980, 0.944};
 
-/* The AAMI classes (core/ecg.h). Reference values only: the paper's Table 2, ECG, AnoDM
+/* The AAMI classes (core/data/ecg.h). Reference values only: the paper's Table 2, ECG, AnoDM
  * with the TCN encoder, mu-based, test-label alpha (average 0.940); it gives no beta-VAE
  * figure for ECG. Never computed here. */
 static const char *const ECG_CLASS[] = {"N", "S", "V", "F", "Q"};

@@ -46,7 +46,7 @@ static void train_usage(FILE *f, const cli_settings *s) {
         "                       preset for its image shape, conv1d for C,1,W with C > 1,\n"
         "                       mlp otherwise\n"
         "  --encoder SPEC       instead of a preset: the encoder and decoder in the\n"
-        "  --decoder SPEC       architecture language of core/net.h, e.g. --encoder\n"
+        "  --decoder SPEC       architecture language of core/nn/net.h, e.g. --encoder\n"
         "                       'linear(64) relu' --decoder 'linear(64) relu linear(30)'\n"
         "  --scale KIND         none, standard or minmax per input value, fitted on the\n"
         "                       training normals and kept in the bundle (default: none\n"

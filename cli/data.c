@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "dataset_io.h"
 #include "experiment.h"
 
 static int ends_with(const char *s, const char *suffix) {

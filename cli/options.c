@@ -1,7 +1,7 @@
 /* The command-line options several anodm commands share, in one table (Redis's
  * config.c is the model): each option's name, what it takes, its bounds and the setting
- * it writes. The bounds are the library's own limits (TRAIN_MAX_THREADS, the perplexity
- * range of core/tsne.h, ...), so an option is refused by the rule of the code that uses
+ * it writes. The bounds are the library's own limits (PAR_MAX_THREADS, the perplexity
+ * range of core/map/tsne.h, ...), so an option is refused by the rule of the code that uses
  * it, with its name, as soon as it is read. Rules between options (a perplexity against
  * --n-ref, k against --n-ref) and against the data belong to the library's validators
  * (build_opts_check, train_opts_check), which each command runs after parsing and before
@@ -36,7 +36,7 @@ typedef struct {
 
 static const cli_option OPTIONS[CLI_N_OPTIONS] = {
     [CLI_THREADS] = {"threads", "N", "training threads", INTEGER(build.train.threads, 1,
-                     TRAIN_MAX_THREADS), .zero = "one per core"},
+                     PAR_MAX_THREADS), .zero = "one per core"},
     [CLI_SEED] = {"seed", "N", "everything random derives from it", .type = T_U64,
                   .at = AT(build.train.seed), .also = -1, .imin = 1, .imax = LLONG_MAX},
     [CLI_EPOCHS] = {"epochs", "N", "passes over the training data",

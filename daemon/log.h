@@ -8,7 +8,7 @@
  * it is durable, and the log ids it returns are real. Readers use their own connection;
  * WAL mode keeps them from blocking the writer. The schema is versioned with PRAGMA
  * user_version (SCHEMA in log.c) and created on first open; a newer database is
- * refused, not guessed at. A score record's columns are the fields of core/detector.h's
+ * refused, not guessed at. A score record's columns are the fields of core/detect/detector.h's
  * table, and a column an older log lacks is added at open.
  * Retention (by age and by row count) is the writer's too, in small deletes between
  * group commits, so it never holds up a score for long. It always keeps the newest row,

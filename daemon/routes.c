@@ -329,7 +329,7 @@ static int score(app *a, model_set *set, const request *rq, const char *name, in
     return 1;
 }
 
-/* On a worker (a batch_run task): the strip's R peaks and beats (core/ecg.h), then the
+/* On a worker (a batch_run task): the strip's R peaks and beats (core/data/ecg.h), then the
  * beats scored as the request's samples. */
 static void cut_strip(batch_job *bj) {
     score_job *j = (score_job *)bj;

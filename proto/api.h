@@ -1,7 +1,7 @@
 /* api.h — the daemon's JSON wire format: decoding requests, encoding responses.
  *
  * This is the only place that knows field names and JSON shapes (proto/openapi.yaml
- * documents them; a result's numbers are named by core/detector.h's table of the score
+ * documents them; a result's numbers are named by core/detect/detector.h's table of the score
  * record, which the encoders expand), so the HTTP layer deals in C structs and the wire
  * format can be tested without a server. Decoders are the trust boundary for request bodies: they
  * refuse malformed JSON, duplicate keys, wrong types, non-finite or out-of-range
@@ -129,7 +129,7 @@ int api_decode_v2_infer(const char *body, size_t len, size_t dim, int max_batch,
 void api_score_request_free(api_score_request *req);
 /* Decode a strip body {"signal": [numbers], "fs": Hz, "id", "source", "explain"}: at
  * most API_STRIP_MAX_VALUES finite values, fs a whole number of Hz (whether the rate and
- * the strip suit the R-peak detector is core/rpeak.h's to say). 0, or -1 with e (req is
+ * the strip suit the R-peak detector is core/data/rpeak.h's to say). 0, or -1 with e (req is
  * then empty). */
 int api_decode_strip(const char *body, size_t len, api_strip_request *req, api_error *e);
 void api_strip_request_free(api_strip_request *req);

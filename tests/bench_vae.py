@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""PyTorch side of `make bench`: one training epoch of a beta-VAE of core/vae.c, batch 100,
+"""PyTorch side of `make bench`: one training epoch of a beta-VAE of core/nn/vae.c, batch 100,
 Adam 1e-3, beta 0.01, on the CPU with the given thread count. Two architectures, as
 `anodm bench-vae --arch`:
   fashion  the "fashion" preset on Fashion-MNIST, trouser held out (54000 images);
-  ecg-tcn  the "ecg-tcn" preset (keras-tcn encoder, core/tcn.h) on the first --limit
+  ecg-tcn  the "ecg-tcn" preset (keras-tcn encoder, core/nn/tcn.h) on the first --limit
            beats of an `anodm ecg-extract` FILE.npy (default 20000).
 Prints one line in the same form as `anodm bench-vae`, including which BLAS library the
 process actually loaded (from /proc/self/maps), the kernel family (core name) and thread
@@ -12,7 +12,7 @@ count as anodm counts it (BatchNorm running statistics included), to check the t
 models are the same.
 
 Subnormal floats are flushed to zero (torch.set_flush_denormal), as anodm's training
-threads flush them (core/train.c), unless --keep-denormals. That sets the calling
+threads flush them (core/nn/train.c), unless --keep-denormals. That sets the calling
 thread's mode, which threads started later inherit (torch's OpenMP pool); OpenBLAS's
 worker threads start when the library loads, before it, and follow it only if the
 library was built to pass the mode on (CONSISTENT_FPCSR), which is not checked here.
@@ -78,7 +78,7 @@ def openblas_state():
 
 
 def fashion_nets():
-    """core/vae.c's FASHION_ENC (+ the mu/logvar head) and FASHION_DEC."""
+    """core/nn/vae.c's FASHION_ENC (+ the mu/logvar head) and FASHION_DEC."""
     enc = nn.Sequential(
         nn.Conv2d(1, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 32, 3, 2, 1), nn.ReLU(),
         nn.Flatten(), nn.Linear(1568, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
@@ -91,10 +91,10 @@ def fashion_nets():
 
 
 class TCNBlock(nn.Module):
-    """One residual block in core/tcn.c's order (tcn_block_forward):
+    """One residual block in core/nn/tcn.c's order (tcn_block_forward):
     h1 = ReLU(CausalConv_d(x)), d1 = Drop(h1), branch = Drop(ReLU(CausalConv_d(d1))),
     out = ReLU(res + branch) with res = x or Conv1x1(x) when the channels change.
-    Drop is channel dropout (SpatialDropout1D; core/dropout.h with S = T), one mask per
+    Drop is channel dropout (SpatialDropout1D; core/nn/dropout.h with S = T), one mask per
     (sample, channel), i.e. nn.Dropout1d."""
 
     def __init__(self, in_c, filters, kernel, dilation, p):
@@ -113,7 +113,7 @@ class TCNBlock(nn.Module):
 
 
 class TCN(nn.Module):
-    """core/tcn.c's tcn_forward: the sum of the blocks' branches (skip connections), its
+    """core/nn/tcn.c's tcn_forward: the sum of the blocks' branches (skip connections), its
     last time step, no activation after the sum. The last block's `out` is computed, as
     in C, but reaches nothing, so autograd (like tcn_backward) sends nothing back into it."""
 
@@ -132,7 +132,7 @@ class TCN(nn.Module):
 
 
 def ecg_tcn_nets():
-    """core/vae.c's ECG_TCN_ENC "tcn(64,4,0.05,1,2,4,8,16,32)" (+ the head on its 64
+    """core/nn/vae.c's ECG_TCN_ENC "tcn(64,4,0.05,1,2,4,8,16,32)" (+ the head on its 64
     features) and ECG_DEC on (1, 1, 187) beats: 2 -> 5 -> 11 -> 23 -> 46 -> 93 -> 187."""
     enc = nn.Sequential(TCN(1, 64, 4, 0.05, (1, 2, 4, 8, 16, 32)), nn.Linear(64, 2 * LATENT))
     dec = nn.Sequential(
@@ -168,7 +168,7 @@ class VAE(nn.Module):
 
 def anodm_param_count(model):
     """Parameters as anodm counts them: its BatchNorm layers keep running mean and
-    variance in the parameter block too (core/batchnorm.h)."""
+    variance in the parameter block too (core/nn/batchnorm.h)."""
     stats = sum(b.numel() for name, b in model.named_buffers()
                 if name.endswith(("running_mean", "running_var")))
     return sum(p.numel() for p in model.parameters()) + stats

@@ -13,7 +13,7 @@
 # Each side prints the BLAS, kernel family and threads it used. Both flush subnormal floats
 # to zero (anodm's training threads; torch.set_flush_denormal on the other side). PyTorch
 # runs on Debian's OpenBLAS with the kernels anodm selects (OPENBLAS_CORETYPE, see
-# core/blas.h; on a CPU OpenBLAS recognises that is its own choice) and in the thread
+# core/base/blas.h; on a CPU OpenBLAS recognises that is its own choice) and in the thread
 # setting that was its fastest on 2 cores here beside other work
 # (tests/bench_torch_settings.sh, docs/results/bench-vae-2026-12-03/): one intra-op
 # thread, THREADS OpenBLAS threads under its matrix products. Two OpenMP threads that

@@ -125,8 +125,8 @@ def adam_fixture(outdir):
 
 
 # ------------------------------------------------------------------ whole beta-VAEs
-# Each model is written out layer by layer as core/vae.c's presets build it, and lists its
-# layers with parameters in core/net.c's block order (encoder then decoder; weight, bias,
+# Each model is written out layer by layer as core/nn/vae.c's presets build it, and lists its
+# layers with parameters in core/nn/net.c's block order (encoder then decoder; weight, bias,
 # bn's running statistics) as (kind, module) pairs: `layers`. tests/test_vae.c reads the
 # fixtures of vae_fixture below.
 LATENT = 16
@@ -144,8 +144,8 @@ class Linear(torch.nn.Linear):
 
 
 class Tcn(torch.nn.Module):
-    """core/tcn.c's stack as gen_fixtures_seq.tcn_reference computes it, on one flat
-    parameter run (core/tcn.h's order), with the dropout masks of the C run."""
+    """core/nn/tcn.c's stack as gen_fixtures_seq.tcn_reference computes it, on one flat
+    parameter run (core/nn/tcn.h's order), with the dropout masks of the C run."""
 
     def __init__(self, in_c, filters, kernel, dilations, rate):
         super().__init__()
@@ -164,7 +164,7 @@ class Tcn(torch.nn.Module):
 
 
 class EcgDecoder(torch.nn.Module):
-    """core/vae.c ECG_DEC: FC 256, 384, 2048, bn, then six 1-D deconvolutions to 187."""
+    """core/nn/vae.c ECG_DEC: FC 256, 384, 2048, bn, then six 1-D deconvolutions to 187."""
 
     def __init__(self):
         super().__init__()
@@ -186,7 +186,7 @@ class EcgDecoder(torch.nn.Module):
 
 
 class Vae(torch.nn.Module):
-    """An encoder (features), the (mu, logvar) head and a decoder, as core/vae.c joins them."""
+    """An encoder (features), the (mu, logvar) head and a decoder, as core/nn/vae.c joins them."""
 
     def __init__(self, enc, feat, dec):
         super().__init__()
@@ -201,7 +201,7 @@ class Vae(torch.nn.Module):
 
 
 class FashionEncoder(torch.nn.Module):
-    """core/vae.c FASHION_ENC: two k3 s2 p1 convs (28 -> 14 -> 7), FC 128, FC 128."""
+    """core/nn/vae.c FASHION_ENC: two k3 s2 p1 convs (28 -> 14 -> 7), FC 128, FC 128."""
 
     def __init__(self):
         super().__init__()
@@ -216,7 +216,7 @@ class FashionEncoder(torch.nn.Module):
 
 
 class FashionDecoder(torch.nn.Module):
-    """core/vae.c FASHION_DEC: FC 128, FC 1568, 32x7x7, two k3 s2 deconvolutions to 28."""
+    """core/nn/vae.c FASHION_DEC: FC 128, FC 1568, 32x7x7, two k3 s2 deconvolutions to 28."""
 
     def __init__(self):
         super().__init__()
@@ -232,7 +232,7 @@ class FashionDecoder(torch.nn.Module):
 
 
 class EcgCnnEncoder(torch.nn.Module):
-    """core/vae.c ECG_CNN_ENC: three k4 s2 p1 1-D convs (187 -> 93 -> 46 -> 23), FC 256."""
+    """core/nn/vae.c ECG_CNN_ENC: three k4 s2 p1 1-D convs (187 -> 93 -> 46 -> 23), FC 256."""
 
     def __init__(self):
         super().__init__()
@@ -248,7 +248,7 @@ class EcgCnnEncoder(torch.nn.Module):
 
 
 class EcgTcnEncoder(torch.nn.Module):
-    """core/vae.c ECG_TCN_ENC: tcn(64,4,0.05,1,2,4,8,16,32), its last step."""
+    """core/nn/vae.c ECG_TCN_ENC: tcn(64,4,0.05,1,2,4,8,16,32), its last step."""
 
     def __init__(self):
         super().__init__()
@@ -260,7 +260,7 @@ class EcgTcnEncoder(torch.nn.Module):
 
 
 class EcgLstmEncoder(torch.nn.Module):
-    """core/vae.c ECG_LSTM_ENC: lstm(64) over the 187 steps, its last hidden state."""
+    """core/nn/vae.c ECG_LSTM_ENC: lstm(64) over the 187 steps, its last hidden state."""
 
     def __init__(self):
         super().__init__()
@@ -278,7 +278,7 @@ def fan_in(weight):
 
 
 def lstm_runs(m):
-    """core/net.c's lstm layer: weight = W_ih, W_hh; bias = b_ih, b_hh."""
+    """core/nn/net.c's lstm layer: weight = W_ih, W_hh; bias = b_ih, b_hh."""
     return [m.weight_ih_l0, m.weight_hh_l0], [m.bias_ih_l0, m.bias_hh_l0]
 
 

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""PyTorch parity fixtures for core/batchnorm, core/lstm and core/tcn (tests/test_layers_seq.c).
+"""PyTorch parity fixtures for core/nn/batchnorm, core/nn/lstm and core/nn/tcn (tests/test_layers_seq.c).
 
 Run with Debian's torch: /usr/bin/python3 tests/gen_fixtures_seq.py tests/fixtures
 Inputs and weights are not stored: det_fill() reproduces tests/fixture.c's generator bit
 for bit, so only results go into the files. The reference runs in float64 and is stored
 as float32, so its own error (~1e-16) is negligible next to the C side's float32 error.
-The TCN's training-mode fixture needs the C dropout masks: rng_t (core/rng.c, xoshiro256**
+The TCN's training-mode fixture needs the C dropout masks: rng_t (core/base/rng.c, xoshiro256**
 seeded by splitmix64) is reproduced here too, drawn in the order tcn_forward draws them.
 """
 import gzip
@@ -42,7 +42,7 @@ def det(shape, seed, lo, hi):
 
 
 class Rng:
-    """core/rng.c: xoshiro256** with splitmix64 seeding; only what dropout_mask uses."""
+    """core/base/rng.c: xoshiro256** with splitmix64 seeding; only what dropout_mask uses."""
 
     def __init__(self, seed):
         self.s = []
@@ -74,7 +74,7 @@ class Rng:
         return (self.u64() >> 40) / 16777216.0    # exact in float32, as in C
 
     def dropout_mask(self, n, p):
-        """core/dropout.c dropout_mask: 0 or 1/(1-p), the scale computed in float32."""
+        """core/nn/dropout.c dropout_mask: 0 or 1/(1-p), the scale computed in float32."""
         p32 = np.float32(p)
         keep = float(np.float32(1.0) / (np.float32(1.0) - p32))
         return [keep if self.uniform() >= float(p32) else 0.0 for _ in range(n)]
@@ -153,7 +153,7 @@ TCN = dict(in_c=2, len=20, filters=8, kernel=3, dilations=[1, 2, 4], B=3)
 
 
 def tcn_param_count(in_c, filters, kernel, dilations):
-    """Floats in core/tcn.h's run: per block w1, b1, w2, b2 [, wd, bd if C != F]."""
+    """Floats in core/nn/tcn.h's run: per block w1, b1, w2, b2 [, wd, bd if C != F]."""
     n, c = 0, in_c
     for _ in dilations:
         n += filters * c * kernel + filters + filters * filters * kernel + filters
@@ -164,7 +164,7 @@ def tcn_param_count(in_c, filters, kernel, dilations):
 
 
 def tcn_split(flat, in_c, filters, kernel, dilations):
-    """Parameter views in core/tcn.h's order: per block w1, b1, w2, b2 [, wd, bd]."""
+    """Parameter views in core/nn/tcn.h's order: per block w1, b1, w2, b2 [, wd, bd]."""
     blocks, off = [], 0
 
     def take(*shape):

@@ -293,7 +293,7 @@ TEST(api_encode_shapes) {
     free(s);
 }
 
-/* Every field of the score record (core/detector.h's table) reaches the JSON, in the
+/* Every field of the score record (core/detect/detector.h's table) reaches the JSON, in the
  * place its group gives it, with its value: a log record, a result line of anodm score,
  * and the model's list of terms. A field added to the table is checked here unchanged. */
 TEST(api_encode_follows_the_record_table) {

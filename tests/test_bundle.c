@@ -1069,7 +1069,7 @@ static uint8_t *version1_file(const detector *d, size_t *len) {
 }
 
 /* anodm score's JSON lines are JSON: one object per sample holding "index", "label" and
- * every field of the score record (core/detector.h's table) in the table's order, an
+ * every field of the score record (core/detect/detector.h's table) in the table's order, an
  * unknown value null: the z_latent of a version-1 bundle, which used to be written as
  * nan. The CSV has the same columns. */
 TEST(bundle_v1_scores_as_json_lines) {

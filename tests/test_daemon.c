@@ -1190,7 +1190,7 @@ TEST(daemon_log_migrates_version_1) {
     LOG_INTACT(db_path, 2);
 }
 
-/* A field added to the score record's table (core/detector.h) becomes a column of an
+/* A field added to the score record's table (core/detect/detector.h) becomes a column of an
  * existing log at start, without a schema version: here a version-3 log from before
  * z_latent (the column dropped after a first run) gets it back, its old row null there,
  * new rows complete, and a column declared exactly as a new log declares it. */

@@ -1,7 +1,7 @@
-/* Tests of the ECG data path: core/wfdb (headers, format-212 signals, MIT annotations) on
- * the real MIT-BIH records and on damaged copies of them; core/ecg (AAMI classes,
+/* Tests of the ECG data path: core/data/wfdb (headers, format-212 signals, MIT annotations) on
+ * the real MIT-BIH records and on damaged copies of them; core/data/ecg (AAMI classes,
  * resampling, the Kachuee segmentation) on synthetic signals with known answers and on a
- * real record; core/rpeak (the R-peak detector) on synthetic and real records against the
+ * real record; core/data/rpeak (the R-peak detector) on synthetic and real records against the
  * reference annotations; the ecg-extract and ecg-rpeaks commands; the train/test splits
  * (by beat, by record); and heartbeats through the rest of the product: anodm train on a
  * beat set, its bundle scored by anodm score and served by anodmd, and anodm experiment
@@ -12,7 +12,7 @@
  * project's shared data, so a missing directory is a failure, not a skipped test. */
 #include "check.h"
 #include "daemon_harness.h"
-#include "dataset.h"
+#include "dataset_io.h"
 #include "ecg.h"
 #include "rng.h"
 #include "rpeak.h"

@@ -80,11 +80,11 @@ static int net_refuses(const uint8_t *data, size_t len) {
     return rc == -1 && err[0] ? 0 : 1;
 }
 
-/* "2,1,16" conv1d(4,3,0,2,causal) ...: stride 0. conv_geom_1d (core/conv.c) divided by
+/* "2,1,16" conv1d(4,3,0,2,causal) ...: stride 0. conv_geom_1d (core/nn/conv.c) divided by
  * the stride for the output length before conv_geom_valid could refuse it: SIGFPE. The
  * same spec in a bundle's "arch" or a weights file's header reaches net_parse through
  * vae_layout, so a hostile model file killed anodm and anodmd. Fixed by the stride check
- * at the top of build_layer (core/net.c). */
+ * at the top of build_layer (core/nn/net.c). */
 static const uint8_t CRASH_NET_CONV1D_STRIDE0[] = {
     0x32, 0x2c, 0x31, 0x2c, 0x31, 0x36, 0x0a, 0x63, 0x6f, 0x6e, 0x76, 0x31, 0x64, 0x28,
     0x34, 0x2c, 0x33, 0x2c, 0x30, 0x2c, 0x32, 0x2c, 0x63, 0x61, 0x75, 0x73, 0x61, 0x6c,
@@ -109,7 +109,7 @@ TEST(fuzz_regression_net_conv2d_stride_zero) {
 
 /* The next three: an input dimension near INT_MAX (which net_parse accepts: it only
  * checks each is at least 1, and a bundle's "input" takes any int) overflows int in the
- * geometry of core/conv.c, undefined behaviour that UBSan stops under asan-test:
+ * geometry of core/nn/conv.c, undefined behaviour that UBSan stops under asan-test:
  *   1x28xINT_MAX, conv2d(32,3,2,128): conv.c:11, in_w + 2 * pad - k */
 static const uint8_t CRASH_NET_CONV2D_WIDE[] = {
     0x31, 0x2c, 0x32, 0x38, 0x2c, 0x32, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33,
@@ -171,7 +171,7 @@ TEST(fuzz_regression_net_convtranspose1d_stride) {
 /* fuzz_router (5 minutes, 2026-11-28): a sample with one value of 5.2e28 gave the tiny
  * fuzz model a finite latent but a NaN map position, and D_MAP then converted
  * floor(NaN) to int, which is undefined (UBSan: "-nan is outside the range of
- * representable values of type 'int'", core/tsne_place.c). The daemon now refuses such
+ * representable values of type 'int'", core/map/tsne_place.c). The daemon now refuses such
  * a request (400 not_finite, tests/test_daemon_abuse.c), and tsne_map_dmap answers NaN,
  * with valid indices, for a position that is not finite. */
 static int dmap_of_non_finite(const uint8_t *data, size_t len) {

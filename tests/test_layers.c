@@ -135,7 +135,7 @@ TEST(layer_conv1d_tap_in_padding_gradcheck) {
 }
 
 /* The same 1-D convolution laid along H (x as [C, T, 1]) goes through im2col, along W
- * through the per-tap sgemm path (core/conv.c, is_shift_conv): the two must agree,
+ * through the per-tap sgemm path (core/nn/conv.c, is_shift_conv): the two must agree,
  * forward and backward, whatever the padding does to each tap. */
 static conv_geom along_h(const conv_geom *g) {
     conv_geom h = *g;

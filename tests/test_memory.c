@@ -1,4 +1,4 @@
-/* The stream memory (core/memory.h): its term against brute force, retention (recent
+/* The stream memory (core/detect/memory.h): its term against brute force, retention (recent
  * first in first out, suspicious ones kept longer), floods collapsed, limits refused. */
 #include <math.h>
 #include <stdlib.h>

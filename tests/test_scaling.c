@@ -1,4 +1,4 @@
-/* The input scaling (core/scaling.h): what it fits, that it inverts, when it flags a
+/* The input scaling (core/data/scaling.h): what it fits, that it inverts, when it flags a
  * sample as far outside the training range, and what it refuses. */
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Tests for the t-SNE engine (core/tsne.h, core/knn.h): affinities, gradients, fit,
+/* Tests for the t-SNE engine (core/map/tsne.h, core/map/knn.h): affinities, gradients, fit,
  * placement into a fixed map, D_MAP, co-placement, the sliding window, bad input. */
 #include <math.h>
 #include <stdio.h>

@@ -19,7 +19,7 @@ dir=$(mktemp -d /tmp/anodm-valgrind-XXXXXX)
 command -v valgrind >/dev/null || { echo "valgrind: not installed (apt-get install valgrind)"; exit 2; }
 
 # OPENBLAS_CORETYPE is set so that the daemon does not re-execute itself to pick kernels
-# (core/blas.c), which would leave valgrind (valgrind 3.19 runs no AVX-512 code), and for
+# (core/base/blas.c), which would leave valgrind (valgrind 3.19 runs no AVX-512 code), and for
 # the test runner too: tests compare the daemon's scores with their own to 1e-6, which
 # holds only when both run the same BLAS kernels. Sandybridge's (AVX, no FMA), because
 # valgrind does not reproduce fused multiply-adds bit for bit (with Haswell's kernels the

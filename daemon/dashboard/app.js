@@ -507,7 +507,7 @@ function renderSample() {
     el('li', {}, `training sample ${nb.ref}, map distance ${fmt(nb.distance)}`)));
 }
 
-// The score's terms, as the model's metadata lists them (core/detector.h's table, in its
+// The score's terms, as the model's metadata lists them (core/detect/detector.h's table, in its
 // order): each distance d_NAME, with z the name of its standardised value z_NAME if any;
 // and the standardised ones, the anomaly table's columns.
 function distances() {

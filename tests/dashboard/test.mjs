@@ -290,7 +290,7 @@ async function checkDashboard(browser, d, sent) {
   check('sample view shows the score terms and neighbours',
     view.terms.includes(first.score.toFixed(3)) && view.terms.includes('D_RE') &&
     view.neighbors === first.neighbors.length, `${view.neighbors} neighbours; ${view.terms.slice(0, 120)}`);
-  // The terms are the API's list (core/detector.h's table), none hard-coded in the page:
+  // The terms are the API's list (core/detect/detector.h's table), none hard-coded in the page:
   // every distance in the sample view, every standardised term a column of the table.
   const terms = (await (await fetch(`${d.url}/v1/models/fashion`)).json()).terms || [];
   const head = await page.$$eval('#anomalies thead th', (ths) => ths.map((th) => th.textContent));

@@ -1,4 +1,4 @@
-/* fuzz_csv.c — dataset_parse_csv (core/dataset.c).
+/* fuzz_csv.c — dataset_parse_csv (core/data/dataset_io.c).
  *
  * CSV files are text from anywhere: ragged rows, junk cells, huge or non-finite numbers,
  * a header or none, CRLF, NUL bytes inside the buffer. The text is not NUL-terminated
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataset.h"
+#include "dataset_io.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const int label_cols[] = {DATASET_CSV_LAST_COL, 1, DATASET_CSV_NO_LABEL};

@@ -1,4 +1,4 @@
-/* fuzz_idx.c — dataset_parse_idx and dataset_parse_idx_labels (core/dataset.c).
+/* fuzz_idx.c — dataset_parse_idx and dataset_parse_idx_labels (core/data/dataset_io.c).
  *
  * IDX files come from downloads and users, so their headers (type code, rank, dims) are
  * hostile: the parser must check every dimension, their product and the data length
@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "dataset.h"
+#include "dataset_io.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[256];

@@ -1,4 +1,4 @@
-/* fuzz_net.c — net_parse (core/net.c), the architecture DSL.
+/* fuzz_net.c — net_parse (core/nn/net.c), the architecture DSL.
  *
  * Specs arrive inside bundles and weights files, with the input shape next to them, so
  * both are hostile: any token, any numbers, any int for C, H and W. Input: a first line

@@ -1,4 +1,4 @@
-/* fuzz_npy.c — dataset_parse_npy and dataset_parse_npy_labels (core/dataset.c).
+/* fuzz_npy.c — dataset_parse_npy and dataset_parse_npy_labels (core/data/dataset_io.c).
  *
  * NPY files come from other tools and users: the header is a Python dict literal (descr,
  * fortran_order, shape) of attacker-chosen length, version 1 to 3; the parser must check
@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "dataset.h"
+#include "dataset_io.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[256];

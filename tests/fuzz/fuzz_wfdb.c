@@ -1,4 +1,4 @@
-/* fuzz_wfdb.c — the WFDB parsers of core/wfdb.c: wfdb_parse_header, wfdb_parse_212 and
+/* fuzz_wfdb.c — the WFDB parsers of core/data/wfdb.c: wfdb_parse_header, wfdb_parse_212 and
  * wfdb_parse_annotations.
  *
  * Record files come from devices, downloads and users, so every count in them is

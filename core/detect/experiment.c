@@ -39,8 +39,8 @@ int experiment_opts_check(const experiment_opts *o, int n_ref, char *err, size_t
     }
     if (o->stream_batch < 1)
         return err_fail(err, errlen, "stream batch %d: at least 1", o->stream_batch);
-    if (o->n_threads < 0 || o->n_threads > TSNE_MAX_THREADS)
-        return err_fail(err, errlen, "threads %d outside 0..%d", o->n_threads, TSNE_MAX_THREADS);
+    if (o->n_threads < 0 || o->n_threads > PAR_MAX_THREADS)
+        return err_fail(err, errlen, "threads %d outside 0..%d", o->n_threads, PAR_MAX_THREADS);
     int k_max = n_ref < KNN_MAX_K ? n_ref : KNN_MAX_K;
     if (o->latent_k < 1 || o->latent_k > k_max)
         return err_fail(err, errlen, "latent_k %d outside 1..%d (n_ref %d, at most %d)",

@@ -12,6 +12,9 @@
 typedef struct { uint64_t s[4]; } rng_t;
 
 void rng_seed(rng_t *r, uint64_t seed);           /* same seed, same stream */
+/* SplitMix64 (Steele, Lea, Flood): the next value of the tiny generator whose whole state
+ * is *state; for a choice that must depend on its seed alone. */
+uint64_t rng_splitmix64(uint64_t *state);
 uint64_t rng_u64(rng_t *r);                        /* uniform 64-bit integer */
 float rng_uniform(rng_t *r);                       /* uniform in [0, 1) */
 uint64_t rng_below(rng_t *r, uint64_t n);          /* uniform integer in [0, n), n > 0 */

@@ -3,53 +3,16 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "errmsg.h"
 #include "knn.h"
+#include "par.h"
+#include "simd.h"
 #include "rng.h"
 #include "tsne_internal.h"
-
-/* ---- threads ------------------------------------------------------------------- */
-
-#define MAX_THREADS TSNE_MAX_THREADS
-
-typedef struct {
-    par_fn fn;
-    void *ctx;
-    int begin, end;
-} par_job;
-
-static void *par_run(void *arg) {
-    par_job *j = arg;
-    j->fn(j->ctx, j->begin, j->end);
-    return NULL;
-}
-
-void tsne_par_for(int n_threads, int n, par_fn fn, void *ctx) {
-    if (n_threads > MAX_THREADS) n_threads = MAX_THREADS;
-    if (n_threads > n) n_threads = n;
-    if (n_threads <= 1) {
-        if (n > 0) fn(ctx, 0, n);
-        return;
-    }
-    par_job jobs[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS];
-    for (int t = 0; t < n_threads; t++) {
-        jobs[t] = (par_job){ fn, ctx, (int)((long)n * t / n_threads),
-                             (int)((long)n * (t + 1) / n_threads) };
-        /* Thread 0's share runs on the caller; a failed spawn runs inline too. */
-        started[t] = t > 0 && pthread_create(&tid[t], NULL, par_run, &jobs[t]) == 0;
-        if (t > 0 && !started[t]) par_run(&jobs[t]);
-    }
-    par_run(&jobs[0]);
-    for (int t = 1; t < n_threads; t++)
-        if (started[t]) pthread_join(tid[t], NULL);
-}
 
 /* ---- affinities ---------------------------------------------------------------- */
 
@@ -209,7 +172,7 @@ int tsne_affinities(const float *X, int n, int d, double perplexity, int n_threa
     }
     if (knn_all(X, n, d, k, n_threads, idx, dist2, err, errlen)) goto done;
     calib_ctx cc = { dist2, idx, cond, k, perplexity };
-    tsne_par_for(n_threads > 0 ? n_threads : 2, n, calibrate_rows, &cc);
+    par_for(n_threads > 0 ? n_threads : 2, n, calibrate_rows, &cc);
 
     /* Reverse lists (row j gets p_{j|i} from every i naming j), filled in i order so
      * they come out sorted by column, then merged with the forward lists. */
@@ -268,7 +231,7 @@ typedef struct {
 
 #define LANES 8   /* independent partial sums, so that the compiler can vectorise */
 
-TSNE_HOT static void attraction_rows(void *vctx, int begin, int end) {
+HOT_LOOP static void attraction_rows(void *vctx, int begin, int end) {
     attr_ctx *c = vctx;
     const double *Y = c->Y;
     const int *cols = c->P->cols;
@@ -318,7 +281,7 @@ static double attraction(const tsne_sparse *P, const double *Y, double exaggerat
     double *plogw = NULL;
     if (want_kl && !(plogw = malloc((size_t)P->n * sizeof *plogw))) return NAN;
     attr_ctx c = { P, Y, exaggeration, grad, plogw };
-    tsne_par_for(n_threads, P->n, attraction_rows, &c);
+    par_for(n_threads, P->n, attraction_rows, &c);
     double s = 0.0;
     if (plogw)
         for (int i = 0; i < P->n; i++) s += plogw[i];
@@ -357,7 +320,7 @@ static double exact_repulsion(const double *Y, int n, int n_threads, double *rep
     double *z = malloc((size_t)n * sizeof *z);
     if (!z) return NAN;
     exact_ctx c = { Y, n, rep, z };
-    tsne_par_for(n_threads, n, exact_rows, &c);
+    par_for(n_threads, n, exact_rows, &c);
     double Z = 0.0;
     for (int i = 0; i < n; i++) Z += z[i];
     free(z);
@@ -551,9 +514,9 @@ int tsne_options_check(const tsne_options *o, int n, char *err, size_t errlen) {
         return err_fail(err, errlen, "init %d is neither PCA nor random", (int)o->init);
     if (o->gradient < TSNE_GRAD_AUTO || o->gradient > TSNE_GRAD_FFT)
         return err_fail(err, errlen, "gradient %d is not a known method", (int)o->gradient);
-    if (o->n_threads < 0 || o->n_threads > TSNE_MAX_THREADS)
+    if (o->n_threads < 0 || o->n_threads > PAR_MAX_THREADS)
         return err_fail(err, errlen, "threads %d outside 0..%d (0: the default)", o->n_threads,
-                        TSNE_MAX_THREADS);
+                        PAR_MAX_THREADS);
     return 0;
 }
 

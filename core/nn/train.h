@@ -9,9 +9,8 @@
 
 #include <stdint.h>
 
+#include "par.h"
 #include "vae.h"
-
-#define TRAIN_MAX_THREADS 64
 
 typedef struct {
     int epochs;                 /* passes over the data (paper: 20 for images) */
@@ -21,8 +20,8 @@ typedef struct {
     float capacity;             /* C in |KL - C|, reached after capacity_ramp_epochs */
     float capacity_ramp_epochs; /* 0: C from the start */
     uint64_t seed;              /* >= 1 (vae_create leaves seed 0's weights unset) */
-    int threads;                /* data-parallel threads, 1..TRAIN_MAX_THREADS; 0: one per
-                                   online core (at most TRAIN_MAX_THREADS) */
+    int threads;                /* data-parallel threads, 1..PAR_MAX_THREADS; 0: one per
+                                   online core (at most PAR_MAX_THREADS) */
 } train_opts;
 
 typedef struct {
@@ -68,7 +67,7 @@ void vae_trainer_outputs(const vae_trainer *t, float *mu, float *logvar, float *
  * measured best, docs/RESULTS.md), C 0, seed 1, all cores. */
 train_opts train_defaults(void);
 /* 0, or -1 with a message naming the option: epochs and batch >= 1, lr finite and > 0,
- * beta, capacity and its ramp finite and >= 0, seed >= 1, threads in 0..TRAIN_MAX_THREADS.
+ * beta, capacity and its ramp finite and >= 0, seed >= 1, threads in 0..PAR_MAX_THREADS.
  * vae_train runs it first. */
 int train_opts_check(const train_opts *o, char *err, size_t errlen);
 /* Train m on n samples x (n * input size); 0, or -1 with a message. */

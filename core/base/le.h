@@ -12,6 +12,12 @@
 #include <string.h>
 
 /* Store v at p, least significant byte first. */
+static inline void le_put16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* Store v at p, least significant byte first. */
 static inline void le_put32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }

@@ -8,7 +8,7 @@
  * One mask entry may cover a group of S consecutive values: on [N, S] data, value
  * (i, s) is multiplied by mask[i]. S = 1 is plain nn.Dropout; on [B, C, L] with S = L and
  * N = B*C it drops whole channels, i.e. Keras's SpatialDropout1D (channels-first here)
- * or PyTorch's Dropout1d. Masks come from an explicit rng_t (core/rng.h) so that training
+ * or PyTorch's Dropout1d. Masks come from an explicit rng_t (core/base/rng.h) so that training
  * is reproducible from its seed. Backward ADDS into din (the caller zeroes it). */
 #ifndef ANODM_DROPOUT_H
 #define ANODM_DROPOUT_H

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tsne_internal.h"
+#include "par.h"
+#include "simd.h"
 
 /* Candidate selection: candidates below a threshold go into a buffer of 4k; when it
  * fills, a quickselect keeps the k best and the threshold drops to the k-th best
@@ -58,7 +59,7 @@ static void topk_shrink(topk *t) {
     t->thr = mx;
 }
 
-TSNE_INLINE void topk_push(topk *t, float d, int i) {
+HOT_INLINE void topk_push(topk *t, float d, int i) {
     /* The first k candidates are taken even at +inf (a query so far out that every squared
      * distance overflows): finish() reads k of them. */
     if (d >= t->thr && !(t->count < t->k && isinf(t->thr))) return;
@@ -163,7 +164,7 @@ float *knn_pack(const float *X, int n, int d) {
 typedef float knn_vec __attribute__((vector_size(KNN_PACK * sizeof(float))));
 typedef int knn_mask __attribute__((vector_size(KNN_PACK * sizeof(int))));
 
-TSNE_HOT
+HOT_LOOP
 void knn_query_packed(const float *packed, const float *ref, int n, int d, const float *q,
                       int k, int skip, int *idx, float *dist2) {
     float bd[TOPK_CAP(KNN_MAX_K)];
@@ -281,7 +282,7 @@ int knn_all(const float *X, int n, int d, int k, int n_threads, int *idx, float 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, d, 1.0f,
                     X + (size_t)row0 * d, d, X, d, 0.0f, G, n);
         ctx.row0 = row0;
-        tsne_par_for(n_threads, rows, select_rows, &ctx);
+        par_for(n_threads, rows, select_rows, &ctx);
     }
     free(norms);
     free(G);

@@ -1,6 +1,5 @@
-/* tsne_internal.h — helpers shared by knn.c and the tsne_*.c files; not part of the
- * public API (callers use tsne.h and knn.h): threads, the Barnes-Hut quadtree (the
- * fit's repulsion, tsne_bh.c), the grid repulsion (the fixed map's field, tsne_fft.c)
+/* tsne_internal.h — helpers shared by the tsne_*.c files; not part of the public API
+ * (callers use tsne.h): the Barnes-Hut quadtree (the fit's repulsion, tsne_bh.c), the grid repulsion (the fixed map's field, tsne_fft.c)
  * and the perplexity calibration.
  *
  * The grid repulsion follows the FFT-accelerated interpolation idea of FIt-SNE
@@ -14,28 +13,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* Hot loops are compiled for several x86-64 levels and chosen at load time (GCC
- * function multi-versioning), so that the portable default build still runs them with
- * AVX2 or AVX-512; a build for the native CPU needs no clones. Only leaf loops get
- * clones: a clone that calls legacy-SSE code (glibc's exp, or our default-compiled
- * functions) pays the SSE/AVX transition penalty, measured 20x on exp here. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__) && \
-    !defined(__SANITIZE_ADDRESS__)
-#define TSNE_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TSNE_HOT
-#endif
-/* Helpers of hot loops: inlined into each clone. */
-#if defined(__GNUC__)
-#define TSNE_INLINE static inline __attribute__((always_inline))
-#else
-#define TSNE_INLINE static inline
-#endif
-
-/* Run fn(ctx, begin, end) over [0, n) split into n_threads contiguous ranges. */
-typedef void (*par_fn)(void *ctx, int begin, int end);
-void tsne_par_for(int n_threads, int n, par_fn fn, void *ctx);
 
 /* Grid repulsion workspace, reused across iterations (buffers grow as needed). */
 typedef struct {

@@ -15,7 +15,7 @@
  * on, the last block's `out` does not reach the encoder output (the skip sum replaces it),
  * so it gets no gradient; there is no activation after the skip sum.
  * Dropout is keras's SpatialDropout1D: one draw per (sample, channel) drops or keeps that
- * channel for all time steps, scaled by 1/(1-p) (core/dropout.h with S = T).
+ * channel for all time steps, scaled by 1/(1-p) (core/nn/dropout.h with S = T).
  * Differences from keras-tcn, all of layout or initialisation, none of function:
  *   - channels-first like PyTorch: x [B, C, T] and conv weights [out, in, K] (keras:
  *     [B, T, C] and [K, in, out]); for the ECG's single channel x [B, 1, T] is [B, T].

@@ -25,7 +25,7 @@
  * and tcn and lstm already end in a vector.
  *
  * The net holds no numbers. Parameters live in a caller's flat block, at each layer's
- * param_off: weight, bias, then state (PyTorch layouts; for tcn the core/tcn.h run of its
+ * param_off: weight, bias, then state (PyTorch layouts; for tcn the core/nn/tcn.h run of its
  * blocks counts as weight, for lstm W_ih, W_hh are the weight and b_ih, b_hh the bias).
  * State is bn's running mean and variance: model state that a weights file must carry,
  * so it sits in the same block as the parameters and a model stays one array. Nothing

@@ -38,7 +38,7 @@ typedef struct {
 } vae_model;
 
 /* Training's dropout masks come from rng: vae_workspace_init seeds it with 1, and
- * core/train.c reseeds each shard's from the run's seed. */
+ * core/nn/train.c reseeds each shard's from the run's seed. */
 typedef struct {
     int max_batch;
     float *enc_acts, *dec_acts; /* layer outputs */
@@ -66,7 +66,7 @@ int vae_arch_preset(vae_arch *a, const char *name, int latent, char *err, size_t
 /* Preset name's own input shape (all zero for one that derives its layers from the
  * shape); 0, or -1 for an unknown name with a message listing the known ones. */
 int vae_arch_preset_shape(const char *name, shape3 *in, char *err, size_t errlen);
-/* Name "custom": encoder spec enc and decoder spec dec (core/net.h's language) for
+/* Name "custom": encoder spec enc and decoder spec dec (core/nn/net.h's language) for
  * samples of shape in, checked by vae_layout: 0, or -1 with the message naming the net
  * and the layer that does not fit ("encoder: layer 2 (conv2d) on 32x1x32: ..."). */
 int vae_arch_custom(vae_arch *a, shape3 in, int latent, const char *enc, const char *dec,
@@ -91,7 +91,7 @@ void vae_workspace_free(vae_workspace *w);
 
 /* A training step's pieces. The step itself, which splits a batch into shards (one per
  * thread, each with its own workspace and gradient buffer) and puts these together, is
- * vae_trainer_gradient (core/train.h): training and the tests run that one function.
+ * vae_trainer_gradient (core/nn/train.h): training and the tests run that one function.
  *
  * Train-mode forward of one shard (bn on the shard's batch statistics, dropout masks
  * from w->rng) with noise eps (B * latent; NULL: z = mu), keeping in w what vae_backward

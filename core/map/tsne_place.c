@@ -22,6 +22,7 @@
 
 #include "errmsg.h"
 #include "knn.h"
+#include "par.h"
 #include "tsne_internal.h"
 
 #define FIELD_MAX_L 2048     /* the field's FFT size cap: bounds memory and build time */
@@ -73,9 +74,9 @@ int tsne_place_options_check(const tsne_place_options *o, int n_ref, char *err,
     if (o->exact != 0 && o->exact != 1)
         return err_fail(err, errlen, "placement settings: exact %d is neither 0 nor 1",
                         o->exact);
-    if (o->n_threads < 0 || o->n_threads > TSNE_MAX_THREADS)
+    if (o->n_threads < 0 || o->n_threads > PAR_MAX_THREADS)
         return err_fail(err, errlen, "placement settings: threads %d outside 0..%d",
-                        o->n_threads, TSNE_MAX_THREADS);
+                        o->n_threads, PAR_MAX_THREADS);
     return 0;
 }
 
@@ -452,7 +453,7 @@ int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const flo
         return -1;
     }
     batch_ctx c = { m, opt, X, Y, nb, 0 };
-    tsne_par_for(n_threads > 0 ? n_threads : 1, count, place_range, &c);
+    par_for(n_threads > 0 ? n_threads : 1, count, place_range, &c);
     if (c.failed) {
         snprintf(err, errlen, "tsne place: out of memory");
         return -1;
@@ -631,7 +632,7 @@ static int coplace(const coplace_in *in, float *Yout, char *err, size_t errlen) 
     if (kf > 0 && knn_against(in->Xf, NULL, f, d, in->Xn, cnt, kf, ifx, dfx)) goto oom;
     if (kn > 0 && knn_all(in->Xn, cnt, d, kn, threads, inw, dnw, err, errlen)) goto done;
     merge_ctx mc = { in, k, kf, kn, ir, ifx, inw, dr, dfx, dnw, jidx, jk, jd2, pj };
-    tsne_par_for(threads, cnt, merge_calibrate, &mc);
+    par_for(threads, cnt, merge_calibrate, &mc);
     /* 2. edges: reference and fixed neighbours as they are; new-new pairs symmetrised
      * (p_ij + p_ji) / 2, so that co-occurring points pull each other mutually. */
     for (int i = 0; i < cnt; i++) {
@@ -691,7 +692,7 @@ static int coplace(const coplace_in *in, float *Yout, char *err, size_t errlen) 
                     big ? znew : NULL, G };
     for (int it = 0; it < o->n_iter; it++) {
         if (big && bh_repulsion(&bh, Yn, cnt, 0.5, threads, rep, znew) < 0) goto oom;
-        tsne_par_for(threads, cnt, coplace_grad, &gc);
+        par_for(threads, cnt, coplace_grad, &gc);
         for (int i = 0; i < cnt; i++) step(Yn + 2 * i, upd + 2 * i, G + 2 * i, o);
     }
     for (int e = 0; e < 2 * cnt; e++) Yout[e] = (float)Yn[e];

@@ -1,14 +1,13 @@
-/* dataset.c — IDX, NPY and CSV readers; class filters, splits and scaling.
+/* dataset_io.c — the IDX, NPY and CSV readers, and the NPY writer.
  *
  * Sections: error and shape helpers; element decoding shared by IDX and NPY; the three
- * parsers, on memory buffers; reading files through zlib and the loaders; operations on
- * a loaded dataset.
+ * parsers, on memory buffers; reading files through zlib and the loaders; the writer.
  *
  * Parsers never read outside [buf, buf + len): fixed-size header fields are read only
  * after checking they are there, data only after checking the header's promised byte
  * count against what is left, and C library functions that want terminated strings
  * (strtod) get a bounded local copy. */
-#include "dataset.h"
+#include "dataset_io.h"
 
 #include <errno.h>
 #include <float.h>
@@ -19,6 +18,7 @@
 #include <zlib.h>
 
 #include "errmsg.h"
+#include "le.h"
 
 /* Largest file read (after decompression): bounds memory even for a gzip bomb. */
 #define MAX_FILE_BYTES ((size_t)1 << 31)
@@ -771,105 +771,46 @@ int dataset_load_fashion_mnist(dataset *out, const char *dir, int train, char *e
     return 0;
 }
 
-/* ------------------------------------------------------------------ operations */
+/* ------------------------------------------------------------------ NPY writer */
 
-static int in_list(int32_t v, const int32_t *list, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (list[i] == v) return 1;
-    return 0;
-}
-
-int dataset_filter_classes(dataset *d, const int32_t *classes, size_t n_classes, int exclude,
-                           char *err, size_t errlen) {
-    size_t kept = 0;
-
-    if (!d->labels) return err_fail(err, errlen, "the dataset has no labels to filter on");
-    exclude = !!exclude;
-    for (size_t i = 0; i < d->n; i++) kept += in_list(d->labels[i], classes, n_classes) != exclude;
-    if (kept == 0)
-        return err_fail(err, errlen, "filter leaves no samples (%s %zu classes of %zu samples)",
-                    exclude ? "excluding" : "keeping", n_classes, d->n);
-    size_t j = 0;
-    for (size_t i = 0; i < d->n; i++) {
-        if (in_list(d->labels[i], classes, n_classes) == exclude) continue;
-        if (j != i) {
-            memcpy(d->x + j * d->dim, d->x + i * d->dim, d->dim * sizeof *d->x);
-            d->labels[j] = d->labels[i];
+int dataset_write_npy(const char *path, npy_dtype dtype, size_t n, size_t cols,
+                      uint64_t (*get)(const void *ctx, size_t i), const void *ctx, char *err,
+                      size_t errlen) {
+    const char *descr = dtype == NPY_I8 ? "<i8" : dtype == NPY_I4 ? "<i4" : "<f4";
+    const int bytes = dtype == NPY_I8 ? 8 : 4;
+    char dict[128];
+    uint8_t head[10 + 128], buf[8 * 1024];
+    if (cols)
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
+                 descr, n, cols);
+    else
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu,), }",
+                 descr, n);
+    /* Header padded with spaces and a newline so the data start at a multiple of 64. */
+    size_t hlen = strlen(dict) + 1, total = 10 + hlen;
+    total = (total + 63) / 64 * 64;
+    hlen = total - 10;
+    memcpy(head, "\x93NUMPY\x01\x00", 8);
+    le_put16(head + 8, (uint16_t)hlen);
+    memset(head + 10, ' ', hlen);
+    memcpy(head + 10, dict, strlen(dict));
+    head[total - 1] = '\n';
+    FILE *f = fopen(path, "wb");
+    if (!f) return err_fail(err, errlen, "%s: cannot write (%s)", path, strerror(errno));
+    fwrite(head, 1, total, f);
+    size_t count = n * (cols ? cols : 1), used = 0;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t v = get(ctx, i);
+        if (bytes == 8)
+            le_put64(buf + used, v);
+        else
+            le_put32(buf + used, (uint32_t)v);
+        used += (size_t)bytes;
+        if (used + 8 > sizeof buf || i + 1 == count) {
+            fwrite(buf, 1, used, f);
+            used = 0;
         }
-        j++;
     }
-    d->n = kept;
+    if (ferror(f) | fclose(f)) return err_fail(err, errlen, "%s: write failed", path);
     return 0;
-}
-
-/* Allocates n samples shaped like proto, with labels if proto has them. */
-static int alloc_like(dataset *d, const dataset *proto, size_t n) {
-    *d = *proto;
-    d->n = n;
-    d->x = malloc(n * proto->dim * sizeof *d->x);
-    d->labels = proto->labels ? malloc(n * sizeof *d->labels) : NULL;
-    if (!d->x || (proto->labels && !d->labels)) {
-        dataset_free(d);
-        return -1;
-    }
-    return 0;
-}
-
-/* SplitMix64 (Steele, Lea, Flood): a tiny generator, here so that a split depends on the
- * seed alone and not on the state of any other random stream. */
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-int dataset_split(const dataset *d, double frac, uint64_t seed, dataset *a, dataset *b,
-                  char *err, size_t errlen) {
-    memset(a, 0, sizeof *a);
-    memset(b, 0, sizeof *b);
-    if (!(frac > 0 && frac < 1))
-        return err_fail(err, errlen, "split fraction %g is not strictly between 0 and 1", frac);
-    size_t na = (size_t)(frac * (double)d->n + 0.5);
-    if (na == 0 || na >= d->n)
-        return err_fail(err, errlen, "splitting %zu samples at %g leaves a part empty", d->n, frac);
-    if (alloc_like(a, d, na) || alloc_like(b, d, d->n - na)) {
-        dataset_free(a);
-        return err_fail(err, errlen, "out of memory splitting %zu samples", d->n);
-    }
-    /* Selection sampling (Knuth's Algorithm S): sample i goes to a with probability
-     * (still needed)/(still left), which picks exactly na samples, uniformly, in one pass
-     * that keeps both parts in order. */
-    uint64_t state = seed;
-    size_t ia = 0, ib = 0;
-    for (size_t i = 0; i < d->n; i++) {
-        double u = (double)(splitmix64(&state) >> 11) * 0x1.0p-53;
-        dataset *dst = u * (double)(d->n - i) < (double)(na - ia) ? a : b;
-        size_t j = dst == a ? ia++ : ib++;
-        memcpy(dst->x + j * d->dim, d->x + i * d->dim, d->dim * sizeof *d->x);
-        if (d->labels) dst->labels[j] = d->labels[i];
-    }
-    return 0;
-}
-
-void dataset_scale_minmax(dataset *d, float lo, float hi) {
-    for (size_t i = 0; i < d->n; i++) {
-        float *row = d->x + i * d->dim;
-        float min = row[0], max = row[0];
-        for (size_t k = 1; k < d->dim; k++) {
-            if (row[k] < min) min = row[k];
-            if (row[k] > max) max = row[k];
-        }
-        /* In double: max - min can overflow float for values near FLT_MAX. */
-        double scale = max > min ? ((double)hi - lo) / ((double)max - min) : 0.0;
-        for (size_t k = 0; k < d->dim; k++)
-            row[k] = (float)(lo + ((double)row[k] - min) * scale);
-    }
-}
-
-void dataset_free(dataset *d) {
-    if (!d) return;
-    free(d->x);
-    free(d->labels);
-    memset(d, 0, sizeof *d);
 }

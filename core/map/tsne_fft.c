@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "par.h"
+#include "simd.h"
 #include "tsne_internal.h"
 
 #define COL_BLOCK 32
@@ -96,7 +98,7 @@ typedef struct {
 
 /* One radix-2 butterfly across COL_BLOCK columns; restrict and the fixed width let the
  * compiler vectorise it at -O2. */
-TSNE_INLINE void butterfly2(double *restrict ar, double *restrict ai, double *restrict br,
+HOT_INLINE void butterfly2(double *restrict ar, double *restrict ai, double *restrict br,
                             double *restrict bi, double wr, double wi) {
     for (int c = 0; c < COL_BLOCK; c++) {
         double tr = wr * br[c] - wi * bi[c];
@@ -109,7 +111,7 @@ TSNE_INLINE void butterfly2(double *restrict ar, double *restrict ai, double *re
 /* Two radix-2 stages fused (half h then 2h) on rows a, a+h, a+2h, a+3h: w1 is the first
  * stage's twiddle, w2 and w3 the second stage's for the pairs (a, a+2h), (a+h, a+3h).
  * Half the memory sweeps of two separate stages. */
-TSNE_INLINE void butterfly4(double *restrict r0, double *restrict i0, double *restrict r1,
+HOT_INLINE void butterfly4(double *restrict r0, double *restrict i0, double *restrict r1,
                             double *restrict i1, double *restrict r2, double *restrict i2,
                             double *restrict r3, double *restrict i3, const double w[6]) {
     for (int c = 0; c < COL_BLOCK; c++) {
@@ -124,7 +126,7 @@ TSNE_INLINE void butterfly4(double *restrict r0, double *restrict i0, double *re
     }
 }
 
-TSNE_INLINE void swap_rows(double *restrict a, double *restrict b) {
+HOT_INLINE void swap_rows(double *restrict a, double *restrict b) {
     for (int c = 0; c < COL_BLOCK; c++) {
         double t = a[c]; a[c] = b[c]; b[c] = t;
     }
@@ -133,7 +135,7 @@ TSNE_INLINE void swap_rows(double *restrict a, double *restrict b) {
 /* Length-L transforms down the columns of blocks [b0, b1) (COL_BLOCK columns each):
  * bit reversal, the stages up to TILE rows inside L1-sized tiles, then the remaining
  * stages in fused pairs. */
-TSNE_HOT static void fft_col_blocks(void *vctx, int b0, int b1) {
+HOT_LOOP static void fft_col_blocks(void *vctx, int b0, int b1) {
     enum { TILE = 64 };
     fft_ctx *f = vctx;
     int L = f->L;
@@ -195,7 +197,7 @@ TSNE_HOT static void fft_col_blocks(void *vctx, int b0, int b1) {
 static void fft_cols(const fftrep *w, double *re, double *im, int ncols, int inverse) {
     fft_ctx f = { re, im, w->twr, w->twi, w->L, inverse };
     int blocks = (ncols + COL_BLOCK - 1) / COL_BLOCK;   /* L is a multiple of COL_BLOCK */
-    tsne_par_for(w->n_threads, blocks, fft_col_blocks, &f);
+    par_for(w->n_threads, blocks, fft_col_blocks, &f);
 }
 
 static void transpose(double *a, int L) {
@@ -391,7 +393,7 @@ double fftrep_all(fftrep *w, const double *y, int n, double *rep) {
         w->cap_n = n;
     }
     eval_ctx c = { w, y, rep, w->zbuf };
-    tsne_par_for(w->n_threads, n, eval_range, &c);
+    par_for(w->n_threads, n, eval_range, &c);
     double Z = 0.0;
     for (int i = 0; i < n; i++) Z += w->zbuf[i];
     return Z - n;

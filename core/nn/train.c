@@ -15,7 +15,6 @@
 #include "clock.h"
 
 #include <cblas.h>
-#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +27,6 @@
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
-
-#define MAX_THREADS TRAIN_MAX_THREADS
 
 train_opts train_defaults(void) {
     return (train_opts){.epochs = 20, .batch = 100, .lr = 1e-3f, .beta = 0.01f, .seed = 1};
@@ -75,27 +72,23 @@ struct vae_trainer {
     const float *xb, *eps;   /* the batch and its noise */
     size_t dim;
     float scale, dkl;        /* backward's factors, from the whole batch */
-    shard shards[MAX_THREADS];
+    shard shards[PAR_MAX_THREADS];
 };
 
-static void *shard_forward(void *arg) {
-    shard *s = arg;
+static void shard_forward(shard *s) {
     flush_subnormals();
     const vae_trainer *t = s->t;
     const size_t L = (size_t)t->m->arch.latent;
     s->sums = vae_forward_train(t->m, &s->w, t->xb + (size_t)s->lo * t->dim,
                                 t->eps ? t->eps + (size_t)s->lo * L : NULL, s->B, s->index == 0);
-    return NULL;
 }
 
-static void *shard_backward(void *arg) {
-    shard *s = arg;
+static void shard_backward(shard *s) {
     flush_subnormals();
     const vae_trainer *t = s->t;
     const size_t L = (size_t)t->m->arch.latent;
     vae_backward(t->m, &s->w, s->grads, t->xb + (size_t)s->lo * t->dim,
                  t->eps ? t->eps + (size_t)s->lo * L : NULL, s->B, t->scale, t->dkl);
-    return NULL;
 }
 
 /* This thread's slice [lo, hi) of the parameters: the update phases split the work so. */
@@ -106,8 +99,7 @@ static void shard_slice(const shard *s, size_t *lo, size_t *hi) {
 }
 
 /* Sum this thread's slice of the gradients over the shards, into shard 0's (m->grads). */
-static void *shard_sum(void *arg) {
-    shard *s = arg;
+static void shard_sum(shard *s) {
     flush_subnormals();
     const vae_trainer *t = s->t;
     size_t lo, hi;
@@ -115,30 +107,32 @@ static void *shard_sum(void *arg) {
     float *g = t->shards[0].grads;
     for (int k = 1; k < t->n_shards; k++)
         for (size_t i = lo; i < hi; i++) g[i] += t->shards[k].grads[i];
-    return NULL;
 }
 
 /* Adam on this thread's slice. */
-static void *shard_adam(void *arg) {
-    shard *s = arg;
+static void shard_adam(shard *s) {
     flush_subnormals();
     const vae_trainer *t = s->t;
     size_t lo, hi;
     shard_slice(s, &lo, &hi);
     adam_update(t->opt, t->m->params, t->m->grads, lo, hi);
-    return NULL;
 }
 
 /* Run fn on every shard, the first on this thread. */
-static void run_shards(vae_trainer *t, void *(*fn)(void *)) {
-    pthread_t tid[MAX_THREADS];
-    int started = 1;
-    for (; started < t->n_shards; started++)
-        if (pthread_create(&tid[started], NULL, fn, &t->shards[started]) != 0) break;
-    /* Shards whose thread did not start run here, so the step is complete either way. */
-    for (int k = started; k < t->n_shards; k++) fn(&t->shards[k]);
-    fn(&t->shards[0]);
-    for (int k = 1; k < started; k++) pthread_join(tid[k], NULL);
+typedef void (*shard_fn)(shard *s);
+typedef struct {
+    vae_trainer *t;
+    shard_fn fn;
+} shard_job;
+
+static void shard_range(void *ctx, int begin, int end) {
+    shard_job *j = ctx;
+    for (int k = begin; k < end; k++) j->fn(&j->t->shards[k]);
+}
+
+static void run_shards(vae_trainer *t, shard_fn fn) {
+    shard_job j = {t, fn};
+    par_for(t->n_shards, t->n_shards, shard_range, &j);
 }
 
 void vae_trainer_free(vae_trainer *t) {
@@ -157,7 +151,7 @@ void vae_trainer_reseed(vae_trainer *t, uint64_t seed) {
 vae_trainer *vae_trainer_new(vae_model *m, int max_batch, int threads, uint64_t seed) {
     if (threads < 1) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads > PAR_MAX_THREADS) threads = PAR_MAX_THREADS;
     if (max_batch < 1) return NULL;
     vae_trainer *t = calloc(1, sizeof *t);
     if (!t) return NULL;
@@ -238,9 +232,9 @@ int train_opts_check(const train_opts *o, char *err, size_t errlen) {
         return err_fail(err, errlen, "capacity %g and its ramp %g epochs must be finite and "
                         ">= 0", o->capacity, o->capacity_ramp_epochs);
     if (o->seed < 1) return err_fail(err, errlen, "seed 0: seeds start at 1");
-    if (o->threads < 0 || o->threads > TRAIN_MAX_THREADS)
+    if (o->threads < 0 || o->threads > PAR_MAX_THREADS)
         return err_fail(err, errlen, "threads %d outside 1..%d (0: one per core)", o->threads,
-                        TRAIN_MAX_THREADS);
+                        PAR_MAX_THREADS);
     return 0;
 }
 

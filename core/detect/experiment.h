@@ -69,7 +69,7 @@ typedef build_stage_fn experiment_stage_fn;   /* stage messages, as the build's 
 
 void experiment_opts_default(experiment_opts *o);
 /* o for a detector of n_ref reference points (the joint fits hold more): the joint fits'
- * options (tsne_options_check), a stream batch >= 1, threads in 0..TSNE_MAX_THREADS and
+ * options (tsne_options_check), a stream batch >= 1, threads in 0..PAR_MAX_THREADS and
  * latent_k in 1..min(n_ref, KNN_MAX_K). 0, or -1 with a message naming the option;
  * experiment_scores runs it first. */
 int experiment_opts_check(const experiment_opts *o, int n_ref, char *err, size_t errlen);

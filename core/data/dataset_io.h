@@ -1,8 +1,4 @@
-/* dataset.h — the samples anodm trains on and scores, read from IDX, NPY and CSV files.
- *
- * Every reader produces the same thing: n samples of dim floats each, row-major, plus one
- * int32 label per sample when there are labels. The models only ever see this form, so a
- * new file format is a new reader and nothing else.
+/* dataset_io.h — datasets from IDX, NPY and CSV files, and NPY files from arrays.
  *
  * Data files come from outside (downloads, users, other tools), so the readers treat them
  * as hostile: every size in a header is checked against hard limits before anything is
@@ -15,25 +11,13 @@
  * Conventions: functions return 0 on success, or -1 with a message in err (errlen bytes,
  * may be NULL/0). On failure the output datasets are zeroed, so dataset_free() on them is
  * always safe. */
-#ifndef ANODM_DATASET_H
-#define ANODM_DATASET_H
+#ifndef ANODM_DATASET_IO_H
+#define ANODM_DATASET_IO_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
-    size_t n;                    /* samples */
-    size_t dim;                  /* values per sample: channels * height * width */
-    int channels, height, width; /* shape of one sample: images C,H,W; series 1,1,len */
-    float *x;                    /* n * dim values, row-major, owned */
-    int32_t *labels;             /* n labels, owned; NULL when the data has none */
-} dataset;
-
-/* Most values (n * dim) a dataset may hold: 2 GiB of floats. Larger headers are refused. */
-#define DATASET_MAX_VALUES ((size_t)1 << 29)
-
-/* label_col values for the CSV reader besides a column index (0 is the first column). */
-enum { DATASET_CSV_NO_LABEL = -1, DATASET_CSV_LAST_COL = -2 };
+#include "dataset.h"
 
 /* IDX samples file, with a 1-D IDX labels file or NULL. Shapes (n,d), (n,h,w), (n,c,h,w)
  * become 1x1xd, 1xhxw, cxhxw. Unsigned-byte data are pixels and become v/255 in [0,1];
@@ -69,25 +53,13 @@ int dataset_parse_npy_labels(int32_t **labels, size_t *n, const uint8_t *buf, si
 int dataset_parse_csv(dataset *out, const char *text, size_t len, int label_col, char *err,
                       size_t errlen);
 
-/* One-vs-rest: keeps the samples whose label is in classes (exclude 0) or not in classes
- * (exclude 1), in their order. Fails, leaving d as it was, if d has no labels or if no
- * sample would be left. */
-int dataset_filter_classes(dataset *d, const int32_t *classes, size_t n_classes, int exclude,
-                           char *err, size_t errlen);
+/* Element types dataset_write_npy writes: little-endian float32, int32, int64. */
+typedef enum { NPY_F4, NPY_I4, NPY_I8 } npy_dtype;
 
-/* Random split, e.g. for a calibration hold-out: a gets round(frac * n) samples, b the
- * rest, each in the original order. The same seed gives the same split on every machine.
- * Fails if frac is not strictly between 0 and 1 or a part would be empty. */
-int dataset_split(const dataset *d, double frac, uint64_t seed, dataset *a, dataset *b,
-                  char *err, size_t errlen);
-
-/* Maps each sample on its own linearly onto [lo, hi] (its minimum to lo, its maximum to hi;
- * a constant sample becomes all lo). Per sample, not per dataset, so that the training and
- * the test set are scaled alike without sharing statistics, as the ECG heartbeat set
- * (Kachuee et al.) was prepared. Pixels read from bytes are already in [0,1]. */
-void dataset_scale_minmax(dataset *d, float lo, float hi);
-
-/* Frees what d owns and zeroes it; NULL and zeroed datasets are fine. */
-void dataset_free(dataset *d);
+/* An NPY (version 1.0) file of shape (n, cols), or (n,) when cols is 0, whose element i
+ * (C order) is get(ctx, i): an integer, or for NPY_F4 a float's bit pattern. */
+int dataset_write_npy(const char *path, npy_dtype dtype, size_t n, size_t cols,
+                      uint64_t (*get)(const void *ctx, size_t i), const void *ctx, char *err,
+                      size_t errlen);
 
 #endif

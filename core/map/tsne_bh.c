@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "par.h"
+#include "simd.h"
 #include "tsne_internal.h"
 
 #define LEAF 8
@@ -151,7 +153,7 @@ typedef struct {
 } walk_ctx;
 
 /* The interaction sums of query q over a list of n_list (x, y, count) entries. */
-TSNE_INLINE void sum_list(const double *lx, const double *ly, const double *lc, int n_list,
+HOT_INLINE void sum_list(const double *lx, const double *ly, const double *lc, int n_list,
                      double qx, double qy, double out[3]) {
     double z[LANES] = { 0 }, rx[LANES] = { 0 }, ry[LANES] = { 0 };
     int k = 0;
@@ -179,7 +181,7 @@ TSNE_INLINE void sum_list(const double *lx, const double *ly, const double *lc, 
     }
 }
 
-TSNE_HOT static void walk_range(void *vctx, int begin, int end) {
+HOT_LOOP static void walk_range(void *vctx, int begin, int end) {
     walk_ctx *c = vctx;
     const bhtree *t = c->t;
     const bh_node *nodes = t->nodes;
@@ -285,7 +287,7 @@ double bh_repulsion(bhtree *t, const double *y, int n, double theta, int n_threa
     if (!groups) return -1.0;
     int n_groups = collect_groups(t, 0, groups, 0);
     walk_ctx c = { t, groups, theta * theta, rep, n + t->n_nodes };
-    tsne_par_for(n_threads, n_groups, walk_range, &c);
+    par_for(n_threads, n_groups, walk_range, &c);
     free(groups);
     double Z = 0;
     for (int k = 0; k < n; k++) {

@@ -5,7 +5,7 @@
  *
  * The pieces are separate so that both paths share them: a WFDB record with reference
  * annotations (ecg_extract_record: R peaks and labels from the annotations), and a raw
- * strip from a device (ecg_beats_from_strip: R peaks from core/rpeak.h, no labels).
+ * strip from a device (ecg_beats_from_strip: R peaks from core/data/rpeak.h, no labels).
  *
  * Choices the paper leaves open, made here (docs/ECG.md has the reasoning):
  * - Resampler: a linear-phase polyphase FIR (Kaiser-windowed sinc), not linear

@@ -1,4 +1,4 @@
-/* TCN residual blocks and the skip-connection stack on core/conv.h's causal Conv1d. */
+/* TCN residual blocks and the skip-connection stack on core/nn/conv.h's causal Conv1d. */
 #include "tcn.h"
 
 #include <string.h>

@@ -41,6 +41,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "par.h"
+
 /* ---- the perplexity rule -------------------------------------------------------- */
 
 /* A point's affinities spread over its tsne_neighbours(perplexity) = floor(3 *
@@ -50,7 +52,6 @@
  * of a perplexity, in here and in its callers, is tsne_check_perplexity. */
 #define TSNE_MIN_PERPLEXITY 1.0
 #define TSNE_MAX_PERPLEXITY 100.0
-#define TSNE_MAX_THREADS 64           /* fit, co-placement and window threads */
 #define TSNE_MAX_PLACE_ITER 100000    /* placement iterations */
 
 int tsne_neighbours(double perplexity);

@@ -405,7 +405,7 @@ void net_init_params(const net_def *n, float *params, rng_t *rng) {
                 p[2 * C + c] = 0.0f;   /* running mean */
                 p[3 * C + c] = 1.0f;   /* running variance */
             }
-        } else if (L->kind == LAYER_TCN) {   /* per conv, in core/tcn.h's layout */
+        } else if (L->kind == LAYER_TCN) {   /* per conv, in core/nn/tcn.h's layout */
             for (int k = 0; k < L->tcn.n_blocks; k++) {
                 tcn_block b = tcn_block_of(&L->tcn, k);
                 const size_t F = (size_t)b.filters, C = (size_t)b.in_c, K = (size_t)b.kernel;
