@@ -18,7 +18,7 @@ struct batch_queue {
     batch_queue *next_runnable;
     /* One batch, gathered (x) and scored (the rest); used only by the busy worker. */
     float *x, *x_rec, *nn_dist;
-    int *nn_idx;
+    int32_t *nn_ref;
     detector_result *res;
 };
 
@@ -35,31 +35,26 @@ struct batcher {
     int n_workers;
 };
 
-batch_queue *batch_queue_create(model *m) {
-    batch_queue *q = calloc(1, sizeof *q);
-    if (!q) return NULL;
+/* A model's queue and its batch buffers in one block, laid out by decreasing alignment
+ * (the queue, the results' doubles, then floats and int32s), so one free releases it. */
+static batch_queue *queue_create(model *m) {
     const size_t rows = (size_t)m->max_batch, k = (size_t)m->d.k;
+    const size_t floats = rows * (2 * m->dim + k);
+    char *block = calloc(1, sizeof(batch_queue) + rows * sizeof(detector_result) +
+                                floats * sizeof(float) + rows * k * sizeof(int32_t));
+    if (!block) return NULL;
+    batch_queue *q = (batch_queue *)block;
     q->m = m;
     q->tail = &q->head;
-    q->x = malloc(rows * m->dim * sizeof *q->x);
-    q->x_rec = malloc(rows * m->dim * sizeof *q->x_rec);
-    q->nn_dist = malloc(rows * k * sizeof *q->nn_dist);
-    q->nn_idx = malloc(rows * k * sizeof *q->nn_idx);
-    q->res = malloc(rows * sizeof *q->res);
-    if (q->x && q->x_rec && q->nn_dist && q->nn_idx && q->res) return q;
-    batch_queue_free(q);
-    return NULL;
+    q->res = (detector_result *)(block + sizeof *q);
+    q->x = (float *)(q->res + rows);
+    q->x_rec = q->x + rows * m->dim;
+    q->nn_dist = q->x_rec + rows * m->dim;
+    q->nn_ref = (int32_t *)(q->nn_dist + rows * k);
+    return q;
 }
 
-void batch_queue_free(batch_queue *q) {
-    if (!q) return;
-    free(q->x);
-    free(q->x_rec);
-    free(q->nn_dist);
-    free(q->nn_idx);
-    free(q->res);
-    free(q);
-}
+static void queue_free(void *q) { free(q); }
 
 /* Put q on the runnable list if it has waiting jobs and no worker. Caller holds the lock. */
 static void make_runnable(batcher *b, batch_queue *q) {
@@ -117,7 +112,7 @@ static int score_rows(batch_queue *q, const char *source, size_t at, int n, char
                       size_t errlen) {
     const size_t dim = q->m->dim, k = (size_t)q->m->d.k;
     return model_score(q->m, source, q->x + at * dim, n, q->res + at, q->x_rec + at * dim,
-                       q->nn_idx + at * k, q->nn_dist + at * k, err, errlen);
+                       q->nn_ref + at * k, q->nn_dist + at * k, err, errlen);
 }
 
 /* Score the n samples of jobs in one call and hand each job its rows. One request must
@@ -156,7 +151,7 @@ static void score_batch(batcher *b, batch_queue *q, batch_job *jobs, int n) {
         if (j->rc) continue;
         const size_t rows = (size_t)j->n;
         memcpy(j->res, q->res + at, rows * sizeof *j->res);
-        memcpy(j->nn_idx, q->nn_idx + at * k, rows * k * sizeof *j->nn_idx);
+        memcpy(j->nn_ref, q->nn_ref + at * k, rows * k * sizeof *j->nn_ref);
         memcpy(j->nn_dist, q->nn_dist + at * k, rows * k * sizeof *j->nn_dist);
         if (j->x_rec) memcpy(j->x_rec, q->x_rec + at * dim, rows * dim * sizeof *j->x_rec);
         for (int i = 0; i < j->n; i++) anomalies += j->res[i].is_anomaly;
@@ -242,12 +237,22 @@ batcher *batch_start(int n_workers, long window_us, metrics *mt, char *err, size
     return b;
 }
 
-/* Append j to q's queue, or with q NULL to the tasks: 0, or -1 when stopping. */
-static int enqueue(batcher *b, batch_queue *q, batch_job *j) {
+/* Append j to its model's queue (made on the model's first request), or with to_model 0
+ * to the tasks: 0, or BATCH_STOPPING, or BATCH_NO_MEMORY. */
+static int enqueue(batcher *b, int to_model, batch_job *j) {
     pthread_mutex_lock(&b->lock);
     if (b->stopping) {
         pthread_mutex_unlock(&b->lock);
-        return -1;
+        return BATCH_STOPPING;
+    }
+    batch_queue *q = NULL;
+    if (to_model && !(q = j->m->queue) && (q = queue_create(j->m))) {
+        j->m->queue = q;
+        j->m->queue_free = queue_free;
+    }
+    if (to_model && !q) {
+        pthread_mutex_unlock(&b->lock);
+        return BATCH_NO_MEMORY;
     }
     j->next = NULL;
     j->queued_ns = clock_ns();
@@ -266,9 +271,9 @@ static int enqueue(batcher *b, batch_queue *q, batch_job *j) {
     return 0;
 }
 
-int batch_submit(batcher *b, batch_job *j) { return enqueue(b, j->m->queue, j); }
+int batch_submit(batcher *b, batch_job *j) { return enqueue(b, 1, j); }
 
-int batch_run(batcher *b, batch_job *j) { return enqueue(b, NULL, j); }
+int batch_run(batcher *b, batch_job *j) { return enqueue(b, 0, j); }
 
 long batch_queued(batcher *b) {
     pthread_mutex_lock(&b->lock);

@@ -25,7 +25,7 @@ typedef struct batcher batcher;
 typedef struct batch_queue batch_queue;
 
 /* One request's samples. The submitter fills in everything above rc; the outputs hold n
- * rows each (x_rec NULL when not wanted, nn_idx and nn_dist k per sample). */
+ * rows each (x_rec NULL when not wanted, nn_ref and nn_dist k per sample). */
 typedef struct batch_job {
     model *m;
     const char *source;          /* the request's source tag ("" when none) */
@@ -33,7 +33,7 @@ typedef struct batch_job {
     int n;
     detector_result *res;
     float *x_rec;
-    int *nn_idx;
+    int32_t *nn_ref;
     float *nn_dist;
     void (*prepare)(struct batch_job *j);
     void (*finish)(struct batch_job *j);
@@ -43,20 +43,19 @@ typedef struct batch_job {
     long long queued_ns;         /* when it joined its queue (monotonic) */
 } batch_job;
 
-/* A model's queue and batch buffers, for m (whose scorer takes m->max_batch samples). */
-batch_queue *batch_queue_create(model *m);
-/* Free an idle queue (no job waiting or running). */
-void batch_queue_free(batch_queue *q);
-
 /* Start n_workers threads batching over window_us microseconds; scored batches are
  * counted in mt. NULL with err. */
 batcher *batch_start(int n_workers, long window_us, metrics *mt, char *err, size_t errlen);
-/* Queue j on its model's queue: 0, or -1 when the batcher is stopping (j untouched). */
+/* batch_submit's and batch_run's failures (j untouched). */
+enum { BATCH_STOPPING = -1, BATCH_NO_MEMORY = -2 };
+/* Queue j on its model's queue (the batcher makes a model's queue and batch buffers on its
+ * first request, and the model frees them: model.queue_free): 0, or BATCH_STOPPING, or
+ * BATCH_NO_MEMORY. */
 int batch_submit(batcher *b, batch_job *j);
 /* Run j->finish(j) on a worker, before any waiting batch and without scoring: for the
  * maths a request needs before its samples exist (a raw ECG strip cut into beats), which
  * must not run on a polling thread. Only finish is used. 0, or -1 when the batcher is
- * stopping (j untouched). */
+ * stopping (BATCH_STOPPING; j untouched). */
 int batch_run(batcher *b, batch_job *j);
 /* Requests waiting in queues (or to be run), not yet taken by a worker. */
 long batch_queued(batcher *b);

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch.h"
 #include "bundle.h"
 
 /* Split spec into a model name and a path: "NAME=PATH", or PATH named after its file. */
@@ -52,15 +51,13 @@ static int load_model(model *m, int max_batch, int memory_sources, char *err, si
     }
     m->dim = shape_size(m->d.vae.arch.in);
     m->max_batch = max_batch;
-    if ((m->queue = batch_queue_create(m))) return 0;
-    snprintf(err, errlen, "model %s: out of memory for its batch queue", m->name);
-    return -1;
+    return 0;
 }
 
 /* Free a set's models and the set. */
 static void free_set(model_set *set) {
     for (int i = 0; i < set->n; i++) {
-        batch_queue_free(set->models[i].queue);
+        if (set->models[i].queue_free) set->models[i].queue_free(set->models[i].queue);
         scorer_free(set->models[i].s);
         detector_free(&set->models[i].d);
         pthread_mutex_destroy(&set->models[i].lock);
@@ -161,10 +158,10 @@ model *model_set_find(model_set *set, const char *name) {
 }
 
 int model_score(model *m, const char *source, const float *x, int n, detector_result *res,
-                float *x_rec, int *nn_idx, float *nn_dist, char *err, size_t errlen) {
+                float *x_rec, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
     pthread_mutex_lock(&m->lock);
     int rc = scorer_use_source(m->s, source, err, errlen);
-    if (rc == 0) rc = scorer_score(m->s, x, n, res, x_rec, nn_idx, nn_dist, err, errlen);
+    if (rc == 0) rc = scorer_score(m->s, x, n, res, x_rec, nn_ref, nn_dist, err, errlen);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }

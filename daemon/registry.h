@@ -31,7 +31,10 @@ typedef struct {
     int per_source;              /* its stream memory is one per source (memory_sources) */
     scorer *s;
     pthread_mutex_t lock;        /* guards s */
-    struct batch_queue *queue;   /* requests waiting to be scored together (batch.h) */
+    /* The batcher's queue for this model, made by batch.c on the model's first request and
+     * freed with the model through queue_free: the registry does not know what it is. */
+    void *queue;
+    void (*queue_free)(void *queue);
 } model;
 
 /* The models loaded together from one reading of the specs. */
@@ -66,10 +69,11 @@ void registry_release(registry *r, model_set *set);
 /* The model called name, or the default model for NULL; NULL if there is none. */
 model *model_set_find(model_set *set, const char *name);
 /* Score n samples (n <= max_batch) through the model's scorer under its lock, through the
- * stream memory of source when the model keeps one per source; x_rec may be NULL, nn_idx
- * and nn_dist hold n * k reference indices and distances. 0, or -1 with err. */
+ * stream memory of source when the model keeps one per source; x_rec may be NULL, nn_ref
+ * and nn_dist hold n * k reference ids and distances. 0, or -1 with err, or
+ * SCORER_NOT_FINITE (the scorer's). */
 int model_score(model *m, const char *source, const float *x, int n, detector_result *res,
-                float *x_rec, int *nn_idx, float *nn_dist, char *err, size_t errlen);
+                float *x_rec, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen);
 /* A copy (malloc'd, *n points of x, y; NULL when empty) of the context-mode window's
  * positions, taken under the model's lock so no batch moves it meanwhile. 0, or -1
  * when out of memory. */

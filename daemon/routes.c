@@ -47,20 +47,35 @@ static int is_json(const char *type) {
     return !*type || *type == ';';
 }
 
-/* Does p match pattern (segments separated by '/', "*" matching any non-empty one)? */
-static int match(const path_parts *p, const char *pattern) {
+/* Does p match pattern (segments separated by '/', "*" matching any non-empty one)? The
+ * segment the first "*" matched goes to *arg (NULL when the pattern has none). */
+static int match(const path_parts *p, const char *pattern, const char **arg) {
     const char *s = pattern;
+    *arg = NULL;
     for (int i = 0; i < p->n; i++) {
         size_t len = strcspn(s, "/");
         int wild = len == 1 && *s == '*';
         if (wild ? !*p->seg[i] : strlen(p->seg[i]) != len || strncmp(s, p->seg[i], len))
             return 0;
+        if (wild && !*arg) *arg = p->seg[i];
         s += len;
         if (!*s) return i + 1 == p->n;
         s++;
     }
     return 0;
 }
+
+/* What a route's handler is given: the daemon, the models current when the request began,
+ * the request, the path segment its pattern's "*" matched (a model name, a log id, a
+ * file; NULL when it has none), and the reply to fill. A handler returns 1 when it handed
+ * the request to a worker (which then answers and holds set), else 0: it has answered. */
+typedef struct {
+    app *a;
+    model_set *set;
+    const request *rq;
+    const char *arg;
+    reply *out;
+} route_ctx;
 
 void routes_error(reply *out, int status, const char *code, const char *message) {
     api_error e;
@@ -94,7 +109,6 @@ static model *find_model(model_set *set, const char *name, reply *out) {
 typedef struct {
     detector_result *res;
     api_score_record *rec;
-    int *nn_idx;
     int32_t *nn_ref;
     float *nn_dist, *x_rec;
 } score_buffers;
@@ -103,18 +117,16 @@ static int alloc_buffers(score_buffers *b, int n, int k, size_t dim, int explain
     size_t nk = (size_t)n * (size_t)k;
     b->res = malloc((size_t)n * sizeof *b->res);
     b->rec = calloc((size_t)n, sizeof *b->rec);
-    b->nn_idx = malloc(nk * sizeof *b->nn_idx);
     b->nn_ref = malloc(nk * sizeof *b->nn_ref);
     b->nn_dist = malloc(nk * sizeof *b->nn_dist);
     b->x_rec = explain ? malloc((size_t)n * dim * sizeof *b->x_rec) : NULL;
-    return b->res && b->rec && b->nn_idx && b->nn_ref && b->nn_dist && (b->x_rec || !explain)
+    return b->res && b->rec && b->nn_ref && b->nn_dist && (b->x_rec || !explain)
                ? 0 : -1;
 }
 
 static void free_buffers(score_buffers *b) {
     free(b->res);
     free(b->rec);
-    free(b->nn_idx);
     free(b->nn_ref);
     free(b->nn_dist);
     free(b->x_rec);
@@ -132,10 +144,6 @@ static void fill_records(const model *m, const api_score_request *req, score_buf
         r->index = i;
         r->r = b->res[i];
         r->threshold = d->threshold;
-        for (int j = 0; j < d->k; j++) {
-            size_t at = (size_t)i * (size_t)d->k + (size_t)j;
-            b->nn_ref[at] = d->ref_id[b->nn_idx[at]];
-        }
     }
 }
 
@@ -178,20 +186,6 @@ static void job_prepare(batch_job *bj) {
     score_job *j = (score_job *)bj;
     char err[256];
     if (bj->rc) return;
-    /* Values finite in single precision can still be too large for the model's arithmetic:
-     * a NaN score would read as "not an anomaly". Such a request is refused, not logged. */
-    for (int i = 0; i < j->req.n; i++) {
-        const detector_result *r = &j->b.res[i];
-        if (isfinite(r->score) && isfinite(r->raw_score) && isfinite(r->d_re) &&
-            isfinite(r->d_map) && isfinite(r->z_re) && isfinite(r->z_map) &&
-            isfinite(r->p_value) && isfinite(r->x) && isfinite(r->y))
-            continue;
-        api_error e;
-        api_error_set(&e, 400, "not_finite", "sample %d: its score is not finite (values too "
-                      "large for the model's arithmetic)", i);
-        error_reply(j->out, &e);
-        return;
-    }
     fill_records(bj->m, &j->req, &j->b);
     /* The writer sets the rows' log ids as it commits: an early answer needs its own copy,
      * taken before the rows are handed over. */
@@ -285,13 +279,13 @@ static void queue_score(score_job *j, model *m) {
         return;
     }
     j->job = (batch_job){.m = m, .source = j->req.source, .x = j->req.x, .n = j->req.n,
-                         .res = j->b.res, .x_rec = j->b.x_rec, .nn_idx = j->b.nn_idx,
+                         .res = j->b.res, .x_rec = j->b.x_rec, .nn_ref = j->b.nn_ref,
                          .nn_dist = j->b.nn_dist, .prepare = job_prepare,
                          .finish = job_finish};
-    if (batch_submit(j->a->batch, &j->job)) {
-        routes_error(j->out, 503, "shutting_down", "the daemon is shutting down");
-        job_done(j);
-    }
+    int rc = batch_submit(j->a->batch, &j->job);
+    if (rc == BATCH_NO_MEMORY) routes_error(j->out, 500, "internal", "out of memory");
+    else if (rc) routes_error(j->out, 503, "shutting_down", "the daemon is shutting down");
+    if (rc) job_done(j);
 }
 
 /* Hand the decoded request j over: it holds set from here on, and rq's connection is
@@ -307,8 +301,12 @@ static void hand_over(score_job *j, app *a, model_set *set, const request *rq, r
 
 /* POST /v1/score, POST /v1/models/{name}/score, POST /v2/models/{name}/infer: decode here,
  * score on a worker. 1 when handed over (the job then holds set), 0 when answered. */
-static int score(app *a, model_set *set, const request *rq, const char *name, int v2,
-                 reply *out) {
+static int score(const route_ctx *c, int v2) {
+    app *a = c->a;
+    model_set *set = c->set;
+    const request *rq = c->rq;
+    const char *name = c->arg;
+    reply *out = c->out;
     model *m = find_model(set, name, out);
     if (!m) return 0;
     score_job *j = calloc(1, sizeof *j);
@@ -328,6 +326,9 @@ static int score(app *a, model_set *set, const request *rq, const char *name, in
     queue_score(j, m);
     return 1;
 }
+
+static int score_json(const route_ctx *c) { return score(c, 0); }
+static int infer_v2(const route_ctx *c) { return score(c, 1); }
 
 /* On a worker (a batch_run task): the strip's R peaks and beats (core/data/ecg.h), then the
  * beats scored as the request's samples. */
@@ -362,15 +363,19 @@ static void cut_strip(batch_job *bj) {
 
 /* POST /v1/models/{name}/strip: for models of one heartbeat (1 x 1 x 187 at 125 Hz). The
  * strip is decoded here and cut on a worker, never on a connection's thread. */
-static int strip(app *a, model_set *set, const request *rq, const char *name, reply *out) {
+static int strip(const route_ctx *c) {
+    app *a = c->a;
+    model_set *set = c->set;
+    const request *rq = c->rq;
+    const char *name = c->arg;
+    reply *out = c->out;
     model *m = find_model(set, name, out);
     if (!m) return 0;
     const shape3 in = m->d.vae.arch.in;
     api_error e;
-    if (in.c != 1 || in.h != 1 || in.w != ECG_BEAT_LEN) {
-        api_error_set(&e, 400, "not_an_ecg_model", "model '%s' takes samples of %d x %d x %d "
-                      "values; strips are cut into heartbeats of 1 x 1 x %d (an ECG model's)",
-                      m->name, in.c, in.h, in.w, ECG_BEAT_LEN);
+    char why[200];
+    if (ecg_takes_beats(in.c, in.h, in.w, why, sizeof why)) {
+        api_error_set(&e, 400, "not_an_ecg_model", "model '%s': %s", m->name, why);
         error_reply(out, &e);
         return 0;
     }
@@ -394,7 +399,10 @@ static int strip(app *a, model_set *set, const request *rq, const char *name, re
 }
 
 /* GET /v1/scores: one page of the log. */
-static void score_page(app *a, const request *rq, reply *out) {
+static int score_page(const route_ctx *c) {
+    app *a = c->a;
+    const request *rq = c->rq;
+    reply *out = c->out;
     api_scores_query q;
     api_error e;
     if (api_decode_scores_query(rq->query(rq->conn, "since_id"), rq->query(rq->conn, "limit"),
@@ -402,7 +410,7 @@ static void score_page(app *a, const request *rq, reply *out) {
                                 rq->query(rq->conn, "anomalies_only"), &q, &e) ||
         api_decode_before_id(rq->query(rq->conn, "before_id"), &q, &e)) {
         error_reply(out, &e);
-        return;
+        return 0;
     }
     api_score_record *rec = malloc((size_t)q.limit * sizeof *rec);
     char err[256];
@@ -412,10 +420,14 @@ static void score_page(app *a, const request *rq, reply *out) {
         routes_error(out, 503, "log_unavailable", err);
     else ok_reply(out, api_encode_score_page(rec, n, q.since_id));
     free(rec);
+    return 0;
 }
 
 /* GET /v1/scores/{id}. */
-static void score_record(app *a, const char *id_text, reply *out) {
+static int score_record(const route_ctx *c) {
+    app *a = c->a;
+    const char *id_text = c->arg;
+    reply *out = c->out;
     int64_t id;
     api_score_record rec;
     char err[256];
@@ -429,10 +441,14 @@ static void score_record(app *a, const char *id_text, reply *out) {
     } else {
         ok_reply(out, api_encode_score_record(&rec));
     }
+    return 0;
 }
 
 /* GET /v1/scores/{id}/sample: the input the daemon still holds for a score. */
-static void sample_view(app *a, const char *id_text, reply *out) {
+static int sample_view(const route_ctx *c) {
+    app *a = c->a;
+    const char *id_text = c->arg;
+    reply *out = c->out;
     int64_t id;
     api_sample s;
     void *block;
@@ -452,23 +468,27 @@ static void sample_view(app *a, const char *id_text, reply *out) {
         ok_reply(out, api_encode_sample(&s));
         free(block);
     }
+    return 0;
 }
 
 /* GET / and GET /dashboard/{file}: the dashboard's embedded files, unless turned off. */
-static void dashboard(app *a, const char *file, reply *out) {
-    const dashboard_file *f = a->dashboard ? dashboard_find(file) : NULL;
-    if (!a->dashboard) {
+static int dashboard(const route_ctx *c) {
+    reply *out = c->out;
+    const dashboard_file *f = c->a->dashboard ? dashboard_find(c->arg ? c->arg : "index.html")
+                                              : NULL;
+    if (!c->a->dashboard) {
         routes_error(out, 404, "not_found", "the dashboard is turned off (dashboard = off)");
-        return;
+        return 0;
     }
     if (!f) {
         routes_error(out, 404, "not_found", "no such dashboard file");
-        return;
+        return 0;
     }
     out->status = 200;
     if ((out->body = malloc(f->len + 1))) memcpy(out->body, f->data, f->len + 1);
     out->content_type = dashboard_type(f->name);
     out->csp = DASHBOARD_CSP;
+    return 0;
 }
 
 static api_model_ref model_ref(model *m) {
@@ -477,62 +497,80 @@ static api_model_ref model_ref(model *m) {
 }
 
 /* GET /v1/models. */
-static void model_list(model_set *set, reply *out) {
+static int model_list(const route_ctx *c) {
+    model_set *set = c->set;
+    reply *out = c->out;
     api_model_ref *refs = malloc((size_t)set->n * sizeof *refs);
     if (!refs) {
         routes_error(out, 500, "internal", "out of memory");
-        return;
+        return 0;
     }
     for (int i = 0; i < set->n; i++) refs[i] = model_ref(&set->models[i]);
     ok_reply(out, api_encode_model_list(refs, set->n));
     free(refs);
+    return 0;
 }
 
 /* GET /v1/models/{name}, and with v2 the Open Inference Protocol's metadata. */
-static void model_info(model_set *set, const char *name, int v2, reply *out) {
-    model *m = find_model(set, name, out);
-    if (!m) return;
+static int model_info(const route_ctx *c, int v2) {
+    model *m = find_model(c->set, c->arg, c->out);
+    if (!m) return 0;
     api_model_ref ref = model_ref(m);
-    ok_reply(out, v2 ? api_encode_v2_model(&ref, m->dim)
-                     : api_encode_model(&ref, m == model_set_find(set, NULL)));
+    ok_reply(c->out, v2 ? api_encode_v2_model(&ref, m->dim)
+                        : api_encode_model(&ref, m == model_set_find(c->set, NULL)));
+    return 0;
 }
+
+static int model_info_v1(const route_ctx *c) { return model_info(c, 0); }
+static int model_info_v2(const route_ctx *c) { return model_info(c, 1); }
 
 /* POST /v1/models/{name}/memory/reset: the model's stream memory forgets what it holds
  * (after a drift to a new normal, say); a model without one answers 409. */
-static void forget_memory(model_set *set, const char *name, reply *out) {
+static int forget_memory(const route_ctx *c) {
+    model_set *set = c->set;
+    const char *name = c->arg;
+    reply *out = c->out;
     model *m = find_model(set, name, out);
-    if (!m) return;
+    if (!m) return 0;
     if (!m->d.use_memory) {
         routes_error(out, 409, "no_memory", "this model has no stream memory");
-        return;
+        return 0;
     }
     ok_reply(out, api_encode_memory_reset(m->name, m->version, model_memory_reset(m)));
+    return 0;
 }
 
 /* GET /v1/models/{name}/map?max_points=N: the reference map, evenly thinned to N, and in
  * context mode the window's current positions. */
-static void model_map(model_set *set, const request *rq, const char *name, reply *out) {
+static int model_map(const route_ctx *c) {
+    model_set *set = c->set;
+    const request *rq = c->rq;
+    const char *name = c->arg;
+    reply *out = c->out;
     model *m = find_model(set, name, out);
-    if (!m) return;
+    if (!m) return 0;
     int max_points;
     api_error e;
     if (api_decode_max_points(rq->query(rq->conn, "max_points"), &max_points, &e)) {
         error_reply(out, &e);
-        return;
+        return 0;
     }
     api_model_ref ref = model_ref(m);
     float *window;
     int n_window;
     if (model_window(m, &window, &n_window)) {
         routes_error(out, 500, "internal", "out of memory");
-        return;
+        return 0;
     }
     ok_reply(out, api_encode_map(&ref, max_points, window, n_window));
     free(window);
+    return 0;
 }
 
 /* GET /v1/stats: counts, anomaly rates and score quantiles per model and window. */
-static void stats(app *a, reply *out) {
+static int stats(const route_ctx *c) {
+    app *a = c->a;
+    reply *out = c->out;
     api_model_stats *st;
     int n;
     char err[256];
@@ -541,10 +579,11 @@ static void stats(app *a, reply *out) {
     int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     if (scorelog_summary(a->log, now_ms, &st, &n, err, sizeof err)) {
         routes_error(out, 503, "log_unavailable", err);
-        return;
+        return 0;
     }
     ok_reply(out, api_encode_stats(st, n, now_ms));
     free(st);
+    return 0;
 }
 
 /* Models loaded, log writable, not shutting down: GET /readyz and /v2/health/ready. */
@@ -555,119 +594,106 @@ static int is_ready(app *a, model_set *set, const request *rq, char *state, size
 }
 
 /* GET /readyz. */
-static void ready(app *a, model_set *set, const request *rq, reply *out) {
+static int ready(const route_ctx *c) {
+    app *a = c->a;
+    model_set *set = c->set;
+    const request *rq = c->rq;
+    reply *out = c->out;
     char state[256];
     int ok = is_ready(a, set, rq, state, sizeof state);
     out->status = ok ? 200 : 503;
     out->body = api_encode_ready(ok, set->n, state);
+    return 0;
 }
 
 /* GET /v2/health/ready, and GET /v2/models/{name}/ready for one model. */
-static void v2_ready(app *a, model_set *set, const request *rq, const char *name,
-                     reply *out) {
+static int v2_ready(const route_ctx *c) {
     char state[256];
-    if (name && !find_model(set, name, out)) return;
-    int ok = is_ready(a, set, rq, state, sizeof state);
-    out->status = ok ? 200 : 503;
-    out->body = api_encode_v2_ready(name, ok);
+    if (c->arg && !find_model(c->set, c->arg, c->out)) return 0;
+    int ok = is_ready(c->a, c->set, c->rq, state, sizeof state);
+    c->out->status = ok ? 200 : 503;
+    c->out->body = api_encode_v2_ready(c->arg, ok);
+    return 0;
+}
+
+/* GET /healthz and GET /v2/health/live: the process answers. */
+static int health(const route_ctx *c) {
+    ok_reply(c->out, api_encode_health());
+    return 0;
+}
+static int v2_live(const route_ctx *c) {
+    ok_reply(c->out, api_encode_v2_live());
+    return 0;
 }
 
 /* GET /metrics: Prometheus text. */
-static void metrics_page(app *a, model_set *set, reply *out) {
+static int metrics_page(const route_ctx *c) {
+    app *a = c->a;
+    model_set *set = c->set;
+    reply *out = c->out;
     metrics_gauges g = {.models_loaded = set->n, .log_queue = scorelog_queued(a->log),
                         .score_queue = batch_queued(a->batch)};
     char *text = metrics_render(a->metrics, &g);
     if (!text) {
         routes_error(out, 500, "internal", "out of memory");
-        return;
+        return 0;
     }
     ok_reply(out, text);
     out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return 0;
 }
 
 /* A route: method, path pattern, its OpenAPI path (the metrics label), its handler, and
  * whether it is open without an API key: the health probes, so that orchestrators and
  * load balancers can check the daemon without holding a secret, and the dashboard's
- * files. */
-enum {
-    R_HEALTH, R_READY, R_METRICS, R_SCORE, R_MODEL_SCORE, R_SCORES, R_SCORE_RECORD, R_STATS,
-    R_MODELS, R_MODEL, R_MAP, R_V2_LIVE, R_V2_READY, R_V2_MODEL_READY, R_V2_MODEL, R_V2_INFER,
-    R_DASHBOARD, R_DASHBOARD_FILE, R_SAMPLE, R_STRIP, R_MEMORY_RESET
-};
+ * files. The first row that matches path and method is the route. */
 static const struct route {
     const char *method, *pattern, *label;
-    int id, open;
+    int (*handle)(const route_ctx *c);
+    int open;
 } ROUTES[] = {
-    {"GET", "healthz", "/healthz", R_HEALTH, 1},
-    {"GET", "readyz", "/readyz", R_READY, 1},
-    {"GET", "metrics", "/metrics", R_METRICS, 0},
-    {"POST", "v1/score", "/v1/score", R_SCORE, 0},
-    {"POST", "v1/models/*/score", "/v1/models/{name}/score", R_MODEL_SCORE, 0},
-    {"POST", "v1/models/*/strip", "/v1/models/{name}/strip", R_STRIP, 0},
-    {"POST", "v1/models/*/memory/reset", "/v1/models/{name}/memory/reset", R_MEMORY_RESET, 0},
-    {"GET", "v1/scores", "/v1/scores", R_SCORES, 0},
-    {"GET", "v1/scores/*", "/v1/scores/{id}", R_SCORE_RECORD, 0},
-    {"GET", "v1/stats", "/v1/stats", R_STATS, 0},
-    {"GET", "v1/models", "/v1/models", R_MODELS, 0},
-    {"GET", "v1/models/*", "/v1/models/{name}", R_MODEL, 0},
-    {"GET", "v1/models/*/map", "/v1/models/{name}/map", R_MAP, 0},
-    {"GET", "v2/health/live", "/v2/health/live", R_V2_LIVE, 1},
-    {"GET", "v2/health/ready", "/v2/health/ready", R_V2_READY, 1},
-    {"GET", "v2/models/*/ready", "/v2/models/{name}/ready", R_V2_MODEL_READY, 1},
-    {"GET", "v2/models/*", "/v2/models/{name}", R_V2_MODEL, 0},
-    {"POST", "v2/models/*/infer", "/v2/models/{name}/infer", R_V2_INFER, 0},
-    {"GET", "v1/scores/*/sample", "/v1/scores/{id}/sample", R_SAMPLE, 0},
+    {"GET", "healthz", "/healthz", health, 1},
+    {"GET", "readyz", "/readyz", ready, 1},
+    {"GET", "metrics", "/metrics", metrics_page, 0},
+    {"POST", "v1/score", "/v1/score", score_json, 0},
+    {"POST", "v1/models/*/score", "/v1/models/{name}/score", score_json, 0},
+    {"POST", "v1/models/*/strip", "/v1/models/{name}/strip", strip, 0},
+    {"POST", "v1/models/*/memory/reset", "/v1/models/{name}/memory/reset", forget_memory, 0},
+    {"GET", "v1/scores", "/v1/scores", score_page, 0},
+    {"GET", "v1/scores/*", "/v1/scores/{id}", score_record, 0},
+    {"GET", "v1/stats", "/v1/stats", stats, 0},
+    {"GET", "v1/models", "/v1/models", model_list, 0},
+    {"GET", "v1/models/*", "/v1/models/{name}", model_info_v1, 0},
+    {"GET", "v1/models/*/map", "/v1/models/{name}/map", model_map, 0},
+    {"GET", "v2/health/live", "/v2/health/live", v2_live, 1},
+    {"GET", "v2/health/ready", "/v2/health/ready", v2_ready, 1},
+    {"GET", "v2/models/*/ready", "/v2/models/{name}/ready", v2_ready, 1},
+    {"GET", "v2/models/*", "/v2/models/{name}", model_info_v2, 0},
+    {"POST", "v2/models/*/infer", "/v2/models/{name}/infer", infer_v2, 0},
+    {"GET", "v1/scores/*/sample", "/v1/scores/{id}/sample", sample_view, 0},
     /* The dashboard's files hold no data (the page asks the API, with a key when keys are
      * set), so they are open like the probes: a browser can load the page to ask for it. */
-    {"GET", "", "/", R_DASHBOARD, 1},
-    {"GET", "dashboard/*", "/dashboard/{file}", R_DASHBOARD_FILE, 1},
+    {"GET", "", "/", dashboard, 1},
+    {"GET", "dashboard/*", "/dashboard/{file}", dashboard, 1},
 };
 #define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
 const char *routes_label(const char *path) {
     path_parts p;
     split_path(path, &p);
+    const char *arg;
     for (size_t i = 0; i < N_ROUTES; i++)
-        if (match(&p, ROUTES[i].pattern)) return ROUTES[i].label;
+        if (match(&p, ROUTES[i].pattern, &arg)) return ROUTES[i].label;
     return "unmatched";
-}
-
-/* Run the handler of route id on set: 1 when a worker answers (and holds set), else 0. */
-static int dispatch(app *a, model_set *set, const request *rq, const path_parts *p, int id,
-                    reply *out) {
-    const char *name = p->n > 2 ? p->seg[2] : NULL;
-    switch (id) {
-    case R_HEALTH: ok_reply(out, api_encode_health()); break;
-    case R_READY: ready(a, set, rq, out); break;
-    case R_METRICS: metrics_page(a, set, out); break;
-    case R_SCORE: return score(a, set, rq, NULL, 0, out);
-    case R_MODEL_SCORE: return score(a, set, rq, name, 0, out);
-    case R_STRIP: return strip(a, set, rq, name, out);
-    case R_MEMORY_RESET: forget_memory(set, name, out); break;
-    case R_SCORES: score_page(a, rq, out); break;
-    case R_SCORE_RECORD: score_record(a, name, out); break;
-    case R_STATS: stats(a, out); break;
-    case R_MODELS: model_list(set, out); break;
-    case R_MODEL: model_info(set, name, 0, out); break;
-    case R_MAP: model_map(set, rq, name, out); break;
-    case R_V2_LIVE: ok_reply(out, api_encode_v2_live()); break;
-    case R_V2_READY: v2_ready(a, set, rq, NULL, out); break;
-    case R_V2_MODEL_READY: v2_ready(a, set, rq, name, out); break;
-    case R_V2_MODEL: model_info(set, name, 1, out); break;
-    case R_V2_INFER: return score(a, set, rq, name, 1, out);
-    case R_SAMPLE: sample_view(a, name, out); break;
-    case R_DASHBOARD: dashboard(a, "index.html", out); break;
-    case R_DASHBOARD_FILE: dashboard(a, p->seg[1], out); break;
-    }
-    return 0;
 }
 
 int routes_handle(app *a, const request *rq, reply *out) {
     path_parts p;
     split_path(rq->path, &p);
     const struct route *found = NULL, *other_method = NULL;
+    const char *arg = NULL;
     for (size_t i = 0; i < N_ROUTES && !found; i++)
-        if (match(&p, ROUTES[i].pattern)) {
+        if (match(&p, ROUTES[i].pattern, &arg)) {
             if (!strcmp(rq->method, ROUTES[i].method)) found = &ROUTES[i];
             else other_method = &ROUTES[i];
         }
@@ -701,7 +727,8 @@ int routes_handle(app *a, const request *rq, reply *out) {
     }
     /* The whole request runs on the models current when it began, even across a reload. */
     model_set *set = registry_acquire(a->reg);
-    int handed_over = dispatch(a, set, rq, &p, found->id, out);
+    const route_ctx c = {.a = a, .set = set, .rq = rq, .arg = arg, .out = out};
+    int handed_over = found->handle(&c);
     if (!handed_over) registry_release(a->reg, set);
     return handed_over;
 }

@@ -375,7 +375,7 @@ TEST(daemon_score_one_sample) {
     CHECK(bundle_load(D.tiny, &d, err, sizeof err) == 0);
     scorer *s = scorer_create(&d, 1, err, sizeof err);
     detector_result want;
-    int nn[3];
+    int32_t nn[3];
     float dist[3];
     CHECK(s && scorer_score(s, x, 1, &want, NULL, nn, dist, err, sizeof err) == 0);
     CHECK(jnum(res, "score") == as_printed(want.score));
@@ -384,7 +384,7 @@ TEST(daemon_score_one_sample) {
     CHECK(jnum(json_object_get(res, "terms"), "z_re") == as_printed(want.z_re));
     json_t *nb = json_object_get(res, "neighbors");
     for (int j = 0; j < 3; j++) {
-        CHECK(jnum(json_array_get(nb, (size_t)j), "ref") == d.ref_id[nn[j]]);
+        CHECK(jnum(json_array_get(nb, (size_t)j), "ref") == nn[j]);
         CHECK((float)jnum(json_array_get(nb, (size_t)j), "distance") == dist[j]);
     }
     scorer_free(s);
@@ -1514,11 +1514,11 @@ static void *post_alone(void *arg) {
 
 /* A response to one sample equals scoring that sample alone in-process, to the printed
  * digit, however it was batched (docs/BATCHING.md), and its log row matches it. */
-static void check_alone(json_t *res, scorer *s, const detector *d, const float *x,
+static void check_alone(json_t *res, scorer *s, const float *x,
                         int explain, sqlite3 *db) {
     detector_result want;
     float rec[DIM], dist[3];
-    int nn[3];
+    int32_t nn[3];
     char err[256];
     if (!res || scorer_score(s, x, 1, &want, rec, nn, dist, err, sizeof err)) {
         check_fail(__FILE__, __LINE__, "no result, or in-process scoring failed: %s", err);
@@ -1533,7 +1533,8 @@ static void check_alone(json_t *res, scorer *s, const detector *d, const float *
     CHECK((float)json_number_value(json_array_get(pos, 0)) == (float)want.x);
     CHECK((float)json_number_value(json_array_get(pos, 1)) == (float)want.y);
     CHECK(json_is_true(json_object_get(res, "is_anomaly")) == want.is_anomaly);
-    CHECK(jnum(json_array_get(json_object_get(res, "neighbors"), 0), "ref") == d->ref_id[nn[0]]);
+    CHECK(jnum(json_array_get(json_object_get(res, "neighbors"), 0), "ref") == nn[0]);
+    CHECK(nn[0] == want.nearest_ref);
     json_t *got_rec = json_object_get(res, "reconstruction");
     CHECK(explain ? json_array_size(got_rec) == DIM : got_rec == NULL);
     for (size_t j = 0; explain && j < json_array_size(got_rec); j++)
@@ -1582,7 +1583,7 @@ TEST(daemon_batching) {
         for (int i = 0; i < CLIENTS; i++) {
             EXPECT_STATUS(c[i].r, 200, NULL);
             if (c[i].r.status == 200) remember(&c[i].r);
-            check_alone(json_array_get(json_object_get(c[i].r.json, "results"), 0), s, &d,
+            check_alone(json_array_get(json_object_get(c[i].r.json, "results"), 0), s,
                         c[i].x, c[i].explain, db);
             response_free(&c[i].r);
         }

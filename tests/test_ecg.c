@@ -1530,3 +1530,13 @@ TEST(ecg_experiment_cli) {
         free(out);
     }
 }
+
+/* The strip route's rule: only a model of one beat (1 x 1 x ECG_BEAT_LEN) takes strips. */
+TEST(ecg_takes_beats_only_beat_shapes) {
+    char err[200];
+    CHECK(ecg_takes_beats(1, 1, ECG_BEAT_LEN, err, sizeof err) == 0);
+    CHECK(ecg_takes_beats(1, 28, 28, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "1 x 28 x 28") && strstr(err, "1 x 1 x 187"), "%s", err);
+    CHECK(ecg_takes_beats(2, 1, ECG_BEAT_LEN, err, sizeof err) == -1);
+    CHECK(ecg_takes_beats(1, 1, ECG_BEAT_LEN + 1, err, sizeof err) == -1);
+}

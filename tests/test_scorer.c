@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "check.h"
@@ -92,7 +93,7 @@ static void check_preset(const char *name, latent_input input) {
     float *x = malloc(BATCH * dim * sizeof *x), *rec = malloc(BATCH * dim * sizeof *rec);
     float *rec2 = malloc(BATCH * dim * sizeof *rec2), dist[BATCH * K], dist2[BATCH * K];
     float mu[BATCH * LATENT], mu2[BATCH * LATENT];
-    int nn[BATCH * K], nn2[BATCH * K];
+    int32_t nn[BATCH * K], nn2[BATCH * K];
     detector_result res[BATCH], res2[BATCH], terms_only[BATCH];
     if (!s || !x || !rec || !rec2) {
         check_fail(__FILE__, __LINE__, "%s: %s", name, s ? "out of memory" : err);
@@ -203,6 +204,50 @@ done:
     free(x);
     scorer_free(all);
     scorer_free(one);
+    detector_free(&d);
+}
+
+/* A batch with one sample too large for the model's arithmetic is refused whole, naming
+ * the sample, and leaves the memory as it was; the finiteness rule is the record's:
+ * every field, the memory's terms only when there is a memory. */
+TEST(scorer_refuses_non_finite_and_keeps_memory) {
+    detector d;
+    if (make_memory_detector(&d, 20, 3) != 0) return;
+    const size_t dim = shape_size(d.vae.arch.in);
+    char err[256];
+    scorer *s = scorer_create(&d, 4, err, sizeof err);
+    float *x = malloc(4 * dim * sizeof *x);
+    detector_result res[4];
+    if (!s || !x) {
+        check_fail(__FILE__, __LINE__, "%s", s ? "out of memory" : err);
+        goto done;
+    }
+    rng_t r0;
+    rng_seed(&r0, 7);
+    for (size_t i = 0; i < 4 * dim; i++) x[i] = rng_uniform(&r0);
+    for (size_t i = 0; i < dim; i++) x[2 * dim + i] = 3e38f;
+    CHECK(scorer_score(s, x, 4, res, NULL, NULL, NULL, err, sizeof err) == SCORER_NOT_FINITE);
+    CHECK_MSG(strstr(err, "sample 2") != NULL, "%s", err);
+    CHECK(scorer_memory_count(s) == 0);
+    CHECK(scorer_score(s, x, 2, res, NULL, NULL, NULL, err, sizeof err) == 0);
+    CHECK(scorer_memory_count(s) == 2);
+    CHECK(detector_result_finite(&d, &res[0]));
+    detector_result r = res[0];
+    r.z_memory = NAN;
+    CHECK(!detector_result_finite(&d, &r));
+    d.use_memory = 0;
+    CHECK(detector_result_finite(&d, &r));
+    r.raw_score = INFINITY;
+    CHECK(!detector_result_finite(&d, &r));
+    r.raw_score = res[0].raw_score;
+    r.z_latent = NAN;
+    CHECK(!detector_result_finite(&d, &r));
+    d.latent.center = NAN;                    /* an old bundle's: no statistics */
+    CHECK(detector_result_finite(&d, &r));
+    d.use_memory = 1;
+done:
+    free(x);
+    scorer_free(s);
     detector_free(&d);
 }
 

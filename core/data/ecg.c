@@ -388,6 +388,13 @@ done:
     return rc;
 }
 
+int ecg_takes_beats(int channels, int height, int width, char *err, size_t errlen) {
+    if (channels == 1 && height == 1 && width == ECG_BEAT_LEN) return 0;
+    return err_fail(err, errlen, "the model takes samples of %d x %d x %d values; strips are "
+                    "cut into heartbeats of 1 x 1 x %d (an ECG model's)", channels, height,
+                    width, ECG_BEAT_LEN);
+}
+
 int ecg_beats_from_strip(const float *x, size_t n, int fs, ecg_beats *out, char *err,
                          size_t errlen) {
     int64_t *peaks = NULL, *p125 = NULL;

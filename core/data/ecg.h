@@ -109,6 +109,10 @@ int ecg_extract_record(const wfdb_record *r, int32_t record_id, const ecg_lead_c
  * rpeak_detect's checks; a strip in which no beat is found is an error. */
 int ecg_beats_from_strip(const float *x, size_t n, int fs, ecg_beats *out, char *err,
                          size_t errlen);
+/* Can a model whose samples are channels x height x width values take the beats
+ * ecg_beats_from_strip cuts (1 x 1 x ECG_BEAT_LEN)? 0, or -1 with a message saying what
+ * it takes instead. */
+int ecg_takes_beats(int channels, int height, int width, char *err, size_t errlen);
 
 /* Train/test splits of n beats for one-vs-rest experiments: is_test[i] = 1 puts beat i in
  * the test set, 0 in the training set. Both sides are never empty. The same seed gives

@@ -146,3 +146,15 @@ int detector_check(const detector *d, char *err, size_t errlen) {
         return -1;
     return 0;
 }
+
+int detector_result_finite(const detector *d, const detector_result *r) {
+    /* NaN by design: the memory's terms without a memory, and a standardised term whose
+     * statistics the bundle does not have (z_latent of a format-1 bundle). */
+    detector_result t = *r;
+    if (!d->use_memory) t.d_memory = t.z_memory = 0.0;
+    if (!isfinite(d->latent.center) || !isfinite(d->latent.scale)) t.z_latent = 0.0;
+#define DETECTOR_FINITE_(name, type, group, doc) if (!isfinite((double)t.name)) return 0;
+    DETECTOR_RESULT_FIELDS(DETECTOR_FINITE_)
+#undef DETECTOR_FINITE_
+    return 1;
+}

@@ -130,6 +130,11 @@ typedef struct {
 
 void detector_free(detector *d);
 
+/* Is every field of r finite, but those NaN by design (the memory's terms without a memory,
+ * z_latent without its statistics)? What a score must be to be answered and logged: a NaN
+ * score would read as "not an anomaly". */
+int detector_result_finite(const detector *d, const detector_result *r);
+
 /* What a valid detector is, in one place: the pipeline checks the detector it is about to
  * build with it before training, and the bundle's writer and loader every detector they
  * write or read, so that a model that loads can score. Both return 0, or -1 with a

@@ -131,8 +131,16 @@ static void remember(scorer *s, const float *mu, double ref_kth, detector_result
     memory_keep(s->memory, mu, suspicion, &p);
 }
 
+/* Are the terms computed before the memory's all finite? (Values finite in single
+ * precision can still be too large for the model's arithmetic; a NaN term would read as
+ * "not an anomaly".) */
+static int terms_finite(const detector_result *r) {
+    return isfinite(r->d_re) && isfinite(r->d_map) && isfinite(r->d_latent) && isfinite(r->x) &&
+           isfinite(r->y) && isfinite(r->nearest_distance);
+}
+
 int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
-                 float *mu, int *nn_idx, float *nn_dist, char *err, size_t errlen) {
+                 float *mu, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
     const detector *d = s->d;
     const size_t dim = shape_size(d->vae.arch.in);
     const int k = d->k;
@@ -179,7 +187,7 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     if (rc != 0) return -1;
     for (int b = 0; b < B; b++) {
         detector_result *r = &res[b];
-        int *idx = (nn_idx ? nn_idx : s->idx) + (size_t)b * k;
+        int *idx = s->idx + (size_t)b * k;
         float *dist = (nn_dist ? nn_dist : s->dist) + (size_t)b * k;
         memset(r, 0, sizeof *r);
         r->d_re = score_recon_error(x + (size_t)b * dim, rec + (size_t)b * dim, dim);
@@ -189,12 +197,24 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         r->y = s->pos[2 * b + 1];
         r->d_map = tsne_map_dmap(s->map, s->pos + 2 * b, k, idx, dist);
         r->nearest_ref = d->ref_id[idx[0]];
+        for (int j = 0; nn_ref && j < k; j++) nn_ref[(size_t)b * k + (size_t)j] = d->ref_id[idx[j]];
         r->nearest_distance = dist[0];
         /* Single mode found the nearest reference latent while placing; the window's
          * search also counts window points, so context mode looks again. */
         r->d_latent = d->mode == PLACE_CONTEXT
                           ? tsne_map_latent_nn(s->map, m + (size_t)b * d->vae.arch.latent)
                           : s->nearest[b];
+    }
+    /* All checked before any sample goes into the memory: a request refused as not finite
+     * leaves the memory as it was. */
+    for (int b = 0; b < B; b++)
+        if (!terms_finite(&res[b])) {
+            snprintf(err, errlen, "sample %d: its score is not finite (input values too large "
+                     "for the model's arithmetic)", b);
+            return SCORER_NOT_FINITE;
+        }
+    for (int b = 0; b < B; b++) {
+        detector_result *r = &res[b];
         /* Single mode read the reference side off placement's search too. */
         if (s->memory)
             remember(s, m + (size_t)b * L,
@@ -288,9 +308,15 @@ void detector_finish_result(const detector *d, detector_result *r) {
 }
 
 int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
-                 int *nn_idx, float *nn_dist, char *err, size_t errlen) {
-    int rc = scorer_terms(s, x, B, res, x_rec, NULL, nn_idx, nn_dist, err, errlen);
+                 int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
+    int rc = scorer_terms(s, x, B, res, x_rec, NULL, nn_ref, nn_dist, err, errlen);
     if (rc != 0) return rc;
-    for (int b = 0; b < B; b++) detector_finish_result(s->d, &res[b]);
+    for (int b = 0; b < B; b++) {
+        detector_finish_result(s->d, &res[b]);
+        if (!detector_result_finite(s->d, &res[b])) {
+            snprintf(err, errlen, "sample %d: its score is not finite", b);
+            return SCORER_NOT_FINITE;
+        }
+    }
     return 0;
 }

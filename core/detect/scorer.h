@@ -21,22 +21,24 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
 void scorer_free(scorer *s);
 
 /* scorer_terms and scorer_score return 0, or -1 with err, or SCORER_NOT_FINITE when a
- * sample's latent came out non-finite (input values too large for the network's
- * arithmetic): the input cannot be scored, and nothing was placed (in context mode the
- * window is left as it was). */
+ * sample's latent, a term or its score came out non-finite (input values too large for
+ * the model's arithmetic; err names the sample): the input cannot be scored, and the
+ * window (context mode) and the memory are left as they were, but for a score that
+ * overflows after its terms were finite, which the calibration's checks rule out. */
 #define SCORER_NOT_FINITE (-2)
 
 /* Terms only (no calibration needed): d_re, d_map, d_latent, the map position, the
  * nearest reference point and out_of_range of each of the B samples in res; the optional
  * outputs are the reconstructions (B * input size, in the data's units: a detector that
  * scales its inputs computes D_RE on the scaled sample and returns x' unscaled), latent
- * means (B * latent) and the k nearest reference indices and 2-D distances (B * k).
+ * means (B * latent) and the k nearest reference points' training-set ids (the
+ * detector's ref_id) and 2-D distances (B * k).
  * Samples x are in the data's units: the detector's scaling is applied here. */
 int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
-                 float *mu, int *nn_idx, float *nn_dist, char *err, size_t errlen);
+                 float *mu, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen);
 /* Full scores: terms, then standardised terms, fused and raw score, p-value, verdict. */
 int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
-                 int *nn_idx, float *nn_dist, char *err, size_t errlen);
+                 int32_t *nn_ref, float *nn_dist, char *err, size_t errlen);
 /* Context mode: the sliding window's positions, *n points of (x, y), oldest first, valid
  * until the next scoring call; single mode: NULL and 0. */
 void scorer_window(const scorer *s, const float **pos, int *n);
