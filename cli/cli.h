@@ -16,6 +16,7 @@
 
 int cmd_train(int argc, char **argv);       /* anodm train: fit a beta-VAE */
 int cmd_bench_vae(int argc, char **argv);   /* anodm bench-vae: one timed training epoch */
+int cmd_bench_score(int argc, char **argv); /* anodm bench-score: per-stage scoring cost */
 int bench_tsne_main(int argc, char **argv); /* anodm bench-tsne: t-SNE fit and placement timings */
 int cmd_score(int argc, char **argv);       /* anodm score: offline scoring with a bundle */
 int cmd_inspect(int argc, char **argv);     /* anodm inspect: a model bundle's contents */

@@ -25,6 +25,7 @@ static const struct {
 } COMMANDS[] = {
     {"train", cmd_train, "build a detector (beta-VAE, map, calibration) into a bundle"},
     {"bench-vae", cmd_bench_vae, "time one training epoch (C side of `make bench`)"},
+    {"bench-score", cmd_bench_score, "CPU time per sample of each scoring stage, beside its floor"},
     {"bench-tsne", bench_tsne_main, "time t-SNE fits and placement (C side of `make bench`)"},
     {"score", cmd_score, "score a data file offline with a model bundle (CSV or JSON lines)"},
     {"inspect", cmd_inspect, "print what a model bundle holds (--json for scripts)"},

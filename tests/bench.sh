@@ -5,11 +5,11 @@
 #   1b. The same for the ECG beta-VAE with the TCN encoder ("ecg-tcn"), on the first
 #      ECG_LIMIT (20000) MIT-BIH beats from ECG_DATA; skipped when the records are absent.
 # Both run through tests/bench_vae.sh, which says how PyTorch's BLAS and threads are set.
-#   2. and 3., t-SNE and the daemon, below.
+#   2. and 3., t-SNE and the daemon, below; 4. where a scored sample's CPU time goes.
 # Each step's output goes to the terminal and to OUT/<step>.txt, OUT being BENCH_OUT or
 # docs/results/bench-<UTC date>/ (the figures in README.md and docs/ cite these files);
 # OUT/machine.txt records the machine, its load and the commit measured, run after run.
-# BENCH_STEPS runs only the steps named (vae-fashion vae-ecg-tcn tsne daemon; all by
+# BENCH_STEPS runs only the steps named (vae-fashion vae-ecg-tcn tsne daemon stages; all by
 # default), e.g. to redo one.
 set -eu
 ANODM_BIN=${ANODM_BIN:-build/anodm}
@@ -51,4 +51,14 @@ step vae-ecg-tcn sh tests/bench_vae.sh ecg-tcn
 step tsne env OPENBLAS_NUM_THREADS=1 "$PYTHON" tests/bench_tsne.py --bin "$ANODM_BIN" \
   --sizes "${TSNE_SIZES:-5000,10000}" --threads "$THREADS"
 step daemon sh tests/bench_daemon.sh  # 3. anodmd under load (wrk)
+#   4. anodm bench-score: the CPU time per sample of each scoring stage at batches 1, 8
+#      and 64, beside its arithmetic floor (FLOPs / the sgemm rate measured in the run),
+#      with the default model (MODEL to choose another) on 2048 test images.
+STAGE_MODEL=${MODEL:-models/fashion-trouser.anodm}
+if [ -f "$STAGE_MODEL" ]; then
+  step stages "$ANODM_BIN" bench-score "$STAGE_MODEL" "${FMNIST:-/usr/share/datasets/fashion-mnist}" \
+    --samples 2048
+else
+  echo "bench: step stages skipped: no $STAGE_MODEL (make run builds it, or set MODEL)"
+fi
 echo "uptime at the end: $(uptime)" | tee -a "$OUT/machine.txt"

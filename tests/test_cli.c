@@ -428,6 +428,14 @@ TEST(cli_train_bundle_end_to_end) {
     if (f) fclose(f);
     CHECK_MSG(lines == 201, "%d lines in the score CSV", lines);
     EXPECT_RUN(run_cli("score %s %s --format jsonl --batch 7", b1, dir), 0, "\"p_value\":");
+    /* Where the time goes: every stage, at each batch size asked for. */
+    EXPECT_RUN(run_cli("bench-score %s %s --batches 1,7 --samples 21", b1, dir), 0, "B=7",
+               "forward (VAE)", "neighbour search", "calibration", "iterations", "encode JSON",
+               "GFLOP/s", "total");
+    EXPECT_RUN(run_cli("bench-score %s %s --batches 0", b1, dir), 2, "--batches");
+    EXPECT_RUN(run_cli("bench-score %s %s --batches 64 --samples 20", b1, dir), 1,
+               "batch 64 is larger than the 20 samples");
+    EXPECT_RUN(run_cli("bench-score %s", b1), 2, "required");
     EXPECT_RUN(run_cli("score %s", b1), 2, "required");
     EXPECT_RUN(run_cli("score %s %s", csv, dir), 1, "anodm score:");
     /* Too few samples for the map's perplexity: refused before any training. */

@@ -251,6 +251,44 @@ done:
     detector_free(&d);
 }
 
+/* Stage timing (anodm bench-score) sees every sample and every stage, and changes no
+ * result: the same samples scored with and without it agree bit for bit. */
+TEST(scorer_stage_timing_changes_nothing) {
+    detector d;
+    if (make_memory_detector(&d, 20, 3) != 0) return;
+    const size_t dim = shape_size(d.vae.arch.in);
+    char err[256];
+    scorer *plain = scorer_create(&d, 8, err, sizeof err), *timed = scorer_create(&d, 8, err, sizeof err);
+    float *x = malloc(16 * dim * sizeof *x);
+    detector_result a[8], b[8];
+    scorer_timing t = {0};
+    if (!plain || !timed || !x) {
+        check_fail(__FILE__, __LINE__, "%s", plain && timed ? "out of memory" : err);
+        goto done;
+    }
+    rng_t r;
+    rng_seed(&r, 5);
+    for (size_t i = 0; i < 16 * dim; i++) x[i] = rng_uniform(&r);
+    scorer_time_stages(timed, &t);
+    for (int at = 0; at < 16; at += 8) {
+        CHECK(scorer_score(plain, x + at * dim, 8, a, NULL, NULL, NULL, err, sizeof err) == 0);
+        CHECK(scorer_score(timed, x + at * dim, 8, b, NULL, NULL, NULL, err, sizeof err) == 0);
+        CHECK(memcmp(a, b, sizeof a) == 0);
+    }
+    CHECK(t.samples == 16);
+    CHECK(t.forward_ns > 0 && t.place_ns > 0 && t.place.search_ns > 0 &&
+          t.place.iterate_ns > 0 && t.finish_ns >= 0);
+    CHECK(t.place.search_ns + t.place.calibrate_ns + t.place.iterate_ns <= t.place_ns);
+    scorer_time_stages(timed, NULL);
+    CHECK(scorer_score(timed, x, 8, b, NULL, NULL, NULL, err, sizeof err) == 0);
+    CHECK(t.samples == 16);
+done:
+    free(x);
+    scorer_free(plain);
+    scorer_free(timed);
+    detector_free(&d);
+}
+
 /* Scope source: each source's samples go through its own memory, so a source scores
  * exactly as it would alone whatever other sources send; at most max sources are kept,
  * the least recently used forgotten first; the count and a reset cover them all. */

@@ -427,7 +427,7 @@ TEST(tsne_place_grid_close_to_exact_placement) {
     tsne_place_options_default(&o);
     char err[200];
     double *nearest = malloc(q * sizeof *nearest), *fifth = malloc(q * sizeof *fifth);
-    tsne_place_knn nb = {nearest, fifth, 5};
+    tsne_place_knn nb = {nearest, fifth, 5, NULL};
     CHECK(nearest && fifth && tsne_place_batch(r.m, &o, Q, q, 2, A, &nb, err, sizeof err) == 0);
     /* D_LATENT and the memory term's reference side read off the placement's neighbours
      * are the separate scans', bit for bit. */
@@ -438,9 +438,16 @@ TEST(tsne_place_grid_close_to_exact_placement) {
     }
     free(nearest);
     free(fifth);
-    nb = (tsne_place_knn){NULL, NULL, 91};    /* beyond the 90 searched at perplexity 30 */
+    nb = (tsne_place_knn){NULL, NULL, 91, NULL};    /* beyond the 90 searched at perplexity 30 */
     CHECK(tsne_place_batch(r.m, &o, Q, q, 2, A, &nb, err, sizeof err) == 0);
     double unused;
+    tsne_place_timing timing = {0};
+    nb = (tsne_place_knn){NULL, NULL, 5, &timing};   /* timing sums on one thread only */
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 2, A, &nb, err, sizeof err) == -1 &&
+          strstr(err, "stage timing needs one thread"));
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, &nb, err, sizeof err) == 0 &&
+          timing.search_ns > 0 && timing.iterate_ns > 0);
+    nb = (tsne_place_knn){NULL, NULL, 91, NULL};
     nb.kth = &unused;     /* never written: refused first */
     CHECK(tsne_place_batch(r.m, &o, Q, q, 2, A, &nb, err, sizeof err) == -1 &&
           strstr(err, "the 91-th neighbour is not among the 90 searched"));

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+
 /* Batch invariance: a sample's result must not depend on what it was batched with, so
  * that a score logged by the daemon, computed again by `anodm score` or at calibration,
  * is the same number. OpenBLAS does not promise that for a row of a larger product: the
@@ -43,7 +45,13 @@ struct scorer {
     double *kth;                 /* and the memory term's reference side (with a memory) */
     int *idx;
     float *dist;
+    scorer_timing *timing;       /* NULL unless scorer_time_stages */
 };
+
+void scorer_time_stages(scorer *s, scorer_timing *t) { s->timing = t; }
+
+/* The thread's CPU clock when s is timing its stages, else 0 (no clock read). */
+static long long stage_clock(const scorer *s) { return s->timing ? clock_thread_cpu_ns() : 0; }
 
 void scorer_free(scorer *s) {
     if (!s) return;
@@ -150,6 +158,8 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     }
     float *rec = x_rec ? x_rec : s->rec, *m = mu ? mu : s->mu;
     const size_t L = (size_t)d->vae.arch.latent;
+    scorer_timing *t = s->timing;
+    long long t0 = stage_clock(s);
     /* Every sample on the scale the model was trained on; from here on x is that. */
     memset(s->far, 0, (size_t)B * sizeof *s->far);
     if (d->scale.kind != SCALE_NONE) {
@@ -157,6 +167,7 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
             s->far[b] = scaling_apply(&d->scale, x + (size_t)b * dim, s->xs + (size_t)b * dim);
         x = s->xs;
     }
+    long long t1 = stage_clock(s);
     const int blas_threads = openblas_get_num_threads();
     if (blas_threads != 1) openblas_set_num_threads(1);
     for (int b = 0; b < B; b++) {
@@ -172,6 +183,7 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
             detector_sample_z(x + (size_t)b * dim, dim, m + (size_t)b * L, s->logvar + (size_t)b * L,
                               (int)L, m + (size_t)b * L);
     }
+    long long t2 = stage_clock(s);
     for (size_t i = 0; i < (size_t)B * L; i++)
         if (!isfinite(m[i])) {   /* before placing: the window must not take it */
             snprintf(err, errlen, "sample %zu: its latent is not finite (input values too "
@@ -182,9 +194,10 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
                  ? tsne_window_add(s->window, &d->place, m, B, s->pos, err, errlen)
                  : tsne_place_batch(s->map, &d->place, m, B, 1, s->pos,
                                     &(tsne_place_knn){s->nearest, s->memory ? s->kth : NULL,
-                                                       d->memory.k},
+                                                       d->memory.k, t ? &t->place : NULL},
                                     err, errlen);
     if (rc != 0) return -1;
+    long long t3 = stage_clock(s);
     for (int b = 0; b < B; b++) {
         detector_result *r = &res[b];
         int *idx = s->idx + (size_t)b * k;
@@ -205,6 +218,7 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
                           ? tsne_map_latent_nn(s->map, m + (size_t)b * d->vae.arch.latent)
                           : s->nearest[b];
     }
+    long long t4 = stage_clock(s);
     /* All checked before any sample goes into the memory: a request refused as not finite
      * leaves the memory as it was. */
     for (int b = 0; b < B; b++)
@@ -223,6 +237,15 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
                          : s->kth[b],
                      r);
         else r->d_memory = NAN;
+    }
+    if (t) {
+        long long t5 = clock_thread_cpu_ns();
+        t->samples += B;
+        t->scale_ns += t1 - t0;
+        t->forward_ns += t2 - t1;
+        t->place_ns += t3 - t2;
+        t->terms_ns += t4 - t3;
+        t->memory_ns += t5 - t4;
     }
     return 0;
 }
@@ -311,6 +334,7 @@ int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *
                  int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
     int rc = scorer_terms(s, x, B, res, x_rec, NULL, nn_ref, nn_dist, err, errlen);
     if (rc != 0) return rc;
+    long long t0 = stage_clock(s);
     for (int b = 0; b < B; b++) {
         detector_finish_result(s->d, &res[b]);
         if (!detector_result_finite(s->d, &res[b])) {
@@ -318,5 +342,6 @@ int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *
             return SCORER_NOT_FINITE;
         }
     }
+    if (s->timing) s->timing->finish_ns += clock_thread_cpu_ns() - t0;
     return 0;
 }

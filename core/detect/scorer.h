@@ -42,6 +42,18 @@ int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *
 /* Context mode: the sliding window's positions, *n points of (x, y), oldest first, valid
  * until the next scoring call; single mode: NULL and 0. */
 void scorer_window(const scorer *s, const float **pos, int *n);
+/* Where scoring's time goes, summed over the samples scored while it is attached
+ * (nanoseconds of the calling thread's CPU time): input scaling, the network, placement (its search,
+ * calibration and iterations; single mode), the terms (reconstruction error, map
+ * distance, latent distance), the memory term and its update, the fused score and
+ * verdict. For `anodm bench-score`. */
+typedef struct {
+    long long samples;
+    long long scale_ns, forward_ns, place_ns, terms_ns, memory_ns, finish_ns;
+    tsne_place_timing place;
+} scorer_timing;
+/* Add the stages' times of every following call to *t (NULL: stop timing). */
+void scorer_time_stages(scorer *s, scorer_timing *t);
 /* The stream memory the next calls go through (NULL if the detector has none). */
 const stream_memory *scorer_memory(const scorer *s);
 /* Latents held by all of the scorer's memories, and forgetting them all. */

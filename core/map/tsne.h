@@ -179,14 +179,23 @@ void tsne_map_field(const tsne_map *m, const double q[2], int exact, double rep[
 /* Place one latent x (d floats) alone; position in y[2]. */
 int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x, float y[2],
                char *err, size_t errlen);
+/* Where placement's time goes, summed over the rows placed (nanoseconds, monotonic): the
+ * neighbour search, the perplexity calibration (with the start position), the gradient
+ * iterations, in CPU time of the placing thread. For `anodm bench-score`; costs a clock
+ * read per stage when asked for. */
+typedef struct {
+    long long search_ns, calibrate_ns, iterate_ns;
+} tsne_place_timing;
 /* What placement's own neighbour search can report of each row, read off it rather than
  * searched again: the distance to the nearest reference latent (tsne_map_latent_nn's
  * value) and to the k-th (tsne_map_latent_kth's, for 1 <= k <= 3 * perplexity). Either
- * array may be NULL. */
+ * array may be NULL. timing, when not NULL, gets the stages' times added (placement on
+ * one thread only: with more, the threads' sums would race). */
 typedef struct {
     double *nearest;
     double *kth;
     int k;
+    tsne_place_timing *timing;
 } tsne_place_knn;
 /* Place count latents independently (each result equals tsne_place of that row); nb, when
  * not NULL, gets each row's neighbour distances. */

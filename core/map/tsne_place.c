@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "errmsg.h"
 #include "knn.h"
 #include "par.h"
@@ -367,8 +368,11 @@ static void step(double *y, double *upd, double g[2], const tsne_place_options *
 /* Place x; row i of nb (may be NULL) gets its neighbour distances. */
 static void place_one(const tsne_map *m, const tsne_place_options *o, const float *x,
                       place_buf *b, float out[2], const tsne_place_knn *nb, int i) {
+    tsne_place_timing *t = nb ? nb->timing : NULL;
+    long long t0 = t ? clock_thread_cpu_ns() : 0;
     int k = tsne_neighbours(o->perplexity);
     knn_query_packed(m->packed, m->X, m->n, m->d, x, k, -1, b->idx, b->d2);
+    long long t1 = t ? clock_thread_cpu_ns() : 0;
     /* as tsne_map_latent_nn and tsne_map_latent_kth have them */
     if (nb && nb->nearest) nb->nearest[i] = sqrt((double)b->d2[0]);
     if (nb && nb->kth) nb->kth[i] = sqrt((double)b->d2[nb->k - 1]);
@@ -380,6 +384,7 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
         y[0] += b->p[r] * b->nx[r];
         y[1] += b->p[r] * b->ny[r];
     }
+    long long t2 = t ? clock_thread_cpu_ns() : 0;
     for (int it = 0; it < o->n_iter; it++) {
         double g[2], rep[2], z;
         attract(b->p, b->nx, b->ny, k, y, g);
@@ -390,6 +395,12 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
     }
     out[0] = (float)y[0];
     out[1] = (float)y[1];
+    if (t) {
+        long long t3 = clock_thread_cpu_ns();
+        t->search_ns += t1 - t0;
+        t->calibrate_ns += t2 - t1;
+        t->iterate_ns += t3 - t2;
+    }
 }
 
 int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x, float y[2],
@@ -445,6 +456,10 @@ int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const flo
     if (count < 0 || check_place_options(opt, m->n, err, errlen) ||
         tsne_check_finite(X, (size_t)count * m->d, "tsne place input", err, errlen)) {
         if (count < 0) snprintf(err, errlen, "tsne place: negative count");
+        return -1;
+    }
+    if (nb && nb->timing && n_threads > 1) {
+        snprintf(err, errlen, "tsne place: stage timing needs one thread, not %d", n_threads);
         return -1;
     }
     if (nb && nb->kth && (nb->k < 1 || nb->k > tsne_neighbours(opt->perplexity))) {
