@@ -509,6 +509,77 @@ static void forget_memory(model_set *set, const char *name, reply *out) {
     ok_reply(out, api_encode_memory_reset(m->name, m->version, model_memory_reset(m)));
 }
 
+/* GET /v1/models/{name}/memory/map on its way to a worker: co-placing the memory is maths,
+ * kept off the polling threads as a strip's cutting is. */
+typedef struct {
+    batch_job job;               /* first member: the batcher hands back &job */
+    app *a;
+    model_set *set;              /* held until answered: job.m is one of its models */
+    char source[API_ID_MAX + 1];
+    reply *out;
+    void (*wake)(void *conn);
+    void *conn;
+} map_job;
+
+/* Let go of j's model set and free j, then wake its connection to send *out. */
+static void map_done(map_job *j) {
+    void (*wake)(void *) = j->wake;
+    void *conn = j->conn;
+    registry_release(j->a->reg, j->set);
+    free(j);
+    wake(conn);
+}
+
+/* On a worker: the map (registry.h), answered. */
+static void place_memory(batch_job *bj) {
+    map_job *j = (map_job *)bj;
+    api_memory_map mm;
+    char err[256];
+    if (model_memory_map(bj->m, j->source, &mm, err, sizeof err)) {
+        routes_error(j->out, 500, "internal", err);
+    } else {
+        api_model_ref ref = model_ref(bj->m);
+        ok_reply(j->out, api_encode_memory_map(&ref, &mm));
+    }
+    model_memory_map_free(&mm);
+    map_done(j);
+}
+
+/* GET /v1/models/{name}/memory/map?source=S: the stream memory co-placed on the model's
+ * map; a model without one answers 409. 1 when handed to a worker (which holds set). */
+static int memory_map(app *a, model_set *set, const request *rq, const char *name,
+                      reply *out) {
+    model *m = find_model(set, name, out);
+    if (!m) return 0;
+    if (!m->d.use_memory) {
+        routes_error(out, 409, "no_memory", "this model has no stream memory");
+        return 0;
+    }
+    map_job *j = calloc(1, sizeof *j);
+    api_error e;
+    if (!j) {
+        routes_error(out, 500, "internal", "out of memory");
+        return 0;
+    }
+    if (api_decode_source(rq->query(rq->conn, "source"), j->source, &e)) {
+        error_reply(out, &e);
+        free(j);
+        return 0;
+    }
+    j->job = (batch_job){.m = m, .finish = place_memory};
+    j->a = a;
+    j->set = set;
+    j->out = out;
+    j->wake = rq->wake;
+    j->conn = rq->conn;
+    rq->park(rq->conn);          /* before it is queued, so the worker's wake cannot come first */
+    if (batch_run(a->batch, &j->job)) {
+        routes_error(out, 503, "shutting_down", "the daemon is shutting down");
+        map_done(j);
+    }
+    return 1;
+}
+
 /* GET /v1/models/{name}/map?max_points=N: the reference map, evenly thinned to N, and in
  * context mode the window's current positions. */
 static void model_map(model_set *set, const request *rq, const char *name, reply *out) {
@@ -592,7 +663,7 @@ static void metrics_page(app *a, model_set *set, reply *out) {
 enum {
     R_HEALTH, R_READY, R_METRICS, R_SCORE, R_MODEL_SCORE, R_SCORES, R_SCORE_RECORD, R_STATS,
     R_MODELS, R_MODEL, R_MAP, R_V2_LIVE, R_V2_READY, R_V2_MODEL_READY, R_V2_MODEL, R_V2_INFER,
-    R_DASHBOARD, R_DASHBOARD_FILE, R_SAMPLE, R_STRIP, R_MEMORY_RESET
+    R_DASHBOARD, R_DASHBOARD_FILE, R_SAMPLE, R_STRIP, R_MEMORY_RESET, R_MEMORY_MAP
 };
 static const struct route {
     const char *method, *pattern, *label;
@@ -605,6 +676,7 @@ static const struct route {
     {"POST", "v1/models/*/score", "/v1/models/{name}/score", R_MODEL_SCORE, 0},
     {"POST", "v1/models/*/strip", "/v1/models/{name}/strip", R_STRIP, 0},
     {"POST", "v1/models/*/memory/reset", "/v1/models/{name}/memory/reset", R_MEMORY_RESET, 0},
+    {"GET", "v1/models/*/memory/map", "/v1/models/{name}/memory/map", R_MEMORY_MAP, 0},
     {"GET", "v1/scores", "/v1/scores", R_SCORES, 0},
     {"GET", "v1/scores/*", "/v1/scores/{id}", R_SCORE_RECORD, 0},
     {"GET", "v1/stats", "/v1/stats", R_STATS, 0},
@@ -644,6 +716,7 @@ static int dispatch(app *a, model_set *set, const request *rq, const path_parts 
     case R_MODEL_SCORE: return score(a, set, rq, name, 0, out);
     case R_STRIP: return strip(a, set, rq, name, out);
     case R_MEMORY_RESET: forget_memory(set, name, out); break;
+    case R_MEMORY_MAP: return memory_map(a, set, rq, name, out);
     case R_SCORES: score_page(a, rq, out); break;
     case R_SCORE_RECORD: score_record(a, name, out); break;
     case R_STATS: stats(a, out); break;
