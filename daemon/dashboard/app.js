@@ -363,7 +363,6 @@ function drawMap() {
   if (!state.density || state.density.key !== view.key) state.density = renderDensity(view, g.w, g.h);
   ctx.imageSmoothingEnabled = true;
   ctx.drawImage(state.density.canvas, 0, 0, state.density.canvas.width * 2, state.density.canvas.height * 2);
-  const memory = drawMemory(ctx, view);
   const thr = state.meta ? state.meta.threshold : Infinity;
   const marks = [];
   let anomalies = 0;
@@ -383,6 +382,7 @@ function drawMap() {
       anomalies += pass;
     }
   }
+  const memory = drawMemory(ctx, view);
   drawNeighbors(ctx, view);
   drawSelection(ctx, marks);
   state.marks.map = marks;
@@ -400,31 +400,38 @@ function drawMap() {
 }
 
 // The stream memory's latents, co-placed together (GET .../memory/map): a ring for one in
-// the recent half, a diamond for one kept for its suspicion. Drawn under the samples.
+// the recent half, a diamond for one kept for its suspicion; the more suspicious (z_re +
+// z_latent when kept: 0 is a typical normal, 4 two spreads out on both terms) the larger
+// and darker, so that recurring suspicious latents stand out as an island over the faint
+// rings of ordinary traffic. Drawn over the samples (rings leave them visible).
 function drawMemory(ctx, view) {
   const drawn = {recent: 0, suspicious: 0};
   const m = state.memory;
   if (!m) return drawn;
+  ctx.save();
   ctx.lineWidth = 1.5;
+  ctx.strokeStyle = ctx.fillStyle = '#7b3fb8';
   m.points.forEach(([px, py], i) => {
     if (!Number.isFinite(px) || !Number.isFinite(py)) return;
     const x = view.sx(px), y = view.sy(py);
+    const w = Number.isFinite(m.suspicion[i]) ? Math.max(0, Math.min(1, m.suspicion[i] / 4)) : 0;
+    const r = 2.5 + 2 * w;
+    ctx.globalAlpha = 0.3 + 0.7 * w;
     ctx.beginPath();
     if (m.recent[i]) {
-      ctx.strokeStyle = '#7b3fb8';
-      ctx.arc(x, y, 3, 0, 2 * Math.PI);
+      ctx.arc(x, y, r, 0, 2 * Math.PI);
       ctx.stroke();
       drawn.recent++;
     } else {
-      ctx.fillStyle = '#7b3fb8';
-      ctx.moveTo(x, y - 4.5);
-      ctx.lineTo(x + 4.5, y);
-      ctx.lineTo(x, y + 4.5);
-      ctx.lineTo(x - 4.5, y);
+      ctx.moveTo(x, y - r - 1);
+      ctx.lineTo(x + r + 1, y);
+      ctx.lineTo(x, y + r + 1);
+      ctx.lineTo(x - r - 1, y);
       ctx.fill();
       drawn.suspicious++;
     }
   });
+  ctx.restore();
   return drawn;
 }
 
