@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bundle.h"
+#include "clock.h"
 
 /* Split spec into a model name and a path: "NAME=PATH", or PATH named after its file. */
 static int parse_spec(const char *spec, model *m, char *err, size_t errlen) {
@@ -60,6 +61,7 @@ static void free_set(model_set *set) {
         if (set->models[i].queue_free) set->models[i].queue_free(set->models[i].queue);
         scorer_free(set->models[i].s);
         detector_free(&set->models[i].d);
+        model_memory_map_free(&set->models[i].map);
         pthread_mutex_destroy(&set->models[i].lock);
     }
     free(set->models);
@@ -189,4 +191,85 @@ int model_memory_reset(model *m) {
     scorer_memory_reset(m->s);
     pthread_mutex_unlock(&m->lock);
     return n;
+}
+
+void model_memory_map_free(api_memory_map *mm) {
+    free(mm->pos);
+    free(mm->suspicion);
+    free(mm->recent);
+    mm->pos = NULL;
+    mm->suspicion = NULL;
+    mm->recent = NULL;
+    mm->n = 0;
+}
+
+/* Room for n points in mm's arrays (already freed or empty): 0, or -1 out of memory. */
+static int map_alloc(api_memory_map *mm, int n) {
+    mm->n = n;
+    mm->pos = malloc(((size_t)n * 2 + 1) * sizeof *mm->pos);
+    mm->suspicion = malloc(((size_t)n + 1) * sizeof *mm->suspicion);
+    mm->recent = malloc((size_t)n + 1);
+    return mm->pos && mm->suspicion && mm->recent ? 0 : -1;
+}
+
+/* dst, empty, becomes a copy of src's points. */
+static int map_copy(api_memory_map *dst, const api_memory_map *src) {
+    if (map_alloc(dst, src->n)) return -1;
+    memcpy(dst->pos, src->pos, (size_t)src->n * 2 * sizeof *dst->pos);
+    memcpy(dst->suspicion, src->suspicion, (size_t)src->n * sizeof *dst->suspicion);
+    memcpy(dst->recent, src->recent, (size_t)src->n);
+    dst->seconds = src->seconds;
+    return 0;
+}
+
+int model_memory_map(model *m, const char *source, api_memory_map *mm, char *err,
+                     size_t errlen) {
+    const size_t L = (size_t)m->d.vae.arch.latent;
+    memset(mm, 0, sizeof *mm);
+    mm->per_source = m->per_source;
+    snprintf(mm->source, sizeof mm->source, "%s", m->per_source && source ? source : "");
+    float *lat = NULL;
+    memory_entry *e = NULL;
+    int rc = 0;
+    pthread_mutex_lock(&m->lock);
+    const stream_memory *mem = scorer_find_memory(m->s, source);
+    int n = mem ? memory_count(mem) : 0;
+    unsigned long long changes = mem ? memory_changes(mem) : 0;
+    if (n && mem == m->map_of && changes == m->map_changes) {
+        mm->cached = 1;
+        rc = map_copy(mm, &m->map);
+    } else if (n) {
+        lat = malloc((size_t)n * L * sizeof *lat);
+        e = malloc((size_t)n * sizeof *e);
+        rc = !lat || !e || map_alloc(mm, n) ? -1 : 0;
+        if (rc == 0) {
+            memory_entries(mem, e);
+            for (int i = 0; i < n; i++) {
+                memcpy(lat + i * L, memory_latents(mem) + (size_t)e[i].slot * L, L * sizeof *lat);
+                mm->suspicion[i] = e[i].suspicion;
+                mm->recent[i] = (unsigned char)e[i].recent;
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (rc) snprintf(err, errlen, "out of memory for a map of %d latents", n);
+    if (rc || mm->cached || !n) goto done;
+    double t0 = clock_seconds();
+    if ((rc = scorer_coplace(m->s, lat, n, mm->pos, err, errlen))) goto done;
+    mm->seconds = clock_seconds() - t0;
+    api_memory_map keep = {0};
+    if (map_copy(&keep, mm)) {                   /* not kept: the next request places again */
+        model_memory_map_free(&keep);
+        goto done;
+    }
+    pthread_mutex_lock(&m->lock);
+    model_memory_map_free(&m->map);
+    m->map = keep;
+    m->map_of = mem;
+    m->map_changes = changes;
+    pthread_mutex_unlock(&m->lock);
+done:
+    free(lat);
+    free(e);
+    return rc;
 }

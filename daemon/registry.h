@@ -30,7 +30,11 @@ typedef struct {
     int max_batch;               /* samples per scorer call */
     int per_source;              /* its stream memory is one per source (memory_sources) */
     scorer *s;
-    pthread_mutex_t lock;        /* guards s */
+    pthread_mutex_t lock;        /* guards s and the memory map below */
+    /* The last memory map answered (model_memory_map): memory map_of, at map_changes. */
+    api_memory_map map;
+    const stream_memory *map_of;
+    unsigned long long map_changes;
     /* The batcher's queue for this model, made by batch.c on the model's first request and
      * freed with the model through queue_free: the registry does not know what it is. */
     void *queue;
@@ -82,5 +86,13 @@ int model_window(model *m, float **pos, int *n);
 int model_memory_count(model *m);
 /* Forget everything m's stream memory holds; returns how many latents that was. */
 int model_memory_reset(model *m);
+/* m's stream memory (source's, when it keeps one per source; none yet: empty) co-placed
+ * on its map, into mm. The latents are copied under the model's lock and placed outside
+ * it, so scoring waits only for the copy; the answer is kept, and given again while the
+ * memory is unchanged. For a model with a memory; a worker's job (it is maths). 0, or -1
+ * with err; free mm with model_memory_map_free either way. */
+int model_memory_map(model *m, const char *source, api_memory_map *mm, char *err,
+                     size_t errlen);
+void model_memory_map_free(api_memory_map *mm);
 
 #endif

@@ -540,6 +540,81 @@ static int forget_memory(const route_ctx *c) {
     return 0;
 }
 
+/* GET /v1/models/{name}/memory/map on its way to a worker: co-placing the memory is maths,
+ * kept off the polling threads as a strip's cutting is. */
+typedef struct {
+    batch_job job;               /* first member: the batcher hands back &job */
+    app *a;
+    model_set *set;              /* held until answered: job.m is one of its models */
+    char source[API_ID_MAX + 1];
+    reply *out;
+    void (*wake)(void *conn);
+    void *conn;
+} map_job;
+
+/* Let go of j's model set and free j, then wake its connection to send *out. */
+static void map_done(map_job *j) {
+    void (*wake)(void *) = j->wake;
+    void *conn = j->conn;
+    registry_release(j->a->reg, j->set);
+    free(j);
+    wake(conn);
+}
+
+/* On a worker: the map (registry.h), answered. */
+static void place_memory(batch_job *bj) {
+    map_job *j = (map_job *)bj;
+    api_memory_map mm;
+    char err[256];
+    if (model_memory_map(bj->m, j->source, &mm, err, sizeof err)) {
+        routes_error(j->out, 500, "internal", err);
+    } else {
+        api_model_ref ref = model_ref(bj->m);
+        ok_reply(j->out, api_encode_memory_map(&ref, &mm));
+    }
+    model_memory_map_free(&mm);
+    map_done(j);
+}
+
+/* GET /v1/models/{name}/memory/map?source=S: the stream memory co-placed on the model's
+ * map; a model without one answers 409. 1 when handed to a worker (which holds set). */
+static int memory_map(const route_ctx *c) {
+    app *a = c->a;
+    model_set *set = c->set;
+    const request *rq = c->rq;
+    const char *name = c->arg;
+    reply *out = c->out;
+    model *m = find_model(set, name, out);
+    if (!m) return 0;
+    if (!m->d.use_memory) {
+        routes_error(out, 409, "no_memory", "this model has no stream memory");
+        return 0;
+    }
+    map_job *j = calloc(1, sizeof *j);
+    api_error e;
+    if (!j) {
+        routes_error(out, 500, "internal", "out of memory");
+        return 0;
+    }
+    if (api_decode_source(rq->query(rq->conn, "source"), j->source, &e)) {
+        error_reply(out, &e);
+        free(j);
+        return 0;
+    }
+    j->job = (batch_job){.m = m, .finish = place_memory};
+    j->a = a;
+    j->set = set;
+    j->out = out;
+    j->wake = rq->wake;
+    j->conn = rq->conn;
+    rq->park(rq->conn);          /* before it is queued, so the worker's wake cannot come first */
+    if (batch_run(a->batch, &j->job)) {
+        routes_error(out, 503, "shutting_down", "the daemon is shutting down");
+        map_done(j);
+    }
+    return 1;
+}
+
 /* GET /v1/models/{name}/map?max_points=N: the reference map, evenly thinned to N, and in
  * context mode the window's current positions. */
 static int model_map(const route_ctx *c) {
@@ -659,6 +734,7 @@ static const struct route {
     {"POST", "v1/models/*/score", "/v1/models/{name}/score", score_json, 0},
     {"POST", "v1/models/*/strip", "/v1/models/{name}/strip", strip, 0},
     {"POST", "v1/models/*/memory/reset", "/v1/models/{name}/memory/reset", forget_memory, 0},
+    {"GET", "v1/models/*/memory/map", "/v1/models/{name}/memory/map", memory_map, 0},
     {"GET", "v1/scores", "/v1/scores", score_page, 0},
     {"GET", "v1/scores/*", "/v1/scores/{id}", score_record, 0},
     {"GET", "v1/stats", "/v1/stats", stats, 0},

@@ -433,6 +433,15 @@ int api_decode_v2_infer(const char *body, size_t len, size_t dim, int max_batch,
     return rc;
 }
 
+int api_decode_source(const char *s, char source[API_ID_MAX + 1], api_error *e) {
+    if (s && strlen(s) > API_ID_MAX) {
+        api_error_set(e, 400, "invalid_query", "source is longer than %d bytes", API_ID_MAX);
+        return -1;
+    }
+    snprintf(source, API_ID_MAX + 1, "%s", s ? s : "");
+    return 0;
+}
+
 int api_decode_max_points(const char *s, int *n, api_error *e) {
     int64_t v = 0;
     *n = 0;
@@ -483,13 +492,7 @@ int api_decode_scores_query(const char *since_id, const char *limit, const char 
         }
         snprintf(q->model, sizeof q->model, "%s", model);
     }
-    if (source) {
-        if (strlen(source) > API_ID_MAX) {
-            api_error_set(e, 400, "invalid_query", "source is longer than %d bytes", API_ID_MAX);
-            return -1;
-        }
-        snprintf(q->source, sizeof q->source, "%s", source);
-    }
+    if (api_decode_source(source, q->source, e)) return -1;
     if (anomalies_only) {
         if (!strcmp(anomalies_only, "true") || !strcmp(anomalies_only, "1")) q->anomalies_only = 1;
         else if (strcmp(anomalies_only, "false") && strcmp(anomalies_only, "0")) {
@@ -817,6 +820,31 @@ char *api_encode_map(const api_model_ref *m, int max_points, const float *window
     if (d->mode == PLACE_CONTEXT &&
         (json_object_set_new(root, "n_window", json_integer(n_window)) ||
          json_object_set_new(root, "window", encode_points(window, n_window)))) {
+        json_decref(root);
+        return NULL;
+    }
+    return dump(root);
+}
+
+char *api_encode_memory_map(const api_model_ref *m, const api_memory_map *mm) {
+    json_t *suspicion = json_array(), *recent = json_array();
+    json_t *root = json_pack("{s:s, s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:o, s:b}", "model",
+                             m->name, "version", m->version, "scope",
+                             mm->per_source ? "source" : "model", "capacity",
+                             m->d->memory.capacity, "count", mm->n, "points",
+                             encode_points(mm->pos, mm->n), "suspicion", suspicion, "recent",
+                             recent, "seconds", num(mm->seconds), "cached", mm->cached);
+    if (!root) return NULL;
+    for (int i = 0; i < mm->n; i++)
+        if (json_array_append_new(suspicion, num(mm->suspicion[i])) ||
+            json_array_append_new(recent, json_boolean(mm->recent[i]))) {
+            json_decref(root);
+            return NULL;
+        }
+    char source[sizeof mm->source];
+    memcpy(source, mm->source, sizeof source);
+    utf8_scrub(source);          /* a query parameter's bytes, shown as JSON can hold them */
+    if (mm->per_source && json_object_set_new(root, "source", json_string(source))) {
         json_decref(root);
         return NULL;
     }

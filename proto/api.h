@@ -140,6 +140,9 @@ int api_decode_scores_query(const char *since_id, const char *limit, const char 
 /* GET /v1/scores's before_id (NULL when absent) into q, after api_decode_scores_query.
  * 0, or -1 with e. */
 int api_decode_before_id(const char *before_id, api_scores_query *q, api_error *e);
+/* A source tag given as a query parameter (NULL: none, ""), at most API_ID_MAX bytes,
+ * into source. 0, or -1 with e. */
+int api_decode_source(const char *s, char source[API_ID_MAX + 1], api_error *e);
 /* GET .../map's max_points (NULL: every point) into *n (0 meaning all). 0, or -1 with e. */
 int api_decode_max_points(const char *s, int *n, api_error *e);
 /* Parse a decimal log id ("42") as in /v1/scores/{id}; 0, or -1 if not one. */
@@ -195,6 +198,21 @@ typedef struct {
 char *api_encode_model(const api_model_ref *m, int is_default);
 /* POST /v1/models/{name}/memory/reset: {"model", "version", "forgotten": n}. */
 char *api_encode_memory_reset(const char *model, const char *version, int forgotten);
+/* A stream memory drawn on the map: its latents co-placed on the reference map
+ * (scorer_coplace), in memory_entries' order, with what retention knows of each. */
+typedef struct {
+    int per_source;              /* the model keeps one memory per source tag, */
+    char source[API_ID_MAX + 1]; /* and this is source's ("" the untagged requests') */
+    int n;
+    float *pos;                  /* n x 2 co-placed positions */
+    double *suspicion;           /* n: what each was kept with (its z_re + z_latent) */
+    unsigned char *recent;       /* n: 1 in the recent half, 0 kept for its suspicion */
+    double seconds;              /* the co-placement's time */
+    int cached;                  /* the answer of an earlier request (the memory unchanged) */
+} api_memory_map;
+/* GET /v1/models/{name}/memory/map: {"model", "version", "scope", ["source"], "capacity",
+ * "count", "points", "suspicion", "recent", "seconds", "cached"}. */
+char *api_encode_memory_map(const api_model_ref *m, const api_memory_map *mm);
 /* GET /v1/models: {"models": [summaries], "default"}; the first model is the default. */
 char *api_encode_model_list(const api_model_ref *m, int n);
 /* GET /v1/models/{name}/map: the reference points, at most max_points (0: all) of them

@@ -250,6 +250,14 @@ TEST(api_decode_query) {
                       !strcmp(e.code, "invalid_query"),
                   "query case %zu accepted", i);
     }
+    char source[API_ID_MAX + 1], longest[API_ID_MAX + 2];
+    CHECK(api_decode_source(NULL, source, &e) == 0 && !source[0]);
+    memset(longest, 'a', API_ID_MAX);
+    longest[API_ID_MAX] = 0;
+    CHECK(api_decode_source(longest, source, &e) == 0 && strlen(source) == API_ID_MAX);
+    strcat(longest, "a");
+    e.status = 0;
+    CHECK(api_decode_source(longest, source, &e) == -1 && e.status == 400);
     int64_t id;
     CHECK(api_parse_log_id("17", &id) == 0 && id == 17);
     CHECK(api_parse_log_id("+17", &id) == -1 && api_parse_log_id("", &id) == -1 &&
@@ -289,6 +297,33 @@ TEST(api_encode_shapes) {
     j = s ? json_loads(s, 0, NULL) : NULL;
     CHECK(j && json_integer_value(json_object_get(j, "next_since_id")) == 3 &&
           json_array_size(json_object_get(j, "scores")) == 0);
+    json_decref(j);
+    free(s);
+
+    /* The memory map: a latent kept with a NaN suspicion (the memory's -inf) reads null;
+     * a source tag that is not UTF-8 (a query parameter's bytes) is scrubbed, not lost. */
+    static detector d;
+    d.memory.capacity = 7;
+    float pos[4] = {1.5f, -2.0f, 0.25f, 3.0f};
+    double sus[2] = {-INFINITY, 2.5};
+    unsigned char recent[2] = {0, 1};
+    api_memory_map mm = {.per_source = 1, .n = 2, .pos = pos, .suspicion = sus,
+                         .recent = recent, .seconds = 0.125, .cached = 1};
+    snprintf(mm.source, sizeof mm.source, "cam\xff");
+    api_model_ref ref = {.name = "m", .version = "abc", .d = &d};
+    s = api_encode_memory_map(&ref, &mm);
+    j = s ? json_loads(s, 0, NULL) : NULL;
+    json_t *pts = json_object_get(j, "points"), *su = json_object_get(j, "suspicion");
+    CHECK(j && !strcmp(json_string_value(json_object_get(j, "scope")), "source") &&
+          !strcmp(json_string_value(json_object_get(j, "source")), "cam?") &&
+          json_integer_value(json_object_get(j, "capacity")) == 7 &&
+          json_integer_value(json_object_get(j, "count")) == 2 &&
+          json_is_true(json_object_get(j, "cached")));
+    CHECK(json_array_size(pts) == 2 &&
+          json_real_value(json_array_get(json_array_get(pts, 1), 1)) == 3.0 &&
+          json_is_null(json_array_get(su, 0)) && json_real_value(json_array_get(su, 1)) == 2.5 &&
+          json_is_false(json_array_get(json_object_get(j, "recent"), 0)) &&
+          json_is_true(json_array_get(json_object_get(j, "recent"), 1)));
     json_decref(j);
     free(s);
 }

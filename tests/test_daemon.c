@@ -314,7 +314,7 @@ TEST(daemon_health_and_models) {
     response_free(&r);
 }
 
-/* Every operation proto/openapi.yaml documents is routed (the reverse: it lists 20). */
+/* Every operation proto/openapi.yaml documents is routed (the reverse: it lists 22). */
 TEST(daemon_openapi_routes) {
     if (daemon_up()) return;
     FILE *f = fopen("proto/openapi.yaml", "r");
@@ -348,7 +348,7 @@ TEST(daemon_openapi_routes) {
         operations++;
     }
     fclose(f);
-    CHECK_MSG(operations == 21, "%d operations documented, 21 routed", operations);
+    CHECK_MSG(operations == 22, "%d operations documented, 22 routed", operations);
 }
 
 /* The daemon scores exactly as the scorer does in-process, and logs what it answered. */
@@ -1807,6 +1807,174 @@ TEST(daemon_stream_memory) {
     stop_anodmd(pid);
 }
 
+/* The reference map's extent (x0, x1, y0, y1) as GET /v1/models/{name}/map answers it. */
+static void map_extent(int port, const char *name, const char *auth, double ext[4]) {
+    char path[128];
+    snprintf(path, sizeof path, "/v1/models/%s/map", name);
+    response r = http_request(port, "GET", path, NULL, auth);
+    json_t *pts = json_object_get(r.json, "points");
+    ext[0] = ext[2] = INFINITY;
+    ext[1] = ext[3] = -INFINITY;
+    for (size_t i = 0; i < json_array_size(pts); i++)
+        for (int c = 0; c < 2; c++) {
+            double v = json_number_value(json_array_get(json_array_get(pts, i), (size_t)c));
+            ext[2 * c] = fmin(ext[2 * c], v);
+            ext[2 * c + 1] = fmax(ext[2 * c + 1], v);
+        }
+    CHECK(json_array_size(pts) > 0);
+    response_free(&r);
+}
+
+/* GET /v1/models/{name}/memory/map: count points, each finite and on the map (inside the
+ * reference extent widened by a quarter of its span: a recurring kind may gather just past
+ * the edge of the normal bulk); the number of recent ones. */
+static int memory_map_points(json_t *mm, const double ext[4], int *recent) {
+    json_t *pts = json_object_get(mm, "points"), *sus = json_object_get(mm, "suspicion"),
+           *rec = json_object_get(mm, "recent");
+    size_t n = json_array_size(pts);
+    int on_map = 1;
+    *recent = 0;
+    CHECK(json_array_size(sus) == n && json_array_size(rec) == n);
+    for (size_t i = 0; i < n; i++) {
+        for (int c = 0; c < 2; c++) {
+            double v = json_number_value(json_array_get(json_array_get(pts, i), (size_t)c));
+            double lo = ext[2 * c], hi = ext[2 * c + 1], pad = 0.25 * (hi - lo);
+            on_map &= isfinite(v) && v >= lo - pad && v <= hi + pad;
+        }
+        *recent += json_is_true(json_array_get(rec, i));
+        CHECK(json_is_number(json_array_get(sus, i)));
+    }
+    CHECK_MSG(on_map, "a memory point is not finite or off the map");
+    return (int)n;
+}
+
+/* GET /v1/models/{name}/memory/map: the stream memory co-placed on the map, exactly as
+ * scorer_coplace places the latents an offline scorer fed the same stream holds, in
+ * memory_entries' order (the kept-for-suspicion half, then the recent half oldest first),
+ * with each one's suspicion; as many points as the memory holds; answered again from the
+ * cache while the memory is unchanged, placed afresh once it changes; behind the API key,
+ * 409 for a model without a memory, 404 for none, 405 for POST, counted in the metrics
+ * under its route. */
+TEST(daemon_memory_map) {
+    if (make_bundles()) return;
+    char db[OWN_PATH], log[OWN_PATH], model[OWN_PATH], path[OWN_PATH], spec[OWN_PATH + 8],
+        err[256];
+    own_daemon_files("daemon_memory_map", db, log, model);
+    if (memory_bundle(path)) return;
+    snprintf(spec, sizeof spec, "mem=%s", path);
+    const char *args[] = {"--model", spec, "--model", model, "--db", db, "--api-keys", KEY_A,
+                          NULL};
+    int port;
+    pid_t pid = spawn_anodmd(log, args, &port);
+    if (!port) return;
+    const char *auth = "Authorization: Bearer " KEY_A "\r\n";
+    double ext[4];
+    map_extent(port, "mem", auth, ext);
+    response r = http_request(port, "GET", "/v1/models/mem/memory/map", NULL, "");
+    EXPECT_STATUS(r, 401, "unauthorized");
+    response_free(&r);
+    r = http_request(port, "GET", "/v1/models/mem/memory/map", NULL, auth);
+    EXPECT_STATUS(r, 200, NULL);            /* empty: nothing to place */
+    CHECK(jnum(r.json, "count") == 0 && json_array_size(json_object_get(r.json, "points")) == 0 &&
+          !strcmp(jstr(r.json, "scope"), "model") && !json_object_get(r.json, "source") &&
+          jnum(r.json, "capacity") == 50);
+    response_free(&r);
+    /* 40 distinct samples: with capacity 50, 25 stay recent and 15 age out into the
+     * suspicious half (which has room for them all). */
+    enum { N = 40 };
+    float x[N * DIM];
+    fresh_samples(x, N, 47, 0);
+    for (int i = 0; i < N; i += 8) {
+        char *body = score_body(x + (size_t)i * DIM, 8, NULL);
+        r = http_request(port, "POST", "/v1/models/mem/score", body, auth);
+        EXPECT_STATUS(r, 200, NULL);
+        response_free(&r);
+        free(body);
+    }
+    r = http_request(port, "GET", "/v1/models/mem/memory/map", NULL, auth);
+    EXPECT_STATUS(r, 200, NULL);
+    response model_info = http_request(port, "GET", "/v1/models/mem", NULL, auth);
+    int count = (int)jnum(json_object_get(json_object_get(model_info.json, "scoring"), "memory"),
+                          "count");
+    response_free(&model_info);
+    int recent, n = memory_map_points(r.json, ext, &recent);
+    CHECK_MSG(n == N && count == N && jnum(r.json, "count") == N, "%d points, memory holds %d", n,
+              count);
+    CHECK_MSG(recent == 25, "%d recent", recent);
+    CHECK(!json_is_true(json_object_get(r.json, "cached")) && jnum(r.json, "seconds") >= 0);
+    /* Offline: the same stream through the same bundle, its memory co-placed. */
+    detector back;
+    scorer *s = NULL;
+    float *lat = NULL, pos[2 * N];
+    memory_entry e[N];
+    CHECK_MSG(bundle_load(path, &back, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG((s = scorer_create(&back, 1, err, sizeof err)) != NULL, "%s", err);
+    if (s) lat = malloc((size_t)N * (size_t)back.vae.arch.latent * sizeof *lat);
+    for (int i = 0; s && i < N; i++) {
+        detector_result res;
+        CHECK(scorer_score(s, x + (size_t)i * DIM, 1, &res, NULL, NULL, NULL, err, sizeof err) == 0);
+    }
+    if (lat && memory_count(scorer_memory(s)) == N) {
+        const stream_memory *mem = scorer_memory(s);
+        const size_t L = (size_t)back.vae.arch.latent;
+        memory_entries(mem, e);
+        for (int i = 0; i < N; i++)
+            memcpy(lat + i * L, memory_latents(mem) + (size_t)e[i].slot * L, L * sizeof *lat);
+        CHECK(scorer_coplace(s, lat, N, pos, err, sizeof err) == 0);
+        json_t *pts = json_object_get(r.json, "points"), *sus = json_object_get(r.json, "suspicion");
+        int same = 1;
+        for (int i = 0; i < N; i++) {
+            json_t *p = json_array_get(pts, (size_t)i);
+            same &= (float)json_number_value(json_array_get(p, 0)) == pos[2 * i] &&
+                    (float)json_number_value(json_array_get(p, 1)) == pos[2 * i + 1] &&
+                    as_printed(e[i].suspicion) == json_number_value(json_array_get(sus, (size_t)i)) &&
+                    json_is_true(json_array_get(json_object_get(r.json, "recent"), (size_t)i)) ==
+                        e[i].recent;
+        }
+        CHECK_MSG(same, "the route's memory map is not scorer_coplace of the memory's latents");
+    } else {
+        CHECK_MSG(0, "the offline scorer's memory holds %d", s ? memory_count(scorer_memory(s)) : -1);
+    }
+    scorer_free(s);
+    detector_free(&back);
+    free(lat);
+    /* Unchanged memory: the same answer, from the cache; one more sample: placed afresh. */
+    response again = http_request(port, "GET", "/v1/models/mem/memory/map?source=ignored", NULL, auth);
+    CHECK(json_is_true(json_object_get(again.json, "cached")));
+    CHECK(json_equal(json_object_get(again.json, "points"), json_object_get(r.json, "points")));
+    CHECK(!strcmp(jstr(again.json, "scope"), "model") && !json_object_get(again.json, "source"));
+    response_free(&again);
+    response_free(&r);
+    float extra[DIM];
+    fresh_samples(extra, 1, 53, 0);
+    char *body = score_body(extra, 0, NULL);
+    r = http_request(port, "POST", "/v1/models/mem/score", body, auth);
+    response_free(&r);
+    free(body);
+    r = http_request(port, "GET", "/v1/models/mem/memory/map", NULL, auth);
+    CHECK(!json_is_true(json_object_get(r.json, "cached")) && jnum(r.json, "count") == N + 1);
+    response_free(&r);
+    r = http_request(port, "GET", "/v1/models/tiny/memory/map", NULL, auth);
+    EXPECT_STATUS(r, 409, "no_memory");
+    response_free(&r);
+    r = http_request(port, "GET", "/v1/models/nope/memory/map", NULL, auth);
+    EXPECT_STATUS(r, 404, "unknown_model");
+    response_free(&r);
+    r = http_request(port, "POST", "/v1/models/mem/memory/map", "{}", auth);
+    EXPECT_STATUS(r, 405, "method_not_allowed");
+    response_free(&r);
+    char long_source[300] = "/v1/models/mem/memory/map?source=";
+    memset(long_source + strlen(long_source), 'a', 130);
+    r = http_request(port, "GET", long_source, NULL, auth);
+    EXPECT_STATUS(r, 400, "invalid_query");
+    response_free(&r);
+    r = http_request(port, "GET", "/metrics", NULL, auth);
+    CHECK(r.body && strstr(r.body, "route=\"/v1/models/{name}/memory/map\",status=\"200\"") &&
+          strstr(r.body, "route=\"/v1/models/{name}/memory/map\",status=\"409\""));
+    response_free(&r);
+    stop_anodmd(pid);
+}
+
 /* --memory-sources: one memory per source tag. Five samples from "a" fill a's memory;
  * the same first sample from "b" then meets an empty memory (no evidence: d_memory 0),
  * where one memory for the model would hold a's five (the scorer's own test checks that
@@ -1838,6 +2006,28 @@ TEST(daemon_stream_memory_per_source) {
     CHECK(a_scores[4] != 0.0);               /* a's memory held four by then */
     CHECK(a_scores[5] == 0.0);               /* b's was empty */
     response r = http_request(port, "GET", "/v1/models/mem", NULL, "");
+    CHECK(jnum(json_object_get(json_object_get(r.json, "scoring"), "memory"), "count") == 6);
+    response_free(&r);
+    /* The memory map of each source: a's five, b's one; a source never seen (and the
+     * untagged requests, none here) has an empty memory, and asking makes none. */
+    double ext[4];
+    map_extent(port, "mem", "", ext);
+    const struct { const char *query, *source; int count; } maps[] = {
+        {"?source=a", "a", 5}, {"?source=b", "b", 1}, {"?source=c", "c", 0}, {"", "", 0}};
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) {
+        char path[96];
+        int recent;
+        snprintf(path, sizeof path, "/v1/models/mem/memory/map%s", maps[i].query);
+        r = http_request(port, "GET", path, NULL, "");
+        EXPECT_STATUS(r, 200, NULL);
+        CHECK_MSG(r.json && !strcmp(jstr(r.json, "scope"), "source") &&
+                  !strcmp(jstr(r.json, "source"), maps[i].source) &&
+                  jnum(r.json, "count") == maps[i].count &&
+                  memory_map_points(r.json, ext, &recent) == maps[i].count &&
+                  recent == maps[i].count, "%s: %.300s", path, r.body ? r.body : "");
+        response_free(&r);
+    }
+    r = http_request(port, "GET", "/v1/models/mem", NULL, "");
     CHECK(jnum(json_object_get(json_object_get(r.json, "scoring"), "memory"), "count") == 6);
     response_free(&r);
     stop_anodmd(pid);

@@ -135,6 +135,43 @@ TEST(memory_collapses_floods) {
     memory_free(m);
 }
 
+/* memory_entries: what retention holds, as the map's memory layer draws it: the
+ * suspicious half (any order) then the recent half oldest first, each with the suspicion
+ * it was kept with; memory_changes moves with every keep that changes anything and with a
+ * reset, and only then. */
+TEST(memory_entries_follow_retention) {
+    stream_memory *m = make(10, 2, 0.5, 0.0);
+    if (!m) return;
+    memory_entry e[10];
+    unsigned long long c0 = memory_changes(m);
+    float x[L] = {0};
+    for (int i = 0; i < 8; i++) {           /* 3..7 recent, 0..2 aged into the heap */
+        x[0] = (float)i;
+        keep(m, x, 0.5 * i);
+    }
+    CHECK(memory_count(m) == 8 && memory_changes(m) == c0 + 8);
+    memory_entries(m, e);
+    int seen = 0;
+    for (int i = 0; i < 8; i++) {
+        int v = (int)memory_latents(m)[(size_t)e[i].slot * L];
+        CHECK_MSG(e[i].recent == (i >= 3), "entry %d (latent %d): recent %d", i, v, e[i].recent);
+        CHECK(e[i].suspicion == 0.5 * v);
+        if (i >= 3) CHECK_MSG(v == i, "recent entry %d holds latent %d", i, v);
+        else seen |= 1 << v;
+    }
+    CHECK(seen == 7);                       /* the heap holds 0, 1 and 2 */
+    x[0] = 4.0f;
+    keep(m, x, 0.0);                        /* a merge that changes nothing */
+    CHECK(memory_changes(m) == c0 + 8);
+    keep(m, x, 9.0);                        /* a merge that raises the suspicion */
+    CHECK(memory_changes(m) == c0 + 9);
+    memory_entries(m, e);
+    CHECK(e[4].recent && e[4].suspicion == 9.0 && memory_latents(m)[(size_t)e[4].slot * L] == 4.0f);
+    memory_reset(m);
+    CHECK(memory_changes(m) == c0 + 10 && memory_count(m) == 0);
+    memory_free(m);
+}
+
 TEST(memory_refuses_bad_options) {
     memory_options o;
     char err[128];

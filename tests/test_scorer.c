@@ -289,6 +289,44 @@ done:
     detector_free(&d);
 }
 
+/* scorer_find_memory reads without side effects: the model's memory whatever the source
+ * under scope model; under scope source the source's, or NULL for one never used, making
+ * none and leaving the next scores' memory as it was. */
+TEST(scorer_find_memory_changes_nothing) {
+    detector d;
+    if (make_memory_detector(&d, 30, 2) != 0) return;
+    const size_t dim = shape_size(d.vae.arch.in);
+    char err[256];
+    scorer *model = scorer_create(&d, 1, err, sizeof err), *per = scorer_create(&d, 1, err, sizeof err);
+    float *x = malloc(4 * dim * sizeof *x);
+    detector_result res;
+    if (!model || !per || !x) {
+        check_fail(__FILE__, __LINE__, "%s", model && per ? "out of memory" : err);
+        goto done;
+    }
+    rng_t r;
+    rng_seed(&r, 41);
+    for (size_t i = 0; i < 4 * dim; i++) x[i] = rng_uniform(&r);
+    CHECK(scorer_find_memory(model, "any") == scorer_memory(model));
+    CHECK(scorer_find_memory(model, NULL) == scorer_memory(model));
+    CHECK(scorer_memory_per_source(per, 1, err, sizeof err) == 0);
+    CHECK(scorer_use_source(per, "a", err, sizeof err) == 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(scorer_score(per, x + (size_t)i * dim, 1, &res, NULL, NULL, NULL, err, sizeof err) == 0);
+    const stream_memory *a = scorer_memory(per);
+    CHECK(scorer_find_memory(per, "a") == a && memory_count(a) == 3);
+    /* With room for one source, making "b"'s would forget "a"'s: finding it must not. */
+    CHECK(scorer_find_memory(per, "b") == NULL && scorer_find_memory(per, NULL) == NULL);
+    CHECK(scorer_memory(per) == a && memory_count(a) == 3);
+    CHECK(scorer_score(per, x + 3 * dim, 1, &res, NULL, NULL, NULL, err, sizeof err) == 0);
+    CHECK(memory_count(a) == 4);
+done:
+    free(x);
+    scorer_free(model);
+    scorer_free(per);
+    detector_free(&d);
+}
+
 /* Scope source: each source's samples go through its own memory, so a source scores
  * exactly as it would alone whatever other sources send; at most max sources are kept,
  * the least recently used forgotten first; the count and a reset cover them all. */

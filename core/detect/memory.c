@@ -23,6 +23,7 @@ struct stream_memory {
     int head, ring_len;
     int *heap;               /* the older, suspicious slots: a min-heap on suspicion */
     int heap_len;
+    unsigned long long changes;  /* keeps that changed anything, and resets */
 };
 
 void memory_options_default(memory_options *o) {
@@ -96,11 +97,24 @@ oom:
 
 void memory_reset(stream_memory *m) {
     m->count = m->head = m->ring_len = m->heap_len = 0;
+    m->changes++;
 }
 
 int memory_count(const stream_memory *m) { return m->count; }
 
 const float *memory_latents(const stream_memory *m) { return m->lat; }
+
+void memory_entries(const stream_memory *m, memory_entry *out) {
+    int n = 0;
+    for (int i = 0; i < m->heap_len; i++, n++)
+        out[n] = (memory_entry){m->heap[i], m->suspicion[m->heap[i]], 0};
+    for (int i = 0; i < m->ring_len; i++, n++) {
+        int slot = m->ring[(m->head + i) % m->recent_cap];
+        out[n] = (memory_entry){slot, m->suspicion[slot], 1};
+    }
+}
+
+unsigned long long memory_changes(const stream_memory *m) { return m->changes; }
 
 void memory_probe_of(const stream_memory *m, const float *x, memory_probe *p) {
     p->kth = p->nearest = INFINITY;
@@ -170,6 +184,7 @@ void memory_keep(stream_memory *m, const float *x, double suspicion, const memor
         if (suspicion > m->suspicion[slot]) {
             m->suspicion[slot] = suspicion;
             if (m->heap_pos[slot] >= 0) heap_down(m, m->heap_pos[slot]);
+            m->changes++;
         }
         return;
     }
@@ -181,6 +196,7 @@ void memory_keep(stream_memory *m, const float *x, double suspicion, const memor
     m->suspicion[slot] = suspicion;
     m->heap_pos[slot] = -1;
     m->ring[(m->head + m->ring_len++) % m->recent_cap] = slot;
+    m->changes++;
 }
 
 double memory_term(double ref_kth, const memory_probe *p) {

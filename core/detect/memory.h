@@ -62,6 +62,22 @@ int memory_count(const stream_memory *m);
 /* The kept latents, memory_count rows, in slot order (valid until the next keep). */
 const float *memory_latents(const stream_memory *m);
 
+/* What retention knows of one kept latent, for drawing the memory (the map's memory layer):
+ * its slot (row of memory_latents), the suspicion it was kept with, and whether it is in
+ * the recent half (1) or kept for its suspicion after ageing out (0). */
+typedef struct {
+    int slot;
+    double suspicion;
+    int recent;
+} memory_entry;
+/* The memory_count entries into out: those kept for their suspicion first (in no
+ * particular order), then the recent half oldest first (by when each was stored; a merge
+ * does not make a latent younger). */
+void memory_entries(const stream_memory *m, memory_entry *out);
+/* Changes so far (keeps that stored or re-rated a latent, and resets): two equal readings
+ * of one memory mean the same contents, so what is drawn from it can be kept until then. */
+unsigned long long memory_changes(const stream_memory *m);
+
 /* Probe x against the kept latents (nothing changes). */
 void memory_probe_of(const stream_memory *m, const float *x, memory_probe *p);
 /* Keep x with its suspicion; p is x's probe, made since the last keep or reset. */

@@ -277,15 +277,33 @@ int scorer_memory_per_source(scorer *s, int max_sources, char *err, size_t errle
     return 0;
 }
 
+/* The slot of source's memory under scope source, -1 if it has none. */
+static int find_source(const scorer *s, const char *key) {
+    for (int i = 0; i < s->n_sources; i++)
+        if (!strcmp(s->sources[i].key, key)) return i;
+    return -1;
+}
+
+const stream_memory *scorer_find_memory(const scorer *s, const char *source) {
+    if (!s->sources) return s->own;
+    char key[SCORER_SOURCE_MAX + 1];
+    snprintf(key, sizeof key, "%s", source ? source : "");
+    int at = find_source(s, key);
+    return at < 0 ? NULL : s->sources[at].m;
+}
+
+int scorer_coplace(const scorer *s, const float *lat, int n, float *pos, char *err,
+                   size_t errlen) {
+    return tsne_coplace(s->map, &s->d->place, lat, n, pos, err, errlen);
+}
+
 int scorer_use_source(scorer *s, const char *source, char *err, size_t errlen) {
     if (!s->sources) return 0;
     char key[SCORER_SOURCE_MAX + 1];
     snprintf(key, sizeof key, "%s", source ? source : "");
-    int at = -1, oldest = 0;
-    for (int i = 0; i < s->n_sources && at < 0; i++) {
-        if (!strcmp(s->sources[i].key, key)) at = i;
+    int at = find_source(s, key), oldest = 0;
+    for (int i = 1; at < 0 && i < s->n_sources; i++)
         if (s->sources[i].used < s->sources[oldest].used) oldest = i;
-    }
     if (at < 0 && s->n_sources < s->max_sources) {
         stream_memory *m = memory_create(s->d->vae.arch.latent, &s->d->memory, err, errlen);
         if (!m) return -1;

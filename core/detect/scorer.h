@@ -70,6 +70,17 @@ int scorer_memory_per_source(scorer *s, int max_sources, char *err, size_t errle
  * like any other; longer tags are cut at SCORER_SOURCE_MAX bytes); otherwise nothing
  * changes. 0, or -1 with err when a new memory cannot be made. */
 int scorer_use_source(scorer *s, const char *source, char *err, size_t errlen);
+/* The memory source's scores go through, without making one or counting as a use: under
+ * scope source, source's (NULL or "" is the untagged requests'), NULL if it has none;
+ * otherwise the model's, whatever source says (NULL without a memory). */
+const stream_memory *scorer_find_memory(const scorer *s, const char *source);
+/* Co-place n latents (n x latent) together on the reference map with the detector's
+ * placement options (tsne_coplace: they attract and repel each other, the reference stays
+ * fixed): how the map shows the stream memory, its recurring anomalies gathered into
+ * islands as the memory term sees them. Reads only what scorer_create built and never
+ * changes, so it may run on one thread while another scores. 0, or -1 with err. */
+int scorer_coplace(const scorer *s, const float *lat, int n, float *pos, char *err,
+                   size_t errlen);
 /* A result's base score, alpha * z_re + (1 - alpha) * z_2 (z_2 the detector's term),
  * from its standardised terms: the whole score of a detector without a memory. */
 double detector_base_score(const detector *d, const detector_result *res);

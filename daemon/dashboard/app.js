@@ -8,6 +8,8 @@ const CHART_SPAN_MS = 15 * 60e3;    // the score chart shows at most the last 15
 const RATE_SPAN_MS = 10 * 60e3;     // the rate chart: the last 10 minutes ...
 const RATE_BIN_MS = 10e3;           // ... in 10-second bins
 const PAGE = 15;                    // rows per page of the anomaly table
+const MEMORY_MS = 10e3;             // the memory layer at most this often: placing a full
+                                    // memory costs the daemon up to a second (docs/STREAM.md)
 const NEWEST = '9223372036854775807';   // a before_id above every log id
 const KEY_ITEM = 'anodmd.apiKey';
 
@@ -25,6 +27,8 @@ const state = {
   meta: null,           // GET /v1/models/{model}
   map: null,            // the reference map, prepared by prepareMap
   density: null,        // the map's density image, cached by view
+  memory: null,         // GET /v1/models/{model}/memory/map: the memory layer, or null
+  memoryAt: 0,          // when it was fetched (ms); 0: fetch at the next poll
   scores: [],           // the model's recent log records, oldest first, each with .t (ms)
   cursor: 0,            // since_id of the next poll
   sources: new Set(),
@@ -297,12 +301,12 @@ function prepareMap(m) {
   return {n, xy, index, bounds: [x0, x1, y0, y1], nRef: m.n_ref, mode: m.mode};
 }
 
-// Map coordinates to the canvas: the reference bounds widened to every overlaid sample,
-// one scale for both axes, y up.
+// Map coordinates to the canvas: the reference bounds widened to every overlaid sample
+// and memory point, one scale for both axes, y up.
 function mapView(w, h) {
   let [x0, x1, y0, y1] = state.map.bounds;
-  for (const r of state.scores) {
-    const [x, y] = r.position;
+  const overlaid = state.scores.map((r) => r.position).concat(state.memory ? state.memory.points : []);
+  for (const [x, y] of overlaid) {
     if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
     x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
   }
@@ -378,14 +382,57 @@ function drawMap() {
       anomalies += pass;
     }
   }
+  const memory = drawMemory(ctx, view);
   drawNeighbors(ctx, view);
   drawSelection(ctx, marks);
   state.marks.map = marks;
   canvas.dataset.refPoints = state.map.n;
   canvas.dataset.overlay = marks.length;
   canvas.dataset.overlayAnomalies = anomalies;
+  canvas.dataset.memory = memory.recent + memory.suspicious;
+  canvas.dataset.memoryRecent = memory.recent;
+  canvas.dataset.memorySuspicious = memory.suspicious;
   canvas.setAttribute('aria-label', `map of ${state.map.n} reference points with ${marks.length} recent samples, ${anomalies} anomalies`);
-  $('map-note').textContent = `${state.map.n} reference points, ${state.map.mode} placement`;
+  const m = state.memory;
+  $('map-note').textContent = `${state.map.n} reference points, ${state.map.mode} placement` +
+    (m ? ` · memory${m.scope === 'source' ? ` of ${m.source ? `source ${m.source}` : 'untagged requests'}` : ''}: ` +
+      `${m.count} latents, placed in ${fmt(m.seconds, 2)} s` : '');
+}
+
+// The stream memory's latents, co-placed together (GET .../memory/map): a ring for one in
+// the recent half, a diamond for one kept for its suspicion; the more suspicious (z_re +
+// z_latent when kept: 0 is a typical normal, 4 two spreads out on both terms) the larger
+// and darker, so that recurring suspicious latents stand out as an island over the faint
+// rings of ordinary traffic. Drawn over the samples (rings leave them visible).
+function drawMemory(ctx, view) {
+  const drawn = {recent: 0, suspicious: 0};
+  const m = state.memory;
+  if (!m) return drawn;
+  ctx.save();
+  ctx.lineWidth = 1.5;
+  ctx.strokeStyle = ctx.fillStyle = '#7b3fb8';
+  m.points.forEach(([px, py], i) => {
+    if (!Number.isFinite(px) || !Number.isFinite(py)) return;
+    const x = view.sx(px), y = view.sy(py);
+    const w = Number.isFinite(m.suspicion[i]) ? Math.max(0, Math.min(1, m.suspicion[i] / 4)) : 0;
+    const r = 2.5 + 2 * w;
+    ctx.globalAlpha = 0.3 + 0.7 * w;
+    ctx.beginPath();
+    if (m.recent[i]) {
+      ctx.arc(x, y, r, 0, 2 * Math.PI);
+      ctx.stroke();
+      drawn.recent++;
+    } else {
+      ctx.moveTo(x, y - r - 1);
+      ctx.lineTo(x + r + 1, y);
+      ctx.lineTo(x, y + r + 1);
+      ctx.lineTo(x - r - 1, y);
+      ctx.fill();
+      drawn.suspicious++;
+    }
+  });
+  ctx.restore();
+  return drawn;
 }
 
 // Lines from the selected sample to its nearest reference points.
@@ -712,6 +759,28 @@ async function pollScores() {
   state.cursor = page.next_since_id;
 }
 
+const hasMemory = () => Boolean(state.meta && state.meta.scoring && state.meta.scoring.memory);
+
+// The memory layer, when the model has a memory and the layer is on: at most every
+// MEMORY_MS (the daemon answers again from its cache while the memory is unchanged). Under
+// one memory per source, the anomaly table's source filter picks the memory shown.
+async function pollMemory() {
+  if (!hasMemory() || !$('memory-layer').checked) {
+    state.memory = null;
+    return;
+  }
+  if (state.memoryAt && Date.now() - state.memoryAt < MEMORY_MS) return;
+  const source = $('filter-source').value.trim();
+  state.memory = await api(`/v1/models/${enc(state.model)}/memory/map${source ? `?source=${enc(source)}` : ''}`);
+  state.memoryAt = Date.now();
+}
+
+// Fetch the memory layer again now (it was turned on, or another source was chosen).
+function refreshMemory() {
+  state.memoryAt = 0;
+  pollMemory().then(drawAll).catch((e) => setStatus(`error: ${e.message}`, true));
+}
+
 async function pollStats() {
   const s = await api('/v1/stats');
   state.skew = Date.parse(s.time) - Date.now();
@@ -750,6 +819,7 @@ async function poll() {
   try {
     if (state.models.length === 0) await loadModels();
     await pollScores();
+    await pollMemory();
     await pollStats();
     await pollMetrics();
     if (state.table.atNewest) await loadTable();
@@ -781,6 +851,9 @@ async function selectModel(name) {
   state.meta = meta;
   state.map = prepareMap(map);
   state.density = null;
+  state.memory = null;
+  state.memoryAt = 0;
+  $('memory-legend').hidden = !hasMemory();
   state.cursor = 0;
   await loadRecent();
   renderMeta();
@@ -823,6 +896,7 @@ function start() {
   $('model').addEventListener('change', async () => {
     try {
       await selectModel($('model').value);
+      await pollMemory();
       drawAll();
     } catch (e) {
       setStatus(`error: ${e.message}`, true);
@@ -833,8 +907,12 @@ function start() {
   let typing = 0;
   $('filter-source').addEventListener('input', () => {
     clearTimeout(typing);
-    typing = setTimeout(reload, 300);
+    typing = setTimeout(() => {
+      reload();
+      if (state.memory && state.memory.scope === 'source') refreshMemory();
+    }, 300);
   });
+  $('memory-layer').addEventListener('change', refreshMemory);
   $('filters').addEventListener('submit', (ev) => ev.preventDefault());
   $('page-newest').addEventListener('click', reload);
   $('page-older').addEventListener('click', () =>

@@ -203,6 +203,7 @@ async function checkDashboard(browser, d, sent) {
     `${map.overlayAnomalies} of ${mainFlagged.length}`);
   const mapPx = await countPixels(page, '#map');
   check('map canvas shows density and red anomalies', mapPx.dark > 2000 && mapPx.red > 20, JSON.stringify(mapPx));
+  await checkMemoryLayer(page, d, ref, main);
 
   // Live: new scores appear without reloading.
   const more = await post(d, 'fashion', [main[0].x, main[1].x], 'cam-1');
@@ -313,6 +314,62 @@ async function checkDashboard(browser, d, sent) {
   await page.screenshot({path: path.join(opt.out, 'dashboard.png'), fullPage: true});
   check('the page logged no errors', errors.length === 0, errors.join(' | '));
   await page.close();
+}
+
+// Distance from p to its k-th nearest point of set (p itself, if in set, not counted).
+function kthNearest(p, set, k) {
+  const ds = set.filter((q) => q !== p).map((q) => Math.hypot(q[0] - p[0], q[1] - p[1])).sort((a, b) => a - b);
+  return ds[k - 1];
+}
+const median = (v) => Float64Array.from(v).sort()[Math.floor(v.length / 2)];
+
+// The memory layer: the stream memory co-placed on the map (GET .../memory/map), every
+// latent drawn, recent ones as rings; the toggle hides and shows it. The memory holds the
+// posted garments in posting order (nothing has aged out: the recent half keeps 1000), so
+// the last 40 are the shifted ones. Recurring, they gather into an island: each one's 5th
+// nearest shifted neighbour is nearer than its 5th nearest reference point (the median of
+// that ratio below 1), and by a quarter less than where each was placed alone (its score's
+// position): that is what the layer adds.
+async function checkMemoryLayer(page, d, ref, main) {
+  const memPx = (p) => page.evaluate(() => {
+    const c = document.getElementById('map');
+    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < px.length; i += 4) if (px[i + 3] > 128 && px[i] > 95 && px[i] < 150 && px[i + 1] < 90 && px[i + 2] > 150) n++;
+    return n;
+  });
+  const drawn = await page.$eval('#map', (c) => ({...c.dataset}));
+  const shown = await page.evaluate(() => window.anodmd.state.memory);
+  const api = await (await fetch(`${d.url}/v1/models/fashion/memory/map`)).json();
+  const count = (await (await fetch(`${d.url}/v1/models/fashion`)).json()).scoring.memory.count;
+  check('the memory layer draws every latent the memory holds', shown && Number(drawn.memory) === count &&
+    api.count === count && count === main.length && Number(drawn.memoryRecent) === count,
+    `${drawn.memory} drawn (${drawn.memoryRecent} recent), memory holds ${count}, ${main.length} posted`);
+  check('the layer is the API\'s memory map, answered from its cache', shown && api.cached &&
+    JSON.stringify(api.points) === JSON.stringify(shown.points), `cached ${api.cached}`);
+  const px = await memPx();
+  check('the memory layer is drawn in its colour', px > 50, `${px} violet pixels`);
+  const odd = main.slice(-40);
+  if (shown && shown.points.length === main.length && odd.every((r) => r.source === 'cam-3')) {
+    const island = shown.points.slice(-40), lone = odd.map((r) => r.position);
+    const ratio = (set) => median(set.map((p) => kthNearest(p, set, 5) / kthNearest(p, ref.points, 5)));
+    const [together, alone] = [ratio(island), ratio(lone)];
+    const measured = `5th nearest shifted / 5th nearest reference, median: ${together.toFixed(3)} ` +
+      `co-placed, ${alone.toFixed(3)} placed alone`;
+    check('recurring anomalies gather into an island of their own on the memory layer',
+      together < 1 && together < 0.75 * alone, measured);
+    console.log(`     (${measured})`);
+  } else {
+    check('recurring anomalies gather into an island of their own on the memory layer', false, 'no memory layer to measure');
+  }
+  await page.click('#memory-layer');
+  await page.waitForFunction(() => document.getElementById('map').dataset.memory === '0', null, {timeout: 5000}).catch(() => {});
+  const off = await memPx();
+  check('the toggle hides the memory layer', off === 0 &&
+    await page.$eval('#map', (c) => c.dataset.memory) === '0', `${off} violet pixels`);
+  await page.click('#memory-layer');
+  await page.waitForFunction((n) => document.getElementById('map').dataset.memory === String(n), count, {timeout: 5000}).catch(() => {});
+  check('and shows it again', await memPx() > 50);
 }
 
 // With API keys the page asks for one, keeps it for the tab, and then shows the data.

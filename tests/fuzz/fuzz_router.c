@@ -3,12 +3,14 @@
  * routes.h has a pure entry point, routes_label (the path to its metrics label), and
  * routes_handle, which takes a whole request as a struct: method, path, query lookup and
  * body. Both get every input. Behind routes_handle sits a real app, made once: one
- * model ("tiny", the detector of fuzz_model.c, saved as a bundle and loaded through
- * registry_load), a score log (SQLite, in a private directory under /dev/shm or /tmp,
- * removed at exit), metrics, one batching worker, the dashboard's files and a store of
- * the 16 most recent inputs; so a fuzzed path that reaches a handler runs it for real:
- * scoring, the log queries, the map, stats, the metrics page and the sample view. A request the handler hands to the worker (routes_handle returns 1) is waited
- * for, as the HTTP layer's park/wake would. No API keys are set. Input layout:
+ * model ("tiny", the detector of fuzz_model.c given a stream memory, saved as a bundle
+ * and loaded through registry_load), a score log (SQLite, in a private directory under
+ * /dev/shm or /tmp, removed at exit), metrics, one batching worker, the dashboard's files
+ * and a store of the 16 most recent inputs; so a fuzzed path that reaches a handler runs
+ * it for real: scoring, the log queries, the map, the memory's map and reset, stats, the
+ * metrics page and the sample view. A request the handler hands to the worker
+ * (routes_handle returns 1) is waited for, as the HTTP layer's park/wake would. No API
+ * keys are set. Input layout:
  *     METHOD PATH\n
  *     key=value\n ...      query parameters, up to 8, ended by an empty line
  *     body                 the rest, not NUL-terminated
@@ -69,8 +71,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     snprintf(bundle_path, sizeof bundle_path, "%s/tiny.anodm", dir);
     snprintf(db_path, sizeof db_path, "%s/scores.db", dir);
     snprintf(spec, sizeof spec, "tiny=%s", bundle_path);
-    if (fuzz_model_make(&d, PLACE_SINGLE, err, sizeof err) != 0 ||
-        bundle_save(bundle_path, &d, err, sizeof err) != 0) {
+    int made = fuzz_model_make(&d, PLACE_SINGLE, err, sizeof err);
+    if (made == 0) {             /* with a stream memory, so the memory routes run too */
+        d.use_memory = 1;
+        memory_options_default(&d.memory);
+        d.memory.capacity = 32;
+        d.memory.k = 2;
+        d.fusion = FUSION_MEMORY;
+        d.mem = (term_stats){0.0, 1.0};
+    }
+    if (made != 0 || bundle_save(bundle_path, &d, err, sizeof err) != 0) {
         fprintf(stderr, "fuzz_router: %s\n", err);
         exit(1);
     }
