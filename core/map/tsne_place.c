@@ -24,6 +24,7 @@
 #include "errmsg.h"
 #include "knn.h"
 #include "par.h"
+#include "simd.h"
 #include "tsne_internal.h"
 
 #define FIELD_MAX_L 2048     /* the field's FFT size cap: bounds memory and build time */
@@ -325,7 +326,7 @@ static void place_buf_free(place_buf *b) {
 /* Attraction sum_j p_j w_j (y - y_j) over k neighbours, in LANES partial sums so that
  * the compiler vectorises it (fixed order: deterministic). */
 #define LANES 8
-static void attract(const double *p, const double *nx, const double *ny, int k,
+HOT_LOOP static void attract(const double *p, const double *nx, const double *ny, int k,
                     const double y[2], double g[2]) {
     double ax[LANES] = { 0 }, ay[LANES] = { 0 };
     int r = 0;
