@@ -1433,6 +1433,83 @@ static json_t *load_results(const char *dir, json_t **settings, json_t **cls) {
     return root;
 }
 
+/* The first class of stream.json's first setting in dir (NULL if absent). */
+static json_t *load_stream(const char *dir, json_t **cls) {
+    char path[600];
+    json_error_t jerr;
+    snprintf(path, sizeof path, "%s/stream.json", dir);
+    json_t *root = json_load_file(path, 0, &jerr);
+    CHECK_MSG(root != NULL, "%s: %s", path, jerr.text);
+    *cls = json_array_get(json_object_get(json_array_get(json_object_get(root, "settings"), 0),
+                                          "classes"), 0);
+    return root;
+}
+
+/* anodm experiment --dataset ecg --stream: each test record streamed whole through its own
+ * memory, calibrated on training records streamed the same way (beat split: as many beats
+ * of a record as its test stream holds; patient split: whole records), the one-memory
+ * calibration measured beside; the model cache keyed by split; the options it refuses. */
+TEST(ecg_experiment_stream_by_record) {
+    const char *tmp = test_tmpdir();
+    char beats[512], outdir[512], models[512], *out = NULL;
+    static const int cls[] = {0, 0, 0, 1, 0, 2, 0, 0, 3, 4};
+    snprintf(beats, sizeof beats, "%s/stream_ecg.npy", tmp);
+    snprintf(outdir, sizeof outdir, "%s/stream_ecg_out", tmp);
+    snprintf(models, sizeof models, "%s/stream_ecg_models", tmp);
+    mkdir(models, 0755);
+    write_synthetic_beats(beats, 280, cls, 10, 7);   /* 7 records of 40 beats, every class */
+    for (int split = 0; split < 2; split++) {
+        const char *name = split ? "patient" : "beat";
+        for (int again = 0; again < 2 - split; again++) {   /* the second from the cache */
+            int rc = run_anodm(&out, "experiment --dataset ecg --beats %s --split %s --classes V "
+                               "--encoder cnn --epochs 1 --n-ref 60 --perplexity 5 --stream "
+                               "--models %s --out-dir %s", beats, name, models, outdir);
+            char want[128];
+            snprintf(want, sizeof want, "ecg-cnn-%s-limit0-class2-", name);
+            CHECK_MSG(rc == 0 && (!again || (strstr(out, "model: ") && strstr(out, want))),
+                      "exit %d: %s", rc, out);
+            free(out);
+        }
+        json_t *c, *root = load_stream(outdir, &c);
+        CHECK(!strncmp(json_string_value(json_object_get(root, "order")), "by record", 9));
+        size_t n = (size_t)json_integer_value(json_object_get(c, "n"));
+        size_t n_cal = (size_t)json_integer_value(json_object_get(c, "calibration_normals"));
+        size_t sources = (size_t)json_integer_value(json_object_get(c, "sources"));
+        CHECK_MSG(split ? n == 40 && sources == 1 : n == 56 && sources == 7,
+                  "%s split: %zu test beats from %zu records", name, n, sources);
+        /* Beat split: at most a record's test beats per record; patient split: the six
+         * training records whole (their normals less the 60 reference points). */
+        CHECK_MSG(split ? n_cal == 6 * 36 - 60 : n_cal > 0 && n_cal <= n,
+                  "%s split: %zu calibration beats", name, n_cal);
+        CHECK(json_integer_value(json_object_get(c, "one_memory_calibration_normals")) > 0);
+        json_t *fu = json_object_get(c, "fusions"), *one = json_object_get(c, "one_memory_calibration");
+        CHECK(json_object_size(fu) == 5 && json_object_size(one) == 5);
+        const char *key;
+        json_t *v;
+        json_object_foreach(one, key, v) {
+            double fa = json_number_value(json_object_get(v, "false_alarm_rate"));
+            double a = json_number_value(json_object_get(json_object_get(fu, key), "auroc"));
+            CHECK_MSG(fa >= 0 && fa <= 1 && a >= 0 && a <= 1, "%s: %g %g", key, fa, a);
+        }
+        json_decref(root);
+    }
+    char path[700];
+    size_t len;
+    snprintf(path, sizeof path, "%s/stream.md", outdir);
+    char *md = (char *)read_all(path, &len);
+    CHECK(md && strstr(md, "whole records") && strstr(md, "one stream through one memory") &&
+          strstr(md, "| 2 V | 1 |"));
+    free(md);
+    static const char *const bad[] = {"--anomaly-rate 0.1", "--test-limit 20"};
+    for (int k = 0; k < 2; k++) {
+        int rc = run_anodm(&out, "experiment --dataset ecg --beats %s --stream %s --out-dir %s",
+                           beats, bad[k], outdir);
+        CHECK_MSG(rc == 2 && strstr(out, "streams each test record whole"), "%s: exit %d, %s",
+                  bad[k], rc, out);
+        free(out);
+    }
+}
+
 /* anodm experiment --dataset ecg: by patient on a synthetic beat set (no record on both
  * sides, the records listed), by beat on three real records read with --data, and the
  * usage errors. */
