@@ -1351,6 +1351,96 @@ static void check_strip_route(int port, const char *db) {
     check_real_strip(port);
 }
 
+/* The memory terms and scores the log of db holds for source, in log order: up to max
+ * rows of (d_memory, z_memory, score), exact doubles; their count. */
+static int logged_memory_terms(const char *db, const char *source, double (*row)[3], int max) {
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    int n = 0;
+    CHECK(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(h, "SELECT d_memory, z_memory, score FROM scores WHERE source = ?1 "
+                             "ORDER BY id", -1, &st, NULL) == SQLITE_OK);
+    sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+    while (st && n < max && sqlite3_step(st) == SQLITE_ROW) {
+        for (int k = 0; k < 3; k++) row[n][k] = sqlite3_column_double(st, k);
+        n++;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return n;
+}
+
+/* A strip posted to the strip route feeds the stream memory exactly as its beats posted
+ * one request at a time with the same source: two fresh daemons (one memory per source),
+ * the same memory terms and scores in the answers and, to the bit, in the logs. */
+static void check_strip_feeds_memory(const char *model, const char *tmp) {
+    float *x = malloc(SYNTH_N * sizeof *x);
+    int64_t truth[SYNTH_BEATS];
+    ecg_beats beats = {0};
+    char err[256], arg[600], log[2][600], db[2][600];
+    double row[2][SYNTH_BEATS][3];
+    int n_logged[2] = {0, 0};
+    json_t *terms[2][SYNTH_BEATS] = {{0}};
+    response strip = {0}, one[SYNTH_BEATS] = {{0}};
+    CHECK(x != NULL);
+    if (!x) return;
+    synthetic_strip(x, truth);
+    CHECK(ecg_beats_from_strip(x, SYNTH_N, SYNTH_FS, &beats, err, sizeof err) == 0);
+    CHECK(beats.n > 10 && beats.n <= SYNTH_BEATS);
+    snprintf(arg, sizeof arg, "ecg=%s", model);
+    for (int k = 0; k < 2 && beats.n <= SYNTH_BEATS; k++) {
+        snprintf(log[k], sizeof log[k], "%s/strip_memory_%d.txt", tmp, k);
+        snprintf(db[k], sizeof db[k], "%s/strip_memory_%d.db", tmp, k);
+        const char *args[] = {"--model", arg, "--db", db[k], "--workers", "1",
+                              "--memory-sources", "4", NULL};
+        int port;
+        pid_t pid = spawn_anodmd(log[k], args, &port);
+        if (!port) break;
+        if (k == 0) {
+            strip = post_values(port, "/v1/models/ecg/strip", "{\"fs\": 250, \"source\": "
+                                "\"bed-7\", \"signal\": %s}", x, SYNTH_N);
+            EXPECT_STATUS(strip, 200, NULL);
+            json_t *res = json_object_get(strip.json, "results");
+            CHECK(json_array_size(res) == beats.n);
+            for (size_t i = 0; i < beats.n; i++)
+                terms[0][i] = json_object_get(json_array_get(res, i), "terms");
+        } else {
+            for (size_t i = 0; i < beats.n; i++) {
+                one[i] = post_values(port, "/v1/models/ecg/score", "{\"source\": \"bed-7\", "
+                                     "\"sample\": %s}", beats.x + i * ECG_BEAT_LEN, ECG_BEAT_LEN);
+                EXPECT_STATUS(one[i], 200, NULL);
+                terms[1][i] = json_object_get(json_array_get(json_object_get(one[i].json,
+                                                                             "results"), 0), "terms");
+            }
+        }
+        stop_anodmd(pid);
+        n_logged[k] = logged_memory_terms(db[k], "bed-7", row[k], SYNTH_BEATS);
+    }
+    int remembered = 0;
+    for (size_t i = 0; i < beats.n && terms[0][i] && terms[1][i]; i++) {
+        const json_t *a = terms[0][i], *b = terms[1][i];
+        CHECK_MSG(jnum((json_t *)a, "d_memory") == jnum((json_t *)b, "d_memory") &&
+                      jnum((json_t *)a, "z_memory") == jnum((json_t *)b, "z_memory"),
+                  "beat %zu: strip d_memory %.9g z_memory %.9g, one by one %.9g %.9g", i,
+                  jnum((json_t *)a, "d_memory"), jnum((json_t *)a, "z_memory"),
+                  jnum((json_t *)b, "d_memory"), jnum((json_t *)b, "z_memory"));
+        remembered += jnum((json_t *)a, "d_memory") != 0.0;
+    }
+    CHECK_MSG(remembered >= (int)beats.n - 5, "%d of %zu beats had company in the memory",
+              remembered, beats.n);
+    CHECK_MSG(n_logged[0] == (int)beats.n && n_logged[1] == (int)beats.n,
+              "logged %d and %d rows for %zu beats", n_logged[0], n_logged[1], beats.n);
+    for (int i = 0; i < n_logged[0] && i < n_logged[1]; i++)
+        CHECK_MSG(memcmp(row[0][i], row[1][i], sizeof row[0][i]) == 0,
+                  "beat %d: logged %.17g %.17g %.17g, one by one %.17g %.17g %.17g", i,
+                  row[0][i][0], row[0][i][1], row[0][i][2], row[1][i][0], row[1][i][1],
+                  row[1][i][2]);
+    response_free(&strip);
+    for (size_t i = 0; i < SYNTH_BEATS; i++) response_free(&one[i]);
+    ecg_beats_free(&beats);
+    free(x);
+}
+
 /* anodm train on a heartbeat set (the NPY layout of ecg-extract, ecg-tcn preset, V held
  * out), anodm score with the bundle, and anodmd serving it: a beat of 187 values is one
  * sample, explain gives back a 187-sample reconstruction, and the daemon's score is the
@@ -1418,6 +1508,7 @@ TEST(ecg_train_score_serve) {
         check_strip_route(port, db);
     }
     stop_anodmd(pid);
+    check_strip_feeds_memory(model, tmp);
 }
 
 /* A results.json's settings and its first run's first class (NULL if absent). */
