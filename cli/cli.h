@@ -97,6 +97,12 @@ typedef struct {
     double tpr_1pct[FUSION_N];     /* true-positive rate at 1% false positives */
     double recall[FUSION_N];       /* anomalies flagged at the fusion's threshold */
     double false_alarm[FUSION_N];  /* normals flagged at it */
+    /* What the memory can see: an anomaly "recurs" when its stream (its source's) brought
+     * at least the memory's k anomalies before it, so that it can have k of its kind in
+     * the memory; each fusion's auROC on the recurring and on the other ("first")
+     * anomalies, each against every normal (NaN when a group is empty). */
+    size_t n_recurring;
+    double auc_recurring[FUSION_N], auc_first[FUSION_N];
     /* With sources: at the thresholds of one calibration stream through one memory (as
      * anodm train calibrates a bundle), n_one_cal normals; one_done when measured. */
     int one_done;

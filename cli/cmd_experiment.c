@@ -717,6 +717,34 @@ static void write_one_memory_table(FILE *f, const run *r, int k) {
     fprintf(f, "\n");
 }
 
+/* Setting k's auROC on the anomalies that recur in their stream (at least the memory's k
+ * of their kind before them) and on the first ones, each against every normal. */
+static void write_recurrence_table(FILE *f, const run *r, int k) {
+    fprintf(f, "\nWhat the memory can see: auROC on the anomalies that recur in their stream "
+               "(at least %d anomalies before them, its k) / on the first ones, each against "
+               "every normal:\n\n| class | anomalies recurring |", r->set.build.memory.k);
+    for (int fu = 0; fu < FUSION_N; fu++) fprintf(f, " %s |", SCORE_FUSION_NAME[fu]);
+    fprintf(f, "\n|---|---|");
+    for (int fu = 0; fu < FUSION_N; fu++) fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int c = 0; c < r->n_classes; c++) {
+        const stream_result *s = &r->sres[k][c];
+        if (!s->done) continue;
+        fprintf(f, "| %d %s | %zu of %zu |", r->classes[c], r->ds->class_name[r->classes[c]],
+                s->n_recurring, s->n_pos);
+        for (int fu = 0; fu < FUSION_N; fu++) {
+            const double v[2] = {s->auc_recurring[fu], s->auc_first[fu]};
+            for (int j = 0; j < 2; j++) {
+                fputs(j ? " / " : " ", f);
+                if (isnan(v[j])) fputs("–", f);
+                else fprintf(f, "%.3f", v[j]);
+            }
+            fputs(" |", f);
+        }
+        fprintf(f, "\n");
+    }
+}
+
 /* stream.md: per rate, each fusion's class averages and per-class figures. */
 static int write_stream_markdown(const run *r, const char *path) {
     FILE *f = fopen(path, "w");
@@ -779,6 +807,7 @@ static int write_stream_markdown(const run *r, const char *path) {
             fprintf(f, " **%.3f / %.2f / %.2f / %.3f** |", sum[fu][0] / done, sum[fu][1] / done,
                     sum[fu][2] / done, sum[fu][3] / done);
         fprintf(f, "\n");
+        write_recurrence_table(f, r, k);
         if (r->by_record) write_one_memory_table(f, r, k);
     }
     return fclose(f) == 0 ? 0 : -1;
@@ -812,12 +841,18 @@ static int write_stream_json(const run *r, const char *path) {
                                         json_pack("{s:f, s:f}", "recall", s->recall_one[fu],
                                                   "false_alarm_rate", s->false_alarm_one[fu]));
             }
+            json_t *rec = json_object();
+            for (int fu = 0; fu < FUSION_N; fu++)
+                json_object_set_new(rec, SCORE_FUSION_NAME[fu], json_pack(
+                    "{s:o, s:o}", "auroc_recurring", api_json_number(s->auc_recurring[fu]),
+                    "auroc_first", api_json_number(s->auc_first[fu])));
             json_array_append_new(classes, json_pack(
-                "{s:i, s:s, s:I, s:I, s:I, s:I, s:o, s:I, s:o}", "class", r->classes[c], "name",
-                r->ds->class_name[r->classes[c]], "n", (json_int_t)s->n, "anomalies",
+                "{s:i, s:s, s:I, s:I, s:I, s:I, s:o, s:I, s:o, s:I, s:o}", "class", r->classes[c],
+                "name", r->ds->class_name[r->classes[c]], "n", (json_int_t)s->n, "anomalies",
                 (json_int_t)s->n_pos, "sources", (json_int_t)s->n_sources, "calibration_normals",
                 (json_int_t)s->n_cal, "fusions", fusions, "one_memory_calibration_normals",
-                (json_int_t)s->n_one_cal, "one_memory_calibration", one));
+                (json_int_t)s->n_one_cal, "one_memory_calibration", one, "recurring_anomalies",
+                (json_int_t)s->n_recurring, "by_recurrence", rec));
         }
     }
     int rc = root ? json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) : -1;

@@ -1554,7 +1554,8 @@ TEST(ecg_experiment_stream_by_record) {
         for (int again = 0; again < 2 - split; again++) {   /* the second from the cache */
             int rc = run_anodm(&out, "experiment --dataset ecg --beats %s --split %s --classes V "
                                "--encoder cnn --epochs 1 --n-ref 60 --perplexity 5 --stream "
-                               "--models %s --out-dir %s", beats, name, models, outdir);
+                               "--memory-k %d --models %s --out-dir %s", beats, name,
+                               split ? 1 : 5, models, outdir);
             char want[128];
             snprintf(want, sizeof want, "ecg-cnn-%s-limit0-class2-", name);
             CHECK_MSG(rc == 0 && (!again || (strstr(out, "model: ") && strstr(out, want))),
@@ -1573,6 +1574,15 @@ TEST(ecg_experiment_stream_by_record) {
         CHECK_MSG(split ? n_cal == 6 * 36 - 60 : n_cal > 0 && n_cal <= n,
                   "%s split: %zu calibration beats", name, n_cal);
         CHECK(json_integer_value(json_object_get(c, "one_memory_calibration_normals")) > 0);
+        /* The test record's 4 V beats, with the memory's k 1: the last 3 recur. */
+        json_t *by = json_object_get(json_object_get(c, "by_recurrence"), "fisher");
+        if (split)
+            CHECK_MSG(json_integer_value(json_object_get(c, "anomalies")) == 4 &&
+                          json_integer_value(json_object_get(c, "recurring_anomalies")) == 3 &&
+                          json_is_number(json_object_get(by, "auroc_recurring")) &&
+                          json_is_number(json_object_get(by, "auroc_first")),
+                      "%lld recurring", (long long)json_integer_value(json_object_get(c,
+                                                                    "recurring_anomalies")));
         json_t *fu = json_object_get(c, "fusions"), *one = json_object_get(c, "one_memory_calibration");
         CHECK(json_object_size(fu) == 5 && json_object_size(one) == 5);
         const char *key;
@@ -1589,7 +1599,7 @@ TEST(ecg_experiment_stream_by_record) {
     snprintf(path, sizeof path, "%s/stream.md", outdir);
     char *md = (char *)read_all(path, &len);
     CHECK(md && strstr(md, "whole records") && strstr(md, "one stream through one memory") &&
-          strstr(md, "| 2 V | 1 |"));
+          strstr(md, "| 2 V | 1 |") && strstr(md, "| 2 V | 3 of 4 |"));
     free(md);
     static const char *const bad[] = {"--anomaly-rate 0.1", "--test-limit 20"};
     for (int k = 0; k < 2; k++) {
