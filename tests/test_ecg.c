@@ -1409,8 +1409,8 @@ static void check_strip_feeds_memory(const char *model, const char *tmp) {
                 one[i] = post_values(port, "/v1/models/ecg/score", "{\"source\": \"bed-7\", "
                                      "\"sample\": %s}", beats.x + i * ECG_BEAT_LEN, ECG_BEAT_LEN);
                 EXPECT_STATUS(one[i], 200, NULL);
-                terms[1][i] = json_object_get(json_array_get(json_object_get(one[i].json,
-                                                                             "results"), 0), "terms");
+                json_t *res = json_object_get(one[i].json, "results");
+                terms[1][i] = json_object_get(json_array_get(res, 0), "terms");
             }
         }
         stop_anodmd(pid);
@@ -1583,7 +1583,8 @@ TEST(ecg_experiment_stream_by_record) {
                           json_is_number(json_object_get(by, "auroc_first")),
                       "%lld recurring", (long long)json_integer_value(json_object_get(c,
                                                                     "recurring_anomalies")));
-        json_t *fu = json_object_get(c, "fusions"), *one = json_object_get(c, "one_memory_calibration");
+        json_t *fu = json_object_get(c, "fusions");
+        json_t *one = json_object_get(c, "one_memory_calibration");
         CHECK(json_object_size(fu) == 5 && json_object_size(one) == 5);
         const char *key;
         json_t *v;

@@ -413,7 +413,8 @@ TEST(pipeline_stream_calibration_by_source) {
     if (!d.vae.params) return;
     d.memory.capacity = 100;           /* a memory a patient's stream fills */
     enum { P = SIDE, N_CAL = 150 * P, N = 100 * P };
-    float *cal = malloc((size_t)N_CAL * DIM * sizeof *cal), *x = malloc((size_t)N * DIM * sizeof *x);
+    float *cal = malloc((size_t)N_CAL * DIM * sizeof *cal);
+    float *x = malloc((size_t)N * DIM * sizeof *x);
     int32_t *cal_src = malloc(N_CAL * sizeof *cal_src), *src = malloc(N * sizeof *src);
     detector_result *res = malloc(N * sizeof *res);
     double *scores[FUSION_N] = {0};
