@@ -92,18 +92,43 @@ int cli_fusion(const char *cmd, const char *s, score_fusion *out);
  * (cli/stream_eval.c), per fusion of core/detect/stream.h. */
 typedef struct {
     int done;
-    size_t n, n_pos;
+    size_t n, n_pos, n_sources;    /* samples, anomalies, sources (0: one stream) */
+    size_t n_cal;                  /* the calibration stream's normals */
     double auc[FUSION_N];          /* auROC */
     double tpr_1pct[FUSION_N];     /* true-positive rate at 1% false positives */
     double recall[FUSION_N];       /* anomalies flagged at the fusion's threshold */
     double false_alarm[FUSION_N];  /* normals flagged at it */
+    /* What the memory can see: an anomaly "recurs" when its stream (its source's) brought
+     * at least the memory's k anomalies before it, so that it can have k of its kind in
+     * the memory; each fusion's auROC on the recurring and on the other ("first")
+     * anomalies, each against every normal (NaN when a group is empty). */
+    size_t n_recurring;
+    double auc_recurring[FUSION_N], auc_first[FUSION_N];
+    /* With sources: at the thresholds of one calibration stream through one memory (as
+     * anodm train calibrates a bundle), n_one_cal normals; one_done when measured. */
+    int one_done;
+    size_t n_one_cal;
+    double recall_one[FUSION_N], false_alarm_one[FUSION_N];
 } stream_result;
-/* The test set at anomaly rate `rate` (0: as it is; anomalies = label cls) replayed in a
- * seeded order through d with a fresh memory, each fusion calibrated on a stream of the
- * normals cal at quantile q. 0, or -1 with a message. */
-int cli_stream_class(const detector *d, const dataset *test, int32_t cls, double rate,
-                     const dataset *cal, double q, uint64_t seed, stream_result *out,
-                     char *err, size_t errlen);
+
+/* What one stream evaluation replays. Without sources, the test set (at an anomaly rate)
+ * and the calibration normals each stream in a seeded random order through one memory.
+ * With sources (each sample's tag; a source's samples in time order), each source streams
+ * through its own memory (stream_order_by_source), the test set as it is, and cal_one, if
+ * given, is calibrated as one stream through one memory to be measured beside. */
+typedef struct {
+    const dataset *test;           /* labelled */
+    const int32_t *test_source;    /* NULL: no sources */
+    const dataset *cal;            /* the calibration normals */
+    const int32_t *cal_source;     /* NULL exactly when test_source is */
+    const dataset *cal_one;        /* may be NULL */
+} cli_stream_data;
+
+/* The stream evaluation of data for anomaly class cls at anomaly rate `rate` (0: the test
+ * set as it is; sources need 0) through d with fresh memories, each fusion calibrated at
+ * quantile q. 0, or -1 with a message. */
+int cli_stream_class(const detector *d, const cli_stream_data *data, int32_t cls, double rate,
+                     double q, uint64_t seed, stream_result *out, char *err, size_t errlen);
 /* ---- options several commands share (options.c: one table of names, bounds and the
  * settings they write) ---- */
 

@@ -27,6 +27,7 @@
 #include "experiment.h"
 #include "knn.h"
 #include "pipeline.h"
+#include "rng.h"
 
 #define N_CLASSES 10          /* the most classes of any data set below */
 #define MAX_BETAS 16
@@ -123,6 +124,14 @@ typedef struct {
     int stream;                  /* --stream: the stream protocol instead of the offline one */
     const char *models_dir;      /* --models: detectors kept and reused there */
     stream_result sres[MAX_BETAS * MAX_RATES][N_CLASSES];
+    /* The heartbeats under --stream, streamed by record: the whole beat set (records in
+     * turn, each record's beats in R-peak order), each beat's record and side, and where
+     * each training and test sample came from in it. */
+    int by_record;
+    dataset all;
+    int32_t *all_record;
+    uint8_t *all_is_test;
+    size_t *train_idx, *test_idx;
     /* progress context */
     double beta;
     int cls;
@@ -168,9 +177,11 @@ static void experiment_usage(FILE *f, const cli_settings *set) {
         "                       order through the scorer and a fresh stream memory; every\n"
         "                       fusion's auROC, TPR at 1%% FPR, and recall and false-alarm\n"
         "                       rate at its own threshold, into stream.md and stream.json\n"
-        "                       (default rates 0.01,0.05,0.1 and the set as it is)\n"
+        "                       (default rates 0.01,0.05,0.1 and the set as it is); ecg: each\n"
+        "                       test record whole, its beats in R-peak order, through its own\n"
+        "                       memory, calibrated on training records streamed alike\n"
         "  --models DIR         keep each class's detector in DIR and reuse it when the same\n"
-        "                       settings run again\n"
+        "                       settings (ecg: split and --train-limit too) run again\n"
 
         "ecg only:\n"
         "  --beats FILE.npy     a beat set from anodm ecg-extract (FILE.labels.npy beside it,\n"
@@ -675,18 +686,96 @@ static void class_options(const run *r, double beta, build_opts *bo, experiment_
     eo->latent_k = r->latent_k;
 }
 
+/* The record streams of setting k: their sizes, and each fusion's recall / false-alarm
+ * rate at the thresholds of one calibration stream through one memory. */
+static void write_one_memory_table(FILE *f, const run *r, int k) {
+    fprintf(f, "\nCalibrated on one stream through one memory (recall / false-alarm rate), "
+               "and the streams' sizes:\n\n| class | test records | calibration beats "
+               "(by record) | calibration beats (one memory) |");
+    for (int fu = 0; fu < FUSION_N; fu++) fprintf(f, " %s |", SCORE_FUSION_NAME[fu]);
+    fprintf(f, "\n|---|---|---|---|");
+    for (int fu = 0; fu < FUSION_N; fu++) fprintf(f, "---|");
+    fprintf(f, "\n");
+    double sum[FUSION_N][2] = {{0}};
+    int done = 0;
+    for (int c = 0; c < r->n_classes; c++) {
+        const stream_result *s = &r->sres[k][c];
+        if (!s->done || !s->one_done) continue;
+        done++;
+        fprintf(f, "| %d %s | %zu | %zu | %zu |", r->classes[c], r->ds->class_name[r->classes[c]],
+                s->n_sources, s->n_cal, s->n_one_cal);
+        for (int fu = 0; fu < FUSION_N; fu++) {
+            fprintf(f, " %.2f / %.3f |", s->recall_one[fu], s->false_alarm_one[fu]);
+            sum[fu][0] += s->recall_one[fu];
+            sum[fu][1] += s->false_alarm_one[fu];
+        }
+        fprintf(f, "\n");
+    }
+    if (!done) return;
+    fprintf(f, "| **average** (%d) | | | |", done);
+    for (int fu = 0; fu < FUSION_N; fu++)
+        fprintf(f, " **%.2f / %.3f** |", sum[fu][0] / done, sum[fu][1] / done);
+    fprintf(f, "\n");
+}
+
+/* Setting k's auROC on the anomalies that recur in their stream (at least the memory's k
+ * of their kind before them) and on the first ones, each against every normal. */
+static void write_recurrence_table(FILE *f, const run *r, int k) {
+    fprintf(f, "\nWhat the memory can see: auROC on the anomalies that recur in their stream "
+               "(at least %d anomalies before them, its k) / on the first ones, each against "
+               "every normal:\n\n| class | anomalies recurring |", r->set.build.memory.k);
+    for (int fu = 0; fu < FUSION_N; fu++) fprintf(f, " %s |", SCORE_FUSION_NAME[fu]);
+    fprintf(f, "\n|---|---|");
+    for (int fu = 0; fu < FUSION_N; fu++) fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int c = 0; c < r->n_classes; c++) {
+        const stream_result *s = &r->sres[k][c];
+        if (!s->done) continue;
+        fprintf(f, "| %d %s | %zu of %zu |", r->classes[c], r->ds->class_name[r->classes[c]],
+                s->n_recurring, s->n_pos);
+        for (int fu = 0; fu < FUSION_N; fu++) {
+            const double v[2] = {s->auc_recurring[fu], s->auc_first[fu]};
+            for (int j = 0; j < 2; j++) {
+                fputs(j ? " / " : " ", f);
+                if (isnan(v[j])) fputs("–", f);
+                else fprintf(f, "%.3f", v[j]);
+            }
+            fputs(" |", f);
+        }
+        fprintf(f, "\n");
+    }
+}
+
 /* stream.md: per rate, each fusion's class averages and per-class figures. */
 static int write_stream_markdown(const run *r, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
-    fprintf(f, "# %s: the stream protocol\n\n`%s`\n\n%s, %s\n\n"
-               "Each test set replayed one sample at a time in a seeded order through the "
-               "scorer with a stream memory starting empty; label-free. Per fusion: auROC / "
-               "true-positive rate at 1%% false positives / recall at the fusion's own "
-               "threshold / false-alarm rate there (threshold: quantile %g of the fusion on "
-               "a stream of training normals never in the map: the held-out ones and those not "
-               "chosen as reference points).\n",
-            r->title, r->command, r->machine, r->date, r->set.build.quantile);
+    fprintf(f, "# %s: the stream protocol\n\n`%s`\n\n%s, %s\n\n", r->title, r->command,
+            r->machine, r->date);
+    if (r->by_record)
+        fprintf(f, "Each test record streamed as its monitor would send it: its test beats in "
+                   "R-peak order, one at a time through the scorer, into a stream memory of "
+                   "its own that starts empty (the records take turns, as a ward's monitors "
+                   "would reach one daemon with memory_sources set); label-free. Per fusion: "
+                   "auROC / true-positive rate at 1%% false positives / recall at the fusion's "
+                   "own threshold / false-alarm rate there (on the beats of the other classes). "
+                   "Threshold: quantile %g of the fusion on calibration streams of the same "
+                   "kind: training records' normal beats never in the map (held out, trained on "
+                   "but not reference points, or left out by --train-limit), each record in "
+                   "R-peak order through its own memory, %s, at most %d beats (whole records). "
+                   "The second table: at the thresholds of one stream of training normals in "
+                   "random order through one memory, as `anodm train` calibrates a bundle.\n",
+                r->set.build.quantile,
+                r->split == SPLIT_BEAT ? "as many beats of a record as its test stream holds"
+                                       : "whole records",
+                STREAM_NORMALS_MAX);
+    else
+        fprintf(f, "Each test set replayed one sample at a time in a seeded order through the "
+                   "scorer with a stream memory starting empty; label-free. Per fusion: auROC / "
+                   "true-positive rate at 1%% false positives / recall at the fusion's own "
+                   "threshold / false-alarm rate there (threshold: quantile %g of the fusion on "
+                   "a stream of training normals never in the map: the held-out ones and those "
+                   "not chosen as reference points).\n", r->set.build.quantile);
     for (int k = 0; k < r->n_betas * r->n_rates; k++) {
         char setting[128];
         setting_title(r, k, setting, sizeof setting);
@@ -719,14 +808,19 @@ static int write_stream_markdown(const run *r, const char *path) {
             fprintf(f, " **%.3f / %.2f / %.2f / %.3f** |", sum[fu][0] / done, sum[fu][1] / done,
                     sum[fu][2] / done, sum[fu][3] / done);
         fprintf(f, "\n");
+        write_recurrence_table(f, r, k);
+        if (r->by_record) write_one_memory_table(f, r, k);
     }
     return fclose(f) == 0 ? 0 : -1;
 }
 
 /* stream.json: the same figures, by jansson. */
 static int write_stream_json(const run *r, const char *path) {
-    json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:[]}", "title", r->title, "command",
-                             r->command, "machine", r->machine, "date", r->date, "settings");
+    json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[]}", "title", r->title, "command",
+                             r->command, "machine", r->machine, "date", r->date, "order",
+                             r->by_record ? "by record: each record's beats in R-peak order, "
+                                            "one memory per record"
+                                          : "seeded random, one memory", "settings");
     json_t *settings = json_object_get(root, "settings");
     for (int k = 0; root && k < r->n_betas * r->n_rates; k++) {
         json_t *classes = json_array();
@@ -736,18 +830,30 @@ static int write_stream_json(const run *r, const char *path) {
         for (int c = 0; c < r->n_classes; c++) {
             const stream_result *s = &r->sres[k][c];
             if (!s->done) continue;
-            json_t *fusions = json_object();
-            for (int fu = 0; fu < FUSION_N; fu++)
+            json_t *fusions = json_object(), *one = s->one_done ? json_object() : json_null();
+            for (int fu = 0; fu < FUSION_N; fu++) {
                 json_object_set_new(fusions, SCORE_FUSION_NAME[fu],
                                     json_pack("{s:f, s:f, s:f, s:f}", "auroc", s->auc[fu],
                                               "tpr_at_1pct_fpr", s->tpr_1pct[fu], "recall",
                                               s->recall[fu], "false_alarm_rate",
                                               s->false_alarm[fu]));
-            json_array_append_new(classes, json_pack("{s:i, s:s, s:I, s:I, s:o}", "class",
-                                                     r->classes[c],
-                                                     "name", r->ds->class_name[r->classes[c]],
-                                                     "n", (json_int_t)s->n, "anomalies",
-                                                     (json_int_t)s->n_pos, "fusions", fusions));
+                if (s->one_done)
+                    json_object_set_new(one, SCORE_FUSION_NAME[fu],
+                                        json_pack("{s:f, s:f}", "recall", s->recall_one[fu],
+                                                  "false_alarm_rate", s->false_alarm_one[fu]));
+            }
+            json_t *rec = json_object();
+            for (int fu = 0; fu < FUSION_N; fu++)
+                json_object_set_new(rec, SCORE_FUSION_NAME[fu], json_pack(
+                    "{s:o, s:o}", "auroc_recurring", api_json_number(s->auc_recurring[fu]),
+                    "auroc_first", api_json_number(s->auc_first[fu])));
+            json_array_append_new(classes, json_pack(
+                "{s:i, s:s, s:I, s:I, s:I, s:I, s:o, s:I, s:o, s:I, s:o}", "class", r->classes[c],
+                "name", r->ds->class_name[r->classes[c]], "n", (json_int_t)s->n, "anomalies",
+                (json_int_t)s->n_pos, "sources", (json_int_t)s->n_sources, "calibration_normals",
+                (json_int_t)s->n_cal, "fusions", fusions, "one_memory_calibration_normals",
+                (json_int_t)s->n_one_cal, "one_memory_calibration", one, "recurring_anomalies",
+                (json_int_t)s->n_recurring, "by_recurrence", rec));
         }
     }
     int rc = root ? json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) : -1;
@@ -756,8 +862,8 @@ static int write_stream_json(const run *r, const char *path) {
 }
 
 /* The stream protocol at setting k for class c, reported and written out. */
-static int stream_setting(run *r, int k, int c, const detector *d, const dataset *test,
-                          const dataset *cal, char *err, size_t errlen) {
+static int stream_setting(run *r, int k, int c, const detector *d, const cli_stream_data *sd,
+                          char *err, size_t errlen) {
     const double t0 = clock_seconds();
     stream_result *s = &r->sres[k][c];
     detector with_memory = *d;
@@ -765,8 +871,8 @@ static int stream_setting(run *r, int k, int c, const detector *d, const dataset
     with_memory.memory = r->set.build.memory;
     with_memory.term = TERM_LATENT;   /* the base score is the daemon's: RE + latent */
     d = &with_memory;
-    if (cli_stream_class(d, test, r->classes[c], rate_of(r, k), cal, d->quantile, seed_of(r), s,
-                         err, errlen) != 0)
+    if (cli_stream_class(d, sd, r->classes[c], rate_of(r, k), d->quantile, seed_of(r), s, err,
+                         errlen) != 0)
         return -1;
     char setting[128], path[1024];
     setting_title(r, k, setting, sizeof setting);
@@ -776,6 +882,11 @@ static int stream_setting(run *r, int k, int c, const detector *d, const dataset
     for (int f = 0; f < FUSION_N; f++)
         printf(" %s %.3f/%.2f/%.2f/%.3f", SCORE_FUSION_NAME[f], s->auc[f], s->tpr_1pct[f],
                s->recall[f], s->false_alarm[f]);
+    if (s->one_done) {
+        printf("; calibrated on one stream through one memory, recall/false alarms:");
+        for (int f = 0; f < FUSION_N; f++)
+            printf(" %s %.2f/%.3f", SCORE_FUSION_NAME[f], s->recall_one[f], s->false_alarm_one[f]);
+    }
     printf("\n");
     fflush(stdout);
     snprintf(path, sizeof path, "%s/stream.md", r->out_dir);
@@ -788,11 +899,130 @@ static int stream_setting(run *r, int k, int c, const detector *d, const dataset
     return 0;
 }
 
+/* Index of record id v in the ascending ids[0..n), or -1. */
+static long record_index(const int32_t *ids, size_t n, int32_t v) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < v) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && ids[lo] == v ? (long)lo : -1;
+}
+
+/* The calibration streams of the record streams, for class cls held out: every normal
+ * beat of the training side (of another class than cls) that is not one of d's reference
+ * points, whether it was trained on, held out, or left out by --train-limit: normals the
+ * map never holds. Each record keeps a seeded choice of as many as its test stream holds
+ * beats (beat split), so that its memory fills as densely as the test stream's does, or
+ * all of them (patient split: test records stream whole), in R-peak order; whole records
+ * are taken in a seeded order while the total stays within STREAM_NORMALS_MAX. d was built
+ * on train's rows of another class than cls (cal_frac held out, as bo says). Into *cal
+ * (the beats, records in turn) and *source (their records). */
+static int record_calibration(const run *r, int32_t cls, const dataset *train,
+                              const detector *d, const build_opts *bo, dataset *cal,
+                              int32_t **source, char *err, size_t errlen) {
+    const size_t N = r->all.n, R = r->n_train_records, dim = r->all.dim;
+    size_t n_normal = 0, n_rest = 0, total = 0;
+    size_t *normal_idx = malloc((train->n ? train->n : 1) * sizeof *normal_idx);
+    size_t *rest_idx = malloc((train->n ? train->n : 1) * sizeof *rest_idx);
+    size_t *pool = calloc(R ? R : 1, sizeof *pool), *want = calloc(R ? R : 1, sizeof *want);
+    size_t *order = malloc((R ? R : 1) * sizeof *order);
+    uint8_t *in_cal = malloc(train->n ? train->n : 1), *keep = calloc(N ? N : 1, 1);
+    uint8_t *taken = calloc(R ? R : 1, 1);
+    int rc = -1;
+    memset(cal, 0, sizeof *cal);
+    *source = NULL;
+    if (!normal_idx || !rest_idx || !pool || !want || !order || !in_cal || !keep || !taken) {
+        snprintf(err, errlen, "out of memory for the calibration streams");
+        goto done;
+    }
+    /* The rows of the training part, as detector_build split them, and its references. */
+    for (size_t i = 0; i < train->n; i++)
+        if (train->labels[i] != cls) normal_idx[n_normal++] = r->train_idx[i];
+    if (dataset_split_rows(n_normal, bo->cal_frac, bo->train.seed, in_cal, err, errlen) != 0)
+        goto done;
+    for (size_t i = 0; i < n_normal; i++)
+        if (!in_cal[i]) rest_idx[n_rest++] = normal_idx[i];
+    for (size_t g = 0; g < N; g++)     /* keep[g] = 1: in the pool, so far */
+        keep[g] = !r->all_is_test[g] && r->all.labels[g] != cls;
+    for (int i = 0; i < d->n_ref; i++) {
+        if (d->ref_id[i] < 0 || (size_t)d->ref_id[i] >= n_rest) {
+            snprintf(err, errlen, "reference point %d is not a training sample", i);
+            goto done;
+        }
+        keep[rest_idx[d->ref_id[i]]] = 0;
+    }
+    for (size_t g = 0; g < N; g++) {
+        long k = keep[g] ? record_index(r->train_records, R, r->all_record[g]) : -1;
+        if (k >= 0) pool[k]++;
+    }
+    if (r->split == SPLIT_BEAT) {
+        for (size_t i = 0; i < r->all.n; i++) {
+            long k = r->all_is_test[i] ? record_index(r->train_records, R, r->all_record[i]) : -1;
+            if (k >= 0) want[k]++;
+        }
+        for (size_t k = 0; k < R; k++) want[k] = want[k] < pool[k] ? want[k] : pool[k];
+    } else {
+        memcpy(want, pool, R * sizeof *want);
+    }
+    /* Whole records in a seeded order, within the cap. */
+    rng_t rng;
+    rng_seed(&rng, seed_of(r) ^ 0x5EEDULL);
+    for (size_t k = 0; k < R; k++) order[k] = k;
+    rng_shuffle(&rng, order, R);
+    for (size_t j = 0; j < R; j++) {
+        size_t k = order[j];
+        if (want[k] && (total == 0 || total + want[k] <= STREAM_NORMALS_MAX)) {
+            taken[k] = 1;
+            total += want[k];
+        }
+    }
+    /* Each record's choice: selection sampling (want of its pool, uniformly, in order). */
+    if (!(cal->x = malloc((total ? total : 1) * dim * sizeof *cal->x)) ||
+        !(*source = malloc((total ? total : 1) * sizeof **source))) {
+        snprintf(err, errlen, "out of memory for %zu calibration beats", total);
+        goto done;
+    }
+    cal->n = 0;
+    for (size_t g = 0; g < N; g++) {
+        long k = keep[g] ? record_index(r->train_records, R, r->all_record[g]) : -1;
+        if (k < 0) continue;
+        int pick = taken[k] && rng_below(&rng, pool[k]) < want[k];
+        pool[k]--;
+        if (!pick) continue;
+        want[k]--;
+        memcpy(cal->x + cal->n * dim, r->all.x + g * dim, dim * sizeof *cal->x);
+        (*source)[cal->n++] = r->all_record[g];
+    }
+    cal->dim = dim;
+    cal->channels = r->all.channels;
+    cal->height = r->all.height;
+    cal->width = r->all.width;
+    rc = 0;
+done:
+    if (rc != 0) {
+        dataset_free(cal);
+        free(*source);
+        *source = NULL;
+    }
+    free(normal_idx);
+    free(rest_idx);
+    free(pool);
+    free(want);
+    free(order);
+    free(in_cal);
+    free(keep);
+    free(taken);
+    return rc;
+}
+
 /* Build the detector of beta b with class c held out, then score every anomaly rate. */
 static int run_class(run *r, int b, int c, const dataset *train, const dataset *test,
                      char *err, size_t errlen) {
     const int32_t cls = r->classes[c];
-    dataset normals = {0}, cal = {0}, rest = {0};
+    dataset normals = {0}, cal = {0}, rest = {0}, rec_cal = {0};
+    int32_t *rec_source = NULL, *test_source = NULL;
     detector d = {0};
     vae_arch arch;
     build_opts bo;
@@ -823,10 +1053,15 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
     if (normals_of(train, cls, &normals, err, errlen) != 0) goto done;
     on_stage(r, "start", r->ds->class_name[cls]);
     char model_path[1024] = "";
+    char data_key[64] = "";      /* the heartbeats: which split and subset trained it */
+    if (r->ds->ecg)
+        snprintf(data_key, sizeof data_key, "-%s-limit%d", split_name(r), r->train_limit);
     if (r->models_dir)
-        snprintf(model_path, sizeof model_path, "%s/%s-%s-class%d-beta%g-e%d-ref%d-seed%llu.anodm",
-                 r->models_dir, r->ds->name, r->ds->ecg ? r->encoder : r->ds->generic ? arch.name : "cnn", cls, r->beta,
-                 bo.train.epochs, bo.n_ref, (unsigned long long)seed_of(r));
+        snprintf(model_path, sizeof model_path,
+                 "%s/%s-%s%s-class%d-beta%g-e%d-ref%d-seed%llu.anodm", r->models_dir,
+                 r->ds->name, r->ds->ecg ? r->encoder : r->ds->generic ? arch.name : "cnn",
+                 data_key, cls, r->beta, bo.train.epochs, bo.n_ref,
+                 (unsigned long long)seed_of(r));
     if (*model_path && access(model_path, R_OK) == 0) {
         if (bundle_load(model_path, &d, err, errlen) != 0) goto done;
         on_stage(r, "model", model_path);
@@ -839,8 +1074,11 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
      * fraction and seed), so they were never trained on nor put in the map. */
     if (dataset_split(&normals, bo.cal_frac, bo.train.seed, &cal, &rest, err, errlen) != 0)
         goto done;
+    cli_stream_data sd = {.test = test, .cal = &cal};
     if (r->stream) {
-        /* The stream protocol calibrates on a longer normal stream (stream.h). */
+        /* The stream protocol calibrates on a longer normal stream (stream.h), as a bundle
+         * is calibrated; record streams on their own (record_calibration), with that one
+         * measured beside. */
         float *x = NULL;
         size_t n = 0;
         if (stream_normals(cal.x, cal.n, rest.x, rest.n, cal.dim, d.ref_id, d.n_ref,
@@ -851,9 +1089,19 @@ static int run_class(run *r, int b, int c, const dataset *train, const dataset *
         cal.x = x;
         cal.labels = NULL;
         cal.n = n;
+        if (r->by_record) {
+            if (record_calibration(r, cls, train, &d, &bo, &rec_cal, &rec_source, err,
+                                   errlen) != 0 ||
+                !(test_source = malloc((test->n ? test->n : 1) * sizeof *test_source))) {
+                if (!test_source) snprintf(err, errlen, "out of memory for the test streams");
+                goto done;
+            }
+            for (size_t i = 0; i < test->n; i++) test_source[i] = r->all_record[r->test_idx[i]];
+            sd = (cli_stream_data){test, test_source, &rec_cal, rec_source, &cal};
+        }
     }
     for (int q = 0; q < r->n_rates; q++)
-        if ((r->stream ? stream_setting(r, b * r->n_rates + q, c, &d, test, &cal, err, errlen)
+        if ((r->stream ? stream_setting(r, b * r->n_rates + q, c, &d, &sd, err, errlen)
                        : score_setting(r, b * r->n_rates + q, c, &d, test, &cal, &eo, err,
                                        errlen)) != 0)
             goto done;
@@ -863,13 +1111,17 @@ done:
     dataset_free(&normals);
     dataset_free(&cal);
     dataset_free(&rest);
+    dataset_free(&rec_cal);
+    free(rec_source);
+    free(test_source);
     return rc;
 }
 
 /* Keep `limit` samples of d with the class proportions of the whole set: the first ones
- * in file order, or (random) a seeded random choice. */
-static int limit_rows(dataset *d, size_t limit, int random, uint64_t seed, char *err,
-                      size_t errlen) {
+ * in file order, or (random) a seeded random choice; origin (d->n entries, or NULL) is
+ * kept along. */
+static int limit_rows(dataset *d, size_t *origin, size_t limit, int random, uint64_t seed,
+                      char *err, size_t errlen) {
     size_t *idx = malloc(d->n * sizeof *idx);
     size_t n = !idx ? 0 : random ? experiment_random_subset(d->labels, d->n, limit, seed, idx)
                                  : experiment_balanced_subset(d->labels, d->n, limit, idx);
@@ -881,6 +1133,7 @@ static int limit_rows(dataset *d, size_t limit, int random, uint64_t seed, char 
     for (size_t j = 0; j < n; j++) {   /* idx ascending: rows only move forward */
         memmove(d->x + j * d->dim, d->x + idx[j] * d->dim, d->dim * sizeof(float));
         d->labels[j] = d->labels[idx[j]];
+        if (origin) origin[j] = origin[idx[j]];
     }
     d->n = n;
     free(idx);
@@ -927,7 +1180,8 @@ static int load_ecg(run *r, const char *test_records, dataset *train, dataset *t
         snprintf(err, errlen, "--test-records wants record numbers like 100,103");
         return -1;
     }
-    if ((r->beats_path ? cli_ecg_load_npy(&all, &record, r->split == SPLIT_PATIENT,
+    if ((r->beats_path ? cli_ecg_load_npy(&all, &record, r->split == SPLIT_PATIENT ||
+                                                            r->by_record,
                                           r->beats_path, err, errlen)
                        : cli_ecg_load_dir(&all, &record, r->data_dir, err, errlen)) != 0)
         return -1;
@@ -962,6 +1216,23 @@ static int load_ecg(run *r, const char *test_records, dataset *train, dataset *t
                    records_of(record, is_test, all.n, 1, &r->test_records, &r->n_test_records,
                               err, errlen)))
         goto done;
+    if (r->by_record) {         /* kept: the streams need each beat's record and origin */
+        if (!(r->train_idx = malloc((train->n ? train->n : 1) * sizeof *r->train_idx)) ||
+            !(r->test_idx = malloc((test->n ? test->n : 1) * sizeof *r->test_idx))) {
+            snprintf(err, errlen, "out of memory for the record streams");
+            goto done;
+        }
+        for (size_t i = 0, a = 0, b = 0; i < all.n; i++) {
+            if (is_test[i]) r->test_idx[b++] = i;
+            else r->train_idx[a++] = i;
+        }
+        r->all = all;
+        r->all_record = record;
+        r->all_is_test = is_test;
+        all = (dataset){0};
+        record = NULL;
+        is_test = NULL;
+    }
     rc = 0;
 done:
     dataset_free(&all);
@@ -1219,7 +1490,13 @@ int cmd_experiment(int argc, char **argv) {
                  split_name(r));
     } else snprintf(r->title, sizeof r->title, "%s", r->ds->title);
     if (!r->data_dir) r->data_dir = r->ds->default_data;
-    if (r->stream && r->n_rates == 1 && r->rates[0] == 0) {
+    r->by_record = r->ds->ecg && r->stream;
+    if (r->by_record && (r->test_limit || r->n_rates != 1 || r->rates[0] != 0)) {
+        fprintf(stderr, "anodm experiment: --stream streams each test record whole, as its "
+                "monitor would: no --test-limit or --anomaly-rate with --dataset ecg\n");
+        goto out;
+    }
+    if (r->stream && !r->by_record && r->n_rates == 1 && r->rates[0] == 0) {
         static const double stream_rates[] = {0.01, 0.05, 0.1, 0};
         r->n_rates = 4;
         memcpy(r->rates, stream_rates, sizeof stream_rates);
@@ -1250,9 +1527,9 @@ int cmd_experiment(int argc, char **argv) {
              ? load_generic(r, classes_arg, &train, &test, err, sizeof err)
              : dataset_load_fashion_mnist(&train, r->data_dir, 1, err, sizeof err) ||
                    dataset_load_fashion_mnist(&test, r->data_dir, 0, err, sizeof err)) != 0 ||
-        (r->train_limit && limit_rows(&train, (size_t)r->train_limit, 1, seed_of(r) ^ 0x7EA1ULL,
-                                      err, sizeof err) != 0) ||
-        (r->test_limit && limit_rows(&test, (size_t)r->test_limit, r->ds->ecg,
+        (r->train_limit && limit_rows(&train, r->train_idx, (size_t)r->train_limit, 1,
+                                      seed_of(r) ^ 0x7EA1ULL, err, sizeof err) != 0) ||
+        (r->test_limit && limit_rows(&test, r->test_idx, (size_t)r->test_limit, r->ds->ecg,
                                      seed_of(r) ^ 0x7E57ULL, err, sizeof err) != 0) ||
         count_classes(r, &train, r->n_train_class, err, sizeof err) != 0 ||
         count_classes(r, &test, r->n_test_class, err, sizeof err) != 0)
@@ -1287,6 +1564,11 @@ done:
 out:
     free(r->train_records);
     free(r->test_records);
+    dataset_free(&r->all);
+    free(r->all_record);
+    free(r->all_is_test);
+    free(r->train_idx);
+    free(r->test_idx);
     free(r);
     return rc;
 }

@@ -691,6 +691,17 @@ TEST(dataset_split_deterministic) {
     /* The first picks of seed 42, pinned so that a change of generator is noticed: a
      * model's calibration hold-out must stay the same across versions. */
     CHECK(a.x[0] == 4.0f && a.x[2] == 18.0f && a.x[4] == 21.0f);
+    /* dataset_split_rows names the same rows. */
+    uint8_t in_a[1000];
+    CHECK(dataset_split_rows(1000, 0.1, 42, in_a, err, sizeof err) == 0);
+    size_t ia = 0, ib = 0;
+    for (size_t i = 0; i < 1000; i++) {
+        const dataset *p = in_a[i] ? &a : &b;
+        size_t j = in_a[i] ? ia++ : ib++;
+        CHECK_MSG(j < p->n && p->x[2 * j] == (float)i, "row %zu", i);
+    }
+    CHECK(ia == a.n && ib == b.n);
+    EXPECT_FAIL(dataset_split_rows(1000, 1.5, 42, in_a, err, sizeof err), "not strictly between");
 
     dataset_free(&a);
     dataset_free(&b);

@@ -1351,6 +1351,96 @@ static void check_strip_route(int port, const char *db) {
     check_real_strip(port);
 }
 
+/* The memory terms and scores the log of db holds for source, in log order: up to max
+ * rows of (d_memory, z_memory, score), exact doubles; their count. */
+static int logged_memory_terms(const char *db, const char *source, double (*row)[3], int max) {
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    int n = 0;
+    CHECK(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(h, "SELECT d_memory, z_memory, score FROM scores WHERE source = ?1 "
+                             "ORDER BY id", -1, &st, NULL) == SQLITE_OK);
+    sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+    while (st && n < max && sqlite3_step(st) == SQLITE_ROW) {
+        for (int k = 0; k < 3; k++) row[n][k] = sqlite3_column_double(st, k);
+        n++;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return n;
+}
+
+/* A strip posted to the strip route feeds the stream memory exactly as its beats posted
+ * one request at a time with the same source: two fresh daemons (one memory per source),
+ * the same memory terms and scores in the answers and, to the bit, in the logs. */
+static void check_strip_feeds_memory(const char *model, const char *tmp) {
+    float *x = malloc(SYNTH_N * sizeof *x);
+    int64_t truth[SYNTH_BEATS];
+    ecg_beats beats = {0};
+    char err[256], arg[600], log[2][600], db[2][600];
+    double row[2][SYNTH_BEATS][3];
+    int n_logged[2] = {0, 0};
+    json_t *terms[2][SYNTH_BEATS] = {{0}};
+    response strip = {0}, one[SYNTH_BEATS] = {{0}};
+    CHECK(x != NULL);
+    if (!x) return;
+    synthetic_strip(x, truth);
+    CHECK(ecg_beats_from_strip(x, SYNTH_N, SYNTH_FS, &beats, err, sizeof err) == 0);
+    CHECK(beats.n > 10 && beats.n <= SYNTH_BEATS);
+    snprintf(arg, sizeof arg, "ecg=%s", model);
+    for (int k = 0; k < 2 && beats.n <= SYNTH_BEATS; k++) {
+        snprintf(log[k], sizeof log[k], "%s/strip_memory_%d.txt", tmp, k);
+        snprintf(db[k], sizeof db[k], "%s/strip_memory_%d.db", tmp, k);
+        const char *args[] = {"--model", arg, "--db", db[k], "--workers", "1",
+                              "--memory-sources", "4", NULL};
+        int port;
+        pid_t pid = spawn_anodmd(log[k], args, &port);
+        if (!port) break;
+        if (k == 0) {
+            strip = post_values(port, "/v1/models/ecg/strip", "{\"fs\": 250, \"source\": "
+                                "\"bed-7\", \"signal\": %s}", x, SYNTH_N);
+            EXPECT_STATUS(strip, 200, NULL);
+            json_t *res = json_object_get(strip.json, "results");
+            CHECK(json_array_size(res) == beats.n);
+            for (size_t i = 0; i < beats.n; i++)
+                terms[0][i] = json_object_get(json_array_get(res, i), "terms");
+        } else {
+            for (size_t i = 0; i < beats.n; i++) {
+                one[i] = post_values(port, "/v1/models/ecg/score", "{\"source\": \"bed-7\", "
+                                     "\"sample\": %s}", beats.x + i * ECG_BEAT_LEN, ECG_BEAT_LEN);
+                EXPECT_STATUS(one[i], 200, NULL);
+                json_t *res = json_object_get(one[i].json, "results");
+                terms[1][i] = json_object_get(json_array_get(res, 0), "terms");
+            }
+        }
+        stop_anodmd(pid);
+        n_logged[k] = logged_memory_terms(db[k], "bed-7", row[k], SYNTH_BEATS);
+    }
+    int remembered = 0;
+    for (size_t i = 0; i < beats.n && terms[0][i] && terms[1][i]; i++) {
+        const json_t *a = terms[0][i], *b = terms[1][i];
+        CHECK_MSG(jnum((json_t *)a, "d_memory") == jnum((json_t *)b, "d_memory") &&
+                      jnum((json_t *)a, "z_memory") == jnum((json_t *)b, "z_memory"),
+                  "beat %zu: strip d_memory %.9g z_memory %.9g, one by one %.9g %.9g", i,
+                  jnum((json_t *)a, "d_memory"), jnum((json_t *)a, "z_memory"),
+                  jnum((json_t *)b, "d_memory"), jnum((json_t *)b, "z_memory"));
+        remembered += jnum((json_t *)a, "d_memory") != 0.0;
+    }
+    CHECK_MSG(remembered >= (int)beats.n - 5, "%d of %zu beats had company in the memory",
+              remembered, beats.n);
+    CHECK_MSG(n_logged[0] == (int)beats.n && n_logged[1] == (int)beats.n,
+              "logged %d and %d rows for %zu beats", n_logged[0], n_logged[1], beats.n);
+    for (int i = 0; i < n_logged[0] && i < n_logged[1]; i++)
+        CHECK_MSG(memcmp(row[0][i], row[1][i], sizeof row[0][i]) == 0,
+                  "beat %d: logged %.17g %.17g %.17g, one by one %.17g %.17g %.17g", i,
+                  row[0][i][0], row[0][i][1], row[0][i][2], row[1][i][0], row[1][i][1],
+                  row[1][i][2]);
+    response_free(&strip);
+    for (size_t i = 0; i < SYNTH_BEATS; i++) response_free(&one[i]);
+    ecg_beats_free(&beats);
+    free(x);
+}
+
 /* anodm train on a heartbeat set (the NPY layout of ecg-extract, ecg-tcn preset, V held
  * out), anodm score with the bundle, and anodmd serving it: a beat of 187 values is one
  * sample, explain gives back a 187-sample reconstruction, and the daemon's score is the
@@ -1418,6 +1508,7 @@ TEST(ecg_train_score_serve) {
         check_strip_route(port, db);
     }
     stop_anodmd(pid);
+    check_strip_feeds_memory(model, tmp);
 }
 
 /* A results.json's settings and its first run's first class (NULL if absent). */
@@ -1431,6 +1522,94 @@ static json_t *load_results(const char *dir, json_t **settings, json_t **cls) {
     *cls = json_array_get(json_object_get(json_array_get(json_object_get(root, "runs"), 0),
                                           "classes"), 0);
     return root;
+}
+
+/* The first class of stream.json's first setting in dir (NULL if absent). */
+static json_t *load_stream(const char *dir, json_t **cls) {
+    char path[600];
+    json_error_t jerr;
+    snprintf(path, sizeof path, "%s/stream.json", dir);
+    json_t *root = json_load_file(path, 0, &jerr);
+    CHECK_MSG(root != NULL, "%s: %s", path, jerr.text);
+    *cls = json_array_get(json_object_get(json_array_get(json_object_get(root, "settings"), 0),
+                                          "classes"), 0);
+    return root;
+}
+
+/* anodm experiment --dataset ecg --stream: each test record streamed whole through its own
+ * memory, calibrated on training records streamed the same way (beat split: as many beats
+ * of a record as its test stream holds; patient split: whole records), the one-memory
+ * calibration measured beside; the model cache keyed by split; the options it refuses. */
+TEST(ecg_experiment_stream_by_record) {
+    const char *tmp = test_tmpdir();
+    char beats[512], outdir[512], models[512], *out = NULL;
+    static const int cls[] = {0, 0, 0, 1, 0, 2, 0, 0, 3, 4};
+    snprintf(beats, sizeof beats, "%s/stream_ecg.npy", tmp);
+    snprintf(outdir, sizeof outdir, "%s/stream_ecg_out", tmp);
+    snprintf(models, sizeof models, "%s/stream_ecg_models", tmp);
+    mkdir(models, 0755);
+    write_synthetic_beats(beats, 280, cls, 10, 7);   /* 7 records of 40 beats, every class */
+    for (int split = 0; split < 2; split++) {
+        const char *name = split ? "patient" : "beat";
+        for (int again = 0; again < 2 - split; again++) {   /* the second from the cache */
+            int rc = run_anodm(&out, "experiment --dataset ecg --beats %s --split %s --classes V "
+                               "--encoder cnn --epochs 1 --n-ref 60 --perplexity 5 --stream "
+                               "--memory-k %d --models %s --out-dir %s", beats, name,
+                               split ? 1 : 5, models, outdir);
+            char want[128];
+            snprintf(want, sizeof want, "ecg-cnn-%s-limit0-class2-", name);
+            CHECK_MSG(rc == 0 && (!again || (strstr(out, "model: ") && strstr(out, want))),
+                      "exit %d: %s", rc, out);
+            free(out);
+        }
+        json_t *c, *root = load_stream(outdir, &c);
+        CHECK(!strncmp(json_string_value(json_object_get(root, "order")), "by record", 9));
+        size_t n = (size_t)json_integer_value(json_object_get(c, "n"));
+        size_t n_cal = (size_t)json_integer_value(json_object_get(c, "calibration_normals"));
+        size_t sources = (size_t)json_integer_value(json_object_get(c, "sources"));
+        CHECK_MSG(split ? n == 40 && sources == 1 : n == 56 && sources == 7,
+                  "%s split: %zu test beats from %zu records", name, n, sources);
+        /* Beat split: at most a record's test beats per record; patient split: the six
+         * training records whole (their normals less the 60 reference points). */
+        CHECK_MSG(split ? n_cal == 6 * 36 - 60 : n_cal > 0 && n_cal <= n,
+                  "%s split: %zu calibration beats", name, n_cal);
+        CHECK(json_integer_value(json_object_get(c, "one_memory_calibration_normals")) > 0);
+        /* The test record's 4 V beats, with the memory's k 1: the last 3 recur. */
+        json_t *by = json_object_get(json_object_get(c, "by_recurrence"), "fisher");
+        if (split)
+            CHECK_MSG(json_integer_value(json_object_get(c, "anomalies")) == 4 &&
+                          json_integer_value(json_object_get(c, "recurring_anomalies")) == 3 &&
+                          json_is_number(json_object_get(by, "auroc_recurring")) &&
+                          json_is_number(json_object_get(by, "auroc_first")),
+                      "%lld recurring", (long long)json_integer_value(json_object_get(c,
+                                                                    "recurring_anomalies")));
+        json_t *fu = json_object_get(c, "fusions");
+        json_t *one = json_object_get(c, "one_memory_calibration");
+        CHECK(json_object_size(fu) == 5 && json_object_size(one) == 5);
+        const char *key;
+        json_t *v;
+        json_object_foreach(one, key, v) {
+            double fa = json_number_value(json_object_get(v, "false_alarm_rate"));
+            double a = json_number_value(json_object_get(json_object_get(fu, key), "auroc"));
+            CHECK_MSG(fa >= 0 && fa <= 1 && a >= 0 && a <= 1, "%s: %g %g", key, fa, a);
+        }
+        json_decref(root);
+    }
+    char path[700];
+    size_t len;
+    snprintf(path, sizeof path, "%s/stream.md", outdir);
+    char *md = (char *)read_all(path, &len);
+    CHECK(md && strstr(md, "whole records") && strstr(md, "one stream through one memory") &&
+          strstr(md, "| 2 V | 1 |") && strstr(md, "| 2 V | 3 of 4 |"));
+    free(md);
+    static const char *const bad[] = {"--anomaly-rate 0.1", "--test-limit 20"};
+    for (int k = 0; k < 2; k++) {
+        int rc = run_anodm(&out, "experiment --dataset ecg --beats %s --stream %s --out-dir %s",
+                           beats, bad[k], outdir);
+        CHECK_MSG(rc == 2 && strstr(out, "streams each test record whole"), "%s: exit %d, %s",
+                  bad[k], rc, out);
+        free(out);
+    }
 }
 
 /* anodm experiment --dataset ecg: by patient on a synthetic beat set (no record on both

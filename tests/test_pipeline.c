@@ -289,8 +289,14 @@ TEST(pipeline_stream_memory_catches_recurring_anomalies) {
         is_pos[i] = i % 10 == 0;
         make_sample(x + (size_t)i * DIM, &r, is_pos[i]);
     }
-    CHECK(ok && stream_calibrate(&d, cal, N_CAL, 3, 0.99, &c, err, sizeof err) == 0);
-    CHECK(ok && stream_replay(&d, &c, x, N, 5, scores, err, sizeof err) == 0);
+    stream_order oc = {0}, ox = {0};
+    detector_result *res = malloc(N * sizeof *res);
+    ok = ok && res;
+    CHECK(ok && stream_order_shuffled(&oc, N_CAL, 3, err, sizeof err) == 0 &&
+          stream_order_shuffled(&ox, N, 5, err, sizeof err) == 0);
+    CHECK(ok && stream_calibrate(&d, cal, &oc, 0.99, &c, err, sizeof err) == 0);
+    CHECK(ok && stream_replay(&d, x, &ox, res, err, sizeof err) == 0);
+    if (ok) stream_scores(&d, &c, res, N, scores);
     for (int f = 0; ok && f < FUSION_N; f++) {
         int alarms = 0;
         for (int i = 0; i < N; i++) alarms += !is_pos[i] && scores[f][i] > c.threshold[f];
@@ -300,9 +306,162 @@ TEST(pipeline_stream_memory_catches_recurring_anomalies) {
     double mem_auc = ok ? auroc(scores[FUSION_MEMORY], is_pos, N) : 0;
     CHECK_MSG(mem_auc > 0.95, "memory term auROC %.3f", mem_auc);
     stream_calibration_free(&c);
+    stream_order_free(&oc);
+    stream_order_free(&ox);
+    for (int f = 0; f < FUSION_N; f++) free(scores[f]);
+    free(res);
+    free(cal);
+    free(x);
+    detector_free(&d);
+}
+
+/* stream_order_by_source: each source's samples in index order, the sources taking turns
+ * in the order they first appear; stream_order_shuffled: rng_shuffle's permutation. */
+TEST(stream_order_by_source_takes_turns) {
+    static const int32_t src[] = {5, 5, 3, 5, 3, 9, 5};
+    static const size_t want[] = {0, 2, 5, 1, 4, 3, 6};
+    char err[128];
+    stream_order o;
+    CHECK(stream_order_by_source(&o, src, 7, err, sizeof err) == 0);
+    CHECK(o.n == 7 && o.n_sources == 3 && o.source);
+    for (size_t i = 0; o.at && i < 7; i++)
+        CHECK_MSG(o.at[i] == want[i] && o.source[i] == src[want[i]], "step %zu: sample %zu",
+                  i, o.at[i]);
+    stream_order_free(&o);
+    CHECK(stream_order_shuffled(&o, 50, 9, err, sizeof err) == 0 && !o.source && o.n == 50);
+    size_t id[50];
+    rng_t r;
+    rng_seed(&r, 9);
+    for (size_t i = 0; i < 50; i++) id[i] = i;
+    rng_shuffle(&r, id, 50);
+    CHECK(o.at && memcmp(o.at, id, sizeof id) == 0);
+    stream_order_free(&o);
+}
+
+/* A stream by source: each source's samples meet its own memory only, from empty, in
+ * their order, so each scores exactly as that source alone would, whatever the others
+ * send and however the turns fall. */
+TEST(pipeline_stream_sources_are_apart) {
+    detector d;
+    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU, 1);
+    if (!d.vae.params) return;
+    enum { N = 120 };
+    float *x = malloc((size_t)N * DIM * sizeof *x), *alone = malloc((size_t)N * DIM * sizeof *x);
+    detector_result *res = malloc(N * sizeof *res), *one = malloc(N * sizeof *one);
+    int32_t src[N], same[N];
+    char err[256];
+    rng_t r;
+    rng_seed(&r, 31);
+    CHECK(x && alone && res && one);
+    if (!x || !alone || !res || !one) goto done;
+    for (int i = 0; i < N; i++) {     /* uneven shares, a source arriving late */
+        src[i] = i < 40 ? 11 + i % 2 : i < 100 ? 11 + (i % 5 == 0) : 40;
+        same[i] = 0;
+        make_sample(x + (size_t)i * DIM, &r, i % 9 == 0);
+    }
+    stream_order o;
+    CHECK(stream_order_by_source(&o, src, N, err, sizeof err) == 0 && o.n_sources == 3);
+    CHECK(stream_replay(&d, x, &o, res, err, sizeof err) == 0);
+    stream_order_free(&o);
+    static const int32_t tags[] = {11, 12, 40};
+    for (int t = 0; t < 3; t++) {
+        int n = 0, map[N];
+        for (int i = 0; i < N; i++)
+            if (src[i] == tags[t]) {
+                memcpy(alone + (size_t)n * DIM, x + (size_t)i * DIM, DIM * sizeof *x);
+                map[n++] = i;
+            }
+        CHECK(stream_order_by_source(&o, same, (size_t)n, err, sizeof err) == 0);
+        CHECK(stream_replay(&d, alone, &o, one, err, sizeof err) == 0);
+        stream_order_free(&o);
+        int moved = 0, zeros = 0, nonzero = 0;
+        for (int j = 0; j < n; j++) {
+            const detector_result *a = &res[map[j]], *b = &one[j];
+            moved += a->d_memory != b->d_memory || a->d_re != b->d_re ||
+                     a->d_latent != b->d_latent;
+            zeros += j < d.memory.k && a->d_memory == 0.0;
+            nonzero += j >= d.memory.k && a->d_memory != 0.0;
+        }
+        CHECK_MSG(moved == 0, "source %d: %d of %d samples scored differently alone", tags[t],
+                  moved, n);
+        CHECK_MSG(zeros == d.memory.k && nonzero > 0, "source %d: memory term 0 for %d of its "
+                  "first %d samples (it starts empty), nonzero for %d after", tags[t], zeros,
+                  d.memory.k, nonzero);
+    }
+done:
+    free(x);
+    free(alone);
+    free(res);
+    free(one);
+    detector_free(&d);
+}
+
+/* A "patient": normals of one shape of all normal ones (a vertical bar at a position of
+ * its own) with noise, as one patient's heartbeats are much alike. */
+static void make_patient_sample(float *x, rng_t *r, int patient) {
+    for (int i = 0; i < DIM; i++) x[i] = 0.1f * rng_uniform(r);
+    for (int i = 0; i < SIDE; i++) x[i * SIDE + patient] = 0.9f;
+}
+
+/* Streams by source need calibration streams by source: in a patient's own stream every
+ * normal has much close company in its memory, so a threshold set on one stream of all
+ * patients mixed through one memory lets through far more than its share of a patient's
+ * normals; set on per-patient streams, it keeps about its share. */
+TEST(pipeline_stream_calibration_by_source) {
+    detector d;
+    build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU, 1);
+    if (!d.vae.params) return;
+    d.memory.capacity = 100;           /* a memory a patient's stream fills */
+    enum { P = SIDE, N_CAL = 150 * P, N = 100 * P };
+    float *cal = malloc((size_t)N_CAL * DIM * sizeof *cal);
+    float *x = malloc((size_t)N * DIM * sizeof *x);
+    int32_t *cal_src = malloc(N_CAL * sizeof *cal_src), *src = malloc(N * sizeof *src);
+    detector_result *res = malloc(N * sizeof *res);
+    double *scores[FUSION_N] = {0};
+    int ok = cal && x && cal_src && src && res;
+    for (int f = 0; f < FUSION_N; f++) ok &= (scores[f] = malloc(N * sizeof(double))) != NULL;
+    stream_calibration by = {0}, one = {0};
+    stream_order oc = {0}, o1 = {0}, ox = {0};
+    char err[256];
+    rng_t r;
+    rng_seed(&r, 5);
+    for (int i = 0; ok && i < N_CAL; i++) {
+        cal_src[i] = i / (N_CAL / P);
+        make_patient_sample(cal + (size_t)i * DIM, &r, cal_src[i]);
+    }
+    for (int i = 0; ok && i < N; i++) {
+        src[i] = 100 + i / (N / P);
+        make_patient_sample(x + (size_t)i * DIM, &r, src[i] - 100);
+    }
+    CHECK(ok && stream_order_by_source(&oc, cal_src, N_CAL, err, sizeof err) == 0 &&
+          stream_order_shuffled(&o1, N_CAL, 3, err, sizeof err) == 0 &&
+          stream_order_by_source(&ox, src, N, err, sizeof err) == 0);
+    CHECK(ok && stream_calibrate(&d, cal, &oc, 0.99, &by, err, sizeof err) == 0 &&
+          stream_calibrate(&d, cal, &o1, 0.99, &one, err, sizeof err) == 0 &&
+          stream_replay(&d, x, &ox, res, err, sizeof err) == 0);
+    for (int f = 0; ok && by.base && one.base && f < FUSION_N; f++) {
+        int alarms_by = 0, alarms_one = 0;
+        stream_scores(&d, &by, res, N, scores);
+        for (int i = 0; i < N; i++) alarms_by += scores[f][i] > by.threshold[f];
+        stream_scores(&d, &one, res, N, scores);
+        for (int i = 0; i < N; i++) alarms_one += scores[f][i] > one.threshold[f];
+        CHECK_MSG(alarms_by <= N / 25, "%s: %d false alarms of %d calibrated by source",
+                  SCORE_FUSION_NAME[f], alarms_by, N);
+        if (f == FUSION_MEMORY)
+            CHECK_MSG(alarms_one >= N / 10, "memory: %d false alarms of %d calibrated on one "
+                      "memory", alarms_one, N);
+    }
+    stream_calibration_free(&by);
+    stream_calibration_free(&one);
+    stream_order_free(&oc);
+    stream_order_free(&o1);
+    stream_order_free(&ox);
     for (int f = 0; f < FUSION_N; f++) free(scores[f]);
     free(cal);
     free(x);
+    free(cal_src);
+    free(src);
+    free(res);
     detector_free(&d);
 }
 

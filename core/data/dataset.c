@@ -54,31 +54,51 @@ static int alloc_like(dataset *d, const dataset *proto, size_t n) {
     return 0;
 }
 
-int dataset_split(const dataset *d, double frac, uint64_t seed, dataset *a, dataset *b,
-                  char *err, size_t errlen) {
-    memset(a, 0, sizeof *a);
-    memset(b, 0, sizeof *b);
+int dataset_split_rows(size_t n, double frac, uint64_t seed, uint8_t *in_a, char *err,
+                       size_t errlen) {
     if (!(frac > 0 && frac < 1))
         return err_fail(err, errlen, "split fraction %g is not strictly between 0 and 1", frac);
-    size_t na = (size_t)(frac * (double)d->n + 0.5);
-    if (na == 0 || na >= d->n)
-        return err_fail(err, errlen, "splitting %zu samples at %g leaves a part empty", d->n, frac);
-    if (alloc_like(a, d, na) || alloc_like(b, d, d->n - na)) {
-        dataset_free(a);
-        return err_fail(err, errlen, "out of memory splitting %zu samples", d->n);
-    }
+    size_t na = (size_t)(frac * (double)n + 0.5);
+    if (na == 0 || na >= n)
+        return err_fail(err, errlen, "splitting %zu samples at %g leaves a part empty", n, frac);
     /* Selection sampling (Knuth's Algorithm S): sample i goes to a with probability
      * (still needed)/(still left), which picks exactly na samples, uniformly, in one pass
      * that keeps both parts in order. */
     uint64_t state = seed;
+    size_t ia = 0;
+    for (size_t i = 0; i < n; i++) {
+        double u = (double)(rng_splitmix64(&state) >> 11) * 0x1.0p-53;
+        in_a[i] = u * (double)(n - i) < (double)(na - ia);
+        ia += in_a[i];
+    }
+    return 0;
+}
+
+int dataset_split(const dataset *d, double frac, uint64_t seed, dataset *a, dataset *b,
+                  char *err, size_t errlen) {
+    memset(a, 0, sizeof *a);
+    memset(b, 0, sizeof *b);
+    uint8_t *in_a = malloc(d->n ? d->n : 1);
+    if (!in_a) return err_fail(err, errlen, "out of memory splitting %zu samples", d->n);
+    if (dataset_split_rows(d->n, frac, seed, in_a, err, errlen) != 0) {
+        free(in_a);
+        return -1;
+    }
+    size_t na = 0;
+    for (size_t i = 0; i < d->n; i++) na += in_a[i];
+    if (alloc_like(a, d, na) || alloc_like(b, d, d->n - na)) {
+        dataset_free(a);
+        free(in_a);
+        return err_fail(err, errlen, "out of memory splitting %zu samples", d->n);
+    }
     size_t ia = 0, ib = 0;
     for (size_t i = 0; i < d->n; i++) {
-        double u = (double)(rng_splitmix64(&state) >> 11) * 0x1.0p-53;
-        dataset *dst = u * (double)(d->n - i) < (double)(na - ia) ? a : b;
-        size_t j = dst == a ? ia++ : ib++;
+        dataset *dst = in_a[i] ? a : b;
+        size_t j = in_a[i] ? ia++ : ib++;
         memcpy(dst->x + j * d->dim, d->x + i * d->dim, d->dim * sizeof *d->x);
         if (d->labels) dst->labels[j] = d->labels[i];
     }
+    free(in_a);
     return 0;
 }
 

@@ -37,6 +37,11 @@ int dataset_filter_classes(dataset *d, const int32_t *classes, size_t n_classes,
  * Fails if frac is not strictly between 0 and 1 or a part would be empty. */
 int dataset_split(const dataset *d, double frac, uint64_t seed, dataset *a, dataset *b,
                   char *err, size_t errlen);
+/* Which of n samples dataset_split(d, frac, seed, ...) puts in a: in_a[i] = 1 for them, 0
+ * for b's (for data kept beside a dataset, such as where each sample came from). The
+ * same checks; 0, or -1 with a message. */
+int dataset_split_rows(size_t n, double frac, uint64_t seed, uint8_t *in_a, char *err,
+                       size_t errlen);
 
 /* Maps each sample on its own linearly onto [lo, hi] (its minimum to lo, its maximum to hi;
  * a constant sample becomes all lo). Per sample, not per dataset, so that the training and

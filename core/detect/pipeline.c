@@ -135,14 +135,16 @@ static int calibrate_stream(detector *d, const dataset *cal, const dataset *trai
     float *x = NULL;
     size_t n = 0;
     stream_calibration c;
+    stream_order order;
     if (stream_normals(cal->x, cal->n, train->x, train->n, cal->dim, d->ref_id, d->n_ref,
                        STREAM_NORMALS_MAX, o->train.seed ^ 0x5EEDULL, &x, &n, err, errlen) != 0)
         return -1;
     d->use_memory = 1;
     d->memory = o->memory;
     d->fusion = o->fusion;
-    int rc = stream_calibrate(d, x, (int)n, o->train.seed ^ 0xCA1ULL, o->quantile, &c, err,
-                              errlen);
+    int rc = stream_order_shuffled(&order, n, o->train.seed ^ 0xCA1ULL, err, errlen);
+    if (rc == 0) rc = stream_calibrate(d, x, &order, o->quantile, &c, err, errlen);
+    stream_order_free(&order);
     free(x);
     if (rc != 0) return -1;
     d->mem = c.mem;

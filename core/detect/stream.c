@@ -31,24 +31,112 @@ static void with_memory(detector *d) {
     d->fusion = FUSION_BASE;
 }
 
-/* Score the n samples of x in a seeded order, one at a time, through a fresh scorer of
- * dd (which has its memory on): each sample's result into res (original order). */
-static int replay(const detector *dd, const float *x, int n, uint64_t seed,
-                  detector_result *res, char *err, size_t errlen) {
-    const size_t dim = shape_size(dd->vae.arch.in);
-    size_t *order = malloc((size_t)n * sizeof *order);
-    scorer *s = scorer_create(dd, 1, err, errlen);
-    int rc = -1;
-    if (!order || !s) {
-        if (!order) snprintf(err, errlen, "stream: out of memory");
-        goto done;
+void stream_order_free(stream_order *o) {
+    free(o->at);
+    free(o->source);
+    memset(o, 0, sizeof *o);
+}
+
+int stream_order_shuffled(stream_order *o, size_t n, uint64_t seed, char *err, size_t errlen) {
+    memset(o, 0, sizeof *o);
+    if (!(o->at = malloc((n ? n : 1) * sizeof *o->at))) {
+        snprintf(err, errlen, "stream: out of memory for the order of %zu samples", n);
+        return -1;
     }
     rng_t r;
     rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) order[i] = (size_t)i;
-    rng_shuffle(&r, order, (size_t)n);
-    for (int i = 0; i < n; i++) {
-        size_t at = order[i];
+    for (size_t i = 0; i < n; i++) o->at[i] = i;
+    rng_shuffle(&r, o->at, n);
+    o->n = n;
+    return 0;
+}
+
+/* A sample's place in stream_order_by_source: its rank within its source, and its
+ * source's first sample (which orders the sources). */
+typedef struct {
+    size_t rank, first, at;
+    int32_t source;
+} by_source;
+
+static int cmp_source_then_index(const void *a, const void *b) {
+    const by_source *x = a, *y = b;
+    if (x->source != y->source) return (x->source > y->source) - (x->source < y->source);
+    return (x->at > y->at) - (x->at < y->at);
+}
+
+static int cmp_rank_then_first(const void *a, const void *b) {
+    const by_source *x = a, *y = b;
+    if (x->rank != y->rank) return (x->rank > y->rank) - (x->rank < y->rank);
+    return (x->first > y->first) - (x->first < y->first);
+}
+
+int stream_order_by_source(stream_order *o, const int32_t *source, size_t n, char *err,
+                           size_t errlen) {
+    memset(o, 0, sizeof *o);
+    by_source *t = malloc((n ? n : 1) * sizeof *t);
+    o->at = malloc((n ? n : 1) * sizeof *o->at);
+    o->source = malloc((n ? n : 1) * sizeof *o->source);
+    if (!t || !o->at || !o->source) {
+        free(t);
+        stream_order_free(o);
+        snprintf(err, errlen, "stream: out of memory for the order of %zu samples", n);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) t[i] = (by_source){0, 0, i, source[i]};
+    qsort(t, n, sizeof *t, cmp_source_then_index);
+    for (size_t i = 0; i < n; i++) {
+        const int same = i > 0 && t[i].source == t[i - 1].source;
+        t[i].rank = same ? t[i - 1].rank + 1 : 0;
+        t[i].first = same ? t[i - 1].first : t[i].at;
+        o->n_sources += !same;
+    }
+    qsort(t, n, sizeof *t, cmp_rank_then_first);
+    for (size_t i = 0; i < n; i++) {
+        o->at[i] = t[i].at;
+        o->source[i] = t[i].source;
+    }
+    o->n = n;
+    free(t);
+    return 0;
+}
+
+/* Score the samples of x in `order`, one at a time, through a fresh scorer of dd (which
+ * has its memory on; one memory per source when the order has sources): each sample's
+ * result into res (sample order). */
+static int replay(const detector *dd, const float *x, const stream_order *order,
+                  detector_result *res, char *err, size_t errlen) {
+    const size_t dim = shape_size(dd->vae.arch.in), n = order->n;
+    uint8_t *seen = calloc(n ? n : 1, 1);
+    scorer *s = scorer_create(dd, 1, err, errlen);
+    int rc = -1;
+    if (!seen || !s) {
+        if (!seen) snprintf(err, errlen, "stream: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (order->at[i] >= n || seen[order->at[i]]) {
+            snprintf(err, errlen, "stream: the order is not a permutation of its %zu samples", n);
+            goto done;
+        }
+        seen[order->at[i]] = 1;
+    }
+    if (order->source) {
+        if (order->n_sources > SCORER_MAX_SOURCES) {
+            snprintf(err, errlen, "stream: %zu sources, at most %d", order->n_sources,
+                     SCORER_MAX_SOURCES);
+            goto done;
+        }
+        if (scorer_memory_per_source(s, order->n_sources ? (int)order->n_sources : 1, err,
+                                     errlen) != 0)
+            goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t at = order->at[i];
+        if (order->source) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", (int)order->source[i]);
+            if (scorer_use_source(s, key, err, errlen) != 0) goto done;
+        }
         int src = scorer_terms(s, x + at * dim, 1, &res[at], NULL, NULL, NULL, NULL, err, errlen);
         if (src == SCORER_NOT_FINITE) {
             res[at].d_re = res[at].d_latent = res[at].d_memory = INFINITY;
@@ -60,7 +148,7 @@ static int replay(const detector *dd, const float *x, int n, uint64_t seed,
     rc = 0;
 done:
     scorer_free(s);
-    free(order);
+    free(seen);
     return rc;
 }
 
@@ -104,19 +192,21 @@ void stream_calibration_free(stream_calibration *c) {
     memset(c, 0, sizeof *c);
 }
 
-int stream_calibrate(const detector *d, const float *cal, int n_cal, uint64_t seed, double q,
+int stream_calibrate(const detector *d, const float *cal, const stream_order *order, double q,
                      stream_calibration *c, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     detector dd = *d;
     with_memory(&dd);
     dd.mem = (term_stats){0.0, 1.0};
-    detector_result *res = malloc((size_t)n_cal * sizeof *res);
-    double *v = malloc((size_t)n_cal * sizeof *v), *z = malloc((size_t)n_cal * sizeof *z);
-    double *fused = malloc((size_t)n_cal * sizeof *fused);
+    const int n_cal = (int)order->n;
+    detector_result *res = malloc((size_t)(n_cal ? n_cal : 1) * sizeof *res);
+    double *v = malloc((size_t)(n_cal ? n_cal : 1) * sizeof *v);
+    double *z = malloc((size_t)(n_cal ? n_cal : 1) * sizeof *z);
+    double *fused = malloc((size_t)(n_cal ? n_cal : 1) * sizeof *fused);
     c->n = n_cal;
     int rc = -1;
     if (!res || !v || !z || !fused) goto oom;
-    if (replay(&dd, cal, n_cal, seed, res, err, errlen) != 0) goto done;
+    if (replay(&dd, cal, order, res, err, errlen) != 0) goto done;
     for (int i = 0; i < n_cal; i++) v[i] = res[i].d_memory;
     c->mem = score_term_stats(v, (size_t)n_cal);
     for (int i = 0; i < n_cal; i++) {
@@ -143,21 +233,21 @@ done:
     return rc;
 }
 
-int stream_replay(const detector *d, const stream_calibration *c, const float *x, int n,
-                  uint64_t seed, double *scores[FUSION_N], char *err, size_t errlen) {
+int stream_replay(const detector *d, const float *x, const stream_order *order,
+                  detector_result *res, char *err, size_t errlen) {
     detector dd = *d;
     with_memory(&dd);
-    dd.mem = c->mem;
-    detector_result *res = malloc((size_t)n * sizeof *res);
-    if (!res) {
-        snprintf(err, errlen, "stream: out of memory for %d samples", n);
-        return -1;
-    }
-    int rc = replay(&dd, x, n, seed, res, err, errlen);
-    for (int i = 0; rc == 0 && i < n; i++)
+    return replay(&dd, x, order, res, err, errlen);
+}
+
+void stream_scores(const detector *d, const stream_calibration *c, const detector_result *res,
+                   size_t n, double *scores[FUSION_N]) {
+    detector dd = *d;
+    with_memory(&dd);
+    for (size_t i = 0; i < n; i++) {
+        const double base = detector_base_score(&dd, &res[i]);
+        const double z = score_standardise(res[i].d_memory, c->mem);
         for (int f = 0; f < FUSION_N; f++)
-            scores[f][i] = score_fuse((score_fusion)f, detector_base_score(&dd, &res[i]),
-                                      res[i].z_memory, c->base, c->memory, (size_t)c->n);
-    free(res);
-    return rc;
+            scores[f][i] = score_fuse((score_fusion)f, base, z, c->base, c->memory, (size_t)c->n);
+    }
 }

@@ -2,15 +2,22 @@
  *
  * A daemon sees samples one at a time, in the order they come, with no labels, and acts
  * on its threshold. So quality is measured that way: a labelled test set is replayed one
- * sample at a time in a seeded order through the product's scorer, with the stream
- * memory starting empty, and every candidate fusion of the terms is recorded per sample;
- * labels only enter the metrics (auROC, the true-positive rate at 1% false positives, and
- * recall and false-alarm rate at each fusion's own threshold).
+ * sample at a time through the product's scorer, with the stream memory starting empty,
+ * and every candidate fusion of the terms is recorded per sample; labels only enter the
+ * metrics (auROC, the true-positive rate at 1% false positives, and recall and
+ * false-alarm rate at each fusion's own threshold).
  *
- * Each fusion's threshold is calibrated without labels the way a bundle's is: held-out
- * training normals are streamed through a fresh memory, and the threshold is a quantile
- * of the fusion on that normal stream, so its false-alarm rate should hold on normal
- * traffic (the replay measures whether it does). */
+ * The order is given as a list of steps (stream_order): a seeded random order through one
+ * memory (a test set with no time in it, Fashion-MNIST), or the samples of each source in
+ * their time order through that source's own memory, the sources taking turns (ECG: each
+ * record a patient's monitor, its beats in R-peak order, as a ward's monitors would send
+ * them to one daemon with memory_sources set). A source's memory starts empty at its first
+ * sample and never sees another source's.
+ *
+ * Each fusion's threshold is calibrated without labels the way a bundle's is: training
+ * normals are streamed through fresh memories in an order of the same kind, and the
+ * threshold is a quantile of the fusion on that normal stream, so its false-alarm rate
+ * should hold on normal traffic (the replay measures whether it does). */
 #ifndef ANODM_STREAM_H
 #define ANODM_STREAM_H
 
@@ -42,16 +49,40 @@ int stream_normals(const float *cal, size_t n_cal, const float *train, size_t n_
                    size_t dim, const int32_t *ref_id, int n_ref, size_t max, uint64_t seed,
                    float **out, size_t *n_out, char *err, size_t errlen);
 
-/* Stream the n_cal normals cal (seeded order) through a fresh memory of d's settings
- * (d->use_memory must be set; d->mem is not read) and calibrate at quantile q. 0, or -1
- * with err. */
-int stream_calibrate(const detector *d, const float *cal, int n_cal, uint64_t seed, double q,
+/* The order of a stream: step i scores sample at[i] through the memory of source
+ * source[i]; with source NULL one memory sees the whole stream. at is a permutation of
+ * 0..n-1 (each sample once). Made by the functions below. */
+typedef struct {
+    size_t *at;                            /* n sample indices, malloc'd */
+    int32_t *source;                       /* n source tags, malloc'd, or NULL */
+    size_t n;
+    size_t n_sources;                      /* distinct tags in source (0 without) */
+} stream_order;
+
+/* The n samples in a seeded random order, one memory. 0, or -1 (out of memory). */
+int stream_order_shuffled(stream_order *o, size_t n, uint64_t seed, char *err, size_t errlen);
+/* The n samples by source[i]: each source's samples in index order (which must be their
+ * time order), the sources taking turns one sample at a time in the order they first
+ * appear, each through its own memory. 0, or -1 (out of memory). */
+int stream_order_by_source(stream_order *o, const int32_t *source, size_t n, char *err,
+                           size_t errlen);
+void stream_order_free(stream_order *o);
+
+/* Stream the normals cal in `order` through fresh memories of d's settings (d->use_memory
+ * must be set; d->mem is not read) and calibrate at quantile q. 0, or -1 with err. */
+int stream_calibrate(const detector *d, const float *cal, const stream_order *order, double q,
                      stream_calibration *c, char *err, size_t errlen);
 void stream_calibration_free(stream_calibration *c);
 
-/* Replay the n samples x in a seeded order through a fresh scorer with memory; every
- * fusion's score of sample i (original order) into scores[f][i]. d->mem is set from c. */
-int stream_replay(const detector *d, const stream_calibration *c, const float *x, int n,
-                  uint64_t seed, double *scores[FUSION_N], char *err, size_t errlen);
+/* Replay the samples x in `order` through a fresh scorer of d with memory (one per source
+ * when the order has sources): sample i's terms into res[i], standardised by d's
+ * statistics (the memory term's is stream_scores' business). 0, or -1 with err. */
+int stream_replay(const detector *d, const float *x, const stream_order *order,
+                  detector_result *res, char *err, size_t errlen);
+/* Every fusion's score of the n replayed results res of d against calibration c into
+ * scores[f][i]. Several calibrations can be measured on one replay: its terms do not
+ * depend on any (the memory keeps by z_re + z_latent). */
+void stream_scores(const detector *d, const stream_calibration *c, const detector_result *res,
+                   size_t n, double *scores[FUSION_N]);
 
 #endif
