@@ -1092,22 +1092,13 @@ TEST(ecg_split_by_record) {
 
 /* ------------------------------------------------------------------ beats through the product */
 
-static void put_npy_header(FILE *f, const char *descr, size_t n, size_t cols) {
-    char dict[128];
-    if (cols)
-        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
-                 descr, n, cols);
-    else
-        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu,), }",
-                 descr, n);
-    size_t total = (10 + strlen(dict) + 1 + 63) / 64 * 64, hlen = total - 10;
-    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
-    fputc((int)(hlen & 0xff), f);
-    fputc((int)(hlen >> 8), f);
-    fputs(dict, f);
-    for (size_t i = strlen(dict); i + 1 < hlen; i++) fputc(' ', f);
-    fputc('\n', f);
+/* Element i of a float or int32 array, as dataset_write_npy reads it. */
+static uint64_t float_bits(const void *ctx, size_t i) {
+    uint32_t u;
+    memcpy(&u, (const float *)ctx + i, sizeof u);
+    return u;
 }
+static uint64_t int32_bits(const void *ctx, size_t i) { return (uint32_t)((const int32_t *)ctx)[i]; }
 
 /* A synthetic beat of class c (0..4 = N S V F Q), in [0, 1] and zero-padded like the real
  * ones: an R peak at 0, a T wave, the next R; V and F have a wide QRS and an inverted T,
@@ -1141,18 +1132,20 @@ static void write_synthetic_beats(const char *path_npy, size_t n, const int *cla
         rec[i] = 200 + (int32_t)(i % (size_t)n_records);
         synthetic_beat(x + i * ECG_BEAT_LEN, lab[i], &r);
     }
-    const struct { const char *suffix, *descr; const void *data; size_t cols, bytes; } part[] = {
-        {".npy", "<f4", x, ECG_BEAT_LEN, n * ECG_BEAT_LEN * 4},
-        {".labels.npy", "<i4", lab, 0, n * 4},
-        {".records.npy", "<i4", rec, 0, n * 4}};
+    const struct {
+        const char *suffix;
+        npy_dtype dtype;
+        const void *data;
+        size_t cols;
+        uint64_t (*get)(const void *, size_t);
+    } part[] = {{".npy", NPY_F4, x, ECG_BEAT_LEN, float_bits},
+                {".labels.npy", NPY_I4, lab, 0, int32_bits},
+                {".records.npy", NPY_I4, rec, 0, int32_bits}};
+    char err[256];
     for (int k = 0; k < 3; k++) {
         snprintf(p, sizeof p, "%.*s%s", (int)stem, path_npy, part[k].suffix);
-        FILE *f = fopen(p, "wb");
-        CHECK(f != NULL);
-        if (!f) continue;
-        put_npy_header(f, part[k].descr, n, part[k].cols);
-        CHECK(fwrite(part[k].data, 1, part[k].bytes, f) == part[k].bytes);  /* little-endian host */
-        CHECK(fclose(f) == 0);
+        CHECK_MSG(dataset_write_npy(p, part[k].dtype, n, part[k].cols, part[k].get, part[k].data,
+                                    err, sizeof err) == 0, "%s", err);
     }
 done:
     free(x);
