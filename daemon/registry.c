@@ -163,7 +163,7 @@ model *model_set_find(model_set *set, const char *name) {
 int model_score(model *m, const char *source, const float *x, int n, detector_result *res,
                 float *x_rec, int *nn_idx, float *nn_dist, char *err, size_t errlen) {
     pthread_mutex_lock(&m->lock);
-    int rc = scorer_use_source(m->s, source, err, errlen);
+    int rc = scorer_use_source(m->s, source, NULL, err, errlen) < 0 ? -1 : 0;
     if (rc == 0) rc = scorer_score(m->s, x, n, res, x_rec, nn_idx, nn_dist, err, errlen);
     pthread_mutex_unlock(&m->lock);
     return rc;
