@@ -498,15 +498,26 @@ static void model_info(model_set *set, const char *name, int v2, reply *out) {
 }
 
 /* POST /v1/models/{name}/memory/reset: the model's stream memory forgets what it holds
- * (after a drift to a new normal, say); a model without one answers 409. */
-static void forget_memory(model_set *set, const char *name, reply *out) {
+ * (after a drift to a new normal, say), answered once the log holds the empty memory, so
+ * that a restart does not bring back what was forgotten; a model without one answers
+ * 409. */
+static void forget_memory(app *a, model_set *set, const char *name, reply *out) {
     model *m = find_model(set, name, out);
+    char err[256];
     if (!m) return;
     if (!m->d.use_memory) {
         routes_error(out, 409, "no_memory", "this model has no stream memory");
         return;
     }
-    ok_reply(out, api_encode_memory_reset(m->name, m->version, model_memory_reset(m)));
+    int forgotten = model_memory_reset(m);
+    if (scorelog_sync(a->log, err, sizeof err)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "the memory was reset, but the log could not record it "
+                 "(a restart may bring it back): %s", err);
+        routes_error(out, 503, "log_unavailable", msg);
+        return;
+    }
+    ok_reply(out, api_encode_memory_reset(m->name, m->version, forgotten));
 }
 
 /* GET /v1/models/{name}/map?max_points=N: the reference map, evenly thinned to N, and in
@@ -643,7 +654,7 @@ static int dispatch(app *a, model_set *set, const request *rq, const path_parts 
     case R_SCORE: return score(a, set, rq, NULL, 0, out);
     case R_MODEL_SCORE: return score(a, set, rq, name, 0, out);
     case R_STRIP: return strip(a, set, rq, name, out);
-    case R_MEMORY_RESET: forget_memory(set, name, out); break;
+    case R_MEMORY_RESET: forget_memory(a, set, name, out); break;
     case R_SCORES: score_page(a, rq, out); break;
     case R_SCORE_RECORD: score_record(a, name, out); break;
     case R_STATS: stats(a, out); break;

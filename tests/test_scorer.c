@@ -283,7 +283,8 @@ TEST(scorer_memory_restored_scores_alike) {
     for (size_t i = 0; i < N * dim; i++) x[i] = rng_uniform(&r);
     for (size_t i = 3 * dim; i < 4 * dim; i++) x[i + 5 * dim] = x[i];   /* a repeat: merged */
     for (int snap = -1; snap < CALLS; snap += 3) {
-        scorer *orig = scorer_create(&d, B, err, sizeof err), *back = scorer_create(&d, B, err, sizeof err);
+        scorer *orig = scorer_create(&d, B, err, sizeof err);
+        scorer *back = scorer_create(&d, B, err, sizeof err);
         memory_state st;
         int journaled = 0, differ = 0;
         if (!orig || !back || (snap < 0 && memory_export(scorer_memory(orig), &st))) {
@@ -299,7 +300,8 @@ TEST(scorer_memory_restored_scores_alike) {
             detector_result res[B];
             const float *mu;
             const double *s;
-            CHECK(scorer_score(orig, x + (size_t)at * dim, n, res, NULL, NULL, NULL, err, sizeof err) == 0);
+            CHECK(scorer_score(orig, x + (size_t)at * dim, n, res, NULL, NULL, NULL, err,
+                               sizeof err) == 0);
             scorer_kept(orig, &mu, &s, &kept);
             CHECK(kept == n);
             if (c == snap) CHECK(memory_export(scorer_memory(orig), &st) == 0);
@@ -309,13 +311,15 @@ TEST(scorer_memory_restored_scores_alike) {
             journaled += n;
         }
         CHECK_MSG(scorer_memory_import(back, &st, err, sizeof err) == 0, "%s", err);
-        for (int i = 0; i < journaled; i++) scorer_memory_replay(back, journal + (size_t)i * L, susp[i]);
+        for (int i = 0; i < journaled; i++)
+            scorer_memory_replay(back, journal + (size_t)i * L, susp[i]);
         CHECK(memory_count(scorer_memory(orig)) == 12);
         CHECK(memory_count(scorer_memory(back)) == 12);
         for (int at = CUT; at < N; at++) {
             detector_result a, b;
-            CHECK(scorer_score(orig, x + (size_t)at * dim, 1, &a, NULL, NULL, NULL, err, sizeof err) == 0);
-            CHECK(scorer_score(back, x + (size_t)at * dim, 1, &b, NULL, NULL, NULL, err, sizeof err) == 0);
+            const float *xa = x + (size_t)at * dim;
+            CHECK(scorer_score(orig, xa, 1, &a, NULL, NULL, NULL, err, sizeof err) == 0);
+            CHECK(scorer_score(back, xa, 1, &b, NULL, NULL, NULL, err, sizeof err) == 0);
             differ += memcmp(&a.d_memory, &b.d_memory, sizeof a.d_memory) ||
                       memcmp(&a.score, &b.score, sizeof a.score);
         }
