@@ -29,8 +29,8 @@ typedef struct memstore memstore;
 /* Keep the memories of scorer s (model name, bundle version; sources 0 for one memory
  * per model, else at most that many, one per source) in log, a snapshot every `every`
  * keeps: restored from the log first (restore 1, at start) or started afresh (restore 0,
- * a reload). NULL, with a message on stderr, when the model has no memory or its memory
- * cannot be kept (then it is simply not kept across a restart). */
+ * a reload). NULL when the model has no memory, or, with a message on stderr, when its
+ * memory cannot be kept (then it is simply not kept across a restart). */
 memstore *memstore_open(scorelog *log, const char *model, const char *version, scorer *s,
                         int sources, int every, int restore);
 void memstore_free(memstore *ms);

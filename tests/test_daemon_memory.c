@@ -499,3 +499,15 @@ TEST(daemon_memory_damaged_record_starts_afresh) {
     }
     free(x);
 }
+
+/* memory_snapshot_every is one of config.c's settings, checked within 1..10^6. */
+TEST(daemon_memory_snapshot_setting) {
+    if (memory_model()) return;
+    EXPECT_CLI(0, "memory_snapshot_every = 1000", "--check-config --model %s", BUNDLE);
+    EXPECT_CLI(0, "memory_snapshot_every = 5", "--check-config --model %s "
+               "--memory-snapshot-every 5", BUNDLE);
+    EXPECT_CLI(2, "memory_snapshot_every wants an integer in 1..1000000", "--check-config "
+               "--model %s --memory-snapshot-every 0", BUNDLE);
+    EXPECT_CLI(2, "memory_snapshot_every wants an integer", "--check-config --model %s "
+               "--memory-snapshot-every 1000001", BUNDLE);
+}
