@@ -258,6 +258,7 @@ static void *client(void *arg) {
         free(body);
     }
     hconn_close(&c);
+    free(c.buf);
     return NULL;
 }
 
