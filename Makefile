@@ -302,7 +302,7 @@ FUZZ_LIB      = $(FUZZ_BUILD)/libanodm-fuzz.a
 # need (fuzz_router).
 FUZZ_DAEMON_SRC = $(filter-out daemon/main.c,$(DAEMON_SRC))
 FUZZ_DAEMON_OBJ = $(FUZZ_DAEMON_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/gen/dashboard_files.o
-FUZZ_TARGETS  = idx npy csv bundle weights api net config router wfdb
+FUZZ_TARGETS  = idx npy csv bundle weights api net config router wfdb memstate
 FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_LIBS     = $(FUZZ_LIB) -lsqlite3 $(LDLIBS)
 # Largest input per target: a few times the seeds, within what each format needs.
@@ -316,6 +316,7 @@ FUZZ_MAXLEN_net = 1100
 FUZZ_MAXLEN_config = 16384
 FUZZ_MAXLEN_router = 4096
 FUZZ_MAXLEN_wfdb = 4096
+FUZZ_MAXLEN_memstate = 4096
 FUZZ_DICT_api = -dict=tests/fuzz/json.dict
 FUZZ_DICT_router = -dict=tests/fuzz/json.dict
 FUZZ_DICT_net = -dict=tests/fuzz/net.dict
@@ -365,6 +366,7 @@ fuzz: fuzz-build
 	    net) ml=$(FUZZ_MAXLEN_net) d="$(FUZZ_DICT_net)";; config) ml=$(FUZZ_MAXLEN_config) d="";; \
 	    router) ml=$(FUZZ_MAXLEN_router) d="$(FUZZ_DICT_router)";; \
 	    wfdb) ml=$(FUZZ_MAXLEN_wfdb) d="$(FUZZ_DICT_wfdb)";; \
+	    memstate) ml=$(FUZZ_MAXLEN_memstate) d="";; \
 	  esac; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (max_len $$ml)"; \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

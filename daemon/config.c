@@ -35,6 +35,7 @@ static const struct setting {
     {"recent_samples", KIND_INT, offsetof(config, recent_samples), 0, 0, 100000},
     {"answer_after_commit", KIND_SWITCH, offsetof(config, answer_after_commit), 0, 0, 1},
     {"memory_sources", KIND_INT, offsetof(config, memory_sources), 0, 0, 65536},
+    {"memory_snapshot_every", KIND_INT, offsetof(config, memory_snapshot_every), 0, 1, 1000000},
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -54,6 +55,7 @@ void config_init(config *c) {
     c->dashboard = 1;
     c->recent_samples = 1000;
     c->answer_after_commit = 1;
+    c->memory_snapshot_every = 1000;
 }
 
 static void clear_models(config *c) {
@@ -226,12 +228,12 @@ void config_print(const config *c, FILE *f) {
             "threads = %d\nworkers = %d\nbatch_window_us = %d\nmax_body_bytes = %zu\n"
             "max_batch = %d\nmax_connections = %d\ntimeout_seconds = %d\n"
             "drain_seconds = %d\ndashboard = %s\nrecent_samples = %d\n"
-            "answer_after_commit = %s\nmemory_sources = %d\n",
+            "answer_after_commit = %s\nmemory_sources = %d\nmemory_snapshot_every = %d\n",
             c->bind, c->port, c->db, c->retention_days, c->retention_rows, c->threads,
             c->workers, c->batch_window_us, c->max_body_bytes, c->max_batch,
             c->max_connections, c->timeout_seconds, c->drain_seconds,
             c->dashboard ? "on" : "off", c->recent_samples, c->answer_after_commit ? "on" : "off",
-            c->memory_sources);
+            c->memory_sources, c->memory_snapshot_every);
     if (*c->api_keys_file) fprintf(f, "api_keys_file = %s\n", c->api_keys_file);
     if (c->api_keys) fprintf(f, "# api_keys is set (not shown)\n");
     for (int i = 0; i < c->n_models; i++) fprintf(f, "model = %s\n", c->models[i]);

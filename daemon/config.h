@@ -41,6 +41,7 @@ typedef struct {
     int recent_samples;          /* inputs of the last N scores held for the sample view (1000) */
     int answer_after_commit;     /* answer a score only once its row is committed (1) */
     int memory_sources;          /* stream memory: 0 one per model; N one per source, at most N (0) */
+    int memory_snapshot_every;   /* a memory's keeps between its snapshots in the log (1000) */
 } config;
 
 /* The defaults. */

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define BUSY_TIMEOUT_MS 5000
@@ -50,11 +50,28 @@
 #define FIELD_NAME(name, type, group, doc) ", " #name
 #define FIELD_PARAM(name, type, group, doc) ", ?"
 
+/* The stream memories (log.h, memstore.h). A memory is a row of memories from its start
+ * (afresh) to its end (a new version, a reload, its source forgotten): its id is the
+ * daemon's (scorelog_memory_id), source is NULL for a model's one memory, else the source
+ * tag ('' for none), state its latest snapshot (proto/memstate.h; NULL: none yet, empty).
+ * memory_journal holds what it kept since: the latent (proto/memstate.h) and suspicion of
+ * each, in the order of seq, one sequence the writer numbers all memory operations by.
+ * covered is the seq the snapshot was taken at (its journal up to there is gone), and
+ * last_use the seq of its start or of the last entry a snapshot took in (with the
+ * journal's newest entry, the order of use of a model's sources). */
+#define MEMORY_TABLES                                                                    \
+    "CREATE TABLE memories (id INTEGER PRIMARY KEY, model TEXT NOT NULL, "              \
+    "version TEXT NOT NULL, source TEXT, last_use INTEGER NOT NULL, "                  \
+    "covered INTEGER NOT NULL, state BLOB);"                                            \
+    "CREATE INDEX memories_by_model ON memories(model);"                               \
+    "CREATE TABLE memory_journal (memory INTEGER NOT NULL, seq INTEGER NOT NULL, "       \
+    "latent BLOB NOT NULL, suspicion REAL, PRIMARY KEY (memory, seq)) WITHOUT ROWID;"
+
 /* Version SCHEMA_VERSION. The first indexes serve GET /v1/scores: the primary key pages
  * the whole log, the others page one model, one source, or the anomalies, in id order.
- * Version 2 added d_latent and z_latent, version 3 STATS_INDEXES; columns are added to an
- * older log by add_columns, whichever version it is, so that a field added to the table
- * needs no new version. */
+ * Version 2 added d_latent and z_latent, version 3 STATS_INDEXES, version 4 MEMORY_TABLES;
+ * columns are added to an older log by add_columns, whichever version it is, so that a
+ * field added to the table needs no new version. */
 static const char SCHEMA[] =
     "CREATE TABLE scores ("
     "  id INTEGER PRIMARY KEY,"           /* log_id: the paging cursor */
@@ -70,6 +87,7 @@ static const char SCHEMA[] =
     "CREATE INDEX scores_by_source ON scores(source, id);"
     "CREATE INDEX scores_anomalies ON scores(id) WHERE is_anomaly = 1;"
     STATS_INDEXES
+    MEMORY_TABLES
     "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION) ";";
 
 /* Every row's columns, then the record's: what read_record reads, in its order. */
@@ -80,10 +98,33 @@ static const char SCHEMA[] =
 /* Version 1 or 2 to 3: the statistics' indexes (built at start: seconds for millions of
  * rows). */
 static const char MIGRATE_TO_3[] = STATS_INDEXES "PRAGMA user_version = 3;";
+/* Version 1 to 3 to 4: the memories' tables, empty. */
+static const char MIGRATE_TO_4[] = MEMORY_TABLES "PRAGMA user_version = 4;";
+
+/* The writer's statements for the memories' operations (scorelog_memop), by kind; KEEP
+ * adds an entry only for a memory that still exists (an operation of a model set being
+ * replaced may come after the new set's start afresh). */
+enum { MEM_START, MEM_KEEP, MEM_SNAPSHOT, MEM_TRIM, MEM_DROP, MEM_DROP_JOURNALS,
+       MEM_DROP_MODEL, N_MEM_SQL };
+static const char *const MEM_SQL[N_MEM_SQL] = {
+    "INSERT INTO memories (id, model, version, source, last_use, covered, state) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?5, NULL)",
+    "INSERT INTO memory_journal (memory, seq, latent, suspicion) SELECT ?1, ?2, ?3, ?4 "
+    "WHERE EXISTS (SELECT 1 FROM memories WHERE id = ?1)",
+    "UPDATE memories SET state = ?2, covered = ?3, last_use = max(last_use, coalesce("
+    "(SELECT max(seq) FROM memory_journal WHERE memory = ?1), 0)) WHERE id = ?1",
+    "DELETE FROM memory_journal WHERE memory = ?1 AND seq <= ?2",
+    "DELETE FROM memories WHERE id = ?1",
+    "DELETE FROM memory_journal WHERE memory IN (SELECT id FROM memories WHERE model = ?1)",
+    "DELETE FROM memories WHERE model = ?1",
+};
 
 struct scorelog {
     sqlite3 *wdb, *rdb;          /* the writer's and the readers' connections */
     sqlite3_stmt *insert, *trim_age, *trim_rows;
+    sqlite3_stmt *mem[N_MEM_SQL];
+    int64_t mem_seq;             /* the last memory operation's number (the writer's) */
+    int64_t next_memory;         /* scorelog_memory_id's next (under lock) */
     pthread_mutex_t rlock;       /* guards rdb */
     pthread_mutex_t lock;        /* guards everything below */
     pthread_cond_t work, done;
@@ -184,6 +225,7 @@ static int prepare_schema(sqlite3 *db, char *err, size_t errlen) {
     if ((version == 0 && exec(db, SCHEMA, err, errlen)) ||
         (version > 0 && add_columns(db, err, errlen)) ||
         ((version == 1 || version == 2) && exec(db, MIGRATE_TO_3, err, errlen)) ||
+        (version >= 1 && version <= 3 && exec(db, MIGRATE_TO_4, err, errlen)) ||
         exec(db, "COMMIT", err, errlen)) {
         rollback(db);
         return -1;
@@ -231,10 +273,61 @@ static int insert_record(sqlite3_stmt *st, const api_score_record *r) {
     return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 }
 
-/* Write every queued request in one transaction, filling in log ids. */
+/* Run statement MEM_* k of l with its parameters bound by the caller; 0 or -1. */
+static int mem_step(scorelog *l, int k) {
+    int rc = sqlite3_step(l->mem[k]) == SQLITE_DONE ? 0 : -1;
+    sqlite3_reset(l->mem[k]);
+    sqlite3_clear_bindings(l->mem[k]);
+    return rc;
+}
+
+/* Apply one memory operation (log.h). 0, or -1 (the connection says why). */
+static int apply_memop(scorelog *l, const scorelog_memop *op) {
+    sqlite3_stmt *const *st = l->mem;
+    switch (op->kind) {
+    case SCORELOG_MEM_START:
+        sqlite3_bind_int64(st[MEM_START], 1, op->memory);
+        sqlite3_bind_text(st[MEM_START], 2, op->model, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st[MEM_START], 3, op->version, -1, SQLITE_STATIC);
+        if (op->has_source) sqlite3_bind_text(st[MEM_START], 4, op->source, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st[MEM_START], 5, ++l->mem_seq);
+        return mem_step(l, MEM_START);
+    case SCORELOG_MEM_KEEP:
+        for (int i = 0; i < op->n; i++) {
+            sqlite3_bind_int64(st[MEM_KEEP], 1, op->memory);
+            sqlite3_bind_int64(st[MEM_KEEP], 2, ++l->mem_seq);
+            sqlite3_bind_blob(st[MEM_KEEP], 3, op->data + (size_t)i * op->len, (int)op->len,
+                              SQLITE_STATIC);
+            sqlite3_bind_double(st[MEM_KEEP], 4, op->suspicion[i]);
+            if (mem_step(l, MEM_KEEP)) return -1;
+        }
+        return 0;
+    case SCORELOG_MEM_SNAPSHOT:
+        sqlite3_bind_int64(st[MEM_SNAPSHOT], 1, op->memory);
+        sqlite3_bind_blob(st[MEM_SNAPSHOT], 2, op->data, (int)op->len, SQLITE_STATIC);
+        sqlite3_bind_int64(st[MEM_SNAPSHOT], 3, l->mem_seq);
+        sqlite3_bind_int64(st[MEM_TRIM], 1, op->memory);
+        sqlite3_bind_int64(st[MEM_TRIM], 2, l->mem_seq);
+        return mem_step(l, MEM_SNAPSHOT) || mem_step(l, MEM_TRIM) ? -1 : 0;
+    case SCORELOG_MEM_DROP:
+        sqlite3_bind_int64(st[MEM_DROP], 1, op->memory);
+        sqlite3_bind_int64(st[MEM_TRIM], 1, op->memory);
+        sqlite3_bind_int64(st[MEM_TRIM], 2, INT64_MAX);
+        return mem_step(l, MEM_DROP) || mem_step(l, MEM_TRIM) ? -1 : 0;
+    case SCORELOG_MEM_DROP_MODEL:
+        sqlite3_bind_text(st[MEM_DROP_JOURNALS], 1, op->model, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st[MEM_DROP_MODEL], 1, op->model, -1, SQLITE_STATIC);
+        return mem_step(l, MEM_DROP_JOURNALS) || mem_step(l, MEM_DROP_MODEL) ? -1 : 0;
+    }
+    return -1;
+}
+
+/* Write every queued request (and memory operation) in one transaction, filling in log
+ * ids. A failed transaction leaves mem_seq ahead of the log: numbers are skipped, never
+ * reused. */
 static int write_group(scorelog *l, scorelog_ticket *group, char *err, size_t errlen) {
     if (exec(l->wdb, "BEGIN IMMEDIATE", err, errlen)) return -1;
-    for (scorelog_ticket *p = group; p; p = p->next)
+    for (scorelog_ticket *p = group; p; p = p->next) {
         for (int i = 0; i < p->n; i++) {
             if (insert_record(l->insert, &p->rec[i])) {
                 db_error(l->wdb, "writing a score", err, errlen);
@@ -244,6 +337,14 @@ static int write_group(scorelog *l, scorelog_ticket *group, char *err, size_t er
             }
             p->rec[i].log_id = sqlite3_last_insert_rowid(l->wdb);
         }
+        for (const scorelog_memop *op = p->ops; op; op = op->next)
+            if (apply_memop(l, op)) {
+                db_error(l->wdb, "writing a stream memory", err, errlen);
+                sqlite3_reset(l->insert);
+                rollback(l->wdb);
+                return -1;
+            }
+    }
     sqlite3_reset(l->insert);
     if (exec(l->wdb, "COMMIT", err, errlen) == 0) return 0;
     rollback(l->wdb);
@@ -369,6 +470,11 @@ static void *writer_main(void *arg) {
         pthread_mutex_lock(&l->lock);
         for (scorelog_ticket *p = group, *next; p; p = next) {
             next = p->next;          /* p belongs to its submitter once done: read it first */
+            if (p->ops) {            /* scorelog_memory's: nobody waits for it */
+                scorelog_memop_free(p->ops);
+                free(p);
+                continue;
+            }
             l->rows += rc ? 0 : (uint64_t)p->n;
             p->rc = rc;
             p->done = 1;
@@ -419,6 +525,18 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
         db_error(l->wdb, "preparing retention", err, errlen);
         goto fail;
     }
+    for (int k = 0; k < N_MEM_SQL; k++)
+        if (sqlite3_prepare_v2(l->wdb, MEM_SQL[k], -1, &l->mem[k], NULL) != SQLITE_OK) {
+            db_error(l->wdb, "preparing the memories' statements", err, errlen);
+            goto fail;
+        }
+    l->mem_seq = query_int(l->wdb, "SELECT max(coalesce((SELECT max(seq) FROM memory_journal), 0),"
+                           " coalesce((SELECT max(max(last_use, covered)) FROM memories), 0))");
+    l->next_memory = query_int(l->wdb, "SELECT coalesce(max(id), 0) + 1 FROM memories");
+    if (l->mem_seq < 0 || l->next_memory < 1) {
+        db_error(l->wdb, "reading the memories' sequence", err, errlen);
+        goto fail;
+    }
     pthread_mutex_init(&l->rlock, NULL);
     pthread_mutex_init(&l->lock, NULL);
     /* Retention deadlines are monotonic: a clock step must not stall or rush them. */
@@ -438,6 +556,7 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->rlock);
 fail:
+    for (int k = 0; k < N_MEM_SQL; k++) sqlite3_finalize(l->mem[k]);
     sqlite3_finalize(l->trim_rows);
     sqlite3_finalize(l->trim_age);
     sqlite3_finalize(l->insert);
@@ -454,6 +573,7 @@ void scorelog_close(scorelog *l) {
     pthread_cond_signal(&l->work);
     pthread_mutex_unlock(&l->lock);
     pthread_join(l->writer, NULL);
+    for (int k = 0; k < N_MEM_SQL; k++) sqlite3_finalize(l->mem[k]);
     sqlite3_finalize(l->trim_rows);
     sqlite3_finalize(l->trim_age);
     sqlite3_finalize(l->insert);
@@ -466,6 +586,22 @@ void scorelog_close(scorelog *l) {
     free(l);
 }
 
+/* Queue t for the writer: 0, or -1 with err when closing. */
+static int enqueue(scorelog *l, scorelog_ticket *t, char *err, size_t errlen) {
+    pthread_mutex_lock(&l->lock);
+    if (l->stopping) {
+        pthread_mutex_unlock(&l->lock);
+        snprintf(err, errlen, "the log is closing");
+        return -1;
+    }
+    *l->tail = t;
+    l->tail = &t->next;
+    l->queued += t->n;
+    pthread_cond_signal(&l->work);
+    pthread_mutex_unlock(&l->lock);
+    return 0;
+}
+
 int scorelog_submit(scorelog *l, scorelog_ticket *t, api_score_record *rec, int n, char *err,
                     size_t errlen) {
     struct timespec now;
@@ -475,18 +611,7 @@ int scorelog_submit(scorelog *l, scorelog_ticket *t, api_score_record *rec, int 
         rec[i].log_id = 0;
     }
     *t = (scorelog_ticket){.rec = rec, .n = n};
-    pthread_mutex_lock(&l->lock);
-    if (l->stopping) {
-        pthread_mutex_unlock(&l->lock);
-        snprintf(err, errlen, "the log is closing");
-        return -1;
-    }
-    *l->tail = t;
-    l->tail = &t->next;
-    l->queued += n;
-    pthread_cond_signal(&l->work);
-    pthread_mutex_unlock(&l->lock);
-    return 0;
+    return enqueue(l, t, err, errlen);
 }
 
 int scorelog_wait(scorelog *l, scorelog_ticket *t, char *err, size_t errlen) {
@@ -495,6 +620,37 @@ int scorelog_wait(scorelog *l, scorelog_ticket *t, char *err, size_t errlen) {
     if (t->rc) snprintf(err, errlen, "%s", l->state);
     pthread_mutex_unlock(&l->lock);
     return t->rc;
+}
+
+int scorelog_sync(scorelog *l, char *err, size_t errlen) {
+    scorelog_ticket t = {0};
+    return enqueue(l, &t, err, errlen) ? -1 : scorelog_wait(l, &t, err, errlen);
+}
+
+int scorelog_memory(scorelog *l, scorelog_memop *ops) {
+    char err[64];
+    scorelog_ticket *t = calloc(1, sizeof *t);
+    if (t) t->ops = ops;
+    if (t && enqueue(l, t, err, sizeof err) == 0) return 0;
+    free(t);
+    scorelog_memop_free(ops);
+    return -1;
+}
+
+void scorelog_memop_free(scorelog_memop *ops) {
+    for (scorelog_memop *next; ops; ops = next) {
+        next = ops->next;
+        free(ops->data);
+        free(ops->suspicion);
+        free(ops);
+    }
+}
+
+int64_t scorelog_memory_id(scorelog *l) {
+    pthread_mutex_lock(&l->lock);
+    int64_t id = l->next_memory++;
+    pthread_mutex_unlock(&l->lock);
+    return id;
 }
 
 /* Copy a text column (NULL reads as "") into out of size cap. */
@@ -722,4 +878,83 @@ void scorelog_stats(scorelog *l, uint64_t *rows, uint64_t *commits) {
     *rows = l->rows;
     *commits = l->commits;
     pthread_mutex_unlock(&l->lock);
+}
+
+void scorelog_memories_free(scorelog_memory_record *r, int n) {
+    for (int i = 0; r && i < n; i++) free(r[i].state);
+    free(r);
+}
+
+int scorelog_memories(scorelog *l, const char *model, scorelog_memory_record **out, int *n,
+                      char *err, size_t errlen) {
+    static const char SQL[] =
+        "SELECT id, version, source, max(last_use, coalesce((SELECT max(seq) FROM "
+        "memory_journal WHERE memory = m.id), 0)) AS used, covered, state FROM memories m "
+        "WHERE model = ?1 ORDER BY used, id";
+    sqlite3_stmt *st;
+    int cap = 0, rc = SQLITE_DONE;
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&l->rlock);
+    if (sqlite3_prepare_v2(l->rdb, SQL, -1, &st, NULL) != SQLITE_OK) {
+        db_error(l->rdb, "reading the memories", err, errlen);
+        pthread_mutex_unlock(&l->rlock);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            scorelog_memory_record *more = realloc(*out, (size_t)(cap = cap ? 2 * cap : 4) *
+                                                             sizeof *more);
+            if (!more) break;
+            *out = more;
+        }
+        scorelog_memory_record *r = &(*out)[*n];
+        memset(r, 0, sizeof *r);
+        r->id = sqlite3_column_int64(st, 0);
+        column_text(st, 1, r->version, sizeof r->version);
+        r->has_source = sqlite3_column_type(st, 2) != SQLITE_NULL;
+        column_text(st, 2, r->source, sizeof r->source);
+        r->last_use = sqlite3_column_int64(st, 3);
+        r->covered = sqlite3_column_int64(st, 4);
+        const void *blob = sqlite3_column_blob(st, 5);
+        r->state_len = (size_t)sqlite3_column_bytes(st, 5);
+        if (blob && !(r->state = malloc(r->state_len))) break;
+        if (blob) memcpy(r->state, blob, r->state_len);
+        (*n)++;
+    }
+    if (rc != SQLITE_DONE) {
+        if (rc == SQLITE_ROW) snprintf(err, errlen, "out of memory reading the memories");
+        else db_error(l->rdb, "reading the memories", err, errlen);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&l->rlock);
+    if (rc == SQLITE_DONE) return 0;
+    scorelog_memories_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+}
+
+int scorelog_journal(scorelog *l, int64_t id, int64_t covered,
+                     int (*fn)(void *ctx, const uint8_t *latent, size_t len, double suspicion),
+                     void *ctx, char *err, size_t errlen) {
+    sqlite3_stmt *st;
+    int rc = SQLITE_DONE, stop = 0;
+    pthread_mutex_lock(&l->rlock);
+    if (sqlite3_prepare_v2(l->rdb, "SELECT latent, suspicion FROM memory_journal WHERE "
+                           "memory = ?1 AND seq > ?2 ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+        db_error(l->rdb, "reading a memory's journal", err, errlen);
+        pthread_mutex_unlock(&l->rlock);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, covered);
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        stop = fn(ctx, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                  column_REAL(st, 1));
+    if (!stop && rc != SQLITE_DONE) db_error(l->rdb, "reading a memory's journal", err, errlen);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&l->rlock);
+    return stop ? stop : rc == SQLITE_DONE ? 0 : -1;
 }

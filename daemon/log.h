@@ -12,7 +12,16 @@
  * table, and a column an older log lacks is added at open.
  * Retention (by age and by row count) is the writer's too, in small deletes between
  * group commits, so it never holds up a score for long. It always keeps the newest row,
- * so that log ids never start again from 1 (the cursor of GET /v1/scores). */
+ * so that log ids never start again from 1 (the cursor of GET /v1/scores).
+ *
+ * The same database keeps the models' stream memories across a restart (memstore.h):
+ * each memory is a record (model, version, source, a snapshot in proto/memstate.h's
+ * format) and a journal of what it kept since the snapshot. The daemon hands the writer
+ * what its memories did (scorelog_memory) in the order they did it; the writer commits
+ * it in that order with the score rows queued around it, so the log always holds a
+ * state a memory was in, and a score's answer, sent after its row is committed, comes
+ * after what its memory kept was committed too. Retention never touches these tables:
+ * a snapshot replaces its journal, so they stay as small as the memories. */
 #ifndef ANODMD_LOG_H
 #define ANODMD_LOG_H
 
@@ -24,11 +33,38 @@
 
 typedef struct scorelog scorelog;
 
+/* The largest snapshot the log takes (SQLite's default limit on one value's bytes). */
+#define SCORELOG_MAX_BLOB 1000000000
+
+/* What a stream memory did, for the writer to record (see above). */
+typedef enum {
+    SCORELOG_MEM_START,          /* a new, empty memory: its id, model, version, source */
+    SCORELOG_MEM_KEEP,           /* memory id kept n latents (proto/memstate.h) */
+    SCORELOG_MEM_SNAPSHOT,       /* memory id's whole state now, replacing its journal */
+    SCORELOG_MEM_DROP,           /* memory id forgotten (its source was) */
+    SCORELOG_MEM_DROP_MODEL,     /* every memory of model forgotten (started afresh) */
+} scorelog_mem_kind;
+
+typedef struct scorelog_memop {
+    scorelog_mem_kind kind;
+    int64_t memory;              /* an id from scorelog_memory_id */
+    char model[API_NAME_MAX + 1];        /* START, DROP_MODEL */
+    char version[API_VERSION_LEN + 1];   /* START */
+    char source[API_ID_MAX + 1]; /* START: the source tag, */
+    int has_source;              /* or 0 for the model's one memory */
+    int n;                       /* KEEP: latents, each */
+    size_t len;                  /* KEEP: len bytes of data; SNAPSHOT: the snapshot's bytes */
+    uint8_t *data;               /* malloc'd */
+    double *suspicion;           /* KEEP: n, malloc'd */
+    struct scorelog_memop *next;
+} scorelog_memop;
+
 /* Rows handed to the writer; the submitter owns it (and the rows) until scorelog_wait. */
 typedef struct scorelog_ticket {
     api_score_record *rec;
     int n;
     int done, rc;
+    scorelog_memop *ops;         /* a ticket of scorelog_memory's (the writer frees it) */
     struct scorelog_ticket *next;
 } scorelog_ticket;
 
@@ -62,5 +98,40 @@ void scorelog_retain(scorelog *l, int days, long long rows);
 long scorelog_queued(scorelog *l);
 /* Rows written and transactions committed so far. */
 void scorelog_stats(scorelog *l, uint64_t *rows, uint64_t *commits);
+/* Wait until everything queued before this call is committed. 0, or -1 with err. */
+int scorelog_sync(scorelog *l, char *err, size_t errlen);
+
+/* ---- the stream memories (see above) ---- */
+
+/* Hand the list ops over to the writer (it frees them, scorelog_memop_free), to commit in
+ * order after everything queued before. 0, or -1 when closing (ops freed). */
+int scorelog_memory(scorelog *l, scorelog_memop *ops);
+/* Free a list of ops. */
+void scorelog_memop_free(scorelog_memop *ops);
+/* An id no memory in this log has. */
+int64_t scorelog_memory_id(scorelog *l);
+
+/* A memory as the log holds it. */
+typedef struct {
+    int64_t id;
+    char version[API_VERSION_LEN + 1];
+    char source[API_ID_MAX + 1];
+    int has_source;              /* 0: a model's one memory */
+    int64_t last_use;            /* larger: used more recently */
+    int64_t covered;             /* its journal up to here is in state */
+    uint8_t *state;              /* the snapshot (malloc'd), NULL when it never had one */
+    size_t state_len;
+} scorelog_memory_record;
+/* Every memory the log holds for model (any version), the least recently used first:
+ * *out (scorelog_memories_free) holds *n. 0 or -1 with err. */
+int scorelog_memories(scorelog *l, const char *model, scorelog_memory_record **out, int *n,
+                      char *err, size_t errlen);
+void scorelog_memories_free(scorelog_memory_record *r, int n);
+/* Memory id's journal after `covered`, in order: fn(ctx, latent, len, suspicion) for each
+ * entry (suspicion NaN when stored as NULL) until fn returns nonzero. 0, fn's nonzero
+ * value, or -1 with err on a read error. */
+int scorelog_journal(scorelog *l, int64_t id, int64_t covered,
+                     int (*fn)(void *ctx, const uint8_t *latent, size_t len, double suspicion),
+                     void *ctx, char *err, size_t errlen);
 
 #endif

@@ -56,6 +56,9 @@ static void usage(FILE *f) {
         "                           at most N (least recently used forgotten first), so\n"
         "                           one source cannot move another's scores (0: one per\n"
         "                           model)\n"
+        "  --memory-snapshot-every N  the stream memories are kept in the log across a\n"
+        "                           restart: a snapshot of each after N kept samples, the\n"
+        "                           samples in between replayed at start (1000)\n"
         "  --check-config           load the settings and models, print them, exit\n"
         "Every setting is also ANODMD_<NAME> in the environment (ANODMD_PORT=9000);\n"
         "flags beat the environment, which beats the file. ANODMD_CONFIG names the file.\n");
@@ -90,6 +93,7 @@ static const struct option OPTIONS[] = {
     {"dashboard", required_argument, 0, 's'},    {"recent-samples", required_argument, 0, 's'},
     {"answer-after-commit", required_argument, 0, 's'},
     {"memory-sources", required_argument, 0, 's'},
+    {"memory-snapshot-every", required_argument, 0, 's'},
     {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
 
 /* Parse argv into f: 0, 1 for --help, or 2 for a usage error. */
@@ -184,6 +188,7 @@ static int serve(const config *c, registry *reg, const auth_keys *keys) {
         return 1;
     }
     scorelog_retain(log, c->retention_days, (long long)c->retention_rows);
+    registry_keep_memories(reg, log, c->memory_snapshot_every);
     app a = {.reg = reg, .log = log, .metrics = mt, .keys = keys, .max_batch = c->max_batch,
              .dashboard = c->dashboard, .recent_capacity = c->recent_samples,
              .answer_first = !c->answer_after_commit};
@@ -210,6 +215,7 @@ static int serve(const config *c, registry *reg, const auth_keys *keys) {
     http_stop(http);             /* stops the batcher too, once its last request is answered */
     batch_free(a.batch);
     samples_free(a.recent);
+    registry_flush_memories(reg);
     uint64_t rows, commits;
     scorelog_stats(log, &rows, &commits);
     scorelog_close(log);

@@ -59,6 +59,7 @@ static int load_model(model *m, int max_batch, int memory_sources, char *err, si
 static void free_set(model_set *set) {
     for (int i = 0; i < set->n; i++) {
         if (set->models[i].queue_free) set->models[i].queue_free(set->models[i].queue);
+        memstore_free(set->models[i].store);
         scorer_free(set->models[i].s);
         detector_free(&set->models[i].d);
         model_memory_map_free(&set->models[i].map);
@@ -117,10 +118,49 @@ int registry_load(registry *r, char *const *specs, int n_specs, int max_batch,
     return 0;
 }
 
+/* Open the memstore of every model of set with a memory (restore: from the log). */
+static void keep_memories(registry *r, model_set *set, int restore) {
+    for (int i = 0; i < set->n; i++) {
+        model *m = &set->models[i];
+        m->store = memstore_open(r->log, m->name, m->version, m->s,
+                                 m->per_source ? r->memory_sources : 0, r->snapshot_every,
+                                 restore);
+    }
+}
+
+void registry_keep_memories(registry *r, scorelog *log, int every) {
+    r->log = log;
+    r->snapshot_every = every;
+    keep_memories(r, r->current, 1);
+}
+
+void registry_flush_memories(registry *r) {
+    model_set *set = registry_acquire(r);
+    for (int i = 0; i < set->n; i++) {
+        model *m = &set->models[i];
+        pthread_mutex_lock(&m->lock);
+        memstore_flush(m->store, m->s);
+        pthread_mutex_unlock(&m->lock);
+    }
+    registry_release(r, set);
+}
+
 int registry_reload(registry *r, char *err, size_t errlen) {
     /* Loading takes the time; only the swap happens under the lock. */
     model_set *set = load_set(r->specs, r->n_specs, r->max_batch, r->memory_sources, err, errlen);
     if (!set) return -1;
+    /* The old set stops recording before the new one starts its memories afresh, so that
+     * nothing the old memories do lands after the new start in the log. */
+    if (r->log) {
+        model_set *old = registry_acquire(r);
+        for (int i = 0; i < old->n; i++) {
+            pthread_mutex_lock(&old->models[i].lock);
+            memstore_retire(old->models[i].store);
+            pthread_mutex_unlock(&old->models[i].lock);
+        }
+        registry_release(r, old);
+        keep_memories(r, set, 0);
+    }
     pthread_mutex_lock(&r->lock);
     model_set *old = r->current;
     set->generation = old->generation + 1;
@@ -161,9 +201,11 @@ model *model_set_find(model_set *set, const char *name) {
 
 int model_score(model *m, const char *source, const float *x, int n, detector_result *res,
                 float *x_rec, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
+    int fresh;
     pthread_mutex_lock(&m->lock);
-    int rc = scorer_use_source(m->s, source, err, errlen);
-    if (rc == 0) rc = scorer_score(m->s, x, n, res, x_rec, nn_ref, nn_dist, err, errlen);
+    int slot = scorer_use_source(m->s, source, &fresh, err, errlen);
+    int rc = slot < 0 ? -1 : scorer_score(m->s, x, n, res, x_rec, nn_ref, nn_dist, err, errlen);
+    if (slot >= 0) memstore_scored(m->store, m->s, slot, fresh);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }
@@ -189,6 +231,7 @@ int model_memory_reset(model *m) {
     pthread_mutex_lock(&m->lock);
     int n = scorer_memory_count(m->s);
     scorer_memory_reset(m->s);
+    memstore_reset(m->store, m->s);
     pthread_mutex_unlock(&m->lock);
     return n;
 }

@@ -11,7 +11,10 @@
  * request acquires the current set once and uses it to the end, so it finishes on the
  * models it started with, and the last request to let go of a replaced set frees it. A
  * context-mode model starts a reload with an empty window (the window is run-time state
- * of the old scorer, not part of the bundle). */
+ * of the old scorer, not part of the bundle), and every stream memory starts afresh.
+ *
+ * Once the log is open, the stream memories are kept in it across a restart (memstore.h):
+ * each model's memstore records, under the model's lock, what its memories did. */
 #ifndef ANODMD_REGISTRY_H
 #define ANODMD_REGISTRY_H
 
@@ -19,6 +22,7 @@
 #include <stddef.h>
 
 #include "api.h"
+#include "memstore.h"
 #include "scorer.h"
 
 typedef struct {
@@ -30,7 +34,8 @@ typedef struct {
     int max_batch;               /* samples per scorer call */
     int per_source;              /* its stream memory is one per source (memory_sources) */
     scorer *s;
-    pthread_mutex_t lock;        /* guards s and the memory map below */
+    memstore *store;             /* its memories in the log; NULL: not kept */
+    pthread_mutex_t lock;        /* guards s, store and the memory map below */
     /* The last memory map answered (model_memory_map): memory map_of, at map_changes. */
     api_memory_map map;
     const stream_memory *map_of;
@@ -55,6 +60,8 @@ typedef struct {
     char *const *specs;          /* borrowed: must outlive the registry */
     int n_specs, max_batch;
     int memory_sources;          /* 0: one stream memory per model; N: per source, at most N */
+    scorelog *log;               /* where the memories are kept (registry_keep_memories) */
+    int snapshot_every;
 } registry;
 
 /* Load every spec ("NAME=PATH", or "PATH" named after the file without directory and
@@ -63,8 +70,15 @@ typedef struct {
  * (r then empty). */
 int registry_load(registry *r, char *const *specs, int n_specs, int max_batch,
                   int memory_sources, char *err, size_t errlen);
+/* From now on keep the models' stream memories in log (a snapshot every `every` keeps),
+ * restoring those of the current set from it first. Call once, before serving. */
+void registry_keep_memories(registry *r, scorelog *log, int every);
+/* A snapshot of every memory of the current set that changed since its last (a clean
+ * stop, once scoring has stopped). */
+void registry_flush_memories(registry *r);
 /* Load the specs again and make the new set current; 0, or -1 with err and the old set
- * still current. Requests holding the old set finish on it. */
+ * still current. Requests holding the old set finish on it; its memories are no longer
+ * recorded, and the new set's start afresh. */
 int registry_reload(registry *r, char *err, size_t errlen);
 void registry_free(registry *r);
 /* The current set, held until registry_release. */

@@ -525,18 +525,27 @@ static int model_info_v1(const route_ctx *c) { return model_info(c, 0); }
 static int model_info_v2(const route_ctx *c) { return model_info(c, 1); }
 
 /* POST /v1/models/{name}/memory/reset: the model's stream memory forgets what it holds
- * (after a drift to a new normal, say); a model without one answers 409. */
+ * (after a drift to a new normal, say), answered once the log holds the empty memory, so
+ * that a restart does not bring back what was forgotten; a model without one answers
+ * 409. */
 static int forget_memory(const route_ctx *c) {
-    model_set *set = c->set;
-    const char *name = c->arg;
     reply *out = c->out;
-    model *m = find_model(set, name, out);
+    model *m = find_model(c->set, c->arg, out);
+    char err[256];
     if (!m) return 0;
     if (!m->d.use_memory) {
         routes_error(out, 409, "no_memory", "this model has no stream memory");
         return 0;
     }
-    ok_reply(out, api_encode_memory_reset(m->name, m->version, model_memory_reset(m)));
+    int forgotten = model_memory_reset(m);
+    if (scorelog_sync(c->a->log, err, sizeof err)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "the memory was reset, but the log could not record it "
+                 "(a restart may bring it back): %s", err);
+        routes_error(out, 503, "log_unavailable", msg);
+        return 0;
+    }
+    ok_reply(out, api_encode_memory_reset(m->name, m->version, forgotten));
     return 0;
 }
 

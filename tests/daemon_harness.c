@@ -109,6 +109,28 @@ const test_bundles *test_bundles_get(void) {
     return &b;
 }
 
+int memory_bundle_at(const char *path, double shift) {
+    const test_bundles *b = test_bundles_get();
+    char err[256];
+    detector d;
+    if (!b) return -1;
+    if (bundle_load(b->tiny, &d, err, sizeof err) != 0) {
+        check_fail(__FILE__, __LINE__, "%s", err);
+        return -1;
+    }
+    d.use_memory = 1;
+    memory_options_default(&d.memory);
+    d.memory.capacity = 50;
+    d.memory.k = 2;
+    d.fusion = FUSION_MEMORY;
+    d.mem = (term_stats){0.0, 1.0};
+    d.threshold += shift;
+    int rc = bundle_save(path, &d, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s", err);
+    detector_free(&d);
+    return rc;
+}
+
 char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

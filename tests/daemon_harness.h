@@ -34,6 +34,11 @@ typedef struct {
 
 /* The bundles, built on first use; NULL (the failure reported) if they cannot be. */
 const test_bundles *test_bundles_get(void);
+/* The tiny model given a stream memory by hand (50 latents, k 2, fused by "memory", its
+ * z_memory standardised by (0, 1)), written to path with its threshold moved by shift:
+ * another shift is another version of the same model, its memory of the same shape. 0,
+ * or -1 (reported). */
+int memory_bundle_at(const char *path, double shift);
 /* The version anodmd reports for the bundle at path ("" if unreadable). */
 void file_version(const char *path, char hex[65]);
 /* n samples into x: normals (a bright row over noise) or anomalies (all zeros), from seed. */

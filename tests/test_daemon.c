@@ -592,7 +592,7 @@ TEST(daemon_log_schema) {
     if (daemon_up()) return;
     sqlite3 *db = open_log();
     if (!db) return;
-    CHECK(log_int(db, "PRAGMA user_version") == 3);
+    CHECK(log_int(db, "PRAGMA user_version") == 4);
     CHECK(log_int(db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'") == 1);
     CHECK(log_int(db, "SELECT count(*) FROM scores WHERE d_latent IS NULL") == 0);
     CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
@@ -1180,9 +1180,12 @@ TEST(daemon_log_migrates_version_1) {
     }
     stop_anodmd(pid);
     if ((db = log_open_readonly(db_path))) {
-        CHECK(log_int(db, "PRAGMA user_version") == 3);
+        CHECK(log_int(db, "PRAGMA user_version") == 4);
         CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN "
                           "('scores_by_model_time', 'scores_by_model_score')") == 2);
+        /* and the stream memories' tables (version 4), empty: tiny has no memory */
+        CHECK(log_int(db, "SELECT count(*) FROM memories") == 0 &&
+              log_int(db, "SELECT count(*) FROM memory_journal") == 0);
         CHECK(log_int(db, "SELECT count(*) FROM scores") == 2);
         CHECK(log_int(db, "SELECT count(*) FROM scores WHERE d_latent IS NULL") == 1);
         sqlite3_close(db);
@@ -1238,7 +1241,7 @@ TEST(daemon_log_adds_new_record_columns) {
     }
     stop_anodmd(pid);
     if ((db = log_open_readonly(db_path))) {
-        CHECK(log_int(db, "PRAGMA user_version") == 3);
+        CHECK(log_int(db, "PRAGMA user_version") == 4);
         CHECK(log_int(db, "SELECT count(*) FROM pragma_table_info('scores') WHERE name = "
                           "'z_latent' AND type = 'REAL'") == 1);
         CHECK(log_int(db, "SELECT count(*) FROM scores WHERE z_latent IS NULL") == 1);
@@ -1688,23 +1691,8 @@ TEST(daemon_sigterm_drains) {
 /* The tiny model given a stream memory by hand (capacity 50, k 2, z_memory standardised
  * by (0, 1), fused by "memory"), saved at path (OWN_PATH bytes); 0, or -1 reported. */
 static int memory_bundle(char *path) {
-    char err[256];
     snprintf(path, OWN_PATH, "%s/daemon_memory.anodm", test_tmpdir());
-    detector d;
-    if (bundle_load(D.tiny, &d, err, sizeof err) != 0) {
-        check_fail(__FILE__, __LINE__, "%s", err);
-        return -1;
-    }
-    d.use_memory = 1;
-    memory_options_default(&d.memory);
-    d.memory.capacity = 50;
-    d.memory.k = 2;
-    d.fusion = FUSION_MEMORY;
-    d.mem = (term_stats){0.0, 1.0};
-    int rc = bundle_save(path, &d, err, sizeof err);
-    CHECK_MSG(rc == 0, "%s", err);
-    detector_free(&d);
-    return rc;
+    return memory_bundle_at(path, 0.0);
 }
 
 /* The stream memory as anodmd serves it: every response and log row carries d_memory and

@@ -191,3 +191,142 @@ TEST(memory_refuses_bad_options) {
     memory_options_default(&o);
     CHECK(memory_create(0, &o, err, sizeof err) == NULL && strstr(err, "latent size"));
 }
+
+/* A probe's every output, compared bit for bit. */
+static int same_probe(const memory_probe *a, const memory_probe *b) {
+    return !memcmp(&a->kth, &b->kth, sizeof a->kth) &&
+           !memcmp(&a->nearest, &b->nearest, sizeof a->nearest) &&
+           a->nearest_slot == b->nearest_slot;
+}
+
+/* Two exports hold the same state, array for array. */
+static int same_state(const memory_state *a, const memory_state *b) {
+    size_t n = (size_t)a->count;
+    return a->latent == b->latent && a->capacity == b->capacity && a->recent == b->recent &&
+           a->count == b->count && a->ring_len == b->ring_len && a->heap_len == b->heap_len &&
+           !memcmp(a->lat, b->lat, n * (size_t)a->latent * sizeof *a->lat) &&
+           !memcmp(a->suspicion, b->suspicion, n * sizeof *a->suspicion) &&
+           !memcmp(a->ring, b->ring, (size_t)a->ring_len * sizeof *a->ring) &&
+           !memcmp(a->heap, b->heap, (size_t)a->heap_len * sizeof *a->heap);
+}
+
+/* Latent i of a stream with recurring points (merges), NaN and infinite suspicions. */
+static void stream_item(rng_t *r, float *x, double *suspicion, int i) {
+    rng_fill_normal(r, x, L);
+    if (i % 7 == 3) x[0] = x[1] = x[2] = 0.25f;          /* a flood: merged */
+    *suspicion = i % 11 == 5 ? NAN : i % 13 == 6 ? INFINITY : (double)x[0] * 3.0;
+}
+
+/* A memory exported at any point and imported into a fresh one goes on exactly as the
+ * original: every later probe (the term's distances and the slot a merge would take) and
+ * the final state are the same, bit for bit, through the recent part filling, the
+ * suspicious part filling, merges and wrap-arounds of the ring. */
+TEST(memory_export_import_round_trip) {
+    static const int AT[] = {0, 1, 4, 9, 23, 60, 157};
+    for (size_t a = 0; a < sizeof AT / sizeof AT[0]; a++) {
+        stream_memory *orig = make(12, 3, 0.5, 0.05), *copy = make(12, 3, 0.5, 0.05);
+        if (!orig || !copy) {
+            memory_free(orig);
+            memory_free(copy);
+            return;
+        }
+        rng_t r;
+        rng_seed(&r, 77);
+        float x[L];
+        double susp;
+        for (int i = 0; i < AT[a]; i++) {
+            stream_item(&r, x, &susp, i);
+            keep(orig, x, susp);
+        }
+        keep(copy, x, 1.0);                      /* whatever it held is replaced */
+        memory_state st;
+        char err[160];
+        CHECK(memory_export(orig, &st) == 0);
+        CHECK_MSG(memory_import(copy, &st, err, sizeof err) == 0, "%s", err);
+        memory_state_free(&st);
+        CHECK(memory_count(copy) == memory_count(orig));
+        int differ = 0;
+        for (int i = AT[a]; i < AT[a] + 200; i++) {
+            stream_item(&r, x, &susp, i);
+            memory_probe p1, p2;
+            memory_probe_of(orig, x, &p1);
+            memory_probe_of(copy, x, &p2);
+            differ += !same_probe(&p1, &p2);
+            memory_keep(orig, x, susp, &p1);
+            memory_keep(copy, x, susp, &p2);
+        }
+        CHECK_MSG(!differ, "imported at %d: %d probes differ", AT[a], differ);
+        memory_state s1, s2;
+        CHECK(memory_export(orig, &s1) == 0 && memory_export(copy, &s2) == 0);
+        CHECK_MSG(same_state(&s1, &s2), "imported at %d: the states differ", AT[a]);
+        CHECK(s1.ring_len == 6 && s1.heap_len == 6);     /* both parts were reached */
+        memory_state_free(&s1);
+        memory_state_free(&s2);
+        memory_free(orig);
+        memory_free(copy);
+    }
+}
+
+/* A state that does not fit the memory, or that no memory could be in, is refused with
+ * a reason, and the memory is left empty. */
+TEST(memory_import_refuses_bad_states) {
+    stream_memory *m = make(8, 2, 0.5, 0.0), *into = make(8, 2, 0.5, 0.0),
+                  *other = make(10, 2, 0.5, 0.0);
+    if (!m || !into || !other) goto done;
+    float x[L] = {0};
+    for (int i = 0; i < 12; i++) {
+        x[0] = (float)i;
+        keep(m, x, (double)(i % 5));
+    }
+    memory_state st;
+    char err[160];
+    if (memory_export(m, &st)) goto done;
+    CHECK(st.count == 8 && st.ring_len == 4 && st.heap_len == 4);
+    CHECK_FAILS_WITH(memory_import(other, &st, err, sizeof err), err, "8 slots");
+#define REFUSED(field, value, why)                                                  \
+    do {                                                                            \
+        keep(into, x, 1.0);                                                         \
+        memory_state bad = st;                                                      \
+        bad.field = value;                                                          \
+        CHECK_FAILS_WITH(memory_import(into, &bad, err, sizeof err), err, why);     \
+        CHECK(memory_count(into) == 0);                                             \
+    } while (0)
+    REFUSED(count, 9, "do not fit");
+    REFUSED(ring_len, 3, "do not fit");
+    REFUSED(heap_len, 5, "do not fit");
+    REFUSED(latent, 4, "of 4 values");
+    REFUSED(recent, 3, "(3 recent)");
+    int ring0 = st.ring[0];
+    st.ring[0] = st.ring[1];                               /* a slot twice */
+    REFUSED(count, 8, "listed twice");
+    st.ring[0] = 8;                                        /* a slot not kept */
+    REFUSED(count, 8, "outside");
+    st.ring[0] = ring0;
+    int h0 = st.heap[0];
+    st.heap[0] = st.heap[3];
+    st.heap[3] = h0;
+    if (st.suspicion[st.heap[0]] > st.suspicion[st.heap[1]] ||
+        st.suspicion[st.heap[0]] > st.suspicion[st.heap[2]] ||
+        st.suspicion[st.heap[1]] > st.suspicion[st.heap[3]])
+        REFUSED(count, 8, "out of order");
+    else
+        check_fail(__FILE__, __LINE__, "the swap left the heap in order: no case");
+    st.heap[3] = st.heap[0];
+    st.heap[0] = h0;
+    double s0 = st.suspicion[2];
+    st.suspicion[2] = NAN;
+    REFUSED(count, 8, "NaN");
+    st.suspicion[2] = s0;
+    float l0 = st.lat[5];
+    st.lat[5] = INFINITY;
+    REFUSED(count, 8, "not finite");
+    st.lat[5] = l0;
+    CHECK_MSG(memory_import(into, &st, err, sizeof err) == 0, "%s", err);  /* repaired */
+    CHECK(memory_count(into) == 8);
+#undef REFUSED
+    memory_state_free(&st);
+done:
+    memory_free(m);
+    memory_free(into);
+    memory_free(other);
+}

@@ -310,7 +310,7 @@ TEST(scorer_find_memory_changes_nothing) {
     CHECK(scorer_find_memory(model, "any") == scorer_memory(model));
     CHECK(scorer_find_memory(model, NULL) == scorer_memory(model));
     CHECK(scorer_memory_per_source(per, 1, err, sizeof err) == 0);
-    CHECK(scorer_use_source(per, "a", err, sizeof err) == 0);
+    CHECK(scorer_use_source(per, "a", NULL, err, sizeof err) == 0);
     for (int i = 0; i < 3; i++)
         CHECK(scorer_score(per, x + (size_t)i * dim, 1, &res, NULL, NULL, NULL, err, sizeof err) == 0);
     const stream_memory *a = scorer_memory(per);
@@ -348,30 +348,110 @@ TEST(scorer_memory_one_per_source) {
     for (size_t i = 0; i < 20 * dim; i++) x[i] = rng_uniform(&r);
     /* Source "a" gets the even samples, interleaved with "b"'s odd ones; the reference
      * scores "a"'s alone through a model-wide memory. */
-    int same = 1;
+    int same = 1, fresh;
     for (int i = 0; i < 20; i++) {
         detector_result got, want;
         const char *src = i % 2 ? "b" : "a";
-        CHECK(scorer_use_source(mixed, src, err, sizeof err) == 0);
+        /* a's memory in slot 0, b's in slot 1, each started by its first use */
+        CHECK(scorer_use_source(mixed, src, &fresh, err, sizeof err) == i % 2 && fresh == (i < 2));
         CHECK(scorer_score(mixed, x + (size_t)i * dim, 1, &got, NULL, NULL, NULL, err, sizeof err) == 0);
         if (i % 2) continue;
-        CHECK(scorer_use_source(alone, src, err, sizeof err) == 0);   /* no scope: no-op */
+        CHECK(scorer_use_source(alone, src, &fresh, err, sizeof err) == 0 && !fresh); /* no-op */
         CHECK(scorer_score(alone, x + (size_t)i * dim, 1, &want, NULL, NULL, NULL, err, sizeof err) == 0);
         same &= got.d_memory == want.d_memory && got.score == want.score;
     }
     CHECK_MSG(same, "source a's scores moved with source b's traffic");
     CHECK(scorer_memory_count(mixed) == 20 && scorer_memory_count(alone) == 10);
-    /* A third source evicts the least recently used ("a": "b" was used last). */
-    CHECK(scorer_use_source(mixed, "c", err, sizeof err) == 0);
+    /* A third source evicts the least recently used ("a": "b" was used last) and takes
+     * its slot, started afresh. */
+    CHECK(scorer_use_source(mixed, "c", &fresh, err, sizeof err) == 0 && fresh);
     CHECK(memory_count(scorer_memory(mixed)) == 0);
     CHECK(scorer_memory_count(mixed) == 10);
-    CHECK(scorer_use_source(mixed, "b", err, sizeof err) == 0);
+    CHECK(scorer_use_source(mixed, "b", &fresh, err, sizeof err) == 1 && !fresh);
     CHECK(memory_count(scorer_memory(mixed)) == 10);
+    const char *src;
+    unsigned long long used_c, used_b;
+    CHECK(scorer_memory_slot(mixed, 0, &src, &used_c) && !strcmp(src, "c"));
+    CHECK(scorer_memory_slot(mixed, 1, &src, &used_b) && !strcmp(src, "b") && used_b > used_c);
+    CHECK(!scorer_memory_slot(mixed, 2, &src, &used_b));
     scorer_memory_reset(mixed);
     CHECK(scorer_memory_count(mixed) == 0);
 done:
     free(x);
     scorer_free(mixed);
     scorer_free(alone);
+    detector_free(&d);
+}
+
+/* A scorer's memory written down (a snapshot, then the latents each later call kept) and
+ * restored into another scorer goes on exactly as the original: the rest of the stream
+ * scores the same to the bit, whichever call the snapshot followed (none: the empty
+ * memory), through batches, merges, and both parts of the memory filling. */
+TEST(scorer_memory_restored_scores_alike) {
+    enum { N = 60, CUT = 41, B = 4, CALLS = (CUT + B - 1) / B };
+    detector d;
+    if (make_memory_detector(&d, 12, 2) != 0) return;
+    const size_t dim = shape_size(d.vae.arch.in), L = LATENT;
+    char err[256];
+    float *x = malloc(N * dim * sizeof *x), *journal = malloc(N * L * sizeof *journal);
+    double susp[N];
+    if (!x || !journal) {
+        check_fail(__FILE__, __LINE__, "out of memory");
+        goto done;
+    }
+    rng_t r;
+    rng_seed(&r, 43);
+    for (size_t i = 0; i < N * dim; i++) x[i] = rng_uniform(&r);
+    for (size_t i = 3 * dim; i < 4 * dim; i++) x[i + 5 * dim] = x[i];   /* a repeat: merged */
+    for (int snap = -1; snap < CALLS; snap += 3) {
+        scorer *orig = scorer_create(&d, B, err, sizeof err);
+        scorer *back = scorer_create(&d, B, err, sizeof err);
+        memory_state st;
+        int journaled = 0, differ = 0;
+        if (!orig || !back || (snap < 0 && memory_export(scorer_memory(orig), &st))) {
+            check_fail(__FILE__, __LINE__, "%s", err);
+            scorer_free(orig);
+            scorer_free(back);
+            goto done;
+        }
+        /* The first CUT samples in calls of up to B, a snapshot after call snap, and the
+         * latents every later call kept. */
+        for (int c = 0; c < CALLS; c++) {
+            int at = c * B, n = CUT - at < B ? CUT - at : B, kept;
+            detector_result res[B];
+            const float *mu;
+            const double *s;
+            CHECK(scorer_score(orig, x + (size_t)at * dim, n, res, NULL, NULL, NULL, err,
+                               sizeof err) == 0);
+            scorer_kept(orig, &mu, &s, &kept);
+            CHECK(kept == n);
+            if (c == snap) CHECK(memory_export(scorer_memory(orig), &st) == 0);
+            if (c <= snap) continue;
+            memcpy(journal + (size_t)journaled * L, mu, (size_t)n * L * sizeof *mu);
+            memcpy(susp + journaled, s, (size_t)n * sizeof *s);
+            journaled += n;
+        }
+        CHECK_MSG(scorer_memory_import(back, &st, err, sizeof err) == 0, "%s", err);
+        for (int i = 0; i < journaled; i++)
+            scorer_memory_replay(back, journal + (size_t)i * L, susp[i]);
+        CHECK(memory_count(scorer_memory(orig)) == 12);
+        CHECK(memory_count(scorer_memory(back)) == 12);
+        for (int at = CUT; at < N; at++) {
+            detector_result a, b;
+            const float *xa = x + (size_t)at * dim;
+            CHECK(scorer_score(orig, xa, 1, &a, NULL, NULL, NULL, err, sizeof err) == 0);
+            CHECK(scorer_score(back, xa, 1, &b, NULL, NULL, NULL, err, sizeof err) == 0);
+            differ += memcmp(&a.d_memory, &b.d_memory, sizeof a.d_memory) ||
+                      memcmp(&a.score, &b.score, sizeof a.score);
+        }
+        CHECK_MSG(!differ, "snapshot after call %d, %d replayed: %d scores differ", snap,
+                  journaled, differ);
+        memory_state_free(&st);
+        scorer_free(orig);
+        scorer_free(back);
+    }
+done:
+    free(x);
+    free(journal);
     detector_free(&d);
 }

@@ -199,6 +199,99 @@ void memory_keep(stream_memory *m, const float *x, double suspicion, const memor
     m->changes++;
 }
 
+/* ---- state export and import --------------------------------------------------- */
+
+int memory_export(const stream_memory *m, memory_state *st) {
+    const size_t n = (size_t)m->count;
+    *st = (memory_state){.latent = m->latent, .capacity = m->capacity, .recent = m->recent_cap,
+                         .count = m->count, .ring_len = m->ring_len, .heap_len = m->heap_len};
+    st->lat = malloc((n ? n : 1) * (size_t)m->latent * sizeof *st->lat);
+    st->suspicion = malloc((n ? n : 1) * sizeof *st->suspicion);
+    st->ring = malloc((size_t)(m->ring_len ? m->ring_len : 1) * sizeof *st->ring);
+    st->heap = malloc((size_t)(m->heap_len ? m->heap_len : 1) * sizeof *st->heap);
+    if (!st->lat || !st->suspicion || !st->ring || !st->heap) {
+        memory_state_free(st);
+        return -1;
+    }
+    memcpy(st->lat, m->lat, n * (size_t)m->latent * sizeof *st->lat);
+    memcpy(st->suspicion, m->suspicion, n * sizeof *st->suspicion);
+    for (int i = 0; i < m->ring_len; i++) st->ring[i] = m->ring[(m->head + i) % m->recent_cap];
+    memcpy(st->heap, m->heap, (size_t)m->heap_len * sizeof *st->heap);
+    return 0;
+}
+
+void memory_state_free(memory_state *st) {
+    free(st->lat);
+    free(st->suspicion);
+    free(st->ring);
+    free(st->heap);
+    memset(st, 0, sizeof *st);
+}
+
+/* Is st a state m could be in? Uses m->heap_pos as scratch. 0, or -1 with err. */
+static int check_state(stream_memory *m, const memory_state *st, char *err, size_t errlen) {
+    if (st->latent != m->latent || st->capacity != m->capacity || st->recent != m->recent_cap) {
+        snprintf(err, errlen, "a memory of %d slots (%d recent) of %d values, not %d (%d) of %d",
+                 st->capacity, st->recent, st->latent, m->capacity, m->recent_cap, m->latent);
+        return -1;
+    }
+    /* The suspicious part fills only once the recent one is full and stays full after. */
+    if (st->count < 0 || st->count > st->capacity || st->ring_len < 0 ||
+        st->ring_len > st->recent || st->heap_len < 0 || st->heap_len > m->heap_cap ||
+        st->ring_len + st->heap_len != st->count || (st->heap_len && st->ring_len != st->recent)) {
+        snprintf(err, errlen, "counts %d = %d recent + %d suspicious do not fit %d slots (%d "
+                 "recent)", st->count, st->ring_len, st->heap_len, st->capacity, st->recent);
+        return -1;
+    }
+    for (int i = 0; i < st->count; i++) m->heap_pos[i] = 0;
+    for (int i = 0; i < st->count; i++) {
+        int slot = i < st->ring_len ? st->ring[i] : st->heap[i - st->ring_len];
+        if (slot < 0 || slot >= st->count || m->heap_pos[slot]) {
+            snprintf(err, errlen, "slot %d is outside the %d kept, or listed twice", slot,
+                     st->count);
+            return -1;
+        }
+        m->heap_pos[slot] = 1;
+    }
+    for (size_t i = 0; i < (size_t)st->count * (size_t)st->latent; i++)
+        if (!isfinite(st->lat[i])) {
+            snprintf(err, errlen, "latent of slot %zu is not finite", i / (size_t)st->latent);
+            return -1;
+        }
+    for (int i = 0; i < st->count; i++)
+        if (isnan(st->suspicion[i])) {
+            snprintf(err, errlen, "suspicion of slot %d is NaN", i);
+            return -1;
+        }
+    for (int i = 1; i < st->heap_len; i++)
+        if (st->suspicion[st->heap[(i - 1) / 2]] > st->suspicion[st->heap[i]]) {
+            snprintf(err, errlen, "the suspicious part is out of order at %d", i);
+            return -1;
+        }
+    return 0;
+}
+
+int memory_import(stream_memory *m, const memory_state *st, char *err, size_t errlen) {
+    int rc = check_state(m, st, err, errlen);
+    memory_reset(m);
+    if (rc) return -1;
+    for (int slot = 0; slot < st->count; slot++) {
+        const float *x = st->lat + (size_t)slot * (size_t)m->latent;
+        memcpy(m->lat + (size_t)slot * (size_t)m->latent, x, (size_t)m->latent * sizeof *x);
+        knn_pack_row(m->packed, m->latent, slot, x);
+        m->suspicion[slot] = st->suspicion[slot];
+    }
+    for (int i = 0; i < st->ring_len; i++) {
+        m->ring[i] = st->ring[i];
+        m->heap_pos[st->ring[i]] = -1;
+    }
+    for (int i = 0; i < st->heap_len; i++) heap_set(m, i, st->heap[i]);
+    m->count = st->count;
+    m->ring_len = st->ring_len;
+    m->heap_len = st->heap_len;
+    return 0;
+}
+
 double memory_term(double ref_kth, const memory_probe *p) {
     if (!isfinite(p->kth)) return 0.0;
     return log(fmax(ref_kth, 1e-12)) - log(fmax(p->kth, 1e-12));

@@ -83,6 +83,31 @@ void memory_probe_of(const stream_memory *m, const float *x, memory_probe *p);
 /* Keep x with its suspicion; p is x's probe, made since the last keep or reset. */
 void memory_keep(stream_memory *m, const float *x, double suspicion, const memory_probe *p);
 
+/* A memory's whole state as flat arrays, so that it can be written down and read back
+ * (anodmd keeps its memories across a restart; proto/memstate.h is the file format).
+ * Slots keep their places, so a memory loaded from a state answers every later probe and
+ * keep exactly, bit for bit, as the one it was taken from would have. */
+typedef struct {
+    int latent;            /* values per latent */
+    int capacity;          /* slots */
+    int recent;            /* slots for the latest latents; the rest hold suspicious ones */
+    int count;             /* latents kept, in slots [0, count) */
+    int ring_len;          /* of them in the recent part, first in first out, */
+    int heap_len;          /* and in the suspicious part: count = ring_len + heap_len */
+    float *lat;            /* count x latent, by slot */
+    double *suspicion;     /* count, by slot (never NaN: a NaN was kept as -infinity) */
+    int *ring;             /* ring_len slots, oldest first */
+    int *heap;             /* heap_len slots: a min-heap on suspicion, in array order */
+} memory_state;
+
+/* m's state into st, its arrays malloc'd (memory_state_free). 0, or -1 out of memory. */
+int memory_export(const stream_memory *m, memory_state *st);
+/* Replace what m holds with st, once st is checked to be a state m could be in (its
+ * shape, counts, every slot once, finite latents, the heap's order); otherwise m is left
+ * empty and err says what is wrong. 0 or -1. */
+int memory_import(stream_memory *m, const memory_state *st, char *err, size_t errlen);
+void memory_state_free(memory_state *st);
+
 /* The term from x's distance to its k-th nearest reference latent and its probe: 0 while
  * the memory holds fewer than k latents. Distances are floored at 1e-12. */
 double memory_term(double ref_kth, const memory_probe *p);

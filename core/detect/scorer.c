@@ -43,6 +43,9 @@ struct scorer {
     float *enc_mu, *logvar;      /* z-based detectors only: the encoder's outputs */
     double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
     double *kth;                 /* and the memory term's reference side (with a memory) */
+    double *suspicion;           /* max_batch: what the memory kept each sample with, */
+    const float *kept_mu;        /* the latents it kept (mu or s->mu), */
+    int kept;                    /* and how many, in the last call (scorer_kept) */
     int *idx;
     float *dist;
     scorer_timing *timing;       /* NULL unless scorer_time_stages */
@@ -68,6 +71,7 @@ void scorer_free(scorer *s) {
     free(s->enc_mu);
     free(s->nearest);
     free(s->kth);
+    free(s->suspicion);
     free(s->logvar);
     free(s->pos);
     free(s->idx);
@@ -110,14 +114,15 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     s->pos = malloc((size_t)max_batch * 2 * sizeof(float));
     s->nearest = malloc((size_t)max_batch * sizeof(double));
     s->kth = malloc((size_t)max_batch * sizeof(double));
+    s->suspicion = malloc((size_t)max_batch * sizeof(double));
     s->idx = malloc((size_t)max_batch * d->k * sizeof(int));
     s->dist = malloc((size_t)max_batch * d->k * sizeof(float));
     if (d->input == LATENT_Z) {
         s->enc_mu = malloc((size_t)max_batch * L * sizeof(float));
         s->logvar = malloc((size_t)max_batch * L * sizeof(float));
     }
-    if (!s->rec || !s->xs || !s->far || !s->mu || !s->pos || !s->nearest || !s->kth || !s->idx ||
-        !s->dist ||
+    if (!s->rec || !s->xs || !s->far || !s->mu || !s->pos || !s->nearest || !s->kth ||
+        !s->suspicion || !s->idx || !s->dist ||
         (d->input == LATENT_Z && (!s->enc_mu || !s->logvar)) ||
         vae_workspace_init(&s->w, &d->vae, 1) != 0) {
         snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
@@ -130,13 +135,14 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
 /* The memory term of latent mu, then mu kept, with the sample's evidence on its own
  * (z_re + z_latent) as its suspicion: retention favours what looked odd by itself.
  * ref_kth: mu's distance to its k-th nearest reference latent. */
-static void remember(scorer *s, const float *mu, double ref_kth, detector_result *r) {
+static double remember(scorer *s, const float *mu, double ref_kth, detector_result *r) {
     const detector *d = s->d;
     memory_probe p;
     memory_probe_of(s->memory, mu, &p);
     r->d_memory = memory_term(ref_kth, &p);
     double suspicion = score_standardise(r->d_re, d->re) + score_standardise(r->d_latent, d->latent);
     memory_keep(s->memory, mu, suspicion, &p);
+    return suspicion;
 }
 
 /* Are the terms computed before the memory's all finite? (Values finite in single
@@ -160,6 +166,7 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     const size_t L = (size_t)d->vae.arch.latent;
     scorer_timing *t = s->timing;
     long long t0 = stage_clock(s);
+    s->kept = 0;
     /* Every sample on the scale the model was trained on; from here on x is that. */
     memset(s->far, 0, (size_t)B * sizeof *s->far);
     if (d->scale.kind != SCALE_NONE) {
@@ -231,11 +238,12 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         detector_result *r = &res[b];
         /* Single mode read the reference side off placement's search too. */
         if (s->memory)
-            remember(s, m + (size_t)b * L,
-                     d->mode == PLACE_CONTEXT
-                         ? tsne_map_latent_kth(s->map, m + (size_t)b * L, d->memory.k)
-                         : s->kth[b],
-                     r);
+            s->suspicion[b] = remember(s, m + (size_t)b * L,
+                                       d->mode == PLACE_CONTEXT
+                                           ? tsne_map_latent_kth(s->map, m + (size_t)b * L,
+                                                                 d->memory.k)
+                                           : s->kth[b],
+                                       r);
         else r->d_memory = NAN;
     }
     if (t) {
@@ -247,7 +255,40 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         t->terms_ns += t4 - t3;
         t->memory_ns += t5 - t4;
     }
+    if (s->memory) {
+        s->kept_mu = m;
+        s->kept = B;
+    }
     return 0;
+}
+
+void scorer_kept(const scorer *s, const float **mu, const double **suspicion, int *n) {
+    *mu = s->kept_mu;
+    *suspicion = s->suspicion;
+    *n = s->kept;
+}
+
+const stream_memory *scorer_memory_slot(const scorer *s, int slot, const char **source,
+                                        unsigned long long *used) {
+    if (!s->sources) {
+        *source = NULL;
+        *used = 0;
+        return slot == 0 ? s->own : NULL;
+    }
+    if (slot < 0 || slot >= s->n_sources) return NULL;
+    *source = s->sources[slot].key;
+    *used = s->sources[slot].used;
+    return s->sources[slot].m;
+}
+
+int scorer_memory_import(scorer *s, const memory_state *st, char *err, size_t errlen) {
+    return memory_import(s->memory, st, err, errlen);
+}
+
+void scorer_memory_replay(scorer *s, const float *mu, double suspicion) {
+    memory_probe p;
+    memory_probe_of(s->memory, mu, &p);
+    memory_keep(s->memory, mu, suspicion, &p);
 }
 
 const stream_memory *scorer_memory(const scorer *s) { return s->memory; }
@@ -297,7 +338,8 @@ int scorer_coplace(const scorer *s, const float *lat, int n, float *pos, char *e
     return tsne_coplace(s->map, &s->d->place, lat, n, pos, err, errlen);
 }
 
-int scorer_use_source(scorer *s, const char *source, char *err, size_t errlen) {
+int scorer_use_source(scorer *s, const char *source, int *fresh, char *err, size_t errlen) {
+    if (fresh) *fresh = 0;
     if (!s->sources) return 0;
     char key[SCORER_SOURCE_MAX + 1];
     snprintf(key, sizeof key, "%s", source ? source : "");
@@ -309,14 +351,16 @@ int scorer_use_source(scorer *s, const char *source, char *err, size_t errlen) {
         if (!m) return -1;
         at = s->n_sources++;
         s->sources[at].m = m;
+        if (fresh) *fresh = 1;
     } else if (at < 0) {
         at = oldest;                 /* the least recently used source is forgotten */
         memory_reset(s->sources[at].m);
+        if (fresh) *fresh = 1;
     }
     memcpy(s->sources[at].key, key, sizeof key);
     s->sources[at].used = ++s->tick;
     s->memory = s->sources[at].m;
-    return 0;
+    return at;
 }
 
 void scorer_window(const scorer *s, const float **pos, int *n) {

@@ -56,6 +56,21 @@ typedef struct {
 void scorer_time_stages(scorer *s, scorer_timing *t);
 /* The stream memory the next calls go through (NULL if the detector has none). */
 const stream_memory *scorer_memory(const scorer *s);
+/* What the last scoring call kept in that memory, so that a caller can write it down
+ * (anodmd keeps its memories across a restart): the latents (*n x latent) and their
+ * suspicions, in batch order, valid until the next call. A call that returns 0 keeps
+ * every sample, one that fails none (*n 0); so does a detector without a memory. */
+void scorer_kept(const scorer *s, const float **mu, const double **suspicion, int *n);
+/* The memories by slot: scope model has one (slot 0, source NULL), scope source one per
+ * source remembered (slots 0..n-1, source its tag, *used larger for the more recently
+ * used); NULL past the last. */
+const stream_memory *scorer_memory_slot(const scorer *s, int slot, const char **source,
+                                        unsigned long long *used);
+/* Restore the memory the next calls go through: its state st (memory_import: checked,
+ * and on failure the memory is empty; 0 or -1 with err), then, in order, each latent
+ * kept since with its suspicion, probed and kept exactly as scoring did. */
+int scorer_memory_import(scorer *s, const memory_state *st, char *err, size_t errlen);
+void scorer_memory_replay(scorer *s, const float *mu, double suspicion);
 /* Latents held by all of the scorer's memories, and forgetting them all. */
 int scorer_memory_count(const scorer *s);
 void scorer_memory_reset(scorer *s);
@@ -68,8 +83,11 @@ void scorer_memory_reset(scorer *s);
 int scorer_memory_per_source(scorer *s, int max_sources, char *err, size_t errlen);
 /* Under scope source, the next calls go through source's memory (NULL or "" is a source
  * like any other; longer tags are cut at SCORER_SOURCE_MAX bytes); otherwise nothing
- * changes. 0, or -1 with err when a new memory cannot be made. */
-int scorer_use_source(scorer *s, const char *source, char *err, size_t errlen);
+ * changes. Returns the memory's slot (scorer_memory_slot; 0 under scope model), which
+ * stays the source's while it is remembered, with *fresh (if not NULL) 1 when this call
+ * started the memory (a source not remembered: a new memory, or the least recently used
+ * one's emptied), else 0; -1 with err when a new memory cannot be made. */
+int scorer_use_source(scorer *s, const char *source, int *fresh, char *err, size_t errlen);
 /* The memory source's scores go through, without making one or counting as a use: under
  * scope source, source's (NULL or "" is the untagged requests'), NULL if it has none;
  * otherwise the model's, whatever source says (NULL without a memory). */

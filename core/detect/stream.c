@@ -135,7 +135,7 @@ static int replay(const detector *dd, const float *x, const stream_order *order,
         if (order->source) {
             char key[16];
             snprintf(key, sizeof key, "%d", (int)order->source[i]);
-            if (scorer_use_source(s, key, err, errlen) != 0) goto done;
+            if (scorer_use_source(s, key, NULL, err, errlen) < 0) goto done;
         }
         int src = scorer_terms(s, x + at * dim, 1, &res[at], NULL, NULL, NULL, NULL, err, errlen);
         if (src == SCORER_NOT_FINITE) {
