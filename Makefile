@@ -24,6 +24,9 @@ DEB_BENCH_PKGS = python3-torch python3-sklearn python3-numpy wrk
 # The dashboard's browser test (tests/dashboard/), part of `make test`: Debian's Chromium,
 # driven by playwright-core from npm with the machine's Node.js.
 DEB_BROWSER_PKGS = chromium
+# The Open Inference Protocol's conformance test (tests/v2_conformance.py), part of
+# `make test`: Debian's Python and these.
+DEB_V2_TEST_PKGS = python3-requests python3-jsonschema python3-yaml
 FMNIST         = /usr/share/datasets/fashion-mnist
 # The raw MIT-BIH records: next to the repository, else at the project machines' path.
 ECG_DATA      ?= $(firstword $(wildcard ../shared/data/ecg/mitdb /work/shared/data/ecg/mitdb) ../shared/data/ecg/mitdb)
@@ -57,8 +60,8 @@ TEST_SRC  = $(wildcard tests/*.c) tests/fuzz/fuzz_model.c
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 
-.PHONY: all deps bench-deps browser-deps test check-layers dashboard-test asan-test bench ecg-stream run install \
-        clean \
+.PHONY: all deps bench-deps browser-deps test check-layers dashboard-test v2-conformance-test \
+        asan-test bench ecg-stream run install clean \
         fixtures fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-seeds fuzz-clean
 
 all: $(BUILD)/anodm $(BUILD)/anodmd
@@ -120,6 +123,7 @@ test: deps browser-deps check-layers
 	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm $(BUILD)/anodmd
 	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner
 	@$(MAKE) --no-print-directory dashboard-test
+	@$(MAKE) --no-print-directory v2-conformance-test
 	@$(MAKE) --no-print-directory fuzz-smoke
 
 # The include path alone says what a file may see (INC_* above), so an include never names
@@ -170,6 +174,19 @@ dashboard-test: browser-deps
 	node tests/dashboard/test.mjs --anodmd $(BUILD)/anodmd --model $(DASH_TEST_MODEL) \
 	  --data $(FMNIST) --out $(BUILD)/dashboard-test \
 	  --ecg-model $(DASH_ECG_MODEL) --ecg-beats $(DASH_ECG_BEATS)
+
+# The Open Inference Protocol as a client speaks it, JSON and binary tensors, against /v1's
+# answers and the specification's schemas (tests/v2_conformance.py, tests/v2_schemas.yaml),
+# on the dashboard test's model (trained on first use, about 10 s); a few seconds. Debian's
+# Python ($(PYTHON)) with the packages above, installed when missing; without Python at all
+# the test says so and is skipped.
+v2-conformance-test:
+	@if ! command -v $(PYTHON) >/dev/null; then \
+	  echo "v2-conformance-test: SKIPPED: no $(PYTHON) on this machine"; exit 0; fi; \
+	$(MAKE) --no-print-directory _apt PKGS="$(DEB_V2_TEST_PKGS)" && \
+	$(MAKE) --no-print-directory $(BUILD)/anodm $(BUILD)/anodmd $(DASH_TEST_MODEL) && \
+	$(PYTHON) tests/v2_conformance.py --anodmd $(BUILD)/anodmd --model $(DASH_TEST_MODEL) \
+	  --data $(FMNIST) --out $(BUILD)/v2-conformance
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer, in their own build.
 asan-test: deps

@@ -114,6 +114,7 @@ static void *reaper_main(void *arg) {
 
 static const char OOM_BODY[] =
     "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+static const char OOM_BODY_V2[] = "{\"error\":\"internal: out of memory\"}";
 
 /* Count the reply to the request for url begun at st->start. */
 static void count_reply(http_server *s, const request_state *st, const char *url, int status) {
@@ -125,18 +126,25 @@ static enum MHD_Result send_reply(http_server *s, struct MHD_Connection *c,
                                   const request_state *st, const char *url, reply *r) {
     struct MHD_Response *resp;
     if (r->body) {
-        resp = MHD_create_response_from_buffer(strlen(r->body), r->body, MHD_RESPMEM_MUST_FREE);
+        resp = MHD_create_response_from_buffer(r->len ? r->len : strlen(r->body), r->body,
+                                               MHD_RESPMEM_MUST_FREE);
         if (!resp) free(r->body);
     } else {
+        const char *oom = r->v2 ? OOM_BODY_V2 : OOM_BODY;
         r->status = 500;
         r->content_type = NULL;
-        resp = MHD_create_response_from_buffer(sizeof OOM_BODY - 1, (void *)OOM_BODY,
-                                               MHD_RESPMEM_PERSISTENT);
+        r->json_len = 0;
+        resp = MHD_create_response_from_buffer(strlen(oom), (void *)oom, MHD_RESPMEM_PERSISTENT);
     }
     r->body = NULL;
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             r->content_type ? r->content_type : "application/json");
+    if (r->json_len) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", r->json_len);
+        MHD_add_response_header(resp, API_V2_HEADER_LENGTH, n);
+    }
     if (r->allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->challenge)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->challenge);
@@ -156,7 +164,7 @@ static enum MHD_Result send_reply(http_server *s, struct MHD_Connection *c,
 static enum MHD_Result send_error(http_server *s, struct MHD_Connection *c,
                                   const request_state *st, const char *url, int status,
                                   const char *code, const char *message) {
-    reply r = {0};
+    reply r = {.v2 = routes_v2(url)};
     routes_error(&r, status, code, message);
     return send_reply(s, c, st, url, &r);
 }
@@ -183,6 +191,10 @@ static int append_body(request_state *st, const char *data, size_t n, size_t lim
 
 static const char *query_value(void *conn, const char *key) {
     return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static const char *header_value(void *conn, const char *name) {
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
 }
 
 /* A parked connection leaves the polling thread's event loop until woken, so the thread
@@ -271,11 +283,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                           "the request body exceeds max_body_bytes");
     if (st->parked) return send_reply(s, c, st, url, &st->r);   /* woken: answered */
     request rq = {.method = method, .path = url, .body = st->body ? st->body : "",
-                  .len = st->len, .query = query_value, .park = park, .wake = wake, .conn = c,
-                  .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                               MHD_HTTP_HEADER_AUTHORIZATION),
-                  .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                              MHD_HTTP_HEADER_CONTENT_TYPE),
+                  .len = st->len, .query = query_value, .header = header_value, .park = park,
+                  .wake = wake, .conn = c,
+                  .authorization = header_value(c, MHD_HTTP_HEADER_AUTHORIZATION),
+                  .content_type = header_value(c, MHD_HTTP_HEADER_CONTENT_TYPE),
                   .draining = atomic_load(&s->draining)};
     conn_arm(s, st->conn, 0);    /* whole: no deadline while it is handled */
     int handed_over = routes_handle(s->a, &rq, &st->r);

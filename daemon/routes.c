@@ -11,7 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define MAX_SEGMENTS 5
+#define MAX_SEGMENTS 6
 
 /* The path split at '/' into at most MAX_SEGMENTS segments (pointing into buf). */
 typedef struct {
@@ -34,30 +34,38 @@ static void split_path(const char *path, path_parts *p) {
     p->n = n;
 }
 
-/* Does a Content-Type header name JSON (application/json in any case, parameters such as
- * charset allowed)? A request without one is taken as JSON, for clients that send none;
- * one that names another type (a browser form's, text/plain) is not read. */
-static int is_json(const char *type) {
-    static const char JSON[] = "application/json";
-    if (!type) return 1;
+/* Does a Content-Type header name the media type want (in any case, parameters such as
+ * charset allowed)? */
+static int type_is(const char *type, const char *want) {
+    size_t n = strlen(want);
     type += strspn(type, " \t");
-    if (strncasecmp(type, JSON, sizeof JSON - 1)) return 0;
-    type += sizeof JSON - 1;
+    if (strncasecmp(type, want, n)) return 0;
+    type += n;
     type += strspn(type, " \t");
     return !*type || *type == ';';
 }
 
+/* Is a body of this Content-Type read? JSON, or a request without one, for clients that
+ * send none; with binary (the V2 infer routes) also application/octet-stream, the binary
+ * tensor extension's type. One that names another type (a browser form's, text/plain) is
+ * not: those are the types a web page may send anywhere, and octet-stream is not one. */
+static int body_type_taken(const char *type, int binary) {
+    return !type || type_is(type, "application/json") ||
+           (binary && type_is(type, "application/octet-stream"));
+}
+
 /* Does p match pattern (segments separated by '/', "*" matching any non-empty one)? The
- * segment the first "*" matched goes to *arg (NULL when the pattern has none). */
-static int match(const path_parts *p, const char *pattern, const char **arg) {
+ * segments the first two "*" matched go to arg[0] and arg[1] (NULL when it has fewer). */
+static int match(const path_parts *p, const char *pattern, const char *arg[2]) {
     const char *s = pattern;
-    *arg = NULL;
+    int n_args = 0;
+    arg[0] = arg[1] = NULL;
     for (int i = 0; i < p->n; i++) {
         size_t len = strcspn(s, "/");
         int wild = len == 1 && *s == '*';
         if (wild ? !*p->seg[i] : strlen(p->seg[i]) != len || strncmp(s, p->seg[i], len))
             return 0;
-        if (wild && !*arg) *arg = p->seg[i];
+        if (wild && n_args < 2) arg[n_args++] = p->seg[i];
         s += len;
         if (!*s) return i + 1 == p->n;
         s++;
@@ -66,27 +74,31 @@ static int match(const path_parts *p, const char *pattern, const char **arg) {
 }
 
 /* What a route's handler is given: the daemon, the models current when the request began,
- * the request, the path segment its pattern's "*" matched (a model name, a log id, a
- * file; NULL when it has none), and the reply to fill. A handler returns 1 when it handed
- * the request to a worker (which then answers and holds set), else 0: it has answered. */
+ * the request, the path segment its pattern's first "*" matched (a model name, a log id, a
+ * file; NULL when it has none) and its second (a V2 model version; NULL when it has none),
+ * and the reply to fill. A handler returns 1 when it handed the request to a worker (which
+ * then answers and holds set), else 0: it has answered. */
 typedef struct {
     app *a;
     model_set *set;
     const request *rq;
-    const char *arg;
+    const char *arg, *version;
     reply *out;
 } route_ctx;
+
+static void error_reply(reply *out, const api_error *e) {
+    out->status = e->status;
+    out->body = out->v2 ? api_encode_v2_error(e) : api_encode_error(e);
+}
 
 void routes_error(reply *out, int status, const char *code, const char *message) {
     api_error e;
     api_error_set(&e, status, code, "%s", message);
-    out->status = status;
-    out->body = api_encode_error(&e);
+    error_reply(out, &e);
 }
 
-static void error_reply(reply *out, const api_error *e) {
-    out->status = e->status;
-    out->body = api_encode_error(e);
+int routes_v2(const char *path) {
+    return !strncmp(path, "/v2", 3) && (!path[3] || path[3] == '/');
 }
 
 static void ok_reply(reply *out, char *body) {
@@ -101,6 +113,20 @@ static model *find_model(model_set *set, const char *name, reply *out) {
         api_error e;
         api_error_set(&e, 404, "unknown_model", "no model named '%.64s'", name ? name : "");
         error_reply(out, &e);
+    }
+    return m;
+}
+
+/* The model of a V2 route: by name, and on the versioned routes only at its version (the
+ * SHA-256 of its bundle), or a 404 reply. */
+static model *find_v2_model(const route_ctx *c) {
+    model *m = find_model(c->set, c->arg, c->out);
+    if (m && c->version && strcmp(c->version, m->version)) {
+        api_error e;
+        api_error_set(&e, 404, "unknown_version", "model '%s' has no version '%.64s'", m->name,
+                      c->version);
+        error_reply(c->out, &e);
+        return NULL;
     }
     return m;
 }
@@ -155,6 +181,7 @@ typedef struct {
     app *a;
     model_set *set;              /* held until the job is done: job.m is one of its models */
     api_score_request req;
+    api_v2_outputs outputs;      /* with v2: the outputs asked for, JSON or binary */
     score_buffers b;
     scorelog_ticket ticket;
     int v2, logged;
@@ -201,7 +228,14 @@ static void job_prepare(batch_job *bj) {
 static void answer(score_job *j, const api_score_record *rec) {
     const model *m = j->job.m;
     if (j->v2) {
-        ok_reply(j->out, api_encode_v2_infer(m->name, m->version, j->req.id, rec, j->req.n));
+        size_t len, json_len;
+        ok_reply(j->out, api_encode_v2_infer(m->name, m->version, j->req.id, rec, j->req.n,
+                                             &j->outputs, &len, &json_len));
+        if (j->out->body && json_len < len) {   /* binary tensors follow the JSON */
+            j->out->len = len;
+            j->out->json_len = json_len;
+            j->out->content_type = "application/octet-stream";
+        }
         return;
     }
     api_score_detail detail = {.k = m->d.k, .ref = j->b.nn_ref, .distance = j->b.nn_dist,
@@ -299,15 +333,16 @@ static void hand_over(score_job *j, app *a, model_set *set, const request *rq, r
     rq->park(rq->conn);
 }
 
-/* POST /v1/score, POST /v1/models/{name}/score, POST /v2/models/{name}/infer: decode here,
- * score on a worker. 1 when handed over (the job then holds set), 0 when answered. */
+/* POST /v1/score, POST /v1/models/{name}/score, POST /v2/models/{name}[/versions/{version}]
+ * /infer: decode here, score on a worker. 1 when handed over (the job then holds set), 0
+ * when answered. */
 static int score(const route_ctx *c, int v2) {
     app *a = c->a;
     model_set *set = c->set;
     const request *rq = c->rq;
     const char *name = c->arg;
     reply *out = c->out;
-    model *m = find_model(set, name, out);
+    model *m = v2 ? find_v2_model(c) : find_model(set, name, out);
     if (!m) return 0;
     score_job *j = calloc(1, sizeof *j);
     api_error e;
@@ -315,7 +350,8 @@ static int score(const route_ctx *c, int v2) {
         routes_error(out, 500, "internal", "out of memory");
         return 0;
     }
-    if (v2 ? api_decode_v2_infer(rq->body, rq->len, m->dim, a->max_batch, &j->req, &e)
+    if (v2 ? api_decode_v2_infer(rq->body, rq->len, rq->header(rq->conn, API_V2_HEADER_LENGTH),
+                                 m->dim, a->max_batch, &j->req, &j->outputs, &e)
            : api_decode_score(rq->body, rq->len, m->dim, a->max_batch, &j->req, &e)) {
         error_reply(out, &e);
         free(j);
@@ -513,7 +549,7 @@ static int model_list(const route_ctx *c) {
 
 /* GET /v1/models/{name}, and with v2 the Open Inference Protocol's metadata. */
 static int model_info(const route_ctx *c, int v2) {
-    model *m = find_model(c->set, c->arg, c->out);
+    model *m = v2 ? find_v2_model(c) : find_model(c->set, c->arg, c->out);
     if (!m) return 0;
     api_model_ref ref = model_ref(m);
     ok_reply(c->out, v2 ? api_encode_v2_model(&ref, m->dim)
@@ -690,10 +726,11 @@ static int ready(const route_ctx *c) {
     return 0;
 }
 
-/* GET /v2/health/ready, and GET /v2/models/{name}/ready for one model. */
+/* GET /v2/health/ready, and GET /v2/models/{name}[/versions/{version}]/ready for one
+ * model. */
 static int v2_ready(const route_ctx *c) {
     char state[256];
-    if (c->arg && !find_model(c->set, c->arg, c->out)) return 0;
+    if (c->arg && !find_v2_model(c)) return 0;
     int ok = is_ready(c->a, c->set, c->rq, state, sizeof state);
     c->out->status = ok ? 200 : 503;
     c->out->body = api_encode_v2_ready(c->arg, ok);
@@ -707,6 +744,12 @@ static int health(const route_ctx *c) {
 }
 static int v2_live(const route_ctx *c) {
     ok_reply(c->out, api_encode_v2_live());
+    return 0;
+}
+
+/* GET /v2: the server metadata, which names the binary tensor data extension. */
+static int v2_server(const route_ctx *c) {
+    ok_reply(c->out, api_encode_v2_server());
     return 0;
 }
 
@@ -727,48 +770,56 @@ static int metrics_page(const route_ctx *c) {
     return 0;
 }
 
-/* A route: method, path pattern, its OpenAPI path (the metrics label), its handler, and
- * whether it is open without an API key: the health probes, so that orchestrators and
+/* A route: method, path pattern, its OpenAPI path (the metrics label), its handler,
+ * whether it is open without an API key (the health probes, so that orchestrators and
  * load balancers can check the daemon without holding a secret, and the dashboard's
- * files. The first row that matches path and method is the route. */
+ * files), and whether its body may be binary (application/octet-stream). The first row
+ * that matches path and method is the route. */
 static const struct route {
     const char *method, *pattern, *label;
     int (*handle)(const route_ctx *c);
-    int open;
+    int open, binary;
 } ROUTES[] = {
-    {"GET", "healthz", "/healthz", health, 1},
-    {"GET", "readyz", "/readyz", ready, 1},
-    {"GET", "metrics", "/metrics", metrics_page, 0},
-    {"POST", "v1/score", "/v1/score", score_json, 0},
-    {"POST", "v1/models/*/score", "/v1/models/{name}/score", score_json, 0},
-    {"POST", "v1/models/*/strip", "/v1/models/{name}/strip", strip, 0},
-    {"POST", "v1/models/*/memory/reset", "/v1/models/{name}/memory/reset", forget_memory, 0},
-    {"GET", "v1/models/*/memory/map", "/v1/models/{name}/memory/map", memory_map, 0},
-    {"GET", "v1/scores", "/v1/scores", score_page, 0},
-    {"GET", "v1/scores/*", "/v1/scores/{id}", score_record, 0},
-    {"GET", "v1/stats", "/v1/stats", stats, 0},
-    {"GET", "v1/models", "/v1/models", model_list, 0},
-    {"GET", "v1/models/*", "/v1/models/{name}", model_info_v1, 0},
-    {"GET", "v1/models/*/map", "/v1/models/{name}/map", model_map, 0},
-    {"GET", "v2/health/live", "/v2/health/live", v2_live, 1},
-    {"GET", "v2/health/ready", "/v2/health/ready", v2_ready, 1},
-    {"GET", "v2/models/*/ready", "/v2/models/{name}/ready", v2_ready, 1},
-    {"GET", "v2/models/*", "/v2/models/{name}", model_info_v2, 0},
-    {"POST", "v2/models/*/infer", "/v2/models/{name}/infer", infer_v2, 0},
-    {"GET", "v1/scores/*/sample", "/v1/scores/{id}/sample", sample_view, 0},
+    {"GET", "healthz", "/healthz", health, 1, 0},
+    {"GET", "readyz", "/readyz", ready, 1, 0},
+    {"GET", "metrics", "/metrics", metrics_page, 0, 0},
+    {"POST", "v1/score", "/v1/score", score_json, 0, 0},
+    {"POST", "v1/models/*/score", "/v1/models/{name}/score", score_json, 0, 0},
+    {"POST", "v1/models/*/strip", "/v1/models/{name}/strip", strip, 0, 0},
+    {"POST", "v1/models/*/memory/reset", "/v1/models/{name}/memory/reset", forget_memory, 0, 0},
+    {"GET", "v1/models/*/memory/map", "/v1/models/{name}/memory/map", memory_map, 0, 0},
+    {"GET", "v1/scores", "/v1/scores", score_page, 0, 0},
+    {"GET", "v1/scores/*", "/v1/scores/{id}", score_record, 0, 0},
+    {"GET", "v1/stats", "/v1/stats", stats, 0, 0},
+    {"GET", "v1/models", "/v1/models", model_list, 0, 0},
+    {"GET", "v1/models/*", "/v1/models/{name}", model_info_v1, 0, 0},
+    {"GET", "v1/models/*/map", "/v1/models/{name}/map", model_map, 0, 0},
+    {"GET", "v2", "/v2", v2_server, 0, 0},
+    {"GET", "v2/", "/v2", v2_server, 0, 0},
+    {"GET", "v2/health/live", "/v2/health/live", v2_live, 1, 0},
+    {"GET", "v2/health/ready", "/v2/health/ready", v2_ready, 1, 0},
+    {"GET", "v2/models/*/ready", "/v2/models/{name}/ready", v2_ready, 1, 0},
+    {"GET", "v2/models/*/versions/*/ready", "/v2/models/{name}/versions/{version}/ready",
+     v2_ready, 1, 0},
+    {"GET", "v2/models/*", "/v2/models/{name}", model_info_v2, 0, 0},
+    {"GET", "v2/models/*/versions/*", "/v2/models/{name}/versions/{version}", model_info_v2, 0, 0},
+    {"POST", "v2/models/*/infer", "/v2/models/{name}/infer", infer_v2, 0, 1},
+    {"POST", "v2/models/*/versions/*/infer", "/v2/models/{name}/versions/{version}/infer",
+     infer_v2, 0, 1},
+    {"GET", "v1/scores/*/sample", "/v1/scores/{id}/sample", sample_view, 0, 0},
     /* The dashboard's files hold no data (the page asks the API, with a key when keys are
      * set), so they are open like the probes: a browser can load the page to ask for it. */
-    {"GET", "", "/", dashboard, 1},
-    {"GET", "dashboard/*", "/dashboard/{file}", dashboard, 1},
+    {"GET", "", "/", dashboard, 1, 0},
+    {"GET", "dashboard/*", "/dashboard/{file}", dashboard, 1, 0},
 };
 #define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
 const char *routes_label(const char *path) {
     path_parts p;
     split_path(path, &p);
-    const char *arg;
+    const char *arg[2];
     for (size_t i = 0; i < N_ROUTES; i++)
-        if (match(&p, ROUTES[i].pattern, &arg)) return ROUTES[i].label;
+        if (match(&p, ROUTES[i].pattern, arg)) return ROUTES[i].label;
     return "unmatched";
 }
 
@@ -776,9 +827,9 @@ int routes_handle(app *a, const request *rq, reply *out) {
     path_parts p;
     split_path(rq->path, &p);
     const struct route *found = NULL, *other_method = NULL;
-    const char *arg = NULL;
+    const char *arg[2] = {NULL, NULL};
     for (size_t i = 0; i < N_ROUTES && !found; i++)
-        if (match(&p, ROUTES[i].pattern, &arg)) {
+        if (match(&p, ROUTES[i].pattern, arg)) {
             if (!strcmp(rq->method, ROUTES[i].method)) found = &ROUTES[i];
             else other_method = &ROUTES[i];
         }
@@ -786,6 +837,8 @@ int routes_handle(app *a, const request *rq, reply *out) {
     out->content_type = NULL;
     out->challenge = NULL;
     out->csp = NULL;
+    out->len = out->json_len = 0;
+    out->v2 = routes_v2(rq->path);
     if (found && !found->open && !auth_allows(a->keys, rq->authorization)) {
         out->challenge = rq->authorization ? "Bearer realm=\"anodmd\", error=\"invalid_token\""
                                            : "Bearer realm=\"anodmd\"";
@@ -805,14 +858,17 @@ int routes_handle(app *a, const request *rq, reply *out) {
         routes_error(out, 404, "not_found", "no such route");
         return 0;
     }
-    if (!strcmp(found->method, "POST") && !is_json(rq->content_type)) {
-        routes_error(out, 415, "unsupported_media_type",
-                     "the body must be sent as Content-Type: application/json");
+    if (!strcmp(found->method, "POST") && !body_type_taken(rq->content_type, found->binary)) {
+        routes_error(out, 415, "unsupported_media_type", found->binary
+                     ? "the body must be sent as Content-Type: application/json or "
+                       "application/octet-stream"
+                     : "the body must be sent as Content-Type: application/json");
         return 0;
     }
     /* The whole request runs on the models current when it began, even across a reload. */
     model_set *set = registry_acquire(a->reg);
-    const route_ctx c = {.a = a, .set = set, .rq = rq, .arg = arg, .out = out};
+    const route_ctx c = {.a = a, .set = set, .rq = rq, .arg = arg[0], .version = arg[1],
+                         .out = out};
     int handed_over = found->handle(&c);
     if (!handed_over) registry_release(a->reg, set);
     return handed_over;

@@ -3,7 +3,8 @@
  * The HTTP layer (http.c) owns connections, bodies and limits; this module gets a
  * whole request and answers it, so the handlers read like the API they implement
  * and never see libmicrohttpd. Scoring is handed to the batcher's workers (batch.h);
- * everything else is answered at once. Every reply body is JSON made by proto/api.c. */
+ * everything else is answered at once. Every reply body is made by proto/api.c: JSON,
+ * or for the V2 binary extension JSON followed by tensors. */
 #ifndef ANODMD_ROUTES_H
 #define ANODMD_ROUTES_H
 
@@ -30,14 +31,15 @@ typedef struct {
     int answer_first;            /* answer before the log commit (answer_after_commit off) */
 } app;
 
-/* One whole request. query returns a query-string parameter, or NULL when absent. A
- * handler that hands the request to a worker parks conn first and the worker wakes it
- * once the reply is filled in. */
+/* One whole request. query returns a query-string parameter and header a request header,
+ * each NULL when absent. A handler that hands the request to a worker parks conn first and
+ * the worker wakes it once the reply is filled in. */
 typedef struct {
     const char *method, *path;
     const char *body;
     size_t len;
     const char *(*query)(void *conn, const char *key);
+    const char *(*header)(void *conn, const char *name);
     void (*park)(void *conn), (*wake)(void *conn);
     void *conn;
     const char *authorization;   /* the Authorization header, NULL when absent */
@@ -47,14 +49,20 @@ typedef struct {
 
 /* The answer: status, malloc'd body (NULL only when out of memory), its type (NULL:
  * JSON), for a 405 the methods the path allows, for a 401 the WWW-Authenticate
- * challenge, and for the dashboard's files their Content-Security-Policy. */
+ * challenge, and for the dashboard's files their Content-Security-Policy. A body holding
+ * binary tensors (the Open Inference Protocol's extension) gives its length, len, and
+ * json_len, the length of the JSON before them (sent as API_V2_HEADER_LENGTH); other
+ * bodies are NUL-terminated text and leave both 0. v2: the request is one of the V2
+ * routes', whose errors take the Open Inference Protocol's shape. */
 typedef struct {
     int status;
     char *body;
+    size_t len, json_len;
     const char *content_type;
     const char *allow;
     const char *challenge;
     const char *csp;
+    int v2;
 } reply;
 
 /* Route rq to its handler and fill out: 0 when out is filled now, 1 when a worker will
@@ -64,7 +72,10 @@ int routes_handle(app *a, const request *rq, reply *out);
 /* The route path is on, as proto/openapi.yaml writes it ("/v1/models/{name}/score"), or
  * "unmatched": the label metrics count requests under. */
 const char *routes_label(const char *path);
-/* An error reply (for the HTTP layer's own refusals, such as an oversized body). */
+/* An error reply (for the HTTP layer's own refusals, such as an oversized body), in the
+ * shape out->v2 says. */
 void routes_error(reply *out, int status, const char *code, const char *message);
+/* 1 when path is /v2 or under it: its errors take the Open Inference Protocol's shape. */
+int routes_v2(const char *path);
 
 #endif

@@ -3,12 +3,16 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "dataset_io.h"
+#include "le.h"
 
 /* Reals: 9 significant digits round-trip every float and keep scores to 1e-9. */
 #define API_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
@@ -291,6 +295,32 @@ void api_strip_request_free(api_strip_request *req) {
     req->n = 0;
 }
 
+/* ------------------------------------------------------------------ Open Inference Protocol */
+
+/* The input datatypes taken, as the stored numbers they are: dataset_io.h's rule makes
+ * floats of them, in binary data and in JSON data alike. */
+static const struct {
+    const char *name;
+    dataset_elem t;
+} V2_INPUT_TYPE[] = {{"FP32", {'f', 4, 0}}, {"FP64", {'f', 8, 0}}, {"UINT8", {'u', 1, 0}}};
+#define V2_N_INPUT_TYPES (sizeof V2_INPUT_TYPE / sizeof V2_INPUT_TYPE[0])
+
+/* The outputs, in api_v2_output's order, and the bytes of one element as binary data. */
+static const struct {
+    const char *name, *datatype;
+    size_t size;
+} V2_OUTPUT[API_V2_N_OUTPUTS] = {
+    {"score", "FP64", 8}, {"is_anomaly", "BOOL", 1}, {"p_value", "FP64", 8},
+    {"log_id", "INT64", 8}};
+
+/* The bytes of a body after its JSON header; framed when the request gave the header's
+ * length (API_V2_HEADER_LENGTH), without which there are none. */
+typedef struct {
+    const uint8_t *p;
+    size_t len;
+    int framed;
+} v2_binary;
+
 /* The batch size of an input's shape [B, d1, ...] whose trailing dimensions hold dim
  * values; -1 with e. */
 static long v2_batch(json_t *shape, size_t dim, int max_batch, api_error *e) {
@@ -327,8 +357,10 @@ static long v2_batch(json_t *shape, size_t dim, int max_batch, api_error *e) {
     return (long)b;
 }
 
-/* The numbers of data (nested arrays, depth first) into x[*at..cap); -1 with e. */
-static int v2_flatten(json_t *data, float *x, size_t cap, size_t *at, int depth, api_error *e) {
+/* The numbers of data (nested arrays, depth first), stored numbers of type t, into
+ * x[*at..cap); -1 with e. */
+static int v2_flatten(json_t *data, dataset_elem t, float *x, size_t cap, size_t *at,
+                      int depth, api_error *e) {
     if (depth > 8) {
         api_error_set(e, 400, "invalid_request", "\"data\" is nested too deeply");
         return -1;
@@ -336,7 +368,7 @@ static int v2_flatten(json_t *data, float *x, size_t cap, size_t *at, int depth,
     for (size_t i = 0; i < json_array_size(data); i++) {
         json_t *v = json_array_get(data, i);
         if (json_is_array(v)) {
-            if (v2_flatten(v, x, cap, at, depth + 1, e)) return -1;
+            if (v2_flatten(v, t, x, cap, at, depth + 1, e)) return -1;
             continue;
         }
         if (!json_is_number(v)) {
@@ -348,8 +380,16 @@ static int v2_flatten(json_t *data, float *x, size_t cap, size_t *at, int depth,
                           "values", cap);
             return -1;
         }
-        x[*at] = (float)json_number_value(v);
-        if (!isfinite(x[*at])) {
+        if (t.kind == 'u') {
+            json_int_t b = json_is_integer(v) ? json_integer_value(v) : -1;
+            if (b < 0 || b > 255) {
+                api_error_set(e, 400, "invalid_request", "data value %zu is not a UINT8 (an "
+                              "integer from 0 to 255)", *at);
+                return -1;
+            }
+            uint8_t byte = (uint8_t)b;
+            dataset_decode_samples(&x[*at], &byte, 1, 1, t, NULL, 0);   /* a byte always is */
+        } else if (!isfinite(x[*at] = (float)json_number_value(v))) {
             api_error_set(e, 400, "not_finite", "data value %zu is outside the finite float "
                           "range", *at);
             return -1;
@@ -359,9 +399,76 @@ static int v2_flatten(json_t *data, float *x, size_t cap, size_t *at, int depth,
     return 0;
 }
 
-/* The one input tensor of an infer request into req. */
-static int v2_input(json_t *in, size_t dim, int max_batch, api_score_request *req,
-                    api_error *e) {
+/* A "parameters" member (NULL when absent) must be an object; its boolean key into *v,
+ * left as it is when absent. 0, or -1 with e. */
+static int v2_flag(json_t *params, const char *key, int *v, api_error *e) {
+    if (params && !json_is_object(params)) {
+        api_error_set(e, 400, "invalid_request", "\"parameters\" must be an object");
+        return -1;
+    }
+    json_t *f = json_object_get(params, key);
+    if (!f) return 0;
+    if (!json_is_boolean(f)) {
+        api_error_set(e, 400, "invalid_request", "\"%s\" must be true or false", key);
+        return -1;
+    }
+    *v = json_is_true(f);
+    return 0;
+}
+
+/* An input's binary_data_size into *size: -1 when it has none. 0, or -1 with e. */
+static int v2_binary_size(json_t *params, long long *size, api_error *e) {
+    *size = -1;
+    if (params && !json_is_object(params)) {
+        api_error_set(e, 400, "invalid_request", "\"parameters\" must be an object");
+        return -1;
+    }
+    json_t *s = json_object_get(params, "binary_data_size");
+    if (!s) return 0;
+    if (!json_is_integer(s) || json_integer_value(s) < 0) {
+        api_error_set(e, 400, "invalid_request", "\"binary_data_size\" must be a byte count");
+        return -1;
+    }
+    *size = (long long)json_integer_value(s);
+    return 0;
+}
+
+/* The data of an input of count values of type t, sent as size bytes of binary data,
+ * from bin into x: size must be what the shape takes, and bin exactly that. */
+static int v2_binary_data(const v2_binary *bin, long long size, dataset_elem t, size_t count,
+                          size_t dim, float *x, api_error *e) {
+    size_t want = count * (size_t)t.size;
+    char why[200];
+    if (!bin->framed) {
+        api_error_set(e, 400, "invalid_request", "an input with \"binary_data_size\" needs "
+                      "the JSON's length in the " API_V2_HEADER_LENGTH " header");
+        return -1;
+    }
+    if ((unsigned long long)size != want) {
+        api_error_set(e, 400, "wrong_length", "\"binary_data_size\" is %lld bytes; the shape "
+                      "takes %zu", size, want);
+        return -1;
+    }
+    if (bin->len < want) {
+        api_error_set(e, 400, "wrong_length", "the body ends %zu bytes into the input's %zu "
+                      "bytes of binary data", bin->len, want);
+        return -1;
+    }
+    if (bin->len > want) {
+        api_error_set(e, 400, "wrong_length", "%zu bytes after the input's binary data belong "
+                      "to no tensor", bin->len - want);
+        return -1;
+    }
+    if (dataset_decode_samples(x, bin->p, count, dim, t, why, sizeof why)) {
+        api_error_set(e, 400, "not_finite", "binary data: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* The one input tensor of an infer request into req, its data from JSON or from bin. */
+static int v2_input(json_t *in, size_t dim, int max_batch, const v2_binary *bin,
+                    api_score_request *req, api_error *e) {
     const char *key;
     json_t *v;
     if (!json_is_object(in)) {
@@ -377,13 +484,25 @@ static int v2_input(json_t *in, size_t dim, int max_batch, api_score_request *re
     }
     const char *type = json_string_value(json_object_get(in, "datatype"));
     json_t *data = json_object_get(in, "data");
-    if (!json_is_string(json_object_get(in, "name")) || !type || !json_is_array(data)) {
-        api_error_set(e, 400, "invalid_request",
-                      "an input needs \"name\", \"shape\", \"datatype\" and \"data\"");
+    long long size;
+    if (v2_binary_size(json_object_get(in, "parameters"), &size, e)) return -1;
+    if (!json_is_string(json_object_get(in, "name")) || !type ||
+        (size < 0 ? !json_is_array(data) : data != NULL)) {
+        api_error_set(e, 400, "invalid_request", "an input needs \"name\", \"shape\", "
+                      "\"datatype\", and \"data\" or else binary data (\"parameters\": "
+                      "{\"binary_data_size\": bytes})");
         return -1;
     }
-    if (strcmp(type, "FP32")) {
-        api_error_set(e, 400, "invalid_request", "datatype %.16s: only FP32 is accepted", type);
+    size_t k = 0;
+    while (k < V2_N_INPUT_TYPES && strcmp(type, V2_INPUT_TYPE[k].name)) k++;
+    if (k == V2_N_INPUT_TYPES) {
+        api_error_set(e, 400, "invalid_request", "datatype %.16s: FP32, FP64 and UINT8 are "
+                      "taken", type);
+        return -1;
+    }
+    if (size < 0 && bin->len) {
+        api_error_set(e, 400, "wrong_length", "%zu bytes after the JSON header belong to no "
+                      "tensor", bin->len);
         return -1;
     }
     long b = v2_batch(json_object_get(in, "shape"), dim, max_batch, e);
@@ -395,17 +514,69 @@ static int v2_input(json_t *in, size_t dim, int max_batch, api_score_request *re
     }
     req->n = (int)b;
     req->dim = dim;
-    if (v2_flatten(data, req->x, cap, &got, 0, e)) return -1;
+    dataset_elem t = V2_INPUT_TYPE[k].t;
+    if (size >= 0) return v2_binary_data(bin, size, t, cap, dim, req->x, e);
+    if (v2_flatten(data, t, req->x, cap, &got, 0, e)) return -1;
     if (got == cap) return 0;
     api_error_set(e, 400, "wrong_length", "\"data\" holds %zu values, the shape %zu", got, cap);
     return -1;
 }
 
-/* The members of an infer request: id, inputs (exactly one), outputs, parameters. */
-static int v2_members(json_t *root, size_t dim, int max_batch, api_score_request *req,
-                      api_error *e) {
+/* The outputs asked for into out: those "outputs" names (all of them, in their order,
+ * when it is absent or empty), each binary as its "binary_data" says, or else as the
+ * request's "binary_data_output" (all_binary). */
+static int v2_outputs(json_t *outputs, int all_binary, api_v2_outputs *out, api_error *e) {
+    if (outputs && !json_is_array(outputs)) {
+        api_error_set(e, 400, "invalid_request", "\"outputs\" must be an array");
+        return -1;
+    }
+    if (!json_array_size(outputs)) {
+        out->n = API_V2_N_OUTPUTS;
+        for (int w = 0; w < API_V2_N_OUTPUTS; w++) {
+            out->which[w] = (unsigned char)w;
+            out->binary[w] = (unsigned char)all_binary;
+        }
+        return 0;
+    }
+    unsigned seen = 0;
+    for (size_t i = 0; i < json_array_size(outputs); i++) {
+        json_t *o = json_array_get(outputs, i), *v;
+        const char *key, *name = json_string_value(json_object_get(o, "name"));
+        if (!json_is_object(o) || !name) {
+            api_error_set(e, 400, "invalid_request", "an output is an object with a \"name\"");
+            return -1;
+        }
+        json_object_foreach(o, key, v) {
+            if (strcmp(key, "name") && strcmp(key, "parameters")) {
+                api_error_set(e, 400, "unknown_field", "unknown output field \"%.64s\"", key);
+                return -1;
+            }
+        }
+        int w = 0, binary = all_binary;
+        while (w < API_V2_N_OUTPUTS && strcmp(name, V2_OUTPUT[w].name)) w++;
+        if (w == API_V2_N_OUTPUTS) {
+            api_error_set(e, 400, "invalid_request", "no output named \"%.64s\" (score, "
+                          "is_anomaly, p_value, log_id)", name);
+            return -1;
+        }
+        if (seen & (1u << w)) {
+            api_error_set(e, 400, "invalid_request", "output \"%s\" is asked for twice", name);
+            return -1;
+        }
+        if (v2_flag(json_object_get(o, "parameters"), "binary_data", &binary, e)) return -1;
+        seen |= 1u << w;
+        out->which[out->n] = (unsigned char)w;
+        out->binary[out->n++] = (unsigned char)binary;
+    }
+    return 0;
+}
+
+/* The members of an infer request: id, parameters, outputs, inputs (exactly one). */
+static int v2_members(json_t *root, size_t dim, int max_batch, const v2_binary *bin,
+                      api_score_request *req, api_v2_outputs *out, api_error *e) {
     const char *key;
     json_t *v;
+    int all_binary = 0;
     json_object_foreach(root, key, v) {
         if (!strcmp(key, "id")) {
             if (decode_tag(v, key, req->id, e)) return -1;
@@ -414,22 +585,48 @@ static int v2_members(json_t *root, size_t dim, int max_batch, api_score_request
             return -1;
         }
     }
+    if (v2_flag(json_object_get(root, "parameters"), "binary_data_output", &all_binary, e) ||
+        v2_outputs(json_object_get(root, "outputs"), all_binary, out, e))
+        return -1;
     json_t *inputs = json_object_get(root, "inputs");
     if (!json_is_array(inputs) || json_array_size(inputs) != 1) {
         api_error_set(e, 400, "invalid_request", "\"inputs\" must hold exactly one tensor");
         return -1;
     }
-    return v2_input(json_array_get(inputs, 0), dim, max_batch, req, e);
+    return v2_input(json_array_get(inputs, 0), dim, max_batch, bin, req, e);
 }
 
-int api_decode_v2_infer(const char *body, size_t len, size_t dim, int max_batch,
-                        api_score_request *req, api_error *e) {
+/* The API_V2_HEADER_LENGTH header's value: a decimal byte count within the body's len. */
+static int v2_header_length(const char *text, size_t len, size_t *json_len, api_error *e) {
+    size_t digits = strspn(text, "0123456789");
+    unsigned long long v = digits && digits <= 19 && !text[digits] ? strtoull(text, NULL, 10)
+                                                                   : ULLONG_MAX;
+    if (v > len) {
+        api_error_set(e, 400, "invalid_request", API_V2_HEADER_LENGTH " must be the length "
+                      "of the body's JSON header, at most the body's %zu bytes", len);
+        return -1;
+    }
+    *json_len = (size_t)v;
+    return 0;
+}
+
+int api_decode_v2_infer(const char *body, size_t len, const char *header_length, size_t dim,
+                        int max_batch, api_score_request *req, api_v2_outputs *out,
+                        api_error *e) {
     memset(req, 0, sizeof *req);
-    json_t *root = parse_object(body, len, e);
+    memset(out, 0, sizeof *out);
+    size_t json_len = len;
+    if (header_length && v2_header_length(header_length, len, &json_len, e)) return -1;
+    json_t *root = parse_object(body, json_len, e);
     if (!root) return -1;
-    int rc = v2_members(root, dim, max_batch, req, e);
+    const v2_binary bin = {(const uint8_t *)body + json_len, len - json_len,
+                           header_length != NULL};
+    int rc = v2_members(root, dim, max_batch, &bin, req, out, e);
     json_decref(root);
-    if (rc) api_score_request_free(req);
+    if (rc) {
+        api_score_request_free(req);
+        memset(out, 0, sizeof *out);
+    }
     return rc;
 }
 
@@ -892,50 +1089,111 @@ char *api_encode_stats(const api_model_stats *s, int n, int64_t now_ms) {
     return dump(root);
 }
 
-/* An output tensor of shape [n]; data filled by the caller. */
-static json_t *v2_tensor(json_t *outputs, const char *name, const char *type, int n) {
-    json_t *data = json_array();
-    if (json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i], s:o}", "name", name,
-                                                 "datatype", type, "shape", n, "data", data)))
-        return NULL;
-    return data;
+/* Output which of record r as a JSON value. */
+static json_t *v2_json_value(const api_score_record *r, int which) {
+    switch (which) {
+    case API_V2_SCORE: return num(r->r.score);
+    case API_V2_IS_ANOMALY: return json_boolean(r->r.is_anomaly);
+    case API_V2_P_VALUE: return num(r->r.p_value);
+    default: return json_integer((json_int_t)r->log_id);
+    }
+}
+
+/* Output which of record r as binary data at p (V2_OUTPUT[which].size bytes). */
+static void v2_put_value(uint8_t *p, const api_score_record *r, int which) {
+    switch (which) {
+    case API_V2_SCORE: le_put_f64(p, r->r.score); break;
+    case API_V2_IS_ANOMALY: *p = r->r.is_anomaly != 0; break;
+    case API_V2_P_VALUE: le_put_f64(p, r->r.p_value); break;
+    default: le_put64(p, (uint64_t)r->log_id);
+    }
+}
+
+/* The output tensors of n records as out asks for them into outputs: JSON data, or the
+ * binary data's size (added to *binary). 0, or -1 when out of memory. */
+static int v2_tensors(json_t *outputs, const api_score_record *rec, int n,
+                      const api_v2_outputs *out, size_t *binary) {
+    for (int k = 0; k < out->n; k++) {
+        int w = out->which[k];
+        json_t *t = json_pack("{s:s, s:s, s:[i]}", "name", V2_OUTPUT[w].name, "datatype",
+                              V2_OUTPUT[w].datatype, "shape", n);
+        if (json_array_append_new(outputs, t)) return -1;
+        if (out->binary[k]) {
+            size_t bytes = (size_t)n * V2_OUTPUT[w].size;
+            *binary += bytes;
+            if (json_object_set_new(t, "parameters", json_pack("{s:I}", "binary_data_size",
+                                                               (json_int_t)bytes)))
+                return -1;
+            continue;
+        }
+        json_t *data = json_array();
+        if (json_object_set_new(t, "data", data)) return -1;
+        for (int i = 0; i < n; i++)
+            if (json_array_append_new(data, v2_json_value(&rec[i], w))) return -1;
+    }
+    return 0;
 }
 
 char *api_encode_v2_infer(const char *model, const char *version, const char *id,
-                          const api_score_record *rec, int n) {
+                          const api_score_record *rec, int n, const api_v2_outputs *out,
+                          size_t *len, size_t *json_len) {
     json_t *outputs = json_array();
     json_t *root = json_pack("{s:s, s:s, s:o}", "model_name", model, "model_version", version,
                              "outputs", outputs);
-    if (!root || (*id && json_object_set_new(root, "id", json_string(id)))) {
+    size_t binary = 0;
+    if (!root || (*id && json_object_set_new(root, "id", json_string(id))) ||
+        v2_tensors(outputs, rec, n, out, &binary)) {
         json_decref(root);
         return NULL;
     }
-    json_t *score = v2_tensor(outputs, "score", "FP32", n);
-    json_t *flag = v2_tensor(outputs, "is_anomaly", "BOOL", n);
-    json_t *p = v2_tensor(outputs, "p_value", "FP64", n);
-    json_t *log_id = v2_tensor(outputs, "log_id", "INT64", n);
-    for (int i = 0; score && flag && p && log_id && i < n; i++)
-        if (json_array_append_new(score, num(rec[i].r.score)) ||
-            json_array_append_new(flag, json_boolean(rec[i].r.is_anomaly)) ||
-            json_array_append_new(p, num(rec[i].r.p_value)) ||
-            json_array_append_new(log_id, json_integer((json_int_t)rec[i].log_id)))
-            score = NULL;
-    if (!score || !flag || !p || !log_id) {
-        json_decref(root);
+    char *text = dump(root);
+    if (!text) return NULL;
+    size_t head = strlen(text);
+    *len = *json_len = head;
+    if (!binary) return text;
+    char *body = realloc(text, head + binary + 1);
+    if (!body) {
+        free(text);
         return NULL;
     }
-    return dump(root);
+    uint8_t *p = (uint8_t *)body + head;
+    for (int k = 0; k < out->n; k++)
+        for (int i = 0, w = out->which[k]; out->binary[k] && i < n; i++, p += V2_OUTPUT[w].size)
+            v2_put_value(p, &rec[i], w);
+    body[head + binary] = 0;
+    *len = head + binary;
+    return body;
+}
+
+/* {"name", "datatype", "shape": [-1]} of each output, as the model metadata lists them. */
+static json_t *v2_output_metadata(void) {
+    json_t *a = json_array();
+    for (int w = 0; a && w < API_V2_N_OUTPUTS; w++)
+        if (json_array_append_new(a, json_pack("{s:s, s:s, s:[i]}", "name", V2_OUTPUT[w].name,
+                                               "datatype", V2_OUTPUT[w].datatype, "shape",
+                                               -1))) {
+            json_decref(a);
+            a = NULL;
+        }
+    return a;
 }
 
 char *api_encode_v2_model(const api_model_ref *m, size_t dim) {
-    return dump(json_pack(
-        "{s:s, s:[s], s:s, s:[{s:s, s:s, s:[i, I]}], s:[{s:s, s:s, s:[i]}, {s:s, s:s, s:[i]}, "
-        "{s:s, s:s, s:[i]}, {s:s, s:s, s:[i]}]}",
-        "name", m->name, "versions", m->version, "platform", "anodm", "inputs", "name",
-        "input", "datatype", "FP32", "shape", -1, (json_int_t)dim, "outputs", "name", "score",
-        "datatype", "FP32", "shape", -1, "name", "is_anomaly", "datatype", "BOOL", "shape", -1,
-        "name", "p_value", "datatype", "FP64", "shape", -1, "name", "log_id", "datatype", "INT64",
-        "shape", -1));
+    return dump(json_pack("{s:s, s:[s], s:s, s:[{s:s, s:s, s:[i, I]}], s:o}", "name", m->name,
+                          "versions", m->version, "platform", "anodm", "inputs", "name",
+                          "input", "datatype", "FP32", "shape", -1, (json_int_t)dim,
+                          "outputs", v2_output_metadata()));
+}
+
+char *api_encode_v2_server(void) {
+    return dump(json_pack("{s:s, s:s, s:[s]}", "name", "anodmd", "version", ANODM_VERSION,
+                          "extensions", API_V2_EXTENSION));
+}
+
+char *api_encode_v2_error(const api_error *e) {
+    char text[sizeof e->code + sizeof e->message + 2];
+    snprintf(text, sizeof text, "%s: %s", e->code, e->message);
+    return dump(json_pack("{s:s}", "error", text));
 }
 
 char *api_encode_v2_live(void) { return dump(json_pack("{s:b}", "live", 1)); }

@@ -22,6 +22,7 @@
 #define API_VERSION_LEN 64     /* model version: SHA-256 of the bundle, hex */
 #define API_DEFAULT_LIMIT 100  /* GET /v1/scores page size when none is given */
 #define API_MAX_LIMIT 1000
+#define ANODM_VERSION "0.1.0"  /* the software's: provenance records and GET /v2 say it */
 
 /* A refused request: HTTP status, stable code (e.g. "wrong_length") and message. */
 typedef struct {
@@ -120,11 +121,41 @@ int api_decode_score_fast(const char *body, size_t len, size_t dim, int max_batc
                           api_score_request *req);
 int api_decode_score_json(const char *body, size_t len, size_t dim, int max_batch,
                           api_score_request *req, api_error *e);
-/* Decode an Open Inference Protocol infer body (one FP32 input of shape [B, ...] whose
- * trailing dimensions hold dim values; data flat or nested) into req, as
- * api_decode_score does (id from the body's "id"). 0, or -1 with e. */
-int api_decode_v2_infer(const char *body, size_t len, size_t dim, int max_batch,
-                        api_score_request *req, api_error *e);
+/* ------------------------------------------------------------------ Open Inference Protocol
+ * (V2, kserve/open-inference-protocol), with the binary tensor data extension: a body may
+ * be a JSON header of API_V2_HEADER_LENGTH bytes followed by raw little-endian tensors, an
+ * input whose "parameters" hold "binary_data_size" takes its data from there, and outputs
+ * asked for with "binary_data" (or the request's "binary_data_output") are answered so. */
+
+/* The HTTP header giving the JSON header's length, in requests and answers. */
+#define API_V2_HEADER_LENGTH "Inference-Header-Content-Length"
+/* What GET /v2 lists: the binary extension, as Triton names it. */
+#define API_V2_EXTENSION "binary_tensor_data"
+
+/* The outputs of an infer answer, in the model metadata's order. */
+typedef enum {
+    API_V2_SCORE, API_V2_IS_ANOMALY, API_V2_P_VALUE, API_V2_LOG_ID, API_V2_N_OUTPUTS
+} api_v2_output;
+
+/* What an infer request asks back: n outputs (all, in the metadata's order, when it names
+ * none), which and in what order, each as JSON data or as binary data. */
+typedef struct {
+    int n;
+    unsigned char which[API_V2_N_OUTPUTS];
+    unsigned char binary[API_V2_N_OUTPUTS];   /* of the i-th output answered */
+} api_v2_outputs;
+
+/* Decode an infer body into req, as api_decode_score does (id from the body's "id"), and
+ * what it asks back into out. header_length is the API_V2_HEADER_LENGTH header (NULL when
+ * absent: the whole body is JSON). Exactly one input: shape [B, d1, ...] with d1 x ... =
+ * dim, datatype FP32 or FP64 (each value a finite float32 once narrowed) or UINT8 (pixels:
+ * v/255, as the data readers take bytes, core/data/dataset_io.h); its "data" flat or
+ * nested, or its "parameters": {"binary_data_size": bytes} and the bytes after the JSON,
+ * read in place. Every byte of the body must be the JSON or that input's data. 0, or -1
+ * with e (req is then empty). */
+int api_decode_v2_infer(const char *body, size_t len, const char *header_length, size_t dim,
+                        int max_batch, api_score_request *req, api_v2_outputs *out,
+                        api_error *e);
 /* Release what api_decode_score or api_decode_v2_infer allocated. */
 void api_score_request_free(api_score_request *req);
 /* Decode a strip body {"signal": [numbers], "fs": Hz, "id", "source", "explain"}: at
@@ -223,11 +254,20 @@ char *api_encode_map(const api_model_ref *m, int max_points, const float *window
                      int n_window);
 /* GET /v1/stats: n models' windows, computed at now_ms. */
 char *api_encode_stats(const api_model_stats *s, int n, int64_t now_ms);
-/* POST /v2/models/{name}/infer: score, is_anomaly, p_value and log_id output tensors. */
+/* The answer of POST /v2/models/{name}/infer: the outputs out asks for (score FP64,
+ * is_anomaly BOOL, p_value FP64, log_id INT64, each of shape [n]) as a JSON object, then
+ * the binary ones' bytes in their order. *len is the whole body's length and *json_len
+ * the JSON's (== *len when nothing is binary: the body is then NUL-terminated JSON). */
 char *api_encode_v2_infer(const char *model, const char *version, const char *id,
-                          const api_score_record *rec, int n);
+                          const api_score_record *rec, int n, const api_v2_outputs *out,
+                          size_t *len, size_t *json_len);
 /* GET /v2/models/{name}: the Open Inference Protocol's model metadata. */
 char *api_encode_v2_model(const api_model_ref *m, size_t dim);
+/* GET /v2: the server metadata, {"name", "version", "extensions"}. */
+char *api_encode_v2_server(void);
+/* The Open Inference Protocol's error, {"error": "<code>: <message>"}: the V2 routes'
+ * shape for every refusal (the /v1 routes keep api_encode_error's). */
+char *api_encode_v2_error(const api_error *e);
 /* GET /v2/health/live. */
 char *api_encode_v2_live(void);
 /* GET /v2/health/ready (name NULL) and /v2/models/{name}/ready. */

@@ -9,8 +9,6 @@
 #include "api.h"
 #include "sha256.h"
 
-#define ANODM_VERSION "0.1.0"
-
 int provenance_file_sha256(const char *path, char out[65]) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;

@@ -349,15 +349,19 @@ int tcp_connect(int port, int timeout_s) {
     return fd;
 }
 
-/* Parse the status line and body of the response in r->raw. */
-static void parse_response(response *r) {
+/* Parse the status line and body of the response in r->raw (len bytes). */
+static void parse_response(response *r, size_t len) {
     char *sep = strstr(r->raw, "\r\n\r\n");
     if (sscanf(r->raw, "HTTP/1.1 %d", &r->status) != 1 || !sep) {
         r->status = 0;
         return;
     }
     r->body = sep + 4;
-    r->json = json_loads(r->body, 0, NULL);
+    r->body_len = len - (size_t)(r->body - r->raw);
+    const char *h = strstr(r->raw, "\r\nInference-Header-Content-Length: ");
+    r->json_len = h && h < sep ? strtoul(h + 35, NULL, 10) : 0;
+    size_t json_len = h && h < sep ? r->json_len : r->body_len;
+    if (json_len <= r->body_len) r->json = json_loadb(r->body, json_len, 0, NULL);
 }
 
 response http_exchange(int port, const char *req, size_t len) {
@@ -383,7 +387,7 @@ response http_exchange(int port, const char *req, size_t len) {
     if (!buf) return r;
     buf[got] = 0;
     r.raw = buf;
-    parse_response(&r);
+    parse_response(&r, got);
     return r;
 }
 
@@ -474,7 +478,7 @@ response hconn_send(http_conn *c, const char *head, const char *body, size_t bod
     memmove(c->buf, c->buf + head_len + body_n, c->have - head_len - body_n);
     c->have -= head_len + body_n;
     c->buf[c->have] = 0;
-    parse_response(&r);
+    parse_response(&r, head_len + body_n);
     if (closing) hconn_close(c);
     return r;
 }
@@ -487,12 +491,26 @@ double jnum(json_t *o, const char *key) {
     return json_number_value(json_object_get(o, key));
 }
 
+const char *error_code(const response *r, char code[32], int *v2) {
+    json_t *err = r->json ? json_object_get(r->json, "error") : NULL;
+    const char *text = json_string_value(err), *colon = text ? strstr(text, ": ") : NULL;
+    if (v2) *v2 = text != NULL;
+    if (text) {   /* "<code>: <message>" */
+        if (!colon || colon == text || (size_t)(colon - text) >= 32 || !colon[2]) return NULL;
+        memcpy(code, text, (size_t)(colon - text));
+        code[colon - text] = 0;
+        return code;
+    }
+    if (!jstr(err, "code") || !jstr(err, "message")) return NULL;
+    snprintf(code, 32, "%s", jstr(err, "code"));
+    return code;
+}
+
 void expect_status_(const char *file, int line, const response *r, int status,
                     const char *code) {
-    json_t *err = r->json ? json_object_get(r->json, "error") : NULL;
-    const char *got = err ? jstr(err, "code") : NULL;
-    if (r->status != status || (code && (!got || strcmp(got, code))) ||
-        (code && !jstr(err, "message")))
+    char buf[32];
+    const char *got = error_code(r, buf, NULL);
+    if (r->status != status || (code && (!got || strcmp(got, code))))
         check_fail(file, line, "want %d %s; got:\n%.1500s", status, code ? code : "",
                    r->raw ? r->raw : "(no response)");
 }

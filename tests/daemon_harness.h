@@ -96,7 +96,10 @@ typedef struct {
     int status;                  /* 0 when the exchange failed or no response came */
     char *raw;                   /* the whole response */
     const char *body;
-    json_t *json;                /* the body parsed, or NULL */
+    size_t body_len;             /* its bytes (binary tensors may hold NULs) */
+    size_t json_len;             /* Inference-Header-Content-Length: the body's JSON header
+                                  * (binary tensors follow it); 0 when absent */
+    json_t *json;                /* the body (or that JSON header) parsed, or NULL */
 } response;
 
 void response_free(response *r);
@@ -127,8 +130,12 @@ void hconn_close(http_conn *c);
 
 const char *jstr(json_t *o, const char *key);
 double jnum(json_t *o, const char *key);
-/* r had this status and, for errors (code not NULL), a JSON error with this code and a
- * message. */
+/* The error code of r: {"error": {"code", "message"}} (/v1 routes) or {"error": "<code>:
+ * <message>"} (the V2 routes, the Open Inference Protocol's shape) into code (32 bytes),
+ * with *v2 (may be NULL) saying which shape; NULL when it is neither or has no message. */
+const char *error_code(const response *r, char code[32], int *v2);
+/* r had this status and, for errors (code not NULL), an error (either shape) with this
+ * code and a message. */
 void expect_status_(const char *file, int line, const response *r, int status,
                     const char *code);
 #define EXPECT_STATUS(r, status, code) expect_status_(__FILE__, __LINE__, &(r), (status), (code))

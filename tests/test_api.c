@@ -9,6 +9,7 @@
 #include "api.h"
 #include "check.h"
 #include "fuzz/fuzz_model.h"
+#include "le.h"
 #include "rng.h"
 
 #define DIM 3
@@ -402,4 +403,246 @@ TEST(api_encode_follows_the_record_table) {
     json_decref(j);
     free(s);
     detector_free(&d);
+}
+
+/* ------------------------------------------------------------------ Open Inference Protocol */
+
+/* A V2 body: the JSON text, then n bytes of binary data. */
+typedef struct {
+    char b[1024];
+    size_t len;
+    char header[24];             /* the JSON's length, as Inference-Header-Content-Length */
+} v2_body;
+
+static void v2_make(v2_body *v, const char *json, const void *bin, size_t n) {
+    size_t jl = strlen(json);
+    memcpy(v->b, json, jl);
+    if (n) memcpy(v->b + jl, bin, n);
+    v->len = jl + n;
+    snprintf(v->header, sizeof v->header, "%zu", jl);
+}
+
+/* Decoding v with this header (NULL: none) fails with status and code, leaving nothing. */
+static void expect_v2_refused_(const char *file, int line, const v2_body *v, const char *header,
+                               int status, const char *code) {
+    api_score_request req;
+    api_v2_outputs out;
+    api_error e = {0};
+    if (api_decode_v2_infer(v->b, v->len, header, DIM, 4, &req, &out, &e) == 0) {
+        check_fail(file, line, "accepted: %.*s", (int)v->len, v->b);
+        api_score_request_free(&req);
+        return;
+    }
+    if (e.status != status || strcmp(e.code, code) || !e.message[0])
+        check_fail(file, line, "%.200s: got %d %s (%s), want %d %s", v->b, e.status, e.code,
+                   e.message, status, code);
+    if (req.x || req.n || out.n) check_fail(file, line, "a refused request still holds data");
+}
+#define EXPECT_V2_REFUSED(v, header, status, code) \
+    expect_v2_refused_(__FILE__, __LINE__, (v), (header), (status), (code))
+
+/* The JSON header of one binary input of shape [b, 3] and the datatype, with
+ * binary_data_size size and extra text after the inputs. */
+static void v2_json(char *out, size_t cap, int b, const char *type, const char *size,
+                    const char *extra) {
+    snprintf(out, cap, "{\"inputs\": [{\"name\": \"x\", \"shape\": [%d, 3], \"datatype\": "
+             "\"%s\", \"parameters\": {\"binary_data_size\": %s}}]%s}", b, type, size, extra);
+}
+
+/* Binary tensors after the JSON (FP32, FP64, UINT8 as pixels), the same datatypes as JSON
+ * data, and the outputs asked back. */
+TEST(api_decode_v2_accepts) {
+    api_score_request req;
+    api_v2_outputs out;
+    api_error e;
+    v2_body v;
+    char json[512];
+    const float want[6] = {1.0f, -2.5f, 3e-3f, 0.0f, 3e38f, -1e-30f};
+    uint8_t f32[24], f64[48], u8[6] = {0, 1, 128, 254, 255, 51};
+    for (int i = 0; i < 6; i++) {
+        le_put_f32(f32 + 4 * i, want[i]);
+        le_put_f64(f64 + 8 * i, want[i]);
+    }
+    for (int t = 0; t < 3; t++) {
+        v2_json(json, sizeof json, 2, t == 0 ? "FP32" : t == 1 ? "FP64" : "UINT8",
+                t == 0 ? "24" : t == 1 ? "48" : "6", "");
+        v2_make(&v, json, t == 0 ? f32 : t == 1 ? (void *)f64 : u8, t == 0 ? 24 : t == 1 ? 48 : 6);
+        CHECK(api_decode_v2_infer(v.b, v.len, v.header, DIM, 4, &req, &out, &e) == 0);
+        CHECK(req.n == 2 && req.dim == DIM && req.x);
+        for (int i = 0; req.x && i < 6; i++)
+            CHECK(req.x[i] == (t < 2 ? want[i] : u8[i] / 255.0f));
+        CHECK(out.n == 4 && !out.binary[0] && !out.binary[3] && out.which[2] == API_V2_P_VALUE);
+        api_score_request_free(&req);
+    }
+    /* JSON data of each datatype; the header's length may be the whole body. */
+    const char *fp64 = "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 3], \"datatype\": "
+                       "\"FP64\", \"data\": [1, 0.1, -2]}]}";
+    v2_make(&v, fp64, NULL, 0);
+    CHECK(api_decode_v2_infer(v.b, v.len, v.header, DIM, 4, &req, &out, &e) == 0);
+    CHECK(req.n == 1 && req.x && req.x[1] == 0.1f && req.x[2] == -2.0f);
+    api_score_request_free(&req);
+    const char *uint8 = "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 3], \"datatype\": "
+                        "\"UINT8\", \"data\": [[0, 255, 51]]}]}";
+    CHECK(api_decode_v2_infer(uint8, strlen(uint8), NULL, DIM, 4, &req, &out, &e) == 0);
+    CHECK(req.x && req.x[0] == 0.0f && req.x[1] == 1.0f && req.x[2] == 51 / 255.0f);
+    api_score_request_free(&req);
+    /* Outputs: all binary by the request's parameter, one overriding it, a chosen order. */
+    v2_json(json, sizeof json, 1, "FP32", "12",
+            ", \"parameters\": {\"binary_data_output\": true, \"other\": 1}, \"outputs\": "
+            "[{\"name\": \"log_id\"}, {\"name\": \"score\", \"parameters\": {\"binary_data\": "
+            "false}}]");
+    v2_make(&v, json, f32, 12);
+    CHECK(api_decode_v2_infer(v.b, v.len, v.header, DIM, 4, &req, &out, &e) == 0);
+    CHECK(out.n == 2 && out.which[0] == API_V2_LOG_ID && out.binary[0] &&
+          out.which[1] == API_V2_SCORE && !out.binary[1]);
+    api_score_request_free(&req);
+    v2_json(json, sizeof json, 1, "FP32", "12", ", \"outputs\": []");
+    v2_make(&v, json, f32, 12);
+    CHECK(api_decode_v2_infer(v.b, v.len, v.header, DIM, 4, &req, &out, &e) == 0);
+    CHECK(out.n == 4 && !out.binary[0]);
+    api_score_request_free(&req);
+}
+
+/* Every way a V2 body can be wrong, binary data's in particular. */
+TEST(api_decode_v2_refusals) {
+    v2_body v;
+    char json[512];
+    uint8_t f32[32] = {0}, nan32[12] = {0};
+    le_put_f32(nan32 + 4, NAN);
+    v2_json(json, sizeof json, 1, "FP32", "12", "");
+    v2_make(&v, json, f32, 12);
+    EXPECT_V2_REFUSED(&v, NULL, 400, "malformed_json");            /* binary, unframed */
+    EXPECT_V2_REFUSED(&v, "99999", 400, "invalid_request");        /* past the body */
+    EXPECT_V2_REFUSED(&v, "", 400, "invalid_request");
+    EXPECT_V2_REFUSED(&v, "-1", 400, "invalid_request");
+    EXPECT_V2_REFUSED(&v, " 12", 400, "invalid_request");
+    EXPECT_V2_REFUSED(&v, "0x10", 400, "invalid_request");
+    EXPECT_V2_REFUSED(&v, "99999999999999999999", 400, "invalid_request");
+    EXPECT_V2_REFUSED(&v, "0", 400, "malformed_json");
+    EXPECT_V2_REFUSED(&v, "10", 400, "malformed_json");            /* cuts the JSON */
+    v2_make(&v, json, f32, 11);
+    EXPECT_V2_REFUSED(&v, v.header, 400, "wrong_length");          /* truncated */
+    v2_make(&v, json, f32, 13);
+    EXPECT_V2_REFUSED(&v, v.header, 400, "wrong_length");          /* a byte left over */
+    v2_make(&v, json, nan32, 12);
+    EXPECT_V2_REFUSED(&v, v.header, 400, "not_finite");
+    v2_make(&v, json, NULL, 0);
+    EXPECT_V2_REFUSED(&v, NULL, 400, "invalid_request");           /* binary without framing */
+    const struct {
+        const char *type, *size, *extra;
+        size_t n;
+        int status;
+        const char *code;
+    } cases[] = {
+        {"FP32", "11", "", 11, 400, "wrong_length"},
+        {"FP32", "16", "", 16, 400, "wrong_length"},
+        {"FP64", "12", "", 12, 400, "wrong_length"},                /* FP64 takes 24 */
+        {"FP32", "-12", "", 12, 400, "invalid_request"},
+        {"FP32", "12.0", "", 12, 400, "invalid_request"},
+        {"FP32", "\"12\"", "", 12, 400, "invalid_request"},
+        {"FP32", "null", "", 12, 400, "invalid_request"},
+        {"FP32", "9223372036854775807", "", 12, 400, "wrong_length"},
+        {"INT32", "12", "", 12, 400, "invalid_request"},
+        {"BOOL", "3", "", 3, 400, "invalid_request"},
+        {"FP32", "12", ", \"parameters\": {\"binary_data_output\": 1}", 12, 400,
+         "invalid_request"},
+        {"FP32", "12", ", \"parameters\": 3", 12, 400, "invalid_request"},
+        {"FP32", "12", ", \"outputs\": {}", 12, 400, "invalid_request"},
+        {"FP32", "12", ", \"outputs\": [\"score\"]", 12, 400, "invalid_request"},
+        {"FP32", "12", ", \"outputs\": [{\"name\": 1}]", 12, 400, "invalid_request"},
+        {"FP32", "12", ", \"outputs\": [{\"name\": \"Score\"}]", 12, 400, "invalid_request"},
+        {"FP32", "12", ", \"outputs\": [{\"name\": \"score\"}, {\"name\": \"score\"}]", 12, 400,
+         "invalid_request"},
+        {"FP32", "12", ", \"outputs\": [{\"name\": \"score\", \"datatype\": \"FP32\"}]", 12, 400,
+         "unknown_field"},
+        {"FP32", "12", ", \"outputs\": [{\"name\": \"score\", \"parameters\": {\"binary_data\": "
+                       "\"true\"}}]", 12, 400, "invalid_request"},
+        {"FP32", "12", ", \"outputs\": [{\"name\": \"score\", \"parameters\": []}]", 12, 400,
+         "invalid_request"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        v2_json(json, sizeof json, 1, cases[i].type, cases[i].size, cases[i].extra);
+        v2_make(&v, json, f32, cases[i].n);
+        EXPECT_V2_REFUSED(&v, v.header, cases[i].status, cases[i].code);
+    }
+    v2_json(json, sizeof json, 5, "FP32", "60", "");               /* past max_batch 4 */
+    v2_make(&v, json, f32, 0);
+    EXPECT_V2_REFUSED(&v, v.header, 413, "batch_too_large");
+    v2_json(json, sizeof json, 0, "FP32", "0", "");
+    v2_make(&v, json, f32, 0);
+    EXPECT_V2_REFUSED(&v, v.header, 400, "empty_batch");
+    const char *both = "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 3], \"datatype\": \"FP32\", "
+                       "\"data\": [1, 2, 3], \"parameters\": {\"binary_data_size\": 12}}]}";
+    v2_make(&v, both, f32, 12);
+    EXPECT_V2_REFUSED(&v, v.header, 400, "invalid_request");
+    const char *json_data = "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 3], \"datatype\": "
+                            "\"FP32\", \"data\": [1, 2, 3]}]}";
+    v2_make(&v, json_data, f32, 1);
+    EXPECT_V2_REFUSED(&v, v.header, 400, "wrong_length");          /* a byte after the JSON */
+    const char *bad_u8[] = {"[1, 2, 256]", "[1, 2, -1]", "[1, 2, 0.5]", "[1, 2, true]"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(json, sizeof json, "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 3], "
+                 "\"datatype\": \"UINT8\", \"data\": %s}]}", bad_u8[i]);
+        v2_make(&v, json, NULL, 0);
+        EXPECT_V2_REFUSED(&v, NULL, 400, i < 3 ? "invalid_request" : "not_a_number");
+    }
+    snprintf(json, sizeof json, "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 3], "
+             "\"datatype\": \"FP64\", \"data\": [1, 2, 1e39]}]}");
+    v2_make(&v, json, NULL, 0);
+    EXPECT_V2_REFUSED(&v, NULL, 400, "not_finite");
+}
+
+/* What POST .../infer answers: the outputs asked for, JSON data or binary data after the
+ * JSON header in their order; errors, the server metadata. */
+TEST(api_encode_v2) {
+    api_score_record rec[2] = {{.log_id = 7, .r = {.score = 1.25, .is_anomaly = 1,
+                                                   .p_value = 0.001}},
+                               {.log_id = 8, .r = {.score = -0.5, .p_value = 0.75}}};
+    api_v2_outputs all_json = {.n = 4, .which = {0, 1, 2, 3}};
+    size_t len, json_len;
+    char *s = api_encode_v2_infer("m", "v", "", rec, 2, &all_json, &len, &json_len);
+    json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+    CHECK(j && len == json_len && len == strlen(s) && !json_object_get(j, "id"));
+    json_t *o = json_array_get(json_object_get(j, "outputs"), 0);
+    CHECK(o && !strcmp(json_string_value(json_object_get(o, "datatype")), "FP64") &&
+          json_real_value(json_array_get(json_object_get(o, "data"), 1)) == -0.5);
+    json_decref(j);
+    free(s);
+    api_v2_outputs mixed = {.n = 3, .which = {API_V2_LOG_ID, API_V2_IS_ANOMALY, API_V2_SCORE},
+                            .binary = {1, 0, 1}};
+    s = api_encode_v2_infer("m", "v", "req", rec, 2, &mixed, &len, &json_len);
+    j = s ? json_loadb(s, json_len, 0, NULL) : NULL;
+    json_t *outs = json_object_get(j, "outputs");
+    CHECK(j && len == json_len + 2 * 8 + 2 * 8 && json_array_size(outs) == 3 &&
+          !strcmp(json_string_value(json_object_get(j, "id")), "req"));
+    json_t *ids = json_array_get(outs, 0), *flags = json_array_get(outs, 1);
+    CHECK(ids && !json_object_get(ids, "data") &&
+          json_integer_value(json_object_get(json_object_get(ids, "parameters"),
+                                             "binary_data_size")) == 16);
+    CHECK(flags && json_is_true(json_array_get(json_object_get(flags, "data"), 0)) &&
+          !json_object_get(flags, "parameters"));
+    if (s && len == json_len + 32) {
+        const uint8_t *p = (const uint8_t *)s + json_len;
+        CHECK(le_get64(p) == 7 && le_get64(p + 8) == 8);
+        CHECK(le_get_f64(p + 16) == 1.25 && le_get_f64(p + 24) == -0.5);
+    }
+    json_decref(j);
+    free(s);
+    api_error e;
+    api_error_set(&e, 400, "wrong_length", "the shape takes %d", 12);
+    s = api_encode_v2_error(&e);
+    j = s ? json_loads(s, 0, NULL) : NULL;
+    CHECK(j && json_object_size(j) == 1 &&
+          !strcmp(json_string_value(json_object_get(j, "error")),
+                  "wrong_length: the shape takes 12"));
+    json_decref(j);
+    free(s);
+    s = api_encode_v2_server();
+    j = s ? json_loads(s, 0, NULL) : NULL;
+    CHECK(j && !strcmp(json_string_value(json_object_get(j, "name")), "anodmd") &&
+          !strcmp(json_string_value(json_object_get(j, "version")), ANODM_VERSION) &&
+          !strcmp(json_string_value(json_array_get(json_object_get(j, "extensions"), 0)),
+                  API_V2_EXTENSION));
+    json_decref(j);
+    free(s);
 }

@@ -25,6 +25,7 @@
 #include "bundle.h"
 #include "check.h"
 #include "daemon_harness.h"
+#include "le.h"
 #include "scorer.h"
 
 #define MAX_BATCH 16
@@ -348,7 +349,7 @@ TEST(daemon_openapi_routes) {
         operations++;
     }
     fclose(f);
-    CHECK_MSG(operations == 22, "%d operations documented, 22 routed", operations);
+    CHECK_MSG(operations == 26, "%d operations documented, 26 routed", operations);
 }
 
 /* The daemon scores exactly as the scorer does in-process, and logs what it answered. */
@@ -805,56 +806,127 @@ static char *infer_body(const float *x, int n, int nested, const char *type) {
     return text;
 }
 
-/* KServe V2: the same scores as /v1, as output tensors; health and metadata. */
+/* Remember the log ids of n scores answered by V2. */
+static void remember_ids(const int64_t *id, size_t n) {
+    pthread_mutex_lock(&D.lock);
+    for (size_t i = 0; i < n && D.n_acked < MAX_ACKED; i++) D.acked[D.n_acked++] = id[i];
+    pthread_mutex_unlock(&D.lock);
+}
+
+/* The V2 output named name of r (NULL when it has none). */
+static json_t *v2_output(const response *r, const char *name) {
+    json_t *outs = json_object_get(r->json, "outputs");
+    for (size_t i = 0; i < json_array_size(outs); i++)
+        if (!strcmp(jstr(json_array_get(outs, i), "name"), name)) return json_array_get(outs, i);
+    return NULL;
+}
+
+/* Value i of output name of a V2 answer as a double, from its JSON data or from its binary
+ * data (the bytes after the JSON header, output after output in their order). */
+static double v2_value(const response *r, const char *name, size_t i) {
+    json_t *outs = json_object_get(r->json, "outputs");
+    size_t at = r->json_len;
+    for (size_t k = 0; k < json_array_size(outs); k++) {
+        json_t *o = json_array_get(outs, k);
+        json_t *size = json_object_get(json_object_get(o, "parameters"), "binary_data_size");
+        if (strcmp(jstr(o, "name"), name)) {
+            at += (size_t)json_integer_value(size);
+            continue;
+        }
+        if (!size) {
+            json_t *v = json_array_get(json_object_get(o, "data"), i);
+            return json_is_boolean(v) ? json_is_true(v) : json_number_value(v);
+        }
+        const char *type = jstr(o, "datatype");
+        size_t width = !strcmp(type, "BOOL") ? 1 : 8;
+        const uint8_t *p = (const uint8_t *)r->body + at + i * width;
+        if (at + (i + 1) * width > r->body_len) return NAN;
+        return width == 1 ? p[0] : !strcmp(type, "INT64") ? (double)(int64_t)le_get64(p)
+                                                           : le_get_f64(p);
+    }
+    return NAN;
+}
+
+/* A V2 answer for n samples: 200 from tiny, every output of shape [n], the scores, flags
+ * and p-values those of the /v1 answer want (equal to its printed digits), in JSON or in
+ * binary (json_len set); its log ids are remembered. */
+static void expect_v2_scores_(const char *file, int line, response *r, json_t *want, int n) {
+    EXPECT_STATUS(*r, 200, NULL);
+    if (!r->json || strcmp(jstr(r->json, "model_name"), "tiny") ||
+        strcmp(jstr(r->json, "model_version"), D.tiny_version)) {
+        check_fail(file, line, "not tiny's answer:\n%.600s", r->raw ? r->raw : "");
+        return;
+    }
+    json_t *res = json_object_get(want, "results");
+    int64_t ids[MAX_BATCH];
+    for (int i = 0; i < n && i < MAX_BATCH; i++) {
+        json_t *w = json_array_get(res, i);
+        double score = v2_value(r, "score", i), p = v2_value(r, "p_value", i);
+        if (as_printed(score) != jnum(w, "score") || as_printed(p) != jnum(w, "p_value") ||
+            v2_value(r, "is_anomaly", i) != json_is_true(json_object_get(w, "is_anomaly")))
+            check_fail(file, line, "sample %d: score %.17g, p %.17g; /v1 says %.17g, %.17g", i,
+                       score, p, jnum(w, "score"), jnum(w, "p_value"));
+        ids[i] = (int64_t)v2_value(r, "log_id", i);
+    }
+    for (const char *name = "score"; name; name = !strcmp(name, "score") ? "log_id" : NULL)
+        if (json_integer_value(json_array_get(json_object_get(v2_output(r, name), "shape"), 0))
+            != n)
+            check_fail(file, line, "%s: not of shape [%d]", name, n);
+    remember_ids(ids, (size_t)n);
+}
+#define EXPECT_V2_SCORES(r, want, n) expect_v2_scores_(__FILE__, __LINE__, &(r), (want), (n))
+
+/* A V2 refusal: status and code, in the Open Inference Protocol's shape. */
+static void expect_v2_error_(const char *file, int line, const response *r, int status,
+                             const char *code) {
+    char got[32];
+    int v2 = 0;
+    expect_status_(file, line, r, status, code);
+    if (error_code(r, got, &v2) && !v2)
+        check_fail(file, line, "a V2 error in /v1's shape:\n%.400s", r->raw);
+}
+#define EXPECT_V2_ERROR(r, status, code) \
+    expect_v2_error_(__FILE__, __LINE__, &(r), (status), (code))
+
+/* KServe V2: the same scores as /v1, as output tensors; health, server and model
+ * metadata, the versioned routes, and errors in the protocol's shape. */
 TEST(daemon_v2_protocol) {
     if (daemon_up()) return;
     float x[3 * DIM];
     fresh_samples(x, 2, 91, 0);
     fresh_samples(x + 2 * DIM, 1, 92, 1);
     response v1 = score("/v1/models/tiny/score", x, 3, NULL);
-    for (int nested = 0; nested < 2; nested++) {
-        char *body = infer_body(x, 3, nested, "FP32");
-        response r = http("POST", "/v2/models/tiny/infer", body);
+    char path[200];
+    snprintf(path, sizeof path, "/v2/models/tiny/versions/%s/infer", D.tiny_version);
+    for (int variant = 0; variant < 4; variant++) {   /* flat, nested, FP64, versioned */
+        char *body = infer_body(x, 3, variant == 1, variant == 2 ? "FP64" : "FP32");
+        response r = http("POST", variant == 3 ? path : "/v2/models/tiny/infer", body);
         free(body);
-        EXPECT_STATUS(r, 200, NULL);
-        CHECK(r.json && !strcmp(jstr(r.json, "model_name"), "tiny") &&
-              !strcmp(jstr(r.json, "model_version"), D.tiny_version) &&
-              !strcmp(jstr(r.json, "id"), "v2-req"));
+        EXPECT_V2_SCORES(r, v1.json, 3);
+        CHECK(r.json && !strcmp(jstr(r.json, "id"), "v2-req") && r.json_len == 0 &&
+              strstr(r.raw, "Content-Type: application/json"));
         json_t *outs = json_object_get(r.json, "outputs");
+        const char *names[] = {"score", "is_anomaly", "p_value", "log_id"};
+        const char *types[] = {"FP64", "BOOL", "FP64", "INT64"};
         CHECK(json_array_size(outs) == 4);
-        json_t *ids = json_object_get(json_array_get(outs, 3), "data");
-        pthread_mutex_lock(&D.lock);
-        for (size_t i = 0; i < json_array_size(ids) && D.n_acked < MAX_ACKED; i++)
-            D.acked[D.n_acked++] = json_integer_value(json_array_get(ids, i));
-        pthread_mutex_unlock(&D.lock);
-        json_t *sc = json_array_get(outs, 0), *fl = json_array_get(outs, 1),
-               *pv = json_array_get(outs, 2);
-        CHECK(sc && !strcmp(jstr(sc, "name"), "score") && !strcmp(jstr(sc, "datatype"), "FP32"));
-        CHECK(fl && !strcmp(jstr(fl, "name"), "is_anomaly") && !strcmp(jstr(fl, "datatype"), "BOOL"));
-        CHECK(pv && !strcmp(jstr(pv, "name"), "p_value"));
-        CHECK(json_integer_value(json_array_get(json_object_get(sc, "shape"), 0)) == 3);
-        json_t *res = json_object_get(v1.json, "results");
-        for (size_t i = 0; i < 3; i++) {
-            json_t *want = json_array_get(res, i);
-            CHECK_REL(json_number_value(json_array_get(json_object_get(sc, "data"), i)),
-                      jnum(want, "score"));
-            CHECK(json_is_true(json_array_get(json_object_get(fl, "data"), i)) ==
-                  json_is_true(json_object_get(want, "is_anomaly")));
-            CHECK_REL(json_number_value(json_array_get(json_object_get(pv, "data"), i)),
-                      jnum(want, "p_value"));
-        }
+        for (int k = 0; k < 4; k++)
+            CHECK(!strcmp(jstr(json_array_get(outs, k), "name"), names[k]) &&
+                  !strcmp(jstr(json_array_get(outs, k), "datatype"), types[k]));
         response_free(&r);
     }
     response_free(&v1);
-    char *fp64 = infer_body(x, 1, 0, "FP64"), *short_data = infer_body(x, 1, 0, "FP32");
+    char *int32 = infer_body(x, 1, 0, "INT32"), *short_data = infer_body(x, 1, 0, "FP32");
     char *p = short_data ? strstr(short_data, ",0.") : NULL;   /* drop one value */
     if (p) memmove(p, strchr(p + 1, ','), strlen(strchr(p + 1, ',')) + 1);
+    char other_version[200];
+    snprintf(other_version, sizeof other_version, "/v2/models/tiny/versions/%s/infer",
+             D.ctx_version);
     const struct {
         const char *path, *body;
         int status;
         const char *code;
     } cases[] = {
-        {"/v2/models/tiny/infer", fp64, 400, "invalid_request"},
+        {"/v2/models/tiny/infer", int32, 400, "invalid_request"},
         {"/v2/models/tiny/infer", short_data, 400, "wrong_length"},
         {"/v2/models/tiny/infer", "{\"inputs\": []}", 400, "invalid_request"},
         {"/v2/models/tiny/infer", "{\"inputs\": [{\"name\": \"i\", \"shape\": [1, 63], "
@@ -864,15 +936,19 @@ TEST(daemon_v2_protocol) {
         {"/v2/models/tiny/infer", "{\"inputs\": [{\"name\": \"i\", \"shape\": [1, 64], "
                                   "\"datatype\": \"FP32\", \"data\": [\"a\"]}]}", 400, "not_a_number"},
         {"/v2/models/tiny/infer", "{\"inputz\": 1}", 400, "unknown_field"},
+        {"/v2/models/tiny/infer", "{\"inputs\": [], \"outputs\": [{\"name\": \"z\"}]}", 400,
+         "invalid_request"},
         {"/v2/models/nope/infer", "{}", 404, "unknown_model"},
+        {other_version, "{}", 404, "unknown_version"},
+        {"/v2/models/tiny/versions/1/infer", "{}", 404, "unknown_version"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         response r = http("POST", cases[i].path, cases[i].body);
         if (r.status != cases[i].status) check_fail(__FILE__, __LINE__, "v2 case %zu", i);
-        EXPECT_STATUS(r, cases[i].status, cases[i].code);
+        EXPECT_V2_ERROR(r, cases[i].status, cases[i].code);
         response_free(&r);
     }
-    free(fp64);
+    free(int32);
     free(short_data);
     response r = http("GET", "/v2/health/live", NULL);
     CHECK(r.status == 200 && json_is_true(json_object_get(r.json, "live")));
@@ -884,16 +960,162 @@ TEST(daemon_v2_protocol) {
     CHECK(r.status == 200 && json_is_true(json_object_get(r.json, "ready")) &&
           !strcmp(jstr(r.json, "name"), "ctx"));
     response_free(&r);
-    r = http("GET", "/v2/models/nope/ready", NULL);
-    EXPECT_STATUS(r, 404, "unknown_model");
+    snprintf(path, sizeof path, "/v2/models/ctx/versions/%s/ready", D.ctx_version);
+    r = http("GET", path, NULL);
+    CHECK(r.status == 200 && json_is_true(json_object_get(r.json, "ready")));
     response_free(&r);
-    r = http("GET", "/v2/models/tiny", NULL);
-    json_t *in = json_array_get(json_object_get(r.json, "inputs"), 0);
-    CHECK(r.status == 200 && !strcmp(jstr(r.json, "name"), "tiny"));
-    CHECK(!strcmp(json_string_value(json_array_get(json_object_get(r.json, "versions"), 0)),
-                  D.tiny_version));
-    CHECK(json_integer_value(json_array_get(json_object_get(in, "shape"), 1)) == DIM);
-    CHECK(json_array_size(json_object_get(r.json, "outputs")) == 4);
+    snprintf(path, sizeof path, "/v2/models/ctx/versions/%s/ready", D.tiny_version);
+    r = http("GET", path, NULL);
+    EXPECT_V2_ERROR(r, 404, "unknown_version");
+    response_free(&r);
+    r = http("GET", "/v2/models/nope/ready", NULL);
+    EXPECT_V2_ERROR(r, 404, "unknown_model");
+    response_free(&r);
+    for (int versioned = 0; versioned < 2; versioned++) {
+        snprintf(path, sizeof path, "/v2/models/tiny%s%s", versioned ? "/versions/" : "",
+                 versioned ? D.tiny_version : "");
+        r = http("GET", path, NULL);
+        json_t *in = json_array_get(json_object_get(r.json, "inputs"), 0);
+        CHECK(r.status == 200 && !strcmp(jstr(r.json, "name"), "tiny"));
+        CHECK(!strcmp(json_string_value(json_array_get(json_object_get(r.json, "versions"), 0)),
+                      D.tiny_version));
+        CHECK(json_integer_value(json_array_get(json_object_get(in, "shape"), 1)) == DIM);
+        CHECK(json_array_size(json_object_get(r.json, "outputs")) == 4);
+        response_free(&r);
+    }
+    r = http("GET", "/v2/models/tiny/versions/0", NULL);
+    EXPECT_V2_ERROR(r, 404, "unknown_version");
+    response_free(&r);
+    for (int slash = 0; slash < 2; slash++) {
+        r = http("GET", slash ? "/v2/" : "/v2", NULL);
+        json_t *ext = json_object_get(r.json, "extensions");
+        CHECK(r.status == 200 && !strcmp(jstr(r.json, "name"), "anodmd") &&
+              jstr(r.json, "version") && json_array_size(ext) == 1 &&
+              !strcmp(json_string_value(json_array_get(ext, 0)), "binary_tensor_data"));
+        response_free(&r);
+    }
+    /* Every refusal on a V2 path takes the protocol's shape, the router's too. */
+    r = http("GET", "/v2/nothing", NULL);
+    EXPECT_V2_ERROR(r, 404, "not_found");
+    response_free(&r);
+    r = http("DELETE", "/v2/models/tiny", NULL);
+    EXPECT_V2_ERROR(r, 405, "method_not_allowed");
+    response_free(&r);
+}
+
+/* POST path with a V2 JSON header and binary data after it, as tritonclient sends them:
+ * with Content-Type type (NULL: none) and Inference-Header-Content-Length header_len (< 0:
+ * none). */
+static response post_binary(const char *path, const char *json, const void *bin, size_t n,
+                            long header_len, const char *type) {
+    size_t jl = strlen(json);
+    char head[512], framing[64] = "", ctype[80] = "";
+    if (header_len >= 0)
+        snprintf(framing, sizeof framing, "Inference-Header-Content-Length: %ld\r\n", header_len);
+    if (type) snprintf(ctype, sizeof ctype, "Content-Type: %s\r\n", type);
+    int h = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
+                     "close\r\n%s%sContent-Length: %zu\r\n\r\n", path, ctype, framing, jl + n);
+    char *req = malloc((size_t)h + jl + n);
+    response r = {0};
+    if (!req) return r;
+    memcpy(req, head, (size_t)h);
+    memcpy(req + h, json, jl);
+    if (n) memcpy(req + h + jl, bin, n);
+    r = exchange(req, (size_t)h + jl + n);
+    free(req);
+    return r;
+}
+
+/* The JSON header of a binary request for n samples of datatype type (bytes each), with
+ * the request's parameters and outputs as given (JSON text, "" for none). */
+static void binary_header(char *out, size_t cap, int n, const char *type, size_t bytes,
+                          const char *extra) {
+    snprintf(out, cap, "{\"id\":\"bin\",\"inputs\":[{\"name\":\"input\",\"shape\":[%d,%d],"
+             "\"datatype\":\"%s\",\"parameters\":{\"binary_data_size\":%zu}}]%s}", n, DIM, type,
+             (size_t)n * DIM * bytes, extra);
+}
+
+/* The binary tensor data extension: inputs as raw FP32, FP64 and UINT8 bytes after the
+ * JSON, outputs as JSON or as binary, and the answers those of /v1 for the same samples. */
+TEST(daemon_v2_binary) {
+    if (daemon_up()) return;
+    enum { N = 3 };
+    float x[N * DIM];
+    fresh_samples(x, 2, 93, 0);
+    fresh_samples(x + 2 * DIM, 1, 94, 1);
+    response v1 = score("/v1/models/tiny/score", x, N, NULL);
+    uint8_t f32[N * DIM * 4], f64[N * DIM * 8];
+    for (int i = 0; i < N * DIM; i++) {
+        le_put_f32(f32 + 4 * i, x[i]);
+        le_put_f64(f64 + 8 * i, x[i]);
+    }
+    const char *extras[] = {
+        "",                                                   /* outputs in JSON */
+        ",\"parameters\":{\"binary_data_output\":true}",      /* every output binary */
+        ",\"outputs\":[{\"name\":\"log_id\",\"parameters\":{\"binary_data\":true}},"
+        "{\"name\":\"is_anomaly\"},{\"name\":\"p_value\",\"parameters\":{\"binary_data\":true}},"
+        "{\"name\":\"score\"}]",                              /* a mix, in another order */
+    };
+    const char *types[] = {"application/octet-stream", NULL, "application/json"};
+    for (int e = 0; e < 3; e++)
+        for (int t = 0; t < 2; t++) {
+            char json[600];
+            binary_header(json, sizeof json, N, t ? "FP64" : "FP32", t ? 8 : 4, extras[e]);
+            response r = post_binary("/v2/models/tiny/infer", json, t ? f64 : f32,
+                                     t ? sizeof f64 : sizeof f32, (long)strlen(json), types[e]);
+            EXPECT_V2_SCORES(r, v1.json, N);
+            CHECK_MSG((r.json_len > 0) == (e > 0) &&
+                      (e == 0 || strstr(r.raw, "Content-Type: application/octet-stream")),
+                      "case %d/%d:\n%.500s", e, t, r.raw ? r.raw : "");
+            if (e == 2) {
+                json_t *outs = json_object_get(r.json, "outputs");
+                CHECK(json_array_size(outs) == 4 &&
+                      !strcmp(jstr(json_array_get(outs, 0), "name"), "log_id") &&
+                      !strcmp(jstr(json_array_get(outs, 3), "name"), "score") &&
+                      r.body_len == r.json_len + N * 8 * 2);
+            }
+            response_free(&r);
+        }
+    response_free(&v1);
+    /* UINT8: pixels, v/255 as the data readers take bytes, in binary and in JSON. */
+    uint8_t u8[N * DIM];
+    float xu[N * DIM];
+    for (int i = 0; i < N * DIM; i++) {
+        u8[i] = (uint8_t)(i * 37 % 256);
+        xu[i] = u8[i] / 255.0f;
+    }
+    v1 = score("/v1/models/tiny/score", xu, N, NULL);
+    char json[600];
+    binary_header(json, sizeof json, N, "UINT8", 1, "");
+    response r = post_binary("/v2/models/tiny/infer", json, u8, sizeof u8, (long)strlen(json),
+                             "application/octet-stream");
+    EXPECT_V2_SCORES(r, v1.json, N);
+    response_free(&r);
+    json_t *data = json_array();
+    for (int i = 0; i < N * DIM; i++) json_array_append_new(data, json_integer(u8[i]));
+    json_t *root = json_pack("{s:[{s:s, s:[i, i], s:s, s:o}]}", "inputs", "name", "u", "shape",
+                             N, DIM, "datatype", "UINT8", "data", data);
+    char *body = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    r = http("POST", "/v2/models/tiny/infer", body ? body : "");
+    EXPECT_V2_SCORES(r, v1.json, N);
+    response_free(&r);
+    free(body);
+    response_free(&v1);
+    /* A few refusals here; daemon_abuse_cases has the rest. */
+    binary_header(json, sizeof json, 1, "FP32", 4, "");
+    r = post_binary("/v2/models/tiny/infer", json, f32, DIM * 4 - 1, (long)strlen(json), NULL);
+    EXPECT_V2_ERROR(r, 400, "wrong_length");
+    response_free(&r);
+    r = post_binary("/v2/models/tiny/infer", json, f32, DIM * 4, -1, NULL);
+    EXPECT_V2_ERROR(r, 400, "malformed_json");
+    response_free(&r);
+    r = post_binary("/v2/models/tiny/infer", json, f32, DIM * 4, (long)strlen(json) + DIM * 4 + 1,
+                    NULL);
+    EXPECT_V2_ERROR(r, 400, "invalid_request");
+    response_free(&r);
+    r = post_binary("/v1/models/tiny/score", "{}", NULL, 0, 2, "application/octet-stream");
+    EXPECT_STATUS(r, 415, "unsupported_media_type");
     response_free(&r);
 }
 

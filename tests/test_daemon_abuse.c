@@ -31,6 +31,7 @@
 #include "check.h"
 #include "clock.h"
 #include "daemon_harness.h"
+#include "le.h"
 
 #define MAX_BODY 65536
 #define MAX_BATCH 16
@@ -91,7 +92,7 @@ typedef struct {
     int rows;                    /* log rows it adds */
 } abuse_case;
 
-#define MAX_CASES 160
+#define MAX_CASES 220
 static abuse_case cases[MAX_CASES];
 static int n_cases;
 
@@ -207,6 +208,153 @@ static void add_v2(const char *name, const char *shape, const char *data, const 
     puts_(&t, "}]}");
     if (t.s) add_post(name, "/v2/models/tiny/infer", t.s, status, code, 0);
     free(t.s);
+}
+
+/* A V2 request with binary data: the JSON header json, then n bytes of bin, sent as
+ * application/octet-stream with Inference-Header-Content-Length: length (NULL: the JSON's
+ * own length; "": no such header). */
+static void add_binary(const char *name, const char *json, const void *bin, size_t n,
+                       const char *length, int status, const char *code, int rows) {
+    size_t jl = strlen(json);
+    char headers[200], own[24];
+    snprintf(own, sizeof own, "%zu", jl);
+    if (!length) length = own;
+    snprintf(headers, sizeof headers, "Content-Type: application/octet-stream\r\n%s%s%s",
+             *length ? "Inference-Header-Content-Length: " : "", length, *length ? "\r\n" : "");
+    char *body = malloc(jl + n + 1);
+    if (!body) return;
+    memcpy(body, json, jl);
+    if (n) memcpy(body + jl, bin, n);
+    add_req(name, "POST", "/v2/models/tiny/infer", headers, body, jl + n, status, code, rows);
+    free(body);
+}
+
+/* The JSON header of one input: shape and datatype as text, binary_data_size as given, and
+ * extra text after the input (",\"outputs\":..." and the like). */
+static void bin_json(char *out, size_t cap, const char *shape, const char *type,
+                     const char *size, const char *extra) {
+    snprintf(out, cap, "{\"inputs\":[{\"name\":\"x\",\"shape\":%s,\"datatype\":\"%s\","
+             "\"parameters\":{\"binary_data_size\":%s}}]%s}", shape, type, size, extra);
+}
+
+/* The binary tensor data extension: lengths that disagree (the header's with the body,
+ * binary_data_size with the shape and with the bytes there), types, values and limits. */
+static void build_binary_cases(void) {
+    enum { BYTES = DIM * 4 };
+    uint8_t f32[2 * DIM * 8], nan32[BYTES], huge32[BYTES], big64[DIM * 8], nan64[DIM * 8];
+    for (int i = 0; i < 2 * DIM * 2; i++) le_put_f32(f32 + 4 * i, 0.5f);
+    for (int i = 0; i < DIM; i++) {
+        le_put_f32(nan32 + 4 * i, i == 7 ? NAN : 0.25f);
+        le_put_f32(huge32 + 4 * i, 3e38f);
+        le_put_f64(big64 + 8 * i, i == 3 ? 1e39 : 0.5);
+        le_put_f64(nan64 + 8 * i, i == 3 ? -INFINITY : 0.5);
+    }
+    char json[600], size[24], shape_size[24];
+    snprintf(size, sizeof size, "%d", BYTES);
+    snprintf(shape_size, sizeof shape_size, "%d", 17 * BYTES);
+    bin_json(json, sizeof json, "[1,64]", "FP32", size, "");
+    add_binary("V2 binary: one FP32 sample", json, f32, BYTES, NULL, 200, NULL, 1);
+    add_binary("V2 binary: header length past the body", json, f32, BYTES, "99999", 400,
+               "invalid_request", 0);
+    add_binary("V2 binary: header length the whole body", json, f32, BYTES, "", 400,
+               "malformed_json", 0);
+    add_binary("V2 binary: header length 2^64", json, f32, BYTES, "18446744073709551616", 400,
+               "invalid_request", 0);
+    add_binary("V2 binary: header length -1", json, f32, BYTES, "-1", 400, "invalid_request", 0);
+    add_binary("V2 binary: header length 12abc", json, f32, BYTES, "12abc", 400,
+               "invalid_request", 0);
+    add_binary("V2 binary: header length 0", json, f32, BYTES, "0", 400, "malformed_json", 0);
+    add_binary("V2 binary: header length inside the JSON", json, f32, BYTES, "20", 400,
+               "malformed_json", 0);
+    add_binary("V2 binary: truncated data", json, f32, BYTES - 1, NULL, 400, "wrong_length", 0);
+    add_binary("V2 binary: no data at all", json, f32, 0, NULL, 400, "wrong_length", 0);
+    add_binary("V2 binary: a byte left over", json, f32, BYTES + 1, NULL, 400, "wrong_length", 0);
+    add_binary("V2 binary: a sample left over", json, f32, 2 * BYTES, NULL, 400, "wrong_length",
+               0);
+    add_binary("V2 binary: NaN", json, nan32, BYTES, NULL, 400, "not_finite", 0);
+    add_binary("V2 binary: 3e38 everywhere (too large to score)", json, huge32, BYTES, NULL, 400,
+               "not_finite", 0);
+    bin_json(json, sizeof json, "[1,64]", "FP32", "255", "");
+    add_binary("V2 binary: binary_data_size short of the shape", json, f32, 255, NULL, 400,
+               "wrong_length", 0);
+    bin_json(json, sizeof json, "[1,64]", "FP32", "512", "");
+    add_binary("V2 binary: binary_data_size past the shape", json, f32, 512, NULL, 400,
+               "wrong_length", 0);
+    bin_json(json, sizeof json, "[1,64]", "FP32", "9223372036854775807", "");
+    add_binary("V2 binary: binary_data_size 2^63-1", json, f32, BYTES, NULL, 400, "wrong_length",
+               0);
+    bin_json(json, sizeof json, "[1,64]", "FP32", "-256", "");
+    add_binary("V2 binary: binary_data_size negative", json, f32, BYTES, NULL, 400,
+               "invalid_request", 0);
+    bin_json(json, sizeof json, "[1,64]", "FP32", "\"256\"", "");
+    add_binary("V2 binary: binary_data_size a string", json, f32, BYTES, NULL, 400,
+               "invalid_request", 0);
+    bin_json(json, sizeof json, "[1,64]", "FP32", "256.0", "");
+    add_binary("V2 binary: binary_data_size a real", json, f32, BYTES, NULL, 400,
+               "invalid_request", 0);
+    bin_json(json, sizeof json, "[1,64]", "FP32", size, "");
+    add_binary("V2 binary: no Inference-Header-Content-Length", json, f32, 0, "", 400,
+               "invalid_request", 0);
+    snprintf(json, sizeof json, "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,64],\"datatype\":"
+             "\"FP32\",\"data\":[],\"parameters\":{\"binary_data_size\":%d}}]}", BYTES);
+    add_binary("V2 binary: data and binary data", json, f32, BYTES, NULL, 400, "invalid_request",
+               0);
+    snprintf(json, sizeof json, "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,64],\"datatype\":"
+             "\"FP32\",\"data\":[0");
+    for (int i = 1; i < DIM; i++) strncat(json, ",0", sizeof json - strlen(json) - 1);
+    strncat(json, "]}]}", sizeof json - strlen(json) - 1);
+    add_binary("V2 JSON data and bytes after it", json, f32, 4, NULL, 400, "wrong_length", 0);
+    add_binary("V2 JSON data framed by its own length", json, f32, 0, NULL, 200, NULL, 1);
+    snprintf(size, sizeof size, "%d", DIM * 8);
+    bin_json(json, sizeof json, "[1,64]", "FP64", size, "");
+    add_binary("V2 binary: FP64 beyond float", json, big64, DIM * 8, NULL, 400, "not_finite", 0);
+    add_binary("V2 binary: FP64 -inf", json, nan64, DIM * 8, NULL, 400, "not_finite", 0);
+    bin_json(json, sizeof json, "[1,64]", "INT32", "256", "");
+    add_binary("V2 binary: INT32", json, f32, BYTES, NULL, 400, "invalid_request", 0);
+    bin_json(json, sizeof json, "[1,64]", "BYTES", "256", "");
+    add_binary("V2 binary: BYTES", json, f32, BYTES, NULL, 400, "invalid_request", 0);
+    bin_json(json, sizeof json, "[1,65]", "FP32", "260", "");
+    add_binary("V2 binary: shape [1,65]", json, f32, 260, NULL, 400, "invalid_request", 0);
+    bin_json(json, sizeof json, "[17,64]", "FP32", shape_size, "");
+    add_binary("V2 binary: 17 samples", json, f32, BYTES, NULL, 413, "batch_too_large", 0);
+    bin_json(json, sizeof json, "[1000000,64]", "FP32", "256000000", "");
+    add_binary("V2 binary: a million samples", json, f32, BYTES, NULL, 413, "batch_too_large", 0);
+    /* What the request asks back. */
+    snprintf(size, sizeof size, "%d", BYTES);
+    const struct {
+        const char *name, *extra;
+        int status;
+        const char *code;
+    } asks[] = {
+        {"all outputs binary", ",\"parameters\":{\"binary_data_output\":true}", 200, NULL},
+        {"one output, binary", ",\"outputs\":[{\"name\":\"score\",\"parameters\":"
+                               "{\"binary_data\":true}}]", 200, NULL},
+        {"binary_data_output \"yes\"", ",\"parameters\":{\"binary_data_output\":\"yes\"}", 400,
+         "invalid_request"},
+        {"binary_data 1", ",\"outputs\":[{\"name\":\"score\",\"parameters\":"
+                          "{\"binary_data\":1}}]", 400, "invalid_request"},
+        {"parameters an array", ",\"parameters\":[]", 400, "invalid_request"},
+        {"an unknown output", ",\"outputs\":[{\"name\":\"scores\"}]", 400, "invalid_request"},
+        {"an output twice", ",\"outputs\":[{\"name\":\"score\"},{\"name\":\"score\"}]", 400,
+         "invalid_request"},
+        {"five outputs", ",\"outputs\":[{\"name\":\"score\"},{\"name\":\"p_value\"},"
+                         "{\"name\":\"log_id\"},{\"name\":\"is_anomaly\"},{\"name\":\"score\"}]",
+         400, "invalid_request"},
+        {"an output without a name", ",\"outputs\":[{}]", 400, "invalid_request"},
+        {"an unknown output field", ",\"outputs\":[{\"name\":\"score\",\"shape\":[1]}]", 400,
+         "unknown_field"},
+        {"outputs an object", ",\"outputs\":{\"name\":\"score\"}", 400, "invalid_request"},
+    };
+    for (size_t i = 0; i < sizeof asks / sizeof asks[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "V2 binary: %s", asks[i].name);
+        bin_json(json, sizeof json, "[1,64]", "FP32", size, asks[i].extra);
+        add_binary(name, json, f32, BYTES, NULL, asks[i].status, asks[i].code,
+                   asks[i].status == 200);
+    }
+    add_req("octet-stream to /v1", "POST", "/v1/score",
+            "Content-Type: application/octet-stream\r\n", "{}", 2, 415, "unsupported_media_type",
+            0);
 }
 
 static void build_cases(void) {
@@ -453,6 +601,7 @@ static void build_cases(void) {
     add_req("0xff in an Authorization header", "GET", "/v1/models", "Authorization: Bearer \xff\r\n",
             "", 0, 200, NULL, 0);
     free(t.s);
+    build_binary_cases();
 }
 
 /* Every case, each followed by /healthz and a look at the log. */
@@ -463,11 +612,12 @@ TEST(daemon_abuse_cases) {
     for (int i = 0; i < n_cases; i++) {
         abuse_case *c = &cases[i];
         response r = http_exchange(A.port, c->req, c->len);
-        json_t *err = r.json ? json_object_get(r.json, "error") : NULL;
-        const char *code = err ? jstr(err, "code") : NULL;
+        char buf[32];
+        int v2_shape, v2_path = strstr(c->req, " /v2/") && strstr(c->req, " /v2/") <
+                                                               strstr(c->req, "\r\n");
+        const char *code = error_code(&r, buf, &v2_shape);
         int ok = r.status == c->status &&
-                 (c->code ? code && !strcmp(code, c->code) && jstr(err, "message")
-                          : !code) &&
+                 (c->code ? code && !strcmp(code, c->code) && v2_shape == v2_path : !code) &&
                  (!r.raw || !strstr(r.raw, "root:x:0:0"));
         if (!ok)
             check_fail(__FILE__, __LINE__, "case %d (%s): want %d %s; got:\n%.600s", i, c->name,

@@ -3,8 +3,8 @@
  * Files are written and read byte by byte, never by casting a buffer to a struct, so
  * the formats mean the same on any host and an unaligned or short buffer is never
  * dereferenced as a wider type. Floats travel as the little-endian bytes of their IEEE
- * 754 bit pattern (le_put_f32 / le_get_f32), which keeps every value, NaN payloads and
- * signed zeros included, bit for bit. */
+ * 754 bit pattern (le_put_f32 / le_get_f32, le_put_f64 / le_get_f64), which keeps every
+ * value, NaN payloads and signed zeros included, bit for bit. */
 #ifndef ANODM_LE_H
 #define ANODM_LE_H
 
@@ -51,6 +51,21 @@ static inline float le_get_f32(const uint8_t *p) {
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+/* Store the bit pattern of d at p. */
+static inline void le_put_f64(uint8_t *p, double d) {
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    le_put64(p, u);
+}
+
+/* The double whose bit pattern is stored at p. */
+static inline double le_get_f64(const uint8_t *p) {
+    uint64_t u = le_get64(p);
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
 }
 
 #endif

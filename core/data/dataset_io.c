@@ -57,12 +57,7 @@ static int count_values(const uint64_t *dims, int ndim, uint64_t *values, char *
 
 /* ------------------------------------------------------------------ elements */
 
-/* The type of one stored number, as IDX type codes and NPY dtypes describe it. */
-typedef struct {
-    char kind;      /* 'u' unsigned integer, 'i' signed integer, 'f' IEEE float */
-    int size;       /* bytes: 1, 2, 4 or 8 (floats: 4 or 8) */
-    int big_endian;
-} elem_type;
+typedef dataset_elem elem_type;
 
 static uint64_t load_bits(const uint8_t *p, int size, int big_endian) {
     uint64_t v = 0;
@@ -92,11 +87,10 @@ static double elem_value(const uint8_t *p, elem_type t) {
     return d;
 }
 
-/* Converts count elements to floats. Unsigned bytes are pixel intensities and become
- * v/255; anything else is kept as is but must be a finite float32, since one NaN would
- * poison a whole training run. */
-static int decode_samples(float *dst, const uint8_t *src, size_t count, size_t dim,
-                          elem_type t, char *err, size_t errlen) {
+/* Unsigned bytes are pixel intensities; anything else must be a finite float32, since one
+ * NaN would poison a whole training run (or a score). */
+int dataset_decode_samples(float *dst, const uint8_t *src, size_t count, size_t dim,
+                           dataset_elem t, char *err, size_t errlen) {
     if (t.kind == 'u' && t.size == 1) {
         for (size_t i = 0; i < count; i++) dst[i] = src[i] / 255.0f;
         return 0;
@@ -168,7 +162,7 @@ static int make_samples(dataset *out, const uint64_t *dims, int ndim, elem_type 
     d.x = malloc((size_t)values * sizeof *d.x);
     if (!d.x) return err_fail(err, errlen, "out of memory for %llu values",
                           (unsigned long long)values);
-    if (decode_samples(d.x, buf + off, (size_t)values, d.dim, t, err, errlen)) {
+    if (dataset_decode_samples(d.x, buf + off, (size_t)values, d.dim, t, err, errlen)) {
         free(d.x);
         return -1;
     }

@@ -53,6 +53,21 @@ int dataset_parse_npy_labels(int32_t **labels, size_t *n, const uint8_t *buf, si
 int dataset_parse_csv(dataset *out, const char *text, size_t len, int label_col, char *err,
                       size_t errlen);
 
+/* The type of one stored number, as IDX type codes, NPY dtypes and the Open Inference
+ * Protocol's binary tensors (proto/api.c) describe it. */
+typedef struct {
+    char kind;      /* 'u' unsigned integer, 'i' signed integer, 'f' IEEE float */
+    int size;       /* bytes: 1, 2, 4 or 8 (floats: 4 or 8) */
+    int big_endian;
+} dataset_elem;
+
+/* count stored numbers of type t at src (count * t.size bytes, samples of dim values) into
+ * floats, by the rule every reader above follows: unsigned bytes are pixels and become
+ * v/255; anything else is kept as it is but must be a finite float32. 0, or -1 with err
+ * naming the sample and value. */
+int dataset_decode_samples(float *dst, const uint8_t *src, size_t count, size_t dim,
+                           dataset_elem t, char *err, size_t errlen);
+
 /* Element types dataset_write_npy writes: little-endian float32, int32, int64. */
 typedef enum { NPY_F4, NPY_I4, NPY_I8 } npy_dtype;
 

@@ -3,22 +3,30 @@
  *
  * Input layout: byte 0 picks the decoder, byte 1 the model's sample length (1..32);
  * the rest is the body or the parameters.
- *   byte0 % 4 == 0   api_decode_score     (POST /v1/models/{name}/score)
- *   byte0 % 4 == 1   api_decode_v2_infer  (POST /v2/models/{name}/infer)
- *   byte0 % 4 == 2   GET parameters: up to five NUL-separated strings for
+ *   byte0 % 5 == 0   api_decode_score     (POST /v1/models/{name}/score)
+ *   byte0 % 5 == 1   api_decode_v2_infer  (POST /v2/models/{name}/infer), all JSON
+ *   byte0 % 5 == 2   GET parameters: up to five NUL-separated strings for
  *                    api_decode_scores_query (since_id, limit, model, source,
  *                    anomalies_only; a missing one is NULL), and each string through
  *                    api_decode_max_points, api_parse_log_id and api_valid_model_name
- *   byte0 % 4 == 3   api_decode_score with max_batch 1 (the batch limit path), and the
+ *   byte0 % 5 == 3   api_decode_score with max_batch 1 (the batch limit path), and the
  *                    same body through api_decode_strip (POST /v1/models/{name}/strip)
+ *   byte0 % 5 == 4   api_decode_v2_infer with binary data: bytes 2 and 3 are the
+ *                    Inference-Header-Content-Length (little-endian; 0xffff: no such
+ *                    header, 0xfffe: the text "-1"), the rest the body, a JSON header and
+ *                    the bytes after it
  * The body is not NUL-terminated (the decoders get a length), so it sits in a heap block
  * of exactly its size for ASan. A decoded request must hold n * dim finite values, and
  * whatever api_decode_score's fast path (api_fast.c) decodes, its jansson path must
- * decode identically. */
+ * decode identically. A decoded V2 request is answered by api_encode_v2_infer as asked:
+ * its JSON header must parse and the binary outputs fill the rest exactly. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
+#include <stdio.h>
 
 #include "api.h"
 
@@ -87,9 +95,36 @@ static void decode_strip(const char *body, size_t size) {
     api_strip_request_free(&req);
 }
 
+/* The answer to a decoded V2 request: outputs as asked, each once; the JSON header parses
+ * and holds them in order; the binary ones fill the rest of the body exactly. */
+static void check_v2_answer(const api_score_request *req, const api_v2_outputs *out) {
+    static const size_t width[API_V2_N_OUTPUTS] = {8, 1, 8, 8};
+    unsigned seen = 0;
+    size_t binary = 0;
+    if (out->n < 1 || out->n > API_V2_N_OUTPUTS) abort();
+    for (int k = 0; k < out->n; k++) {
+        if (out->which[k] >= API_V2_N_OUTPUTS || (seen & (1u << out->which[k]))) abort();
+        seen |= 1u << out->which[k];
+        if (out->binary[k]) binary += (size_t)req->n * width[out->which[k]];
+    }
+    api_score_record *rec = calloc((size_t)req->n, sizeof *rec);
+    size_t len, json_len;
+    char *body = rec ? api_encode_v2_infer("m", "v", req->id, rec, req->n, out, &len, &json_len)
+                     : NULL;
+    if (body) {
+        json_t *j = json_loadb(body, json_len, 0, NULL);
+        if (!j || len != json_len + binary ||
+            json_array_size(json_object_get(j, "outputs")) != (size_t)out->n)
+            abort();
+        json_decref(j);
+    }
+    free(body);
+    free(rec);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
-    int which = data[0] % 4;
+    int which = data[0] % 5;
     size_t dim = 1 + data[1] % 32;
     data += 2;
     size -= 2;
@@ -97,22 +132,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         decode_query(data, size);
         return 0;
     }
+    char header[16], *framing = NULL;
+    if (which == 4) {
+        if (size < 2) return 0;
+        unsigned length = data[0] | (unsigned)data[1] << 8;
+        if (length != 0xffff) snprintf(framing = header, sizeof header, length == 0xfffe
+                                       ? "-1" : "%u", length);
+        data += 2;
+        size -= 2;
+    }
     char *body = malloc(size ? size : 1);
     if (!body) return 0;
     memcpy(body, data, size);
     api_score_request req;
+    api_v2_outputs out;
     api_error e;
-    int max_batch = which == 3 ? 1 : 8;
-    int rc = which == 1 ? api_decode_v2_infer(body, size, dim, max_batch, &req, &e)
-                        : api_decode_score(body, size, dim, max_batch, &req, &e);
+    int max_batch = which == 3 ? 1 : 8, v2 = which == 1 || which == 4;
+    int rc = v2 ? api_decode_v2_infer(body, size, framing, dim, max_batch, &req, &out, &e)
+                : api_decode_score(body, size, dim, max_batch, &req, &e);
     if (rc == 0) {
         check_request(&req, dim);
         if (req.n > max_batch) abort();
+        if (v2) check_v2_answer(&req, &out);
     } else if (e.status < 400 || e.status > 599 || !e.code[0]) {
         abort();
     }
     api_score_request_free(&req);
-    if (which != 1) check_fast_path(body, size, dim, max_batch);
+    if (!v2) check_fast_path(body, size, dim, max_batch);
     if (which == 3) decode_strip(body, size);
     free(body);
     return 0;

@@ -12,15 +12,22 @@
  * (routes_handle returns 1) is waited for, as the HTTP layer's park/wake would. No API
  * keys are set. Input layout:
  *     METHOD PATH\n
- *     key=value\n ...      query parameters, up to 8, ended by an empty line
+ *     key=value\n ...      query parameters, and Name: value lines, headers (such as
+ *                          Inference-Header-Content-Length), up to 8 each, ended by an
+ *                          empty line
  *     body                 the rest, not NUL-terminated
- * Every reply must have a status in 200..599 and a body (NULL only when out of memory). */
+ * Every reply must have a status in 200..599 and a body (NULL only when out of memory); a
+ * binary one (the V2 extension's) a JSON header within it; an error on a /v2 path the
+ * Open Inference Protocol's shape, {"error": "..."}. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "batch.h"
 #include "bundle.h"
@@ -29,10 +36,13 @@
 
 enum { MAX_QUERY = 8 };
 
-/* One request's connection: its query parameters, and the wake-up from the worker. */
+/* One request's connection: its query parameters and headers, and the wake-up from the
+ * worker. */
 typedef struct {
     const char *key[MAX_QUERY], *value[MAX_QUERY];
     int n;
+    const char *name[MAX_QUERY], *header[MAX_QUERY];
+    int n_headers;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int woken;
@@ -108,6 +118,13 @@ static const char *lookup(void *conn, const char *key) {
     return NULL;
 }
 
+static const char *header(void *conn, const char *name) {
+    const conn_state *q = conn;
+    for (int i = 0; i < q->n_headers; i++)
+        if (!strcasecmp(q->name[i], name)) return q->header[i];
+    return NULL;
+}
+
 static void park(void *conn) { (void)conn; }
 
 static void wake(void *conn) {
@@ -142,20 +159,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     conn_state q = {.n = 0, .woken = 0};
     pthread_mutex_init(&q.lock, NULL);
     pthread_cond_init(&q.cond, NULL);
-    while (next && q.n < MAX_QUERY) {
+    while (next) {
         line = next;
         if ((next = strchr(line, '\n'))) *next++ = 0;
-        char *eq = strchr(line, '=');
-        if (!eq) continue;
-        *eq = 0;
-        q.key[q.n] = line;
-        q.value[q.n++] = eq + 1;
+        char *colon = strstr(line, ": "), *eq = strchr(line, '=');
+        if (colon && (!eq || colon < eq) && q.n_headers < MAX_QUERY) {
+            *colon = 0;
+            q.name[q.n_headers] = line;
+            q.header[q.n_headers++] = colon + 2;
+        } else if (eq && q.n < MAX_QUERY) {
+            *eq = 0;
+            q.key[q.n] = line;
+            q.value[q.n++] = eq + 1;
+        }
     }
 
     if (!routes_label(path)) __builtin_trap();
     request rq = {.method = method, .path = path, .body = body, .len = body_len,
-                  .query = lookup, .park = park, .wake = wake, .conn = &q,
-                  .content_type = "application/json"};
+                  .query = lookup, .header = header, .park = park, .wake = wake, .conn = &q,
+                  .content_type = header(&q, "Content-Type")};
     reply out = {0};
     if (routes_handle(&the_app, &rq, &out) == 1) {   /* a worker answers: wait for it */
         pthread_mutex_lock(&q.lock);
@@ -163,6 +185,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pthread_mutex_unlock(&q.lock);
     }
     if (out.status < 200 || out.status > 599) __builtin_trap();
+    if (out.body && out.json_len) {
+        json_t *j = out.json_len < out.len ? json_loadb(out.body, out.json_len, 0, NULL) : NULL;
+        if (!j) __builtin_trap();
+        json_decref(j);
+    }
+    if (out.body && out.status >= 400 && routes_v2(path)) {
+        json_t *j = json_loads(out.body, 0, NULL);
+        if (!json_is_string(json_object_get(j, "error")) || json_object_size(j) != 1)
+            __builtin_trap();
+        json_decref(j);
+    }
     free(out.body);
     pthread_cond_destroy(&q.cond);
     pthread_mutex_destroy(&q.lock);
