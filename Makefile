@@ -24,6 +24,10 @@ DEB_BENCH_PKGS = python3-torch python3-sklearn python3-numpy wrk
 # The dashboard's browser test (tests/dashboard/), part of `make test`: Debian's Chromium,
 # driven by playwright-core from npm with the machine's Node.js.
 DEB_BROWSER_PKGS = chromium
+# The Kubernetes manifests' offline check (tests/k8s/, part of `make test`): yamllint from
+# Debian, kubernetes-models from npm with the machine's Node.js, and kubectl (kustomize)
+# where the machine has it (not a Debian package).
+DEB_K8S_PKGS   = yamllint
 FMNIST         = /usr/share/datasets/fashion-mnist
 # The raw MIT-BIH records: next to the repository, else at the project machines' path.
 ECG_DATA      ?= $(firstword $(wildcard ../shared/data/ecg/mitdb /work/shared/data/ecg/mitdb) ../shared/data/ecg/mitdb)
@@ -57,7 +61,8 @@ TEST_SRC  = $(wildcard tests/*.c) tests/fuzz/fuzz_model.c
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 
-.PHONY: all deps bench-deps browser-deps test check-layers dashboard-test asan-test bench run install clean \
+.PHONY: all deps bench-deps browser-deps test check-layers dashboard-test k8s-deps k8s-test \
+        asan-test bench run install clean \
         fixtures fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-seeds fuzz-clean
 
 all: $(BUILD)/anodm $(BUILD)/anodmd
@@ -118,6 +123,7 @@ _apt:
 test: deps browser-deps check-layers
 	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm $(BUILD)/anodmd
 	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner
+	@$(MAKE) --no-print-directory k8s-test
 	@$(MAKE) --no-print-directory dashboard-test
 	@$(MAKE) --no-print-directory fuzz-smoke
 
@@ -169,6 +175,22 @@ dashboard-test: browser-deps
 	node tests/dashboard/test.mjs --anodmd $(BUILD)/anodmd --model $(DASH_TEST_MODEL) \
 	  --data $(FMNIST) --out $(BUILD)/dashboard-test \
 	  --ecg-model $(DASH_ECG_MODEL) --ecg-beats $(DASH_ECG_BEATS)
+
+# deploy/k8s checked offline (tests/k8s/check.sh, a few seconds): yamllint, every overlay
+# rendered by kubectl kustomize and checked against the Kubernetes schemas with unknown
+# fields refused, the restricted Pod Security profile, anodmd --check-config on the
+# ConfigMap; and each of tests/k8s/bad/ refused.
+k8s-deps:
+	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_K8S_PKGS)"
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  $(MAKE) --no-print-directory _apt PKGS="nodejs npm"
+
+tests/k8s/node_modules/.package-lock.json: tests/k8s/package-lock.json
+	cd tests/k8s && npm ci --no-audit --no-fund --loglevel=error
+
+k8s-test: k8s-deps
+	@$(MAKE) --no-print-directory $(BUILD)/anodmd tests/k8s/node_modules/.package-lock.json
+	ANODMD_BIN=$(BUILD)/anodmd sh tests/k8s/check.sh
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer, in their own build.
 asan-test: deps
