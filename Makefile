@@ -28,6 +28,8 @@ DEB_BROWSER_PKGS = chromium
 # Debian, kubernetes-models from npm with the machine's Node.js, and kubectl (kustomize)
 # where the machine has it (not a Debian package).
 DEB_K8S_PKGS   = yamllint
+# The multi-replica test (tests/cluster/): HAProxy from Debian in front of anodmd.
+DEB_CLUSTER_PKGS = haproxy wrk python3
 FMNIST         = /usr/share/datasets/fashion-mnist
 # The raw MIT-BIH records: next to the repository, else at the project machines' path.
 ECG_DATA      ?= $(firstword $(wildcard ../shared/data/ecg/mitdb /work/shared/data/ecg/mitdb) ../shared/data/ecg/mitdb)
@@ -62,7 +64,7 @@ TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 
 .PHONY: all deps bench-deps browser-deps test check-layers dashboard-test k8s-deps k8s-test \
-        asan-test bench run install clean \
+        cluster-test asan-test bench run install clean \
         fixtures fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-seeds fuzz-clean
 
 all: $(BUILD)/anodm $(BUILD)/anodmd
@@ -124,6 +126,7 @@ test: deps browser-deps check-layers
 	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm $(BUILD)/anodmd
 	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner
 	@$(MAKE) --no-print-directory k8s-test
+	@$(MAKE) --no-print-directory cluster-test CLUSTER_ARGS=--no-throughput
 	@$(MAKE) --no-print-directory dashboard-test
 	@$(MAKE) --no-print-directory fuzz-smoke
 
@@ -175,6 +178,22 @@ dashboard-test: browser-deps
 	node tests/dashboard/test.mjs --anodmd $(BUILD)/anodmd --model $(DASH_TEST_MODEL) \
 	  --data $(FMNIST) --out $(BUILD)/dashboard-test \
 	  --ecg-model $(DASH_ECG_MODEL) --ecg-beats $(DASH_ECG_BEATS)
+
+# Three anodmd replicas behind HAProxy on 127.0.0.1 under a paced load (about 15 s):
+# kill -9 one and restart it on its log, drain one with SIGTERM and bring it back; then
+# every acknowledged score must be in exactly one replica's log, once, no 5xx but the
+# killed replica's requests in flight, each source on one replica; then, unless
+# CLUSTER_ARGS=--no-throughput (as `make test` runs it), wrk through HAProxy with 1, 2 and
+# 3 replicas (tests/cluster/cluster_test.py, docs/DEPLOY.md). The small dashboard model
+# by default (CLUSTER_MODEL= for another); CLUSTER_OUT=DIR keeps the raw output.
+CLUSTER_MODEL ?= $(DASH_TEST_MODEL)
+CLUSTER_ARGS  ?=
+
+cluster-test: deps
+	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_CLUSTER_PKGS)"
+	@$(MAKE) --no-print-directory $(BUILD)/anodm $(BUILD)/anodmd $(CLUSTER_MODEL)
+	$(PYTHON) tests/cluster/cluster_test.py --anodmd $(BUILD)/anodmd --model $(CLUSTER_MODEL) \
+	  --data $(FMNIST) $(if $(CLUSTER_OUT),--out $(CLUSTER_OUT)) $(CLUSTER_ARGS)
 
 # deploy/k8s checked offline (tests/k8s/check.sh, a few seconds): yamllint, every overlay
 # rendered by kubectl kustomize and checked against the Kubernetes schemas with unknown
