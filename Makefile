@@ -27,6 +27,12 @@ DEB_BROWSER_PKGS = chromium
 # The Open Inference Protocol's conformance test (tests/v2_conformance.py), part of
 # `make test`: Debian's Python and these.
 DEB_V2_TEST_PKGS = python3-requests python3-jsonschema python3-yaml
+# The Kubernetes manifests' offline check (tests/k8s/, part of `make test`): yamllint from
+# Debian, kubernetes-models from npm with the machine's Node.js, and kubectl (kustomize)
+# where the machine has it (not a Debian package).
+DEB_K8S_PKGS   = yamllint
+# The multi-replica test (tests/cluster/): HAProxy from Debian in front of anodmd.
+DEB_CLUSTER_PKGS = haproxy wrk python3
 FMNIST         = /usr/share/datasets/fashion-mnist
 # The raw MIT-BIH records: next to the repository, else at the project machines' path.
 ECG_DATA      ?= $(firstword $(wildcard ../shared/data/ecg/mitdb /work/shared/data/ecg/mitdb) ../shared/data/ecg/mitdb)
@@ -61,7 +67,7 @@ TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 
 .PHONY: all deps bench-deps browser-deps test check-layers dashboard-test v2-conformance-test \
-        asan-test bench ecg-stream run install clean \
+        k8s-deps k8s-test cluster-test asan-test bench ecg-stream run install clean \
         fixtures fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-seeds fuzz-clean
 
 all: $(BUILD)/anodm $(BUILD)/anodmd
@@ -122,6 +128,8 @@ _apt:
 test: deps browser-deps check-layers
 	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm $(BUILD)/anodmd
 	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner
+	@$(MAKE) --no-print-directory k8s-test
+	@$(MAKE) --no-print-directory cluster-test CLUSTER_ARGS=--no-throughput
 	@$(MAKE) --no-print-directory dashboard-test
 	@$(MAKE) --no-print-directory v2-conformance-test
 	@$(MAKE) --no-print-directory fuzz-smoke
@@ -187,6 +195,37 @@ v2-conformance-test:
 	$(MAKE) --no-print-directory $(BUILD)/anodm $(BUILD)/anodmd $(DASH_TEST_MODEL) && \
 	$(PYTHON) tests/v2_conformance.py --anodmd $(BUILD)/anodmd --model $(DASH_TEST_MODEL) \
 	  --data $(FMNIST) --out $(BUILD)/v2-conformance
+# Three anodmd replicas behind HAProxy on 127.0.0.1 under a paced load (about 15 s):
+# kill -9 one and restart it on its log, drain one with SIGTERM and bring it back; then
+# every acknowledged score must be in exactly one replica's log, once, no 5xx but the
+# killed replica's requests in flight, each source on one replica; then, unless
+# CLUSTER_ARGS=--no-throughput (as `make test` runs it), wrk through HAProxy with 1, 2 and
+# 3 replicas (tests/cluster/cluster_test.py, docs/DEPLOY.md). The small dashboard model
+# by default (CLUSTER_MODEL= for another); CLUSTER_OUT=DIR keeps the raw output.
+CLUSTER_MODEL ?= $(DASH_TEST_MODEL)
+CLUSTER_ARGS  ?=
+
+cluster-test: deps
+	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_CLUSTER_PKGS)"
+	@$(MAKE) --no-print-directory $(BUILD)/anodm $(BUILD)/anodmd $(CLUSTER_MODEL)
+	$(PYTHON) tests/cluster/cluster_test.py --anodmd $(BUILD)/anodmd --model $(CLUSTER_MODEL) \
+	  --data $(FMNIST) $(if $(CLUSTER_OUT),--out $(CLUSTER_OUT)) $(CLUSTER_ARGS)
+
+# deploy/k8s checked offline (tests/k8s/check.sh, a few seconds): yamllint, every overlay
+# rendered by kubectl kustomize and checked against the Kubernetes schemas with unknown
+# fields refused, the restricted Pod Security profile, anodmd --check-config on the
+# ConfigMap; and each of tests/k8s/bad/ refused.
+k8s-deps:
+	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_K8S_PKGS)"
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  $(MAKE) --no-print-directory _apt PKGS="nodejs npm"
+
+tests/k8s/node_modules/.package-lock.json: tests/k8s/package-lock.json
+	cd tests/k8s && npm ci --no-audit --no-fund --loglevel=error
+
+k8s-test: k8s-deps
+	@$(MAKE) --no-print-directory $(BUILD)/anodmd tests/k8s/node_modules/.package-lock.json
+	ANODMD_BIN=$(BUILD)/anodmd sh tests/k8s/check.sh
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer, in their own build.
 asan-test: deps

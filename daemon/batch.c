@@ -189,10 +189,13 @@ static void *worker_main(void *arg) {
             continue;
         }
         int n;
+        const long long taken_ns = clock_ns();
         batch_job *jobs = take_jobs(b, q, &n);
         q->busy = 1;
         if (b->runnable) pthread_cond_signal(&b->work);   /* another queue may be due */
         pthread_mutex_unlock(&b->lock);
+        for (batch_job *j = jobs; j; j = j->next)
+            metrics_queued(b->metrics, q->m->name, (double)(taken_ns - j->queued_ns) / 1e9);
         score_batch(b, q, jobs, n);
         for (batch_job *j = jobs; j; j = j->next) j->prepare(j);
         pthread_mutex_lock(&b->lock);

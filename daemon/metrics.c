@@ -38,8 +38,8 @@ typedef struct {
     int n, cap;
 } family;
 
-enum { F_REQUESTS, F_LATENCY, F_SAMPLES, F_ANOMALIES, F_SCORES, F_BATCH, F_DB_WRITE, F_DB_ERRORS,
-       N_FAMILIES };
+enum { F_REQUESTS, F_LATENCY, F_SAMPLES, F_ANOMALIES, F_SCORES, F_BATCH, F_QUEUE, F_DB_WRITE,
+       F_DB_ERRORS, N_FAMILIES };
 
 #define NB(a) (int)(sizeof a / sizeof a[0])
 
@@ -68,6 +68,9 @@ metrics *metrics_create(void) {
         [F_BATCH] = {"anodmd_batch_size",
                      "Samples per scorer call (requests batched together), by model.",
                      BATCH_BOUNDS, NB(BATCH_BOUNDS), NULL, 0, 0},
+        [F_QUEUE] = {"anodmd_queue_duration_seconds", "Time a score request waited in its "
+                     "model's queue before a worker took it, by model.", TIME_BOUNDS,
+                     NB(TIME_BOUNDS), NULL, 0, 0},
         [F_DB_WRITE] = {"anodmd_db_write_seconds", "Time to write and commit one log "
                         "transaction (group commit).", TIME_BOUNDS, NB(TIME_BOUNDS), NULL, 0, 0},
         [F_DB_ERRORS] = {"anodmd_db_errors_total", "Log transactions that failed.", NULL, 0,
@@ -142,6 +145,14 @@ void metrics_scored(metrics *m, const char *model, int n, int anomalies) {
     observe(&m->f[F_SAMPLES], labels, 0, (uint64_t)n);
     observe(&m->f[F_ANOMALIES], labels, 0, (uint64_t)anomalies);
     observe(&m->f[F_BATCH], labels, n, 1);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_queued(metrics *m, const char *model, double seconds) {
+    char labels[LABELS_MAX];
+    snprintf(labels, sizeof labels, "model=\"%s\"", model);
+    pthread_mutex_lock(&m->lock);
+    observe(&m->f[F_QUEUE], labels, seconds, 1);
     pthread_mutex_unlock(&m->lock);
 }
 

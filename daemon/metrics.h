@@ -29,6 +29,10 @@ void metrics_request(metrics *m, const char *route, int status, double seconds);
 /* One scorer call over n samples (one request's or several batched) of which anomalies
  * were flagged, by model. */
 void metrics_scored(metrics *m, const char *model, int n, int anomalies);
+/* One score request's wait in its model's queue, from joining it to a worker taking it
+ * (Triton's nv_inference_queue_duration_us): the signal to add replicas on, since it grows
+ * as soon as the workers fall behind, before latency or CPU tell. */
+void metrics_queued(metrics *m, const char *model, double seconds);
 /* The fused scores of one scorer call's n results, by model, into the score histogram
  * (a non-finite score is left out: it would make the sum useless). */
 void metrics_scores(metrics *m, const char *model, const detector_result *res, int n);

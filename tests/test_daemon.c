@@ -646,6 +646,9 @@ TEST(daemon_metrics) {
     const char *flagged = "anodmd_anomalies_total{model=\"tiny\"}";
     const char *batches = "anodmd_batch_size_count{model=\"tiny\"}";
     const char *big = "anodmd_batch_size_bucket{model=\"tiny\",le=\"4\"}";
+    const char *waits = "anodmd_queue_duration_seconds_count{model=\"tiny\"}";
+    const char *waited = "anodmd_queue_duration_seconds_sum{model=\"tiny\"}";
+    const char *quick = "anodmd_queue_duration_seconds_bucket{model=\"tiny\",le=\"0.0025\"}";
     char *before = metrics_page();
     for (int i = 0; i < 3; i++) {
         response r = http("GET", "/healthz", NULL);
@@ -665,6 +668,11 @@ TEST(daemon_metrics) {
     CHECK(metric(after, flagged) - fmax(metric(before, flagged), 0) >= 2);
     CHECK_NEAR(metric(after, batches) - fmax(metric(before, batches), 0), 1, 0);
     CHECK_NEAR(metric(after, big) - fmax(metric(before, big), 0), 0, 0);   /* 5 > 4 */
+    /* The lone request waited in its queue once, for the whole batch window (5 ms here). */
+    CHECK_NEAR(metric(after, waits) - fmax(metric(before, waits), 0), 1, 0);
+    CHECK(metric(after, waited) - fmax(metric(before, waited), 0) >= 0.005);
+    CHECK_NEAR(metric(after, quick) - fmax(metric(before, quick), 0), 0, 0);
+    CHECK(strstr(after, "# TYPE anodmd_queue_duration_seconds histogram") != NULL);
     CHECK(metric(after, "anodmd_db_write_seconds_count") > metric(before, "anodmd_db_write_seconds_count"));
     CHECK(metric(after, "anodmd_db_errors_total") == 0);
     const char *scores = "anodmd_score_count{model=\"tiny\"}";
@@ -1768,12 +1776,14 @@ static void check_alone(json_t *res, scorer *s, const float *x,
 }
 
 /* Concurrent single-sample requests are scored together: /metrics shows batches of more
- * than one sample, the queue depth gauge is there, and every answer is the lone one. */
+ * than one sample, the queue depth gauge is there, each request waited in the queue once,
+ * and every answer is the lone one. */
 TEST(daemon_batching) {
     if (daemon_up()) return;
     enum { CLIENTS = 12, ROUNDS = 4 };
     const char *count = "anodmd_batch_size_count{model=\"tiny\"}";
     const char *samples = "anodmd_samples_scored_total{model=\"tiny\"}";
+    const char *waits = "anodmd_queue_duration_seconds_count{model=\"tiny\"}";
     detector d;
     char err[256];
     if (bundle_load(D.tiny, &d, err, sizeof err)) {
@@ -1805,6 +1815,8 @@ TEST(daemon_batching) {
         scored = metric(after, samples) - fmax(metric(before, samples), 0);
         CHECK_MSG(scored == CLIENTS, "%g samples scored, want %d", scored, CLIENTS);
         CHECK(metric(after, "anodmd_score_queue_depth") >= 0);
+        /* each request's wait is one observation, however the requests were batched */
+        CHECK_NEAR(metric(after, waits) - fmax(metric(before, waits), 0), CLIENTS, 0);
         for (int i = 0; i < CLIENTS; i++) {
             EXPECT_STATUS(c[i].r, 200, NULL);
             if (c[i].r.status == 200) remember(&c[i].r);

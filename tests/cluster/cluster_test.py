@@ -1,0 +1,549 @@
+#!/usr/bin/env python3
+"""make cluster-test: three anodmd replicas behind HAProxy on loopback, under load.
+
+Starts three anodmd processes (each with its own SQLite log, on 127.0.0.1) and HAProxy
+from Debian in front (health checks on /readyz, each source hashed to one replica), then
+runs a paced load through HAProxy from client threads: every request carries a unique id
+and a source. Meanwhile it kills one replica with SIGKILL and starts it again on the same
+log (a pod restart), and takes another out with SIGTERM (anodmd's drain) and back. Then it
+stops everything and reads the three logs:
+
+  - every acknowledged score (200) is in exactly one replica's log, once: the replica
+    HAProxy named in the answer (X-Anodm-Replica), under the log_id it answered;
+  - no request is in two logs, acknowledged or not (HAProxy retries only connections that
+    never reached a replica, so nothing is scored twice);
+  - no 5xx but those of requests in flight on the replica at the moment it was killed
+    (502 from HAProxy: the connection was cut), each counted;
+  - while all replicas are up each source is scored by one replica only, and after the
+    faults every source is back on the replica it started on (consistent hashing).
+
+Then, unless --no-throughput, wrk through HAProxy (least connections) with 1, 2 and 3
+replicas, and straight to one replica, THROUGHPUT_SECONDS each. Figures and raw output
+go to stdout and, with --out DIR, to DIR. Every load is bounded in time and count;
+everything listens on 127.0.0.1 only; every process started is stopped by its pid.
+
+The PostgreSQL sink (issue 16, section 1) is not here yet: see "Hooks" in docs/DEPLOY.md
+for where its checks join this test (a PostgreSQL started by the test, restarted under
+load, and the merged history compared with the union of these logs).
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+from gen_wrk_bodies import read_images  # noqa: E402  (the bench's IDX reader)
+
+SOURCES_PER_THREAD = 3   # source tags each client thread takes turns with
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+class Replica:
+    """One anodmd process with its log in its own folder; restarted on the same port."""
+
+    def __init__(self, name, anodmd, model, root):
+        self.name, self.anodmd, self.model = name, anodmd, model
+        self.dir = os.path.join(root, name)
+        os.makedirs(self.dir)
+        self.db = os.path.join(self.dir, "scores.db")
+        self.port = free_port()
+        self.proc = None
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        err = open(os.path.join(self.dir, f"anodmd-{self.starts}.log"), "w")
+        self.proc = subprocess.Popen(
+            [self.anodmd, "--model", f"fashion={self.model}", "--bind", "127.0.0.1",
+             "--port", str(self.port), "--db", self.db, "--drain-seconds", "5",
+             "--dashboard", "off"], stdout=subprocess.DEVNULL, stderr=err)
+        err.close()
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name}: anodmd exited {self.proc.returncode}")
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: not ready after 120 s")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self, timeout=30):
+        """SIGTERM; (exit status, seconds to exit)."""
+        t0 = time.time()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        return rc, time.time() - t0
+
+    def rows(self):
+        """request_id -> [log ids] and source -> row count, from the log."""
+        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        ids, sources = {}, {}
+        for rid, lid, src in db.execute("SELECT request_id, id, source FROM scores"):
+            ids.setdefault(rid, []).append(lid)
+            sources[src] = sources.get(src, 0) + 1
+        integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+        db.close()
+        return ids, sources, integrity
+
+
+HAPROXY_CFG = """\
+# HAProxy in front of the anodmd replicas (written by tests/cluster/cluster_test.py).
+global
+    nbthread 1
+    maxconn 2000
+    stats socket {sock} mode 600 level admin
+    log stdout format raw local0 info
+
+defaults
+    mode http
+    log global
+    option httplog
+    option dontlog-normal          # log what went wrong only
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    # Retry a request only when its connection never reached a replica (refused, reset
+    # while connecting): such a request was not scored, so it is safe to send elsewhere.
+    # A request cut after it was sent is answered 502, never resent (it may be in a log).
+    retries 3
+    retry-on conn-failure
+    option redispatch 1
+
+# Scores: each source to one replica, by the X-Anodm-Source header or, without it, the
+# JSON "source" of the body (buffered: within tune.bufsize, 16 kB, so single samples
+# and small batches). A replica that goes down moves only its own sources.
+frontend scores
+    bind 127.0.0.1:{port}
+    option http-buffer-request
+    http-request set-var(txn.source) req.hdr(X-Anodm-Source)
+    http-request set-var(txn.source) req.body,json_query('$.source') unless {{ var(txn.source) -m found }}
+    http-after-response set-header X-Anodm-Replica %[srv_name]
+    default_backend anodm
+
+backend anodm
+    balance hash var(txn.source)
+    hash-type consistent
+    option httpchk GET /readyz
+    http-check expect status 200
+    # Down after 2 failed checks 200 ms apart, or at once on a refused connection.
+    default-server inter 200ms fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down
+{servers}
+
+# Throughput: least connections, no hashing (wrk sends one body, one source, over and over).
+frontend bench
+    bind 127.0.0.1:{bench_port}
+    default_backend anodm_bench
+
+backend anodm_bench
+    balance leastconn
+    option httpchk GET /readyz
+    default-server inter 200ms fall 2 rise 2
+{bench_servers}
+"""
+
+
+class Haproxy:
+    def __init__(self, replicas, root):
+        self.root = root
+        self.port, self.bench_port = free_port(), free_port()
+        self.sock = os.path.join(root, "haproxy.sock")
+        servers = "\n".join(f"    server {r.name} 127.0.0.1:{r.port} check" for r in replicas)
+        cfg = HAPROXY_CFG.format(sock=self.sock, port=self.port, bench_port=self.bench_port,
+                                 servers=servers, bench_servers=servers)
+        self.cfg = os.path.join(root, "haproxy.cfg")
+        with open(self.cfg, "w") as f:
+            f.write(cfg)
+        self.log = open(os.path.join(root, "haproxy.log"), "w")
+        self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.cfg], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+    def command(self, cmd):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(self.sock)
+            s.sendall(cmd.encode() + b"\n")
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        return out.decode()
+
+    def status(self, backend="anodm"):
+        """server name -> status (UP, DOWN, MAINT, ...) from `show stat`."""
+        lines = self.command("show stat").splitlines()
+        head = lines[0].lstrip("# ").split(",")
+        out = {}
+        for line in lines[1:]:
+            row = dict(zip(head, line.split(",")))
+            if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
+                out[row["svname"]] = row["status"]
+        return out
+
+    def wait_status(self, server, want, timeout=30, backend="anodm"):
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            try:
+                if self.status(backend).get(server, "").startswith(want):
+                    return time.time() - t0
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"haproxy: {backend}/{server} not {want} after {timeout} s")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+class Load:
+    """Client threads, each on one keep-alive connection to HAProxy, paced to rate
+    requests/s in all, until stopped or max_requests are sent; every exchange recorded."""
+
+    def __init__(self, port, images, threads, rate, max_requests):
+        self.port, self.images = port, images
+        self.threads, self.interval = threads, threads / rate
+        self.max_requests = max_requests
+        self.stop_flag = threading.Event()
+        self.records = []            # (id, source, status, replica, log_id, t_start, t_end)
+        self.lock = threading.Lock()
+        self.sent = 0
+
+    def client(self, tid):
+        rng = random.Random(tid)
+        conn = None
+        n = 0
+        nxt = time.time()
+        while not self.stop_flag.is_set():
+            with self.lock:
+                if self.sent >= self.max_requests:
+                    return
+                self.sent += 1
+            src = f"src-{tid * SOURCES_PER_THREAD + n % SOURCES_PER_THREAD}"
+            rid = f"t{tid}-{n}"
+            n += 1
+            body = json.dumps({"sample": self.images[rng.randrange(len(self.images))],
+                               "source": src, "id": rid}, separators=(",", ":"))
+            # half the threads name the source in a header too, half only in the body
+            headers = {"Content-Type": "application/json"}
+            if tid % 2:
+                headers["X-Anodm-Source"] = src
+            t0 = time.time()
+            status, replica, log_id = 0, "", None
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+                conn.request("POST", "/v1/score", body, headers)
+                r = conn.getresponse()
+                data = r.read()
+                status, replica = r.status, r.getheader("X-Anodm-Replica", "")
+                if status == 200:
+                    log_id = json.loads(data)["results"][0]["log_id"]
+                if r.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException, ValueError, KeyError):
+                if conn is not None:
+                    conn.close()
+                conn = None
+            with self.lock:
+                self.records.append((rid, src, status, replica, log_id, t0, time.time()))
+            nxt += self.interval * (0.5 + rng.random())
+            pause = nxt - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            else:
+                nxt = time.time()
+        if conn is not None:
+            conn.close()
+
+    def start(self):
+        self.workers = [threading.Thread(target=self.client, args=(i,)) for i in range(self.threads)]
+        for w in self.workers:
+            w.start()
+
+    def stop(self):
+        self.stop_flag.set()
+        for w in self.workers:
+            w.join()
+
+
+def wrk(url, body, conns, seconds, root, name):
+    """Requests/s, p50 and p99 ms, non-2xx and socket errors of one wrk run."""
+    lua = os.path.join(HERE, "..", "wrk_score.lua")
+    out = os.path.join(root, f"wrk-{name}.txt")
+    with open(out, "w") as f:
+        subprocess.run(["wrk", "-t", "2", "-c", str(conns), "-d", f"{seconds}s", "--timeout", "5s",
+                        "--latency", "-s", lua, url, "--", body], stdout=f, stderr=subprocess.STDOUT,
+                       timeout=seconds + 60, check=True)
+    text = open(out).read()
+    line = next(ln for ln in text.splitlines() if ln.startswith("WRKSTATS"))
+    v = {k: int(x) for k, x in (kv.split("=") for kv in line.split()[1:])}
+    rps = v["requests"] / (v["duration_us"] / 1e6)
+    sock = v["connect"] + v["read"] + v["write"] + v["timeout"]
+    return rps, v["p50_us"] / 1000, v["p99_us"] / 1000, v["status"], sock
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--anodmd", default="build/anodmd")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--out", help="keep the raw output (logs, HAProxy's, wrk's) in this folder")
+    ap.add_argument("--threads", type=int, default=8, help="client threads")
+    ap.add_argument("--rate", type=float, default=300, help="offered requests/s in all")
+    ap.add_argument("--max-requests", type=int, default=20000, help="bound on the requests sent")
+    ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--throughput-seconds", type=int, default=5)
+    ap.add_argument("--throughput-conns", type=int, default=16)
+    a = ap.parse_args()
+
+    root = tempfile.mkdtemp(prefix="anodm-cluster.")
+    replicas, proxy, failures = [], None, []
+
+    def check(ok, what):
+        log(f"{'ok  ' if ok else 'FAIL'} {what}")
+        if not ok:
+            failures.append(what)
+
+    try:
+        log(f"== anodm cluster test: 3 anodmd replicas behind HAProxy on 127.0.0.1; "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+        log(f"== machine: {cpu}, {os.cpu_count()} cores; load average "
+            f"{' '.join(open('/proc/loadavg').read().split()[:3])}")
+        hv = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
+        log(f"== {hv}; model {a.model}")
+        path = os.path.join(a.data, "t10k-images-idx3-ubyte.gz")
+        images = read_images(path if os.path.exists(path) else path[:-3], 200)
+
+        t0 = time.time()
+        replicas = [Replica(f"r{i + 1}", a.anodmd, a.model, root) for i in range(3)]
+        for r in replicas:
+            r.start()
+        proxy = Haproxy(replicas, root)
+        for r in replicas:
+            proxy.wait_status(r.name, "UP")
+        log(f"replicas on ports {', '.join(str(r.port) for r in replicas)}, HAProxy on {proxy.port}: "
+            f"all up in {time.time() - t0:.1f} s")
+
+        # ------------------------------------------------------------ faults under load
+        load = Load(proxy.port, images, a.threads, a.rate, a.max_requests)
+        events = {}
+        load.start()
+        t_load = time.time()
+        time.sleep(3)
+        events["steady_end"] = time.time()
+        victim, drained = replicas[0], replicas[1]
+        events["kill"] = time.time()
+        victim.kill9()
+        down_after = proxy.wait_status(victim.name, "DOWN")
+        events["killed_down"] = time.time()
+        log(f"kill -9 {victim.name} at {events['kill'] - t_load:.1f} s; HAProxy marked it down "
+            f"{down_after * 1000:.0f} ms later")
+        time.sleep(1.5)
+        t = time.time()
+        victim.start()
+        up_after = proxy.wait_status(victim.name, "UP")
+        log(f"{victim.name} restarted on its log: ready in {time.time() - t - up_after:.2f} s, "
+            f"up in HAProxy {up_after * 1000:.0f} ms after")
+        time.sleep(2)
+        events["term"] = time.time()
+        rc, secs = drained.stop()
+        check(rc == 0, f"{drained.name}: SIGTERM under load -> exit {rc} after {secs:.2f} s (drain)")
+        proxy.wait_status(drained.name, "DOWN")
+        time.sleep(1)
+        t = time.time()
+        drained.start()
+        up_after = proxy.wait_status(drained.name, "UP")
+        events["all_back"] = time.time()
+        log(f"{drained.name} back: ready in {time.time() - t - up_after:.2f} s, up in HAProxy "
+            f"{up_after * 1000:.0f} ms after")
+        events["final_start"] = time.time()
+        time.sleep(3)
+        load.stop()
+        t_end = time.time()
+
+        # ------------------------------------------------------------ the logs
+        for r in replicas:
+            rc, secs = r.stop()
+            check(rc == 0, f"{r.name}: SIGTERM -> exit {rc} in {secs:.2f} s")
+        logs = {}
+        for r in replicas:
+            ids, sources, integrity = r.rows()
+            logs[r.name] = (ids, sources)
+            check(integrity == "ok", f"{r.name}: log integrity_check {integrity}, {sum(sources.values())} rows")
+
+        recs = load.records
+        acked = [x for x in recs if x[2] == 200]
+        by_status = {}
+        for x in recs:
+            by_status[x[2]] = by_status.get(x[2], 0) + 1
+        log(f"load: {len(recs)} requests in {t_end - t_load:.1f} s ({len(recs) / (t_end - t_load):.0f}/s offered "
+            f"by {a.threads} threads), statuses {dict(sorted(by_status.items()))} (0: connection failed)")
+
+        where = {}
+        for name, (ids, _) in logs.items():
+            for rid, lids in ids.items():
+                where.setdefault(rid, []).extend((name, lid) for lid in lids)
+        bad_ack = [x for x in acked if where.get(x[0]) != [(x[3], x[4])]]
+        check(not bad_ack, f"every acknowledged score ({len(acked)}) is in exactly one log, once, in the replica "
+              f"that answered, under the log_id it answered ({len(bad_ack)} not)")
+        for x in bad_ack[:5]:
+            log(f"     {x[0]}: answered by {x[3]} with log_id {x[4]}; in the logs: {where.get(x[0])}")
+        twice = [rid for rid, w in where.items() if len(w) > 1]
+        check(not twice, f"no request is in two logs or twice in one ({len(twice)} are)")
+        sent_ids = {x[0] for x in recs}
+        stray = [rid for rid in where if rid not in sent_ids]
+        check(not stray, f"every row is of a request the clients sent ({len(stray)} are not)")
+        unacked = [x for x in recs if x[2] != 200]
+        committed = sum(1 for x in unacked if x[0] in where)
+        log(f"not acknowledged: {len(unacked)}, of which {committed} committed to a log before the "
+            f"connection was cut (a client retrying with the same id would find them there)")
+
+        # Failures: only requests sent to the killed replica between its death and HAProxy
+        # marking it down (in flight, or on a kept-alive server connection not yet seen
+        # closed). HAProxy answers such a request 502, or, when it came on a kept-alive
+        # client connection, closes that connection without an answer (status 0 here), as
+        # a server closing a kept-alive connection would; such a request is in no log but
+        # the killed replica's.
+        errors = [x for x in recs if x[2] >= 500 or x[2] == 0]
+        in_flight = [x for x in errors
+                     if (x[2] == 0 or (x[2] == 502 and x[3] == victim.name))
+                     and x[5] <= events["killed_down"] and x[6] >= events["kill"]
+                     and all(name == victim.name for name, _ in where.get(x[0], []))]
+        other = [x for x in errors if x not in in_flight]
+        n502 = sum(1 for x in in_flight if x[2] == 502)
+        check(not other, f"5xx and failed exchanges: {len(errors)}, all of requests in flight on "
+              f"{victim.name} when it was killed ({n502} answered 502, {len(in_flight) - n502} "
+              f"connections closed unanswered; others: {len(other)})")
+        for x in other[:5]:
+            log(f"     {x[0]}: status {x[2]} from '{x[3]}', {x[5] - t_load:.3f}-{x[6] - t_load:.3f} s")
+
+        # Sticky routing: one replica per source while all are up; the same one again at the end.
+        def owners(t_a, t_b):
+            own = {}
+            for x in acked:
+                if t_a <= x[5] and x[6] <= t_b:
+                    own.setdefault(x[1], set()).add(x[3])
+            return own
+        first, last = owners(t_load, events["steady_end"]), owners(events["final_start"], t_end)
+        split = {s: o for s, o in {**first, **last}.items() if len(o) > 1}
+        n_sources = a.threads * SOURCES_PER_THREAD
+        check(len(first) == n_sources and not split,
+              f"sticky: each of the {len(first)} sources on one replica while all were up ({len(split)} split)")
+        moved = [s for s in first if s in last and first[s] != last[s]]
+        check(len(last) == n_sources and not moved,
+              f"sticky: after the faults every source is back on its first replica ({len(moved)} moved)")
+        spread = {r.name: sum(1 for o in first.values() if r.name in o) for r in replicas}
+        log(f"sources per replica: {spread}")
+        lat = sorted(x[6] - x[5] for x in acked)
+        if lat:
+            log(f"latency of acknowledged scores through HAProxy: p50 {lat[len(lat) // 2] * 1000:.1f} ms, "
+                f"p99 {lat[int(len(lat) * 0.99)] * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms")
+
+        # ------------------------------------------------------------ throughput
+        if not a.no_throughput:
+            for r in replicas:
+                r.start()
+            for r in replicas:
+                proxy.wait_status(r.name, "UP", backend="anodm_bench")
+            body = os.path.join(root, "single.json")
+            with open(body, "w") as f:
+                json.dump({"sample": images[0], "source": "bench"}, f, separators=(",", ":"))
+            s = a.throughput_seconds
+            log(f"\nthroughput: wrk, 2 threads, {a.throughput_conns} connections, {s} s a run, one "
+                f"Fashion-MNIST image a request; everything shares the {os.cpu_count()} cores")
+            log("| path | replicas | requests/s | p50 ms | p99 ms | non-2xx | socket errors "
+                "| CPU s: anodmd / HAProxy |")
+            log("|---|---:|---:|---:|---:|---:|---:|---:|")
+            url = f"http://127.0.0.1:{replicas[0].port}/v1/score"
+            c0 = cpu_seconds(replicas[0].proc.pid)
+            rps, p50, p99, st, so = wrk(url, body, a.throughput_conns, s, root, "direct")
+            log(f"| straight to anodmd | 1 | {rps:.0f} | {p50:.2f} | {p99:.2f} | {st} | {so} "
+                f"| {cpu_seconds(replicas[0].proc.pid) - c0:.1f} / - |")
+            for n in (1, 2, 3):
+                for i, r in enumerate(replicas):
+                    proxy.command(f"set server anodm_bench/{r.name} state {'ready' if i < n else 'maint'}")
+                for r in replicas[:n]:
+                    proxy.wait_status(r.name, "UP", backend="anodm_bench")
+                time.sleep(0.5)
+                cs = [cpu_seconds(r.proc.pid) for r in replicas] + [cpu_seconds(proxy.proc.pid)]
+                url = f"http://127.0.0.1:{proxy.bench_port}/v1/score"
+                rps, p50, p99, st, so = wrk(url, body, a.throughput_conns, s, root, f"haproxy-{n}")
+                ce = [cpu_seconds(r.proc.pid) for r in replicas] + [cpu_seconds(proxy.proc.pid)]
+                used = [e - b for b, e in zip(cs, ce)]
+                log(f"| through HAProxy | {n} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {st} | {so} "
+                    f"| {sum(used[:3]):.1f} / {used[3]:.1f} |")
+                check(st == 0 and so == 0, f"HAProxy with {n} replica(s): no errors")
+            for r in replicas:
+                r.stop()
+    except Exception as e:  # noqa: BLE001  (any set-up failure is the test's failure)
+        failures.append(f"{type(e).__name__}: {e}")
+        log(f"FAIL {type(e).__name__}: {e}")
+    finally:
+        for r in replicas:
+            if r.proc and r.proc.poll() is None:
+                r.proc.kill()
+                r.proc.wait()
+        if proxy:
+            proxy.stop()
+        if a.out:
+            os.makedirs(a.out, exist_ok=True)
+            for r in replicas:
+                for f in sorted(os.listdir(r.dir)):
+                    if f.endswith(".log"):
+                        shutil.copy(os.path.join(r.dir, f), os.path.join(a.out, f"{r.name}-{f}"))
+            for f in os.listdir(root):
+                if f.endswith((".log", ".cfg", ".txt")):
+                    shutil.copy(os.path.join(root, f), a.out)
+        shutil.rmtree(root, ignore_errors=True)
+    log(f"cluster: {'FAILED: ' + '; '.join(failures) if failures else 'every check passed'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
