@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block.h"
 #include "errmsg.h"
 #include "knn.h"
 #include "par.h"
@@ -30,10 +31,11 @@
 
 struct tsne_map {
     int n, d;
+    /* In the map's own block (map_parts): */
+    double *Y;               /* n x 2 positions */
     float *X;                /* n x d latents */
     float *packed;           /* the same, packed for knn_query_packed */
     float *norms;            /* n squared latent norms */
-    double *Y;               /* n x 2 positions */
     fftrep field;            /* reference potentials on the grid */
     double box_x0, box_y0, box_x1, box_y1;   /* where the grid is valid */
     /* D_MAP cell index */
@@ -90,26 +92,27 @@ static int check_place_options(const tsne_place_options *o, int n_ref, char *err
 
 /* ---- the map ------------------------------------------------------------------- */
 
+/* Cells per side of the D_MAP index of n points: about two points a cell. */
+static int cells_for(int n) {
+    int cells = (int)ceil(sqrt(n / 2.0));
+    return cells < 1 ? 1 : cells;
+}
+
+/* The D_MAP cell index over m's positions (cell_start and cell_pts carved already, and
+ * zeroed); 0, or -1 when out of memory. */
 static int build_cells(tsne_map *m) {
     double x0 = m->Y[0], x1 = x0, y0 = m->Y[1], y1 = y0;
     for (int i = 0; i < m->n; i++) {
         x0 = fmin(x0, m->Y[2 * i]); x1 = fmax(x1, m->Y[2 * i]);
         y0 = fmin(y0, m->Y[2 * i + 1]); y1 = fmax(y1, m->Y[2 * i + 1]);
     }
-    int cells = (int)ceil(sqrt(m->n / 2.0));
-    if (cells < 1) cells = 1;
+    const int cells = m->cells;
     double side = fmax(x1 - x0, y1 - y0);
-    m->cells = cells;
     m->cell_x0 = x0;
     m->cell_y0 = y0;
     m->cell_size = side > 0 ? side * (1 + 1e-9) / cells : 1.0;
-    m->cell_start = calloc((size_t)cells * cells + 1, sizeof *m->cell_start);
-    m->cell_pts = malloc((size_t)m->n * sizeof *m->cell_pts);
     int *fill = malloc((size_t)cells * cells * sizeof *fill);
-    if (!m->cell_start || !m->cell_pts || !fill) {
-        free(fill);
-        return -1;
-    }
+    if (!fill) return -1;
     for (int i = 0; i < m->n; i++) {
         int cx = (int)((m->Y[2 * i] - x0) / m->cell_size);
         int cy = (int)((m->Y[2 * i + 1] - y0) / m->cell_size);
@@ -130,6 +133,16 @@ static int build_cells(tsne_map *m) {
     return 0;
 }
 
+/* The map's arrays, carved after it (block.h): doubles, then floats, then ints. */
+static void map_parts(block *b, tsne_map *m, size_t n, size_t d, size_t cells) {
+    BLOCK_TAKE(b, m->Y, n * 2);
+    BLOCK_TAKE(b, m->X, n * d);
+    BLOCK_TAKE(b, m->packed, knn_packed_floats((int)n, (int)d));
+    BLOCK_TAKE(b, m->norms, n);
+    BLOCK_TAKE(b, m->cell_start, cells * cells + 1);
+    BLOCK_TAKE(b, m->cell_pts, n);
+}
+
 tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double box_width,
                           char *err, size_t errlen) {
     if (n < 1 || d < 1) {
@@ -139,16 +152,18 @@ tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double b
     if (tsne_check_finite(X, (size_t)n * d, "tsne map latents", err, errlen) ||
         tsne_check_finite(Y, (size_t)n * 2, "tsne map positions", err, errlen))
         return NULL;
-    tsne_map *m = calloc(1, sizeof *m);
+    const int cells = cells_for(n);
+    block b = BLOCK_HEAD(tsne_map);
+    tsne_map probe;
+    map_parts(&b, &probe, (size_t)n, (size_t)d, (size_t)cells);
+    tsne_map *m = block_alloc(&b);
     if (!m) goto oom;
+    map_parts(&b, m, (size_t)n, (size_t)d, (size_t)cells);
     m->n = n;
     m->d = d;
-    m->X = malloc((size_t)n * d * sizeof *m->X);
-    m->norms = malloc((size_t)n * sizeof *m->norms);
-    m->Y = malloc((size_t)n * 2 * sizeof *m->Y);
-    if (!m->X || !m->norms || !m->Y) goto oom;
+    m->cells = cells;
     memcpy(m->X, X, (size_t)n * d * sizeof *m->X);
-    if (!(m->packed = knn_pack(X, n, d))) goto oom;
+    knn_pack(m->packed, X, n, d);
     knn_norms(X, n, d, m->norms);
     for (int e = 0; e < 2 * n; e++) m->Y[e] = Y[e];
     if (build_cells(m)) goto oom;
@@ -182,10 +197,8 @@ oom:
 
 void tsne_map_free(tsne_map *m) {
     if (!m) return;
-    free(m->X); free(m->packed); free(m->norms); free(m->Y);
-    free(m->cell_start); free(m->cell_pts);
     fftrep_free(&m->field);
-    free(m);
+    free(m);                     /* and its arrays (map_parts) */
 }
 
 int tsne_map_size(const tsne_map *m) { return m->n; }
@@ -736,32 +749,32 @@ struct tsne_window {
     float *Y;     /* count x 2 */
 };
 
+/* The window's points, carved after it (block.h). */
+static void window_parts(block *b, tsne_window *w, size_t capacity, int d) {
+    BLOCK_TAKE(b, w->X, capacity * (size_t)d);
+    BLOCK_TAKE(b, w->Y, capacity * 2);
+}
+
 tsne_window *tsne_window_create(const tsne_map *m, int capacity, char *err, size_t errlen) {
     if (capacity < 0) {
         snprintf(err, errlen, "tsne window: negative capacity");
         return NULL;
     }
-    tsne_window *w = calloc(1, sizeof *w);
-    if (w) {
-        w->m = m;
-        w->capacity = capacity;
-        w->X = malloc(((size_t)capacity * m->d + 1) * sizeof *w->X);
-        w->Y = malloc(((size_t)capacity * 2 + 1) * sizeof *w->Y);
-    }
-    if (!w || !w->X || !w->Y) {
-        tsne_window_free(w);
+    block b = BLOCK_HEAD(tsne_window);
+    tsne_window probe;
+    window_parts(&b, &probe, (size_t)capacity, m->d);
+    tsne_window *w = block_alloc(&b);
+    if (!w) {
         snprintf(err, errlen, "tsne window: out of memory (capacity %d)", capacity);
         return NULL;
     }
+    window_parts(&b, w, (size_t)capacity, m->d);
+    w->m = m;
+    w->capacity = capacity;
     return w;
 }
 
-void tsne_window_free(tsne_window *w) {
-    if (!w) return;
-    free(w->X);
-    free(w->Y);
-    free(w);
-}
+void tsne_window_free(tsne_window *w) { free(w); }
 
 int tsne_window_count(const tsne_window *w) { return w->count; }
 
