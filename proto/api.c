@@ -173,7 +173,9 @@ static json_t *parse_object(const char *body, size_t len, api_error *e) {
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        if (json_error_code(&jerr) == json_error_duplicate_key)
+        if (json_error_code(&jerr) == json_error_out_of_memory)
+            api_error_set(e, 500, "internal", "out of memory");
+        else if (json_error_code(&jerr) == json_error_duplicate_key)
             api_error_set(e, 400, "duplicate_key", "%s", jerr.text);
         else
             api_error_set(e, 400, "malformed_json", "line %d, column %d: %s", jerr.line,

@@ -1,0 +1,172 @@
+/* Every allocation failure, one at a time (SQLite's malloc tests; tests/alloc_fail.h): the
+ * request decoders are run with their 1st, 2nd, ... allocation failing until a run makes
+ * fewer allocations than that, and then again with every allocation from the nth on
+ * failing. Each failed run must end in a clear error (a message; a 5xx status) and none
+ * may crash or leave an allocation behind; the run that reaches no failure must give
+ * exactly what a run outside the test gives. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc_fail.h"
+#include "api.h"
+#include "check.h"
+
+enum { DIM = 16, MAX_RUNS = 5000 };
+
+/* ------------------------------------------------------------------ the loop */
+
+/* What runs under the failures: setup and teardown are tracked but never fail (NULL:
+ * none); run is armed and returns 0 (done, the result as expected), -1 (a clear error,
+ * its message in err) or -2 (anything else: a wrong result, an error of the wrong kind,
+ * explained in err). absorb: a failure may leave the result as it would have been (the
+ * daemon's metrics and its store of recent inputs are best effort). */
+typedef struct {
+    const char *what;
+    int (*setup)(void *ctx, char *err, size_t errlen);
+    int (*run)(void *ctx, char *err, size_t errlen);
+    void (*teardown)(void *ctx);
+    int absorb;
+} alloc_op;
+
+/* op under the nth allocation failing (and with persist every later one), for n = 1, 2,
+ * ... until a run does not reach n; returns the number of failures reported as errors. */
+static long fail_each_allocation(const alloc_op *op, void *ctx, int persist) {
+    long errors = 0, n = 1;
+    const int quiet = !getenv("ANODM_ALLOC_FAIL_TRACE");
+    for (;; n++) {
+        char err[512] = "", sites[512];
+        alloc_track_begin();
+        int rc = op->setup ? op->setup(ctx, err, sizeof err) : 0;
+        if (rc) {
+            alloc_track_end(sites, sizeof sites);
+            check_fail(__FILE__, __LINE__, "%s: setup: %s", op->what, err);
+            return errors;
+        }
+        /* What the daemon says on stderr of each failure (as it would to its journal)
+         * would bury the runner's output; ANODM_ALLOC_FAIL_TRACE shows it with the stacks. */
+        int saved = quiet ? dup(2) : -1, null = quiet ? open("/dev/null", O_WRONLY) : -1;
+        if (saved >= 0 && null >= 0) dup2(null, 2);
+        alloc_fail_arm(n, persist);
+        rc = op->run(ctx, err, sizeof err);
+        int hit = alloc_fail_disarm();
+        if (op->teardown) op->teardown(ctx);
+        long live = alloc_track_end(sites, sizeof sites);
+        if (saved >= 0 && null >= 0) dup2(saved, 2);
+        if (saved >= 0) close(saved);
+        if (null >= 0) close(null);
+        const char *mode = persist ? "from allocation" : "allocation";
+        CHECK_MSG(live == 0, "%s, %s %ld failing%s: %ld allocations not freed (%s)", op->what,
+                  mode, n, hit ? "" : " (not reached)", live, sites);
+        if (!hit) {
+            CHECK_MSG(rc == 0, "%s, no allocation failing: %s", op->what, err);
+            break;
+        }
+        CHECK_MSG(rc == -1 || (rc == 0 && op->absorb),
+                  "%s, %s %ld failing: %s", op->what, mode, n,
+                  rc == 0 ? "went on as if it had not failed" : err);
+        CHECK_MSG(rc != -1 || err[0], "%s, %s %ld failing: an error without a message",
+                  op->what, mode, n);
+        errors += rc == -1;
+        if (n == MAX_RUNS) {
+            check_fail(__FILE__, __LINE__, "%s: more than %d allocations", op->what, MAX_RUNS);
+            break;
+        }
+    }
+    /* A run that made no allocation, or a runner linked without the wrapper, tests
+     * nothing. */
+    CHECK_MSG(n > 2 && errors > 0, "%s: %ld allocations, %ld failures reported", op->what,
+              n - 1, errors);
+    return errors;
+}
+
+/* Both modes: the nth alone failing, and everything from the nth on. */
+static void fail_each(const alloc_op *op, void *ctx) {
+    fail_each_allocation(op, ctx, 0);
+    fail_each_allocation(op, ctx, 1);
+}
+
+/* ------------------------------------------------------------------ the decoders */
+
+typedef struct {
+    const char *body;
+    int kind;                    /* 0: v1, both decoders; 1: v2 infer; 2: a strip */
+    api_score_request want;
+    api_strip_request want_strip;
+} decode_case;
+
+/* A refusal for want of memory is a 5xx; any other refusal of a valid body is wrong. */
+static int refusal(const api_error *e, char *err, size_t errlen) {
+    snprintf(err, errlen, "%d %s: %s", e->status, e->code, e->message);
+    return e->status >= 500 ? -1 : -2;
+}
+
+static int same_request(const api_score_request *a, const api_score_request *b) {
+    return a->n == b->n && a->dim == b->dim && a->explain == b->explain &&
+           !strcmp(a->id, b->id) && !strcmp(a->source, b->source) &&
+           !memcmp(a->x, b->x, (size_t)a->n * a->dim * sizeof *a->x);
+}
+
+static int run_decode(void *ctx, char *err, size_t errlen) {
+    decode_case *c = ctx;
+    api_error e;
+    size_t len = strlen(c->body);
+    if (c->kind == 2) {
+        api_strip_request s;
+        if (api_decode_strip(c->body, len, &s, &e)) return refusal(&e, err, errlen);
+        int same = s.n == c->want_strip.n && s.fs == c->want_strip.fs &&
+                   !memcmp(s.signal, c->want_strip.signal, s.n * sizeof *s.signal);
+        api_strip_request_free(&s);
+        if (!same) snprintf(err, errlen, "the strip decodes to something else");
+        return same ? 0 : -2;
+    }
+    api_score_request r[2];
+    int n = c->kind == 1 ? 1 : 2;
+    if (c->kind == 1 ? api_decode_v2_infer(c->body, len, DIM, 8, &r[0], &e)
+                     : api_decode_score(c->body, len, DIM, 8, &r[0], &e))
+        return refusal(&e, err, errlen);
+    if (n == 2 && api_decode_score_json(c->body, len, DIM, 8, &r[1], &e)) {
+        api_score_request_free(&r[0]);
+        return refusal(&e, err, errlen);
+    }
+    int same = 1;
+    for (int i = 0; i < n; i++) {
+        same &= same_request(&r[i], &c->want);
+        api_score_request_free(&r[i]);
+    }
+    if (!same) snprintf(err, errlen, "the body decodes to something else");
+    return same ? 0 : -2;
+}
+
+TEST(alloc_fail_decode_requests) {
+    static const char *const bodies[] = {
+        "{\"samples\": [[0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,1.1,1.2,1.3,1.4,1.5],"
+        " [1,1,1,1,1,1,1,1,2,2,2,2,2,2,2,2]], \"id\": \"r1\", \"source\": \"cam-1\", "
+        "\"explain\": true}",
+        "{\"inputs\": [{\"name\": \"x\", \"shape\": [2, 16], \"datatype\": \"FP32\", \"data\": "
+        "[[0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,1.1,1.2,1.3,1.4,1.5],"
+        " [1,1,1,1,1,1,1,1,2,2,2,2,2,2,2,2]]}], \"id\": \"r2\"}",
+        "{\"signal\": [0.1, 0.2, 0.3, 0.2, 0.1, 0.0], \"fs\": 250, \"source\": \"lead-2\"}",
+    };
+    for (int kind = 0; kind < 3; kind++) {
+        decode_case c = {.body = bodies[kind], .kind = kind};
+        api_error e;
+        size_t len = strlen(c.body);
+        int rc = kind == 2   ? api_decode_strip(c.body, len, &c.want_strip, &e)
+                 : kind == 1 ? api_decode_v2_infer(c.body, len, DIM, 8, &c.want, &e)
+                             : api_decode_score_json(c.body, len, DIM, 8, &c.want, &e);
+        CHECK_MSG(rc == 0, "%s: %s", c.body, e.message);
+        if (rc) continue;
+        char what[64];
+        snprintf(what, sizeof what, "decoding %s", kind == 2 ? "a strip" : kind ? "a v2 infer"
+                                                                              : "a v1 score");
+        fail_each(&(alloc_op){.what = what, .run = run_decode}, &c);
+        api_score_request_free(&c.want);
+        api_strip_request_free(&c.want_strip);
+    }
+}
+
