@@ -1,9 +1,9 @@
 /* Every allocation failure, one at a time (SQLite's malloc tests; tests/alloc_fail.h): the
- * request decoders are run with their 1st, 2nd, ... allocation failing until a run makes
- * fewer allocations than that, and then again with every allocation from the nth on
- * failing. Each failed run must end in a clear error (a message; a 5xx status) and none
- * may crash or leave an allocation behind; the run that reaches no failure must give
- * exactly what a run outside the test gives. */
+ * bundle loader and the request decoders are run with their 1st, 2nd, ... allocation
+ * failing until a run makes fewer allocations than that, and then again with every
+ * allocation from the nth on failing. Each failed run must end in a clear error (a
+ * message; a 5xx status) and none may crash or leave an allocation behind; the run that
+ * reaches no failure must give exactly what a run outside the test gives. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -14,9 +14,11 @@
 
 #include "alloc_fail.h"
 #include "api.h"
+#include "bundle.h"
 #include "check.h"
+#include "fuzz/fuzz_model.h"
 
-enum { DIM = 16, MAX_RUNS = 5000 };
+enum { DIM = FUZZ_MODEL_DIM, N_CAL = FUZZ_MODEL_N_CAL, MAX_RUNS = 5000 };
 
 /* ------------------------------------------------------------------ the loop */
 
@@ -88,6 +90,78 @@ static long fail_each_allocation(const alloc_op *op, void *ctx, int persist) {
 static void fail_each(const alloc_op *op, void *ctx) {
     fail_each_allocation(op, ctx, 0);
     fail_each_allocation(op, ctx, 1);
+}
+
+/* fuzz_model.h's detector with what makes every allocation of the loader and the scorer
+ * happen: a stream memory (fisher fusion: the bundle carries its calibration stream), an
+ * input scaling, and with context the sliding window and z latents. 0, or -1 reported. */
+static int make_detector(detector *d, int context) {
+    char err[256];
+    if (fuzz_model_make(d, context ? PLACE_CONTEXT : PLACE_SINGLE, err, sizeof err)) {
+        check_fail(__FILE__, __LINE__, "%s", err);
+        return -1;
+    }
+    float noise[20 * DIM];
+    for (int i = 0; i < 20 * DIM; i++) noise[i] = (float)((i * 37) % 101) / 50.0f;
+    d->use_memory = 1;
+    memory_options_default(&d->memory);
+    d->memory.capacity = 6;
+    d->memory.k = 2;
+    d->mem = (term_stats){0.0, 1.0};
+    d->latent = (term_stats){0.5, 0.2};
+    d->fusion = FUSION_FISHER;
+    d->cal_base = malloc(N_CAL * sizeof *d->cal_base);
+    d->cal_memory = malloc(N_CAL * sizeof *d->cal_memory);
+    if (context) d->input = LATENT_Z;
+    if (!d->cal_base || !d->cal_memory ||
+        scaling_fit(&d->scale, SCALE_STANDARD, noise, 20, DIM, err, sizeof err)) {
+        check_fail(__FILE__, __LINE__, "%s", d->cal_base && d->cal_memory ? err : "no memory");
+        detector_free(d);
+        return -1;
+    }
+    for (int i = 0; i < N_CAL; i++) d->cal_base[i] = d->cal_memory[i] = (float)i - 2.0f;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the bundle */
+
+typedef struct {
+    char path[512];
+    uint8_t *file;
+    size_t len;
+} bundle_case;
+
+/* Load the file, then encode what was loaded: the same bytes. */
+static int run_bundle(void *ctx, char *err, size_t errlen) {
+    const bundle_case *c = ctx;
+    detector d;
+    uint8_t *buf;
+    size_t len;
+    if (bundle_load(c->path, &d, err, errlen)) return -1;
+    int rc = bundle_encode(&d, &buf, &len, err, errlen);
+    if (rc == 0 && (len != c->len || memcmp(buf, c->file, len))) {
+        snprintf(err, errlen, "the loaded bundle encodes to other bytes");
+        rc = -2;
+    }
+    if (rc != -1) free(buf);
+    detector_free(&d);
+    return rc;
+}
+
+TEST(alloc_fail_bundle_load) {
+    bundle_case c;
+    detector d;
+    char err[512];
+    if (make_detector(&d, 0)) return;
+    snprintf(c.path, sizeof c.path, "%s/alloc-fail.anodm", test_tmpdir());
+    int rc = bundle_encode(&d, &c.file, &c.len, err, sizeof err);
+    if (rc == 0) rc = bundle_write_file(c.path, c.file, c.len, err, sizeof err);
+    detector_free(&d);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc) return;
+    fail_each(&(alloc_op){.what = "bundle_load + bundle_encode", .run = run_bundle}, &c);
+    free(c.file);
+    unlink(c.path);
 }
 
 /* ------------------------------------------------------------------ the decoders */
