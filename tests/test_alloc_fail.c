@@ -1,9 +1,13 @@
 /* Every allocation failure, one at a time (SQLite's malloc tests; tests/alloc_fail.h): the
- * bundle loader and the request decoders are run with their 1st, 2nd, ... allocation
- * failing until a run makes fewer allocations than that, and then again with every
- * allocation from the nth on failing. Each failed run must end in a clear error (a
- * message; a 5xx status) and none may crash or leave an allocation behind; the run that
- * reaches no failure must give exactly what a run outside the test gives. */
+ * bundle loader, the request decoders, the scorer and the daemon's request path are run
+ * with their 1st, 2nd, ... allocation failing until a run makes fewer allocations than
+ * that, and then again with every allocation from the nth on failing. Each failed run
+ * must end in a clear error (a message; a 5xx reply from the daemon) and none may crash
+ * or leave an allocation behind; the run that reaches no failure must give exactly what
+ * a run outside the test gives. The daemon's path runs in this process: its objects
+ * without main() are linked into the runner, as tests/fuzz/fuzz_router.c does for
+ * libFuzzer, with a real registry, SQLite log, batcher and recent-samples store made and
+ * torn down around each request. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -17,6 +21,8 @@
 #include "bundle.h"
 #include "check.h"
 #include "fuzz/fuzz_model.h"
+#include "routes.h"
+#include "scorer.h"
 
 enum { DIM = FUZZ_MODEL_DIM, N_CAL = FUZZ_MODEL_N_CAL, MAX_RUNS = 5000 };
 
@@ -121,6 +127,11 @@ static int make_detector(detector *d, int context) {
     }
     for (int i = 0; i < N_CAL; i++) d->cal_base[i] = d->cal_memory[i] = (float)i - 2.0f;
     return 0;
+}
+
+/* n samples of DIM values, varied. */
+static void samples(float *x, int n) {
+    for (int i = 0; i < n * DIM; i++) x[i] = (float)((i * 7) % 23) / 10.0f;
 }
 
 /* ------------------------------------------------------------------ the bundle */
@@ -244,3 +255,227 @@ TEST(alloc_fail_decode_requests) {
     }
 }
 
+/* ------------------------------------------------------------------ the scorer */
+
+enum { BATCH = 3, ROUNDS = 3 };
+
+typedef struct {
+    const detector *d;
+    int per_source;              /* one memory per source, at most 2: the third evicts one */
+    float x[BATCH * DIM];
+    detector_result want[BATCH];
+    int have_want;
+} scorer_case;
+
+/* Create a scorer, score ROUNDS batches (from sources a, b, c), free it; the last batch's
+ * results must be those of a run without failures. */
+static int run_scorer(void *ctx, char *err, size_t errlen) {
+    scorer_case *c = ctx;
+    detector_result res[BATCH];
+    float rec[BATCH * DIM], dist[BATCH * 2];
+    int32_t nn[BATCH * 2];
+    scorer *s = scorer_create(c->d, BATCH, err, errlen);
+    if (!s) return -1;
+    int rc = c->per_source ? scorer_memory_per_source(s, 2, err, errlen) : 0;
+    for (int r = 0; r < ROUNDS && !rc; r++) {
+        char source[2] = {(char)('a' + r), 0};
+        rc = scorer_use_source(s, source, err, errlen);
+        if (!rc) rc = scorer_score(s, c->x, BATCH, res, rec, nn, dist, err, errlen);
+    }
+    scorer_free(s);
+    if (rc) return rc == -1 ? -1 : -2;
+    if (!c->have_want) {
+        memcpy(c->want, res, sizeof res);
+        c->have_want = 1;
+    }
+    if (memcmp(res, c->want, sizeof res)) {
+        snprintf(err, errlen, "other scores than without failures");
+        return -2;
+    }
+    return 0;
+}
+
+TEST(alloc_fail_scorer) {
+    static const struct { int context, per_source; const char *what; } cases[] = {
+        {0, 0, "scorer, single mode, memory"},
+        {0, 1, "scorer, single mode, a memory per source"},
+        {1, 0, "scorer, context mode, z latents"},
+    };
+    for (int i = 0; i < 3; i++) {
+        detector d;
+        if (make_detector(&d, cases[i].context)) return;
+        scorer_case c = {.d = &d, .per_source = cases[i].per_source};
+        samples(c.x, BATCH);
+        char err[256];
+        CHECK_MSG(run_scorer(&c, err, sizeof err) == 0, "%s: %s", cases[i].what, err);
+        fail_each(&(alloc_op){.what = cases[i].what, .run = run_scorer}, &c);
+        detector_free(&d);
+    }
+}
+
+/* ------------------------------------------------------------------ the daemon */
+
+typedef struct {
+    char spec[600], db[512];
+    int memory_sources, answer_first;
+    const char *method, *path, *body;
+    char *want;                  /* the reply without failures */
+    app a;
+    registry reg;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int woken;
+} route_case;
+
+static void park(void *conn) { (void)conn; }
+
+static void wake(void *conn) {
+    route_case *c = conn;
+    pthread_mutex_lock(&c->lock);
+    c->woken = 1;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static const char *no_query(void *conn, const char *key) {
+    (void)conn, (void)key;
+    return NULL;
+}
+
+static void remove_db(const char *db) {
+    char side[540];
+    unlink(db);
+    snprintf(side, sizeof side, "%s-wal", db);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", db);
+    unlink(side);
+}
+
+static void app_down(void *ctx) {
+    route_case *c = ctx;
+    if (c->a.batch) batch_free(c->a.batch);
+    if (c->a.log) scorelog_close(c->a.log);
+    samples_free(c->a.recent);
+    registry_free(&c->reg);
+    metrics_free(c->a.metrics);
+    remove_db(c->db);
+    memset(&c->a, 0, sizeof c->a);
+    memset(&c->reg, 0, sizeof c->reg);
+}
+
+/* A fresh daemon: the model, an empty log, one worker, a store of 4 recent inputs. */
+static int app_up(void *ctx, char *err, size_t errlen) {
+    route_case *c = ctx;
+    char *specs[1] = {c->spec};
+    remove_db(c->db);
+    c->a = (app){.max_batch = 8, .dashboard = 1, .recent_capacity = 4,
+                 .answer_first = c->answer_first};
+    snprintf(err, errlen, "out of memory");
+    if (!(c->a.metrics = metrics_create()) ||
+        registry_load(&c->reg, specs, 1, 8, c->memory_sources, err, errlen) ||
+        !(c->a.log = scorelog_open(c->db, c->a.metrics, err, errlen)) ||
+        !(c->a.batch = batch_start(1, 0, c->a.metrics, err, errlen)) ||
+        !(c->a.recent = samples_create(c->a.recent_capacity))) {
+        app_down(c);
+        return -1;
+    }
+    c->a.reg = &c->reg;
+    return 0;
+}
+
+/* One request through routes_handle, waited for as the HTTP layer would. */
+static int run_route(void *ctx, char *err, size_t errlen) {
+    route_case *c = ctx;
+    request rq = {.method = c->method, .path = c->path, .body = c->body,
+                  .len = strlen(c->body), .query = no_query, .park = park, .wake = wake,
+                  .conn = c, .content_type = "application/json"};
+    reply out = {0};
+    c->woken = 0;
+    if (routes_handle(&c->a, &rq, &out) == 1) {
+        pthread_mutex_lock(&c->lock);
+        while (!c->woken) pthread_cond_wait(&c->cond, &c->lock);
+        pthread_mutex_unlock(&c->lock);
+    }
+    int rc;
+    if (out.status == 200 && out.body && (!c->want || !strcmp(out.body, c->want))) {
+        rc = 0;
+    } else if (!out.body || (out.status >= 500 && strstr(out.body, "\"error\""))) {
+        /* No body: the HTTP layer answers its fixed 500 "out of memory" (routes.h). */
+        snprintf(err, errlen, "%d %s", out.status, out.body ? out.body : "(no body)");
+        rc = -1;
+    } else {
+        snprintf(err, errlen, "%d %s", out.status, out.body ? out.body : "(no body)");
+        rc = -2;
+    }
+    if (rc == 0 && !c->want) c->want = out.body;
+    else free(out.body);
+    return rc;
+}
+
+/* The daemon's start, then its end: the models, the log, the batcher, the store. */
+static int run_start(void *ctx, char *err, size_t errlen) {
+    if (app_up(ctx, err, errlen)) return -1;
+    app_down(ctx);
+    return 0;
+}
+
+TEST(alloc_fail_daemon_score) {
+    static const char sample[] = "[0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,1.1,1.2,1.3,1.4,1.5]";
+    char single[200], batch[400], v2[400];
+    snprintf(single, sizeof single, "{\"sample\": %s, \"id\": \"r1\"}", sample);
+    /* An escaped string: the fast decoder leaves the body to jansson's. */
+    snprintf(batch, sizeof batch, "{\"samples\": [%s, [1,1,1,1,1,1,1,1,2,2,2,2,2,2,2,2], %s], "
+             "\"source\": \"cam\\u002d1\", \"explain\": true}", sample, sample);
+    snprintf(v2, sizeof v2, "{\"inputs\": [{\"name\": \"x\", \"shape\": [2, 16], \"datatype\": "
+             "\"FP32\", \"data\": [%s, %s]}]}", sample, sample);
+    static const struct {
+        int context, memory_sources, answer_first;
+        const char *method, *path, *what;
+    } cases[] = {
+        {0, 0, 0, "POST", "/v1/score", "POST /v1/score"},
+        {0, 2, 0, "POST", "/v1/models/tiny/score",
+         "POST /v1/models/tiny/score, explained, a memory per source"},
+        {1, 0, 1, "POST", "/v2/models/tiny/infer",
+         "POST /v2/models/tiny/infer, context mode, answer before commit"},
+    };
+    const char *bodies[] = {single, batch, v2};
+    char path[512], err[512], dir[64];
+    /* A log on tmpfs when there is one: each run makes a new one, synchronous = FULL. */
+    snprintf(dir, sizeof dir, "%s/anodm-alloc-XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    if (!mkdtemp(dir)) SKIP("cannot make a directory for the log under %s", dir);
+    snprintf(path, sizeof path, "%s/tiny.anodm", test_tmpdir());
+    for (int i = 0; i < 3; i++) {
+        detector d;
+        if (make_detector(&d, cases[i].context)) break;
+        int rc = bundle_save(path, &d, err, sizeof err);
+        detector_free(&d);
+        CHECK_MSG(rc == 0, "%s", err);
+        if (rc) break;
+        route_case c = {.memory_sources = cases[i].memory_sources,
+                        .answer_first = cases[i].answer_first, .method = cases[i].method,
+                        .path = cases[i].path, .body = bodies[i]};
+        snprintf(c.spec, sizeof c.spec, "tiny=%s", path);
+        snprintf(c.db, sizeof c.db, "%s/scores.db", dir);
+        pthread_mutex_init(&c.lock, NULL);
+        pthread_cond_init(&c.cond, NULL);
+        const alloc_op op = {.what = cases[i].what, .setup = app_up, .run = run_route,
+                             .teardown = app_down, .absorb = 1};
+        /* The reply without failures, then every failure against it. */
+        if (app_up(&c, err, sizeof err) == 0) {
+            CHECK_MSG(run_route(&c, err, sizeof err) == 0, "%s: %s", cases[i].what, err);
+            app_down(&c);
+        } else {
+            check_fail(__FILE__, __LINE__, "%s: %s", cases[i].what, err);
+        }
+        if (c.want) fail_each(&op, &c);
+        char start[160];
+        snprintf(start, sizeof start, "the daemon's start for %s", cases[i].what);
+        fail_each(&(alloc_op){.what = start, .run = run_start}, &c);
+        free(c.want);
+        pthread_cond_destroy(&c.cond);
+        pthread_mutex_destroy(&c.lock);
+        unlink(path);
+    }
+    rmdir(dir);
+}

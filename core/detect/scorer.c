@@ -197,6 +197,10 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         r->x = s->pos[2 * b];
         r->y = s->pos[2 * b + 1];
         r->d_map = tsne_map_dmap(s->map, s->pos + 2 * b, k, idx, dist);
+        if (r->d_map < 0) {          /* k was checked at create: out of memory */
+            snprintf(err, errlen, "scorer: out of memory for the map distance");
+            return -1;
+        }
         r->nearest_ref = d->ref_id[idx[0]];
         for (int j = 0; nn_ref && j < k; j++) nn_ref[(size_t)b * k + (size_t)j] = d->ref_id[idx[j]];
         r->nearest_distance = dist[0];
