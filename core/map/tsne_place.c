@@ -316,23 +316,30 @@ double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float
 /* ---- single placement ---------------------------------------------------------- */
 
 typedef struct {
-    int *idx;
-    float *d2;
     double *p, *nx, *ny;     /* neighbours' weights and positions */
+    float *d2;
+    int *idx;
+    void *mem;               /* the one block they live in */
 } place_buf;
 
-static int place_buf_init(place_buf *b, int k) {
-    b->idx = malloc((size_t)k * sizeof *b->idx);
-    b->d2 = malloc((size_t)k * sizeof *b->d2);
-    b->p = malloc((size_t)k * sizeof *b->p);
-    b->nx = malloc((size_t)k * sizeof *b->nx);
-    b->ny = malloc((size_t)k * sizeof *b->ny);
-    return b->idx && b->d2 && b->p && b->nx && b->ny ? 0 : -1;
+static void place_buf_parts(block *b, place_buf *pb, size_t k) {
+    BLOCK_TAKE(b, pb->p, k);
+    BLOCK_TAKE(b, pb->nx, k);
+    BLOCK_TAKE(b, pb->ny, k);
+    BLOCK_TAKE(b, pb->d2, k);
+    BLOCK_TAKE(b, pb->idx, k);
 }
 
-static void place_buf_free(place_buf *b) {
-    free(b->idx); free(b->d2); free(b->p); free(b->nx); free(b->ny);
+/* Buffers for k neighbours; 0, or -1 when out of memory (place_buf_free it either way). */
+static int place_buf_init(place_buf *pb, int k) {
+    block b = {0};
+    place_buf_parts(&b, pb, (size_t)k);
+    if (!(pb->mem = block_alloc(&b))) return -1;
+    place_buf_parts(&b, pb, (size_t)k);
+    return 0;
 }
+
+static void place_buf_free(place_buf *pb) { free(pb->mem); }
 
 /* Attraction sum_j p_j w_j (y - y_j) over k neighbours, in LANES partial sums so that
  * the compiler vectorises it (fixed order: deterministic). */
@@ -615,6 +622,41 @@ static int knn_against(const float *ref, const float *ref_norms, int n, int d, c
     return 0;
 }
 
+/* Co-placement's scratch for cnt new points, f fixed ones and k neighbours (kf fixed, kn
+ * new), in one zeroed block (block.h): the 8-byte parts, then the 4-byte ones. The
+ * neighbour lists of kf or kn columns keep a spare element for when they have none. */
+typedef struct {
+    int64_t *row, *fill;         /* new point i's edges: [row[i], row[i + 1]) */
+    edge *edges;
+    double *pj, *pos, *G, *upd, *rep, *znew, *yfix;
+    float *dr, *dfx, *dnw, *jd2;
+    int *ir, *ifx, *inw, *jidx, *jk;
+} coplace_scratch;
+
+static void coplace_parts(block *b, coplace_scratch *s, size_t cnt, size_t f, size_t k,
+                          size_t kf, size_t kn, size_t n_joint) {
+    const size_t nk = cnt * k;
+    BLOCK_TAKE(b, s->row, cnt + 1);
+    BLOCK_TAKE(b, s->fill, cnt);
+    BLOCK_TAKE(b, s->edges, 2 * nk + 1);
+    BLOCK_TAKE(b, s->pj, nk);
+    BLOCK_TAKE(b, s->pos, n_joint * 2);
+    BLOCK_TAKE(b, s->G, cnt * 2);
+    BLOCK_TAKE(b, s->upd, cnt * 2);
+    BLOCK_TAKE(b, s->rep, cnt * 2);
+    BLOCK_TAKE(b, s->znew, cnt);
+    BLOCK_TAKE(b, s->yfix, f * 2 + 1);
+    BLOCK_TAKE(b, s->dr, nk);
+    BLOCK_TAKE(b, s->dfx, cnt * kf + 1);
+    BLOCK_TAKE(b, s->dnw, cnt * kn + 1);
+    BLOCK_TAKE(b, s->jd2, nk);
+    BLOCK_TAKE(b, s->ir, nk);
+    BLOCK_TAKE(b, s->ifx, cnt * kf + 1);
+    BLOCK_TAKE(b, s->inw, cnt * kn + 1);
+    BLOCK_TAKE(b, s->jidx, nk);
+    BLOCK_TAKE(b, s->jk, cnt);
+}
+
 static int coplace(const coplace_in *in, float *Yout, char *err, size_t errlen) {
     const tsne_map *m = in->m;
     const tsne_place_options *o = in->o;
@@ -622,24 +664,21 @@ static int coplace(const coplace_in *in, float *Yout, char *err, size_t errlen) 
     int threads = o->n_threads > 0 ? o->n_threads : 1;
     int k = tsne_neighbours(o->perplexity);
     int kf = f < k ? f : k, kn = cnt - 1 < k ? cnt - 1 : k;
-    size_t nk = (size_t)cnt * k;
-    int rc = -1;
-    int *ir = malloc(nk * sizeof *ir), *ifx = malloc(((size_t)cnt * kf + 1) * sizeof *ifx);
-    int *inw = malloc(((size_t)cnt * kn + 1) * sizeof *inw), *jidx = malloc(nk * sizeof *jidx);
-    float *dr = malloc(nk * sizeof *dr), *dfx = malloc(((size_t)cnt * kf + 1) * sizeof *dfx);
-    float *dnw = malloc(((size_t)cnt * kn + 1) * sizeof *dnw), *jd2 = malloc(nk * sizeof *jd2);
-    int *jk = malloc((size_t)cnt * sizeof *jk);
-    double *pj = malloc(nk * sizeof *pj);
-    int64_t *row = calloc((size_t)cnt + 1, sizeof *row), *fill = malloc((size_t)cnt * sizeof *fill);
-    edge *edges = malloc((2 * nk + 1) * sizeof *edges);
     size_t n_joint = (size_t)n + f + cnt;
-    double *pos = malloc(n_joint * 2 * sizeof *pos), *G = malloc((size_t)cnt * 2 * sizeof *G);
-    double *upd = calloc((size_t)cnt * 2, sizeof *upd);
-    double *rep = malloc((size_t)cnt * 2 * sizeof *rep), *znew = malloc((size_t)cnt * sizeof *znew);
-    double *yfix = malloc(((size_t)f * 2 + 1) * sizeof *yfix);
+    int rc = -1;
+    coplace_scratch s;
+    block b = {0};
+    coplace_parts(&b, &s, (size_t)cnt, (size_t)f, (size_t)k, (size_t)kf, (size_t)kn, n_joint);
+    void *mem = block_alloc(&b);
     bhtree bh = { 0 }, fixed_tree = { 0 };
-    if (!ir || !ifx || !inw || !jidx || !dr || !dfx || !dnw || !jd2 || !jk || !pj || !row ||
-        !fill || !edges || !pos || !G || !upd || !rep || !znew || !yfix) goto oom;
+    if (!mem) goto oom;
+    coplace_parts(&b, &s, (size_t)cnt, (size_t)f, (size_t)k, (size_t)kf, (size_t)kn, n_joint);
+    int64_t *row = s.row, *fill = s.fill;
+    edge *edges = s.edges;
+    double *pj = s.pj, *pos = s.pos, *G = s.G, *upd = s.upd, *rep = s.rep, *znew = s.znew,
+           *yfix = s.yfix;
+    float *dr = s.dr, *dfx = s.dfx, *dnw = s.dnw, *jd2 = s.jd2;
+    int *ir = s.ir, *ifx = s.ifx, *inw = s.inw, *jidx = s.jidx, *jk = s.jk;
     /* 1. neighbours among reference, fixed extra and new points; calibration */
     if (knn_against(m->X, m->norms, n, d, in->Xn, cnt, k, ir, dr)) goto oom;
     if (kf > 0 && knn_against(in->Xf, NULL, f, d, in->Xn, cnt, kf, ifx, dfx)) goto oom;
@@ -714,9 +753,7 @@ static int coplace(const coplace_in *in, float *Yout, char *err, size_t errlen) 
 oom:
     snprintf(err, errlen, "tsne coplace: out of memory (%d points)", cnt);
 done:
-    free(ir); free(ifx); free(inw); free(jidx); free(dr); free(dfx); free(dnw); free(jd2);
-    free(jk); free(pj); free(row); free(fill); free(edges); free(pos); free(G); free(upd);
-    free(rep); free(znew); free(yfix);
+    free(mem);
     bh_free(&bh);
     bh_free(&fixed_tree);
     return rc;
