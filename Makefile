@@ -98,9 +98,19 @@ $(BUILD)/anodm: $(CLI_OBJ) $(LIB)
 $(BUILD)/anodmd: $(DAEMON_OBJ) $(LIB)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $(DAEMON_OBJ) $(LIB) $(DAEMON_LIBS) $(LDLIBS)
 
-# The daemon's tests read its SQLite log directly.
-$(BUILD)/test_runner: $(TEST_OBJ) $(LIB)
-	$(CC) $(CFLAGS) $(SAN) -o $@ $(TEST_OBJ) $(LIB) -lsqlite3 $(LDLIBS)
+# The daemon's tests read its SQLite log directly, and tests/test_alloc_fail.c runs its
+# request path in the runner: its objects without main(). Every allocation the runner's own
+# code makes goes through tests/alloc_fail.c (fail the Nth, count what is not freed);
+# anodm and anodmd are linked without the wrapper.
+DAEMON_LIB_OBJ = $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJ))
+ALLOC_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free \
+             -Wl,--wrap=json_loadb,--wrap=json_loads
+
+$(BUILD)/test_runner: $(TEST_OBJ) $(DAEMON_LIB_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $(SAN) $(ALLOC_WRAP) -o $@ $(TEST_OBJ) $(DAEMON_LIB_OBJ) $(LIB) \
+	  $(DAEMON_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/test_alloc_fail.o: CFLAGS += -Idaemon
 
 # Install the Debian packages the build needs, only those that are missing.
 deps:

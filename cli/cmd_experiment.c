@@ -516,7 +516,7 @@ static int write_json(const run *r, const char *path) {
         json_paper(r, r->ds->paper_bvae), "anodm", json_paper(r, r->ds->paper_anodm),
         "label_use", "paper_best_alpha", "alpha chosen with test labels", "fused_*",
         "label-free", "runs", runs);
-    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
+    char *text = root ? api_json_text(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
     FILE *f = text ? fopen(path, "w") : NULL;
     rc = f && fprintf(f, "%s\n", text) >= 0 ? 0 : -1;
     if (f && fclose(f) != 0) rc = -1;

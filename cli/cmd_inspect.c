@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "bundle.h"
 #include "cli.h"
 
@@ -79,7 +80,7 @@ static int print_json(const char *path, const uint8_t *buf, size_t len, const ch
         section_value(s, n, "calibration"), "cal_scores", "min", (double)d->cal_scores[0],
         "median", cal_median(d), "max", (double)d->cal_scores[d->n_cal - 1], "provenance",
         section_value(s, n, "provenance"));
-    char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+    char *text = root ? api_json_text(root, JSON_INDENT(2)) : NULL;
     json_decref(root);
     if (!text) {
         fprintf(stderr, "anodm inspect: out of memory\n");
@@ -124,7 +125,7 @@ static int print_text(const char *path, size_t len, const char *hash, const dete
     printf("  scores      min %.6g, median %.6g, max %.6g\n", (double)d->cal_scores[0],
            cal_median(d), (double)d->cal_scores[d->n_cal - 1]);
     json_t *p = json_loads(d->provenance, JSON_DECODE_ANY, NULL);
-    char *text = p ? json_dumps(p, JSON_INDENT(2) | JSON_ENCODE_ANY) : NULL;
+    char *text = p ? api_json_text(p, JSON_INDENT(2) | JSON_ENCODE_ANY) : NULL;
     json_decref(p);
     if (!text) {
         fprintf(stderr, "anodm inspect: out of memory\n");

@@ -1,5 +1,6 @@
 /* Batched scoring on worker threads (see batch.h). */
 #include "batch.h"
+#include "block.h"
 #include "clock.h"
 
 #include <math.h>
@@ -35,22 +36,26 @@ struct batcher {
     int n_workers;
 };
 
-/* A model's queue and its batch buffers in one block, laid out by decreasing alignment
- * (the queue, the results' doubles, then floats and int32s), so one free releases it. */
+/* A model's queue and its batch buffers in one block (block.h): the queue, the results'
+ * doubles, then floats and int32s, so one free releases it. */
+static void queue_parts(block *b, batch_queue *q, size_t rows, size_t dim, size_t k) {
+    BLOCK_TAKE(b, q->res, rows);
+    BLOCK_TAKE(b, q->x, rows * dim);
+    BLOCK_TAKE(b, q->x_rec, rows * dim);
+    BLOCK_TAKE(b, q->nn_dist, rows * k);
+    BLOCK_TAKE(b, q->nn_ref, rows * k);
+}
+
 static batch_queue *queue_create(model *m) {
     const size_t rows = (size_t)m->max_batch, k = (size_t)m->d.k;
-    const size_t floats = rows * (2 * m->dim + k);
-    char *block = calloc(1, sizeof(batch_queue) + rows * sizeof(detector_result) +
-                                floats * sizeof(float) + rows * k * sizeof(int32_t));
-    if (!block) return NULL;
-    batch_queue *q = (batch_queue *)block;
+    block b = BLOCK_HEAD(batch_queue);
+    batch_queue probe;
+    queue_parts(&b, &probe, rows, m->dim, k);
+    batch_queue *q = block_alloc(&b);
+    if (!q) return NULL;
+    queue_parts(&b, q, rows, m->dim, k);
     q->m = m;
     q->tail = &q->head;
-    q->res = (detector_result *)(block + sizeof *q);
-    q->x = (float *)(q->res + rows);
-    q->x_rec = q->x + rows * m->dim;
-    q->nn_dist = q->x_rec + rows * m->dim;
-    q->nn_ref = (int32_t *)(q->nn_dist + rows * k);
     return q;
 }
 

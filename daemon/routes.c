@@ -1,6 +1,7 @@
 /* anodmd's request handlers (see routes.h). */
 #include "routes.h"
 
+#include "block.h"
 #include "dashboard.h"
 #include "ecg.h"
 
@@ -131,31 +132,36 @@ static model *find_v2_model(const route_ctx *c) {
     return m;
 }
 
-/* Per-request buffers of a score call. */
+/* Per-request buffers of a score call, in one block (block.h). */
 typedef struct {
     detector_result *res;
     api_score_record *rec;
+    float *nn_dist, *x_rec;      /* x_rec NULL unless kept */
     int32_t *nn_ref;
-    float *nn_dist, *x_rec;
+    void *mem;                   /* the allocation they all live in */
 } score_buffers;
 
-static int alloc_buffers(score_buffers *b, int n, int k, size_t dim, int explain) {
-    size_t nk = (size_t)n * (size_t)k;
-    b->res = malloc((size_t)n * sizeof *b->res);
-    b->rec = calloc((size_t)n, sizeof *b->rec);
-    b->nn_ref = malloc(nk * sizeof *b->nn_ref);
-    b->nn_dist = malloc(nk * sizeof *b->nn_dist);
-    b->x_rec = explain ? malloc((size_t)n * dim * sizeof *b->x_rec) : NULL;
-    return b->res && b->rec && b->nn_ref && b->nn_dist && (b->x_rec || !explain)
-               ? 0 : -1;
+static void buffer_parts(block *b, score_buffers *sb, size_t n, size_t k, size_t dim,
+                         int keep_rec) {
+    BLOCK_TAKE(b, sb->res, n);
+    BLOCK_TAKE(b, sb->rec, n);
+    BLOCK_TAKE(b, sb->nn_dist, n * k);
+    if (keep_rec) BLOCK_TAKE(b, sb->x_rec, n * dim);
+    BLOCK_TAKE(b, sb->nn_ref, n * k);
 }
 
-static void free_buffers(score_buffers *b) {
-    free(b->res);
-    free(b->rec);
-    free(b->nn_ref);
-    free(b->nn_dist);
-    free(b->x_rec);
+static int alloc_buffers(score_buffers *sb, int n, int k, size_t dim, int keep_rec) {
+    block b = {0};
+    memset(sb, 0, sizeof *sb);
+    buffer_parts(&b, sb, (size_t)n, (size_t)k, dim, keep_rec);
+    if (!(sb->mem = block_alloc(&b))) return -1;
+    buffer_parts(&b, sb, (size_t)n, (size_t)k, dim, keep_rec);
+    return 0;
+}
+
+static void free_buffers(score_buffers *sb) {
+    free(sb->mem);
+    memset(sb, 0, sizeof *sb);
 }
 
 /* The log records of a scored request. */

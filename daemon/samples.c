@@ -1,5 +1,6 @@
 /* The inputs of the most recent scores (see samples.h). */
 #include "samples.h"
+#include "block.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -22,11 +23,13 @@ struct sample_memory {
 };
 
 sample_memory *samples_create(int capacity) {
-    sample_memory *m = calloc(1, sizeof *m);
-    if (!m || capacity < 1 || !(m->slots = calloc((size_t)capacity, sizeof *m->slots))) {
-        free(m);
-        return NULL;
-    }
+    if (capacity < 1) return NULL;
+    block b = BLOCK_HEAD(sample_memory);
+    sample_memory probe;
+    BLOCK_TAKE(&b, probe.slots, (size_t)capacity);
+    sample_memory *m = block_alloc(&b);
+    if (!m) return NULL;
+    BLOCK_TAKE(&b, m->slots, (size_t)capacity);   /* with the memory, in one block */
     m->capacity = capacity;
     pthread_mutex_init(&m->lock, NULL);
     return m;
@@ -38,7 +41,6 @@ void samples_free(sample_memory *m) {
         free(m->slots[i].values);
         free(m->slots[i].refs);
     }
-    free(m->slots);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

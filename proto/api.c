@@ -177,7 +177,9 @@ static json_t *parse_object(const char *body, size_t len, api_error *e) {
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        if (json_error_code(&jerr) == json_error_duplicate_key)
+        if (json_error_code(&jerr) == json_error_out_of_memory)
+            api_error_set(e, 500, "internal", "out of memory");
+        else if (json_error_code(&jerr) == json_error_duplicate_key)
             api_error_set(e, 400, "duplicate_key", "%s", jerr.text);
         else
             api_error_set(e, 400, "malformed_json", "line %d, column %d: %s", jerr.line,
@@ -715,10 +717,47 @@ json_t *api_json_number(double v) { return isfinite(v) ? json_real(v) : json_nul
 
 static json_t *num(double v) { return api_json_number(v); }   /* the encoders' shorthand */
 
+/* The text api_json_text builds: once a write has failed, every later one fails too, so
+ * a write jansson does not check cannot go missing from a text that is then used. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int failed;
+} text_buf;
+
+static int append_text(const char *bytes, size_t n, void *data) {
+    text_buf *t = data;
+    if (!t->failed && t->len + n >= t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap && t->len + n >= cap) cap *= 2;
+        char *s = cap ? realloc(t->s, cap) : NULL;
+        if (s) {
+            t->s = s;
+            t->cap = cap;
+        } else {
+            t->failed = 1;
+        }
+    }
+    if (t->failed) return -1;
+    memcpy(t->s + t->len, bytes, n);
+    t->len += n;
+    return 0;
+}
+
+char *api_json_text(const json_t *v, size_t flags) {
+    text_buf t = {0};
+    if (json_dump_callback(v, append_text, &t, flags) || t.failed || !t.s) {
+        free(t.s);
+        return NULL;
+    }
+    t.s[t.len] = 0;
+    return t.s;
+}
+
 /* Serialise and release v; NULL if v is NULL (a failed build) or out of memory. */
 static char *dump(json_t *v) {
     if (!v) return NULL;
-    char *s = json_dumps(v, API_DUMP_FLAGS);
+    char *s = api_json_text(v, API_DUMP_FLAGS);
     json_decref(v);
     return s;
 }

@@ -184,6 +184,11 @@ int api_valid_model_name(const char *s);
 /* A number, or null when it is not finite (JSON has no NaN): the reals of every JSON
  * anodm writes (the API, the provenance, anodm experiment's results.json). */
 json_t *api_json_number(double v);
+/* v as JSON text (malloc'd, NUL-terminated; jansson's dump flags), or NULL when out of
+ * memory: every JSON text anodm writes goes through here, not json_dumps, which returns
+ * wrong text when an allocation fails while it writes an object's key (the key is left
+ * out: {"a":1,":2}; jansson 2.14 does not check that write, akheron/jansson issue 655). */
+char *api_json_text(const json_t *v, size_t flags);
 
 /* Fill e in: status, code and a printf-style message. */
 void api_error_set(api_error *e, int status, const char *code, const char *fmt, ...)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "api.h"
 #include "le.h"
 #include "sha256.h"
 
@@ -691,7 +692,7 @@ int bundle_encode(const detector *d, uint8_t **buf, size_t *len, char *err, size
         j[1] = NULL;
     }
     char *text[3];
-    for (int i = 0; i < 3; i++) text[i] = j[i] ? json_dumps(j[i], JSON_COMPACT) : NULL;
+    for (int i = 0; i < 3; i++) text[i] = j[i] ? api_json_text(j[i], JSON_COMPACT) : NULL;
     const char *prov = d->provenance ? d->provenance : "{}";
     const uint32_t n_ref = (uint32_t)d->n_ref;
     const source src[N_KNOWN] = {

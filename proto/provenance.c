@@ -52,7 +52,7 @@ char *provenance_json(const provenance_info *p) {
         api_json_number(p->kl), "test_auroc_recon_only", api_json_number(p->test_auroc_re),
         "test_auroc_fused", api_json_number(p->test_auroc_fused));
     if (!root) return NULL;
-    char *text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+    char *text = api_json_text(root, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(root);
     return text;
 }

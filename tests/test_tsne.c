@@ -58,8 +58,9 @@ TEST(tsne_knn_packed_matches_plain_scan) {
         int n = sizes[s][0], d = sizes[s][1], k = sizes[s][2];
         float *X = blobs(n, d, 4, 10 + (uint64_t)s);
         for (int c = 0; c < d; c++) X[(size_t)(n - 1) * d + c] = X[c]; /* a duplicate of row 0 */
-        float *P = knn_pack(X, n, d);
+        float *P = malloc(knn_packed_floats(n, d) * sizeof *P);
         CHECK(P != NULL);
+        if (P) knn_pack(P, X, n, d);
         int ia[KNN_MAX_K], ib[KNN_MAX_K];
         float da[KNN_MAX_K], db[KNN_MAX_K];
         for (int i = 0; P && i < n; i += 1 + n / 50) {

@@ -262,13 +262,23 @@ static int detector_terms(const detector *d, const float *x, int n, double *re, 
     return 0;
 }
 
+/* D_MAP of n map positions Y. */
+static int dmap_of(const detector *d, const tsne_map *map, const float *Y, int n, double *out,
+                   char *err, size_t errlen) {
+    for (int i = 0; i < n; i++)
+        if ((out[i] = tsne_map_dmap(map, Y + 2 * i, d->k, NULL, NULL)) < 0) {
+            snprintf(err, errlen, "map distance: out of memory");
+            return -1;
+        }
+    return 0;
+}
+
 /* D_MAP of n latents co-placed together into the fixed map. */
 static int coplaced_dmap(const detector *d, const tsne_map *map, const tsne_place_options *po,
                          const float *mu, int n, float *Y, double *out, char *err,
                          size_t errlen) {
     if (tsne_coplace(map, po, mu, n, Y, err, errlen) != 0) return -1;
-    for (int i = 0; i < n; i++) out[i] = tsne_map_dmap(map, Y + 2 * i, d->k, NULL, NULL);
-    return 0;
+    return dmap_of(d, map, Y, n, out, err, errlen);
 }
 
 /* D_MAP of n latents fed in a seeded random order, batch by batch, through a fresh
@@ -298,8 +308,7 @@ static int stream_dmap(const detector *d, const tsne_map *map, const tsne_place_
         if (tsne_window_add(w, po, xb, B, yb, err, errlen) != 0) goto done;
         for (int b = 0; b < B; b++) memcpy(Y + 2 * order[i + b], yb + 2 * b, 2 * sizeof *Y);
     }
-    for (int i = 0; i < n; i++) out[i] = tsne_map_dmap(map, Y + 2 * i, d->k, NULL, NULL);
-    rc = 0;
+    rc = dmap_of(d, map, Y, n, out, err, errlen);
 done:
     tsne_window_free(w);
     free(order);

@@ -9,14 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block.h"
 #include "knn.h"
 
 struct stream_memory {
     int latent, capacity, k, recent_cap, heap_cap;
     double merge_radius;
+    /* The slots, in the memory's own block (memory_parts). */
+    double *suspicion;       /* per slot */
     float *lat;              /* capacity x latent; slots [0, count) hold latents */
     float *packed;           /* the same, packed for knn_query_packed */
-    double *suspicion;       /* per slot */
     int *heap_pos;           /* per slot: its place in heap, -1 while in the recent ring */
     int count;
     int *ring;               /* recent slots, oldest at ring[head] */
@@ -54,15 +56,17 @@ int memory_options_check(const memory_options *o, char *err, size_t errlen) {
     return 0;
 }
 
-void memory_free(stream_memory *m) {
-    if (!m) return;
-    free(m->lat);
-    free(m->packed);
-    free(m->suspicion);
-    free(m->heap_pos);
-    free(m->ring);
-    free(m->heap);
-    free(m);
+void memory_free(stream_memory *m) { free(m); }
+
+/* The slots of m, carved after it (block.h): doubles, then floats, then ints. */
+static void memory_parts(block *b, stream_memory *m, size_t cap, int latent, int recent_cap,
+                         int heap_cap) {
+    BLOCK_TAKE(b, m->suspicion, cap);
+    BLOCK_TAKE(b, m->lat, cap * (size_t)latent);
+    BLOCK_TAKE(b, m->packed, knn_packed_floats((int)cap, latent));
+    BLOCK_TAKE(b, m->heap_pos, cap);
+    BLOCK_TAKE(b, m->ring, (size_t)recent_cap);
+    BLOCK_TAKE(b, m->heap, (size_t)heap_cap);
 }
 
 stream_memory *memory_create(int latent, const memory_options *o, char *err, size_t errlen) {
@@ -71,28 +75,26 @@ stream_memory *memory_create(int latent, const memory_options *o, char *err, siz
         snprintf(err, errlen, "memory: latent size %d", latent);
         return NULL;
     }
-    stream_memory *m = calloc(1, sizeof *m);
-    if (!m) goto oom;
+    const size_t cap = (size_t)o->capacity;
+    int recent_cap = (int)lround(o->capacity * o->recent_share);
+    if (recent_cap < 1) recent_cap = 1;
+    const int heap_cap = o->capacity - recent_cap;
+    block b = BLOCK_HEAD(stream_memory);
+    stream_memory probe;
+    memory_parts(&b, &probe, cap, latent, recent_cap, heap_cap);
+    stream_memory *m = block_alloc(&b);
+    if (!m) {
+        snprintf(err, errlen, "memory: out of memory for %d latents of %d", o->capacity, latent);
+        return NULL;
+    }
+    memory_parts(&b, m, cap, latent, recent_cap, heap_cap);
     m->latent = latent;
     m->capacity = o->capacity;
     m->k = o->k;
     m->merge_radius = o->merge_radius;
-    m->recent_cap = (int)lround(o->capacity * o->recent_share);
-    if (m->recent_cap < 1) m->recent_cap = 1;
-    m->heap_cap = o->capacity - m->recent_cap;
-    size_t cap = (size_t)o->capacity;
-    m->lat = malloc(cap * (size_t)latent * sizeof *m->lat);
-    m->packed = calloc(knn_packed_floats(o->capacity, latent), sizeof *m->packed);
-    m->suspicion = malloc(cap * sizeof *m->suspicion);
-    m->heap_pos = malloc(cap * sizeof *m->heap_pos);
-    m->ring = malloc((size_t)m->recent_cap * sizeof *m->ring);
-    m->heap = malloc((size_t)(m->heap_cap > 0 ? m->heap_cap : 1) * sizeof *m->heap);
-    if (!m->lat || !m->packed || !m->suspicion || !m->heap_pos || !m->ring || !m->heap) goto oom;
+    m->recent_cap = recent_cap;
+    m->heap_cap = heap_cap;
     return m;
-oom:
-    memory_free(m);
-    snprintf(err, errlen, "memory: out of memory for %d latents of %d", o->capacity, latent);
-    return NULL;
 }
 
 void memory_reset(stream_memory *m) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block.h"
 #include "clock.h"
 
 /* Batch invariance: a sample's result must not depend on what it was batched with, so
@@ -37,17 +38,18 @@ struct scorer {
     int n_sources, max_sources;
     unsigned long long tick;     /* for least recently used */
     vae_workspace w;
-    float *rec, *mu, *pos;       /* max_batch rows each */
-    float *xs;                   /* max_batch scaled samples: what the VAE sees */
-    int *far;                    /* max_batch out-of-range flags */
-    float *enc_mu, *logvar;      /* z-based detectors only: the encoder's outputs */
+    /* The batch buffers, max_batch rows each, in the scorer's own block (scorer_parts). */
     double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
     double *kth;                 /* and the memory term's reference side (with a memory) */
-    double *suspicion;           /* max_batch: what the memory kept each sample with, */
+    double *suspicion;           /* what the memory kept each sample with, */
     const float *kept_mu;        /* the latents it kept (mu or s->mu), */
     int kept;                    /* and how many, in the last call (scorer_kept) */
-    int *idx;
+    float *rec, *mu, *pos;
+    float *xs;                   /* scaled samples: what the VAE sees */
     float *dist;
+    float *enc_mu, *logvar;      /* z-based detectors only: the encoder's outputs */
+    int *far;                    /* out-of-range flags */
+    int *idx;
     scorer_timing *timing;       /* NULL unless scorer_time_stages */
 };
 
@@ -64,19 +66,27 @@ void scorer_free(scorer *s) {
     free(s->sources);
     tsne_map_free(s->map);
     vae_workspace_free(&s->w);
-    free(s->rec);
-    free(s->xs);
-    free(s->far);
-    free(s->mu);
-    free(s->enc_mu);
-    free(s->nearest);
-    free(s->kth);
-    free(s->suspicion);
-    free(s->logvar);
-    free(s->pos);
-    free(s->idx);
-    free(s->dist);
-    free(s);
+    free(s);                     /* and its batch buffers (scorer_parts) */
+}
+
+/* The batch buffers for batches of rows, carved after the scorer (block.h), doubles first,
+ * then floats, then ints. */
+static void scorer_parts(block *b, scorer *s, size_t rows, size_t dim, size_t L, size_t k,
+                         int z) {
+    BLOCK_TAKE(b, s->nearest, rows);
+    BLOCK_TAKE(b, s->kth, rows);
+    BLOCK_TAKE(b, s->suspicion, rows);
+    BLOCK_TAKE(b, s->rec, rows * dim);
+    BLOCK_TAKE(b, s->xs, rows * dim);
+    BLOCK_TAKE(b, s->mu, rows * L);
+    BLOCK_TAKE(b, s->pos, rows * 2);
+    BLOCK_TAKE(b, s->dist, rows * k);
+    if (z) {
+        BLOCK_TAKE(b, s->enc_mu, rows * L);
+        BLOCK_TAKE(b, s->logvar, rows * L);
+    }
+    BLOCK_TAKE(b, s->far, rows);
+    BLOCK_TAKE(b, s->idx, rows * k);
 }
 
 scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen) {
@@ -86,11 +96,17 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
                  max_batch, d->k, d->n_ref);
         return NULL;
     }
-    scorer *s = calloc(1, sizeof *s);
+    const size_t rows = (size_t)max_batch, k = (size_t)d->k;
+    const int z = d->input == LATENT_Z;
+    block b = BLOCK_HEAD(scorer);
+    scorer probe;
+    scorer_parts(&b, &probe, rows, dim, L, k, z);
+    scorer *s = block_alloc(&b);
     if (!s) {
-        snprintf(err, errlen, "scorer: out of memory");
+        snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
         return NULL;
     }
+    scorer_parts(&b, s, rows, dim, L, k, z);
     s->d = d;
     s->max_batch = max_batch;
     s->map = tsne_map_create(d->ref_latent, d->ref_map, d->n_ref, (int)L, 0, err, errlen);
@@ -107,25 +123,8 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
         scorer_free(s);
         return NULL;
     }
-    s->rec = malloc((size_t)max_batch * dim * sizeof(float));
-    s->xs = malloc((size_t)max_batch * dim * sizeof(float));
-    s->far = malloc((size_t)max_batch * sizeof(int));
-    s->mu = malloc((size_t)max_batch * L * sizeof(float));
-    s->pos = malloc((size_t)max_batch * 2 * sizeof(float));
-    s->nearest = malloc((size_t)max_batch * sizeof(double));
-    s->kth = malloc((size_t)max_batch * sizeof(double));
-    s->suspicion = malloc((size_t)max_batch * sizeof(double));
-    s->idx = malloc((size_t)max_batch * d->k * sizeof(int));
-    s->dist = malloc((size_t)max_batch * d->k * sizeof(float));
-    if (d->input == LATENT_Z) {
-        s->enc_mu = malloc((size_t)max_batch * L * sizeof(float));
-        s->logvar = malloc((size_t)max_batch * L * sizeof(float));
-    }
-    if (!s->rec || !s->xs || !s->far || !s->mu || !s->pos || !s->nearest || !s->kth ||
-        !s->suspicion || !s->idx || !s->dist ||
-        (d->input == LATENT_Z && (!s->enc_mu || !s->logvar)) ||
-        vae_workspace_init(&s->w, &d->vae, 1) != 0) {
-        snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
+    if (vae_workspace_init(&s->w, &d->vae, 1) != 0) {
+        snprintf(err, errlen, "scorer: out of memory for the network's workspace");
         scorer_free(s);
         return NULL;
     }
@@ -216,6 +215,10 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         r->x = s->pos[2 * b];
         r->y = s->pos[2 * b + 1];
         r->d_map = tsne_map_dmap(s->map, s->pos + 2 * b, k, idx, dist);
+        if (r->d_map < 0) {          /* k was checked at create: out of memory */
+            snprintf(err, errlen, "scorer: out of memory for the map distance");
+            return -1;
+        }
         r->nearest_ref = d->ref_id[idx[0]];
         for (int j = 0; nn_ref && j < k; j++) nn_ref[(size_t)b * k + (size_t)j] = d->ref_id[idx[j]];
         r->nearest_distance = dist[0];

@@ -144,9 +144,7 @@ void knn_pack_row(float *packed, int d, int row, const float *x) {
     for (int c = 0; c < d; c++) block[(size_t)c * KNN_PACK + row % KNN_PACK] = x[c];
 }
 
-float *knn_pack(const float *X, int n, int d) {
-    float *P = malloc(knn_packed_floats(n, d) * sizeof *P + 1);
-    if (!P) return NULL;
+void knn_pack(float *P, const float *X, int n, int d) {
     int blocks = (int)(knn_packed_floats(n, d) / ((size_t)d * KNN_PACK));
     for (int b = 0; b < blocks; b++) {
         for (int c = 0; c < d; c++) {
@@ -156,7 +154,6 @@ float *knn_pack(const float *X, int n, int d) {
             }
         }
     }
-    return P;
 }
 
 /* One block's KNN_PACK distances as a vector (GCC vector extension: the compiler maps it

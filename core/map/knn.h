@@ -26,10 +26,10 @@ int knn_all(const float *X, int n, int d, int k, int n_threads, int *idx, float 
 
 /* The reference packed for knn_query_packed: blocks of KNN_PACK rows, each block
  * dimension-major (the KNN_PACK values of dimension c together), so that one query's
- * distances to a block take one vector operation per dimension. Returns a malloc'ed
- * array of knn_packed_floats(n, d) floats, or NULL. */
+ * distances to a block take one vector operation per dimension. Writes the
+ * knn_packed_floats(n, d) floats of packed (zero rows pad the last blocks). */
 #define KNN_PACK 16
-float *knn_pack(const float *X, int n, int d);
+void knn_pack(float *packed, const float *X, int n, int d);
 size_t knn_packed_floats(int n, int d);
 /* Write row `row` (d floats x) into a packed array (knn_packed_floats(n, d) floats for
  * some n > row): a reference that changes a row at a time (the stream memory). */

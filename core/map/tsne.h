@@ -209,8 +209,8 @@ int tsne_coplace(const tsne_map *m, const tsne_place_options *opt, const float *
 
 /* D_MAP: mean Euclidean distance from y to its k nearest reference positions; their
  * indices and distances, nearest first (ties by lower index), go to idx / dist when not
- * NULL. Returns -1 if k is not in [1, n], and NaN (indices 0..k-1, distances NaN) if y is
- * not finite. */
+ * NULL. Returns -1 if k is not in [1, n] or when out of memory (idx and dist then
+ * unset), and NaN (indices 0..k-1, distances NaN) if y is not finite. */
 double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float *dist);
 
 /* D_LATENT: Euclidean distance from the latent x (d floats) to its nearest reference

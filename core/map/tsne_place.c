@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block.h"
 #include "clock.h"
 #include "errmsg.h"
 #include "knn.h"
@@ -32,10 +33,11 @@
 
 struct tsne_map {
     int n, d;
+    /* In the map's own block (map_parts): */
+    double *Y;               /* n x 2 positions */
     float *X;                /* n x d latents */
     float *packed;           /* the same, packed for knn_query_packed */
     float *norms;            /* n squared latent norms */
-    double *Y;               /* n x 2 positions */
     fftrep field;            /* reference potentials on the grid */
     double box_x0, box_y0, box_x1, box_y1;   /* where the grid is valid */
     /* D_MAP cell index */
@@ -92,26 +94,27 @@ static int check_place_options(const tsne_place_options *o, int n_ref, char *err
 
 /* ---- the map ------------------------------------------------------------------- */
 
+/* Cells per side of the D_MAP index of n points: about two points a cell. */
+static int cells_for(int n) {
+    int cells = (int)ceil(sqrt(n / 2.0));
+    return cells < 1 ? 1 : cells;
+}
+
+/* The D_MAP cell index over m's positions (cell_start and cell_pts carved already, and
+ * zeroed); 0, or -1 when out of memory. */
 static int build_cells(tsne_map *m) {
     double x0 = m->Y[0], x1 = x0, y0 = m->Y[1], y1 = y0;
     for (int i = 0; i < m->n; i++) {
         x0 = fmin(x0, m->Y[2 * i]); x1 = fmax(x1, m->Y[2 * i]);
         y0 = fmin(y0, m->Y[2 * i + 1]); y1 = fmax(y1, m->Y[2 * i + 1]);
     }
-    int cells = (int)ceil(sqrt(m->n / 2.0));
-    if (cells < 1) cells = 1;
+    const int cells = m->cells;
     double side = fmax(x1 - x0, y1 - y0);
-    m->cells = cells;
     m->cell_x0 = x0;
     m->cell_y0 = y0;
     m->cell_size = side > 0 ? side * (1 + 1e-9) / cells : 1.0;
-    m->cell_start = calloc((size_t)cells * cells + 1, sizeof *m->cell_start);
-    m->cell_pts = malloc((size_t)m->n * sizeof *m->cell_pts);
     int *fill = malloc((size_t)cells * cells * sizeof *fill);
-    if (!m->cell_start || !m->cell_pts || !fill) {
-        free(fill);
-        return -1;
-    }
+    if (!fill) return -1;
     for (int i = 0; i < m->n; i++) {
         int cx = (int)((m->Y[2 * i] - x0) / m->cell_size);
         int cy = (int)((m->Y[2 * i + 1] - y0) / m->cell_size);
@@ -132,6 +135,16 @@ static int build_cells(tsne_map *m) {
     return 0;
 }
 
+/* The map's arrays, carved after it (block.h): doubles, then floats, then ints. */
+static void map_parts(block *b, tsne_map *m, size_t n, size_t d, size_t cells) {
+    BLOCK_TAKE(b, m->Y, n * 2);
+    BLOCK_TAKE(b, m->X, n * d);
+    BLOCK_TAKE(b, m->packed, knn_packed_floats((int)n, (int)d));
+    BLOCK_TAKE(b, m->norms, n);
+    BLOCK_TAKE(b, m->cell_start, cells * cells + 1);
+    BLOCK_TAKE(b, m->cell_pts, n);
+}
+
 tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double box_width,
                           char *err, size_t errlen) {
     if (n < 1 || d < 1) {
@@ -141,16 +154,18 @@ tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double b
     if (tsne_check_finite(X, (size_t)n * d, "tsne map latents", err, errlen) ||
         tsne_check_finite(Y, (size_t)n * 2, "tsne map positions", err, errlen))
         return NULL;
-    tsne_map *m = calloc(1, sizeof *m);
+    const int cells = cells_for(n);
+    block b = BLOCK_HEAD(tsne_map);
+    tsne_map probe;
+    map_parts(&b, &probe, (size_t)n, (size_t)d, (size_t)cells);
+    tsne_map *m = block_alloc(&b);
     if (!m) goto oom;
+    map_parts(&b, m, (size_t)n, (size_t)d, (size_t)cells);
     m->n = n;
     m->d = d;
-    m->X = malloc((size_t)n * d * sizeof *m->X);
-    m->norms = malloc((size_t)n * sizeof *m->norms);
-    m->Y = malloc((size_t)n * 2 * sizeof *m->Y);
-    if (!m->X || !m->norms || !m->Y) goto oom;
+    m->cells = cells;
     memcpy(m->X, X, (size_t)n * d * sizeof *m->X);
-    if (!(m->packed = knn_pack(X, n, d))) goto oom;
+    knn_pack(m->packed, X, n, d);
     knn_norms(X, n, d, m->norms);
     for (int e = 0; e < 2 * n; e++) m->Y[e] = Y[e];
     if (build_cells(m)) goto oom;
@@ -184,10 +199,8 @@ oom:
 
 void tsne_map_free(tsne_map *m) {
     if (!m) return;
-    free(m->X); free(m->packed); free(m->norms); free(m->Y);
-    free(m->cell_start); free(m->cell_pts);
     fftrep_free(&m->field);
-    free(m);
+    free(m);                     /* and its arrays (map_parts) */
 }
 
 int tsne_map_size(const tsne_map *m) { return m->n; }
@@ -305,23 +318,30 @@ double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float
 /* ---- single placement ---------------------------------------------------------- */
 
 typedef struct {
-    int *idx;
-    float *d2;
     double *p, *nx, *ny;     /* neighbours' weights and positions */
+    float *d2;
+    int *idx;
+    void *mem;               /* the one block they live in */
 } place_buf;
 
-static int place_buf_init(place_buf *b, int k) {
-    b->idx = malloc((size_t)k * sizeof *b->idx);
-    b->d2 = malloc((size_t)k * sizeof *b->d2);
-    b->p = malloc((size_t)k * sizeof *b->p);
-    b->nx = malloc((size_t)k * sizeof *b->nx);
-    b->ny = malloc((size_t)k * sizeof *b->ny);
-    return b->idx && b->d2 && b->p && b->nx && b->ny ? 0 : -1;
+static void place_buf_parts(block *b, place_buf *pb, size_t k) {
+    BLOCK_TAKE(b, pb->p, k);
+    BLOCK_TAKE(b, pb->nx, k);
+    BLOCK_TAKE(b, pb->ny, k);
+    BLOCK_TAKE(b, pb->d2, k);
+    BLOCK_TAKE(b, pb->idx, k);
 }
 
-static void place_buf_free(place_buf *b) {
-    free(b->idx); free(b->d2); free(b->p); free(b->nx); free(b->ny);
+/* Buffers for k neighbours; 0, or -1 when out of memory (place_buf_free it either way). */
+static int place_buf_init(place_buf *pb, int k) {
+    block b = {0};
+    place_buf_parts(&b, pb, (size_t)k);
+    if (!(pb->mem = block_alloc(&b))) return -1;
+    place_buf_parts(&b, pb, (size_t)k);
+    return 0;
 }
+
+static void place_buf_free(place_buf *pb) { free(pb->mem); }
 
 /* Attraction sum_j p_j w_j (y - y_j) over k neighbours, in LANES partial sums so that
  * the compiler vectorises it (fixed order: deterministic). */
@@ -618,6 +638,41 @@ static int knn_against(const float *ref, const float *ref_norms, int n, int d, c
     return 0;
 }
 
+/* Co-placement's scratch for cnt new points, f fixed ones and k neighbours (kf fixed, kn
+ * new), in one zeroed block (block.h): the 8-byte parts, then the 4-byte ones. The
+ * neighbour lists of kf or kn columns keep a spare element for when they have none. */
+typedef struct {
+    int64_t *row, *fill;         /* new point i's edges: [row[i], row[i + 1]) */
+    edge *edges;
+    double *pj, *pos, *G, *upd, *rep, *znew, *yfix;
+    float *dr, *dfx, *dnw, *jd2;
+    int *ir, *ifx, *inw, *jidx, *jk;
+} coplace_scratch;
+
+static void coplace_parts(block *b, coplace_scratch *s, size_t cnt, size_t f, size_t k,
+                          size_t kf, size_t kn, size_t n_joint) {
+    const size_t nk = cnt * k;
+    BLOCK_TAKE(b, s->row, cnt + 1);
+    BLOCK_TAKE(b, s->fill, cnt);
+    BLOCK_TAKE(b, s->edges, 2 * nk + 1);
+    BLOCK_TAKE(b, s->pj, nk);
+    BLOCK_TAKE(b, s->pos, n_joint * 2);
+    BLOCK_TAKE(b, s->G, cnt * 2);
+    BLOCK_TAKE(b, s->upd, cnt * 2);
+    BLOCK_TAKE(b, s->rep, cnt * 2);
+    BLOCK_TAKE(b, s->znew, cnt);
+    BLOCK_TAKE(b, s->yfix, f * 2 + 1);
+    BLOCK_TAKE(b, s->dr, nk);
+    BLOCK_TAKE(b, s->dfx, cnt * kf + 1);
+    BLOCK_TAKE(b, s->dnw, cnt * kn + 1);
+    BLOCK_TAKE(b, s->jd2, nk);
+    BLOCK_TAKE(b, s->ir, nk);
+    BLOCK_TAKE(b, s->ifx, cnt * kf + 1);
+    BLOCK_TAKE(b, s->inw, cnt * kn + 1);
+    BLOCK_TAKE(b, s->jidx, nk);
+    BLOCK_TAKE(b, s->jk, cnt);
+}
+
 static int coplace(const coplace_in *in, float *Yout, char *err, size_t errlen) {
     const tsne_map *m = in->m;
     const tsne_place_options *o = in->o;
@@ -625,24 +680,21 @@ static int coplace(const coplace_in *in, float *Yout, char *err, size_t errlen) 
     int threads = o->n_threads > 0 ? o->n_threads : 1;
     int k = tsne_neighbours(o->perplexity);
     int kf = f < k ? f : k, kn = cnt - 1 < k ? cnt - 1 : k;
-    size_t nk = (size_t)cnt * k;
-    int rc = -1;
-    int *ir = malloc(nk * sizeof *ir), *ifx = malloc(((size_t)cnt * kf + 1) * sizeof *ifx);
-    int *inw = malloc(((size_t)cnt * kn + 1) * sizeof *inw), *jidx = malloc(nk * sizeof *jidx);
-    float *dr = malloc(nk * sizeof *dr), *dfx = malloc(((size_t)cnt * kf + 1) * sizeof *dfx);
-    float *dnw = malloc(((size_t)cnt * kn + 1) * sizeof *dnw), *jd2 = malloc(nk * sizeof *jd2);
-    int *jk = malloc((size_t)cnt * sizeof *jk);
-    double *pj = malloc(nk * sizeof *pj);
-    int64_t *row = calloc((size_t)cnt + 1, sizeof *row), *fill = malloc((size_t)cnt * sizeof *fill);
-    edge *edges = malloc((2 * nk + 1) * sizeof *edges);
     size_t n_joint = (size_t)n + f + cnt;
-    double *pos = malloc(n_joint * 2 * sizeof *pos), *G = malloc((size_t)cnt * 2 * sizeof *G);
-    double *upd = calloc((size_t)cnt * 2, sizeof *upd);
-    double *rep = malloc((size_t)cnt * 2 * sizeof *rep), *znew = malloc((size_t)cnt * sizeof *znew);
-    double *yfix = malloc(((size_t)f * 2 + 1) * sizeof *yfix);
+    int rc = -1;
+    coplace_scratch s;
+    block b = {0};
+    coplace_parts(&b, &s, (size_t)cnt, (size_t)f, (size_t)k, (size_t)kf, (size_t)kn, n_joint);
+    void *mem = block_alloc(&b);
     bhtree bh = { 0 }, fixed_tree = { 0 };
-    if (!ir || !ifx || !inw || !jidx || !dr || !dfx || !dnw || !jd2 || !jk || !pj || !row ||
-        !fill || !edges || !pos || !G || !upd || !rep || !znew || !yfix) goto oom;
+    if (!mem) goto oom;
+    coplace_parts(&b, &s, (size_t)cnt, (size_t)f, (size_t)k, (size_t)kf, (size_t)kn, n_joint);
+    int64_t *row = s.row, *fill = s.fill;
+    edge *edges = s.edges;
+    double *pj = s.pj, *pos = s.pos, *G = s.G, *upd = s.upd, *rep = s.rep, *znew = s.znew,
+           *yfix = s.yfix;
+    float *dr = s.dr, *dfx = s.dfx, *dnw = s.dnw, *jd2 = s.jd2;
+    int *ir = s.ir, *ifx = s.ifx, *inw = s.inw, *jidx = s.jidx, *jk = s.jk;
     /* 1. neighbours among reference, fixed extra and new points; calibration */
     if (knn_against(m->X, m->norms, n, d, in->Xn, cnt, k, ir, dr)) goto oom;
     if (kf > 0 && knn_against(in->Xf, NULL, f, d, in->Xn, cnt, kf, ifx, dfx)) goto oom;
@@ -717,9 +769,7 @@ static int coplace(const coplace_in *in, float *Yout, char *err, size_t errlen) 
 oom:
     snprintf(err, errlen, "tsne coplace: out of memory (%d points)", cnt);
 done:
-    free(ir); free(ifx); free(inw); free(jidx); free(dr); free(dfx); free(dnw); free(jd2);
-    free(jk); free(pj); free(row); free(fill); free(edges); free(pos); free(G); free(upd);
-    free(rep); free(znew); free(yfix);
+    free(mem);
     bh_free(&bh);
     bh_free(&fixed_tree);
     return rc;
@@ -752,32 +802,32 @@ struct tsne_window {
     float *Y;     /* count x 2 */
 };
 
+/* The window's points, carved after it (block.h). */
+static void window_parts(block *b, tsne_window *w, size_t capacity, int d) {
+    BLOCK_TAKE(b, w->X, capacity * (size_t)d);
+    BLOCK_TAKE(b, w->Y, capacity * 2);
+}
+
 tsne_window *tsne_window_create(const tsne_map *m, int capacity, char *err, size_t errlen) {
     if (capacity < 0) {
         snprintf(err, errlen, "tsne window: negative capacity");
         return NULL;
     }
-    tsne_window *w = calloc(1, sizeof *w);
-    if (w) {
-        w->m = m;
-        w->capacity = capacity;
-        w->X = malloc(((size_t)capacity * m->d + 1) * sizeof *w->X);
-        w->Y = malloc(((size_t)capacity * 2 + 1) * sizeof *w->Y);
-    }
-    if (!w || !w->X || !w->Y) {
-        tsne_window_free(w);
+    block b = BLOCK_HEAD(tsne_window);
+    tsne_window probe;
+    window_parts(&b, &probe, (size_t)capacity, m->d);
+    tsne_window *w = block_alloc(&b);
+    if (!w) {
         snprintf(err, errlen, "tsne window: out of memory (capacity %d)", capacity);
         return NULL;
     }
+    window_parts(&b, w, (size_t)capacity, m->d);
+    w->m = m;
+    w->capacity = capacity;
     return w;
 }
 
-void tsne_window_free(tsne_window *w) {
-    if (!w) return;
-    free(w->X);
-    free(w->Y);
-    free(w);
-}
+void tsne_window_free(tsne_window *w) { free(w); }
 
 int tsne_window_count(const tsne_window *w) { return w->count; }
 

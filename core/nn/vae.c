@@ -2,6 +2,7 @@
 #include "vae.h"
 
 #include "activation.h"
+#include "block.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -280,45 +281,39 @@ void vae_free(vae_model *m) {
     m->params = m->grads = NULL;
 }
 
+/* The workspace's buffers for batches of B, all floats, in one block (block.h). */
+static void workspace_parts(block *b, vae_workspace *w, const vae_model *m, size_t B) {
+    const size_t L = (size_t)m->arch.latent;
+    const size_t work = net_work_floats(&m->enc, (int)B), dwork = net_work_floats(&m->dec, (int)B);
+    const size_t dmax = m->enc.max_sample_act > m->dec.max_sample_act ? m->enc.max_sample_act
+                                                                       : m->dec.max_sample_act;
+    BLOCK_TAKE(b, w->enc_acts, B * m->enc.act_per_sample);
+    BLOCK_TAKE(b, w->dec_acts, B * m->dec.act_per_sample);
+    BLOCK_TAKE(b, w->enc_aux, net_aux_floats(&m->enc, (int)B));
+    BLOCK_TAKE(b, w->dec_aux, net_aux_floats(&m->dec, (int)B));
+    BLOCK_TAKE(b, w->z, B * L);
+    BLOCK_TAKE(b, w->eps, B * L);
+    BLOCK_TAKE(b, w->d_enc_out, B * 2 * L);
+    BLOCK_TAKE(b, w->d_z, B * L);
+    BLOCK_TAKE(b, w->d_dec_out, B * shape_size(m->dec.out));
+    BLOCK_TAKE(b, w->dbuf, 2 * B * dmax);
+    BLOCK_TAKE(b, w->work, work > dwork ? work : dwork);
+}
+
 int vae_workspace_init(vae_workspace *w, const vae_model *m, int max_batch) {
-    const size_t B = (size_t)max_batch, L = (size_t)m->arch.latent;
-    size_t work = net_work_floats(&m->enc, max_batch), dwork = net_work_floats(&m->dec, max_batch);
-    size_t dmax = m->enc.max_sample_act > m->dec.max_sample_act ? m->enc.max_sample_act
-                                                                 : m->dec.max_sample_act;
+    block b = {0};
     memset(w, 0, sizeof *w);
+    if (max_batch < 1) return -1;
+    workspace_parts(&b, w, m, (size_t)max_batch);
+    if (!(w->mem = block_alloc(&b))) return -1;
+    workspace_parts(&b, w, m, (size_t)max_batch);
     w->max_batch = max_batch;
-    w->enc_acts = malloc(B * m->enc.act_per_sample * sizeof(float));
-    w->dec_acts = malloc(B * m->dec.act_per_sample * sizeof(float));
-    w->enc_aux = malloc(net_aux_floats(&m->enc, max_batch) * sizeof(float));
-    w->dec_aux = malloc(net_aux_floats(&m->dec, max_batch) * sizeof(float));
-    w->z = malloc(B * L * sizeof(float));
-    w->eps = malloc(B * L * sizeof(float));
-    w->d_enc_out = malloc(B * 2 * L * sizeof(float));
-    w->d_z = malloc(B * L * sizeof(float));
-    w->d_dec_out = malloc(B * shape_size(m->dec.out) * sizeof(float));
-    w->dbuf = malloc(2 * B * dmax * sizeof(float));
-    w->work = malloc((work > dwork ? work : dwork) * sizeof(float));
-    if (max_batch < 1 || !w->enc_acts || !w->dec_acts || !w->enc_aux || !w->dec_aux || !w->z ||
-        !w->eps || !w->d_enc_out || !w->d_z || !w->d_dec_out || !w->dbuf || !w->work) {
-        vae_workspace_free(w);
-        return -1;
-    }
     rng_seed(&w->rng, 1);
     return 0;
 }
 
 void vae_workspace_free(vae_workspace *w) {
-    free(w->enc_acts);
-    free(w->dec_acts);
-    free(w->enc_aux);
-    free(w->dec_aux);
-    free(w->z);
-    free(w->eps);
-    free(w->d_enc_out);
-    free(w->d_z);
-    free(w->d_dec_out);
-    free(w->dbuf);
-    free(w->work);
+    free(w->mem);
     memset(w, 0, sizeof *w);
 }
 

@@ -46,6 +46,7 @@ typedef struct {
     float *z, *eps;             /* B * latent */
     float *d_enc_out, *d_z, *d_dec_out;
     float *dbuf, *work;         /* backward ping-pong and layer scratch */
+    void *mem;                  /* the one allocation all of the above live in */
     rng_t rng;                  /* dropout masks, training only */
 } vae_workspace;
 
