@@ -113,7 +113,6 @@ static int make_detector(detector *d, int context) {
     d->memory.capacity = 6;
     d->memory.k = 2;
     d->mem = (term_stats){0.0, 1.0};
-    d->latent = (term_stats){0.5, 0.2};
     d->fusion = FUSION_FISHER;
     d->cal_base = malloc(N_CAL * sizeof *d->cal_base);
     d->cal_memory = malloc(N_CAL * sizeof *d->cal_memory);

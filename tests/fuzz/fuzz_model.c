@@ -43,6 +43,7 @@ int fuzz_model_make(detector *d, place_mode mode, char *err, size_t errlen) {
     d->alpha = 0.5;
     d->re = (term_stats){0.1, 0.03};
     d->map = (term_stats){0.5, 0.2};
+    d->latent = (term_stats){1.0, 0.5};   /* without it every score would be non-finite */
     d->quantile = 0.99;
     d->threshold = 2.0;
     return 0;
