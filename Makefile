@@ -116,8 +116,9 @@ $(BUILD)/tests/test_alloc_fail.o: CFLAGS += -Idaemon
 deps:
 	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_PKGS)"
 
+# The daemon's load test checks its binary bodies with tests/v2_conformance.py's client.
 bench-deps:
-	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_PKGS) $(DEB_BENCH_PKGS)"
+	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_PKGS) $(DEB_BENCH_PKGS) $(DEB_V2_TEST_PKGS)"
 
 # Chromium from Debian; Node.js and npm are the machine's (Debian's only if it has none).
 browser-deps:

@@ -1,9 +1,13 @@
--- wrk script for tests/bench_daemon.sh: POST one JSON score request again and again and
--- print a machine-readable summary line at the end.
---   wrk ... -s tests/wrk_score.lua URL -- BODY_FILE [DELAY_MS]
--- BODY_FILE holds the request ({"sample": [...]} or {"samples": [...]}). With DELAY_MS > 0
--- each connection waits a random 0.5..1.5 x DELAY_MS (mean DELAY_MS) after each response
--- before its next request: a rate-limited load instead of a closed loop at full speed.
+-- wrk script for tests/bench_daemon.sh: POST one score request again and again and print
+-- a machine-readable summary line at the end.
+--   wrk ... -s tests/wrk_score.lua URL -- BODY_FILE [DELAY_MS [HEADER_LENGTH]]
+-- BODY_FILE holds the request: JSON ({"sample": [...]} or {"samples": [...]}) for
+-- /v1/score, or with HEADER_LENGTH an Open Inference Protocol infer request in the binary
+-- tensor data extension's form (that many bytes of JSON header, then raw tensor bytes; a
+-- Lua string holds them as they are), sent with Inference-Header-Content-Length.
+-- With DELAY_MS > 0 each connection waits a random 0.5..1.5 x DELAY_MS (mean DELAY_MS)
+-- after each response before its next request: a rate-limited load instead of a closed
+-- loop at full speed.
 
 local threads = 0
 local delay_ms = 0
@@ -20,7 +24,13 @@ function init(args)
    wrk.body = f:read("*a")
    f:close()
    wrk.method = "POST"
-   wrk.headers["Content-Type"] = "application/json"
+   local header_length = tonumber(args[3] or "")
+   if header_length then
+      wrk.headers["Content-Type"] = "application/octet-stream"
+      wrk.headers["Inference-Header-Content-Length"] = tostring(header_length)
+   else
+      wrk.headers["Content-Type"] = "application/json"
+   end
    delay_ms = tonumber(args[2] or "0") or 0
    math.randomseed(os.time() * 100 + (thread_id or 0))
 end
