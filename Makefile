@@ -19,7 +19,7 @@ SAN      ?=
 PYTHON   ?= /usr/bin/python3
 
 DEB_PKGS       = build-essential pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev \
-                 libjansson-dev libmicrohttpd-dev libsqlite3-dev dataset-fashion-mnist
+                 libjansson-dev libmicrohttpd-dev libsqlite3-dev libpq-dev dataset-fashion-mnist
 DEB_BENCH_PKGS = python3-torch python3-sklearn python3-numpy wrk
 # The dashboard's browser test (tests/dashboard/), part of `make test`: Debian's Chromium,
 # driven by playwright-core from npm with the machine's Node.js.
@@ -37,8 +37,11 @@ INC_map    = -Icore/map $(INC_base)
 INC_data   = -Icore/data $(INC_base)
 INC_detect = -Icore/detect $(INC_nn) $(INC_map) $(INC_data)
 INC_proto  = -Iproto $(INC_detect)
-# cli/, daemon/, tests/ and generated files see all of core and proto.
-INC_app    = $(INC_proto)
+# cli/, daemon/, tests/ and generated files see all of core and proto, and libpq's header
+# (the daemon's sink and history, their tests).
+PQ_CFLAGS  = $(shell pkg-config --cflags libpq 2>/dev/null)
+PQ_LIBS    = $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
+INC_app    = $(INC_proto) $(PQ_CFLAGS)
 # The include path of source file $1.
 inc_for = $(if $(filter core/%,$1),$(INC_$(word 2,$(subst /, ,$1))),$(if $(filter proto/%,$1),$(INC_proto),$(INC_app)))
 
@@ -52,7 +55,7 @@ DAEMON_SRC = $(wildcard daemon/*.c)
 DASH_FILES = $(sort $(wildcard daemon/dashboard/*.html daemon/dashboard/*.css \
                                daemon/dashboard/*.js daemon/dashboard/*.svg))
 DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/dashboard_files.o
-DAEMON_LIBS = -lmicrohttpd -lsqlite3
+DAEMON_LIBS = -lmicrohttpd -lsqlite3 $(PQ_LIBS)
 TEST_SRC  = $(wildcard tests/*.c) tests/fuzz/fuzz_model.c
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
@@ -88,9 +91,9 @@ $(BUILD)/anodm: $(CLI_OBJ) $(LIB)
 $(BUILD)/anodmd: $(DAEMON_OBJ) $(LIB)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $(DAEMON_OBJ) $(LIB) $(DAEMON_LIBS) $(LDLIBS)
 
-# The daemon's tests read its SQLite log directly.
+# The daemon's tests read its SQLite log and the PostgreSQL history directly.
 $(BUILD)/test_runner: $(TEST_OBJ) $(LIB)
-	$(CC) $(CFLAGS) $(SAN) -o $@ $(TEST_OBJ) $(LIB) -lsqlite3 $(LDLIBS)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $(TEST_OBJ) $(LIB) -lsqlite3 $(PQ_LIBS) $(LDLIBS)
 
 # Install the Debian packages the build needs, only those that are missing.
 deps:
