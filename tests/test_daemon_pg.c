@@ -850,3 +850,34 @@ TEST(daemon_pg_history_cursor_misses_nothing) {
     stop_anodmd(b);
     PQfinish(c);
 }
+
+/* ------------------------------------------------------------------ settings */
+
+/* sink, history and replica_id: checked when set, a URL's password never shown. */
+TEST(daemon_pg_settings) {
+    const test_bundles *b = test_bundles_get();
+    if (!b) return;
+    char host[256] = "";
+    gethostname(host, sizeof host);
+    char *out = NULL;
+    int rc = run_anodmd(&out, "--check-config --model %s --sink "
+                        "'postgresql://u:secret1@db.example:5433/h?password=secret2&sslmode=require'"
+                        " --history postgres://reader@db.example/h", b->tiny);
+    CHECK_MSG(rc == 0 && out && strstr(out, "sink = postgresql://u:***@db.example:5433/h?"
+                                            "password=***&sslmode=require\n") &&
+              strstr(out, "history = postgres://reader@db.example/h\n") &&
+              !strstr(out, "secret"), "exit %d:\n%.1500s", rc, out ? out : "");
+    char want[300];
+    snprintf(want, sizeof want, "replica_id = %s\n", host);   /* the host name by default */
+    CHECK_MSG(out && strstr(out, want), "want '%s' in:\n%.1500s", want, out ? out : "");
+    free(out);
+    EXPECT_CLI(2, "--sink: sink wants a postgresql:// URL (or nothing), not '(not shown)'",
+               "--check-config --model %s --sink http://u:secret@x/y", b->tiny);
+    EXPECT_CLI(2, "--replica-id: replica_id wants 1 to 64 letters, digits, '.', '_' or '-', "
+               "not 'a b'", "--check-config --model %s --replica-id 'a b'", b->tiny);
+    EXPECT_CLI(0, "replica_id = pod-0\n", "--check-config --model %s --replica-id pod-0 "
+               "--sink ''", b->tiny);
+    /* A URL libpq cannot parse stops the daemon at start, its password unshown. */
+    EXPECT_CLI(1, "anodmd: not a PostgreSQL connection URI", "--model %s --port 0 --db %s/x.db "
+               "--sink 'postgresql://u:secret@h/db?nosuchoption=1'", b->tiny, test_tmpdir());
+}
