@@ -222,6 +222,12 @@ fixtures: bench-deps
 bench: bench-deps all
 	ANODM_BIN=$(BUILD)/anodm PYTHON=$(PYTHON) ECG_DATA=$(ECG_DATA) sh tests/bench.sh
 
+# What the sink and the merged history cost (docs/DEPLOY.md, "Costs"): wrk and Debian's
+# PostgreSQL (initdb, pg_ctl: package postgresql, not installed here); raw output to stdout.
+.PHONY: bench-pgsink
+bench-pgsink: bench-deps all
+	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd PYTHON=$(PYTHON) sh tests/bench_pgsink.sh
+
 # The default model: Fashion-MNIST with trouser (class 1) held out as the anomaly,
 # built on first use (about 5 minutes on 2 cores) and cached under models/.
 DEFAULT_MODEL = models/fashion-trouser.anodm
