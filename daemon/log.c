@@ -495,7 +495,7 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
         sqlite3_prepare_v2(l->wdb, "INSERT INTO sink_position (sink, log_id) VALUES (?1, ?2) "
                            "ON CONFLICT (sink) DO UPDATE SET log_id = excluded.log_id", -1,
                            &l->save_position, NULL) != SQLITE_OK) {
-        db_error(l->wdb, "preparing retention", err, errlen);
+        db_error(l->wdb, "preparing retention and the sink's position", err, errlen);
         goto fail;
     }
     l->last_id = query_int(l->wdb, "SELECT ifnull(max(id), 0) FROM scores");
