@@ -19,7 +19,7 @@ SAN      ?=
 PYTHON   ?= /usr/bin/python3
 
 DEB_PKGS       = build-essential pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev \
-                 libjansson-dev libmicrohttpd-dev libsqlite3-dev dataset-fashion-mnist
+                 libjansson-dev libmicrohttpd-dev libsqlite3-dev libpq-dev dataset-fashion-mnist
 DEB_BENCH_PKGS = python3-torch python3-sklearn python3-numpy wrk
 # The dashboard's browser test (tests/dashboard/), part of `make test`: Debian's Chromium,
 # driven by playwright-core from npm with the machine's Node.js.
@@ -46,8 +46,11 @@ INC_map    = -Icore/map $(INC_base)
 INC_data   = -Icore/data $(INC_base)
 INC_detect = -Icore/detect $(INC_nn) $(INC_map) $(INC_data)
 INC_proto  = -Iproto $(INC_detect)
-# cli/, daemon/, tests/ and generated files see all of core and proto.
-INC_app    = $(INC_proto)
+# cli/, daemon/, tests/ and generated files see all of core and proto, and libpq's header
+# (the daemon's sink and history, their tests).
+PQ_CFLAGS  = $(shell pkg-config --cflags libpq 2>/dev/null)
+PQ_LIBS    = $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
+INC_app    = $(INC_proto) $(PQ_CFLAGS)
 # The include path of source file $1.
 inc_for = $(if $(filter core/%,$1),$(INC_$(word 2,$(subst /, ,$1))),$(if $(filter proto/%,$1),$(INC_proto),$(INC_app)))
 
@@ -61,7 +64,7 @@ DAEMON_SRC = $(wildcard daemon/*.c)
 DASH_FILES = $(sort $(wildcard daemon/dashboard/*.html daemon/dashboard/*.css \
                                daemon/dashboard/*.js daemon/dashboard/*.svg))
 DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/dashboard_files.o
-DAEMON_LIBS = -lmicrohttpd -lsqlite3
+DAEMON_LIBS = -lmicrohttpd -lsqlite3 $(PQ_LIBS)
 TEST_SRC  = $(wildcard tests/*.c) tests/fuzz/fuzz_model.c
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
@@ -302,6 +305,12 @@ ecg-stream: all
 	    --threads 1 --stream --models $(ECG_MODELS) --out-dir $$out > $$out/run.log 2>&1 \
 	    || { tail $$out/run.log; exit 1; }; \
 	done
+
+# What the sink and the merged history cost (docs/DEPLOY.md, "Costs"): wrk and Debian's
+# PostgreSQL (initdb, pg_ctl: package postgresql, not installed here); raw output to stdout.
+.PHONY: bench-pgsink
+bench-pgsink: bench-deps all
+	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd PYTHON=$(PYTHON) sh tests/bench_pgsink.sh
 
 # The default model: Fashion-MNIST with trouser (class 1) held out as the anomaly,
 # built on first use (about 5 minutes on 2 cores) and cached under models/.

@@ -6,36 +6,64 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef enum { KIND_TEXT, KIND_INT, KIND_SIZE, KIND_SWITCH } setting_kind;
 
-/* The settings other than "model": name, type, place in config, bounds. */
+static int valid_ipv4(const char *s) {
+    struct in_addr a;
+    return inet_pton(AF_INET, s, &a) == 1;
+}
+
+/* A PostgreSQL connection URI (libpq checks the rest when it connects), or "" for none. */
+static int valid_url(const char *s) {
+    return !*s || !strncmp(s, "postgresql://", 13) || !strncmp(s, "postgres://", 11);
+}
+
+/* A replica id: 1..CONFIG_REPLICA_MAX characters of a host name or pod name. */
+static int valid_replica(const char *s) {
+    size_t n = strlen(s);
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("._-", *p)) return 0;
+    return n >= 1 && n <= CONFIG_REPLICA_MAX;
+}
+
+#define NUM(name, kind, min, max) #name, kind, offsetof(config, name), 0, min, max, NULL, NULL
+#define TEXT(name, check, want) \
+    #name, KIND_TEXT, offsetof(config, name), sizeof((config *)0)->name, 0, 0, check, want
+
+/* The settings other than "model": name, type, place in config, bounds; a text setting's
+ * check (NULL: any value but "") and what it wants, for the message. */
 static const struct setting {
     const char *key;
     setting_kind kind;
     size_t offset, cap;          /* cap: a text setting's buffer size */
     long long min, max;
+    int (*valid)(const char *);
+    const char *want;
 } SETTINGS[] = {
-    {"bind", KIND_TEXT, offsetof(config, bind), sizeof((config *)0)->bind, 0, 0},
-    {"port", KIND_INT, offsetof(config, port), 0, 0, 65535},
-    {"db", KIND_TEXT, offsetof(config, db), sizeof((config *)0)->db, 0, 0},
-    {"retention_days", KIND_INT, offsetof(config, retention_days), 0, 0, 36500},
-    {"retention_rows", KIND_SIZE, offsetof(config, retention_rows), 0, 0, 1LL << 40},
-    {"threads", KIND_INT, offsetof(config, threads), 0, 1, 256},
-    {"workers", KIND_INT, offsetof(config, workers), 0, 1, 256},
-    {"batch_window_us", KIND_INT, offsetof(config, batch_window_us), 0, 0, 1000000},
-    {"max_body_bytes", KIND_SIZE, offsetof(config, max_body_bytes), 0, 1024, 1LL << 30},
-    {"max_batch", KIND_INT, offsetof(config, max_batch), 0, 1, 65536},
-    {"max_connections", KIND_INT, offsetof(config, max_connections), 0, 1, 65536},
-    {"timeout_seconds", KIND_INT, offsetof(config, timeout_seconds), 0, 1, 86400},
-    {"drain_seconds", KIND_INT, offsetof(config, drain_seconds), 0, 0, 3600},
-    {"api_keys_file", KIND_TEXT, offsetof(config, api_keys_file),
-     sizeof((config *)0)->api_keys_file, 0, 0},
-    {"dashboard", KIND_SWITCH, offsetof(config, dashboard), 0, 0, 1},
-    {"recent_samples", KIND_INT, offsetof(config, recent_samples), 0, 0, 100000},
-    {"answer_after_commit", KIND_SWITCH, offsetof(config, answer_after_commit), 0, 0, 1},
-    {"memory_sources", KIND_INT, offsetof(config, memory_sources), 0, 0, 65536},
-    {"memory_snapshot_every", KIND_INT, offsetof(config, memory_snapshot_every), 0, 1, 1000000},
+    {TEXT(bind, valid_ipv4, "an IPv4 address")},
+    {NUM(port, KIND_INT, 0, 65535)},
+    {TEXT(db, NULL, "a path")},
+    {NUM(retention_days, KIND_INT, 0, 36500)},
+    {NUM(retention_rows, KIND_SIZE, 0, 1LL << 40)},
+    {NUM(threads, KIND_INT, 1, 256)},
+    {NUM(workers, KIND_INT, 1, 256)},
+    {NUM(batch_window_us, KIND_INT, 0, 1000000)},
+    {NUM(max_body_bytes, KIND_SIZE, 1024, 1LL << 30)},
+    {NUM(max_batch, KIND_INT, 1, 65536)},
+    {NUM(max_connections, KIND_INT, 1, 65536)},
+    {NUM(timeout_seconds, KIND_INT, 1, 86400)},
+    {NUM(drain_seconds, KIND_INT, 0, 3600)},
+    {TEXT(api_keys_file, NULL, "a path")},
+    {NUM(dashboard, KIND_SWITCH, 0, 1)},
+    {NUM(recent_samples, KIND_INT, 0, 100000)},
+    {NUM(answer_after_commit, KIND_SWITCH, 0, 1)},
+    {NUM(memory_sources, KIND_INT, 0, 65536)},
+    {NUM(memory_snapshot_every, KIND_INT, 1, 1000000)},
+    {TEXT(sink, valid_url, "a postgresql:// URL (or nothing)")},
+    {TEXT(history, valid_url, "a postgresql:// URL (or nothing)")},
+    {TEXT(replica_id, valid_replica, "1 to 64 letters, digits, '.', '_' or '-'")},
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -56,6 +84,9 @@ void config_init(config *c) {
     c->recent_samples = 1000;
     c->answer_after_commit = 1;
     c->memory_snapshot_every = 1000;
+    /* The host name: under a StatefulSet, the pod's name, which stays with its volume. */
+    if (gethostname(c->replica_id, sizeof c->replica_id) || !valid_replica(c->replica_id))
+        snprintf(c->replica_id, sizeof c->replica_id, "anodmd");
 }
 
 static void clear_models(config *c) {
@@ -127,11 +158,10 @@ int config_set(config *c, config_source source, const char *key, const char *val
         char *field = (char *)c + s->offset;
         long long v;
         if (s->kind == KIND_TEXT) {
-            struct in_addr a;
-            if (!*value || strlen(value) >= s->cap ||
-                (!strcmp(key, "bind") && inet_pton(AF_INET, value, &a) != 1)) {
-                snprintf(err, errlen, "%s: %s wants %s, not '%s'", where, key,
-                         strcmp(key, "bind") ? "a path" : "an IPv4 address", value);
+            if (strlen(value) >= s->cap || (s->valid ? !s->valid(value) : !*value)) {
+                /* A URL is not echoed: it may hold a password. */
+                snprintf(err, errlen, "%s: %s wants %s, not '%s'", where, key, s->want,
+                         s->valid == valid_url ? "(not shown)" : value);
                 return -1;
             }
             memcpy(field, value, strlen(value) + 1);
@@ -235,6 +265,51 @@ void config_print(const config *c, FILE *f) {
             c->dashboard ? "on" : "off", c->recent_samples, c->answer_after_commit ? "on" : "off",
             c->memory_sources, c->memory_snapshot_every);
     if (*c->api_keys_file) fprintf(f, "api_keys_file = %s\n", c->api_keys_file);
+    char url[sizeof c->sink + 8];
+    config_redact_url(c->sink, url, sizeof url);
+    fprintf(f, "replica_id = %s\nsink = %s\n", c->replica_id, url);
+    config_redact_url(c->history, url, sizeof url);
+    fprintf(f, "history = %s\n", url);
     if (c->api_keys) fprintf(f, "# api_keys is set (not shown)\n");
     for (int i = 0; i < c->n_models; i++) fprintf(f, "model = %s\n", c->models[i]);
+}
+
+void config_redact_url(const char *url, char *out, size_t cap) {
+    FILE *o = fmemopen(out, cap, "w");
+    if (!o) {
+        snprintf(out, cap, "(not shown)");
+        return;
+    }
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    fwrite(url, 1, (size_t)(p - url), o);
+    /* The user part: user[:password]@, before the host's end. */
+    size_t host_end = strcspn(p, "/?#");
+    const char *at = NULL;
+    for (const char *q = p; q < p + host_end; q++)
+        if (*q == '@') at = q;
+    const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    if (colon) {
+        fwrite(p, 1, (size_t)(colon - p), o);
+        fputs(":***", o);
+        p = at;
+    }
+    /* The rest, with each password=VALUE parameter's value hidden. */
+    while (*p) {
+        const char *q = strstr(p, "password=");
+        if (!q) {
+            fputs(p, o);
+            break;
+        }
+        int param = q > url && (q[-1] == '?' || q[-1] == '&');
+        q += strlen("password=");
+        fwrite(p, 1, (size_t)(q - p), o);
+        p = q;
+        if (param) {
+            fputs("***", o);
+            p += strcspn(p, "&#");
+        }
+    }
+    fclose(o);
+    out[cap - 1] = 0;
 }

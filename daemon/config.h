@@ -7,7 +7,9 @@
  * list an earlier source gave, so `--model` on the command line never silently adds to
  * the models of the file. Values are checked when they are set, so a bad value is
  * reported with where it came from (file:line, variable or flag); API keys are secrets,
- * so neither an error nor config_print ever shows one. */
+ * so neither an error nor config_print ever shows one, and a PostgreSQL URL (sink,
+ * history) may hold a password, so errors never show one and config_print hides its
+ * password. */
 #ifndef ANODMD_CONFIG_H
 #define ANODMD_CONFIG_H
 
@@ -15,6 +17,7 @@
 #include <stdio.h>
 
 #define CONFIG_MAX_MODELS 32
+#define CONFIG_REPLICA_MAX 64        /* replica_id: characters, as a host name */
 
 typedef enum { SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAG } config_source;
 
@@ -42,6 +45,9 @@ typedef struct {
     int answer_after_commit;     /* answer a score only once its row is committed (1) */
     int memory_sources;          /* stream memory: 0 one per model; N one per source, at most N (0) */
     int memory_snapshot_every;   /* a memory's keeps between its snapshots in the log (1000) */
+    char sink[4096];             /* PostgreSQL URL the log's rows are shipped to; "": none */
+    char history[4096];          /* PostgreSQL URL /v1/scores and /v1/stats read; "": the log */
+    char replica_id[CONFIG_REPLICA_MAX + 1];   /* this daemon in the merged history (host name) */
 } config;
 
 /* The defaults. */
@@ -56,5 +62,8 @@ int config_load_file(config *c, const char *path, char *err, size_t errlen);
 int config_load_env(config *c, char *err, size_t errlen);
 /* Print the effective settings in the file's format. */
 void config_print(const config *c, FILE *f);
+/* A PostgreSQL URL with its password (in the user part, or a password parameter) shown
+ * as ***, into out. */
+void config_redact_url(const char *url, char *out, size_t cap);
 
 #endif

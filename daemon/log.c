@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define BUSY_TIMEOUT_MS 5000
@@ -26,6 +26,11 @@
  * readiness comes back with the disk even when no score arrives meanwhile (a load
  * balancer sends none to a daemon that says it is not ready). */
 #define PROBE_PERIOD_NS 1000000000LL
+/* A sink's position is saved with the next group commit, or alone this long after it moved
+ * when no score comes meanwhile: at most one extra fsync a second for the sink, and a
+ * crash makes it resend at most the rows it shipped in that second (which PostgreSQL then
+ * recognises, daemon/pgsink.h). */
+#define SAVE_DELAY_NS 1000000000LL
 
 /* GET /v1/stats reads only these two indexes (never the table, never sorting the whole
  * log): a window's count, anomalies and scores come from a range of the first, the
@@ -34,6 +39,10 @@
 #define STATS_INDEXES                                                                    \
     "CREATE INDEX scores_by_model_time ON scores(model, ts_ms, is_anomaly, score);"     \
     "CREATE INDEX scores_by_model_score ON scores(model, score);"
+
+/* Version 4: where a sink (daemon/pgsink.h) has got to, one row per sink, so that a
+ * restart resends nothing it need not and retention keeps what is not shipped yet. */
+#define SINK_TABLE "CREATE TABLE sink_position (sink TEXT PRIMARY KEY, log_id INTEGER NOT NULL);"
 
 /* The columns of a score record (detector.h's table, DETECTOR_RESULT_FIELDS) follow the
  * columns every row has; each field is one column of its name. A REAL field's NaN is
@@ -69,7 +78,8 @@
 
 /* Version SCHEMA_VERSION. The first indexes serve GET /v1/scores: the primary key pages
  * the whole log, the others page one model, one source, or the anomalies, in id order.
- * Version 2 added d_latent and z_latent, version 3 STATS_INDEXES, version 4 MEMORY_TABLES;
+ * Version 2 added d_latent and z_latent, version 3 STATS_INDEXES, version 4 MEMORY_TABLES,
+ * version 5 SINK_TABLE;
  * columns are added to an older log by add_columns, whichever version it is, so that a
  * field added to the table needs no new version. */
 static const char SCHEMA[] =
@@ -88,6 +98,7 @@ static const char SCHEMA[] =
     "CREATE INDEX scores_anomalies ON scores(id) WHERE is_anomaly = 1;"
     STATS_INDEXES
     MEMORY_TABLES
+    SINK_TABLE
     "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION) ";";
 
 /* Every row's columns, then the record's: what read_record reads, in its order. */
@@ -95,11 +106,13 @@ static const char SCHEMA[] =
 #define COLUMNS "id, ts_ms, model, version, request_id, source, idx, threshold" \
     DETECTOR_RESULT_FIELDS(FIELD_NAME)
 
-/* Version 1 or 2 to 3: the statistics' indexes (built at start: seconds for millions of
- * rows). */
-static const char MIGRATE_TO_3[] = STATS_INDEXES "PRAGMA user_version = 3;";
-/* Version 1 to 3 to 4: the memories' tables, empty. */
-static const char MIGRATE_TO_4[] = MEMORY_TABLES "PRAGMA user_version = 4;";
+/* An older version to SCHEMA_VERSION, step by step: from 1 or 2 the statistics' indexes
+ * (built at start: seconds for millions of rows), from 3 the memories' tables (empty),
+ * from 4 the sinks' positions. */
+static const char MIGRATE_TO_3[] = STATS_INDEXES;
+static const char MIGRATE_TO_4[] = MEMORY_TABLES;
+static const char MIGRATE_TO_5[] = SINK_TABLE;
+static const char SET_VERSION[] = "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION) ";";
 
 /* The writer's statements for the memories' operations (scorelog_memop), by kind; KEEP
  * adds an entry only for a memory that still exists (an operation of a model set being
@@ -121,7 +134,7 @@ static const char *const MEM_SQL[N_MEM_SQL] = {
 
 struct scorelog {
     sqlite3 *wdb, *rdb;          /* the writer's and the readers' connections */
-    sqlite3_stmt *insert, *trim_age, *trim_rows;
+    sqlite3_stmt *insert, *trim_age, *trim_rows, *save_position;
     sqlite3_stmt *mem[N_MEM_SQL];
     int64_t mem_seq;             /* the last memory operation's number (the writer's) */
     int64_t next_memory;         /* scorelog_memory_id's next (under lock) */
@@ -137,6 +150,12 @@ struct scorelog {
     long long keep_rows;         /* retention: 0 keeps any number */
     long long next_trim_ns;      /* monotonic time retention is next applied */
     long long next_probe_ns;     /* while unhealthy: when the writer next tries a write */
+    int64_t last_id;             /* the newest committed row's id */
+    char *sink;                  /* the sink's key in sink_position; NULL: no sink */
+    int64_t shipped;             /* the last id the sink confirmed (retention keeps the rows
+                                    after it) */
+    int64_t saved;               /* the position sink_position holds */
+    long long save_ns;           /* while shipped != saved: when the writer saves it alone */
     metrics *metrics;
     pthread_t writer;
 };
@@ -225,8 +244,9 @@ static int prepare_schema(sqlite3 *db, char *err, size_t errlen) {
     if ((version == 0 && exec(db, SCHEMA, err, errlen)) ||
         (version > 0 && add_columns(db, err, errlen)) ||
         ((version == 1 || version == 2) && exec(db, MIGRATE_TO_3, err, errlen)) ||
-        (version >= 1 && version <= 3 && exec(db, MIGRATE_TO_4, err, errlen)) ||
-        exec(db, "COMMIT", err, errlen)) {
+        (version > 0 && version < 4 && exec(db, MIGRATE_TO_4, err, errlen)) ||
+        (version > 0 && version < 5 && exec(db, MIGRATE_TO_5, err, errlen)) ||
+        exec(db, SET_VERSION, err, errlen) || exec(db, "COMMIT", err, errlen)) {
         rollback(db);
         return -1;
     }
@@ -322,11 +342,27 @@ static int apply_memop(scorelog *l, const scorelog_memop *op) {
     return -1;
 }
 
+/* The sink's position (l->sink, at id) into sink_position, in the open transaction. */
+static int save_position(scorelog *l, int64_t id, char *err, size_t errlen) {
+    sqlite3_reset(l->save_position);
+    sqlite3_bind_text(l->save_position, 1, l->sink, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(l->save_position, 2, id);
+    if (sqlite3_step(l->save_position) == SQLITE_DONE) return 0;
+    db_error(l->wdb, "saving the sink's position", err, errlen);
+    sqlite3_reset(l->save_position);
+    return -1;
+}
+
 /* Write every queued request (and memory operation) in one transaction, filling in log
- * ids. A failed transaction leaves mem_seq ahead of the log: numbers are skipped, never
- * reused. */
-static int write_group(scorelog *l, scorelog_ticket *group, char *err, size_t errlen) {
+ * ids, and the sink's position with them when save >= 0. A failed transaction leaves
+ * mem_seq ahead of the log: numbers are skipped, never reused. */
+static int write_group(scorelog *l, scorelog_ticket *group, int64_t save, char *err,
+                       size_t errlen) {
     if (exec(l->wdb, "BEGIN IMMEDIATE", err, errlen)) return -1;
+    if (save >= 0 && save_position(l, save, err, errlen)) {
+        rollback(l->wdb);
+        return -1;
+    }
     for (scorelog_ticket *p = group; p; p = p->next) {
         for (int i = 0; i < p->n; i++) {
             if (insert_record(l->insert, &p->rec[i])) {
@@ -351,11 +387,24 @@ static int write_group(scorelog *l, scorelog_ticket *group, char *err, size_t er
     return -1;
 }
 
-/* Run a trim statement (?1 its bound, ?2 the chunk); rows deleted, or -1 with err. */
-static int trim(sqlite3 *db, sqlite3_stmt *st, long long bound, char *err, size_t errlen) {
+/* Save the sink's position at id in a transaction of its own. 0, or -1 with err. */
+static int save_alone(scorelog *l, int64_t id, char *err, size_t errlen) {
+    if (exec(l->wdb, "BEGIN IMMEDIATE", err, errlen)) return -1;
+    if (save_position(l, id, err, errlen) || exec(l->wdb, "COMMIT", err, errlen)) {
+        rollback(l->wdb);
+        return -1;
+    }
+    return 0;
+}
+
+/* Run a trim statement (?1 its bound, ?2 the chunk, ?3 the last id it may delete); rows
+ * deleted, or -1 with err. */
+static int trim(sqlite3 *db, sqlite3_stmt *st, long long bound, int64_t last, char *err,
+                size_t errlen) {
     sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, bound);
     sqlite3_bind_int(st, 2, TRIM_CHUNK);
+    sqlite3_bind_int64(st, 3, last);
     if (sqlite3_step(st) == SQLITE_DONE) return sqlite3_changes(db);
     db_error(db, "applying retention", err, errlen);
     sqlite3_reset(st);
@@ -363,17 +412,19 @@ static int trim(sqlite3 *db, sqlite3_stmt *st, long long bound, char *err, size_
 }
 
 /* One round of retention: at most a chunk of rows older than keep_days, and a chunk of
- * the oldest beyond keep_rows. Returns 1 when a chunk was full (more to delete). */
-static int apply_retention(scorelog *l, int keep_days, long long keep_rows) {
+ * the oldest beyond keep_rows, none after id last (a sink has not shipped them yet).
+ * Returns 1 when a chunk was full (more to delete). */
+static int apply_retention(scorelog *l, int keep_days, long long keep_rows, int64_t last) {
     char err[256];
     int age = 0, count = 0;
     if (keep_days) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-        age = trim(l->wdb, l->trim_age, now_ms - keep_days * DAY_MS, err, sizeof err);
+        age = trim(l->wdb, l->trim_age, now_ms - keep_days * DAY_MS, last, err, sizeof err);
     }
-    if (keep_rows && age >= 0) count = trim(l->wdb, l->trim_rows, keep_rows, err, sizeof err);
+    if (keep_rows && age >= 0)
+        count = trim(l->wdb, l->trim_rows, keep_rows, last, err, sizeof err);
     if (age < 0 || count < 0) {
         fprintf(stderr, "anodmd: %s (retried in %lld s)\n", err, TRIM_PERIOD_NS / 1000000000LL);
         return 0;
@@ -384,6 +435,11 @@ static int apply_retention(scorelog *l, int keep_days, long long keep_rows) {
 /* Is retention on and due? Caller holds the lock. */
 static int retention_due(const scorelog *l, long long now) {
     return (l->keep_days || l->keep_rows) && !l->stopping && now >= l->next_trim_ns;
+}
+
+/* Is the sink's position to be saved alone now? Caller holds the lock. */
+static int save_due(const scorelog *l, long long now) {
+    return l->sink && l->shipped != l->saved && (l->stopping || now >= l->save_ns);
 }
 
 /* Is a probe write due (the last write failed)? Caller holds the lock. */
@@ -420,9 +476,12 @@ static void set_health(scorelog *l, int rc, const char *err) {
 static void writer_wait(scorelog *l) {
     for (;;) {
         long long now = clock_ns(), wake = 0;
-        if (l->head || l->stopping || retention_due(l, now) || probe_due(l, now)) return;
+        if (l->head || l->stopping || retention_due(l, now) || probe_due(l, now) ||
+            save_due(l, now))
+            return;
         if (l->keep_days || l->keep_rows) wake = l->next_trim_ns;
         if (!l->healthy && (!wake || l->next_probe_ns < wake)) wake = l->next_probe_ns;
+        if (l->sink && l->shipped != l->saved && (!wake || l->save_ns < wake)) wake = l->save_ns;
         if (!wake) {
             pthread_cond_wait(&l->work, &l->lock);
             continue;
@@ -432,8 +491,9 @@ static void writer_wait(scorelog *l) {
     }
 }
 
-/* The writer: take everything queued, commit it together, wake the requesters; between
- * groups, apply retention a chunk at a time. */
+/* The writer: take everything queued, commit it together (with the sink's position when
+ * it moved), wake the requesters; between groups, apply retention a chunk at a time, and
+ * save the sink's position alone when no group came to carry it. */
 static void *writer_main(void *arg) {
     scorelog *l = arg;
     pthread_mutex_lock(&l->lock);
@@ -442,8 +502,9 @@ static void *writer_main(void *arg) {
         if (retention_due(l, clock_ns())) {
             int days = l->keep_days;
             long long rows = l->keep_rows;
+            int64_t last = l->sink ? l->shipped : INT64_MAX;
             pthread_mutex_unlock(&l->lock);
-            int more = apply_retention(l, days, rows);
+            int more = apply_retention(l, days, rows, last);
             pthread_mutex_lock(&l->lock);
             l->next_trim_ns = clock_ns() + (more ? TRIM_AGAIN_NS : TRIM_PERIOD_NS);
             continue;
@@ -457,17 +518,30 @@ static void *writer_main(void *arg) {
             set_health(l, rc, err);
             continue;
         }
+        if (!l->head && save_due(l, clock_ns())) {
+            int64_t id = l->shipped;
+            pthread_mutex_unlock(&l->lock);
+            char err[256] = "";
+            int rc = save_alone(l, id, err, sizeof err);
+            pthread_mutex_lock(&l->lock);
+            if (rc == 0) l->saved = id;
+            else if (!l->stopping) l->save_ns = clock_ns() + PROBE_PERIOD_NS;
+            else break;      /* closing: the sink resends from the saved position */
+            continue;
+        }
         if (!l->head) break;
         scorelog_ticket *group = l->head;
         l->head = NULL;
         l->tail = &l->head;
         l->queued = 0;
+        int64_t save = l->sink && l->shipped != l->saved ? l->shipped : -1;
         pthread_mutex_unlock(&l->lock);
         char err[256] = "";
         double t0 = clock_seconds();
-        int rc = write_group(l, group, err, sizeof err);
+        int rc = write_group(l, group, save, err, sizeof err);
         metrics_db_write(l->metrics, clock_seconds() - t0, rc == 0);
         pthread_mutex_lock(&l->lock);
+        if (rc == 0 && save >= 0) l->saved = save;
         for (scorelog_ticket *p = group, *next; p; p = next) {
             next = p->next;          /* p belongs to its submitter once done: read it first */
             if (p->ops) {            /* scorelog_memory's: nobody waits for it */
@@ -476,6 +550,8 @@ static void *writer_main(void *arg) {
                 continue;
             }
             l->rows += rc ? 0 : (uint64_t)p->n;
+            if (rc == 0 && p->n && p->rec[p->n - 1].log_id > l->last_id)
+                l->last_id = p->rec[p->n - 1].log_id;
             p->rc = rc;
             p->done = 1;
         }
@@ -517,12 +593,15 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
      * since_id (and reuse ids callers were given). */
     if (sqlite3_prepare_v2(l->wdb, "DELETE FROM scores WHERE id IN (SELECT id FROM scores "
                            "ORDER BY id LIMIT ?2) AND ts_ms < ?1 AND id < (SELECT max(id) "
-                           "FROM scores)", -1, &l->trim_age,
+                           "FROM scores) AND id <= ?3", -1, &l->trim_age,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(l->wdb, "DELETE FROM scores WHERE id IN (SELECT id FROM scores "
-                           "WHERE id <= (SELECT max(id) FROM scores) - ?1 ORDER BY id "
-                           "LIMIT ?2)", -1, &l->trim_rows, NULL) != SQLITE_OK) {
-        db_error(l->wdb, "preparing retention", err, errlen);
+                           "WHERE id <= (SELECT max(id) FROM scores) - ?1 AND id <= ?3 "
+                           "ORDER BY id LIMIT ?2)", -1, &l->trim_rows, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(l->wdb, "INSERT INTO sink_position (sink, log_id) VALUES (?1, ?2) "
+                           "ON CONFLICT (sink) DO UPDATE SET log_id = excluded.log_id", -1,
+                           &l->save_position, NULL) != SQLITE_OK) {
+        db_error(l->wdb, "preparing retention and the sink's position", err, errlen);
         goto fail;
     }
     for (int k = 0; k < N_MEM_SQL; k++)
@@ -537,6 +616,7 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
         db_error(l->wdb, "reading the memories' sequence", err, errlen);
         goto fail;
     }
+    l->last_id = query_int(l->wdb, "SELECT ifnull(max(id), 0) FROM scores");
     pthread_mutex_init(&l->rlock, NULL);
     pthread_mutex_init(&l->lock, NULL);
     /* Retention deadlines are monotonic: a clock step must not stall or rush them. */
@@ -544,8 +624,8 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&l->work, &ca);
+    pthread_cond_init(&l->done, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_cond_init(&l->done, NULL);
     l->tail = &l->head;
     l->healthy = 1;
     snprintf(l->state, sizeof l->state, "ok");
@@ -557,6 +637,7 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
     pthread_mutex_destroy(&l->rlock);
 fail:
     for (int k = 0; k < N_MEM_SQL; k++) sqlite3_finalize(l->mem[k]);
+    sqlite3_finalize(l->save_position);
     sqlite3_finalize(l->trim_rows);
     sqlite3_finalize(l->trim_age);
     sqlite3_finalize(l->insert);
@@ -574,6 +655,7 @@ void scorelog_close(scorelog *l) {
     pthread_mutex_unlock(&l->lock);
     pthread_join(l->writer, NULL);
     for (int k = 0; k < N_MEM_SQL; k++) sqlite3_finalize(l->mem[k]);
+    sqlite3_finalize(l->save_position);
     sqlite3_finalize(l->trim_rows);
     sqlite3_finalize(l->trim_age);
     sqlite3_finalize(l->insert);
@@ -583,6 +665,7 @@ void scorelog_close(scorelog *l) {
     pthread_cond_destroy(&l->work);
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->rlock);
+    free(l->sink);
     free(l);
 }
 
@@ -957,4 +1040,80 @@ int scorelog_journal(scorelog *l, int64_t id, int64_t covered,
     sqlite3_finalize(st);
     pthread_mutex_unlock(&l->rlock);
     return stop ? stop : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int scorelog_sink(scorelog *l, const char *key, int64_t *shipped, char *err, size_t errlen) {
+    char *copy = strdup(key);
+    sqlite3_stmt *st;
+    int rc = -1;
+    *shipped = 0;
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&l->rlock);
+    if (sqlite3_prepare_v2(l->rdb, "SELECT log_id FROM sink_position WHERE sink = ?1", -1, &st,
+                           NULL) != SQLITE_OK) {
+        db_error(l->rdb, "reading the sink's position", err, errlen);
+    } else {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW) *shipped = sqlite3_column_int64(st, 0);
+        if (step == SQLITE_ROW || step == SQLITE_DONE) rc = 0;
+        else db_error(l->rdb, "reading the sink's position", err, errlen);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&l->rlock);
+    if (rc) {
+        free(copy);
+        return -1;
+    }
+    pthread_mutex_lock(&l->lock);
+    free(l->sink);
+    l->sink = copy;
+    l->shipped = l->saved = *shipped;
+    pthread_mutex_unlock(&l->lock);
+    return 0;
+}
+
+void scorelog_shipped(scorelog *l, int64_t id) {
+    pthread_mutex_lock(&l->lock);
+    if (l->shipped == l->saved) l->save_ns = clock_ns() + SAVE_DELAY_NS;
+    if (id > l->shipped) l->shipped = id;
+    pthread_cond_signal(&l->work);
+    pthread_mutex_unlock(&l->lock);
+}
+
+int scorelog_wait_after(scorelog *l, int64_t id, long ms) {
+    long long until = clock_ns() + ms * 1000000LL;
+    struct timespec t = {(time_t)(until / 1000000000LL), (long)(until % 1000000000LL)};
+    pthread_mutex_lock(&l->lock);
+    while (l->last_id <= id && !l->stopping)
+        if (pthread_cond_timedwait(&l->done, &l->lock, &t)) break;
+    int more = l->last_id > id;
+    pthread_mutex_unlock(&l->lock);
+    return more;
+}
+
+int scorelog_backlog(scorelog *l, int64_t *rows, int64_t *oldest_ms) {
+    pthread_mutex_lock(&l->lock);
+    int64_t after = l->shipped;
+    *rows = l->last_id > after ? l->last_id - after : 0;
+    pthread_mutex_unlock(&l->lock);
+    *oldest_ms = 0;
+    if (!*rows) return 0;
+    sqlite3_stmt *st;
+    int rc = -1;
+    pthread_mutex_lock(&l->rlock);
+    if (sqlite3_prepare_v2(l->rdb, "SELECT ts_ms FROM scores WHERE id > ?1 ORDER BY id LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, after);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            *oldest_ms = sqlite3_column_int64(st, 0);
+            rc = 0;
+        }
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&l->rlock);
+    return rc;
 }

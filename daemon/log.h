@@ -21,7 +21,12 @@
  * it in that order with the score rows queued around it, so the log always holds a
  * state a memory was in, and a score's answer, sent after its row is committed, comes
  * after what its memory kept was committed too. Retention never touches these tables:
- * a snapshot replaces its journal, so they stay as small as the memories. */
+ * a snapshot replaces its journal, so they stay as small as the memories.
+ *
+ * A sink (daemon/pgsink.h, shipping rows to PostgreSQL) reads committed rows like any
+ * reader and reports the last id it has shipped; the log keeps that position in a table of
+ * its own, saved by the writer with its next commit (or alone within a second), and
+ * retention never deletes a row after it, so rows not shipped yet wait here. */
 #ifndef ANODMD_LOG_H
 #define ANODMD_LOG_H
 
@@ -94,6 +99,19 @@ int scorelog_healthy(scorelog *l, char *state, size_t statelen);
  * going first: the writer deletes a chunk at a time between commits, checking once a
  * second, starting now. */
 void scorelog_retain(scorelog *l, int days, long long rows);
+/* From now on a sink named key (any text) ships this log's rows: the position saved for
+ * key (0: none yet) into *shipped, and retention keeps every row after it. Call it before
+ * scorelog_retain. 0, or -1 with err. */
+int scorelog_sink(scorelog *l, const char *key, int64_t *shipped, char *err, size_t errlen);
+/* The sink has shipped every row up to id (PostgreSQL confirmed them): retention may
+ * delete them, and the writer saves the position. */
+void scorelog_shipped(scorelog *l, int64_t id);
+/* Wait until a row after id is committed, or ms pass: 1 if there is one. */
+int scorelog_wait_after(scorelog *l, int64_t id, long ms);
+/* The sink's backlog: rows committed after its position (ids above it are never deleted,
+ * so this is the newest id less the position) and the ts_ms of the oldest of them (0 when
+ * none). 0, or -1 when the oldest could not be read. */
+int scorelog_backlog(scorelog *l, int64_t *rows, int64_t *oldest_ms);
 /* Score rows queued and not yet taken by the writer. */
 long scorelog_queued(scorelog *l);
 /* Rows written and transactions committed so far. */

@@ -1,8 +1,9 @@
 /* anodmd: the AnoDM scoring daemon. Settings (config.c) -> models (registry.c) -> metrics
- * (metrics.c) -> score log (log.c) -> HTTP (http.c, routes.c); then tell systemd it is
- * ready (notify.c) and wait for signals, pinging the watchdog between them: SIGHUP
- * reloads the models, SIGTERM/SIGINT shut down in reverse order: stop accepting and
- * drain requests, then flush and close the log. */
+ * (metrics.c) -> score log (log.c) -> its sink and the merged history in PostgreSQL, when
+ * set (pgsink.c, pghistory.c) -> HTTP (http.c, routes.c); then tell systemd it is ready
+ * (notify.c) and wait for signals, pinging the watchdog between them: SIGHUP reloads the
+ * models, SIGTERM/SIGINT shut down in reverse order: stop accepting and drain requests,
+ * stop the sink, then flush and close the log. */
 #include <cblas.h>
 #include <getopt.h>
 #include <signal.h>
@@ -18,6 +19,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "pghistory.h"
+#include "pgsink.h"
 #include "registry.h"
 #include "samples.h"
 #include "signals.h"
@@ -59,6 +62,11 @@ static void usage(FILE *f) {
         "  --memory-snapshot-every N  the stream memories are kept in the log across a\n"
         "                           restart: a snapshot of each after N kept samples, the\n"
         "                           samples in between replayed at start (1000)\n"
+        "  --sink URL               ship the log's rows to PostgreSQL (postgresql://...),\n"
+        "                           the merged history of every replica (docs/DEPLOY.md)\n"
+        "  --history URL            GET /v1/scores, /v1/stats and the dashboard read the\n"
+        "                           merged history at URL instead of this log\n"
+        "  --replica-id NAME        this daemon in the merged history (the host name)\n"
         "  --check-config           load the settings and models, print them, exit\n"
         "Every setting is also ANODMD_<NAME> in the environment (ANODMD_PORT=9000);\n"
         "flags beat the environment, which beats the file. ANODMD_CONFIG names the file.\n");
@@ -94,6 +102,8 @@ static const struct option OPTIONS[] = {
     {"answer-after-commit", required_argument, 0, 's'},
     {"memory-sources", required_argument, 0, 's'},
     {"memory-snapshot-every", required_argument, 0, 's'},
+    {"sink", required_argument, 0, 's'},         {"history", required_argument, 0, 's'},
+    {"replica-id", required_argument, 0, 's'},
     {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
 
 /* Parse argv into f: 0, 1 for --help, or 2 for a usage error. */
@@ -187,24 +197,37 @@ static int serve(const config *c, registry *reg, const auth_keys *keys) {
         metrics_free(mt);
         return 1;
     }
-    scorelog_retain(log, c->retention_days, (long long)c->retention_rows);
-    registry_keep_memories(reg, log, c->memory_snapshot_every);
     app a = {.reg = reg, .log = log, .metrics = mt, .keys = keys, .max_batch = c->max_batch,
              .dashboard = c->dashboard, .recent_capacity = c->recent_samples,
-             .answer_first = !c->answer_after_commit};
+             .answer_first = !c->answer_after_commit, .replica_id = c->replica_id};
+    http_server *http = NULL;
+    /* The sink first: retention must know from the start which rows it has not shipped. */
+    if (*c->sink && !(a.sink = pgsink_start(c->sink, c->replica_id, log, mt, err, sizeof err)))
+        goto failed;
+    scorelog_retain(log, c->retention_days, (long long)c->retention_rows);
+    registry_keep_memories(reg, log, c->memory_snapshot_every);
+    if (*c->history && !(a.history = pghistory_open(c->history, err, sizeof err))) goto failed;
     if (c->recent_samples && !(a.recent = samples_create(c->recent_samples)))
         snprintf(err, sizeof err, "out of memory");
     else a.batch = batch_start(c->workers, c->batch_window_us, mt, err, sizeof err);
-    http_server *http = a.batch ? http_start(c, &a, err, sizeof err) : NULL;
+    http = a.batch ? http_start(c, &a, err, sizeof err) : NULL;
+failed:
     if (!http) {
         fprintf(stderr, "anodmd: %s\n", err);
         batch_free(a.batch);
         samples_free(a.recent);
+        pghistory_close(a.history);
+        pgsink_stop(a.sink);
         scorelog_close(log);
         metrics_free(mt);
         return 1;
     }
     fprintf(stderr, "anodmd: log %s\n", c->db);
+    char url[sizeof c->sink + 8];
+    if (a.sink) config_redact_url(c->sink, url, sizeof url);
+    if (a.sink) fprintf(stderr, "anodmd: sink %s as replica %s\n", url, c->replica_id);
+    if (a.history) config_redact_url(c->history, url, sizeof url);
+    if (a.history) fprintf(stderr, "anodmd: scores and stats read from the history at %s\n", url);
     if (c->dashboard)
         fprintf(stderr, "anodmd: dashboard at http://%s:%d/\n", c->bind, http_port(http));
     fprintf(stderr, "listening on %s:%d\n", c->bind, http_port(http));
@@ -216,6 +239,8 @@ static int serve(const config *c, registry *reg, const auth_keys *keys) {
     batch_free(a.batch);
     samples_free(a.recent);
     registry_flush_memories(reg);
+    pghistory_close(a.history);
+    pgsink_stop(a.sink);
     uint64_t rows, commits;
     scorelog_stats(log, &rows, &commits);
     scorelog_close(log);

@@ -39,7 +39,7 @@ typedef struct {
 } family;
 
 enum { F_REQUESTS, F_LATENCY, F_SAMPLES, F_ANOMALIES, F_SCORES, F_BATCH, F_QUEUE, F_DB_WRITE,
-       F_DB_ERRORS, N_FAMILIES };
+       F_DB_ERRORS, F_SINK_ROWS, F_SINK_RESENT, F_SINK_ERRORS, N_FAMILIES };
 
 #define NB(a) (int)(sizeof a / sizeof a[0])
 
@@ -75,6 +75,13 @@ metrics *metrics_create(void) {
                         "transaction (group commit).", TIME_BOUNDS, NB(TIME_BOUNDS), NULL, 0, 0},
         [F_DB_ERRORS] = {"anodmd_db_errors_total", "Log transactions that failed.", NULL, 0,
                          NULL, 0, 0},
+        [F_SINK_ROWS] = {"anodmd_sink_rows_total", "Log rows the sink inserted into "
+                         "PostgreSQL.", NULL, 0, NULL, 0, 0},
+        [F_SINK_RESENT] = {"anodmd_sink_resent_rows_total", "Log rows the sink sent that "
+                           "PostgreSQL already held (resent after a crash or a lost "
+                           "confirmation; not inserted again).", NULL, 0, NULL, 0, 0},
+        [F_SINK_ERRORS] = {"anodmd_sink_errors_total", "Sink connections and batches that "
+                           "failed.", NULL, 0, NULL, 0, 0},
     };
     memcpy(m->f, init, sizeof init);
     pthread_mutex_init(&m->lock, NULL);
@@ -173,6 +180,14 @@ void metrics_db_write(metrics *m, double seconds, int ok) {
     pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_sink(metrics *m, uint64_t inserted, uint64_t resent, int ok) {
+    pthread_mutex_lock(&m->lock);
+    observe(&m->f[F_SINK_ROWS], "", 0, inserted);
+    observe(&m->f[F_SINK_RESENT], "", 0, resent);
+    observe(&m->f[F_SINK_ERRORS], "", 0, ok ? 0 : 1);
+    pthread_mutex_unlock(&m->lock);
+}
+
 /* name{labels[,extra]} — the braces only when there is a label. */
 static void series_name(FILE *out, const char *name, const char *suffix, const char *labels,
                         const char *extra) {
@@ -223,6 +238,16 @@ char *metrics_render(metrics *m, const metrics_gauges *g) {
             "# HELP anodmd_score_queue_depth Score requests waiting to join a batch.\n"
             "# TYPE anodmd_score_queue_depth gauge\nanodmd_score_queue_depth %ld\n",
             g->models_loaded, g->log_queue, g->score_queue);
+    if (g->sink)
+        fprintf(out, "# HELP anodmd_sink_up 1 while the sink is connected to PostgreSQL.\n"
+                "# TYPE anodmd_sink_up gauge\nanodmd_sink_up %d\n"
+                "# HELP anodmd_sink_backlog_rows Log rows not yet confirmed by PostgreSQL.\n"
+                "# TYPE anodmd_sink_backlog_rows gauge\nanodmd_sink_backlog_rows %lld\n"
+                "# HELP anodmd_sink_oldest_unshipped_seconds Age of the oldest log row not "
+                "yet confirmed by PostgreSQL (0 when none).\n"
+                "# TYPE anodmd_sink_oldest_unshipped_seconds gauge\n"
+                "anodmd_sink_oldest_unshipped_seconds %.3f\n",
+                g->sink_up, g->sink_backlog, g->sink_oldest_seconds);
     if (ferror(out) | fclose(out)) {
         free(text);
         return NULL;

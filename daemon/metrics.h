@@ -10,6 +10,8 @@
 #ifndef ANODMD_METRICS_H
 #define ANODMD_METRICS_H
 
+#include <stdint.h>
+
 #include "detector.h"
 
 typedef struct metrics metrics;
@@ -19,6 +21,10 @@ typedef struct {
     int models_loaded;
     long log_queue;              /* score rows waiting for the log writer */
     long score_queue;            /* score requests waiting for a batch */
+    int sink;                    /* a sink is configured: the three below are shown */
+    int sink_up;                 /* it is connected to PostgreSQL */
+    long long sink_backlog;      /* rows committed to the log and not confirmed by PostgreSQL */
+    double sink_oldest_seconds;  /* age of the oldest of them (0 when none) */
 } metrics_gauges;
 
 /* Empty families; NULL when out of memory. */
@@ -38,6 +44,11 @@ void metrics_queued(metrics *m, const char *model, double seconds);
 void metrics_scores(metrics *m, const char *model, const detector_result *res, int n);
 /* One log transaction: how long it took and whether it committed. */
 void metrics_db_write(metrics *m, double seconds, int ok);
+/* The sink (daemon/pgsink.h): one batch sent to PostgreSQL, of which inserted rows were
+ * new there and resent rows already held (a resend after a crash or a lost confirmation),
+ * or one failure (a connection or a batch). metrics_sink(m, 0, 0, 1) shows the counters
+ * at 0. */
+void metrics_sink(metrics *m, uint64_t inserted, uint64_t resent, int ok);
 /* Everything in the Prometheus text exposition format 0.0.4 (malloc'd; NULL if OOM). */
 char *metrics_render(metrics *m, const metrics_gauges *g);
 

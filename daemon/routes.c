@@ -440,7 +440,25 @@ static int strip(const route_ctx *c) {
     return 1;
 }
 
-/* GET /v1/scores: one page of the log. */
+/* Records read from this daemon's own log (not the history): its replica id, and their
+ * log ids as their local ids. rec is returned. */
+static const api_score_record *own_records(const app *a, api_score_record *rec, int n) {
+    for (int i = 0; !a->history && i < n; i++) {
+        snprintf(rec[i].replica_id, sizeof rec[i].replica_id, "%s", a->replica_id);
+        rec[i].local_id = rec[i].log_id;
+    }
+    return rec;
+}
+
+/* Record id of the log, or of the history with history on: 1 found, 0 not, -1 error. */
+static int find_record(app *a, int64_t id, api_score_record *rec, char *err, size_t errlen) {
+    int found = a->history ? pghistory_get(a->history, id, rec, err, errlen)
+                           : scorelog_get(a->log, id, rec, err, errlen);
+    if (found == 1) own_records(a, rec, 1);
+    return found;
+}
+
+/* GET /v1/scores: one page of the log (or of the history). */
 static int score_page(const route_ctx *c) {
     app *a = c->a;
     const request *rq = c->rq;
@@ -458,9 +476,10 @@ static int score_page(const route_ctx *c) {
     char err[256];
     int n;
     if (!rec) routes_error(out, 500, "internal", "out of memory");
-    else if (scorelog_page(a->log, &q, rec, &n, err, sizeof err))
+    else if (a->history ? pghistory_page(a->history, &q, rec, &n, err, sizeof err)
+                        : scorelog_page(a->log, &q, rec, &n, err, sizeof err))
         routes_error(out, 503, "log_unavailable", err);
-    else ok_reply(out, api_encode_score_page(rec, n, q.since_id));
+    else ok_reply(out, api_encode_score_page(own_records(a, rec, n), n, q.since_id));
     free(rec);
     return 0;
 }
@@ -476,7 +495,7 @@ static int score_record(const route_ctx *c) {
     int found;
     if (api_parse_log_id(id_text, &id)) {
         routes_error(out, 400, "invalid_request", "a log id is a non-negative integer");
-    } else if ((found = scorelog_get(a->log, id, &rec, err, sizeof err)) < 0) {
+    } else if ((found = find_record(a, id, &rec, err, sizeof err)) < 0) {
         routes_error(out, 503, "log_unavailable", err);
     } else if (!found) {
         routes_error(out, 404, "not_found", "no score with that log id");
@@ -486,12 +505,37 @@ static int score_record(const route_ctx *c) {
     return 0;
 }
 
+/* With history on, the id in this daemon's own log of the history's record id, when this
+ * daemon scored it: 0 with *local, else 1 with out answered. */
+static int local_id(app *a, int64_t id, int64_t *local, reply *out) {
+    api_score_record rec;
+    char err[256], msg[320];
+    int found;
+    if (!a->history) {
+        *local = id;
+        return 0;
+    }
+    if ((found = pghistory_get(a->history, id, &rec, err, sizeof err)) < 0) {
+        routes_error(out, 503, "log_unavailable", err);
+    } else if (!found) {
+        routes_error(out, 404, "not_found", "no score with that log id");
+    } else if (strcmp(rec.replica_id, a->replica_id)) {
+        snprintf(msg, sizeof msg, "the input of that score is held by replica %s, if at all "
+                 "(this is %s)", rec.replica_id, a->replica_id);
+        routes_error(out, 404, "not_found", msg);
+    } else {
+        *local = rec.local_id;
+        return 0;
+    }
+    return 1;
+}
+
 /* GET /v1/scores/{id}/sample: the input the daemon still holds for a score. */
 static int sample_view(const route_ctx *c) {
     app *a = c->a;
     const char *id_text = c->arg;
     reply *out = c->out;
-    int64_t id;
+    int64_t id, local;
     api_sample s;
     void *block;
     int found;
@@ -499,7 +543,9 @@ static int sample_view(const route_ctx *c) {
         routes_error(out, 400, "invalid_request", "a log id is a non-negative integer");
     } else if (!a->recent) {
         routes_error(out, 404, "not_found", "no inputs are kept (recent_samples = 0)");
-    } else if ((found = samples_get(a->recent, id, &s, &block)) < 0) {
+    } else if (local_id(a, id, &local, out)) {
+        return 0;
+    } else if ((found = samples_get(a->recent, local, &s, &block)) < 0) {
         routes_error(out, 500, "internal", "out of memory");
     } else if (!found) {
         char msg[160];
@@ -507,6 +553,7 @@ static int sample_view(const route_ctx *c) {
                  "scored since the daemon started are (recent_samples)", a->recent_capacity);
         routes_error(out, 404, "not_found", msg);
     } else {
+        s.log_id = id;           /* as the caller named it: the history's id with history on */
         ok_reply(out, api_encode_sample(&s));
         free(block);
     }
@@ -703,7 +750,8 @@ static int stats(const route_ctx *c) {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    if (scorelog_summary(a->log, now_ms, &st, &n, err, sizeof err)) {
+    if (a->history ? pghistory_summary(a->history, now_ms, &st, &n, err, sizeof err)
+                   : scorelog_summary(a->log, now_ms, &st, &n, err, sizeof err)) {
         routes_error(out, 503, "log_unavailable", err);
         return 0;
     }
@@ -766,6 +814,7 @@ static int metrics_page(const route_ctx *c) {
     reply *out = c->out;
     metrics_gauges g = {.models_loaded = set->n, .log_queue = scorelog_queued(a->log),
                         .score_queue = batch_queued(a->batch)};
+    if (a->sink) pgsink_gauges(a->sink, &g);
     char *text = metrics_render(a->metrics, &g);
     if (!text) {
         routes_error(out, 500, "internal", "out of memory");

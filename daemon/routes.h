@@ -14,6 +14,8 @@
 #include "batch.h"
 #include "log.h"
 #include "metrics.h"
+#include "pghistory.h"
+#include "pgsink.h"
 #include "registry.h"
 #include "samples.h"
 
@@ -29,6 +31,9 @@ typedef struct {
     sample_memory *recent;       /* inputs of the last recent_capacity scores; NULL: none */
     int recent_capacity;
     int answer_first;            /* answer before the log commit (answer_after_commit off) */
+    const char *replica_id;      /* this daemon's, named in its log's records */
+    pgsink *sink;                /* shipping the log to PostgreSQL; NULL: none */
+    pghistory *history;          /* GET /v1/scores and /v1/stats read it; NULL: the log */
 } app;
 
 /* One whole request. query returns a query-string parameter and header a request header,

@@ -874,12 +874,16 @@ char *api_encode_score(const char *model, const char *version, const api_score_r
     return dump(root);
 }
 
-/* A log record: the shared fields, its time and source, and its nearest neighbour. */
+/* A log record: the shared fields, its time and source, its nearest neighbour, and the
+ * replica that scored it with the row's id in that replica's own log. */
 static json_t *record(const api_score_record *r) {
     json_t *o = score_fields(r);
     if (!o) return NULL;
     if (json_object_set_new(o, "time", timestamp(r->ts_ms)) ||
         json_object_set_new(o, "source", tag(r->source)) ||
+        json_object_set_new(o, "replica_id", tag(r->replica_id)) ||
+        json_object_set_new(o, "local_id", r->local_id > 0 ? json_integer((json_int_t)r->local_id)
+                                                           : json_null()) ||
         json_object_set_new(o, "nearest", json_pack("{s:o, s:o}", "ref",
                                                     value_INDEX(r->r.nearest_ref), "distance",
                                                     value_REAL(r->r.nearest_distance)))) {

@@ -52,6 +52,9 @@ typedef struct {
     int index;                   /* position in its request's batch */
     detector_result r;           /* the sample's numbers (detector.h's table) */
     double threshold;            /* the model's, which r was judged against */
+    char replica_id[API_ID_MAX + 1];   /* a log record's replica ("" unknown) */
+    int64_t local_id;            /* its id in that replica's own log (0 unknown): log_id in
+                                    a replica's log, not in the merged history's */
 } api_score_record;
 
 /* The nearest reference points of each sample and, with explain, the reconstructions. */
@@ -200,7 +203,8 @@ char *api_encode_error(const api_error *e);
 char *api_encode_score(const char *model, const char *version, const api_score_record *rec,
                        int n, const api_score_detail *detail);
 /* {"scores": [...], "next_since_id"} for one page; next_since_id is the cursor to poll
- * with next (since_id itself when the page is empty). */
+ * with next (since_id itself when the page is empty). A log record also carries its
+ * "replica_id" and "local_id" (null when unknown). */
 char *api_encode_score_page(const api_score_record *rec, int n, int64_t since_id);
 /* One record, as GET /v1/scores/{id} returns it. */
 char *api_encode_score_record(const api_score_record *rec);

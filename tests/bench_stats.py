@@ -100,12 +100,14 @@ def main():
     print("GET /v1/stats: %.1f ms (median of 5); the old queries: %.0f ms; ratio %.0fx"
           % (new * 1000, old * 1000, old / new))
 
-    # Back to what a schema 2 log holds: without the indexes of schema 3 and the stream
-    # memories' tables of schema 4 (anodmd creates those again as it migrates).
+    # Back to what a schema 2 log holds: without the indexes of schema 3, the stream
+    # memories' tables of schema 4 and the sinks' positions of schema 5 (anodmd creates
+    # those again as it migrates).
     db.execute("DROP INDEX scores_by_model_time")
     db.execute("DROP INDEX scores_by_model_score")
     db.execute("DROP TABLE memories")
     db.execute("DROP TABLE memory_journal")
+    db.execute("DROP TABLE sink_position")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()

@@ -593,12 +593,14 @@ TEST(daemon_log_schema) {
     if (daemon_up()) return;
     sqlite3 *db = open_log();
     if (!db) return;
-    CHECK(log_int(db, "PRAGMA user_version") == 4);
+    CHECK(log_int(db, "PRAGMA user_version") == 5);
     CHECK(log_int(db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'") == 1);
     CHECK(log_int(db, "SELECT count(*) FROM scores WHERE d_latent IS NULL") == 0);
     CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                       "('scores_by_model', 'scores_by_source', 'scores_anomalies', "
                       "'scores_by_model_time', 'scores_by_model_score')") == 5);
+    CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
+                      "'sink_position'") == 1);
     /* The statistics read their indexes only: no full scan of the table, no sort of the
      * whole log. */
     CHECK(log_int(db, "SELECT count(*) FROM (SELECT score FROM scores INDEXED BY "
@@ -1410,9 +1412,9 @@ TEST(daemon_log_migrates_version_1) {
     }
     stop_anodmd(pid);
     if ((db = log_open_readonly(db_path))) {
-        CHECK(log_int(db, "PRAGMA user_version") == 4);
-        CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN "
-                          "('scores_by_model_time', 'scores_by_model_score')") == 2);
+        CHECK(log_int(db, "PRAGMA user_version") == 5);
+        CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('scores_by_model_"
+                          "time', 'scores_by_model_score', 'sink_position')") == 3);
         /* and the stream memories' tables (version 4), empty: tiny has no memory */
         CHECK(log_int(db, "SELECT count(*) FROM memories") == 0 &&
               log_int(db, "SELECT count(*) FROM memory_journal") == 0);
@@ -1471,7 +1473,7 @@ TEST(daemon_log_adds_new_record_columns) {
     }
     stop_anodmd(pid);
     if ((db = log_open_readonly(db_path))) {
-        CHECK(log_int(db, "PRAGMA user_version") == 4);
+        CHECK(log_int(db, "PRAGMA user_version") == 5);
         CHECK(log_int(db, "SELECT count(*) FROM pragma_table_info('scores') WHERE name = "
                           "'z_latent' AND type = 'REAL'") == 1);
         CHECK(log_int(db, "SELECT count(*) FROM scores WHERE z_latent IS NULL") == 1);

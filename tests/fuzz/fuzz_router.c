@@ -107,6 +107,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     }
     the_app.reg = &reg;
     the_app.dashboard = 1;
+    the_app.replica_id = "fuzz";
     atexit(cleanup);
     return 0;
 }
