@@ -563,6 +563,17 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
+/* Finalize l's statements and close its two connections (any of them may be NULL). */
+static void close_database(scorelog *l) {
+    for (int k = 0; k < N_MEM_SQL; k++) sqlite3_finalize(l->mem[k]);
+    sqlite3_finalize(l->save_position);
+    sqlite3_finalize(l->trim_rows);
+    sqlite3_finalize(l->trim_age);
+    sqlite3_finalize(l->insert);
+    sqlite3_close(l->rdb);
+    sqlite3_close(l->wdb);
+}
+
 scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) {
     scorelog *l = calloc(1, sizeof *l);
     if (!l) {
@@ -636,13 +647,7 @@ scorelog *scorelog_open(const char *path, metrics *m, char *err, size_t errlen) 
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->rlock);
 fail:
-    for (int k = 0; k < N_MEM_SQL; k++) sqlite3_finalize(l->mem[k]);
-    sqlite3_finalize(l->save_position);
-    sqlite3_finalize(l->trim_rows);
-    sqlite3_finalize(l->trim_age);
-    sqlite3_finalize(l->insert);
-    sqlite3_close(l->rdb);
-    sqlite3_close(l->wdb);
+    close_database(l);
     free(l);
     return NULL;
 }
@@ -654,13 +659,7 @@ void scorelog_close(scorelog *l) {
     pthread_cond_signal(&l->work);
     pthread_mutex_unlock(&l->lock);
     pthread_join(l->writer, NULL);
-    for (int k = 0; k < N_MEM_SQL; k++) sqlite3_finalize(l->mem[k]);
-    sqlite3_finalize(l->save_position);
-    sqlite3_finalize(l->trim_rows);
-    sqlite3_finalize(l->trim_age);
-    sqlite3_finalize(l->insert);
-    sqlite3_close(l->rdb);
-    sqlite3_close(l->wdb);
+    close_database(l);
     pthread_cond_destroy(&l->done);
     pthread_cond_destroy(&l->work);
     pthread_mutex_destroy(&l->lock);

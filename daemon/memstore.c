@@ -128,32 +128,25 @@ void memstore_scored(memstore *ms, scorer *s, int slot, int fresh) {
     submit(ms, &o, slot, slot + 1);
 }
 
-void memstore_reset(memstore *ms, scorer *s) {
+/* Snapshot every memory s holds (starting the record of any that has none), or with
+ * changed_only those that kept something since their last snapshot, in one submission. */
+static void snapshot_all(memstore *ms, scorer *s, int changed_only) {
     const char *source;
     unsigned long long used;
     if (!ms || ms->retired) return;
     oplist o = {NULL, &o.head, 0};
     int slot = 0;
     for (; slot < ms->n && scorer_memory_slot(s, slot, &source, &used); slot++) {
+        if (changed_only && ms->id[slot] && !ms->since[slot]) continue;
         if (!ms->id[slot]) add_start(ms, s, &o, slot);
         add_snapshot(ms, s, &o, slot);
     }
     submit(ms, &o, 0, slot);
 }
 
-void memstore_flush(memstore *ms, scorer *s) {
-    const char *source;
-    unsigned long long used;
-    if (!ms || ms->retired) return;
-    oplist o = {NULL, &o.head, 0};
-    int slot = 0;
-    for (; slot < ms->n && scorer_memory_slot(s, slot, &source, &used); slot++) {
-        if (ms->id[slot] && !ms->since[slot]) continue;
-        if (!ms->id[slot]) add_start(ms, s, &o, slot);
-        add_snapshot(ms, s, &o, slot);
-    }
-    submit(ms, &o, 0, slot);
-}
+void memstore_reset(memstore *ms, scorer *s) { snapshot_all(ms, s, 0); }
+
+void memstore_flush(memstore *ms, scorer *s) { snapshot_all(ms, s, 1); }
 
 void memstore_retire(memstore *ms) {
     if (ms) ms->retired = 1;

@@ -182,10 +182,34 @@ static void fill_records(const model *m, const api_score_request *req, score_buf
 /* A score request on its way through the batcher: decoded (or, from a strip, cut into
  * beats on a worker first), with its output buffers, and what the worker needs to log
  * it, answer it and wake its connection. */
+/* A request a worker answers: the daemon, the model set it holds until then (its job's
+ * model is one of the set's), and its connection, parked, to wake once the reply is set. */
+typedef struct {
+    app *a;
+    model_set *set;
+    reply *out;
+    void (*wake)(void *conn);
+    void *conn;
+} parked;
+
+/* Park c's request in p: it holds c's set from here on, and the connection is parked
+ * before anything is queued, so a worker's wake can never come first. */
+static void park(parked *p, const route_ctx *c) {
+    *p = (parked){.a = c->a, .set = c->set, .out = c->out, .wake = c->rq->wake,
+                  .conn = c->rq->conn};
+    c->rq->park(c->rq->conn);
+}
+
+/* Let go of p's model set, then wake its connection to send the reply (p is a copy: the
+ * job that held it may be freed already). */
+static void unpark(parked p) {
+    registry_release(p.a->reg, p.set);
+    p.wake(p.conn);
+}
+
 typedef struct {
     batch_job job;               /* first member: the batcher hands back &job */
-    app *a;
-    model_set *set;              /* held until the job is done: job.m is one of its models */
+    parked p;
     api_score_request req;
     api_v2_outputs outputs;      /* with v2: the outputs asked for, JSON or binary */
     score_buffers b;
@@ -195,23 +219,18 @@ typedef struct {
     api_strip_request strip;     /* a strip not yet cut into the beats of req */
     int64_t *r_peak;             /* beats cut from a strip: their R peaks (else NULL), */
     int fs;                      /* in samples of the strip at fs Hz */
-    reply *out;
-    void (*wake)(void *conn);
-    void *conn;
 } score_job;
 
 /* Let go of j's model set and memory, then wake its connection to send *out. */
 static void job_done(score_job *j) {
-    void (*wake)(void *) = j->wake;
-    void *conn = j->conn;
-    registry_release(j->a->reg, j->set);
+    parked p = j->p;
     api_score_request_free(&j->req);
     api_strip_request_free(&j->strip);
     free_buffers(&j->b);
     free(j->early);
     free(j->r_peak);
     free(j);
-    wake(conn);
+    unpark(p);
 }
 
 /* On the worker, in scoring order: hand the rows to the log, so log ids follow it. */
@@ -222,12 +241,12 @@ static void job_prepare(batch_job *bj) {
     fill_records(bj->m, &j->req, &j->b);
     /* The writer sets the rows' log ids as it commits: an early answer needs its own copy,
      * taken before the rows are handed over. */
-    if (j->a->answer_first && (j->early = malloc((size_t)j->req.n * sizeof *j->early))) {
+    if (j->p.a->answer_first && (j->early = malloc((size_t)j->req.n * sizeof *j->early))) {
         memcpy(j->early, j->b.rec, (size_t)j->req.n * sizeof *j->early);
         for (int i = 0; i < j->req.n; i++) j->early[i].log_id = 0;   /* not known yet */
     }
-    j->logged = scorelog_submit(j->a->log, &j->ticket, j->b.rec, j->req.n, err, sizeof err) == 0;
-    if (!j->logged) routes_error(j->out, 503, "log_unavailable", err);
+    j->logged = scorelog_submit(j->p.a->log, &j->ticket, j->b.rec, j->req.n, err, sizeof err) == 0;
+    if (!j->logged) routes_error(j->p.out, 503, "log_unavailable", err);
 }
 
 /* The scores rec of j in the V1 shape or, with v2, the Open Inference Protocol's. */
@@ -235,19 +254,19 @@ static void answer(score_job *j, const api_score_record *rec) {
     const model *m = j->job.m;
     if (j->v2) {
         size_t len, json_len;
-        ok_reply(j->out, api_encode_v2_infer(m->name, m->version, j->req.id, rec, j->req.n,
+        ok_reply(j->p.out, api_encode_v2_infer(m->name, m->version, j->req.id, rec, j->req.n,
                                              &j->outputs, &len, &json_len));
-        if (j->out->body && json_len < len) {   /* binary tensors follow the JSON */
-            j->out->len = len;
-            j->out->json_len = json_len;
-            j->out->content_type = "application/octet-stream";
+        if (j->p.out->body && json_len < len) {   /* binary tensors follow the JSON */
+            j->p.out->len = len;
+            j->p.out->json_len = json_len;
+            j->p.out->content_type = "application/octet-stream";
         }
         return;
     }
     api_score_detail detail = {.k = m->d.k, .ref = j->b.nn_ref, .distance = j->b.nn_dist,
                                .x = j->req.x, .x_rec = j->req.explain ? j->b.x_rec : NULL,
                                .dim = m->dim, .r_peak = j->r_peak, .fs = j->fs};
-    ok_reply(j->out, api_encode_score(m->name, m->version, rec, j->req.n, &detail));
+    ok_reply(j->p.out, api_encode_score(m->name, m->version, rec, j->req.n, &detail));
 }
 
 /* Hold the committed samples of j (input, reconstruction, neighbours) for the sample view. */
@@ -255,7 +274,7 @@ static void remember_samples(score_job *j) {
     const model *m = j->job.m;
     const vae_arch *arch = &m->d.vae.arch;
     int k = m->d.k;
-    if (!j->a->recent) return;
+    if (!j->p.a->recent) return;
     for (int i = 0; i < j->req.n; i++) {
         size_t at = (size_t)i * (size_t)k;
         api_sample s = {.log_id = j->b.rec[i].log_id, .shape = {arch->in.c, arch->in.h, arch->in.w},
@@ -264,7 +283,7 @@ static void remember_samples(score_job *j) {
                         .ref = j->b.nn_ref + at, .distance = j->b.nn_dist + at};
         memcpy(s.model, m->name, sizeof s.model);
         memcpy(s.version, m->version, sizeof s.version);
-        samples_put(j->a->recent, &s);
+        samples_put(j->p.a->recent, &s);
     }
 }
 
@@ -274,15 +293,15 @@ static void remember_samples(score_job *j) {
 static void answer_before_commit(score_job *j) {
     char err[256];
     if (j->early) answer(j, j->early);
-    else routes_error(j->out, 500, "internal", "out of memory");
-    void (*wake)(void *) = j->wake;
-    void *conn = j->conn;
-    j->wake = NULL;
-    wake(conn);                  /* j->out belongs to the connection from here on */
-    if (scorelog_wait(j->a->log, &j->ticket, err, sizeof err) == 0) remember_samples(j);
+    else routes_error(j->p.out, 500, "internal", "out of memory");
+    void (*wake)(void *) = j->p.wake;
+    void *conn = j->p.conn;
+    j->p.wake = NULL;
+    wake(conn);                  /* j->p.out belongs to the connection from here on */
+    if (scorelog_wait(j->p.a->log, &j->ticket, err, sizeof err) == 0) remember_samples(j);
     free(j->early);
     free(j->r_peak);
-    registry_release(j->a->reg, j->set);
+    registry_release(j->p.a->reg, j->p.set);
     api_score_request_free(&j->req);
     free_buffers(&j->b);
     free(j);
@@ -294,14 +313,14 @@ static void answer_before_commit(score_job *j) {
 static void job_finish(batch_job *bj) {
     score_job *j = (score_job *)bj;
     char err[256];
-    if (!bj->rc && j->logged && j->a->answer_first) {
+    if (!bj->rc && j->logged && j->p.a->answer_first) {
         answer_before_commit(j);
         return;
     }
-    if (bj->rc == SCORER_NOT_FINITE) routes_error(j->out, 400, "not_finite", bj->err);
-    else if (bj->rc) routes_error(j->out, 500, "internal", bj->err);
-    else if (j->logged && scorelog_wait(j->a->log, &j->ticket, err, sizeof err))
-        routes_error(j->out, 503, "log_unavailable", err);
+    if (bj->rc == SCORER_NOT_FINITE) routes_error(j->p.out, 400, "not_finite", bj->err);
+    else if (bj->rc) routes_error(j->p.out, 500, "internal", bj->err);
+    else if (j->logged && scorelog_wait(j->p.a->log, &j->ticket, err, sizeof err))
+        routes_error(j->p.out, 503, "log_unavailable", err);
     else if (j->logged) {
         remember_samples(j);
         answer(j, j->b.rec);
@@ -313,8 +332,8 @@ static void job_finish(batch_job *bj) {
  * failure is answered at once. */
 static void queue_score(score_job *j, model *m) {
     /* Reconstructions are kept for the answer (explain) and for the sample view. */
-    if (alloc_buffers(&j->b, j->req.n, m->d.k, m->dim, j->req.explain || j->a->recent)) {
-        routes_error(j->out, 500, "internal", "out of memory");
+    if (alloc_buffers(&j->b, j->req.n, m->d.k, m->dim, j->req.explain || j->p.a->recent)) {
+        routes_error(j->p.out, 500, "internal", "out of memory");
         job_done(j);
         return;
     }
@@ -322,21 +341,10 @@ static void queue_score(score_job *j, model *m) {
                          .res = j->b.res, .x_rec = j->b.x_rec, .nn_ref = j->b.nn_ref,
                          .nn_dist = j->b.nn_dist, .prepare = job_prepare,
                          .finish = job_finish};
-    int rc = batch_submit(j->a->batch, &j->job);
-    if (rc == BATCH_NO_MEMORY) routes_error(j->out, 500, "internal", "out of memory");
-    else if (rc) routes_error(j->out, 503, "shutting_down", "the daemon is shutting down");
+    int rc = batch_submit(j->p.a->batch, &j->job);
+    if (rc == BATCH_NO_MEMORY) routes_error(j->p.out, 500, "internal", "out of memory");
+    else if (rc) routes_error(j->p.out, 503, "shutting_down", "the daemon is shutting down");
     if (rc) job_done(j);
-}
-
-/* Hand the decoded request j over: it holds set from here on, and rq's connection is
- * parked before anything is queued, so a worker's wake can never come first. */
-static void hand_over(score_job *j, app *a, model_set *set, const request *rq, reply *out) {
-    j->a = a;
-    j->set = set;
-    j->out = out;
-    j->wake = rq->wake;
-    j->conn = rq->conn;
-    rq->park(rq->conn);
 }
 
 /* POST /v1/score, POST /v1/models/{name}/score, POST /v2/models/{name}[/versions/{version}]
@@ -364,7 +372,7 @@ static int score(const route_ctx *c, int v2) {
         return 0;
     }
     j->v2 = v2;
-    hand_over(j, a, set, rq, out);
+    park(&j->p, c);
     queue_score(j, m);
     return 1;
 }
@@ -377,16 +385,16 @@ static int infer_v2(const route_ctx *c) { return score(c, 1); }
 static void cut_strip(batch_job *bj) {
     score_job *j = (score_job *)bj;
     model *m = bj->m;
-    const int max_batch = j->a->max_batch;
+    const int max_batch = j->p.a->max_batch;
     ecg_beats beats = {0};
     char err[256];
     if (ecg_beats_from_strip(j->strip.signal, j->strip.n, j->strip.fs, &beats, err, sizeof err)) {
-        routes_error(j->out, 400, "bad_strip", err);
+        routes_error(j->p.out, 400, "bad_strip", err);
     } else if (beats.n > (size_t)max_batch) {
         api_error e;
         api_error_set(&e, 413, "too_many_beats", "the strip holds %zu heartbeats; one request "
                       "scores at most %d (max_batch): send shorter strips", beats.n, max_batch);
-        error_reply(j->out, &e);
+        error_reply(j->p.out, &e);
     } else {
         j->req = (api_score_request){.x = beats.x, .n = (int)beats.n, .dim = ECG_BEAT_LEN,
                                      .explain = j->strip.explain};
@@ -431,7 +439,7 @@ static int strip(const route_ctx *c) {
         free(j);
         return 0;
     }
-    hand_over(j, a, set, rq, out);
+    park(&j->p, c);
     j->job = (batch_job){.m = m, .finish = cut_strip};
     if (batch_run(a->batch, &j->job)) {
         routes_error(out, 503, "shutting_down", "the daemon is shutting down");
@@ -642,21 +650,15 @@ static int forget_memory(const route_ctx *c) {
  * kept off the polling threads as a strip's cutting is. */
 typedef struct {
     batch_job job;               /* first member: the batcher hands back &job */
-    app *a;
-    model_set *set;              /* held until answered: job.m is one of its models */
+    parked p;
     char source[API_ID_MAX + 1];
-    reply *out;
-    void (*wake)(void *conn);
-    void *conn;
 } map_job;
 
-/* Let go of j's model set and free j, then wake its connection to send *out. */
+/* Free j, then let go of its set and wake its connection to send the reply. */
 static void map_done(map_job *j) {
-    void (*wake)(void *) = j->wake;
-    void *conn = j->conn;
-    registry_release(j->a->reg, j->set);
+    parked p = j->p;
     free(j);
-    wake(conn);
+    unpark(p);
 }
 
 /* On a worker: the map (registry.h), answered. */
@@ -665,10 +667,10 @@ static void place_memory(batch_job *bj) {
     api_memory_map mm;
     char err[256];
     if (model_memory_map(bj->m, j->source, &mm, err, sizeof err)) {
-        routes_error(j->out, 500, "internal", err);
+        routes_error(j->p.out, 500, "internal", err);
     } else {
         api_model_ref ref = model_ref(bj->m);
-        ok_reply(j->out, api_encode_memory_map(&ref, &mm));
+        ok_reply(j->p.out, api_encode_memory_map(&ref, &mm));
     }
     model_memory_map_free(&mm);
     map_done(j);
@@ -677,12 +679,8 @@ static void place_memory(batch_job *bj) {
 /* GET /v1/models/{name}/memory/map?source=S: the stream memory co-placed on the model's
  * map; a model without one answers 409. 1 when handed to a worker (which holds set). */
 static int memory_map(const route_ctx *c) {
-    app *a = c->a;
-    model_set *set = c->set;
-    const request *rq = c->rq;
-    const char *name = c->arg;
     reply *out = c->out;
-    model *m = find_model(set, name, out);
+    model *m = find_model(c->set, c->arg, out);
     if (!m) return 0;
     if (!m->d.use_memory) {
         routes_error(out, 409, "no_memory", "this model has no stream memory");
@@ -694,19 +692,14 @@ static int memory_map(const route_ctx *c) {
         routes_error(out, 500, "internal", "out of memory");
         return 0;
     }
-    if (api_decode_source(rq->query(rq->conn, "source"), j->source, &e)) {
+    if (api_decode_source(c->rq->query(c->rq->conn, "source"), j->source, &e)) {
         error_reply(out, &e);
         free(j);
         return 0;
     }
     j->job = (batch_job){.m = m, .finish = place_memory};
-    j->a = a;
-    j->set = set;
-    j->out = out;
-    j->wake = rq->wake;
-    j->conn = rq->conn;
-    rq->park(rq->conn);          /* before it is queued, so the worker's wake cannot come first */
-    if (batch_run(a->batch, &j->job)) {
+    park(&j->p, c);
+    if (batch_run(c->a->batch, &j->job)) {
         routes_error(out, 503, "shutting_down", "the daemon is shutting down");
         map_done(j);
     }
