@@ -709,15 +709,12 @@ static int memory_map(const route_ctx *c) {
 /* GET /v1/models/{name}/map?max_points=N: the reference map, evenly thinned to N, and in
  * context mode the window's current positions. */
 static int model_map(const route_ctx *c) {
-    model_set *set = c->set;
-    const request *rq = c->rq;
-    const char *name = c->arg;
     reply *out = c->out;
-    model *m = find_model(set, name, out);
+    model *m = find_model(c->set, c->arg, out);
     if (!m) return 0;
     int max_points;
     api_error e;
-    if (api_decode_max_points(rq->query(rq->conn, "max_points"), &max_points, &e)) {
+    if (api_decode_max_points(c->rq->query(c->rq->conn, "max_points"), &max_points, &e)) {
         error_reply(out, &e);
         return 0;
     }
