@@ -36,6 +36,14 @@ def read_images(path, count):
     return [data[i * dim:(i + 1) * dim] for i in range(count)]
 
 
+_PX = [round(b / 255.0, 4) if b else 0 for b in range(256)]  # 0 rather than 0.0: shorter
+
+
+def json_pixels(image):
+    """An image's pixels as the JSON API takes them: v/255, to 4 decimals."""
+    return [_PX[b] for b in image]
+
+
 def write_json(out, name, doc):
     with open(os.path.join(out, name), "w") as f:
         json.dump(doc, f, separators=(",", ":"))
@@ -69,8 +77,7 @@ def main():
     if len(images) < 64:
         sys.exit(f"{path}: fewer than 64 images")
     os.makedirs(out, exist_ok=True)
-    px = [round(b / 255.0, 4) if b else 0 for b in range(256)]  # 0 rather than 0.0: shorter
-    floats = [[px[b] for b in im] for im in images]
+    floats = [json_pixels(im) for im in images]
     write_json(out, "single.json", {"sample": floats[0], "source": "bench"})
     write_json(out, "batch64.json", {"samples": floats, "source": "bench"})
     for datatype, suffix in (("FP32", "fp32"), ("UINT8", "u8")):

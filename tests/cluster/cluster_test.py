@@ -43,7 +43,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
-from gen_wrk_bodies import read_images  # noqa: E402  (the bench's IDX reader)
+from gen_wrk_bodies import json_pixels, read_images  # noqa: E402  (the bench's IDX reader)
 
 SOURCES_PER_THREAD = 3   # source tags each client thread takes turns with
 
@@ -358,7 +358,8 @@ def main():
         hv = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
         log(f"== {hv}; model {a.model}")
         path = os.path.join(a.data, "t10k-images-idx3-ubyte.gz")
-        images = read_images(path if os.path.exists(path) else path[:-3], 200)
+        images = [json_pixels(im) for im in
+                  read_images(path if os.path.exists(path) else path[:-3], 200)]
 
         t0 = time.time()
         replicas = [Replica(f"r{i + 1}", a.anodmd, a.model, root) for i in range(3)]
