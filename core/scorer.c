@@ -40,7 +40,8 @@ struct scorer {
     int *far;                    /* max_batch out-of-range flags */
     float *enc_mu, *logvar;      /* z-based detectors only: the encoder's outputs */
     double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
-    double *kth;                 /* and the memory term's reference side (with a memory) */
+    double *ranks;               /* the memory term's reference side: n_ranks per sample */
+    int n_ranks;
     int *idx;
     float *dist;
 };
@@ -59,7 +60,7 @@ void scorer_free(scorer *s) {
     free(s->mu);
     free(s->enc_mu);
     free(s->nearest);
-    free(s->kth);
+    free(s->ranks);
     free(s->logvar);
     free(s->pos);
     free(s->idx);
@@ -101,14 +102,15 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     s->mu = malloc((size_t)max_batch * L * sizeof(float));
     s->pos = malloc((size_t)max_batch * 2 * sizeof(float));
     s->nearest = malloc((size_t)max_batch * sizeof(double));
-    s->kth = malloc((size_t)max_batch * sizeof(double));
+    s->n_ranks = d->use_memory ? d->memory.k : 1;   /* the memory term's reference ranks */
+    s->ranks = malloc((size_t)max_batch * s->n_ranks * sizeof(double));
     s->idx = malloc((size_t)max_batch * d->k * sizeof(int));
     s->dist = malloc((size_t)max_batch * d->k * sizeof(float));
     if (d->input == LATENT_Z) {
         s->enc_mu = malloc((size_t)max_batch * L * sizeof(float));
         s->logvar = malloc((size_t)max_batch * L * sizeof(float));
     }
-    if (!s->rec || !s->xs || !s->far || !s->mu || !s->pos || !s->nearest || !s->kth || !s->idx ||
+    if (!s->rec || !s->xs || !s->far || !s->mu || !s->pos || !s->nearest || !s->ranks || !s->idx ||
         !s->dist ||
         (d->input == LATENT_Z && (!s->enc_mu || !s->logvar)) ||
         vae_workspace_init(&s->w, &d->vae, 1) != 0) {
@@ -119,15 +121,18 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     return s;
 }
 
-/* The memory term of latent mu, then mu kept, with the sample's evidence on its own
- * (z_re + z_latent) as its suspicion: retention favours what looked odd by itself.
- * ref_kth: mu's distance to its k-th nearest reference latent. */
-static void remember(scorer *s, const float *mu, double ref_kth, detector_result *r) {
+/* The memory term of latent mu, then mu kept with its suspicion: its company (the term:
+ * retention favours what recurs) or its evidence on its own (z_re + z_latent).
+ * ref: mu's distances to its s->n_ranks nearest reference latents. */
+static void remember(scorer *s, const float *mu, const double *ref, detector_result *r) {
     const detector *d = s->d;
     memory_probe p;
     memory_probe_of(s->memory, mu, &p);
-    r->d_memory = memory_term(ref_kth, &p);
-    double suspicion = score_standardise(r->d_re, d->re) + score_standardise(r->d_latent, d->latent);
+    r->d_memory = memory_term(s->memory, ref, &p);
+    double suspicion = d->memory.retain == MEMORY_RETAIN_COMPANY
+                           ? r->d_memory
+                           : score_standardise(r->d_re, d->re) +
+                                 score_standardise(r->d_latent, d->latent);
     memory_keep(s->memory, mu, suspicion, &p);
 }
 
@@ -173,8 +178,8 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     int rc = d->mode == PLACE_CONTEXT
                  ? tsne_window_add(s->window, &d->place, m, B, s->pos, err, errlen)
                  : tsne_place_batch(s->map, &d->place, m, B, 1, s->pos,
-                                    &(tsne_place_knn){s->nearest, s->memory ? s->kth : NULL,
-                                                       d->memory.k},
+                                    &(tsne_place_knn){s->nearest, s->memory ? s->ranks : NULL,
+                                                       s->n_ranks},
                                     err, errlen);
     if (rc != 0) return -1;
     for (int b = 0; b < B; b++) {
@@ -196,12 +201,10 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
                           ? tsne_map_latent_nn(s->map, m + (size_t)b * d->vae.arch.latent)
                           : s->nearest[b];
         /* Single mode read the reference side off placement's search too. */
-        if (s->memory)
-            remember(s, m + (size_t)b * L,
-                     d->mode == PLACE_CONTEXT
-                         ? tsne_map_latent_kth(s->map, m + (size_t)b * L, d->memory.k)
-                         : s->kth[b],
-                     r);
+        double *ref = s->ranks + (size_t)b * s->n_ranks;
+        if (s->memory && d->mode == PLACE_CONTEXT)
+            tsne_map_latent_knn(s->map, m + (size_t)b * L, s->n_ranks, ref);
+        if (s->memory) remember(s, m + (size_t)b * L, ref, r);
         else r->d_memory = NAN;
     }
     return 0;

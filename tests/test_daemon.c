@@ -1698,6 +1698,7 @@ static int memory_bundle(char *path) {
     memory_options_default(&d.memory);
     d.memory.capacity = 50;
     d.memory.k = 2;
+    d.memory.k_min = 1;
     d.fusion = FUSION_MEMORY;
     d.mem = (term_stats){0.0, 1.0};
     int rc = bundle_save(path, &d, err, sizeof err);
