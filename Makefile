@@ -343,3 +343,7 @@ clean:
 
 -include $(CORE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(TEST_OBJ:.o=.d) \
          $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_DAEMON_OBJ:.o=.d) $(FUZZ_BINS:=.d)
+
+# The stream memory's method lab (tools/stream_lab.c): not part of the product.
+$(BUILD)/stream_lab: tools/stream_lab.c $(LIB)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $< $(LIB) $(LDLIBS)
