@@ -464,3 +464,7 @@ clean:
 
 -include $(CORE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(TEST_OBJ:.o=.d) \
          $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_DAEMON_OBJ:.o=.d) $(FUZZ_BINS:=.d)
+
+# The stream memory's method lab (tests/lab/stream_lab.c): not part of the product.
+$(BUILD)/stream_lab: tests/lab/stream_lab.c $(LIB)
+	$(CC) $(CFLAGS) $(INC_app) $(SAN) -o $@ $< $(LIB) $(LDLIBS)

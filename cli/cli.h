@@ -84,9 +84,16 @@ int cli_latent_input(const char *cmd, const char *s, latent_input *out);
  * *n samples; 0, or -1 with a message. */
 int cli_test_at_rate(const dataset *test, int32_t cls, double rate, uint64_t seed, float **x,
                      int *is_pos, size_t *n, char *err, size_t errlen);
+/* An option's value s, one of names[0..n): its index, or -1 after a message naming cmd,
+ * the option and the choices. */
+int cli_choice(const char *cmd, const char *option, const char *const *names, int n,
+               const char *s);
 /* --fusion's value, a name of score.h's SCORE_FUSION_NAME; -1 after a message naming
  * cmd otherwise. */
 int cli_fusion(const char *cmd, const char *s, score_fusion *out);
+/* --memory-retain's value, a name of memory.h's MEMORY_RETAIN_NAME, into o; -1 after a
+ * message naming cmd otherwise. */
+int cli_memory_retain(const char *cmd, const char *s, memory_options *o);
 
 /* The stream protocol's figures for one anomaly class at one anomaly rate
  * (cli/stream_eval.c), per fusion of core/detect/stream.h. */
@@ -142,7 +149,7 @@ typedef enum {
     CLI_THREADS, CLI_SEED, CLI_EPOCHS, CLI_BATCH, CLI_LR, CLI_BETA, CLI_CAPACITY,
     CLI_CAPACITY_RAMP, CLI_LATENT, CLI_N_REF, CLI_PERPLEXITY, CLI_TSNE_ITER, CLI_CAL_FRAC,
     CLI_QUANTILE, CLI_WINDOW, CLI_K, CLI_ALPHA, CLI_MEMORY_SIZE, CLI_MEMORY_K, CLI_MEMORY_RECENT,
-    CLI_N_OPTIONS
+    CLI_MEMORY_K_MIN, CLI_MEMORY_HORIZON, CLI_N_OPTIONS
 } cli_option_id;
 
 /* getopt_long returns CLI_OPTION_VAL + id for shared option id. */

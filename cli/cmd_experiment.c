@@ -141,7 +141,7 @@ typedef struct {
  * t-SNE and placement threads. */
 static const cli_option_id EXPERIMENT_OPTIONS[] = {
     CLI_EPOCHS, CLI_LATENT, CLI_SEED, CLI_N_REF, CLI_PERPLEXITY, CLI_THREADS, CLI_MEMORY_SIZE,
-    CLI_MEMORY_K, CLI_MEMORY_RECENT};
+    CLI_MEMORY_K, CLI_MEMORY_RECENT, CLI_MEMORY_K_MIN, CLI_MEMORY_HORIZON};
 #define N_EXPERIMENT_OPTIONS (sizeof EXPERIMENT_OPTIONS / sizeof EXPERIMENT_OPTIONS[0])
 
 static void experiment_usage(FILE *f, const cli_settings *set) {
@@ -182,6 +182,8 @@ static void experiment_usage(FILE *f, const cli_settings *set) {
         "                       memory, calibrated on training records streamed alike\n"
         "  --models DIR         keep each class's detector in DIR and reuse it when the same\n"
         "                       settings (ecg: split and --train-limit too) run again\n"
+        "  --memory-retain company|evidence  the stream memory's retention (as anodm\n"
+        "                       train's)\n"
 
         "ecg only:\n"
         "  --beats FILE.npy     a beat set from anodm ecg-extract (FILE.labels.npy beside it,\n"
@@ -1344,6 +1346,7 @@ int cmd_experiment(int argc, char **argv) {
         {"stream", no_argument, 0, 'W'}, {"models", required_argument, 0, 'M'},
         {"labels", required_argument, 0, 1004}, {"test", required_argument, 0, 1005},
         {"test-labels", required_argument, 0, 1006}, {"label-col", required_argument, 0, 1007},
+        {"memory-retain", required_argument, 0, 1009},
         {"help", no_argument, 0, 'h'}};
     struct option opts[sizeof own / sizeof own[0] + N_EXPERIMENT_OPTIONS + 1];
     cli_getopt_table(opts, own, sizeof own / sizeof own[0], EXPERIMENT_OPTIONS,
@@ -1417,6 +1420,9 @@ int cmd_experiment(int argc, char **argv) {
         case 1004: r->src.labels = optarg; break;
         case 1005: r->test_src.path = optarg; break;
         case 1006: r->test_src.labels = optarg; break;
+        case 1009:
+            if (cli_memory_retain("anodm experiment", optarg, &r->set.build.memory)) goto out;
+            break;
         case 1007:
             if (cli_label_col(optarg, &r->src.label_col)) goto out;
             r->test_src.label_col = r->src.label_col;

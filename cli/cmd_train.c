@@ -25,7 +25,8 @@
 static const cli_option_id TRAIN_OPTIONS[] = {
     CLI_LATENT, CLI_BETA, CLI_CAPACITY, CLI_CAPACITY_RAMP, CLI_EPOCHS, CLI_BATCH, CLI_LR,
     CLI_SEED, CLI_THREADS, CLI_N_REF, CLI_PERPLEXITY, CLI_TSNE_ITER, CLI_CAL_FRAC,
-    CLI_QUANTILE, CLI_WINDOW, CLI_K, CLI_ALPHA, CLI_MEMORY_SIZE, CLI_MEMORY_K, CLI_MEMORY_RECENT};
+    CLI_QUANTILE, CLI_WINDOW, CLI_K, CLI_ALPHA, CLI_MEMORY_SIZE, CLI_MEMORY_K, CLI_MEMORY_RECENT,
+    CLI_MEMORY_K_MIN, CLI_MEMORY_HORIZON};
 #define N_TRAIN_OPTIONS (sizeof TRAIN_OPTIONS / sizeof TRAIN_OPTIONS[0])
 
 static void train_usage(FILE *f, const cli_settings *s) {
@@ -63,6 +64,9 @@ static void train_usage(FILE *f, const cli_settings *s) {
         "                       recent traffic than to normal data (docs/STREAM.md) (on)\n"
         "  --fusion NAME        how the memory term joins the base score: fisher, memory,\n"
         "                       max, sum or base (fisher)\n"
+        "  --memory-retain company|evidence  what the memory keeps longest: samples with\n"
+        "                       the most company in recent traffic, or the oddest alone\n"
+        "                       (company; docs/STREAM.md)\n"
         "  --vae-only           stop after the beta-VAE and write a weights file\n"
         "  --out FILE           where to write the bundle (or weights)\n");
     cli_option_usage(f, TRAIN_OPTIONS, N_TRAIN_OPTIONS, s);
@@ -179,6 +183,7 @@ int cmd_train(int argc, char **argv) {
         {"encoder", required_argument, 0, 'E'}, {"decoder", required_argument, 0, 'D'},
         {"scale", required_argument, 0, 'S'}, {"recon", required_argument, 0, 'R'},
         {"memory", required_argument, 0, 'Y'}, {"fusion", required_argument, 0, 'F'},
+        {"memory-retain", required_argument, 0, 1002},
         {"help", no_argument, 0, 'h'}};
     struct option opts[sizeof own / sizeof own[0] + N_TRAIN_OPTIONS + 1];
     cli_getopt_table(opts, own, sizeof own / sizeof own[0], TRAIN_OPTIONS, N_TRAIN_OPTIONS);
@@ -269,6 +274,9 @@ int cmd_train(int argc, char **argv) {
             break;
         case 'F':
             if (cli_fusion("anodm train", optarg, &set.build.fusion)) return 2;
+            break;
+        case 1002:
+            if (cli_memory_retain("anodm train", optarg, &set.build.memory)) return 2;
             break;
         case 'V': vae_only = 1; break;
         case 'o': out = optarg; break;

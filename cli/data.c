@@ -155,14 +155,28 @@ int cli_test_at_rate(const dataset *test, int32_t cls, double rate, uint64_t see
     return 0;
 }
 
-int cli_fusion(const char *cmd, const char *s, score_fusion *out) {
-    for (int f = 0; f < FUSION_N; f++)
-        if (!strcmp(s, SCORE_FUSION_NAME[f])) {
-            *out = (score_fusion)f;
-            return 0;
-        }
-    fprintf(stderr, "%s: --fusion is fisher, memory, max, sum or base, not '%s'\n", cmd, s);
+int cli_choice(const char *cmd, const char *option, const char *const *names, int n,
+               const char *s) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i])) return i;
+    fprintf(stderr, "%s: %s is", cmd, option);
+    for (int i = 0; i < n; i++) fprintf(stderr, "%s %s", i ? (i == n - 1 ? " or" : ",") : "", names[i]);
+    fprintf(stderr, ", not '%s'\n", s);
     return -1;
+}
+
+int cli_fusion(const char *cmd, const char *s, score_fusion *out) {
+    int f = cli_choice(cmd, "--fusion", SCORE_FUSION_NAME, FUSION_N, s);
+    if (f < 0) return -1;
+    *out = (score_fusion)f;
+    return 0;
+}
+
+int cli_memory_retain(const char *cmd, const char *s, memory_options *o) {
+    int v = cli_choice(cmd, "--memory-retain", MEMORY_RETAIN_NAME, MEMORY_RETAIN_N, s);
+    if (v < 0) return -1;
+    o->retain = (memory_retain)v;
+    return 0;
 }
 
 int cli_latent_input(const char *cmd, const char *s, latent_input *out) {

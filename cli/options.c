@@ -70,8 +70,13 @@ static const cli_option OPTIONS[CLI_N_OPTIONS] = {
                    REAL(T_DOUBLE, build.alpha, 0, 1)},
     [CLI_MEMORY_SIZE] = {"memory-size", "N", "stream memory: latents kept",
                          INTEGER(build.memory.capacity, 1, MEMORY_MAX_CAPACITY)},
-    [CLI_MEMORY_K] = {"memory-k", "K", "stream memory: the term's neighbour rank",
+    [CLI_MEMORY_K] = {"memory-k", "K", "stream memory: the term's largest neighbour rank",
                       INTEGER(build.memory.k, 1, MEMORY_MAX_K)},
+    [CLI_MEMORY_K_MIN] = {"memory-k-min", "K", "stream memory: the term's smallest neighbour rank",
+                          INTEGER(build.memory.k_min, 1, MEMORY_MAX_K)},
+    [CLI_MEMORY_HORIZON] = {"memory-horizon", "N",
+                            "stream memory: samples over which a kept suspicion decays by 1",
+                            REAL(T_DOUBLE, build.memory.horizon, 0, INFINITY), .zero = "never"},
     [CLI_MEMORY_RECENT] = {"memory-recent", "F", "stream memory: share kept for the latest",
                            REAL(T_DOUBLE, build.memory.recent_share, 0, 1), .open_min = 1},
 };
@@ -140,6 +145,10 @@ int cli_option_set(cli_settings *s, int ch, const char *arg) {
     if (cli_option_parse((cli_option_id)(ch - CLI_OPTION_VAL), arg, &v)) return -1;
     store(s, o, o->at, v);
     if (o->also >= 0) store(s, o, (size_t)o->also, v);
+    /* A smaller largest rank takes the smallest down with it (the default 3 would refuse
+     * --memory-k 1 or 2); --memory-k-min given after it still sets its own. */
+    memory_options *m = &s->build.memory;
+    if (ch - CLI_OPTION_VAL == CLI_MEMORY_K && m->k_min > m->k) m->k_min = m->k;
     return 0;
 }
 

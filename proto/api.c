@@ -974,11 +974,14 @@ char *api_encode_model(const api_model_ref *m, int is_default) {
     int rc = json_object_set_new(more, "terms", terms);   /* takes terms even if it fails */
     if (!rc && d->use_memory)
         rc = json_object_set_new(json_object_get(more, "scoring"), "memory",
-                                 json_pack("{s:i, s:i, s:o, s:o, s:s, s:i}", "capacity",
-                                           d->memory.capacity, "k", d->memory.k,
+                                 json_pack("{s:i, s:i, s:o, s:o, s:s, s:i, s:s, s:o, s:i}",
+                                           "capacity", d->memory.capacity, "k", d->memory.k,
                                            "recent_share", num(d->memory.recent_share),
                                            "merge_radius", num(d->memory.merge_radius),
-                                           "fusion", SCORE_FUSION_NAME[d->fusion], "count",
+                                           "fusion", SCORE_FUSION_NAME[d->fusion], "k_min",
+                                           d->memory.k_min, "retain",
+                                           MEMORY_RETAIN_NAME[d->memory.retain], "horizon",
+                                           num(d->memory.horizon), "count",
                                            m->memory_count)) ||
              json_object_set_new(json_object_get(more, "calibration"), "d_memory",
                                  json_pack("{s:o, s:o}", "center", num(d->mem.center), "scale",

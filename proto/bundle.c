@@ -435,6 +435,13 @@ static int decode_arch(json_t *j, uint32_t version, vae_arch *a, scale_kind *kin
     return 0;
 }
 
+/* The index of s in names[0..n), or -1. */
+static int name_index(const char *const *names, int n, const char *s) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i])) return i;
+    return -1;
+}
+
 static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, size_t errlen) {
     static const char *const keys_v1[] = {"mode", "window", "k", "alpha", "place", NULL};
     static const char *const keys_v2[] = {"mode", "window", "k", "alpha", "place", "term", NULL};
@@ -442,8 +449,10 @@ static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, s
                                           "latent_input", NULL};
     static const char *const keys[] = {"mode", "window", "k", "alpha", "place", "term",
                                        "latent_input", "memory", NULL};
+    static const char *const memory_keys_v4[] = {"capacity", "k", "recent_share",
+                                                 "merge_radius", "fusion", NULL};
     static const char *const memory_keys[] = {"capacity", "k", "recent_share", "merge_radius",
-                                              "fusion", NULL};
+                                              "fusion", "k_min", "retain", "horizon", NULL};
     static const char *const place_keys[] = {"perplexity", "n_iter", "learning_rate",
                                              "exaggeration", "momentum", "max_grad",
                                              "exact", NULL};
@@ -499,22 +508,33 @@ static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, s
     json_t *mem = json_object_get(j, "memory");
     if (!mem) return 0;
     const char *mw = "section 'scoring', 'memory'";
-    char fusion[16];
-    if (!(mem = get_obj(j, w, "memory", err, errlen)) || only_keys(mem, mw, memory_keys, err, errlen) ||
-        get_int(mem, mw, "capacity", &d->memory.capacity, err, errlen) ||
-        get_int(mem, mw, "k", &d->memory.k, err, errlen) ||
-        get_real(mem, mw, "recent_share", &d->memory.recent_share, err, errlen) ||
-        get_real(mem, mw, "merge_radius", &d->memory.merge_radius, err, errlen) ||
+    char fusion[16], retain[16] = "evidence";
+    memory_options *mo = &d->memory;
+    if (!(mem = get_obj(j, w, "memory", err, errlen)) ||
+        only_keys(mem, mw, version < 5 ? memory_keys_v4 : memory_keys, err, errlen) ||
+        get_int(mem, mw, "capacity", &mo->capacity, err, errlen) ||
+        get_int(mem, mw, "k", &mo->k, err, errlen) ||
+        get_real(mem, mw, "recent_share", &mo->recent_share, err, errlen) ||
+        get_real(mem, mw, "merge_radius", &mo->merge_radius, err, errlen) ||
         get_str(mem, mw, "fusion", fusion, sizeof fusion, err, errlen))
         return -1;
+    /* Version 4 knew one rank, retention by evidence, and no decay. */
+    mo->k_min = mo->k;
+    mo->horizon = 0.0;
+    if (version >= 5 && (get_int(mem, mw, "k_min", &mo->k_min, err, errlen) ||
+                         get_str(mem, mw, "retain", retain, sizeof retain, err, errlen) ||
+                         get_real(mem, mw, "horizon", &mo->horizon, err, errlen)))
+        return -1;
     d->use_memory = 1;
-    d->fusion = FUSION_N;
-    for (int f = 0; f < FUSION_N; f++)
-        if (!strcmp(fusion, SCORE_FUSION_NAME[f])) d->fusion = (score_fusion)f;
-    if (d->fusion == FUSION_N) {
-        snprintf(err, errlen, "%s: unknown 'fusion' \"%s\"", mw, fusion);
+    int f = name_index(SCORE_FUSION_NAME, FUSION_N, fusion),
+        r = name_index(MEMORY_RETAIN_NAME, MEMORY_RETAIN_N, retain);
+    if (f < 0 || r < 0) {
+        snprintf(err, errlen, "%s: unknown '%s' \"%s\"", mw, f < 0 ? "fusion" : "retain",
+                 f < 0 ? fusion : retain);
         return -1;
     }
+    d->fusion = (score_fusion)f;
+    mo->retain = (memory_retain)r;
     return 0;
 }
 
@@ -681,11 +701,14 @@ int bundle_encode(const detector *d, uint8_t **buf, size_t *len, char *err, size
     }
     if (d->use_memory && j[1] && j[2] &&
         (json_object_set_new(j[1], "memory",
-                             json_pack("{s:i, s:i, s:f, s:f, s:s}", "capacity",
-                                       d->memory.capacity, "k", d->memory.k, "recent_share",
-                                       d->memory.recent_share, "merge_radius",
+                             json_pack("{s:i, s:i, s:f, s:f, s:s, s:i, s:s, s:f}",
+                                       "capacity", d->memory.capacity, "k", d->memory.k,
+                                       "recent_share", d->memory.recent_share, "merge_radius",
                                        d->memory.merge_radius, "fusion",
-                                       SCORE_FUSION_NAME[d->fusion])) ||
+                                       SCORE_FUSION_NAME[d->fusion], "k_min",
+                                       d->memory.k_min, "retain",
+                                       MEMORY_RETAIN_NAME[d->memory.retain], "horizon",
+                                       d->memory.horizon)) ||
          json_object_set_new(j[2], "memory", json_pack("{s:f, s:f}", "center", d->mem.center,
                                                        "scale", d->mem.scale)))) {
         json_decref(j[1]);

@@ -30,6 +30,7 @@ uint8_t *memstate_encode(const memory_state *st, size_t *len) {
     const int header[] = {MEMSTATE_VERSION, st->latent, st->capacity, st->recent, st->count,
                           st->ring_len, st->heap_len, 0};
     for (int i = 0; i < 8; i++) le_put32(buf + 8 + 4 * i, (uint32_t)header[i]);
+    le_put64(buf + 40, (uint64_t)st->seen);
     for (size_t i = 0; i < (size_t)st->count * (size_t)st->latent; i++, p += 4)
         le_put_f32(p, st->lat[i]);
     for (int i = 0; i < st->count; i++, p += 8) {
@@ -95,6 +96,7 @@ int memstate_decode(const uint8_t *buf, size_t len, memory_state *st, char *err,
     st->count = (int)count;
     st->ring_len = (int)ring;
     st->heap_len = (int)heap;
+    st->seen = (unsigned long long)le_get64(buf + 40);
     const uint8_t *p = buf + MEMSTATE_HEADER_BYTES;
     for (size_t i = 0; i < (size_t)count * latent; i++, p += 4) st->lat[i] = le_get_f32(p);
     for (uint32_t i = 0; i < count; i++, p += 8) {

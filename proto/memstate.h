@@ -16,9 +16,9 @@
 
 #include "memory.h"
 
-#define MEMSTATE_VERSION 1
+#define MEMSTATE_VERSION 2
 #define MEMSTATE_MAGIC "ANODMM\r\n"               /* 8 bytes, no NUL */
-#define MEMSTATE_HEADER_BYTES 40
+#define MEMSTATE_HEADER_BYTES 48
 #define MEMSTATE_MAX_LATENT 4096                  /* VAE_MAX_LATENT */
 #define MEMSTATE_MAX_CAPACITY MEMORY_MAX_CAPACITY
 

@@ -122,6 +122,7 @@ int memory_bundle_at(const char *path, double shift) {
     memory_options_default(&d.memory);
     d.memory.capacity = 50;
     d.memory.k = 2;
+    d.memory.k_min = 1;
     d.fusion = FUSION_MEMORY;
     d.mem = (term_stats){0.0, 1.0};
     d.threshold += shift;

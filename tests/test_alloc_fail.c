@@ -112,6 +112,7 @@ static int make_detector(detector *d, int context) {
     memory_options_default(&d->memory);
     d->memory.capacity = 6;
     d->memory.k = 2;
+    d->memory.k_min = 1;
     d->mem = (term_stats){0.0, 1.0};
     d->fusion = FUSION_FISHER;
     d->cal_base = malloc(N_CAL * sizeof *d->cal_base);

@@ -463,6 +463,74 @@ TEST(bundle_stream_memory) {
     detector_free(&d);
 }
 
+/* Version 5's memory settings (k_min, retain, horizon) round-trip; a version 4 file (none
+ * of them) reads as version 4 scored: the term at rank k alone, retention by evidence, no
+ * decay; version 4 with them, version 5 without one, or an unknown retention is refused. */
+TEST(bundle_memory_method) {
+    detector d, back;
+    char err[512];
+    size_t len = 0, blen = 0;
+    if (make_detector(&d) != 0) return;
+    d.use_memory = 1;
+    memory_options_default(&d.memory);
+    d.memory.k = 6;
+    d.memory.k_min = 2;
+    d.memory.retain = MEMORY_RETAIN_EVIDENCE;
+    d.memory.horizon = 1234.5;
+    d.fusion = FUSION_MEMORY;
+    d.mem = (term_stats){0.1, 0.9};
+    uint8_t *buf = NULL;
+    CHECK_MSG(bundle_encode(&d, &buf, &len, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(buf && bundle_parse(buf, len, &back, err, sizeof err) == 0, "%s", err);
+    CHECK(back.memory.k == 6 && back.memory.k_min == 2 &&
+          back.memory.retain == MEMORY_RETAIN_EVIDENCE &&
+          same_bits(back.memory.horizon, 1234.5));
+    detector_free(&back);
+    char *sc = buf ? section_text(buf, len, "scoring") : NULL;
+    json_t *j = sc ? json_loads(sc, 0, NULL) : NULL, *mem = json_object_get(j, "memory");
+    CHECK(mem != NULL);
+    if (mem) {
+        json_object_del(mem, "horizon");          /* version 5 without one */
+        char *t = json_dumps(j, JSON_COMPACT);
+        uint8_t *b = t ? replace_section(buf, len, "scoring", t, strlen(t), &blen) : NULL;
+        EXPECT_FAIL(b, blen, "missing 'horizon'", "version 5 without horizon");
+        if (b) {                                   /* version 4 with the other two */
+            put32(b + 8, 4);
+            reseal(b, blen);
+            EXPECT_FAIL(b, blen, "unknown key", "version 4 with k_min, retain");
+        }
+        free(b);
+        free(t);
+        json_object_del(mem, "k_min");             /* as version 4 wrote it */
+        json_object_del(mem, "retain");
+        t = json_dumps(j, JSON_COMPACT);
+        b = t ? replace_section(buf, len, "scoring", t, strlen(t), &blen) : NULL;
+        if (b) {
+            put32(b + 8, 4);
+            reseal(b, blen);
+            CHECK_MSG(bundle_parse(b, blen, &back, err, sizeof err) == 0, "version 4: %s", err);
+            CHECK(back.memory.k == 6 && back.memory.k_min == 6 &&
+                  back.memory.retain == MEMORY_RETAIN_EVIDENCE &&
+                  back.memory.horizon == 0.0 && back.fusion == FUSION_MEMORY);
+            detector_free(&back);
+        }
+        free(b);
+        free(t);
+        json_object_set_new(mem, "k_min", json_integer(2));
+        json_object_set_new(mem, "retain", json_string("recent"));   /* an unknown one */
+        json_object_set_new(mem, "horizon", json_real(0));
+        t = json_dumps(j, JSON_COMPACT);
+        b = t ? replace_section(buf, len, "scoring", t, strlen(t), &blen) : NULL;
+        EXPECT_FAIL(b, blen, "unknown 'retain' \"recent\"", "retain recent");
+        free(b);
+        free(t);
+    }
+    json_decref(j);
+    free(sc);
+    free(buf);
+    detector_free(&d);
+}
+
 /* A detector that scales its inputs: the arch key and the scaling section round-trip
  * bit for bit, and each one without the other, a section of the wrong shape and values a
  * scaling cannot have are refused. */

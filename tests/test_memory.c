@@ -1,5 +1,6 @@
-/* The stream memory (core/detect/memory.h): its term against brute force, retention (recent
- * first in first out, suspicious ones kept longer), floods collapsed, limits refused. */
+/* The stream memory (core/detect/memory.h): its terms against brute force and hand-worked
+ * values, retention (recent first in first out, suspicious ones kept longer, suspicion
+ * decaying), floods collapsed, limits refused. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,15 @@
 
 enum { L = 3 };
 
+/* A memory whose term reads rank k alone (format 4's), without decay. */
 static stream_memory *make(int capacity, int k, double recent, double radius) {
     memory_options o;
     memory_options_default(&o);
     o.capacity = capacity;
-    o.k = k;
+    o.k = o.k_min = k;
     o.recent_share = recent;
     o.merge_radius = radius;
+    o.horizon = 0;
     char err[128];
     stream_memory *m = memory_create(L, &o, err, sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
@@ -41,16 +44,18 @@ TEST(memory_term_matches_brute_force) {
     stream_memory *m = make(50, 4, 0.5, 0.0);
     if (!m) return;
     float x[L] = {0.5f, -0.25f, 1.0f}, pts[30][L];
+    double ref[4] = {0.1, 0.2, 0.3, 0.7};
     memory_probe p;
     memory_probe_of(m, x, &p);
-    CHECK(p.nearest_slot == -1 && isinf(p.kth) && isinf(p.nearest));
-    CHECK(memory_term(2.0, &p) == 0.0);          /* no evidence yet */
+    CHECK(p.nearest_slot == -1 && p.n == 0);
+    CHECK(memory_term(m, ref, &p) == 0.0);             /* no evidence yet */
     rng_t r;
     rng_seed(&r, 3);
     for (int i = 0; i < 30; i++) {
         rng_fill_normal(&r, pts[i], L);
         memory_probe_of(m, x, &p);
-        CHECK(i >= 4 ? isfinite(p.kth) : isinf(p.kth));   /* a k-th needs k latents */
+        CHECK(p.n == (i < 4 ? i : 4));
+        if (i < 4) CHECK(memory_term(m, ref, &p) == 0.0);   /* a k-th needs k latents */
         keep(m, pts[i], 0.0);
     }
     double d[30];
@@ -63,14 +68,48 @@ TEST(memory_term_matches_brute_force) {
         for (int b = a + 1; b < 30; b++)
             if (d[b] < d[a]) { double t = d[a]; d[a] = d[b]; d[b] = t; }
     memory_probe_of(m, x, &p);
-    CHECK_NEAR(p.nearest, d[0], 1e-6);
-    CHECK_NEAR(p.kth, d[3], 1e-6);
-    CHECK_NEAR(memory_term(0.7, &p), log(0.7) - log(d[3]), 1e-6);
+    for (int j = 0; j < 4; j++) CHECK_NEAR(p.d[j], d[j], 1e-6);
+    CHECK_NEAR(memory_term(m, ref, &p), log(0.7) - log(d[3]), 1e-6);
     CHECK(memory_count(m) == 30);
     memory_reset(m);
     CHECK(memory_count(m) == 0);
     memory_probe_of(m, x, &p);
     CHECK(p.nearest_slot == -1);
+    memory_free(m);
+}
+
+/* Ranks k_min..k: latents at distances 1, 2, 4, 8 from x on a line, reference latents
+ * at 0.5, 1.5, 2.5, 3.5; the term is the mean of the log ratios at ranks 2 and 3. */
+TEST(memory_term_averages_ranks) {
+    memory_options o;
+    memory_options_default(&o);
+    o.capacity = 8;
+    o.k = 3;
+    o.k_min = 2;
+    char err[128];
+    stream_memory *m = memory_create(L, &o, err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    if (!m) return;
+    float x[L] = {0}, y[L] = {0};
+    double ref[3] = {0.5, 1.5, 2.5};
+    memory_probe p;
+    for (int i = 0; i < 2; i++) {
+        y[0] = (float)(1 << i);
+        keep(m, y, 0.0);
+    }
+    memory_probe_of(m, x, &p);
+    CHECK(memory_term(m, ref, &p) == 0.0);        /* 2 kept, k 3: no evidence */
+    for (int i = 2; i < 4; i++) {
+        y[0] = (float)(1 << i);
+        keep(m, y, 0.0);
+    }
+    memory_probe_of(m, x, &p);
+    CHECK(p.n == 3 && p.d[0] == 1.0 && p.d[1] == 2.0 && p.d[2] == 4.0);
+    CHECK_NEAR(memory_term(m, ref, &p), ((log(1.5) - log(2.0)) + (log(2.5) - log(4.0))) / 2, 1e-12);
+    y[0] = -1.5f;                                  /* closer company: the term rises */
+    keep(m, y, 0.0);
+    memory_probe_of(m, x, &p);
+    CHECK_NEAR(memory_term(m, ref, &p), ((log(1.5) - log(1.5)) + (log(2.5) - log(2.0))) / 2, 1e-12);
     memory_free(m);
 }
 
@@ -172,6 +211,36 @@ TEST(memory_entries_follow_retention) {
     memory_free(m);
 }
 
+/* Decay: a kept suspicion falls by 1 every horizon samples, so an old suspicious latent
+ * is let go once newcomers have caught up with it; without decay it stays for good. */
+TEST(memory_suspicion_decays) {
+    for (int decay = 0; decay <= 1; decay++) {
+        memory_options o;
+        memory_options_default(&o);
+        o.capacity = 4;
+        o.k = o.k_min = 1;
+        o.horizon = decay ? 10.0 : 0.0;
+        char err[128];
+        stream_memory *m = memory_create(L, &o, err, sizeof err);
+        CHECK_MSG(m != NULL, "%s", err);
+        if (!m) return;
+        float old[L] = {100, 0, 0}, x[L] = {0};
+        keep(m, old, 5.0);                 /* seen 0: suspicion 5 */
+        for (int i = 0; i < 45; i++) {     /* seen 1..45: at most 4.5 */
+            x[0] = (float)i;
+            keep(m, x, 0.0);
+        }
+        CHECK_MSG(holds(m, old), "decay %d: let go after 45 samples", decay);
+        for (int i = 45; i < 60; i++) {    /* seen 46..60: two of them past 5 */
+            x[0] = (float)i;
+            keep(m, x, 0.0);
+        }
+        CHECK_MSG(holds(m, old) == !decay, "decay %d: kept %d after 60 samples", decay,
+                  holds(m, old));
+        memory_free(m);
+    }
+}
+
 TEST(memory_refuses_bad_options) {
     memory_options o;
     char err[128];
@@ -189,13 +258,21 @@ TEST(memory_refuses_bad_options) {
     o.merge_radius = NAN;
     CHECK_FAILS_WITH(memory_options_check(&o, err, sizeof err), err, "merge radius");
     memory_options_default(&o);
+    o.k_min = o.k + 1;
+    CHECK_FAILS_WITH(memory_options_check(&o, err, sizeof err), err, "memory k_min 11");
+    memory_options_default(&o);
+    o.horizon = -1;
+    CHECK_FAILS_WITH(memory_options_check(&o, err, sizeof err), err, "memory horizon");
+    memory_options_default(&o);
+    o.retain = MEMORY_RETAIN_N;
+    CHECK_FAILS_WITH(memory_options_check(&o, err, sizeof err), err, "memory retention");
+    memory_options_default(&o);
     CHECK(memory_create(0, &o, err, sizeof err) == NULL && strstr(err, "latent size"));
 }
 
 /* A probe's every output, compared bit for bit. */
 static int same_probe(const memory_probe *a, const memory_probe *b) {
-    return !memcmp(&a->kth, &b->kth, sizeof a->kth) &&
-           !memcmp(&a->nearest, &b->nearest, sizeof a->nearest) &&
+    return a->n == b->n && !memcmp(a->d, b->d, (size_t)a->n * sizeof *a->d) &&
            a->nearest_slot == b->nearest_slot;
 }
 
@@ -204,6 +281,7 @@ static int same_state(const memory_state *a, const memory_state *b) {
     size_t n = (size_t)a->count;
     return a->latent == b->latent && a->capacity == b->capacity && a->recent == b->recent &&
            a->count == b->count && a->ring_len == b->ring_len && a->heap_len == b->heap_len &&
+           a->seen == b->seen &&
            !memcmp(a->lat, b->lat, n * (size_t)a->latent * sizeof *a->lat) &&
            !memcmp(a->suspicion, b->suspicion, n * sizeof *a->suspicion) &&
            !memcmp(a->ring, b->ring, (size_t)a->ring_len * sizeof *a->ring) &&
@@ -220,11 +298,20 @@ static void stream_item(rng_t *r, float *x, double *suspicion, int i) {
 /* A memory exported at any point and imported into a fresh one goes on exactly as the
  * original: every later probe (the term's distances and the slot a merge would take) and
  * the final state are the same, bit for bit, through the recent part filling, the
- * suspicious part filling, merges and wrap-arounds of the ring. */
+ * suspicious part filling, merges, wrap-arounds of the ring and the suspicions' decay. */
 TEST(memory_export_import_round_trip) {
     static const int AT[] = {0, 1, 4, 9, 23, 60, 157};
     for (size_t a = 0; a < sizeof AT / sizeof AT[0]; a++) {
-        stream_memory *orig = make(12, 3, 0.5, 0.05), *copy = make(12, 3, 0.5, 0.05);
+        /* with a fast decay, so that the state's clock (seen) matters */
+        memory_options o;
+        memory_options_default(&o);
+        o.capacity = 12;
+        o.k = o.k_min = 3;
+        o.merge_radius = 0.05;
+        o.horizon = 7.0;
+        char why[128];
+        stream_memory *orig = memory_create(L, &o, why, sizeof why),
+                      *copy = memory_create(L, &o, why, sizeof why);
         if (!orig || !copy) {
             memory_free(orig);
             memory_free(copy);

@@ -18,7 +18,7 @@ static stream_memory *make(int capacity) {
     memory_options o;
     memory_options_default(&o);
     o.capacity = capacity;
-    o.k = 2;
+    o.k = o.k_min = 2;
     char err[128];
     stream_memory *m = memory_create(L, &o, err, sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
@@ -73,6 +73,7 @@ TEST(memstate_round_trip) {
         CHECK(buf && len == MEMSTATE_HEADER_BYTES + (size_t)st.count * (4 * L + 8) +
                                 4 * (size_t)st.count + 4);
         CHECK_MSG(buf && memstate_decode(buf, len, &dec, err, sizeof err) == 0, "%s", err);
+        CHECK(st.seen == (unsigned long long)n && dec.seen == st.seen);   /* the decay's clock */
         CHECK_MSG(memory_import(back, &dec, err, sizeof err) == 0, "%s", err);
         CHECK(memory_export(back, &again) == 0);
         buf2 = memstate_encode(&again, &len2);     /* the same bytes: nothing was lost */
@@ -123,7 +124,8 @@ TEST(memstate_refuses_bad_snapshots) {
     CHECK_FAILS_WITH(memstate_decode(bad, len, &st, err, sizeof err), err, "bad magic");
     CHECK_FAILS_WITH(memstate_decode(good, 10, &st, err, sizeof err), err, "too short");
     static const struct { int offset; uint32_t value; const char *why; } FIELD[] = {
-        {8, 2, "version 2"},                     /* a newer format */
+        {8, 3, "version 3"},                     /* a newer format */
+        {8, 1, "version 1"},                     /* before seen, the decay's clock */
         {12, 0, "out of range"},                 /* latent 0 */
         {12, MEMSTATE_MAX_LATENT + 1, "out of range"},
         {16, MEMSTATE_MAX_CAPACITY + 1, "out of range"},

@@ -405,8 +405,10 @@ static void make_patient_sample(float *x, rng_t *r, int patient) {
 
 /* Streams by source need calibration streams by source: in a patient's own stream every
  * normal has much close company in its memory, so a threshold set on one stream of all
- * patients mixed through one memory lets through far more than its share of a patient's
- * normals; set on per-patient streams, it keeps about its share. */
+ * patients mixed through one memory lets through more than its share of a patient's
+ * normals (with the memory's term over ranks 3..10 and retention by company, 13 of 800
+ * here; with the rank-5 term it was more than 80); set on per-patient streams, it keeps
+ * about its share. */
 TEST(pipeline_stream_calibration_by_source) {
     detector d;
     build_tiny(&d, PLACE_SINGLE, TERM_LATENT, LATENT_MU, 1);
@@ -448,8 +450,8 @@ TEST(pipeline_stream_calibration_by_source) {
         CHECK_MSG(alarms_by <= N / 25, "%s: %d false alarms of %d calibrated by source",
                   SCORE_FUSION_NAME[f], alarms_by, N);
         if (f == FUSION_MEMORY)
-            CHECK_MSG(alarms_one >= N / 10, "memory: %d false alarms of %d calibrated on one "
-                      "memory", alarms_one, N);
+            CHECK_MSG(alarms_one > alarms_by, "memory: %d false alarms of %d calibrated on one "
+                      "memory, %d by source", alarms_one, N, alarms_by);
     }
     stream_calibration_free(&by);
     stream_calibration_free(&one);

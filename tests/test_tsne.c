@@ -427,18 +427,20 @@ TEST(tsne_place_grid_close_to_exact_placement) {
     tsne_place_options o;
     tsne_place_options_default(&o);
     char err[200];
-    double *nearest = malloc(q * sizeof *nearest), *fifth = malloc(q * sizeof *fifth);
-    tsne_place_knn nb = {nearest, fifth, 5, NULL};
-    CHECK(nearest && fifth && tsne_place_batch(r.m, &o, Q, q, 2, A, &nb, err, sizeof err) == 0);
+    double *nearest = malloc(q * sizeof *nearest), *five = malloc(q * 5 * sizeof *five), want[5];
+    tsne_place_knn nb = {nearest, five, 5, NULL};
+    CHECK(nearest && five && tsne_place_batch(r.m, &o, Q, q, 2, A, &nb, err, sizeof err) == 0);
     /* D_LATENT and the memory term's reference side read off the placement's neighbours
      * are the separate scans', bit for bit. */
-    for (int i = 0; nearest && fifth && i < q; i++) {
+    for (int i = 0; nearest && five && i < q; i++) {
         CHECK_MSG(nearest[i] == tsne_map_latent_nn(r.m, Q + (size_t)i * r.d), "row %d: %.9g vs %.9g",
                   i, nearest[i], tsne_map_latent_nn(r.m, Q + (size_t)i * r.d));
-        CHECK(fifth[i] == tsne_map_latent_kth(r.m, Q + (size_t)i * r.d, 5));
+        tsne_map_latent_knn(r.m, Q + (size_t)i * r.d, 5, want);
+        CHECK(!memcmp(five + (size_t)i * 5, want, sizeof want));
+        CHECK(five[(size_t)i * 5] == nearest[i] && five[(size_t)i * 5 + 4] >= five[(size_t)i * 5 + 3]);
     }
     free(nearest);
-    free(fifth);
+    free(five);
     nb = (tsne_place_knn){NULL, NULL, 91, NULL};    /* beyond the 90 searched at perplexity 30 */
     CHECK(tsne_place_batch(r.m, &o, Q, q, 2, A, &nb, err, sizeof err) == 0);
     double unused;
@@ -449,9 +451,9 @@ TEST(tsne_place_grid_close_to_exact_placement) {
     CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, &nb, err, sizeof err) == 0 &&
           timing.search_ns > 0 && timing.iterate_ns > 0);
     nb = (tsne_place_knn){NULL, NULL, 91, NULL};
-    nb.kth = &unused;     /* never written: refused first */
+    nb.ranks = &unused;   /* never written: refused first */
     CHECK(tsne_place_batch(r.m, &o, Q, q, 2, A, &nb, err, sizeof err) == -1 &&
-          strstr(err, "the 91-th neighbour is not among the 90 searched"));
+          strstr(err, "91 neighbours are not among the 90 searched"));
     o.exact = 1;
     CHECK(tsne_place_batch(r.m, &o, Q, q, 2, B, NULL, err, sizeof err) == 0);
     for (int i = 0; i < q; i++) mean += hypot(A[2 * i] - B[2 * i], A[2 * i + 1] - B[2 * i + 1]) / q;

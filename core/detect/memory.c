@@ -13,8 +13,9 @@
 #include "knn.h"
 
 struct stream_memory {
-    int latent, capacity, k, recent_cap, heap_cap;
-    double merge_radius;
+    int latent, capacity, k, k_min, recent_cap, heap_cap;
+    double merge_radius, horizon;
+    unsigned long long seen;   /* keeps since creation or reset: the decay's clock */
     /* The slots, in the memory's own block (memory_parts). */
     double *suspicion;       /* per slot */
     float *lat;              /* capacity x latent; slots [0, count) hold latents */
@@ -28,11 +29,16 @@ struct stream_memory {
     unsigned long long changes;  /* keeps that changed anything, and resets */
 };
 
+const char *const MEMORY_RETAIN_NAME[MEMORY_RETAIN_N] = {"evidence", "company"};
+
 void memory_options_default(memory_options *o) {
     o->capacity = 2000;
-    o->k = 5;
+    o->k = 10;
     o->recent_share = 0.5;
     o->merge_radius = 0.0;
+    o->k_min = 3;
+    o->retain = MEMORY_RETAIN_COMPANY;
+    o->horizon = 10000.0;
 }
 
 int memory_options_check(const memory_options *o, char *err, size_t errlen) {
@@ -51,6 +57,18 @@ int memory_options_check(const memory_options *o, char *err, size_t errlen) {
     }
     if (!(o->merge_radius >= 0.0 && isfinite(o->merge_radius))) {
         snprintf(err, errlen, "memory merge radius %g is not a distance", o->merge_radius);
+        return -1;
+    }
+    if ((unsigned)o->retain >= MEMORY_RETAIN_N) {
+        snprintf(err, errlen, "memory retention %d unknown", (int)o->retain);
+        return -1;
+    }
+    if (o->k_min < 1 || o->k_min > o->k) {
+        snprintf(err, errlen, "memory k_min %d outside 1..k (%d)", o->k_min, o->k);
+        return -1;
+    }
+    if (!(o->horizon >= 0.0 && isfinite(o->horizon))) {
+        snprintf(err, errlen, "memory horizon %g is not a number of samples", o->horizon);
         return -1;
     }
     return 0;
@@ -91,7 +109,9 @@ stream_memory *memory_create(int latent, const memory_options *o, char *err, siz
     m->latent = latent;
     m->capacity = o->capacity;
     m->k = o->k;
+    m->k_min = o->k_min;
     m->merge_radius = o->merge_radius;
+    m->horizon = o->horizon;
     m->recent_cap = recent_cap;
     m->heap_cap = heap_cap;
     return m;
@@ -100,6 +120,7 @@ stream_memory *memory_create(int latent, const memory_options *o, char *err, siz
 void memory_reset(stream_memory *m) {
     m->count = m->head = m->ring_len = m->heap_len = 0;
     m->changes++;
+    m->seen = 0;
 }
 
 int memory_count(const stream_memory *m) { return m->count; }
@@ -119,15 +140,15 @@ void memory_entries(const stream_memory *m, memory_entry *out) {
 unsigned long long memory_changes(const stream_memory *m) { return m->changes; }
 
 void memory_probe_of(const stream_memory *m, const float *x, memory_probe *p) {
-    p->kth = p->nearest = INFINITY;
+    p->n = 0;
     p->nearest_slot = -1;
     if (m->count == 0) return;
     int want = m->count < m->k ? m->count : m->k, idx[MEMORY_MAX_K]; /* knn_query's output */
     float d2[MEMORY_MAX_K];
     knn_query_packed(m->packed, m->lat, m->count, m->latent, x, want, -1, idx, d2);
-    p->nearest = sqrt((double)d2[0]);
+    for (int j = 0; j < want; j++) p->d[j] = sqrt((double)d2[j]);
+    p->n = want;
     p->nearest_slot = idx[0];
-    if (m->count >= m->k) p->kth = sqrt((double)d2[m->k - 1]);
 }
 
 /* ---- the min-heap of older slots, on suspicion ---------------------------------- */
@@ -181,7 +202,11 @@ static int age_out_oldest(stream_memory *m) {
 
 void memory_keep(stream_memory *m, const float *x, double suspicion, const memory_probe *p) {
     if (!(suspicion == suspicion)) suspicion = -INFINITY;   /* NaN: the least suspicious */
-    if (p->nearest_slot >= 0 && p->nearest <= m->merge_radius) {
+    /* Decay: every kept suspicion falling by 1 per horizon samples orders the heap as
+     * adding seen / horizon to the newcomer's does, and touches nothing already kept. */
+    if (m->horizon > 0) suspicion += (double)m->seen / m->horizon;
+    m->seen++;
+    if (p->nearest_slot >= 0 && p->d[0] <= m->merge_radius) {
         int slot = p->nearest_slot;
         if (suspicion > m->suspicion[slot]) {
             m->suspicion[slot] = suspicion;
@@ -206,7 +231,8 @@ void memory_keep(stream_memory *m, const float *x, double suspicion, const memor
 int memory_export(const stream_memory *m, memory_state *st) {
     const size_t n = (size_t)m->count;
     *st = (memory_state){.latent = m->latent, .capacity = m->capacity, .recent = m->recent_cap,
-                         .count = m->count, .ring_len = m->ring_len, .heap_len = m->heap_len};
+                         .count = m->count, .ring_len = m->ring_len, .heap_len = m->heap_len,
+                         .seen = m->seen};
     st->lat = malloc((n ? n : 1) * (size_t)m->latent * sizeof *st->lat);
     st->suspicion = malloc((n ? n : 1) * sizeof *st->suspicion);
     st->ring = malloc((size_t)(m->ring_len ? m->ring_len : 1) * sizeof *st->ring);
@@ -291,10 +317,15 @@ int memory_import(stream_memory *m, const memory_state *st, char *err, size_t er
     m->count = st->count;
     m->ring_len = st->ring_len;
     m->heap_len = st->heap_len;
+    m->seen = st->seen;
     return 0;
 }
 
-double memory_term(double ref_kth, const memory_probe *p) {
-    if (!isfinite(p->kth)) return 0.0;
-    return log(fmax(ref_kth, 1e-12)) - log(fmax(p->kth, 1e-12));
+static double log_distance(double d) { return log(fmax(d, 1e-12)); }
+
+double memory_term(const stream_memory *m, const double *ref, const memory_probe *p) {
+    if (p->n < m->k) return 0.0;
+    double sum = 0.0;
+    for (int j = m->k_min; j <= m->k; j++) sum += log_distance(ref[j - 1]) - log_distance(p->d[j - 1]);
+    return sum / (m->k - m->k_min + 1);
 }

@@ -40,7 +40,8 @@ struct scorer {
     vae_workspace w;
     /* The batch buffers, max_batch rows each, in the scorer's own block (scorer_parts). */
     double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
-    double *kth;                 /* and the memory term's reference side (with a memory) */
+    double *ranks;               /* the memory term's reference side: n_ranks per sample */
+    int n_ranks;
     double *suspicion;           /* what the memory kept each sample with, */
     const float *kept_mu;        /* the latents it kept (mu or s->mu), */
     int kept;                    /* and how many, in the last call (scorer_kept) */
@@ -74,7 +75,7 @@ void scorer_free(scorer *s) {
 static void scorer_parts(block *b, scorer *s, size_t rows, size_t dim, size_t L, size_t k,
                          int z) {
     BLOCK_TAKE(b, s->nearest, rows);
-    BLOCK_TAKE(b, s->kth, rows);
+    BLOCK_TAKE(b, s->ranks, rows * (size_t)s->n_ranks);
     BLOCK_TAKE(b, s->suspicion, rows);
     BLOCK_TAKE(b, s->rec, rows * dim);
     BLOCK_TAKE(b, s->xs, rows * dim);
@@ -100,12 +101,14 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     const int z = d->input == LATENT_Z;
     block b = BLOCK_HEAD(scorer);
     scorer probe;
+    probe.n_ranks = d->use_memory ? d->memory.k : 1;   /* the memory term's reference ranks */
     scorer_parts(&b, &probe, rows, dim, L, k, z);
     scorer *s = block_alloc(&b);
     if (!s) {
         snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
         return NULL;
     }
+    s->n_ranks = probe.n_ranks;
     scorer_parts(&b, s, rows, dim, L, k, z);
     s->d = d;
     s->max_batch = max_batch;
@@ -131,15 +134,18 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
     return s;
 }
 
-/* The memory term of latent mu, then mu kept, with the sample's evidence on its own
- * (z_re + z_latent) as its suspicion: retention favours what looked odd by itself.
- * ref_kth: mu's distance to its k-th nearest reference latent. */
-static double remember(scorer *s, const float *mu, double ref_kth, detector_result *r) {
+/* The memory term of latent mu, then mu kept with its suspicion, which is returned: its
+ * company (the term: retention favours what recurs) or its evidence on its own (z_re +
+ * z_latent). ref: mu's distances to its s->n_ranks nearest reference latents. */
+static double remember(scorer *s, const float *mu, const double *ref, detector_result *r) {
     const detector *d = s->d;
     memory_probe p;
     memory_probe_of(s->memory, mu, &p);
-    r->d_memory = memory_term(ref_kth, &p);
-    double suspicion = score_standardise(r->d_re, d->re) + score_standardise(r->d_latent, d->latent);
+    r->d_memory = memory_term(s->memory, ref, &p);
+    double suspicion = d->memory.retain == MEMORY_RETAIN_COMPANY
+                           ? r->d_memory
+                           : score_standardise(r->d_re, d->re) +
+                                 score_standardise(r->d_latent, d->latent);
     memory_keep(s->memory, mu, suspicion, &p);
     return suspicion;
 }
@@ -199,8 +205,8 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     int rc = d->mode == PLACE_CONTEXT
                  ? tsne_window_add(s->window, &d->place, m, B, s->pos, err, errlen)
                  : tsne_place_batch(s->map, &d->place, m, B, 1, s->pos,
-                                    &(tsne_place_knn){s->nearest, s->memory ? s->kth : NULL,
-                                                       d->memory.k, t ? &t->place : NULL},
+                                    &(tsne_place_knn){s->nearest, s->memory ? s->ranks : NULL,
+                                                       s->n_ranks, t ? &t->place : NULL},
                                     err, errlen);
     if (rc != 0) return -1;
     long long t3 = stage_clock(s);
@@ -240,13 +246,10 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     for (int b = 0; b < B; b++) {
         detector_result *r = &res[b];
         /* Single mode read the reference side off placement's search too. */
-        if (s->memory)
-            s->suspicion[b] = remember(s, m + (size_t)b * L,
-                                       d->mode == PLACE_CONTEXT
-                                           ? tsne_map_latent_kth(s->map, m + (size_t)b * L,
-                                                                 d->memory.k)
-                                           : s->kth[b],
-                                       r);
+        double *ref = s->ranks + (size_t)b * s->n_ranks;
+        if (s->memory && d->mode == PLACE_CONTEXT)
+            tsne_map_latent_knn(s->map, m + (size_t)b * L, s->n_ranks, ref);
+        if (s->memory) s->suspicion[b] = remember(s, m + (size_t)b * L, ref, r);
         else r->d_memory = NAN;
     }
     if (t) {

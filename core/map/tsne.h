@@ -188,12 +188,13 @@ typedef struct {
 } tsne_place_timing;
 /* What placement's own neighbour search can report of each row, read off it rather than
  * searched again: the distance to the nearest reference latent (tsne_map_latent_nn's
- * value) and to the k-th (tsne_map_latent_kth's, for 1 <= k <= 3 * perplexity). Either
- * array may be NULL. timing, when not NULL, gets the stages' times added (placement on
- * one thread only: with more, the threads' sums would race). */
+ * value) and to the k nearest, ascending (tsne_map_latent_knn's, for 1 <= k <= 3 *
+ * perplexity): row i at ranks[i * k]. Either array may be NULL. timing, when not NULL,
+ * gets the stages' times added (placement on one thread only: with more, the threads'
+ * sums would race). */
 typedef struct {
     double *nearest;
-    double *kth;
+    double *ranks;
     int k;
     tsne_place_timing *timing;
 } tsne_place_knn;
@@ -216,9 +217,9 @@ double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float
 /* D_LATENT: Euclidean distance from the latent x (d floats) to its nearest reference
  * latent, by the same exact scan placement uses (batch-invariant). */
 double tsne_map_latent_nn(const tsne_map *m, const float *x);
-/* The distance from x to its k-th nearest reference latent (1 <= k <= min(n, 64)), by the
- * same scan: the stream memory's reference side. */
-double tsne_map_latent_kth(const tsne_map *m, const float *x, int k);
+/* The distances from x to its k nearest reference latents, ascending, into dist
+ * (1 <= k <= min(n, KNN_MAX_K)), by the same scan: the stream memory's reference side. */
+void tsne_map_latent_knn(const tsne_map *m, const float *x, int k, double *dist);
 
 /* ---- sliding window (daemon context mode) -------------------------------------- */
 

@@ -247,14 +247,21 @@ static void keep_best(double *bd, int *bi, int k, int *count, double d2, int i) 
     bi[at] = i;
 }
 
-double tsne_map_latent_nn(const tsne_map *m, const float *x) { return tsne_map_latent_kth(m, x, 1); }
+double tsne_map_latent_nn(const tsne_map *m, const float *x) {
+    double d;
+    tsne_map_latent_knn(m, x, 1, &d);
+    return d;
+}
 
-double tsne_map_latent_kth(const tsne_map *m, const float *x, int k) {
-    int idx[64];
-    float d2[64];
-    if (k < 1 || k > 64 || k > m->n) return NAN;
+void tsne_map_latent_knn(const tsne_map *m, const float *x, int k, double *dist) {
+    int idx[KNN_MAX_K];
+    float d2[KNN_MAX_K];
+    if (k < 1 || k > KNN_MAX_K || k > m->n) {
+        for (int r = 0; r < k; r++) dist[r] = NAN;
+        return;
+    }
     knn_query_packed(m->packed, m->X, m->n, m->d, x, k, -1, idx, d2);
-    return sqrt((double)d2[k - 1]);
+    for (int r = 0; r < k; r++) dist[r] = sqrt((double)d2[r]);
 }
 
 double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float *dist) {
@@ -394,9 +401,10 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
     int k = tsne_neighbours(o->perplexity);
     knn_query_packed(m->packed, m->X, m->n, m->d, x, k, -1, b->idx, b->d2);
     long long t1 = t ? clock_thread_cpu_ns() : 0;
-    /* as tsne_map_latent_nn and tsne_map_latent_kth have them */
+    /* as tsne_map_latent_nn and tsne_map_latent_knn have them */
     if (nb && nb->nearest) nb->nearest[i] = sqrt((double)b->d2[0]);
-    if (nb && nb->kth) nb->kth[i] = sqrt((double)b->d2[nb->k - 1]);
+    for (int r = 0; nb && nb->ranks && r < nb->k; r++)
+        nb->ranks[(size_t)i * nb->k + r] = sqrt((double)b->d2[r]);
     tsne_calibrate(b->d2, k, o->perplexity, b->p, NULL);
     double y[2] = { 0, 0 }, upd[2] = { 0, 0 };
     for (int r = 0; r < k; r++) {
@@ -483,8 +491,8 @@ int tsne_place_batch(const tsne_map *m, const tsne_place_options *opt, const flo
         snprintf(err, errlen, "tsne place: stage timing needs one thread, not %d", n_threads);
         return -1;
     }
-    if (nb && nb->kth && (nb->k < 1 || nb->k > tsne_neighbours(opt->perplexity))) {
-        snprintf(err, errlen, "tsne place: the %d-th neighbour is not among the %d searched",
+    if (nb && nb->ranks && (nb->k < 1 || nb->k > tsne_neighbours(opt->perplexity))) {
+        snprintf(err, errlen, "tsne place: %d neighbours are not among the %d searched",
                  nb->k, tsne_neighbours(opt->perplexity));
         return -1;
     }
