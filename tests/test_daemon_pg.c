@@ -444,7 +444,7 @@ TEST(daemon_pg_sink_kill9) {
         volatile int stop = 0;
         pthread_t t[CLIENTS];
         for (int i = 0; i < CLIENTS; i++) {
-            static char prefix[ROUNDS][CLIENTS][16];
+            static char prefix[ROUNDS][CLIENTS][32];   /* room for any two ints */
             snprintf(prefix[round][i], sizeof prefix[round][i], "r%dc%d", round, i);
             l[round][i] = (loader){.port = port, .prefix = prefix[round][i], .stop = &stop};
             CHECK(pthread_create(&t[i], NULL, load_main, &l[round][i]) == 0);
