@@ -400,10 +400,12 @@ function drawMap() {
 }
 
 // The stream memory's latents, co-placed together (GET .../memory/map): a ring for one in
-// the recent half, a diamond for one kept for its suspicion; the more suspicious (z_re +
-// z_latent when kept: 0 is a typical normal, 4 two spreads out on both terms) the larger
+// the recent half, a diamond for one kept for its suspicion; the more suspicious the larger
 // and darker, so that recurring suspicious latents stand out as an island over the faint
-// rings of ordinary traffic. Drawn over the samples (rings leave them visible).
+// rings of ordinary traffic. Suspicion is ranked within the memory (lowest to highest),
+// not read on a fixed scale: what it measures is the model's retention setting (company or
+// evidence, with a decay), and the picture must not depend on it. Drawn over the samples
+// (rings leave them visible).
 function drawMemory(ctx, view) {
   const drawn = {recent: 0, suspicious: 0};
   const m = state.memory;
@@ -411,10 +413,12 @@ function drawMemory(ctx, view) {
   ctx.save();
   ctx.lineWidth = 1.5;
   ctx.strokeStyle = ctx.fillStyle = '#7b3fb8';
+  const finite = m.suspicion.filter(Number.isFinite);
+  const lo = Math.min(...finite), hi = Math.max(...finite);
   m.points.forEach(([px, py], i) => {
     if (!Number.isFinite(px) || !Number.isFinite(py)) return;
     const x = view.sx(px), y = view.sy(py);
-    const w = Number.isFinite(m.suspicion[i]) ? Math.max(0, Math.min(1, m.suspicion[i] / 4)) : 0;
+    const w = Number.isFinite(m.suspicion[i]) && hi > lo ? (m.suspicion[i] - lo) / (hi - lo) : 0;
     const r = 2.5 + 2 * w;
     ctx.globalAlpha = 0.3 + 0.7 * w;
     ctx.beginPath();
