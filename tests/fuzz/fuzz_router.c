@@ -87,6 +87,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         memory_options_default(&d.memory);
         d.memory.capacity = 32;
         d.memory.k = 2;
+        d.memory.k_min = 1;
         d.fusion = FUSION_MEMORY;
         d.mem = (term_stats){0.0, 1.0};
     }

@@ -19,7 +19,7 @@ static int memstate_seeds(const char *dir) {
     memory_options o;
     memory_options_default(&o);
     o.capacity = 8;
-    o.k = 2;
+    o.k = o.k_min = 2;
     stream_memory *m = memory_create(3, &o, err, sizeof err);
     if (!m) return -1;
     snprintf(path, sizeof path, "%s/memstate", dir);
