@@ -150,14 +150,6 @@ static double remember(scorer *s, const float *mu, const double *ref, detector_r
     return suspicion;
 }
 
-/* Are the terms computed before the memory's all finite? (Values finite in single
- * precision can still be too large for the model's arithmetic; a NaN term would read as
- * "not an anomaly".) */
-static int terms_finite(const detector_result *r) {
-    return isfinite(r->d_re) && isfinite(r->d_map) && isfinite(r->d_latent) && isfinite(r->x) &&
-           isfinite(r->y) && isfinite(r->nearest_distance);
-}
-
 int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
                  float *mu, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
     const detector *d = s->d;
@@ -235,10 +227,11 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
                           : s->nearest[b];
     }
     long long t4 = stage_clock(s);
-    /* All checked before any sample goes into the memory: a request refused as not finite
-     * leaves the memory as it was. */
+    /* All checked before any sample goes into the memory, so that a request refused as not
+     * finite leaves it as it was: the record's own rule, on the fields computed so far (the
+     * rest are still the zeros they were set to). */
     for (int b = 0; b < B; b++)
-        if (!terms_finite(&res[b])) {
+        if (!detector_result_finite(d, &res[b])) {
             snprintf(err, errlen, "sample %d: its score is not finite (input values too large "
                      "for the model's arithmetic)", b);
             return SCORER_NOT_FINITE;
