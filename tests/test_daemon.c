@@ -1931,6 +1931,21 @@ static int memory_bundle(char *path) {
     return memory_bundle_at(path, 0.0);
 }
 
+/* anodmd with the memory bundle (at path) as "mem" and the tiny model, behind KEY_A, its
+ * files named after name (path, db and log OWN_PATH bytes each); its pid, with *port 0
+ * when it did not start (reported). */
+static pid_t spawn_memory_daemon(const char *name, char *path, char *db, char *log,
+                                 int *port) {
+    char model[OWN_PATH], spec[OWN_PATH + 8];
+    *port = 0;
+    own_daemon_files(name, db, log, model);
+    if (memory_bundle(path)) return 0;
+    snprintf(spec, sizeof spec, "mem=%s", path);
+    const char *args[] = {"--model", spec, "--model", model, "--db", db, "--api-keys", KEY_A,
+                          NULL};
+    return spawn_anodmd(log, args, port);
+}
+
 /* The stream memory as anodmd serves it: every response and log row carries d_memory and
  * z_memory; a flood of one sample holds one latent; the model's metadata shows what the
  * memory holds; POST .../memory/reset (behind the API key) forgets it, and a model with
@@ -1938,15 +1953,9 @@ static int memory_bundle(char *path) {
  * given a memory by hand (its z_memory standardised by (0, 1), fused by "memory"). */
 TEST(daemon_stream_memory) {
     if (make_bundles()) return;
-    char db[OWN_PATH], log[OWN_PATH], model[OWN_PATH], path[OWN_PATH], spec[OWN_PATH + 8],
-        err[256];
-    own_daemon_files("daemon_memory", db, log, model);
-    if (memory_bundle(path)) return;
-    snprintf(spec, sizeof spec, "mem=%s", path);
-    const char *args[] = {"--model", spec, "--model", model, "--db", db, "--api-keys", KEY_A,
-                          NULL};
+    char db[OWN_PATH], log[OWN_PATH], path[OWN_PATH], err[256];
     int port;
-    pid_t pid = spawn_anodmd(log, args, &port);
+    pid_t pid = spawn_memory_daemon("daemon_memory", path, db, log, &port);
     if (!port) return;
     float x[6 * DIM];
     fresh_samples(x, 6, 41, 0);
@@ -2081,15 +2090,9 @@ static int memory_map_points(json_t *mm, const double ext[4], int *recent) {
  * under its route. */
 TEST(daemon_memory_map) {
     if (make_bundles()) return;
-    char db[OWN_PATH], log[OWN_PATH], model[OWN_PATH], path[OWN_PATH], spec[OWN_PATH + 8],
-        err[256];
-    own_daemon_files("daemon_memory_map", db, log, model);
-    if (memory_bundle(path)) return;
-    snprintf(spec, sizeof spec, "mem=%s", path);
-    const char *args[] = {"--model", spec, "--model", model, "--db", db, "--api-keys", KEY_A,
-                          NULL};
+    char db[OWN_PATH], log[OWN_PATH], path[OWN_PATH], err[256];
     int port;
-    pid_t pid = spawn_anodmd(log, args, &port);
+    pid_t pid = spawn_memory_daemon("daemon_memory_map", path, db, log, &port);
     if (!port) return;
     const char *auth = "Authorization: Bearer " KEY_A "\r\n";
     double ext[4];
