@@ -28,7 +28,15 @@ typedef struct {
     double rmin, rmax;           /* reals: bounds, excluded when open */
     int open_min, open_max;
     const char *zero;            /* what a value of 0 stands for in --help, if anything */
+    void (*then)(cli_settings *); /* a rule of this option on another setting, or NULL */
 } cli_option;
+
+/* A smaller largest rank takes the smallest down with it (the default 3 would refuse
+ * --memory-k 1 or 2); --memory-k-min given after it still sets its own. */
+static void memory_k_lowers_k_min(cli_settings *s) {
+    memory_options *m = &s->build.memory;
+    if (m->k_min > m->k) m->k_min = m->k;
+}
 
 #define AT(field) offsetof(cli_settings, field)
 #define INTEGER(field, lo, hi) .type = T_INT, .at = AT(field), .also = -1, .imin = lo, .imax = hi
@@ -71,7 +79,7 @@ static const cli_option OPTIONS[CLI_N_OPTIONS] = {
     [CLI_MEMORY_SIZE] = {"memory-size", "N", "stream memory: latents kept",
                          INTEGER(build.memory.capacity, 1, MEMORY_MAX_CAPACITY)},
     [CLI_MEMORY_K] = {"memory-k", "K", "stream memory: the term's largest neighbour rank",
-                      INTEGER(build.memory.k, 1, MEMORY_MAX_K)},
+                      INTEGER(build.memory.k, 1, MEMORY_MAX_K), .then = memory_k_lowers_k_min},
     [CLI_MEMORY_K_MIN] = {"memory-k-min", "K", "stream memory: the term's smallest neighbour rank",
                           INTEGER(build.memory.k_min, 1, MEMORY_MAX_K)},
     [CLI_MEMORY_HORIZON] = {"memory-horizon", "N",
@@ -145,10 +153,7 @@ int cli_option_set(cli_settings *s, int ch, const char *arg) {
     if (cli_option_parse((cli_option_id)(ch - CLI_OPTION_VAL), arg, &v)) return -1;
     store(s, o, o->at, v);
     if (o->also >= 0) store(s, o, (size_t)o->also, v);
-    /* A smaller largest rank takes the smallest down with it (the default 3 would refuse
-     * --memory-k 1 or 2); --memory-k-min given after it still sets its own. */
-    memory_options *m = &s->build.memory;
-    if (ch - CLI_OPTION_VAL == CLI_MEMORY_K && m->k_min > m->k) m->k_min = m->k;
+    if (o->then) o->then(s);
     return 0;
 }
 
