@@ -9,10 +9,12 @@
  *   mode request and mode response send only their kind; /metrics counts what was sent.
  * - A sink that is down, or answers 503: every score still answered at once; the events
  *   counted as failed or dropped, a 503 sent at most three times, a 400 once; the sink
- *   back up takes events again.
+ *   back up takes events again. A hostile sink (not HTTP, a head that never ends, no
+ *   answer, a short body): events counted as failed, scores and daemon unharmed.
  * - A malformed URL or mode is refused at start, saying why. */
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -713,4 +715,98 @@ TEST(payload_log_settings) {
     rc = run_anodmd(&out, "--check-config --model %s", b->tiny);
     CHECK_MSG(rc == 0 && out && !strstr(out, "payload_log"), "%.2000s", out ? out : "");
     free(out);
+}
+
+/* ------------------------------------------------------------------ a hostile sink */
+
+/* A sink of raw sockets answering each event wrongly, by mode: 0 garbage, 1 a head that
+ * never ends (past the 16 kB limit), 2 nothing (closing at once), 3 a body shorter than
+ * its Content-Length. */
+typedef struct {
+    int fd, port, mode, stop, accepted;
+    pthread_t thread;
+} hostile;
+
+static void *hostile_main(void *arg) {
+    hostile *h = arg;
+    while (!__atomic_load_n(&h->stop, __ATOMIC_SEQ_CST)) {
+        struct pollfd p = {.fd = h->fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0) continue;
+        int c = accept(h->fd, NULL, NULL);
+        if (c < 0) continue;
+        __atomic_add_fetch(&h->accepted, 1, __ATOMIC_SEQ_CST);
+        char buf[4096];
+        size_t have = 0;
+        ssize_t n;
+        while (have < sizeof buf - 1 && (n = recv(c, buf + have, sizeof buf - 1 - have, 0)) > 0) {
+            have += (size_t)n;
+            buf[have] = 0;
+            if (strstr(buf, "\r\n\r\n")) break;
+        }
+        if (h->mode == 0) {
+            (void)!write(c, "garbage\r\n\r\n", 11);
+        } else if (h->mode == 1) {
+            char head[20000];
+            memset(head, 'a', sizeof head);
+            memcpy(head, "HTTP/1.1 200 OK\r\nX: ", 20);
+            (void)!write(c, head, sizeof head);
+        } else if (h->mode == 3) {
+            const char *r = "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nshort";
+            (void)!write(c, r, strlen(r));
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static int hostile_start(hostile *h, int mode) {
+    memset(h, 0, sizeof *h);
+    h->mode = mode;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    h->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (h->fd < 0 || bind(h->fd, (struct sockaddr *)&a, sizeof a) || listen(h->fd, 16) ||
+        getsockname(h->fd, (struct sockaddr *)&a, &len) ||
+        pthread_create(&h->thread, NULL, hostile_main, h)) {
+        CHECK_MSG(0, "the hostile sink did not start");
+        if (h->fd >= 0) close(h->fd);
+        return -1;
+    }
+    h->port = ntohs(a.sin_port);
+    return 0;
+}
+
+static void hostile_stop(hostile *h) {
+    __atomic_store_n(&h->stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(h->thread, NULL);
+    close(h->fd);
+}
+
+/* Answers that are not HTTP, never end, never come or stop short: each event counted as
+ * failed, nothing sent, every score answered, the daemon unharmed. */
+TEST(payload_log_hostile_sink) {
+    float x[DIM];
+    fresh_samples(x, 1, 76, 0);
+    char *body = score_body(x, 0, NULL);
+    for (int mode = 0; mode < 4 && body; mode++) {
+        hostile h;
+        if (hostile_start(&h, mode)) break;
+        int port;
+        const char *extra[] = {ATTRS[0], ATTRS[1], ATTRS[2], ATTRS[3], "--payload-log-mode",
+                               "request", NULL};
+        char name[32];
+        snprintf(name, sizeof name, "plog_hostile%d", mode);
+        pid_t pid = spawn_logging(name, h.port, extra, &port);
+        if (port) {
+            double seconds;
+            CHECK_MSG(score_n(port, body, 3, &seconds) == 3, "mode %d", mode);
+            double failed = metric_wait(port, FAILED, 1, 5000);
+            CHECK_MSG(failed >= 1 && metric(port, SENT) == 0, "mode %d: failed %g sent %g",
+                      mode, failed, metric(port, SENT));
+            CHECK_MSG(__atomic_load_n(&h.accepted, __ATOMIC_SEQ_CST) >= 1, "mode %d", mode);
+            stop_anodmd(pid);
+        }
+        hostile_stop(&h);
+    }
+    free(body);
 }
