@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -25,6 +26,10 @@
 #define CONNECT_MS 2000          /* to connect */
 #define ANSWER_MS 5000           /* to send an event and have the sink's answer */
 #define FLUSH_MS 2000            /* at shutdown, to send what is queued */
+/* Sending threads, each with its connection: one event at a time waits for its answer, so
+ * one thread sends at most one event per round trip (measured: it fell behind a
+ * 2000-requests/s load on a busy 2-core machine, docs/DEPLOY.md); KServe's agent has 5. */
+#define SENDERS 4
 
 typedef struct event {
     struct event *next;
@@ -32,21 +37,28 @@ typedef struct event {
     size_t len;
 } event;
 
+/* A sending thread and its connection. */
+typedef struct {
+    payload_log *p;
+    int fd;                      /* -1: none */
+    pthread_t thread;
+} sender;
+
 struct payload_log {
     http_url url;
     int want_request, want_response;
     const config *c;             /* the attributes: the daemon's settings, which outlive this */
     long capacity;
     metrics *metrics;
-    pthread_mutex_t lock;        /* guards the five below */
+    pthread_mutex_t lock;        /* guards the six below */
     pthread_cond_t wake;
     event *head, *tail;
     long n;
     int stopping;
     long long stop_by_ns;        /* stopping: events still sent until then */
-    int fd;                      /* the thread's connection; -1 none */
-    char state[600];             /* the thread's: the failure last said on stderr, "" none */
-    pthread_t thread;
+    char state[600];             /* the failure last said on stderr, "" none */
+    sender s[SENDERS];
+    int started;                 /* senders running */
 };
 
 /* ------------------------------------------------------------------ ids and events */
@@ -149,19 +161,20 @@ static int wait_fd(int fd, short events, long long deadline) {
     }
 }
 
-static void disconnect(payload_log *p) {
-    if (p->fd >= 0) close(p->fd);
-    p->fd = -1;
+static void disconnect(sender *s) {
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
 }
 
-/* Connect to the sink (non-blocking from here on). 0, or -1 with err. */
-static int connect_sink(payload_log *p, char *err, size_t errlen) {
+/* Connect s to the sink (non-blocking from here on). 0, or -1 with err. */
+static int connect_sink(sender *s, char *err, size_t errlen) {
+    payload_log *p = s->p;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV}, *found;
     int rc = getaddrinfo(p->url.host, p->url.port, &hints, &found);
     if (rc) return failure(err, errlen, p->url.authority, gai_strerror(rc));
     snprintf(err, errlen, "%s: no address", p->url.authority);
-    for (struct addrinfo *a = found; a && p->fd < 0; a = a->ai_next) {
+    for (struct addrinfo *a = found; a && s->fd < 0; a = a->ai_next) {
         int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), e = 0;
         socklen_t elen = sizeof e;
         if (fd < 0) {
@@ -178,10 +191,10 @@ static int connect_sink(payload_log *p, char *err, size_t errlen) {
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        p->fd = fd;
+        s->fd = fd;
     }
     freeaddrinfo(found);
-    return p->fd >= 0 ? 0 : -1;
+    return s->fd >= 0 ? 0 : -1;
 }
 
 /* Send len bytes by deadline. 0, or -1 with err. */
@@ -221,7 +234,7 @@ static ssize_t read_some(int fd, char *buf, size_t cap, long long deadline, char
 /* The sink's answer to the event just sent: its status, its body read past (or the
  * connection dropped when its length is unknown or the sink closes). *got: whether any of
  * it came. 0, or -1 with err (disconnected). */
-static int read_answer(payload_log *p, int *status, int *got, long long deadline, char *err,
+static int read_answer(sender *s, int *status, int *got, long long deadline, char *err,
                        size_t errlen) {
     char buf[HTTP_REPLY_HEAD_MAX];
     size_t have = 0;
@@ -230,7 +243,7 @@ static int read_answer(payload_log *p, int *status, int *got, long long deadline
     *got = 0;
     for (;;) {
         while ((head = http_reply_parse(buf, have, &r)) == 0) {
-            ssize_t n = read_some(p->fd, buf + have, sizeof buf - have, deadline, err, errlen);
+            ssize_t n = read_some(s->fd, buf + have, sizeof buf - have, deadline, err, errlen);
             if (n <= 0) return -1;
             have += (size_t)n;
             *got = 1;
@@ -244,12 +257,12 @@ static int read_answer(payload_log *p, int *status, int *got, long long deadline
     if (r.content_length >= 0) {
         long long left = r.content_length - (long long)(have - (size_t)head);
         while (left > 0) {
-            ssize_t n = read_some(p->fd, buf, sizeof buf, deadline, err, errlen);
+            ssize_t n = read_some(s->fd, buf, sizeof buf, deadline, err, errlen);
             if (n <= 0) return -1;
             left -= n;
         }
     }
-    if (r.close) disconnect(p);
+    if (r.close) disconnect(s);
     return 0;
 }
 
@@ -257,18 +270,18 @@ static int read_answer(payload_log *p, int *status, int *got, long long deadline
  * again would not help), -1 when it did not answer or failed (5xx), err saying why. A
  * kept-alive connection the sink has closed meanwhile fails before any answer: the event
  * then goes again at once on a new one, which is not counted as a second send. */
-static int post(payload_log *p, const event *ev, char *err, size_t errlen) {
+static int post(sender *s, const event *ev, char *err, size_t errlen) {
     for (int fresh = 0; fresh < 2; fresh++) {
-        int reused = p->fd >= 0, got = 0, status = 0;
-        if (!reused && connect_sink(p, err, errlen)) return -1;
+        int reused = s->fd >= 0, got = 0, status = 0;
+        if (!reused && connect_sink(s, err, errlen)) return -1;
         long long deadline = clock_ns() + ANSWER_MS * 1000000LL;
-        if (send_all(p->fd, ev->bytes, ev->len, deadline, err, errlen) == 0 &&
-            read_answer(p, &status, &got, deadline, err, errlen) == 0) {
+        if (send_all(s->fd, ev->bytes, ev->len, deadline, err, errlen) == 0 &&
+            read_answer(s, &status, &got, deadline, err, errlen) == 0) {
             if (status < 300) return 1;
             snprintf(err, errlen, "the sink answered %d", status);
             return status < 500 ? 0 : -1;
         }
-        disconnect(p);
+        disconnect(s);
         if (!reused || got) return -1;
     }
     return -1;
@@ -290,24 +303,23 @@ static int pause_ms(payload_log *p, long ms) {
 
 /* Send ev, at most attempts times. 1 when the sink took it. A failure is said on stderr
  * when it is news, not at every event (a sink down for an hour would flood the journal). */
-static int deliver(payload_log *p, const event *ev, int attempts) {
+static int deliver(sender *s, const event *ev, int attempts) {
+    payload_log *p = s->p;
     char err[600] = "";
     int rc = -1;
     for (int a = 0; a < attempts && rc < 0; a++) {
         if (a && pause_ms(p, RETRY_MS << (a - 1))) break;
-        rc = post(p, ev, err, sizeof err);
+        rc = post(s, ev, err, sizeof err);
     }
-    if (rc == 1) {
-        if (*p->state)
-            fprintf(stderr, "anodmd: payload log: %s takes events again\n", p->url.authority);
-        p->state[0] = 0;
-        return 1;
-    }
-    if (strcmp(p->state, err))
+    pthread_mutex_lock(&p->lock);
+    if (rc == 1 && *p->state)
+        fprintf(stderr, "anodmd: payload log: %s takes events again\n", p->url.authority);
+    else if (rc != 1 && strcmp(p->state, err))
         fprintf(stderr, "anodmd: payload log: %s (events are counted as failed or dropped "
                 "while this lasts; retrying)\n", err);
-    snprintf(p->state, sizeof p->state, "%s", err);
-    return 0;
+    snprintf(p->state, sizeof p->state, "%s", rc == 1 ? "" : err);
+    pthread_mutex_unlock(&p->lock);
+    return rc == 1;
 }
 
 /* The next event to send, or NULL when it is time to stop. */
@@ -326,11 +338,13 @@ static event *next_event(payload_log *p, int down) {
 }
 
 static void *send_main(void *arg) {
-    payload_log *p = arg;
+    sender *s = arg;
+    payload_log *p = s->p;
+    prctl(PR_SET_NAME, "anodmd-plog");   /* their own lines in top -H; the bench reads their CPU */
     long down_ms = 0;            /* 0 while the sink takes events */
     event *ev;
     while ((ev = next_event(p, down_ms != 0))) {
-        int ok = deliver(p, ev, down_ms ? 1 : ATTEMPTS);
+        int ok = deliver(s, ev, down_ms ? 1 : ATTEMPTS);
         free(ev->bytes);
         free(ev);
         metrics_payload_log(p->metrics, ok ? "sent" : "failed", 1);
@@ -341,7 +355,7 @@ static void *send_main(void *arg) {
         down_ms = !down_ms ? DOWN_MIN_MS : down_ms * 2 < DOWN_MAX_MS ? down_ms * 2 : DOWN_MAX_MS;
         pause_ms(p, down_ms);
     }
-    disconnect(p);
+    disconnect(s);
     return NULL;
 }
 
@@ -354,7 +368,6 @@ payload_log *payload_log_start(const config *c, metrics *m, char *err, size_t er
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    p->fd = -1;
     p->c = c;
     p->metrics = m;
     p->capacity = c->payload_log_queue;
@@ -374,11 +387,14 @@ payload_log *payload_log_start(const config *c, metrics *m, char *err, size_t er
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->wake, &ca);
     pthread_condattr_destroy(&ca);
-    if (pthread_create(&p->thread, NULL, send_main, p) == 0) return p;
-    snprintf(err, errlen, "cannot start the payload log's thread");
-    pthread_cond_destroy(&p->wake);
-    pthread_mutex_destroy(&p->lock);
-    free(p);
+    for (; p->started < SENDERS; p->started++) {
+        sender *s = &p->s[p->started];
+        *s = (sender){.p = p, .fd = -1};
+        if (pthread_create(&s->thread, NULL, send_main, s)) break;
+    }
+    if (p->started == SENDERS) return p;
+    snprintf(err, errlen, "cannot start the payload log's threads");
+    payload_log_stop(p);
     return NULL;
 }
 
@@ -389,7 +405,7 @@ void payload_log_stop(payload_log *p) {
     p->stop_by_ns = clock_ns() + FLUSH_MS * 1000000LL;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    pthread_join(p->thread, NULL);
+    for (int i = 0; i < p->started; i++) pthread_join(p->s[i].thread, NULL);
     long left = 0;
     for (event *ev = p->head, *next; ev; ev = next, left++) {
         next = ev->next;

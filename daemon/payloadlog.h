@@ -5,10 +5,12 @@
  *
  * Scoring never waits for the sink. An event is built whole on the thread that has the
  * body (a connection's for the request, a worker's for the answer) and put on a bounded
- * queue; one thread of its own sends the queue in order over one kept-alive HTTP/1.1
- * connection with timeouts. An event the sink does not take (no connection, a timeout, a
+ * queue; four threads of their own (anodmd-plog in top -H) send it, each over its own
+ * kept-alive HTTP/1.1 connection with timeouts, so events leave in the order they were
+ * queued but may arrive out of it (a response event before its request's, as with
+ * KServe's five workers). An event the sink does not take (no connection, a timeout, a
  * 5xx) is sent again at most twice; one it refuses (4xx) is not. Then it is counted as
- * failed, and while the sink stays down the thread tries one event at a time with a
+ * failed, and while the sink stays down each thread tries one event at a time with a
  * pause growing from 0.5 s to 8 s, so that a dead sink costs nothing but the events: an
  * event that finds the queue full is dropped and counted. /metrics shows sent, failed,
  * dropped and the queue's depth. At shutdown the queue is sent for at most 2 s; what is
