@@ -75,6 +75,7 @@ kill -0 "$hap" 2>/dev/null || { cat "$tmp/haproxy.log" >&2; exit 1; }
 # anodmd NAME ARGS...: start it, wait until ready; $pid, $base.
 anodmd() {
     name=$1; shift
+    : >"$tmp/$name.log"          # before the start: no earlier run's port read
     "$ANODMD_BIN" --model "fashion=$MODEL" --port 0 --db "$tmp/$name.db" "$@" 2>"$tmp/$name.log" &
     pid=$!
     port=""; i=0
@@ -104,10 +105,11 @@ hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 # run LABEL BODY PER ARGS...: anodmd with ARGS, one wrk run, a row into $tmp/rows.
 run() {
     label=$1 body=$2 per=$3; shift 3
-    anodmd "$label" "$@"
+    anodmd "$label-$body-$r" "$@"
     t0=$(cpu_ticks)
     wrk -t 2 -c "$CONNS" -d "${DURATION}s" --timeout 5s --latency -s "$here/wrk_score.lua" \
-        "$base/v1/score" -- "$tmp/$body.json" >"$tmp/wrk.txt" 2>&1
+        "$base/v1/score" -- "$tmp/$body.json" >"$tmp/wrk.txt" 2>&1 ||
+        { echo "run $label $body: wrk exited $?:"; tail -n 3 "$tmp/wrk.txt" "$tmp/$label-$body-$r.log"; } >&2
     ticks=$(($(cpu_ticks) - t0))
     sleep 0.5                    # the events of the last answers, sent
     if [ "$label" = off ]; then ev="- - -"; else ev="$(events sent) $(events failed) $(events dropped)"; fi
