@@ -1,4 +1,4 @@
-/* KServe-compatible payload logging: a queue and the thread that posts it (see
+/* KServe-compatible payload logging: a queue and the threads that post it (see
  * payloadlog.h); the events' wire format is proto/cloudevent.c's. */
 #include "payloadlog.h"
 #include "clock.h"
