@@ -113,7 +113,7 @@ $(BUILD)/test_runner: $(TEST_OBJ) $(DAEMON_LIB_OBJ) $(LIB)
 	$(CC) $(CFLAGS) $(SAN) $(ALLOC_WRAP) -o $@ $(TEST_OBJ) $(DAEMON_LIB_OBJ) $(LIB) \
 	  $(DAEMON_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/test_alloc_fail.o: CFLAGS += -Idaemon
+$(BUILD)/tests/test_alloc_fail.o $(BUILD)/tests/test_payload_log.o: CFLAGS += -Idaemon
 
 # Install the Debian packages the build needs, only those that are missing.
 deps:
@@ -378,7 +378,7 @@ FUZZ_LIB      = $(FUZZ_BUILD)/libanodm-fuzz.a
 # need (fuzz_router).
 FUZZ_DAEMON_SRC = $(filter-out daemon/main.c,$(DAEMON_SRC))
 FUZZ_DAEMON_OBJ = $(FUZZ_DAEMON_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/gen/dashboard_files.o
-FUZZ_TARGETS  = idx npy csv bundle weights api net config router wfdb memstate
+FUZZ_TARGETS  = idx npy csv bundle weights api net config router wfdb memstate cloudevent
 FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_LIBS     = $(FUZZ_LIB) -lsqlite3 $(LDLIBS)
 # Largest input per target: a few times the seeds, within what each format needs.
@@ -393,6 +393,7 @@ FUZZ_MAXLEN_config = 16384
 FUZZ_MAXLEN_router = 4096
 FUZZ_MAXLEN_wfdb = 4096
 FUZZ_MAXLEN_memstate = 4096
+FUZZ_MAXLEN_cloudevent = 4096
 FUZZ_DICT_api = -dict=tests/fuzz/json.dict
 FUZZ_DICT_router = -dict=tests/fuzz/json.dict
 FUZZ_DICT_net = -dict=tests/fuzz/net.dict
@@ -443,6 +444,7 @@ fuzz: fuzz-build
 	    router) ml=$(FUZZ_MAXLEN_router) d="$(FUZZ_DICT_router)";; \
 	    wfdb) ml=$(FUZZ_MAXLEN_wfdb) d="$(FUZZ_DICT_wfdb)";; \
 	    memstate) ml=$(FUZZ_MAXLEN_memstate) d="";; \
+	    cloudevent) ml=$(FUZZ_MAXLEN_cloudevent) d="";; \
 	  esac; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (max_len $$ml)"; \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -1,5 +1,6 @@
 /* anodmd's settings: defaults, config file, environment, flags (see config.h). */
 #include "config.h"
+#include "cloudevent.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -26,6 +27,17 @@ static int valid_replica(const char *s) {
     for (const char *p = s; *p; p++)
         if (!isalnum((unsigned char)*p) && !strchr("._-", *p)) return 0;
     return n >= 1 && n <= CONFIG_REPLICA_MAX;
+}
+
+/* The payload log's sink, an http:// URL (cloudevent.h), or "" for none. */
+static int valid_http_url(const char *s) {
+    http_url u;
+    char err[256];
+    return !*s || http_url_parse(s, &u, err, sizeof err) == 0;
+}
+
+static int valid_log_mode(const char *s) {
+    return !strcmp(s, "all") || !strcmp(s, "request") || !strcmp(s, "response");
 }
 
 #define NUM(name, kind, min, max) #name, kind, offsetof(config, name), 0, min, max, NULL, NULL
@@ -64,6 +76,13 @@ static const struct setting {
     {TEXT(sink, valid_url, "a postgresql:// URL (or nothing)")},
     {TEXT(history, valid_url, "a postgresql:// URL (or nothing)")},
     {TEXT(replica_id, valid_replica, "1 to 64 letters, digits, '.', '_' or '-'")},
+    {TEXT(payload_log_url, valid_http_url, "an http://host[:port][/path] URL (or nothing)")},
+    {TEXT(payload_log_mode, valid_log_mode, "all, request or response")},
+    {TEXT(payload_log_inference_service, NULL, "a name")},
+    {TEXT(payload_log_namespace, NULL, "a name")},
+    {TEXT(payload_log_component, NULL, "a name")},
+    {TEXT(payload_log_endpoint, NULL, "a name")},
+    {NUM(payload_log_queue, KIND_INT, 1, 1000000)},
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -84,6 +103,14 @@ void config_init(config *c) {
     c->recent_samples = 1000;
     c->answer_after_commit = 1;
     c->memory_snapshot_every = 1000;
+    /* KServe's values for a predictor on its default endpoint; the service and its
+     * namespace are the deployment's to say. */
+    snprintf(c->payload_log_mode, sizeof c->payload_log_mode, "all");
+    snprintf(c->payload_log_inference_service, sizeof c->payload_log_inference_service, "anodmd");
+    snprintf(c->payload_log_namespace, sizeof c->payload_log_namespace, "default");
+    snprintf(c->payload_log_component, sizeof c->payload_log_component, "predictor");
+    snprintf(c->payload_log_endpoint, sizeof c->payload_log_endpoint, "default");
+    c->payload_log_queue = 1000;
     /* The host name: under a StatefulSet, the pod's name, which stays with its volume. */
     if (gethostname(c->replica_id, sizeof c->replica_id) || !valid_replica(c->replica_id))
         snprintf(c->replica_id, sizeof c->replica_id, "anodmd");
@@ -159,9 +186,14 @@ int config_set(config *c, config_source source, const char *key, const char *val
         long long v;
         if (s->kind == KIND_TEXT) {
             if (strlen(value) >= s->cap || (s->valid ? !s->valid(value) : !*value)) {
-                /* A URL is not echoed: it may hold a password. */
-                snprintf(err, errlen, "%s: %s wants %s, not '%s'", where, key, s->want,
-                         s->valid == valid_url ? "(not shown)" : value);
+                /* A URL is not echoed: it may hold a password. An http:// one says why. */
+                http_url u;
+                char why[256] = "";
+                if (s->valid == valid_http_url && http_url_parse(value, &u, why + 2, sizeof why - 2))
+                    memcpy(why, ": ", 2);
+                snprintf(err, errlen, "%s: %s wants %s, not '%s'%s", where, key, s->want,
+                         s->valid == valid_url || s->valid == valid_http_url ? "(not shown)"
+                                                                             : value, why);
                 return -1;
             }
             memcpy(field, value, strlen(value) + 1);
@@ -270,6 +302,14 @@ void config_print(const config *c, FILE *f) {
     fprintf(f, "replica_id = %s\nsink = %s\n", c->replica_id, url);
     config_redact_url(c->history, url, sizeof url);
     fprintf(f, "history = %s\n", url);
+    config_redact_url(c->payload_log_url, url, sizeof url);
+    if (*c->payload_log_url)
+        fprintf(f, "payload_log_url = %s\npayload_log_mode = %s\n"
+                "payload_log_inference_service = %s\npayload_log_namespace = %s\n"
+                "payload_log_component = %s\npayload_log_endpoint = %s\n"
+                "payload_log_queue = %d\n", url, c->payload_log_mode,
+                c->payload_log_inference_service, c->payload_log_namespace,
+                c->payload_log_component, c->payload_log_endpoint, c->payload_log_queue);
     if (c->api_keys) fprintf(f, "# api_keys is set (not shown)\n");
     for (int i = 0; i < c->n_models; i++) fprintf(f, "model = %s\n", c->models[i]);
 }

@@ -48,6 +48,16 @@ typedef struct {
     char sink[4096];             /* PostgreSQL URL the log's rows are shipped to; "": none */
     char history[4096];          /* PostgreSQL URL /v1/scores and /v1/stats read; "": the log */
     char replica_id[CONFIG_REPLICA_MAX + 1];   /* this daemon in the merged history (host name) */
+    /* KServe-compatible payload logging (payloadlog.h): the sink's http:// URL ("": off),
+     * which events (all, request, response), the KServe attributes that say where the
+     * events come from, and how many events may wait for the sink. */
+    char payload_log_url[2048];
+    char payload_log_mode[16];
+    char payload_log_inference_service[254];
+    char payload_log_namespace[64];
+    char payload_log_component[64];
+    char payload_log_endpoint[64];
+    int payload_log_queue;
 } config;
 
 /* The defaults. */

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "payloadlog.h"
 #include "pghistory.h"
 #include "pgsink.h"
 #include "registry.h"
@@ -67,6 +68,15 @@ static void usage(FILE *f) {
         "  --history URL            GET /v1/scores, /v1/stats and the dashboard read the\n"
         "                           merged history at URL instead of this log\n"
         "  --replica-id NAME        this daemon in the merged history (the host name)\n"
+        "  --payload-log-url URL    post each scored request and its answer as KServe's\n"
+        "                           logger does (CloudEvents, binary mode) to an http://\n"
+        "                           URL (docs/DEPLOY.md); https is not supported\n"
+        "  --payload-log-mode M     all, request or response (all)\n"
+        "  --payload-log-inference-service NAME, --payload-log-namespace NAME,\n"
+        "  --payload-log-component NAME, --payload-log-endpoint NAME  the events' KServe\n"
+        "                           attributes (anodmd, default, predictor, default)\n"
+        "  --payload-log-queue N    events waiting for the sink at most; more are dropped\n"
+        "                           and counted (1000)\n"
         "  --check-config           load the settings and models, print them, exit\n"
         "Every setting is also ANODMD_<NAME> in the environment (ANODMD_PORT=9000);\n"
         "flags beat the environment, which beats the file. ANODMD_CONFIG names the file.\n");
@@ -104,6 +114,12 @@ static const struct option OPTIONS[] = {
     {"memory-snapshot-every", required_argument, 0, 's'},
     {"sink", required_argument, 0, 's'},         {"history", required_argument, 0, 's'},
     {"replica-id", required_argument, 0, 's'},
+    {"payload-log-url", required_argument, 0, 's'}, {"payload-log-mode", required_argument, 0, 's'},
+    {"payload-log-inference-service", required_argument, 0, 's'},
+    {"payload-log-namespace", required_argument, 0, 's'},
+    {"payload-log-component", required_argument, 0, 's'},
+    {"payload-log-endpoint", required_argument, 0, 's'},
+    {"payload-log-queue", required_argument, 0, 's'},
     {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
 
 /* Parse argv into f: 0, 1 for --help, or 2 for a usage error. */
@@ -207,6 +223,7 @@ static int serve(const config *c, registry *reg, const auth_keys *keys) {
     scorelog_retain(log, c->retention_days, (long long)c->retention_rows);
     registry_keep_memories(reg, log, c->memory_snapshot_every);
     if (*c->history && !(a.history = pghistory_open(c->history, err, sizeof err))) goto failed;
+    if (*c->payload_log_url && !(a.plog = payload_log_start(c, mt, err, sizeof err))) goto failed;
     if (c->recent_samples && !(a.recent = samples_create(c->recent_samples)))
         snprintf(err, sizeof err, "out of memory");
     else a.batch = batch_start(c->workers, c->batch_window_us, mt, err, sizeof err);
@@ -217,6 +234,7 @@ failed:
         batch_free(a.batch);
         samples_free(a.recent);
         pghistory_close(a.history);
+        payload_log_stop(a.plog);
         pgsink_stop(a.sink);
         scorelog_close(log);
         metrics_free(mt);
@@ -228,6 +246,8 @@ failed:
     if (a.sink) fprintf(stderr, "anodmd: sink %s as replica %s\n", url, c->replica_id);
     if (a.history) config_redact_url(c->history, url, sizeof url);
     if (a.history) fprintf(stderr, "anodmd: scores and stats read from the history at %s\n", url);
+    if (a.plog) config_redact_url(c->payload_log_url, url, sizeof url);
+    if (a.plog) fprintf(stderr, "anodmd: payload log (%s) to %s\n", c->payload_log_mode, url);
     if (c->dashboard)
         fprintf(stderr, "anodmd: dashboard at http://%s:%d/\n", c->bind, http_port(http));
     fprintf(stderr, "listening on %s:%d\n", c->bind, http_port(http));
@@ -240,6 +260,7 @@ failed:
     samples_free(a.recent);
     registry_flush_memories(reg);
     pghistory_close(a.history);
+    payload_log_stop(a.plog);    /* after the last answer: its events are queued */
     pgsink_stop(a.sink);
     uint64_t rows, commits;
     scorelog_stats(log, &rows, &commits);

@@ -39,7 +39,7 @@ typedef struct {
 } family;
 
 enum { F_REQUESTS, F_LATENCY, F_SAMPLES, F_ANOMALIES, F_SCORES, F_BATCH, F_QUEUE, F_DB_WRITE,
-       F_DB_ERRORS, F_SINK_ROWS, F_SINK_RESENT, F_SINK_ERRORS, N_FAMILIES };
+       F_DB_ERRORS, F_SINK_ROWS, F_SINK_RESENT, F_SINK_ERRORS, F_PAYLOAD_LOG, N_FAMILIES };
 
 #define NB(a) (int)(sizeof a / sizeof a[0])
 
@@ -82,6 +82,10 @@ metrics *metrics_create(void) {
                            "confirmation; not inserted again).", NULL, 0, NULL, 0, 0},
         [F_SINK_ERRORS] = {"anodmd_sink_errors_total", "Sink connections and batches that "
                            "failed.", NULL, 0, NULL, 0, 0},
+        [F_PAYLOAD_LOG] = {"anodmd_payload_log_events_total", "Payload-log events (CloudEvents) "
+                           "by result: sent (the sink took it), failed (refused or not "
+                           "delivered after the retries), dropped (the queue was full, or "
+                           "left at shutdown).", NULL, 0, NULL, 0, 0},
     };
     memcpy(m->f, init, sizeof init);
     pthread_mutex_init(&m->lock, NULL);
@@ -188,6 +192,14 @@ void metrics_sink(metrics *m, uint64_t inserted, uint64_t resent, int ok) {
     pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_payload_log(metrics *m, const char *result, uint64_t n) {
+    char labels[LABELS_MAX];
+    snprintf(labels, sizeof labels, "result=\"%s\"", result);
+    pthread_mutex_lock(&m->lock);
+    observe(&m->f[F_PAYLOAD_LOG], labels, 0, n);
+    pthread_mutex_unlock(&m->lock);
+}
+
 /* name{labels[,extra]} — the braces only when there is a label. */
 static void series_name(FILE *out, const char *name, const char *suffix, const char *labels,
                         const char *extra) {
@@ -248,6 +260,10 @@ char *metrics_render(metrics *m, const metrics_gauges *g) {
                 "# TYPE anodmd_sink_oldest_unshipped_seconds gauge\n"
                 "anodmd_sink_oldest_unshipped_seconds %.3f\n",
                 g->sink_up, g->sink_backlog, g->sink_oldest_seconds);
+    if (g->payload_log)
+        fprintf(out, "# HELP anodmd_payload_log_queue_depth Payload-log events waiting to "
+                "be sent.\n# TYPE anodmd_payload_log_queue_depth gauge\n"
+                "anodmd_payload_log_queue_depth %ld\n", g->payload_log_queue);
     if (ferror(out) | fclose(out)) {
         free(text);
         return NULL;

@@ -25,6 +25,8 @@ typedef struct {
     int sink_up;                 /* it is connected to PostgreSQL */
     long long sink_backlog;      /* rows committed to the log and not confirmed by PostgreSQL */
     double sink_oldest_seconds;  /* age of the oldest of them (0 when none) */
+    int payload_log;             /* payload logging is on: the one below is shown */
+    long payload_log_queue;      /* its events waiting to be sent */
 } metrics_gauges;
 
 /* Empty families; NULL when out of memory. */
@@ -49,6 +51,9 @@ void metrics_db_write(metrics *m, double seconds, int ok);
  * or one failure (a connection or a batch). metrics_sink(m, 0, 0, 1) shows the counters
  * at 0. */
 void metrics_sink(metrics *m, uint64_t inserted, uint64_t resent, int ok);
+/* n payload-log events (daemon/payloadlog.h) with result "sent", "failed" or "dropped";
+ * n = 0 shows the counter at 0. */
+void metrics_payload_log(metrics *m, const char *result, uint64_t n);
 /* Everything in the Prometheus text exposition format 0.0.4 (malloc'd; NULL if OOM). */
 char *metrics_render(metrics *m, const metrics_gauges *g);
 

@@ -219,6 +219,7 @@ typedef struct {
     api_strip_request strip;     /* a strip not yet cut into the beats of req */
     int64_t *r_peak;             /* beats cut from a strip: their R peaks (else NULL), */
     int fs;                      /* in samples of the strip at fs Hz */
+    char event_id[API_ID_MAX + 1];   /* payload logging on: its events' id */
 } score_job;
 
 /* Let go of j's model set and memory, then wake its connection to send *out. */
@@ -249,24 +250,30 @@ static void job_prepare(batch_job *bj) {
     if (!j->logged) routes_error(j->p.out, 503, "log_unavailable", err);
 }
 
-/* The scores rec of j in the V1 shape or, with v2, the Open Inference Protocol's. */
+/* The scores rec of j in the V1 shape or, with v2, the Open Inference Protocol's; with
+ * payload logging on, the answer's event queued too. */
 static void answer(score_job *j, const api_score_record *rec) {
     const model *m = j->job.m;
+    reply *out = j->p.out;
     if (j->v2) {
         size_t len, json_len;
-        ok_reply(j->p.out, api_encode_v2_infer(m->name, m->version, j->req.id, rec, j->req.n,
-                                             &j->outputs, &len, &json_len));
-        if (j->p.out->body && json_len < len) {   /* binary tensors follow the JSON */
-            j->p.out->len = len;
-            j->p.out->json_len = json_len;
-            j->p.out->content_type = "application/octet-stream";
+        ok_reply(out, api_encode_v2_infer(m->name, m->version, j->req.id, rec, j->req.n,
+                                          &j->outputs, &len, &json_len));
+        if (out->body && json_len < len) {   /* binary tensors follow the JSON */
+            out->len = len;
+            out->json_len = json_len;
+            out->content_type = "application/octet-stream";
         }
-        return;
+    } else {
+        api_score_detail detail = {.k = m->d.k, .ref = j->b.nn_ref, .distance = j->b.nn_dist,
+                                   .x = j->req.x, .x_rec = j->req.explain ? j->b.x_rec : NULL,
+                                   .dim = m->dim, .r_peak = j->r_peak, .fs = j->fs};
+        ok_reply(out, api_encode_score(m->name, m->version, rec, j->req.n, &detail));
     }
-    api_score_detail detail = {.k = m->d.k, .ref = j->b.nn_ref, .distance = j->b.nn_dist,
-                               .x = j->req.x, .x_rec = j->req.explain ? j->b.x_rec : NULL,
-                               .dim = m->dim, .r_peak = j->r_peak, .fs = j->fs};
-    ok_reply(j->p.out, api_encode_score(m->name, m->version, rec, j->req.n, &detail));
+    if (out->body)
+        payload_log_event(j->p.a->plog, 1, j->event_id,
+                          out->content_type ? out->content_type : "application/json", out->body,
+                          out->len ? out->len : strlen(out->body), out->json_len);
 }
 
 /* Hold the committed samples of j (input, reconstruction, neighbours) for the sample view. */
@@ -328,6 +335,19 @@ static void job_finish(batch_job *bj) {
     job_done(j);
 }
 
+/* With payload logging on, the event of the request rq, decoded into j: its body as it
+ * came, under the id its answer's event will share. A V2 body with binary tensors (the
+ * Inference-Header-Content-Length header says so, whatever its Content-Type) goes as
+ * application/octet-stream with the length of its JSON part. */
+static void log_request(app *a, const request *rq, score_job *j, int v2, const char *request_id) {
+    if (!a->plog) return;
+    const char *json_len = v2 ? rq->header(rq->conn, API_V2_HEADER_LENGTH) : NULL;
+    payload_log_id(rq->header(rq->conn, "Ce-Id"), request_id, j->event_id);
+    payload_log_event(a->plog, 0, j->event_id,
+                      json_len ? "application/octet-stream" : "application/json", rq->body,
+                      rq->len, json_len ? (size_t)strtoull(json_len, NULL, 10) : 0);
+}
+
 /* Queue the decoded request j (its connection parked, its set held) for m's workers. A
  * failure is answered at once. */
 static void queue_score(score_job *j, model *m) {
@@ -372,6 +392,7 @@ static int score(const route_ctx *c, int v2) {
         return 0;
     }
     j->v2 = v2;
+    log_request(a, rq, j, v2, j->req.id);
     park(&j->p, c);
     queue_score(j, m);
     return 1;
@@ -439,6 +460,7 @@ static int strip(const route_ctx *c) {
         free(j);
         return 0;
     }
+    log_request(a, rq, j, 0, j->strip.id);
     park(&j->p, c);
     j->job = (batch_job){.m = m, .finish = cut_strip};
     if (batch_run(a->batch, &j->job)) {
@@ -805,6 +827,10 @@ static int metrics_page(const route_ctx *c) {
     metrics_gauges g = {.models_loaded = set->n, .log_queue = scorelog_queued(a->log),
                         .score_queue = batch_queued(a->batch)};
     if (a->sink) pgsink_gauges(a->sink, &g);
+    if (a->plog) {
+        g.payload_log = 1;
+        g.payload_log_queue = payload_log_queued(a->plog);
+    }
     char *text = metrics_render(a->metrics, &g);
     if (!text) {
         routes_error(out, 500, "internal", "out of memory");

@@ -14,6 +14,7 @@
 #include "batch.h"
 #include "log.h"
 #include "metrics.h"
+#include "payloadlog.h"
 #include "pghistory.h"
 #include "pgsink.h"
 #include "registry.h"
@@ -34,6 +35,7 @@ typedef struct {
     const char *replica_id;      /* this daemon's, named in its log's records */
     pgsink *sink;                /* shipping the log to PostgreSQL; NULL: none */
     pghistory *history;          /* GET /v1/scores and /v1/stats read it; NULL: the log */
+    payload_log *plog;           /* KServe-compatible payload logging; NULL: off */
 } app;
 
 /* One whole request. query returns a query-string parameter and header a request header,
