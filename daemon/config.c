@@ -83,6 +83,7 @@ static const struct setting {
     {TEXT(payload_log_component, NULL, "a name")},
     {TEXT(payload_log_endpoint, NULL, "a name")},
     {NUM(payload_log_queue, KIND_INT, 1, 1000000)},
+    {NUM(payload_log_queue_bytes, KIND_SIZE, 4096, 1LL << 34)},
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -111,6 +112,7 @@ void config_init(config *c) {
     snprintf(c->payload_log_component, sizeof c->payload_log_component, "predictor");
     snprintf(c->payload_log_endpoint, sizeof c->payload_log_endpoint, "default");
     c->payload_log_queue = 1000;
+    c->payload_log_queue_bytes = (size_t)32 << 20;
     /* The host name: under a StatefulSet, the pod's name, which stays with its volume. */
     if (gethostname(c->replica_id, sizeof c->replica_id) || !valid_replica(c->replica_id))
         snprintf(c->replica_id, sizeof c->replica_id, "anodmd");
@@ -307,9 +309,10 @@ void config_print(const config *c, FILE *f) {
         fprintf(f, "payload_log_url = %s\npayload_log_mode = %s\n"
                 "payload_log_inference_service = %s\npayload_log_namespace = %s\n"
                 "payload_log_component = %s\npayload_log_endpoint = %s\n"
-                "payload_log_queue = %d\n", url, c->payload_log_mode,
-                c->payload_log_inference_service, c->payload_log_namespace,
-                c->payload_log_component, c->payload_log_endpoint, c->payload_log_queue);
+                "payload_log_queue = %d\npayload_log_queue_bytes = %zu\n", url,
+                c->payload_log_mode, c->payload_log_inference_service, c->payload_log_namespace,
+                c->payload_log_component, c->payload_log_endpoint, c->payload_log_queue,
+                c->payload_log_queue_bytes);
     if (c->api_keys) fprintf(f, "# api_keys is set (not shown)\n");
     for (int i = 0; i < c->n_models; i++) fprintf(f, "model = %s\n", c->models[i]);
 }

@@ -58,6 +58,7 @@ typedef struct {
     char payload_log_component[64];
     char payload_log_endpoint[64];
     int payload_log_queue;
+    size_t payload_log_queue_bytes;
 } config;
 
 /* The defaults. */

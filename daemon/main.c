@@ -77,6 +77,7 @@ static void usage(FILE *f) {
         "                           attributes (anodmd, default, predictor, default)\n"
         "  --payload-log-queue N    events waiting for the sink at most; more are dropped\n"
         "                           and counted (1000)\n"
+        "  --payload-log-queue-bytes N  and at most N bytes of them (33554432)\n"
         "  --check-config           load the settings and models, print them, exit\n"
         "Every setting is also ANODMD_<NAME> in the environment (ANODMD_PORT=9000);\n"
         "flags beat the environment, which beats the file. ANODMD_CONFIG names the file.\n");
@@ -120,6 +121,7 @@ static const struct option OPTIONS[] = {
     {"payload-log-component", required_argument, 0, 's'},
     {"payload-log-endpoint", required_argument, 0, 's'},
     {"payload-log-queue", required_argument, 0, 's'},
+    {"payload-log-queue-bytes", required_argument, 0, 's'},
     {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
 
 /* Parse argv into f: 0, 1 for --help, or 2 for a usage error. */

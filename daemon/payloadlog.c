@@ -49,11 +49,13 @@ struct payload_log {
     int want_request, want_response;
     const config *c;             /* the attributes: the daemon's settings, which outlive this */
     long capacity;
+    size_t max_bytes;            /* the queued events' bytes at most */
     metrics *metrics;
-    pthread_mutex_t lock;        /* guards the six below */
+    pthread_mutex_t lock;        /* guards the seven below */
     pthread_cond_t wake;
     event *head, *tail;
     long n;
+    size_t bytes;                /* of the n queued events */
     int stopping;
     long long stop_by_ns;        /* stopping: events still sent until then */
     char state[600];             /* the failure last said on stderr, "" none */
@@ -90,7 +92,7 @@ void payload_log_id(const char *ce_id_header, const char *request_id, char id[AP
  * (a dead sink) costs a request no more than this. */
 static int room(payload_log *p) {
     pthread_mutex_lock(&p->lock);
-    int ok = !p->stopping && p->n < p->capacity;
+    int ok = !p->stopping && p->n < p->capacity && p->bytes < p->max_bytes;
     pthread_mutex_unlock(&p->lock);
     return ok;
 }
@@ -118,12 +120,13 @@ void payload_log_event(payload_log *p, int response, const char *id, const char 
     if (ev && (ev->bytes = cloudevent_post(&e, p->url.authority, p->url.path, &ev->len))) {
         ev->next = NULL;
         pthread_mutex_lock(&p->lock);
-        int queued = !p->stopping && p->n < p->capacity;
+        int queued = !p->stopping && p->n < p->capacity && ev->len <= p->max_bytes - p->bytes;
         if (queued) {
             if (p->tail) p->tail->next = ev;
             else p->head = ev;
             p->tail = ev;
             p->n++;
+            p->bytes += ev->len;
             pthread_cond_signal(&p->wake);
         }
         pthread_mutex_unlock(&p->lock);
@@ -332,6 +335,7 @@ static event *next_event(payload_log *p, int down) {
         p->head = ev->next;
         if (!p->head) p->tail = NULL;
         p->n--;
+        p->bytes -= ev->len;
     }
     pthread_mutex_unlock(&p->lock);
     return ev;
@@ -371,6 +375,7 @@ payload_log *payload_log_start(const config *c, metrics *m, char *err, size_t er
     p->c = c;
     p->metrics = m;
     p->capacity = c->payload_log_queue;
+    p->max_bytes = c->payload_log_queue_bytes;
     p->want_request = strcmp(c->payload_log_mode, "response") != 0;
     p->want_response = strcmp(c->payload_log_mode, "request") != 0;
     if (http_url_parse(c->payload_log_url, &p->url, why, sizeof why)) {

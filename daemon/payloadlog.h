@@ -12,7 +12,8 @@
  * 5xx) is sent again at most twice; one it refuses (4xx) is not. Then it is counted as
  * failed, and while the sink stays down each thread tries one event at a time with a
  * pause growing from 0.5 s to 8 s, so that a dead sink costs nothing but the events: an
- * event that finds the queue full is dropped and counted. /metrics shows sent, failed,
+ * event that finds the queue full (payload_log_queue events or payload_log_queue_bytes
+ * bytes, so large batches cannot fill memory) is dropped and counted. /metrics shows sent, failed,
  * dropped and the queue's depth. At shutdown the queue is sent for at most 2 s; what is
  * left then is counted as dropped. Delivery is best effort: an event is lost when the
  * queue is full, the sink is down or the daemon stops, and may arrive twice when the

@@ -650,6 +650,43 @@ TEST(payload_log_sink_down) {
     free(body);
 }
 
+/* The queue is bounded in bytes too: with the sink down and room for a thousand events
+ * but only 4096 bytes, no more than 4 events (each over 1000 bytes: a head of about 600
+ * and a body of 64 numbers) wait at any time; the rest are dropped, every one counted. */
+TEST(payload_log_queue_bytes) {
+    receiver rv;
+    if (receiver_start(&rv, 0, 202)) return;
+    int sink_port = rv.port;
+    receiver_free(&rv);          /* nothing listens there now */
+    int port;
+    const char *extra[] = {"--payload-log-queue", "1000", "--payload-log-queue-bytes", "4096",
+                           NULL};
+    pid_t pid = spawn_logging("plog_bytes", sink_port, extra, &port);
+    if (!port) return;
+    float x[DIM];
+    fresh_samples(x, 1, 76, 0);
+    char *body = score_body(x, 0, NULL);
+    enum { N = 40 };
+    double seconds = 0, most = 0;
+    for (int i = 0; i < N && body; i++) {
+        CHECK(score_n(port, body, 1, &seconds) == 1);
+        double depth = metric(port, DEPTH);
+        if (depth > most) most = depth;
+    }
+    long long until = clock_ns() + 5000000000LL;
+    double failed, dropped, depth;
+    do {
+        sleep_ms(50);
+        failed = metric(port, FAILED);
+        dropped = metric(port, DROPPED);
+        depth = metric(port, DEPTH);
+    } while (failed + dropped + depth != 2 * N && clock_ns() < until);
+    CHECK_MSG(most <= 4 && failed + dropped + depth == 2 * N && dropped >= 2 * N - 4 - failed,
+              "most queued %g; failed %g dropped %g queued %g", most, failed, dropped, depth);
+    stop_anodmd(pid);
+    free(body);
+}
+
 /* A sink answering 503 gets each event at most three times while it seemed up, then once;
  * one answering 400 gets each event once: a refusal is not retried. Scores unaffected. */
 TEST(payload_log_sink_errors) {
@@ -700,6 +737,8 @@ TEST(payload_log_settings) {
                "--payload-log-mode sometimes", b->tiny);
     EXPECT_CLI(2, "payload_log_queue wants an integer in 1..1000000", "--check-config "
                "--model %s --payload-log-url http://sink/ --payload-log-queue 0", b->tiny);
+    EXPECT_CLI(2, "payload_log_queue_bytes", "--check-config --model %s --payload-log-url "
+               "http://sink/ --payload-log-queue-bytes 100", b->tiny);
     char *out;
     int rc = run_anodmd(&out, "--check-config --model %s --payload-log-url http://sink:81/in",
                         b->tiny);
@@ -709,7 +748,8 @@ TEST(payload_log_settings) {
               strstr(out, "payload_log_namespace = default\n") &&
               strstr(out, "payload_log_component = predictor\n") &&
               strstr(out, "payload_log_endpoint = default\n") &&
-              strstr(out, "payload_log_queue = 1000\n"), "%.2000s", out ? out : "");
+              strstr(out, "payload_log_queue = 1000\n") &&
+              strstr(out, "payload_log_queue_bytes = 33554432\n"), "%.2000s", out ? out : "");
     CHECK_MSG(!strstr(out ? out : "", "secret"), "the password shown");
     free(out);
     rc = run_anodmd(&out, "--check-config --model %s", b->tiny);
