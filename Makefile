@@ -232,10 +232,13 @@ v2-conformance-test:
 	$(MAKE) --no-print-directory $(BUILD)/anodm $(BUILD)/anodmd $(DASH_TEST_MODEL) && \
 	$(PYTHON) tests/v2_conformance.py --anodmd $(BUILD)/anodmd --model $(DASH_TEST_MODEL) \
 	  --data $(FMNIST) --out $(BUILD)/v2-conformance
-# Three anodmd replicas behind HAProxy on 127.0.0.1 under a paced load (about 15 s):
-# kill -9 one and restart it on its log, drain one with SIGTERM and bring it back; then
-# every acknowledged score must be in exactly one replica's log, once, no 5xx but the
-# killed replica's requests in flight, each source on one replica; then, unless
+# Three anodmd replicas behind HAProxy on 127.0.0.1 under a paced load, each shipping its
+# log to a PostgreSQL the test starts in a temporary folder (about 25 s): kill -9 one and
+# restart it on its log, restart PostgreSQL, SIGTERM one (its readiness-first drain) and
+# bring it back; then every acknowledged score must be in exactly one replica's log, once,
+# and once in PostgreSQL, no 5xx but the killed replica's requests in flight, each source
+# on one replica, the merged history through each replica equal to the union of the logs
+# (a poller of it through HAProxy refused only while PostgreSQL was down); then, unless
 # CLUSTER_ARGS=--no-throughput (as `make test` runs it), wrk through HAProxy with 1, 2 and
 # 3 replicas (tests/cluster/cluster_test.py, docs/DEPLOY.md). The small dashboard model
 # by default (CLUSTER_MODEL= for another); CLUSTER_OUT=DIR keeps the raw output.
