@@ -233,7 +233,7 @@ v2-conformance-test:
 	$(PYTHON) tests/v2_conformance.py --anodmd $(BUILD)/anodmd --model $(DASH_TEST_MODEL) \
 	  --data $(FMNIST) --out $(BUILD)/v2-conformance
 # Three anodmd replicas behind HAProxy on 127.0.0.1 under a paced load, each shipping its
-# log to a PostgreSQL the test starts in a temporary folder (about 25 s): kill -9 one and
+# log to a PostgreSQL the test starts in a temporary folder (about 20 s): kill -9 one and
 # restart it on its log, restart PostgreSQL, SIGTERM one (its readiness-first drain) and
 # bring it back; then every acknowledged score must be in exactly one replica's log, once,
 # and once in PostgreSQL, no 5xx but the killed replica's requests in flight, each source
