@@ -255,9 +255,11 @@ failed:
         fprintf(stderr, "anodmd: SIGTERM: not ready, serving on for %d s "
                 "(shutdown_delay_seconds)\n", c->shutdown_delay_seconds);
         int again = wait_for_stop(reg, c->shutdown_delay_seconds * 1000L);
-        if (again) sig = again;
-        if (again) fprintf(stderr, "anodmd: %s: the delay cut short\n",
-                           again == SIGINT ? "SIGINT" : "SIGTERM");
+        if (again) {
+            sig = again;
+            fprintf(stderr, "anodmd: %s: the delay cut short\n",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM");
+        }
     }
     fprintf(stderr, "anodmd: %s: draining requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);             /* stops the batcher too, once its last request is answered */
