@@ -57,6 +57,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 from gen_wrk_bodies import json_pixels, read_images  # noqa: E402  (the bench's IDX reader)
 
 SOURCES_PER_THREAD = 3   # source tags each client thread takes turns with
+SHUTDOWN_DELAY = 2       # the replicas' shutdown_delay_seconds
 
 
 def free_port():
@@ -179,13 +180,13 @@ class Replica:
     def start(self):
         self.starts += 1
         err = open(os.path.join(self.dir, f"anodmd-{self.starts}.log"), "w")
-        # shutdown_delay_seconds 1: HAProxy below takes a replica out after two failed
-        # checks 200 ms apart, well within it.
+        # SHUTDOWN_DELAY: HAProxy below takes a replica out after two failed checks 200 ms
+        # apart (0.2-0.4 s measured here, under a load average of 10), well within it.
         self.proc = subprocess.Popen(
             [self.anodmd, "--model", f"fashion={self.model}", "--bind", "127.0.0.1",
              "--port", str(self.port), "--db", self.db, "--drain-seconds", "5",
-             "--shutdown-delay-seconds", "1", "--dashboard", "off", "--replica-id", self.name,
-             "--sink", self.pg_url, "--history", self.pg_url],
+             "--shutdown-delay-seconds", str(SHUTDOWN_DELAY), "--dashboard", "off",
+             "--replica-id", self.name, "--sink", self.pg_url, "--history", self.pg_url],
             stdout=subprocess.DEVNULL, stderr=err)
         err.close()
         deadline = time.time() + 120
@@ -622,16 +623,18 @@ def main():
               "while PostgreSQL was down every sink was down with a backlog waiting in its log")
         time.sleep(1)
         # SIGTERM alone, as Kubernetes or systemd sends it: anodmd answers /readyz 503 at
-        # once and goes on serving for shutdown_delay_seconds (1), HAProxy's checks take it
+        # once and goes on serving for shutdown_delay_seconds, HAProxy's checks take it
         # out meanwhile, then it closes its port and drains what is in flight.
         drained.term()
         down_after = proxy.wait_status(drained.name, "DOWN")
         rc, secs = drained.wait()
         why = proxy.down_reason(drained.name)
-        check(rc == 0 and secs >= 1 and why.startswith("Layer7 wrong status, code: 503"),
+        check(rc == 0 and secs >= SHUTDOWN_DELAY
+              and why.startswith("Layer7 wrong status, code: 503"),
               f"{drained.name}: SIGTERM alone under load: HAProxy took it out {down_after * 1000:.0f} "
               f"ms later, for its readiness while it still served (\"{why}\"), not for a "
-              f"refused connection; exit {rc} after {secs:.2f} s (the delay of 1 s, then the drain)")
+              f"refused connection; exit {rc} after {secs:.2f} s (the delay of {SHUTDOWN_DELAY} s, "
+              f"then the drain)")
         time.sleep(0.5)
         t = time.time()
         drained.start()
