@@ -1994,6 +1994,7 @@ TEST(daemon_sigterm_unready_first) {
                                        "log_id");
     response_free(&r);
     hconn_close(&kept);
+    free(kept.buf);
     free(body);
     double during = clock_seconds() - t0;
     CHECK_MSG(during < delay - 0.5, "the checks took %.1f s of the %d s delay: not measured "
