@@ -33,6 +33,11 @@ DEB_V2_TEST_PKGS = python3-requests python3-jsonschema python3-yaml
 DEB_K8S_PKGS   = yamllint
 # The multi-replica test (tests/cluster/): HAProxy from Debian in front of anodmd.
 DEB_CLUSTER_PKGS = haproxy wrk python3
+# PostgreSQL's server programs (initdb, pg_ctl, postgres) for the tests of the sink and the
+# merged history (tests/test_daemon_pg.c, the cluster test), which start a server of their
+# own in a temporary folder: Debian 12's server package, installed by pg-deps below without
+# the system cluster that its install would otherwise create and start.
+DEB_PG_PKGS    = postgresql-15
 FMNIST         = /usr/share/datasets/fashion-mnist
 # The raw MIT-BIH records: next to the repository, else at the project machines' path.
 ECG_DATA      ?= $(firstword $(wildcard ../shared/data/ecg/mitdb /work/shared/data/ecg/mitdb) ../shared/data/ecg/mitdb)
@@ -69,7 +74,7 @@ TEST_SRC  = $(wildcard tests/*.c) tests/fuzz/fuzz_model.c
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libanodm.a
 
-.PHONY: all deps bench-deps browser-deps test check-layers dashboard-test v2-conformance-test \
+.PHONY: all deps pg-deps bench-deps browser-deps test check-layers dashboard-test v2-conformance-test \
         k8s-deps k8s-test cluster-test asan-test bench ecg-stream run install clean \
         fixtures fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-seeds fuzz-clean
 
@@ -129,6 +134,24 @@ browser-deps:
 	@command -v node >/dev/null && command -v npm >/dev/null || \
 	  $(MAKE) --no-print-directory _apt PKGS="nodejs npm"
 
+# postgresql-common creates (and starts) a cluster "main" on port 5432 when a server
+# package is first installed, unless create_main_cluster is off in createcluster.conf or
+# a file of its createcluster.d/ (read at install time, the last file winning): such a
+# file is put there for the install and removed after it, so nothing else is changed and
+# no server is left running. Without its recommendations either: sysstat would bring cron
+# and a mail server (exim4), each a daemon of its own.
+PG_NO_CLUSTER = /etc/postgresql-common/createcluster.d/zz-anodm-install.conf
+
+pg-deps:
+	@if ! dpkg-query -W -f='$${Status}\n' $(DEB_PG_PKGS) 2>/dev/null | grep -q '^install ok installed'; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo mkdir -p $(dir $(PG_NO_CLUSTER)) && \
+	  echo "create_main_cluster = false" | $$sudo tee $(PG_NO_CLUSTER) >/dev/null && \
+	  $(MAKE) --no-print-directory _apt PKGS="$(DEB_PG_PKGS)" APT_FLAGS=--no-install-recommends; \
+	  rc=$$?; \
+	  $$sudo rm -f $(PG_NO_CLUSTER); exit $$rc; \
+	fi
+
 _apt:
 	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
@@ -136,10 +159,10 @@ _apt:
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $(APT_FLAGS) $$missing; \
 	fi
 
-test: deps browser-deps check-layers
+test: deps pg-deps browser-deps check-layers
 	@$(MAKE) --no-print-directory $(BUILD)/test_runner $(BUILD)/anodm $(BUILD)/anodmd
 	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd $(BUILD)/test_runner
 	@$(MAKE) --no-print-directory k8s-test
@@ -209,17 +232,20 @@ v2-conformance-test:
 	$(MAKE) --no-print-directory $(BUILD)/anodm $(BUILD)/anodmd $(DASH_TEST_MODEL) && \
 	$(PYTHON) tests/v2_conformance.py --anodmd $(BUILD)/anodmd --model $(DASH_TEST_MODEL) \
 	  --data $(FMNIST) --out $(BUILD)/v2-conformance
-# Three anodmd replicas behind HAProxy on 127.0.0.1 under a paced load (about 15 s):
-# kill -9 one and restart it on its log, drain one with SIGTERM and bring it back; then
-# every acknowledged score must be in exactly one replica's log, once, no 5xx but the
-# killed replica's requests in flight, each source on one replica; then, unless
+# Three anodmd replicas behind HAProxy on 127.0.0.1 under a paced load, each shipping its
+# log to a PostgreSQL the test starts in a temporary folder (about 20 s): kill -9 one and
+# restart it on its log, restart PostgreSQL, SIGTERM one (its readiness-first drain) and
+# bring it back; then every acknowledged score must be in exactly one replica's log, once,
+# and once in PostgreSQL, no 5xx but the killed replica's requests in flight, each source
+# on one replica, the merged history through each replica equal to the union of the logs
+# (a poller of it through HAProxy refused only while PostgreSQL was down); then, unless
 # CLUSTER_ARGS=--no-throughput (as `make test` runs it), wrk through HAProxy with 1, 2 and
 # 3 replicas (tests/cluster/cluster_test.py, docs/DEPLOY.md). The small dashboard model
 # by default (CLUSTER_MODEL= for another); CLUSTER_OUT=DIR keeps the raw output.
 CLUSTER_MODEL ?= $(DASH_TEST_MODEL)
 CLUSTER_ARGS  ?=
 
-cluster-test: deps
+cluster-test: deps pg-deps
 	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_CLUSTER_PKGS)"
 	@$(MAKE) --no-print-directory $(BUILD)/anodm $(BUILD)/anodmd $(CLUSTER_MODEL)
 	$(PYTHON) tests/cluster/cluster_test.py --anodmd $(BUILD)/anodmd --model $(CLUSTER_MODEL) \
@@ -307,9 +333,9 @@ ecg-stream: all
 	done
 
 # What the sink and the merged history cost (docs/DEPLOY.md, "Costs"): wrk and Debian's
-# PostgreSQL (initdb, pg_ctl: package postgresql, not installed here); raw output to stdout.
+# PostgreSQL (initdb, pg_ctl: pg-deps); raw output to stdout.
 .PHONY: bench-pgsink
-bench-pgsink: bench-deps all
+bench-pgsink: bench-deps pg-deps all
 	ANODM_BIN=$(BUILD)/anodm ANODMD_BIN=$(BUILD)/anodmd PYTHON=$(PYTHON) sh tests/bench_pgsink.sh
 
 # The default model: Fashion-MNIST with trouser (class 1) held out as the anomaly,

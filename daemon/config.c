@@ -67,6 +67,7 @@ static const struct setting {
     {NUM(max_connections, KIND_INT, 1, 65536)},
     {NUM(timeout_seconds, KIND_INT, 1, 86400)},
     {NUM(drain_seconds, KIND_INT, 0, 3600)},
+    {NUM(shutdown_delay_seconds, KIND_INT, 0, 3600)},
     {TEXT(api_keys_file, NULL, "a path")},
     {NUM(dashboard, KIND_SWITCH, 0, 1)},
     {NUM(recent_samples, KIND_INT, 0, 100000)},
@@ -100,6 +101,9 @@ void config_init(config *c) {
     c->max_connections = 256;
     c->timeout_seconds = 30;
     c->drain_seconds = 10;
+    /* Long enough for a balancer's health checks or a Kubernetes endpoint removal to take
+     * the replica out before its port closes (docs/DEPLOY.md, "Shutdown"). */
+    c->shutdown_delay_seconds = 5;
     c->dashboard = 1;
     c->recent_samples = 1000;
     c->answer_after_commit = 1;
@@ -291,13 +295,14 @@ void config_print(const config *c, FILE *f) {
     fprintf(f, "bind = %s\nport = %d\ndb = %s\nretention_days = %d\nretention_rows = %zu\n"
             "threads = %d\nworkers = %d\nbatch_window_us = %d\nmax_body_bytes = %zu\n"
             "max_batch = %d\nmax_connections = %d\ntimeout_seconds = %d\n"
-            "drain_seconds = %d\ndashboard = %s\nrecent_samples = %d\n"
+            "drain_seconds = %d\nshutdown_delay_seconds = %d\ndashboard = %s\n"
+            "recent_samples = %d\n"
             "answer_after_commit = %s\nmemory_sources = %d\nmemory_snapshot_every = %d\n",
             c->bind, c->port, c->db, c->retention_days, c->retention_rows, c->threads,
             c->workers, c->batch_window_us, c->max_body_bytes, c->max_batch,
             c->max_connections, c->timeout_seconds, c->drain_seconds,
-            c->dashboard ? "on" : "off", c->recent_samples, c->answer_after_commit ? "on" : "off",
-            c->memory_sources, c->memory_snapshot_every);
+            c->shutdown_delay_seconds, c->dashboard ? "on" : "off", c->recent_samples,
+            c->answer_after_commit ? "on" : "off", c->memory_sources, c->memory_snapshot_every);
     if (*c->api_keys_file) fprintf(f, "api_keys_file = %s\n", c->api_keys_file);
     char url[sizeof c->sink + 8];
     config_redact_url(c->sink, url, sizeof url);

@@ -30,7 +30,7 @@ struct http_server {
     const config *cfg;
     app *a;
     atomic_int in_flight;        /* requests begun and not yet completed */
-    atomic_int draining;
+    atomic_int draining;         /* not ready: shutting down (http_set_unready) */
     int port;
     /* The reaper (see http.h): every open connection, and a thread cutting those past
      * their deadline. conns_lock guards the list and every entry's fields. */
@@ -377,9 +377,11 @@ http_server *http_start(const config *cfg, app *a, char *err, size_t errlen) {
 
 int http_port(const http_server *s) { return s->port; }
 
+void http_set_unready(http_server *s) { atomic_store(&s->draining, 1); }
+
 void http_stop(http_server *s) {
     if (!s) return;
-    atomic_store(&s->draining, 1);
+    http_set_unready(s);
     MHD_socket fd = MHD_quiesce_daemon(s->mhd);
     if (fd != MHD_INVALID_SOCKET) close(fd);
     const struct timespec tick = {0, 10 * 1000 * 1000};

@@ -5,8 +5,11 @@
  * the limit with 413, before reading it when Content-Length says so), hands the whole
  * request to routes.c and sends back its JSON. A request routes.c hands to a scoring
  * worker is suspended (MHD_suspend_connection) until the worker resumes it, so polling
- * threads never wait on maths or on the log. Shutdown is graceful: stop accepting,
- * let the requests in flight finish (bounded by drain_seconds), then stop.
+ * threads never wait on maths or on the log. Shutdown is graceful: first, for as long as
+ * main.c says (shutdown_delay_seconds), not ready (GET /readyz 503) while still serving,
+ * every reply closing its connection, so that balancers take the replica out before its
+ * port closes; then stop accepting, let the requests in flight finish (bounded by
+ * drain_seconds), and stop.
  *
  * Slow clients: libmicrohttpd's timeout only closes a connection that sends nothing, so
  * one sending a byte a second (slowloris) would hold its slot for ever. Each connection
@@ -30,6 +33,8 @@ typedef struct http_server http_server;
 http_server *http_start(const config *cfg, app *a, char *err, size_t errlen);
 /* The port actually bound (the chosen one when cfg->port was 0). */
 int http_port(const http_server *s);
+/* Not ready from now on (/readyz 503, replies with Connection: close); still serving. */
+void http_set_unready(http_server *s);
 /* Stop accepting, drain the requests in flight, stop the threads and free s. */
 void http_stop(http_server *s);
 

@@ -3,7 +3,10 @@
  * set (pgsink.c, pghistory.c) -> HTTP (http.c, routes.c); then tell systemd it is ready
  * (notify.c) and wait for signals, pinging the watchdog between them: SIGHUP reloads the
  * models, SIGTERM/SIGINT shut down in reverse order: stop accepting and drain requests,
- * stop the sink, then flush and close the log. */
+ * stop the sink, then flush and close the log. SIGTERM first makes the daemon not ready
+ * while it serves on for shutdown_delay_seconds, so that a balancer checking /readyz
+ * (or Kubernetes removing the endpoint) stops sending before the port closes; SIGINT (an
+ * operator's Ctrl-C), or a second signal during the delay, goes straight to the drain. */
 #include <cblas.h>
 #include <getopt.h>
 #include <signal.h>
@@ -13,6 +16,7 @@
 
 #include "blas.h"
 #include "auth.h"
+#include "clock.h"
 #include "batch.h"
 #include "config.h"
 #include "http.h"
@@ -48,6 +52,9 @@ static void usage(FILE *f) {
         "  --timeout-seconds N      time a connection gets to send each request whole, to\n"
         "                           take each reply, and to idle between them (30)\n"
         "  --drain-seconds N        shutdown waits this long for requests in flight (10)\n"
+        "  --shutdown-delay-seconds N  on SIGTERM, first answer /readyz 503 while still\n"
+        "                           serving for N s, for balancers to take this replica\n"
+        "                           out (5; 0: drain at once)\n"
         "  --api-keys K1,K2         require Authorization: Bearer K on all but health probes\n"
         "  --api-keys-file FILE     the same, one key a line (keeps keys out of ps)\n"
         "  --dashboard on|off       serve the read-only dashboard at GET / (on)\n"
@@ -108,6 +115,7 @@ static const struct option OPTIONS[] = {
     {"max-connections", required_argument, 0, 's'},
     {"timeout-seconds", required_argument, 0, 's'},
     {"drain-seconds", required_argument, 0, 's'}, {"check-config", no_argument, 0, 'k'},
+    {"shutdown-delay-seconds", required_argument, 0, 's'},
     {"api-keys", required_argument, 0, 's'},     {"api-keys-file", required_argument, 0, 's'},
     {"dashboard", required_argument, 0, 's'},    {"recent-samples", required_argument, 0, 's'},
     {"answer-after-commit", required_argument, 0, 's'},
@@ -189,13 +197,21 @@ static void reload(registry *reg) {
     registry_release(reg, set);
 }
 
-/* Wait for SIGTERM or SIGINT, reloading on SIGHUP and pinging the watchdog meanwhile. */
-static int wait_for_stop(registry *reg) {
+/* Wait for SIGTERM or SIGINT, reloading on SIGHUP and pinging the watchdog meanwhile, for
+ * at most timeout_ms (-1: for ever): the signal, or 0 when the time ran out. */
+static int wait_for_stop(registry *reg, long timeout_ms) {
     long ping_ms = notify_watchdog_ms();
+    long long deadline_ns = clock_ns() + timeout_ms * 1000000LL;
     int sig;
     for (;;) {
         if (ping_ms) notify_send("WATCHDOG=1");
-        sig = signals_wait(ping_ms ? (int)ping_ms : -1);
+        long wait_ms = ping_ms ? ping_ms : -1;
+        if (timeout_ms >= 0) {
+            long left_ms = (long)((deadline_ns - clock_ns() + 999999) / 1000000);
+            if (left_ms <= 0) return 0;
+            if (wait_ms < 0 || left_ms < wait_ms) wait_ms = left_ms;
+        }
+        sig = signals_wait((int)wait_ms);
         if (sig == SIGTERM || sig == SIGINT) return sig;
         if (sig == SIGHUP) {
             notify_send("RELOADING=1");
@@ -254,8 +270,19 @@ failed:
         fprintf(stderr, "anodmd: dashboard at http://%s:%d/\n", c->bind, http_port(http));
     fprintf(stderr, "listening on %s:%d\n", c->bind, http_port(http));
     if (notify_send("READY=1")) perror("anodmd: sd_notify");
-    int sig = wait_for_stop(reg);
+    int sig = wait_for_stop(reg, -1);
     notify_send("STOPPING=1");
+    http_set_unready(http);
+    if (sig == SIGTERM && c->shutdown_delay_seconds > 0) {
+        fprintf(stderr, "anodmd: SIGTERM: not ready, serving on for %d s "
+                "(shutdown_delay_seconds)\n", c->shutdown_delay_seconds);
+        int again = wait_for_stop(reg, c->shutdown_delay_seconds * 1000L);
+        if (again) {
+            sig = again;
+            fprintf(stderr, "anodmd: %s: the delay cut short\n",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM");
+        }
+    }
     fprintf(stderr, "anodmd: %s: draining requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(http);             /* stops the batcher too, once its last request is answered */
     batch_free(a.batch);

@@ -65,13 +65,17 @@ static PGconn *use(pghistory *h, char *err, size_t errlen) {
     return h->conn;
 }
 
-/* After a failed read: a broken connection is dropped, to be made again. Caller holds the
- * lock. */
-static void after_failure(pghistory *h) {
+/* After a failed read: a broken connection is dropped, to be made again. 1 when the read
+ * is worth trying once more at once: it ran on a connection made before it (had_conn)
+ * that turned out broken, as every connection is after PostgreSQL restarts, or after a
+ * proxy's idle timeout, and only a read finds out. Caller holds the lock. */
+static int after_failure(pghistory *h, int had_conn) {
     if (h->conn && PQstatus(h->conn) != CONNECTION_OK) {
         PQfinish(h->conn);
         h->conn = NULL;
+        return had_conn;
     }
+    return 0;
 }
 
 /* Run a read (params of the given types, text results). The result, or NULL with err. */
@@ -88,11 +92,15 @@ static int read_rows(pghistory *h, const char *sql, int n_params, const Oid *typ
                      const char *const *values, api_score_record *rec, int cap, int *n,
                      char *err, size_t errlen) {
     pthread_mutex_lock(&h->lock);
-    PGconn *c = use(h, err, errlen);
-    PGresult *r = c ? query(c, sql, n_params, types, values, err, errlen) : NULL;
+    PGresult *r = NULL;
+    for (int again = 1; again;) {
+        int had_conn = h->conn != NULL;
+        PGconn *c = use(h, err, errlen);
+        r = c ? query(c, sql, n_params, types, values, err, errlen) : NULL;
+        again = !r && after_failure(h, had_conn);
+    }
     *n = 0;
     for (int i = 0; r && i < PQntuples(r) && i < cap; i++) pg_read_record(r, i, &rec[(*n)++]);
-    if (!r) after_failure(h);
     pthread_mutex_unlock(&h->lock);
     PQclear(r);
     return r ? 0 : -1;
@@ -191,26 +199,31 @@ static int window_summary(PGconn *c, const char *model, int64_t since_ms, api_wi
 
 int pghistory_summary(pghistory *h, int64_t now_ms, api_model_stats **out, int *n, char *err,
                       size_t errlen) {
-    *out = NULL;
-    *n = 0;
     pthread_mutex_lock(&h->lock);
-    PGconn *c = use(h, err, errlen);
-    /* One snapshot: the windows and the model list see the same rows. */
-    int rc = c ? pg_check(c, PQexec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+    int rc = -1;
+    for (int again = 1; again;) {
+        *out = NULL;
+        *n = 0;
+        int had_conn = h->conn != NULL;
+        PGconn *c = use(h, err, errlen);
+        /* One snapshot: the windows and the model list see the same rows. */
+        rc = c ? pg_check(c, PQexec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
                           PGRES_COMMAND_OK, "reading the history", err, errlen)
                : -1;
-    if (rc == 0) rc = list_models(c, out, n, err, errlen);
-    for (int m = 0; rc == 0 && m < *n; m++)
-        for (int w = 0; rc == 0 && w < API_STATS_WINDOWS; w++) {
-            int64_t secs = API_STATS_WINDOW[w].seconds;
-            rc = window_summary(c, (*out)[m].model, secs ? now_ms - secs * 1000 : 0,
-                                &(*out)[m].w[w], err, errlen);
+        if (rc == 0) rc = list_models(c, out, n, err, errlen);
+        for (int m = 0; rc == 0 && m < *n; m++)
+            for (int w = 0; rc == 0 && w < API_STATS_WINDOWS; w++) {
+                int64_t secs = API_STATS_WINDOW[w].seconds;
+                rc = window_summary(c, (*out)[m].model, secs ? now_ms - secs * 1000 : 0,
+                                    &(*out)[m].w[w], err, errlen);
+            }
+        if (c) PQclear(PQexec(c, rc ? "ROLLBACK" : "COMMIT"));
+        if (rc) {
+            free(*out);
+            *out = NULL;
+            *n = 0;
         }
-    if (c) PQclear(PQexec(c, rc ? "ROLLBACK" : "COMMIT"));
-    if (rc) {
-        after_failure(h);
-        free(*out);
-        *out = NULL;
+        again = rc && after_failure(h, had_conn);
     }
     pthread_mutex_unlock(&h->lock);
     return rc;

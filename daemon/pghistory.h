@@ -9,7 +9,9 @@
  * and under which id in that replica's own log, the log_id its score answer gave.
  *
  * One connection, made at the first read and again after a failure (not more than once a
- * second: while PostgreSQL is down a read fails at once with the last error), shared by
+ * second: while PostgreSQL is down a read fails at once with the last error; a read that
+ * finds the connection broken, after a restart of PostgreSQL, tries once more on a new
+ * one, so that a restart between two reads fails neither), shared by
  * the HTTP threads under a lock: each read is one short query, or one read-only
  * transaction for the statistics. */
 #ifndef ANODMD_PGHISTORY_H

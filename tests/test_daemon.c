@@ -24,6 +24,7 @@
 
 #include "bundle.h"
 #include "check.h"
+#include "clock.h"
 #include "daemon_harness.h"
 #include "le.h"
 #include "scorer.h"
@@ -1922,6 +1923,147 @@ TEST(daemon_sigterm_drains) {
     CHECK_MSG(log_int(db, "SELECT count(*) FROM scores") == D.n_acked, "%lld rows, %d acknowledged",
               log_int(db, "SELECT count(*) FROM scores"), D.n_acked);
     sqlite3_close(db);
+}
+
+/* A score on a kept-alive connection: its response (the status checked). */
+static response score_kept(http_conn *c, const char *body) {
+    char head[256];
+    snprintf(head, sizeof head, "POST /v1/score HTTP/1.1\r\nHost: test\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", strlen(body));
+    response r = hconn_send(c, head, body, strlen(body));
+    EXPECT_STATUS(r, 200, NULL);
+    return r;
+}
+
+/* Poll /readyz on port until it answers 503 "shutting down", for up to ms: 1 if it did. */
+static int becomes_unready(int port, long ms) {
+    for (long waited = 0; waited <= ms; waited += 10) {
+        response r = http_request(port, "GET", "/readyz", NULL, "");
+        int unready = r.status == 503 && r.raw && strstr(r.raw, "shutting down");
+        response_free(&r);
+        if (unready) return 1;
+        sleep_ms(10);
+    }
+    return 0;
+}
+
+/* SIGTERM with shutdown_delay_seconds (the readiness-first drain, docs/DEPLOY.md): at once
+ * /readyz 503 while /healthz stays 200 and scores are still answered and committed, on new
+ * connections and on a kept-alive one (whose replies now close it); the daemon stays for
+ * the whole delay, then drains and exits 0. */
+TEST(daemon_sigterm_unready_first) {
+    if (make_bundles()) return;
+    char db_path[OWN_PATH], log[OWN_PATH], model[OWN_PATH];
+    own_daemon_files("daemon_unready", db_path, log, model);
+    EXPECT_CLI(0, "shutdown_delay_seconds = 7",
+               "--check-config --model %s --shutdown-delay-seconds 7", model);
+    EXPECT_CLI(2, "shutdown_delay_seconds wants an integer in 0..3600",
+               "--check-config --model %s --shutdown-delay-seconds -1", model);
+    const int delay = under_valgrind() ? 20 : 3;
+    char delay_arg[16];
+    snprintf(delay_arg, sizeof delay_arg, "%d", delay);
+    const char *args[] = {"--model", model, "--db", db_path, "--shutdown-delay-seconds",
+                          delay_arg, NULL};
+    int port;
+    pid_t pid = spawn_anodmd(log, args, &port);
+    if (!port) return;
+    float x[DIM];
+    fresh_samples(x, 1, 77, 0);
+    char *body = score_body(x, 0, NULL);
+    http_conn kept;
+    hconn_init(&kept, port);
+    response r = score_kept(&kept, body);
+    CHECK_MSG(r.raw && !strstr(r.raw, "Connection: close"), "closed before SIGTERM");
+    response_free(&r);
+    double t0 = clock_seconds();
+    CHECK(kill(pid, SIGTERM) == 0);
+    CHECK_MSG(becomes_unready(port, 2000), "/readyz not 503 within 2 s of SIGTERM");
+    r = http_request(port, "GET", "/healthz", NULL, "");
+    EXPECT_STATUS(r, 200, NULL);
+    response_free(&r);
+    int64_t ids[2] = {-1, -1};
+    r = http_request(port, "POST", "/v1/score", body, "");
+    EXPECT_STATUS(r, 200, NULL);
+    if (r.json) ids[0] = (int64_t)jnum(json_array_get(json_object_get(r.json, "results"), 0),
+                                       "log_id");
+    response_free(&r);
+    r = score_kept(&kept, body);
+    CHECK_MSG(r.raw && strstr(r.raw, "Connection: close"), "a kept-alive reply while not "
+              "ready does not close its connection");
+    if (r.json) ids[1] = (int64_t)jnum(json_array_get(json_object_get(r.json, "results"), 0),
+                                       "log_id");
+    response_free(&r);
+    hconn_close(&kept);
+    free(kept.buf);
+    free(body);
+    double during = clock_seconds() - t0;
+    CHECK_MSG(during < delay - 0.5, "the checks took %.1f s of the %d s delay: not measured "
+              "within it", during, delay);
+    CHECK_MSG(waitpid(pid, NULL, WNOHANG) == 0, "exited during the delay");
+    int status = wait_exit(pid, (delay + 15) * 1000L);
+    double gone = clock_seconds() - t0;
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    CHECK_MSG(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    CHECK_MSG(gone >= delay - 0.1 && gone < delay + 10, "exited %.2f s after SIGTERM, delay %d s",
+              gone, delay);
+    char *out = slurp(log);
+    char want[96];
+    snprintf(want, sizeof want, "SIGTERM: not ready, serving on for %d s", delay);
+    CHECK_MSG(out && strstr(out, want) && strstr(out, "draining") && strstr(out, "rows in"),
+              "output:\n%.1500s", out ? out : "");
+    free(out);
+    /* The three scores, the two answered while not ready among them, are in the log. */
+    if (!LOG_INTACT(db_path, 3)) return;
+    sqlite3 *db = log_open_readonly(db_path);
+    if (!db) return;
+    char sql[128];
+    for (int i = 0; i < 2; i++) {
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM scores WHERE id = %lld", (long long)ids[i]);
+        CHECK_MSG(ids[i] > 0 && log_int(db, sql) == 1, "log_id %lld not in the log",
+                  (long long)ids[i]);
+    }
+    sqlite3_close(db);
+}
+
+/* The delay is cut short by a second SIGTERM (an impatient operator, or a supervisor
+ * escalating), and not taken at all on SIGINT (Ctrl-C at a terminal), nor with 0. */
+TEST(daemon_shutdown_delay_cut_short) {
+    if (make_bundles()) return;
+    char db_path[OWN_PATH], log[OWN_PATH], model[OWN_PATH];
+    own_daemon_files("daemon_cut_short", db_path, log, model);
+    static const struct { int first, second; const char *delay, *want, *not_want; } CASES[] = {
+        {SIGTERM, SIGTERM, "600", "SIGTERM: the delay cut short", NULL},
+        {SIGINT, 0, "600", "SIGINT: draining", "not ready, serving on"},
+        {SIGTERM, 0, "0", "SIGTERM: draining", "not ready, serving on"},
+    };
+    for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++) {
+        const char *args[] = {"--model", model, "--db", db_path, "--shutdown-delay-seconds",
+                              CASES[k].delay, NULL};
+        int port;
+        pid_t pid = spawn_anodmd(log, args, &port);
+        if (!port) return;
+        double t0 = clock_seconds();
+        CHECK(kill(pid, CASES[k].first) == 0);
+        if (CASES[k].second) {
+            CHECK_MSG(becomes_unready(port, 2000), "case %zu: /readyz not 503", k);
+            CHECK(kill(pid, CASES[k].second) == 0);
+        }
+        int status = wait_exit(pid, under_valgrind() ? 60000 : 10000);
+        if (status == -1) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        CHECK_MSG(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "case %zu: status %d after %.1f s", k, status, clock_seconds() - t0);
+        char *out = slurp(log);
+        CHECK_MSG(out && strstr(out, CASES[k].want) &&
+                  (!CASES[k].not_want || !strstr(out, CASES[k].not_want)),
+                  "case %zu: output:\n%.1500s", k, out ? out : "");
+        free(out);
+    }
 }
 
 /* The tiny model given a stream memory by hand (capacity 50, k 2, z_memory standardised

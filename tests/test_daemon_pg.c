@@ -113,8 +113,8 @@ static int pg_up(void) {
         PG.state = -1;
         for (int i = 0; i < 3; i++)
             if (find_program(NAMES[i], PG.bin[i], sizeof PG.bin[i])) {
-                snprintf(PG.why, sizeof PG.why, "PostgreSQL's %s is not installed (Debian: "
-                         "postgresql)", NAMES[i]);
+                snprintf(PG.why, sizeof PG.why, "PostgreSQL's %s is not installed (make "
+                         "pg-deps installs it)", NAMES[i]);
                 test_skip("%s", PG.why);
                 return -1;
             }
@@ -533,9 +533,27 @@ TEST(daemon_pg_outage) {
                   metric(port, "anodmd_sink_backlog_rows"));
         if (c) CHECK(same_rows(db, c, "o") == log_rows_at(db));
         CHECK(metric(port, "anodmd_sink_up") == 1);
-        page = get_json(port, "/v1/scores?limit=1000");   /* and back */
+        /* And back, once the history's pause between connection attempts (a second,
+         * pghistory.h) that began with the last read during the outage is over. */
+        sleep_ms(1100);
+        page = get_json(port, "/v1/scores?limit=1000");
         CHECK(json_array_size(json_object_get(page, "scores")) == (size_t)log_rows_at(db));
         json_decref(page);
+        /* A restart between two reads: the next read finds its connection broken and makes
+         * a new one, answered (a page, then the statistics, each after its own restart). */
+        PQfinish(c);
+        c = NULL;
+        static const char *const READS[] = {"/v1/scores?limit=1", "/v1/stats"};
+        for (int i = 0; i < 2; i++) {
+            r = http_request(port, "GET", "/v1/scores?limit=1", NULL, "");   /* connected */
+            EXPECT_STATUS(r, 200, NULL);
+            response_free(&r);
+            CHECK(pg_stop() == 0 && pg_start() == 0);
+            r = http_request(port, "GET", READS[i], NULL, "");
+            CHECK_MSG(r.status == 200, "%s after a restart: %d %s", READS[i], r.status,
+                      r.body ? r.body : "");
+            response_free(&r);
+        }
         char *out = slurp(log);
         CHECK_MSG(out && strstr(out, "anodmd: sink: cannot connect to PostgreSQL") &&
                   strstr(out, "rows wait in the log"), "%.1500s", out ? out : "");

@@ -11,8 +11,9 @@
 //   - for the Pod Security "restricted" profile and read-only root filesystem, on every
 //     container of every pod template;
 //   - for the manifest's own agreements: probes on the health routes and named ports that
-//     exist, the Service's ports and selector, the grace period against the preStop hook
-//     and drain_seconds, the recommended labels, and (with --anodmd) the ConfigMap and the
+//     exist, the Service's ports and selector, a wait before the port closes (anodmd's
+//     shutdown_delay_seconds, or a preStop sleep) and the grace period against it and
+//     drain_seconds, the recommended labels, and (with --anodmd) the ConfigMap and the
 //     container's environment read by `anodmd --check-config` itself.
 // Usage: node check.mjs [--anodmd BIN --bundle FILE] [--labels] FILE...
 // Prints one line per problem and exits 1 if there is any; else prints what it checked.
@@ -175,7 +176,8 @@ function checkRestricted(pod, where) {
 }
 
 // anodmd's own container: probes on the health routes through ports it declares, its
-// port where ANODMD_PORT says, and a grace period that outlasts preStop plus the drain.
+// port where ANODMD_PORT says, a wait for the endpoints to go before the port closes, and
+// a grace period that outlasts that wait plus the drain.
 function checkAnodmd(c, pod, where, conf) {
   const w = `${where}: container ${c.name}`;
   const ports = new Map((c.ports || []).map((p) => [p.name, p.containerPort]));
@@ -197,12 +199,19 @@ function checkAnodmd(c, pod, where, conf) {
       problem(w, `${probe} port ${port} is not a port of the container`);
   }
   if (pod === null) return;     // a KServe runtime: KServe owns the pod's lifecycle
-  const sleep = c.lifecycle?.preStop?.exec?.command;
-  const preStop = sleep && /sleep$/.test(sleep[0]) ? Number(sleep[1]) : NaN;
-  if (!(preStop > 0)) problem(w, "no preStop sleep (the drain before SIGTERM)");
+  // The wait for the endpoints to go before the port closes: anodmd's shutdown delay after
+  // SIGTERM, or a preStop sleep before it (either, or both).
+  const hook = c.lifecycle?.preStop;
+  const sleep = hook?.exec?.command;
+  const preStop = !hook ? 0 : sleep && /sleep$/.test(sleep[0]) ? Number(sleep[1]) : NaN;
+  if (Number.isNaN(preStop)) problem(w, "a preStop hook that is not a sleep");
+  if (!conf) return;
+  const wait = preStop + conf.shutdown_delay_seconds;
+  if (!(wait >= 3))
+    problem(w, `the port closes ${wait} s after the pod is told to stop (preStop ${preStop} s + shutdown_delay_seconds ${conf.shutdown_delay_seconds} s): under 3 s, before the endpoints are gone`);
   const grace = pod.terminationGracePeriodSeconds ?? 30;
-  if (conf && !(grace > preStop + conf.drain_seconds + 5))
-    problem(w, `terminationGracePeriodSeconds ${grace} is not above preStop ${preStop} s + drain_seconds ${conf.drain_seconds} s + 5 s`);
+  if (!(grace > wait + conf.drain_seconds + 5))
+    problem(w, `terminationGracePeriodSeconds ${grace} is not above preStop ${preStop} s + shutdown_delay_seconds ${conf.shutdown_delay_seconds} s + drain_seconds ${conf.drain_seconds} s + 5 s`);
 }
 
 // ---------------------------------------------------------------- anodmd's own reading
