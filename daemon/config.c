@@ -103,7 +103,7 @@ void config_init(config *c) {
     c->drain_seconds = 10;
     /* Long enough for a balancer's health checks or a Kubernetes endpoint removal to take
      * the replica out before its port closes (docs/DEPLOY.md, "Shutdown"). */
-    c->shutdown_delay_seconds = 5;
+    c->shutdown_delay_seconds = 0;
     c->dashboard = 1;
     c->recent_samples = 1000;
     c->answer_after_commit = 1;

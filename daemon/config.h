@@ -38,7 +38,7 @@ typedef struct {
     int max_connections;         /* open connections (256) */
     int timeout_seconds;         /* to send a request, take a reply, or idle (30) */
     int drain_seconds;           /* how long shutdown waits for requests in flight (10) */
-    int shutdown_delay_seconds;  /* on SIGTERM, not ready but serving this long first (5) */
+    int shutdown_delay_seconds;  /* on SIGTERM, not ready but serving this long first (0) */
     char *api_keys;              /* comma-separated Bearer keys, malloc'd; NULL: none */
     char api_keys_file[4096];    /* a file of keys, one per line; "": none */
     int dashboard;               /* serve the dashboard at GET / (1) */

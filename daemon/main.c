@@ -54,7 +54,7 @@ static void usage(FILE *f) {
         "  --drain-seconds N        shutdown waits this long for requests in flight (10)\n"
         "  --shutdown-delay-seconds N  on SIGTERM, first answer /readyz 503 while still\n"
         "                           serving for N s, for balancers to take this replica\n"
-        "                           out (5; 0: drain at once)\n"
+        "                           out (0: drain at once; 5 behind a balancer)\n"
         "  --api-keys K1,K2         require Authorization: Bearer K on all but health probes\n"
         "  --api-keys-file FILE     the same, one key a line (keeps keys out of ps)\n"
         "  --dashboard on|off       serve the read-only dashboard at GET / (on)\n"

@@ -91,10 +91,6 @@ static int selected(const char *name, int argc, char **argv) {
 int main(int argc, char **argv) {
     int passed = 0, failed = 0, skipped = 0;
     blas_select_kernels(argv); /* test the kernels that anodm itself will run */
-    /* Every anodmd a test starts stops at once on SIGTERM, as it did before the shutdown
-     * delay (5 s by default) existed; the delay's own tests give it with a flag, which wins
-     * over the environment. */
-    setenv("ANODMD_SHUTDOWN_DELAY_SECONDS", "0", 0);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/anodm-test-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");

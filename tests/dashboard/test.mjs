@@ -83,9 +83,8 @@ const shifted = (x) => x.map((_, j) => (j % 28 < 14 ? x[j + 14] : 0));
 // ------------------------------------------------------------------ the daemon
 
 // Start anodmd with args on a free port; resolves to {proc, port, url} once it listens.
-// No shutdown delay: nothing balances over it, so SIGTERM stops it at once.
 function startDaemon(args, log) {
-  const proc = spawn(opt.anodmd, ['--port', '0', '--shutdown-delay-seconds', '0', ...args],
+  const proc = spawn(opt.anodmd, ['--port', '0', ...args],
                      {stdio: ['ignore', 'ignore', 'pipe']});
   const out = fs.createWriteStream(log);
   let text = '';
