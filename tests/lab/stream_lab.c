@@ -23,7 +23,8 @@
  *       reference rank: j, j * capacity / count, j * n_ref / count), --maxscale,
  *       --warm (each test stream starts from the calibration stream's memory), --burn N
  *       and --skip N (the first N of the calibration / test stream left out of the
- *       statistics / metrics), --tail K (the p-values' exponential tail over the top K
+ *       statistics / metrics), --head N (the metrics on the test stream's first N samples
+ *       only: a short stream), --tail K (the p-values' exponential tail over the top K
  *       calibration values, score_log_p_tail: 0 none, the empirical p-value; default
  *       the product's size) on the base score or, with --tail-all, on every term;
  *   stream_lab base DUMP...
@@ -342,6 +343,7 @@ typedef struct {
     double recent, tau;
     int burn;                        /* calibration statistics skip the stream's first burn */
     int skip;                        /* test metrics skip the stream's first skip */
+    int head;                        /* test metrics on the stream's first head only (0: all) */
     int rank;                        /* logavg's reference rank: 0 k, 1 fill, 2 mass */
     double maxscale;                 /* the rank's scale at most this (0: KR / rank) */
     susp_kind susp;
@@ -600,10 +602,10 @@ static void evaluate(const lab_dump *D, int cls, double rate, const lab_opts *o,
     for (size_t j = 0; j < n; j++) is_pos[j] = pos[sel[j]];
     double *t = xmalloc(n * T_N * sizeof *t), *sc = xmalloc(n * sizeof *sc);
     replay(D, s, sel, (int)n, 1, o, mstat, t);
-    if (o->skip > 0) {   /* metrics on the stream after its first o->skip samples */
+    if (o->skip > 0 || o->head > 0) {   /* metrics on stream positions skip..head - 1 */
         size_t w = 0;
         for (size_t i = 0; i < n; i++)
-            if (t[T_N * i + T_POS] >= o->skip) {
+            if (t[T_N * i + T_POS] >= o->skip && (o->head <= 0 || t[T_N * i + T_POS] < o->head)) {
                 memmove(t + T_N * w, t + T_N * i, T_N * sizeof *t);
                 is_pos[w++] = is_pos[i];
             }
@@ -648,6 +650,7 @@ static int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--tau")) o.tau = atof(v);
         else if (!strcmp(a, "--burn")) o.burn = atoi(v);
         else if (!strcmp(a, "--skip")) o.skip = atoi(v);
+        else if (!strcmp(a, "--head")) o.head = atoi(v);
         else if (!strcmp(a, "--rank")) o.rank = atoi(v);
         else if (!strcmp(a, "--maxscale")) o.maxscale = atof(v);
         else if (!strcmp(a, "--space")) o.zspace = !strcmp(v, "z");
@@ -766,7 +769,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: stream_lab dump MODELS_DIR FMNIST_DIR CLASS OUT\n"
                     "       stream_lab eval [--cap N --recent F --k K --k1 A --k2 B --kc K "
                     "--space raw|z --susp base|none|memory|memavg|fused --tau N --wm W "
-                    "--rank 0|1|2 --maxscale S --burn N --skip N --warm -v] DUMP...\n"
+                    "--rank 0|1|2 --maxscale S --burn N --skip N --head N --tail K --tail-all --warm -v] DUMP...\n"
                     "       stream_lab base DUMP...\n");
     return 2;
 }
