@@ -28,3 +28,6 @@ lab tail-all --susp memavg --tau 10000 --tail-all
 # short streams: the metrics on each test stream's first 300 samples only
 lab head300-tail0 --susp memavg --tau 10000 --tail 0 --head 300
 lab head300-tail --susp memavg --tau 10000 --head 300
+# the 1% target (issue 15): a larger suspicious half (recent share 0.25, 0.1) with the default
+lab recent25 --susp memavg --tau 10000 --recent 0.25
+lab recent10 --susp memavg --tau 10000 --recent 0.1
