@@ -53,6 +53,9 @@ TEST(auroc_roc_curve_points) {
 }
 
 /* The calibration statistics behind the fused score. */
+#include <math.h>
+#include <stdlib.h>
+
 #include "score.h"
 
 TEST(score_quantile_and_p_value) {
@@ -66,6 +69,80 @@ TEST(score_quantile_and_p_value) {
     CHECK_NEAR(score_p_value(cal, 5, 2.0), 5.0 / 6.0, 1e-12); /* 2, 2, 3, 4 are >= 2 */
     CHECK_NEAR(score_p_value(cal, 5, 3.5), 2.0 / 6.0, 1e-12);
     CHECK_NEAR(score_p_value(cal, 5, 9.0), 1.0 / 6.0, 1e-12);
+}
+
+static int cmp_float_asc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* n seeded draws, ascending: exponential(1) (exp = 1) or standard normal (exp = 0). */
+static float *sorted_draws(size_t n, int exp, uint64_t seed) {
+    float *v = malloc(n * sizeof *v);
+    if (!v) return NULL;
+    rng_t r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) v[i] = exp ? -logf(1.0f - rng_uniform(&r)) : rng_normal(&r);
+    qsort(v, n, sizeof *v, cmp_float_asc);
+    return v;
+}
+
+/* The base p-value's tail against distributions whose tails are known. */
+TEST(score_tail_known_distributions) {
+    enum { N = 10000 };
+    const size_t k = score_tail_size(N);
+    CHECK(k == 100 && score_tail_size(20000) == 142 && score_tail_size(2) == 1 &&
+          score_tail_size(1) == 0);
+    float *e = sorted_draws(N, 1, 7), *g = sorted_draws(N, 0, 7);
+    CHECK(e && g);
+    if (!e || !g) goto done;
+    const double floor_lp = log(1.0 / (N + 1));
+    /* Exponential(1): log P(X >= s) = -s, the tail's own family: near it far beyond the
+     * largest draw (about 9.2 here) where the empirical p-value stops at 1 / (N + 1). */
+    for (double s = 10; s <= 40; s += 10) {
+        const double lp = score_log_p_tail(e, N, k, s);
+        CHECK_MSG(fabs(lp + s) < 0.05 * s, "exponential: log p(%g) = %g, want about %g", s, lp,
+                  -s);
+    }
+    /* Standard normal, lighter-tailed than any exponential: the tail is conservative
+     * (log p above the true one) but still below the empirical floor beyond the draws. */
+    for (double s = 4.5; s <= 8; s += 0.5) {
+        const double lp = score_log_p_tail(g, N, k, s), truth = log(0.5 * erfc(s / sqrt(2.0)));
+        CHECK_MSG(lp > truth && lp < floor_lp, "normal: log p(%g) = %g, true %g, floor %g", s,
+                  lp, truth, floor_lp);
+    }
+    /* Up to u the empirical p-value, unchanged; just above u it continues from the
+     * empirical value there; monotone; finite however far out. */
+    const float *cal[] = {e, g};
+    for (int c = 0; c < 2; c++) {
+        const float *a = cal[c];
+        const double u = a[N - 1 - k];
+        for (size_t i = 0; i <= N - 1 - k; i += 97)
+            CHECK_NEAR(score_log_p_tail(a, N, k, a[i]), log(score_p_value(a, N, a[i])), 1e-12);
+        CHECK_NEAR(score_log_p_tail(a, N, k, u), log(score_p_value(a, N, u)), 1e-12);
+        CHECK_NEAR(score_log_p_tail(a, N, k, u + 1e-9), log((double)(1 + k) / (N + 1)), 1e-6);
+        double prev = INFINITY;
+        int monotone = 1;
+        for (double s = a[0] - 1; s < a[N - 1] + 50; s += 0.01) {
+            const double lp = score_log_p_tail(a, N, k, s);
+            if (!(lp <= prev)) monotone = 0;
+            prev = lp;
+        }
+        CHECK(monotone);
+        CHECK(isfinite(score_log_p_tail(a, N, k, 1e30)) && score_log_p_tail(a, N, k, 1e30) < -1e20);
+        /* Without a tail, the empirical log p-value. */
+        CHECK_NEAR(score_log_p_tail(a, N, 0, 1e30), floor_lp, 1e-12);
+    }
+    /* No spread above u (ties) and too few scores: the empirical p-value. */
+    float flat[] = {1, 2, 3, 3, 3, 3};
+    CHECK_NEAR(score_log_p_tail(flat, 6, 2, 9.0), log(1.0 / 7.0), 1e-12);
+    CHECK_NEAR(score_log_p_tail(flat, 1, 1, 9.0), log(1.0 / 2.0), 1e-12);
+    /* A hand case: u = 2 (k 2 of {1, 2, 4, 6}), excesses 2 and 4, beta 3, p_u 3/5. */
+    float hand[] = {1, 2, 4, 6};
+    CHECK_NEAR(score_log_p_tail(hand, 4, 2, 11.0), log(3.0 / 5.0) - 3.0, 1e-12);
+done:
+    free(e);
+    free(g);
 }
 
 TEST(score_term_stats_robust) {

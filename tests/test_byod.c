@@ -181,21 +181,21 @@ TEST(byod_csv_and_npy_train_serve_score) {
     CHECK(write_csv(csv) == 0 && write_npy(npy) == 0);
 
     /* No preset named: the shape, the preset, the scaling and the loss from the data.
-     * Without the stream memory: these models are judged below on 30 normals then 30
-     * anomalies, too short a stream for a memory whose term needs 10 of a kind (with it,
-     * 7 of the 30 were flagged at the threshold under OpenBLAS's Haswell kernels and 23
-     * under Cooperlake's; docs/STREAM.md). What is tested here is one's own data through
-     * training, serving and scoring. */
+     * With the stream memory (the default): these models are judged below on 30 normals
+     * then 30 anomalies, too short a stream for a memory whose term needs 10 of a kind,
+     * so the base score's evidence must carry the anomalies; it does through the tail of
+     * its p-value (score_log_p_tail). Without that tail 7 of the 30 sensor anomalies were
+     * flagged under OpenBLAS's Haswell kernels and 23 under Cooperlake's (docs/STREAM.md). */
     char *out;
     int rc = run_anodm(&out, "train --data %s --label-col none --epochs 60 --n-ref 200 "
-                       "--tsne-iter 300 --threads 1 --memory off --out %s", csv, tab);
+                       "--tsne-iter 300 --threads 1 --out %s", csv, tab);
     CHECK_MSG(rc == 0 && strstr(out, "building mlp detector on 600 normal samples (input "
                                      "1x1x12, scale standard, recon mse): beta 0.01") &&
                   strstr(out, "report:") && strstr(out, "threshold") && strstr(out, "KL"),
               "exit %d: %s", rc, out);
     free(out);
     rc = run_anodm(&out, "train --data %s --epochs 30 --n-ref 200 --tsne-iter 300 "
-                   "--threads 1 --memory off --out %s", npy, win);
+                   "--threads 1 --out %s", npy, win);
     CHECK_MSG(rc == 0 && strstr(out, "building conv1d detector on 400 normal samples (input "
                                      "3x1x32, scale standard, recon mse)"),
               "exit %d: %s", rc, out);

@@ -63,15 +63,42 @@ term_stats score_term_stats(const double *v, size_t n) {
 
 double score_standardise(double v, term_stats s) { return (v - s.center) / s.scale; }
 
-double score_p_value(const float *cal_ascending, size_t n, double s) {
-    /* First index whose score is >= s; everything from there on counts. */
+/* First index of the ascending a[0..n) whose value is > v (strictly) or >= v (not). */
+static size_t first_above(const float *a, size_t n, double v, int strictly) {
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if ((double)cal_ascending[mid] < s) lo = mid + 1;
+        if ((double)a[mid] < v || (strictly && (double)a[mid] == v)) lo = mid + 1;
         else hi = mid;
     }
-    return (double)(1 + n - lo) / (double)(n + 1);
+    return lo;
+}
+
+double score_p_value(const float *cal_ascending, size_t n, double s) {
+    /* Everything from the first score >= s on counts. */
+    return (double)(1 + n - first_above(cal_ascending, n, s, 0)) / (double)(n + 1);
+}
+
+size_t score_tail_size(size_t n) {
+    if (n < 2) return 0;
+    size_t k = (size_t)ceil(sqrt((double)n));
+    return k < n - 1 ? k : n - 1;
+}
+
+double score_log_p_tail(const float *cal_ascending, size_t n, size_t k_tail, double s) {
+    if (k_tail > 0 && n >= 2) {
+        if (k_tail > n - 1) k_tail = n - 1;
+        const double u = cal_ascending[n - 1 - k_tail];
+        if (s > u) {
+            const size_t j = first_above(cal_ascending, n, u, 1);
+            double excess = 0.0;
+            for (size_t i = j; i < n; i++) excess += (double)cal_ascending[i] - u;
+            const double beta = j < n ? excess / (double)(n - j) : 0.0;
+            if (beta > 0)
+                return log((double)(1 + n - j) / (double)(n + 1)) - (s - u) / beta;
+        }
+    }
+    return log(score_p_value(cal_ascending, n, s));
 }
 
 const char *const SCORE_FUSION_NAME[FUSION_N] = {"base", "memory", "sum", "max", "fisher"};
@@ -84,7 +111,7 @@ double score_fuse(score_fusion f, double base, double z_memory, const float *cal
     case FUSION_SUM: return base + z_memory;
     case FUSION_MAX: return base > z_memory ? base : z_memory;
     case FUSION_FISHER:
-        return -2.0 * (log(score_p_value(cal_base, n, base)) +
+        return -2.0 * (score_log_p_tail(cal_base, n, score_tail_size(n), base) +
                        log(score_p_value(cal_memory, n, z_memory)));
     default: return NAN;
     }

@@ -26,6 +26,20 @@ double score_standardise(double v, term_stats s);
 double score_quantile(const double *v, size_t n, double q);
 /* p-value of s against n ascending calibration scores: (1 + #{cal >= s}) / (n + 1). */
 double score_p_value(const float *cal_ascending, size_t n, double s);
+/* log p-value of s against n ascending calibration scores, with an exponential tail: up
+ * to u, the (k_tail + 1)-th largest score, the empirical p-value above; beyond u,
+ *     p(s) = p_u exp(-(s - u) / beta),   p_u = (1 + #{cal > u}) / (n + 1),
+ * beta the mean excess over u of the scores above it (the exponential's maximum
+ * likelihood fit to the peaks over u). p_u is the empirical p-value just above u, so the
+ * tail continues it, and p falls on with s where the empirical one stops at 1 / (n + 1):
+ * a sample far beyond every calibration score gets evidence in proportion to how far.
+ * Monotone non-increasing in s, finite for finite s (the log is returned so that it
+ * cannot underflow). Without a tail (k_tail 0, n < 2, or no spread above u) it is the
+ * empirical log p-value. */
+double score_log_p_tail(const float *cal_ascending, size_t n, size_t k_tail, double s);
+/* The tail's size for n calibration scores: ceil(sqrt(n)), at most n - 1 (n < 2: 0), so
+ * that it holds more points as n grows but a shrinking share of them. */
+size_t score_tail_size(size_t n);
 
 /* How a detector with a stream memory joins its two pieces of evidence: the base score
  * (alpha * z_re + (1 - alpha) * z_2, all a detector without a memory has) and z_memory.
@@ -35,7 +49,8 @@ typedef enum {
     FUSION_MEMORY,     /* z_memory alone */
     FUSION_SUM,        /* base + z_memory */
     FUSION_MAX,        /* max(base, z_memory) */
-    FUSION_FISHER,     /* -2 (log p(base) + log p(z_memory)), p against a normal stream */
+    FUSION_FISHER,     /* -2 (log p(base) + log p(z_memory)), p against a normal stream,
+                        * p(base) with its tail (score_log_p_tail) */
     FUSION_N
 } score_fusion;
 /* Their names: "base", "memory", "sum", "max", "fisher". */

@@ -23,7 +23,10 @@
  *       reference rank: j, j * capacity / count, j * n_ref / count), --maxscale,
  *       --warm (each test stream starts from the calibration stream's memory), --burn N
  *       and --skip N (the first N of the calibration / test stream left out of the
- *       statistics / metrics);
+ *       statistics / metrics), --head N (the metrics on the test stream's first N samples
+ *       only: a short stream), --tail K (the p-values' exponential tail over the top K
+ *       calibration values, score_log_p_tail: 0 none, the empirical p-value; default
+ *       the product's size) on the base score or, with --tail-all, on every term;
  *   stream_lab base DUMP...
  *       single-sample scores without a memory (k-th and mean k-NN reference distances,
  *       raw and z-scored, alone and with RE): auROC on the whole test set.
@@ -41,6 +44,7 @@
 #include "auroc.h"
 #include "bundle.h"
 #include "dataset.h"
+#include "dataset_io.h"
 #include "experiment.h"
 #include "knn.h"
 #include "pipeline.h"
@@ -163,8 +167,10 @@ static int cmd_dump(int argc, char **argv) {
     }
     float *refz = xmalloc((size_t)d.n_ref * L * sizeof *refz);
     for (size_t i = 0; i < (size_t)d.n_ref * L; i++) refz[i] = d.ref_latent[i] / D.scale[i % L];
-    float *packed = knn_pack(d.ref_latent, d.n_ref, L), *packed_z = knn_pack(refz, d.n_ref, L);
-    if (!packed || !packed_z) die("out of memory");
+    float *packed = xmalloc(knn_packed_floats(d.n_ref, L) * sizeof *packed);
+    float *packed_z = xmalloc(knn_packed_floats(d.n_ref, L) * sizeof *packed_z);
+    knn_pack(packed, d.ref_latent, d.n_ref, L);
+    knn_pack(packed_z, refz, d.n_ref, L);
     encode_set(&d, test.x, test.n, test.dim, packed, packed_z, refz, &D.test, D.scale);
     D.test.label = test.labels;
     encode_set(&d, cs, ncs, cal.dim, packed, packed_z, refz, &D.cal, D.scale);
@@ -337,6 +343,7 @@ typedef struct {
     double recent, tau;
     int burn;                        /* calibration statistics skip the stream's first burn */
     int skip;                        /* test metrics skip the stream's first skip */
+    int head;                        /* test metrics on the stream's first head only (0: all) */
     int rank;                        /* logavg's reference rank: 0 k, 1 fill, 2 mass */
     double maxscale;                 /* the rank's scale at most this (0: KR / rank) */
     susp_kind susp;
@@ -508,8 +515,17 @@ typedef struct {
     double thr[F_N];
 } lab_cal;
 
+/* The p-values' tail (score_log_p_tail): its size (-1: the product's, score_tail_size;
+ * 0: none, the empirical p-value), on the base score alone or on every term. */
+static long tail_k = -1;
+static int tail_all = 0;
+
 static double lp(const lab_cal *c, int term, double v) {
-    return log(score_p_value(c->asc[term], (size_t)c->n, v));
+    const size_t n = (size_t)c->n;
+    if (term == T_BASE || tail_all)
+        return score_log_p_tail(c->asc[term], n, tail_k < 0 ? score_tail_size(n) : (size_t)tail_k,
+                                v);
+    return log(score_p_value(c->asc[term], n, v));
 }
 
 static double fuse(const lab_cal *c, int f, const double *t) {
@@ -586,10 +602,10 @@ static void evaluate(const lab_dump *D, int cls, double rate, const lab_opts *o,
     for (size_t j = 0; j < n; j++) is_pos[j] = pos[sel[j]];
     double *t = xmalloc(n * T_N * sizeof *t), *sc = xmalloc(n * sizeof *sc);
     replay(D, s, sel, (int)n, 1, o, mstat, t);
-    if (o->skip > 0) {   /* metrics on the stream after its first o->skip samples */
+    if (o->skip > 0 || o->head > 0) {   /* metrics on stream positions skip..head - 1 */
         size_t w = 0;
         for (size_t i = 0; i < n; i++)
-            if (t[T_N * i + T_POS] >= o->skip) {
+            if (t[T_N * i + T_POS] >= o->skip && (o->head <= 0 || t[T_N * i + T_POS] < o->head)) {
                 memmove(t + T_N * w, t + T_N * i, T_N * sizeof *t);
                 is_pos[w++] = is_pos[i];
             }
@@ -621,6 +637,7 @@ static int cmd_eval(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(a, "-v")) { o.verbose = 1; continue; }
         if (!strcmp(a, "--warm")) { o.warm = 1; continue; }
+        if (!strcmp(a, "--tail-all")) { tail_all = 1; continue; }
         i++;
         if (!strcmp(a, "--cap")) o.cap = atoi(v);
         else if (!strcmp(a, "--k")) o.k = atoi(v);
@@ -629,9 +646,11 @@ static int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--kc")) o.kc = atoi(v);
         else if (!strcmp(a, "--recent")) o.recent = atof(v);
         else if (!strcmp(a, "--wm")) memory_weight = atof(v);
+        else if (!strcmp(a, "--tail")) tail_k = atol(v);
         else if (!strcmp(a, "--tau")) o.tau = atof(v);
         else if (!strcmp(a, "--burn")) o.burn = atoi(v);
         else if (!strcmp(a, "--skip")) o.skip = atoi(v);
+        else if (!strcmp(a, "--head")) o.head = atoi(v);
         else if (!strcmp(a, "--rank")) o.rank = atoi(v);
         else if (!strcmp(a, "--maxscale")) o.maxscale = atof(v);
         else if (!strcmp(a, "--space")) o.zspace = !strcmp(v, "z");
@@ -750,7 +769,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: stream_lab dump MODELS_DIR FMNIST_DIR CLASS OUT\n"
                     "       stream_lab eval [--cap N --recent F --k K --k1 A --k2 B --kc K "
                     "--space raw|z --susp base|none|memory|memavg|fused --tau N --wm W "
-                    "--rank 0|1|2 --maxscale S --burn N --skip N --warm -v] DUMP...\n"
+                    "--rank 0|1|2 --maxscale S --burn N --skip N --head N --tail K --tail-all --warm -v] DUMP...\n"
                     "       stream_lab base DUMP...\n");
     return 2;
 }
