@@ -29,9 +29,16 @@ void gemm_pack(float *dst, const float *b, int K, int N) {
             for (int k = 0; k < K; k++) dst[(size_t)n * K + k] = b[(size_t)k * N + n];
         return;
     }
-    const size_t ld = (size_t)gemm_padded_n(N);
-    memset(dst, 0, sizeof(float) * ld * K);
-    for (int k = 0; k < K; k++) memcpy(dst + k * ld, b + (size_t)k * N, sizeof(float) * N);
+    /* Panels of 32 columns (the last one 16 if that covers it), each K rows contiguous,
+     * so that a tile streams its panel from one place. */
+    const int pn = gemm_padded_n(N);
+    for (int n0 = 0; n0 < pn; n0 += 2 * VL) {
+        const int width = pn - n0 < 2 * VL ? pn - n0 : 2 * VL;
+        float *panel = dst + (size_t)n0 * K;
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < width; j++)
+                panel[(size_t)k * width + j] = n0 + j < N ? b[(size_t)k * N + n0 + j] : 0.0f;
+    }
 }
 
 /* Row m's sample start in A, its taps' offsets and where its outputs go. */
@@ -82,12 +89,12 @@ HOT_INLINE void store_v(const gemm_call *g, float *c, vf *v, int n0) {
 /* Rows r[0 .. mr-1] by columns n0 .. n0 + nv * 16; mr and nv are constants at each
  * call, so each (mr, nv) is a loop of its own without the others' work. */
 HOT_INLINE void wide_tile(const gemm_call *g, const row_at *r, int mr, int n0, int nv) {
-    const size_t ld = (size_t)gemm_padded_n(g->N);
+    const size_t ld = (size_t)nv * VL;   /* the panel's width (gemm_pack) */
     const vf zero = {0};
     const vf b0 = g->bias ? VLOAD(g->bias + n0) : zero;
     const vf b1 = g->bias && nv == 2 ? VLOAD(g->bias + n0 + VL) : zero;
     vf c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1;
-    const float *w = g->w + n0;
+    const float *w = g->w + (size_t)n0 * g->T * g->C;
     for (int t = 0; t < g->T; t++) {
         const float *x0 = tap(g, r[0], t), *x1 = mr > 1 ? tap(g, r[1], t) : x0,
                     *x2 = mr > 2 ? tap(g, r[2], t) : x0, *x3 = mr > 3 ? tap(g, r[3], t) : x0;

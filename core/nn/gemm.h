@@ -53,8 +53,8 @@ typedef struct {
 int gemm_padded_n(int N);
 /* Floats gemm_pack writes for a K x N matrix. */
 size_t gemm_packed_floats(int K, int N);
-/* Pack b (K x N, row-major) for gemm_run: zero-padded rows of gemm_padded_n(N) floats, or
- * for N < 16 its transpose. */
+/* Pack b (K x N, row-major) for gemm_run: panels of 32 columns (zero-padded), each its K
+ * rows in a row, or for N < 16 the transpose. */
 void gemm_pack(float *dst, const float *b, int K, int N);
 /* Compute every output of g. */
 void gemm_run(const gemm_call *g);
