@@ -44,10 +44,16 @@ void gemm_pack(float *dst, const float *b, int K, int N) {
 /* Row m's sample start in A, its taps' offsets and where its outputs go. */
 typedef struct { const float *a; const int *off; float *c; } row_at;
 
-HOT_INLINE row_at row_of(const gemm_call *g, int m) {
-    const int b = m / g->P, p = m % g->P;
-    return (row_at){g->a + (size_t)b * g->a_stride, g->a_off + (size_t)p * g->T,
-                    g->c + (size_t)b * g->c_stride + g->c_off[p]};
+/* A row's sample and position in it, stepped along rather than divided out. */
+typedef struct { int b, p; } row_pos;
+
+HOT_INLINE row_at row_of(const gemm_call *g, row_pos at) {
+    return (row_at){g->a + (size_t)at.b * g->a_stride, g->a_off + (size_t)at.p * g->T,
+                    g->c + (size_t)at.b * g->c_stride + g->c_off[at.p]};
+}
+
+HOT_INLINE row_pos next_row(const gemm_call *g, row_pos at) {
+    return ++at.p == g->P ? (row_pos){at.b + 1, 0} : at;
 }
 
 HOT_INLINE const float *tap(const gemm_call *g, row_at r, int t) {
@@ -166,13 +172,15 @@ HOT_INLINE void narrow_tile(const gemm_call *g, const row_at *r, int mr) {
     }
 }
 
-/* The tile of rows m0 .. m0 + mr - 1 and columns n0 .. (all of them when narrow). */
-HOT_INLINE void tile(const gemm_call *g, int m0, int mr, int n0, int nv) {
+/* The tile of mr rows from at, and columns n0.. (all of them when narrow); returns the
+ * row after it. */
+HOT_INLINE row_pos tile(const gemm_call *g, row_pos at, int mr, int n0, int nv) {
     row_at r[MR];
-    for (int i = 0; i < mr; i++) r[i] = row_of(g, m0 + i);
+    for (int i = 0; i < mr; i++, at = next_row(g, at)) r[i] = row_of(g, at);
     if (g->N < VL) narrow_tile(g, r, mr);
     else if (nv == 2) wide_tile(g, r, mr, n0, 2);
     else wide_tile(g, r, mr, n0, 1);
+    return at;
 }
 
 HOT_LOOP void gemm_run(const gemm_call *g) {
@@ -180,12 +188,13 @@ HOT_LOOP void gemm_run(const gemm_call *g) {
     const int step = g->N < VL ? g->N : 2 * VL;
     for (int n0 = 0; n0 < g->N; n0 += step) {
         const int nv = g->N - n0 > VL ? 2 : 1;
+        row_pos at = {0, 0};
         int m0 = 0;
-        for (; m0 + MR <= g->M; m0 += MR) tile(g, m0, MR, n0, nv);
+        for (; m0 + MR <= g->M; m0 += MR) at = tile(g, at, MR, n0, nv);
         switch (g->M - m0) {   /* the last rows: a tile of their own size */
-        case 3: tile(g, m0, 3, n0, nv); break;
-        case 2: tile(g, m0, 2, n0, nv); break;
-        case 1: tile(g, m0, 1, n0, nv); break;
+        case 3: tile(g, at, 3, n0, nv); break;
+        case 2: tile(g, at, 2, n0, nv); break;
+        case 1: tile(g, at, 1, n0, nv); break;
         }
     }
 }
