@@ -3,15 +3,16 @@
  * Why not OpenBLAS: a row of an OpenBLAS product does not come out the same when the
  * product has more rows (its edge kernels and one-row paths sum in another order, and so
  * do threads), so a sample's score would depend on what it was batched with
- * (docs/BATCHING.md). Here each output is
- *     C[m, n] = epilogue(bias[n] + sum over k = 0..K-1, in that order, of A[m, k] B[k, n])
- * with one float accumulator per output (products of N >= 16 columns), or, for a product
- * of fewer than 16 columns, 16 accumulators over k's residues within each run of C
- * values, added in a fixed tree at the end. Which form and which order depend on N and the
- * run length only, never on M, on where a row falls in its tile, or on the CPU: vectors
- * are GCC vector types of 16 floats that every target_clones clone (simd.h) computes with
- * the same IEEE operations, and ISO C mode contracts no a*b+c into an FMA. So a row gives
- * the same bits alone or inside any batch, on every x86-64.
+ * (docs/BATCHING.md). Here each output C[m, n] is, for a product of N >= 16 columns, one
+ * float accumulator that starts at bias[n] and adds A[m, k] B[k, n] for k = 0 .. K-1 in
+ * that order; for fewer columns, bias[n] + (s + tail), s the sum of 16 lane accumulators
+ * (lane i adds the terms at i, i + 16, ... of each run's whole vectors, in order) in a
+ * fixed tree, tail the rest of each run added in order; then the epilogue. Which form and
+ * which order depend on N and the run length only, never on M, on where a row falls in
+ * its tile, or on the CPU: vectors are GCC vector types of 16 floats that every
+ * target_clones clone (simd.h) computes with the same IEEE operations, and ISO C mode
+ * contracts no a*b+c into an FMA. So a row gives the same bits alone or inside any batch,
+ * on every x86-64.
  *
  * The A side is gathered, so a convolution needs no im2col copy: row m reads T taps, tap t
  * a run of C consecutive floats at a_off[p * T + t] from its sample's start (p = m mod P,
