@@ -121,8 +121,9 @@ static float *padded_copy(net_plan *p, const float *v, int n) {
     return d;
 }
 
-/* One phase of a product: P output positions of T taps, K = T * C by N weights kn
- * (row-major, freed here), the offsets filled by the caller; NULL when out of memory. */
+/* One phase of a product, appended to step s: P output positions of T taps of C inputs,
+ * N columns; its offsets and packed weights allocated for the caller to fill (the
+ * weights with pack_into); NULL when out of memory. */
 static gemm_call *add_call(net_plan *p, step *s, int P, int T, int C, int N, const float *bias) {
     gemm_call *calls = plan_alloc(p, (size_t)s->n_calls + 1, sizeof *calls);
     if (!calls) return NULL;
