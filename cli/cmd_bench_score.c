@@ -216,8 +216,8 @@ int cmd_bench_score(int argc, char **argv) {
         stage_flops(&d, flops);
         printf("anodm bench-score: %s, %zu samples per batch size, blas kernel %s, "
                "sgemm on one thread %.1f GFLOP/s\n", argv[optind], n, blas_kernel_name(), gflops);
-        printf("CPU time per sample, microseconds (thread CPU time; the network on one BLAS "
-               "thread as the daemon runs it)\n%-20s", "stage");
+        printf("CPU time per sample, microseconds (thread CPU time; one thread, the scorer "
+               "as the daemon runs it)\n%-20s", "stage");
         for (int i = 0; i < n_batches; i++) printf("  %8s%-4d", "B=", batches[i]);
         printf("  %9s  %8s  %s\n", "floor", "B=1/floor", "FLOPs");
         double total[MAX_BATCHES] = {0};

@@ -427,6 +427,21 @@ TEST(cli_train_bundle_end_to_end) {
     while (f && (c = fgetc(f)) != EOF) lines += c == '\n';
     if (f) fclose(f);
     CHECK_MSG(lines == 201, "%d lines in the score CSV", lines);
+    /* The network's sums are core/nn/gemm's, in one order on every CPU, not OpenBLAS's:
+     * the same scores to the bit with OpenBLAS's generic kernels and in batches of 5
+     * (docs/BATCHING.md). */
+    char csv2[512], *was = getenv("OPENBLAS_CORETYPE") ? strdup(getenv("OPENBLAS_CORETYPE")) : NULL;
+    tmp_path(csv2, sizeof csv2, "cli_scores_prescott.csv");
+    setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+    EXPECT_RUN(run_cli("score %s %s --anomaly-class 1 --batch 5 --out %s", b1, dir, csv2), 0,
+               "scored 200 samples");
+    if (was) setenv("OPENBLAS_CORETYPE", was, 1);
+    else unsetenv("OPENBLAS_CORETYPE");
+    free(was);
+    char *s1 = slurp(csv), *s2 = slurp(csv2);
+    CHECK_MSG(s1 && s2 && strcmp(s1, s2) == 0, "scores differ with OpenBLAS's Prescott kernels");
+    free(s1);
+    free(s2);
     EXPECT_RUN(run_cli("score %s %s --format jsonl --batch 7", b1, dir), 0, "\"p_value\":");
     /* Where the time goes: every stage, at each batch size asked for. */
     EXPECT_RUN(run_cli("bench-score %s %s --batches 1,7 --samples 21", b1, dir), 0, "B=7",

@@ -12,12 +12,11 @@
 
 /* Batch invariance: a sample's result must not depend on what it was batched with, so
  * that a score logged by the daemon, computed again by `anodm score` or at calibration,
- * is the same number. OpenBLAS does not promise that for a row of a larger product: the
- * kernel it picks for the edges of a matrix (and its one-row paths) sums in another
- * order, and which rows fall on an edge depends on the batch, and on the threads it
- * splits a product between. So the network runs on one sample at a time, whose shapes
- * never change, with BLAS on one thread: measured on 10000 Fashion-MNIST images, 7 % more
- * CPU than 64-row passes (docs/BATCHING.md). Placement in single mode is per sample
+ * is the same number. OpenBLAS does not promise that for a row of a larger product (its
+ * edge kernels, one-row paths and threads sum in other orders), so the network runs on
+ * core/nn's own fixed-order products (vae_infer, core/nn/infer.h), a whole batch through
+ * each layer; a tcn or lstm encoder, which has no plan there, runs one sample at a time
+ * with OpenBLAS on one thread (docs/BATCHING.md). Placement in single mode is per sample
  * already (tsne_place.c). */
 
 /* A source's memory, under scope source. */
@@ -37,7 +36,7 @@ struct scorer {
     struct source_memory *sources; /* scope source: one memory per source, LRU-capped */
     int n_sources, max_sources;
     unsigned long long tick;     /* for least recently used */
-    vae_workspace w;
+    vae_infer net;
     /* The batch buffers, max_batch rows each, in the scorer's own block (scorer_parts). */
     double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
     double *ranks;               /* the memory term's reference side: n_ranks per sample */
@@ -48,7 +47,7 @@ struct scorer {
     float *rec, *mu, *pos;
     float *xs;                   /* scaled samples: what the VAE sees */
     float *dist;
-    float *enc_mu, *logvar;      /* z-based detectors only: the encoder's outputs */
+    float *logvar;               /* z-based detectors only: the encoder's log-variances */
     int *far;                    /* out-of-range flags */
     int *idx;
     scorer_timing *timing;       /* NULL unless scorer_time_stages */
@@ -66,7 +65,7 @@ void scorer_free(scorer *s) {
     for (int i = 0; i < s->n_sources; i++) memory_free(s->sources[i].m);
     free(s->sources);
     tsne_map_free(s->map);
-    vae_workspace_free(&s->w);
+    vae_infer_free(&s->net);
     free(s);                     /* and its batch buffers (scorer_parts) */
 }
 
@@ -83,7 +82,6 @@ static void scorer_parts(block *b, scorer *s, size_t rows, size_t dim, size_t L,
     BLOCK_TAKE(b, s->pos, rows * 2);
     BLOCK_TAKE(b, s->dist, rows * k);
     if (z) {
-        BLOCK_TAKE(b, s->enc_mu, rows * L);
         BLOCK_TAKE(b, s->logvar, rows * L);
     }
     BLOCK_TAKE(b, s->far, rows);
@@ -126,8 +124,7 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
         scorer_free(s);
         return NULL;
     }
-    if (vae_workspace_init(&s->w, &d->vae, 1) != 0) {
-        snprintf(err, errlen, "scorer: out of memory for the network's workspace");
+    if (vae_infer_init(&s->net, &d->vae, err, errlen) != 0) {
         scorer_free(s);
         return NULL;
     }
@@ -174,13 +171,7 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     long long t1 = stage_clock(s);
     const int blas_threads = openblas_get_num_threads();
     if (blas_threads != 1) openblas_set_num_threads(1);
-    for (int b = 0; b < B; b++) {
-        const size_t at = (size_t)b;
-        vae_reconstruct(&d->vae, &s->w, x + at * dim, NULL, 1, rec + at * dim, m + at * L);
-        /* a second encoder pass for logvar: an option, not the default */
-        if (d->input == LATENT_Z)
-            vae_encode(&d->vae, &s->w, x + at * dim, 1, s->enc_mu + at * L, s->logvar + at * L);
-    }
+    vae_infer_run(&s->net, &d->vae, x, B, rec, m, d->input == LATENT_Z ? s->logvar : NULL);
     if (blas_threads != 1) openblas_set_num_threads(blas_threads);
     if (d->input == LATENT_Z) {
         for (int b = 0; b < B; b++)

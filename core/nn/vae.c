@@ -451,3 +451,69 @@ void vae_reconstruct(const vae_model *m, vae_workspace *w, const float *x, const
         memcpy(x_rec, out, n * sizeof(float));
     vae_last_outputs(m, w, B, mu, NULL, NULL);
 }
+
+/* Samples vae_infer_run takes through the encoder before the decoder: the size of its
+ * h and z buffers. */
+#define INFER_CHUNK 64
+
+int vae_infer_init(vae_infer *vi, const vae_model *m, char *err, size_t errlen) {
+    const size_t L = (size_t)m->arch.latent;
+    memset(vi, 0, sizeof *vi);
+    if (net_plan_supported(&m->enc) &&
+        !(vi->enc = net_plan_create(&m->enc, m->params, err, errlen)))
+        return -1;
+    if (net_plan_supported(&m->dec) &&
+        !(vi->dec = net_plan_create(&m->dec, m->params + m->enc.n_params, err, errlen))) {
+        vae_infer_free(vi);
+        return -1;
+    }
+    vi->h = malloc(INFER_CHUNK * 3 * L * sizeof(float));
+    if (!vi->h || ((!vi->enc || !vi->dec) && vae_workspace_init(&vi->w, m, 1) != 0)) {
+        vae_infer_free(vi);
+        snprintf(err, errlen, "out of memory for the network's inference buffers");
+        return -1;
+    }
+    vi->z = vi->h + INFER_CHUNK * 2 * L;
+    return 0;
+}
+
+void vae_infer_free(vae_infer *vi) {
+    net_plan_free(vi->enc);
+    net_plan_free(vi->dec);
+    vae_workspace_free(&vi->w);
+    free(vi->h);
+    memset(vi, 0, sizeof *vi);
+}
+
+/* out = net(in) for B samples: through its plan, or one sample at a time. */
+static void infer_net(vae_infer *vi, net_plan *plan, const net_def *n, const float *params,
+                      int dec, const float *in, int B, float *out) {
+    if (plan) {
+        net_plan_forward(plan, in, B, out);
+        return;
+    }
+    const size_t in_n = shape_size(n->in), out_n = shape_size(n->out);
+    net_run r = run_of(&vi->w, dec, 0, 1);
+    for (int b = 0; b < B; b++)
+        memcpy(out + b * out_n, net_forward(n, (float *)params, in + b * in_n, 1, &r),
+               out_n * sizeof(float));
+}
+
+void vae_infer_run(vae_infer *vi, const vae_model *m, const float *x, int B, float *x_rec,
+                   float *mu, float *logvar) {
+    const size_t L = (size_t)m->arch.latent, dim = shape_size(m->arch.in);
+    for (int at = 0; at < B; at += INFER_CHUNK) {
+        const int n = B - at < INFER_CHUNK ? B - at : INFER_CHUNK;
+        infer_net(vi, vi->enc, &m->enc, m->params, 0, x + at * dim, n, vi->h);
+        for (int b = 0; b < n; b++) {
+            const float *h = vi->h + b * 2 * L;
+            memcpy(vi->z + b * L, h, L * sizeof(float));
+            if (mu) memcpy(mu + (at + b) * L, h, L * sizeof(float));
+            if (logvar) memcpy(logvar + (at + b) * L, h + L, L * sizeof(float));
+        }
+        if (!x_rec) continue;
+        float *rec = x_rec + at * dim;
+        infer_net(vi, vi->dec, &m->dec, m->params + m->enc.n_params, 1, vi->z, n, rec);
+        if (m->arch.recon == RECON_BCE) sigmoid_forward(rec, rec, (size_t)n * dim);
+    }
+}

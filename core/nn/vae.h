@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "infer.h"
 #include "net.h"
 #include "rng.h"
 
@@ -126,5 +127,26 @@ void vae_encode(const vae_model *m, vae_workspace *w, const float *x, int B, flo
  * (B * latent) may be NULL. For BCE models x' is the sigmoid of the logits. */
 void vae_reconstruct(const vae_model *m, vae_workspace *w, const float *x, const float *eps,
                      int B, float *x_rec, float *mu);
+
+/* Scoring's forward pass: eval mode, and batch-invariant (a sample's outputs are the same
+ * bits whatever it is batched with, docs/BATCHING.md). The encoder and the decoder run as
+ * core/nn/infer.h plans, a whole batch through each layer; a net without a plan (tcn,
+ * lstm) runs through net_forward one sample at a time, whose shapes never change, so its
+ * rows are invariant too while the caller keeps OpenBLAS on one thread. The plans are a
+ * snapshot of the model's parameters at vae_infer_init. */
+typedef struct {
+    net_plan *enc, *dec;
+    vae_workspace w;            /* batches of one, for a net without a plan */
+    float *h, *z;               /* a chunk's encoder outputs and decoder inputs */
+} vae_infer;
+
+/* 0, or -1 with a message when out of memory. */
+int vae_infer_init(vae_infer *vi, const vae_model *m, char *err, size_t errlen);
+void vae_infer_free(vae_infer *vi);
+/* The encoder's means and log-variances (B * latent each) and the reconstruction from
+ * z = mu (B * input size; for BCE models the sigmoid of the logits) of B samples; any
+ * output may be NULL (x_rec NULL: the decoder does not run). */
+void vae_infer_run(vae_infer *vi, const vae_model *m, const float *x, int B, float *x_rec,
+                   float *mu, float *logvar);
 
 #endif
