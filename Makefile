@@ -118,7 +118,8 @@ $(BUILD)/test_runner: $(TEST_OBJ) $(DAEMON_LIB_OBJ) $(LIB)
 	$(CC) $(CFLAGS) $(SAN) $(ALLOC_WRAP) -o $@ $(TEST_OBJ) $(DAEMON_LIB_OBJ) $(LIB) \
 	  $(DAEMON_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/test_alloc_fail.o $(BUILD)/tests/test_payload_log.o: CFLAGS += -Idaemon
+$(BUILD)/tests/test_alloc_fail.o $(BUILD)/tests/test_payload_log.o $(BUILD)/tests/test_daemon_pg.o: \
+  CFLAGS += -Idaemon
 
 # Install the Debian packages the build needs, only those that are missing.
 deps:
