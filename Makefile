@@ -29,7 +29,8 @@ DEB_BROWSER_PKGS = chromium
 DEB_V2_TEST_PKGS = python3-requests python3-jsonschema python3-yaml
 # The Kubernetes manifests' offline check (tests/k8s/, part of `make test`): yamllint from
 # Debian, kubernetes-models from npm with the machine's Node.js, and kubectl (kustomize)
-# where the machine has it (not a Debian package).
+# where the machine has it (not a Debian package); promtool where it is installed (the
+# alert rules' PromQL; Debian's prometheus package, not installed for this).
 DEB_K8S_PKGS   = yamllint
 # The multi-replica test (tests/cluster/): HAProxy from Debian in front of anodmd.
 DEB_CLUSTER_PKGS = haproxy wrk python3
@@ -118,7 +119,8 @@ $(BUILD)/test_runner: $(TEST_OBJ) $(DAEMON_LIB_OBJ) $(LIB)
 	$(CC) $(CFLAGS) $(SAN) $(ALLOC_WRAP) -o $@ $(TEST_OBJ) $(DAEMON_LIB_OBJ) $(LIB) \
 	  $(DAEMON_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/test_alloc_fail.o $(BUILD)/tests/test_payload_log.o: CFLAGS += -Idaemon
+$(BUILD)/tests/test_alloc_fail.o $(BUILD)/tests/test_payload_log.o $(BUILD)/tests/test_daemon_pg.o: \
+  CFLAGS += -Idaemon
 
 # Install the Debian packages the build needs, only those that are missing.
 deps:

@@ -323,6 +323,7 @@ void config_print(const config *c, FILE *f) {
 }
 
 void config_redact_url(const char *url, char *out, size_t cap) {
+    *out = 0;    /* glibc's fmemopen ends the text only after something is written */
     FILE *o = fmemopen(out, cap, "w");
     if (!o) {
         snprintf(out, cap, "(not shown)");

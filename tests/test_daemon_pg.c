@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "config.h"
 #include "daemon_harness.h"
 #include "detector.h"
 
@@ -870,6 +871,25 @@ TEST(daemon_pg_history_cursor_misses_nothing) {
 }
 
 /* ------------------------------------------------------------------ settings */
+
+/* The URL as shown, its password hidden; an unset one (empty) as nothing, whatever the
+ * buffer held before: `--check-config` printed a stack buffer's old bytes for an unset
+ * sink or history until 2026-12-03 (seen from tests/k8s/check.mjs). */
+TEST(daemon_pg_settings_redact) {
+    static const char *cases[][2] = {
+        {"", ""},
+        {"postgresql://u:secret@h:5432/db?sslmode=require",
+         "postgresql://u:***@h:5432/db?sslmode=require"},
+        {"postgres://h/db?password=secret&x=1", "postgres://h/db?password=***&x=1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[128];
+        memset(out, 'x', sizeof out);
+        config_redact_url(cases[i][0], out, sizeof out);
+        CHECK_MSG(!strcmp(out, cases[i][1]), "'%s' shown as '%s', not '%s'", cases[i][0], out,
+                  cases[i][1]);
+    }
+}
 
 /* sink, history and replica_id: checked when set, a URL's password never shown. */
 TEST(daemon_pg_settings) {

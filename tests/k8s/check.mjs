@@ -14,8 +14,14 @@
 //     exist, the Service's ports and selector, a wait before the port closes (anodmd's
 //     shutdown_delay_seconds, or a preStop sleep) and the grace period against it and
 //     drain_seconds, the recommended labels, and (with --anodmd) the ConfigMap and the
-//     container's environment read by `anodmd --check-config` itself.
-// Usage: node check.mjs [--anodmd BIN --bundle FILE] [--labels] FILE...
+//     container's environment read by `anodmd --check-config` itself;
+//   - for secrets kept out of the manifest: the PostgreSQL URIs (sink, history) only from a
+//     Secret, no password in a literal value or a ConfigMap; the replica id, when set, the
+//     pod's name (downward API); with --history, the replicas must ship to and read the
+//     merged history that way;
+//   - the Prometheus Operator's objects: a PodMonitor that selects the pods on a port they
+//     have, alert rules on metric names anodmd has (daemon/metrics.c).
+// Usage: node check.mjs [--anodmd BIN --bundle FILE] [--labels] [--history] FILE...
 // Prints one line per problem and exits 1 if there is any; else prints what it checked.
 import { readFileSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { spawnSync } from "node:child_process";
@@ -30,10 +36,11 @@ for (let i = 0; i < args.length; i++) {
   if (args[i] === "--anodmd") opt.anodmd = args[++i];
   else if (args[i] === "--bundle") opt.bundle = args[++i];
   else if (args[i] === "--labels") opt.labels = true;
+  else if (args[i] === "--history") opt.history = true;
   else opt.files.push(args[i]);
 }
 if (!opt.files.length || !opt.anodmd !== !opt.bundle) {
-  console.error("usage: node check.mjs [--anodmd BIN --bundle FILE] [--labels] FILE...");
+  console.error("usage: node check.mjs [--anodmd BIN --bundle FILE] [--labels] [--history] FILE...");
   process.exit(2);
 }
 
@@ -42,18 +49,24 @@ const problem = (where, what) => problems.push(`${where}: ${what}`);
 
 // ---------------------------------------------------------------- schemas
 
+// The packages of model classes: Kubernetes' own, and the Prometheus Operator's.
+const MODELS = ["kubernetes-models", "@kubernetes-models/prometheus-operator"];
+
 // The generated validator of a model class, found from the class's module, which imports
-// it from kubernetes-models/_schemas/ (apps/v1 StatefulSet -> IoK8sApiAppsV1StatefulSet).
+// it from its package's _schemas/ (apps/v1 StatefulSet -> IoK8sApiAppsV1StatefulSet).
 async function schemaOf(apiVersion, kind) {
   const groupVersion = apiVersion.includes("/") ? apiVersion : `v1`;
-  let file;
-  try {
-    file = fileURLToPath(import.meta.resolve(`kubernetes-models/${groupVersion}/${kind}`));
-  } catch {
-    return null;
+  for (const pkg of MODELS) {
+    let url;
+    try {
+      url = import.meta.resolve(`${pkg}/${groupVersion}/${kind}`);
+    } catch {
+      continue;
+    }
+    const from = readFileSync(fileURLToPath(url), "utf8").match(/"(\.[^"]*\/_schemas\/\w+\.js)"/);
+    return from ? (await import(new URL(from[1], url))).validate : null;
   }
-  const name = readFileSync(file, "utf8").match(/_schemas\/(\w+)\.js/);
-  return name ? schemaNamed(name[1]) : null;
+  return null;
 }
 
 async function schemaNamed(name) {
@@ -214,16 +227,62 @@ function checkAnodmd(c, pod, where, conf) {
     problem(w, `terminationGracePeriodSeconds ${grace} is not above preStop ${preStop} s + shutdown_delay_seconds ${conf.shutdown_delay_seconds} s + drain_seconds ${conf.drain_seconds} s + 5 s`);
 }
 
+// ---------------------------------------------------------------- secrets and pod facts
+
+// A PostgreSQL connection URI holding a password (USER:PASSWORD@, or password=...).
+const PG_PASSWORD = /postgres(?:ql)?:\/\/[^\s/@]*:[^\s/@]*@|postgres(?:ql)?:\/\/\S*[?&]password=/;
+// The settings that hold one (anodmd's sink and history), as environment variables.
+const PG_URIS = ["ANODMD_SINK", "ANODMD_HISTORY"];
+// What stands for a Secret's URI when anodmd reads the container's environment.
+const PG_PLACEHOLDER = "postgresql://anodm:k8s-check-placeholder@postgresql.invalid:5432/anodm";
+
+// The name and namespace the downward API gives the object's first pod (a StatefulSet's
+// anodmd-0).
+const podFacts = (obj) => ({ "metadata.name": `${obj.metadata?.name}-0`,
+                             "metadata.namespace": obj.metadata?.namespace || "default" });
+
+// The PostgreSQL URI only from a Secret and no password anywhere else in the container;
+// the replica id, when set, the pod's name (replicas sharing one would take each other's
+// rows for resends and the sink would stop); the payload log's namespace the pod's. With
+// --history, the sink, the history and the replica id must be set that way.
+function checkSecrets(c, where) {
+  const w = `${where}: container ${c.name}`;
+  const env = new Map((c.env || []).map((e) => [e.name, e]));
+  for (const e of c.env || []) {
+    if (e.value !== undefined && PG_URIS.includes(e.name))
+      problem(w, `${e.name} is a literal value: take the PostgreSQL URI from a Secret (valueFrom.secretKeyRef)`);
+    else if (e.value !== undefined && (e.name === "PGPASSWORD" || PG_PASSWORD.test(e.value)))
+      problem(w, `${e.name}: a PostgreSQL password in a literal value: take it from a Secret (valueFrom.secretKeyRef)`);
+  }
+  for (const a of [...(c.command || []), ...(c.args || [])])
+    if (PG_PASSWORD.test(a)) problem(w, "a PostgreSQL password on the command line: take the URI from a Secret");
+  const field = (n) => env.get(n)?.valueFrom?.fieldRef?.fieldPath;
+  if (env.has("ANODMD_REPLICA_ID") && field("ANODMD_REPLICA_ID") !== "metadata.name")
+    problem(w, "ANODMD_REPLICA_ID is not the pod's name (valueFrom.fieldRef metadata.name)");
+  if (env.has("ANODMD_PAYLOAD_LOG_NAMESPACE") && field("ANODMD_PAYLOAD_LOG_NAMESPACE") !== "metadata.namespace")
+    problem(w, "ANODMD_PAYLOAD_LOG_NAMESPACE is not the pod's namespace (valueFrom.fieldRef metadata.namespace)");
+  if (!opt.history) return;
+  for (const n of PG_URIS)
+    if (!env.get(n)?.valueFrom?.secretKeyRef) problem(w, `${n} is not taken from a Secret: the replicas do not use the merged history`);
+  if (field("ANODMD_REPLICA_ID") !== "metadata.name") problem(w, "ANODMD_REPLICA_ID is not set from the pod's name");
+}
+
 // ---------------------------------------------------------------- anodmd's own reading
 
 // `anodmd --check-config` on the ConfigMap's anodmd.conf with the container's environment
-// (the test bundle in place of the models; a generated key file in place of a Secret's):
-// the effective settings, or null with a problem.
-function anodmdConfig(c, configMaps, pod, where) {
+// (the test bundle in place of the models; a generated key file in place of a Secret's,
+// a placeholder URI with a password in place of a Secret's PostgreSQL URI, the pod's name
+// and namespace as the downward API would give them): the effective settings, or null
+// with a problem.
+function anodmdConfig(c, configMaps, pod, where, facts) {
   const dir = mkdtempSync(join(tmpdir(), "anodm-k8s-"));
   try {
     const env = { PATH: process.env.PATH };
-    for (const e of c.env || []) if (e.value !== undefined) env[e.name] = e.value;
+    for (const e of c.env || []) {
+      if (e.value !== undefined) env[e.name] = e.value;
+      else if (e.valueFrom?.secretKeyRef) env[e.name] = PG_URIS.includes(e.name) ? PG_PLACEHOLDER : "k8s-check-secret";
+      else if (facts[e.valueFrom?.fieldRef?.fieldPath]) env[e.name] = facts[e.valueFrom.fieldRef.fieldPath];
+    }
     if (env.ANODMD_API_KEYS_FILE) {
       env.ANODMD_API_KEYS_FILE = join(dir, "api_keys");
       writeFileSync(env.ANODMD_API_KEYS_FILE, "k8s-check-key-0123456789abcdef\n", { mode: 0o600 });
@@ -251,12 +310,61 @@ function anodmdConfig(c, configMaps, pod, where) {
       problem(where, `anodmd --check-config: exit ${run.status}: ${(run.stderr || "").trim().split("\n").pop()}`);
       return null;
     }
+    if ((run.stdout + run.stderr).includes("k8s-check-placeholder"))
+      problem(where, "anodmd --check-config printed the PostgreSQL password");
     const conf = {};
     for (const m of run.stdout.matchAll(/^(\w+) = (.*)$/gm)) conf[m[1]] = /^\d+$/.test(m[2]) ? Number(m[2]) : m[2];
     return conf;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+// What anodmd made of the environment: the history from the Secret, under the pod's name.
+function checkSettings(conf, facts, w) {
+  if (opt.history) {
+    for (const k of ["sink", "history"])
+      if (!String(conf[k] || "").startsWith("postgresql://")) problem(w, `anodmd's ${k} is "${conf[k] ?? ""}", not the Secret's URI`);
+    if (conf.replica_id !== facts["metadata.name"])
+      problem(w, `anodmd's replica_id is ${conf.replica_id}, not the pod's name ${facts["metadata.name"]}`);
+  }
+  if (conf.payload_log_url && conf.payload_log_namespace !== facts["metadata.namespace"])
+    problem(w, `the payload log's namespace is ${conf.payload_log_namespace}, not the pod's ${facts["metadata.namespace"]}`);
+}
+
+// The metric names anodmd's /metrics has, from daemon/metrics.c (histograms' series too).
+function anodmdMetrics() {
+  const src = readFileSync(new URL("../../daemon/metrics.c", import.meta.url), "utf8");
+  const names = new Set();
+  for (const m of src.matchAll(/\b(anodmd_\w+)/g))
+    for (const suffix of ["", "_bucket", "_sum", "_count"]) names.add(m[1] + suffix);
+  return names;
+}
+
+// The Prometheus Operator's objects: a PodMonitor selects the StatefulSet's pods on one
+// of their ports; every anodmd metric an alert rule names exists.
+function checkMonitoring(objs, file) {
+  const set = objs.find((o) => o.kind === "StatefulSet");
+  for (const pm of objs.filter((o) => o.kind === "PodMonitor")) {
+    if (!set) continue;
+    const where = `${file}: PodMonitor/${pm.metadata.name}`;
+    const podLabels = set.spec.template.metadata?.labels || {};
+    const sel = pm.spec.selector?.matchLabels || {};
+    if (!Object.keys(sel).length || !Object.entries(sel).every(([k, v]) => podLabels[k] === v))
+      problem(where, "selects no pod of the set");
+    const ports = new Set(set.spec.template.spec.containers.flatMap((c) => (c.ports || []).map((p) => p.name)));
+    for (const e of pm.spec.podMetricsEndpoints || [])
+      if (!ports.has(e.port)) problem(where, `port ${e.port} is no container port`);
+  }
+  const rules = objs.filter((o) => o.kind === "PrometheusRule");
+  if (!rules.length) return;
+  const known = anodmdMetrics();
+  for (const r of rules)
+    for (const g of r.spec.groups || [])
+      for (const rule of g.rules || [])
+        for (const m of String(rule.expr).matchAll(/\banodmd_\w+/g))
+          if (!known.has(m[0]))
+            problem(`${file}: PrometheusRule/${r.metadata.name}`, `${rule.alert || rule.record}: no metric ${m[0]} in daemon/metrics.c`);
 }
 
 // ---------------------------------------------------------------- one stream
@@ -284,12 +392,19 @@ async function checkStream(file) {
     const pod = podOf(obj);
     if (!pod) continue;
     checkRestricted(pod, where);
+    const facts = podFacts(obj);
     for (const c of pod.containers || []) {
       if (!/anodmd$/.test(c.command?.[0] || "")) continue;
-      const conf = opt.anodmd ? anodmdConfig(c, configMaps, obj.kind === "ServingRuntime" ? null : pod, where) : null;
+      const conf = opt.anodmd ? anodmdConfig(c, configMaps, obj.kind === "ServingRuntime" ? null : pod, where, facts) : null;
       checkAnodmd(c, obj.kind === "ServingRuntime" ? null : pod, where, conf);
+      checkSecrets(c, where);
+      if (conf) checkSettings(conf, facts, `${where}: container ${c.name}`);
     }
   }
+  for (const [name, data] of configMaps)
+    for (const [key, text] of Object.entries(data))
+      if (PG_PASSWORD.test(text))
+        problem(`${file}: ConfigMap/${name}`, `${key}: a PostgreSQL password in a ConfigMap: take the URI from a Secret`);
   // The Services reach the StatefulSet's pods through ports they declare, the PDB and the
   // autoscaler name it, and every volume it mounts exists.
   for (const set of byKind("StatefulSet")) {
@@ -324,6 +439,7 @@ async function checkStream(file) {
         problem(where, `PersistentVolumeClaim ${v.persistentVolumeClaim.claimName} is not here`);
     }
   }
+  checkMonitoring(objs, file);
   return objs.length;
 }
 
