@@ -11,8 +11,10 @@
  * body, valid or not, to the jansson decoder, which then accepts it or produces the
  * error the caller sees. Whatever it accepts decodes to exactly what jansson's path
  * gives: integers go through a 64-bit integer as jansson's do, reals through strtod as
- * jansson's do. tests/test_api.c and tests/fuzz/fuzz_api.c compare the two paths. */
+ * jansson's do (or, where that is exact, the arithmetic that gives strtod's value).
+ * tests/test_api.c and tests/fuzz/fuzz_api.c compare the two paths. */
 #include "api.h"
+#include "decimal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -91,7 +93,7 @@ static int number(cursor *c, float *out) {
         long long i = 0;
         for (const char *d = digits; d < p; d++) i = i * 10 + (*d - '0');
         v = (double)(negative ? -i : i);
-    } else {
+    } else if (!decimal_exact(digits, p, negative, &v)) {
         char *stop;
         errno = 0;
         v = strtod(start, &stop);

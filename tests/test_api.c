@@ -2,12 +2,14 @@
  * bodies and query strings into the right 4xx error, and encoding what the daemon
  * sends back in the shapes proto/openapi.yaml documents. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
 #include "check.h"
+#include "decimal.h"
 #include "fuzz/fuzz_model.h"
 #include "le.h"
 #include "rng.h"
@@ -228,6 +230,65 @@ TEST(api_fast_path_agrees_with_jansson) {
         else left++;
     }
     CHECK(taken > 500 && left > 500);
+}
+
+/* A random double and a random way to print it, as clients do (%g, %e, %f at every
+ * precision; pixels / 255, tiny to huge, negative, zero): its text in out. */
+static void printed_real(rng_t *r, char *out, size_t len) {
+    static const char *const formats[] = {"%.*g", "%.*e", "%.*f"};
+    double u = (double)(rng_u64(r) >> 11) * 0x1p-53, v;   /* every bit of a double */
+    switch (rng_below(r, 4)) {
+    case 0: v = (double)rng_below(r, 256) / 255.0; break;
+    case 1: v = u * pow(10.0, (double)rng_below(r, 80) - 40.0); break;
+    case 2: v = (u - 0.5) * pow(10.0, (double)rng_below(r, 12) - 3.0); break;
+    default: v = (double)rng_below(r, 3) - 1.0;
+    }
+    snprintf(out, len, formats[rng_below(r, 3)], 1 + (int)rng_below(r, 17), v);
+}
+
+/* decimal_exact gives strtod's double bit for bit whenever it answers, and answers for
+ * the common texts (a pixel printed with up to 15 digits). */
+TEST(decimal_exact_is_strtod) {
+    rng_t r;
+    rng_seed(&r, 12);
+    int answered = 0, pixels = 0;
+    for (int round = 0; round < 200000; round++) {
+        char text[400];
+        printed_real(&r, text, sizeof text);
+        const char *digits = text + (text[0] == '-');
+        double fast, slow = strtod(text, NULL);
+        if (!decimal_exact(digits, text + strlen(text), text[0] == '-', &fast)) continue;
+        answered++;
+        if (memcmp(&fast, &slow, sizeof fast)) {
+            CHECK_MSG(0, "'%s': %.17g, strtod %.17g", text, fast, slow);
+            break;
+        }
+    }
+    for (int p = 0; p < 256; p++) {
+        char text[32];
+        double fast;
+        snprintf(text, sizeof text, "%.9g", p / 255.0);
+        pixels += decimal_exact(text, text + strlen(text), 0, &fast) && fast == strtod(text, NULL);
+    }
+    CHECK_MSG(answered > 50000 && pixels == 256, "answered %d of 200000, pixels %d of 256",
+              answered, pixels);
+}
+
+/* The fast path's reals, printed every way printed_real does: each body decodes bit for
+ * bit as jansson's path decodes it. */
+TEST(api_fast_path_reals_agree) {
+    rng_t r;
+    rng_seed(&r, 11);
+    int taken = 0, tried = 0;
+    for (int round = 0; round < 30000; round++) {
+        char num[3][400], body[1400];
+        for (int i = 0; i < 3; i++) printed_real(&r, num[i], sizeof num[i]);
+        int len = snprintf(body, sizeof body, "{\"sample\": [%s, %s, %s]}", num[0], num[1],
+                           num[2]);
+        tried++;
+        taken += fast_agrees_(__FILE__, __LINE__, body, (size_t)len, 4);
+    }
+    CHECK_MSG(taken > tried / 2, "the fast path took %d of %d bodies", taken, tried);
 }
 
 TEST(api_decode_query) {
