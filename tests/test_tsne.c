@@ -75,6 +75,93 @@ TEST(tsne_knn_packed_matches_plain_scan) {
     }
 }
 
+/* The contract of every exact search here, written the slow way: each row's float
+ * distance summed over the dimensions in order, the k best by (distance, index), those
+ * re-measured in double and ordered by (that distance as a float, index). */
+typedef struct {
+    float d;
+    int i;
+} brute_pair;
+
+static int brute_cmp(const void *a, const void *b) {
+    const brute_pair *x = a, *y = b;
+    if (x->d != y->d) return x->d < y->d ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static void brute_knn(const float *X, int n, int d, const float *q, int k, int skip, int *idx,
+                      float *dist2) {
+    brute_pair *p = malloc((size_t)n * sizeof *p);
+    int m = 0;
+    for (int j = 0; p && j < n; j++) {
+        if (j == skip) continue;
+        float s = 0.0f;
+        for (int c = 0; c < d; c++) {
+            float t = q[c] - X[(size_t)j * d + c];
+            s += t * t;
+        }
+        p[m++] = (brute_pair){ s, j };
+    }
+    if (!p) return;
+    qsort(p, (size_t)m, sizeof *p, brute_cmp);
+    for (int r = 0; r < k; r++) {
+        double s = 0.0;
+        for (int c = 0; c < d; c++) {
+            double t = (double)q[c] - (double)X[(size_t)p[r].i * d + c];
+            s += t * t;
+        }
+        p[r].d = (float)s;
+    }
+    qsort(p, (size_t)k, sizeof *p, brute_cmp);
+    for (int r = 0; r < k; r++) {
+        idx[r] = p[r].i;
+        dist2[r] = p[r].d;
+    }
+    free(p);
+}
+
+/* The packed scan against that brute force, bit for bit: random data, data on a coarse
+ * grid (ties everywhere: equal distances, equal rows), sizes off the vector and block
+ * grid, a skipped row, k from 1 to n, and rows so large that every distance is +inf. */
+TEST(tsne_knn_packed_matches_brute_force_with_ties) {
+    static const int cases[][4] = {   /* n, d, k, kind: 0 normal, 1 grid, 2 huge */
+        { 1000, 16, 90, 0 }, { 1000, 16, 90, 1 }, { 777, 5, 300, 1 }, { 130, 33, 1, 0 },
+        { 67, 3, 67, 1 }, { 9, 2, 4, 1 }, { 200, 8, 30, 2 }, { 2500, 16, 15, 1 } };
+    rng_t r;
+    rng_seed(&r, 77);
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        int n = cases[s][0], d = cases[s][1], k = cases[s][2], kind = cases[s][3];
+        float *X = malloc((size_t)n * d * sizeof *X), *Q = malloc((size_t)20 * d * sizeof *Q);
+        float *P = malloc(knn_packed_floats(n, d) * sizeof *P);
+        CHECK(X && Q && P);
+        if (!X || !Q || !P) {
+            free(X); free(Q); free(P);
+            continue;
+        }
+        for (size_t e = 0; e < (size_t)n * d; e++) {
+            double v = rng_normal(&r);
+            X[e] = kind == 1 ? (float)floor(v * 1.5) : kind == 2 ? (float)(v * 1e20) : (float)v;
+        }
+        for (size_t e = 0; e < (size_t)20 * d; e++)
+            Q[e] = kind == 1 ? (float)floor(rng_normal(&r)) : (float)rng_normal(&r);
+        knn_pack(P, X, n, d);
+        int ia[KNN_MAX_K], ib[KNN_MAX_K];
+        float da[KNN_MAX_K], db[KNN_MAX_K];
+        for (int i = 0; i < 20; i++) {
+            /* queries: fresh points, and reference rows themselves (a zero distance) */
+            const float *q = i % 2 ? Q + (size_t)i * d : X + (size_t)(i * 37 % n) * d;
+            int skip = i % 4 == 2 ? i * 37 % n : -1;   /* the query's own row */
+            int kk = skip >= 0 && k == n ? k - 1 : k;
+            brute_knn(X, n, d, q, kk, skip, ia, da);
+            knn_query_packed(P, X, n, d, q, kk, skip, ib, db);
+            int same = 1;
+            for (int j = 0; j < kk; j++) same &= ia[j] == ib[j] && memcmp(&da[j], &db[j], 4) == 0;
+            CHECK_MSG(same, "case %zu query %d: packed scan differs from brute force", s, i);
+        }
+        free(X); free(Q); free(P);
+    }
+}
+
 TEST(tsne_perplexity_calibration_hits_target) {
     rng_t r;
     rng_seed(&r, 2);

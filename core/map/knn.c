@@ -13,88 +13,128 @@
 #include "simd.h"
 
 /* Candidate selection: candidates below a threshold go into a buffer of 4k; when it
- * fills, a quickselect keeps the k best and the threshold drops to the k-th best
- * distance. Rows are scanned in increasing index, so a later candidate that ties the
- * threshold loses the (distance, index) order and can be dropped at once. The k best
- * under that strict order are unique, so the result does not depend on the buffer. */
+ * fills, a quickselect keeps the k best and the threshold drops to the k-th best. A
+ * candidate is one 64-bit key, the distance's bits made order-preserving in the high
+ * half and the row in the low half, so that one unsigned comparison is the (distance,
+ * index) order: no tie needs a branch of its own, and whatever the order rows arrive in,
+ * the k best under that strict order are unique, so the result does not depend on the
+ * buffer. */
 typedef struct {
-    float *d;
-    int *i;
+    uint64_t *key, *s1, *s2;   /* the buffer; two scratch arrays for the selection */
     int count, cap, k;
-    float thr;
+    uint64_t thr;        /* keys >= thr cannot be among the k best (UINT64_MAX: none yet) */
 } topk;
 
-static int worse(float da, int ia, float db, int ib) { return da > db || (da == db && ia > ib); }
+/* The float's bits mapped so that unsigned order is the floats' order (negatives too, as
+ * the SGEMM form can give; -0 counts as +0), then the row. */
+HOT_INLINE uint64_t topk_key(float d, int i) {
+    uint32_t b;
+    d = d == 0.0f ? 0.0f : d;
+    memcpy(&b, &d, sizeof b);
+    b = b & 0x80000000u ? ~b : b | 0x80000000u;
+    return (uint64_t)b << 32 | (uint32_t)i;
+}
 
-/* Partially order [lo, hi] so that the k-th smallest (0-based position k) sits at k
- * with everything before it no worse. */
-static void quickselect(float *d, int *ix, int lo, int hi, int k) {
-    while (lo < hi) {
-        int mid = lo + (hi - lo) / 2;
-        float pd = d[mid];
-        int pi = ix[mid];
-        int a = lo, b = hi;
-        while (a <= b) {
-            while (worse(pd, pi, d[a], ix[a])) a++;
-            while (worse(d[b], ix[b], pd, pi)) b--;
-            if (a <= b) {
-                float td = d[a]; d[a] = d[b]; d[b] = td;
-                int ti = ix[a]; ix[a] = ix[b]; ix[b] = ti;
-                a++;
-                b--;
-            }
+HOT_INLINE int topk_row(uint64_t key) { return (int)(uint32_t)key; }
+
+/* The threshold as the bits of a float >= 0 (0x7fffffff, above +inf, while the buffer
+ * takes every row). */
+HOT_INLINE int32_t topk_thr_bits(const topk *t) {
+    return (int32_t)((uint32_t)(t->thr >> 32) ^ 0x80000000u);
+}
+
+/* The k-th smallest (0-based) of the n unique keys in a, which is left as it was:
+ * quickselect, partitioning out of place (into s1, then between s2 and s1, each of n
+ * keys) so that no step waits on the store before it, and without branches on the data. */
+HOT_INLINE uint64_t kth_key(const uint64_t *a, int n, int k, uint64_t *s1, uint64_t *s2) {
+    const uint64_t *src = a;
+    uint64_t *dst = s1, *spare = s2;
+    for (;;) {
+        uint64_t x = src[0], y = src[n / 2], z = src[n - 1];
+        uint64_t piv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        /* smaller keys fill dst from the front, larger from the back; the pivot is left
+         * with the one slot between them */
+        int lo = 0, hi = n - 1;
+        for (int j = 0; j < n; j++) {
+            uint64_t v = src[j];
+            dst[lo] = v;
+            dst[hi] = v;
+            lo += v < piv;
+            hi -= v > piv;
         }
-        if (k <= b) hi = b;
-        else if (k >= a) lo = a;
-        else return;
+        if (k == lo) return piv;
+        if (k < lo) {
+            src = dst;
+            n = lo;
+        } else {
+            src = dst + lo + 1;
+            n -= lo + 1;
+            k -= lo + 1;
+        }
+        uint64_t *sw = dst;
+        dst = spare;
+        spare = sw;
     }
 }
 
-static void topk_shrink(topk *t) {
+/* Keep the k best: the k-th best becomes the threshold, and a branch-free pass keeps the
+ * keys up to it. */
+HOT_INLINE void topk_shrink(topk *t) {
     if (t->count <= t->k) return;
-    quickselect(t->d, t->i, 0, t->count - 1, t->k - 1);
-    t->count = t->k;
-    float mx = t->d[0];
-    for (int r = 1; r < t->k; r++) mx = t->d[r] > mx ? t->d[r] : mx;
-    t->thr = mx;
+    uint64_t thr = kth_key(t->key, t->count, t->k - 1, t->s1, t->s2);
+    int w = 0;
+    for (int j = 0; j < t->count; j++) {
+        uint64_t v = t->key[j];
+        t->key[w] = v;
+        w += v <= thr;
+    }
+    t->count = w;
+    t->thr = thr;
 }
 
 HOT_INLINE void topk_push(topk *t, float d, int i) {
-    /* The first k candidates are taken even at +inf (a query so far out that every squared
-     * distance overflows): finish() reads k of them. */
-    if (d >= t->thr && !(t->count < t->k && isinf(t->thr))) return;
-    t->d[t->count] = d;
-    t->i[t->count++] = i;
+    uint64_t key = topk_key(d, i);
+    if (key >= t->thr) return;
+    t->key[t->count++] = key;
     if (t->count == t->cap) topk_shrink(t);
 }
 
-/* The buffer of 4k candidates lives on the caller's stack (k <= KNN_MAX_K). */
+/* The buffer of 4k candidates and its scratch live on the caller's stack (k <=
+ * KNN_MAX_K): TOPK_BUF declares them, TOPK_INIT sets a topk up on them. */
 
 #define TOPK_CAP(k) (4 * (k) < 64 ? 64 : 4 * (k))
+#define TOPK_BUF(buf) uint64_t buf[3][TOPK_CAP(KNN_MAX_K)]
+#define TOPK_INIT(buf, k) { (buf)[0], (buf)[1], (buf)[2], 0, TOPK_CAP(k), (k), UINT64_MAX }
 
-/* Keep the k best of t, re-measure them exactly and write them nearest first (insertion
- * sort: k is at most a few hundred). */
-static void finish(topk *t, const float *ref, int d, const float *q, int k, int *idx,
-                   float *dist2) {
+/* Keep the k best of t, re-measure them exactly and write them nearest first (ties by
+ * the lower index). The rows are read from packed (knn_pack's blocks) when it is not
+ * NULL, which the scan has just brought into cache, else from the row-major ref. Each
+ * row's sum runs over the dimensions in order; the rows are independent, so their sums
+ * overlap. The order: each key's rank is the count of smaller keys (k^2 comparisons
+ * without branches, cheaper than any sort's dependent steps at these k). */
+HOT_INLINE void finish(topk *t, const float *ref, const float *packed, int d, const float *q,
+                   int k, int *idx, float *dist2) {
     topk_shrink(t);
-    for (int r = 0; r < k; r++) idx[r] = t->i[r];
+    uint64_t *exact = t->s1;
     for (int r = 0; r < k; r++) {
-        const float *x = ref + (size_t)idx[r] * d;
+        int row = topk_row(t->key[r]);
+        size_t step = packed ? KNN_PACK : 1;
+        const float *x = packed ? packed + (size_t)(row / KNN_PACK) * d * KNN_PACK + row % KNN_PACK
+                                : ref + (size_t)row * d;
         double s = 0.0;
         for (int c = 0; c < d; c++) {
-            double diff = (double)q[c] - (double)x[c];
+            double diff = (double)q[c] - (double)x[c * step];
             s += diff * diff;
         }
-        dist2[r] = (float)s;
+        exact[r] = topk_key((float)s, row);
     }
-    for (int r = 1; r < k; r++) {
-        float dv = dist2[r];
-        int iv = idx[r], s = r - 1;
-        while (s >= 0 && worse(dist2[s], idx[s], dv, iv)) {
-            dist2[s + 1] = dist2[s]; idx[s + 1] = idx[s];
-            s--;
-        }
-        dist2[s + 1] = dv; idx[s + 1] = iv;
+    for (int r = 0; r < k; r++) {
+        uint64_t key = exact[r];
+        int rank = 0;
+        for (int j = 0; j < k; j++) rank += exact[j] < key;
+        uint32_t b = (uint32_t)(key >> 32) & 0x7fffffffu;   /* >= 0: the sign bit was set */
+        memcpy(&dist2[rank], &b, sizeof b);
+        idx[rank] = topk_row(key);
     }
 }
 
@@ -120,14 +160,13 @@ static float dist2_f(const float *restrict a, const float *restrict b, int d) {
 
 void knn_query(const float *ref, int n, int d, const float *q, int k, int skip, int *idx,
                float *dist2) {
-    float bd[TOPK_CAP(KNN_MAX_K)];
-    int bi[TOPK_CAP(KNN_MAX_K)];
-    topk t = { bd, bi, 0, TOPK_CAP(k), k, INFINITY };
+    TOPK_BUF(buf);
+    topk t = TOPK_INIT(buf, k);
     for (int j = 0; j < n; j++) {
         if (j == skip) continue;
         topk_push(&t, dist2_f(q, ref + (size_t)j * d, d), j);
     }
-    finish(&t, ref, d, q, k, idx, dist2);
+    finish(&t, ref, NULL, d, q, k, idx, dist2);
 }
 
 /* The packed reference is padded with zero rows to whole groups of KNN_GROUP blocks, so
@@ -156,51 +195,70 @@ void knn_pack(float *P, const float *X, int n, int d) {
     }
 }
 
-/* One block's KNN_PACK distances as a vector (GCC vector extension: the compiler maps it
- * to whatever the clone's ISA has). */
-typedef float knn_vec __attribute__((vector_size(KNN_PACK * sizeof(float))));
-typedef int knn_mask __attribute__((vector_size(KNN_PACK * sizeof(int))));
+/* The scan works on vectors of 8 rows (GCC vector extension: one AVX register; wider
+ * generic vectors are lowered badly by the AVX2 clone, measured 15x slower), a block of
+ * KNN_PACK rows being two of them. */
+typedef float knn_v8 __attribute__((vector_size(8 * sizeof(float))));
+typedef int32_t knn_i8 __attribute__((vector_size(8 * sizeof(int32_t))));
+
+/* Whether any of the 8 distances is below thr. Distances are >= +0 (sums of squares, +inf
+ * at worst), so their bits order as the floats do and bits(a) - bits(thr) is negative
+ * exactly when a < thr; an OR of those differences has the sign bit of any. Integer
+ * arithmetic only: a float vector compare is scalarised by the AVX-512F clone. */
+HOT_INLINE int any_below(const knn_v8 *a, int32_t thr_bits) {
+    knn_i8 b;
+    memcpy(&b, a, sizeof b);
+    b -= thr_bits;
+    uint64_t w[4];
+    memcpy(w, &b, sizeof w);
+    return ((w[0] | w[1] | w[2] | w[3]) & 0x8000000080000000ull) != 0;
+}
+
+/* acc += (q - x)^2 for the 8 rows at p: one step of a distance summed over dimensions in
+ * order, as knn_query sums them (no contraction into FMA in ISO C mode). */
+#define KNN_ACC(acc, p) (memcpy(&x, (p), sizeof x), x = qc - x, (acc) += x * x)
 
 HOT_LOOP
 void knn_query_packed(const float *packed, const float *ref, int n, int d, const float *q,
                       int k, int skip, int *idx, float *dist2) {
-    float bd[TOPK_CAP(KNN_MAX_K)];
-    int bi[TOPK_CAP(KNN_MAX_K)];
-    topk t = { bd, bi, 0, TOPK_CAP(k), k, INFINITY };
+    TOPK_BUF(buf);
+    topk t = TOPK_INIT(buf, k);
     const size_t stride = (size_t)d * KNN_PACK; /* floats per block */
     for (int row0 = 0; row0 < n; row0 += KNN_GROUP_ROWS) {
-        /* KNN_GROUP (4) blocks at once: four independent sums hide the add latency one
-         * block's chain over d would wait on. Each distance is still summed over c in
-         * order, as knn_query does. */
+        /* KNN_GROUP (4) blocks, eight vectors at once: independent sums hide the add
+         * latency one vector's chain over d would wait on. */
         const float *grp = packed + (size_t)row0 * d;
-        knn_vec a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
+        knn_v8 a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 }, a4 = { 0 }, a5 = { 0 },
+               a6 = { 0 }, a7 = { 0 }, x;
         for (int c = 0; c < d; c++) {
-            knn_vec qc = (knn_vec){ 0 } + q[c], x0, x1, x2, x3;
+            knn_v8 qc = (knn_v8){ 0 } + q[c];
             const float *at = grp + (size_t)c * KNN_PACK;
-            memcpy(&x0, at, sizeof x0);
-            memcpy(&x1, at + stride, sizeof x1);
-            memcpy(&x2, at + 2 * stride, sizeof x2);
-            memcpy(&x3, at + 3 * stride, sizeof x3);
-            x0 = qc - x0, x1 = qc - x1, x2 = qc - x2, x3 = qc - x3;
-            a0 += x0 * x0, a1 += x1 * x1, a2 += x2 * x2, a3 += x3 * x3;
+            KNN_ACC(a0, at); KNN_ACC(a1, at + 8);
+            KNN_ACC(a2, at + stride); KNN_ACC(a3, at + stride + 8);
+            KNN_ACC(a4, at + 2 * stride); KNN_ACC(a5, at + 2 * stride + 8);
+            KNN_ACC(a6, at + 3 * stride); KNN_ACC(a7, at + 3 * stride + 8);
         }
-        /* Once the threshold settles, most groups hold no candidate: rule them out with
-         * vector comparisons before any scalar work. */
-        knn_mask below = (a0 < t.thr) | (a1 < t.thr) | (a2 < t.thr) | (a3 < t.thr);
-        uint64_t lanes[sizeof below / sizeof(uint64_t)], any = 0;
-        memcpy(lanes, &below, sizeof below);
-        for (size_t w = 0; w < sizeof lanes / sizeof *lanes; w++) any |= lanes[w];
-        if (!any && t.count >= t.k) continue;   /* (the first k are taken, see topk_push) */
-        float dist[KNN_GROUP_ROWS];
-        memcpy(dist, &a0, sizeof a0);
-        memcpy(dist + KNN_PACK, &a1, sizeof a1);
-        memcpy(dist + 2 * KNN_PACK, &a2, sizeof a2);
-        memcpy(dist + 3 * KNN_PACK, &a3, sizeof a3);
+        /* Once the threshold settles, most vectors hold no candidate: rule them out
+         * before any scalar work. Rows come in increasing index, so one that ties the
+         * threshold's distance loses to it. */
+        knn_v8 acc[KNN_GROUP_ROWS / 8] = { a0, a1, a2, a3, a4, a5, a6, a7 };
         int rows = n - row0 < KNN_GROUP_ROWS ? n - row0 : KNN_GROUP_ROWS;
-        for (int r = 0; r < rows; r++)
-            if (row0 + r != skip) topk_push(&t, dist[r], row0 + r);
+        for (int v = 0; v * 8 < rows; v++) {
+            if (!any_below(&acc[v], topk_thr_bits(&t))) continue;
+            float dist[8];
+            memcpy(dist, &acc[v], sizeof dist);
+            int end = rows - v * 8 < 8 ? rows - v * 8 : 8;
+            if (t.count + 8 > t.cap) topk_shrink(&t);
+            /* branch-free append: every key is written, only those that qualify stay */
+            for (int r = 0; r < end; r++) {
+                int row = row0 + v * 8 + r;
+                uint64_t key = topk_key(dist[r], row);
+                t.key[t.count] = key;
+                t.count += (key < t.thr) & (row != skip);
+            }
+        }
     }
-    finish(&t, ref, d, q, k, idx, dist2);
+    finish(&t, ref, packed, d, q, k, idx, dist2);
 }
 
 void knn_norms(const float *X, int n, int d, float *norms) {
@@ -220,13 +278,12 @@ void knn_batch(const float *ref, const float *ref_norms, int n, int d, const flo
     knn_norms(Q, m, d, qn);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, d, 1.0f, Q, d, ref, d, 0.0f,
                 G, n);
-    float bd[TOPK_CAP(KNN_MAX_K)];
-    int bi[TOPK_CAP(KNN_MAX_K)];
+    TOPK_BUF(buf);
     for (int i = 0; i < m; i++) {
         const float *g = G + (size_t)i * n;
-        topk t = { bd, bi, 0, TOPK_CAP(k), k, INFINITY };
+        topk t = TOPK_INIT(buf, k);
         for (int j = 0; j < n; j++) topk_push(&t, qn[i] + ref_norms[j] - 2.0f * g[j], j);
-        finish(&t, ref, d, Q + (size_t)i * d, k, idx + (size_t)i * k, dist2 + (size_t)i * k);
+        finish(&t, ref, NULL, d, Q + (size_t)i * d, k, idx + (size_t)i * k, dist2 + (size_t)i * k);
     }
 }
 
@@ -242,12 +299,12 @@ static void select_rows(void *vctx, int begin, int end) {
     for (int b = begin; b < end; b++) {
         int i = c->row0 + b;
         const float *g = c->G + (size_t)b * c->n;
-        float ni = c->norms[i], bd[TOPK_CAP(KNN_MAX_K)];
-        int bi[TOPK_CAP(KNN_MAX_K)];
-        topk t = { bd, bi, 0, TOPK_CAP(c->k), c->k, INFINITY };
+        float ni = c->norms[i];
+        TOPK_BUF(buf);
+        topk t = TOPK_INIT(buf, c->k);
         for (int j = 0; j < c->n; j++)
             if (j != i) topk_push(&t, ni + c->norms[j] - 2.0f * g[j], j);
-        finish(&t, c->X, c->d, c->X + (size_t)i * c->d, c->k, c->idx + (size_t)i * c->k,
+        finish(&t, c->X, NULL, c->d, c->X + (size_t)i * c->d, c->k, c->idx + (size_t)i * c->k,
                c->dist2 + (size_t)i * c->k);
     }
 }

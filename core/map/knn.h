@@ -3,10 +3,11 @@
  * t-SNE needs, for every point, its 3*perplexity nearest neighbours. At the sizes anodm
  * uses (N <= ~100k points of 16..784 dimensions) an exact search is affordable and
  * avoids a second source of approximation: distances come from BLAS blocks
- * (|a|^2 + |b|^2 - 2 a.b, one SGEMM per block of queries), a bounded max-heap keeps the
- * k best per row, and the k winners' distances are then recomputed directly in double so
- * that cancellation in the BLAS form never reaches the caller. Ties are broken by the
- * lower index, so results are deterministic.
+ * (|a|^2 + |b|^2 - 2 a.b, one SGEMM per block of queries) or from a packed scan, a
+ * threshold and a buffer with linear-time selection keep the k best per row, and the k
+ * winners' distances are then recomputed directly in double so that cancellation in the
+ * BLAS form never reaches the caller. Ties are broken by the lower index, so results are
+ * deterministic.
  *
  * knn_query() is the single-query path used at scoring time: a plain loop over the
  * reference, identical for a query whatever batch it came in (batch invariance). */
