@@ -162,6 +162,52 @@ TEST(tsne_knn_packed_matches_brute_force_with_ties) {
     }
 }
 
+/* The index (reordered rows, segments skipped by the triangle inequality) against the
+ * plain packed scan, bit for bit: clustered data, a coarse grid full of ties and
+ * duplicate rows, sizes off the segment grid and below one segment, k from 1 to the
+ * limit, queries near and far (far: every segment but the nearest is skipped), and
+ * rows so large that every distance is +inf. */
+TEST(tsne_knn_index_matches_packed_scan) {
+    static const int cases[][4] = {   /* n, d, k, kind: 0 blobs, 1 grid, 2 huge */
+        { 3000, 16, 90, 0 }, { 3000, 16, 90, 1 }, { 1001, 7, 300, 0 }, { 777, 3, 1, 1 },
+        { 50, 5, 50, 1 }, { 65, 16, 64, 0 }, { 300, 8, 30, 2 }, { 4100, 2, 15, 1 } };
+    rng_t r;
+    rng_seed(&r, 78);
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        int n = cases[s][0], d = cases[s][1], k = cases[s][2], kind = cases[s][3];
+        float *X = kind == 0 ? blobs(n, d, 7, 30 + s) : malloc((size_t)n * d * sizeof *X);
+        float *P = malloc(knn_packed_floats(n, d) * sizeof *P), q[16];
+        CHECK(X && P);
+        if (!X || !P) {
+            free(X); free(P);
+            continue;
+        }
+        for (size_t e = 0; kind && e < (size_t)n * d; e++) {
+            double v = rng_normal(&r);
+            X[e] = kind == 1 ? (float)floor(v * 1.5) : (float)(v * 1e20);
+        }
+        knn_pack(P, X, n, d);
+        knn_index *ix = knn_index_create(X, n, d);
+        CHECK(ix != NULL);
+        int ia[KNN_MAX_K], ib[KNN_MAX_K];
+        float da[KNN_MAX_K], db[KNN_MAX_K];
+        for (int i = 0; ix && i < 40; i++) {
+            /* reference rows, points near them, and points far out (scale 30) */
+            const float *row = X + (size_t)(i * 53 % n) * d;
+            for (int c = 0; c < d; c++)
+                q[c] = i % 3 == 0 ? row[c]
+                                  : row[c] + (float)rng_normal(&r) * (i % 3 == 1 ? 0.5f : 30.0f);
+            knn_query_packed(P, X, n, d, q, k, -1, ia, da);
+            knn_index_query(ix, q, k, ib, db);
+            int same = 1;
+            for (int j = 0; j < k; j++) same &= ia[j] == ib[j] && memcmp(&da[j], &db[j], 4) == 0;
+            CHECK_MSG(same, "case %zu query %d: the index differs from the scan", s, i);
+        }
+        knn_index_free(ix);
+        free(X); free(P);
+    }
+}
+
 TEST(tsne_perplexity_calibration_hits_target) {
     rng_t r;
     rng_seed(&r, 2);

@@ -40,6 +40,23 @@ void knn_pack_row(float *packed, int d, int row, const float *x);
 void knn_query_packed(const float *packed, const float *ref, int n, int d, const float *q,
                       int k, int skip, int *idx, float *dist2);
 
+/* An index over a fixed reference (the t-SNE map's latents) for single queries: the
+ * rows reordered so that every KNN_PACK * 4 of them form a compact segment (a principal-
+ * axis tree), packed as above, with each segment's centroid and radius. A query scans
+ * first the segments whose centroids are nearest, which gives a threshold near the
+ * final one at once (few candidates to sort out), then the others, skipping a segment
+ * when the triangle inequality shows that none of its rows can be among the k nearest.
+ * The results are knn_query_packed's over the rows in their own order, bit for bit:
+ * the same distances summed the same way, the same (distance, index) order, whatever
+ * the reordering. Built once (NULL when out of memory); read-only afterwards, so any
+ * number of threads may query it. */
+typedef struct knn_index knn_index;
+knn_index *knn_index_create(const float *X, int n, int d);
+void knn_index_free(knn_index *ix);
+size_t knn_index_bytes(const knn_index *ix);
+/* The k nearest of the n rows to q, nearest first (1 <= k <= n, k <= KNN_MAX_K). */
+void knn_index_query(const knn_index *ix, const float *q, int k, int *idx, float *dist2);
+
 /* For each of the m rows of Q (m x d), its k nearest rows of ref (n x d), nearest
  * first, by SGEMM blocks; ref_norms: the n squared row norms. Needs 1 <= k <= n.
  * Results can differ from knn_query's in near-ties (rounding), so scoring paths that
