@@ -619,6 +619,42 @@ TEST(tsne_place_batch_invariant) {
     free(Q); free(Qr); free(A); free(B);
 }
 
+/* The stopping rule: a tolerance no step can meet changes nothing; one every step meets
+ * stops after TSNE_PLACE_STILL steps, exactly where n_iter = TSNE_PLACE_STILL stops; a
+ * moderate one lands close to the full run. Bad tolerances are refused. */
+TEST(tsne_place_tolerance_stops_early) {
+    ref_map r = make_ref(1500, 8, 3, 40);
+    int q = 32;
+    float *Q = blobs(q, r.d, 5, 41), *A = malloc(q * 2 * sizeof *A), *B = malloc(q * 2 * sizeof *B);
+    tsne_place_options o;
+    tsne_place_options_default(&o);
+    char err[200];
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, NULL, err, sizeof err) == 0);
+    o.tol = 1e-300;
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
+    for (int i = 0; i < 2 * q; i++) CHECK(A[i] == B[i]);
+    tsne_place_options short_run = o;
+    short_run.tol = 0;
+    short_run.n_iter = TSNE_PLACE_STILL;
+    o.tol = 1e9;
+    CHECK(tsne_place_batch(r.m, &short_run, Q, q, 1, A, NULL, err, sizeof err) == 0);
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
+    for (int i = 0; i < 2 * q; i++) CHECK(A[i] == B[i]);
+    tsne_place_options_default(&o);
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, NULL, err, sizeof err) == 0);
+    o.tol = 1e-3;
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
+    double worst = 0;
+    for (int i = 0; i < q; i++) worst = fmax(worst, hypot(A[2 * i] - B[2 * i], A[2 * i + 1] - B[2 * i + 1]));
+    CHECK_MSG(worst < 0.05, "tol 1e-3 lands %.3g map units from the full run", worst);
+    o.tol = -1;
+    CHECK_FAILS_WITH(tsne_place(r.m, &o, Q, A, err, sizeof err), err, "tol");
+    o.tol = NAN;
+    CHECK_FAILS_WITH(tsne_place(r.m, &o, Q, A, err, sizeof err), err, "tol");
+    free_ref(&r);
+    free(Q); free(A); free(B);
+}
+
 TEST(tsne_dmap_matches_brute_force) {
     int n = 3000;
     rng_t g;

@@ -54,6 +54,7 @@ void tsne_place_options_default(tsne_place_options *o) {
     o->exaggeration = 1.0;
     o->momentum = 0.8;
     o->max_grad = 1.0;
+    o->tol = 0.0;
     o->exact = 0;
     o->n_threads = 1;
 }
@@ -72,6 +73,9 @@ int tsne_place_options_check(const tsne_place_options *o, int n_ref, char *err,
         return err_fail(err, errlen, "placement settings: learning_rate %g, exaggeration %g "
                         "and max_grad %g must be finite and > 0", o->learning_rate,
                         o->exaggeration, o->max_grad);
+    if (!(o->tol >= 0 && isfinite(o->tol)))
+        return err_fail(err, errlen, "placement settings: tol %g must be finite and >= 0",
+                        o->tol);
     if (!(o->momentum >= 0 && o->momentum < 1))
         return err_fail(err, errlen, "placement settings: momentum %g is not in [0, 1)",
                         o->momentum);
@@ -414,13 +418,14 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
         y[1] += b->p[r] * b->ny[r];
     }
     long long t2 = t ? clock_thread_cpu_ns() : 0;
-    for (int it = 0; it < o->n_iter; it++) {
+    for (int it = 0, still = 0; it < o->n_iter && still < TSNE_PLACE_STILL; it++) {
         double g[2], rep[2], z;
         attract(b->p, b->nx, b->ny, k, y, g);
         tsne_map_field(m, y, o->exact, rep, &z);
         g[0] = o->exaggeration * g[0] - rep[0] / z;
         g[1] = o->exaggeration * g[1] - rep[1] / z;
         step(y, upd, g, o);
+        still = upd[0] * upd[0] + upd[1] * upd[1] < o->tol * o->tol ? still + 1 : 0;
     }
     out[0] = (float)y[0];
     out[1] = (float)y[1];
