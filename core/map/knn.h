@@ -35,8 +35,10 @@ size_t knn_packed_floats(int n, int d);
 /* Write row `row` (d floats x) into a packed array (knn_packed_floats(n, d) floats for
  * some n > row): a reference that changes a row at a time (the stream memory). */
 void knn_pack_row(float *packed, int d, int row, const float *x);
-/* knn_query on a packed reference (ref is the same rows, row-major, for the exact
- * re-measurement); same results contract, deterministic, batch-invariant. */
+/* knn_query on a packed reference; same results contract, deterministic, batch-invariant.
+ * ref (the same rows, row-major) is no longer read: the winners are re-measured from the
+ * packed copy, which the scan has just brought into cache. It stays until the stream
+ * memory's call (core/detect/memory.c) drops it. */
 void knn_query_packed(const float *packed, const float *ref, int n, int d, const float *q,
                       int k, int skip, int *idx, float *dist2);
 
