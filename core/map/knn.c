@@ -468,8 +468,9 @@ void knn_index_query(const knn_index *ix, const float *q, int k, int *idx, float
     topk_shrink(&t);
     /* 3. The other segments, unless the triangle inequality rules a segment out: every
      * row x in it has |q - x| >= |q - centroid| - radius. The slack covers the float
-     * rounding of the centroid distance and of the rows' scanned distances (relative
-     * 1e-6 at most) many times over. */
+     * rounding of the centroid distance and of the rows' scanned distances (a sum of d
+     * squares in float: relative (d + 2) 2^-24 at most) four times over. */
+    const double slack = ldexp(4.0 * (d + 2), -24);
     for (int s0 = 0; s0 < segs; s0 += SEG) {
         group_dist(ix->centre + (size_t)s0 * d, stride, d, q, acc);
         memcpy(cd, acc, sizeof cd);
@@ -482,8 +483,8 @@ void knn_index_query(const knn_index *ix, const float *q, int k, int *idx, float
                 int32_t tb = topk_thr_bits(&t);
                 float thr_d;
                 memcpy(&thr_d, &tb, sizeof thr_d);
-                double lb = sqrt((double)cd[r]) * (1.0 - 1e-5) - ix->radius[s];
-                if (lb > 0.0 && lb * lb > (double)thr_d * (1.0 + 1e-4)) continue;
+                double lb = sqrt((double)cd[r]) * (1.0 - slack) - ix->radius[s];
+                if (lb > 0.0 && lb * lb > (double)thr_d * (1.0 + slack)) continue;
             }
             int rows = ix->n - s * SEG < SEG ? ix->n - s * SEG : SEG;
             group_dist(ix->packed + (size_t)s * SEG * d, stride, d, q, acc);
