@@ -75,6 +75,139 @@ TEST(tsne_knn_packed_matches_plain_scan) {
     }
 }
 
+/* The contract of every exact search here, written the slow way: each row's float
+ * distance summed over the dimensions in order, the k best by (distance, index), those
+ * re-measured in double and ordered by (that distance as a float, index). */
+typedef struct {
+    float d;
+    int i;
+} brute_pair;
+
+static int brute_cmp(const void *a, const void *b) {
+    const brute_pair *x = a, *y = b;
+    if (x->d != y->d) return x->d < y->d ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static void brute_knn(const float *X, int n, int d, const float *q, int k, int skip, int *idx,
+                      float *dist2) {
+    brute_pair *p = malloc((size_t)n * sizeof *p);
+    int m = 0;
+    for (int j = 0; p && j < n; j++) {
+        if (j == skip) continue;
+        float s = 0.0f;
+        for (int c = 0; c < d; c++) {
+            float t = q[c] - X[(size_t)j * d + c];
+            s += t * t;
+        }
+        p[m++] = (brute_pair){ s, j };
+    }
+    if (!p) return;
+    qsort(p, (size_t)m, sizeof *p, brute_cmp);
+    for (int r = 0; r < k; r++) {
+        double s = 0.0;
+        for (int c = 0; c < d; c++) {
+            double t = (double)q[c] - (double)X[(size_t)p[r].i * d + c];
+            s += t * t;
+        }
+        p[r].d = (float)s;
+    }
+    qsort(p, (size_t)k, sizeof *p, brute_cmp);
+    for (int r = 0; r < k; r++) {
+        idx[r] = p[r].i;
+        dist2[r] = p[r].d;
+    }
+    free(p);
+}
+
+/* The packed scan against that brute force, bit for bit: random data, data on a coarse
+ * grid (ties everywhere: equal distances, equal rows), sizes off the vector and block
+ * grid, a skipped row, k from 1 to n, and rows so large that every distance is +inf. */
+TEST(tsne_knn_packed_matches_brute_force_with_ties) {
+    static const int cases[][4] = {   /* n, d, k, kind: 0 normal, 1 grid, 2 huge */
+        { 1000, 16, 90, 0 }, { 1000, 16, 90, 1 }, { 777, 5, 300, 1 }, { 130, 33, 1, 0 },
+        { 67, 3, 67, 1 }, { 9, 2, 4, 1 }, { 200, 8, 30, 2 }, { 2500, 16, 15, 1 } };
+    rng_t r;
+    rng_seed(&r, 77);
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        int n = cases[s][0], d = cases[s][1], k = cases[s][2], kind = cases[s][3];
+        float *X = malloc((size_t)n * d * sizeof *X), *Q = malloc((size_t)20 * d * sizeof *Q);
+        float *P = malloc(knn_packed_floats(n, d) * sizeof *P);
+        CHECK(X && Q && P);
+        if (!X || !Q || !P) {
+            free(X); free(Q); free(P);
+            continue;
+        }
+        for (size_t e = 0; e < (size_t)n * d; e++) {
+            double v = rng_normal(&r);
+            X[e] = kind == 1 ? (float)floor(v * 1.5) : kind == 2 ? (float)(v * 1e20) : (float)v;
+        }
+        for (size_t e = 0; e < (size_t)20 * d; e++)
+            Q[e] = kind == 1 ? (float)floor(rng_normal(&r)) : (float)rng_normal(&r);
+        knn_pack(P, X, n, d);
+        int ia[KNN_MAX_K], ib[KNN_MAX_K];
+        float da[KNN_MAX_K], db[KNN_MAX_K];
+        for (int i = 0; i < 20; i++) {
+            /* queries: fresh points, and reference rows themselves (a zero distance) */
+            const float *q = i % 2 ? Q + (size_t)i * d : X + (size_t)(i * 37 % n) * d;
+            int skip = i % 4 == 2 ? i * 37 % n : -1;   /* the query's own row */
+            int kk = skip >= 0 && k == n ? k - 1 : k;
+            brute_knn(X, n, d, q, kk, skip, ia, da);
+            knn_query_packed(P, X, n, d, q, kk, skip, ib, db);
+            int same = 1;
+            for (int j = 0; j < kk; j++) same &= ia[j] == ib[j] && memcmp(&da[j], &db[j], 4) == 0;
+            CHECK_MSG(same, "case %zu query %d: packed scan differs from brute force", s, i);
+        }
+        free(X); free(Q); free(P);
+    }
+}
+
+/* The index (reordered rows, segments skipped by the triangle inequality) against the
+ * plain packed scan, bit for bit: clustered data, a coarse grid full of ties and
+ * duplicate rows, sizes off the segment grid and below one segment, k from 1 to the
+ * limit, queries near and far (far: every segment but the nearest is skipped), and
+ * rows so large that every distance is +inf. */
+TEST(tsne_knn_index_matches_packed_scan) {
+    static const int cases[][4] = {   /* n, d, k, kind: 0 blobs, 1 grid, 2 huge */
+        { 3000, 16, 90, 0 }, { 3000, 16, 90, 1 }, { 1001, 7, 300, 0 }, { 777, 3, 1, 1 },
+        { 50, 5, 50, 1 }, { 65, 16, 64, 0 }, { 300, 8, 30, 2 }, { 4100, 2, 15, 1 } };
+    rng_t r;
+    rng_seed(&r, 78);
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        int n = cases[s][0], d = cases[s][1], k = cases[s][2], kind = cases[s][3];
+        float *X = kind == 0 ? blobs(n, d, 7, 30 + s) : malloc((size_t)n * d * sizeof *X);
+        float *P = malloc(knn_packed_floats(n, d) * sizeof *P), q[16];
+        CHECK(X && P);
+        if (!X || !P) {
+            free(X); free(P);
+            continue;
+        }
+        for (size_t e = 0; kind && e < (size_t)n * d; e++) {
+            double v = rng_normal(&r);
+            X[e] = kind == 1 ? (float)floor(v * 1.5) : (float)(v * 1e20);
+        }
+        knn_pack(P, X, n, d);
+        knn_index *ix = knn_index_create(X, n, d);
+        CHECK(ix != NULL);
+        int ia[KNN_MAX_K], ib[KNN_MAX_K];
+        float da[KNN_MAX_K], db[KNN_MAX_K];
+        for (int i = 0; ix && i < 40; i++) {
+            /* reference rows, points near them, and points far out (scale 30) */
+            const float *row = X + (size_t)(i * 53 % n) * d;
+            for (int c = 0; c < d; c++)
+                q[c] = i % 3 == 0 ? row[c]
+                                  : row[c] + (float)rng_normal(&r) * (i % 3 == 1 ? 0.5f : 30.0f);
+            knn_query_packed(P, X, n, d, q, k, -1, ia, da);
+            knn_index_query(ix, q, k, ib, db);
+            int same = 1;
+            for (int j = 0; j < k; j++) same &= ia[j] == ib[j] && memcmp(&da[j], &db[j], 4) == 0;
+            CHECK_MSG(same, "case %zu query %d: the index differs from the scan", s, i);
+        }
+        knn_index_free(ix);
+        free(X); free(P);
+    }
+}
+
 TEST(tsne_perplexity_calibration_hits_target) {
     rng_t r;
     rng_seed(&r, 2);
@@ -484,6 +617,42 @@ TEST(tsne_place_batch_invariant) {
         CHECK(B[2 * (q - 1 - i)] == A[2 * i] && B[2 * (q - 1 - i) + 1] == A[2 * i + 1]);
     free_ref(&r);
     free(Q); free(Qr); free(A); free(B);
+}
+
+/* The stopping rule: a tolerance no step can meet changes nothing; one every step meets
+ * stops after TSNE_PLACE_STILL steps, exactly where n_iter = TSNE_PLACE_STILL stops; a
+ * moderate one lands close to the full run. Bad tolerances are refused. */
+TEST(tsne_place_tolerance_stops_early) {
+    ref_map r = make_ref(1500, 8, 3, 40);
+    int q = 32;
+    float *Q = blobs(q, r.d, 5, 41), *A = malloc(q * 2 * sizeof *A), *B = malloc(q * 2 * sizeof *B);
+    tsne_place_options o;
+    tsne_place_options_default(&o);
+    char err[200];
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, NULL, err, sizeof err) == 0);
+    o.tol = 1e-300;
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
+    for (int i = 0; i < 2 * q; i++) CHECK(A[i] == B[i]);
+    tsne_place_options short_run = o;
+    short_run.tol = 0;
+    short_run.n_iter = TSNE_PLACE_STILL;
+    o.tol = 1e9;
+    CHECK(tsne_place_batch(r.m, &short_run, Q, q, 1, A, NULL, err, sizeof err) == 0);
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
+    for (int i = 0; i < 2 * q; i++) CHECK(A[i] == B[i]);
+    tsne_place_options_default(&o);
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, NULL, err, sizeof err) == 0);
+    o.tol = 1e-3;
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
+    double worst = 0;
+    for (int i = 0; i < q; i++) worst = fmax(worst, hypot(A[2 * i] - B[2 * i], A[2 * i + 1] - B[2 * i + 1]));
+    CHECK_MSG(worst < 0.05, "tol 1e-3 lands %.3g map units from the full run", worst);
+    o.tol = -1;
+    CHECK_FAILS_WITH(tsne_place(r.m, &o, Q, A, err, sizeof err), err, "tol");
+    o.tol = NAN;
+    CHECK_FAILS_WITH(tsne_place(r.m, &o, Q, A, err, sizeof err), err, "tol");
+    free_ref(&r);
+    free(Q); free(A); free(B);
 }
 
 TEST(tsne_dmap_matches_brute_force) {

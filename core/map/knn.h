@@ -3,10 +3,11 @@
  * t-SNE needs, for every point, its 3*perplexity nearest neighbours. At the sizes anodm
  * uses (N <= ~100k points of 16..784 dimensions) an exact search is affordable and
  * avoids a second source of approximation: distances come from BLAS blocks
- * (|a|^2 + |b|^2 - 2 a.b, one SGEMM per block of queries), a bounded max-heap keeps the
- * k best per row, and the k winners' distances are then recomputed directly in double so
- * that cancellation in the BLAS form never reaches the caller. Ties are broken by the
- * lower index, so results are deterministic.
+ * (|a|^2 + |b|^2 - 2 a.b, one SGEMM per block of queries) or from a packed scan, a
+ * threshold and a buffer with linear-time selection keep the k best per row, and the k
+ * winners' distances are then recomputed directly in double so that cancellation in the
+ * BLAS form never reaches the caller. Ties are broken by the lower index, so results are
+ * deterministic.
  *
  * knn_query() is the single-query path used at scoring time: a plain loop over the
  * reference, identical for a query whatever batch it came in (batch invariance). */
@@ -34,10 +35,29 @@ size_t knn_packed_floats(int n, int d);
 /* Write row `row` (d floats x) into a packed array (knn_packed_floats(n, d) floats for
  * some n > row): a reference that changes a row at a time (the stream memory). */
 void knn_pack_row(float *packed, int d, int row, const float *x);
-/* knn_query on a packed reference (ref is the same rows, row-major, for the exact
- * re-measurement); same results contract, deterministic, batch-invariant. */
+/* knn_query on a packed reference; same results contract, deterministic, batch-invariant.
+ * ref (the same rows, row-major) is no longer read: the winners are re-measured from the
+ * packed copy, which the scan has just brought into cache. It stays until the stream
+ * memory's call (core/detect/memory.c) drops it. */
 void knn_query_packed(const float *packed, const float *ref, int n, int d, const float *q,
                       int k, int skip, int *idx, float *dist2);
+
+/* An index over a fixed reference (the t-SNE map's latents) for single queries: the
+ * rows reordered so that every KNN_PACK * 4 of them form a compact segment (a principal-
+ * axis tree), packed as above, with each segment's centroid and radius. A query scans
+ * first the segments whose centroids are nearest, which gives a threshold near the
+ * final one at once (few candidates to sort out), then the others, skipping a segment
+ * when the triangle inequality shows that none of its rows can be among the k nearest.
+ * The results are knn_query_packed's over the rows in their own order, bit for bit:
+ * the same distances summed the same way, the same (distance, index) order, whatever
+ * the reordering. Built once (NULL when out of memory); read-only afterwards, so any
+ * number of threads may query it. */
+typedef struct knn_index knn_index;
+knn_index *knn_index_create(const float *X, int n, int d);
+void knn_index_free(knn_index *ix);
+size_t knn_index_bytes(const knn_index *ix);
+/* The k nearest of the n rows to q, nearest first (1 <= k <= n, k <= KNN_MAX_K). */
+void knn_index_query(const knn_index *ix, const float *q, int k, int *idx, float *dist2);
 
 /* For each of the m rows of Q (m x d), its k nearest rows of ref (n x d), nearest
  * first, by SGEMM blocks; ref_norms: the n squared row norms. Needs 1 <= k <= n.

@@ -8,9 +8,9 @@
  *  - squared norms of the reference latents for SGEMM neighbour search in batches;
  *  - a uniform cell grid over the map positions for D_MAP (k nearest map points).
  *
- * Single placement is a pure function of (map, options, x): the neighbour scan is the
- * plain loop of knn_query, and nothing is shared between points of a batch, so results
- * are bit-identical whatever the batch. Co-placement (and the window, which is
+ * Single placement is a pure function of (map, options, x): the neighbour search is the
+ * map's knn_index (knn_query_packed's results, bit for bit), and nothing is shared
+ * between points of a batch, so results are bit-identical whatever the batch. Co-placement (and the window, which is
  * co-placement against extra fixed points) updates all new points synchronously:
  * gradients for all, then steps for all. */
 #include "tsne.h"
@@ -36,8 +36,8 @@ struct tsne_map {
     /* In the map's own block (map_parts): */
     double *Y;               /* n x 2 positions */
     float *X;                /* n x d latents */
-    float *packed;           /* the same, packed for knn_query_packed */
     float *norms;            /* n squared latent norms */
+    knn_index *index;        /* the same latents, for single queries (its own block) */
     fftrep field;            /* reference potentials on the grid */
     double box_x0, box_y0, box_x1, box_y1;   /* where the grid is valid */
     /* D_MAP cell index */
@@ -54,6 +54,7 @@ void tsne_place_options_default(tsne_place_options *o) {
     o->exaggeration = 1.0;
     o->momentum = 0.8;
     o->max_grad = 1.0;
+    o->tol = 0.0;
     o->exact = 0;
     o->n_threads = 1;
 }
@@ -72,6 +73,9 @@ int tsne_place_options_check(const tsne_place_options *o, int n_ref, char *err,
         return err_fail(err, errlen, "placement settings: learning_rate %g, exaggeration %g "
                         "and max_grad %g must be finite and > 0", o->learning_rate,
                         o->exaggeration, o->max_grad);
+    if (!(o->tol >= 0 && isfinite(o->tol)))
+        return err_fail(err, errlen, "placement settings: tol %g must be finite and >= 0",
+                        o->tol);
     if (!(o->momentum >= 0 && o->momentum < 1))
         return err_fail(err, errlen, "placement settings: momentum %g is not in [0, 1)",
                         o->momentum);
@@ -139,7 +143,6 @@ static int build_cells(tsne_map *m) {
 static void map_parts(block *b, tsne_map *m, size_t n, size_t d, size_t cells) {
     BLOCK_TAKE(b, m->Y, n * 2);
     BLOCK_TAKE(b, m->X, n * d);
-    BLOCK_TAKE(b, m->packed, knn_packed_floats((int)n, (int)d));
     BLOCK_TAKE(b, m->norms, n);
     BLOCK_TAKE(b, m->cell_start, cells * cells + 1);
     BLOCK_TAKE(b, m->cell_pts, n);
@@ -165,7 +168,7 @@ tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double b
     m->d = d;
     m->cells = cells;
     memcpy(m->X, X, (size_t)n * d * sizeof *m->X);
-    knn_pack(m->packed, X, n, d);
+    if (!(m->index = knn_index_create(X, n, d))) goto oom;
     knn_norms(X, n, d, m->norms);
     for (int e = 0; e < 2 * n; e++) m->Y[e] = Y[e];
     if (build_cells(m)) goto oom;
@@ -199,6 +202,7 @@ oom:
 
 void tsne_map_free(tsne_map *m) {
     if (!m) return;
+    knn_index_free(m->index);
     fftrep_free(&m->field);
     free(m);                     /* and its arrays (map_parts) */
 }
@@ -209,7 +213,7 @@ int tsne_map_dim(const tsne_map *m) { return m->d; }
 size_t tsne_map_bytes(const tsne_map *m) {
     size_t cells = (size_t)m->cells * m->cells + 1;
     return sizeof *m + (size_t)m->n * ((size_t)m->d * 4 + 4 + 16 + 4) + cells * 4 +
-           knn_packed_floats(m->n, m->d) * sizeof(float) +
+           knn_index_bytes(m->index) +
            (size_t)m->field.m * m->field.m * 4 * sizeof(double);
 }
 
@@ -260,7 +264,7 @@ void tsne_map_latent_knn(const tsne_map *m, const float *x, int k, double *dist)
         for (int r = 0; r < k; r++) dist[r] = NAN;
         return;
     }
-    knn_query_packed(m->packed, m->X, m->n, m->d, x, k, -1, idx, d2);
+    knn_index_query(m->index, x, k, idx, d2);
     for (int r = 0; r < k; r++) dist[r] = sqrt((double)d2[r]);
 }
 
@@ -399,7 +403,7 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
     tsne_place_timing *t = nb ? nb->timing : NULL;
     long long t0 = t ? clock_thread_cpu_ns() : 0;
     int k = tsne_neighbours(o->perplexity);
-    knn_query_packed(m->packed, m->X, m->n, m->d, x, k, -1, b->idx, b->d2);
+    knn_index_query(m->index, x, k, b->idx, b->d2);
     long long t1 = t ? clock_thread_cpu_ns() : 0;
     /* as tsne_map_latent_nn and tsne_map_latent_knn have them */
     if (nb && nb->nearest) nb->nearest[i] = sqrt((double)b->d2[0]);
@@ -414,13 +418,14 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
         y[1] += b->p[r] * b->ny[r];
     }
     long long t2 = t ? clock_thread_cpu_ns() : 0;
-    for (int it = 0; it < o->n_iter; it++) {
+    for (int it = 0, still = 0; it < o->n_iter && still < TSNE_PLACE_STILL; it++) {
         double g[2], rep[2], z;
         attract(b->p, b->nx, b->ny, k, y, g);
         tsne_map_field(m, y, o->exact, rep, &z);
         g[0] = o->exaggeration * g[0] - rep[0] / z;
         g[1] = o->exaggeration * g[1] - rep[1] / z;
         step(y, upd, g, o);
+        still = upd[0] * upd[0] + upd[1] * upd[1] < o->tol * o->tol ? still + 1 : 0;
     }
     out[0] = (float)y[0];
     out[1] = (float)y[1];
