@@ -371,14 +371,14 @@ static int bench_place(const bench_args *a) {
                     long long c0 = clock_thread_cpu_ns();
                     for (int i = 0; i < q; i++) {
                         if (which) knn_index_query(ix, Q + (size_t)i * d, 90, ib, db);
-                        else knn_query_packed(P, X, n, d, Q + (size_t)i * d, 90, -1, ia, da);
+                        else knn_query_packed(P, n, d, Q + (size_t)i * d, 90, -1, ia, da);
                     }
                     double us = (clock_thread_cpu_ns() - c0) * 1e-3 / q;
                     best[which] = us < best[which] ? us : best[which];
                 }
             }
             for (int i = 0; i < q; i++) {
-                knn_query_packed(P, X, n, d, Q + (size_t)i * d, 90, -1, ia, da);
+                knn_query_packed(P, n, d, Q + (size_t)i * d, 90, -1, ia, da);
                 knn_index_query(ix, Q + (size_t)i * d, 90, ib, db);
                 differ += memcmp(ia, ib, sizeof ia) != 0 || memcmp(da, db, sizeof da) != 0;
             }

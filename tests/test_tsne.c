@@ -67,7 +67,7 @@ TEST(tsne_knn_packed_matches_plain_scan) {
             int skip = i % 3 ? -1 : (i + 1) % n;
             int kk = skip >= 0 && k == n ? k - 1 : k;
             knn_query(X, n, d, X + (size_t)i * d, kk, skip, ia, da);
-            knn_query_packed(P, X, n, d, X + (size_t)i * d, kk, skip, ib, db);
+            knn_query_packed(P, n, d, X + (size_t)i * d, kk, skip, ib, db);
             for (int r = 0; r < kk; r++) CHECK(ia[r] == ib[r] && da[r] == db[r]);
         }
         free(P);
@@ -153,7 +153,7 @@ TEST(tsne_knn_packed_matches_brute_force_with_ties) {
             int skip = i % 4 == 2 ? i * 37 % n : -1;   /* the query's own row */
             int kk = skip >= 0 && k == n ? k - 1 : k;
             brute_knn(X, n, d, q, kk, skip, ia, da);
-            knn_query_packed(P, X, n, d, q, kk, skip, ib, db);
+            knn_query_packed(P, n, d, q, kk, skip, ib, db);
             int same = 1;
             for (int j = 0; j < kk; j++) same &= ia[j] == ib[j] && memcmp(&da[j], &db[j], 4) == 0;
             CHECK_MSG(same, "case %zu query %d: packed scan differs from brute force", s, i);
@@ -197,7 +197,7 @@ TEST(tsne_knn_index_matches_packed_scan) {
             for (int c = 0; c < d; c++)
                 q[c] = i % 3 == 0 ? row[c]
                                   : row[c] + (float)rng_normal(&r) * (i % 3 == 1 ? 0.5f : 30.0f);
-            knn_query_packed(P, X, n, d, q, k, -1, ia, da);
+            knn_query_packed(P, n, d, q, k, -1, ia, da);
             knn_index_query(ix, q, k, ib, db);
             int same = 1;
             for (int j = 0; j < k; j++) same &= ia[j] == ib[j] && memcmp(&da[j], &db[j], 4) == 0;

@@ -145,7 +145,7 @@ void memory_probe_of(const stream_memory *m, const float *x, memory_probe *p) {
     if (m->count == 0) return;
     int want = m->count < m->k ? m->count : m->k, idx[MEMORY_MAX_K]; /* knn_query's output */
     float d2[MEMORY_MAX_K];
-    knn_query_packed(m->packed, m->lat, m->count, m->latent, x, want, -1, idx, d2);
+    knn_query_packed(m->packed, m->count, m->latent, x, want, -1, idx, d2);
     for (int j = 0; j < want; j++) p->d[j] = sqrt((double)d2[j]);
     p->n = want;
     p->nearest_slot = idx[0];

@@ -276,8 +276,8 @@ HOT_INLINE void offer_group(topk *t, const knn_v8 acc[KNN_GROUP_ROWS / 8], int r
 }
 
 HOT_LOOP
-void knn_query_packed(const float *packed, const float *ref, int n, int d, const float *q,
-                      int k, int skip, int *idx, float *dist2) {
+void knn_query_packed(const float *packed, int n, int d, const float *q, int k, int skip,
+                      int *idx, float *dist2) {
     TOPK_BUF(buf);
     topk t = TOPK_INIT(buf, k);
     const size_t stride = (size_t)d * KNN_PACK; /* floats per block */
@@ -287,7 +287,7 @@ void knn_query_packed(const float *packed, const float *ref, int n, int d, const
         int rows = n - row0 < KNN_GROUP_ROWS ? n - row0 : KNN_GROUP_ROWS;
         offer_group(&t, acc, rows, row0, NULL, skip, 1);
     }
-    finish(&t, ref, packed, NULL, d, q, k, idx, dist2);
+    finish(&t, NULL, packed, NULL, d, q, k, idx, dist2);
 }
 
 /* ---- the index over a fixed reference ---------------------------------------------- */

@@ -36,11 +36,10 @@ size_t knn_packed_floats(int n, int d);
  * some n > row): a reference that changes a row at a time (the stream memory). */
 void knn_pack_row(float *packed, int d, int row, const float *x);
 /* knn_query on a packed reference; same results contract, deterministic, batch-invariant.
- * ref (the same rows, row-major) is no longer read: the winners are re-measured from the
- * packed copy, which the scan has just brought into cache. It stays until the stream
- * memory's call (core/detect/memory.c) drops it. */
-void knn_query_packed(const float *packed, const float *ref, int n, int d, const float *q,
-                      int k, int skip, int *idx, float *dist2);
+ * The winners are re-measured from the packed copy, which the scan has just brought into
+ * cache, so the row-major rows are not needed. */
+void knn_query_packed(const float *packed, int n, int d, const float *q, int k, int skip,
+                      int *idx, float *dist2);
 
 /* An index over a fixed reference (the t-SNE map's latents) for single queries: the
  * rows reordered so that every KNN_PACK * 4 of them form a compact segment (a principal-

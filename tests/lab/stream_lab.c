@@ -103,11 +103,11 @@ static void encode_set(const detector *d, const float *x, size_t n, size_t dim,
         float *mu = s->mu + i * (size_t)L;
         vae_reconstruct(&d->vae, &w, x + i * dim, NULL, 1, rec, mu);
         s->zre[i] = score_standardise(score_recon_error(x + i * dim, rec, dim), d->re);
-        knn_query_packed(packed, d->ref_latent, d->n_ref, L, mu, KR, -1, idx, d2);
+        knn_query_packed(packed, d->n_ref, L, mu, KR, -1, idx, d2);
         for (int r = 0; r < KR; r++) s->refd[i * KR + r] = sqrtf(d2[r]);
         s->zlat[i] = score_standardise(sqrt((double)d2[0]), d->latent);
         for (int j = 0; j < L; j++) muz[j] = mu[j] / scale[j];
-        knn_query_packed(packed_z, refz, d->n_ref, L, muz, KR, -1, idx, d2);
+        knn_query_packed(packed_z, d->n_ref, L, muz, KR, -1, idx, d2);
         for (int r = 0; r < KR; r++) s->refdz[i * KR + r] = sqrtf(d2[r]);
     }
     free(rec);
