@@ -85,7 +85,7 @@ typedef struct {
 } lab_dump;
 
 static void encode_set(const detector *d, const float *x, size_t n, size_t dim,
-                       const float *packed, const float *packed_z, const float *refz,
+                       const float *packed, const float *packed_z,
                        lab_set *s, const float *scale) {
     const int L = d->vae.arch.latent;
     vae_workspace w;
@@ -171,9 +171,9 @@ static int cmd_dump(int argc, char **argv) {
     float *packed_z = xmalloc(knn_packed_floats(d.n_ref, L) * sizeof *packed_z);
     knn_pack(packed, d.ref_latent, d.n_ref, L);
     knn_pack(packed_z, refz, d.n_ref, L);
-    encode_set(&d, test.x, test.n, test.dim, packed, packed_z, refz, &D.test, D.scale);
+    encode_set(&d, test.x, test.n, test.dim, packed, packed_z, &D.test, D.scale);
     D.test.label = test.labels;
-    encode_set(&d, cs, ncs, cal.dim, packed, packed_z, refz, &D.cal, D.scale);
+    encode_set(&d, cs, ncs, cal.dim, packed, packed_z, &D.cal, D.scale);
     FILE *f = fopen(argv[3], "wb");
     if (!f) die("cannot write the dump");
     fwrite("SLAB1", 1, 5, f);
