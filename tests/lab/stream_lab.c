@@ -7,6 +7,10 @@
  *       calibration stream of normals, built exactly as cmd_experiment.c builds them)
  *       with the cached 10-epoch detector: each sample's latent, z_re, z_latent and its
  *       distances to the KR nearest reference latents (raw and per-dimension z-scored);
+ *       then the refs section: each reference point's latent and z_re (its image
+ *       re-encoded), which the base score variants need;
+ *   stream_lab refs MODELS_DIR FMNIST_DIR CLASS DUMP
+ *       appends the refs section to a dump written before it existed;
  *   stream_lab eval [options] DUMP...
  *       replays those streams (same seeds and orders as stream.c) through a memory of
  *       the chosen settings and prints, per anomaly rate (1%, 5%, 10%), each candidate
@@ -27,14 +31,19 @@
  *       only: a short stream), --tail K (the p-values' exponential tail over the top K
  *       calibration values, score_log_p_tail: 0 none, the empirical p-value; default
  *       the product's size) on the base score or, with --tail-all, on every term;
+ *       --base V (the base score variant V in its term's place) or --base V+ (V's z
+ *       added to the product's base): see "base score variants" below;
  *   stream_lab base DUMP...
  *       single-sample scores without a memory (k-th and mean k-NN reference distances,
- *       raw and z-scored, alone and with RE): auROC on the whole test set.
+ *       raw and z-scored, alone and with RE; with refs sections, the base score
+ *       variants alone, in their term's place and added to the base): auROC on the
+ *       whole test set (and TPR at 1% FPR).
  *
  * The defaults (k 5, suspicion base, no decay) reproduce `anodm experiment --stream`'s
  * figures of format 4's memory exactly; `--susp memavg --tau 10000` is the
- * product's default since (k 10, k_min 3, company, horizon 10000). Labels enter the
- * metrics only. Measured figures: docs/results/stream-method-2026-12-03/. */
+ * product's default since (k 10, k_min 3, company, horizon 10000): with `--k 10 --k1 3`.
+ * Labels enter the metrics only. Measured figures: docs/results/stream-method-2026-12-03/,
+ * the base score variants' docs/results/stream-base-2026-12-03/. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,6 +84,8 @@ typedef struct {
     float *mu;                       /* n x L */
     double *zre, *zlat;
     float *refd, *refdz;             /* n x KR: distances to the nearest reference latents */
+    double *var;                     /* n x V_N: the base score variants (refs section) */
+    double *base;                    /* n: eval --base's base score (NULL: the product's) */
 } lab_set;
 
 typedef struct {
@@ -82,6 +93,8 @@ typedef struct {
     double alpha;
     float *scale;                    /* L: the reference latents' standard deviations */
     lab_set test, cal;
+    double *ref_zre;                 /* n_ref, or NULL: a dump without its refs section */
+    float *ref_lat;                  /* n_ref x L */
 } lab_dump;
 
 static void encode_set(const detector *d, const float *x, size_t n, size_t dim,
@@ -126,26 +139,63 @@ static void write_set(FILE *f, const lab_set *s, int L, int labels) {
     fwrite(s->refdz, sizeof *s->refdz, n * KR, f);
 }
 
-static int cmd_dump(int argc, char **argv) {
-    if (argc != 4) die("dump MODELS_DIR FMNIST_DIR CLASS OUT");
+/* The class's detector, and its normal training data split as build_detector split it
+ * (cal, rest: the reference points are rows of rest, the bundle's ref_id). */
+static void load_class(const char *models, const char *fmnist, int cls, detector *d,
+                       dataset *cal, dataset *rest) {
     char err[512], path[1024];
-    const int cls = atoi(argv[2]);
-    detector d = {0};
     snprintf(path, sizeof path, "%s/fashion-mnist-cnn-class%d-beta0.01-e10-ref10000-seed1.anodm",
-             argv[0], cls);
-    if (bundle_load(path, &d, err, sizeof err) != 0) die(err);
-    dataset train = {0}, test = {0}, normals = {0}, cal = {0}, rest = {0};
-    if (dataset_load_fashion_mnist(&train, argv[1], 1, err, sizeof err) ||
-        dataset_load_fashion_mnist(&test, argv[1], 0, err, sizeof err))
-        die(err);
+             models, cls);
+    if (bundle_load(path, d, err, sizeof err) != 0) die(err);
+    dataset normals = {0};
+    if (dataset_load_fashion_mnist(&normals, fmnist, 1, err, sizeof err)) die(err);
     int32_t c32 = cls;
-    normals = train;
-    train = (dataset){0};
     if (dataset_filter_classes(&normals, &c32, 1, 1, err, sizeof err) != 0) die(err);
     build_opts bo;
     build_opts_default(&bo);
-    if (dataset_split(&normals, bo.cal_frac, bo.train.seed, &cal, &rest, err, sizeof err) != 0)
+    if (dataset_split(&normals, bo.cal_frac, bo.train.seed, cal, rest, err, sizeof err) != 0)
         die(err);
+}
+
+/* The reference points' section of a dump: "SLABR", n_ref, each reference point's z_re
+ * (its image re-encoded) and its latent (the bundle's ref_latent). The base score
+ * variants (cmd_base, eval --base) need it; a dump without it serves everything else. */
+static void write_refs(FILE *f, const detector *d, const dataset *rest) {
+    const int L = d->vae.arch.latent, n = d->n_ref;
+    vae_workspace w;
+    if (vae_workspace_init(&w, &d->vae, 1) != 0) die("workspace");
+    float *rec = xmalloc(rest->dim * sizeof *rec), *mu = xmalloc((size_t)L * sizeof *mu);
+    double *zre = xmalloc((size_t)n * sizeof *zre), worst = 0;
+    for (int i = 0; i < n; i++) {
+        if (d->ref_id[i] < 0 || (size_t)d->ref_id[i] >= rest->n) die("a ref_id outside the split");
+        const float *x = rest->x + (size_t)d->ref_id[i] * rest->dim;
+        vae_reconstruct(&d->vae, &w, x, NULL, 1, rec, mu);
+        zre[i] = score_standardise(score_recon_error(x, rec, rest->dim), d->re);
+        for (int j = 0; j < L; j++)
+            worst = fmax(worst, fabs((double)mu[j] - d->ref_latent[(size_t)i * L + j]));
+    }
+    /* the re-encoded latents must be the bundle's: the split is the build's */
+    if (worst > 1e-3) die("the reference points do not re-encode to the bundle's latents");
+    fwrite("SLABR", 1, 5, f);
+    fwrite(&n, sizeof n, 1, f);
+    fwrite(zre, sizeof *zre, (size_t)n, f);
+    fwrite(d->ref_latent, sizeof *d->ref_latent, (size_t)n * L, f);
+    free(rec);
+    free(mu);
+    free(zre);
+    vae_workspace_free(&w);
+}
+
+static int cmd_dump(int argc, char **argv) {
+    if (argc != 4) die("dump MODELS_DIR FMNIST_DIR CLASS OUT");
+    char err[512];
+    const int cls = atoi(argv[2]);
+    detector d = {0};
+    dataset test = {0}, cal = {0}, rest = {0};
+    load_class(argv[0], argv[1], cls, &d, &cal, &rest);
+    if (dataset_load_fashion_mnist(&test, argv[1], 0, err, sizeof err)) die(err);
+    build_opts bo;
+    build_opts_default(&bo);
     float *cs = NULL;
     size_t ncs = 0;
     if (stream_normals(cal.x, cal.n, rest.x, rest.n, cal.dim, d.ref_id, d.n_ref,
@@ -183,6 +233,7 @@ static int cmd_dump(int argc, char **argv) {
     fwrite(D.scale, sizeof *D.scale, (size_t)L, f);
     write_set(f, &D.test, L, 1);
     write_set(f, &D.cal, L, 0);
+    write_refs(f, &d, &rest);
     if (fclose(f) != 0) die("cannot write the dump");
     printf("class %d: %d test, %d calibration stream samples\n", cls, D.test.n, D.cal.n);
     return 0;
@@ -217,7 +268,168 @@ static void load_dump(const char *path, lab_dump *D) {
              (size_t)D->L);
     read_set(f, &D->test, D->L, 1);
     read_set(f, &D->cal, D->L, 0);
+    D->test.var = D->cal.var = D->test.base = D->cal.base = NULL;
+    D->ref_zre = NULL;
+    D->ref_lat = NULL;
+    size_t got = fread(magic, 1, 5, f);   /* the refs section, or the end */
+    if (got == 5 && !memcmp(magic, "SLABR", 5)) {
+        int n;
+        read_all(f, &n, sizeof n, 1);
+        if (n != D->n_ref) die("the refs section's size is not the dump's n_ref");
+        read_all(f, D->ref_zre = xmalloc((size_t)n * sizeof *D->ref_zre), sizeof *D->ref_zre,
+                 (size_t)n);
+        read_all(f, D->ref_lat = xmalloc((size_t)n * D->L * sizeof *D->ref_lat),
+                 sizeof *D->ref_lat, (size_t)n * D->L);
+        got = fread(magic, 1, 1, f);
+    }
+    if (got != 0) die("a dump of another format: bytes after its sections");
     fclose(f);
+}
+
+/* stream_lab refs: the refs section appended to a dump written without it. */
+static int cmd_refs(int argc, char **argv) {
+    if (argc != 4) die("refs MODELS_DIR FMNIST_DIR CLASS DUMP");
+    lab_dump D;
+    load_dump(argv[3], &D);
+    if (D.ref_zre) die("the dump has its refs section already");
+    detector d = {0};
+    dataset cal = {0}, rest = {0};
+    load_class(argv[0], argv[1], atoi(argv[2]), &d, &cal, &rest);
+    if (d.n_ref != D.n_ref || d.vae.arch.latent != D.L) die("the dump is another model's");
+    FILE *f = fopen(argv[3], "ab");
+    if (!f) die("cannot append to the dump");
+    write_refs(f, &d, &rest);
+    if (fclose(f) != 0) die("cannot append to the dump");
+    return 0;
+}
+
+/* ---- base score variants: single-sample, label-free, from the reference points ----- */
+
+/* Per sample x, N_k(x) its k nearest reference latents, d_k(.) the distance to the k-th
+ * nearest reference latent (a reference point's own: among the others):
+ *   lofK   log d_k(x) - log mean_{r in N_k(x)} d_k(r): x's k-NN distance against its
+ *          neighbours' own, a local density ratio (LOF's idea without reachability);
+ *   lreK   (z_re(x) - mean_{N_k(x)} z_re(r)) / sd_{N_k(x)} z_re(r): x's reconstruction
+ *          error against its latent neighbours' (how unusual RE is *there*);
+ *   lrdK   z_re(x) - mean_{N_k(x)} z_re(r), the same without the local scale;
+ *   maha   the Mahalanobis distance of x's latent to the reference latents' Gaussian
+ *          (mean and full covariance). */
+enum { V_LOF5, V_LOF10, V_LOF20, V_LOF50, V_LRE10, V_LRE20, V_LRD10, V_LRD20, V_MAHA, V_N };
+static const char *const VAR_NAME[V_N] = {"lof5", "lof10", "lof20", "lof50", "lre10", "lre20",
+                                          "lrd10", "lrd20", "maha"};
+static const int VAR_K[V_N] = {5, 10, 20, 50, 10, 20, 10, 20, 0};
+/* which base term a variant stands in for: 1 z_re (lre, lrd), 0 z_latent */
+static const int VAR_IS_RE[V_N] = {0, 0, 0, 0, 1, 1, 1, 1, 0};
+#define KV 50                        /* the largest k above */
+
+/* Cholesky factor (lower, in place) of the L x L symmetric positive definite a. */
+static void cholesky(double *a, int L) {
+    for (int j = 0; j < L; j++) {
+        for (int k = 0; k < j; k++)
+            for (int i = j; i < L; i++) a[i * L + j] -= a[i * L + k] * a[j * L + k];
+        if (a[j * L + j] <= 0) die("the reference latents' covariance is singular");
+        double r = sqrt(a[j * L + j]);
+        for (int i = j; i < L; i++) a[i * L + j] /= r;
+    }
+}
+
+static void variants_of(const lab_dump *D, lab_set *s, const float *packed, const double *rdk,
+                        const double *mean, const double *chol) {
+    const int L = D->L, n_ref = D->n_ref;
+    int idx[KV];
+    float d2[KV];
+    double *y = xmalloc((size_t)L * sizeof *y), worst = 0;
+    s->var = xmalloc((size_t)s->n * V_N * sizeof *s->var);
+    for (int i = 0; i < s->n; i++) {
+        const float *x = s->mu + (size_t)i * L;
+        double *v = s->var + (size_t)i * V_N;
+        knn_query_packed(packed, D->ref_lat, n_ref, L, x, KV, -1, idx, d2);
+        worst = fmax(worst, fabs(sqrt((double)d2[0]) - s->refd[(size_t)i * KR]));
+        for (int q = 0; q < V_N; q++) {
+            const int k = VAR_K[q];
+            if (q <= V_LOF50) {
+                double a = 0;
+                for (int r = 0; r < k; r++) a += rdk[(size_t)idx[r] * KV + k - 1];
+                v[q] = log(fmax(sqrt((double)d2[k - 1]), 1e-12)) - log(fmax(a / k, 1e-12));
+            } else if (q < V_MAHA) {
+                double m = 0, m2 = 0;
+                for (int r = 0; r < k; r++) {
+                    m += D->ref_zre[idx[r]];
+                    m2 += D->ref_zre[idx[r]] * D->ref_zre[idx[r]];
+                }
+                m /= k;
+                double sd = sqrt(fmax(m2 / k - m * m, 0));
+                v[q] = q <= V_LRE20 ? (s->zre[i] - m) / fmax(sd, 1e-6) : s->zre[i] - m;
+            } else {   /* forward substitution: |chol^-1 (x - mean)| */
+                double a = 0;
+                for (int j = 0; j < L; j++) {
+                    double t = x[j] - mean[j];
+                    for (int c = 0; c < j; c++) t -= chol[j * L + c] * y[c];
+                    y[j] = t / chol[j * L + j];
+                    a += y[j] * y[j];
+                }
+                v[q] = sqrt(a);
+            }
+        }
+    }
+    /* the neighbours found here must be the dump's own */
+    if (worst > 1e-3) die("the refs section does not match the dump's reference distances");
+    free(y);
+}
+
+/* Every variant of every test and calibration sample (a dump with its refs section). */
+static void lab_variants(lab_dump *D) {
+    const int L = D->L, n = D->n_ref;
+    if (!D->ref_zre) die("a dump without its refs section (stream_lab refs)");
+    char err[256];
+    int *ridx = xmalloc((size_t)n * KV * sizeof *ridx);
+    float *rd2 = xmalloc((size_t)n * KV * sizeof *rd2);
+    double *rdk = xmalloc((size_t)n * KV * sizeof *rdk);
+    if (knn_all(D->ref_lat, n, L, KV, 2, ridx, rd2, err, sizeof err) != 0) die(err);
+    for (size_t i = 0; i < (size_t)n * KV; i++) rdk[i] = sqrt((double)rd2[i]);
+    double *mean = calloc((size_t)L, sizeof *mean), *cov = calloc((size_t)L * L, sizeof *cov);
+    if (!mean || !cov) die("out of memory");
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < L; j++) mean[j] += D->ref_lat[(size_t)i * L + j] / n;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < L; j++)
+            for (int c = 0; c <= j; c++)
+                cov[j * L + c] += ((double)D->ref_lat[(size_t)i * L + j] - mean[j]) *
+                                  ((double)D->ref_lat[(size_t)i * L + c] - mean[c]) / n;
+    cholesky(cov, L);
+    float *packed = xmalloc(knn_packed_floats(n, L) * sizeof *packed);
+    knn_pack(packed, D->ref_lat, n, L);
+    variants_of(D, &D->test, packed, rdk, mean, cov);
+    variants_of(D, &D->cal, packed, rdk, mean, cov);
+    free(ridx);
+    free(rd2);
+    free(rdk);
+    free(mean);
+    free(cov);
+    free(packed);
+}
+
+/* Variant q of set s standardised by the calibration stream's median and MAD. */
+static void variant_z(const lab_dump *D, const lab_set *s, int q, double *out) {
+    double *v = xmalloc((size_t)D->cal.n * sizeof *v);
+    for (int i = 0; i < D->cal.n; i++) v[i] = D->cal.var[(size_t)i * V_N + q];
+    term_stats st = score_term_stats(v, (size_t)D->cal.n);
+    for (int i = 0; i < s->n; i++) out[i] = score_standardise(s->var[(size_t)i * V_N + q], st);
+    free(v);
+}
+
+/* The base score modes: 0 the variant alone; 1 it stands in for its term in the
+ * product's alpha z_re + (1 - alpha) z_latent; 2 the product's base plus its z. */
+static void variant_base(const lab_dump *D, const lab_set *s, int q, int mode, double *out) {
+    variant_z(D, s, q, out);
+    for (int i = 0; i < s->n; i++) {
+        double b = D->alpha * s->zre[i] + (1 - D->alpha) * s->zlat[i];
+        if (mode == 1)
+            b = VAR_IS_RE[q] ? D->alpha * out[i] + (1 - D->alpha) * s->zlat[i]
+                             : D->alpha * s->zre[i] + (1 - D->alpha) * out[i];
+        if (mode == 2) b += out[i];
+        if (mode != 0) out[i] = b;
+    }
 }
 
 /* ---- the lab's memory: the retention of core/memory.c, with per-slot extras ------ */
@@ -456,7 +668,8 @@ static void replay(const lab_dump *D, const lab_set *s, const size_t *sel, int n
             x = xz;
         }
         const float *refd = (o->zspace ? s->refdz : s->refd) + row * KR;
-        double base = D->alpha * s->zre[row] + (1 - D->alpha) * s->zlat[row];
+        double base = s->base ? s->base[row]
+                              : D->alpha * s->zre[row] + (1 - D->alpha) * s->zlat[row];
         double *ti = t + T_N * (sel ? at : (size_t)i), nearest;   /* calibration: stream order */
         int nslot;
         probe(&m, o, x, refd, D->n_ref, base, ti, &nearest, &nslot);
@@ -632,7 +845,7 @@ static void evaluate(const lab_dump *D, int cls, double rate, const lab_opts *o,
 
 static int cmd_eval(int argc, char **argv) {
     lab_opts o = {.cap = 2000, .k = 5, .k1 = 3, .k2 = 10, .kc = 10, .recent = 0.5};
-    int i = 0;
+    int i = 0, base_q = -1, base_mode = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(a, "-v")) { o.verbose = 1; continue; }
@@ -654,6 +867,15 @@ static int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--rank")) o.rank = atoi(v);
         else if (!strcmp(a, "--maxscale")) o.maxscale = atof(v);
         else if (!strcmp(a, "--space")) o.zspace = !strcmp(v, "z");
+        else if (!strcmp(a, "--base")) {   /* NAME: in its term's place; NAME+: added */
+            size_t len = strlen(v);
+            base_mode = len && v[len - 1] == '+' ? 2 : 1;
+            for (int q = 0; q < V_N; q++)
+                if (strlen(VAR_NAME[q]) == len - (base_mode == 2) &&
+                    !strncmp(v, VAR_NAME[q], strlen(VAR_NAME[q])))
+                    base_q = q;
+            if (base_q < 0) die("unknown --base");
+        }
         else if (!strcmp(a, "--susp"))
             o.susp = !strcmp(v, "none") ? SUSP_NONE : !strcmp(v, "memory") ? SUSP_MEMORY
                    : !strcmp(v, "memavg") ? SUSP_MEMAVG : !strcmp(v, "fused") ? SUSP_FUSED
@@ -666,6 +888,9 @@ static int cmd_eval(int argc, char **argv) {
     printf("# memory %d, recent %.2f, k %d, logavg k %d..%d, count kc %d, %s space, "
            "suspicion %d, tau %g, burn %d, warm %d, wm %g, rank %d\n", o.cap, o.recent, o.k, o.k1, o.k2,
            o.kc, o.zspace ? "z" : "raw", (int)o.susp, o.tau, o.burn, o.warm, memory_weight, o.rank);
+    if (base_q >= 0)
+        printf("# base score: %s %s\n", VAR_NAME[base_q],
+               base_mode == 2 ? "added to the product's base" : "in its term's place");
     static const double rates[] = {0.01, 0.05, 0.1};
     enum { NR = 3 };
     int nd = argc - i;
@@ -675,6 +900,11 @@ static int cmd_eval(int argc, char **argv) {
         load_dump(argv[i + j], &D);
         const char *p = strstr(argv[i + j], "class");
         int cls = p ? atoi(p + 5) : 0;
+        if (base_q >= 0) {
+            lab_variants(&D);
+            variant_base(&D, &D.test, base_q, base_mode, D.test.base = xmalloc((size_t)D.test.n * sizeof(double)));
+            variant_base(&D, &D.cal, base_q, base_mode, D.cal.base = xmalloc((size_t)D.cal.n * sizeof(double)));
+        }
         lab_cal c;
         term_stats mstat[T_N];
         calibrate(&D, &o, &c, mstat);
@@ -726,7 +956,8 @@ static int cmd_base(int argc, char **argv) {
     static const int ks[] = {1, 3, 5, 10, 20, 32};
     static const char *const kind_name[] = {"kth raw", "mean raw", "", "kth z", "mean z"};
     enum { NK = 6 };
-    double acc[5][NK][2] = {{{0}}}, acc_re = 0;
+    double acc[5][NK][2] = {{{0}}}, acc_re = 0, acc_base[2] = {0}, accv[V_N][3][2] = {{{0}}};
+    int with_refs = 1;
     for (int j = 0; j < argc; j++) {
         lab_dump D;
         load_dump(argv[j], &D);
@@ -737,6 +968,25 @@ static int cmd_base(int argc, char **argv) {
         double *v = xmalloc((size_t)nc * sizeof *v), *sc = xmalloc((size_t)n * sizeof *sc);
         for (int i = 0; i < n; i++) pos[i] = D.test.label[i] == cls;
         acc_re += auroc(D.test.zre, pos, (size_t)n) / argc;
+        for (int i = 0; i < n; i++) sc[i] = D.alpha * D.test.zre[i] + (1 - D.alpha) * D.test.zlat[i];
+        acc_base[0] += auroc(sc, pos, (size_t)n) / argc;
+        acc_base[1] += roc_tpr_at_fpr(sc, pos, (size_t)n, 0.01) / argc;
+        with_refs &= D.ref_zre != NULL;
+        if (with_refs) {
+            lab_variants(&D);
+            double cls_auc[V_N];
+            for (int q = 0; q < V_N; q++)
+                for (int mode = 0; mode < 3; mode++) {
+                    variant_base(&D, &D.test, q, mode, sc);
+                    accv[q][mode][0] += auroc(sc, pos, (size_t)n) / argc;
+                    accv[q][mode][1] += roc_tpr_at_fpr(sc, pos, (size_t)n, 0.01) / argc;
+                    if (mode == 1) cls_auc[q] = auroc(sc, pos, (size_t)n);
+                }
+            printf("class %d, in the term's place:", cls);
+            for (int q = 0; q < V_N; q++) printf(" %s %.3f", VAR_NAME[q], cls_auc[q]);
+            for (int i = 0; i < n; i++) sc[i] = D.alpha * D.test.zre[i] + (1 - D.alpha) * D.test.zlat[i];
+            printf("; product's base %.3f\n", auroc(sc, pos, (size_t)n));
+        }
         for (int kind = 0; kind < 5; kind++) {
             if (kind == 2) continue;
             for (int q = 0; q < NK; q++) {
@@ -759,6 +1009,13 @@ static int cmd_base(int argc, char **argv) {
             printf("%-9s k %2d: alone %.3f, with RE %.3f\n", kind_name[kind], ks[q], acc[kind][q][0],
                    acc[kind][q][1]);
     }
+    printf("product's base (alpha z_re + (1 - alpha) z_latent): auROC %.3f, TPR at 1%% FPR %.3f\n",
+           acc_base[0], acc_base[1]);
+    if (!with_refs) return 0;
+    printf("variant  auROC / TPR at 1%% FPR: alone | in its term's place | added to the base\n");
+    for (int q = 0; q < V_N; q++)
+        printf("%-7s %.3f / %.3f | %.3f / %.3f | %.3f / %.3f\n", VAR_NAME[q], accv[q][0][0],
+               accv[q][0][1], accv[q][1][0], accv[q][1][1], accv[q][2][0], accv[q][2][1]);
     return 0;
 }
 
@@ -766,10 +1023,13 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "dump")) return cmd_dump(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "base")) return cmd_base(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "refs")) return cmd_refs(argc - 2, argv + 2);
     fprintf(stderr, "usage: stream_lab dump MODELS_DIR FMNIST_DIR CLASS OUT\n"
                     "       stream_lab eval [--cap N --recent F --k K --k1 A --k2 B --kc K "
                     "--space raw|z --susp base|none|memory|memavg|fused --tau N --wm W "
-                    "--rank 0|1|2 --maxscale S --burn N --skip N --head N --tail K --tail-all --warm -v] DUMP...\n"
-                    "       stream_lab base DUMP...\n");
+                    "--rank 0|1|2 --maxscale S --burn N --skip N --head N --tail K --tail-all --warm "
+                    "--base VARIANT[+] -v] DUMP...\n"
+                    "       stream_lab base DUMP...\n"
+                    "       stream_lab refs MODELS_DIR FMNIST_DIR CLASS DUMP\n");
     return 2;
 }
