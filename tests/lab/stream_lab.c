@@ -343,7 +343,7 @@ static void variants_of(const lab_dump *D, lab_set *s, const float *packed, cons
     for (int i = 0; i < s->n; i++) {
         const float *x = s->mu + (size_t)i * L;
         double *v = s->var + (size_t)i * V_N;
-        knn_query_packed(packed, D->ref_lat, n_ref, L, x, KV, -1, idx, d2);
+        knn_query_packed(packed, n_ref, L, x, KV, -1, idx, d2);
         worst = fmax(worst, fabs(sqrt((double)d2[0]) - s->refd[(size_t)i * KR]));
         for (int q = 0; q < V_N; q++) {
             const int k = VAR_K[q];
