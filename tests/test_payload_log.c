@@ -597,13 +597,33 @@ static int score_n(int port, const char *body, int n, double *seconds) {
     return ok;
 }
 
+/* A port of 127.0.0.1 that nothing listens on (a receiver's, just closed): 0 if none. */
+static int dead_sink_port(void) {
+    receiver rv;
+    if (receiver_start(&rv, 0, 202)) return 0;
+    int port = rv.port;
+    receiver_free(&rv);
+    return port;
+}
+
+/* Wait up to 5 s until events events are accounted for in /metrics (failed, dropped or
+ * still queued); those three counts. */
+static void wait_accounted(int port, double events, double *failed, double *dropped,
+                           double *depth) {
+    long long until = clock_ns() + 5000000000LL;
+    do {
+        sleep_ms(50);
+        *failed = metric(port, FAILED);
+        *dropped = metric(port, DROPPED);
+        *depth = metric(port, DEPTH);
+    } while (*failed + *dropped + *depth != events && clock_ns() < until);
+}
+
 /* The sink down: every score answered, and at once; the events failed or dropped, all of
  * them counted; the sink back on its port takes events again. */
 TEST(payload_log_sink_down) {
-    receiver rv;
-    if (receiver_start(&rv, 0, 202)) return;
-    int sink_port = rv.port;
-    receiver_free(&rv);          /* nothing listens there now */
+    int sink_port = dead_sink_port();
+    if (!sink_port) return;
     int port;
     const char *extra[] = {ATTRS[0], ATTRS[1], ATTRS[2], ATTRS[3], "--payload-log-queue", "4",
                            NULL};
@@ -618,20 +638,15 @@ TEST(payload_log_sink_down) {
     CHECK_MSG(ok == N, "%d of %d scores answered", ok, N);
     CHECK_MSG(seconds < (under_valgrind() ? 60 : 5), "%d scores took %.2f s", N, seconds);
     /* Every event is accounted for: failed, dropped or still queued (none sent). */
-    long long until = clock_ns() + 5000000000LL;
     double failed, dropped, depth;
-    do {
-        sleep_ms(50);
-        failed = metric(port, FAILED);
-        dropped = metric(port, DROPPED);
-        depth = metric(port, DEPTH);
-    } while (failed + dropped + depth != 2 * N && clock_ns() < until);
+    wait_accounted(port, 2 * N, &failed, &dropped, &depth);
     CHECK_MSG(failed >= 1 && dropped >= 1 && failed + dropped + depth == 2 * N &&
               metric(port, SENT) == 0, "failed %g dropped %g queued %g", failed, dropped, depth);
     /* The sink comes back on the same port: new events get through (the thread retries
      * within its longest pause, 8 s). */
+    receiver rv;
     if (receiver_start(&rv, sink_port, 202) == 0) {
-        until = clock_ns() + 20000000000LL;
+        long long until = clock_ns() + 20000000000LL;
         while (receiver_count(&rv) == 0 && clock_ns() < until) {
             score_n(port, body, 1, &seconds);
             sleep_ms(200);
@@ -654,10 +669,8 @@ TEST(payload_log_sink_down) {
  * but only 4096 bytes, no more than 4 events (each over 1000 bytes: a head of about 600
  * and a body of 64 numbers) wait at any time; the rest are dropped, every one counted. */
 TEST(payload_log_queue_bytes) {
-    receiver rv;
-    if (receiver_start(&rv, 0, 202)) return;
-    int sink_port = rv.port;
-    receiver_free(&rv);          /* nothing listens there now */
+    int sink_port = dead_sink_port();
+    if (!sink_port) return;
     int port;
     const char *extra[] = {"--payload-log-queue", "1000", "--payload-log-queue-bytes", "4096",
                            NULL};
@@ -673,14 +686,8 @@ TEST(payload_log_queue_bytes) {
         double depth = metric(port, DEPTH);
         if (depth > most) most = depth;
     }
-    long long until = clock_ns() + 5000000000LL;
     double failed, dropped, depth;
-    do {
-        sleep_ms(50);
-        failed = metric(port, FAILED);
-        dropped = metric(port, DROPPED);
-        depth = metric(port, DEPTH);
-    } while (failed + dropped + depth != 2 * N && clock_ns() < until);
+    wait_accounted(port, 2 * N, &failed, &dropped, &depth);
     CHECK_MSG(most <= 4 && failed + dropped + depth == 2 * N && dropped >= 2 * N - 4 - failed,
               "most queued %g; failed %g dropped %g queued %g", most, failed, dropped, depth);
     stop_anodmd(pid);
