@@ -32,6 +32,7 @@ U8_CONNS=${U8_CONNS-64}
 HALF_CONNS=${HALF_CONNS:-16}
 DAEMON_ARGS=${DAEMON_ARGS:-}
 here=$(dirname "$0")
+. "$here/bench_lib.sh"
 
 command -v wrk >/dev/null 2>&1 || { echo "bench_daemon: wrk not found (make bench-deps installs it)" >&2; exit 1; }
 command -v curl >/dev/null 2>&1 || { echo "bench_daemon: curl not found" >&2; exit 1; }
@@ -39,8 +40,7 @@ command -v curl >/dev/null 2>&1 || { echo "bench_daemon: curl not found" >&2; ex
 
 echo "== anodmd load test: wrk against POST /v1/score (JSON) and POST /v2/models/fashion/infer" \
      "(binary tensors) on 127.0.0.1, ${DURATION} s a run, $WRK_THREADS wrk threads"
-echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
-     "load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC')"
+bench_machine
 
 # The bundle.
 if [ -n "${MODEL:-}" ]; then

@@ -20,6 +20,7 @@ DURATION=${DURATION:-8}
 CONNS=${CONNS:-16}
 REPEAT=${REPEAT:-2}
 here=$(dirname "$0")
+. "$here/bench_lib.sh"
 
 for p in wrk curl haproxy; do
     command -v $p >/dev/null 2>&1 || { echo "bench_payload_log: $p not found" >&2; exit 1; }
@@ -27,19 +28,9 @@ done
 [ -x "$ANODMD_BIN" ] || { echo "bench_payload_log: $ANODMD_BIN not built (make all)" >&2; exit 1; }
 
 echo "== anodmd's payload log: costs; wrk ${DURATION} s a run, $CONNS connections, $REPEAT rounds"
-echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
-     "load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC');" \
-     "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(haproxy -v | head -n 1)"
+bench_machine "$(haproxy -v | head -n 1)"
 
-if [ -z "${MODEL:-}" ]; then
-    MODEL=/tmp/anodm-bench-pgsink.anodm
-    if ! "$ANODM_BIN" inspect "$MODEL" >/dev/null 2>&1; then
-        echo "model: building a small one into $MODEL (3000 images, 2 epochs, 1000-point map)"
-        "$ANODM_BIN" train --data "$FMNIST" --exclude-class 1 --limit 3000 --epochs 2 \
-            --n-ref 1000 --tsne-iter 300 --out "$MODEL" >/dev/null
-    fi
-fi
-echo "model: $MODEL"
+bench_small_model
 
 tmp=$(mktemp -d /tmp/anodm-bench-plog.XXXXXX)
 pid="" hap=""

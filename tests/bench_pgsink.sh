@@ -22,6 +22,7 @@ FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-16}
 here=$(dirname "$0")
+. "$here/bench_lib.sh"
 
 for p in wrk curl psql initdb pg_ctl; do
     command -v $p >/dev/null 2>&1 || { echo "bench_pgsink: $p not found" >&2; exit 1; }
@@ -29,19 +30,9 @@ done
 [ -x "$ANODMD_BIN" ] || { echo "bench_pgsink: $ANODMD_BIN not built (make all)" >&2; exit 1; }
 
 echo "== anodmd's sink and merged history: costs; wrk ${DURATION} s a run, $CONNS connections"
-echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
-     "load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC');" \
-     "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(postgres --version 2>/dev/null || pg_ctl --version)"
+bench_machine "$(postgres --version 2>/dev/null || pg_ctl --version)"
 
-if [ -z "${MODEL:-}" ]; then
-    MODEL=/tmp/anodm-bench-pgsink.anodm
-    if ! "$ANODM_BIN" inspect "$MODEL" >/dev/null 2>&1; then
-        echo "model: building a small one into $MODEL (3000 images, 2 epochs, 1000-point map)"
-        "$ANODM_BIN" train --data "$FMNIST" --exclude-class 1 --limit 3000 --epochs 2 \
-            --n-ref 1000 --tsne-iter 300 --out "$MODEL" >/dev/null
-    fi
-fi
-echo "model: $MODEL"
+bench_small_model
 
 tmp=$(mktemp -d /tmp/anodm-bench-pgsink.XXXXXX)
 pid=""

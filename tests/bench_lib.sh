@@ -1,0 +1,26 @@
+# bench_lib.sh — what the daemon benchmark scripts share; sourced (". tests/bench_lib.sh"),
+# never run. Their raw outputs are committed under docs/results/, so each starts with the
+# same line saying where and when it ran.
+
+# The machine line: CPU, cores, load, date, commit, and whatever the caller adds (the
+# version of a part it drives).
+bench_machine() {
+    echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
+         "load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC');" \
+         "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')${*:+; $*}"
+}
+
+# MODEL, or when unset a small Fashion-MNIST bundle built once into
+# /tmp/anodm-bench-pgsink.anodm (3000 images, 2 epochs, 1000-point map; about 20 s) for
+# benchmarks of what surrounds scoring, not of scoring itself. Needs ANODM_BIN, FMNIST.
+bench_small_model() {
+    if [ -z "${MODEL:-}" ]; then
+        MODEL=/tmp/anodm-bench-pgsink.anodm
+        if ! "$ANODM_BIN" inspect "$MODEL" >/dev/null 2>&1; then
+            echo "model: building a small one into $MODEL (3000 images, 2 epochs, 1000-point map)"
+            "$ANODM_BIN" train --data "$FMNIST" --exclude-class 1 --limit 3000 --epochs 2 \
+                --n-ref 1000 --tsne-iter 300 --out "$MODEL" >/dev/null
+        fi
+    fi
+    echo "model: $MODEL"
+}
