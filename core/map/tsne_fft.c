@@ -13,7 +13,17 @@
  * even). The 2-D FFT transforms columns in cache-sized blocks with the butterflies
  * running along rows (contiguous, vectorised), transposes, and repeats; the spectrum
  * stays transposed, which the symmetric kernel does not mind. Zero quadrants of the
- * padded input and unused quadrants of the output are skipped. */
+ * padded input and unused quadrants of the output are skipped.
+ *
+ * Memory (the placement map builds this once at L = 2048): the kernel's spectrum is even
+ * in both frequencies, so only its (L/2 + 1)^2 quadrant is kept (a quarter of an L x L
+ * array). The potentials are kept as floats, centred on their box: a node of box b
+ * stores phi_1, phi_y - c_b phi_1 and phi_|y|^2 - 2 c_b.phi_y + |c_b|^2 phi_1, c_b the
+ * box's centre, i.e. the sums of K2 times 1, (y_j - c_b) and |y_j - c_b|^2. Those are
+ * linear in the potentials, so interpolating them and recombining with q - c_b gives
+ * the same sums as before, and a float's rounding is multiplied by at most |q - c_b|
+ * (half a box diagonal) where uncentred floats would have it multiplied by |q|^2 (the
+ * map's extent squared). */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -50,11 +60,12 @@ void fftrep_trim(fftrep *w) {
 
 static int ensure_buffers(fftrep *w, int L, int m) {
     if (L > w->cap_L) {
-        size_t nn = (size_t)L * (L + ROW_PAD);
+        size_t nn = (size_t)L * (L + ROW_PAD), H = (size_t)L / 2 + 1;
+        size_t sizes[3] = { nn, nn, H * H };
         double **bufs[3] = { &w->are, &w->aim, &w->kre };
         for (int b = 0; b < 3; b++) {
             free(*bufs[b]);
-            *bufs[b] = malloc(nn * sizeof(double));
+            *bufs[b] = malloc(sizes[b] * sizeof(double));
         }
         free(w->twr); free(w->twi);
         w->twr = malloc((size_t)L / 2 * sizeof(double));
@@ -78,7 +89,7 @@ static int ensure_buffers(fftrep *w, int L, int m) {
     }
     if (m > w->cap_m) {
         free(w->pot);
-        w->pot = malloc((size_t)m * m * 4 * sizeof(double));
+        w->pot = malloc((size_t)m * m * 4 * sizeof *w->pot);
         if (!w->pot) {
             w->cap_m = 0;
             return -1;
@@ -270,9 +281,10 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
     w->h = side / nb / p;
 
     size_t S = (size_t)L + ROW_PAD, nn = (size_t)L * S;
+    const int H = L / 2 + 1;
     if (w->k_L != L || w->k_m != m || w->k_h != w->h) {
-        /* The kernel at every node offset (dx, dy) in (-m, m), wrapped modulo L; aim is
-         * the imaginary scratch of its transform. */
+        /* The kernel at every node offset (dx, dy) in (-m, m), wrapped modulo L,
+         * transformed in (are, aim); its spectrum's quadrant [0, L/2]^2 goes to kre. */
         for (int r = 0; r < L; r++) {
             int dy = r < m ? r : (r > L - m ? r - L : INT_MAX);
             for (int c = 0; c < L; c++) {
@@ -282,11 +294,13 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
                     double r2 = w->h * w->h * ((double)dx * dx + (double)dy * dy);
                     val = 1.0 / ((1.0 + r2) * (1.0 + r2));
                 }
-                w->kre[r * S + c] = val;
+                w->are[r * S + c] = val;
             }
         }
         memset(w->aim, 0, nn * sizeof(double));
-        fft2_forward(w, w->kre, w->aim, L);
+        fft2_forward(w, w->are, w->aim, L);
+        for (int r = 0; r < H; r++)
+            memcpy(w->kre + (size_t)r * H, w->are + r * S, (size_t)H * sizeof(double));
         w->k_L = L; w->k_m = m; w->k_h = w->h;
     }
     /* Two passes with one complex buffer: charges (1, y_x), then (y_y, |y|^2). */
@@ -308,20 +322,38 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
             }
         }
         fft2_forward(w, w->are, w->aim, m);
-        for (int r = 0; r < L; r++) {
-            for (size_t e = r * S; e < r * S + L; e++) {
-                double k = w->kre[e] * scale;
-                w->are[e] *= k;
-                w->aim[e] *= k;
+        for (int r = 0; r < L; r++) {      /* spectrum entry (r, c) = kre (|r|, |c|) mod L */
+            const double *kr = w->kre + (size_t)(r < H ? r : L - r) * H;
+            double *re = w->are + r * S, *im = w->aim + r * S;
+            for (int c = 0; c < H; c++) {
+                re[c] *= kr[c] * scale;
+                im[c] *= kr[c] * scale;
+            }
+            for (int c = H; c < L; c++) {
+                re[c] *= kr[L - c] * scale;
+                im[c] *= kr[L - c] * scale;
             }
         }
         fft2_inverse(w, w->are, w->aim, m);
         for (int r = 0; r < m; r++) {
+            double cy = lo_y + w->h * ((r / p) * p + 0.5 * p);   /* the box's centre */
             for (int c = 0; c < m; c++) {
+                double cx = lo_x + w->h * ((c / p) * p + 0.5 * p);
                 size_t e = r * S + c;
-                double *pt = w->pot + ((size_t)r * m + c) * 4 + 2 * pass;
-                pt[0] = w->are[e];
-                pt[1] = w->aim[e];
+                float *pt = w->pot + ((size_t)r * m + c) * 4;
+                double first[2];             /* pass 0's (phi_1, phi_x), kept in pt's bytes */
+                if (pass == 0) {
+                    first[0] = w->are[e];
+                    first[1] = w->aim[e];
+                    memcpy(pt, first, sizeof first);
+                    continue;
+                }
+                memcpy(first, pt, sizeof first);
+                double p1 = first[0], px = first[1], py = w->are[e], p2 = w->aim[e];
+                pt[0] = (float)p1;
+                pt[1] = (float)(px - cx * p1);
+                pt[2] = (float)(py - cy * p1);
+                pt[3] = (float)(p2 - 2.0 * (cx * px + cy * py) + (cx * cx + cy * cy) * p1);
             }
         }
     }
@@ -333,7 +365,7 @@ void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
     double wx[MAX_P], wy[MAX_P], phi[4] = { 0, 0, 0, 0 };
     int tx = box_weights(w, q[0], w->lo_x, wx), ty = box_weights(w, q[1], w->lo_y, wy);
     for (int b = 0; b < p; b++) {
-        const double *row = w->pot + ((size_t)(ty + b) * m + tx) * 4;
+        const float *row = w->pot + ((size_t)(ty + b) * m + tx) * 4;
         for (int a = 0; a < p; a++) {
             double c = wy[b] * wx[a];
             phi[0] += c * row[4 * a];
@@ -342,7 +374,8 @@ void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
             phi[3] += c * row[4 * a + 3];
         }
     }
-    double x = q[0], v = q[1];
+    double x = q[0] - (w->lo_x + w->h * (tx + 0.5 * p));   /* q - the box's centre */
+    double v = q[1] - (w->lo_y + w->h * (ty + 0.5 * p));
     rep[0] = x * phi[0] - phi[1];
     rep[1] = v * phi[0] - phi[2];
     *z = (1.0 + x * x + v * v) * phi[0] - 2.0 * (x * phi[1] + v * phi[2]) + phi[3];
