@@ -10,14 +10,19 @@
  * spacing; the FFT size L is the power of two >= 2m (m = p * n_boxes nodes), and the
  * box count is then raised to fill L, which buys accuracy for free. Two real charges
  * share one complex FFT (the kernel's spectrum is real because the embedded kernel is
- * even). The 2-D FFT transforms columns in cache-sized blocks with the butterflies
- * running along rows (contiguous, vectorised), transposes, and repeats; the spectrum
- * stays transposed, which the symmetric kernel does not mind. Zero quadrants of the
- * padded input and unused quadrants of the output are skipped.
+ * even). FFTs run down columns in cache-sized blocks with the butterflies running along
+ * rows (contiguous, vectorised).
  *
- * Memory (the placement map builds this once at L = 2048): the kernel's spectrum is even
- * in both frequencies, so only its (L/2 + 1)^2 quadrant is kept (a quarter of an L x L
- * array). The potentials are kept as floats, centred on their box: a node of box b
+ * The convolution never holds an L x L array: the charges sit in the m = L/2 first of the
+ * L rows of an L x m array (the padding's zero columns are never stored); the columns
+ * are transformed (all L row frequencies, m columns), then each strip of COL_BLOCK rows
+ * is copied transposed into an L x COL_BLOCK scratch, transformed along the other axis,
+ * multiplied by the kernel's spectrum, transformed back, and only its m nonzero-input
+ * columns are copied back; the columns' inverse transform leaves the potentials in the
+ * first m rows. Memory (the placement map builds this once at L = 2048): about half an
+ * L x L complex array for the charges, where the full 2-D transform took two; the
+ * kernel's spectrum is even in both frequencies, so only its (L/2 + 1)^2 quadrant is
+ * kept, built the same way (strips over the first L/2 + 1 rows). The potentials are kept as floats, centred on their box: a node of box b
  * stores phi_1, phi_y - c_b phi_1 and phi_|y|^2 - 2 c_b.phi_y + |c_b|^2 phi_1, c_b the
  * box's centre, i.e. the sums of K2 times 1, (y_j - c_b) and |y_j - c_b|^2. Those are
  * linear in the potentials, so interpolating them and recombining with q - c_b gives
@@ -36,6 +41,7 @@
 #define COL_BLOCK 32
 #define ROW_PAD 8      /* row stride L + ROW_PAD: a power-of-two stride thrashes the cache */
 #define MAX_P 8
+#define SCR_STRIDE (COL_BLOCK + ROW_PAD)   /* a strip's scratch row */
 
 void fftrep_init(fftrep *w, int n_threads) {
     memset(w, 0, sizeof *w);
@@ -46,24 +52,31 @@ void fftrep_init(fftrep *w, int n_threads) {
 }
 
 void fftrep_free(fftrep *w) {
-    free(w->are); free(w->aim); free(w->kre);
+    free(w->are); free(w->aim); free(w->kre); free(w->scr);
     free(w->twr); free(w->twi); free(w->pot); free(w->zbuf);
     memset(w, 0, sizeof *w);
 }
 
 void fftrep_trim(fftrep *w) {
-    free(w->are); free(w->aim); free(w->kre);
+    free(w->are); free(w->aim); free(w->kre); free(w->scr);
     free(w->twr); free(w->twi); free(w->zbuf);
-    w->are = w->aim = w->kre = w->twr = w->twi = w->zbuf = NULL;
+    w->are = w->aim = w->kre = w->scr = w->twr = w->twi = w->zbuf = NULL;
     w->cap_L = w->tw_L = w->k_L = w->cap_n = 0;
+}
+
+/* Row stride of the L x m working arrays: m + 1 columns (the kernel's build) rounded up
+ * to whole column blocks, plus the padding. */
+static size_t work_stride(int L) {
+    int used = (L / 2 + 1 + COL_BLOCK - 1) / COL_BLOCK * COL_BLOCK;
+    return (size_t)used + ROW_PAD;
 }
 
 static int ensure_buffers(fftrep *w, int L, int m) {
     if (L > w->cap_L) {
-        size_t nn = (size_t)L * (L + ROW_PAD), H = (size_t)L / 2 + 1;
-        size_t sizes[3] = { nn, nn, H * H };
-        double **bufs[3] = { &w->are, &w->aim, &w->kre };
-        for (int b = 0; b < 3; b++) {
+        size_t nn = (size_t)L * work_stride(L), H = (size_t)L / 2 + 1;
+        size_t sizes[4] = { nn, nn, H * H, (size_t)w->n_threads * 2 * L * SCR_STRIDE };
+        double **bufs[4] = { &w->are, &w->aim, &w->kre, &w->scr };
+        for (int b = 0; b < 4; b++) {
             free(*bufs[b]);
             *bufs[b] = malloc(sizes[b] * sizeof(double));
         }
@@ -72,7 +85,7 @@ static int ensure_buffers(fftrep *w, int L, int m) {
         w->twi = malloc((size_t)L / 2 * sizeof(double));
         w->tw_L = 0;
         int ok = w->twr && w->twi;
-        for (int b = 0; b < 3; b++) ok = ok && *bufs[b];
+        for (int b = 0; b < 4; b++) ok = ok && *bufs[b];
         w->k_L = 0;
         if (!ok) {
             w->cap_L = 0;
@@ -105,6 +118,7 @@ typedef struct {
     double *re, *im;
     const double *twr, *twi;
     int L, inverse;
+    size_t S;                /* row stride of re and im */
 } fft_ctx;
 
 /* One radix-2 butterfly across COL_BLOCK columns; restrict and the fixed width let the
@@ -150,7 +164,7 @@ HOT_LOOP static void fft_col_blocks(void *vctx, int b0, int b1) {
     enum { TILE = 64 };
     fft_ctx *f = vctx;
     int L = f->L;
-    size_t S = (size_t)L + ROW_PAD;
+    size_t S = f->S;
     double sign = f->inverse ? -1.0 : 1.0;
     const double *twr = f->twr, *twi = f->twi;
     int tile = L < TILE ? L : TILE;
@@ -205,42 +219,87 @@ HOT_LOOP static void fft_col_blocks(void *vctx, int b0, int b1) {
     }
 }
 
-static void fft_cols(const fftrep *w, double *re, double *im, int ncols, int inverse) {
-    fft_ctx f = { re, im, w->twr, w->twi, w->L, inverse };
-    int blocks = (ncols + COL_BLOCK - 1) / COL_BLOCK;   /* L is a multiple of COL_BLOCK */
+/* Length-L transforms down columns [0, ncols) (rounded up to whole blocks) of the L rows
+ * of re and im, row stride S. */
+static void fft_cols(const fftrep *w, double *re, double *im, size_t S, int ncols,
+                     int inverse) {
+    fft_ctx f = { re, im, w->twr, w->twi, w->L, inverse, S };
+    int blocks = (ncols + COL_BLOCK - 1) / COL_BLOCK;
     par_for(w->n_threads, blocks, fft_col_blocks, &f);
 }
 
-static void transpose(double *a, int L) {
-    enum { T = 32 };
-    size_t S = (size_t)L + ROW_PAD;
-    for (int bi = 0; bi < L; bi += T) {
-        for (int bj = bi; bj < L; bj += T) {
-            for (int i = bi; i < bi + T && i < L; i++) {
-                for (int j = (bj == bi ? i + 1 : bj); j < bj + T && j < L; j++) {
-                    double t = a[i * S + j];
-                    a[i * S + j] = a[j * S + i];
-                    a[j * S + i] = t;
+/* The second axis, strip by strip (see the header). A strip is COL_BLOCK rows u of the
+ * L x m arrays, copied transposed into a task's scratch (L rows, one per column c). */
+typedef struct {
+    const fftrep *w;
+    size_t S;
+    int kernel;              /* 1: build kre from the kernel's column transforms */
+    int strips, tasks;
+} strip_ctx;
+
+static void strip_range(void *vctx, int t0, int t1) {
+    strip_ctx *x = vctx;
+    const fftrep *w = x->w;
+    const int L = w->L, m = L / 2, H = m + 1;   /* m: the half, at least the nodes */
+    const size_t S = x->S, SS = SCR_STRIDE;
+    const double scale = 1.0 / ((double)L * L);
+    for (int t = t0; t < t1; t++) {
+        double *sr = w->scr + (size_t)t * 2 * L * SS, *si = sr + (size_t)L * SS;
+        fft_ctx f = { sr, si, w->twr, w->twi, L, 0, SS };
+        for (int s = x->strips * t / x->tasks; s < x->strips * (t + 1) / x->tasks; s++) {
+            int u0 = s * COL_BLOCK;
+            const double *re = w->are + u0 * S, *im = w->aim + u0 * S;
+            if (x->kernel) {
+                /* rows u of the column transforms are real and even in c: mirror them */
+                for (int c = 0; c < L; c++) {
+                    int cc = c <= m ? c : L - c;
+                    for (int j = 0; j < COL_BLOCK; j++) {
+                        sr[c * SS + j] = re[j * S + cc];
+                        si[c * SS + j] = 0.0;
+                    }
+                }
+                f.inverse = 0;
+                fft_col_blocks(&f, 0, 1);
+                for (int j = 0; j < COL_BLOCK && u0 + j < H; j++)
+                    for (int v = 0; v < H; v++) w->kre[(size_t)(u0 + j) * H + v] = sr[v * SS + j];
+                continue;
+            }
+            for (int c = 0; c < m; c++) {
+                for (int j = 0; j < COL_BLOCK; j++) {
+                    sr[c * SS + j] = re[j * S + c];
+                    si[c * SS + j] = im[j * S + c];
+                }
+            }
+            memset(sr + m * SS, 0, (size_t)(L - m) * SS * sizeof *sr);
+            memset(si + m * SS, 0, (size_t)(L - m) * SS * sizeof *si);
+            f.inverse = 0;
+            fft_col_blocks(&f, 0, 1);
+            for (int v = 0; v < L; v++) {   /* spectrum (u, v) times kre (|u|, |v|) mod L */
+                const double *kv = w->kre + (v < H ? v : L - v);
+                for (int j = 0; j < COL_BLOCK; j++) {
+                    int u = u0 + j;
+                    double k = kv[(size_t)(u < H ? u : L - u) * H] * scale;
+                    sr[v * SS + j] *= k;
+                    si[v * SS + j] *= k;
+                }
+            }
+            f.inverse = 1;
+            fft_col_blocks(&f, 0, 1);
+            double *wre = w->are + u0 * S, *wim = w->aim + u0 * S;
+            for (int c = 0; c < m; c++) {
+                for (int j = 0; j < COL_BLOCK; j++) {
+                    wre[j * S + c] = sr[c * SS + j];
+                    wim[j * S + c] = si[c * SS + j];
                 }
             }
         }
     }
 }
 
-/* Forward 2-D FFT; nonzero input only in columns [0, ncols). Output transposed. */
-static void fft2_forward(const fftrep *w, double *re, double *im, int ncols) {
-    fft_cols(w, re, im, ncols, 0);
-    transpose(re, w->L);
-    transpose(im, w->L);
-    fft_cols(w, re, im, w->L, 0);
-}
-
-/* Inverse of fft2_forward (unscaled); only output columns [0, ncols) are computed. */
-static void fft2_inverse(const fftrep *w, double *re, double *im, int ncols) {
-    fft_cols(w, re, im, w->L, 1);
-    transpose(re, w->L);
-    transpose(im, w->L);
-    fft_cols(w, re, im, ncols, 1);
+/* Strips over the first `rows` rows (a multiple of COL_BLOCK is read whole). */
+static void strips(const fftrep *w, size_t S, int rows, int kernel) {
+    strip_ctx x = { w, S, kernel, (rows + COL_BLOCK - 1) / COL_BLOCK, w->n_threads };
+    par_for(w->n_threads, w->n_threads, strip_range, &x);
 }
 
 /* ---- interpolation ------------------------------------------------------------- */
@@ -280,15 +339,16 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
     w->lo_x = lo_x; w->lo_y = lo_y;
     w->h = side / nb / p;
 
-    size_t S = (size_t)L + ROW_PAD, nn = (size_t)L * S;
-    const int H = L / 2 + 1;
+    size_t S = work_stride(L), nn = (size_t)L * S;
+    const int H = L / 2 + 1;   /* m may be below L / 2 (whole boxes) */
     if (w->k_L != L || w->k_m != m || w->k_h != w->h) {
-        /* The kernel at every node offset (dx, dy) in (-m, m), wrapped modulo L,
-         * transformed in (are, aim); its spectrum's quadrant [0, L/2]^2 goes to kre. */
+        /* The kernel at every node offset (dx, dy) in (-m, m), wrapped modulo L: its
+         * columns dx in [0, m] (the others mirror them), transformed down the columns,
+         * then along the rows by strips into kre. */
         for (int r = 0; r < L; r++) {
             int dy = r < m ? r : (r > L - m ? r - L : INT_MAX);
-            for (int c = 0; c < L; c++) {
-                int dx = c < m ? c : (c > L - m ? c - L : INT_MAX);
+            for (size_t c = 0; c < S; c++) {
+                int dx = c < (size_t)m ? (int)c : INT_MAX;
                 double val = 0.0;
                 if (dx != INT_MAX && dy != INT_MAX) {
                     double r2 = w->h * w->h * ((double)dx * dx + (double)dy * dy);
@@ -298,13 +358,11 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
             }
         }
         memset(w->aim, 0, nn * sizeof(double));
-        fft2_forward(w, w->are, w->aim, L);
-        for (int r = 0; r < H; r++)
-            memcpy(w->kre + (size_t)r * H, w->are + r * S, (size_t)H * sizeof(double));
+        fft_cols(w, w->are, w->aim, S, H, 0);
+        strips(w, S, H, 1);
         w->k_L = L; w->k_m = m; w->k_h = w->h;
     }
     /* Two passes with one complex buffer: charges (1, y_x), then (y_y, |y|^2). */
-    double scale = 1.0 / ((double)L * L);
     for (int pass = 0; pass < 2; pass++) {
         memset(w->are, 0, nn * sizeof(double));
         memset(w->aim, 0, nn * sizeof(double));
@@ -321,20 +379,9 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
                 }
             }
         }
-        fft2_forward(w, w->are, w->aim, m);
-        for (int r = 0; r < L; r++) {      /* spectrum entry (r, c) = kre (|r|, |c|) mod L */
-            const double *kr = w->kre + (size_t)(r < H ? r : L - r) * H;
-            double *re = w->are + r * S, *im = w->aim + r * S;
-            for (int c = 0; c < H; c++) {
-                re[c] *= kr[c] * scale;
-                im[c] *= kr[c] * scale;
-            }
-            for (int c = H; c < L; c++) {
-                re[c] *= kr[L - c] * scale;
-                im[c] *= kr[L - c] * scale;
-            }
-        }
-        fft2_inverse(w, w->are, w->aim, m);
+        fft_cols(w, w->are, w->aim, S, m, 0);
+        strips(w, S, L, 0);
+        fft_cols(w, w->are, w->aim, S, m, 1);
         for (int r = 0; r < m; r++) {
             double cy = lo_y + w->h * ((r / p) * p + 0.5 * p);   /* the box's centre */
             for (int c = 0; c < m; c++) {

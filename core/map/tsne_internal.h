@@ -24,8 +24,9 @@ typedef struct {
     int n_boxes, m, L;     /* boxes, nodes per dim (p * n_boxes), FFT size */
     double lo_x, lo_y, h;  /* node t sits at lo + h * (t + 0.5) */
     /* buffers */
-    double *are, *aim;     /* L * (L + pad) each: charges (re, im) */
+    double *are, *aim;     /* L rows of L/2 (+ pad) each: charges (re, im) */
     double *kre;           /* (L/2 + 1)^2: the kernel spectrum's quadrant (it is even) */
+    double *scr;           /* per thread, two L x strip scratch arrays (tsne_fft.c) */
     double *twr, *twi;                          /* L/2 twiddles for size tw_L */
     int cap_L, tw_L;
     float *pot;            /* 4 potentials per node, m*m*4, centred on the node's box */
