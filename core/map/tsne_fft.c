@@ -13,16 +13,18 @@
  * even). FFTs run down columns in cache-sized blocks with the butterflies running along
  * rows (contiguous, vectorised).
  *
- * The convolution never holds an L x L array: the charges sit in the m = L/2 first of the
- * L rows of an L x m array (the padding's zero columns are never stored); the columns
- * are transformed (all L row frequencies, m columns), then each strip of COL_BLOCK rows
- * is copied transposed into an L x COL_BLOCK scratch, transformed along the other axis,
- * multiplied by the kernel's spectrum, transformed back, and only its m nonzero-input
- * columns are copied back; the columns' inverse transform leaves the potentials in the
- * first m rows. Memory (the placement map builds this once at L = 2048): about half an
- * L x L complex array for the charges, where the full 2-D transform took two; the
- * kernel's spectrum is even in both frequencies, so only its (L/2 + 1)^2 quadrant is
- * kept, built the same way (strips over the first L/2 + 1 rows). The potentials are kept as floats, centred on their box: a node of box b
+ * The convolution never holds an L x L array. The charges sit in the first m rows and
+ * columns of two L x (L/2) arrays (the padding's zero columns are never stored); the
+ * columns are transformed (all L row frequencies), then each strip of COL_BLOCK rows is
+ * copied transposed into an L x COL_BLOCK scratch, transformed along the other axis,
+ * multiplied by the kernel's spectrum, transformed back, and its first L/2 columns are
+ * copied back; the columns' inverse transform leaves the potentials in the first m rows.
+ * So the charges take half the memory a full 2-D transform's array took.
+ * The kernel's spectrum is even in both frequencies: only its (L/2 + 1)^2 quadrant is
+ * kept, built the same way (strips over the first L/2 + 1 rows).
+ *
+ * Memory matters because the placement map builds this once at L = 2048 and keeps the
+ * potentials: they are kept as floats, centred on their box. A node of box b
  * stores phi_1, phi_y - c_b phi_1 and phi_|y|^2 - 2 c_b.phi_y + |c_b|^2 phi_1, c_b the
  * box's centre, i.e. the sums of K2 times 1, (y_j - c_b) and |y_j - c_b|^2. Those are
  * linear in the potentials, so interpolating them and recombining with q - c_b gives
@@ -39,7 +41,7 @@
 #include "tsne_internal.h"
 
 #define COL_BLOCK 32
-#define ROW_PAD 8      /* row stride L + ROW_PAD: a power-of-two stride thrashes the cache */
+#define ROW_PAD 8      /* row strides get + ROW_PAD: a power-of-two stride thrashes the cache */
 #define MAX_P 8
 #define SCR_STRIDE (COL_BLOCK + ROW_PAD)   /* a strip's scratch row */
 
@@ -240,7 +242,7 @@ typedef struct {
 static void strip_range(void *vctx, int t0, int t1) {
     strip_ctx *x = vctx;
     const fftrep *w = x->w;
-    const int L = w->L, m = L / 2, H = m + 1;   /* m: the half, at least the nodes */
+    const int L = w->L, half = L / 2, H = half + 1;   /* half >= the nodes m */
     const size_t S = x->S, SS = SCR_STRIDE;
     const double scale = 1.0 / ((double)L * L);
     for (int t = t0; t < t1; t++) {
@@ -252,7 +254,7 @@ static void strip_range(void *vctx, int t0, int t1) {
             if (x->kernel) {
                 /* rows u of the column transforms are real and even in c: mirror them */
                 for (int c = 0; c < L; c++) {
-                    int cc = c <= m ? c : L - c;
+                    int cc = c <= half ? c : L - c;
                     for (int j = 0; j < COL_BLOCK; j++) {
                         sr[c * SS + j] = re[j * S + cc];
                         si[c * SS + j] = 0.0;
@@ -264,14 +266,14 @@ static void strip_range(void *vctx, int t0, int t1) {
                     for (int v = 0; v < H; v++) w->kre[(size_t)(u0 + j) * H + v] = sr[v * SS + j];
                 continue;
             }
-            for (int c = 0; c < m; c++) {
+            for (int c = 0; c < half; c++) {
                 for (int j = 0; j < COL_BLOCK; j++) {
                     sr[c * SS + j] = re[j * S + c];
                     si[c * SS + j] = im[j * S + c];
                 }
             }
-            memset(sr + m * SS, 0, (size_t)(L - m) * SS * sizeof *sr);
-            memset(si + m * SS, 0, (size_t)(L - m) * SS * sizeof *si);
+            memset(sr + half * SS, 0, (size_t)(L - half) * SS * sizeof *sr);
+            memset(si + half * SS, 0, (size_t)(L - half) * SS * sizeof *si);
             f.inverse = 0;
             fft_col_blocks(&f, 0, 1);
             for (int v = 0; v < L; v++) {   /* spectrum (u, v) times kre (|u|, |v|) mod L */
@@ -286,7 +288,7 @@ static void strip_range(void *vctx, int t0, int t1) {
             f.inverse = 1;
             fft_col_blocks(&f, 0, 1);
             double *wre = w->are + u0 * S, *wim = w->aim + u0 * S;
-            for (int c = 0; c < m; c++) {
+            for (int c = 0; c < half; c++) {
                 for (int j = 0; j < COL_BLOCK; j++) {
                     wre[j * S + c] = sr[c * SS + j];
                     wim[j * S + c] = si[c * SS + j];
