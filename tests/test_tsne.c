@@ -516,6 +516,46 @@ TEST(tsne_map_field_grid_matches_exact) {
     free_ref(&r);
 }
 
+/* The grid keeps its potentials as floats, centred on each box (tsne_fft.c): moving the
+ * whole map far from the origin must not change the field beyond a float's rounding.
+ * Uncentred floats would lose ~|offset|^2 * 6e-8 relative (here ~0.1) in z. */
+TEST(tsne_map_field_translation_invariant) {
+    ref_map r = make_ref(2000, 8, 4, 25);
+    const double off[2] = { 1000.0, -700.0 };
+    float *Ys = malloc((size_t)r.n * 2 * sizeof *Ys);
+    for (int i = 0; i < r.n; i++) {
+        Ys[2 * i] = (float)(r.Y[2 * i] + off[0]);
+        Ys[2 * i + 1] = (float)(r.Y[2 * i + 1] + off[1]);
+    }
+    /* the shifted floats round differently: compare against the rounded positions */
+    for (int i = 0; i < r.n; i++) {
+        r.Y[2 * i] = (float)(Ys[2 * i] - off[0]);
+        r.Y[2 * i + 1] = (float)(Ys[2 * i + 1] - off[1]);
+    }
+    char err[200];
+    tsne_map *m0 = tsne_map_create(r.X, r.Y, r.n, r.d, 0, err, sizeof err);
+    tsne_map *m1 = tsne_map_create(r.X, Ys, r.n, r.d, 0, err, sizeof err);
+    CHECK_MSG(m0 && m1, "%s", err);
+    rng_t g;
+    rng_seed(&g, 26);
+    double worst_z = 0, worst_rep = 0;
+    for (int t = 0; t < 300; t++) {
+        int j = (int)rng_below(&g, r.n);
+        double q0[2] = { r.Y[2 * j] + rng_normal(&g), r.Y[2 * j + 1] + rng_normal(&g) };
+        double q1[2] = { q0[0] + off[0], q0[1] + off[1] }, r0[2], r1[2], z0, z1;
+        tsne_map_field(m0, q0, 0, r0, &z0);
+        tsne_map_field(m1, q1, 0, r1, &z1);
+        worst_z = fmax(worst_z, fabs(z1 - z0) / z0);
+        worst_rep = fmax(worst_rep, hypot(r1[0] - r0[0], r1[1] - r0[1]) / hypot(r0[0], r0[1]));
+    }
+    CHECK_MSG(worst_z < 1e-4, "z moved by %g relative", worst_z);
+    CHECK_MSG(worst_rep < 1e-3, "repulsion moved by %g relative", worst_rep);
+    tsne_map_free(m0);
+    tsne_map_free(m1);
+    free(Ys);
+    free_ref(&r);
+}
+
 TEST(tsne_place_training_point_lands_near_its_position) {
     ref_map r = make_ref(2000, 8, 4, 23);
     double ext = extent_of(r.Y, r.n);

@@ -10,10 +10,27 @@
  * spacing; the FFT size L is the power of two >= 2m (m = p * n_boxes nodes), and the
  * box count is then raised to fill L, which buys accuracy for free. Two real charges
  * share one complex FFT (the kernel's spectrum is real because the embedded kernel is
- * even). The 2-D FFT transforms columns in cache-sized blocks with the butterflies
- * running along rows (contiguous, vectorised), transposes, and repeats; the spectrum
- * stays transposed, which the symmetric kernel does not mind. Zero quadrants of the
- * padded input and unused quadrants of the output are skipped. */
+ * even). FFTs run down columns in cache-sized blocks with the butterflies running along
+ * rows (contiguous, vectorised).
+ *
+ * The convolution never holds an L x L array. The charges sit in the first m rows and
+ * columns of two L x (L/2) arrays (the padding's zero columns are never stored); the
+ * columns are transformed (all L row frequencies), then each strip of COL_BLOCK rows is
+ * copied transposed into an L x COL_BLOCK scratch, transformed along the other axis,
+ * multiplied by the kernel's spectrum, transformed back, and its first L/2 columns are
+ * copied back; the columns' inverse transform leaves the potentials in the first m rows.
+ * So the charges take half the memory a full 2-D transform's array took.
+ * The kernel's spectrum is even in both frequencies: only its (L/2 + 1)^2 quadrant is
+ * kept, built the same way (strips over the first L/2 + 1 rows).
+ *
+ * Memory matters because the placement map builds this once at L = 2048 and keeps the
+ * potentials: they are kept as floats, centred on their box. A node of box b
+ * stores phi_1, phi_y - c_b phi_1 and phi_|y|^2 - 2 c_b.phi_y + |c_b|^2 phi_1, c_b the
+ * box's centre, i.e. the sums of K2 times 1, (y_j - c_b) and |y_j - c_b|^2. Those are
+ * linear in the potentials, so interpolating them and recombining with q - c_b gives
+ * the same sums as before, and a float's rounding is multiplied by at most |q - c_b|
+ * (half a box diagonal) where uncentred floats would have it multiplied by |q|^2 (the
+ * map's extent squared). */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -24,8 +41,9 @@
 #include "tsne_internal.h"
 
 #define COL_BLOCK 32
-#define ROW_PAD 8      /* row stride L + ROW_PAD: a power-of-two stride thrashes the cache */
+#define ROW_PAD 8      /* row strides get + ROW_PAD: a power-of-two stride thrashes the cache */
 #define MAX_P 8
+#define SCR_STRIDE (COL_BLOCK + ROW_PAD)   /* a strip's scratch row */
 
 void fftrep_init(fftrep *w, int n_threads) {
     memset(w, 0, sizeof *w);
@@ -36,32 +54,40 @@ void fftrep_init(fftrep *w, int n_threads) {
 }
 
 void fftrep_free(fftrep *w) {
-    free(w->are); free(w->aim); free(w->kre);
+    free(w->are); free(w->aim); free(w->kre); free(w->scr);
     free(w->twr); free(w->twi); free(w->pot); free(w->zbuf);
     memset(w, 0, sizeof *w);
 }
 
 void fftrep_trim(fftrep *w) {
-    free(w->are); free(w->aim); free(w->kre);
+    free(w->are); free(w->aim); free(w->kre); free(w->scr);
     free(w->twr); free(w->twi); free(w->zbuf);
-    w->are = w->aim = w->kre = w->twr = w->twi = w->zbuf = NULL;
+    w->are = w->aim = w->kre = w->scr = w->twr = w->twi = w->zbuf = NULL;
     w->cap_L = w->tw_L = w->k_L = w->cap_n = 0;
+}
+
+/* Row stride of the L x m working arrays: m + 1 columns (the kernel's build) rounded up
+ * to whole column blocks, plus the padding. */
+static size_t work_stride(int L) {
+    int used = (L / 2 + 1 + COL_BLOCK - 1) / COL_BLOCK * COL_BLOCK;
+    return (size_t)used + ROW_PAD;
 }
 
 static int ensure_buffers(fftrep *w, int L, int m) {
     if (L > w->cap_L) {
-        size_t nn = (size_t)L * (L + ROW_PAD);
-        double **bufs[3] = { &w->are, &w->aim, &w->kre };
-        for (int b = 0; b < 3; b++) {
+        size_t nn = (size_t)L * work_stride(L), H = (size_t)L / 2 + 1;
+        size_t sizes[4] = { nn, nn, H * H, (size_t)w->n_threads * 2 * L * SCR_STRIDE };
+        double **bufs[4] = { &w->are, &w->aim, &w->kre, &w->scr };
+        for (int b = 0; b < 4; b++) {
             free(*bufs[b]);
-            *bufs[b] = malloc(nn * sizeof(double));
+            *bufs[b] = malloc(sizes[b] * sizeof(double));
         }
         free(w->twr); free(w->twi);
         w->twr = malloc((size_t)L / 2 * sizeof(double));
         w->twi = malloc((size_t)L / 2 * sizeof(double));
         w->tw_L = 0;
         int ok = w->twr && w->twi;
-        for (int b = 0; b < 3; b++) ok = ok && *bufs[b];
+        for (int b = 0; b < 4; b++) ok = ok && *bufs[b];
         w->k_L = 0;
         if (!ok) {
             w->cap_L = 0;
@@ -78,7 +104,7 @@ static int ensure_buffers(fftrep *w, int L, int m) {
     }
     if (m > w->cap_m) {
         free(w->pot);
-        w->pot = malloc((size_t)m * m * 4 * sizeof(double));
+        w->pot = malloc((size_t)m * m * 4 * sizeof *w->pot);
         if (!w->pot) {
             w->cap_m = 0;
             return -1;
@@ -94,6 +120,7 @@ typedef struct {
     double *re, *im;
     const double *twr, *twi;
     int L, inverse;
+    size_t S;                /* row stride of re and im */
 } fft_ctx;
 
 /* One radix-2 butterfly across COL_BLOCK columns; restrict and the fixed width let the
@@ -139,7 +166,7 @@ HOT_LOOP static void fft_col_blocks(void *vctx, int b0, int b1) {
     enum { TILE = 64 };
     fft_ctx *f = vctx;
     int L = f->L;
-    size_t S = (size_t)L + ROW_PAD;
+    size_t S = f->S;
     double sign = f->inverse ? -1.0 : 1.0;
     const double *twr = f->twr, *twi = f->twi;
     int tile = L < TILE ? L : TILE;
@@ -194,42 +221,87 @@ HOT_LOOP static void fft_col_blocks(void *vctx, int b0, int b1) {
     }
 }
 
-static void fft_cols(const fftrep *w, double *re, double *im, int ncols, int inverse) {
-    fft_ctx f = { re, im, w->twr, w->twi, w->L, inverse };
-    int blocks = (ncols + COL_BLOCK - 1) / COL_BLOCK;   /* L is a multiple of COL_BLOCK */
+/* Length-L transforms down columns [0, ncols) (rounded up to whole blocks) of the L rows
+ * of re and im, row stride S. */
+static void fft_cols(const fftrep *w, double *re, double *im, size_t S, int ncols,
+                     int inverse) {
+    fft_ctx f = { re, im, w->twr, w->twi, w->L, inverse, S };
+    int blocks = (ncols + COL_BLOCK - 1) / COL_BLOCK;
     par_for(w->n_threads, blocks, fft_col_blocks, &f);
 }
 
-static void transpose(double *a, int L) {
-    enum { T = 32 };
-    size_t S = (size_t)L + ROW_PAD;
-    for (int bi = 0; bi < L; bi += T) {
-        for (int bj = bi; bj < L; bj += T) {
-            for (int i = bi; i < bi + T && i < L; i++) {
-                for (int j = (bj == bi ? i + 1 : bj); j < bj + T && j < L; j++) {
-                    double t = a[i * S + j];
-                    a[i * S + j] = a[j * S + i];
-                    a[j * S + i] = t;
+/* The second axis, strip by strip (see the header). A strip is COL_BLOCK rows u of the
+ * L x m arrays, copied transposed into a task's scratch (L rows, one per column c). */
+typedef struct {
+    const fftrep *w;
+    size_t S;
+    int kernel;              /* 1: build kre from the kernel's column transforms */
+    int strips, tasks;
+} strip_ctx;
+
+static void strip_range(void *vctx, int t0, int t1) {
+    strip_ctx *x = vctx;
+    const fftrep *w = x->w;
+    const int L = w->L, half = L / 2, H = half + 1;   /* half >= the nodes m */
+    const size_t S = x->S, SS = SCR_STRIDE;
+    const double scale = 1.0 / ((double)L * L);
+    for (int t = t0; t < t1; t++) {
+        double *sr = w->scr + (size_t)t * 2 * L * SS, *si = sr + (size_t)L * SS;
+        fft_ctx f = { sr, si, w->twr, w->twi, L, 0, SS };
+        for (int s = x->strips * t / x->tasks; s < x->strips * (t + 1) / x->tasks; s++) {
+            int u0 = s * COL_BLOCK;
+            const double *re = w->are + u0 * S, *im = w->aim + u0 * S;
+            if (x->kernel) {
+                /* rows u of the column transforms are real and even in c: mirror them */
+                for (int c = 0; c < L; c++) {
+                    int cc = c <= half ? c : L - c;
+                    for (int j = 0; j < COL_BLOCK; j++) {
+                        sr[c * SS + j] = re[j * S + cc];
+                        si[c * SS + j] = 0.0;
+                    }
+                }
+                f.inverse = 0;
+                fft_col_blocks(&f, 0, 1);
+                for (int j = 0; j < COL_BLOCK && u0 + j < H; j++)
+                    for (int v = 0; v < H; v++) w->kre[(size_t)(u0 + j) * H + v] = sr[v * SS + j];
+                continue;
+            }
+            for (int c = 0; c < half; c++) {
+                for (int j = 0; j < COL_BLOCK; j++) {
+                    sr[c * SS + j] = re[j * S + c];
+                    si[c * SS + j] = im[j * S + c];
+                }
+            }
+            memset(sr + half * SS, 0, (size_t)(L - half) * SS * sizeof *sr);
+            memset(si + half * SS, 0, (size_t)(L - half) * SS * sizeof *si);
+            f.inverse = 0;
+            fft_col_blocks(&f, 0, 1);
+            for (int v = 0; v < L; v++) {   /* spectrum (u, v) times kre (|u|, |v|) mod L */
+                const double *kv = w->kre + (v < H ? v : L - v);
+                for (int j = 0; j < COL_BLOCK; j++) {
+                    int u = u0 + j;
+                    double k = kv[(size_t)(u < H ? u : L - u) * H] * scale;
+                    sr[v * SS + j] *= k;
+                    si[v * SS + j] *= k;
+                }
+            }
+            f.inverse = 1;
+            fft_col_blocks(&f, 0, 1);
+            double *wre = w->are + u0 * S, *wim = w->aim + u0 * S;
+            for (int c = 0; c < half; c++) {
+                for (int j = 0; j < COL_BLOCK; j++) {
+                    wre[j * S + c] = sr[c * SS + j];
+                    wim[j * S + c] = si[c * SS + j];
                 }
             }
         }
     }
 }
 
-/* Forward 2-D FFT; nonzero input only in columns [0, ncols). Output transposed. */
-static void fft2_forward(const fftrep *w, double *re, double *im, int ncols) {
-    fft_cols(w, re, im, ncols, 0);
-    transpose(re, w->L);
-    transpose(im, w->L);
-    fft_cols(w, re, im, w->L, 0);
-}
-
-/* Inverse of fft2_forward (unscaled); only output columns [0, ncols) are computed. */
-static void fft2_inverse(const fftrep *w, double *re, double *im, int ncols) {
-    fft_cols(w, re, im, w->L, 1);
-    transpose(re, w->L);
-    transpose(im, w->L);
-    fft_cols(w, re, im, ncols, 1);
+/* Strips over the first `rows` rows (a multiple of COL_BLOCK is read whole). */
+static void strips(const fftrep *w, size_t S, int rows, int kernel) {
+    strip_ctx x = { w, S, kernel, (rows + COL_BLOCK - 1) / COL_BLOCK, w->n_threads };
+    par_for(w->n_threads, w->n_threads, strip_range, &x);
 }
 
 /* ---- interpolation ------------------------------------------------------------- */
@@ -269,28 +341,30 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
     w->lo_x = lo_x; w->lo_y = lo_y;
     w->h = side / nb / p;
 
-    size_t S = (size_t)L + ROW_PAD, nn = (size_t)L * S;
+    size_t S = work_stride(L), nn = (size_t)L * S;
+    const int H = L / 2 + 1;   /* m may be below L / 2 (whole boxes) */
     if (w->k_L != L || w->k_m != m || w->k_h != w->h) {
-        /* The kernel at every node offset (dx, dy) in (-m, m), wrapped modulo L; aim is
-         * the imaginary scratch of its transform. */
+        /* The kernel at every node offset (dx, dy) in (-m, m), wrapped modulo L: its
+         * columns dx in [0, m] (the others mirror them), transformed down the columns,
+         * then along the rows by strips into kre. */
         for (int r = 0; r < L; r++) {
             int dy = r < m ? r : (r > L - m ? r - L : INT_MAX);
-            for (int c = 0; c < L; c++) {
-                int dx = c < m ? c : (c > L - m ? c - L : INT_MAX);
+            for (size_t c = 0; c < S; c++) {
+                int dx = c < (size_t)m ? (int)c : INT_MAX;
                 double val = 0.0;
                 if (dx != INT_MAX && dy != INT_MAX) {
                     double r2 = w->h * w->h * ((double)dx * dx + (double)dy * dy);
                     val = 1.0 / ((1.0 + r2) * (1.0 + r2));
                 }
-                w->kre[r * S + c] = val;
+                w->are[r * S + c] = val;
             }
         }
         memset(w->aim, 0, nn * sizeof(double));
-        fft2_forward(w, w->kre, w->aim, L);
+        fft_cols(w, w->are, w->aim, S, H, 0);
+        strips(w, S, H, 1);
         w->k_L = L; w->k_m = m; w->k_h = w->h;
     }
     /* Two passes with one complex buffer: charges (1, y_x), then (y_y, |y|^2). */
-    double scale = 1.0 / ((double)L * L);
     for (int pass = 0; pass < 2; pass++) {
         memset(w->are, 0, nn * sizeof(double));
         memset(w->aim, 0, nn * sizeof(double));
@@ -307,21 +381,28 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
                 }
             }
         }
-        fft2_forward(w, w->are, w->aim, m);
-        for (int r = 0; r < L; r++) {
-            for (size_t e = r * S; e < r * S + L; e++) {
-                double k = w->kre[e] * scale;
-                w->are[e] *= k;
-                w->aim[e] *= k;
-            }
-        }
-        fft2_inverse(w, w->are, w->aim, m);
+        fft_cols(w, w->are, w->aim, S, m, 0);
+        strips(w, S, L, 0);
+        fft_cols(w, w->are, w->aim, S, m, 1);
         for (int r = 0; r < m; r++) {
+            double cy = lo_y + w->h * ((r / p) * p + 0.5 * p);   /* the box's centre */
             for (int c = 0; c < m; c++) {
+                double cx = lo_x + w->h * ((c / p) * p + 0.5 * p);
                 size_t e = r * S + c;
-                double *pt = w->pot + ((size_t)r * m + c) * 4 + 2 * pass;
-                pt[0] = w->are[e];
-                pt[1] = w->aim[e];
+                float *pt = w->pot + ((size_t)r * m + c) * 4;
+                double first[2];             /* pass 0's (phi_1, phi_x), kept in pt's bytes */
+                if (pass == 0) {
+                    first[0] = w->are[e];
+                    first[1] = w->aim[e];
+                    memcpy(pt, first, sizeof first);
+                    continue;
+                }
+                memcpy(first, pt, sizeof first);
+                double p1 = first[0], px = first[1], py = w->are[e], p2 = w->aim[e];
+                pt[0] = (float)p1;
+                pt[1] = (float)(px - cx * p1);
+                pt[2] = (float)(py - cy * p1);
+                pt[3] = (float)(p2 - 2.0 * (cx * px + cy * py) + (cx * cx + cy * cy) * p1);
             }
         }
     }
@@ -333,7 +414,7 @@ void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
     double wx[MAX_P], wy[MAX_P], phi[4] = { 0, 0, 0, 0 };
     int tx = box_weights(w, q[0], w->lo_x, wx), ty = box_weights(w, q[1], w->lo_y, wy);
     for (int b = 0; b < p; b++) {
-        const double *row = w->pot + ((size_t)(ty + b) * m + tx) * 4;
+        const float *row = w->pot + ((size_t)(ty + b) * m + tx) * 4;
         for (int a = 0; a < p; a++) {
             double c = wy[b] * wx[a];
             phi[0] += c * row[4 * a];
@@ -342,7 +423,8 @@ void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
             phi[3] += c * row[4 * a + 3];
         }
     }
-    double x = q[0], v = q[1];
+    double x = q[0] - (w->lo_x + w->h * (tx + 0.5 * p));   /* q - the box's centre */
+    double v = q[1] - (w->lo_y + w->h * (ty + 0.5 * p));
     rep[0] = x * phi[0] - phi[1];
     rep[1] = v * phi[0] - phi[2];
     *z = (1.0 + x * x + v * v) * phi[0] - 2.0 * (x * phi[1] + v * phi[2]) + phi[3];

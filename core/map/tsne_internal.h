@@ -24,10 +24,12 @@ typedef struct {
     int n_boxes, m, L;     /* boxes, nodes per dim (p * n_boxes), FFT size */
     double lo_x, lo_y, h;  /* node t sits at lo + h * (t + 0.5) */
     /* buffers */
-    double *are, *aim, *kre;   /* L * (L + pad) each: charges (re, im), kernel spectrum */
+    double *are, *aim;     /* L rows of L/2 (+ pad) each: charges (re, im) */
+    double *kre;           /* (L/2 + 1)^2: the kernel spectrum's quadrant (it is even) */
+    double *scr;           /* per thread, two L x strip scratch arrays (tsne_fft.c) */
     double *twr, *twi;                          /* L/2 twiddles for size tw_L */
     int cap_L, tw_L;
-    double *pot;           /* 4 potentials per node, m*m*4 */
+    float *pot;            /* 4 potentials per node, m*m*4, centred on the node's box */
     int cap_m;
     double *zbuf;          /* per-point z for fftrep_all */
     int cap_n;
@@ -41,8 +43,9 @@ void fftrep_free(fftrep *w);
 
 /* Lay a grid over the square box [lo_x, lo_x+side] x [lo_y, lo_y+side] and compute the
  * potentials phi_c(node) = sum_j K2(node - y_j) c_j for the charges c = 1, y_x, y_y,
- * |y|^2 of the n points y (n x 2, double), K2(r) = 1 / (1 + r^2)^2. The points must
- * lie in the box. Returns 0, or -1 if out of memory. */
+ * |y|^2 of the n points y (n x 2, double), K2(r) = 1 / (1 + r^2)^2, kept as floats
+ * centred on each node's box (tsne_fft.c). The points must lie in the box. Returns 0,
+ * or -1 if out of memory. */
 int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_y,
                       double side);
 

@@ -214,7 +214,7 @@ size_t tsne_map_bytes(const tsne_map *m) {
     size_t cells = (size_t)m->cells * m->cells + 1;
     return sizeof *m + (size_t)m->n * ((size_t)m->d * 4 + 4 + 16 + 4) + cells * 4 +
            knn_index_bytes(m->index) +
-           (size_t)m->field.m * m->field.m * 4 * sizeof(double);
+           (size_t)m->field.m * m->field.m * 4 * sizeof *m->field.pot;
 }
 
 void tsne_map_field(const tsne_map *m, const double q[2], int exact, double rep[2], double *z) {
