@@ -72,8 +72,8 @@ static int print_json(const char *path, const uint8_t *buf, size_t len, const ch
     json_t *root = json_pack(
         "{s:s, s:I, s:i, s:s, s:o, s:o, s:I, s:I, s:I, s:i, s:{s:[f,f], s:[f,f]}, s:o, "
         "s:o, s:{s:f, s:f, s:f}, s:o}",
-        "file", path, "bytes", (json_int_t)len, "format_version", (int)le_get32(buf + 8), "version",
-        hash, "sections", sections, "arch", section_value(s, n, "arch"), "n_params",
+        "file", path, "bytes", (json_int_t)len, "format_version", (int)le_get32(buf + 8),
+        "version", hash, "sections", sections, "arch", section_value(s, n, "arch"), "n_params",
         (json_int_t)d->vae.n_params, "n_params_encoder", (json_int_t)d->vae.enc.n_params,
         "n_params_decoder", (json_int_t)d->vae.dec.n_params, "n_ref", d->n_ref,
         "map_extent", "x", (double)x.min, (double)x.max, "y", (double)y.min, (double)y.max,

@@ -630,7 +630,8 @@ TEST(bundle_place_tol_reaches_the_scorer) {
     float *x = malloc(B * dim * sizeof *x);
     detector_result r_back[B], r_d[B], r_off[B];
     scorer *s_back = scorer_create(&back, B, err, sizeof err);
-    scorer *s_d = scorer_create(&d, B, err, sizeof err), *s_off = scorer_create(&off, B, err, sizeof err);
+    scorer *s_d = scorer_create(&d, B, err, sizeof err);
+    scorer *s_off = scorer_create(&off, B, err, sizeof err);
     if (!x || !s_back || !s_d || !s_off) {
         check_fail(__FILE__, __LINE__, "%s", x ? err : "out of memory");
     } else {
