@@ -13,6 +13,7 @@
 #include "api.h"
 #include "bundle.h"
 #include "cli.h"
+#include "le.h"
 
 static void inspect_usage(FILE *f) {
     fprintf(f,
@@ -71,8 +72,8 @@ static int print_json(const char *path, const uint8_t *buf, size_t len, const ch
     json_t *root = json_pack(
         "{s:s, s:I, s:i, s:s, s:o, s:o, s:I, s:I, s:I, s:i, s:{s:[f,f], s:[f,f]}, s:o, "
         "s:o, s:{s:f, s:f, s:f}, s:o}",
-        "file", path, "bytes", (json_int_t)len, "format_version", BUNDLE_VERSION, "version",
-        hash, "sections", sections, "arch", section_value(s, n, "arch"), "n_params",
+        "file", path, "bytes", (json_int_t)len, "format_version", (int)le_get32(buf + 8),
+        "version", hash, "sections", sections, "arch", section_value(s, n, "arch"), "n_params",
         (json_int_t)d->vae.n_params, "n_params_encoder", (json_int_t)d->vae.enc.n_params,
         "n_params_decoder", (json_int_t)d->vae.dec.n_params, "n_ref", d->n_ref,
         "map_extent", "x", (double)x.min, (double)x.max, "y", (double)y.min, (double)y.max,
@@ -91,12 +92,13 @@ static int print_json(const char *path, const uint8_t *buf, size_t len, const ch
     return 0;
 }
 
-static int print_text(const char *path, size_t len, const char *hash, const detector *d) {
+static int print_text(const char *path, const uint8_t *buf, size_t len, const char *hash,
+                      const detector *d) {
     const vae_model *m = &d->vae;
     const vae_arch *a = &m->arch;
     const tsne_place_options *o = &d->place;
     range x = map_extent(d, 0), y = map_extent(d, 1);
-    printf("file          %s (%zu bytes, format version %d)\n", path, len, BUNDLE_VERSION);
+    printf("file          %s (%zu bytes, format version %u)\n", path, len, le_get32(buf + 8));
     printf("version       %s\n", hash);
     printf("architecture  %s: input %dx%dx%d, latent %d, recon %s\n", a->name, a->in.c,
            a->in.h, a->in.w, a->latent, a->recon == RECON_MSE ? "mse" : "bce");
@@ -114,9 +116,11 @@ static int print_text(const char *path, size_t len, const char *hash, const dete
            d->mode == PLACE_CONTEXT ? "context" : "single", d->window, d->k, d->alpha,
            d->term == TERM_LATENT ? "latent" : "map", d->input == LATENT_Z ? "z" : "mu");
     printf("placement     perplexity %g, n_iter %d, learning_rate %g, exaggeration %g, "
-           "momentum %g, max_grad %g, exact %s\n", o->perplexity, o->n_iter,
-           o->learning_rate, o->exaggeration, o->momentum, o->max_grad,
-           o->exact ? "yes" : "no");
+           "momentum %g, max_grad %g, tol %g", o->perplexity, o->n_iter, o->learning_rate,
+           o->exaggeration, o->momentum, o->max_grad, o->tol);
+    if (o->tol > 0) printf(" (stops after %d steps of less)", TSNE_PLACE_STILL);
+    else printf(" (off: n_iter steps)");
+    printf(", exact %s\n", o->exact ? "yes" : "no");
     printf("calibration   %d normals, quantile %g, threshold %.6g\n", d->n_cal, d->quantile,
            d->threshold);
     printf("  re          center %.6g, scale %.6g\n", d->re.center, d->re.scale);
@@ -172,7 +176,7 @@ int cmd_inspect(int argc, char **argv) {
         return 1;
     }
     bundle_hash(buf, len, hash);
-    int rc = json ? print_json(path, buf, len, hash, &d) : print_text(path, len, hash, &d);
+    int rc = json ? print_json(path, buf, len, hash, &d) : print_text(path, buf, len, hash, &d);
     detector_free(&d);
     free(buf);
     return rc;

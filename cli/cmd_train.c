@@ -301,6 +301,14 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     o = set.build;
+    /* Co-placement ignores tol, so build_opts_default's stopping rule would make context
+     * mode run its 250-step cap on every batch: it keeps the library's fixed steps. */
+    if (o.mode == PLACE_CONTEXT) {
+        tsne_place_options lib;
+        tsne_place_options_default(&lib);
+        o.place.n_iter = lib.n_iter;
+        o.place.tol = lib.tol;
+    }
     const int latent = set.latent;
     /* Every option by the library's rules, before the data is read: what the data
      * allows (its size against --n-ref and the perplexity) detector_build checks before

@@ -453,8 +453,11 @@ static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, s
                                                  "merge_radius", "fusion", NULL};
     static const char *const memory_keys[] = {"capacity", "k", "recent_share", "merge_radius",
                                               "fusion", "k_min", "retain", "horizon", NULL};
+    static const char *const place_keys_v5[] = {"perplexity", "n_iter", "learning_rate",
+                                                "exaggeration", "momentum", "max_grad",
+                                                "exact", NULL};
     static const char *const place_keys[] = {"perplexity", "n_iter", "learning_rate",
-                                             "exaggeration", "momentum", "max_grad",
+                                             "exaggeration", "momentum", "max_grad", "tol",
                                              "exact", NULL};
     const char *w = "section 'scoring'", *pw = "section 'scoring', 'place'";
     char mode[16];
@@ -468,16 +471,18 @@ static int decode_scoring(json_t *j, uint32_t version, detector *d, char *err, s
         get_int(j, w, "k", &d->k, err, errlen) ||
         get_real(j, w, "alpha", &d->alpha, err, errlen) ||
         !(p = get_obj(j, w, "place", err, errlen)) ||
-        only_keys(p, pw, place_keys, err, errlen) ||
+        only_keys(p, pw, version < 6 ? place_keys_v5 : place_keys, err, errlen) ||
         get_real(p, pw, "perplexity", &o->perplexity, err, errlen) ||
         get_int(p, pw, "n_iter", &o->n_iter, err, errlen) ||
         get_real(p, pw, "learning_rate", &o->learning_rate, err, errlen) ||
         get_real(p, pw, "exaggeration", &o->exaggeration, err, errlen) ||
         get_real(p, pw, "momentum", &o->momentum, err, errlen) ||
         get_real(p, pw, "max_grad", &o->max_grad, err, errlen) ||
+        (version >= 6 && get_real(p, pw, "tol", &o->tol, err, errlen)) ||
         !(exact = member(p, pw, "exact", err, errlen)) ||
         (version > 1 && get_str(j, w, "term", term, sizeof term, err, errlen)))
         return -1;
+    if (version < 6) o->tol = 0.0; /* the stopping rule came with version 6: n_iter steps */
     if (!json_is_boolean(exact)) {
         snprintf(err, errlen, "%s: 'exact' must be true or false", pw);
         return -1;
@@ -674,11 +679,12 @@ int bundle_encode(const detector *d, uint8_t **buf, size_t *len, char *err, size
         json_pack("{s:s, s:[i,i,i], s:i, s:s, s:s, s:s}", "name", a->name, "input", a->in.c,
                   a->in.h, a->in.w, "latent", a->latent, "recon", recon_name(a->recon),
                   "encoder", a->enc_spec, "decoder", a->dec_spec),
-        json_pack("{s:s, s:i, s:i, s:f, s:{s:f, s:i, s:f, s:f, s:f, s:f, s:b}, s:s}", "mode",
-                  mode_name(d->mode), "window", d->window, "k", d->k, "alpha", d->alpha,
+        json_pack("{s:s, s:i, s:i, s:f, s:{s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:b}, s:s}",
+                  "mode", mode_name(d->mode), "window", d->window, "k", d->k, "alpha", d->alpha,
                   "place", "perplexity", o->perplexity, "n_iter", o->n_iter, "learning_rate",
                   o->learning_rate, "exaggeration", o->exaggeration, "momentum", o->momentum,
-                  "max_grad", o->max_grad, "exact", o->exact, "term", term_name(d->term)),
+                  "max_grad", o->max_grad, "tol", o->tol, "exact", o->exact, "term",
+                  term_name(d->term)),
         isfinite(d->latent.center) && isfinite(d->latent.scale)
             ? json_pack("{s:{s:f, s:f}, s:{s:f, s:f}, s:{s:f, s:f}, s:f, s:f, s:i}", "re",
                         "center", d->re.center, "scale", d->re.scale, "map", "center",

@@ -20,7 +20,7 @@
 
 #include "detector.h"
 
-#define BUNDLE_VERSION 5                          /* written; 1 to 5 are read (BUNDLE.md) */
+#define BUNDLE_VERSION 6                          /* written; 1 to 6 are read (BUNDLE.md) */
 #define BUNDLE_MAGIC "ANODMB\r\n"                  /* 8 bytes, no NUL */
 #define BUNDLE_HEADER_BYTES 32
 #define BUNDLE_ENTRY_BYTES 40                     /* one section table entry */

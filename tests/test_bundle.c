@@ -15,9 +15,11 @@
 #include "daemon_harness.h"
 #include "fuzz/fuzz_model.h"
 #include "rng.h"
+#include "scorer.h"
 #include "sha256.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,8 @@ static int make_detector(detector *d) {
     d->ref_id[N_REF - 1] = INT32_MAX;
     d->cal_scores[1] = d->cal_scores[0];             /* ties are ascending too */
     d->place.learning_rate = 0.1;                    /* not a binary fraction */
+    d->place.tol = 0.01;                             /* nor this */
+    d->place.n_iter = 250;
     d->alpha = 1.0 / 3.0;
     d->re = (term_stats){0.12345678901234567, 0.0321};
     d->map = (term_stats){-1.5e-7, 7.5e3};
@@ -187,6 +191,14 @@ static char *section_text(const uint8_t *buf, size_t len, const char *tag) {
     return NULL;
 }
 
+/* Drops version 6's place "tol" from a scoring section's text (the writer's compact
+ * JSON, where a key and its number are followed by a comma), to make an older file. */
+static void drop_tol(char *scoring) {
+    char *at = scoring ? strstr(scoring, "\"tol\":") : NULL, *end = at ? strchr(at, ',') : NULL;
+    CHECK(end != NULL);
+    if (end) memmove(at, end + 1, strlen(end + 1) + 1);
+}
+
 /* JSON text with the value (a scalar or a flat array) of the first "key": replaced by
  * value (free it). */
 static char *with_field(const char *text, const char *key, const char *value) {
@@ -310,7 +322,7 @@ TEST(bundle_round_trip) {
               same_bits(p->learning_rate, q->learning_rate) &&
               same_bits(p->exaggeration, q->exaggeration) &&
               same_bits(p->momentum, q->momentum) && same_bits(p->max_grad, q->max_grad) &&
-              p->exact == q->exact);
+              same_bits(p->tol, q->tol) && p->tol == 0.01 && p->exact == q->exact);
         CHECK(same_bits(back.re.center, d.re.center) && same_bits(back.re.scale, d.re.scale));
         CHECK(same_bits(back.map.center, d.map.center) && same_bits(back.map.scale, d.map.scale));
         CHECK(back.term == TERM_LATENT && same_bits(back.latent.center, d.latent.center) &&
@@ -502,6 +514,7 @@ TEST(bundle_memory_method) {
         free(b);
         free(t);
         json_object_del(mem, "k_min");             /* as version 4 wrote it */
+        json_object_del(json_object_get(j, "place"), "tol");
         json_object_del(mem, "retain");
         t = json_dumps(j, JSON_COMPACT);
         b = t ? replace_section(buf, len, "scoring", t, strlen(t), &blen) : NULL;
@@ -516,6 +529,7 @@ TEST(bundle_memory_method) {
         }
         free(b);
         free(t);
+        json_object_set_new(json_object_get(j, "place"), "tol", json_real(0.01));
         json_object_set_new(mem, "k_min", json_integer(2));
         json_object_set_new(mem, "retain", json_string("recent"));   /* an unknown one */
         json_object_set_new(mem, "horizon", json_real(0));
@@ -528,6 +542,118 @@ TEST(bundle_memory_method) {
     json_decref(j);
     free(sc);
     free(buf);
+    detector_free(&d);
+}
+
+/* Version 6's placement stopping rule (place.tol) round-trips (above); a version 5 file
+ * (no tol) reads with tol 0, n_iter fixed steps as version 5 placed; version 5 with a tol,
+ * version 6 without one, and a tol that is negative, too large or not a number are refused. */
+TEST(bundle_place_tol) {
+    static const struct { const char *tol; const char *want; } bad[] = {
+        {"-0.01", "tol -0.01 is not in [0, 10000]"}, {"1e5", "tol 100000 is not in"},
+        {"1e309", "invalid JSON"}, {"\"0.01\"", "'tol'"}, {"null", "'tol'"},
+    };
+    detector back;
+    char err[512], text[256];
+    size_t len = 0, blen = 0;
+    uint8_t *buf = good_file(&len);
+    char *sc = buf ? section_text(buf, len, "scoring") : NULL;
+    json_t *j = sc ? json_loads(sc, 0, NULL) : NULL, *place = json_object_get(j, "place");
+    CHECK(place && json_real_value(json_object_get(place, "tol")) == 0.01);
+    if (place) {
+        json_object_del(place, "tol");
+        char *t = json_dumps(j, JSON_COMPACT);
+        uint8_t *b = t ? replace_section(buf, len, "scoring", t, strlen(t), &blen) : NULL;
+        EXPECT_FAIL(b, blen, "missing 'tol'", "version 6 without tol");
+        if (b) {                                   /* as version 5 wrote it */
+            put32(b + 8, 5);
+            reseal(b, blen);
+            CHECK_MSG(bundle_parse(b, blen, &back, err, sizeof err) == 0, "version 5: %s", err);
+            CHECK(back.place.tol == 0.0 && back.place.n_iter == 250);
+            detector_free(&back);
+        }
+        free(b);
+        free(t);
+        json_object_set_new(place, "tol", json_real(0.01));
+        t = json_dumps(j, JSON_COMPACT);
+        b = t ? replace_section(buf, len, "scoring", t, strlen(t), &blen) : NULL;
+        if (b) {
+            put32(b + 8, 5);
+            reseal(b, blen);
+            EXPECT_FAIL(b, blen, "unknown key 'tol'", "version 5 with tol");
+        }
+        free(b);
+        free(t);
+        /* Bad values, written into the text as a hostile file would have them. */
+        json_object_set_new(place, "tol", json_string("TOL"));
+        t = json_dumps(j, JSON_COMPACT);
+        char *at = t ? strstr(t, "\"TOL\"") : NULL;
+        CHECK(at != NULL);
+        for (size_t i = 0; at && i < sizeof bad / sizeof bad[0]; i++) {
+            snprintf(text, sizeof text, "%.*s%s%s", (int)(at - t), t, bad[i].tol, at + 5);
+            b = replace_section(buf, len, "scoring", text, strlen(text), &blen);
+            EXPECT_FAIL(b, blen, bad[i].want, bad[i].tol);
+            free(b);
+        }
+        free(t);
+    }
+    json_decref(j);
+    free(sc);
+    free(buf);
+}
+
+/* A loaded bundle's scorer places with the stored tol: its positions are those of the
+ * detector it was saved from, and differ from the same detector's without the rule. */
+TEST(bundle_place_tol_reaches_the_scorer) {
+    enum { B = 6 };
+    detector d, back, off;
+    char err[512];
+    size_t len = 0;
+    uint8_t *buf = NULL;
+    if (fuzz_model_make(&d, PLACE_SINGLE, err, sizeof err) != 0) {
+        check_fail(__FILE__, __LINE__, "fuzz_model_make: %s", err);
+        return;
+    }
+    d.place.n_iter = 250;
+    d.place.tol = 0.05;
+    CHECK_MSG(bundle_encode(&d, &buf, &len, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(buf && bundle_parse(buf, len, &back, err, sizeof err) == 0, "%s", err);
+    free(buf);
+    if (!buf) {
+        detector_free(&d);
+        return;
+    }
+    CHECK(same_bits(back.place.tol, 0.05));
+    off = d;
+    off.place.tol = 0;
+    const size_t dim = shape_size(d.vae.arch.in);
+    float *x = malloc(B * dim * sizeof *x);
+    detector_result r_back[B], r_d[B], r_off[B];
+    scorer *s_back = scorer_create(&back, B, err, sizeof err);
+    scorer *s_d = scorer_create(&d, B, err, sizeof err);
+    scorer *s_off = scorer_create(&off, B, err, sizeof err);
+    if (!x || !s_back || !s_d || !s_off) {
+        check_fail(__FILE__, __LINE__, "%s", x ? err : "out of memory");
+    } else {
+        rng_t r;
+        rng_seed(&r, 3);
+        for (size_t i = 0; i < B * dim; i++) x[i] = rng_uniform(&r);
+        CHECK(scorer_score(s_back, x, B, r_back, NULL, NULL, NULL, err, sizeof err) == 0);
+        CHECK(scorer_score(s_d, x, B, r_d, NULL, NULL, NULL, err, sizeof err) == 0);
+        CHECK(scorer_score(s_off, x, B, r_off, NULL, NULL, NULL, err, sizeof err) == 0);
+        int differ = 0;
+        for (int b = 0; b < B; b++) {
+            CHECK(!memcmp(&r_back[b].x, &r_d[b].x, sizeof r_d[b].x) &&
+                  !memcmp(&r_back[b].y, &r_d[b].y, sizeof r_d[b].y));
+            differ += r_off[b].x != r_d[b].x || r_off[b].y != r_d[b].y;
+        }
+        CHECK_MSG(differ > 0, "tol 0.05 placed all %d samples as tol 0 does", B);
+    }
+    scorer_free(s_back);
+    scorer_free(s_d);
+    scorer_free(s_off);
+    free(x);
+    detector_free(&back);
     detector_free(&d);
 }
 
@@ -634,6 +760,9 @@ TEST(bundle_save_refuses_invalid) {
     d.provenance = "{\"open\": ";
     CHECK(bundle_save(path, &d, err, sizeof err) == -1 && strstr(err, "provenance: invalid JSON"));
     d.provenance = p;
+    d.place.tol = NAN;
+    CHECK(bundle_save(path, &d, err, sizeof err) == -1 && strstr(err, "tol nan"));
+    d.place.tol = 0.01;
     d.vae.n_params--;
     CHECK(bundle_save(path, &d, err, sizeof err) == -1 && strstr(err, "needs 136"));
     d.vae.n_params++;
@@ -981,6 +1110,9 @@ TEST(bundle_inconsistent_values) {
         memmove(term, after, strlen(after) + 1);
         uint8_t *b2 = b1 ? replace_section(b1, b1len, "scoring", scoring, strlen(scoring), &blen) : NULL;
         EXPECT_FAIL(b2, blen, "section 'scoring': missing 'term'", "version 2 without term");
+        free(b2);
+        drop_tol(scoring);
+        b2 = b1 ? replace_section(b1, b1len, "scoring", scoring, strlen(scoring), &blen) : NULL;
         if (b2) {
             put32(b2 + 8, 1);
             reseal(b2, blen);
@@ -1121,6 +1253,7 @@ static uint8_t *version1_file(const detector *d, size_t *len) {
     if (cal && term_end) {
         if (lat) memmove(lat, strchr(lat, '}') + 1, strlen(strchr(lat, '}') + 1) + 1);
         memmove(term, term_end + 1, strlen(term_end + 1) + 1);
+        drop_tol(scoring);
         b1 = replace_section(buf, n, "calibration", cal, strlen(cal), &m);
         b2 = b1 ? replace_section(b1, m, "scoring", scoring, strlen(scoring), len) : NULL;
         if (b2) {
@@ -1249,7 +1382,8 @@ TEST(bundle_inspect_cli) {
     int code = run_inspect(path, &out);
     CHECK_MSG(code == 0 && out && strstr(out, hex) && strstr(out, "parameters    136") &&
               strstr(out, "mode context, window 16, k 2") && strstr(out, "\"synthetic\"") &&
-              strstr(out, "10 points"),
+              strstr(out, "10 points") && strstr(out, "format version 6)") &&
+              strstr(out, "n_iter 250,") && strstr(out, "tol 0.01 (stops after 3 steps of less)"),
               "exit %d, output:\n%s", code, out ? out : "");
     free(out);
 
@@ -1260,6 +1394,9 @@ TEST(bundle_inspect_cli) {
     if (j) {
         CHECK(!strcmp(json_string_value(json_object_get(j, "version")), hex));
         CHECK(json_integer_value(json_object_get(j, "n_ref")) == N_REF);
+        CHECK(json_integer_value(json_object_get(j, "format_version")) == BUNDLE_VERSION);
+        CHECK(json_real_value(json_object_get(json_object_get(json_object_get(j, "scoring"),
+                                                              "place"), "tol")) == 0.01);
         CHECK(json_integer_value(json_object_get(j, "n_params")) == 136);
         CHECK(json_array_size(json_object_get(j, "sections")) == 9);
         CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "scoring"), "mode")),

@@ -391,7 +391,7 @@ TEST(cli_train_bundle_end_to_end) {
         /* The threshold is calibrated on a stream through the memory: the 27 held-out
          * normals and the training normals that are not reference points. */
         CHECK(d1.n_ref == 121 && d1.n_cal == 27 + 243 - 121 && d1.k == 1 &&
-              d1.mode == PLACE_SINGLE);
+              d1.mode == PLACE_SINGLE && d1.place.n_iter == 250 && d1.place.tol == 0.01);
         CHECK(d1.use_memory && d1.fusion == FUSION_FISHER && d1.cal_base && d1.cal_memory);
         CHECK(strstr(d1.provenance, "\"excluded_classes\"") && strstr(d1.provenance, "\"sha256\""));
         CHECK(d1.vae.n_params == d2.vae.n_params &&
@@ -404,14 +404,17 @@ TEST(cli_train_bundle_end_to_end) {
     }
     detector_free(&d1);
     detector_free(&d2);
-    EXPECT_RUN(run_cli("inspect %s", b1), 0, "sha256", "latent input mu");
-    /* The z-based variant (paper Table 2): built, stored, shown, scored. */
+    EXPECT_RUN(run_cli("inspect %s", b1), 0, "sha256", "latent input mu", "n_iter 250,",
+               "tol 0.01 (stops");
+    /* The z-based variant (paper Table 2): built, stored, shown, scored; in context mode,
+     * whose co-placement has no stopping rule: the library's fixed steps, not the cap. */
     char bz[512];
     tmp_path(bz, sizeof bz, "cli_e2e_z.anodm");
     EXPECT_RUN(run_cli("train --data %s --exclude-class 1 --epochs 1 --batch 50 --latent 4 "
-                         "--n-ref 200 --perplexity 10 --tsne-iter 300 --latent-input z --out %s",
-                         dir, bz), 0, "wrote");
-    EXPECT_RUN(run_cli("inspect %s", bz), 0, "latent input z");
+                         "--n-ref 200 --perplexity 10 --tsne-iter 300 --latent-input z "
+                         "--mode context --out %s", dir, bz), 0, "wrote");
+    EXPECT_RUN(run_cli("inspect %s", bz), 0, "latent input z", "mode context", "n_iter 100,",
+               "tol 0 (off");
     EXPECT_RUN(run_cli("score %s %s --anomaly-class 1", bz, dir), 0, "scored 200 samples");
     EXPECT_RUN(run_cli("train --data %s --latent-input sigma --out %s", dir, bz), 2,
                "--latent-input is mu or z, not 'sigma'");

@@ -97,6 +97,8 @@ static void score_fresh(place_mode mode, fused_term term, latent_input input, in
     if (!d.vae.params) return;
     CHECK(d.n_ref == 400 && d.n_cal == (memory ? 300 + 900 - 400 : 300));
     CHECK(d.cal_scores[0] <= d.cal_scores[d.n_cal - 1]);
+    /* The default placement, kept in the detector that calibration and scoring share. */
+    CHECK(d.place.n_iter == 250 && d.place.tol == 0.01);
     char err[256];
     scorer *s = scorer_create(&d, 50, err, sizeof err);
     CHECK_MSG(s != NULL, "%s", err);

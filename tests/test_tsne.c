@@ -661,7 +661,8 @@ TEST(tsne_place_batch_invariant) {
 
 /* The stopping rule: a tolerance no step can meet changes nothing; one every step meets
  * stops after TSNE_PLACE_STILL steps, exactly where n_iter = TSNE_PLACE_STILL stops; a
- * moderate one lands close to the full run. Bad tolerances are refused. */
+ * moderate one lands close to the full run. Bad tolerances (negative, not finite, above
+ * TSNE_MAX_PLACE_TOL) are refused. */
 TEST(tsne_place_tolerance_stops_early) {
     ref_map r = make_ref(1500, 8, 3, 40);
     int q = 32;
@@ -676,7 +677,7 @@ TEST(tsne_place_tolerance_stops_early) {
     tsne_place_options short_run = o;
     short_run.tol = 0;
     short_run.n_iter = TSNE_PLACE_STILL;
-    o.tol = 1e9;
+    o.tol = TSNE_MAX_PLACE_TOL;
     CHECK(tsne_place_batch(r.m, &short_run, Q, q, 1, A, NULL, err, sizeof err) == 0);
     CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
     for (int i = 0; i < 2 * q; i++) CHECK(A[i] == B[i]);
@@ -690,6 +691,10 @@ TEST(tsne_place_tolerance_stops_early) {
     o.tol = -1;
     CHECK_FAILS_WITH(tsne_place(r.m, &o, Q, A, err, sizeof err), err, "tol");
     o.tol = NAN;
+    CHECK_FAILS_WITH(tsne_place(r.m, &o, Q, A, err, sizeof err), err, "tol");
+    o.tol = INFINITY;
+    CHECK_FAILS_WITH(tsne_place(r.m, &o, Q, A, err, sizeof err), err, "tol");
+    o.tol = nextafter(TSNE_MAX_PLACE_TOL, INFINITY);
     CHECK_FAILS_WITH(tsne_place(r.m, &o, Q, A, err, sizeof err), err, "tol");
     free_ref(&r);
     free(Q); free(A); free(B);

@@ -21,7 +21,13 @@ void build_opts_default(build_opts *o) {
     o->quantile = 0.99;
     tsne_options_default(&o->tsne);
     o->mode = PLACE_SINGLE;
+    /* Single placement stops once the point is still, after at most 250 steps: measured
+     * 2.5x closer to the converged placement on average than 100 fixed steps, at their
+     * speed or better (docs/TSNE.md, "Placement with the neighbour index"). The bundle
+     * keeps both (format 6), so the daemon places as calibration did. */
     tsne_place_options_default(&o->place);
+    o->place.n_iter = 250;
+    o->place.tol = 0.01;
     o->window = 2000;
     o->k = 1;
     o->alpha = 0.5;

@@ -26,7 +26,8 @@ typedef struct {
     double quantile;             /* threshold quantile of calibration scores (0.99) */
     tsne_options tsne;           /* the reference map's fit */
     place_mode mode;             /* single */
-    tsne_place_options place;
+    tsne_place_options place;    /* the library's, with at most 250 steps and tol 0.01
+                                    (anodm train --mode context: the library's own) */
     int window;                  /* context mode window (2000) */
     int k;                       /* D_MAP neighbours (1) */
     double alpha;                /* reconstruction weight in the fused score (0.5) */

@@ -54,6 +54,7 @@
 #define TSNE_MAX_PERPLEXITY 100.0
 #define TSNE_MAX_PLACE_ITER 100000    /* placement iterations */
 #define TSNE_PLACE_STILL 3            /* tol's count of short steps in a row */
+#define TSNE_MAX_PLACE_TOL 1e4        /* tol, map units (a map spans a few hundred) */
 
 int tsne_neighbours(double perplexity);
 /* 0, or -1 with a message naming the perplexity, when it is outside the range or when
@@ -149,8 +150,9 @@ typedef struct {
     double max_grad;        /* 1.0: a point's gradient norm is clipped to this */
     double tol;             /* 0: always n_iter steps; > 0: single placement stops early
                                once TSNE_PLACE_STILL steps in a row each moved the point
-                               less than tol map units (co-placement ignores it). Not in
-                               bundles yet: they load with 0 */
+                               less than tol map units (co-placement ignores it);
+                               at most TSNE_MAX_PLACE_TOL. Bundles before format 6 load
+                               with 0 */
     int exact;              /* 0: grid field; 1: exact sums over the reference (oracle) */
     int n_threads;          /* 1: threads for co-placement and the window */
 } tsne_place_options;

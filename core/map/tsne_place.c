@@ -73,9 +73,9 @@ int tsne_place_options_check(const tsne_place_options *o, int n_ref, char *err,
         return err_fail(err, errlen, "placement settings: learning_rate %g, exaggeration %g "
                         "and max_grad %g must be finite and > 0", o->learning_rate,
                         o->exaggeration, o->max_grad);
-    if (!(o->tol >= 0 && isfinite(o->tol)))
-        return err_fail(err, errlen, "placement settings: tol %g must be finite and >= 0",
-                        o->tol);
+    if (!(o->tol >= 0 && o->tol <= TSNE_MAX_PLACE_TOL))
+        return err_fail(err, errlen, "placement settings: tol %g is not in [0, %g]", o->tol,
+                        TSNE_MAX_PLACE_TOL);
     if (!(o->momentum >= 0 && o->momentum < 1))
         return err_fail(err, errlen, "placement settings: momentum %g is not in [0, 1)",
                         o->momentum);
