@@ -24,3 +24,27 @@ bench_small_model() {
     fi
     echo "model: $MODEL"
 }
+
+# One anodmd at a time, for the scripts that start and stop several in turn; they set
+# ANODMD_BIN, MODEL and tmp (their temporary directory).
+# anodmd NAME ARGS...: start one on a free port of 127.0.0.1, its log and score log under
+# $tmp/NAME.*, and wait until it listens; sets $pid and $base.
+anodmd() {
+    name=$1; shift
+    : >"$tmp/$name.log"          # before the start: no earlier run's port read
+    "$ANODMD_BIN" --model "fashion=$MODEL" --port 0 --db "$tmp/$name.db" "$@" 2>"$tmp/$name.log" &
+    pid=$!
+    port=""; i=0
+    while [ -z "$port" ] && [ $i -lt 600 ]; do
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.log")
+        kill -0 "$pid" 2>/dev/null || { cat "$tmp/$name.log" >&2; exit 1; }
+        sleep 0.1; i=$((i + 1))
+    done
+    base=http://127.0.0.1:$port
+}
+# Stop it (SIGTERM) and wait for it.
+stop() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
+# metric SERIES: its value in /metrics.
+metric() { curl -s "$base/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+# Its CPU so far, user + system, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }

@@ -61,22 +61,6 @@ url="postgresql:///bench?host=$tmp/pg&user=anodm"
 
 "$PYTHON" "$here/gen_wrk_bodies.py" "$FMNIST" "$tmp"
 
-# anodmd NAME ARGS...: start it, wait until ready; $pid, $base.
-anodmd() {
-    name=$1; shift
-    "$ANODMD_BIN" --model "fashion=$MODEL" --port 0 --db "$tmp/$name.db" "$@" 2>"$tmp/$name.log" &
-    pid=$!
-    port=""; i=0
-    while [ -z "$port" ] && [ $i -lt 600 ]; do
-        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.log")
-        kill -0 "$pid" 2>/dev/null || { cat "$tmp/$name.log" >&2; exit 1; }
-        sleep 0.1; i=$((i + 1))
-    done
-    base=http://127.0.0.1:$port
-}
-stop() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
-metric() { curl -s "$base/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 # Seconds until the backlog is 0 (at most 120).
 drain_s() {
