@@ -247,8 +247,8 @@ int cmd_train(int argc, char **argv) {
             break;
         case 'n': if (cli_int("--limit", optarg, 1, LLONG_MAX, &v)) return 2; limit = v; break;
         case 'm':
-            if (!strcmp(optarg, "single")) set.build.mode = PLACE_SINGLE;
-            else if (!strcmp(optarg, "context")) set.build.mode = PLACE_CONTEXT;
+            if (!strcmp(optarg, "single")) build_opts_set_mode(&set.build, PLACE_SINGLE);
+            else if (!strcmp(optarg, "context")) build_opts_set_mode(&set.build, PLACE_CONTEXT);
             else {
                 fprintf(stderr, "anodm train: --mode is single or context, not '%s'\n", optarg);
                 return 2;
@@ -301,14 +301,6 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     o = set.build;
-    /* Co-placement ignores tol, so build_opts_default's stopping rule would make context
-     * mode run its 250-step cap on every batch: it keeps the library's fixed steps. */
-    if (o.mode == PLACE_CONTEXT) {
-        tsne_place_options lib;
-        tsne_place_options_default(&lib);
-        o.place.n_iter = lib.n_iter;
-        o.place.tol = lib.tol;
-    }
     const int latent = set.latent;
     /* Every option by the library's rules, before the data is read: what the data
      * allows (its size against --n-ref and the perplexity) detector_build checks before

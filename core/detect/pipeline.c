@@ -13,6 +13,23 @@
 
 #define ENCODE_BATCH 256
 
+void build_opts_set_mode(build_opts *o, place_mode mode) {
+    tsne_place_options lib;
+    tsne_place_options_default(&lib);
+    o->mode = mode;
+    o->place.n_iter = lib.n_iter;
+    o->place.tol = lib.tol;
+    /* Single placement stops once the point is still, after at most 250 steps: measured
+     * 2.5x closer to the converged placement on average than 100 fixed steps, at their
+     * speed or better (docs/TSNE.md, "Placement with the neighbour index"). The bundle
+     * keeps both (format 6), so the daemon places as calibration did. Co-placement
+     * ignores tol: context mode keeps the library's fixed steps. */
+    if (mode == PLACE_SINGLE) {
+        o->place.n_iter = 250;
+        o->place.tol = 0.01;
+    }
+}
+
 void build_opts_default(build_opts *o) {
     memset(o, 0, sizeof *o);
     o->train = train_defaults();
@@ -20,14 +37,8 @@ void build_opts_default(build_opts *o) {
     o->cal_frac = 0.1;
     o->quantile = 0.99;
     tsne_options_default(&o->tsne);
-    o->mode = PLACE_SINGLE;
-    /* Single placement stops once the point is still, after at most 250 steps: measured
-     * 2.5x closer to the converged placement on average than 100 fixed steps, at their
-     * speed or better (docs/TSNE.md, "Placement with the neighbour index"). The bundle
-     * keeps both (format 6), so the daemon places as calibration did. */
     tsne_place_options_default(&o->place);
-    o->place.n_iter = 250;
-    o->place.tol = 0.01;
+    build_opts_set_mode(o, PLACE_SINGLE);
     o->window = 2000;
     o->k = 1;
     o->alpha = 0.5;

@@ -26,8 +26,7 @@ typedef struct {
     double quantile;             /* threshold quantile of calibration scores (0.99) */
     tsne_options tsne;           /* the reference map's fit */
     place_mode mode;             /* single */
-    tsne_place_options place;    /* the library's, with at most 250 steps and tol 0.01
-                                    (anodm train --mode context: the library's own) */
+    tsne_place_options place;    /* by mode (build_opts_set_mode) */
     int window;                  /* context mode window (2000) */
     int k;                       /* D_MAP neighbours (1) */
     double alpha;                /* reconstruction weight in the fused score (0.5) */
@@ -49,6 +48,10 @@ typedef struct {
 typedef void (*build_stage_fn)(void *ctx, const char *stage, const char *detail);
 
 void build_opts_default(build_opts *o);
+/* Place new samples by mode, with that mode's steps (o->place.n_iter and tol: at most 250
+ * steps and tol 0.01 for single placement, the library's fixed steps for context); the
+ * other placement settings stay as they are. */
+void build_opts_set_mode(build_opts *o, place_mode mode);
 /* Every option of o, by the rules of the code that uses it (train_opts_check,
  * tsne_options_check for the map, detector_check_scoring for the detector to be), for a
  * reference set drawn from n_train training samples (0: not known yet, the reference set
