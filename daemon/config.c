@@ -1,6 +1,7 @@
 /* anodmd's settings: defaults, config file, environment, flags (see config.h). */
 #include "config.h"
 #include "cloudevent.h"
+#include "scorer.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -61,6 +62,7 @@ static const struct setting {
     {NUM(retention_rows, KIND_SIZE, 0, 1LL << 40)},
     {NUM(threads, KIND_INT, 1, 256)},
     {NUM(workers, KIND_INT, 1, 256)},
+    {NUM(batch_threads, KIND_INT, 0, SCORER_MAX_THREADS)},
     {NUM(batch_window_us, KIND_INT, 0, 1000000)},
     {NUM(max_body_bytes, KIND_SIZE, 1024, 1LL << 30)},
     {NUM(max_batch, KIND_INT, 1, 65536)},
@@ -293,13 +295,14 @@ int config_load_env(config *c, char *err, size_t errlen) {
 
 void config_print(const config *c, FILE *f) {
     fprintf(f, "bind = %s\nport = %d\ndb = %s\nretention_days = %d\nretention_rows = %zu\n"
-            "threads = %d\nworkers = %d\nbatch_window_us = %d\nmax_body_bytes = %zu\n"
+            "threads = %d\nworkers = %d\nbatch_threads = %d\nbatch_window_us = %d\n"
+            "max_body_bytes = %zu\n"
             "max_batch = %d\nmax_connections = %d\ntimeout_seconds = %d\n"
             "drain_seconds = %d\nshutdown_delay_seconds = %d\ndashboard = %s\n"
             "recent_samples = %d\n"
             "answer_after_commit = %s\nmemory_sources = %d\nmemory_snapshot_every = %d\n",
             c->bind, c->port, c->db, c->retention_days, c->retention_rows, c->threads,
-            c->workers, c->batch_window_us, c->max_body_bytes, c->max_batch,
+            c->workers, c->batch_threads, c->batch_window_us, c->max_body_bytes, c->max_batch,
             c->max_connections, c->timeout_seconds, c->drain_seconds,
             c->shutdown_delay_seconds, c->dashboard ? "on" : "off", c->recent_samples,
             c->answer_after_commit ? "on" : "off", c->memory_sources, c->memory_snapshot_every);

@@ -29,6 +29,7 @@ typedef struct {
     size_t retention_rows;       /* at most this many log rows are kept (0: any) */
     int threads;                 /* HTTP polling threads (4) */
     int workers;                 /* scoring threads (4) */
+    int batch_threads;           /* threads one batch is split across (0: one per CPU) */
     int batch_window_us;         /* how long a request waits for others to batch with (100) */
     char *models[CONFIG_MAX_MODELS];   /* "[NAME=]PATH", malloc'd */
     int n_models;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blas.h"
 #include "auth.h"
@@ -45,6 +46,7 @@ static void usage(FILE *f) {
         "  --retention-rows N       keep at most N log rows, the newest (0: any number)\n"
         "  --threads N              HTTP polling threads (4)\n"
         "  --workers N              scoring threads (4)\n"
+        "  --batch-threads N        threads one batch is split across (0: one per CPU)\n"
         "  --batch-window-us N      a score request waits this long to be batched (100)\n"
         "  --max-body-bytes N       request body limit (16777216)\n"
         "  --max-batch N            samples per request and per scorer call (256)\n"
@@ -110,6 +112,7 @@ static const struct option OPTIONS[] = {
     {"bind", required_argument, 0, 's'},         {"port", required_argument, 0, 's'},
     {"db", required_argument, 0, 's'},           {"threads", required_argument, 0, 's'},
     {"workers", required_argument, 0, 's'},      {"batch-window-us", required_argument, 0, 's'},
+    {"batch-threads", required_argument, 0, 's'},
     {"retention-days", required_argument, 0, 's'}, {"retention-rows", required_argument, 0, 's'},
     {"max-body-bytes", required_argument, 0, 's'}, {"max-batch", required_argument, 0, 's'},
     {"max-connections", required_argument, 0, 's'},
@@ -174,12 +177,19 @@ static int load_config(config *c, const flags *f, char *err, size_t errlen) {
     return 0;
 }
 
+/* batch_threads, 0 resolved: one per online CPU, within the scorer's limit. */
+static int batch_threads(const config *c) {
+    long n = c->batch_threads ? c->batch_threads : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > SCORER_MAX_THREADS ? SCORER_MAX_THREADS : (int)n;
+}
+
 static void print_models(const model_set *set, FILE *out) {
     for (int i = 0; i < set->n; i++) {
         const model *m = &set->models[i];
-        fprintf(out, "anodmd: model %s%s: %s, version %s, %zu inputs, %s mode\n", m->name,
+        fprintf(out, "anodmd: model %s%s: %s, version %s, %zu inputs, %s mode, batches on %d "
+                "threads at most\n", m->name,
                 i ? "" : " (default)", m->path, m->version, m->dim,
-                m->d.mode == PLACE_CONTEXT ? "context" : "single");
+                m->d.mode == PLACE_CONTEXT ? "context" : "single", scorer_threads(m->s));
     }
 }
 
@@ -317,8 +327,8 @@ int main(int argc, char **argv) {
     }
     /* Batches run in parallel on the scoring workers; each scores with one BLAS thread. */
     openblas_set_num_threads(1);
-    if (registry_load(&reg, c.models, c.n_models, c.max_batch, c.memory_sources, err,
-                      sizeof err)) {
+    if (registry_load(&reg, c.models, c.n_models, c.max_batch, batch_threads(&c),
+                      c.memory_sources, err, sizeof err)) {
         fprintf(stderr, "anodmd: %s\n", err);
         auth_free(&keys);
         config_free(&c);

@@ -32,7 +32,8 @@ static int parse_spec(const char *spec, model *m, char *err, size_t errlen) {
 }
 
 /* Read, hash and parse one bundle, then build its scorer. */
-static int load_model(model *m, int max_batch, int memory_sources, char *err, size_t errlen) {
+static int load_model(model *m, int max_batch, int batch_threads, int memory_sources, char *err,
+                      size_t errlen) {
     uint8_t *buf;
     size_t len;
     char why[400];
@@ -44,6 +45,7 @@ static int load_model(model *m, int max_batch, int memory_sources, char *err, si
     int rc = bundle_parse(buf, len, &m->d, why, sizeof why);
     free(buf);
     if (rc == 0 && !(m->s = scorer_create(&m->d, max_batch, why, sizeof why))) rc = -1;
+    if (rc == 0 && scorer_set_threads(m->s, batch_threads, why, sizeof why)) rc = -1;
     m->per_source = rc == 0 && m->d.use_memory && memory_sources > 0;
     if (m->per_source && scorer_memory_per_source(m->s, memory_sources, why, sizeof why)) rc = -1;
     if (rc) {
@@ -70,26 +72,25 @@ static void free_set(model_set *set) {
 }
 
 /* Every spec loaded into a new set (held once, for the registry); NULL with err. */
-static model_set *load_set(char *const *specs, int n_specs, int max_batch, int memory_sources,
-                           char *err, size_t errlen) {
-    if (n_specs < 1) {
+static model_set *load_set(const registry *r, char *err, size_t errlen) {
+    if (r->n_specs < 1) {
         snprintf(err, errlen, "no models: give at least one --model [NAME=]PATH");
         return NULL;
     }
     model_set *set = calloc(1, sizeof *set);
-    if (!set || !(set->models = calloc((size_t)n_specs, sizeof *set->models))) {
+    if (!set || !(set->models = calloc((size_t)r->n_specs, sizeof *set->models))) {
         free(set);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    for (int i = 0; i < n_specs; i++) {
+    for (int i = 0; i < r->n_specs; i++) {
         model *m = &set->models[i];
-        if (parse_spec(specs[i], m, err, errlen)) break;
+        if (parse_spec(r->specs[i], m, err, errlen)) break;
         if (model_set_find(set, m->name)) {
             snprintf(err, errlen, "model name '%s' is given twice", m->name);
             break;
         }
-        if (load_model(m, max_batch, memory_sources, err, errlen)) {
+        if (load_model(m, r->max_batch, r->batch_threads, r->memory_sources, err, errlen)) {
             scorer_free(m->s);
             detector_free(&m->d);
             break;
@@ -97,7 +98,7 @@ static model_set *load_set(char *const *specs, int n_specs, int max_batch, int m
         pthread_mutex_init(&m->lock, NULL);
         set->n++;
     }
-    if (set->n == n_specs) {
+    if (set->n == r->n_specs) {
         set->refs = 1;
         return set;
     }
@@ -106,12 +107,13 @@ static model_set *load_set(char *const *specs, int n_specs, int max_batch, int m
 }
 
 int registry_load(registry *r, char *const *specs, int n_specs, int max_batch,
-                  int memory_sources, char *err, size_t errlen) {
+                  int batch_threads, int memory_sources, char *err, size_t errlen) {
     r->specs = specs;
     r->n_specs = n_specs;
     r->max_batch = max_batch;
+    r->batch_threads = batch_threads;
     r->memory_sources = memory_sources;
-    if (!(r->current = load_set(specs, n_specs, max_batch, memory_sources, err, errlen)))
+    if (!(r->current = load_set(r, err, errlen)))
         return -1;
     r->current->generation = 1;
     pthread_mutex_init(&r->lock, NULL);
@@ -147,7 +149,7 @@ void registry_flush_memories(registry *r) {
 
 int registry_reload(registry *r, char *err, size_t errlen) {
     /* Loading takes the time; only the swap happens under the lock. */
-    model_set *set = load_set(r->specs, r->n_specs, r->max_batch, r->memory_sources, err, errlen);
+    model_set *set = load_set(r, err, errlen);
     if (!set) return -1;
     /* The old set stops recording before the new one starts its memories afresh, so that
      * nothing the old memories do lands after the new start in the log. */

@@ -59,17 +59,18 @@ typedef struct {
     model_set *current;
     char *const *specs;          /* borrowed: must outlive the registry */
     int n_specs, max_batch;
+    int batch_threads;           /* threads one batch may be split across (scorer_set_threads) */
     int memory_sources;          /* 0: one stream memory per model; N: per source, at most N */
     scorelog *log;               /* where the memories are kept (registry_keep_memories) */
     int snapshot_every;
 } registry;
 
 /* Load every spec ("NAME=PATH", or "PATH" named after the file without directory and
- * extension) with scorers for batches of max_batch; models with a stream memory keep one
- * per source (at most memory_sources of them) when memory_sources > 0. 0, or -1 with err
- * (r then empty). */
+ * extension) with scorers for batches of max_batch, each batch split across up to
+ * batch_threads threads; models with a stream memory keep one per source (at most
+ * memory_sources of them) when memory_sources > 0. 0, or -1 with err (r then empty). */
 int registry_load(registry *r, char *const *specs, int n_specs, int max_batch,
-                  int memory_sources, char *err, size_t errlen);
+                  int batch_threads, int memory_sources, char *err, size_t errlen);
 /* From now on keep the models' stream memories in log (a snapshot every `every` keeps),
  * restoring those of the current set from it first. Call once, before serving. */
 void registry_keep_memories(registry *r, scorelog *log, int every);

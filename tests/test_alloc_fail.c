@@ -373,7 +373,7 @@ static int app_up(void *ctx, char *err, size_t errlen) {
                  .answer_first = c->answer_first};
     snprintf(err, errlen, "out of memory");
     if (!(c->a.metrics = metrics_create()) ||
-        registry_load(&c->reg, specs, 1, 8, c->memory_sources, err, errlen) ||
+        registry_load(&c->reg, specs, 1, 8, 2, c->memory_sources, err, errlen) ||
         !(c->a.log = scorelog_open(c->db, c->a.metrics, err, errlen)) ||
         !(c->a.batch = batch_start(1, 0, c->a.metrics, err, errlen)) ||
         !(c->a.recent = samples_create(c->a.recent_capacity))) {

@@ -252,6 +252,10 @@ TEST(daemon_settings) {
     EXPECT_CLI(0, "port = 7000", "--check-config --config %s --port 7000", conf);
     EXPECT_CLI(0, "model = other=", "--check-config --config %s --model other=%s", conf, D.ctx);
     EXPECT_CLI(0, "version ", "--check-config --model %s", D.tiny);
+    EXPECT_CLI(0, "batches on 3 threads at most", "--check-config --model %s --batch-threads 3",
+               D.tiny);
+    EXPECT_CLI(2, "--batch-threads: batch_threads wants an integer in 0..16, not '17'",
+               "--check-config --model %s --batch-threads 17", D.tiny);
     CHECK(setenv("ANODMD_PORT", "7777", 1) == 0);
     EXPECT_CLI(0, "port = 7777", "--check-config --config %s", conf);
     EXPECT_CLI(0, "port = 7001", "--check-config --config %s --port 7001", conf);

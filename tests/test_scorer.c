@@ -123,6 +123,17 @@ static void check_preset(const char *name, latent_input input) {
     for (int b = 0; b < BATCH; b++) bad += !same_result(&res[b], &res2[b]);
     CHECK_MSG(bad == 0, "%s: %d of %d results differ between the batch and its pieces", name,
               bad, BATCH);
+    /* The batch split across threads (shares of 12, 12, 13 rows): the same bits again. */
+    CHECK_MSG(scorer_set_threads(s, 3, err, sizeof err) == 0, "%s: %s", name, err);
+    CHECK(scorer_threads(s) ==
+          (net_plan_supported(&d.vae.enc) && net_plan_supported(&d.vae.dec) ? 3 : 1));
+    CHECK(scorer_score(s, x, BATCH, res2, rec2, nn2, dist2, err, sizeof err) == 0);
+    bad = 0;
+    for (int b = 0; b < BATCH; b++) bad += !same_result(&res[b], &res2[b]);
+    CHECK_MSG(bad == 0, "%s: %d of %d results differ on 3 threads", name, bad, BATCH);
+    CHECK_MSG(memcmp(rec, rec2, BATCH * dim * sizeof *rec) == 0 &&
+                  memcmp(nn, nn2, sizeof nn) == 0 && memcmp(dist, dist2, sizeof dist) == 0,
+              "%s: reconstructions or neighbours differ on 3 threads", name);
     CHECK_MSG(memcmp(rec, rec2, BATCH * dim * sizeof *rec) == 0, "%s: reconstructions differ",
               name);
     CHECK_MSG(memcmp(mu, mu2, sizeof mu) == 0, "%s: latents differ", name);
@@ -212,6 +223,7 @@ TEST(scorer_memory_is_a_stream) {
     rng_t r;
     rng_seed(&r, 31);
     for (size_t i = 0; i < BATCH * dim; i++) x[i] = rng_uniform(&r);
+    CHECK(scorer_set_threads(all, 4, err, sizeof err) == 0);   /* the order survives a split */
     CHECK(scorer_score(all, x, BATCH, res, NULL, NULL, NULL, err, sizeof err) == 0);
     int same = 1, nonzero = 0;
     for (int b = 0; b < BATCH; b++) {
@@ -253,20 +265,29 @@ TEST(scorer_refuses_non_finite_and_keeps_memory) {
     if (make_memory_detector(&d, 20, 3) != 0) return;
     const size_t dim = shape_size(d.vae.arch.in);
     char err[256];
-    scorer *s = scorer_create(&d, 4, err, sizeof err);
-    float *x = malloc(4 * dim * sizeof *x);
-    detector_result res[4];
+    scorer *s = scorer_create(&d, 8, err, sizeof err);
+    float *x = malloc(12 * dim * sizeof *x);
+    detector_result res[8];
     if (!s || !x) {
         check_fail(__FILE__, __LINE__, "%s", s ? "out of memory" : err);
         goto done;
     }
     rng_t r0;
     rng_seed(&r0, 7);
-    for (size_t i = 0; i < 4 * dim; i++) x[i] = rng_uniform(&r0);
-    for (size_t i = 0; i < dim; i++) x[2 * dim + i] = 3e38f;
+    for (size_t i = 0; i < 12 * dim; i++) x[i] = rng_uniform(&r0);
+    for (size_t i = 0; i < dim; i++) x[2 * dim + i] = x[9 * dim + i] = 3e38f;
     CHECK(scorer_score(s, x, 4, res, NULL, NULL, NULL, err, sizeof err) == SCORER_NOT_FINITE);
     CHECK_MSG(strstr(err, "sample 2") != NULL, "%s", err);
     CHECK(scorer_memory_count(s) == 0);
+    /* Split across threads, the bad sample in the second share: the same refusal. */
+    CHECK(scorer_set_threads(s, 2, err, sizeof err) == 0);
+    CHECK(scorer_score(s, x + 3 * dim, 8, res, NULL, NULL, NULL, err, sizeof err) ==
+          SCORER_NOT_FINITE);
+    CHECK_MSG(strstr(err, "sample 6") != NULL, "%s", err);
+    CHECK(scorer_memory_count(s) == 0);
+    CHECK(scorer_set_threads(s, 0, err, sizeof err) == -1 &&
+          scorer_set_threads(s, SCORER_MAX_THREADS + 1, err, sizeof err) == -1);
+    CHECK(scorer_threads(s) == 2);
     CHECK(scorer_score(s, x, 2, res, NULL, NULL, NULL, err, sizeof err) == 0);
     CHECK(scorer_memory_count(s) == 2);
     CHECK(detector_result_finite(&d, &res[0]));

@@ -9,6 +9,7 @@
 
 #include "block.h"
 #include "clock.h"
+#include "par.h"
 
 /* Batch invariance: a sample's result must not depend on what it was batched with, so
  * that a score logged by the daemon, computed again by `anodm score` or at calibration,
@@ -17,7 +18,12 @@
  * core/nn's own fixed-order products (vae_infer, core/nn/infer.h), a whole batch through
  * each layer; a tcn or lstm encoder, which has no plan there, runs one sample at a time
  * with OpenBLAS on one thread (docs/BATCHING.md). Placement in single mode is per sample
- * already (tsne_place.c). */
+ * already (tsne_place.c).
+ *
+ * The same invariance lets a batch be split across threads (scorer_set_threads): the
+ * forward pass and single-mode placement of each contiguous share of the rows run on their
+ * own thread with their own network buffers, and give the bits one thread would. Only what
+ * follows the scoring order (the context window, the memory) stays on the caller. */
 
 /* A source's memory, under scope source. */
 struct source_memory {
@@ -36,7 +42,8 @@ struct scorer {
     struct source_memory *sources; /* scope source: one memory per source, LRU-capped */
     int n_sources, max_sources;
     unsigned long long tick;     /* for least recently used */
-    vae_infer net;
+    vae_infer *nets;             /* one per thread a batch may be split across */
+    int n_nets;
     /* The batch buffers, max_batch rows each, in the scorer's own block (scorer_parts). */
     double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
     double *ranks;               /* the memory term's reference side: n_ranks per sample */
@@ -65,7 +72,8 @@ void scorer_free(scorer *s) {
     for (int i = 0; i < s->n_sources; i++) memory_free(s->sources[i].m);
     free(s->sources);
     tsne_map_free(s->map);
-    vae_infer_free(&s->net);
+    for (int t = 0; t < s->n_nets; t++) vae_infer_free(&s->nets[t]);
+    free(s->nets);
     free(s);                     /* and its batch buffers (scorer_parts) */
 }
 
@@ -124,12 +132,46 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
         scorer_free(s);
         return NULL;
     }
-    if (vae_infer_init(&s->net, &d->vae, err, errlen) != 0) {
+    if (!(s->nets = calloc(1, sizeof *s->nets))) {
+        snprintf(err, errlen, "scorer: out of memory");
         scorer_free(s);
         return NULL;
     }
+    if (vae_infer_init(&s->nets[0], &d->vae, err, errlen) != 0) {
+        scorer_free(s);
+        return NULL;
+    }
+    s->n_nets = 1;
     return s;
 }
+
+int scorer_set_threads(scorer *s, int n_threads, char *err, size_t errlen) {
+    if (n_threads < 1 || n_threads > SCORER_MAX_THREADS) {
+        snprintf(err, errlen, "scorer: %d threads outside 1..%d", n_threads, SCORER_MAX_THREADS);
+        return -1;
+    }
+    /* A net without a plan runs on OpenBLAS, which is not to be entered from several
+     * threads at once: it keeps to one. */
+    if (!s->nets[0].enc || !s->nets[0].dec) n_threads = 1;
+    if (n_threads > s->n_nets) {
+        vae_infer *more = realloc(s->nets, (size_t)n_threads * sizeof *more);
+        if (!more) {
+            snprintf(err, errlen, "scorer: out of memory for %d threads", n_threads);
+            return -1;
+        }
+        s->nets = more;
+        const int had = s->n_nets;
+        for (; s->n_nets < n_threads; s->n_nets++)
+            if (vae_infer_init(&s->nets[s->n_nets], &s->d->vae, err, errlen) != 0) {
+                while (s->n_nets > had) vae_infer_free(&s->nets[--s->n_nets]);
+                return -1;
+            }
+    }
+    while (s->n_nets > n_threads) vae_infer_free(&s->nets[--s->n_nets]);
+    return 0;
+}
+
+int scorer_threads(const scorer *s) { return s->n_nets; }
 
 /* The memory term of latent mu, then mu kept with its suspicion, which is returned: its
  * company (the term: retention favours what recurs) or its evidence on its own (z_re +
@@ -147,6 +189,63 @@ static double remember(scorer *s, const float *mu, const double *ref, detector_r
     return suspicion;
 }
 
+/* scorer_terms' work before the scoring order matters, shared out by rows: share i of
+ * `shares` takes rows [B i / shares, B (i + 1) / shares) and network i. Each row is
+ * scaled, goes through the network and, in single mode, is placed (unless a latent of
+ * the share is not finite: the caller refuses the batch); rc and err per share. */
+typedef struct {
+    scorer *s;
+    const float *x;
+    int B, shares, place;
+    float *rec, *mu;
+    int rc[SCORER_MAX_THREADS];
+    char err[SCORER_MAX_THREADS][200];
+    long long ns[3], end_ns;     /* timed (one share): scaling, forward, placement */
+} front_work;
+
+static void front_shares(void *ctx, int begin, int end) {
+    front_work *w = ctx;
+    scorer *s = w->s;
+    const detector *d = s->d;
+    const size_t dim = shape_size(d->vae.arch.in), L = (size_t)d->vae.arch.latent;
+    for (int share = begin; share < end; share++) {
+        const int b0 = (int)((long)w->B * share / w->shares);
+        const int n = (int)((long)w->B * (share + 1) / w->shares) - b0;
+        const float *x = w->x + (size_t)b0 * dim;
+        float *mu = w->mu + (size_t)b0 * L;
+        long long t0 = stage_clock(s);
+        memset(s->far + b0, 0, (size_t)n * sizeof *s->far);
+        if (d->scale.kind != SCALE_NONE) {
+            for (int b = 0; b < n; b++)
+                s->far[b0 + b] = scaling_apply(&d->scale, x + (size_t)b * dim,
+                                               s->xs + (size_t)(b0 + b) * dim);
+            x = s->xs + (size_t)b0 * dim;
+        }
+        long long t1 = stage_clock(s);
+        float *logvar = d->input == LATENT_Z ? s->logvar + (size_t)b0 * L : NULL;
+        vae_infer_run(&s->nets[share], &d->vae, x, n, w->rec + (size_t)b0 * dim, mu, logvar);
+        for (int b = 0; logvar && b < n; b++)
+            detector_sample_z(x + (size_t)b * dim, dim, mu + (size_t)b * L,
+                              logvar + (size_t)b * L, (int)L, mu + (size_t)b * L);
+        long long t2 = stage_clock(s);
+        w->rc[share] = 0;
+        int finite = 1;
+        for (size_t i = 0; i < (size_t)n * L; i++) finite &= isfinite(mu[i]) != 0;
+        if (w->place && finite) {
+            tsne_place_knn nb = {s->nearest + b0, s->memory ? s->ranks + (size_t)b0 * s->n_ranks : NULL,
+                                 s->n_ranks, s->timing ? &s->timing->place : NULL};
+            w->rc[share] = tsne_place_batch(s->map, &d->place, mu, n, 1, s->pos + 2 * b0, &nb,
+                                            w->err[share], sizeof w->err[share]);
+        }
+        if (s->timing) {
+            w->end_ns = stage_clock(s);
+            w->ns[0] = t1 - t0;
+            w->ns[1] = t2 - t1;
+            w->ns[2] = w->end_ns - t2;
+        }
+    }
+}
+
 int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
                  float *mu, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
     const detector *d = s->d;
@@ -159,40 +258,39 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     float *rec = x_rec ? x_rec : s->rec, *m = mu ? mu : s->mu;
     const size_t L = (size_t)d->vae.arch.latent;
     scorer_timing *t = s->timing;
-    long long t0 = stage_clock(s);
     s->kept = 0;
-    /* Every sample on the scale the model was trained on; from here on x is that. */
-    memset(s->far, 0, (size_t)B * sizeof *s->far);
-    if (d->scale.kind != SCALE_NONE) {
-        for (int b = 0; b < B; b++)
-            s->far[b] = scaling_apply(&d->scale, x + (size_t)b * dim, s->xs + (size_t)b * dim);
-        x = s->xs;
-    }
-    long long t1 = stage_clock(s);
+    /* Shares of at least SCORER_MIN_ROWS rows: a thread started for fewer costs about as
+     * much as it saves. Timed stages are one thread's CPU clock: no split then. */
+    int shares = t ? 1 : B / SCORER_MIN_ROWS;
+    if (shares > s->n_nets) shares = s->n_nets;
+    if (shares < 1) shares = 1;
+    front_work w = {.s = s, .x = x, .B = B, .shares = shares, .rec = rec, .mu = m,
+                    .place = d->mode == PLACE_SINGLE};
     const int blas_threads = openblas_get_num_threads();
     if (blas_threads != 1) openblas_set_num_threads(1);
-    vae_infer_run(&s->net, &d->vae, x, B, rec, m, d->input == LATENT_Z ? s->logvar : NULL);
+    par_for(shares, shares, front_shares, &w);
     if (blas_threads != 1) openblas_set_num_threads(blas_threads);
-    if (d->input == LATENT_Z) {
-        for (int b = 0; b < B; b++)
-            detector_sample_z(x + (size_t)b * dim, dim, m + (size_t)b * L, s->logvar + (size_t)b * L,
-                              (int)L, m + (size_t)b * L);
-    }
-    long long t2 = stage_clock(s);
+    if (d->scale.kind != SCALE_NONE) x = s->xs;    /* from here on x is what the VAE saw */
     for (size_t i = 0; i < (size_t)B * L; i++)
         if (!isfinite(m[i])) {   /* before placing: the window must not take it */
             snprintf(err, errlen, "sample %zu: its latent is not finite (input values too "
                      "large for the network)", i / L);
             return SCORER_NOT_FINITE;
         }
-    int rc = d->mode == PLACE_CONTEXT
-                 ? tsne_window_add(s->window, &d->place, m, B, s->pos, err, errlen)
-                 : tsne_place_batch(s->map, &d->place, m, B, 1, s->pos,
-                                    &(tsne_place_knn){s->nearest, s->memory ? s->ranks : NULL,
-                                                       s->n_ranks, t ? &t->place : NULL},
-                                    err, errlen);
-    if (rc != 0) return -1;
+    for (int share = 0; share < shares; share++)
+        if (w.rc[share] != 0) {
+            snprintf(err, errlen, "%s", w.err[share]);
+            return -1;
+        }
+    if (d->mode == PLACE_CONTEXT &&
+        tsne_window_add(s->window, &d->place, m, B, s->pos, err, errlen) != 0)
+        return -1;
     long long t3 = stage_clock(s);
+    if (t) {
+        t->scale_ns += w.ns[0];
+        t->forward_ns += w.ns[1];
+        t->place_ns += w.ns[2] + (d->mode == PLACE_CONTEXT ? t3 - w.end_ns : 0);
+    }
     for (int b = 0; b < B; b++) {
         detector_result *r = &res[b];
         int *idx = s->idx + (size_t)b * k;
@@ -239,9 +337,6 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     if (t) {
         long long t5 = clock_thread_cpu_ns();
         t->samples += B;
-        t->scale_ns += t1 - t0;
-        t->forward_ns += t2 - t1;
-        t->place_ns += t3 - t2;
         t->terms_ns += t4 - t3;
         t->memory_ns += t5 - t4;
     }

@@ -19,6 +19,18 @@ typedef struct scorer scorer;
 /* Build the runtime for d (which must outlive it) for batches up to max_batch. */
 scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen);
 void scorer_free(scorer *s);
+/* Let a batch's forward pass and single-mode placement be split across up to n_threads
+ * threads (1, the default, keeps every call on the caller's thread), in shares of at
+ * least SCORER_MIN_ROWS samples. Results are the same bits whatever the count (each
+ * sample's are batch-invariant). Each thread beyond the first holds its own copy of the
+ * network's inference buffers and packed weights. A net without an inference plan (tcn,
+ * lstm) runs on OpenBLAS and stays on one thread. 0, or -1 with err (out of range, or out
+ * of memory: the scorer keeps the threads it had). */
+#define SCORER_MAX_THREADS 16
+#define SCORER_MIN_ROWS 4
+int scorer_set_threads(scorer *s, int n_threads, char *err, size_t errlen);
+/* The threads a batch may be split across. */
+int scorer_threads(const scorer *s);
 
 /* scorer_terms and scorer_score return 0, or -1 with err, or SCORER_NOT_FINITE when a
  * sample's latent, a term or its score came out non-finite (input values too large for

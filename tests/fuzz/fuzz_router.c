@@ -99,7 +99,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     the_app.max_batch = 8;
     the_app.metrics = metrics_create();
     if (!the_app.metrics ||
-        registry_load(&reg, specs, 1, the_app.max_batch, 0, err, sizeof err) != 0 ||
+        registry_load(&reg, specs, 1, the_app.max_batch, 1, 0, err, sizeof err) != 0 ||
         !(the_app.log = scorelog_open(db_path, the_app.metrics, err, sizeof err)) ||
         !(the_app.batch = batch_start(1, 0, the_app.metrics, err, sizeof err)) ||
         !(the_app.recent = samples_create(the_app.recent_capacity = 16))) {
