@@ -407,7 +407,7 @@ FUZZ_LIB      = $(FUZZ_BUILD)/libanodm-fuzz.a
 # need (fuzz_router).
 FUZZ_DAEMON_SRC = $(filter-out daemon/main.c,$(DAEMON_SRC))
 FUZZ_DAEMON_OBJ = $(FUZZ_DAEMON_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/gen/dashboard_files.o
-FUZZ_TARGETS  = idx npy csv bundle weights api net config router wfdb memstate cloudevent
+FUZZ_TARGETS  = idx npy csv bundle weights api net config router wfdb memstate cloudevent jsonw
 FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_LIBS     = $(FUZZ_LIB) -lsqlite3 $(LDLIBS)
 # Largest input per target: a few times the seeds, within what each format needs.
@@ -423,6 +423,7 @@ FUZZ_MAXLEN_router = 4096
 FUZZ_MAXLEN_wfdb = 4096
 FUZZ_MAXLEN_memstate = 4096
 FUZZ_MAXLEN_cloudevent = 4096
+FUZZ_MAXLEN_jsonw = 4096
 FUZZ_DICT_api = -dict=tests/fuzz/json.dict
 FUZZ_DICT_router = -dict=tests/fuzz/json.dict
 FUZZ_DICT_net = -dict=tests/fuzz/net.dict
@@ -474,6 +475,7 @@ fuzz: fuzz-build
 	    wfdb) ml=$(FUZZ_MAXLEN_wfdb) d="$(FUZZ_DICT_wfdb)";; \
 	    memstate) ml=$(FUZZ_MAXLEN_memstate) d="";; \
 	    cloudevent) ml=$(FUZZ_MAXLEN_cloudevent) d="";; \
+	    jsonw) ml=$(FUZZ_MAXLEN_jsonw) d="";; \
 	  esac; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (max_len $$ml)"; \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

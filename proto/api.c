@@ -12,10 +12,11 @@
 #include <time.h>
 
 #include "dataset_io.h"
+#include "jsonw.h"
 #include "le.h"
 
-/* Reals: 9 significant digits round-trip every float and keep scores to 1e-9. */
-#define API_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
+/* Compact, and reals as jsonw.h writes them. */
+#define API_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(JSONW_REAL_DIGITS))
 
 /* Make s valid UTF-8 in place: every byte that does not begin a complete, well-formed
  * sequence (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF) becomes
@@ -24,15 +25,9 @@
 static void utf8_scrub(char *s) {
     unsigned char *p = (unsigned char *)s;
     while (*p) {
-        unsigned c = *p;
-        int more = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2
-                 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
-        int ok = more >= 0;
-        for (int i = 1; ok && i <= more; i++) ok = (p[i] & 0xC0) == 0x80;   /* stops at NUL */
-        if (ok && more == 2) ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] >= 0xA0);
-        if (ok && more == 3) ok = !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] >= 0x90);
-        if (!ok) *p++ = '?';
-        else p += more + 1;
+        int n = jsonw_utf8_length(p);
+        if (n) p += n;
+        else *p++ = '?';
     }
 }
 
@@ -717,41 +712,10 @@ json_t *api_json_number(double v) { return isfinite(v) ? json_real(v) : json_nul
 
 static json_t *num(double v) { return api_json_number(v); }   /* the encoders' shorthand */
 
-/* The text api_json_text builds: once a write has failed, every later one fails too, so
- * a write jansson does not check cannot go missing from a text that is then used. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int failed;
-} text_buf;
-
-static int append_text(const char *bytes, size_t n, void *data) {
-    text_buf *t = data;
-    if (!t->failed && t->len + n >= t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap && t->len + n >= cap) cap *= 2;
-        char *s = cap ? realloc(t->s, cap) : NULL;
-        if (s) {
-            t->s = s;
-            t->cap = cap;
-        } else {
-            t->failed = 1;
-        }
-    }
-    if (t->failed) return -1;
-    memcpy(t->s + t->len, bytes, n);
-    t->len += n;
-    return 0;
-}
-
 char *api_json_text(const json_t *v, size_t flags) {
-    text_buf t = {0};
-    if (json_dump_callback(v, append_text, &t, flags) || t.failed || !t.s) {
-        free(t.s);
-        return NULL;
-    }
-    t.s[t.len] = 0;
-    return t.s;
+    jsonw w = {0};
+    if (json_dump_callback(v, jsonw_bytes, &w, flags)) w.failed = 1;
+    return jsonw_finish(&w, NULL);
 }
 
 /* Serialise and release v; NULL if v is NULL (a failed build) or out of memory. */
