@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -726,176 +727,249 @@ static char *dump(json_t *v) {
     return s;
 }
 
-/* A float array of n values. */
-static json_t *float_array(const float *v, size_t n) {
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++)
-        if (json_array_append_new(a, num(v[i]))) {
-            json_decref(a);
-            return NULL;
-        }
-    return a;
+/* RFC 3339 UTC time with milliseconds into buf; 0, or -1 when gmtime cannot say. */
+static int timestamp_text(int64_t ms, char buf[40]) {
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) return -1;
+    size_t n = strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, 40 - n, ".%03dZ", (int)(ms % 1000));
+    return 0;
+}
+
+static json_t *timestamp(int64_t ms) {
+    char buf[40];
+    return timestamp_text(ms, buf) ? json_null() : json_string(buf);
+}
+
+/* The hot answers (a score, a log record, a page of them, a held sample, a result line, a
+ * V2 infer answer) are written without a jansson tree (jsonw.h: the same text, byte for
+ * byte, a fraction of the CPU); the rest are built as trees and dumped. */
+
+static void put_floats(jsonw *w, const float *v, size_t n) {
+    jsonw_open(w, '[');
+    for (size_t i = 0; i < n; i++) jsonw_real(w, v[i]);
+    jsonw_close(w, ']');
 }
 
 /* An optional tag: the string, or null when empty. */
-static json_t *tag(const char *s) { return *s ? json_string(s) : json_null(); }
-
-/* RFC 3339 UTC time with milliseconds. */
-static json_t *timestamp(int64_t ms) {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    char buf[40];
-    if (!gmtime_r(&t, &tm)) return json_null();
-    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(ms % 1000));
-    return json_string(buf);
+static void put_tag(jsonw *w, const char *s) {
+    if (*s) jsonw_string(w, s);
+    else jsonw_null(w);
 }
 
-/* A field of detector.h's table by its type: REAL a number or null, FLAG a boolean,
- * INDEX an integer. */
-static json_t *value_REAL(double v) { return num(v); }
-static json_t *value_FLAG(int v) { return json_boolean(v); }
-static json_t *value_INDEX(int32_t v) { return json_integer(v); }
-
-/* Field name's value v (its reference taken) into the record o by the field's group:
- * VERDICT a member of o, TERM of o's "terms", POSITION the next element of o's
- * "position" (each made when first needed). NEAREST fields are a log record's "nearest"
- * object (record()), so nothing here. 0, or -1 when out of memory. */
-static int put_field(json_t *o, detector_group g, const char *name, json_t *v) {
-    if (g == DETECTOR_GROUP_VERDICT) return json_object_set_new(o, name, v);
-    if (g != DETECTOR_GROUP_TERM && g != DETECTOR_GROUP_POSITION) {
-        json_decref(v);
-        return 0;
-    }
-    const char *box = g == DETECTOR_GROUP_TERM ? "terms" : "position";
-    json_t *c = json_object_get(o, box);
-    if (!c && json_object_set_new(o, box, c = g == DETECTOR_GROUP_TERM ? json_object()
-                                                                        : json_array())) {
-        json_decref(v);
-        return -1;
-    }
-    return g == DETECTOR_GROUP_TERM ? json_object_set_new(c, name, v) : json_array_append_new(c, v);
+/* A log id: null when unknown (0). */
+static void put_log_id(jsonw *w, int64_t id) {
+    if (id > 0) jsonw_int(w, id);
+    else jsonw_null(w);
 }
 
-/* The fields a score result and a log record share: the model and the request, every
+/* detector.h's table of the score record, each field's value found by its offset. */
+typedef enum { FIELD_REAL, FIELD_FLAG, FIELD_INDEX } field_type;
+static const struct {
+    const char *name;
+    field_type type;
+    detector_group group;
+    size_t offset;
+} FIELD[] = {
+#define FIELD_(name, type, group, doc)                                                       \
+    {#name, FIELD_##type, DETECTOR_GROUP_##group, offsetof(detector_result, name)},
+    DETECTOR_RESULT_FIELDS(FIELD_)
+#undef FIELD_
+};
+#define N_FIELDS (sizeof FIELD / sizeof FIELD[0])
+
+/* Field i of r by its type: REAL a number or null, FLAG a boolean, INDEX an integer. */
+static void put_field(jsonw *w, const detector_result *r, size_t i) {
+    const char *at = (const char *)r + FIELD[i].offset;
+    switch (FIELD[i].type) {
+    case FIELD_REAL: jsonw_real(w, *(const double *)at); break;
+    case FIELD_FLAG: jsonw_bool(w, *(const int *)at); break;
+    case FIELD_INDEX: jsonw_int(w, *(const int32_t *)at); break;
+    }
+}
+
+/* Every field of r by its group: VERDICT a member, TERM a member of "terms", POSITION an
+ * element of "position", each box where the first field of its group is, holding all of
+ * them in the table's order. NEAREST fields are a log record's "nearest" (put_record). */
+static void put_result(jsonw *w, const detector_result *r) {
+    unsigned boxed = 0;
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        detector_group g = FIELD[i].group;
+        if (g == DETECTOR_GROUP_VERDICT) {
+            jsonw_key(w, FIELD[i].name);
+            put_field(w, r, i);
+        }
+        if ((g != DETECTOR_GROUP_TERM && g != DETECTOR_GROUP_POSITION) || (boxed & 1u << g))
+            continue;
+        boxed |= 1u << g;
+        jsonw_key(w, g == DETECTOR_GROUP_TERM ? "terms" : "position");
+        jsonw_open(w, g == DETECTOR_GROUP_TERM ? '{' : '[');
+        for (size_t j = i; j < N_FIELDS; j++) {
+            if (FIELD[j].group != g) continue;
+            if (g == DETECTOR_GROUP_TERM) jsonw_key(w, FIELD[j].name);
+            put_field(w, r, j);
+        }
+        jsonw_close(w, g == DETECTOR_GROUP_TERM ? '}' : ']');
+    }
+}
+
+/* The members a score result and a log record share: the model and the request, every
  * field of r, the threshold r was judged against and the log id. */
-static json_t *score_fields(const api_score_record *r) {
-    json_t *o = json_pack("{s:o, s:o, s:o, s:i}", "model", json_string(r->model), "version",
-                          json_string(r->version), "id", tag(r->id), "index", r->index);
-    int rc = !o;
-#define PUT(name, type, group, doc)                                                          \
-    if (!rc) rc = put_field(o, DETECTOR_GROUP_##group, #name, value_##type(r->r.name));
-    DETECTOR_RESULT_FIELDS(PUT)
-#undef PUT
-    if (!rc && !json_object_set_new(o, "threshold", num(r->threshold)) &&
-        !json_object_set_new(o, "log_id", r->log_id > 0 ? json_integer((json_int_t)r->log_id)
-                                                         : json_null()))
-        return o;
-    json_decref(o);
-    return NULL;
+static void put_score_fields(jsonw *w, const api_score_record *r) {
+    jsonw_key(w, "model");
+    jsonw_string(w, r->model);
+    jsonw_key(w, "version");
+    jsonw_string(w, r->version);
+    jsonw_key(w, "id");
+    put_tag(w, r->id);
+    jsonw_key(w, "index");
+    jsonw_int(w, r->index);
+    put_result(w, &r->r);
+    jsonw_key(w, "threshold");
+    jsonw_real(w, r->threshold);
+    jsonw_key(w, "log_id");
+    put_log_id(w, r->log_id);
 }
 
-/* A beat's R peak, the neighbours of sample i, and with explain its reconstruction and
- * squared error. */
-static int add_detail(json_t *o, const api_score_detail *d, int i) {
-    if (d->r_peak && json_object_set_new(o, "r_peak", json_pack("{s:I, s:f}", "sample",
-                                                              (json_int_t)d->r_peak[i], "time_s",
-                                                              (double)d->r_peak[i] / d->fs)))
-        return -1;
-    json_t *nb = json_array();
-    if (!nb || json_object_set_new(o, "neighbors", nb)) return -1;
+/* A beat's R peak, the neighbours of sample i, and with explain its squared error and
+ * reconstruction. */
+static void put_detail(jsonw *w, const api_score_detail *d, int i) {
+    if (d->r_peak) {
+        jsonw_key(w, "r_peak");
+        jsonw_open(w, '{');
+        jsonw_key(w, "sample");
+        jsonw_int(w, d->r_peak[i]);
+        jsonw_key(w, "time_s");
+        jsonw_real(w, (double)d->r_peak[i] / d->fs);
+        jsonw_close(w, '}');
+    }
+    jsonw_key(w, "neighbors");
+    jsonw_open(w, '[');
     for (int j = 0; j < d->k; j++) {
         size_t at = (size_t)i * (size_t)d->k + (size_t)j;
-        if (json_array_append_new(nb, json_pack("{s:i, s:o}", "ref", (int)d->ref[at], "distance",
-                                                num(d->distance[at]))))
-            return -1;
+        jsonw_open(w, '{');
+        jsonw_key(w, "ref");
+        jsonw_int(w, d->ref[at]);
+        jsonw_key(w, "distance");
+        jsonw_real(w, d->distance[at]);
+        jsonw_close(w, '}');
     }
-    if (!d->x_rec) return 0;
+    jsonw_close(w, ']');
+    if (!d->x_rec) return;
     const float *x = d->x + (size_t)i * d->dim, *rec = d->x_rec + (size_t)i * d->dim;
-    json_t *se = json_array();
-    for (size_t j = 0; se && j < d->dim; j++)
-        if (json_array_append_new(se, num(((double)x[j] - rec[j]) * ((double)x[j] - rec[j])))) {
-            json_decref(se);
-            se = NULL;
-        }
-    if (json_object_set_new(o, "squared_error", se)) return -1;
-    return json_object_set_new(o, "reconstruction", float_array(rec, d->dim));
+    jsonw_key(w, "squared_error");
+    jsonw_open(w, '[');
+    for (size_t j = 0; j < d->dim; j++)
+        jsonw_real(w, ((double)x[j] - rec[j]) * ((double)x[j] - rec[j]));
+    jsonw_close(w, ']');
+    jsonw_key(w, "reconstruction");
+    put_floats(w, rec, d->dim);
 }
 
 char *api_encode_score(const char *model, const char *version, const api_score_record *rec,
                        int n, const api_score_detail *detail) {
-    json_t *results = json_array();
-    json_t *root = json_pack("{s:s, s:s, s:o}", "model", model, "version", version, "results",
-                             results);
-    if (!root) return NULL;
+    jsonw w = {0};
+    jsonw_open(&w, '{');
+    jsonw_key(&w, "model");
+    jsonw_string(&w, model);
+    jsonw_key(&w, "version");
+    jsonw_string(&w, version);
+    jsonw_key(&w, "results");
+    jsonw_open(&w, '[');
     for (int i = 0; i < n; i++) {
-        json_t *o = score_fields(&rec[i]);
-        if (json_array_append_new(results, o) || add_detail(o, detail, i)) {
-            json_decref(root);
-            return NULL;
-        }
+        jsonw_open(&w, '{');
+        put_score_fields(&w, &rec[i]);
+        put_detail(&w, detail, i);
+        jsonw_close(&w, '}');
     }
-    return dump(root);
+    jsonw_close(&w, ']');
+    jsonw_close(&w, '}');
+    return jsonw_finish(&w, NULL);
 }
 
-/* A log record: the shared fields, its time and source, its nearest neighbour, and the
- * replica that scored it with the row's id in that replica's own log. */
-static json_t *record(const api_score_record *r) {
-    json_t *o = score_fields(r);
-    if (!o) return NULL;
-    if (json_object_set_new(o, "time", timestamp(r->ts_ms)) ||
-        json_object_set_new(o, "source", tag(r->source)) ||
-        json_object_set_new(o, "replica_id", tag(r->replica_id)) ||
-        json_object_set_new(o, "local_id", r->local_id > 0 ? json_integer((json_int_t)r->local_id)
-                                                           : json_null()) ||
-        json_object_set_new(o, "nearest", json_pack("{s:o, s:o}", "ref",
-                                                    value_INDEX(r->r.nearest_ref), "distance",
-                                                    value_REAL(r->r.nearest_distance)))) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
+/* A log record: the shared fields, its time and source, the replica that scored it with
+ * the row's id in that replica's own log, and its nearest neighbour. */
+static void put_record(jsonw *w, const api_score_record *r) {
+    char time[40];
+    jsonw_open(w, '{');
+    put_score_fields(w, r);
+    jsonw_key(w, "time");
+    if (timestamp_text(r->ts_ms, time)) jsonw_null(w);
+    else jsonw_string(w, time);
+    jsonw_key(w, "source");
+    put_tag(w, r->source);
+    jsonw_key(w, "replica_id");
+    put_tag(w, r->replica_id);
+    jsonw_key(w, "local_id");
+    put_log_id(w, r->local_id);
+    jsonw_key(w, "nearest");
+    jsonw_open(w, '{');
+    jsonw_key(w, "ref");
+    jsonw_int(w, r->r.nearest_ref);
+    jsonw_key(w, "distance");
+    jsonw_real(w, r->r.nearest_distance);
+    jsonw_close(w, '}');
+    jsonw_close(w, '}');
 }
 
 char *api_encode_score_page(const api_score_record *rec, int n, int64_t since_id) {
-    json_t *scores = json_array();
-    json_t *root = json_pack("{s:o, s:I}", "scores", scores, "next_since_id",
-                             (json_int_t)(n ? rec[n - 1].log_id : since_id));
-    if (!root) return NULL;
-    for (int i = 0; i < n; i++)
-        if (json_array_append_new(scores, record(&rec[i]))) {
-            json_decref(root);
-            return NULL;
-        }
-    return dump(root);
+    jsonw w = {0};
+    jsonw_open(&w, '{');
+    jsonw_key(&w, "scores");
+    jsonw_open(&w, '[');
+    for (int i = 0; i < n; i++) put_record(&w, &rec[i]);
+    jsonw_close(&w, ']');
+    jsonw_key(&w, "next_since_id");
+    jsonw_int(&w, n ? rec[n - 1].log_id : since_id);
+    jsonw_close(&w, '}');
+    return jsonw_finish(&w, NULL);
 }
 
-char *api_encode_score_record(const api_score_record *rec) { return dump(record(rec)); }
+char *api_encode_score_record(const api_score_record *rec) {
+    jsonw w = {0};
+    put_record(&w, rec);
+    return jsonw_finish(&w, NULL);
+}
 
 char *api_encode_result_line(size_t index, const int32_t *label, const detector_result *r) {
-    json_t *o = json_pack("{s:I}", "index", (json_int_t)index);
-    int rc = !o || (label && json_object_set_new(o, "label", json_integer(*label)));
-#define PUT(name, type, group, doc) if (!rc) rc = json_object_set_new(o, #name, value_##type(r->name));
-    DETECTOR_RESULT_FIELDS(PUT)
-#undef PUT
-    if (!rc) return dump(o);
-    json_decref(o);
-    return NULL;
+    jsonw w = {0};
+    jsonw_open(&w, '{');
+    jsonw_key(&w, "index");
+    jsonw_int(&w, (int64_t)index);
+    if (label) {
+        jsonw_key(&w, "label");
+        jsonw_int(&w, *label);
+    }
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        jsonw_key(&w, FIELD[i].name);
+        put_field(&w, r, i);
+    }
+    jsonw_close(&w, '}');
+    return jsonw_finish(&w, NULL);
 }
 
 char *api_encode_sample(const api_sample *s) {
-    json_t *o = json_pack("{s:I, s:s, s:s, s:[i, i, i], s:o}", "log_id",
-                          (json_int_t)s->log_id, "model", s->model, "version", s->version,
-                          "shape", s->shape[0], s->shape[1], s->shape[2], "input",
-                          float_array(s->x, s->dim));
+    jsonw w = {0};
+    jsonw_open(&w, '{');
+    jsonw_key(&w, "log_id");
+    jsonw_int(&w, s->log_id);
+    jsonw_key(&w, "model");
+    jsonw_string(&w, s->model);
+    jsonw_key(&w, "version");
+    jsonw_string(&w, s->version);
+    jsonw_key(&w, "shape");
+    jsonw_open(&w, '[');
+    for (int i = 0; i < 3; i++) jsonw_int(&w, s->shape[i]);
+    jsonw_close(&w, ']');
+    jsonw_key(&w, "input");
+    put_floats(&w, s->x, s->dim);
     /* neighbors, squared_error and reconstruction, as a score's explain gives them */
     api_score_detail d = {.k = s->k, .ref = s->ref, .distance = s->distance, .x = s->x,
                           .x_rec = s->x_rec, .dim = s->dim};
-    if (o && add_detail(o, &d, 0)) {
-        json_decref(o);
-        return NULL;
-    }
-    return dump(o);
+    put_detail(&w, &d, 0);
+    jsonw_close(&w, '}');
+    return jsonw_finish(&w, NULL);
 }
 
 /* The summary of a model: what GET /v1/models lists. */
@@ -1100,12 +1174,12 @@ char *api_encode_stats(const api_model_stats *s, int n, int64_t now_ms) {
 }
 
 /* Output which of record r as a JSON value. */
-static json_t *v2_json_value(const api_score_record *r, int which) {
+static void v2_put_json(jsonw *w, const api_score_record *r, int which) {
     switch (which) {
-    case API_V2_SCORE: return num(r->r.score);
-    case API_V2_IS_ANOMALY: return json_boolean(r->r.is_anomaly);
-    case API_V2_P_VALUE: return num(r->r.p_value);
-    default: return json_integer((json_int_t)r->log_id);
+    case API_V2_SCORE: jsonw_real(w, r->r.score); break;
+    case API_V2_IS_ANOMALY: jsonw_bool(w, r->r.is_anomaly); break;
+    case API_V2_P_VALUE: jsonw_real(w, r->r.p_value); break;
+    default: jsonw_int(w, r->log_id);
     }
 }
 
@@ -1119,59 +1193,57 @@ static void v2_put_value(uint8_t *p, const api_score_record *r, int which) {
     }
 }
 
-/* The output tensors of n records as out asks for them into outputs: JSON data, or the
- * binary data's size (added to *binary). 0, or -1 when out of memory. */
-static int v2_tensors(json_t *outputs, const api_score_record *rec, int n,
-                      const api_v2_outputs *out, size_t *binary) {
-    for (int k = 0; k < out->n; k++) {
-        int w = out->which[k];
-        json_t *t = json_pack("{s:s, s:s, s:[i]}", "name", V2_OUTPUT[w].name, "datatype",
-                              V2_OUTPUT[w].datatype, "shape", n);
-        if (json_array_append_new(outputs, t)) return -1;
-        if (out->binary[k]) {
-            size_t bytes = (size_t)n * V2_OUTPUT[w].size;
-            *binary += bytes;
-            if (json_object_set_new(t, "parameters", json_pack("{s:I}", "binary_data_size",
-                                                               (json_int_t)bytes)))
-                return -1;
-            continue;
-        }
-        json_t *data = json_array();
-        if (json_object_set_new(t, "data", data)) return -1;
-        for (int i = 0; i < n; i++)
-            if (json_array_append_new(data, v2_json_value(&rec[i], w))) return -1;
-    }
-    return 0;
-}
-
 char *api_encode_v2_infer(const char *model, const char *version, const char *id,
                           const api_score_record *rec, int n, const api_v2_outputs *out,
                           size_t *len, size_t *json_len) {
-    json_t *outputs = json_array();
-    json_t *root = json_pack("{s:s, s:s, s:o}", "model_name", model, "model_version", version,
-                             "outputs", outputs);
-    size_t binary = 0;
-    if (!root || (*id && json_object_set_new(root, "id", json_string(id))) ||
-        v2_tensors(outputs, rec, n, out, &binary)) {
-        json_decref(root);
-        return NULL;
+    jsonw w = {0};
+    jsonw_open(&w, '{');
+    jsonw_key(&w, "model_name");
+    jsonw_string(&w, model);
+    jsonw_key(&w, "model_version");
+    jsonw_string(&w, version);
+    jsonw_key(&w, "outputs");
+    jsonw_open(&w, '[');
+    for (int k = 0; k < out->n; k++) {
+        int which = out->which[k];
+        jsonw_open(&w, '{');
+        jsonw_key(&w, "name");
+        jsonw_string(&w, V2_OUTPUT[which].name);
+        jsonw_key(&w, "datatype");
+        jsonw_string(&w, V2_OUTPUT[which].datatype);
+        jsonw_key(&w, "shape");
+        jsonw_open(&w, '[');
+        jsonw_int(&w, n);
+        jsonw_close(&w, ']');
+        if (out->binary[k]) {
+            jsonw_key(&w, "parameters");
+            jsonw_open(&w, '{');
+            jsonw_key(&w, "binary_data_size");
+            jsonw_int(&w, (int64_t)((size_t)n * V2_OUTPUT[which].size));
+            jsonw_close(&w, '}');
+        } else {
+            jsonw_key(&w, "data");
+            jsonw_open(&w, '[');
+            for (int i = 0; i < n; i++) v2_put_json(&w, &rec[i], which);
+            jsonw_close(&w, ']');
+        }
+        jsonw_close(&w, '}');
     }
-    char *text = dump(root);
-    if (!text) return NULL;
-    size_t head = strlen(text);
-    *len = *json_len = head;
-    if (!binary) return text;
-    char *body = realloc(text, head + binary + 1);
-    if (!body) {
-        free(text);
-        return NULL;
+    jsonw_close(&w, ']');
+    if (*id) {
+        jsonw_key(&w, "id");
+        jsonw_string(&w, id);
     }
-    uint8_t *p = (uint8_t *)body + head;
-    for (int k = 0; k < out->n; k++)
-        for (int i = 0, w = out->which[k]; out->binary[k] && i < n; i++, p += V2_OUTPUT[w].size)
-            v2_put_value(p, &rec[i], w);
-    body[head + binary] = 0;
-    *len = head + binary;
+    jsonw_close(&w, '}');
+    size_t head = w.len;
+    for (int k = 0; k < out->n; k++)           /* the binary outputs' data, in their order */
+        for (int i = 0, which = out->which[k]; out->binary[k] && i < n; i++) {
+            uint8_t v[8];
+            v2_put_value(v, &rec[i], which);
+            jsonw_bytes((const char *)v, V2_OUTPUT[which].size, &w);
+        }
+    char *body = jsonw_finish(&w, len);
+    if (body) *json_len = head;
     return body;
 }
 

@@ -7,7 +7,10 @@
  * refuse malformed JSON, duplicate keys, wrong types, non-finite or out-of-range
  * numbers, wrong sample lengths and oversized batches with an api_error naming the
  * HTTP status, a stable machine code and a message a caller can act on. Encoders
- * return malloc'd NUL-terminated JSON text (free it), or NULL when out of memory. */
+ * return malloc'd NUL-terminated JSON text (free it), or NULL when out of memory or when a
+ * string they are given is not UTF-8. The hottest answers (score, log records, the held
+ * sample, result lines, V2 infer) are written by jsonw.h, the rest dumped by jansson: the
+ * same text either way. */
 #ifndef ANODM_API_H
 #define ANODM_API_H
 

@@ -1,8 +1,12 @@
-/* The pieces of the daemon's JSON answers, byte for byte as jansson writes them:
+/* The daemon's answers, byte for byte as jansson wrote them. First the pieces:
  * proto/decimal.c's decimal_digits against printf's digits, proto/jsonw.c's reals and
  * strings against jansson's text of them, on many random values (reals of every magnitude
  * and kind: subnormals, ties of 9 digits, NaN and infinities as null; strings of every
- * kind of character, some not UTF-8, which both refuse). */
+ * kind of character, some not UTF-8, which both refuse). Then the hot answers proto/api.c
+ * writes with jsonw (score, log record, page, held sample, result line, V2 infer) against
+ * jansson's text of the same answers on random records: the oracle below builds each as a
+ * jansson tree, member by member in the wire format's order (proto/openapi.yaml), and
+ * dumps it with the daemon's flags. */
 #include <float.h>
 #include <jansson.h>
 #include <math.h>
@@ -10,10 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "api.h"
 #include "check.h"
 #include "decimal.h"
 #include "jsonw.h"
+#include "le.h"
 #include "rng.h"
 
 /* The daemon's dump flags, as jansson takes them. */
@@ -215,4 +222,393 @@ TEST(jsonw_strings_are_janssons) {
         ok = SAME_TEXT("a string", (int)round, jsonw_alone(0, s), want);
     }
     CHECK_MSG(refused > 10000 && round - refused > 10000, "%ld of %ld refused", refused, round);
+}
+
+/* ------------------------------------------------------------------ the oracle */
+
+/* A member or an element; a NULL value (a string that is not UTF-8, a real jansson
+ * refuses) spoils the whole answer, as it spoilt json_pack's. */
+static void put(json_t *o, const char *key, json_t *v, int *bad) {
+    if (!v) *bad = 1;
+    else json_object_set_new(o, key, v);
+}
+static void add(json_t *a, json_t *v, int *bad) {
+    if (!v) *bad = 1;
+    else json_array_append_new(a, v);
+}
+static json_t *o_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+static json_t *o_tag(const char *s) { return *s ? json_string(s) : json_null(); }
+static json_t *o_id(int64_t id) { return id > 0 ? json_integer((json_int_t)id) : json_null(); }
+static json_t *o_REAL(double v) { return o_num(v); }
+static json_t *o_FLAG(int v) { return json_boolean(v); }
+static json_t *o_INDEX(int32_t v) { return json_integer(v); }
+
+static char *o_dump(json_t *v, int bad) {
+    char *s = v && !bad ? json_dumps(v, JANSSON_FLAGS) : NULL;
+    json_decref(v);
+    return s;
+}
+
+/* A field of detector.h's table into o by its group: a VERDICT member, a member of
+ * "terms", an element of "position" (each box made where its first field is). */
+static void o_field(json_t *o, detector_group g, const char *name, json_t *v, int *bad) {
+    if (g == DETECTOR_GROUP_NEAREST) {
+        json_decref(v);
+        return;
+    }
+    if (g == DETECTOR_GROUP_VERDICT) {
+        put(o, name, v, bad);
+        return;
+    }
+    const char *box = g == DETECTOR_GROUP_TERM ? "terms" : "position";
+    json_t *c = json_object_get(o, box);
+    if (!c) json_object_set_new(o, box, c = g == DETECTOR_GROUP_TERM ? json_object() : json_array());
+    if (g == DETECTOR_GROUP_TERM) put(c, name, v, bad);
+    else add(c, v, bad);
+}
+
+static json_t *o_result(const api_score_record *r, int *bad) {
+    json_t *o = json_object();
+    put(o, "model", json_string(r->model), bad);
+    put(o, "version", json_string(r->version), bad);
+    put(o, "id", o_tag(r->id), bad);
+    put(o, "index", json_integer(r->index), bad);
+#define F_(name, type, group, doc) o_field(o, DETECTOR_GROUP_##group, #name, o_##type(r->r.name), bad);
+    DETECTOR_RESULT_FIELDS(F_)
+#undef F_
+    put(o, "threshold", o_num(r->threshold), bad);
+    put(o, "log_id", o_id(r->log_id), bad);
+    return o;
+}
+
+static json_t *o_floats(const float *v, size_t n, int *bad) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) add(a, o_num(v[i]), bad);
+    return a;
+}
+
+static void o_detail(json_t *o, const api_score_detail *d, int i, int *bad) {
+    if (d->r_peak) {
+        json_t *p = json_object();
+        put(p, "sample", json_integer((json_int_t)d->r_peak[i]), bad);
+        put(p, "time_s", json_real((double)d->r_peak[i] / d->fs), bad);
+        put(o, "r_peak", p, bad);
+    }
+    json_t *nb = json_array();
+    for (int j = 0; j < d->k; j++) {
+        size_t at = (size_t)i * (size_t)d->k + (size_t)j;
+        json_t *e = json_object();
+        put(e, "ref", json_integer(d->ref[at]), bad);
+        put(e, "distance", o_num(d->distance[at]), bad);
+        add(nb, e, bad);
+    }
+    put(o, "neighbors", nb, bad);
+    if (!d->x_rec) return;
+    const float *x = d->x + (size_t)i * d->dim, *rec = d->x_rec + (size_t)i * d->dim;
+    json_t *se = json_array();
+    for (size_t j = 0; j < d->dim; j++)
+        add(se, o_num(((double)x[j] - rec[j]) * ((double)x[j] - rec[j])), bad);
+    put(o, "squared_error", se, bad);
+    put(o, "reconstruction", o_floats(rec, d->dim, bad), bad);
+}
+
+static char *o_score(const char *model, const char *version, const api_score_record *rec,
+                     int n, const api_score_detail *d) {
+    int bad = 0;
+    json_t *root = json_object(), *results = json_array();
+    put(root, "model", json_string(model), &bad);
+    put(root, "version", json_string(version), &bad);
+    put(root, "results", results, &bad);
+    for (int i = 0; i < n; i++) {
+        json_t *o = o_result(&rec[i], &bad);
+        o_detail(o, d, i, &bad);
+        add(results, o, &bad);
+    }
+    return o_dump(root, bad);
+}
+
+static json_t *o_record(const api_score_record *r, int *bad) {
+    json_t *o = o_result(r, bad);
+    time_t t = (time_t)(r->ts_ms / 1000);
+    struct tm tm;
+    char buf[40];
+    if (gmtime_r(&t, &tm)) {
+        size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(r->ts_ms % 1000));
+        put(o, "time", json_string(buf), bad);
+    } else {
+        put(o, "time", json_null(), bad);
+    }
+    put(o, "source", o_tag(r->source), bad);
+    put(o, "replica_id", o_tag(r->replica_id), bad);
+    put(o, "local_id", o_id(r->local_id), bad);
+    json_t *nearest = json_object();
+    put(nearest, "ref", json_integer(r->r.nearest_ref), bad);
+    put(nearest, "distance", o_num(r->r.nearest_distance), bad);
+    put(o, "nearest", nearest, bad);
+    return o;
+}
+
+static char *o_page(const api_score_record *rec, int n, int64_t since_id) {
+    int bad = 0;
+    json_t *root = json_object(), *scores = json_array();
+    put(root, "scores", scores, &bad);
+    put(root, "next_since_id", json_integer((json_int_t)(n ? rec[n - 1].log_id : since_id)), &bad);
+    for (int i = 0; i < n; i++) add(scores, o_record(&rec[i], &bad), &bad);
+    return o_dump(root, bad);
+}
+
+static char *o_line(size_t index, const int32_t *label, const detector_result *r) {
+    int bad = 0;
+    json_t *o = json_object();
+    put(o, "index", json_integer((json_int_t)index), &bad);
+    if (label) put(o, "label", json_integer(*label), &bad);
+#define F_(name, type, group, doc) put(o, #name, o_##type(r->name), &bad);
+    DETECTOR_RESULT_FIELDS(F_)
+#undef F_
+    return o_dump(o, bad);
+}
+
+static char *o_sample(const api_sample *s) {
+    int bad = 0;
+    json_t *o = json_object(), *shape = json_array();
+    put(o, "log_id", json_integer((json_int_t)s->log_id), &bad);
+    put(o, "model", json_string(s->model), &bad);
+    put(o, "version", json_string(s->version), &bad);
+    for (int i = 0; i < 3; i++) add(shape, json_integer(s->shape[i]), &bad);
+    put(o, "shape", shape, &bad);
+    put(o, "input", o_floats(s->x, s->dim, &bad), &bad);
+    api_score_detail d = {.k = s->k, .ref = s->ref, .distance = s->distance, .x = s->x,
+                          .x_rec = s->x_rec, .dim = s->dim};
+    o_detail(o, &d, 0, &bad);
+    return o_dump(o, bad);
+}
+
+/* The JSON header of an infer answer (the binary data after it is checked apart). */
+static char *o_v2(const char *model, const char *version, const char *id,
+                  const api_score_record *rec, int n, const api_v2_outputs *out) {
+    static const char *const name[] = {"score", "is_anomaly", "p_value", "log_id"};
+    static const char *const type[] = {"FP64", "BOOL", "FP64", "INT64"};
+    static const size_t size[] = {8, 1, 8, 8};
+    int bad = 0;
+    json_t *root = json_object(), *outputs = json_array();
+    put(root, "model_name", json_string(model), &bad);
+    put(root, "model_version", json_string(version), &bad);
+    put(root, "outputs", outputs, &bad);
+    if (*id) put(root, "id", json_string(id), &bad);
+    for (int k = 0; k < out->n; k++) {
+        int w = out->which[k];
+        json_t *t = json_object(), *shape = json_array();
+        put(t, "name", json_string(name[w]), &bad);
+        put(t, "datatype", json_string(type[w]), &bad);
+        add(shape, json_integer(n), &bad);
+        put(t, "shape", shape, &bad);
+        if (out->binary[k]) {
+            json_t *p = json_object();
+            put(p, "binary_data_size", json_integer((json_int_t)(n * size[w])), &bad);
+            put(t, "parameters", p, &bad);
+        } else {
+            json_t *data = json_array();
+            for (int i = 0; i < n; i++)
+                add(data, w == API_V2_SCORE        ? o_num(rec[i].r.score)
+                          : w == API_V2_IS_ANOMALY ? json_boolean(rec[i].r.is_anomaly)
+                          : w == API_V2_P_VALUE    ? o_num(rec[i].r.p_value)
+                                                   : json_integer((json_int_t)rec[i].log_id),
+                    &bad);
+            put(t, "data", data, &bad);
+        }
+        add(outputs, t, &bad);
+    }
+    return o_dump(root, bad);
+}
+
+/* ------------------------------------------------------------------ random answers */
+
+static int64_t random_int(rng_t *r) {
+    switch (rng_below(r, 4)) {
+    case 0: return (int64_t)rng_u64(r);
+    case 1: return (int64_t)rng_below(r, 2001) - 1000;
+    case 2: return rng_below(r, 2) ? INT64_MAX : INT64_MIN;
+    default: return (int64_t)(rng_u64(r) >> rng_below(r, 64));
+    }
+}
+
+static void random_record(rng_t *r, api_score_record *rec) {
+    memset(rec, 0, sizeof *rec);
+    rec->log_id = random_int(r);
+    rec->local_id = random_int(r);
+    /* times from before 1970 to past 9999 (gmtime_r fails at the far ends: null) */
+    rec->ts_ms = rng_below(r, 8) ? (int64_t)rng_below(r, 400000000000000ULL) - 100000000000000LL
+                                 : random_int(r);
+    rec->index = (int)random_int(r);
+    random_string(r, rec->model, API_NAME_MAX / 2);
+    random_string(r, rec->version, sizeof rec->version);
+    random_string(r, rec->id, sizeof rec->id);
+    random_string(r, rec->source, sizeof rec->source);
+    random_string(r, rec->replica_id, sizeof rec->replica_id);
+    rec->threshold = random_real(r);
+#define SET_REAL(v) v = random_real(r)
+#define SET_FLAG(v) v = (int)rng_below(r, 3) - (rng_below(r, 4) == 0)
+#define SET_INDEX(v) v = (int32_t)random_int(r)
+#define F_(name, type, group, doc) SET_##type(rec->r.name);
+    DETECTOR_RESULT_FIELDS(F_)
+#undef F_
+#undef SET_REAL
+#undef SET_FLAG
+#undef SET_INDEX
+}
+
+static float random_float(rng_t *r) { return (float)random_real(r); }
+
+/* ------------------------------------------------------------------ the answers */
+
+TEST(api_encode_score_is_janssons) {
+    enum { MAX_N = 4, MAX_K = 5, MAX_DIM = 12 };
+    rng_t r;
+    rng_seed(&r, 17);
+    int texts = 0, refused = 0;
+    for (int round = 0; round < 6000; round++) {
+        api_score_record rec[MAX_N];
+        int32_t ref[MAX_N * MAX_K];
+        float dist[MAX_N * MAX_K], x[MAX_N * MAX_DIM], x_rec[MAX_N * MAX_DIM];
+        int64_t peak[MAX_N];
+        int n = 1 + (int)rng_below(&r, MAX_N);
+        for (int i = 0; i < n; i++) random_record(&r, &rec[i]);
+        api_score_detail d = {.k = (int)rng_below(&r, MAX_K + 1), .ref = ref, .distance = dist,
+                              .x = x, .dim = 1 + rng_below(&r, MAX_DIM)};
+        for (int i = 0; i < MAX_N * MAX_K; i++) {
+            ref[i] = (int32_t)random_int(&r);
+            dist[i] = random_float(&r);
+        }
+        for (int i = 0; i < MAX_N * MAX_DIM; i++) {
+            x[i] = random_float(&r);
+            x_rec[i] = rng_below(&r, 4) ? x[i] + (float)random_real(&r) * 1e-3f : random_float(&r);
+        }
+        if (rng_below(&r, 2)) d.x_rec = x_rec;
+        if (rng_below(&r, 3) == 0) {
+            d.r_peak = peak;
+            d.fs = 1 + (int)rng_below(&r, 10000);
+            for (int i = 0; i < n; i++) peak[i] = random_int(&r) >> rng_below(&r, 64);
+        }
+        char model[API_NAME_MAX + 1], version[API_VERSION_LEN + 1];
+        random_string(&r, model, sizeof model);
+        random_string(&r, version, sizeof version);
+        char *want = o_score(model, version, rec, n, &d);
+        texts += want != NULL;
+        refused += want == NULL;
+        if (!SAME_TEXT("api_encode_score", round,
+                       api_encode_score(model, version, rec, n, &d), want))
+            break;
+    }
+    CHECK_MSG(texts > 2000 && refused > 100, "%d texts, %d refused", texts, refused);
+}
+
+TEST(api_encode_records_are_janssons) {
+    enum { MAX_N = 5 };
+    rng_t r;
+    rng_seed(&r, 18);
+    for (int round = 0; round < 6000; round++) {
+        api_score_record rec[MAX_N];
+        int n = (int)rng_below(&r, MAX_N + 1);
+        for (int i = 0; i < n; i++) random_record(&r, &rec[i]);
+        int64_t since = random_int(&r);
+        if (!SAME_TEXT("api_encode_score_page", round, api_encode_score_page(rec, n, since),
+                       o_page(rec, n, since)))
+            break;
+        if (n) {
+            int bad = 0;
+            json_t *o = o_record(&rec[0], &bad);
+            char *want = o_dump(o, bad);
+            if (!SAME_TEXT("api_encode_score_record", round, api_encode_score_record(&rec[0]),
+                           want))
+                break;
+            int32_t label = (int32_t)random_int(&r);
+            size_t index = (size_t)rng_u64(&r) >> rng_below(&r, 64);
+            const int32_t *l = rng_below(&r, 2) ? &label : NULL;
+            if (!SAME_TEXT("api_encode_result_line", round, api_encode_result_line(index, l, &rec[0].r),
+                           o_line(index, l, &rec[0].r)))
+                break;
+        }
+    }
+}
+
+TEST(api_encode_sample_is_janssons) {
+    enum { MAX_K = 5, MAX_DIM = 40 };
+    rng_t r;
+    rng_seed(&r, 19);
+    for (int round = 0; round < 3000; round++) {
+        float x[MAX_DIM], x_rec[MAX_DIM], dist[MAX_K];
+        int32_t ref[MAX_K];
+        api_sample s = {.log_id = random_int(&r), .shape = {(int)random_int(&r), 28, 28},
+                        .dim = rng_below(&r, MAX_DIM + 1), .x = x, .x_rec = x_rec,
+                        .k = (int)rng_below(&r, MAX_K + 1), .ref = ref, .distance = dist};
+        random_string(&r, s.model, sizeof s.model);
+        random_string(&r, s.version, sizeof s.version);
+        for (int i = 0; i < MAX_DIM; i++) {
+            x[i] = random_float(&r);
+            x_rec[i] = random_float(&r);
+        }
+        for (int i = 0; i < MAX_K; i++) {
+            ref[i] = (int32_t)random_int(&r);
+            dist[i] = random_float(&r);
+        }
+        if (!SAME_TEXT("api_encode_sample", round, api_encode_sample(&s), o_sample(&s))) break;
+    }
+}
+
+/* The JSON header as jansson writes it, and after it each binary output's values in the
+ * order asked, little-endian. */
+TEST(api_encode_v2_infer_is_janssons) {
+    enum { MAX_N = 6 };
+    rng_t r;
+    rng_seed(&r, 20);
+    for (int round = 0; round < 6000; round++) {
+        api_score_record rec[MAX_N];
+        int n = 1 + (int)rng_below(&r, MAX_N);
+        for (int i = 0; i < n; i++) random_record(&r, &rec[i]);
+        api_v2_outputs out = {0};
+        unsigned used = 0;
+        int want_n = 1 + (int)rng_below(&r, API_V2_N_OUTPUTS);
+        while (out.n < want_n) {
+            int w = (int)rng_below(&r, API_V2_N_OUTPUTS);
+            if (used & (1u << w)) continue;
+            used |= 1u << w;
+            out.which[out.n] = (unsigned char)w;
+            out.binary[out.n++] = (unsigned char)rng_below(&r, 2);
+        }
+        char model[API_NAME_MAX + 1], version[API_VERSION_LEN + 1], id[API_ID_MAX + 1];
+        random_string(&r, model, sizeof model);
+        random_string(&r, version, sizeof version);
+        random_string(&r, id, sizeof id);
+        size_t len = 0, json_len = 0;
+        char *got = api_encode_v2_infer(model, version, id, rec, n, &out, &len, &json_len);
+        char *want = o_v2(model, version, id, rec, n, &out);
+        int ok = 1;
+        if (got && want) {
+            size_t at = json_len;
+            ok = json_len == strlen(want) && !memcmp(got, want, json_len) && !got[len];
+            for (int k = 0; ok && k < out.n; k++)
+                for (int i = 0; out.binary[k] && i < n; i++) {
+                    const uint8_t *p = (const uint8_t *)got + at;
+                    uint64_t bits = (uint64_t)rec[i].log_id;
+                    if (out.which[k] == API_V2_SCORE) memcpy(&bits, &rec[i].r.score, 8);
+                    if (out.which[k] == API_V2_P_VALUE) memcpy(&bits, &rec[i].r.p_value, 8);
+                    if (out.which[k] == API_V2_IS_ANOMALY) {
+                        ok &= *p == (rec[i].r.is_anomaly != 0);
+                        at += 1;
+                    } else {
+                        ok &= le_get64(p) == bits;
+                        at += 8;
+                    }
+                }
+            ok &= at == len;
+        } else {
+            ok = !got && !want;
+        }
+        CHECK_MSG(ok, "round %d: got %.*s, want %s", round, got ? (int)json_len : 6,
+                  got ? got : "(NULL)", want ? want : "(NULL)");
+        free(got);
+        free(want);
+        if (!ok) break;
+    }
 }
