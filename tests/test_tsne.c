@@ -678,13 +678,23 @@ TEST(tsne_place_tolerance_stops_early) {
     short_run.tol = 0;
     short_run.n_iter = TSNE_PLACE_STILL;
     o.tol = TSNE_MAX_PLACE_TOL;
+    /* the stage timing counts the steps taken: TSNE_PLACE_STILL a point here, n_iter
+     * without tol, in between with a small one */
+    tsne_place_timing tm = {0};
+    tsne_place_knn nb = {NULL, NULL, 1, &tm};
     CHECK(tsne_place_batch(r.m, &short_run, Q, q, 1, A, NULL, err, sizeof err) == 0);
-    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, &nb, err, sizeof err) == 0);
     for (int i = 0; i < 2 * q; i++) CHECK(A[i] == B[i]);
+    CHECK_MSG(tm.steps == (long long)q * TSNE_PLACE_STILL, "%lld steps", tm.steps);
     tsne_place_options_default(&o);
-    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, NULL, err, sizeof err) == 0);
+    tm = (tsne_place_timing){0};
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, &nb, err, sizeof err) == 0);
+    CHECK_MSG(tm.steps == (long long)q * o.n_iter, "%lld steps", tm.steps);
     o.tol = 1e-3;
-    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
+    tm = (tsne_place_timing){0};
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, &nb, err, sizeof err) == 0);
+    CHECK_MSG(tm.steps > (long long)q * TSNE_PLACE_STILL && tm.steps < (long long)q * o.n_iter,
+              "%lld steps", tm.steps);
     double worst = 0;
     for (int i = 0; i < q; i++) worst = fmax(worst, hypot(A[2 * i] - B[2 * i], A[2 * i + 1] - B[2 * i + 1]));
     CHECK_MSG(worst < 0.05, "tol 1e-3 lands %.3g map units from the full run", worst);

@@ -418,7 +418,8 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
         y[1] += b->p[r] * b->ny[r];
     }
     long long t2 = t ? clock_thread_cpu_ns() : 0;
-    for (int it = 0, still = 0; it < o->n_iter && still < TSNE_PLACE_STILL; it++) {
+    int it = 0;
+    for (int still = 0; it < o->n_iter && still < TSNE_PLACE_STILL; it++) {
         double g[2], rep[2], z;
         attract(b->p, b->nx, b->ny, k, y, g);
         tsne_map_field(m, y, o->exact, rep, &z);
@@ -434,6 +435,7 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
         t->search_ns += t1 - t0;
         t->calibrate_ns += t2 - t1;
         t->iterate_ns += t3 - t2;
+        t->steps += it;
     }
 }
 
