@@ -150,8 +150,9 @@ static void map_parts(block *b, tsne_map *m, size_t n, size_t d, size_t cells) {
 
 tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double box_width,
                           char *err, size_t errlen) {
-    if (n < 1 || d < 1) {
-        snprintf(err, errlen, "tsne map: need at least one point (n=%d, d=%d)", n, d);
+    if (n < 1 || d < 1 || d > KNN_INDEX_MAX_D) {
+        snprintf(err, errlen, "tsne map: need at least one point of 1..%d dimensions (n=%d, d=%d)",
+                 KNN_INDEX_MAX_D, n, d);
         return NULL;
     }
     if (tsne_check_finite(X, (size_t)n * d, "tsne map latents", err, errlen) ||
