@@ -9,9 +9,21 @@
  * floor is the stage's floating-point work divided by the single-thread sgemm rate
  * measured in the same run: as fast as this core does arithmetic. Only stages whose work
  * is arithmetic get one (parsing, printing and the perplexity's exponentials do not).
- * The SQLite row and the HTTP exchange are the daemon's (tests/bench_daemon.sh). */
+ * The iterations' floor counts the gradient steps placement reports having taken
+ * (tsne_place_timing.steps, averaged over the B=1 run's samples; placement is batch-
+ * invariant, so every batch size takes the same steps), not the bundle's n_iter cap:
+ * the stopping rule (tol) ends most placements long before it. The neighbour search's
+ * floor is a full scan of the reference (what an exact answer costs without an index).
+ * Each timed interval is two reads of the thread CPU clock, a system call that costs CPU
+ * time itself (about 0.6 us in the VM this was written on); the cost of one read,
+ * measured in the same run (the gap between back-to-back reads), is taken off each
+ * interval: per batch for the stages the scorer and the JSON steps time once a batch,
+ * per sample for placement's search, calibration and iterations, and placement as a whole
+ * holds four reads per sample besides (placement's own stage timing). The header prints
+ * it. The SQLite row and the HTTP exchange are the daemon's (tests/bench_daemon.sh). */
 #include <cblas.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +57,19 @@ static double sgemm_gflops(void) {
     return 2.0 * SGEMM_N * SGEMM_N * SGEMM_N * (double)reps / (double)(t - t0);
 }
 
+/* The thread CPU time one clock read adds to a timed interval: the mean gap between
+ * back-to-back reads, the least of 20 rounds of 1000 (a round the machine disturbed
+ * would overstate it). */
+static double clock_read_ns(void) {
+    double best = INFINITY;
+    for (int round = 0; round < 20; round++) {
+        long long t0 = clock_thread_cpu_ns(), t = t0;
+        for (int i = 0; i < 1000; i++) t = clock_thread_cpu_ns();
+        best = fmin(best, (double)(t - t0) / 1000);
+    }
+    return best;
+}
+
 /* {"samples": [[...], ...]} for B samples of dim values, as a client would print them. */
 static char *request_body(const float *x, int B, size_t dim, size_t *len) {
     size_t cap = 32 + (size_t)B * (dim * 18 + 4);
@@ -71,9 +96,11 @@ static const char *const STAGE_NAME[ST_N] = {
 
 /* Score the first n samples of x in batches of B through a fresh scorer, the request
  * decoded and the answer encoded as the daemon does; ns[stage] gets the CPU time per
- * sample. 0, or -1 with err. */
+ * sample, less the clock reads' own (clock_ns a read, see the top), *steps the
+ * placement's gradient steps per sample. 0, or -1 with err. */
 static int run_batches(const detector *d, const float *x, size_t n, size_t dim, int B,
-                       double ns[ST_N], char *err, size_t errlen) {
+                       double clock_ns, double ns[ST_N], double *steps, char *err,
+                       size_t errlen) {
     const int k = d->k;
     scorer *s = scorer_create(d, B, err, errlen);
     detector_result *res = malloc((size_t)B * sizeof *res);
@@ -126,6 +153,14 @@ static int run_batches(const detector *d, const float *x, size_t n, size_t dim, 
     ns[ST_MEMORY] = (double)t.memory_ns * per;
     ns[ST_FINISH] = (double)t.finish_ns * per;
     ns[ST_ENCODE] = (double)encode * per;
+    *steps = (double)t.place.steps * per;
+    for (int st = 0; st < ST_N; st++) {
+        int inner = st == ST_SEARCH || st == ST_CALIBRATE || st == ST_ITERATE;
+        if (inner && d->mode != PLACE_SINGLE) continue;      /* not timed */
+        ns[st] -= inner ? clock_ns : clock_ns / B + (st == ST_PLACE && d->mode == PLACE_SINGLE
+                                                     ? 4.0 * clock_ns : 0.0);
+        ns[st] = ns[st] > 0.0 ? ns[st] : 0.0;   /* a stage shorter than the reads' noise */
+    }
     scorer_free(s);
     free(res);
     free(rec);
@@ -138,14 +173,16 @@ static int run_batches(const detector *d, const float *x, size_t n, size_t dim, 
  * floor): the network's multiply-adds, the neighbour scan's distance (a subtraction and a
  * multiply-add per coordinate of every reference latent), and per placement iteration
  * the attraction of k neighbours (about 10 operations each) and the field's interpolation
- * (9 nodes x 4 potentials, about 100). */
-static void stage_flops(const detector *d, double flops[ST_N]) {
+ * (9 nodes x 4 potentials, about 100), times the steps placement took per sample (steps:
+ * the stopping rule ends most placements well before the n_iter cap, so the cap would
+ * overstate the work). */
+static void stage_flops(const detector *d, double steps, double flops[ST_N]) {
     memset(flops, 0, ST_N * sizeof *flops);
     const int k = tsne_neighbours(d->place.perplexity);
     flops[ST_FORWARD] = 2.0 * (net_macs_per_sample(&d->vae.enc) + net_macs_per_sample(&d->vae.dec));
     if (d->mode == PLACE_SINGLE) {
         flops[ST_SEARCH] = 3.0 * d->n_ref * d->vae.arch.latent;
-        flops[ST_ITERATE] = (double)d->place.n_iter * (10.0 * k + 100.0);
+        flops[ST_ITERATE] = steps * (10.0 * k + 100.0);
         flops[ST_PLACE] = flops[ST_SEARCH] + flops[ST_ITERATE];
     }
 }
@@ -201,23 +238,26 @@ int cmd_bench_score(int argc, char **argv) {
     int rc = cli_load_data(&data, &src, 0, err, sizeof err) ||
              cli_check_input(&data, &d.vae.arch, err, sizeof err);
     size_t n = data.n < (size_t)n_samples ? data.n : (size_t)n_samples;
-    double ns[MAX_BATCHES][ST_N], flops[ST_N], gflops = rc ? 0.0 : sgemm_gflops();
+    double ns[MAX_BATCHES][ST_N], steps[MAX_BATCHES], flops[ST_N];
+    double gflops = rc ? 0.0 : sgemm_gflops(), clock_ns = rc ? 0.0 : clock_read_ns();
     for (int i = 0; rc == 0 && i < n_batches; i++) {
         if ((size_t)batches[i] > n) {
             snprintf(err, sizeof err, "batch %d is larger than the %zu samples", batches[i], n);
             rc = -1;
         } else {
-            rc = run_batches(&d, data.x, n, data.dim, batches[i], ns[i], err, sizeof err);
+            rc = run_batches(&d, data.x, n, data.dim, batches[i], clock_ns, ns[i], &steps[i],
+                             err, sizeof err);
         }
     }
     if (rc) {
         fprintf(stderr, "anodm bench-score: %s\n", err);
     } else {
-        stage_flops(&d, flops);
+        stage_flops(&d, steps[0], flops);
         printf("anodm bench-score: %s, %zu samples per batch size, blas kernel %s, "
                "sgemm on one thread %.1f GFLOP/s\n", argv[optind], n, blas_kernel_name(), gflops);
         printf("CPU time per sample, microseconds (thread CPU time; one thread, the scorer "
-               "as the daemon runs it)\n%-20s", "stage");
+               "as the daemon runs it; less %.2f us a clock read)\n%-20s", clock_ns / 1e3,
+               "stage");
         for (int i = 0; i < n_batches; i++) printf("  %8s%-4d", "B=", batches[i]);
         printf("  %9s  %8s  %s\n", "floor", "B=1/floor", "FLOPs");
         double total[MAX_BATCHES] = {0};
@@ -237,6 +277,9 @@ int cmd_bench_score(int argc, char **argv) {
         printf("%-20s", "total");
         for (int i = 0; i < n_batches; i++) printf("  %12.2f", total[i] / 1e3);
         printf("\n");
+        if (d.mode == PLACE_SINGLE)
+            printf("placement's gradient steps per sample: %.1f (of at most %d; tol %g), "
+                   "the iterations' floor counts these\n", steps[0], d.place.n_iter, d.place.tol);
     }
     dataset_free(&data);
     detector_free(&d);

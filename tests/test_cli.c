@@ -449,7 +449,7 @@ TEST(cli_train_bundle_end_to_end) {
     /* Where the time goes: every stage, at each batch size asked for. */
     EXPECT_RUN(run_cli("bench-score %s %s --batches 1,7 --samples 21", b1, dir), 0, "B=7",
                "forward (VAE)", "neighbour search", "calibration", "iterations", "encode JSON",
-               "GFLOP/s", "total");
+               "GFLOP/s", "total", "gradient steps per sample", "us a clock read");
     EXPECT_RUN(run_cli("bench-score %s %s --batches 0", b1, dir), 2, "--batches");
     EXPECT_RUN(run_cli("bench-score %s %s --batches 64 --samples 20", b1, dir), 1,
                "batch 64 is larger than the 20 samples");

@@ -162,21 +162,25 @@ TEST(tsne_knn_packed_matches_brute_force_with_ties) {
     }
 }
 
-/* The index (reordered rows, segments skipped by the triangle inequality) against the
- * plain packed scan, bit for bit: clustered data, a coarse grid full of ties and
- * duplicate rows, sizes off the segment grid and below one segment, k from 1 to the
- * limit, queries near and far (far: every segment but the nearest is skipped), and
- * rows so large that every distance is +inf. */
+/* The index (reordered rows, segments skipped by the triangle inequality, rows by the
+ * code scan) against the plain packed scan, bit for bit, with every code-scan kernel this
+ * CPU has: clustered data, a coarse grid full of ties and duplicate rows, all rows equal
+ * (a grid of one point), sizes off the segment and tile grid and below one tile,
+ * dimensions off the quad of the codes (1, 7, 17), k from 1 to the limit, queries near
+ * and far (far: every segment but the nearest is skipped, and outside the rows' box),
+ * and distances of +inf: rows so large, or a query so far, that every sum overflows. */
 TEST(tsne_knn_index_matches_packed_scan) {
-    static const int cases[][4] = {   /* n, d, k, kind: 0 blobs, 1 grid, 2 huge */
+    static const int cases[][4] = {   /* n, d, k, kind: 0 blobs, 1 grid, 2 huge, 3 equal */
         { 3000, 16, 90, 0 }, { 3000, 16, 90, 1 }, { 1001, 7, 300, 0 }, { 777, 3, 1, 1 },
-        { 50, 5, 50, 1 }, { 65, 16, 64, 0 }, { 300, 8, 30, 2 }, { 4100, 2, 15, 1 } };
+        { 50, 5, 50, 1 }, { 65, 16, 64, 0 }, { 300, 8, 30, 2 }, { 4100, 2, 15, 1 },
+        { 700, 17, 40, 0 }, { 300, 1, 20, 1 }, { 5, 4, 5, 0 }, { 200, 16, 90, 3 } };
     rng_t r;
     rng_seed(&r, 78);
+    int kernels = 0;
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
         int n = cases[s][0], d = cases[s][1], k = cases[s][2], kind = cases[s][3];
         float *X = kind == 0 ? blobs(n, d, 7, 30 + s) : malloc((size_t)n * d * sizeof *X);
-        float *P = malloc(knn_packed_floats(n, d) * sizeof *P), q[16];
+        float *P = malloc(knn_packed_floats(n, d) * sizeof *P), q[17];
         CHECK(X && P);
         if (!X || !P) {
             free(X); free(P);
@@ -184,28 +188,43 @@ TEST(tsne_knn_index_matches_packed_scan) {
         }
         for (size_t e = 0; kind && e < (size_t)n * d; e++) {
             double v = rng_normal(&r);
-            X[e] = kind == 1 ? (float)floor(v * 1.5) : (float)(v * 1e20);
+            X[e] = kind == 1 ? (float)floor(v * 1.5) : kind == 2 ? (float)(v * 1e20) : 0.25f;
         }
         knn_pack(P, X, n, d);
         knn_index *ix = knn_index_create(X, n, d);
         CHECK(ix != NULL);
         int ia[KNN_MAX_K], ib[KNN_MAX_K];
         float da[KNN_MAX_K], db[KNN_MAX_K];
-        for (int i = 0; ix && i < 40; i++) {
-            /* reference rows, points near them, and points far out (scale 30) */
-            const float *row = X + (size_t)(i * 53 % n) * d;
-            for (int c = 0; c < d; c++)
-                q[c] = i % 3 == 0 ? row[c]
-                                  : row[c] + (float)rng_normal(&r) * (i % 3 == 1 ? 0.5f : 30.0f);
-            knn_query_packed(P, n, d, q, k, -1, ia, da);
-            knn_index_query(ix, q, k, ib, db);
-            int same = 1;
-            for (int j = 0; j < k; j++) same &= ia[j] == ib[j] && memcmp(&da[j], &db[j], 4) == 0;
-            CHECK_MSG(same, "case %zu query %d: the index differs from the scan", s, i);
+        int chosen = ix ? knn_index_kernel(ix) : -1;
+        CHECK(ix && knn_index_use_kernel(ix, KNN_KERNELS) == -1 &&
+              knn_index_use_kernel(ix, -1) == -1);
+        for (int kernel = 0; ix && kernel < KNN_KERNELS; kernel++) {
+            if (knn_index_use_kernel(ix, kernel)) continue;      /* not on this CPU */
+            CHECK_MSG(kernel <= chosen, "kernel %d runs here, yet the index chose %d", kernel,
+                      chosen);
+            kernels |= 1 << kernel;
+            for (int i = 0; i < 120; i++) {
+                /* reference rows, points near them, points far out (scale 30), and, for
+                 * the last few, a point 1e20 away (every distance +inf) */
+                const float *row = X + (size_t)(i * 53 % n) * d;
+                for (int c = 0; c < d; c++)
+                    q[c] = i >= 116 ? row[c] + (c == 0 ? 1e20f : 0.0f)
+                           : i % 3 == 0 ? row[c]
+                           : row[c] + (float)rng_normal(&r) * (i % 3 == 1 ? 0.5f : 30.0f);
+                knn_query_packed(P, n, d, q, k, -1, ia, da);
+                knn_index_query(ix, q, k, ib, db);
+                int same = 1;
+                for (int j = 0; j < k; j++) same &= ia[j] == ib[j] && memcmp(&da[j], &db[j], 4) == 0;
+                CHECK_MSG(same, "case %zu kernel %d query %d: the index differs from the scan",
+                          s, kernel, i);
+            }
         }
         knn_index_free(ix);
         free(X); free(P);
     }
+    CHECK(kernels & 1 << KNN_KERNEL_PLAIN);   /* the portable kernel runs everywhere */
+    float one = 0.0f;
+    CHECK(knn_index_create(&one, 1, KNN_INDEX_MAX_D + 1) == NULL);
 }
 
 TEST(tsne_perplexity_calibration_hits_target) {
@@ -678,13 +697,23 @@ TEST(tsne_place_tolerance_stops_early) {
     short_run.tol = 0;
     short_run.n_iter = TSNE_PLACE_STILL;
     o.tol = TSNE_MAX_PLACE_TOL;
+    /* the stage timing counts the steps taken: TSNE_PLACE_STILL a point here, n_iter
+     * without tol, in between with a small one */
+    tsne_place_timing tm = {0};
+    tsne_place_knn nb = {NULL, NULL, 1, &tm};
     CHECK(tsne_place_batch(r.m, &short_run, Q, q, 1, A, NULL, err, sizeof err) == 0);
-    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, &nb, err, sizeof err) == 0);
     for (int i = 0; i < 2 * q; i++) CHECK(A[i] == B[i]);
+    CHECK_MSG(tm.steps == (long long)q * TSNE_PLACE_STILL, "%lld steps", tm.steps);
     tsne_place_options_default(&o);
-    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, NULL, err, sizeof err) == 0);
+    tm = (tsne_place_timing){0};
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, &nb, err, sizeof err) == 0);
+    CHECK_MSG(tm.steps == (long long)q * o.n_iter, "%lld steps", tm.steps);
     o.tol = 1e-3;
-    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, NULL, err, sizeof err) == 0);
+    tm = (tsne_place_timing){0};
+    CHECK(tsne_place_batch(r.m, &o, Q, q, 1, B, &nb, err, sizeof err) == 0);
+    CHECK_MSG(tm.steps > (long long)q * TSNE_PLACE_STILL && tm.steps < (long long)q * o.n_iter,
+              "%lld steps", tm.steps);
     double worst = 0;
     for (int i = 0; i < q; i++) worst = fmax(worst, hypot(A[2 * i] - B[2 * i], A[2 * i + 1] - B[2 * i + 1]));
     CHECK_MSG(worst < 0.05, "tol 1e-3 lands %.3g map units from the full run", worst);
@@ -845,6 +874,9 @@ TEST(tsne_place_bad_input) {
     for (int i = 0; i < 2 * n; i++) Y[i] = (float)(i % 17);
     char err[200] = "";
     CHECK(tsne_map_create(X, Y, 0, d, 0, err, sizeof err) == NULL);
+    /* wider than the index takes (X is read only after the check) */
+    CHECK_FAILS_WITH(tsne_map_create(X, Y, 1, KNN_INDEX_MAX_D + 1, 0, err, sizeof err) ? 0 : -1,
+                     err, "dimensions");
     Y[3] = INFINITY;
     CHECK(tsne_map_create(X, Y, n, d, 0, err, sizeof err) == NULL);
     CHECK(strstr(err, "not finite") != NULL);

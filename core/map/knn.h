@@ -43,20 +43,31 @@ void knn_query_packed(const float *packed, int n, int d, const float *q, int k, 
 
 /* An index over a fixed reference (the t-SNE map's latents) for single queries: the
  * rows reordered so that every KNN_PACK * 4 of them form a compact segment (a principal-
- * axis tree), packed as above, with each segment's centroid and radius. A query scans
- * first the segments whose centroids are nearest, which gives a threshold near the
- * final one at once (few candidates to sort out), then the others, skipping a segment
- * when the triangle inequality shows that none of its rows can be among the k nearest.
- * The results are knn_query_packed's over the rows in their own order, bit for bit:
- * the same distances summed the same way, the same (distance, index) order, whatever
- * the reordering. Built once (NULL when out of memory); read-only afterwards, so any
- * number of threads may query it. */
+ * axis tree), packed as above, with each segment's centroid and radius, and a copy of
+ * the rows in 7-bit codes on a grid over their box. A query scans first the segments
+ * whose centroids are nearest, which gives a threshold near the final one at once (few
+ * candidates to sort out), then the others, skipping a segment when the triangle
+ * inequality shows that none of its rows can be among the k nearest; in a segment that
+ * stays, the codes (a quarter of the floats' bytes) rule out rows the same way, with
+ * the grid's rounding in the bound, and only the rest are measured in float. The
+ * results are knn_query_packed's over the rows in their own order, bit for bit: the
+ * same distances summed the same way, the same (distance, index) order, whatever the
+ * reordering and whichever kernel scans the codes. Built once (NULL when out of memory,
+ * or d > KNN_INDEX_MAX_D); read-only afterwards, so any number of threads may query it. */
 typedef struct knn_index knn_index;
+#define KNN_INDEX_MAX_D 4096
 knn_index *knn_index_create(const float *X, int n, int d);
 void knn_index_free(knn_index *ix);
 size_t knn_index_bytes(const knn_index *ix);
 /* The k nearest of the n rows to q, nearest first (1 <= k <= n, k <= KNN_MAX_K). */
 void knn_index_query(const knn_index *ix, const float *q, int k, int *idx, float *dist2);
+/* The kernels that scan the codes: portable C, AVX2's byte multiply-adds, AVX-512 VNNI's.
+ * They compute the same integers, so the kernel changes the time only. knn_index_create
+ * takes the last this CPU has; knn_index_use_kernel switches (tests and benchmarks,
+ * before any query): 0, or -1 when the CPU lacks it. */
+enum { KNN_KERNEL_PLAIN, KNN_KERNEL_AVX2, KNN_KERNEL_VNNI, KNN_KERNELS };
+int knn_index_use_kernel(knn_index *ix, int kernel);
+int knn_index_kernel(const knn_index *ix);
 
 /* For each of the m rows of Q (m x d), its k nearest rows of ref (n x d), nearest
  * first, by SGEMM blocks; ref_norms: the n squared row norms. Needs 1 <= k <= n.

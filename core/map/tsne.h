@@ -188,10 +188,12 @@ int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x,
                char *err, size_t errlen);
 /* Where placement's time goes, summed over the rows placed (nanoseconds, monotonic): the
  * neighbour search, the perplexity calibration (with the start position), the gradient
- * iterations, in CPU time of the placing thread. For `anodm bench-score`; costs a clock
- * read per stage when asked for. */
+ * iterations, in CPU time of the placing thread; and the gradient steps taken (at most
+ * n_iter a row, fewer when tol stops a row early), so that the iterations' time can be
+ * read per step. For `anodm bench-score`; costs a clock read per stage when asked for. */
 typedef struct {
     long long search_ns, calibrate_ns, iterate_ns;
+    long long steps;
 } tsne_place_timing;
 /* What placement's own neighbour search can report of each row, read off it rather than
  * searched again: the distance to the nearest reference latent (tsne_map_latent_nn's

@@ -150,8 +150,9 @@ static void map_parts(block *b, tsne_map *m, size_t n, size_t d, size_t cells) {
 
 tsne_map *tsne_map_create(const float *X, const float *Y, int n, int d, double box_width,
                           char *err, size_t errlen) {
-    if (n < 1 || d < 1) {
-        snprintf(err, errlen, "tsne map: need at least one point (n=%d, d=%d)", n, d);
+    if (n < 1 || d < 1 || d > KNN_INDEX_MAX_D) {
+        snprintf(err, errlen, "tsne map: need at least one point of 1..%d dimensions (n=%d, d=%d)",
+                 KNN_INDEX_MAX_D, n, d);
         return NULL;
     }
     if (tsne_check_finite(X, (size_t)n * d, "tsne map latents", err, errlen) ||
@@ -418,7 +419,8 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
         y[1] += b->p[r] * b->ny[r];
     }
     long long t2 = t ? clock_thread_cpu_ns() : 0;
-    for (int it = 0, still = 0; it < o->n_iter && still < TSNE_PLACE_STILL; it++) {
+    int it = 0;
+    for (int still = 0; it < o->n_iter && still < TSNE_PLACE_STILL; it++) {
         double g[2], rep[2], z;
         attract(b->p, b->nx, b->ny, k, y, g);
         tsne_map_field(m, y, o->exact, rep, &z);
@@ -434,6 +436,7 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
         t->search_ns += t1 - t0;
         t->calibrate_ns += t2 - t1;
         t->iterate_ns += t3 - t2;
+        t->steps += it;
     }
 }
 
