@@ -1,19 +1,27 @@
 /* The fixed-order product (gemm.h): a 4-row by 32-column register tile for N >= 16, a
  * 16-lane dot product per output for narrower products; the last rows in a tile of
- * their own size, which sums each of them exactly as a full tile would. */
+ * their own size, which sums each of them exactly as a full tile would.
+ *
+ * The vectors are of 8 floats (a narrow sum's 16 lanes are two of them). GCC splits a
+ * vector wider than the CPU's registers through the stack: with 16-float vectors the
+ * AVX2 clone ran 30 times slower than the AVX-512 one. And on AMD Zen 4 a 512-bit
+ * broadcast occupies a floating-point pipe that a 256-bit one does not, so 256-bit
+ * vectors in AVX-512VL's 32 registers (the 4 x 32 tile is 16 of them) make the most
+ * multiply-adds a cycle there; Intel's AVX-512 parts would make more with 512-bit ones. */
 #include "gemm.h"
 #include "simd.h"
 
 #include <string.h>
 
-#define VL 16   /* floats in a vector */
+#define VL 16   /* floats in a padded run (gemm_padded_n) and lanes of a narrow sum */
+#define W 8     /* floats in a vector */
 #define MR 4    /* rows in a tile */
+#define NV 4    /* vectors in a tile's row: a 32-column panel */
 
-typedef float vf __attribute__((vector_size(4 * VL)));
-typedef int vi __attribute__((vector_size(4 * VL)));
-typedef float vf8 __attribute__((vector_size(2 * VL)));
-typedef float vf4 __attribute__((vector_size(VL)));
-typedef float vf_u __attribute__((vector_size(4 * VL), aligned(4), may_alias));
+typedef float vf __attribute__((vector_size(4 * W)));
+typedef int vi __attribute__((vector_size(4 * W)));
+typedef float vf4 __attribute__((vector_size(16)));
+typedef float vf_u __attribute__((vector_size(4 * W), aligned(4), may_alias));
 #define VLOAD(p) ((vf)*(const vf_u *)(p))
 #define VSTORE(p, v) (*(vf_u *)(p) = (v))
 
@@ -32,8 +40,8 @@ void gemm_pack(float *dst, const float *b, int K, int N) {
     /* Panels of 32 columns (the last one 16 if that covers it), each K rows contiguous,
      * so that a tile streams its panel from one place. */
     const int pn = gemm_padded_n(N);
-    for (int n0 = 0; n0 < pn; n0 += 2 * VL) {
-        const int width = pn - n0 < 2 * VL ? pn - n0 : 2 * VL;
+    for (int n0 = 0; n0 < pn; n0 += NV * W) {
+        const int width = pn - n0 < NV * W ? pn - n0 : NV * W;
         float *panel = dst + (size_t)n0 * K;
         for (int k = 0; k < K; k++)
             for (int j = 0; j < width; j++)
@@ -60,17 +68,6 @@ HOT_INLINE const float *tap(const gemm_call *g, row_at r, int t) {
     return r.off[t] >= 0 ? r.a + r.off[t] : g->zeros;
 }
 
-HOT_INLINE void epilogue_v(const gemm_call *g, vf *v, int n0) {
-    const vf zero = {0};
-    for (int i = 0; i < g->n_ops; i++) {
-        const gemm_op *o = &g->ops[i];
-        if (o->kind == GEMM_RELU)
-            *v = (vf)((vi)*v & (*v > zero));
-        else
-            *v = (*v - VLOAD(o->mean + n0)) * VLOAD(o->scale + n0) + VLOAD(o->shift + n0);
-    }
-}
-
 HOT_INLINE float epilogue_s(const gemm_call *g, float v, int n) {
     for (int i = 0; i < g->n_ops; i++) {
         const gemm_op *o = &g->ops[i];
@@ -80,95 +77,102 @@ HOT_INLINE float epilogue_s(const gemm_call *g, float v, int n) {
     return v;
 }
 
-/* Columns n0.. of one vector v into row output c: the real ones only. */
-HOT_INLINE void store_v(const gemm_call *g, float *c, vf *v, int n0) {
-    epilogue_v(g, v, n0);
-    if (g->N - n0 >= VL) {
-        VSTORE(c + n0, *v);
-    } else {
-        float tmp[VL];
-        VSTORE(tmp, *v);
-        memcpy(c + n0, tmp, sizeof(float) * (size_t)(g->N - n0));
-    }
-}
-
-/* Rows r[0 .. mr-1] by columns n0 .. n0 + nv * 16; mr and nv are constants at each
- * call, so each (mr, nv) is a loop of its own without the others' work. */
+/* Rows r[0 .. mr-1] by columns n0 .. n0 + nv * 8; mr and nv are constants at each
+ * call, so each (mr, nv) is a loop of its own without the others' work, its
+ * accumulators in registers. */
 HOT_INLINE void wide_tile(const gemm_call *g, const row_at *r, int mr, int n0, int nv) {
-    const size_t ld = (size_t)nv * VL;   /* the panel's width (gemm_pack) */
-    const vf zero = {0};
-    const vf b0 = g->bias ? VLOAD(g->bias + n0) : zero;
-    const vf b1 = g->bias && nv == 2 ? VLOAD(g->bias + n0 + VL) : zero;
-    vf c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1;
+    const size_t ld = (size_t)nv * W;   /* the panel's width (gemm_pack) */
+    vf acc[MR][NV];
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++)
+            acc[i][j] = g->bias && j < nv ? VLOAD(g->bias + n0 + j * W) : (vf){0};
     const float *w = g->w + (size_t)n0 * g->T * g->C;
     for (int t = 0; t < g->T; t++) {
-        const float *x0 = tap(g, r[0], t), *x1 = mr > 1 ? tap(g, r[1], t) : x0,
-                    *x2 = mr > 2 ? tap(g, r[2], t) : x0, *x3 = mr > 3 ? tap(g, r[3], t) : x0;
-        for (int c = 0; c < g->C; c++, w += ld) {
-            const vf w0 = VLOAD(w);
-            c00 += x0[c] * w0;
-            if (mr > 1) c10 += x1[c] * w0;
-            if (mr > 2) c20 += x2[c] * w0;
-            if (mr > 3) c30 += x3[c] * w0;
-            if (nv == 2) {
-                const vf w1 = VLOAD(w + VL);
-                c01 += x0[c] * w1;
-                if (mr > 1) c11 += x1[c] * w1;
-                if (mr > 2) c21 += x2[c] * w1;
-                if (mr > 3) c31 += x3[c] * w1;
+        const float *x[MR];
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) x[i] = i < mr ? tap(g, r[i], t) : NULL;
+        for (int c = 0; c < g->C; c++, w += ld)
+#pragma GCC unroll 4
+            for (int j = 0; j < nv; j++) {
+                const vf wj = VLOAD(w + j * W);
+#pragma GCC unroll 4
+                for (int i = 0; i < mr; i++) acc[i][j] += x[i][c] * wj;
             }
+    }
+    /* The epilogue op by op over the whole tile, then the real columns stored. */
+    for (int k = 0; k < g->n_ops; k++) {
+        const gemm_op *o = &g->ops[k];
+#pragma GCC unroll 4
+        for (int j = 0; j < nv; j++) {
+            const vf zero = {0}, mean = o->kind == GEMM_AFFINE ? VLOAD(o->mean + n0 + j * W) : zero,
+                     scale = o->kind == GEMM_AFFINE ? VLOAD(o->scale + n0 + j * W) : zero,
+                     shift = o->kind == GEMM_AFFINE ? VLOAD(o->shift + n0 + j * W) : zero;
+#pragma GCC unroll 4
+            for (int i = 0; i < mr; i++)
+                acc[i][j] = o->kind == GEMM_RELU ? (vf)((vi)acc[i][j] & (acc[i][j] > zero))
+                                                 : (acc[i][j] - mean) * scale + shift;
         }
     }
-    vf acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};  /* a copy: the
-                                                  accumulators themselves stay in registers */
+    const int real = g->N - n0;   /* columns of the panel in the product */
+#pragma GCC unroll 4
     for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nv; j++) store_v(g, r[i].c, &acc[i][j], n0 + j * VL);
+#pragma GCC unroll 4
+        for (int j = 0; j < nv; j++) {
+            if (real >= (j + 1) * W) {
+                VSTORE(r[i].c + n0 + j * W, acc[i][j]);
+            } else if (real > j * W) {
+                float tmp[W];
+                VSTORE(tmp, acc[i][j]);
+                memcpy(r[i].c + n0 + j * W, tmp, sizeof(float) * (size_t)(real - j * W));
+            }
+        }
 }
 
-/* Lane i plus lane i + 8, then i + 4, i + 2, i + 1: by halves of the vector. */
-HOT_INLINE float lanes_sum(const vf *v) {
-    vf8 lo, hi;
-    memcpy(&lo, v, sizeof lo);
-    memcpy(&hi, (const char *)v + sizeof lo, sizeof hi);
-    const vf8 s8 = lo + hi;
+/* Lane i plus lane i + 8 (s8 = lanes 0-7 plus lanes 8-15), then i + 4, i + 2, i + 1. */
+HOT_INLINE float lanes_sum(const vf *s8) {
     vf4 l4, h4;
-    memcpy(&l4, &s8, sizeof l4);
-    memcpy(&h4, (const char *)&s8 + sizeof l4, sizeof h4);
+    memcpy(&l4, s8, sizeof l4);
+    memcpy(&h4, (const char *)s8 + sizeof l4, sizeof h4);
     const vf4 s4 = l4 + h4;
     return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
-/* Fewer than 16 columns: per output, 16 lanes over each run's whole vectors, a tail sum
- * over the rest of the run, the lanes added in a fixed tree; rows r[0 .. mr-1] at once,
- * for independent chains of additions. */
+/* Fewer than 16 columns: per output, 16 lanes over each run's whole 16-float pieces (two
+ * vectors, lanes 0-7 and 8-15), a tail sum over the rest of the run, the lanes added in
+ * a fixed tree; rows r[0 .. mr-1] at once, for independent chains of additions. */
 HOT_INLINE void narrow_tile(const gemm_call *g, const row_at *r, int mr) {
     const size_t K = (size_t)g->T * g->C;
     for (int n = 0; n < g->N; n++) {
         const float *w = g->w + (size_t)n * K;
-        vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-        float t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
+        vf lo[MR], hi[MR];
+        float tail[MR];
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) lo[i] = hi[i] = (vf){0}, tail[i] = 0.0f;
         for (int t = 0; t < g->T; t++, w += g->C) {
-            const float *x0 = tap(g, r[0], t), *x1 = mr > 1 ? tap(g, r[1], t) : x0,
-                        *x2 = mr > 2 ? tap(g, r[2], t) : x0, *x3 = mr > 3 ? tap(g, r[3], t) : x0;
+            const float *x[MR];
+#pragma GCC unroll 4
+            for (int i = 0; i < MR; i++) x[i] = i < mr ? tap(g, r[i], t) : NULL;
             int c = 0;
             for (; c + VL <= g->C; c += VL) {
-                const vf wv = VLOAD(w + c);
-                a0 += VLOAD(x0 + c) * wv;
-                if (mr > 1) a1 += VLOAD(x1 + c) * wv;
-                if (mr > 2) a2 += VLOAD(x2 + c) * wv;
-                if (mr > 3) a3 += VLOAD(x3 + c) * wv;
+                const vf wl = VLOAD(w + c), wh = VLOAD(w + c + W);
+#pragma GCC unroll 4
+                for (int i = 0; i < mr; i++) {
+                    lo[i] += VLOAD(x[i] + c) * wl;
+                    hi[i] += VLOAD(x[i] + c + W) * wh;
+                }
             }
-            for (; c < g->C; c++) {
-                t0 += x0[c] * w[c];
-                if (mr > 1) t1 += x1[c] * w[c];
-                if (mr > 2) t2 += x2[c] * w[c];
-                if (mr > 3) t3 += x3[c] * w[c];
-            }
+            for (; c < g->C; c++)
+#pragma GCC unroll 4
+                for (int i = 0; i < mr; i++) tail[i] += x[i][c] * w[c];
         }
-        const vf acc[MR] = {a0, a1, a2, a3};   /* a copy, as in wide_tile */
-        const float tail[MR] = {t0, t1, t2, t3}, bias = g->bias ? g->bias[n] : 0.0f;
-        for (int i = 0; i < mr; i++)
-            r[i].c[n] = epilogue_s(g, bias + (lanes_sum(&acc[i]) + tail[i]), n);
+        const float bias = g->bias ? g->bias[n] : 0.0f;
+#pragma GCC unroll 4
+        for (int i = 0; i < mr; i++) {
+            const vf s8 = lo[i] + hi[i];
+            r[i].c[n] = epilogue_s(g, bias + (lanes_sum(&s8) + tail[i]), n);
+        }
     }
 }
 
@@ -178,16 +182,16 @@ HOT_INLINE row_pos tile(const gemm_call *g, row_pos at, int mr, int n0, int nv) 
     row_at r[MR];
     for (int i = 0; i < mr; i++, at = next_row(g, at)) r[i] = row_of(g, at);
     if (g->N < VL) narrow_tile(g, r, mr);
-    else if (nv == 2) wide_tile(g, r, mr, n0, 2);
-    else wide_tile(g, r, mr, n0, 1);
+    else if (nv == NV) wide_tile(g, r, mr, n0, NV);
+    else wide_tile(g, r, mr, n0, NV / 2);
     return at;
 }
 
-HOT_LOOP void gemm_run(const gemm_call *g) {
+HOT_LOOP_VL void gemm_run(const gemm_call *g) {
     /* Columns outer: a 32-column panel of B stays in cache while every row passes it. */
-    const int step = g->N < VL ? g->N : 2 * VL;
+    const int step = g->N < VL ? g->N : NV * W;
     for (int n0 = 0; n0 < g->N; n0 += step) {
-        const int nv = g->N - n0 > VL ? 2 : 1;
+        const int nv = g->N - n0 > VL ? NV : NV / 2;
         row_pos at = {0, 0};
         int m0 = 0;
         for (; m0 + MR <= g->M; m0 += MR) at = tile(g, at, MR, n0, nv);
