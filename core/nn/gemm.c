@@ -77,10 +77,10 @@ HOT_INLINE float epilogue_s(const gemm_call *g, float v, int n) {
     return v;
 }
 
-/* Rows r[0 .. mr-1] by columns n0 .. n0 + nv * 8; mr and nv are constants at each
- * call, so each (mr, nv) is a loop of its own without the others' work, its
- * accumulators in registers. */
-HOT_INLINE void wide_tile(const gemm_call *g, const row_at *r, int mr, int n0, int nv) {
+/* Rows r[0 .. mr-1] by columns n0 .. n0 + nv * 8; mr, nv and one (nonzero: runs of one
+ * float, as in a first convolution over one channel) are constants at each call, so each
+ * is a loop of its own without the others' work, its accumulators in registers. */
+HOT_INLINE void wide_tile(const gemm_call *g, const row_at *r, int mr, int n0, int nv, int one) {
     const size_t ld = (size_t)nv * W;   /* the panel's width (gemm_pack) */
     vf acc[MR][NV];
 #pragma GCC unroll 4
@@ -93,7 +93,7 @@ HOT_INLINE void wide_tile(const gemm_call *g, const row_at *r, int mr, int n0, i
         const float *x[MR];
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++) x[i] = i < mr ? tap(g, r[i], t) : NULL;
-        for (int c = 0; c < g->C; c++, w += ld)
+        for (int c = 0; c < (one ? 1 : g->C); c++, w += ld)
 #pragma GCC unroll 4
             for (int j = 0; j < nv; j++) {
                 const vf wj = VLOAD(w + j * W);
@@ -182,8 +182,9 @@ HOT_INLINE row_pos tile(const gemm_call *g, row_pos at, int mr, int n0, int nv) 
     row_at r[MR];
     for (int i = 0; i < mr; i++, at = next_row(g, at)) r[i] = row_of(g, at);
     if (g->N < VL) narrow_tile(g, r, mr);
-    else if (nv == NV) wide_tile(g, r, mr, n0, NV);
-    else wide_tile(g, r, mr, n0, NV / 2);
+    else if (nv == NV && g->C == 1) wide_tile(g, r, mr, n0, NV, 1);
+    else if (nv == NV) wide_tile(g, r, mr, n0, NV, 0);
+    else wide_tile(g, r, mr, n0, NV / 2, 0);
     return at;
 }
 
