@@ -1,13 +1,16 @@
 /* The fixed-order product (gemm.h): a 4-row by 32-column register tile for N >= 16, a
  * 16-lane dot product per output for narrower products; the last rows in a tile of
- * their own size, which sums each of them exactly as a full tile would.
+ * their own size, which sums each of them exactly as a full tile would. A tile's rows
+ * are positions of one sample, or for P = 1 samples.
  *
  * The vectors are of 8 floats (a narrow sum's 16 lanes are two of them). GCC splits a
  * vector wider than the CPU's registers through the stack: with 16-float vectors the
- * AVX2 clone ran 30 times slower than the AVX-512 one. And on AMD Zen 4 a 512-bit
- * broadcast occupies a floating-point pipe that a 256-bit one does not, so 256-bit
- * vectors in AVX-512VL's 32 registers (the 4 x 32 tile is 16 of them) make the most
- * multiply-adds a cycle there; Intel's AVX-512 parts would make more with 512-bit ones. */
+ * AVX2 clone ran 30 times slower than the AVX-512 one. And on AMD Zen 4 a broadcast into
+ * a 512-bit register, or into registers 16-31 (EVEX-encoded), occupies a floating-point
+ * pipe that a 256-bit one into registers 0-15 does not, so 256-bit vectors in
+ * AVX-512VL's 32 registers (the 4 x 32 tile's sums are 16 of them; the broadcasts must
+ * land below, run_samples) make the most multiply-adds a cycle there; Intel's AVX-512
+ * parts would make more with 512-bit ones. */
 #include "gemm.h"
 #include "simd.h"
 
@@ -49,23 +52,24 @@ void gemm_pack(float *dst, const float *b, int K, int N) {
     }
 }
 
-/* Row m's sample start in A, its taps' offsets and where its outputs go. */
-typedef struct { const float *a; const int *off; float *c; } row_at;
+/* A tile's rows i = 0, 1, ..: for P > 1, positions p + i of one sample whose start is a
+ * in A and c in C, their tap offsets one after the other from off = a_off + p * T and
+ * their output offsets from c_off + p; for P = 1 (p1), one row per sample, sample i's
+ * start at a + i * a_stride and c + i * c_stride, all with the offsets off = a_off and
+ * c_off[0]. Four pointers and the layer's strides, not three pointers a row: the
+ * registers go to the tile's sums (the one-output layer of an image decoder, where a row
+ * is a few taps of 32 floats, ran 25% faster for it). */
+typedef struct { const float *a; float *c; const int *off, *c_off; } rows;
 
-/* A row's sample and position in it, stepped along rather than divided out. */
-typedef struct { int b, p; } row_pos;
-
-HOT_INLINE row_at row_of(const gemm_call *g, row_pos at) {
-    return (row_at){g->a + (size_t)at.b * g->a_stride, g->a_off + (size_t)at.p * g->T,
-                    g->c + (size_t)at.b * g->c_stride + g->c_off[at.p]};
+/* Row i's run for tap t; p1 is a constant at each call. */
+HOT_INLINE const float *tap(const gemm_call *g, rows r, int p1, int i, int t) {
+    const int off = p1 ? r.off[t] : r.off[i * g->T + t];
+    return off < 0 ? g->zeros : r.a + (p1 ? i * g->a_stride : 0) + off;
 }
 
-HOT_INLINE row_pos next_row(const gemm_call *g, row_pos at) {
-    return ++at.p == g->P ? (row_pos){at.b + 1, 0} : at;
-}
-
-HOT_INLINE const float *tap(const gemm_call *g, row_at r, int t) {
-    return r.off[t] >= 0 ? r.a + r.off[t] : g->zeros;
+/* Where row i's outputs go. */
+HOT_INLINE float *out_of(const gemm_call *g, rows r, int p1, int i) {
+    return p1 ? r.c + i * g->c_stride + r.c_off[0] : r.c + r.c_off[i];
 }
 
 HOT_INLINE float epilogue_s(const gemm_call *g, float v, int n) {
@@ -77,10 +81,10 @@ HOT_INLINE float epilogue_s(const gemm_call *g, float v, int n) {
     return v;
 }
 
-/* Rows r[0 .. mr-1] by columns n0 .. n0 + nv * 8; mr, nv and one (nonzero: runs of one
- * float, as in a first convolution over one channel) are constants at each call, so each
- * is a loop of its own without the others' work, its accumulators in registers. */
-HOT_INLINE void wide_tile(const gemm_call *g, const row_at *r, int mr, int n0, int nv, int one) {
+/* Rows 0 .. mr-1 of r by columns n0 .. n0 + nv * 8; p1, mr, nv and one (nonzero: runs of
+ * one float, as in a first convolution over one channel) are constants at each call, so
+ * each is a loop of its own without the others' work, its accumulators in registers. */
+HOT_INLINE void wide_tile(const gemm_call *g, rows r, int p1, int mr, int n0, int nv, int one) {
     const size_t ld = (size_t)nv * W;   /* the panel's width (gemm_pack) */
     vf acc[MR][NV];
 #pragma GCC unroll 4
@@ -92,7 +96,7 @@ HOT_INLINE void wide_tile(const gemm_call *g, const row_at *r, int mr, int n0, i
     for (int t = 0; t < g->T; t++) {
         const float *x[MR];
 #pragma GCC unroll 4
-        for (int i = 0; i < MR; i++) x[i] = i < mr ? tap(g, r[i], t) : NULL;
+        for (int i = 0; i < MR; i++) x[i] = i < mr ? tap(g, r, p1, i, t) : NULL;
         for (int c = 0; c < (one ? 1 : g->C); c++, w += ld)
 #pragma GCC unroll 4
             for (int j = 0; j < nv; j++) {
@@ -117,17 +121,19 @@ HOT_INLINE void wide_tile(const gemm_call *g, const row_at *r, int mr, int n0, i
     }
     const int real = g->N - n0;   /* columns of the panel in the product */
 #pragma GCC unroll 4
-    for (int i = 0; i < mr; i++)
+    for (int i = 0; i < mr; i++) {
+        float *c = out_of(g, r, p1, i) + n0;
 #pragma GCC unroll 4
         for (int j = 0; j < nv; j++) {
             if (real >= (j + 1) * W) {
-                VSTORE(r[i].c + n0 + j * W, acc[i][j]);
+                VSTORE(c + j * W, acc[i][j]);
             } else if (real > j * W) {
                 float tmp[W];
                 VSTORE(tmp, acc[i][j]);
-                memcpy(r[i].c + n0 + j * W, tmp, sizeof(float) * (size_t)(real - j * W));
+                memcpy(c + j * W, tmp, sizeof(float) * (size_t)(real - j * W));
             }
         }
+    }
 }
 
 /* Lane i plus lane i + 8 (s8 = lanes 0-7 plus lanes 8-15), then i + 4, i + 2, i + 1. */
@@ -141,8 +147,8 @@ HOT_INLINE float lanes_sum(const vf *s8) {
 
 /* Fewer than 16 columns: per output, 16 lanes over each run's whole 16-float pieces (two
  * vectors, lanes 0-7 and 8-15), a tail sum over the rest of the run, the lanes added in
- * a fixed tree; rows r[0 .. mr-1] at once, for independent chains of additions. */
-HOT_INLINE void narrow_tile(const gemm_call *g, const row_at *r, int mr) {
+ * a fixed tree; rows 0 .. mr-1 of r at once, for independent chains of additions. */
+HOT_INLINE void narrow_tile(const gemm_call *g, rows r, int p1, int mr) {
     const size_t K = (size_t)g->T * g->C;
     for (int n = 0; n < g->N; n++) {
         const float *w = g->w + (size_t)n * K;
@@ -153,7 +159,7 @@ HOT_INLINE void narrow_tile(const gemm_call *g, const row_at *r, int mr) {
         for (int t = 0; t < g->T; t++, w += g->C) {
             const float *x[MR];
 #pragma GCC unroll 4
-            for (int i = 0; i < MR; i++) x[i] = i < mr ? tap(g, r[i], t) : NULL;
+            for (int i = 0; i < MR; i++) x[i] = i < mr ? tap(g, r, p1, i, t) : NULL;
             int c = 0;
             for (; c + VL <= g->C; c += VL) {
                 const vf wl = VLOAD(w + c), wh = VLOAD(w + c + W);
@@ -171,35 +177,62 @@ HOT_INLINE void narrow_tile(const gemm_call *g, const row_at *r, int mr) {
 #pragma GCC unroll 4
         for (int i = 0; i < mr; i++) {
             const vf s8 = lo[i] + hi[i];
-            r[i].c[n] = epilogue_s(g, bias + (lanes_sum(&s8) + tail[i]), n);
+            out_of(g, r, p1, i)[n] = epilogue_s(g, bias + (lanes_sum(&s8) + tail[i]), n);
         }
     }
 }
 
-/* The tile of mr rows from at, and columns n0.. (all of them when narrow); returns the
- * row after it. */
-HOT_INLINE row_pos tile(const gemm_call *g, row_pos at, int mr, int n0, int nv) {
-    row_at r[MR];
-    for (int i = 0; i < mr; i++, at = next_row(g, at)) r[i] = row_of(g, at);
-    if (g->N < VL) narrow_tile(g, r, mr);
-    else if (nv == NV && g->C == 1) wide_tile(g, r, mr, n0, NV, 1);
-    else if (nv == NV) wide_tile(g, r, mr, n0, NV, 0);
-    else wide_tile(g, r, mr, n0, NV / 2, 0);
-    return at;
+/* The tile of rows 0 .. mr-1 of r, columns n0.. (all of them when narrow). */
+HOT_INLINE void tile(const gemm_call *g, rows r, int p1, int mr, int n0, int nv) {
+    if (g->N < VL) narrow_tile(g, r, p1, mr);
+    else if (nv == NV && g->C == 1) wide_tile(g, r, p1, mr, n0, NV, 1);
+    else if (nv == NV) wide_tile(g, r, p1, mr, n0, NV, 0);
+    else wide_tile(g, r, p1, mr, n0, NV / 2, 0);
 }
 
-HOT_LOOP_VL void gemm_run(const gemm_call *g) {
+/* m rows from r in tiles of MR, the last ones in a tile of their own size, which sums
+ * each of them exactly as a full tile would. */
+HOT_INLINE void span(const gemm_call *g, rows r, int p1, int m, int n0, int nv) {
+    for (; m >= MR; m -= MR) {
+        tile(g, r, p1, MR, n0, nv);
+        if (p1) r.a += MR * g->a_stride, r.c += MR * g->c_stride;
+        else r.off += MR * g->T, r.c_off += MR;
+    }
+    switch (m) {
+    case 3: tile(g, r, p1, 3, n0, nv); break;
+    case 2: tile(g, r, p1, 2, n0, nv); break;
+    case 1: tile(g, r, p1, 1, n0, nv); break;
+    }
+}
+
+/* Every tile of one layout of rows (p1 a constant). */
+HOT_INLINE void run(const gemm_call *g, int p1) {
     /* Columns outer: a 32-column panel of B stays in cache while every row passes it. */
     const int step = g->N < VL ? g->N : NV * W;
     for (int n0 = 0; n0 < g->N; n0 += step) {
         const int nv = g->N - n0 > VL ? NV : NV / 2;
-        row_pos at = {0, 0};
-        int m0 = 0;
-        for (; m0 + MR <= g->M; m0 += MR) at = tile(g, at, MR, n0, nv);
-        switch (g->M - m0) {   /* the last rows: a tile of their own size */
-        case 3: tile(g, at, 3, n0, nv); break;
-        case 2: tile(g, at, 2, n0, nv); break;
-        case 1: tile(g, at, 1, n0, nv); break;
+        const rows all = {g->a, g->c, g->a_off, g->c_off};
+        if (p1) {   /* a row a sample: tiles across samples */
+            span(g, all, 1, g->M, n0, nv);
+            continue;
+        }
+        for (int m = 0; m < g->M; m += g->P) {   /* tiles within a sample */
+            rows r = all;
+            r.a += (size_t)(m / g->P) * g->a_stride;
+            r.c += (size_t)(m / g->P) * g->c_stride;
+            span(g, r, 0, g->M - m < g->P ? g->M - m : g->P, n0, nv);
         }
     }
+}
+
+/* The two layouts in two functions, whose registers GCC allocates each on its own: in one
+ * function with every tile, GCC 12 put the linear layers' broadcasts in registers 16-31,
+ * and on Zen 4 a broadcast into those (EVEX-encoded) takes a floating-point pipe that one
+ * into registers 0-15 does not: the linear layers ran 20% slower. */
+static HOT_LOOP_VL void run_samples(const gemm_call *g) { run(g, 1); }
+static HOT_LOOP_VL void run_positions(const gemm_call *g) { run(g, 0); }
+
+void gemm_run(const gemm_call *g) {
+    if (g->P == 1) run_samples(g);
+    else run_positions(g);
 }
