@@ -1,7 +1,7 @@
 /* The fixed-order product (gemm.h): a 4-row by 32-column register tile for N >= 16, a
- * 16-lane dot product per output for narrower products; the last rows in a tile of
- * their own size, which sums each of them exactly as a full tile would. A tile's rows
- * are positions of one sample, or for P = 1 samples.
+ * 16-lane dot product per output, 8 rows at a time, for narrower products; the last rows
+ * in a tile of their own size, which sums each of them exactly as a full tile would. A
+ * tile's rows are positions of one sample, or for P = 1 samples.
  *
  * The vectors are of 8 floats (a narrow sum's 16 lanes are two of them). GCC splits a
  * vector wider than the CPU's registers through the stack: with 16-float vectors the
@@ -18,7 +18,8 @@
 
 #define VL 16   /* floats in a padded run (gemm_padded_n) and lanes of a narrow sum */
 #define W 8     /* floats in a vector */
-#define MR 4    /* rows in a tile */
+#define MR 4    /* rows in a wide tile */
+#define MRN 8   /* rows in a narrow tile: 16 vectors of sums */
 #define NV 4    /* vectors in a tile's row: a 32-column panel */
 
 typedef float vf __attribute__((vector_size(4 * W)));
@@ -147,34 +148,35 @@ HOT_INLINE float lanes_sum(const vf *s8) {
 
 /* Fewer than 16 columns: per output, 16 lanes over each run's whole 16-float pieces (two
  * vectors, lanes 0-7 and 8-15), a tail sum over the rest of the run, the lanes added in
- * a fixed tree; rows 0 .. mr-1 of r at once, for independent chains of additions. */
+ * a fixed tree; rows 0 .. mr-1 of r (up to 8) at once, for independent chains of
+ * additions. */
 HOT_INLINE void narrow_tile(const gemm_call *g, rows r, int p1, int mr) {
     const size_t K = (size_t)g->T * g->C;
     for (int n = 0; n < g->N; n++) {
         const float *w = g->w + (size_t)n * K;
-        vf lo[MR], hi[MR];
-        float tail[MR];
-#pragma GCC unroll 4
-        for (int i = 0; i < MR; i++) lo[i] = hi[i] = (vf){0}, tail[i] = 0.0f;
+        vf lo[MRN], hi[MRN];
+        float tail[MRN];
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) lo[i] = hi[i] = (vf){0}, tail[i] = 0.0f;
         for (int t = 0; t < g->T; t++, w += g->C) {
-            const float *x[MR];
-#pragma GCC unroll 4
-            for (int i = 0; i < MR; i++) x[i] = i < mr ? tap(g, r, p1, i, t) : NULL;
+            const float *x[MRN];
+#pragma GCC unroll 8
+            for (int i = 0; i < mr; i++) x[i] = tap(g, r, p1, i, t);
             int c = 0;
             for (; c + VL <= g->C; c += VL) {
                 const vf wl = VLOAD(w + c), wh = VLOAD(w + c + W);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int i = 0; i < mr; i++) {
                     lo[i] += VLOAD(x[i] + c) * wl;
                     hi[i] += VLOAD(x[i] + c + W) * wh;
                 }
             }
             for (; c < g->C; c++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int i = 0; i < mr; i++) tail[i] += x[i][c] * w[c];
         }
         const float bias = g->bias ? g->bias[n] : 0.0f;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
             const vf s8 = lo[i] + hi[i];
             out_of(g, r, p1, i)[n] = epilogue_s(g, bias + (lanes_sum(&s8) + tail[i]), n);
@@ -183,46 +185,60 @@ HOT_INLINE void narrow_tile(const gemm_call *g, rows r, int p1, int mr) {
 }
 
 /* The tile of rows 0 .. mr-1 of r, columns n0.. (all of them when narrow). */
-HOT_INLINE void tile(const gemm_call *g, rows r, int p1, int mr, int n0, int nv) {
-    if (g->N < VL) narrow_tile(g, r, p1, mr);
+HOT_INLINE void tile(const gemm_call *g, rows r, int p1, int mr, int n0, int nv, int narrow) {
+    if (narrow) narrow_tile(g, r, p1, mr);
     else if (nv == NV && g->C == 1) wide_tile(g, r, p1, mr, n0, NV, 1);
     else if (nv == NV) wide_tile(g, r, p1, mr, n0, NV, 0);
     else wide_tile(g, r, p1, mr, n0, NV / 2, 0);
 }
 
-/* m rows from r in tiles of MR, the last ones in a tile of their own size, which sums
- * each of them exactly as a full tile would. */
-HOT_INLINE void span(const gemm_call *g, rows r, int p1, int m, int n0, int nv) {
-    for (; m >= MR; m -= MR) {
-        tile(g, r, p1, MR, n0, nv);
-        if (p1) r.a += MR * g->a_stride, r.c += MR * g->c_stride;
-        else r.off += MR * g->T, r.c_off += MR;
+/* r from its row k on. */
+HOT_INLINE rows rows_from(const gemm_call *g, rows r, int p1, int k) {
+    if (p1) r.a += k * g->a_stride, r.c += k * g->c_stride;
+    else r.off += k * g->T, r.c_off += k;
+    return r;
+}
+
+/* m rows from r in whole tiles, the last ones in tiles of their own size, which sum each
+ * of them exactly as a whole tile would. */
+HOT_INLINE void span(const gemm_call *g, rows r, int p1, int m, int n0, int nv, int narrow) {
+    const int full = narrow ? MRN : MR;
+    for (; m >= full; m -= full, r = rows_from(g, r, p1, full)) tile(g, r, p1, full, n0, nv, narrow);
+    if (narrow && m >= MR) {
+        tile(g, r, p1, MR, n0, nv, narrow);
+        m -= MR;
+        r = rows_from(g, r, p1, MR);
     }
     switch (m) {
-    case 3: tile(g, r, p1, 3, n0, nv); break;
-    case 2: tile(g, r, p1, 2, n0, nv); break;
-    case 1: tile(g, r, p1, 1, n0, nv); break;
+    case 3: tile(g, r, p1, 3, n0, nv, narrow); break;
+    case 2: tile(g, r, p1, 2, n0, nv, narrow); break;
+    case 1: tile(g, r, p1, 1, n0, nv, narrow); break;
+    }
+}
+
+/* Every row from n0 on, in tiles across samples for P = 1 (p1), within each sample
+ * otherwise; p1 and narrow are constants at each call. */
+HOT_INLINE void all_rows(const gemm_call *g, int p1, int n0, int nv, int narrow) {
+    const rows all = {g->a, g->c, g->a_off, g->c_off};
+    if (p1) {
+        span(g, all, 1, g->M, n0, nv, narrow);
+        return;
+    }
+    for (int m = 0; m < g->M; m += g->P) {
+        const rows r = {all.a + (size_t)(m / g->P) * g->a_stride,
+                        all.c + (size_t)(m / g->P) * g->c_stride, all.off, all.c_off};
+        span(g, r, 0, g->M - m < g->P ? g->M - m : g->P, n0, nv, narrow);
     }
 }
 
 /* Every tile of one layout of rows (p1 a constant). */
 HOT_INLINE void run(const gemm_call *g, int p1) {
-    /* Columns outer: a 32-column panel of B stays in cache while every row passes it. */
-    const int step = g->N < VL ? g->N : NV * W;
-    for (int n0 = 0; n0 < g->N; n0 += step) {
-        const int nv = g->N - n0 > VL ? NV : NV / 2;
-        const rows all = {g->a, g->c, g->a_off, g->c_off};
-        if (p1) {   /* a row a sample: tiles across samples */
-            span(g, all, 1, g->M, n0, nv);
-            continue;
-        }
-        for (int m = 0; m < g->M; m += g->P) {   /* tiles within a sample */
-            rows r = all;
-            r.a += (size_t)(m / g->P) * g->a_stride;
-            r.c += (size_t)(m / g->P) * g->c_stride;
-            span(g, r, 0, g->M - m < g->P ? g->M - m : g->P, n0, nv);
-        }
+    if (g->N < VL) {
+        all_rows(g, p1, 0, 0, 1);
+        return;
     }
+    /* Columns outer: a 32-column panel of B stays in cache while every row passes it. */
+    for (int n0 = 0; n0 < g->N; n0 += NV * W) all_rows(g, p1, n0, g->N - n0 > VL ? NV : NV / 2, 0);
 }
 
 /* The two layouts in two functions, whose registers GCC allocates each on its own: in one
