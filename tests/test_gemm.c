@@ -142,6 +142,68 @@ TEST(gemm_matches_double_reference) {
     }
 }
 
+/* Output (s, p, n) of k, ops relu then affine when ops is set, summed in float in the
+ * order gemm.h documents, the padding's zero terms included: the bits gemm_run must give. */
+static float documented_sum(const gcase *k, int s, int p, int n, int ops) {
+    const int N = k->N, C = k->C;
+    float lane[16] = {0}, tail = 0.0f, v = k->bias[n];
+    for (int t = 0; t < k->T; t++) {
+        const int off = k->a_off[p * k->T + t];
+        const float *x = off >= 0 ? k->a + s * k->in_n + off : k->zeros;
+        const float *w = k->kn + (size_t)t * C * N + n;   /* column n of rows t * C .. */
+        int c = 0;
+        if (N >= 16) {
+            for (; c < C; c++) v += x[c] * w[(size_t)c * N];
+            continue;
+        }
+        for (; c + 16 <= C; c += 16)
+            for (int i = 0; i < 16; i++) lane[i] += x[c + i] * w[(size_t)(c + i) * N];
+        for (; c < C; c++) tail += x[c] * w[(size_t)c * N];
+    }
+    if (N < 16) {
+        float s8[8], s4[4];
+        for (int i = 0; i < 8; i++) s8[i] = lane[i] + lane[i + 8];
+        for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
+        v = v + (((s4[0] + s4[2]) + (s4[1] + s4[3])) + tail);
+    }
+    if (ops) {
+        v = v > 0.0f ? v : 0.0f;
+        v = (v - k->mean[n]) * k->scale[n] + k->shift[n];
+    }
+    return v;
+}
+
+/* Every output to the bit against documented_sum, for batches that put rows at every
+ * place in every tile shape: the order is the contract, whatever computes it. */
+TEST(gemm_sums_in_the_documented_order) {
+    static const int MORE[][4] = {   /* P, T, C, N: many rows per sample */
+        {37, 4, 32, 1}, {50, 9, 1, 32}, {23, 2, 48, 2}, {19, 3, 13, 128}, {1, 1, 1568, 128},
+    };
+    const int n_shapes = (int)(sizeof SHAPES / sizeof SHAPES[0]), n_more = (int)(sizeof MORE / sizeof MORE[0]);
+    for (int i = 0; i < n_shapes + n_more; i++) {
+        const int *sh = i < n_shapes ? SHAPES[i] : MORE[i - n_shapes];
+        for (int S = 1; S <= 19; S += 6) {
+            gcase k;
+            if (gcase_make(&k, S, sh[0], sh[1], sh[2], sh[3], 300 + (uint32_t)i) != 0) {
+                check_fail(__FILE__, __LINE__, "out of memory");
+                return;
+            }
+            gemm_call g = gcase_call(&k, 0, S, i % 2);
+            gemm_run(&g);
+            int bad = 0;
+            for (int s = 0; s < S; s++)
+                for (int p = 0; p < k.P; p++)
+                    for (int n = 0; n < k.N; n++) {
+                        const float want = documented_sum(&k, s, p, n, i % 2);
+                        bad += memcmp(&want, &k.c[s * k.out_n + k.c_off[p] + n], sizeof want) != 0;
+                    }
+            CHECK_MSG(!bad, "P %d T %d C %d N %d, %d samples: %d outputs not in the documented "
+                      "order", sh[0], sh[1], sh[2], sh[3], S, bad);
+            gcase_free(&k);
+        }
+    }
+}
+
 /* The contract the scorer relies on: a sample's outputs are the same bits computed alone,
  * at any place in a batch of any size, with or without the epilogue's ops. */
 TEST(gemm_row_alone_equals_row_in_batch) {

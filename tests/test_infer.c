@@ -98,12 +98,13 @@ TEST(infer_plan_matches_net_forward_every_preset) {
  * a relu with no product before it, conv -> bn -> relu (the epilogue's order), dropout,
  * a stride-3 transposed conv with kernel 2 (a phase with no taps: bias only), a reshape
  * between channel layouts, a sigmoid in the middle, linear after a conv (its weights
- * permuted), outputs with channels (the permutation back); in 1-D a causal dilated conv
- * and a strided transposed one. */
+ * permuted), linear -> bn -> relu -> reshape to channels (the linear's columns and bn's
+ * vectors in the reshape's layout), outputs with channels (the permutation back); in 1-D
+ * a causal dilated conv and a strided transposed one. */
 TEST(infer_plan_every_path) {
     static const char *const SPECS[] = {
         "relu conv2d(5,3,2,1) bn relu dropout(0.2) convtranspose2d(4,2,3,0,1) bn "
-        "reshape(2,20,18) conv2d(3,3,1,1) sigmoid linear(20) relu bn linear(18) "
+        "reshape(2,20,18) conv2d(3,3,1,1) sigmoid linear(20) relu bn linear(18) bn relu "
         "reshape(2,3,3) convtranspose2d(3,3,2,1,0) relu",
         "conv1d(4,3,1,2,causal) relu conv1d(6,4,2,1,1) convtranspose1d(2,3,2,0,1) bn",
     };

@@ -306,6 +306,29 @@ TEST(layer_sigmoid_extremes_finite) {
     for (int i = 0; i < 4; i++) CHECK(isfinite(y[i]));
 }
 
+/* sigmoid_forward's one-exponential form gives the bits of the two-branch definition,
+ * 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below, on a sweep of every float's bit
+ * patterns (NaNs aside: any NaN is one). */
+TEST(layer_sigmoid_bits_of_the_definition) {
+    enum { N = 4096 };
+    static float x[N], y[N];
+    int bad = 0;
+    for (uint64_t u = 0; u < (1ull << 32); u += (uint64_t)N * 1021) {
+        for (int i = 0; i < N; i++) {
+            const uint32_t bits = (uint32_t)(u + (uint64_t)i * 1021);
+            memcpy(&x[i], &bits, sizeof bits);
+        }
+        sigmoid_forward(y, x, N);
+        for (int i = 0; i < N; i++) {
+            if (isnan(x[i])) continue;
+            const float e = expf(x[i] >= 0.0f ? -x[i] : x[i]);
+            const float want = x[i] >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+            bad += memcmp(&want, &y[i], sizeof want) != 0;
+        }
+    }
+    CHECK_MSG(bad == 0, "%d outputs differ from the definition's bits", bad);
+}
+
 TEST(parity_adam_three_steps) {
     fixture *fx = fixture_load("adam");
     if (!fx) return;

@@ -19,8 +19,13 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__) && \
     !defined(__SANITIZE_ADDRESS__)
 #define HOT_LOOP __attribute__((target_clones("avx512f", "avx2", "default")))
+/* A loop on 256-bit vectors that wants AVX-512VL's 32 registers for them (a register
+ * tile of 16 accumulators) where the CPU has them; x86-64-v4 brings FMA too, which ISO
+ * C mode still never contracts into. */
+#define HOT_LOOP_VL __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define HOT_LOOP
+#define HOT_LOOP_VL
 #endif
 
 #if defined(__GNUC__)

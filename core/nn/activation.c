@@ -15,14 +15,11 @@ HOT_LOOP void relu_backward(float *din, const float *dout, const float *out, siz
 
 HOT_LOOP void sigmoid_forward(float *out, const float *in, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        float x = in[i];
-        /* Never exponentiate a large positive number. */
-        if (x >= 0.0f) {
-            out[i] = 1.0f / (1.0f + expf(-x));
-        } else {
-            float e = expf(x);
-            out[i] = e / (1.0f + e);
-        }
+        /* Never exponentiate a large positive number: e = e^-|x| is e^-x for x >= 0 and
+         * e^x below, so 1 / (1 + e) and e / (1 + e) share it and one division, and there
+         * is no branch (the signs of logits are mixed). */
+        const float x = in[i], e = expf(-fabsf(x));
+        out[i] = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
     }
 }
 

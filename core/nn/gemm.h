@@ -9,10 +9,10 @@
  * (lane i adds the terms at i, i + 16, ... of each run's whole vectors, in order) in a
  * fixed tree, tail the rest of each run added in order; then the epilogue. Which form and
  * which order depend on N and the run length only, never on M, on where a row falls in
- * its tile, or on the CPU: vectors are GCC vector types of 16 floats that every
- * target_clones clone (simd.h) computes with the same IEEE operations, and ISO C mode
- * contracts no a*b+c into an FMA. So a row gives the same bits alone or inside any batch,
- * on every x86-64.
+ * its tile, or on the CPU: vectors are GCC vector types (of 8 floats; the 16 lanes are
+ * two of them) whose element-wise IEEE operations every target_clones clone (simd.h)
+ * computes alike, and ISO C mode contracts no a*b+c into an FMA. So a row gives the same
+ * bits alone or inside any batch, on every x86-64.
  *
  * The A side is gathered, so a convolution needs no im2col copy: row m reads T taps, tap t
  * a run of C consecutive floats at a_off[p * T + t] from its sample's start (p = m mod P,

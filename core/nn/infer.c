@@ -114,10 +114,11 @@ static int add_layout(net_plan *p, shape3 from, shape3 to, int dir) {
     return add_permute(p, perm, n);
 }
 
-/* A copy of v (n floats) zero-padded to gemm_padded_n(n); NULL when out of memory. */
-static float *padded_copy(net_plan *p, const float *v, int n) {
+/* v (n floats) in order (d[k] = v[order[k]]; NULL: as it is), zero-padded to
+ * gemm_padded_n(n); NULL when out of memory. */
+static float *padded_copy(net_plan *p, const float *v, int n, const int *order) {
     float *d = plan_alloc(p, (size_t)gemm_padded_n(n), sizeof *d);
-    if (d) memcpy(d, v, sizeof(float) * (size_t)n);
+    for (int k = 0; d && k < n; k++) d[k] = v[order ? order[k] : k];
     return d;
 }
 
@@ -152,12 +153,14 @@ static void pack_into(gemm_call *g, float *kn) {
     free(kn);
 }
 
-static int add_linear(net_plan *p, const layer *L, const float *w, const float *b) {
+/* A linear layer whose column k is its output order[k] (NULL: k). */
+static int add_linear(net_plan *p, const layer *L, const float *w, const float *b,
+                      const int *order) {
     const shape3 s = L->in;
     const int K = (int)shape_size(s), N = L->out.c;
     const size_t HW = (size_t)s.h * s.w;
     step *st = add_step(p, STEP_PRODUCT, (size_t)K, (size_t)N);
-    const float *bias = padded_copy(p, b, N);
+    const float *bias = padded_copy(p, b, N, order);
     gemm_call *g = bias ? add_call(p, st, 1, 1, K, N, bias) : NULL;
     float *kn = malloc(sizeof(float) * (size_t)K * N);
     if (!g || !kn) {
@@ -168,7 +171,7 @@ static int add_linear(net_plan *p, const layer *L, const float *w, const float *
     for (size_t c = 0; c < (size_t)s.c; c++)
         for (size_t q = 0; q < HW; q++)
             for (int n = 0; n < N; n++)
-                kn[hwc_at(s, c, q) * N + n] = w[(size_t)n * K + chw_at(s, c, q)];
+                kn[hwc_at(s, c, q) * N + n] = w[(size_t)(order ? order[n] : n) * K + chw_at(s, c, q)];
     pack_into(g, kn);
     return 0;
 }
@@ -183,7 +186,7 @@ static int add_conv(net_plan *p, const layer *L, const float *w, const float *b)
     const conv_geom *g = &L->geom;
     const int P = g->out_h * g->out_w, T = g->k_h * g->k_w, C = g->in_c, N = g->out_c;
     step *st = add_step(p, STEP_PRODUCT, shape_size(L->in), shape_size(L->out));
-    const float *bias = padded_copy(p, b, N);
+    const float *bias = padded_copy(p, b, N, NULL);
     gemm_call *call = bias ? add_call(p, st, P, T, C, N, bias) : NULL;
     float *kn = malloc(sizeof(float) * (size_t)T * C * N);
     if (!call || !kn) {
@@ -218,7 +221,7 @@ static int add_convt(net_plan *p, const layer *L, const float *w, const float *b
     const conv_geom *g = &L->geom;
     const int sh = g->stride_h, sw = g->stride_w, N = g->in_c, C = g->out_c;
     step *st = add_step(p, STEP_PRODUCT, shape_size(L->in), shape_size(L->out));
-    const float *bias = padded_copy(p, b, N);
+    const float *bias = padded_copy(p, b, N, NULL);
     if (!bias) return -1;
     for (int py = 0; py < sh; py++)
         for (int px = 0; px < sw; px++) {
@@ -278,23 +281,53 @@ static int add_op(net_plan *p, gemm_op op, int channels, size_t n, int fuse) {
     return 0;
 }
 
-/* bn in eval mode, as batchnorm_forward computes it: (v - mean) * (rstd * gamma) + beta. */
-static int add_bn(net_plan *p, const layer *L, const float *w, const float *b, int fuse) {
+/* bn in eval mode, as batchnorm_forward computes it: (v - mean) * (rstd * gamma) + beta;
+ * its channel k is the net's channel order[k] (NULL: k). */
+static int add_bn(net_plan *p, const layer *L, const float *w, const float *b, int fuse,
+                  const int *order) {
     const int C = L->in.c;
     const float *run = b + C;
     gemm_op op = {.kind = GEMM_AFFINE};
     float *m = plan_alloc(p, 3 * (size_t)gemm_padded_n(C), sizeof *m);
     if (!m) return -1;
     float *scale = m + gemm_padded_n(C), *shift = scale + gemm_padded_n(C);
-    for (int c = 0; c < C; c++) {
-        m[c] = run[c];
-        scale[c] = (float)(1.0 / sqrt((double)run[C + c] + BN_EPS)) * w[c];
-        shift[c] = b[c];
+    for (int k = 0; k < C; k++) {
+        const int c = order ? order[k] : k;
+        m[k] = run[c];
+        scale[k] = (float)(1.0 / sqrt((double)run[C + c] + BN_EPS)) * w[c];
+        shift[k] = b[c];
     }
     op.mean = m;
     op.scale = scale;
     op.shift = shift;
     return add_op(p, op, C, shape_size(L->in), fuse);
+}
+
+/* The order in which the linear layer n->layers[i] is to store its outputs. When the
+ * layers after it act on each output alone (relu, bn, dropout) up to a reshape that gives
+ * the outputs channels and positions, it stores them straight in the plan's
+ * channels-last layout of the reshape's output, its column k being the net's output
+ * order[k], and the reshape, at *reshape, costs nothing; otherwise order is NULL (the
+ * net's order). -1 when out of memory. */
+static int linear_order(net_plan *p, const net_def *n, int i, const int **order, int *reshape) {
+    int j = i + 1;
+    while (j < n->n_layers && (n->layers[j].kind == LAYER_RELU ||
+                               n->layers[j].kind == LAYER_BATCHNORM ||
+                               n->layers[j].kind == LAYER_DROPOUT))
+        j++;
+    *order = NULL;
+    *reshape = -1;
+    if (j == n->n_layers || n->layers[j].kind != LAYER_RESHAPE || !reordered(n->layers[j].out))
+        return 0;
+    const shape3 to = n->layers[j].out;
+    const size_t HW = (size_t)to.h * to.w;
+    int *perm = plan_alloc(p, shape_size(to), sizeof *perm);
+    if (!perm) return -1;
+    for (size_t c = 0; c < (size_t)to.c; c++)
+        for (size_t q = 0; q < HW; q++) perm[hwc_at(to, c, q)] = (int)chw_at(to, c, q);
+    *order = perm;
+    *reshape = j;
+    return 0;
 }
 
 net_plan *net_plan_create(const net_def *n, const float *params, char *err, size_t errlen) {
@@ -310,12 +343,16 @@ net_plan *net_plan_create(const net_def *n, const float *params, char *err, size
     if (!(p->zeros = plan_alloc(p, p->max_n, sizeof(float)))) goto oom;
     if (reordered(n->in) && add_layout(p, n->in, n->in, 0)) goto oom;
     int fuse = 0;   /* the last step's output is the current activation */
+    const int *order = NULL;   /* the plan's order of a linear layer's outputs (linear_order) */
+    int folded = -1;           /* the reshape that order has done */
     for (int i = 0; i < n->n_layers; i++) {
         const layer *L = &n->layers[i];
         const float *w = params + L->param_off, *b = w + L->n_weight;
         int rc = 0;
         switch (L->kind) {
-        case LAYER_LINEAR: rc = add_linear(p, L, w, b); break;
+        case LAYER_LINEAR:
+            rc = linear_order(p, n, i, &order, &folded) || add_linear(p, L, w, b, order);
+            break;
         case LAYER_CONV2D:
         case LAYER_CONV1D: rc = add_conv(p, L, w, b); break;
         case LAYER_CONVT2D:
@@ -323,12 +360,13 @@ net_plan *net_plan_create(const net_def *n, const float *params, char *err, size
         case LAYER_RELU:
             rc = add_op(p, (gemm_op){.kind = GEMM_RELU}, L->in.c, shape_size(L->in), fuse);
             break;
-        case LAYER_BATCHNORM: rc = add_bn(p, L, w, b, fuse); break;
+        case LAYER_BATCHNORM: rc = add_bn(p, L, w, b, fuse, order); break;
         case LAYER_SIGMOID:
             add_step(p, STEP_SIGMOID, shape_size(L->in), shape_size(L->in));
             break;
         case LAYER_RESHAPE:
-            if (reordered(L->in) || reordered(L->out)) rc = add_layout(p, L->in, L->out, 2);
+            if (i == folded) order = NULL;
+            else if (reordered(L->in) || reordered(L->out)) rc = add_layout(p, L->in, L->out, 2);
             break;
         case LAYER_DROPOUT: break;   /* eval mode: the identity */
         case LAYER_TCN:

@@ -13,7 +13,8 @@
  * - a linear layer after a convolution reads the channels-last activation through
  *   weights permuted once, at planning;
  * - ReLU and eval-mode bn right after a product run in its epilogue, on the sums still in
- *   registers; dropout is nothing, a reshape a permutation only where the layout needs one.
+ *   registers; dropout is nothing, a reshape a permutation only where the layout needs
+ *   one and no linear layer (whose columns can be put in any order) comes before it.
  * The plan copies what it needs of the parameters (packed weights, bn's scale and
  * shift): it is a snapshot, to be made again if they change. tcn and lstm layers have no
  * plan (net_plan_supported); a caller runs those nets through net_forward one sample at a
