@@ -123,7 +123,7 @@ static void check_preset(const char *name, latent_input input) {
     for (int b = 0; b < BATCH; b++) bad += !same_result(&res[b], &res2[b]);
     CHECK_MSG(bad == 0, "%s: %d of %d results differ between the batch and its pieces", name,
               bad, BATCH);
-    /* The batch split across threads (shares of 12, 12, 13 rows): the same bits again. */
+    /* The batch split across threads (BATCH / SCORER_MIN_ROWS shares): the same bits. */
     CHECK_MSG(scorer_set_threads(s, 3, err, sizeof err) == 0, "%s: %s", name, err);
     CHECK(scorer_threads(s) ==
           (net_plan_supported(&d.vae.enc) && net_plan_supported(&d.vae.dec) ? 3 : 1));
@@ -265,25 +265,28 @@ TEST(scorer_refuses_non_finite_and_keeps_memory) {
     if (make_memory_detector(&d, 20, 3) != 0) return;
     const size_t dim = shape_size(d.vae.arch.in);
     char err[256];
-    scorer *s = scorer_create(&d, 8, err, sizeof err);
-    float *x = malloc(12 * dim * sizeof *x);
-    detector_result res[8];
+    enum { SPLIT = 2 * SCORER_MIN_ROWS };         /* a batch in two shares */
+    scorer *s = scorer_create(&d, SPLIT, err, sizeof err);
+    float *x = malloc((SPLIT + 4) * dim * sizeof *x);
+    detector_result res[SPLIT];
     if (!s || !x) {
         check_fail(__FILE__, __LINE__, "%s", s ? "out of memory" : err);
         goto done;
     }
     rng_t r0;
     rng_seed(&r0, 7);
-    for (size_t i = 0; i < 12 * dim; i++) x[i] = rng_uniform(&r0);
-    for (size_t i = 0; i < dim; i++) x[2 * dim + i] = x[9 * dim + i] = 3e38f;
+    for (size_t i = 0; i < (SPLIT + 4) * dim; i++) x[i] = rng_uniform(&r0);
+    for (size_t i = 0; i < dim; i++) x[2 * dim + i] = x[(SPLIT + 1) * dim + i] = 3e38f;
     CHECK(scorer_score(s, x, 4, res, NULL, NULL, NULL, err, sizeof err) == SCORER_NOT_FINITE);
     CHECK_MSG(strstr(err, "sample 2") != NULL, "%s", err);
     CHECK(scorer_memory_count(s) == 0);
     /* Split across threads, the bad sample in the second share: the same refusal. */
     CHECK(scorer_set_threads(s, 2, err, sizeof err) == 0);
-    CHECK(scorer_score(s, x + 3 * dim, 8, res, NULL, NULL, NULL, err, sizeof err) ==
+    CHECK(scorer_score(s, x + 3 * dim, SPLIT, res, NULL, NULL, NULL, err, sizeof err) ==
           SCORER_NOT_FINITE);
-    CHECK_MSG(strstr(err, "sample 6") != NULL, "%s", err);
+    char want[32];
+    snprintf(want, sizeof want, "sample %d", SPLIT - 2);
+    CHECK_MSG(strstr(err, want) != NULL, "%s", err);
     CHECK(scorer_memory_count(s) == 0);
     CHECK(scorer_set_threads(s, 0, err, sizeof err) == -1 &&
           scorer_set_threads(s, SCORER_MAX_THREADS + 1, err, sizeof err) == -1);

@@ -259,8 +259,10 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     const size_t L = (size_t)d->vae.arch.latent;
     scorer_timing *t = s->timing;
     s->kept = 0;
-    /* Shares of at least SCORER_MIN_ROWS rows: a thread started for fewer costs about as
-     * much as it saves. Timed stages are one thread's CPU clock: no split then. */
+    /* Shares of at least SCORER_MIN_ROWS rows: the small batches of a moderate load stay
+     * on one thread, where a split measured a higher p99 (its thread start, and the other
+     * core busy with the connections), while a saturated daemon's batches are large.
+     * Timed stages are one thread's CPU clock: no split then. */
     int shares = t ? 1 : B / SCORER_MIN_ROWS;
     if (shares > s->n_nets) shares = s->n_nets;
     if (shares < 1) shares = 1;

@@ -27,7 +27,7 @@ void scorer_free(scorer *s);
  * lstm) runs on OpenBLAS and stays on one thread. 0, or -1 with err (out of range, or out
  * of memory: the scorer keeps the threads it had). */
 #define SCORER_MAX_THREADS 16
-#define SCORER_MIN_ROWS 4
+#define SCORER_MIN_ROWS 16
 int scorer_set_threads(scorer *s, int n_threads, char *err, size_t errlen);
 /* The threads a batch may be split across. */
 int scorer_threads(const scorer *s);
