@@ -817,10 +817,8 @@ static void put_result(jsonw *w, const detector_result *r) {
 /* The members a score result and a log record share: the model and the request, every
  * field of r, the threshold r was judged against and the log id. */
 static void put_score_fields(jsonw *w, const api_score_record *r) {
-    jsonw_key(w, "model");
-    jsonw_string(w, r->model);
-    jsonw_key(w, "version");
-    jsonw_string(w, r->version);
+    jsonw_key_string(w, "model", r->model);
+    jsonw_key_string(w, "version", r->version);
     jsonw_key(w, "id");
     put_tag(w, r->id);
     jsonw_key(w, "index");
@@ -871,10 +869,8 @@ char *api_encode_score(const char *model, const char *version, const api_score_r
                        int n, const api_score_detail *detail) {
     jsonw w = {0};
     jsonw_open(&w, '{');
-    jsonw_key(&w, "model");
-    jsonw_string(&w, model);
-    jsonw_key(&w, "version");
-    jsonw_string(&w, version);
+    jsonw_key_string(&w, "model", model);
+    jsonw_key_string(&w, "version", version);
     jsonw_key(&w, "results");
     jsonw_open(&w, '[');
     for (int i = 0; i < n; i++) {
@@ -954,10 +950,8 @@ char *api_encode_sample(const api_sample *s) {
     jsonw_open(&w, '{');
     jsonw_key(&w, "log_id");
     jsonw_int(&w, s->log_id);
-    jsonw_key(&w, "model");
-    jsonw_string(&w, s->model);
-    jsonw_key(&w, "version");
-    jsonw_string(&w, s->version);
+    jsonw_key_string(&w, "model", s->model);
+    jsonw_key_string(&w, "version", s->version);
     jsonw_key(&w, "shape");
     jsonw_open(&w, '[');
     for (int i = 0; i < 3; i++) jsonw_int(&w, s->shape[i]);
@@ -1198,19 +1192,15 @@ char *api_encode_v2_infer(const char *model, const char *version, const char *id
                           size_t *len, size_t *json_len) {
     jsonw w = {0};
     jsonw_open(&w, '{');
-    jsonw_key(&w, "model_name");
-    jsonw_string(&w, model);
-    jsonw_key(&w, "model_version");
-    jsonw_string(&w, version);
+    jsonw_key_string(&w, "model_name", model);
+    jsonw_key_string(&w, "model_version", version);
     jsonw_key(&w, "outputs");
     jsonw_open(&w, '[');
     for (int k = 0; k < out->n; k++) {
         int which = out->which[k];
         jsonw_open(&w, '{');
-        jsonw_key(&w, "name");
-        jsonw_string(&w, V2_OUTPUT[which].name);
-        jsonw_key(&w, "datatype");
-        jsonw_string(&w, V2_OUTPUT[which].datatype);
+        jsonw_key_string(&w, "name", V2_OUTPUT[which].name);
+        jsonw_key_string(&w, "datatype", V2_OUTPUT[which].datatype);
         jsonw_key(&w, "shape");
         jsonw_open(&w, '[');
         jsonw_int(&w, n);
@@ -1231,8 +1221,7 @@ char *api_encode_v2_infer(const char *model, const char *version, const char *id
     }
     jsonw_close(&w, ']');
     if (*id) {
-        jsonw_key(&w, "id");
-        jsonw_string(&w, id);
+        jsonw_key_string(&w, "id", id);
     }
     jsonw_close(&w, '}');
     size_t head = w.len;

@@ -132,6 +132,11 @@ void jsonw_string(jsonw *w, const char *s) {
     w->comma = 1;
 }
 
+void jsonw_key_string(jsonw *w, const char *key, const char *s) {
+    jsonw_key(w, key);
+    jsonw_string(w, s);
+}
+
 /* v in decimal ("%lld") at out; its length. */
 static size_t int_text(int64_t v, char *out) {
     char rev[20];

@@ -41,6 +41,7 @@ void jsonw_open(jsonw *w, char bracket);        /* '{' or '[' */
 void jsonw_close(jsonw *w, char bracket);       /* '}' or ']' */
 void jsonw_key(jsonw *w, const char *key);
 void jsonw_string(jsonw *w, const char *s);
+void jsonw_key_string(jsonw *w, const char *key, const char *s);   /* a member, "key":"s" */
 void jsonw_real(jsonw *w, double v);
 void jsonw_int(jsonw *w, int64_t v);
 void jsonw_bool(jsonw *w, int v);

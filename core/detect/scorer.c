@@ -191,8 +191,8 @@ static double remember(scorer *s, const float *mu, const double *ref, detector_r
 
 /* scorer_terms' work before the scoring order matters, shared out by rows: share i of
  * `shares` takes rows [B i / shares, B (i + 1) / shares) and network i. Each row is
- * scaled, goes through the network and, in single mode, is placed (unless a latent of
- * the share is not finite: the caller refuses the batch); rc and err per share. */
+ * scaled, goes through the network and, in single mode, is placed; rc and err per share,
+ * rc SCORER_NOT_FINITE (nothing placed) when a latent of the share is not finite. */
 typedef struct {
     scorer *s;
     const float *x;
@@ -228,9 +228,9 @@ static void front_shares(void *ctx, int begin, int end) {
             detector_sample_z(x + (size_t)b * dim, dim, mu + (size_t)b * L,
                               logvar + (size_t)b * L, (int)L, mu + (size_t)b * L);
         long long t2 = stage_clock(s);
-        w->rc[share] = 0;
         int finite = 1;
         for (size_t i = 0; i < (size_t)n * L; i++) finite &= isfinite(mu[i]) != 0;
+        w->rc[share] = finite ? 0 : SCORER_NOT_FINITE;
         if (w->place && finite) {
             tsne_place_knn nb = {s->nearest + b0, s->memory ? s->ranks + (size_t)b0 * s->n_ranks : NULL,
                                  s->n_ranks, s->timing ? &s->timing->place : NULL};
@@ -273,8 +273,12 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     par_for(shares, shares, front_shares, &w);
     if (blas_threads != 1) openblas_set_num_threads(blas_threads);
     if (d->scale.kind != SCALE_NONE) x = s->xs;    /* from here on x is what the VAE saw */
-    for (size_t i = 0; i < (size_t)B * L; i++)
-        if (!isfinite(m[i])) {   /* before placing: the window must not take it */
+    /* A latent that is not finite refuses the batch, before the window can take it; the
+     * error names the first such sample of the batch, whichever share found one. */
+    for (int share = 0; share < shares; share++)
+        if (w.rc[share] == SCORER_NOT_FINITE) {
+            size_t i = 0;
+            while (isfinite(m[i])) i++;
             snprintf(err, errlen, "sample %zu: its latent is not finite (input values too "
                      "large for the network)", i / L);
             return SCORER_NOT_FINITE;
