@@ -10,23 +10,35 @@
 #include <string.h>
 #include <time.h>
 
+/* One batch in flight: gathered (x), then scored (the rest). */
+typedef struct {
+    float *x, *x_rec, *nn_dist;
+    int32_t *nn_ref;
+    detector_result *res;
+} batch_slot;
+
+/* A model's batches are pipelined: up to n_slots in flight, each with a slot and a network
+ * of the model's scorer, their fronts (the network, placement) on several workers at once
+ * and their backs (the memory, the verdicts) one at a time in the order they were taken.
+ * A batch taken while none is in flight may split its front across every network
+ * (split): then no other batch is taken until that front is done. */
 struct batch_queue {
     model *m;
     batch_job *head, **tail;     /* waiting jobs, oldest first */
     int samples;                 /* in the waiting jobs */
-    int busy;                    /* a worker is scoring this model */
+    int n_slots, in_flight, split;
+    unsigned slots_used;         /* bit i: slot i holds a batch in flight */
+    unsigned long long taken, backs; /* batches taken, and backs done: the next back's turn */
     int listed;                  /* on the batcher's runnable list */
     batch_queue *next_runnable;
-    /* One batch, gathered (x) and scored (the rest); used only by the busy worker. */
-    float *x, *x_rec, *nn_dist;
-    int32_t *nn_ref;
-    detector_result *res;
+    batch_slot slot[SCORER_MAX_THREADS];
 };
 
 struct batcher {
     pthread_mutex_t lock;        /* guards everything below and every queue's list fields */
     pthread_cond_t work;
-    batch_queue *runnable;       /* queues with waiting jobs and no worker */
+    pthread_cond_t turn;         /* a queue's back turn moved on */
+    batch_queue *runnable;       /* queues with waiting jobs and a free slot */
     batch_job *tasks, **tasks_tail; /* batch_run's jobs, oldest first */
     long queued;                 /* jobs waiting */
     long long window_ns;
@@ -36,34 +48,40 @@ struct batcher {
     int n_workers;
 };
 
-/* A model's queue and its batch buffers in one block (block.h): the queue, the results'
+/* A model's queue and its slots' buffers in one block (block.h): the queue, the results'
  * doubles, then floats and int32s, so one free releases it. */
-static void queue_parts(block *b, batch_queue *q, size_t rows, size_t dim, size_t k) {
-    BLOCK_TAKE(b, q->res, rows);
-    BLOCK_TAKE(b, q->x, rows * dim);
-    BLOCK_TAKE(b, q->x_rec, rows * dim);
-    BLOCK_TAKE(b, q->nn_dist, rows * k);
-    BLOCK_TAKE(b, q->nn_ref, rows * k);
+static void queue_parts(block *b, batch_queue *q, int slots, size_t rows, size_t dim,
+                        size_t k) {
+    for (int i = 0; i < slots; i++) BLOCK_TAKE(b, q->slot[i].res, rows);
+    for (int i = 0; i < slots; i++) {
+        BLOCK_TAKE(b, q->slot[i].x, rows * dim);
+        BLOCK_TAKE(b, q->slot[i].x_rec, rows * dim);
+        BLOCK_TAKE(b, q->slot[i].nn_dist, rows * k);
+        BLOCK_TAKE(b, q->slot[i].nn_ref, rows * k);
+    }
 }
 
 static batch_queue *queue_create(model *m) {
     const size_t rows = (size_t)m->max_batch, k = (size_t)m->d.k;
+    const int slots = model_slots(m);
     block b = BLOCK_HEAD(batch_queue);
     batch_queue probe;
-    queue_parts(&b, &probe, rows, m->dim, k);
+    queue_parts(&b, &probe, slots, rows, m->dim, k);
     batch_queue *q = block_alloc(&b);
     if (!q) return NULL;
-    queue_parts(&b, q, rows, m->dim, k);
+    queue_parts(&b, q, slots, rows, m->dim, k);
     q->m = m;
+    q->n_slots = slots;
     q->tail = &q->head;
     return q;
 }
 
 static void queue_free(void *q) { free(q); }
 
-/* Put q on the runnable list if it has waiting jobs and no worker. Caller holds the lock. */
+/* Put q on the runnable list if it has waiting jobs and room for a batch. Caller holds
+ * the lock. */
 static void make_runnable(batcher *b, batch_queue *q) {
-    if (q->listed || q->busy || !q->head) return;
+    if (q->listed || q->split || q->in_flight == q->n_slots || !q->head) return;
     batch_queue **at = &b->runnable;
     while (*at) at = &(*at)->next_runnable;
     *at = q;
@@ -112,61 +130,95 @@ static int placed(const detector_result *r, int n) {
     return 1;
 }
 
-/* Score rows [at, at + n) of q's batch, all from source, in one scorer call. */
-static int score_rows(batch_queue *q, const char *source, size_t at, int n, char *err,
-                      size_t errlen) {
+/* Score rows [at, at + n) of the slot's batch, all from source, alone in the slot: its
+ * front on the slot's own network, then its back. */
+static int score_rows(batch_queue *q, int slot, const char *source, size_t at, int n,
+                      char *err, size_t errlen) {
     const size_t dim = q->m->dim, k = (size_t)q->m->d.k;
-    return model_score(q->m, source, q->x + at * dim, n, q->res + at, q->x_rec + at * dim,
-                       q->nn_ref + at * k, q->nn_dist + at * k, err, errlen);
+    batch_slot *t = &q->slot[slot];
+    int rc = model_front(q->m, slot, t->x + at * dim, n, slot, 1, t->x_rec + at * dim, err,
+                         errlen);
+    return rc ? rc : model_back(q->m, slot, source, t->res + at, t->nn_ref + at * k,
+                                t->nn_dist + at * k, err, errlen);
 }
 
-/* Score the n samples of jobs in one call and hand each job its rows. One request must
- * not fail or spoil the others batched with it (in context mode a batch is placed
- * jointly, so one sample too large for the arithmetic turns every position of its batch
- * non-finite): a batch of several requests that fails or is placed non-finite is scored
- * again one request at a time, and each request gets its own outcome. A model whose
- * stream memory is per source scores one request at a time from the start, each through
- * its source's memory. */
-static void score_batch(batcher *b, batch_queue *q, batch_job *jobs, int n) {
-    const model *m = q->m;
-    const size_t dim = m->dim, k = (size_t)m->d.k;
+/* The front of the n samples of jobs in one call, in slot, on `shares` networks from
+ * `net` (a model whose stream memory is per source has none: it scores a request at a
+ * time at its back). 0, or the front's failure with err. */
+static int front_batch(batch_queue *q, int slot, batch_job *jobs, int n, int net, int shares,
+                       char *err, size_t errlen) {
+    const size_t dim = q->m->dim;
+    batch_slot *t = &q->slot[slot];
     size_t at = 0;
     for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next)
-        memcpy(q->x + at * dim, j->x, (size_t)j->n * dim * sizeof *q->x);
-    char err[256] = "";
+        memcpy(t->x + at * dim, j->x, (size_t)j->n * dim * sizeof *t->x);
+    if (q->m->per_source && jobs->next) return 0;
+    return model_front(q->m, slot, t->x, n, net, shares, t->x_rec, err, errlen);
+}
+
+/* The back of the batch in slot, whose front returned rc, and each job's rows. One
+ * request must not fail or spoil the others batched with it (in context mode a batch is
+ * placed jointly, so one sample too large for the arithmetic turns every position of its
+ * batch non-finite): a batch of several requests that fails or is placed non-finite is
+ * scored again one request at a time, and each request gets its own outcome. A model
+ * whose stream memory is per source scores one request at a time from the start, each
+ * through its source's memory. */
+static void back_batch(batcher *b, batch_queue *q, int slot, batch_job *jobs, int n, int rc,
+                       char *err, size_t errlen) {
+    const model *m = q->m;
+    const size_t dim = m->dim, k = (size_t)m->d.k;
+    batch_slot *t = &q->slot[slot];
     const int per_source = m->per_source && jobs->next;
-    int rc = per_source ? 0 : score_rows(q, jobs->source, 0, n, err, sizeof err);
-    const int alone = per_source || (jobs->next && (rc || !placed(q->res, n)));
+    if (!rc && !per_source)
+        rc = model_back(q->m, slot, jobs->source, t->res, t->nn_ref, t->nn_dist, err, errlen);
+    const int alone = per_source || (jobs->next && (rc || !placed(t->res, n)));
     /* A failure the input caused (SCORER_NOT_FINITE) is the client's to hear, not the log's. */
     if (rc && rc != SCORER_NOT_FINITE && !alone)
         fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, err);
     int anomalies = 0;
-    at = 0;
+    size_t at = 0;
     for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next) {
-        j->rc = alone ? score_rows(q, j->source, at, j->n, j->err, sizeof j->err) : rc;
+        j->rc = alone ? score_rows(q, slot, j->source, at, j->n, j->err, sizeof j->err) : rc;
         if (!alone) snprintf(j->err, sizeof j->err, "%s", err);
         if (alone && j->rc && j->rc != SCORER_NOT_FINITE)
             fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, j->err);
         if (alone && !j->rc) {
             int flagged = 0;
-            for (int i = 0; i < j->n; i++) flagged += q->res[at + (size_t)i].is_anomaly;
+            for (int i = 0; i < j->n; i++) flagged += t->res[at + (size_t)i].is_anomaly;
             metrics_scored(b->metrics, m->name, j->n, flagged);
-            metrics_scores(b->metrics, m->name, q->res + at, j->n);
+            metrics_scores(b->metrics, m->name, t->res + at, j->n);
         }
         if (j->rc) continue;
         const size_t rows = (size_t)j->n;
-        memcpy(j->res, q->res + at, rows * sizeof *j->res);
-        memcpy(j->nn_ref, q->nn_ref + at * k, rows * k * sizeof *j->nn_ref);
-        memcpy(j->nn_dist, q->nn_dist + at * k, rows * k * sizeof *j->nn_dist);
-        if (j->x_rec) memcpy(j->x_rec, q->x_rec + at * dim, rows * dim * sizeof *j->x_rec);
+        memcpy(j->res, t->res + at, rows * sizeof *j->res);
+        memcpy(j->nn_ref, t->nn_ref + at * k, rows * k * sizeof *j->nn_ref);
+        memcpy(j->nn_dist, t->nn_dist + at * k, rows * k * sizeof *j->nn_dist);
+        if (j->x_rec) memcpy(j->x_rec, t->x_rec + at * dim, rows * dim * sizeof *j->x_rec);
         for (int i = 0; i < j->n; i++) anomalies += j->res[i].is_anomaly;
     }
     if (!rc && !alone) metrics_scored(b->metrics, m->name, n, anomalies);
-    if (!rc && !alone) metrics_scores(b->metrics, m->name, q->res, n);
+    if (!rc && !alone) metrics_scores(b->metrics, m->name, t->res, n);
 }
 
-/* A worker: take a due queue, score one batch from it, prepare its jobs in order, pass
- * the model on, then finish the jobs. */
+/* Take the next batch from q into a free slot: its jobs, *slot, *ticket (its back's turn)
+ * and whether it may split its front (*split: nothing else of q in flight). Holds the
+ * lock. */
+static batch_job *take_batch(batcher *b, batch_queue *q, int *n, int *slot,
+                             unsigned long long *ticket, int *split) {
+    batch_job *jobs = take_jobs(b, q, n);
+    *slot = __builtin_ctz(~q->slots_used);
+    q->slots_used |= 1u << *slot;
+    *ticket = q->taken++;
+    *split = q->in_flight == 0 && q->n_slots > 1 && *n >= 2 * SCORER_MIN_ROWS;
+    q->split = *split;
+    q->in_flight++;
+    make_runnable(b, q);
+    return jobs;
+}
+
+/* A worker: take a due queue and a batch from it, run the batch's front, wait for its
+ * turn, run its back and prepare its jobs in order, pass the turn on, then finish the
+ * jobs. */
 static void *worker_main(void *arg) {
     batcher *b = arg;
     pthread_mutex_lock(&b->lock);
@@ -193,18 +245,33 @@ static void *worker_main(void *arg) {
             }
             continue;
         }
-        int n;
+        int n, slot, split;
+        unsigned long long ticket;
         const long long taken_ns = clock_ns();
-        batch_job *jobs = take_jobs(b, q, &n);
-        q->busy = 1;
-        if (b->runnable) pthread_cond_signal(&b->work);   /* another queue may be due */
+        batch_job *jobs = take_batch(b, q, &n, &slot, &ticket, &split);
+        if (b->runnable) pthread_cond_signal(&b->work);   /* q or another queue may be due */
         pthread_mutex_unlock(&b->lock);
         for (batch_job *j = jobs; j; j = j->next)
             metrics_queued(b->metrics, q->m->name, (double)(taken_ns - j->queued_ns) / 1e9);
-        score_batch(b, q, jobs, n);
+        int shares = split ? n / SCORER_MIN_ROWS : 1;
+        if (shares > q->n_slots) shares = q->n_slots;
+        char err[256] = "";
+        int rc = front_batch(q, slot, jobs, n, split ? 0 : slot, shares, err, sizeof err);
+        pthread_mutex_lock(&b->lock);
+        if (split) {                  /* the networks are free: the next batch may start */
+            q->split = 0;
+            make_runnable(b, q);
+            if (q->listed) pthread_cond_signal(&b->work);
+        }
+        while (q->backs != ticket) pthread_cond_wait(&b->turn, &b->lock);
+        pthread_mutex_unlock(&b->lock);
+        back_batch(b, q, slot, jobs, n, rc, err, sizeof err);
         for (batch_job *j = jobs; j; j = j->next) j->prepare(j);
         pthread_mutex_lock(&b->lock);
-        q->busy = 0;
+        q->backs++;
+        q->in_flight--;
+        q->slots_used &= ~(1u << slot);
+        pthread_cond_broadcast(&b->turn);
         make_runnable(b, q);
         if (q->listed) pthread_cond_signal(&b->work);
         pthread_mutex_unlock(&b->lock);
@@ -236,6 +303,7 @@ batcher *batch_start(int n_workers, long window_us, metrics *mt, char *err, size
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&b->work, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_cond_init(&b->turn, NULL);
     for (; b->n_workers < n_workers; b->n_workers++)
         if (pthread_create(&b->workers[b->n_workers], NULL, worker_main, b)) {
             snprintf(err, errlen, "cannot start scoring worker %d", b->n_workers + 1);
@@ -303,6 +371,7 @@ void batch_free(batcher *b) {
     if (!b) return;
     batch_stop(b);
     pthread_cond_destroy(&b->work);
+    pthread_cond_destroy(&b->turn);
     pthread_mutex_destroy(&b->lock);
     free(b->workers);
     free(b);

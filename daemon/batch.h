@@ -3,16 +3,20 @@
  * A forward pass over B samples costs far less than B passes over one (the weights are
  * read once, the matrix products vectorise), so requests for the same model that arrive
  * close together are scored in one scorer call. Each model has a queue; a request joins
- * its model's queue and a worker takes the queue once it holds max_batch samples or its
- * oldest request has waited batch_window_us, so a lone request waits at most the window.
- * While a worker scores a model, the model is busy and new requests gather behind it,
- * so under load batches grow by themselves.
+ * its model's queue and a worker takes a batch from it once it holds max_batch samples or
+ * its oldest request has waited batch_window_us, so a lone request waits at most the
+ * window. A model's batches are pipelined: up to its batch_threads batches are in flight,
+ * each in a slot of the model's scorer (scorer_front, scorer_back), so one batch's network
+ * and placement run while an earlier one goes through the stream memory; the backs run one
+ * at a time in the order the batches were taken. While every slot is taken (or a lone
+ * batch splits its front across all the networks), new requests gather behind, so under
+ * load batches grow by themselves.
  *
  * Workers, not libmicrohttpd's polling threads, do the maths (and wait for the log), so
  * a slow batch never stalls the connections those threads serve. A job is finished in
- * two steps: prepare runs while the model is still busy, so work that must follow the
- * scoring order (handing rows to the log) does; finish runs after the model is passed
- * on, and may block (waiting for the commit) and free the job. */
+ * two steps: prepare runs in its batch's back turn, so work that must follow the scoring
+ * order (handing rows to the log) does; finish runs after the turn is passed on, and may
+ * block (waiting for the commit) and free the job. */
 #ifndef ANODMD_BATCH_H
 #define ANODMD_BATCH_H
 

@@ -46,7 +46,7 @@ static void usage(FILE *f) {
         "  --retention-rows N       keep at most N log rows, the newest (0: any number)\n"
         "  --threads N              HTTP polling threads (4)\n"
         "  --workers N              scoring threads (4)\n"
-        "  --batch-threads N        threads one batch is split across (0: one per CPU)\n"
+        "  --batch-threads N        threads a model's batches use (0: one per CPU)\n"
         "  --batch-window-us N      a score request waits this long to be batched (100)\n"
         "  --max-body-bytes N       request body limit (16777216)\n"
         "  --max-batch N            samples per request and per scorer call (256)\n"
@@ -187,7 +187,7 @@ static void print_models(const model_set *set, FILE *out) {
     for (int i = 0; i < set->n; i++) {
         const model *m = &set->models[i];
         fprintf(out, "anodmd: model %s%s: %s, version %s, %zu inputs, %s mode, batches on %d "
-                "threads at most\n", m->name,
+                "threads at most (split or pipelined)\n", m->name,
                 i ? "" : " (default)", m->path, m->version, m->dim,
                 m->d.mode == PLACE_CONTEXT ? "context" : "single", scorer_threads(m->s));
     }

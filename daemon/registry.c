@@ -201,16 +201,23 @@ model *model_set_find(model_set *set, const char *name) {
     return NULL;
 }
 
-int model_score(model *m, const char *source, const float *x, int n, detector_result *res,
-                float *x_rec, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
+int model_front(model *m, int slot, const float *x, int n, int net, int shares, float *x_rec,
+                char *err, size_t errlen) {
+    return scorer_front(m->s, slot, x, n, net, shares, x_rec, NULL, err, errlen);
+}
+
+int model_back(model *m, int slot, const char *source, detector_result *res, int32_t *nn_ref,
+               float *nn_dist, char *err, size_t errlen) {
     int fresh;
     pthread_mutex_lock(&m->lock);
-    int slot = scorer_use_source(m->s, source, &fresh, err, errlen);
-    int rc = slot < 0 ? -1 : scorer_score(m->s, x, n, res, x_rec, nn_ref, nn_dist, err, errlen);
-    if (slot >= 0) memstore_scored(m->store, m->s, slot, fresh);
+    int at = scorer_use_source(m->s, source, &fresh, err, errlen);
+    int rc = at < 0 ? -1 : scorer_back(m->s, slot, res, nn_ref, nn_dist, err, errlen);
+    if (at >= 0) memstore_scored(m->store, m->s, at, fresh);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }
+
+int model_slots(const model *m) { return scorer_threads(m->s); }
 
 int model_window(model *m, float **pos, int *n) {
     const float *at;

@@ -59,7 +59,7 @@ typedef struct {
     model_set *current;
     char *const *specs;          /* borrowed: must outlive the registry */
     int n_specs, max_batch;
-    int batch_threads;           /* threads one batch may be split across (scorer_set_threads) */
+    int batch_threads;           /* threads a model's batches use (scorer_set_threads) */
     int memory_sources;          /* 0: one stream memory per model; N: per source, at most N */
     scorelog *log;               /* where the memories are kept (registry_keep_memories) */
     int snapshot_every;
@@ -87,12 +87,20 @@ model_set *registry_acquire(registry *r);
 void registry_release(registry *r, model_set *set);
 /* The model called name, or the default model for NULL; NULL if there is none. */
 model *model_set_find(model_set *set, const char *name);
-/* Score n samples (n <= max_batch) through the model's scorer under its lock, through the
- * stream memory of source when the model keeps one per source; x_rec may be NULL, nn_ref
- * and nn_dist hold n * k reference ids and distances. 0, or -1 with err, or
- * SCORER_NOT_FINITE (the scorer's). */
-int model_score(model *m, const char *source, const float *x, int n, detector_result *res,
-                float *x_rec, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen);
+/* A batch for m in two halves (scorer_front, scorer_back), so that a worker can run one
+ * batch's front while another worker runs an earlier batch's back. model_front runs n
+ * samples (n <= max_batch) through networks net..net + shares - 1 into slot
+ * (0..model_slots - 1) without the model's lock (it reads nothing scoring changes);
+ * x and x_rec (may be NULL) must stay until model_back, which scores the slot's batch
+ * under the lock, through the stream memory of source when the model keeps one per
+ * source; nn_ref and nn_dist hold n * k reference ids and distances. Each: 0, or -1 with
+ * err, or SCORER_NOT_FINITE (the scorer's). */
+int model_front(model *m, int slot, const float *x, int n, int net, int shares, float *x_rec,
+                char *err, size_t errlen);
+int model_back(model *m, int slot, const char *source, detector_result *res, int32_t *nn_ref,
+               float *nn_dist, char *err, size_t errlen);
+/* The slots (and networks) m's batches may use: batch_threads. */
+int model_slots(const model *m);
 /* A copy (malloc'd, *n points of x, y; NULL when empty) of the context-mode window's
  * positions, taken under the model's lock so no batch moves it meanwhile. 0, or -1
  * when out of memory. */

@@ -2186,6 +2186,126 @@ TEST(daemon_stream_memory) {
     stop_anodmd(pid);
 }
 
+/* A client of daemon_pipeline_keeps_the_memory_order: requests of 1..40 samples, each
+ * sample's log id (from the answer) next to its sample. */
+typedef struct {
+    int port, requests, ok;
+    uint64_t seed;
+    float *x;                    /* requests * 40 samples */
+    int64_t *id;                 /* one per sample, -1 when not answered */
+    pthread_barrier_t *go;
+} stream_client;
+
+enum { PIPE_MAX = 40 };
+
+static void *post_stream(void *arg) {
+    stream_client *c = arg;
+    const char *auth = "Authorization: Bearer " KEY_A "\r\n";
+    pthread_barrier_wait(c->go);
+    for (int i = 0; i < c->requests; i++) {
+        float *x = c->x + (size_t)i * PIPE_MAX * DIM;
+        const int n = 1 + (int)((c->seed + 7u * (uint64_t)i) % PIPE_MAX);
+        fresh_samples(x, n, c->seed + (uint64_t)i, i % 5 == 0);
+        char *body = score_body(x, n, NULL);
+        response r = http_request(c->port, "POST", "/v1/models/mem/score", body, auth);
+        free(body);
+        json_t *res = json_object_get(r.json, "results");
+        for (int j = 0; j < PIPE_MAX; j++)
+            c->id[i * PIPE_MAX + j] = r.status == 200 && j < n && (size_t)j < json_array_size(res)
+                                          ? (int64_t)jnum(json_array_get(res, (size_t)j), "log_id")
+                                          : -1;
+        c->ok += r.status == 200;
+        response_free(&r);
+    }
+    return NULL;
+}
+
+typedef struct {
+    int64_t id;
+    const float *x;
+} logged_sample;
+
+static int by_log_id(const void *a, const void *b) {
+    int64_t x = ((const logged_sample *)a)->id, y = ((const logged_sample *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* Batches of a model with a stream memory pipelined on two threads (one batch's network
+ * and placement while the one before goes through the memory): every sample of many
+ * concurrent requests, taken in the log's order and scored one at a time offline through
+ * a fresh scorer, gets the score and memory term the daemon logged. So the memory saw the
+ * samples in the order the log numbered them, whichever batch finished its front first. */
+TEST(daemon_pipeline_keeps_the_memory_order) {
+    if (make_bundles()) return;
+    enum { CLIENTS = 8, REQUESTS = 25 };
+    char db[OWN_PATH], log[OWN_PATH], model[OWN_PATH], path[OWN_PATH], spec[OWN_PATH + 8], err[256];
+    int port = 0;
+    own_daemon_files("daemon_pipeline", db, log, model);
+    if (memory_bundle(path)) return;
+    snprintf(spec, sizeof spec, "mem=%s", path);
+    const char *args[] = {"--model", spec, "--db", db, "--api-keys", KEY_A, "--batch-threads",
+                          "2", "--batch-window-us", "2000", "--max-batch", "40", NULL};
+    pid_t pid = spawn_anodmd(log, args, &port);
+    if (!port) return;
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, CLIENTS);
+    stream_client c[CLIENTS];
+    pthread_t t[CLIENTS];
+    float *x = malloc((size_t)CLIENTS * REQUESTS * PIPE_MAX * DIM * sizeof *x);
+    int64_t *id = malloc((size_t)CLIENTS * REQUESTS * PIPE_MAX * sizeof *id);
+    logged_sample *seen = malloc((size_t)CLIENTS * REQUESTS * PIPE_MAX * sizeof *seen);
+    CHECK(x && id && seen);
+    for (int i = 0; x && id && seen && i < CLIENTS; i++) {
+        c[i] = (stream_client){.port = port, .requests = REQUESTS, .seed = 9000u + 100u * (uint64_t)i,
+                               .x = x + (size_t)i * REQUESTS * PIPE_MAX * DIM,
+                               .id = id + (size_t)i * REQUESTS * PIPE_MAX, .go = &go};
+        CHECK(pthread_create(&t[i], NULL, post_stream, &c[i]) == 0);
+    }
+    for (int i = 0; x && id && seen && i < CLIENTS; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_MSG(c[i].ok == REQUESTS, "client %d: %d of %d requests answered", i, c[i].ok,
+                  REQUESTS);
+    }
+    pthread_barrier_destroy(&go);
+    size_t n = 0;
+    for (size_t i = 0; x && id && seen && i < (size_t)CLIENTS * REQUESTS * PIPE_MAX; i++)
+        if (id[i] >= 0) seen[n++] = (logged_sample){id[i], x + i * DIM};
+    qsort(seen, n, sizeof *seen, by_log_id);
+    detector d;
+    scorer *s = NULL;
+    sqlite3 *h = log_open_readonly(db);
+    sqlite3_stmt *st = NULL;
+    CHECK_MSG(bundle_load(path, &d, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG((s = scorer_create(&d, 1, err, sizeof err)) != NULL, "%s", err);
+    CHECK(h && sqlite3_prepare_v2(h, "SELECT score, d_memory FROM scores WHERE id = ?1", -1,
+                                  &st, NULL) == SQLITE_OK);
+    int differ = 0;
+    for (size_t i = 0; s && st && i < n; i++) {
+        detector_result want;
+        CHECK(scorer_score(s, seen[i].x, 1, &want, NULL, NULL, NULL, err, sizeof err) == 0);
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, seen[i].id);
+        if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_double(st, 0) != want.score ||
+            sqlite3_column_double(st, 1) != want.d_memory) {
+            if (!differ++)
+                check_fail(__FILE__, __LINE__, "log id %lld (%zu in the log's order): logged "
+                           "score %.17g, memory term %.17g; offline %.17g, %.17g",
+                           (long long)seen[i].id, i, sqlite3_column_double(st, 0),
+                           sqlite3_column_double(st, 1), want.score, want.d_memory);
+        }
+    }
+    CHECK_MSG(differ == 0, "%d of %zu samples differ", differ, n);
+    CHECK_MSG(n > (size_t)CLIENTS * REQUESTS, "only %zu samples logged", n);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    scorer_free(s);
+    detector_free(&d);
+    free(x);
+    free(id);
+    free(seen);
+    stop_anodmd(pid);
+}
+
 /* The reference map's extent (x0, x1, y0, y1) as GET /v1/models/{name}/map answers it. */
 static void map_extent(int port, const char *name, const char *auth, double ext[4]) {
     char path[128];

@@ -4,6 +4,7 @@
  * BLAS paths run: a tiny test network can pass where the Fashion-MNIST one would not.
  * `make test-kernels` runs this under every OpenBLAS kernel the CPU can run. */
 #include <cblas.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <math.h>
@@ -254,6 +255,89 @@ done:
     free(x);
     scorer_free(all);
     scorer_free(one);
+    detector_free(&d);
+}
+
+typedef struct {
+    scorer *s;
+    const float *x;
+    int slot, B, rc;
+    float *rec;
+} front_job;
+
+static void *run_front(void *arg) {
+    front_job *f = arg;
+    char err[256];
+    f->rc = scorer_front(f->s, f->slot, f->x, f->B, f->slot, 1, f->rec, NULL, err, sizeof err);
+    return NULL;
+}
+
+/* The two halves a daemon pipelines: three batches whose fronts run in two slots, one of
+ * them on another thread while the batch before goes through its back, give what three
+ * scorer_score calls give, bit for bit, memory terms included (the backs run in order);
+ * the reconstructions come back in the data's units. A back without a front, a slot or
+ * networks out of range, and a back after a failed front are refused, the memory left as
+ * it was. */
+TEST(scorer_front_and_back_pipelined) {
+    detector d;
+    if (make_memory_detector(&d, 20, 3) != 0) return;
+    const size_t dim = shape_size(d.vae.arch.in);
+    enum { B = 5 };
+    char err[256];
+    scorer *piped = scorer_create(&d, B, err, sizeof err), *plain = scorer_create(&d, B, err, sizeof err);
+    float *x = malloc(3 * B * dim * sizeof *x), *rec = malloc(3 * B * dim * sizeof *rec),
+          *want_rec = malloc(B * dim * sizeof *want_rec);
+    detector_result got[3][B], want[B];
+    if (!piped || !plain || !x || !rec || !want_rec) {
+        check_fail(__FILE__, __LINE__, "%s", piped && plain ? "out of memory" : err);
+        goto done;
+    }
+    rng_t r;
+    rng_seed(&r, 43);
+    for (size_t i = 0; i < 3 * B * dim; i++) x[i] = rng_uniform(&r);
+    CHECK(scorer_set_threads(piped, 2, err, sizeof err) == 0);
+    CHECK(scorer_back(piped, 1, got[0], NULL, NULL, err, sizeof err) == -1);   /* no front */
+    CHECK_MSG(strstr(err, "no batch") != NULL, "%s", err);
+    CHECK(scorer_front(piped, 2, x, B, 0, 1, NULL, NULL, err, sizeof err) == -1 &&
+          scorer_front(piped, 0, x, B, 1, 2, NULL, NULL, err, sizeof err) == -1 &&
+          scorer_front(piped, 0, x, B + 1, 0, 1, NULL, NULL, err, sizeof err) == -1 &&
+          scorer_back(piped, -1, got[0], NULL, NULL, err, sizeof err) == -1);
+    front_job second = {piped, x + B * dim, 1, B, -1, rec + B * dim};
+    pthread_t t;
+    CHECK(scorer_front(piped, 0, x, B, 0, 1, rec, NULL, err, sizeof err) == 0);
+    CHECK(pthread_create(&t, NULL, run_front, &second) == 0);
+    CHECK(scorer_back(piped, 0, got[0], NULL, NULL, err, sizeof err) == 0);
+    pthread_join(t, NULL);
+    CHECK(second.rc == 0);
+    CHECK(scorer_front(piped, 0, x + 2 * B * dim, B, 0, 1, rec + 2 * B * dim, NULL, err,
+                       sizeof err) == 0);
+    CHECK(scorer_back(piped, 1, got[1], NULL, NULL, err, sizeof err) == 0);
+    CHECK(scorer_back(piped, 0, got[2], NULL, NULL, err, sizeof err) == 0);
+    CHECK(scorer_back(piped, 0, got[2], NULL, NULL, err, sizeof err) == -1);   /* taken once */
+    int same = 1;
+    for (int batch = 0; batch < 3; batch++) {
+        CHECK(scorer_score(plain, x + (size_t)batch * B * dim, B, want, want_rec, NULL, NULL, err,
+                           sizeof err) == 0);
+        same &= !memcmp(want, got[batch], sizeof want) &&
+                !memcmp(want_rec, rec + (size_t)batch * B * dim, B * dim * sizeof *rec);
+    }
+    CHECK_MSG(same, "pipelined halves differ from whole batches");
+    CHECK(scorer_memory_count(piped) == 15 && got[2][B - 1].d_memory != 0.0);
+    /* A front that fails leaves no batch behind, not even the one before it. */
+    CHECK(scorer_front(piped, 1, x, B, 1, 1, NULL, NULL, err, sizeof err) == 0);
+    CHECK(scorer_front(piped, 1, x, B + 1, 1, 1, NULL, NULL, err, sizeof err) == -1);
+    CHECK(scorer_back(piped, 1, got[0], NULL, NULL, err, sizeof err) == -1);
+    /* A score that overflows is refused at the back. */
+    for (size_t i = 0; i < dim; i++) x[dim + i] = 3e38f;
+    CHECK(scorer_front(piped, 1, x, B, 1, 1, NULL, NULL, err, sizeof err) == 0);
+    CHECK(scorer_back(piped, 1, got[0], NULL, NULL, err, sizeof err) == SCORER_NOT_FINITE);
+    CHECK(scorer_memory_count(piped) == 15);
+done:
+    free(x);
+    free(rec);
+    free(want_rec);
+    scorer_free(piped);
+    scorer_free(plain);
     detector_free(&d);
 }
 

@@ -32,6 +32,23 @@ struct source_memory {
     unsigned long long used;
 };
 
+/* One batch in flight: what a front call computed and its back call reads, max_batch rows
+ * of each, in the slot's own block (slot_parts). */
+typedef struct {
+    int B;                       /* rows the last front call took; 0: nothing for a back */
+    const float *x;              /* the rows the VAE saw: the caller's, or xs when scaled */
+    float *rec, *mu;             /* where the front put reconstructions and latents */
+    double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
+    double *ranks;               /* the memory term's reference side: n_ranks per sample */
+    double *suspicion;           /* what the memory kept each sample with */
+    float *own_rec, *own_mu, *pos;
+    float *xs;                   /* scaled samples */
+    float *dist;
+    float *logvar;               /* z-based detectors only: the encoder's log-variances */
+    int *far;                    /* out-of-range flags */
+    int *idx;
+} scorer_slot;
+
 struct scorer {
     const detector *d;
     int max_batch;
@@ -42,21 +59,13 @@ struct scorer {
     struct source_memory *sources; /* scope source: one memory per source, LRU-capped */
     int n_sources, max_sources;
     unsigned long long tick;     /* for least recently used */
-    vae_infer *nets;             /* one per thread a batch may be split across */
+    vae_infer *nets;             /* one per thread (scorer_set_threads) */
+    scorer_slot **slots;         /* as many as nets */
     int n_nets;
-    /* The batch buffers, max_batch rows each, in the scorer's own block (scorer_parts). */
-    double *nearest;             /* single mode: D_LATENT from placement's neighbour search */
-    double *ranks;               /* the memory term's reference side: n_ranks per sample */
     int n_ranks;
-    double *suspicion;           /* what the memory kept each sample with, */
-    const float *kept_mu;        /* the latents it kept (mu or s->mu), */
-    int kept;                    /* and how many, in the last call (scorer_kept) */
-    float *rec, *mu, *pos;
-    float *xs;                   /* scaled samples: what the VAE sees */
-    float *dist;
-    float *logvar;               /* z-based detectors only: the encoder's log-variances */
-    int *far;                    /* out-of-range flags */
-    int *idx;
+    const float *kept_mu;        /* what the last back call kept in the memory (scorer_kept) */
+    const double *kept_suspicion;
+    int kept;
     scorer_timing *timing;       /* NULL unless scorer_time_stages */
 };
 
@@ -72,54 +81,87 @@ void scorer_free(scorer *s) {
     for (int i = 0; i < s->n_sources; i++) memory_free(s->sources[i].m);
     free(s->sources);
     tsne_map_free(s->map);
-    for (int t = 0; t < s->n_nets; t++) vae_infer_free(&s->nets[t]);
+    for (int t = 0; t < s->n_nets; t++) {
+        vae_infer_free(&s->nets[t]);
+        free(s->slots[t]);
+    }
     free(s->nets);
-    free(s);                     /* and its batch buffers (scorer_parts) */
+    free(s->slots);
+    free(s);
 }
 
-/* The batch buffers for batches of rows, carved after the scorer (block.h), doubles first,
- * then floats, then ints. */
-static void scorer_parts(block *b, scorer *s, size_t rows, size_t dim, size_t L, size_t k,
-                         int z) {
-    BLOCK_TAKE(b, s->nearest, rows);
-    BLOCK_TAKE(b, s->ranks, rows * (size_t)s->n_ranks);
-    BLOCK_TAKE(b, s->suspicion, rows);
-    BLOCK_TAKE(b, s->rec, rows * dim);
-    BLOCK_TAKE(b, s->xs, rows * dim);
-    BLOCK_TAKE(b, s->mu, rows * L);
-    BLOCK_TAKE(b, s->pos, rows * 2);
-    BLOCK_TAKE(b, s->dist, rows * k);
+/* A slot's buffers for batches of rows, carved after it (block.h), doubles first, then
+ * floats, then ints. */
+static void slot_parts(block *b, scorer_slot *t, size_t rows, size_t dim, size_t L, size_t k,
+                       size_t n_ranks, int z) {
+    BLOCK_TAKE(b, t->nearest, rows);
+    BLOCK_TAKE(b, t->ranks, rows * n_ranks);
+    BLOCK_TAKE(b, t->suspicion, rows);
+    BLOCK_TAKE(b, t->own_rec, rows * dim);
+    BLOCK_TAKE(b, t->xs, rows * dim);
+    BLOCK_TAKE(b, t->own_mu, rows * L);
+    BLOCK_TAKE(b, t->pos, rows * 2);
+    BLOCK_TAKE(b, t->dist, rows * k);
     if (z) {
-        BLOCK_TAKE(b, s->logvar, rows * L);
+        BLOCK_TAKE(b, t->logvar, rows * L);
     }
-    BLOCK_TAKE(b, s->far, rows);
-    BLOCK_TAKE(b, s->idx, rows * k);
+    BLOCK_TAKE(b, t->far, rows);
+    BLOCK_TAKE(b, t->idx, rows * k);
+}
+
+static scorer_slot *slot_create(const scorer *s) {
+    const detector *d = s->d;
+    const size_t dim = shape_size(d->vae.arch.in), L = (size_t)d->vae.arch.latent;
+    const int z = d->input == LATENT_Z;
+    block b = BLOCK_HEAD(scorer_slot);
+    scorer_slot probe;
+    slot_parts(&b, &probe, (size_t)s->max_batch, dim, L, (size_t)d->k, (size_t)s->n_ranks, z);
+    scorer_slot *t = block_alloc(&b);
+    if (t) slot_parts(&b, t, (size_t)s->max_batch, dim, L, (size_t)d->k, (size_t)s->n_ranks, z);
+    return t;
+}
+
+/* Nets and slots up to n (both arrays grown first, so a failure leaves s consistent);
+ * 0, or -1 with err. */
+static int add_threads(scorer *s, int n, char *err, size_t errlen) {
+    vae_infer *nets = realloc(s->nets, (size_t)n * sizeof *nets);
+    if (nets) s->nets = nets;
+    scorer_slot **slots = nets ? realloc(s->slots, (size_t)n * sizeof *slots) : NULL;
+    if (slots) s->slots = slots;
+    if (!slots) {
+        snprintf(err, errlen, "scorer: out of memory for %d threads", n);
+        return -1;
+    }
+    for (; s->n_nets < n; s->n_nets++) {
+        if (!(s->slots[s->n_nets] = slot_create(s))) {
+            snprintf(err, errlen, "scorer: out of memory for batches of %d", s->max_batch);
+            return -1;
+        }
+        if (vae_infer_init(&s->nets[s->n_nets], &s->d->vae, err, errlen) != 0) {
+            free(s->slots[s->n_nets]);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen) {
-    const size_t dim = shape_size(d->vae.arch.in), L = (size_t)d->vae.arch.latent;
     if (max_batch < 1 || d->k < 1 || d->k > d->n_ref) {
         snprintf(err, errlen, "scorer: bad batch size %d or k %d for %d reference points",
                  max_batch, d->k, d->n_ref);
         return NULL;
     }
-    const size_t rows = (size_t)max_batch, k = (size_t)d->k;
-    const int z = d->input == LATENT_Z;
-    block b = BLOCK_HEAD(scorer);
-    scorer probe;
-    probe.n_ranks = d->use_memory ? d->memory.k : 1;   /* the memory term's reference ranks */
-    scorer_parts(&b, &probe, rows, dim, L, k, z);
-    scorer *s = block_alloc(&b);
+    scorer *s = calloc(1, sizeof *s);
     if (!s) {
-        snprintf(err, errlen, "scorer: out of memory for batches of %d", max_batch);
+        snprintf(err, errlen, "scorer: out of memory");
         return NULL;
     }
-    s->n_ranks = probe.n_ranks;
-    scorer_parts(&b, s, rows, dim, L, k, z);
     s->d = d;
     s->max_batch = max_batch;
-    s->map = tsne_map_create(d->ref_latent, d->ref_map, d->n_ref, (int)L, 0, err, errlen);
-    if (!s->map) {
+    s->n_ranks = d->use_memory ? d->memory.k : 1;   /* the memory term's reference ranks */
+    s->map = tsne_map_create(d->ref_latent, d->ref_map, d->n_ref, d->vae.arch.latent, 0, err,
+                             errlen);
+    if (!s->map || add_threads(s, 1, err, errlen)) {
         scorer_free(s);
         return NULL;
     }
@@ -128,21 +170,21 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
         scorer_free(s);
         return NULL;
     }
-    if (d->use_memory && !(s->memory = s->own = memory_create((int)L, &d->memory, err, errlen))) {
+    if (d->use_memory &&
+        !(s->memory = s->own = memory_create(d->vae.arch.latent, &d->memory, err, errlen))) {
         scorer_free(s);
         return NULL;
     }
-    if (!(s->nets = calloc(1, sizeof *s->nets))) {
-        snprintf(err, errlen, "scorer: out of memory");
-        scorer_free(s);
-        return NULL;
-    }
-    if (vae_infer_init(&s->nets[0], &d->vae, err, errlen) != 0) {
-        scorer_free(s);
-        return NULL;
-    }
-    s->n_nets = 1;
     return s;
+}
+
+/* Free nets and slots beyond the first n. */
+static void drop_threads(scorer *s, int n) {
+    while (s->n_nets > n) {
+        s->n_nets--;
+        vae_infer_free(&s->nets[s->n_nets]);
+        free(s->slots[s->n_nets]);
+    }
 }
 
 int scorer_set_threads(scorer *s, int n_threads, char *err, size_t errlen) {
@@ -153,21 +195,12 @@ int scorer_set_threads(scorer *s, int n_threads, char *err, size_t errlen) {
     /* A net without a plan runs on OpenBLAS, which is not to be entered from several
      * threads at once: it keeps to one. */
     if (!s->nets[0].enc || !s->nets[0].dec) n_threads = 1;
-    if (n_threads > s->n_nets) {
-        vae_infer *more = realloc(s->nets, (size_t)n_threads * sizeof *more);
-        if (!more) {
-            snprintf(err, errlen, "scorer: out of memory for %d threads", n_threads);
-            return -1;
-        }
-        s->nets = more;
-        const int had = s->n_nets;
-        for (; s->n_nets < n_threads; s->n_nets++)
-            if (vae_infer_init(&s->nets[s->n_nets], &s->d->vae, err, errlen) != 0) {
-                while (s->n_nets > had) vae_infer_free(&s->nets[--s->n_nets]);
-                return -1;
-            }
+    const int had = s->n_nets;
+    if (n_threads > had && add_threads(s, n_threads, err, errlen)) {
+        drop_threads(s, had);
+        return -1;
     }
-    while (s->n_nets > n_threads) vae_infer_free(&s->nets[--s->n_nets]);
+    drop_threads(s, n_threads);
     return 0;
 }
 
@@ -189,41 +222,43 @@ static double remember(scorer *s, const float *mu, const double *ref, detector_r
     return suspicion;
 }
 
-/* scorer_terms' work before the scoring order matters, shared out by rows: share i of
- * `shares` takes rows [B i / shares, B (i + 1) / shares) and network i. Each row is
- * scaled, goes through the network and, in single mode, is placed; rc and err per share,
- * rc SCORER_NOT_FINITE (nothing placed) when a latent of the share is not finite. */
+/* The front's work shared out by rows: share i of `shares` takes rows
+ * [B i / shares, B (i + 1) / shares) and network net + i. Each row is scaled, goes
+ * through the network and, in single mode, is placed; rc and err per share, rc
+ * SCORER_NOT_FINITE (nothing placed) when a latent of the share is not finite. */
 typedef struct {
-    scorer *s;
+    const scorer *s;
+    scorer_slot *t;
     const float *x;
-    int B, shares, place;
-    float *rec, *mu;
+    int B, net, shares, place;
     int rc[SCORER_MAX_THREADS];
     char err[SCORER_MAX_THREADS][200];
-    long long ns[3], end_ns;     /* timed (one share): scaling, forward, placement */
+    long long ns[3];             /* timed (one share): scaling, forward, placement */
 } front_work;
 
 static void front_shares(void *ctx, int begin, int end) {
     front_work *w = ctx;
-    scorer *s = w->s;
+    const scorer *s = w->s;
+    scorer_slot *t = w->t;
     const detector *d = s->d;
     const size_t dim = shape_size(d->vae.arch.in), L = (size_t)d->vae.arch.latent;
     for (int share = begin; share < end; share++) {
         const int b0 = (int)((long)w->B * share / w->shares);
         const int n = (int)((long)w->B * (share + 1) / w->shares) - b0;
         const float *x = w->x + (size_t)b0 * dim;
-        float *mu = w->mu + (size_t)b0 * L;
+        float *mu = t->mu + (size_t)b0 * L;
         long long t0 = stage_clock(s);
-        memset(s->far + b0, 0, (size_t)n * sizeof *s->far);
+        memset(t->far + b0, 0, (size_t)n * sizeof *t->far);
         if (d->scale.kind != SCALE_NONE) {
             for (int b = 0; b < n; b++)
-                s->far[b0 + b] = scaling_apply(&d->scale, x + (size_t)b * dim,
-                                               s->xs + (size_t)(b0 + b) * dim);
-            x = s->xs + (size_t)b0 * dim;
+                t->far[b0 + b] = scaling_apply(&d->scale, x + (size_t)b * dim,
+                                               t->xs + (size_t)(b0 + b) * dim);
+            x = t->xs + (size_t)b0 * dim;
         }
         long long t1 = stage_clock(s);
-        float *logvar = d->input == LATENT_Z ? s->logvar + (size_t)b0 * L : NULL;
-        vae_infer_run(&s->nets[share], &d->vae, x, n, w->rec + (size_t)b0 * dim, mu, logvar);
+        float *logvar = d->input == LATENT_Z ? t->logvar + (size_t)b0 * L : NULL;
+        vae_infer_run(&s->nets[w->net + share], &d->vae, x, n, t->rec + (size_t)b0 * dim, mu,
+                      logvar);
         for (int b = 0; logvar && b < n; b++)
             detector_sample_z(x + (size_t)b * dim, dim, mu + (size_t)b * L,
                               logvar + (size_t)b * L, (int)L, mu + (size_t)b * L);
@@ -232,53 +267,51 @@ static void front_shares(void *ctx, int begin, int end) {
         for (size_t i = 0; i < (size_t)n * L; i++) finite &= isfinite(mu[i]) != 0;
         w->rc[share] = finite ? 0 : SCORER_NOT_FINITE;
         if (w->place && finite) {
-            tsne_place_knn nb = {s->nearest + b0, s->memory ? s->ranks + (size_t)b0 * s->n_ranks : NULL,
+            tsne_place_knn nb = {t->nearest + b0,
+                                 d->use_memory ? t->ranks + (size_t)b0 * s->n_ranks : NULL,
                                  s->n_ranks, s->timing ? &s->timing->place : NULL};
-            w->rc[share] = tsne_place_batch(s->map, &d->place, mu, n, 1, s->pos + 2 * b0, &nb,
+            w->rc[share] = tsne_place_batch(s->map, &d->place, mu, n, 1, t->pos + 2 * b0, &nb,
                                             w->err[share], sizeof w->err[share]);
         }
         if (s->timing) {
-            w->end_ns = stage_clock(s);
             w->ns[0] = t1 - t0;
             w->ns[1] = t2 - t1;
-            w->ns[2] = w->end_ns - t2;
+            w->ns[2] = stage_clock(s) - t2;
         }
     }
 }
 
-int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
-                 float *mu, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
+int scorer_front(scorer *s, int slot, const float *x, int B, int net, int shares,
+                 float *x_rec, float *mu, char *err, size_t errlen) {
     const detector *d = s->d;
-    const size_t dim = shape_size(d->vae.arch.in);
-    const int k = d->k;
+    const size_t L = (size_t)d->vae.arch.latent;
+    if (slot < 0 || slot >= s->n_nets || net < 0 || shares < 1 || net + shares > s->n_nets) {
+        snprintf(err, errlen, "scorer: slot %d, networks %d..%d outside the %d there are",
+                 slot, net, net + shares - 1, s->n_nets);
+        return -1;
+    }
+    scorer_slot *t = s->slots[slot];
+    t->B = 0;
     if (B < 1 || B > s->max_batch) {
         snprintf(err, errlen, "batch of %d samples outside 1..%d", B, s->max_batch);
         return -1;
     }
-    float *rec = x_rec ? x_rec : s->rec, *m = mu ? mu : s->mu;
-    const size_t L = (size_t)d->vae.arch.latent;
-    scorer_timing *t = s->timing;
-    s->kept = 0;
-    /* Shares of at least SCORER_MIN_ROWS rows: the small batches of a moderate load stay
-     * on one thread, where a split measured a higher p99 (its thread start, and the other
-     * core busy with the connections), while a saturated daemon's batches are large.
-     * Timed stages are one thread's CPU clock: no split then. */
-    int shares = t ? 1 : B / SCORER_MIN_ROWS;
-    if (shares > s->n_nets) shares = s->n_nets;
-    if (shares < 1) shares = 1;
-    front_work w = {.s = s, .x = x, .B = B, .shares = shares, .rec = rec, .mu = m,
+    if (shares > B) shares = B;
+    t->rec = x_rec ? x_rec : t->own_rec;
+    t->mu = mu ? mu : t->own_mu;
+    t->x = d->scale.kind != SCALE_NONE ? t->xs : x;
+    front_work w = {.s = s, .t = t, .x = x, .B = B, .net = net, .shares = shares,
                     .place = d->mode == PLACE_SINGLE};
     const int blas_threads = openblas_get_num_threads();
     if (blas_threads != 1) openblas_set_num_threads(1);
     par_for(shares, shares, front_shares, &w);
     if (blas_threads != 1) openblas_set_num_threads(blas_threads);
-    if (d->scale.kind != SCALE_NONE) x = s->xs;    /* from here on x is what the VAE saw */
     /* A latent that is not finite refuses the batch, before the window can take it; the
      * error names the first such sample of the batch, whichever share found one. */
     for (int share = 0; share < shares; share++)
         if (w.rc[share] == SCORER_NOT_FINITE) {
             size_t i = 0;
-            while (isfinite(m[i])) i++;
+            while (isfinite(t->mu[i])) i++;
             snprintf(err, errlen, "sample %zu: its latent is not finite (input values too "
                      "large for the network)", i / L);
             return SCORER_NOT_FINITE;
@@ -288,26 +321,47 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
             snprintf(err, errlen, "%s", w.err[share]);
             return -1;
         }
+    if (s->timing) {
+        s->timing->scale_ns += w.ns[0];
+        s->timing->forward_ns += w.ns[1];
+        s->timing->place_ns += w.ns[2];
+    }
+    t->B = B;
+    return 0;
+}
+
+/* The back's terms: the window (context mode), each row's terms, then the memory, in
+ * the rows' order. */
+static int back_terms(scorer *s, scorer_slot *t, detector_result *res, int32_t *nn_ref,
+                      float *nn_dist, char *err, size_t errlen) {
+    const detector *d = s->d;
+    const size_t dim = shape_size(d->vae.arch.in), L = (size_t)d->vae.arch.latent;
+    const int k = d->k, B = t->B;
+    scorer_timing *tm = s->timing;
+    s->kept = 0;
+    if (B < 1) {
+        snprintf(err, errlen, "scorer: no batch in this slot (its front failed or was not run)");
+        return -1;
+    }
+    t->B = 0;                    /* a back takes its batch once */
+    long long t2 = stage_clock(s);
     if (d->mode == PLACE_CONTEXT &&
-        tsne_window_add(s->window, &d->place, m, B, s->pos, err, errlen) != 0)
+        tsne_window_add(s->window, &d->place, t->mu, B, t->pos, err, errlen) != 0)
         return -1;
     long long t3 = stage_clock(s);
-    if (t) {
-        t->scale_ns += w.ns[0];
-        t->forward_ns += w.ns[1];
-        t->place_ns += w.ns[2] + (d->mode == PLACE_CONTEXT ? t3 - w.end_ns : 0);
-    }
+    if (tm) tm->place_ns += t3 - t2;
     for (int b = 0; b < B; b++) {
         detector_result *r = &res[b];
-        int *idx = s->idx + (size_t)b * k;
-        float *dist = (nn_dist ? nn_dist : s->dist) + (size_t)b * k;
+        int *idx = t->idx + (size_t)b * k;
+        float *dist = (nn_dist ? nn_dist : t->dist) + (size_t)b * k;
         memset(r, 0, sizeof *r);
-        r->d_re = score_recon_error(x + (size_t)b * dim, rec + (size_t)b * dim, dim);
-        r->out_of_range = s->far[b];
-        if (x_rec) scaling_invert(&d->scale, x_rec + (size_t)b * dim); /* in the data's units */
-        r->x = s->pos[2 * b];
-        r->y = s->pos[2 * b + 1];
-        r->d_map = tsne_map_dmap(s->map, s->pos + 2 * b, k, idx, dist);
+        r->d_re = score_recon_error(t->x + (size_t)b * dim, t->rec + (size_t)b * dim, dim);
+        r->out_of_range = t->far[b];
+        if (t->rec != t->own_rec)    /* the caller's: in the data's units */
+            scaling_invert(&d->scale, t->rec + (size_t)b * dim);
+        r->x = t->pos[2 * b];
+        r->y = t->pos[2 * b + 1];
+        r->d_map = tsne_map_dmap(s->map, t->pos + 2 * b, k, idx, dist);
         if (r->d_map < 0) {          /* k was checked at create: out of memory */
             snprintf(err, errlen, "scorer: out of memory for the map distance");
             return -1;
@@ -317,9 +371,8 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
         r->nearest_distance = dist[0];
         /* Single mode found the nearest reference latent while placing; the window's
          * search also counts window points, so context mode looks again. */
-        r->d_latent = d->mode == PLACE_CONTEXT
-                          ? tsne_map_latent_nn(s->map, m + (size_t)b * d->vae.arch.latent)
-                          : s->nearest[b];
+        r->d_latent = d->mode == PLACE_CONTEXT ? tsne_map_latent_nn(s->map, t->mu + (size_t)b * L)
+                                               : t->nearest[b];
     }
     long long t4 = stage_clock(s);
     /* All checked before any sample goes into the memory, so that a request refused as not
@@ -334,28 +387,47 @@ int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *
     for (int b = 0; b < B; b++) {
         detector_result *r = &res[b];
         /* Single mode read the reference side off placement's search too. */
-        double *ref = s->ranks + (size_t)b * s->n_ranks;
+        double *ref = t->ranks + (size_t)b * s->n_ranks;
         if (s->memory && d->mode == PLACE_CONTEXT)
-            tsne_map_latent_knn(s->map, m + (size_t)b * L, s->n_ranks, ref);
-        if (s->memory) s->suspicion[b] = remember(s, m + (size_t)b * L, ref, r);
+            tsne_map_latent_knn(s->map, t->mu + (size_t)b * L, s->n_ranks, ref);
+        if (s->memory) t->suspicion[b] = remember(s, t->mu + (size_t)b * L, ref, r);
         else r->d_memory = NAN;
     }
-    if (t) {
+    if (tm) {
         long long t5 = clock_thread_cpu_ns();
-        t->samples += B;
-        t->terms_ns += t4 - t3;
-        t->memory_ns += t5 - t4;
+        tm->samples += B;
+        tm->terms_ns += t4 - t3;
+        tm->memory_ns += t5 - t4;
     }
     if (s->memory) {
-        s->kept_mu = m;
+        s->kept_mu = t->mu;
+        s->kept_suspicion = t->suspicion;
         s->kept = B;
     }
     return 0;
 }
 
+/* The split scorer_terms and scorer_score use: shares of at least SCORER_MIN_ROWS rows.
+ * The small batches of a moderate load stay on one thread, where a split measured a
+ * higher p99 (its thread start, and the other core busy with the connections), while a
+ * saturated daemon's batches are large. Timed stages are one thread's CPU clock: no
+ * split then. */
+static int default_shares(const scorer *s, int B) {
+    int shares = s->timing ? 1 : B / SCORER_MIN_ROWS;
+    if (shares > s->n_nets) shares = s->n_nets;
+    return shares < 1 ? 1 : shares;
+}
+
+int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
+                 float *mu, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
+    s->kept = 0;
+    int rc = scorer_front(s, 0, x, B, 0, default_shares(s, B), x_rec, mu, err, errlen);
+    return rc ? rc : back_terms(s, s->slots[0], res, nn_ref, nn_dist, err, errlen);
+}
+
 void scorer_kept(const scorer *s, const float **mu, const double **suspicion, int *n) {
     *mu = s->kept_mu;
-    *suspicion = s->suspicion;
+    *suspicion = s->kept_suspicion;
     *n = s->kept;
 }
 
@@ -483,10 +555,8 @@ void detector_finish_result(const detector *d, detector_result *r) {
     r->is_anomaly = r->score > d->threshold;
 }
 
-int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
-                 int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
-    int rc = scorer_terms(s, x, B, res, x_rec, NULL, nn_ref, nn_dist, err, errlen);
-    if (rc != 0) return rc;
+/* The back's finish: fused scores, p-values and verdicts of the B results. */
+static int finish(scorer *s, detector_result *res, int B, char *err, size_t errlen) {
     long long t0 = stage_clock(s);
     for (int b = 0; b < B; b++) {
         detector_finish_result(s->d, &res[b]);
@@ -497,4 +567,23 @@ int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *
     }
     if (s->timing) s->timing->finish_ns += clock_thread_cpu_ns() - t0;
     return 0;
+}
+
+int scorer_back(scorer *s, int slot, detector_result *res, int32_t *nn_ref, float *nn_dist,
+                char *err, size_t errlen) {
+    s->kept = 0;
+    if (slot < 0 || slot >= s->n_nets) {
+        snprintf(err, errlen, "scorer: slot %d outside the %d there are", slot, s->n_nets);
+        return -1;
+    }
+    const int B = s->slots[slot]->B;
+    int rc = back_terms(s, s->slots[slot], res, nn_ref, nn_dist, err, errlen);
+    return rc ? rc : finish(s, res, B, err, errlen);
+}
+
+int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
+                 int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
+    s->kept = 0;
+    int rc = scorer_front(s, 0, x, B, 0, default_shares(s, B), x_rec, NULL, err, errlen);
+    return rc ? rc : scorer_back(s, 0, res, nn_ref, nn_dist, err, errlen);
 }

@@ -21,16 +21,35 @@ scorer *scorer_create(const detector *d, int max_batch, char *err, size_t errlen
 void scorer_free(scorer *s);
 /* Let a batch's forward pass and single-mode placement be split across up to n_threads
  * threads (1, the default, keeps every call on the caller's thread), in shares of at
- * least SCORER_MIN_ROWS samples. Results are the same bits whatever the count (each
- * sample's are batch-invariant). Each thread beyond the first holds its own copy of the
- * network's inference buffers and packed weights. A net without an inference plan (tcn,
- * lstm) runs on OpenBLAS and stays on one thread. 0, or -1 with err (out of range, or out
- * of memory: the scorer keeps the threads it had). */
+ * least SCORER_MIN_ROWS samples, and as many batches be in flight (scorer_front). Results
+ * are the same bits whatever the count (each sample's are batch-invariant). Each thread
+ * beyond the first holds its own copy of the network's inference buffers and packed
+ * weights, and its slot's batch buffers. A net without an inference plan (tcn, lstm)
+ * runs on OpenBLAS and stays on one thread. 0, or -1 with err (out of range, or out of
+ * memory: the scorer keeps the threads it had). Not while a batch is in flight. */
 #define SCORER_MAX_THREADS 16
 #define SCORER_MIN_ROWS 16
 int scorer_set_threads(scorer *s, int n_threads, char *err, size_t errlen);
-/* The threads a batch may be split across. */
+/* The threads a batch may be split across, and the slots batches may be in flight in. */
 int scorer_threads(const scorer *s);
+
+/* A batch in two halves, so that a daemon can pipeline a model's batches: the front
+ * (scaling, the network, single-mode placement) depends on nothing but its samples, while
+ * the back (the context window, the terms, the memory, the verdicts) must see batches in
+ * scoring order. Each batch in flight has a slot (0..scorer_threads - 1). scorer_front
+ * calls on different slots, and networks, may run at the same time as each other and as
+ * one call of any other function on another slot; everything else is one call at a time.
+ * A front's rows go through networks net..net + shares - 1 (shares of rows, one thread
+ * each; no two calls running at once may share a network). x, and x_rec and mu when not
+ * NULL (reconstructions in the data's units and latent means, as scorer_terms has them),
+ * must stay until the slot's back. Same returns as scorer_score; after a failed front the
+ * slot has no batch. */
+int scorer_front(scorer *s, int slot, const float *x, int B, int net, int shares,
+                 float *x_rec, float *mu, char *err, size_t errlen);
+/* The back of the slot's batch: what scorer_score returns, into res (B rows), nn_ref and
+ * nn_dist. -1 with err when the slot has no batch. */
+int scorer_back(scorer *s, int slot, detector_result *res, int32_t *nn_ref, float *nn_dist,
+                char *err, size_t errlen);
 
 /* scorer_terms and scorer_score return 0, or -1 with err, or SCORER_NOT_FINITE when a
  * sample's latent, a term or its score came out non-finite (input values too large for
