@@ -1885,6 +1885,58 @@ TEST(daemon_concurrent_clients) {
     CHECK_MSG(log_rows() == before + 2 * ok, "log grew %lld, want %d", log_rows() - before, 2 * ok);
 }
 
+typedef struct {
+    int client;
+    response r[5];
+} batch_client_job;
+
+/* One client's batches (the test daemon takes at most 16 samples a request), under its
+ * own source tag. */
+static void *batch_client(void *arg) {
+    batch_client_job *job = arg;
+    static const int SIZES[5] = {1, 3, 16, 7, 15};
+    float x[16 * DIM];
+    char extra[64];
+    snprintf(extra, sizeof extra, ",\"source\":\"batch-%d\"", job->client);
+    for (int i = 0; i < 5; i++) {
+        fresh_samples(x, SIZES[i], 5000u + 100u * (uint64_t)job->client + (uint64_t)i, 0);
+        char *body = score_body(x, SIZES[i], extra);
+        job->r[i] = http("POST", "/v1/models/ctx/score", body);
+        free(body);
+    }
+    return NULL;
+}
+
+/* Batches from several clients at once, so that the writer commits rows of several
+ * requests together, in INSERT statements of up to 16 rows that span requests
+ * (daemon/log.c): every answer's log id is the row of that very sample. */
+TEST(daemon_log_ids_of_concurrent_batches) {
+    if (daemon_up()) return;
+    enum { CLIENTS = 6 };
+    pthread_t t[CLIENTS];
+    batch_client_job jobs[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        jobs[i] = (batch_client_job){.client = i};
+        CHECK(pthread_create(&t[i], NULL, batch_client, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < CLIENTS; i++) pthread_join(t[i], NULL);
+    sqlite3 *db = open_log();
+    for (int i = 0; i < CLIENTS; i++) {
+        char source[32];
+        snprintf(source, sizeof source, "batch-%d", i);
+        for (int b = 0; b < 5; b++) {
+            response *r = &jobs[i].r[b];
+            EXPECT_STATUS(*r, 200, NULL);
+            if (r->status == 200) remember(r);
+            json_t *results = json_object_get(r->json, "results");
+            for (size_t k = 0; db && k < json_array_size(results); k++)
+                check_row(db, json_array_get(results, k), "ctx", D.ctx_version, NULL, source);
+            response_free(r);
+        }
+    }
+    sqlite3_close(db);
+}
+
 /* SIGTERM under load: exit 0, and every score answered with 200 is in the log. */
 TEST(daemon_sigterm_drains) {
     if (daemon_up()) return;
