@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #define SCHEMA_VERSION 6
@@ -549,6 +550,8 @@ static void writer_wait(scorelog *l) {
  * save the sink's position alone when no group came to carry it. */
 static void *writer_main(void *arg) {
     scorelog *l = arg;
+    prctl(PR_SET_NAME, "anodmd-log");   /* its own line in top -H; tests/bench/log_writer.c
+                                           reads its CPU */
     pthread_mutex_lock(&l->lock);
     for (;;) {
         writer_wait(l);
