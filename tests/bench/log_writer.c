@@ -3,8 +3,9 @@
  * --per-request rows as --rows makes, --in-flight of them queued before waiting for their
  * commits (so that one group commit takes about per-request x in-flight rows). Prints the
  * writer's CPU a row (the thread named anodmd-log: /proc's schedstat for the total,
- * stat's ticks for the split into user and system), wall time a row and rows a commit,
- * over the rows after --prefill (written first, into the same log, unmeasured).
+ * stat's ticks for the split into user and system), wall time a row, rows a commit, and
+ * the time from a round's first submit to its last commit (p50, p99, max: what a request
+ * waits for its commit), over the rows after --prefill (written first, unmeasured).
  *   build/bench_log_writer --db PATH [--rows 60000] [--per-request 64] [--in-flight 1]
  *                          [--prefill 0] [--scores random|equal] [--source TAG]
  * --scores equal gives every row the same score, as tests/bench_daemon.sh's all-zero
@@ -57,6 +58,11 @@ static int read_cpu(long tid, cpu *c, char *err, size_t errlen) {
     return -1;
 }
 
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -93,12 +99,14 @@ int main(int argc, char **argv) {
     scorelog *l = m ? scorelog_open(db, m, err, sizeof err) : NULL;
     api_score_record *rec = calloc((size_t)per * (size_t)inflight, sizeof *rec);
     scorelog_ticket *t = calloc((size_t)inflight, sizeof *t);
+    long rounds = rows / ((long)per * inflight) + 1, n_waits = 0;
+    double *waits = malloc((size_t)rounds * sizeof *waits);   /* each measured round's, s */
     long tid = 0;
     for (int i = 0; l && !tid && i < 1000; i++) {   /* until the writer has named itself */
         struct timespec ms = {0, 1000000};
         if (!(tid = writer_tid())) nanosleep(&ms, NULL);
     }
-    if (!m || !l || !rec || !t || !tid) {
+    if (!m || !l || !rec || !t || !waits || !tid) {
         fprintf(stderr, "log_writer: %s\n", !m || !l ? (m ? err : "out of memory") :
                                            tid ? "out of memory" : "no thread anodmd-log");
         return 1;
@@ -120,6 +128,7 @@ int main(int argc, char **argv) {
             scorelog_stats(l, &rows0, &commits0);
             t0 = now_s();
         }
+        double round = now_s();
         for (int k = 0; k < inflight; k++) {
             for (int i = 0; i < per; i++) {
                 api_score_record *r = &rec[k * per + i];
@@ -140,20 +149,25 @@ int main(int argc, char **argv) {
         }
         for (int k = 0; k < inflight; k++)
             if (scorelog_wait(l, &t[k], err, sizeof err)) goto fail;
+        if (t0 && n_waits < rounds) waits[n_waits++] = now_s() - round;
     }
     double t1 = now_s();
     if (read_cpu(tid, &c1, err, sizeof err)) goto fail;
     scorelog_stats(l, &rows1, &commits1);
     double n = (double)(rows1 - rows0), tick_us = 1e6 / (double)sysconf(_SC_CLK_TCK);
+    qsort(waits, (size_t)n_waits, sizeof *waits, by_value);
     printf("rows %.0f commits %llu rows/commit %.1f writer_us/row %.2f (user %.2f sys %.2f) "
-           "wall_us/row %.2f\n", n, (unsigned long long)(commits1 - commits0),
+           "wall_us/row %.2f commit_ms p50 %.2f p99 %.2f max %.2f\n", n,
+           (unsigned long long)(commits1 - commits0),
            n / (double)(commits1 - commits0), (double)(c1.ns - c0.ns) / 1e3 / n,
            (double)(c1.user - c0.user) * tick_us / n, (double)(c1.sys - c0.sys) * tick_us / n,
-           (t1 - t0) * 1e6 / n);
+           (t1 - t0) * 1e6 / n, waits[n_waits / 2] * 1e3, waits[n_waits * 99 / 100] * 1e3,
+           waits[n_waits - 1] * 1e3);
     scorelog_close(l);
     metrics_free(m);
     free(rec);
     free(t);
+    free(waits);
     return 0;
 fail:
     fprintf(stderr, "log_writer: %s\n", err);
