@@ -122,6 +122,12 @@ $(BUILD)/test_runner: $(TEST_OBJ) $(DAEMON_LIB_OBJ) $(LIB)
 $(BUILD)/tests/test_alloc_fail.o $(BUILD)/tests/test_payload_log.o $(BUILD)/tests/test_daemon_pg.o: \
   CFLAGS += -Idaemon
 
+# The score log's writer alone, without HTTP or scoring (tests/bench/log_writer.c): its CPU
+# a row. Not part of `make test`.
+$(BUILD)/bench_log_writer: tests/bench/log_writer.c $(DAEMON_LIB_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $(INC_app) -Idaemon $(SAN) -o $@ $< $(DAEMON_LIB_OBJ) $(LIB) \
+	  $(DAEMON_LIBS) $(LDLIBS)
+
 # Install the Debian packages the build needs, only those that are missing.
 deps:
 	@$(MAKE) --no-print-directory _apt PKGS="$(DEB_PKGS)"

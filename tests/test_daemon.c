@@ -593,12 +593,28 @@ TEST(daemon_paging) {
     response_free(&r);
 }
 
+/* Does SQLite's plan for sql seek index? */
+static int plan_uses(sqlite3 *db, const char *sql, const char *index) {
+    char explain[512], want[96];
+    sqlite3_stmt *st;
+    int found = 0;
+    snprintf(explain, sizeof explain, "EXPLAIN QUERY PLAN %s", sql);
+    snprintf(want, sizeof want, "INDEX %s ", index);   /* USING [COVERING] INDEX */
+    if (sqlite3_prepare_v2(db, explain, -1, &st, NULL) != SQLITE_OK) return 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *detail = (const char *)sqlite3_column_text(st, 3);
+        if (detail && strstr(detail, want)) found = 1;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
 /* The log's schema: versioned, WAL, indexed for the polling queries. */
 TEST(daemon_log_schema) {
     if (daemon_up()) return;
     sqlite3 *db = open_log();
     if (!db) return;
-    CHECK(log_int(db, "PRAGMA user_version") == 5);
+    CHECK(log_int(db, "PRAGMA user_version") == 6);
     CHECK(log_int(db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'") == 1);
     CHECK(log_int(db, "SELECT count(*) FROM scores WHERE d_latent IS NULL") == 0);
     CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
@@ -606,6 +622,12 @@ TEST(daemon_log_schema) {
                       "'scores_by_model_time', 'scores_by_model_score')") == 5);
     CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
                       "'sink_position'") == 1);
+    /* The index by source holds the tagged rows only (version 6), and paging by a tag
+     * (GET /v1/scores's query, daemon/log.c) still seeks it. */
+    CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'scores_by_source' AND "
+                      "sql LIKE '%WHERE source IS NOT NULL'") == 1);
+    CHECK(plan_uses(db, "SELECT id FROM scores WHERE id > ?1 AND source = ?3 ORDER BY id "
+                        "LIMIT ?4", "scores_by_source"));
     /* The statistics read their indexes only: no full scan of the table, no sort of the
      * whole log. */
     CHECK(log_int(db, "SELECT count(*) FROM (SELECT score FROM scores INDEXED BY "
@@ -1417,7 +1439,7 @@ TEST(daemon_log_migrates_version_1) {
     }
     stop_anodmd(pid);
     if ((db = log_open_readonly(db_path))) {
-        CHECK(log_int(db, "PRAGMA user_version") == 5);
+        CHECK(log_int(db, "PRAGMA user_version") == 6);
         CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('scores_by_model_"
                           "time', 'scores_by_model_score', 'sink_position')") == 3);
         /* and the stream memories' tables (version 4), empty: tiny has no memory */
@@ -1428,6 +1450,56 @@ TEST(daemon_log_migrates_version_1) {
         sqlite3_close(db);
     }
     LOG_INTACT(db_path, 2);
+}
+
+/* A version-5 log, whose index by source holds every row, gets it rebuilt over the tagged
+ * rows at start (version 6): paging by a tag finds the old rows and the new. */
+TEST(daemon_log_migrates_version_5) {
+    if (make_bundles()) return;
+    char db_path[OWN_PATH], log[OWN_PATH], model[OWN_PATH], one[600], tagged[600];
+    own_daemon_files("daemon_v5", db_path, log, model);
+    single_body(one, sizeof one, "0.5", DIM);
+    snprintf(tagged, sizeof tagged, "%.*s,\"source\":\"pager\"}", (int)strlen(one) - 1, one);
+    const char *args[] = {"--model", model, "--db", db_path, NULL};
+    int port;
+    pid_t pid = spawn_anodmd(log, args, &port);
+    for (int i = 0; port && i < 2; i++) {
+        response r = http_request(port, "POST", "/v1/score", i ? one : tagged, "");
+        EXPECT_STATUS(r, 200, NULL);
+        response_free(&r);
+    }
+    stop_anodmd(pid);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(db_path, &db) == SQLITE_OK &&
+          sqlite3_exec(db, "DROP INDEX scores_by_source;"
+                           "CREATE INDEX scores_by_source ON scores(source, id);"
+                           "PRAGMA user_version = 5;", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    pid = spawn_anodmd(log, args, &port);
+    if (port) {
+        response r = http_request(port, "POST", "/v1/score", tagged, "");
+        EXPECT_STATUS(r, 200, NULL);
+        response_free(&r);
+        r = http_request(port, "GET", "/v1/scores?source=pager", NULL, "");
+        json_t *scores = json_object_get(r.json, "scores");
+        CHECK_MSG(json_array_size(scores) == 2, "%s", r.body ? r.body : "");
+        CHECK(jnum(json_array_get(scores, 0), "log_id") == 1 &&
+              jnum(json_array_get(scores, 1), "log_id") == 3);
+        response_free(&r);
+        r = http_request(port, "GET", "/v1/scores", NULL, "");
+        CHECK(json_array_size(json_object_get(r.json, "scores")) == 3);
+        response_free(&r);
+    }
+    stop_anodmd(pid);
+    if ((db = log_open_readonly(db_path))) {
+        CHECK(log_int(db, "PRAGMA user_version") == 6);
+        CHECK(log_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'scores_by_source' "
+                          "AND sql LIKE '%WHERE source IS NOT NULL'") == 1);
+        CHECK(log_int(db, "SELECT count(*) FROM scores INDEXED BY scores_by_source WHERE "
+                          "source = 'pager'") == 2);
+        sqlite3_close(db);
+    }
+    LOG_INTACT(db_path, 3);
 }
 
 /* A field added to the score record's table (core/detect/detector.h) becomes a column of an
@@ -1478,7 +1550,7 @@ TEST(daemon_log_adds_new_record_columns) {
     }
     stop_anodmd(pid);
     if ((db = log_open_readonly(db_path))) {
-        CHECK(log_int(db, "PRAGMA user_version") == 5);
+        CHECK(log_int(db, "PRAGMA user_version") == 6);
         CHECK(log_int(db, "SELECT count(*) FROM pragma_table_info('scores') WHERE name = "
                           "'z_latent' AND type = 'REAL'") == 1);
         CHECK(log_int(db, "SELECT count(*) FROM scores WHERE z_latent IS NULL") == 1);
@@ -1883,6 +1955,58 @@ TEST(daemon_concurrent_clients) {
     }
     CHECK_MSG(ok == CLIENTS * EACH, "%d of %d requests answered", ok, CLIENTS * EACH);
     CHECK_MSG(log_rows() == before + 2 * ok, "log grew %lld, want %d", log_rows() - before, 2 * ok);
+}
+
+typedef struct {
+    int client;
+    response r[5];
+} batch_client_job;
+
+/* One client's batches (the test daemon takes at most 16 samples a request), under its
+ * own source tag. */
+static void *batch_client(void *arg) {
+    batch_client_job *job = arg;
+    static const int SIZES[5] = {1, 3, 16, 7, 15};
+    float x[16 * DIM];
+    char extra[64];
+    snprintf(extra, sizeof extra, ",\"source\":\"batch-%d\"", job->client);
+    for (int i = 0; i < 5; i++) {
+        fresh_samples(x, SIZES[i], 5000u + 100u * (uint64_t)job->client + (uint64_t)i, 0);
+        char *body = score_body(x, SIZES[i], extra);
+        job->r[i] = http("POST", "/v1/models/ctx/score", body);
+        free(body);
+    }
+    return NULL;
+}
+
+/* Batches from several clients at once, so that the writer commits rows of several
+ * requests together, in INSERT statements of up to 16 rows that span requests
+ * (daemon/log.c): every answer's log id is the row of that very sample. */
+TEST(daemon_log_ids_of_concurrent_batches) {
+    if (daemon_up()) return;
+    enum { CLIENTS = 6 };
+    pthread_t t[CLIENTS];
+    batch_client_job jobs[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        jobs[i] = (batch_client_job){.client = i};
+        CHECK(pthread_create(&t[i], NULL, batch_client, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < CLIENTS; i++) pthread_join(t[i], NULL);
+    sqlite3 *db = open_log();
+    for (int i = 0; i < CLIENTS; i++) {
+        char source[32];
+        snprintf(source, sizeof source, "batch-%d", i);
+        for (int b = 0; b < 5; b++) {
+            response *r = &jobs[i].r[b];
+            EXPECT_STATUS(*r, 200, NULL);
+            if (r->status == 200) remember(r);
+            json_t *results = json_object_get(r->json, "results");
+            for (size_t k = 0; db && k < json_array_size(results); k++)
+                check_row(db, json_array_get(results, k), "ctx", D.ctx_version, NULL, source);
+            response_free(r);
+        }
+    }
+    sqlite3_close(db);
 }
 
 /* SIGTERM under load: exit 0, and every score answered with 200 is in the log. */
