@@ -194,6 +194,7 @@ int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x,
 typedef struct {
     long long search_ns, calibrate_ns, iterate_ns;
     long long steps;
+    long long groups;       /* clock reads a stage: rows are timed in lockstep groups */
 } tsne_place_timing;
 /* What placement's own neighbour search can report of each row, read off it rather than
  * searched again: the distance to the nearest reference latent (tsne_map_latent_nn's

@@ -306,13 +306,29 @@ static void strips(const fftrep *w, size_t S, int rows, int kernel) {
 
 /* ---- interpolation ------------------------------------------------------------- */
 
-/* Box index along one axis and the p Lagrange weights of coordinate v. */
-static int box_weights(const fftrep *w, double v, double lo, double *wt) {
-    int p = w->p;
-    double t = (v - lo) / w->h;            /* in node spacings from lo */
-    int b = (int)floor(t / p);
+/* Box index along one axis of coordinate v; *t its distance from lo in node spacings. */
+HOT_INLINE int box_of(const fftrep *w, double v, double lo, double *t) {
+    *t = (v - lo) / w->h;
+    int b = (int)floor(*t / w->p);
     if (b < 0) b = 0;
     if (b > w->n_boxes - 1) b = w->n_boxes - 1;
+    return b;
+}
+
+/* num / den, by a multiplication when den is a power of two (as the Lagrange weights'
+ * denominators are for p = 3): 1 / den is then exact, and the product rounds the same
+ * real number as the quotient, so the bits are the division's at a fraction of its
+ * cost. */
+HOT_INLINE double quotient(double num, double den) {
+    union { double d; uint64_t u; } b = { .d = den };
+    return b.u << 12 == 0 ? num * (1.0 / den) : num / den;
+}
+
+/* Box index along one axis and the p Lagrange weights of coordinate v. */
+HOT_INLINE int box_weights(const fftrep *w, double v, double lo, double *wt) {
+    int p = w->p;
+    double t;
+    int b = box_of(w, v, lo, &t);
     double u = t - (double)b * p;
     for (int a = 0; a < p; a++) {
         double num = 1.0, den = 1.0;
@@ -321,7 +337,7 @@ static int box_weights(const fftrep *w, double v, double lo, double *wt) {
             num *= u - (c + 0.5);
             den *= (double)(a - c);
         }
-        wt[a] = num / den;
+        wt[a] = quotient(num, den);
     }
     return b * p;
 }
@@ -409,7 +425,7 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
     return 0;
 }
 
-void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
+HOT_LOOP void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
     int p = w->p, m = w->m;
     double wx[MAX_P], wy[MAX_P], phi[4] = { 0, 0, 0, 0 };
     int tx = box_weights(w, q[0], w->lo_x, wx), ty = box_weights(w, q[1], w->lo_y, wy);
@@ -428,6 +444,16 @@ void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
     rep[0] = x * phi[0] - phi[1];
     rep[1] = v * phi[0] - phi[2];
     *z = (1.0 + x * x + v * v) * phi[0] - 2.0 * (x * phi[1] + v * phi[2]) + phi[3];
+}
+
+HOT_LOOP void fftrep_prefetch(const fftrep *w, const double *q) {
+    double t;
+    int p = w->p, tx = box_of(w, q[0], w->lo_x, &t) * p, ty = box_of(w, q[1], w->lo_y, &t) * p;
+    for (int b = 0; b < p; b++) {
+        const float *row = w->pot + ((size_t)(ty + b) * w->m + tx) * 4;
+        __builtin_prefetch(row);
+        __builtin_prefetch(row + 4 * p - 1);
+    }
 }
 
 typedef struct {

@@ -56,6 +56,10 @@ void fftrep_trim(fftrep *w);
  * rep = sum_j K2(q - y_j) (q - y_j) and z = sum_j K1(q - y_j), K1 = 1 / (1 + r^2).
  * q must lie inside the grid's box. */
 void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z);
+/* Start loading the potentials fftrep_eval at q reads (a few cache lines of a grid too
+ * large for the caches), so that a caller with other work to do meanwhile does not wait
+ * on memory; q anywhere. */
+void fftrep_prefetch(const fftrep *w, const double *q);
 
 /* Sum of the Student-t repulsion of every point against all the others, by the grid:
  * rep[i*2..] = sum_{j != i} K2 (y_i - y_j), returns Z = sum_{i != j} K1 (or -1 on OOM). */
@@ -99,6 +103,13 @@ void bh_query(const bhtree *t, const double q[2], double theta, double rep[2], d
  * p_j ~ exp(-beta * d2_j) over k neighbours has perplexity `perplexity` (entropy
  * log(perplexity) nats); writes p (sums to 1). Returns the entropy reached. */
 double tsne_calibrate(const float *d2, int k, double perplexity, double *p, double *beta);
+/* tsne_calibrate of count rows of k distances (row i at d2 + i * k) into p (count x k),
+ * CALIBRATE_LANES rows in lockstep: each row's passes are tsne_calibrate's, operation for
+ * operation, so p equals its p bit for bit whatever the rows around it, while the rows'
+ * dependency chains overlap. scratch: 2 * k * CALIBRATE_LANES doubles. */
+#define CALIBRATE_LANES 8
+void tsne_calibrate_rows(const float *d2, int k, int count, double perplexity, double *p,
+                         double *scratch);
 
 /* 0 if all count values of X are finite, else -1 with "what: element i is not finite". */
 int tsne_check_finite(const float *X, size_t count, const char *what, char *err,
