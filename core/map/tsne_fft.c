@@ -42,7 +42,7 @@
 
 #define COL_BLOCK 32
 #define ROW_PAD 8      /* row strides get + ROW_PAD: a power-of-two stride thrashes the cache */
-#define MAX_P 8
+#define MAX_P FFTREP_MAX_P
 #define SCR_STRIDE (COL_BLOCK + ROW_PAD)   /* a strip's scratch row */
 
 void fftrep_init(fftrep *w, int n_threads) {
@@ -316,12 +316,15 @@ HOT_INLINE int box_of(const fftrep *w, double v, double lo, double *t) {
 }
 
 /* num / den, by a multiplication when den is a power of two (as the Lagrange weights'
- * denominators are for p = 3): 1 / den is then exact, and the product rounds the same
- * real number as the quotient, so the bits are the division's at a fraction of its
- * cost. */
+ * denominators are for p = 3): 1 / den is then a power of two too, built from den's
+ * exponent, and the product rounds the same real number as the quotient, so the bits are
+ * the division's without its cost. */
 HOT_INLINE double quotient(double num, double den) {
     union { double d; uint64_t u; } b = { .d = den };
-    return b.u << 12 == 0 ? num * (1.0 / den) : num / den;
+    uint64_t e = b.u >> 52 & 0x7ff;
+    if (b.u << 12 || e == 0 || e > 2045) return num / den;
+    b.u = (b.u & (UINT64_C(1) << 63)) | (2046 - e) << 52;
+    return num * b.d;
 }
 
 /* Box index along one axis and the p Lagrange weights of coordinate v. */
@@ -425,18 +428,32 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
     return 0;
 }
 
-HOT_LOOP void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
-    int p = w->p, m = w->m;
-    double wx[MAX_P], wy[MAX_P], phi[4] = { 0, 0, 0, 0 };
-    int tx = box_weights(w, q[0], w->lo_x, wx), ty = box_weights(w, q[1], w->lo_y, wy);
+HOT_LOOP void fftrep_locate(const fftrep *w, const double *q, fftrep_at *at) {
+    int p = w->p;
+    at->tx = box_weights(w, q[0], w->lo_x, at->wx);
+    at->ty = box_weights(w, q[1], w->lo_y, at->wy);
+    for (int b = 0; b < p; b++) {
+        const float *row = w->pot + ((size_t)(at->ty + b) * w->m + at->tx) * 4;
+        __builtin_prefetch(row);
+        __builtin_prefetch(row + 4 * p - 1);
+    }
+}
+
+/* A node's four potentials as doubles, and as the floats they are kept in; loads need
+ * only their element's alignment. */
+typedef double pot_d __attribute__((vector_size(32), aligned(8)));
+typedef float pot_f __attribute__((vector_size(16), aligned(4)));
+
+HOT_LOOP void fftrep_sum(const fftrep *w, const double *q, const fftrep_at *at, double rep[2],
+                         double *z) {
+    int p = w->p, m = w->m, tx = at->tx, ty = at->ty;
+    pot_d phi = { 0, 0, 0, 0 };
     for (int b = 0; b < p; b++) {
         const float *row = w->pot + ((size_t)(ty + b) * m + tx) * 4;
         for (int a = 0; a < p; a++) {
-            double c = wy[b] * wx[a];
-            phi[0] += c * row[4 * a];
-            phi[1] += c * row[4 * a + 1];
-            phi[2] += c * row[4 * a + 2];
-            phi[3] += c * row[4 * a + 3];
+            double c = at->wy[b] * at->wx[a];
+            pot_d node = __builtin_convertvector(*(const pot_f *)(row + 4 * a), pot_d);
+            phi += (pot_d){ c, c, c, c } * node;
         }
     }
     double x = q[0] - (w->lo_x + w->h * (tx + 0.5 * p));   /* q - the box's centre */
@@ -446,14 +463,10 @@ HOT_LOOP void fftrep_eval(const fftrep *w, const double *q, double rep[2], doubl
     *z = (1.0 + x * x + v * v) * phi[0] - 2.0 * (x * phi[1] + v * phi[2]) + phi[3];
 }
 
-HOT_LOOP void fftrep_prefetch(const fftrep *w, const double *q) {
-    double t;
-    int p = w->p, tx = box_of(w, q[0], w->lo_x, &t) * p, ty = box_of(w, q[1], w->lo_y, &t) * p;
-    for (int b = 0; b < p; b++) {
-        const float *row = w->pot + ((size_t)(ty + b) * w->m + tx) * 4;
-        __builtin_prefetch(row);
-        __builtin_prefetch(row + 4 * p - 1);
-    }
+void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
+    fftrep_at at;
+    fftrep_locate(w, q, &at);
+    fftrep_sum(w, q, &at, rep, z);
 }
 
 typedef struct {

@@ -56,10 +56,17 @@ void fftrep_trim(fftrep *w);
  * rep = sum_j K2(q - y_j) (q - y_j) and z = sum_j K1(q - y_j), K1 = 1 / (1 + r^2).
  * q must lie inside the grid's box. */
 void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z);
-/* Start loading the potentials fftrep_eval at q reads (a few cache lines of a grid too
- * large for the caches), so that a caller with other work to do meanwhile does not wait
- * on memory; q anywhere. */
-void fftrep_prefetch(const fftrep *w, const double *q);
+/* fftrep_eval in two halves, for a caller with other work to do while the grid comes
+ * from memory (it is too large for the caches): fftrep_locate finds q's boxes and
+ * interpolation weights and starts loading their potentials, fftrep_sum sums them. */
+#define FFTREP_MAX_P 8
+typedef struct {
+    int tx, ty;                          /* the boxes' first nodes */
+    double wx[FFTREP_MAX_P], wy[FFTREP_MAX_P];
+} fftrep_at;
+void fftrep_locate(const fftrep *w, const double *q, fftrep_at *at);
+void fftrep_sum(const fftrep *w, const double *q, const fftrep_at *at, double rep[2],
+                double *z);
 
 /* Sum of the Student-t repulsion of every point against all the others, by the grid:
  * rep[i*2..] = sum_{j != i} K2 (y_i - y_j), returns Z = sum_{i != j} K1 (or -1 on OOM). */

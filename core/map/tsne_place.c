@@ -219,9 +219,14 @@ size_t tsne_map_bytes(const tsne_map *m) {
            (size_t)m->field.m * m->field.m * 4 * sizeof *m->field.pot;
 }
 
+/* Whether tsne_map_field at q interpolates the grid (else it sums exactly). */
+static int on_grid(const tsne_map *m, const double q[2], int exact) {
+    return !exact && q[0] >= m->box_x0 && q[0] <= m->box_x1 && q[1] >= m->box_y0 &&
+           q[1] <= m->box_y1;
+}
+
 void tsne_map_field(const tsne_map *m, const double q[2], int exact, double rep[2], double *z) {
-    if (!exact && q[0] >= m->box_x0 && q[0] <= m->box_x1 && q[1] >= m->box_y0 &&
-        q[1] <= m->box_y1) {
+    if (on_grid(m, q, exact)) {
         fftrep_eval(&m->field, q, rep, z);
         return;
     }
@@ -493,15 +498,21 @@ static long long iterate_group(const tsne_map *m, const tsne_place_options *o, i
         }
         if (!busy) break;
         /* the field's potentials come from memory while the attractions are summed */
-        for (int s = 0; s < S; s++)
-            if (row[s] >= 0 && !o->exact) fftrep_prefetch(&m->field, y[s]);
+        fftrep_at at[S];
+        int grid[S];
+        for (int s = 0; s < S; s++) {
+            grid[s] = row[s] >= 0 && on_grid(m, y[s], o->exact);
+            if (grid[s]) fftrep_locate(&m->field, y[s], &at[s]);
+        }
         for (int s = 0; s < S; s++) {
             if (row[s] < 0) continue;
-            size_t at = (size_t)row[s] * k;
-            attract(b->p + at, b->nx + at, b->ny + at, k, y[s], g[s]);
+            size_t e = (size_t)row[s] * k;
+            attract(b->p + e, b->nx + e, b->ny + e, k, y[s], g[s]);
         }
-        for (int s = 0; s < S; s++)
-            if (row[s] >= 0) tsne_map_field(m, y[s], o->exact, rep[s], &z[s]);
+        for (int s = 0; s < S; s++) {      /* tsne_map_field, in its two halves on the grid */
+            if (grid[s]) fftrep_sum(&m->field, y[s], &at[s], rep[s], &z[s]);
+            else if (row[s] >= 0) tsne_map_field(m, y[s], o->exact, rep[s], &z[s]);
+        }
         for (int s = 0; s < S; s++) {
             if (row[s] < 0) continue;
             g[s][0] = o->exaggeration * g[s][0] - rep[s][0] / z[s];
