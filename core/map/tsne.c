@@ -16,17 +16,17 @@
 
 /* ---- affinities ---------------------------------------------------------------- */
 
-/* exp(-a) for 0 <= a < 708, relative error below 1e-12: a = k ln2 + r, |r| <= ln2/2,
- * 2^-k from the exponent bits and e^-r by its Taylor series to r^12. Ours rather than
- * libm's because glibc's exp entry point is legacy-SSE code that pays the SSE/AVX
- * transition penalty after vectorised code (measured 20x slower per call on this
- * machine), and because P then does not depend on the libm version. */
 /* 1/t!, t = 0..12: Horner's rule with multiplications only (a division per term made the
  * perplexity calibration a seventh of a scored sample's time). */
 static const double INV_FACT[13] = {
     1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
     1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600};
 
+/* exp(-a) for 0 <= a < 708, relative error below 1e-12: a = k ln2 + r, |r| <= ln2/2,
+ * 2^-k from the exponent bits and e^-r by its Taylor series to r^12. Ours rather than
+ * libm's because glibc's exp entry point is legacy-SSE code that pays the SSE/AVX
+ * transition penalty after vectorised code (measured 20x slower per call on this
+ * machine), and because P then does not depend on the libm version. */
 HOT_INLINE double exp_neg(double a) {
     double k = floor(a * 1.4426950408889634 + 0.5);
     double r = k * 0.6931471805599453 - a;      /* e^-a = 2^-k e^r */
@@ -37,11 +37,12 @@ HOT_INLINE double exp_neg(double a) {
 }
 
 /* CALIBRATE_LANES doubles side by side (GCC's vector extension: one AVX-512 register,
- * two AVX2 ones, four SSE2 ones), and their kin; loads and stores need only a double's
- * alignment. */
+ * two AVX2 ones, four SSE2 ones), and their kin; loads and stores need only their
+ * element's alignment. */
 typedef double lanes_d __attribute__((vector_size(8 * CALIBRATE_LANES), aligned(8)));
 typedef long long lanes_l __attribute__((vector_size(8 * CALIBRATE_LANES), aligned(8)));
 typedef int lanes_i __attribute__((vector_size(4 * CALIBRATE_LANES), aligned(4)));
+typedef float lanes_f __attribute__((vector_size(4 * CALIBRATE_LANES), aligned(4)));
 
 /* exp_neg of each lane of *a, in place, for 0 <= a < 60: its operations in its order, but
  * floor by truncation (the same for the positive argument) and 2^-k by integer lanes.
@@ -55,18 +56,38 @@ HOT_INLINE void exp_neg_lanes(lanes_d *a) {
     *a = poly * (lanes_d)scale;
 }
 
+/* The Gaussian weight of each lane's exponent a, in place: a < 60 ? exp_neg(a) : 0, bit
+ * for bit (the nearest has weight 1; below e^-60 a weight cannot matter, and exp() of
+ * large arguments goes denormal and very slow). exp_neg_lanes gets 0 where a fails the
+ * test, NaN included, and its result is dropped there. */
+HOT_INLINE void weights_lanes(lanes_d *a) {
+    lanes_l in = (lanes_l)(*a < (lanes_d){0} + 60.0);
+    *a = (lanes_d)((lanes_l)*a & in);
+    exp_neg_lanes(a);
+    *a = (lanes_d)((lanes_l)*a & in);
+}
+
 /* The Gaussian weights p_j = e^(-beta (d2_j - dmin)) of k neighbours, their sum and their
- * first two moments of the distance: one step of the calibration, a leaf loop (exp_neg
- * inlined; its floor() a single instruction in the AVX2 and AVX-512 clones). The sums run
- * in index order in every clone. */
+ * first two moments of the distance: one step of the calibration, a leaf loop. The
+ * weights come CALIBRATE_LANES at a time (the last k % CALIBRATE_LANES by exp_neg, whose
+ * floor() is a single instruction in the AVX2 and AVX-512 clones); the sums run in index
+ * order in every clone. */
 HOT_LOOP static void gauss_weights(const float *d2, int k, double dmin, double beta, double *p,
                                    double *sum_out, double *sdp_out, double *sd2p_out) {
-    double sum = 0.0, sdp = 0.0, sd2p = 0.0;
-    for (int j = 0; j < k; j++) {
-        /* The nearest has weight 1; below e^-60 a weight cannot matter, and exp() of large
-         * arguments goes denormal and very slow. */
-        double dj = d2[j] - dmin, a = beta * dj;
+    enum { W = CALIBRATE_LANES };
+    int j = 0;
+    for (; j + W <= k; j += W) {
+        lanes_d a = beta * (__builtin_convertvector(*(const lanes_f *)(d2 + j), lanes_d) - dmin);
+        weights_lanes(&a);
+        *(lanes_d *)(p + j) = a;
+    }
+    for (; j < k; j++) {
+        double a = beta * (d2[j] - dmin);
         p[j] = a < 60.0 ? exp_neg(a) : 0.0;
+    }
+    double sum = 0.0, sdp = 0.0, sd2p = 0.0;
+    for (j = 0; j < k; j++) {
+        double dj = d2[j] - dmin;
         sum += p[j];
         sdp += dj * p[j];
         sd2p += dj * dj * p[j];
@@ -131,18 +152,14 @@ double tsne_calibrate(const float *d2, int k, double perplexity, double *p, doub
 
 /* gauss_weights of CALIBRATE_LANES rows at once, lane l the row at beta[l]: dj and p
  * hold neighbour j of lane l at [j * CALIBRATE_LANES + l], dj the distance less the
- * row's nearest. Each lane does gauss_weights' operations in its order; a < 60 picks the
- * weight after the fact (and exp_neg_lanes gets 0 where it fails, NaN included). */
+ * row's nearest. Each lane does gauss_weights' operations in its order. */
 HOT_LOOP static void gauss_lanes(const double *dj, int k, const double *beta, double *p,
                                  double *sum_out, double *sdp_out, double *sd2p_out) {
     enum { W = CALIBRATE_LANES };
     lanes_d b = *(const lanes_d *)beta, sum = {0}, sdp = {0}, sd2p = {0};
     for (int j = 0; j < k; j++) {
-        lanes_d d = *(const lanes_d *)(dj + (size_t)j * W), a = b * d;
-        lanes_l in = (lanes_l)(a < (lanes_d){0} + 60.0);
-        lanes_d pj = (lanes_d)((lanes_l)a & in);
-        exp_neg_lanes(&pj);
-        pj = (lanes_d)((lanes_l)pj & in);
+        lanes_d d = *(const lanes_d *)(dj + (size_t)j * W), pj = b * d;
+        weights_lanes(&pj);
         *(lanes_d *)(p + (size_t)j * W) = pj;
         sum += pj;
         sdp += d * pj;
