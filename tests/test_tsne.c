@@ -686,6 +686,7 @@ TEST(tsne_place_grid_close_to_exact_placement) {
           strstr(err, "stage timing needs one thread"));
     CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, &nb, err, sizeof err) == 0 &&
           timing.search_ns > 0 && timing.iterate_ns > 0);
+    CHECK_MSG(timing.groups == (q + 63) / 64, "%lld groups of rows timed", timing.groups);
     nb = (tsne_place_knn){NULL, NULL, 91, NULL};
     nb.ranks = &unused;   /* never written: refused first */
     CHECK(tsne_place_batch(r.m, &o, Q, q, 2, A, &nb, err, sizeof err) == -1 &&
