@@ -315,6 +315,14 @@ HOT_INLINE int box_of(const fftrep *w, double v, double lo, double *t) {
     return b;
 }
 
+/* Where node (r, c) keeps its four potentials in pot, in floats: box by box, a box's p x p
+ * nodes row by row, so that an interpolation reads one block of 4 p^2 floats (one page,
+ * a few cache lines) rather than p rows of the grid a page apart. */
+HOT_INLINE size_t node_at(const fftrep *w, int r, int c) {
+    size_t p = (size_t)w->p;
+    return (((size_t)r / p * w->n_boxes + (size_t)c / p) * p * p + r % p * p + c % p) * 4;
+}
+
 /* num / den, by a multiplication when den is a power of two (as the Lagrange weights'
  * denominators are for p = 3): 1 / den is then a power of two too, built from den's
  * exponent, and the product rounds the same real number as the quotient, so the bits are
@@ -408,7 +416,7 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
             for (int c = 0; c < m; c++) {
                 double cx = lo_x + w->h * ((c / p) * p + 0.5 * p);
                 size_t e = r * S + c;
-                float *pt = w->pot + ((size_t)r * m + c) * 4;
+                float *pt = w->pot + node_at(w, r, c);
                 double first[2];             /* pass 0's (phi_1, phi_x), kept in pt's bytes */
                 if (pass == 0) {
                     first[0] = w->are[e];
@@ -432,11 +440,9 @@ HOT_LOOP void fftrep_locate(const fftrep *w, const double *q, fftrep_at *at) {
     int p = w->p;
     at->tx = box_weights(w, q[0], w->lo_x, at->wx);
     at->ty = box_weights(w, q[1], w->lo_y, at->wy);
-    for (int b = 0; b < p; b++) {
-        const float *row = w->pot + ((size_t)(at->ty + b) * w->m + at->tx) * 4;
-        __builtin_prefetch(row);
-        __builtin_prefetch(row + 4 * p - 1);
-    }
+    const float *box = w->pot + node_at(w, at->ty, at->tx);
+    for (int f = 0; f < 4 * p * p; f += 16) __builtin_prefetch(box + f);   /* 64-byte lines */
+    __builtin_prefetch(box + 4 * p * p - 1);
 }
 
 /* A node's four potentials as doubles, and as the floats they are kept in; loads need
@@ -446,10 +452,11 @@ typedef float pot_f __attribute__((vector_size(16), aligned(4)));
 
 HOT_LOOP void fftrep_sum(const fftrep *w, const double *q, const fftrep_at *at, double rep[2],
                          double *z) {
-    int p = w->p, m = w->m, tx = at->tx, ty = at->ty;
+    int p = w->p, tx = at->tx, ty = at->ty;
+    const float *box = w->pot + node_at(w, ty, tx);
     pot_d phi = { 0, 0, 0, 0 };
     for (int b = 0; b < p; b++) {
-        const float *row = w->pot + ((size_t)(ty + b) * m + tx) * 4;
+        const float *row = box + 4 * p * b;
         for (int a = 0; a < p; a++) {
             double c = at->wy[b] * at->wx[a];
             pot_d node = __builtin_convertvector(*(const pot_f *)(row + 4 * a), pot_d);

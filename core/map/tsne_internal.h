@@ -29,7 +29,8 @@ typedef struct {
     double *scr;           /* per thread, two L x strip scratch arrays (tsne_fft.c) */
     double *twr, *twi;                          /* L/2 twiddles for size tw_L */
     int cap_L, tw_L;
-    float *pot;            /* 4 potentials per node, m*m*4, centred on the node's box */
+    float *pot;            /* 4 potentials per node, m*m*4, centred on the node's box;
+                              stored box by box (tsne_fft.c) */
     int cap_m;
     double *zbuf;          /* per-point z for fftrep_all */
     int cap_n;
