@@ -18,9 +18,10 @@
  * time itself (about 0.6 us in the VM this was written on); the cost of one read,
  * measured in the same run (the gap between back-to-back reads), is taken off each
  * interval: per batch for the stages the scorer and the JSON steps time once a batch,
- * per sample for placement's search, calibration and iterations, and placement as a whole
- * holds four reads per sample besides (placement's own stage timing). The header prints
- * it. The SQLite row and the HTTP exchange are the daemon's (tests/bench_daemon.sh). */
+ * per group of rows placed in lockstep (tsne_place_timing.groups: a batch of up to 64
+ * rows is one) for placement's search, calibration and iterations, and placement as a
+ * whole holds four reads a group besides (placement's own stage timing). The header
+ * prints it. The SQLite row and the HTTP exchange are the daemon's (tests/bench_daemon.sh). */
 #include <cblas.h>
 #include <getopt.h>
 #include <math.h>
@@ -154,11 +155,14 @@ static int run_batches(const detector *d, const float *x, size_t n, size_t dim, 
     ns[ST_FINISH] = (double)t.finish_ns * per;
     ns[ST_ENCODE] = (double)encode * per;
     *steps = (double)t.place.steps * per;
+    /* placement reads the clock once a stage for each group of rows it places together */
+    double group_reads = (double)t.place.groups * per * clock_ns;
     for (int st = 0; st < ST_N; st++) {
         int inner = st == ST_SEARCH || st == ST_CALIBRATE || st == ST_ITERATE;
         if (inner && d->mode != PLACE_SINGLE) continue;      /* not timed */
-        ns[st] -= inner ? clock_ns : clock_ns / B + (st == ST_PLACE && d->mode == PLACE_SINGLE
-                                                     ? 4.0 * clock_ns : 0.0);
+        ns[st] -= inner ? group_reads
+                        : clock_ns / B + (st == ST_PLACE && d->mode == PLACE_SINGLE
+                                          ? 4.0 * group_reads : 0.0);
         ns[st] = ns[st] > 0.0 ? ns[st] : 0.0;   /* a stage shorter than the reads' noise */
     }
     scorer_free(s);

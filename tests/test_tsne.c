@@ -9,6 +9,7 @@
 #include "knn.h"
 #include "rng.h"
 #include "tsne.h"
+#include "tsne_internal.h"
 
 /* n points in d dims: `clusters` Gaussian blobs (std 1) with centres 8 apart. */
 static float *blobs(int n, int d, int clusters, uint64_t seed) {
@@ -245,6 +246,49 @@ TEST(tsne_perplexity_calibration_hits_target) {
     for (int j = 0; j < 90; j++) d2[j] = 3.0f;
     CHECK_NEAR(tsne_row_affinities(d2, 90, 30, p), 90.0, 1e-9);
     CHECK_NEAR(p[17], 1.0 / 90, 1e-15);
+}
+
+/* tsne_calibrate_rows runs CALIBRATE_LANES rows in lockstep, a lane handed to the next
+ * row when its row converges: each row's p must be tsne_calibrate's alone, bit for bit,
+ * whatever rows share the lanes: rows of scales from 1e-4 to 1e4 (so of different pass
+ * counts), tied rows (uniform), weights below e^-60 (zero), one row, and counts around
+ * the lane count. */
+TEST(tsne_calibrate_rows_match_rows_alone) {
+    enum { K = 90, ROWS = 45 };
+    rng_t r;
+    rng_seed(&r, 52);
+    float *d2 = malloc((size_t)ROWS * K * sizeof *d2);
+    double *want = malloc((size_t)ROWS * K * sizeof *want), *got = malloc((size_t)ROWS * K * sizeof *got);
+    double *scratch = malloc(2 * K * CALIBRATE_LANES * sizeof *scratch);
+    for (int i = 0; i < ROWS; i++) {
+        double scale = pow(10.0, -4 + 8 * rng_uniform(&r));
+        for (int j = 0; j < K; j++) d2[i * K + j] = (float)(scale * rng_uniform(&r));
+    }
+    for (int j = 0; j < K; j++) {
+        d2[3 * K + j] = 2.5f;                          /* all tie */
+        d2[4 * K + j] = j ? 1e6f : 0.0f;               /* one near, the rest at e^-big */
+        d2[5 * K + j] = (float)(j / 10);               /* ties in runs */
+        d2[11 * K + j] = d2[10 * K + j];               /* a row twice */
+    }
+    const double perps[] = { 5, 30 };
+    for (int t = 0; t < 2; t++) {
+        int k = tsne_neighbours(perps[t]);
+        for (int i = 0; i < ROWS; i++) tsne_calibrate(d2 + i * K, k, perps[t], want + i * K, NULL);
+        /* rows [0, n) packed at k per row, for n around the lane count */
+        const int counts[] = { 1, 2, 7, 8, 9, 16, 17, ROWS };
+        for (int c = 0; c < 8; c++) {
+            int n = counts[c];
+            float *packed = malloc((size_t)n * k * sizeof *packed);
+            for (int i = 0; i < n; i++) memcpy(packed + i * k, d2 + i * K, k * sizeof *packed);
+            tsne_calibrate_rows(packed, k, n, perps[t], got, scratch);
+            int same = 1;
+            for (int i = 0; i < n; i++) same &= !memcmp(got + i * k, want + i * K, k * sizeof *got);
+            CHECK_MSG(same, "perplexity %g, %d rows: lockstep p differs from tsne_calibrate's",
+                      perps[t], n);
+            free(packed);
+        }
+    }
+    free(d2); free(want); free(got); free(scratch);
 }
 
 TEST(tsne_affinities_symmetric_normalised) {
@@ -642,6 +686,7 @@ TEST(tsne_place_grid_close_to_exact_placement) {
           strstr(err, "stage timing needs one thread"));
     CHECK(tsne_place_batch(r.m, &o, Q, q, 1, A, &nb, err, sizeof err) == 0 &&
           timing.search_ns > 0 && timing.iterate_ns > 0);
+    CHECK_MSG(timing.groups == (q + 63) / 64, "%lld groups of rows timed", timing.groups);
     nb = (tsne_place_knn){NULL, NULL, 91, NULL};
     nb.ranks = &unused;   /* never written: refused first */
     CHECK(tsne_place_batch(r.m, &o, Q, q, 2, A, &nb, err, sizeof err) == -1 &&
@@ -676,6 +721,104 @@ TEST(tsne_place_batch_invariant) {
         CHECK(B[2 * (q - 1 - i)] == A[2 * i] && B[2 * (q - 1 - i) + 1] == A[2 * i + 1]);
     free_ref(&r);
     free(Q); free(Qr); free(A); free(B);
+}
+
+/* Whether each of the q positions equals tsne_place's of its row alone, bit for bit. */
+static int batch_matches_single(const tsne_map *m, const tsne_place_options *o, const float *Q,
+                                int q, int d, const float *got) {
+    char err[200];
+    int same = 1;
+    for (int i = 0; i < q; i++) {
+        float y[2];
+        same &= tsne_place(m, o, Q + (size_t)i * d, y, err, sizeof err) == 0 &&
+                !memcmp(y, got + 2 * i, sizeof y);
+    }
+    return same;
+}
+
+/* Batches place their rows in lockstep (tsne_place.c: groups of 64 rows, 8 of them
+ * stepping at once, a slot handed to the next row when its row stops); every row must
+ * still come out as tsne_place has it alone, bit for bit: rows that stop at different
+ * steps (tol, and the n_iter cap), rows flung outside the field's box (its exact sums),
+ * repeated rows, a row on a reference latent, a far row, rows whose neighbours all tie
+ * (uniform affinities), and batches of sizes around the slot and group counts, on one
+ * thread and on three. */
+TEST(tsne_place_lockstep_matches_single) {
+    ref_map r = make_ref(1500, 8, 3, 50);
+    int q = 203, d = r.d;
+    float *Q = blobs(q, d, 5, 51), *A = malloc(q * 2 * sizeof *A);
+    for (int i = 10; i < 15; i++) memcpy(Q + i * d, Q + 9 * d, d * sizeof *Q);
+    memcpy(Q + 20 * d, r.X + 7 * d, d * sizeof *Q);
+    for (int c = 0; c < d; c++) Q[21 * d + c] = c % 2 ? 1e4f : -1e4f;
+    tsne_place_options o[4];
+    for (int t = 0; t < 4; t++) tsne_place_options_default(&o[t]);
+    o[0].n_iter = 250;                  /* the bundles' settings: tol stops rows apart */
+    o[0].tol = 1e-2;
+    o[1].n_iter = 12;                   /* some stop by tol, the rest at the cap */
+    o[1].tol = 3e-2;
+    o[2].n_iter = 40;                   /* flung out of the field's box and back */
+    o[2].learning_rate = 300;
+    o[3].n_iter = 0;
+    char err[200];
+    const int sizes[] = { 1, 2, 7, 8, 9, 63, 64, 65, 203 };
+    for (int t = 0; t < 4; t++) {
+        for (int z = 0; z < 9; z++) {
+            int ok = 1;
+            for (int at = 0; at < q; at += sizes[z]) {
+                int n = q - at < sizes[z] ? q - at : sizes[z];
+                ok &= tsne_place_batch(r.m, &o[t], Q + at * d, n, 1, A + 2 * at, NULL, err,
+                                       sizeof err) == 0;
+            }
+            CHECK_MSG(ok && batch_matches_single(r.m, &o[t], Q, q, d, A),
+                      "settings %d, batches of %d: not tsne_place's bits", t, sizes[z]);
+        }
+        CHECK(tsne_place_batch(r.m, &o[t], Q, q, 3, A, NULL, err, sizeof err) == 0 &&
+              batch_matches_single(r.m, &o[t], Q, q, d, A));
+    }
+    /* the settings do what they are there for: rows stop at different steps... */
+    tsne_place_timing tm;
+    tsne_place_knn nb = {NULL, NULL, 1, &tm};
+    long long fewest = 1 << 30, most = 0;
+    for (int i = 0; i < q; i++) {
+        tm = (tsne_place_timing){0};
+        CHECK(tsne_place_batch(r.m, &o[0], Q + i * d, 1, 1, A, &nb, err, sizeof err) == 0);
+        fewest = tm.steps < fewest ? tm.steps : fewest;
+        most = tm.steps > most ? tm.steps : most;
+    }
+    CHECK_MSG(fewest < most, "steps %lld..%lld", fewest, most);
+    /* ...and some rows, not all, end outside the box (tsne_map_create's margin) */
+    float lo[2] = { r.Y[0], r.Y[1] }, hi[2] = { r.Y[0], r.Y[1] };
+    for (int i = 0; i < r.n; i++)
+        for (int c = 0; c < 2; c++) {
+            lo[c] = fminf(lo[c], r.Y[2 * i + c]);
+            hi[c] = fmaxf(hi[c], r.Y[2 * i + c]);
+        }
+    double side = fmax(hi[0] - lo[0], hi[1] - lo[1]), half = 0.5 * side + 0.15 * side + 3.0;
+    CHECK(tsne_place_batch(r.m, &o[2], Q, q, 1, A, NULL, err, sizeof err) == 0);
+    int outside = 0;
+    for (int i = 0; i < q; i++)
+        outside += fabs(A[2 * i] - 0.5 * (lo[0] + hi[0])) > half ||
+                   fabs(A[2 * i + 1] - 0.5 * (lo[1] + hi[1])) > half;
+    CHECK_MSG(outside > 0 && outside < q, "%d of %d rows outside the box", outside, q);
+    free_ref(&r);
+
+    /* A map whose latents repeat one point 120 times: rows on it, or near it, see all
+     * their 90 neighbours at one distance (tsne_calibrate's uniform case). */
+    int n = 400;
+    float *X = blobs(n, 4, 3, 53), *Y = blobs(n, 2, 3, 54);
+    for (int i = 1; i < 120; i++) memcpy(X + i * 4, X, 4 * sizeof *X);
+    tsne_map *m = tsne_map_create(X, Y, n, 4, 0, err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    float *T = blobs(19, 4, 3, 55);
+    memcpy(T + 4, X, 4 * sizeof *T);
+    memcpy(T + 12, X, 4 * sizeof *T);
+    T[12] += 1e-3f;
+    for (int t = 0; m && t < 3; t++) {
+        CHECK(tsne_place_batch(m, &o[t], T, 19, 1, A, NULL, err, sizeof err) == 0);
+        CHECK(batch_matches_single(m, &o[t], T, 19, 4, A));
+    }
+    tsne_map_free(m);
+    free(X); free(Y); free(T); free(Q); free(A);
 }
 
 /* The stopping rule: a tolerance no step can meet changes nothing; one every step meets

@@ -16,17 +16,18 @@
 
 /* ---- affinities ---------------------------------------------------------------- */
 
+/* 1/t!, t = 0..12: Horner's rule with multiplications only (a division per term made the
+ * perplexity calibration a seventh of a scored sample's time). */
+static const double INV_FACT[13] = {
+    1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+    1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600};
+
 /* exp(-a) for 0 <= a < 708, relative error below 1e-12: a = k ln2 + r, |r| <= ln2/2,
  * 2^-k from the exponent bits and e^-r by its Taylor series to r^12. Ours rather than
  * libm's because glibc's exp entry point is legacy-SSE code that pays the SSE/AVX
  * transition penalty after vectorised code (measured 20x slower per call on this
  * machine), and because P then does not depend on the libm version. */
 HOT_INLINE double exp_neg(double a) {
-    /* 1/t!, t = 0..12: Horner's rule with multiplications only (a division per term made
-     * the perplexity calibration a seventh of a scored sample's time). */
-    static const double INV_FACT[13] = {
-        1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
-        1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600};
     double k = floor(a * 1.4426950408889634 + 0.5);
     double r = k * 0.6931471805599453 - a;      /* e^-a = 2^-k e^r */
     double poly = INV_FACT[12];
@@ -35,18 +36,58 @@ HOT_INLINE double exp_neg(double a) {
     return poly * scale.d;
 }
 
+/* CALIBRATE_LANES doubles side by side (GCC's vector extension: one AVX-512 register,
+ * two AVX2 ones, four SSE2 ones), and their kin; loads and stores need only their
+ * element's alignment. */
+typedef double lanes_d __attribute__((vector_size(8 * CALIBRATE_LANES), aligned(8)));
+typedef long long lanes_l __attribute__((vector_size(8 * CALIBRATE_LANES), aligned(8)));
+typedef int lanes_i __attribute__((vector_size(4 * CALIBRATE_LANES), aligned(4)));
+typedef float lanes_f __attribute__((vector_size(4 * CALIBRATE_LANES), aligned(4)));
+
+/* exp_neg of each lane of *a, in place, for 0 <= a < 60: its operations in its order, but
+ * floor by truncation (the same for the positive argument) and 2^-k by integer lanes.
+ * (Through a pointer: a 64-byte vector argument would change the ABI between clones.) */
+HOT_INLINE void exp_neg_lanes(lanes_d *a) {
+    lanes_i ki = __builtin_convertvector(*a * 1.4426950408889634 + 0.5, lanes_i);
+    lanes_d r = __builtin_convertvector(ki, lanes_d) * 0.6931471805599453 - *a;
+    lanes_d poly = (lanes_d){0} + INV_FACT[12];
+    for (int t = 11; t >= 0; t--) poly = poly * r + INV_FACT[t];
+    lanes_l scale = __builtin_convertvector(1023 - ki, lanes_l) << 52;
+    *a = poly * (lanes_d)scale;
+}
+
+/* The Gaussian weight of each lane's exponent a, in place: a < 60 ? exp_neg(a) : 0, bit
+ * for bit (the nearest has weight 1; below e^-60 a weight cannot matter, and exp() of
+ * large arguments goes denormal and very slow). exp_neg_lanes gets 0 where a fails the
+ * test, NaN included, and its result is dropped there. */
+HOT_INLINE void weights_lanes(lanes_d *a) {
+    lanes_l in = (lanes_l)(*a < (lanes_d){0} + 60.0);
+    *a = (lanes_d)((lanes_l)*a & in);
+    exp_neg_lanes(a);
+    *a = (lanes_d)((lanes_l)*a & in);
+}
+
 /* The Gaussian weights p_j = e^(-beta (d2_j - dmin)) of k neighbours, their sum and their
- * first two moments of the distance: one step of the calibration, a leaf loop (exp_neg
- * inlined; its floor() a single instruction in the AVX2 and AVX-512 clones). The sums run
- * in index order in every clone. */
+ * first two moments of the distance: one step of the calibration, a leaf loop. The
+ * weights come CALIBRATE_LANES at a time (the last k % CALIBRATE_LANES by exp_neg, whose
+ * floor() is a single instruction in the AVX2 and AVX-512 clones); the sums run in index
+ * order in every clone. */
 HOT_LOOP static void gauss_weights(const float *d2, int k, double dmin, double beta, double *p,
                                    double *sum_out, double *sdp_out, double *sd2p_out) {
-    double sum = 0.0, sdp = 0.0, sd2p = 0.0;
-    for (int j = 0; j < k; j++) {
-        /* The nearest has weight 1; below e^-60 a weight cannot matter, and exp() of large
-         * arguments goes denormal and very slow. */
-        double dj = d2[j] - dmin, a = beta * dj;
+    enum { W = CALIBRATE_LANES };
+    int j = 0;
+    for (; j + W <= k; j += W) {
+        lanes_d a = beta * (__builtin_convertvector(*(const lanes_f *)(d2 + j), lanes_d) - dmin);
+        weights_lanes(&a);
+        *(lanes_d *)(p + j) = a;
+    }
+    for (; j < k; j++) {
+        double a = beta * (d2[j] - dmin);
         p[j] = a < 60.0 ? exp_neg(a) : 0.0;
+    }
+    double sum = 0.0, sdp = 0.0, sd2p = 0.0;
+    for (j = 0; j < k; j++) {
+        double dj = d2[j] - dmin;
         sum += p[j];
         sdp += dj * p[j];
         sd2p += dj * dj * p[j];
@@ -56,39 +97,129 @@ HOT_LOOP static void gauss_weights(const float *d2, int k, double dmin, double b
     *sd2p_out = sd2p;
 }
 
-double tsne_calibrate(const float *d2, int k, double perplexity, double *p, double *beta_out) {
-    double target = log(perplexity), dmin = d2[0], mean = 0.0;
+/* The calibration's start: the nearest distance *dmin and the mean excess of the k
+ * distances over it. */
+static double calibrate_start(const float *d2, int k, double *dmin_out) {
+    double dmin = d2[0], mean = 0.0;
     for (int j = 1; j < k; j++) dmin = d2[j] < dmin ? d2[j] : dmin;
     for (int j = 0; j < k; j++) mean += d2[j] - dmin;
-    mean /= k;
+    *dmin_out = dmin;
+    return mean / k;
+}
+
+/* One pass's verdict from gauss_weights' sums at *beta: *H gets the entropy; 1 when it is
+ * within 1e-5 nats of target, else 0 with the bracket [lo, hi] narrowed and *beta moved.
+ * H(beta) falls monotonically with beta, and dH/dbeta = -beta * Var_p(d): Newton steps,
+ * kept inside the bracket (bisection when a step would leave it), reach 1e-5 nats in a
+ * handful of passes. */
+static int calibrate_update(double sum, double sdp, double sd2p, double target,
+                            double *beta, double *lo, double *hi, double *H) {
+    double b = *beta, md = sdp / sum, var = sd2p / sum - md * md;
+    *H = log(sum) + b * md;
+    if (fabs(*H - target) < 1e-5) return 1;
+    if (*H > target) *lo = b;
+    else *hi = b;
+    double next = var > 0 ? b + (*H - target) / (b * var) : NAN;
+    if (!(next > *lo && next < *hi))
+        next = isinf(*hi) ? 2.0 * b : 0.5 * (*lo + *hi);
+    *beta = next;
+    return 0;
+}
+
+#define CALIBRATE_PASSES 100
+
+double tsne_calibrate(const float *d2, int k, double perplexity, double *p, double *beta_out) {
+    double target = log(perplexity), dmin, mean = calibrate_start(d2, k, &dmin);
     if (mean <= 0.0) {             /* all neighbours tie: uniform is all we can say */
         for (int j = 0; j < k; j++) p[j] = 1.0 / k;
         if (beta_out) *beta_out = 0.0;
         return log((double)k);
     }
-    /* H(beta) falls monotonically with beta, and dH/dbeta = -beta * Var_p(d): Newton
-     * steps, kept inside the bracket [lo, hi] that every evaluation narrows (bisection
-     * when a step would leave it), reach 1e-5 nats in a handful of passes. The scale
-     * starts at the mean distance so that any unit of the latents converges alike. */
+    /* The scale starts at the mean distance so that any unit of the latents converges
+     * alike. */
     double beta = 1.0 / mean, lo = 0.0, hi = INFINITY, H = 0.0;
-    for (int it = 0; it < 100; it++) {
+    for (int it = 0; it < CALIBRATE_PASSES; it++) {
         double sum, sdp, sd2p;
         gauss_weights(d2, k, dmin, beta, p, &sum, &sdp, &sd2p);
-        double md = sdp / sum, var = sd2p / sum - md * md;
-        H = log(sum) + beta * md;
-        if (fabs(H - target) < 1e-5) break;
-        if (H > target) lo = beta;
-        else hi = beta;
-        double next = var > 0 ? beta + (H - target) / (beta * var) : NAN;
-        if (!(next > lo && next < hi))
-            next = isinf(hi) ? 2.0 * beta : 0.5 * (lo + hi);
-        beta = next;
+        if (calibrate_update(sum, sdp, sd2p, target, &beta, &lo, &hi, &H)) break;
     }
     double sum = 0.0;
     for (int j = 0; j < k; j++) sum += p[j];
     for (int j = 0; j < k; j++) p[j] /= sum;
     if (beta_out) *beta_out = beta;
     return H;
+}
+
+/* gauss_weights of CALIBRATE_LANES rows at once, lane l the row at beta[l]: dj and p
+ * hold neighbour j of lane l at [j * CALIBRATE_LANES + l], dj the distance less the
+ * row's nearest. Each lane does gauss_weights' operations in its order. */
+HOT_LOOP static void gauss_lanes(const double *dj, int k, const double *beta, double *p,
+                                 double *sum_out, double *sdp_out, double *sd2p_out) {
+    enum { W = CALIBRATE_LANES };
+    lanes_d b = *(const lanes_d *)beta, sum = {0}, sdp = {0}, sd2p = {0};
+    for (int j = 0; j < k; j++) {
+        lanes_d d = *(const lanes_d *)(dj + (size_t)j * W), pj = b * d;
+        weights_lanes(&pj);
+        *(lanes_d *)(p + (size_t)j * W) = pj;
+        sum += pj;
+        sdp += d * pj;
+        sd2p += d * d * pj;
+    }
+    *(lanes_d *)sum_out = sum;
+    *(lanes_d *)sdp_out = sdp;
+    *(lanes_d *)sd2p_out = sd2p;
+}
+
+void tsne_calibrate_rows(const float *d2, int k, int count, double perplexity, double *p,
+                         double *scratch) {
+    enum { W = CALIBRATE_LANES };
+    double *dj = scratch, *pl = scratch + (size_t)k * W;
+    double target = log(perplexity), beta[W], lo[W], hi[W], H, sum[W], sdp[W], sd2p[W];
+    int row[W], passes[W], next = 0;
+    if (count == 1) {      /* a lone row gains nothing from lanes, and pays for seven idle */
+        tsne_calibrate(d2, k, perplexity, p, NULL);
+        return;
+    }
+    memset(dj, 0, (size_t)k * W * sizeof *dj);
+    for (int l = 0; l < W; l++) {
+        row[l] = -1;
+        beta[l] = 0.0;               /* an idle lane computes e^0s, and they go nowhere */
+    }
+    for (;;) {
+        int busy = 0;
+        for (int l = 0; l < W; l++) {         /* idle lanes take the next rows */
+            while (row[l] < 0 && next < count) {
+                const float *d = d2 + (size_t)next * k;
+                double dmin, mean = calibrate_start(d, k, &dmin);
+                if (mean <= 0.0) {            /* tsne_calibrate's ties */
+                    for (int j = 0; j < k; j++) p[(size_t)next * k + j] = 1.0 / k;
+                } else {
+                    for (int j = 0; j < k; j++) dj[j * W + l] = d[j] - dmin;
+                    row[l] = next;
+                    beta[l] = 1.0 / mean;
+                    lo[l] = 0.0;
+                    hi[l] = INFINITY;
+                    passes[l] = 0;
+                }
+                next++;
+            }
+            busy += row[l] >= 0;
+        }
+        if (!busy) break;
+        gauss_lanes(dj, k, beta, pl, sum, sdp, sd2p);
+        for (int l = 0; l < W; l++) {
+            if (row[l] < 0) continue;
+            if (calibrate_update(sum[l], sdp[l], sd2p[l], target, &beta[l], &lo[l], &hi[l],
+                                 &H) ||
+                ++passes[l] == CALIBRATE_PASSES) {
+                /* tsne_calibrate's normalising sum adds the same weights in the same
+                 * order as this pass's sum */
+                double *out = p + (size_t)row[l] * k;
+                for (int j = 0; j < k; j++) out[j] = pl[j * W + l] / sum[l];
+                row[l] = -1;
+            }
+        }
+    }
 }
 
 double tsne_row_affinities(const float *d2, int k, double perplexity, double *p) {

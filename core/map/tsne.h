@@ -190,10 +190,13 @@ int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x,
  * neighbour search, the perplexity calibration (with the start position), the gradient
  * iterations, in CPU time of the placing thread; and the gradient steps taken (at most
  * n_iter a row, fewer when tol stops a row early), so that the iterations' time can be
- * read per step. For `anodm bench-score`; costs a clock read per stage when asked for. */
+ * read per step. For `anodm bench-score`; costs a clock read per stage when asked for, once
+ * for each group of rows a batch places in lockstep (groups counts them), so that the
+ * reads' own time can be taken off. */
 typedef struct {
     long long search_ns, calibrate_ns, iterate_ns;
     long long steps;
+    long long groups;       /* lockstep groups timed: the clock reads a stage */
 } tsne_place_timing;
 /* What placement's own neighbour search can report of each row, read off it rather than
  * searched again: the distance to the nearest reference latent (tsne_map_latent_nn's

@@ -42,7 +42,7 @@
 
 #define COL_BLOCK 32
 #define ROW_PAD 8      /* row strides get + ROW_PAD: a power-of-two stride thrashes the cache */
-#define MAX_P 8
+#define MAX_P FFTREP_MAX_P
 #define SCR_STRIDE (COL_BLOCK + ROW_PAD)   /* a strip's scratch row */
 
 void fftrep_init(fftrep *w, int n_threads) {
@@ -306,13 +306,40 @@ static void strips(const fftrep *w, size_t S, int rows, int kernel) {
 
 /* ---- interpolation ------------------------------------------------------------- */
 
-/* Box index along one axis and the p Lagrange weights of coordinate v. */
-static int box_weights(const fftrep *w, double v, double lo, double *wt) {
-    int p = w->p;
-    double t = (v - lo) / w->h;            /* in node spacings from lo */
-    int b = (int)floor(t / p);
+/* Box index along one axis of coordinate v; *t its distance from lo in node spacings. */
+HOT_INLINE int box_of(const fftrep *w, double v, double lo, double *t) {
+    *t = (v - lo) / w->h;
+    int b = (int)floor(*t / w->p);
     if (b < 0) b = 0;
     if (b > w->n_boxes - 1) b = w->n_boxes - 1;
+    return b;
+}
+
+/* Where node (r, c) keeps its four potentials in pot, in floats: box by box, a box's p x p
+ * nodes row by row, so that an interpolation reads one block of 4 p^2 floats (one page,
+ * a few cache lines) rather than p rows of the grid a page apart. */
+HOT_INLINE size_t node_at(const fftrep *w, int r, int c) {
+    size_t p = (size_t)w->p;
+    return (((size_t)r / p * w->n_boxes + (size_t)c / p) * p * p + r % p * p + c % p) * 4;
+}
+
+/* num / den, by a multiplication when den is a power of two (as the Lagrange weights'
+ * denominators are for p = 3): 1 / den is then a power of two too, built from den's
+ * exponent, and the product rounds the same real number as the quotient, so the bits are
+ * the division's without its cost. */
+HOT_INLINE double quotient(double num, double den) {
+    union { double d; uint64_t u; } b = { .d = den };
+    uint64_t e = b.u >> 52 & 0x7ff;
+    if (b.u << 12 || e == 0 || e > 2045) return num / den;
+    b.u = (b.u & (UINT64_C(1) << 63)) | (2046 - e) << 52;
+    return num * b.d;
+}
+
+/* Box index along one axis and the p Lagrange weights of coordinate v. */
+HOT_INLINE int box_weights(const fftrep *w, double v, double lo, double *wt) {
+    int p = w->p;
+    double t;
+    int b = box_of(w, v, lo, &t);
     double u = t - (double)b * p;
     for (int a = 0; a < p; a++) {
         double num = 1.0, den = 1.0;
@@ -321,7 +348,7 @@ static int box_weights(const fftrep *w, double v, double lo, double *wt) {
             num *= u - (c + 0.5);
             den *= (double)(a - c);
         }
-        wt[a] = num / den;
+        wt[a] = quotient(num, den);
     }
     return b * p;
 }
@@ -389,7 +416,7 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
             for (int c = 0; c < m; c++) {
                 double cx = lo_x + w->h * ((c / p) * p + 0.5 * p);
                 size_t e = r * S + c;
-                float *pt = w->pot + ((size_t)r * m + c) * 4;
+                float *pt = w->pot + node_at(w, r, c);
                 double first[2];             /* pass 0's (phi_1, phi_x), kept in pt's bytes */
                 if (pass == 0) {
                     first[0] = w->are[e];
@@ -409,18 +436,31 @@ int fftrep_potentials(fftrep *w, const double *y, int n, double lo_x, double lo_
     return 0;
 }
 
-void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
-    int p = w->p, m = w->m;
-    double wx[MAX_P], wy[MAX_P], phi[4] = { 0, 0, 0, 0 };
-    int tx = box_weights(w, q[0], w->lo_x, wx), ty = box_weights(w, q[1], w->lo_y, wy);
+HOT_LOOP void fftrep_locate(const fftrep *w, const double *q, fftrep_at *at) {
+    int p = w->p;
+    at->tx = box_weights(w, q[0], w->lo_x, at->wx);
+    at->ty = box_weights(w, q[1], w->lo_y, at->wy);
+    const float *box = w->pot + node_at(w, at->ty, at->tx);
+    for (int f = 0; f < 4 * p * p; f += 16) __builtin_prefetch(box + f);   /* 64-byte lines */
+    __builtin_prefetch(box + 4 * p * p - 1);
+}
+
+/* A node's four potentials as doubles, and as the floats they are kept in; loads need
+ * only their element's alignment. */
+typedef double pot_d __attribute__((vector_size(32), aligned(8)));
+typedef float pot_f __attribute__((vector_size(16), aligned(4)));
+
+HOT_LOOP void fftrep_sum(const fftrep *w, const double *q, const fftrep_at *at, double rep[2],
+                         double *z) {
+    int p = w->p, tx = at->tx, ty = at->ty;
+    const float *box = w->pot + node_at(w, ty, tx);
+    pot_d phi = { 0, 0, 0, 0 };
     for (int b = 0; b < p; b++) {
-        const float *row = w->pot + ((size_t)(ty + b) * m + tx) * 4;
+        const float *row = box + 4 * p * b;
         for (int a = 0; a < p; a++) {
-            double c = wy[b] * wx[a];
-            phi[0] += c * row[4 * a];
-            phi[1] += c * row[4 * a + 1];
-            phi[2] += c * row[4 * a + 2];
-            phi[3] += c * row[4 * a + 3];
+            double c = at->wy[b] * at->wx[a];
+            pot_d node = __builtin_convertvector(*(const pot_f *)(row + 4 * a), pot_d);
+            phi += (pot_d){ c, c, c, c } * node;
         }
     }
     double x = q[0] - (w->lo_x + w->h * (tx + 0.5 * p));   /* q - the box's centre */
@@ -428,6 +468,12 @@ void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
     rep[0] = x * phi[0] - phi[1];
     rep[1] = v * phi[0] - phi[2];
     *z = (1.0 + x * x + v * v) * phi[0] - 2.0 * (x * phi[1] + v * phi[2]) + phi[3];
+}
+
+void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z) {
+    fftrep_at at;
+    fftrep_locate(w, q, &at);
+    fftrep_sum(w, q, &at, rep, z);
 }
 
 typedef struct {

@@ -29,7 +29,8 @@ typedef struct {
     double *scr;           /* per thread, two L x strip scratch arrays (tsne_fft.c) */
     double *twr, *twi;                          /* L/2 twiddles for size tw_L */
     int cap_L, tw_L;
-    float *pot;            /* 4 potentials per node, m*m*4, centred on the node's box */
+    float *pot;            /* 4 potentials per node, m*m*4, centred on the node's box;
+                              stored box by box (tsne_fft.c) */
     int cap_m;
     double *zbuf;          /* per-point z for fftrep_all */
     int cap_n;
@@ -56,6 +57,17 @@ void fftrep_trim(fftrep *w);
  * rep = sum_j K2(q - y_j) (q - y_j) and z = sum_j K1(q - y_j), K1 = 1 / (1 + r^2).
  * q must lie inside the grid's box. */
 void fftrep_eval(const fftrep *w, const double *q, double rep[2], double *z);
+/* fftrep_eval in two halves, for a caller with other work to do while the grid comes
+ * from memory (it is too large for the caches): fftrep_locate finds q's boxes and
+ * interpolation weights and starts loading their potentials, fftrep_sum sums them. */
+#define FFTREP_MAX_P 8
+typedef struct {
+    int tx, ty;                          /* the boxes' first nodes */
+    double wx[FFTREP_MAX_P], wy[FFTREP_MAX_P];
+} fftrep_at;
+void fftrep_locate(const fftrep *w, const double *q, fftrep_at *at);
+void fftrep_sum(const fftrep *w, const double *q, const fftrep_at *at, double rep[2],
+                double *z);
 
 /* Sum of the Student-t repulsion of every point against all the others, by the grid:
  * rep[i*2..] = sum_{j != i} K2 (y_i - y_j), returns Z = sum_{i != j} K1 (or -1 on OOM). */
@@ -99,6 +111,13 @@ void bh_query(const bhtree *t, const double q[2], double theta, double rep[2], d
  * p_j ~ exp(-beta * d2_j) over k neighbours has perplexity `perplexity` (entropy
  * log(perplexity) nats); writes p (sums to 1). Returns the entropy reached. */
 double tsne_calibrate(const float *d2, int k, double perplexity, double *p, double *beta);
+/* tsne_calibrate of count rows of k distances (row i at d2 + i * k) into p (count x k),
+ * CALIBRATE_LANES rows in lockstep: each row's passes are tsne_calibrate's, operation for
+ * operation, so p equals its p bit for bit whatever the rows around it, while the rows'
+ * dependency chains overlap. scratch: 2 * k * CALIBRATE_LANES doubles. */
+#define CALIBRATE_LANES 8
+void tsne_calibrate_rows(const float *d2, int k, int count, double perplexity, double *p,
+                         double *scratch);
 
 /* 0 if all count values of X are finite, else -1 with "what: element i is not finite". */
 int tsne_check_finite(const float *X, size_t count, const char *what, char *err,

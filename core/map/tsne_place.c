@@ -9,10 +9,11 @@
  *  - a uniform cell grid over the map positions for D_MAP (k nearest map points).
  *
  * Single placement is a pure function of (map, options, x): the neighbour search is the
- * map's knn_index (knn_query_packed's results, bit for bit), and nothing is shared
- * between points of a batch, so results are bit-identical whatever the batch. Co-placement (and the window, which is
- * co-placement against extra fixed points) updates all new points synchronously:
- * gradients for all, then steps for all. */
+ * map's knn_index (knn_query_packed's results, bit for bit), and a batch runs its points
+ * in lockstep (below, "batches in lockstep") with each point doing single placement's
+ * operations in their order, so results are bit-identical whatever the batch.
+ * Co-placement (and the window, which is co-placement against extra fixed points)
+ * updates all new points synchronously: gradients for all, then steps for all. */
 #include "tsne.h"
 
 #include <math.h>
@@ -218,9 +219,14 @@ size_t tsne_map_bytes(const tsne_map *m) {
            (size_t)m->field.m * m->field.m * 4 * sizeof *m->field.pot;
 }
 
+/* Whether tsne_map_field at q interpolates the grid (else it sums exactly). */
+static int on_grid(const tsne_map *m, const double q[2], int exact) {
+    return !exact && q[0] >= m->box_x0 && q[0] <= m->box_x1 && q[1] >= m->box_y0 &&
+           q[1] <= m->box_y1;
+}
+
 void tsne_map_field(const tsne_map *m, const double q[2], int exact, double rep[2], double *z) {
-    if (!exact && q[0] >= m->box_x0 && q[0] <= m->box_x1 && q[1] >= m->box_y0 &&
-        q[1] <= m->box_y1) {
+    if (on_grid(m, q, exact)) {
         fftrep_eval(&m->field, q, rep, z);
         return;
     }
@@ -329,27 +335,31 @@ double tsne_map_dmap(const tsne_map *m, const float y[2], int k, int *idx, float
 
 /* ---- single placement ---------------------------------------------------------- */
 
+/* Placement's working arrays for rows points of k neighbours each, row i's at i * k. */
 typedef struct {
     double *p, *nx, *ny;     /* neighbours' weights and positions */
+    double *cal;             /* tsne_calibrate_rows' scratch */
     float *d2;
     int *idx;
     void *mem;               /* the one block they live in */
 } place_buf;
 
-static void place_buf_parts(block *b, place_buf *pb, size_t k) {
-    BLOCK_TAKE(b, pb->p, k);
-    BLOCK_TAKE(b, pb->nx, k);
-    BLOCK_TAKE(b, pb->ny, k);
-    BLOCK_TAKE(b, pb->d2, k);
-    BLOCK_TAKE(b, pb->idx, k);
+static void place_buf_parts(block *b, place_buf *pb, size_t k, size_t rows) {
+    BLOCK_TAKE(b, pb->p, rows * k);
+    BLOCK_TAKE(b, pb->nx, rows * k);
+    BLOCK_TAKE(b, pb->ny, rows * k);
+    BLOCK_TAKE(b, pb->cal, 2 * k * CALIBRATE_LANES);
+    BLOCK_TAKE(b, pb->d2, rows * k);
+    BLOCK_TAKE(b, pb->idx, rows * k);
 }
 
-/* Buffers for k neighbours; 0, or -1 when out of memory (place_buf_free it either way). */
-static int place_buf_init(place_buf *pb, int k) {
+/* Buffers for rows points of k neighbours; 0, or -1 when out of memory (place_buf_free it
+ * either way). */
+static int place_buf_init(place_buf *pb, int k, int rows) {
     block b = {0};
-    place_buf_parts(&b, pb, (size_t)k);
+    place_buf_parts(&b, pb, (size_t)k, (size_t)rows);
     if (!(pb->mem = block_alloc(&b))) return -1;
-    place_buf_parts(&b, pb, (size_t)k);
+    place_buf_parts(&b, pb, (size_t)k, (size_t)rows);
     return 0;
 }
 
@@ -398,18 +408,12 @@ static void step(double *y, double *upd, double g[2], const tsne_place_options *
     }
 }
 
-/* Place x; row i of nb (may be NULL) gets its neighbour distances. */
+/* Place x alone: the plain path, one chain at a time (place_group's lockstep gives the
+ * same bits). */
 static void place_one(const tsne_map *m, const tsne_place_options *o, const float *x,
-                      place_buf *b, float out[2], const tsne_place_knn *nb, int i) {
-    tsne_place_timing *t = nb ? nb->timing : NULL;
-    long long t0 = t ? clock_thread_cpu_ns() : 0;
+                      place_buf *b, float out[2]) {
     int k = tsne_neighbours(o->perplexity);
     knn_index_query(m->index, x, k, b->idx, b->d2);
-    long long t1 = t ? clock_thread_cpu_ns() : 0;
-    /* as tsne_map_latent_nn and tsne_map_latent_knn have them */
-    if (nb && nb->nearest) nb->nearest[i] = sqrt((double)b->d2[0]);
-    for (int r = 0; nb && nb->ranks && r < nb->k; r++)
-        nb->ranks[(size_t)i * nb->k + r] = sqrt((double)b->d2[r]);
     tsne_calibrate(b->d2, k, o->perplexity, b->p, NULL);
     double y[2] = { 0, 0 }, upd[2] = { 0, 0 };
     for (int r = 0; r < k; r++) {
@@ -418,9 +422,7 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
         y[0] += b->p[r] * b->nx[r];
         y[1] += b->p[r] * b->ny[r];
     }
-    long long t2 = t ? clock_thread_cpu_ns() : 0;
-    int it = 0;
-    for (int still = 0; it < o->n_iter && still < TSNE_PLACE_STILL; it++) {
+    for (int it = 0, still = 0; it < o->n_iter && still < TSNE_PLACE_STILL; it++) {
         double g[2], rep[2], z;
         attract(b->p, b->nx, b->ny, k, y, g);
         tsne_map_field(m, y, o->exact, rep, &z);
@@ -431,13 +433,6 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
     }
     out[0] = (float)y[0];
     out[1] = (float)y[1];
-    if (t) {
-        long long t3 = clock_thread_cpu_ns();
-        t->search_ns += t1 - t0;
-        t->calibrate_ns += t2 - t1;
-        t->iterate_ns += t3 - t2;
-        t->steps += it;
-    }
 }
 
 int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x, float y[2],
@@ -451,14 +446,131 @@ int tsne_place(const tsne_map *m, const tsne_place_options *opt, const float *x,
         tsne_check_finite(x, (size_t)m->d, "tsne place input", err, errlen))
         return -1;
     place_buf b;
-    if (place_buf_init(&b, tsne_neighbours(opt->perplexity))) {
+    if (place_buf_init(&b, tsne_neighbours(opt->perplexity), 1)) {
         place_buf_free(&b);
         snprintf(err, errlen, "tsne place: out of memory");
         return -1;
     }
-    place_one(m, opt, x, &b, y, NULL, 0);
+    place_one(m, opt, x, &b, y);
     place_buf_free(&b);
     return 0;
+}
+
+/* ---- batches in lockstep ------------------------------------------------------- */
+
+/* A batch is placed PLACE_GROUP rows at a time, each stage for all of them before the
+ * next: the neighbour searches, then the calibrations (tsne_calibrate_rows), then the
+ * iterations, PLACE_SLOTS rows at once; a row that stops hands its slot to the next.
+ * Alone, a row's calibration and its steps are chains of dependent operations, each
+ * waiting on the last; in lockstep the chains of different rows fill each other's
+ * waits. Every row runs place_one's operations in place_one's order, so its result is
+ * place_one's, bit for bit, whatever shares the lockstep with it. */
+#define PLACE_GROUP 64
+#define PLACE_SLOTS 8
+
+/* Rows [0, n) of b: positions y (2n, the start positions on entry) after their steps,
+ * into out (2n floats); returns the steps taken. Slot s's position is y[s], its row
+ * row[s] (-1: idle). */
+static long long iterate_group(const tsne_map *m, const tsne_place_options *o, int k,
+                               const place_buf *b, const double *y0, int n, float *out) {
+    enum { S = PLACE_SLOTS };
+    double y[S][2], upd[S][2], g[S][2], rep[S][2], z[S];
+    int row[S], it[S], still[S], next = 0;
+    long long steps = 0;
+    for (int s = 0; s < S; s++) row[s] = -1;
+    for (;;) {
+        int busy = 0;
+        for (int s = 0; s < S; s++) {         /* idle slots take the next rows */
+            while (row[s] < 0 && next < n) {
+                if (o->n_iter > 0) {
+                    row[s] = next;
+                    y[s][0] = y0[2 * next];
+                    y[s][1] = y0[2 * next + 1];
+                    upd[s][0] = upd[s][1] = 0.0;
+                    it[s] = still[s] = 0;
+                } else {
+                    out[2 * next] = (float)y0[2 * next];
+                    out[2 * next + 1] = (float)y0[2 * next + 1];
+                }
+                next++;
+            }
+            busy += row[s] >= 0;
+        }
+        if (!busy) break;
+        /* the field's potentials come from memory while the attractions are summed */
+        fftrep_at at[S];
+        int grid[S];
+        for (int s = 0; s < S; s++) {
+            grid[s] = row[s] >= 0 && on_grid(m, y[s], o->exact);
+            if (grid[s]) fftrep_locate(&m->field, y[s], &at[s]);
+        }
+        for (int s = 0; s < S; s++) {
+            if (row[s] < 0) continue;
+            size_t e = (size_t)row[s] * k;
+            attract(b->p + e, b->nx + e, b->ny + e, k, y[s], g[s]);
+        }
+        for (int s = 0; s < S; s++) {      /* tsne_map_field, in its two halves on the grid */
+            if (grid[s]) fftrep_sum(&m->field, y[s], &at[s], rep[s], &z[s]);
+            else if (row[s] >= 0) tsne_map_field(m, y[s], o->exact, rep[s], &z[s]);
+        }
+        for (int s = 0; s < S; s++) {
+            if (row[s] < 0) continue;
+            g[s][0] = o->exaggeration * g[s][0] - rep[s][0] / z[s];
+            g[s][1] = o->exaggeration * g[s][1] - rep[s][1] / z[s];
+            step(y[s], upd[s], g[s], o);
+            still[s] = upd[s][0] * upd[s][0] + upd[s][1] * upd[s][1] < o->tol * o->tol
+                           ? still[s] + 1 : 0;
+            if (++it[s] < o->n_iter && still[s] < TSNE_PLACE_STILL) continue;
+            out[2 * row[s]] = (float)y[s][0];
+            out[2 * row[s] + 1] = (float)y[s][1];
+            steps += it[s];
+            row[s] = -1;
+        }
+    }
+    return steps;
+}
+
+/* Place rows [i0, i0 + n) of the batch, n <= PLACE_GROUP, with b's arrays. */
+static void place_group(const tsne_map *m, const tsne_place_options *o, const float *X,
+                        int i0, int n, place_buf *b, float *Y, const tsne_place_knn *nb) {
+    tsne_place_timing *t = nb ? nb->timing : NULL;
+    int k = tsne_neighbours(o->perplexity);
+    long long t0 = t ? clock_thread_cpu_ns() : 0;
+    for (int i = 0; i < n; i++)
+        knn_index_query(m->index, X + (size_t)(i0 + i) * m->d, k, b->idx + (size_t)i * k,
+                        b->d2 + (size_t)i * k);
+    long long t1 = t ? clock_thread_cpu_ns() : 0;
+    for (int i = 0; nb && i < n; i++) {
+        const float *d2 = b->d2 + (size_t)i * k;
+        /* as tsne_map_latent_nn and tsne_map_latent_knn have them */
+        if (nb->nearest) nb->nearest[i0 + i] = sqrt((double)d2[0]);
+        for (int r = 0; nb->ranks && r < nb->k; r++)
+            nb->ranks[(size_t)(i0 + i) * nb->k + r] = sqrt((double)d2[r]);
+    }
+    tsne_calibrate_rows(b->d2, k, n, o->perplexity, b->p, b->cal);
+    double y[2 * PLACE_GROUP];
+    for (int i = 0; i < 2 * n; i++) y[i] = 0.0;
+    for (size_t e = 0; e < (size_t)n * k; e++) {
+        b->nx[e] = m->Y[2 * b->idx[e]];
+        b->ny[e] = m->Y[2 * b->idx[e] + 1];
+    }
+    for (int r = 0; r < k; r++) {      /* the start: rows side by side, each in r order */
+        for (int i = 0; i < n; i++) {
+            size_t e = (size_t)i * k + r;
+            y[2 * i] += b->p[e] * b->nx[e];
+            y[2 * i + 1] += b->p[e] * b->ny[e];
+        }
+    }
+    long long t2 = t ? clock_thread_cpu_ns() : 0;
+    long long steps = iterate_group(m, o, k, b, y, n, Y + 2 * (size_t)i0);
+    if (t) {
+        long long t3 = clock_thread_cpu_ns();
+        t->search_ns += t1 - t0;
+        t->calibrate_ns += t2 - t1;
+        t->iterate_ns += t3 - t2;
+        t->steps += steps;
+        t->groups++;
+    }
 }
 
 typedef struct {
@@ -473,11 +585,13 @@ typedef struct {
 static void place_range(void *vctx, int begin, int end) {
     batch_ctx *c = vctx;
     place_buf b;
-    if (place_buf_init(&b, tsne_neighbours(c->o->perplexity))) {
+    int rows = end - begin < PLACE_GROUP ? end - begin : PLACE_GROUP;
+    if (place_buf_init(&b, tsne_neighbours(c->o->perplexity), rows)) {
         c->failed = 1;          /* a benign race: every writer stores 1 */
     } else {
-        for (int i = begin; i < end; i++)
-            place_one(c->m, c->o, c->X + (size_t)i * c->m->d, &b, c->Y + 2 * i, c->nb, i);
+        for (int i = begin; i < end; i += PLACE_GROUP)
+            place_group(c->m, c->o, c->X, i, end - i < PLACE_GROUP ? end - i : PLACE_GROUP,
+                        &b, c->Y, c->nb);
     }
     place_buf_free(&b);
 }
