@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,13 +26,16 @@ typedef struct {
     const char *p, *end;
 } cursor;
 
-static void skip_space(cursor *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
-        c->p++;
+static int is_space(char ch) { return ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t'; }
+
+/* Inline, as eat: both run around every number. Bodies are mostly compact: one comparison
+ * rules space out for most bytes. */
+static inline void skip_space(cursor *c) {
+    while (c->p < c->end && (unsigned char)*c->p <= ' ' && is_space(*c->p)) c->p++;
 }
 
 /* Skip space, then the character ch; 0 if something else is there. */
-static int eat(cursor *c, char ch) {
+static inline int eat(cursor *c, char ch) {
     skip_space(c);
     if (c->p == c->end || *c->p != ch) return 0;
     c->p++;
@@ -54,63 +58,95 @@ static int plain_string(cursor *c, const char **s, size_t *n) {
     return 1;
 }
 
-static int is_digit(const char *p, const char *end) { return p < end && *p >= '0' && *p <= '9'; }
+/* Numbers are read without checking for the body's end at every character: the body's
+ * last byte is '}' or space (api_decode_score_fast hands any other body over), which is
+ * none of a number's characters, so every scan below stops on or before it, and a byte
+ * of a number is never the last: the next one can be read. */
+
+static int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
+
+/* The digits from p on, each into *m (times ten plus the digit; it wraps past 19 digits,
+ * which the caller counts); where they stop. */
+static const char *digits(const char *p, uint64_t *m) {
+    uint64_t v = *m;
+    for (unsigned d; (d = (unsigned char)*p - '0') < 10; p++) v = v * 10 + d;
+    *m = v;
+    return p;
+}
+
+/* An exponent's sign and digits from p (just past the 'e') into *e, held near 1e6
+ * beyond which only its sign matters; where they stop, or NULL without digits. */
+static const char *exponent(const char *p, int *e) {
+    int sign = *p == '-' ? -1 : 1, v = 0;
+    if (*p == '+' || *p == '-') p++;
+    if (!is_digit(*p)) return NULL;
+    for (; is_digit(*p); p++)
+        if (v < 100000) v = v * 10 + (*p - '0');
+    *e = sign * v;
+    return p;
+}
 
 /* One JSON number into *out as jansson would decode it and api.c narrow it to float;
- * 0 for anything else, and for numbers jansson refuses or api.c rejects. */
+ * 0 for anything else, and for numbers jansson refuses or api.c rejects. One pass checks
+ * the grammar and gathers the digits into an integer m and the decimal exponent. */
 static int number(cursor *c, float *out) {
     skip_space(c);
-    const char *start = c->p, *p = c->p, *end = c->end;
-    int negative = p < end && *p == '-';
-    if (negative) p++;
-    if (!is_digit(p, end)) return 0;
-    const char *digits = p;
-    if (*p == '0') p++;
-    else
-        while (is_digit(p, end)) p++;
-    size_t n_digits = (size_t)(p - digits);
-    int integer = 1;
-    if (p < end && *p == '.') {
-        p++;
-        if (!is_digit(p, end)) return 0;
-        while (is_digit(p, end)) p++;
+    if (c->p == c->end) return 0;
+    const char *start = c->p, *p = start, *first;
+    if (p[0] == '0' && p[1] == ',') {       /* most of an image, its background: at once */
+        *out = 0.0f;
+        c->p = p + 1;
+        return 1;
+    }
+    int negative = *p == '-', integer = 1, e = 0;
+    uint64_t m = 0;
+    p = first = p + negative;
+    if (*p == '0') p++;                     /* a leading 0 stands alone */
+    else p = digits(p, &m);
+    if (p == first) return 0;
+    size_t n_digits = (size_t)(p - first), n_fraction = 0;
+    if (*p == '.') {
+        const char *fraction = ++p;
+        p = digits(p, &m);
+        n_fraction = (size_t)(p - fraction);
+        if (!n_fraction) return 0;
+        n_digits += n_fraction;
         integer = 0;
     }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-')) p++;
-        if (!is_digit(p, end)) return 0;
-        while (is_digit(p, end)) p++;
+    if (*p == 'e' || *p == 'E') {
+        if (!(p = exponent(p + 1, &e))) return 0;
         integer = 0;
     }
     /* A number is never the last thing in a body; what follows bounds strtod too. */
-    if (p == end || !(*p == ',' || *p == ']' || *p == ' ' || *p == '\n' || *p == '\r' ||
-                      *p == '\t'))
-        return 0;
+    if (!(*p == ',' || *p == ']' || is_space(*p))) return 0;
     double v;
     if (integer) {
         if (n_digits > 18) return 0; /* always fits long long: no overflow to rule out */
-        long long i = 0;
-        for (const char *d = digits; d < p; d++) i = i * 10 + (*d - '0');
-        v = (double)(negative ? -i : i);
-    } else if (!decimal_exact(digits, p, negative, &v)) {
+        long long i = (long long)m;
+        v = (double)(negative ? -i : i);    /* "-0" is jansson's integer 0: +0.0 */
+    } else if (n_digits > 19 || !decimal_exact(m, e - (int)n_fraction, negative, &v)) {
+        /* m may have wrapped, or exact arithmetic cannot give the value: strtod, as jansson */
         char *stop;
         errno = 0;
         v = strtod(start, &stop);
-        if (stop != p || errno == ERANGE) return 0;
+        if (stop != p || errno == ERANGE || !isfinite((float)v)) return 0;
     }
+    /* Else finite as a float: below 1e18, or 2^53 x 1e22 at most (FLT_MAX is 3.4e38). */
     *out = (float)v;
-    if (!isfinite(*out)) return 0;
     c->p = p;
     return 1;
 }
 
-/* A sample: '[' and exactly dim numbers. */
+/* A sample: '[' and exactly dim numbers. Read with a copy of the cursor, which the
+ * compiler keeps in registers (c's could change with any store to x, as far as it knows). */
 static int sample(cursor *c, size_t dim, float *x) {
-    if (!eat(c, '[')) return 0;
+    cursor k = *c;
+    if (!eat(&k, '[')) return 0;
     for (size_t i = 0; i < dim; i++)
-        if ((i && !eat(c, ',')) || !number(c, &x[i])) return 0;
-    return eat(c, ']');
+        if ((i && !eat(&k, ',')) || !number(&k, &x[i])) return 0;
+    if (!eat(&k, ']')) return 0;
+    *c = k;
+    return 1;
 }
 
 /* Room for at least n samples of dim values in *x (capacity *cap samples); 0 if out of
@@ -178,6 +214,8 @@ static int member(cursor *c, const char *key, size_t key_len, size_t dim, int ma
 int api_decode_score_fast(const char *body, size_t len, size_t dim, int max_batch,
                           api_score_request *req) {
     memset(req, 0, sizeof *req);
+    /* Every body it takes ends so, and that byte bounds each number's scan (number). */
+    if (!len || !(body[len - 1] == '}' || is_space(body[len - 1]))) return 0;
     req->dim = dim;
     cursor c = {body, body + len};
     unsigned seen = 0;
