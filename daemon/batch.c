@@ -10,7 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-/* One batch in flight: gathered (x), then scored (the rest). */
+/* One batch in flight: its requests' samples gathered when there are several (x), then
+ * scored (the rest). */
 typedef struct {
     float *x, *x_rec, *nn_dist;
     int32_t *nn_ref;
@@ -138,30 +139,36 @@ static int placed(const detector_result *r, int n) {
     return 1;
 }
 
-/* Score rows [at, at + n) of the slot's batch, all from source, alone in the slot: its
- * front on the slot's own network, then its back. */
-static int score_rows(batch_queue *q, int slot, const char *source, size_t at, int n,
-                      char *err, size_t errlen) {
+/* Score job j, rows [at, at + j->n) of the slot's batch, alone in the slot: its front on
+ * the slot's own network, then its back. */
+static int score_rows(batch_queue *q, int slot, batch_job *j, size_t at, char *err,
+                      size_t errlen) {
     const size_t dim = q->m->dim, k = (size_t)q->m->d.k;
     batch_slot *t = &q->slot[slot];
-    int rc = model_front(q->m, slot, t->x + at * dim, n, slot, 1, t->x_rec + at * dim, err,
-                         errlen);
-    return rc ? rc : model_back(q->m, slot, source, t->res + at, t->nn_ref + at * k,
+    int rc = model_front(q->m, slot, j->x, j->n, slot, 1, j->x_rec ? t->x_rec + at * dim : NULL,
+                         err, errlen);
+    return rc ? rc : model_back(q->m, slot, j->source, t->res + at, t->nn_ref + at * k,
                                 t->nn_dist + at * k, err, errlen);
 }
 
 /* The front of the n samples of jobs in one call, in slot, on `shares` networks from
  * `net` (a model whose stream memory is per source has none: it scores a request at a
- * time at its back). 0, or the front's failure with err. */
+ * time at its back). A lone job's samples are read where they are, several are gathered
+ * in the slot; reconstructions are kept only when a job wants them. 0, or the front's
+ * failure with err. */
 static int front_batch(batch_queue *q, int slot, batch_job *jobs, int n, int net, int shares,
                        char *err, size_t errlen) {
     const size_t dim = q->m->dim;
     batch_slot *t = &q->slot[slot];
+    int want_rec = 0;
     size_t at = 0;
-    for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next)
-        memcpy(t->x + at * dim, j->x, (size_t)j->n * dim * sizeof *t->x);
+    for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next) {
+        if (jobs->next) memcpy(t->x + at * dim, j->x, (size_t)j->n * dim * sizeof *t->x);
+        want_rec |= j->x_rec != NULL;
+    }
     if (q->m->per_source && jobs->next) return 0;
-    return model_front(q->m, slot, t->x, n, net, shares, t->x_rec, err, errlen);
+    return model_front(q->m, slot, jobs->next ? t->x : jobs->x, n, net, shares,
+                       want_rec ? t->x_rec : NULL, err, errlen);
 }
 
 /* The back of the batch in slot, whose front returned rc, and each job's rows. One
@@ -186,7 +193,7 @@ static void back_batch(batcher *b, batch_queue *q, int slot, batch_job *jobs, in
     int anomalies = 0;
     size_t at = 0;
     for (batch_job *j = jobs; j; at += (size_t)j->n, j = j->next) {
-        j->rc = alone ? score_rows(q, slot, j->source, at, j->n, j->err, sizeof j->err) : rc;
+        j->rc = alone ? score_rows(q, slot, j, at, j->err, sizeof j->err) : rc;
         if (!alone) snprintf(j->err, sizeof j->err, "%s", err);
         if (alone && j->rc && j->rc != SCORER_NOT_FINITE)
             fprintf(stderr, "anodmd: scoring with model %s failed: %s\n", m->name, j->err);
