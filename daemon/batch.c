@@ -268,10 +268,8 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&b->lock);
         for (batch_job *j = jobs; j; j = j->next)
             metrics_queued(b->metrics, q->m->name, (double)(taken_ns - j->queued_ns) / 1e9);
-        int shares = split ? n / SCORER_MIN_ROWS : 1;
-        if (shares > q->n_slots) shares = q->n_slots;
-        char err[256] = "";
-        int rc = front_batch(q, slot, jobs, n, split ? 0 : slot, shares, err, sizeof err);
+        char err[256] = "";   /* split: the scorer's own split over every network */
+        int rc = front_batch(q, slot, jobs, n, split ? 0 : slot, split ? 0 : 1, err, sizeof err);
         pthread_mutex_lock(&b->lock);
         if (split) {                  /* the networks are free: the next batch may start */
             q->split = 0;

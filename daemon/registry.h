@@ -89,7 +89,8 @@ void registry_release(registry *r, model_set *set);
 model *model_set_find(model_set *set, const char *name);
 /* A batch for m in two halves (scorer_front, scorer_back), so that a worker can run one
  * batch's front while another worker runs an earlier batch's back. model_front runs n
- * samples (n <= max_batch) through networks net..net + shares - 1 into slot
+ * samples (n <= max_batch) through networks net..net + shares - 1 (0, 0: split as
+ * scorer_score would) into slot
  * (0..model_slots - 1) without the model's lock (it reads nothing scoring changes);
  * x and x_rec (may be NULL) must stay until model_back, which scores the slot's batch
  * under the lock, through the stream memory of source when the model keeps one per

@@ -281,10 +281,22 @@ static void front_shares(void *ctx, int begin, int end) {
     }
 }
 
+/* The split a front with shares 0 gets: shares of at least SCORER_MIN_ROWS rows.
+ * The small batches of a moderate load stay on one thread, where a split measured a
+ * higher p99 (its thread start, and the other core busy with the connections), while a
+ * saturated daemon's batches are large. Timed stages are one thread's CPU clock: no
+ * split then. */
+static int default_shares(const scorer *s, int B) {
+    int shares = s->timing ? 1 : B / SCORER_MIN_ROWS;
+    if (shares > s->n_nets) shares = s->n_nets;
+    return shares < 1 ? 1 : shares;
+}
+
 int scorer_front(scorer *s, int slot, const float *x, int B, int net, int shares,
                  float *x_rec, float *mu, char *err, size_t errlen) {
     const detector *d = s->d;
     const size_t L = (size_t)d->vae.arch.latent;
+    if (shares == 0 && net == 0) shares = default_shares(s, B);
     if (slot < 0 || slot >= s->n_nets || net < 0 || shares < 1 || net + shares > s->n_nets) {
         snprintf(err, errlen, "scorer: slot %d, networks %d..%d outside the %d there are",
                  slot, net, net + shares - 1, s->n_nets);
@@ -407,21 +419,10 @@ static int back_terms(scorer *s, scorer_slot *t, detector_result *res, int32_t *
     return 0;
 }
 
-/* The split scorer_terms and scorer_score use: shares of at least SCORER_MIN_ROWS rows.
- * The small batches of a moderate load stay on one thread, where a split measured a
- * higher p99 (its thread start, and the other core busy with the connections), while a
- * saturated daemon's batches are large. Timed stages are one thread's CPU clock: no
- * split then. */
-static int default_shares(const scorer *s, int B) {
-    int shares = s->timing ? 1 : B / SCORER_MIN_ROWS;
-    if (shares > s->n_nets) shares = s->n_nets;
-    return shares < 1 ? 1 : shares;
-}
-
 int scorer_terms(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
                  float *mu, int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
     s->kept = 0;
-    int rc = scorer_front(s, 0, x, B, 0, default_shares(s, B), x_rec, mu, err, errlen);
+    int rc = scorer_front(s, 0, x, B, 0, 0, x_rec, mu, err, errlen);
     return rc ? rc : back_terms(s, s->slots[0], res, nn_ref, nn_dist, err, errlen);
 }
 
@@ -584,6 +585,6 @@ int scorer_back(scorer *s, int slot, detector_result *res, int32_t *nn_ref, floa
 int scorer_score(scorer *s, const float *x, int B, detector_result *res, float *x_rec,
                  int32_t *nn_ref, float *nn_dist, char *err, size_t errlen) {
     s->kept = 0;
-    int rc = scorer_front(s, 0, x, B, 0, default_shares(s, B), x_rec, NULL, err, errlen);
+    int rc = scorer_front(s, 0, x, B, 0, 0, x_rec, NULL, err, errlen);
     return rc ? rc : scorer_back(s, 0, res, nn_ref, nn_dist, err, errlen);
 }

@@ -40,7 +40,8 @@ int scorer_threads(const scorer *s);
  * calls on different slots, and networks, may run at the same time as each other and as
  * one call of any other function on another slot; everything else is one call at a time.
  * A front's rows go through networks net..net + shares - 1 (shares of rows, one thread
- * each; no two calls running at once may share a network). x, and x_rec and mu when not
+ * each; no two calls running at once may share a network); net 0 and shares 0 is the split
+ * scorer_score makes (B / SCORER_MIN_ROWS shares, at most scorer_threads). x, and x_rec and mu when not
  * NULL (reconstructions in the data's units and latent means, as scorer_terms has them),
  * must stay until the slot's back. Same returns as scorer_score; after a failed front the
  * slot has no batch. */
