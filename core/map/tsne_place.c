@@ -408,6 +408,17 @@ static void step(double *y, double *upd, double g[2], const tsne_place_options *
     }
 }
 
+/* The rest of a gradient step once the attraction g and the field (rep, z) at y are known:
+ * the gradient, the step, and the count of still steps (returned) that the stopping rule
+ * reads. One function for the plain path and the lockstep, so both do the same operations. */
+static int finish_step(double y[2], double upd[2], double g[2], const double rep[2], double z,
+                       const tsne_place_options *o, int still) {
+    g[0] = o->exaggeration * g[0] - rep[0] / z;
+    g[1] = o->exaggeration * g[1] - rep[1] / z;
+    step(y, upd, g, o);
+    return upd[0] * upd[0] + upd[1] * upd[1] < o->tol * o->tol ? still + 1 : 0;
+}
+
 /* Place x alone: the plain path, one chain at a time (place_group's lockstep gives the
  * same bits). */
 static void place_one(const tsne_map *m, const tsne_place_options *o, const float *x,
@@ -426,10 +437,7 @@ static void place_one(const tsne_map *m, const tsne_place_options *o, const floa
         double g[2], rep[2], z;
         attract(b->p, b->nx, b->ny, k, y, g);
         tsne_map_field(m, y, o->exact, rep, &z);
-        g[0] = o->exaggeration * g[0] - rep[0] / z;
-        g[1] = o->exaggeration * g[1] - rep[1] / z;
-        step(y, upd, g, o);
-        still = upd[0] * upd[0] + upd[1] * upd[1] < o->tol * o->tol ? still + 1 : 0;
+        still = finish_step(y, upd, g, rep, z, o, still);
     }
     out[0] = (float)y[0];
     out[1] = (float)y[1];
@@ -515,11 +523,7 @@ static long long iterate_group(const tsne_map *m, const tsne_place_options *o, i
         }
         for (int s = 0; s < S; s++) {
             if (row[s] < 0) continue;
-            g[s][0] = o->exaggeration * g[s][0] - rep[s][0] / z[s];
-            g[s][1] = o->exaggeration * g[s][1] - rep[s][1] / z[s];
-            step(y[s], upd[s], g[s], o);
-            still[s] = upd[s][0] * upd[s][0] + upd[s][1] * upd[s][1] < o->tol * o->tol
-                           ? still[s] + 1 : 0;
+            still[s] = finish_step(y[s], upd[s], g[s], rep[s], z[s], o, still[s]);
             if (++it[s] < o->n_iter && still[s] < TSNE_PLACE_STILL) continue;
             out[2 * row[s]] = (float)y[s][0];
             out[2 * row[s] + 1] = (float)y[s][1];
